@@ -1,0 +1,482 @@
+//! The one codec every dialect table drives.
+
+use crate::error::{DecodeError, EncodeError};
+use crate::message::{field_bit, BitIter, Message, Mti};
+use crate::spec::{Align, BitmapEncoding, Dialect, Encoding, FieldSpec, Kind, Length};
+
+/// Largest message (MTI to last field) the decoder accepts; a frame can hold no more.
+pub const MESSAGE_BYTES_MAX: usize = crate::frame::FRAME_BYTES_MAX;
+
+const BITMAP_BYTES: usize = 8;
+const PAD_NIBBLE_WRITTEN: u8 = 0x0;
+const PAD_NIBBLE_ALT: u8 = 0xF;
+/// Nibble that stands for the track separator `=` in packed `z` data.
+const SEPARATOR_NIBBLE: u8 = 0xD;
+
+/// Character classes, as bit flags per byte value.
+const CLASS_DIGIT: u8 = 1 << 0;
+const CLASS_TRACK: u8 = 1 << 1;
+const CLASS_AN: u8 = 1 << 2;
+const CLASS_ANS: u8 = 1 << 3;
+const CLASS_GBK: u8 = 1 << 4;
+
+const CLASSES: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut byte = 0usize;
+    while byte < 256 {
+        let b = byte as u8;
+        let mut class = 0;
+        if b.is_ascii_digit() {
+            class |= CLASS_DIGIT | CLASS_TRACK;
+        }
+        if b == b'=' {
+            class |= CLASS_TRACK;
+        }
+        if b.is_ascii_alphanumeric() || b == b' ' {
+            class |= CLASS_AN;
+        }
+        if b >= 0x20 && b <= 0x7E {
+            class |= CLASS_ANS | CLASS_GBK;
+        }
+        if b >= 0x80 && b <= 0xFE {
+            class |= CLASS_GBK;
+        }
+        table[byte] = class;
+        byte += 1;
+    }
+    table
+}
+
+const fn class_of(kind: Kind) -> u8 {
+    match kind {
+        Kind::N => CLASS_DIGIT,
+        Kind::Z => CLASS_TRACK,
+        Kind::An => CLASS_AN,
+        Kind::Ans => CLASS_ANS,
+        Kind::AnsGbk => CLASS_GBK,
+        Kind::B => u8::MAX,
+    }
+}
+
+/// Position of the first byte of `value` not admissible for `kind`.
+fn first_invalid(kind: Kind, value: &[u8]) -> Option<usize> {
+    if kind == Kind::B {
+        return None;
+    }
+    let class = class_of(kind);
+    value.iter().position(|&byte| CLASSES[usize::from(byte)] & class == 0)
+}
+
+/// A cursor over input that never reads past its end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
+        let end = self.position.checked_add(count)?;
+        let taken = self.bytes.get(self.position..end)?;
+        self.position = end;
+        Some(taken)
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.position)
+    }
+
+    fn take_field(&mut self, field: u8, count: usize) -> Result<&'a [u8], DecodeError> {
+        let available_bytes = self.remaining();
+        self.take(count).ok_or(DecodeError::Truncated { field, needed_bytes: count, available_bytes })
+    }
+}
+
+/// How the field walk treats bit 1 and where it stops.
+#[derive(Clone, Copy)]
+struct Walk {
+    /// Read a secondary bitmap when bit 1 is set even if the dialect forbids it (salvage).
+    secondary_forced: bool,
+    /// Stop before the first field numbered this or higher, returning its offset; 0 never
+    /// stops.
+    stop_before_field: u8,
+}
+
+/// What could be read from a message that failed to decode, so that the gateway can answer
+/// `30` when the MTI and the terminal id are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Salvage {
+    /// The MTI, when it was readable.
+    pub mti: Option<Mti>,
+    /// Field 41, when every field before it was readable.
+    pub terminal_id: Option<[u8; 8]>,
+}
+
+const FIELD_TERMINAL_ID: u8 = 41;
+const FIELD_MAC: u8 = 64;
+const MAC_BYTES: usize = 8;
+
+impl Dialect {
+    /// Decodes a message (MTI to last field) into a new [`Message`].
+    pub fn decode(&self, message_bytes: &[u8]) -> Result<Message, DecodeError> {
+        // Packed digits at most double in size once unpacked; bounded by MESSAGE_BYTES_MAX.
+        let capacity = message_bytes.len().min(MESSAGE_BYTES_MAX) * 2;
+        let mut message = Message::with_capacity(Mti::default(), capacity);
+        self.decode_into(message_bytes, &mut message)?;
+        Ok(message)
+    }
+
+    /// Decodes into `message`, reusing its buffer (no allocation once warm). On error the
+    /// message holds whatever was decoded before the failure.
+    pub fn decode_into(&self, message_bytes: &[u8], message: &mut Message) -> Result<(), DecodeError> {
+        let walk = Walk { secondary_forced: false, stop_before_field: 0 };
+        let end = self.walk(message_bytes, message, walk)?;
+        match message_bytes.len() - end {
+            0 => Ok(()),
+            count => Err(DecodeError::TrailingBytes { count }),
+        }
+    }
+
+    /// Reads what it can of a message that does not decode: the MTI and field 41. A bit 1
+    /// that the dialect forbids is taken as announcing a secondary bitmap, so that the
+    /// terminal id is still found.
+    pub fn salvage(&self, message_bytes: &[u8]) -> Salvage {
+        let mut reader = Reader { bytes: message_bytes, position: 0 };
+        let mti = self.read_mti(&mut reader).ok();
+        let mut message = Message::new(mti.unwrap_or_default());
+        let walk = Walk { secondary_forced: true, stop_before_field: FIELD_TERMINAL_ID + 1 };
+        let _ = self.walk(message_bytes, &mut message, walk);
+        let terminal_id = message.field(FIELD_TERMINAL_ID).and_then(|tid| tid.try_into().ok());
+        Salvage { mti, terminal_id }
+    }
+
+    /// The MAC block: the bytes of an encoded message from the MTI up to, excluding, field 64
+    /// (up to the first field after 64, or the whole message, when field 64 is absent). The bitmap inside it has bit 64 set
+    /// whenever the message carries a MAC.
+    pub fn mab<'a>(&self, message_bytes: &'a [u8]) -> Result<&'a [u8], DecodeError> {
+        let mut scratch = Message::new(Mti::default());
+        let walk = Walk { secondary_forced: false, stop_before_field: FIELD_MAC };
+        let end = self.walk(message_bytes, &mut scratch, walk)?;
+        message_bytes.get(..end).ok_or(DecodeError::MtiTruncated)
+    }
+
+    fn walk(&self, input: &[u8], message: &mut Message, walk: Walk) -> Result<usize, DecodeError> {
+        if input.len() > MESSAGE_BYTES_MAX {
+            return Err(DecodeError::MessageTooLong { bytes: input.len(), max: MESSAGE_BYTES_MAX });
+        }
+        let mut reader = Reader { bytes: input, position: 0 };
+        let mti = self.read_mti(&mut reader)?;
+        message.clear(mti);
+        let bitmap = self.read_bitmaps(&mut reader, walk.secondary_forced)?;
+        for field in BitIter(bitmap & !field_bit(1)) {
+            if walk.stop_before_field != 0 && field >= walk.stop_before_field {
+                return Ok(reader.position);
+            }
+            let spec = self.field(field).ok_or(DecodeError::FieldNotInDialect { field })?;
+            self.decode_field(&mut reader, field, spec, message)?;
+        }
+        Ok(reader.position)
+    }
+
+    fn read_mti(&self, reader: &mut Reader<'_>) -> Result<Mti, DecodeError> {
+        let digits = match self.digits {
+            Encoding::Bcd => {
+                let packed = reader.take(2).ok_or(DecodeError::MtiTruncated)?;
+                let mut digits = [0u8; 4];
+                for (index, byte) in packed.iter().enumerate() {
+                    digits[2 * index] = b'0' + (byte >> 4);
+                    digits[2 * index + 1] = b'0' + (byte & 0x0F);
+                }
+                digits
+            }
+            Encoding::Ascii => {
+                let text = reader.take(4).ok_or(DecodeError::MtiTruncated)?;
+                let mut digits = [0u8; 4];
+                digits.copy_from_slice(text);
+                digits
+            }
+        };
+        Mti::from_bytes(&digits).ok_or(DecodeError::MtiInvalid)
+    }
+
+    fn read_bitmaps(&self, reader: &mut Reader<'_>, secondary_forced: bool) -> Result<u128, DecodeError> {
+        let primary = self.read_bitmap(reader)?;
+        if primary & (1 << 63) == 0 {
+            return Ok(u128::from(primary) << 64);
+        }
+        if !self.secondary_bitmap && !secondary_forced {
+            return Err(DecodeError::SecondaryBitmap);
+        }
+        let secondary = self.read_bitmap(reader)?;
+        let bitmap = u128::from(primary) << 64 | u128::from(secondary);
+        // A forced secondary bitmap only serves to skip it: keep the fields this dialect knows.
+        Ok(if self.secondary_bitmap { bitmap } else { bitmap & !u128::from(u64::MAX) })
+    }
+
+    fn read_bitmap(&self, reader: &mut Reader<'_>) -> Result<u64, DecodeError> {
+        match self.bitmap {
+            BitmapEncoding::Binary => {
+                let bytes = reader.take(BITMAP_BYTES).ok_or(DecodeError::BitmapTruncated)?;
+                let mut array = [0u8; BITMAP_BYTES];
+                array.copy_from_slice(bytes);
+                Ok(u64::from_be_bytes(array))
+            }
+            BitmapEncoding::HexAscii => {
+                let text = reader.take(2 * BITMAP_BYTES).ok_or(DecodeError::BitmapTruncated)?;
+                text.iter().try_fold(0u64, |bits, &character| {
+                    let nibble = (character as char).to_digit(16).ok_or(DecodeError::BitmapInvalid)?;
+                    Ok(bits << 4 | u64::from(nibble))
+                })
+            }
+        }
+    }
+
+    fn decode_field(
+        &self,
+        reader: &mut Reader<'_>,
+        field: u8,
+        spec: &FieldSpec,
+        message: &mut Message,
+    ) -> Result<(), DecodeError> {
+        let units = match spec.length {
+            Length::Fixed(units) => usize::from(units),
+            Length::Var { prefix_digits, max } => {
+                let length = self.read_length(reader, field, prefix_digits)?;
+                if length > usize::from(max) {
+                    return Err(DecodeError::LengthExceedsMax { field, length, max });
+                }
+                length
+            }
+        };
+        let start = message.data_mut().len();
+        if spec.kind.is_packed_in_bcd() && self.digits == Encoding::Bcd {
+            let packed = reader.take_field(field, units.div_ceil(2))?;
+            unpack(packed, units, spec, field, message.data_mut())?;
+        } else {
+            let value = reader.take_field(field, units)?;
+            if let Some(position) = first_invalid(spec.kind, value) {
+                return Err(DecodeError::InvalidCharacter { field, position });
+            }
+            message.data_mut().extend_from_slice(value);
+        }
+        message.record_span(field, start);
+        Ok(())
+    }
+
+    fn read_length(&self, reader: &mut Reader<'_>, field: u8, prefix_digits: u8) -> Result<usize, DecodeError> {
+        match self.lengths {
+            Encoding::Bcd => {
+                // LL = 1 byte, LLL = 2 bytes (the leading nibble is 0).
+                let prefix = reader.take_field(field, usize::from(prefix_digits).div_ceil(2))?;
+                prefix.iter().try_fold(0usize, |length, &byte| {
+                    let (high, low) = (byte >> 4, byte & 0x0F);
+                    if high > 9 || low > 9 {
+                        return Err(DecodeError::LengthInvalid { field });
+                    }
+                    Ok(length * 100 + usize::from(high) * 10 + usize::from(low))
+                })
+            }
+            Encoding::Ascii => {
+                let prefix = reader.take_field(field, usize::from(prefix_digits))?;
+                prefix.iter().try_fold(0usize, |length, &character| {
+                    if !character.is_ascii_digit() {
+                        return Err(DecodeError::LengthInvalid { field });
+                    }
+                    Ok(length * 10 + usize::from(character - b'0'))
+                })
+            }
+        }
+    }
+
+    /// Encodes `message` (MTI to last field) onto the end of `out`. On error `out` is left as
+    /// it was.
+    pub fn encode_into(&self, message: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let start = out.len();
+        let result = self.encode_fields(message, out);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result.map(|_| ())
+    }
+
+    /// Encodes `message` into a new buffer.
+    pub fn encode(&self, message: &Message) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(256);
+        self.encode_into(message, &mut out)?;
+        Ok(out)
+    }
+
+    /// Encodes `message` with a MAC: field 64 is set to zeros, the message is encoded, `mac` is
+    /// called with the MAB, and its result is written into field 64 of both `out` and
+    /// `message`.
+    pub fn encode_with_mac(
+        &self,
+        message: &mut Message,
+        out: &mut Vec<u8>,
+        mac: impl FnOnce(&[u8]) -> [u8; MAC_BYTES],
+    ) -> Result<(), EncodeError> {
+        let start = out.len();
+        message.set(FIELD_MAC, [0u8; MAC_BYTES]);
+        let mac_offset = match self.encode_fields(message, out) {
+            Ok(offset) => offset,
+            Err(error) => {
+                out.truncate(start);
+                return Err(error);
+            }
+        };
+        // Field 64 was set, so the encoder recorded where it starts; the dialect's table must
+        // define it as 8 bytes for the MAC to fit.
+        let mac_start = mac_offset.ok_or(EncodeError::FieldNotInDialect { field: FIELD_MAC })?;
+        let value = mac(&out[start..mac_start]);
+        let slot =
+            out.get_mut(mac_start..mac_start + MAC_BYTES).ok_or(EncodeError::FieldNotInDialect { field: FIELD_MAC })?;
+        slot.copy_from_slice(&value);
+        message.set(FIELD_MAC, value);
+        Ok(())
+    }
+
+    /// Writes every part of the message; returns where field 64's data starts, if present.
+    fn encode_fields(&self, message: &Message, out: &mut Vec<u8>) -> Result<Option<usize>, EncodeError> {
+        let bitmap = message.bitmap();
+        if !self.secondary_bitmap && bitmap & field_bit(1) != 0 {
+            let field = BitIter(bitmap & u128::from(u64::MAX)).next().unwrap_or(65);
+            return Err(EncodeError::FieldNotInDialect { field });
+        }
+        self.write_mti(message.mti(), out);
+        self.write_bitmap((bitmap >> 64) as u64, out);
+        if bitmap & field_bit(1) != 0 {
+            self.write_bitmap(bitmap as u64, out);
+        }
+        let mut mac_offset = None;
+        for field in message.fields() {
+            let spec = self.field(field).ok_or(EncodeError::FieldNotInDialect { field })?;
+            let value = message.field(field).unwrap_or_default();
+            self.encode_field(field, spec, value, out)?;
+            if field == FIELD_MAC && spec.length == Length::Fixed(MAC_BYTES as u16) {
+                mac_offset = Some(out.len() - MAC_BYTES);
+            }
+        }
+        Ok(mac_offset)
+    }
+
+    fn write_mti(&self, mti: Mti, out: &mut Vec<u8>) {
+        let digits = mti.digits();
+        match self.digits {
+            Encoding::Bcd => {
+                out.push((digits[0] - b'0') << 4 | (digits[1] - b'0'));
+                out.push((digits[2] - b'0') << 4 | (digits[3] - b'0'));
+            }
+            Encoding::Ascii => out.extend_from_slice(&digits),
+        }
+    }
+
+    fn write_bitmap(&self, bitmap: u64, out: &mut Vec<u8>) {
+        match self.bitmap {
+            BitmapEncoding::Binary => out.extend_from_slice(&bitmap.to_be_bytes()),
+            BitmapEncoding::HexAscii => {
+                for byte in bitmap.to_be_bytes() {
+                    out.push(HEX_UPPER[usize::from(byte >> 4)]);
+                    out.push(HEX_UPPER[usize::from(byte & 0x0F)]);
+                }
+            }
+        }
+    }
+
+    fn encode_field(&self, field: u8, spec: &FieldSpec, value: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let units = value.len();
+        match spec.length {
+            Length::Fixed(expected) if units != usize::from(expected) => {
+                return Err(EncodeError::LengthMismatch { field, length: units, expected });
+            }
+            Length::Var { max, .. } if units > usize::from(max) => {
+                return Err(EncodeError::LengthExceedsMax { field, length: units, max });
+            }
+            _ => {}
+        }
+        if let Some(position) = first_invalid(spec.kind, value) {
+            return Err(EncodeError::InvalidCharacter { field, position });
+        }
+        if let Length::Var { prefix_digits, .. } = spec.length {
+            self.write_length(units, prefix_digits, out);
+        }
+        if spec.kind.is_packed_in_bcd() && self.digits == Encoding::Bcd {
+            pack(value, spec.align, out);
+        } else {
+            out.extend_from_slice(value);
+        }
+        Ok(())
+    }
+
+    fn write_length(&self, length: usize, prefix_digits: u8, out: &mut Vec<u8>) {
+        match self.lengths {
+            Encoding::Bcd => {
+                // Lengths are ≤ 999 (checked against the table), so every digit is 0–9.
+                let digits = [length / 1000 % 10, length / 100 % 10, length / 10 % 10, length % 10];
+                let bytes = usize::from(prefix_digits).div_ceil(2);
+                for pair in digits[4 - 2 * bytes..].chunks_exact(2) {
+                    out.push((pair[0] as u8) << 4 | pair[1] as u8);
+                }
+            }
+            Encoding::Ascii => {
+                let digits = [length / 100 % 10, length / 10 % 10, length % 10];
+                for digit in &digits[3 - usize::from(prefix_digits)..] {
+                    out.push(b'0' + *digit as u8);
+                }
+            }
+        }
+    }
+}
+
+const HEX_UPPER: [u8; 16] = *b"0123456789ABCDEF";
+
+/// Unpacks `units` digits from `packed` into ASCII, checking digits and the pad nibble.
+fn unpack(packed: &[u8], units: usize, spec: &FieldSpec, field: u8, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    let padded = units % 2 == 1;
+    let skip_first = padded && spec.align == Align::Right;
+    let nibble_count = packed.len() * 2;
+    let pad_index = if !padded {
+        None
+    } else if skip_first {
+        Some(0)
+    } else {
+        Some(nibble_count - 1)
+    };
+    out.reserve(units);
+    for index in 0..nibble_count {
+        let byte = packed[index / 2];
+        let nibble = if index % 2 == 0 { byte >> 4 } else { byte & 0x0F };
+        if Some(index) == pad_index {
+            if nibble != PAD_NIBBLE_WRITTEN && nibble != PAD_NIBBLE_ALT {
+                return Err(DecodeError::InvalidPad { field });
+            }
+            continue;
+        }
+        let position = index - usize::from(skip_first);
+        let character = match nibble {
+            0..=9 => b'0' + nibble,
+            SEPARATOR_NIBBLE if spec.kind == Kind::Z => b'=',
+            _ => return Err(DecodeError::InvalidCharacter { field, position }),
+        };
+        out.push(character);
+    }
+    Ok(())
+}
+
+/// Packs validated digits (and `=` as `D`) two per byte, padding an odd count with `0` on
+/// the side `align` leaves free.
+fn pack(value: &[u8], align: Align, out: &mut Vec<u8>) {
+    let nibble = |character: u8| if character == b'=' { SEPARATOR_NIBBLE } else { character - b'0' };
+    let mut rest = value;
+    if value.len() % 2 == 1 && align == Align::Right {
+        out.push(PAD_NIBBLE_WRITTEN << 4 | nibble(value[0]));
+        rest = &value[1..];
+    }
+    let mut pairs = rest.chunks_exact(2);
+    for pair in &mut pairs {
+        out.push(nibble(pair[0]) << 4 | nibble(pair[1]));
+    }
+    if let [last] = pairs.remainder() {
+        out.push(nibble(*last) << 4 | PAD_NIBBLE_WRITTEN);
+    }
+}
