@@ -1,1 +1,20 @@
-//! kassa-host
+//! The servers of a Kassa host and what they share: the one [`Config`], the HTTP app with its
+//! operational routes ([`App`]), metrics, readiness and the process-wide shutdown.
+//!
+//! The binary (`kassa`) wires these together with the store; this crate knows sockets and HTTP,
+//! not SQL: readiness and durability come in from the outside through [`AppDeps`].
+//!
+//! **Invariant**: nothing here logs a secret: the config masks the database password and the
+//! master key, and request spans carry the path without the query string.
+
+pub mod app;
+pub mod config;
+pub mod master_key;
+pub mod metrics;
+pub mod readiness;
+pub mod shutdown;
+
+pub use app::{App, AppDeps, BindError, Listeners, ServeError};
+pub use config::{Config, ConfigError, ConfigLayer, DatabaseKind, DatabaseUrl, LogFormat};
+pub use master_key::MasterKey;
+pub use readiness::{BoxFuture, Readiness};

@@ -1,0 +1,654 @@
+//! The one `Config`: every setting of a Kassa process, loaded once at start-up and passed down.
+//!
+//! Layers, lowest first: built-in defaults, an optional TOML file (`--config`), `KASSA_*`
+//! environment variables, command-line flags. Each layer is a [`ConfigLayer`] of optional values;
+//! [`Config::resolve`] lays them over each other and fills the gaps with defaults. The database
+//! default depends on the *resolved* data directory, so `--data-dir x` alone moves the database too.
+//!
+//! It lives in `kassa-host` rather than the binary because every server reads from it (the HTTP
+//! app its address, the ISO gateway its address, settlement the cut-off); the binary only turns
+//! flags into a layer.
+//!
+//! **Invariant**: no secret is printed by `Debug`: the database URL masks its password and the
+//! master key is masked. The master key comes only from the environment or the key file, never from
+//! the TOML file (config files get copied around; key files have mode 0600).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::master_key::MasterKey;
+
+/// Default data directory (relative to the working directory, like `cargo run -- up` expects).
+pub const DEFAULT_DATA_DIR: &str = "./kassa-data";
+/// Default HTTP listen address (API, back office, health, metrics).
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+/// Default ISO 8583 listen address (terminals).
+pub const DEFAULT_ISO: &str = "127.0.0.1:8583";
+/// Default listen address of the channel simulators.
+pub const DEFAULT_SIM: &str = "127.0.0.1:8081";
+/// Default business time zone: business dates and settlement follow mainland China time.
+pub const DEFAULT_BUSINESS_TIME_ZONE: &str = "Asia/Shanghai";
+/// Default daily cut-off (business-day change) in the business time zone.
+pub const DEFAULT_CUTOFF: CutOff = CutOff { hour: 23, minute: 0 };
+/// Default `tracing` filter.
+pub const DEFAULT_LOG: &str = "info";
+
+/// Environment variable names, one place so documentation and code agree.
+pub mod env {
+    /// Database URL (`sqlite://…` or `postgres://…`).
+    pub const DATABASE_URL: &str = "KASSA_DATABASE_URL";
+    /// HTTP listen address.
+    pub const HTTP: &str = "KASSA_HTTP";
+    /// ISO 8583 listen address.
+    pub const ISO: &str = "KASSA_ISO";
+    /// Simulators' listen address.
+    pub const SIM: &str = "KASSA_SIM";
+    /// Data directory.
+    pub const DATA_DIR: &str = "KASSA_DATA_DIR";
+    /// Master key, 64 hex characters; takes the place of `<data-dir>/master.key`.
+    pub const MASTER_KEY: &str = "KASSA_MASTER_KEY";
+    /// `tracing` filter directives, e.g. `info,kassa_host=debug`.
+    pub const LOG: &str = "KASSA_LOG";
+}
+
+/// The resolved configuration. Fields are public and read-only by convention: it is built once by
+/// [`Config::resolve`] and then shared by reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the SQLite database, the master key and the demo credentials live.
+    pub data_dir: PathBuf,
+    /// The database; `postgres://` selects PostgreSQL.
+    pub database_url: DatabaseUrl,
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// ISO 8583 listen address.
+    pub iso: SocketAddr,
+    /// Simulators' listen address.
+    pub sim: SocketAddr,
+    /// IANA name of the zone that business dates and the cut-off are in.
+    pub business_time_zone: String,
+    /// Daily cut-off in the business time zone.
+    pub cutoff: CutOff,
+    /// `tracing` filter directives.
+    pub log: String,
+    /// Log line format on stderr.
+    pub log_format: LogFormat,
+    /// The master key when given in `KASSA_MASTER_KEY`; `None` means "use `<data-dir>/master.key`".
+    pub master_key: Option<MasterKey>,
+    /// Seed demo data into an empty database and write the demo credentials file.
+    pub demo: bool,
+    /// Run the channel simulators in this process.
+    pub simulators: bool,
+}
+
+/// One layer of settings; `None` means "not set here, ask the layer below".
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    /// See [`Config::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`Config::database_url`].
+    pub database_url: Option<DatabaseUrl>,
+    /// See [`Config::http`].
+    pub http: Option<SocketAddr>,
+    /// See [`Config::iso`].
+    pub iso: Option<SocketAddr>,
+    /// See [`Config::sim`].
+    pub sim: Option<SocketAddr>,
+    /// See [`Config::business_time_zone`].
+    pub business_time_zone: Option<String>,
+    /// See [`Config::cutoff`].
+    pub cutoff: Option<CutOff>,
+    /// See [`Config::log`].
+    pub log: Option<String>,
+    /// See [`Config::log_format`].
+    pub log_format: Option<LogFormat>,
+    /// See [`Config::master_key`]. Never read from a file.
+    #[serde(skip)]
+    pub master_key: Option<MasterKey>,
+    /// See [`Config::demo`].
+    pub demo: Option<bool>,
+    /// See [`Config::simulators`].
+    pub simulators: Option<bool>,
+}
+
+/// Why the configuration cannot be loaded. Messages are one line and carry no secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The `--config` file cannot be read.
+    #[error("cannot read the config file {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `--config` file is not valid TOML of the expected shape.
+    #[error("config file {path}, line {line}: {message}")]
+    ParseFile {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// The parser's message (without the source snippet, which may hold a password).
+        message: String,
+    },
+    /// An environment variable holds an unusable value.
+    #[error("environment variable {name}: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Why its value is rejected.
+        reason: String,
+    },
+    /// The business time zone is not an IANA-style name.
+    #[error("business_time_zone {0:?} is not a time zone name like Asia/Shanghai")]
+    TimeZone(String),
+}
+
+impl Config {
+    /// Lays `layers` (lowest first) over the defaults.
+    pub fn resolve(layers: impl IntoIterator<Item = ConfigLayer>) -> Result<Config, ConfigError> {
+        let merged = layers.into_iter().fold(ConfigLayer::default(), ConfigLayer::overlaid_by);
+        let data_dir = merged.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = merged.database_url.unwrap_or_else(|| DatabaseUrl::sqlite_in(&data_dir));
+        let business_time_zone = merged.business_time_zone.unwrap_or_else(|| DEFAULT_BUSINESS_TIME_ZONE.to_owned());
+        if !is_time_zone_name(&business_time_zone) {
+            return Err(ConfigError::TimeZone(business_time_zone));
+        }
+        Ok(Config {
+            database_url,
+            http: merged.http.unwrap_or_else(|| default_addr(DEFAULT_HTTP)),
+            iso: merged.iso.unwrap_or_else(|| default_addr(DEFAULT_ISO)),
+            sim: merged.sim.unwrap_or_else(|| default_addr(DEFAULT_SIM)),
+            business_time_zone,
+            cutoff: merged.cutoff.unwrap_or(DEFAULT_CUTOFF),
+            log: merged.log.unwrap_or_else(|| DEFAULT_LOG.to_owned()),
+            log_format: merged.log_format.unwrap_or_default(),
+            master_key: merged.master_key,
+            demo: merged.demo.unwrap_or(false),
+            simulators: merged.simulators.unwrap_or(false),
+            data_dir,
+        })
+    }
+
+    /// The usual load: defaults, then `file`, then the environment read through `env_var`
+    /// (`std::env::var` in the binary, a map in tests), then `flags`.
+    pub fn load(
+        file: Option<&Path>,
+        env_var: impl Fn(&str) -> Option<String>,
+        flags: ConfigLayer,
+    ) -> Result<Config, ConfigError> {
+        let file_layer = match file {
+            Some(path) => ConfigLayer::from_file(path)?,
+            None => ConfigLayer::default(),
+        };
+        let env_layer = ConfigLayer::from_env(env_var)?;
+        Config::resolve([file_layer, env_layer, flags])
+    }
+
+    /// `<data-dir>/master.key`.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.data_dir.join("master.key")
+    }
+
+    /// `<data-dir>/demo/credentials.json`.
+    pub fn demo_credentials_path(&self) -> PathBuf {
+        self.data_dir.join("demo").join("credentials.json")
+    }
+}
+
+fn default_addr(text: &str) -> SocketAddr {
+    // The defaults are literals checked by `defaults_match_the_contract`; a parse failure here
+    // would be a programmer error, so fall back to an unspecified address rather than panic.
+    text.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+fn is_time_zone_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
+}
+
+impl ConfigLayer {
+    /// `self` with every value that `over` sets replaced by `over`'s.
+    pub fn overlaid_by(self, over: ConfigLayer) -> ConfigLayer {
+        ConfigLayer {
+            data_dir: over.data_dir.or(self.data_dir),
+            database_url: over.database_url.or(self.database_url),
+            http: over.http.or(self.http),
+            iso: over.iso.or(self.iso),
+            sim: over.sim.or(self.sim),
+            business_time_zone: over.business_time_zone.or(self.business_time_zone),
+            cutoff: over.cutoff.or(self.cutoff),
+            log: over.log.or(self.log),
+            log_format: over.log_format.or(self.log_format),
+            master_key: over.master_key.or(self.master_key),
+            demo: over.demo.or(self.demo),
+            simulators: over.simulators.or(self.simulators),
+        }
+    }
+
+    /// Reads a TOML file whose keys are the field names of [`Config`] (without `master_key`).
+    pub fn from_file(path: &Path) -> Result<ConfigLayer, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
+        Self::from_toml(&text).map_err(|(line, message)| ConfigError::ParseFile {
+            path: path.to_owned(),
+            line,
+            message,
+        })
+    }
+
+    fn from_toml(text: &str) -> Result<ConfigLayer, (usize, String)> {
+        toml::from_str(text).map_err(|error: toml::de::Error| {
+            let offset = error.span().map_or(0, |span| span.start);
+            let line = text.get(..offset).map_or(1, |head| head.lines().count().max(1));
+            (line, error.message().trim().to_owned())
+        })
+    }
+
+    /// Reads the `KASSA_*` variables through `env_var`; unset or empty variables set nothing.
+    pub fn from_env(env_var: impl Fn(&str) -> Option<String>) -> Result<ConfigLayer, ConfigError> {
+        let get = |name: &str| env_var(name).filter(|value| !value.trim().is_empty());
+        let addr = |name: &'static str| -> Result<Option<SocketAddr>, ConfigError> {
+            get(name)
+                .map(|value| {
+                    value.trim().parse().map_err(|_| ConfigError::Env {
+                        name,
+                        reason: format!("{value:?} is not an address like 127.0.0.1:8080"),
+                    })
+                })
+                .transpose()
+        };
+        let database_url = get(env::DATABASE_URL)
+            .map(|value| {
+                DatabaseUrl::parse(value.trim())
+                    .map_err(|error| ConfigError::Env { name: env::DATABASE_URL, reason: error.to_string() })
+            })
+            .transpose()?;
+        let master_key = get(env::MASTER_KEY)
+            .map(|value| {
+                MasterKey::from_hex(value.trim())
+                    .map_err(|error| ConfigError::Env { name: env::MASTER_KEY, reason: error.to_string() })
+            })
+            .transpose()?;
+        Ok(ConfigLayer {
+            data_dir: get(env::DATA_DIR).map(PathBuf::from),
+            database_url,
+            http: addr(env::HTTP)?,
+            iso: addr(env::ISO)?,
+            sim: addr(env::SIM)?,
+            log: get(env::LOG),
+            master_key,
+            ..ConfigLayer::default()
+        })
+    }
+}
+
+/// A database URL whose password never shows in `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    url: String,
+}
+
+/// Why a text is not a database URL Kassa can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("database URL {masked} must start with sqlite:// or postgres://")]
+pub struct DatabaseUrlError {
+    masked: String,
+}
+
+/// The database families Kassa supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL (or a compatible server).
+    Postgres,
+}
+
+impl DatabaseUrl {
+    /// Accepts `sqlite://…`, `sqlite:…`, `postgres://…` and `postgresql://…`.
+    pub fn parse(text: &str) -> Result<DatabaseUrl, DatabaseUrlError> {
+        let url = DatabaseUrl { url: text.to_owned() };
+        match url.kind() {
+            Some(_) => Ok(url),
+            None => Err(DatabaseUrlError { masked: url.to_string() }),
+        }
+    }
+
+    /// The default: `sqlite://<data-dir>/kassa.db`.
+    pub fn sqlite_in(data_dir: &Path) -> DatabaseUrl {
+        DatabaseUrl { url: format!("sqlite://{}", data_dir.join("kassa.db").display()) }
+    }
+
+    /// Which database the URL selects.
+    pub fn kind(&self) -> Option<DatabaseKind> {
+        let lower = self.url.to_ascii_lowercase();
+        if lower.starts_with("sqlite:") {
+            Some(DatabaseKind::Sqlite)
+        } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Some(DatabaseKind::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// The URL with its password, for the database driver only.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+
+    fn masked(&self) -> String {
+        let (before_query, query) = match self.url.split_once('?') {
+            Some((head, query)) => (head, Some(query)),
+            None => (self.url.as_str(), None),
+        };
+        let mut shown = mask_userinfo_password(before_query);
+        if let Some(query) = query {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => param.to_owned(),
+                })
+                .collect();
+            shown.push('?');
+            shown.push_str(&params.join("&"));
+        }
+        shown
+    }
+}
+
+/// `scheme://user:secret@host/db` → `scheme://user:***@host/db`.
+fn mask_userinfo_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    // The last '@' ends the userinfo: a password may itself contain '@'.
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let (userinfo, host) = authority.split_at(at);
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{host}{path}"),
+        None => url.to_owned(),
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.masked())
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = DatabaseUrlError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        DatabaseUrl::parse(text)
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DatabaseUrl::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A time of day `HH:MM` (24-hour clock) at which the business day changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CutOff {
+    hour: u8,
+    minute: u8,
+}
+
+/// Why a text is not a cut-off time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cut-off {0:?} is not a time like 23:00")]
+pub struct CutOffError(String);
+
+impl CutOff {
+    /// Hour, 0–23.
+    pub fn hour(self) -> u8 {
+        self.hour
+    }
+
+    /// Minute, 0–59.
+    pub fn minute(self) -> u8 {
+        self.minute
+    }
+}
+
+impl FromStr for CutOff {
+    type Err = CutOffError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || CutOffError(text.to_owned());
+        let (hour, minute) = text.split_once(':').ok_or_else(error)?;
+        if hour.len() != 2 || minute.len() != 2 {
+            return Err(error());
+        }
+        let hour: u8 = hour.parse().map_err(|_| error())?;
+        let minute: u8 = minute.parse().map_err(|_| error())?;
+        if hour > 23 || minute > 59 {
+            return Err(error());
+        }
+        Ok(CutOff { hour, minute })
+    }
+}
+
+impl fmt::Display for CutOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)
+    }
+}
+
+impl<'de> Deserialize<'de> for CutOff {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How log lines look on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Why a text is not a log format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("log format {0:?} is neither text nor json")]
+pub struct LogFormatError(String);
+
+impl FromStr for LogFormat {
+    type Err = LogFormatError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(LogFormatError(text.to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = Config::resolve([]).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("./kassa-data"));
+        assert_eq!(config.database_url.expose(), "sqlite://./kassa-data/kassa.db");
+        assert_eq!(config.http, addr("127.0.0.1:8080"));
+        assert_eq!(config.iso, addr("127.0.0.1:8583"));
+        assert_eq!(config.sim, addr("127.0.0.1:8081"));
+        assert_eq!(config.business_time_zone, "Asia/Shanghai");
+        assert_eq!(config.cutoff.to_string(), "23:00");
+        assert_eq!(config.log, "info");
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.master_key, None);
+        assert!(!config.demo);
+    }
+
+    #[test]
+    fn database_default_follows_the_resolved_data_dir() {
+        let flags = ConfigLayer { data_dir: Some(PathBuf::from("/var/lib/kassa")), ..ConfigLayer::default() };
+        let config = Config::resolve([flags]).unwrap();
+        assert_eq!(config.database_url.expose(), "sqlite:///var/lib/kassa/kassa.db");
+    }
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kassa.toml");
+        std::fs::write(
+            &file,
+            r#"
+http = "127.0.0.1:1001"
+iso = "127.0.0.1:1002"
+sim = "127.0.0.1:1003"
+data_dir = "/from/file"
+cutoff = "22:30"
+business_time_zone = "Europe/Berlin"
+log = "debug"
+log_format = "json"
+demo = true
+"#,
+        )
+        .unwrap();
+        let env = env_of(&[("KASSA_ISO", "127.0.0.1:2002"), ("KASSA_SIM", "127.0.0.1:2003"), ("KASSA_LOG", "warn")]);
+        let flags = ConfigLayer { sim: Some(addr("127.0.0.1:3003")), ..ConfigLayer::default() };
+        let config = Config::load(Some(&file), env, flags).unwrap();
+        assert_eq!(config.http, addr("127.0.0.1:1001"), "file beats default");
+        assert_eq!(config.iso, addr("127.0.0.1:2002"), "environment beats file");
+        assert_eq!(config.sim, addr("127.0.0.1:3003"), "flag beats environment");
+        assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(config.cutoff.hour(), 22);
+        assert_eq!(config.cutoff.minute(), 30);
+        assert_eq!(config.business_time_zone, "Europe/Berlin");
+        assert_eq!(config.log, "warn");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(config.demo);
+    }
+
+    #[test]
+    fn environment_reads_every_kassa_variable() {
+        let key_hex = "ab".repeat(32);
+        let env = env_of(&[
+            ("KASSA_DATABASE_URL", "postgres://kassa:pw@db:5432/kassa"),
+            ("KASSA_HTTP", "0.0.0.0:80"),
+            ("KASSA_DATA_DIR", "/data"),
+            ("KASSA_MASTER_KEY", &key_hex),
+        ]);
+        let config = Config::load(None, env, ConfigLayer::default()).unwrap();
+        assert_eq!(config.database_url.kind(), Some(DatabaseKind::Postgres));
+        assert_eq!(config.http, addr("0.0.0.0:80"));
+        assert_eq!(config.data_dir, PathBuf::from("/data"));
+        assert_eq!(config.master_key, Some(MasterKey::from_hex(&key_hex).unwrap()));
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable_without_the_key() {
+        let error = Config::load(None, env_of(&[("KASSA_MASTER_KEY", "secret-but-short")]), ConfigLayer::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, "environment variable KASSA_MASTER_KEY: expected 64 hex characters");
+        let error =
+            Config::load(None, env_of(&[("KASSA_HTTP", "nowhere")]), ConfigLayer::default()).unwrap_err().to_string();
+        assert!(error.starts_with("environment variable KASSA_HTTP:"), "{error}");
+    }
+
+    #[test]
+    fn config_file_errors_give_the_line_but_not_the_source_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kassa.toml");
+        std::fs::write(&file, "database_url = \"postgres://u:hunter2@h/db\"\nhttp = \"not an address\"\n").unwrap();
+        let error = Config::load(Some(&file), env_of(&[]), ConfigLayer::default()).unwrap_err().to_string();
+        assert!(error.contains("line 2"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+
+        std::fs::write(&file, "master_key = \"00\"\n").unwrap();
+        let error = Config::load(Some(&file), env_of(&[]), ConfigLayer::default()).unwrap_err().to_string();
+        assert!(error.contains("unknown field"), "{error}");
+    }
+
+    #[test]
+    fn database_url_masks_the_password() {
+        let url = DatabaseUrl::parse("postgres://kassa:s3cr@t@db.example:5432/kassa").unwrap();
+        assert_eq!(url.to_string(), "postgres://kassa:***@db.example:5432/kassa");
+        assert_eq!(format!("{url:?}"), "DatabaseUrl(\"postgres://kassa:***@db.example:5432/kassa\")");
+        assert_eq!(url.expose(), "postgres://kassa:s3cr@t@db.example:5432/kassa");
+
+        let url = DatabaseUrl::parse("postgresql://db/kassa?user=k&password=s3cret&ssl=1").unwrap();
+        assert_eq!(url.to_string(), "postgresql://db/kassa?user=k&password=***&ssl=1");
+
+        let url = DatabaseUrl::parse("postgres://kassa@db/kassa").unwrap();
+        assert_eq!(url.to_string(), "postgres://kassa@db/kassa");
+
+        let config = Config::resolve([ConfigLayer {
+            database_url: Some(DatabaseUrl::parse("postgres://a:topsecret@h/d").unwrap()),
+            ..ConfigLayer::default()
+        }])
+        .unwrap();
+        assert!(!format!("{config:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn database_url_rejects_other_schemes_without_leaking() {
+        let error = DatabaseUrl::parse("mysql://root:pw@h/d").unwrap_err();
+        assert_eq!(error.to_string(), "database URL mysql://root:***@h/d must start with sqlite:// or postgres://");
+    }
+
+    #[test]
+    fn cutoff_parses_only_valid_times() {
+        assert_eq!("00:00".parse::<CutOff>().unwrap().to_string(), "00:00");
+        assert_eq!("23:59".parse::<CutOff>().unwrap().to_string(), "23:59");
+        for bad in ["24:00", "23:60", "7:00", "2300", "", "ab:cd"] {
+            assert!(bad.parse::<CutOff>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_zone_must_look_like_a_zone_name() {
+        let layer =
+            ConfigLayer { business_time_zone: Some("Asia/Shanghai; rm -rf".to_owned()), ..ConfigLayer::default() };
+        assert!(matches!(Config::resolve([layer]), Err(ConfigError::TimeZone(_))));
+    }
+}
