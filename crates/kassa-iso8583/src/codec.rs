@@ -343,6 +343,7 @@ impl Dialect {
             let field = BitIter(bitmap & u128::from(u64::MAX)).next().unwrap_or(65);
             return Err(EncodeError::FieldNotInDialect { field });
         }
+        let start = out.len();
         self.write_mti(message.mti(), out);
         self.write_bitmap((bitmap >> 64) as u64, out);
         if bitmap & field_bit(1) != 0 {
@@ -356,6 +357,10 @@ impl Dialect {
             if field == FIELD_MAC && spec.length == Length::Fixed(MAC_BYTES as u16) {
                 mac_offset = Some(out.len() - MAC_BYTES);
             }
+        }
+        let bytes = out.len() - start;
+        if bytes > MESSAGE_BYTES_MAX {
+            return Err(EncodeError::MessageTooLong { bytes, max: MESSAGE_BYTES_MAX });
         }
         Ok(mac_offset)
     }

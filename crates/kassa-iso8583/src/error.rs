@@ -121,6 +121,15 @@ pub enum EncodeError {
         /// Index of the offending character.
         position: usize,
     },
+    /// The encoded message would exceed [`crate::MESSAGE_BYTES_MAX`], so no decoder of ours
+    /// would take it.
+    #[error("message of {bytes} bytes exceeds {max} bytes")]
+    MessageTooLong {
+        /// Bytes the message would take.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The encoded frame would exceed [`crate::FRAME_BYTES_MAX`].
     #[error("frame of {bytes} bytes exceeds {max} bytes")]
     FrameTooLong {
