@@ -10,8 +10,8 @@ use std::error::Error;
 
 use kassa_crypto::pin::{PAN_DIGITS_MAX, PAN_DIGITS_MIN, PIN_DIGITS_MAX, PIN_DIGITS_MIN};
 use kassa_crypto::{
-    api_key_digest, generate_working_keys, unionpay_ecb_mac, x9_19_mac, x9_9_mac, ClearPinBlock,
-    DesKey, MasterKey, Pin, TdesKey,
+    api_key_digest, generate_working_keys, unionpay_ecb_mac, x9_19_mac, x9_9_mac, ClearPinBlock, DesKey, MasterKey,
+    Pin, TdesKey,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -72,9 +72,7 @@ fn random_message(rng: &mut StdRng) -> Vec<u8> {
 }
 
 fn random_digits(rng: &mut StdRng, length: usize) -> String {
-    (0..length)
-        .map(|_| char::from(b'0' + rng.gen_range(0..10_u8)))
-        .collect()
+    (0..length).map(|_| char::from(b'0' + rng.gen_range(0..10_u8))).collect()
 }
 
 fn random_tdes_key(rng: &mut StdRng) -> Result<TdesKey, Box<dyn Error>> {
