@@ -435,35 +435,48 @@ impl Dialect {
 
 const HEX_UPPER: [u8; 16] = *b"0123456789ABCDEF";
 
+/// Characters of packed nibbles: `0` marks a nibble invalid for the kind.
+const NIBBLES_N: [u8; 16] = *b"0123456789\0\0\0\0\0\0";
+const NIBBLES_Z: [u8; 16] = *b"0123456789\0\0\0=\0\0";
+
 /// Unpacks `units` digits from `packed` into ASCII, checking digits and the pad nibble.
 fn unpack(packed: &[u8], units: usize, spec: &FieldSpec, field: u8, out: &mut Vec<u8>) -> Result<(), DecodeError> {
-    let padded = units % 2 == 1;
-    let skip_first = padded && spec.align == Align::Right;
-    let nibble_count = packed.len() * 2;
-    let pad_index = if !padded {
-        None
-    } else if skip_first {
-        Some(0)
-    } else {
-        Some(nibble_count - 1)
+    let nibbles = if spec.kind == Kind::Z { &NIBBLES_Z } else { &NIBBLES_N };
+    let character = |nibble: u8, position: usize| match nibbles[usize::from(nibble)] {
+        0 => Err(DecodeError::InvalidCharacter { field, position }),
+        character => Ok(character),
     };
-    out.reserve(units);
-    for index in 0..nibble_count {
-        let byte = packed[index / 2];
-        let nibble = if index % 2 == 0 { byte >> 4 } else { byte & 0x0F };
-        if Some(index) == pad_index {
-            if nibble != PAD_NIBBLE_WRITTEN && nibble != PAD_NIBBLE_ALT {
-                return Err(DecodeError::InvalidPad { field });
+    let check_pad = |nibble: u8| match nibble {
+        PAD_NIBBLE_WRITTEN | PAD_NIBBLE_ALT => Ok(()),
+        _ => Err(DecodeError::InvalidPad { field }),
+    };
+    let mut pairs = packed;
+    let mut position = 0;
+    let mut last = None;
+    if units % 2 == 1 {
+        match (spec.align, packed) {
+            (Align::Right, [first, rest @ ..]) => {
+                check_pad(first >> 4)?;
+                out.push(character(first & 0x0F, 0)?);
+                pairs = rest;
+                position = 1;
             }
-            continue;
+            (Align::Left, [rest @ .., final_byte]) => {
+                check_pad(final_byte & 0x0F)?;
+                last = Some(final_byte >> 4);
+                pairs = rest;
+            }
+            _ => {}
         }
-        let position = index - usize::from(skip_first);
-        let character = match nibble {
-            0..=9 => b'0' + nibble,
-            SEPARATOR_NIBBLE if spec.kind == Kind::Z => b'=',
-            _ => return Err(DecodeError::InvalidCharacter { field, position }),
-        };
-        out.push(character);
+    }
+    out.reserve(units);
+    for &byte in pairs {
+        out.push(character(byte >> 4, position)?);
+        out.push(character(byte & 0x0F, position + 1)?);
+        position += 2;
+    }
+    if let Some(nibble) = last {
+        out.push(character(nibble, position)?);
     }
     Ok(())
 }
