@@ -58,7 +58,7 @@ pub const SEALED_PLAINTEXT_BYTES_MAX: usize = 64 * 1024;
 pub const SEAL_CONTEXT_BYTES_MAX: usize = 256;
 
 const FORMAT_VERSION_1: u8 = 1;
-const TEXT_PREFIX_V1: &str = "v1:";
+const TEXT_VERSION_1: &str = "v1";
 const HEADER_BYTES: usize = 1 + KEY_ID_BYTES + NONCE_BYTES;
 const SEALED_BYTES_MIN: usize = HEADER_BYTES + TAG_BYTES;
 const SEALED_BYTES_MAX: usize = SEALED_BYTES_MIN + SEALED_PLAINTEXT_BYTES_MAX;
@@ -281,7 +281,7 @@ impl SealedSecret {
         let Some((version, body)) = text.split_once(':') else {
             return Err(SealError::Malformed);
         };
-        if format!("{version}:") != TEXT_PREFIX_V1 {
+        if version != TEXT_VERSION_1 {
             let version =
                 version.strip_prefix('v').and_then(|number| number.parse::<u8>().ok()).ok_or(SealError::Malformed)?;
             return Err(SealError::UnsupportedVersion { version });
@@ -302,7 +302,7 @@ impl SealedSecret {
 
     /// The text form: `v1:` + base64.
     pub fn to_text(&self) -> String {
-        format!("{TEXT_PREFIX_V1}{}", BASE64.encode(&self.bytes[1..]))
+        format!("{TEXT_VERSION_1}:{}", BASE64.encode(&self.bytes[1..]))
     }
 
     /// The format version (1).

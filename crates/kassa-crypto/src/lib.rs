@@ -72,3 +72,29 @@ impl Verdict {
         self == Verdict::Match
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use zeroize::ZeroizeOnDrop;
+
+    use super::*;
+
+    /// Compile-time check that every type holding secret material wipes it on drop.
+    #[test]
+    fn secret_types_zeroize_on_drop() {
+        fn assert_zeroize_on_drop<T: ZeroizeOnDrop>() {}
+        assert_zeroize_on_drop::<TdesKey>();
+        assert_zeroize_on_drop::<DesKey>();
+        assert_zeroize_on_drop::<Pin>();
+        assert_zeroize_on_drop::<ClearPinBlock>();
+        assert_zeroize_on_drop::<zeroize::Zeroizing<[u8; 32]>>();
+    }
+
+    #[test]
+    fn verdict_from_bool() {
+        assert_eq!(Verdict::from_bool(true), Verdict::Match);
+        assert_eq!(Verdict::from_bool(false), Verdict::Mismatch);
+        assert!(Verdict::Match.is_match());
+        assert!(!Verdict::Mismatch.is_match());
+    }
+}

@@ -348,6 +348,8 @@ pub(crate) fn xor_blocks(left: &Block, right: &Block) -> Block {
 
 #[cfg(test)]
 mod tests {
+    use rand::SeedableRng;
+
     use super::*;
 
     fn block(text: &str) -> Block {
@@ -437,6 +439,4 @@ mod tests {
         assert_ne!(first.expose_secret(), second.expose_secret());
         assert_ne!(first.expose_secret()[..8], first.expose_secret()[8..]);
     }
-
-    use rand::SeedableRng;
 }
