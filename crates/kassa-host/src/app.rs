@@ -20,7 +20,7 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::Config;
 use crate::metrics::{self, HttpMetrics};
@@ -58,14 +58,15 @@ impl std::fmt::Debug for AppDeps {
 
 /// Why a listener cannot be bound. Its message is the one-line reason `kassa up` prints.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} ({role}): {}", describe_bind_error(source))]
+#[error("cannot listen on {addr} ({role}): {}", describe_bind_error(io))]
 pub struct BindError {
     /// The address asked for.
     pub addr: SocketAddr,
     /// What the listener is for: `http`, `iso`, `sim`.
     pub role: &'static str,
-    /// The operating system's error.
-    pub source: std::io::Error,
+    /// The operating system's error. Not `source`: the message says it already, and anyhow's
+    /// `{:#}` would print it twice.
+    pub io: std::io::Error,
 }
 
 fn describe_bind_error(error: &std::io::Error) -> String {
@@ -111,7 +112,7 @@ impl Listeners {
 }
 
 async fn bind(addr: SocketAddr, role: &'static str) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr).await.map_err(|source| BindError { addr, role, source })
+    TcpListener::bind(addr).await.map_err(|io| BindError { addr, role, io })
 }
 
 /// The HTTP app, bound and ready to serve.
@@ -127,7 +128,7 @@ impl App {
     /// Binds the listeners of `config` and builds the app.
     pub async fn build(config: &Config, deps: AppDeps) -> Result<App, BindError> {
         let listeners = Listeners::bind(config).await?;
-        App::new(listeners, deps).map_err(|source| BindError { addr: config.http, role: "http", source })
+        App::new(listeners, deps).map_err(|io| BindError { addr: config.http, role: "http", io })
     }
 
     /// Builds the app on listeners bound earlier.
@@ -170,12 +171,14 @@ pub fn router(readiness: Arc<dyn Readiness>, registry: Registry, metrics: HttpMe
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz).with_state(readiness))
         .route("/metrics", get(metrics_text).with_state(Arc::new(registry)));
-    operational.merge(extra).layer(axum::middleware::from_fn_with_state(Arc::new(metrics), metrics::track)).layer(
-        // The span names method and path only: query strings may carry signatures or keys.
-        TraceLayer::new_for_http().make_span_with(
+    // The span names method and path only: query strings may carry signatures or keys.
+    // Failures are logged by `metrics::track`, which knows that a 503 from /readyz is an answer.
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(
             |request: &Request| tracing::info_span!("http", method = %request.method(), path = request.uri().path()),
-        ),
-    )
+        )
+        .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG));
+    operational.merge(extra).layer(axum::middleware::from_fn_with_state(Arc::new(metrics), metrics::track)).layer(trace)
 }
 
 async fn healthz() -> &'static str {

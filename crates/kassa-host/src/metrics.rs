@@ -22,6 +22,9 @@ use prometheus_client::registry::{Registry, Unit};
 /// Label value for requests that matched no route.
 pub const UNMATCHED_PATH: &str = "unmatched";
 
+/// The readiness route, whose 503 is an answer rather than a failure.
+const READINESS_PATH: &str = "/readyz";
+
 /// The version reported by `kassa_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -104,6 +107,10 @@ pub async fn track(State(metrics): State<Arc<HttpMetrics>>, request: Request, ne
         .map_or_else(|| UNMATCHED_PATH.to_owned(), |matched| matched.as_str().to_owned());
     let started = Instant::now();
     let response = next.run(request).await;
+    let status = response.status();
+    if status.is_server_error() && path != READINESS_PATH {
+        tracing::warn!(path, status = status.as_u16(), "request failed");
+    }
     metrics.observe(path, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }

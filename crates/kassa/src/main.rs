@@ -1,1 +1,66 @@
-fn main() {}
+//! `kassa`, the one binary. Thin on purpose: it parses the command line, loads the one `Config`,
+//! installs logging, and wires the store into the servers of `kassa-host`. Anything with logic of
+//! its own belongs in a library crate where it can be tested without a process.
+//!
+//! Errors end the process with status 1 and one line on stderr starting with `kassa: `.
+
+mod cli;
+mod demo;
+mod files;
+mod host;
+mod logging;
+mod master_key;
+mod store;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use kassa_host::{Config, ConfigLayer};
+
+use crate::cli::{Cli, Command, StoreArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` joins the context chain on one line; a stray newline from a driver would
+            // break the one-line promise, so flatten it.
+            let message = format!("{error:#}").replace(['\n', '\r'], " ");
+            eprintln!("kassa: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let log_format = ConfigLayer { log_format: cli.log_format, ..ConfigLayer::default() };
+    let (store_args, flags) = match &cli.command {
+        Command::Up(up) => {
+            let layer = up.listen.add_to(up.store.layer()?);
+            (&up.store, ConfigLayer { demo: Some(!up.no_demo), simulators: Some(true), ..layer })
+        }
+        Command::Serve(serve) => (&serve.store, serve.listen.add_to(serve.store.layer()?)),
+        Command::Migrate(store) => (store, store.layer()?),
+        Command::Backup(args) | Command::Restore(args) => (&args.store, args.store.layer()?),
+    };
+    let config = load_config(store_args, log_format.overlaid_by(flags))?;
+    logging::init(&config)?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up(_) => host::run(config, host::Mode::Up).await,
+            Command::Serve(_) => host::run(config, host::Mode::Serve).await,
+            Command::Migrate(_) => store::open(&config).await?.migrate().await,
+            Command::Backup(args) => store::open(&config).await?.backup(&args.file).await,
+            Command::Restore(args) => store::open(&config).await?.restore(&args.file).await,
+        }
+    })
+}
+
+fn load_config(store_args: &StoreArgs, flags: ConfigLayer) -> anyhow::Result<Config> {
+    let config = Config::load(store_args.config.as_deref(), |name| std::env::var(name).ok(), flags)?;
+    Ok(config)
+}

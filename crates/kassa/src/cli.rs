@@ -1,0 +1,176 @@
+//! The command line (interfaces.md §2). Flags become the top [`ConfigLayer`]; everything else about
+//! configuration lives in `kassa_host::config`.
+//!
+//! Values that may hold secrets (`--database-url`) are taken as plain strings and parsed by us, so
+//! a parse error never echoes them (clap's own errors quote the rejected value).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use kassa_host::{ConfigLayer, DatabaseUrl, LogFormat};
+
+/// Kassa, an open-source POS payment platform.
+#[derive(Debug, Parser)]
+#[command(name = "kassa", version, about)]
+pub struct Cli {
+    /// Log line format on stderr: text or json.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process, with the channel simulators and demo data.
+    Up(UpArgs),
+    /// Production host: no simulators or demo data unless the config says so.
+    Serve(ServeArgs),
+    /// Apply pending database migrations.
+    Migrate(StoreArgs),
+    /// Write a verified copy of the whole platform's data to FILE.
+    Backup(FileArgs),
+    /// Replace the platform's data with the backup in FILE.
+    Restore(FileArgs),
+}
+
+/// Where the configuration and the data are.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// TOML configuration file (keys as in `Config`: http, iso, sim, data_dir, database_url, …).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./kassa-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL, sqlite://… or postgres://… [default: sqlite://<data-dir>/kassa.db].
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+/// Listen addresses.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// HTTP address (API, back office, health, metrics) [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// ISO 8583 address (terminals) [default: 127.0.0.1:8583].
+    #[arg(long, value_name = "ADDR")]
+    pub iso: Option<SocketAddr>,
+    /// Channel simulators' address [default: 127.0.0.1:8081].
+    #[arg(long, value_name = "ADDR")]
+    pub sim: Option<SocketAddr>,
+}
+
+/// `kassa up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    /// Do not seed demo data nor write the demo credentials file.
+    #[arg(long)]
+    pub no_demo: bool,
+}
+
+/// `kassa serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+}
+
+/// `kassa backup FILE` / `kassa restore FILE`.
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// The backup file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+impl StoreArgs {
+    /// The flags as a configuration layer.
+    pub fn layer(&self) -> anyhow::Result<ConfigLayer> {
+        let database_url = self
+            .database_url
+            .as_deref()
+            .map(DatabaseUrl::parse)
+            .transpose()
+            .context("invalid value for --database-url")?;
+        Ok(ConfigLayer { data_dir: self.data_dir.clone(), database_url, ..ConfigLayer::default() })
+    }
+}
+
+impl ListenArgs {
+    /// Adds the listen flags to `layer`.
+    pub fn add_to(&self, layer: ConfigLayer) -> ConfigLayer {
+        ConfigLayer { http: self.http, iso: self.iso, sim: self.sim, ..layer }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_takes_every_documented_flag() {
+        let cli = Cli::try_parse_from([
+            "kassa",
+            "up",
+            "--data-dir",
+            "/tmp/d",
+            "--database-url",
+            "postgres://u:p@h/db",
+            "--http",
+            "127.0.0.1:1",
+            "--iso",
+            "127.0.0.1:2",
+            "--sim",
+            "127.0.0.1:3",
+            "--no-demo",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, Some(LogFormat::Json));
+        let Command::Up(up) = cli.command else { panic!("not up") };
+        assert!(up.no_demo);
+        let layer = up.listen.add_to(up.store.layer().unwrap());
+        assert_eq!(layer.http, Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(layer.sim, Some("127.0.0.1:3".parse().unwrap()));
+        assert_eq!(layer.data_dir, Some(PathBuf::from("/tmp/d")));
+        assert_eq!(layer.database_url.unwrap().to_string(), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn a_bad_database_url_is_not_echoed() {
+        let cli = Cli::try_parse_from(["kassa", "migrate", "--database-url", "mysql://u:hunter2@h/db"]).unwrap();
+        let Command::Migrate(store) = cli.command else { panic!("not migrate") };
+        let error = format!("{:#}", store.layer().unwrap_err());
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(error.starts_with("invalid value for --database-url"), "{error}");
+    }
+
+    #[test]
+    fn backup_and_restore_take_a_file() {
+        let cli = Cli::try_parse_from(["kassa", "backup", "out.db", "--data-dir", "d"]).unwrap();
+        let Command::Backup(args) = cli.command else { panic!("not backup") };
+        assert_eq!(args.file, PathBuf::from("out.db"));
+        assert!(Cli::try_parse_from(["kassa", "restore"]).is_err(), "FILE is required");
+    }
+}

@@ -1,0 +1,103 @@
+//! `kassa up` and `kassa serve`: the start-up sequence, in the order that keeps failures cheap.
+//!
+//! 1. bind every listener (a taken port fails before anything is written);
+//! 2. data directory and master key;
+//! 3. open the store and migrate (`crate::store`);
+//! 4. demo data: credentials file written first, then seeded (so a crash in between leaves a file
+//!    that the next start regenerates, never a seeded database without its secrets);
+//! 5. build the app, print where everything is, serve until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use kassa_host::{App, AppDeps, Config, Listeners, MasterKey};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::demo::{self, DemoSecrets};
+use crate::files;
+use crate::master_key::{self, WhenMissing};
+use crate::store::{self, DemoState, Store};
+
+/// Which command started the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `kassa up`: creates what is missing (data directory, master key).
+    Up,
+    /// `kassa serve`: expects the master key to exist.
+    Serve,
+}
+
+/// Runs the host until it is stopped by a signal.
+pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    files::create_private_dir(&config.data_dir)?;
+    let when_missing = match mode {
+        Mode::Up => WhenMissing::Create,
+        Mode::Serve => WhenMissing::Fail,
+    };
+    let master_key = master_key::resolve(&config, when_missing)?;
+    let store = store::open(&config).await?;
+    if config.demo {
+        prepare_demo(&config, &store, &master_key).await?;
+    }
+
+    let shutdown = CancellationToken::new();
+    kassa_host::shutdown::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
+    let deps = AppDeps {
+        readiness: store.readiness(),
+        registry: Registry::default(),
+        store_durable: store.durable(),
+        shutdown,
+        routes: axum::Router::new(),
+    };
+    let app = App::new(listeners, deps).context("cannot start the http server")?;
+    print_banner(&config, app.http_addr());
+    app.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Makes sure the demo data and its credentials file exist and agree.
+async fn prepare_demo(config: &Config, store: &Store, master_key: &MasterKey) -> anyhow::Result<()> {
+    let path = config.demo_credentials_path();
+    match store.demo_state().await? {
+        DemoState::Seeded => match demo::load(&path)? {
+            Some(_existing) => tracing::info!(path = %path.display(), "reusing the demo credentials"),
+            None => tracing::warn!(
+                path = %path.display(),
+                "the database holds demo data but the credentials file is gone; its secrets cannot be recovered \
+                 (start with a fresh data directory to get new ones)"
+            ),
+        },
+        DemoState::Empty => {
+            let secrets = tokio::task::spawn_blocking(|| DemoSecrets::generate(&mut rand::rngs::OsRng))
+                .await
+                .context("demo key generation stopped")??;
+            demo::write(&path, &secrets)?;
+            store.seed_demo(&secrets, master_key).await?;
+            tracing::info!(path = %path.display(), "wrote new demo credentials");
+        }
+    }
+    Ok(())
+}
+
+/// Tells the user where everything is; one `name: value` per line so scripts can read it. Never
+/// prints a secret: the database URL displays masked.
+#[expect(clippy::print_stdout, reason = "the URLs are the output `kassa up` is run for")]
+fn print_banner(config: &Config, http: SocketAddr) {
+    println!("kassa {} is up", kassa_host::metrics::VERSION);
+    println!("http: http://{http}");
+    println!("back_office: http://{http}/");
+    // Printed with a note rather than hidden: these ports are part of the contract, and saying
+    // plainly that nothing serves them yet beats a URL that refuses connections without a word.
+    println!("iso: {} (not served yet)", config.iso);
+    if config.simulators {
+        println!("sim: http://{} (not served yet)", config.sim);
+    }
+    println!("database: {}", config.database_url);
+    if config.demo {
+        println!("credentials: {}", config.demo_credentials_path().display());
+    }
+    println!("stop with Ctrl-C");
+}
