@@ -1,1 +1,227 @@
-//! kassa-store
+//! Kassa's storage.
+//!
+//! One small interface per aggregate — [`DirectoryStore`] (merchants, terminals, operators,
+//! users, keys), [`TxnStore`], [`LedgerStore`], [`AuditStore`], [`SettingsStore`] — and two
+//! backends that implement all of them: SQLite (embedded default, WAL, `synchronous=FULL`) and
+//! PostgreSQL (scale-out; several host processes may share one database). Both pass the same
+//! conformance suite (`tests/it`).
+//!
+//! Reads go straight to a connection pool. Writes go through ONE path, the group committer
+//! ([`Committer`]): concurrent [`WriteUnit`]s are applied in a single database transaction and
+//! each caller hears back only after that transaction committed. Exactly-once is enforced by
+//! the database's unique indexes, not by process memory, so it holds across processes.
+//!
+//! **Invariant**: no record type holds a secret in clear; `Debug` of records with hashes or
+//! sealed keys hides them.
+//! **Boundary**: this crate knows SQL; it knows nothing of sockets, HTTP or ISO 8583.
+
+mod commit;
+mod migrate;
+mod postgres;
+mod queries;
+mod records;
+mod sqlite;
+mod value;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use commit::{audit_hash, CommitStats, Committer, CommitterLimits, Guard, UnitOutcome, WriteOp, WriteUnit, AUDIT_GENESIS_HASH};
+pub use records::*;
+
+/// Why a storage operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or refused the connection.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
+    /// The database answered with an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A stored value could not be read back (a bug or a damaged database).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// A concurrent update won; re-read and retry.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The schema is missing, newer than this binary, or was changed after it was applied.
+    #[error("schema: {0}")]
+    Schema(String),
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
+    /// The URL is not a `sqlite://` or `postgres://` URL.
+    #[error("unsupported database URL (expected sqlite://PATH or postgres://…)")]
+    UnsupportedUrl,
+}
+
+/// Merchants, terminals, operators, back-office users, merchant secrets, API keys, gateway apps.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync {
+    /// A merchant by id.
+    async fn merchant(&self, merchant_id: &str) -> Result<Option<MerchantRecord>, StoreError>;
+    /// A terminal by id.
+    async fn terminal(&self, terminal_id: &str) -> Result<Option<TerminalRecord>, StoreError>;
+    /// The terminals of a merchant, by id.
+    async fn terminals_of(&self, merchant_id: &str) -> Result<Vec<TerminalRecord>, StoreError>;
+    /// An operator of a merchant.
+    async fn operator(&self, merchant_id: &str, operator_code: &str) -> Result<Option<OperatorRecord>, StoreError>;
+    /// The operators of a merchant, by code.
+    async fn operators_of(&self, merchant_id: &str) -> Result<Vec<OperatorRecord>, StoreError>;
+    /// A back-office user.
+    async fn backoffice_user(&self, username: &str) -> Result<Option<BackofficeUserRecord>, StoreError>;
+    /// A merchant secret.
+    async fn merchant_secret(&self, merchant_id: &str, kind: MerchantSecretKind) -> Result<Option<MerchantSecretRecord>, StoreError>;
+    /// An API key by the hex SHA-256 of the key.
+    async fn api_key(&self, key_digest: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// A gateway app.
+    async fn gateway_app(&self, app_id: &str) -> Result<Option<GatewayAppRecord>, StoreError>;
+    /// How many of each thing exist (an empty directory is what `kassa up` seeds).
+    async fn counts(&self) -> Result<DirectoryCounts, StoreError>;
+}
+
+/// Card transactions, QR trades and idempotency keys.
+#[async_trait]
+pub trait TxnStore: Send + Sync {
+    /// A transaction by id.
+    async fn txn(&self, id: i64) -> Result<Option<TxnRecord>, StoreError>;
+    /// A card request by its identity.
+    async fn txn_by_card_identity(&self, identity: &CardIdentity) -> Result<Option<TxnRecord>, StoreError>;
+    /// A QR trade by merchant and `out_trade_no`.
+    async fn txn_by_trade(&self, merchant_id: &str, out_trade_no: &str) -> Result<Option<TxnRecord>, StoreError>;
+    /// A transaction by RRN.
+    async fn txn_by_rrn(&self, rrn: &str) -> Result<Option<TxnRecord>, StoreError>;
+    /// The transactions of a terminal's batch, oldest first.
+    async fn txns_in_batch(&self, terminal_id: &str, batch_no: u32) -> Result<Vec<TxnRecord>, StoreError>;
+    /// An idempotency key.
+    async fn idempotency(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+}
+
+/// The double-entry ledger as stored.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// The cached balance of an account (by key), zero when it never moved.
+    async fn balance(&self, account_key: &str) -> Result<i64, StoreError>;
+    /// Every account with its cached balance.
+    async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// The entries about a reference, oldest first.
+    async fn entries_for(&self, reference: &str) -> Result<Vec<StoredEntry>, StoreError>;
+    /// Recomputes every balance from the postings and checks every entry balances.
+    async fn check(&self) -> Result<LedgerCheck, StoreError>;
+}
+
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Records with `seq > after_seq`, oldest first, at most `limit`.
+    async fn audit_records(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// Settings: JSON values by scope and name.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// A setting.
+    async fn setting(&self, scope: &str, name: &str) -> Result<Option<serde_json::Value>, StoreError>;
+}
+
+/// Operations on the database as a whole.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations; refuses a schema changed after it was applied.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Ok when the database answers and every migration is applied.
+    async fn ready(&self) -> Result<(), StoreError>;
+    /// Whether a commit reaching the committer's caller is on stable storage (SQLite
+    /// `synchronous=FULL` in WAL mode; PostgreSQL `fsync` and `synchronous_commit` on).
+    async fn durable(&self) -> Result<bool, StoreError>;
+    /// Writes a consistent copy of the database to `path` while the store keeps running.
+    async fn backup(&self, path: &Path) -> Result<(), StoreError>;
+}
+
+/// All stores of one database, plus its committer. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    /// Merchants, terminals, operators, users, keys.
+    pub directory: Arc<dyn DirectoryStore>,
+    /// Transactions and idempotency keys.
+    pub txns: Arc<dyn TxnStore>,
+    /// The ledger.
+    pub ledger: Arc<dyn LedgerStore>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditStore>,
+    /// Settings.
+    pub settings: Arc<dyn SettingsStore>,
+    /// Whole-database operations.
+    pub admin: Arc<dyn AdminStore>,
+    /// The one write path.
+    pub committer: Committer,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.admin.backend()).finish_non_exhaustive()
+    }
+}
+
+/// Connection options.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Read connections in the pool.
+    pub read_connections_max: usize,
+    /// Committer limits.
+    pub committer: CommitterLimits,
+    /// How long to wait for the database to answer a connection attempt.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { read_connections_max: 8, committer: CommitterLimits::default(), connect_timeout_ms: 5_000 }
+    }
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://PATH` or `postgres://…`) without migrating it.
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            sqlite::open(Path::new(path), options).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            postgres::open(url, options).await
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    /// Submits a unit to the group committer and waits until it is durable.
+    pub async fn commit(&self, unit: WriteUnit) -> Result<UnitOutcome, StoreError> {
+        self.committer.commit(unit).await
+    }
+}
+
+/// A database URL with its password hidden, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{}:****{}", &url[..scheme_end + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(super::redact_url("postgres://kassa:s3cret@db:5432/kassa"), "postgres://kassa:****@db:5432/kassa");
+        assert_eq!(super::redact_url("postgres://kassa@db/kassa"), "postgres://kassa@db/kassa");
+        assert_eq!(super::redact_url("sqlite://./kassa-data/kassa.db"), "sqlite://./kassa-data/kassa.db");
+    }
+}

@@ -1,0 +1,648 @@
+//! The one write path: group commit.
+//!
+//! Every write is a [`WriteUnit`] sent to the committer over a bounded channel. The committer
+//! takes whatever units are waiting (up to `batch_units_max`), applies them all in ONE database
+//! transaction — one fsync — and only after the commit returned tells each caller its outcome.
+//! So an approval is durable before anybody can answer it, and concurrent approvals share the
+//! cost of the commit instead of queueing behind one fsync each.
+//!
+//! A unit may start with a guard: an insert that must not collide with an existing row (a card
+//! request's identity, a trade's `out_trade_no`, an idempotency key) or an optimistic update of
+//! a transaction's version. If the guard fails, the unit's other ops are skipped and the caller
+//! learns why (a duplicate to replay, a concurrent update to retry); nothing of it is written.
+//! If the database refuses a batch, each of its units is retried alone, so one bad unit cannot
+//! fail its neighbours.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use kassa_ledger::JournalEntry;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::records::{
+    ApiKeyRecord, AuditEvent, BackofficeUserRecord, GatewayAppRecord, IdempotencyRecord, MerchantRecord, MerchantSecretRecord,
+    NewTxn, OperatorRecord, TerminalRecord, TxnUpdate,
+};
+use crate::value::{params, Row, Value};
+use crate::StoreError;
+
+/// The first guard of a unit.
+#[derive(Debug, Clone)]
+pub enum Guard {
+    /// Insert a transaction unless its identity (card identity or `out_trade_no`) exists.
+    InsertTxn(NewTxn),
+    /// Update a transaction only if its version is still the expected one.
+    UpdateTxn(TxnUpdate),
+    /// Store an idempotency key unless it exists.
+    InsertIdempotency(IdempotencyRecord),
+}
+
+/// An unconditional write.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Post a balanced journal entry (and update the cached balances).
+    PostEntry {
+        /// The entry.
+        entry: JournalEntry,
+        /// Creation time, Unix milliseconds.
+        at_ms: i64,
+    },
+    /// Update another transaction (e.g. mark the original of a void as voided).
+    UpdateTxn(TxnUpdate),
+    /// Append to the audit log (the committer chains it).
+    Audit(AuditEvent),
+    /// Insert or replace a merchant.
+    PutMerchant(MerchantRecord),
+    /// Insert or replace a terminal.
+    PutTerminal(TerminalRecord),
+    /// Set the open batch of a terminal.
+    SetOpenBatch {
+        /// The terminal.
+        terminal_id: String,
+        /// The new open batch.
+        batch_no: u32,
+    },
+    /// Insert or replace an operator.
+    PutOperator(OperatorRecord),
+    /// Insert or replace a back-office user.
+    PutBackofficeUser(BackofficeUserRecord),
+    /// Insert or replace a merchant secret.
+    PutMerchantSecret(MerchantSecretRecord),
+    /// Register an API key digest.
+    PutApiKey(ApiKeyRecord),
+    /// Register a gateway app.
+    PutGatewayApp(GatewayAppRecord),
+    /// Insert or replace a setting.
+    PutSetting {
+        /// Scope (`platform`, a merchant id, …).
+        scope: String,
+        /// Name.
+        name: String,
+        /// Value.
+        value: serde_json::Value,
+        /// Update time, Unix milliseconds.
+        at_ms: i64,
+    },
+}
+
+/// Everything one caller wants written atomically.
+#[derive(Debug, Clone, Default)]
+pub struct WriteUnit {
+    /// Checked first; on failure nothing else is written.
+    pub guard: Option<Guard>,
+    /// Written when the guard passed (or there is none).
+    pub ops: Vec<WriteOp>,
+}
+
+impl WriteUnit {
+    /// A unit of unconditional ops.
+    pub fn ops(ops: Vec<WriteOp>) -> WriteUnit {
+        WriteUnit { guard: None, ops }
+    }
+
+    /// A guarded unit.
+    pub fn guarded(guard: Guard, ops: Vec<WriteOp>) -> WriteUnit {
+        WriteUnit { guard: Some(guard), ops }
+    }
+
+    /// Rows this unit writes when it succeeds (for throughput figures).
+    pub fn row_count(&self) -> usize {
+        let guard = usize::from(self.guard.is_some());
+        guard
+            + self
+                .ops
+                .iter()
+                .map(|op| match op {
+                    // The entry, its postings and one balance row per posting.
+                    WriteOp::PostEntry { entry, .. } => 1 + 2 * entry.postings().len(),
+                    _ => 1,
+                })
+                .sum::<usize>()
+    }
+}
+
+/// What happened to a unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitOutcome {
+    /// Committed. `txn_id` is the id of a transaction the guard inserted.
+    Committed {
+        /// The inserted transaction's id, for an `InsertTxn` guard.
+        txn_id: Option<i64>,
+        /// Ids of the journal entries posted, in op order.
+        entry_ids: Vec<i64>,
+    },
+    /// The guard's identity exists already: nothing was written. Carries the existing
+    /// transaction's id (for `InsertTxn`) — the caller replays its stored answer.
+    Duplicate {
+        /// The existing transaction, for an `InsertTxn` guard.
+        existing_txn_id: Option<i64>,
+    },
+    /// An `UpdateTxn` guard found another version: nothing was written; re-read and retry.
+    VersionConflict,
+}
+
+/// A sequence the store allocates ids from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sequence {
+    Transactions,
+    LedgerEntries,
+}
+
+/// A database connection inside an open transaction, as the write path needs it. SQLite
+/// implements it with synchronous calls (it never suspends), PostgreSQL with real awaits.
+#[async_trait]
+pub(crate) trait Exec: Send {
+    async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError>;
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError>;
+    async fn next_ids(&mut self, sequence: Sequence, count: usize) -> Result<Vec<i64>, StoreError>;
+}
+
+/// A writer connection: begins and ends the batch transaction around [`apply_units`].
+#[async_trait]
+pub(crate) trait BatchWriter: Send {
+    async fn write_batch(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError>;
+}
+
+/// Applies `units` inside the caller's open transaction, in order.
+pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(units.len());
+    let mut audit_head: Option<(i64, String)> = None;
+    for unit in units {
+        outcomes.push(apply_unit(exec, unit, &mut audit_head).await?);
+    }
+    Ok(outcomes)
+}
+
+async fn apply_unit(exec: &mut dyn Exec, unit: &WriteUnit, audit_head: &mut Option<(i64, String)>) -> Result<UnitOutcome, StoreError> {
+    let mut txn_id = None;
+    match &unit.guard {
+        None => {}
+        Some(Guard::InsertTxn(txn)) => match insert_txn(exec, txn).await? {
+            Ok(id) => txn_id = Some(id),
+            Err(existing) => return Ok(UnitOutcome::Duplicate { existing_txn_id: existing }),
+        },
+        Some(Guard::UpdateTxn(update)) => {
+            if update_txn(exec, update).await? == 0 {
+                return Ok(UnitOutcome::VersionConflict);
+            }
+        }
+        Some(Guard::InsertIdempotency(record)) => {
+            let inserted = exec
+                .execute(
+                    "INSERT INTO idempotency_keys (scope, idem_key, request_digest, response, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, idem_key) DO NOTHING",
+                    &params![
+                        record.scope.as_str(),
+                        record.key.as_str(),
+                        record.request_digest.as_str(),
+                        record.response.to_string(),
+                        record.created_at_ms
+                    ],
+                )
+                .await?;
+            if inserted == 0 {
+                return Ok(UnitOutcome::Duplicate { existing_txn_id: None });
+            }
+        }
+    }
+    let mut entry_ids = Vec::new();
+    for op in &unit.ops {
+        if let Some(id) = apply_op(exec, op, audit_head).await? {
+            entry_ids.push(id);
+        }
+    }
+    Ok(UnitOutcome::Committed { txn_id, entry_ids })
+}
+
+/// Inserts a transaction; `Err(existing id)` when its identity is taken.
+async fn insert_txn(exec: &mut dyn Exec, txn: &NewTxn) -> Result<Result<i64, Option<i64>>, StoreError> {
+    let id = exec.next_ids(Sequence::Transactions, 1).await?.first().copied().ok_or(StoreError::Corrupt("no id allocated".into()))?;
+    let identity = txn.card_identity.as_ref();
+    let inserted = exec
+        .execute(
+            "INSERT INTO transactions (id, kind, status, channel, merchant_id, terminal_id, batch_no, stan, mti_class, \
+             out_trade_no, rrn, auth_code, amount_minor, currency, fee_minor, pan_masked, content_digest, original_id, \
+             response, business_date, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $21) \
+             ON CONFLICT DO NOTHING",
+            &params![
+                id,
+                txn.kind.as_str(),
+                txn.status.as_str(),
+                txn.channel.as_str(),
+                txn.merchant_id.as_str(),
+                identity.map(|i| i.terminal_id.clone()),
+                identity.map(|i| i.batch_no),
+                identity.map(|i| i.stan),
+                identity.map(|i| i.mti_class.clone()),
+                txn.out_trade_no.clone(),
+                txn.rrn.clone(),
+                txn.auth_code.clone(),
+                txn.amount_minor,
+                txn.currency.as_str(),
+                txn.fee_minor,
+                txn.pan_masked.clone(),
+                txn.content_digest.as_str(),
+                txn.original_id,
+                txn.response.to_string(),
+                txn.business_date.as_str(),
+                txn.created_at_ms
+            ],
+        )
+        .await?;
+    if inserted == 1 {
+        return Ok(Ok(id));
+    }
+    // Which identity collided? Look the existing row up by each unique key in turn.
+    let existing = if let Some(identity) = identity {
+        exec.query(
+            "SELECT id FROM transactions WHERE terminal_id = $1 AND batch_no = $2 AND stan = $3 AND mti_class = $4",
+            &params![identity.terminal_id.as_str(), identity.batch_no, identity.stan, identity.mti_class.as_str()],
+        )
+        .await?
+    } else if let Some(out_trade_no) = &txn.out_trade_no {
+        exec.query(
+            "SELECT id FROM transactions WHERE merchant_id = $1 AND out_trade_no = $2",
+            &params![txn.merchant_id.as_str(), out_trade_no.as_str()],
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    let existing = match existing.first() {
+        Some(row) => Some(row.int(0)?),
+        None => match &txn.rrn {
+            Some(rrn) => exec.query("SELECT id FROM transactions WHERE rrn = $1", &params![rrn.as_str()]).await?.first().map(|r| r.int(0)).transpose()?,
+            None => None,
+        },
+    };
+    Ok(Err(existing))
+}
+
+async fn update_txn(exec: &mut dyn Exec, update: &TxnUpdate) -> Result<u64, StoreError> {
+    exec.execute(
+        "UPDATE transactions SET status = $1, refunded_minor = $2, settled = $3, \
+         response = COALESCE($4, response), rrn = COALESCE($5, rrn), auth_code = COALESCE($6, auth_code), \
+         updated_at_ms = $7, version = version + 1 WHERE id = $8 AND version = $9",
+        &params![
+            update.status.as_str(),
+            update.refunded_minor,
+            update.settled,
+            update.response.as_ref().map(|r| r.to_string()),
+            update.rrn.clone(),
+            update.auth_code.clone(),
+            update.updated_at_ms,
+            update.id,
+            update.expected_version
+        ],
+    )
+    .await
+}
+
+/// Applies one op; returns the id of a posted journal entry.
+async fn apply_op(exec: &mut dyn Exec, op: &WriteOp, audit_head: &mut Option<(i64, String)>) -> Result<Option<i64>, StoreError> {
+    match op {
+        WriteOp::PostEntry { entry, at_ms } => return post_entry(exec, entry, *at_ms).await.map(Some),
+        WriteOp::UpdateTxn(update) => {
+            if update_txn(exec, update).await? == 0 {
+                return Err(StoreError::Conflict(format!("transaction {} changed concurrently", update.id)));
+            }
+        }
+        WriteOp::Audit(event) => append_audit(exec, event, audit_head).await?,
+        WriteOp::PutMerchant(m) => {
+            let fee_rates = serde_json::to_string(&m.fee_rates).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            exec.execute(
+                "INSERT INTO merchants (merchant_id, name, mcc, currency, fee_rates, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (merchant_id) DO UPDATE SET name = excluded.name, mcc = excluded.mcc, currency = excluded.currency, \
+                 fee_rates = excluded.fee_rates",
+                &params![m.merchant_id.as_str(), m.name.as_str(), m.mcc.as_str(), m.currency.as_str(), fee_rates, m.created_at_ms],
+            )
+            .await?;
+        }
+        WriteOp::PutTerminal(t) => {
+            exec.execute(
+                "INSERT INTO terminals (terminal_id, merchant_id, refund_password_mode, mac_algorithm, tmk_sealed, tms_secret_sealed, \
+                 open_batch, status, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (terminal_id) DO UPDATE SET merchant_id = excluded.merchant_id, \
+                 refund_password_mode = excluded.refund_password_mode, mac_algorithm = excluded.mac_algorithm, \
+                 tmk_sealed = excluded.tmk_sealed, tms_secret_sealed = excluded.tms_secret_sealed, \
+                 open_batch = excluded.open_batch, status = excluded.status",
+                &params![
+                    t.terminal_id.as_str(),
+                    t.merchant_id.as_str(),
+                    t.refund_password_mode.as_str(),
+                    t.mac_algorithm.as_str(),
+                    t.tmk_sealed.clone(),
+                    t.tms_secret_sealed.clone(),
+                    t.open_batch,
+                    t.status.as_str(),
+                    t.created_at_ms
+                ],
+            )
+            .await?;
+        }
+        WriteOp::SetOpenBatch { terminal_id, batch_no } => {
+            exec.execute("UPDATE terminals SET open_batch = $1 WHERE terminal_id = $2", &params![*batch_no, terminal_id.as_str()]).await?;
+        }
+        WriteOp::PutOperator(o) => {
+            let c = &o.credential;
+            exec.execute(
+                "INSERT INTO operators (merchant_id, operator_code, role, password_hash, password_history, must_change_password, \
+                 failures, locked_until_ms, password_changed_ms, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (merchant_id, operator_code) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash, \
+                 password_history = excluded.password_history, must_change_password = excluded.must_change_password, \
+                 failures = excluded.failures, locked_until_ms = excluded.locked_until_ms, \
+                 password_changed_ms = excluded.password_changed_ms, enabled = excluded.enabled",
+                &params![
+                    o.merchant_id.as_str(),
+                    o.operator_code.as_str(),
+                    o.role.as_str(),
+                    c.password_hash.as_str(),
+                    json_list(&c.password_history)?,
+                    c.must_change_password,
+                    i64::from(c.failures),
+                    c.locked_until_ms,
+                    c.password_changed_ms,
+                    c.enabled
+                ],
+            )
+            .await?;
+        }
+        WriteOp::PutBackofficeUser(u) => {
+            let c = &u.credential;
+            exec.execute(
+                "INSERT INTO backoffice_users (username, role, merchant_id, password_hash, password_history, must_change_password, \
+                 failures, locked_until_ms, password_changed_ms, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (username) DO UPDATE SET role = excluded.role, merchant_id = excluded.merchant_id, \
+                 password_hash = excluded.password_hash, password_history = excluded.password_history, \
+                 must_change_password = excluded.must_change_password, failures = excluded.failures, \
+                 locked_until_ms = excluded.locked_until_ms, password_changed_ms = excluded.password_changed_ms, \
+                 enabled = excluded.enabled",
+                &params![
+                    u.username.as_str(),
+                    u.role.as_str(),
+                    u.merchant_id.clone(),
+                    c.password_hash.as_str(),
+                    json_list(&c.password_history)?,
+                    c.must_change_password,
+                    i64::from(c.failures),
+                    c.locked_until_ms,
+                    c.password_changed_ms,
+                    c.enabled
+                ],
+            )
+            .await?;
+        }
+        WriteOp::PutMerchantSecret(s) => {
+            exec.execute(
+                "INSERT INTO merchant_secrets (merchant_id, kind, secret_hash, is_default, history, changed_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (merchant_id, kind) DO UPDATE SET \
+                 secret_hash = excluded.secret_hash, is_default = excluded.is_default, history = excluded.history, \
+                 changed_at_ms = excluded.changed_at_ms",
+                &params![
+                    s.merchant_id.as_str(),
+                    s.kind.as_str(),
+                    s.secret_hash.as_str(),
+                    s.is_default,
+                    json_list(&s.history)?,
+                    s.changed_at_ms
+                ],
+            )
+            .await?;
+        }
+        WriteOp::PutApiKey(k) => {
+            exec.execute(
+                "INSERT INTO api_keys (key_digest, merchant_id, label, created_at_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (key_digest) DO NOTHING",
+                &params![k.key_digest.as_str(), k.merchant_id.as_str(), k.label.as_str(), k.created_at_ms],
+            )
+            .await?;
+        }
+        WriteOp::PutGatewayApp(a) => {
+            exec.execute(
+                "INSERT INTO gateway_apps (app_id, merchant_id, public_key_pem, created_at_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (app_id) DO UPDATE SET merchant_id = excluded.merchant_id, public_key_pem = excluded.public_key_pem",
+                &params![a.app_id.as_str(), a.merchant_id.as_str(), a.public_key_pem.as_str(), a.created_at_ms],
+            )
+            .await?;
+        }
+        WriteOp::PutSetting { scope, name, value, at_ms } => {
+            exec.execute(
+                "INSERT INTO settings (scope, name, value, updated_at_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
+                &params![scope.as_str(), name.as_str(), value.to_string(), *at_ms],
+            )
+            .await?;
+        }
+    }
+    Ok(None)
+}
+
+fn json_list(items: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(items).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+async fn post_entry(exec: &mut dyn Exec, entry: &JournalEntry, at_ms: i64) -> Result<i64, StoreError> {
+    let id = exec.next_ids(Sequence::LedgerEntries, 1).await?.first().copied().ok_or(StoreError::Corrupt("no id allocated".into()))?;
+    exec.execute(
+        "INSERT INTO ledger_entries (id, kind, reference, created_at_ms) VALUES ($1, $2, $3, $4)",
+        &params![id, entry.kind().as_str(), entry.reference(), at_ms],
+    )
+    .await?;
+    for (line, posting) in entry.postings().iter().enumerate() {
+        let account = &posting.account;
+        let key = account.key();
+        exec.execute(
+            "INSERT INTO ledger_accounts (account_key, kind, owner, currency, balance_minor) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (account_key) DO UPDATE SET balance_minor = ledger_accounts.balance_minor + excluded.balance_minor",
+            &params![key.as_str(), account.kind().as_str(), account.owner(), account.currency().code(), posting.amount.minor()],
+        )
+        .await?;
+        let line = i64::try_from(line).map_err(|_| StoreError::Corrupt("too many postings".into()))?;
+        exec.execute(
+            "INSERT INTO ledger_postings (entry_id, line, account_key, amount_minor) VALUES ($1, $2, $3, $4)",
+            &params![id, line, key.as_str(), posting.amount.minor()],
+        )
+        .await?;
+    }
+    Ok(id)
+}
+
+/// The hash of the first record's predecessor.
+pub const AUDIT_GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The chained hash of an audit record: SHA-256 over its sequence number, previous hash and a
+/// canonical serialisation of the event. `kassa audit verify` recomputes it for every row.
+pub fn audit_hash(seq: i64, prev_hash: &str, event: &AuditEvent) -> String {
+    let mut hasher = Sha256::new();
+    for part in [
+        seq.to_string().as_str(),
+        prev_hash,
+        event.at_ms.to_string().as_str(),
+        &event.actor,
+        &event.action,
+        &event.target,
+        &event.source,
+        &event.reason,
+        &event.details.to_string(),
+    ] {
+        // Length-prefixed, so that no two different events serialise alike.
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+async fn append_audit(exec: &mut dyn Exec, event: &AuditEvent, head: &mut Option<(i64, String)>) -> Result<(), StoreError> {
+    let (last_seq, last_hash) = match head.take() {
+        Some(head) => head,
+        None => {
+            let rows = exec.query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", &[]).await?;
+            match rows.first() {
+                Some(row) => (row.int(0)?, row.text(1)?),
+                None => (0, AUDIT_GENESIS_HASH.to_owned()),
+            }
+        }
+    };
+    let seq = last_seq + 1;
+    let hash = audit_hash(seq, &last_hash, event);
+    exec.execute(
+        "INSERT INTO audit_log (seq, at_ms, actor, action, target, source, reason, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &params![
+            seq,
+            event.at_ms,
+            event.actor.as_str(),
+            event.action.as_str(),
+            event.target.as_str(),
+            event.source.as_str(),
+            event.reason.as_str(),
+            event.details.to_string(),
+            last_hash.as_str(),
+            hash.as_str()
+        ],
+    )
+    .await?;
+    *head = Some((seq, hash));
+    Ok(())
+}
+
+/// Limits of the committer.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitterLimits {
+    /// Units waiting for the committer; senders wait (back-pressure) beyond it.
+    pub queue_units_max: usize,
+    /// Units applied in one database transaction.
+    pub batch_units_max: usize,
+}
+
+impl Default for CommitterLimits {
+    fn default() -> Self {
+        CommitterLimits { queue_units_max: 16_384, batch_units_max: 1_024 }
+    }
+}
+
+struct Request {
+    unit: WriteUnit,
+    reply: oneshot::Sender<Result<UnitOutcome, StoreError>>,
+}
+
+/// Counters the committer keeps for metrics.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Batches committed.
+    pub batches: std::sync::atomic::AtomicU64,
+    /// Units committed.
+    pub units: std::sync::atomic::AtomicU64,
+    /// Total time spent in commits, microseconds.
+    pub commit_micros: std::sync::atomic::AtomicU64,
+}
+
+/// The sending side of the group committer. Cloneable; dropping every clone stops the writer
+/// after it has committed what it holds.
+#[derive(Clone, Debug)]
+pub struct Committer {
+    sender: mpsc::Sender<Request>,
+    stats: std::sync::Arc<CommitStats>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request").finish_non_exhaustive()
+    }
+}
+
+impl Committer {
+    /// Submits a unit and waits until the batch holding it committed (or failed).
+    pub async fn commit(&self, unit: WriteUnit) -> Result<UnitOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.send(Request { unit, reply }).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The committer's counters.
+    pub fn stats(&self) -> &CommitStats {
+        &self.stats
+    }
+}
+
+/// Starts a committer whose loop runs `writer` on the current async context; returns the
+/// sending side and the loop future (run it on a task or a dedicated thread).
+pub(crate) fn committer<W: BatchWriter + 'static>(
+    mut writer: W,
+    limits: CommitterLimits,
+) -> (Committer, impl std::future::Future<Output = ()> + Send + 'static) {
+    let (sender, mut receiver) = mpsc::channel::<Request>(limits.queue_units_max);
+    let stats = std::sync::Arc::new(CommitStats::default());
+    let loop_stats = stats.clone();
+    let run = async move {
+        let mut batch: Vec<Request> = Vec::with_capacity(limits.batch_units_max);
+        while let Some(first) = receiver.recv().await {
+            batch.push(first);
+            while batch.len() < limits.batch_units_max {
+                match receiver.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            commit_batch(&mut writer, &mut batch).await;
+            record(&loop_stats, batch.len(), started.elapsed());
+            batch.clear();
+        }
+    };
+    (Committer { sender, stats }, run)
+}
+
+fn record(stats: &CommitStats, units: usize, elapsed: Duration) {
+    use std::sync::atomic::Ordering::Relaxed;
+    stats.batches.fetch_add(1, Relaxed);
+    stats.units.fetch_add(units as u64, Relaxed);
+    stats.commit_micros.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Relaxed);
+}
+
+async fn commit_batch<W: BatchWriter>(writer: &mut W, batch: &mut Vec<Request>) {
+    let units: Vec<WriteUnit> = batch.iter().map(|r| r.unit.clone()).collect();
+    match writer.write_batch(&units).await {
+        Ok(outcomes) => {
+            debug_assert_eq!(outcomes.len(), batch.len());
+            for (request, outcome) in batch.drain(..).zip(outcomes) {
+                let _ = request.reply.send(Ok(outcome));
+            }
+        }
+        Err(error) if batch.len() > 1 => {
+            tracing::warn!(%error, units = batch.len(), "batch refused; retrying its units one by one");
+            for request in batch.drain(..) {
+                let result = writer.write_batch(std::slice::from_ref(&request.unit)).await;
+                let outcome = result.and_then(|mut outcomes| outcomes.pop().ok_or(StoreError::Corrupt("no outcome".into())));
+                let _ = request.reply.send(outcome);
+            }
+        }
+        Err(error) => {
+            for request in batch.drain(..) {
+                let _ = request.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}

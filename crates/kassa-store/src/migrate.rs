@@ -1,0 +1,51 @@
+//! Schema migrations: numbered SQL files per backend, embedded in the binary, applied in order,
+//! each in its own transaction together with its row in `kassa_schema_migrations`. A migration
+//! whose text changed after it was applied is refused (its checksum no longer matches), and a
+//! database with migrations this binary does not know is refused too (a newer binary made it).
+//!
+//! Hand-written rather than a migration crate: both backends share this one mechanism and the
+//! same checks, and it is a few dozen lines.
+
+use sha2::{Digest, Sha256};
+
+/// One migration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) name: &'static str,
+    pub(crate) sql: &'static str,
+}
+
+impl Migration {
+    pub(crate) fn checksum(&self) -> String {
+        hex::encode(Sha256::digest(self.sql.as_bytes()))
+    }
+}
+
+pub(crate) const SQLITE: &[Migration] =
+    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/sqlite/0001_foundation.sql") }];
+
+pub(crate) const POSTGRES: &[Migration] =
+    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/postgres/0001_foundation.sql") }];
+
+pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kassa_schema_migrations (\
+     version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)";
+
+/// Compares what the database says was applied with what this binary knows; returns the
+/// migrations still to apply.
+pub(crate) fn pending(known: &'static [Migration], applied: &[(i64, String)]) -> Result<Vec<Migration>, crate::StoreError> {
+    for (version, checksum) in applied {
+        match known.iter().find(|m| m.version == *version) {
+            None => {
+                return Err(crate::StoreError::Schema(format!(
+                    "the database has migration {version}, which this kassa does not know (a newer version made it)"
+                )))
+            }
+            Some(m) if &m.checksum() != checksum => {
+                return Err(crate::StoreError::Schema(format!("migration {version} ({}) was changed after it was applied", m.name)))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(known.iter().filter(|m| !applied.iter().any(|(v, _)| *v == m.version)).copied().collect())
+}

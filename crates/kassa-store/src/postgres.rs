@@ -1,0 +1,292 @@
+//! The PostgreSQL backend: several host processes may share one database. Reads use a
+//! connection pool; writes go through this process's group committer on its own connection.
+//! Ids come from sequences (fetched in blocks), so processes never hand out the same id, and
+//! exactly-once rests on the unique indexes, which hold across processes.
+
+use std::collections::VecDeque;
+use std::error::Error;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::{Client, NoTls};
+
+use crate::commit::{self, apply_units, BatchWriter, Exec, Sequence, UnitOutcome, WriteUnit};
+use crate::migrate;
+use crate::queries::{Reader, SqlReads};
+use crate::value::{Row, Value};
+use crate::{AdminStore, Store, StoreError, StoreOptions};
+
+/// Ids fetched from a sequence per round trip.
+const ID_BLOCK_SIZE: i64 = 512;
+/// Advisory lock key held while migrating, so concurrent `kassa` processes migrate once.
+const MIGRATION_LOCK_KEY: i64 = 0x6b61_7373_61;
+
+#[derive(Debug)]
+struct PgValue<'a>(&'a Value);
+
+impl ToSql for PgValue<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self.0 {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) if *ty == Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+            Value::Int(v) => v.to_sql(ty, out),
+            Value::Bool(v) => v.to_sql(ty, out),
+            Value::Text(v) => v.as_str().to_sql(ty, out),
+            Value::Bytes(v) => v.as_slice().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn db_error(error: tokio_postgres::Error) -> StoreError {
+    match error.as_db_error() {
+        Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
+        None if error.is_closed() => StoreError::Unreachable(error.to_string()),
+        None => StoreError::Database(error.to_string()),
+    }
+}
+
+fn decode(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
+    let mut values = Vec::with_capacity(row.len());
+    for (index, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let value = if *ty == Type::INT8 {
+            row.try_get::<_, Option<i64>>(index).map(|v| v.map(Value::Int))
+        } else if *ty == Type::INT4 {
+            row.try_get::<_, Option<i32>>(index).map(|v| v.map(|v| Value::Int(i64::from(v))))
+        } else if *ty == Type::INT2 {
+            row.try_get::<_, Option<i16>>(index).map(|v| v.map(|v| Value::Int(i64::from(v))))
+        } else if *ty == Type::BOOL {
+            row.try_get::<_, Option<bool>>(index).map(|v| v.map(Value::Bool))
+        } else if *ty == Type::BYTEA {
+            row.try_get::<_, Option<Vec<u8>>>(index).map(|v| v.map(Value::Bytes))
+        } else {
+            row.try_get::<_, Option<String>>(index).map(|v| v.map(Value::Text))
+        };
+        values.push(value.map_err(db_error)?.unwrap_or(Value::Null));
+    }
+    Ok(Row(values))
+}
+
+async fn query_on(client: &Client, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+    let statement = client.prepare(sql).await.map_err(db_error)?;
+    let wrapped: Vec<PgValue<'_>> = params.iter().map(PgValue).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = wrapped.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+    let rows = client.query(&statement, &refs).await.map_err(db_error)?;
+    rows.iter().map(decode).collect()
+}
+
+struct PgReader {
+    pool: Pool,
+}
+
+#[async_trait]
+impl Reader for PgReader {
+    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+        let client = self.pool.get().await.map_err(|e| StoreError::Unreachable(e.to_string()))?;
+        let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+        let wrapped: Vec<PgValue<'_>> = params.iter().map(PgValue).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = wrapped.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let rows = client.query(&statement, &refs).await.map_err(db_error)?;
+        rows.iter().map(decode).collect()
+    }
+}
+
+/// The committer's connection with its cached statements and id blocks.
+struct PgWriter {
+    pool: Pool,
+    client: Option<deadpool_postgres::Object>,
+    txn_ids: VecDeque<i64>,
+    entry_ids: VecDeque<i64>,
+}
+
+impl PgWriter {
+    async fn client(&mut self) -> Result<&deadpool_postgres::Object, StoreError> {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.client = Some(self.pool.get().await.map_err(|e| StoreError::Unreachable(e.to_string()))?);
+        }
+        self.client.as_ref().ok_or(StoreError::Closed)
+    }
+}
+
+#[async_trait]
+impl Exec for PgWriter {
+    async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+        let wrapped: Vec<PgValue<'_>> = params.iter().map(PgValue).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = wrapped.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let rows = client.query(&statement, &refs).await.map_err(db_error)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+        let wrapped: Vec<PgValue<'_>> = params.iter().map(PgValue).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = wrapped.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        client.execute(&statement, &refs).await.map_err(db_error)
+    }
+
+    async fn next_ids(&mut self, sequence: Sequence, count: usize) -> Result<Vec<i64>, StoreError> {
+        let name = match sequence {
+            Sequence::Transactions => "transactions_id_seq",
+            Sequence::LedgerEntries => "ledger_entries_id_seq",
+        };
+        let available = match sequence {
+            Sequence::Transactions => self.txn_ids.len(),
+            Sequence::LedgerEntries => self.entry_ids.len(),
+        };
+        if available < count {
+            let wanted = ID_BLOCK_SIZE.max(i64::try_from(count).unwrap_or(ID_BLOCK_SIZE));
+            // nextval is not transactional: ids stay taken even if this batch rolls back.
+            let sql = format!("SELECT nextval('{name}') FROM generate_series(1, $1::BIGINT)");
+            let rows = self.query(&sql, &[Value::Int(wanted)]).await?;
+            let ids = rows.iter().map(|r| r.int(0)).collect::<Result<Vec<_>, _>>()?;
+            match sequence {
+                Sequence::Transactions => self.txn_ids.extend(ids),
+                Sequence::LedgerEntries => self.entry_ids.extend(ids),
+            }
+        }
+        let pool = match sequence {
+            Sequence::Transactions => &mut self.txn_ids,
+            Sequence::LedgerEntries => &mut self.entry_ids,
+        };
+        Ok(pool.drain(..count.min(pool.len())).collect())
+    }
+}
+
+#[async_trait]
+impl BatchWriter for PgWriter {
+    async fn write_batch(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
+        self.client().await?.batch_execute("BEGIN").await.map_err(db_error)?;
+        match apply_units(self, units).await {
+            Ok(outcomes) => {
+                let commit = self.client().await?.batch_execute("COMMIT").await;
+                match commit {
+                    Ok(()) => Ok(outcomes),
+                    Err(error) => {
+                        self.client = None;
+                        Err(db_error(error))
+                    }
+                }
+            }
+            Err(error) => {
+                if let Some(client) = &self.client {
+                    if client.batch_execute("ROLLBACK").await.is_err() {
+                        self.client = None;
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+struct PgAdmin {
+    pool: Pool,
+}
+
+impl PgAdmin {
+    async fn applied(client: &Client) -> Result<Vec<(i64, String)>, StoreError> {
+        let exists = query_on(client, "SELECT to_regclass('kassa_schema_migrations') IS NOT NULL", &[]).await?;
+        if !exists.first().map(|r| r.boolean(0)).transpose()?.unwrap_or(false) {
+            return Ok(Vec::new());
+        }
+        let rows = query_on(client, "SELECT version, checksum FROM kassa_schema_migrations ORDER BY version", &[]).await?;
+        rows.iter().map(|r| Ok((r.int(0)?, r.text(1)?))).collect()
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Unreachable(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl AdminStore for PgAdmin {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        client.batch_execute(migrate::CREATE_TABLE).await.map_err(db_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await.map_err(db_error)?;
+        let applied = Self::applied(tx.client()).await?;
+        for migration in migrate::pending(migrate::POSTGRES, &applied)? {
+            tx.batch_execute(migration.sql).await.map_err(|e| StoreError::Schema(format!("migration {}: {}", migration.version, db_error(e))))?;
+            tx.execute(
+                "INSERT INTO kassa_schema_migrations (version, name, checksum, applied_at_ms) VALUES ($1, $2, $3, $4)",
+                &[&migration.version, &migration.name, &migration.checksum(), &crate::sqlite::now_ms()],
+            )
+            .await
+            .map_err(db_error)?;
+            tracing::info!(version = migration.version, name = migration.name, "applied migration");
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let applied = Self::applied(&client).await?;
+        if migrate::pending(migrate::POSTGRES, &applied)?.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Schema("migrations are not applied (run `kassa migrate`)".into()))
+        }
+    }
+
+    async fn durable(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let setting = |rows: Vec<Row>| rows.first().map(|r| r.text(0)).transpose().map(|v| v.unwrap_or_default());
+        let fsync = setting(query_on(&client, "SELECT current_setting('fsync')", &[]).await?)?;
+        let synchronous_commit = setting(query_on(&client, "SELECT current_setting('synchronous_commit')", &[]).await?)?;
+        Ok(fsync == "on" && synchronous_commit != "off")
+    }
+
+    async fn backup(&self, _path: &Path) -> Result<(), StoreError> {
+        Err(StoreError::Database("backup of a PostgreSQL database is done with pg_dump; `kassa backup` covers SQLite".into()))
+    }
+}
+
+pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Unreachable(format!("bad URL: {e}")))?;
+    let mut config = config;
+    config.connect_timeout(Duration::from_millis(options.connect_timeout_ms));
+    config.application_name("kassa");
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let pool = Pool::builder(manager)
+        .max_size(options.read_connections_max.max(2) + 1)
+        .build()
+        .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+    // Fail now, with a clear reason, when the database cannot be reached.
+    let probe = tokio::time::timeout(Duration::from_millis(options.connect_timeout_ms), pool.get())
+        .await
+        .map_err(|_| StoreError::Unreachable(format!("no answer from {} within {} ms", crate::redact_url(url), options.connect_timeout_ms)))?
+        .map_err(|e| StoreError::Unreachable(format!("{}: {e}", crate::redact_url(url))))?;
+    drop(probe);
+    let writer = PgWriter { pool: pool.clone(), client: None, txn_ids: VecDeque::new(), entry_ids: VecDeque::new() };
+    let (committer, run_loop) = commit::committer(writer, options.committer);
+    tokio::spawn(run_loop);
+    let reads = Arc::new(SqlReads { reader: Arc::new(PgReader { pool: pool.clone() }) });
+    Ok(Store {
+        directory: reads.clone(),
+        txns: reads.clone(),
+        ledger: reads.clone(),
+        audit: reads.clone(),
+        settings: reads,
+        admin: Arc::new(PgAdmin { pool }),
+        committer,
+    })
+}

@@ -1,0 +1,329 @@
+//! The SQLite backend: embedded, WAL journal, `synchronous=FULL` (a commit is on disk when it
+//! returns), one writer connection on a dedicated thread running the group committer, and a
+//! small pool of read connections used from `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::Connection;
+
+use crate::commit::{self, apply_units, BatchWriter, Exec, Sequence, UnitOutcome, WriteUnit};
+use crate::migrate;
+use crate::queries::{Reader, SqlReads};
+use crate::value::{Row, Value};
+use crate::{AdminStore, Store, StoreError, StoreOptions};
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            Value::Bool(v) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*v))),
+            Value::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Value::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+        })
+    }
+}
+
+fn db_error(error: rusqlite::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| StoreError::Unreachable(format!("{}: {e}", path.display())))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(|e| StoreError::Unreachable(format!("{}: {e}", path.display())))?;
+    // Fail early and clearly on a file that is not a database.
+    conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |_| Ok(()))
+        .map_err(|e| StoreError::Unreachable(format!("{} is not a usable SQLite database: {e}", path.display())))?;
+    Ok(conn)
+}
+
+fn run_query(conn: &Connection, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+    let mut statement = conn.prepare_cached(sql).map_err(db_error)?;
+    let columns = statement.column_count();
+    let mut rows = statement.query(rusqlite::params_from_iter(params.iter())).map_err(db_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_error)? {
+        let mut values = Vec::with_capacity(columns);
+        for index in 0..columns {
+            values.push(match row.get_ref(index).map_err(db_error)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(v) => Value::Int(v),
+                ValueRef::Real(_) => return Err(StoreError::Corrupt("floating-point value in the database".into())),
+                ValueRef::Text(v) => Value::Text(String::from_utf8(v.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                ValueRef::Blob(v) => Value::Bytes(v.to_vec()),
+            });
+        }
+        out.push(Row(values));
+    }
+    Ok(out)
+}
+
+fn run_execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+    let mut statement = conn.prepare_cached(sql).map_err(db_error)?;
+    let changed = statement.execute(rusqlite::params_from_iter(params.iter())).map_err(db_error)?;
+    Ok(changed as u64)
+}
+
+/// The read pool.
+struct SqliteReader {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl Reader for SqliteReader {
+    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+        let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
+        let conn = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
+        let conn = match conn {
+            Some(conn) => conn,
+            None => open_connection(&self.path)?,
+        };
+        let sql = sql.to_owned();
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = run_query(&conn, &sql, &params);
+            (conn, result)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+/// The writer connection, owned by the committer thread.
+struct SqliteWriter {
+    conn: Connection,
+    next_txn_id: i64,
+    next_entry_id: i64,
+}
+
+impl SqliteWriter {
+    fn new(conn: Connection) -> Result<SqliteWriter, StoreError> {
+        let max = |table: &str| -> Result<i64, StoreError> {
+            conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |r| r.get(0)).map_err(db_error)
+        };
+        let next_txn_id = max("transactions")? + 1;
+        let next_entry_id = max("ledger_entries")? + 1;
+        Ok(SqliteWriter { conn, next_txn_id, next_entry_id })
+    }
+}
+
+#[async_trait]
+impl Exec for SqliteWriter {
+    async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        run_query(&self.conn, sql, params)
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        run_execute(&self.conn, sql, params)
+    }
+
+    async fn next_ids(&mut self, sequence: Sequence, count: usize) -> Result<Vec<i64>, StoreError> {
+        let next = match sequence {
+            Sequence::Transactions => &mut self.next_txn_id,
+            Sequence::LedgerEntries => &mut self.next_entry_id,
+        };
+        let count = i64::try_from(count).map_err(|_| StoreError::Corrupt("id count".into()))?;
+        let ids = (*next..*next + count).collect();
+        *next += count;
+        Ok(ids)
+    }
+}
+
+#[async_trait]
+impl BatchWriter for SqliteWriter {
+    async fn write_batch(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
+        match apply_units(self, units).await {
+            Ok(outcomes) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(outcomes),
+                Err(error) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(db_error(error))
+                }
+            },
+            Err(error) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                // Ids handed out in the failed batch were never written; reuse is harmless but
+                // re-reading keeps them dense and correct.
+                if let Ok(fresh) = SqliteWriter::new_ids(&self.conn) {
+                    (self.next_txn_id, self.next_entry_id) = fresh;
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+impl SqliteWriter {
+    fn new_ids(conn: &Connection) -> Result<(i64, i64), StoreError> {
+        let max = |table: &str| -> Result<i64, StoreError> {
+            conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |r| r.get(0)).map_err(db_error)
+        };
+        Ok((max("transactions")? + 1, max("ledger_entries")? + 1))
+    }
+}
+
+fn migrate_connection(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(migrate::CREATE_TABLE).map_err(db_error)?;
+    let applied = applied_migrations(conn)?;
+    for migration in migrate::pending(migrate::SQLITE, &applied)? {
+        let tx = conn.transaction().map_err(db_error)?;
+        tx.execute_batch(migration.sql).map_err(|e| StoreError::Schema(format!("migration {}: {e}", migration.version)))?;
+        tx.execute(
+            "INSERT INTO kassa_schema_migrations (version, name, checksum, applied_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![migration.version, migration.name, migration.checksum(), now_ms()],
+        )
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        tracing::info!(version = migration.version, name = migration.name, "applied migration");
+    }
+    Ok(())
+}
+
+fn applied_migrations(conn: &Connection) -> Result<Vec<(i64, String)>, StoreError> {
+    let exists: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'kassa_schema_migrations'", [], |r| r.get(0))
+        .map_err(db_error)?;
+    if exists == 0 {
+        return Ok(Vec::new());
+    }
+    let mut statement = conn.prepare("SELECT version, checksum FROM kassa_schema_migrations ORDER BY version").map_err(db_error)?;
+    let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+struct SqliteAdmin {
+    path: PathBuf,
+}
+
+#[async_trait]
+impl AdminStore for SqliteAdmin {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = open_connection(&path)?;
+            migrate_connection(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = open_connection(&path)?;
+            let applied = applied_migrations(&conn)?;
+            if migrate::pending(migrate::SQLITE, &applied)?.is_empty() {
+                Ok(())
+            } else {
+                Err(StoreError::Schema("migrations are not applied (run `kassa migrate`)".into()))
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+
+    async fn durable(&self) -> Result<bool, StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = open_connection(&path)?;
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(db_error)?;
+            let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(db_error)?;
+            // 2 = FULL, 3 = EXTRA. The writer connection sets FULL; this one was opened the same way.
+            Ok(mode.eq_ignore_ascii_case("wal") && sync >= 2)
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+
+    async fn backup(&self, target: &Path) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let target = target.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = open_connection(&path)?;
+            // VACUUM INTO reads one consistent snapshot while writers go on.
+            conn.execute("VACUUM INTO ?1", [target.to_string_lossy().as_ref()]).map_err(db_error)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+    }
+}
+
+pub(crate) async fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Unreachable(format!("{}: {e}", parent.display())))?;
+    }
+    let probe = {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || open_connection(&path)).await.map_err(|e| StoreError::Database(e.to_string()))??
+    };
+    let reader = Arc::new(SqliteReader {
+        path: path.to_owned(),
+        idle: Mutex::new(vec![probe]),
+        permits: tokio::sync::Semaphore::new(options.read_connections_max.max(1)),
+    });
+    let reads = SqlReads { reader };
+
+    // The committer's loop runs on its own OS thread: SQLite calls block, and the writer
+    // connection must never move between threads mid-transaction. The writer connection is
+    // opened at the first batch, so a store opened before `migrate` works once it ran.
+    let writer = LazyWriter { path: path.to_owned(), writer: None };
+    let (committer, run_loop) = commit::committer(writer, options.committer);
+    std::thread::Builder::new()
+        .name("kassa-sqlite-writer".into())
+        .spawn(move || match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(runtime) => runtime.block_on(run_loop),
+            Err(error) => tracing::error!(%error, "cannot start the SQLite writer"),
+        })
+        .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+    let admin = Arc::new(SqliteAdmin { path: path.to_owned() });
+    let reads = Arc::new(reads);
+    Ok(Store {
+        directory: reads.clone(),
+        txns: reads.clone(),
+        ledger: reads.clone(),
+        audit: reads.clone(),
+        settings: reads,
+        admin,
+        committer,
+    })
+}
+
+/// Opens the writer connection on the committer's thread at its first batch (after `migrate`).
+struct LazyWriter {
+    path: PathBuf,
+    writer: Option<SqliteWriter>,
+}
+
+#[async_trait]
+impl BatchWriter for LazyWriter {
+    async fn write_batch(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
+        if self.writer.is_none() {
+            self.writer = Some(SqliteWriter::new(open_connection(&self.path)?)?);
+        }
+        match self.writer.as_mut() {
+            Some(writer) => writer.write_batch(units).await,
+            None => Err(StoreError::Closed),
+        }
+    }
+}
