@@ -20,7 +20,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::master_key::MasterKey;
+use kassa_crypto::at_rest::MASTER_KEY_HEX_CHARS;
+use kassa_crypto::MasterKey;
 
 /// Default data directory (relative to the working directory, like `cargo run -- up` expects).
 pub const DEFAULT_DATA_DIR: &str = "./kassa-data";
@@ -57,7 +58,7 @@ pub mod env {
 
 /// The resolved configuration. Fields are public and read-only by convention: it is built once by
 /// [`Config::resolve`] and then shared by reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Where the SQLite database, the master key and the demo credentials live.
     pub data_dir: PathBuf,
@@ -273,8 +274,11 @@ impl ConfigLayer {
             .transpose()?;
         let master_key = get(env::MASTER_KEY)
             .map(|value| {
-                MasterKey::from_hex(value.trim())
-                    .map_err(|error| ConfigError::Env { name: env::MASTER_KEY, reason: error.to_string() })
+                // The parser's own error is not used: it may say more about the value than needed.
+                MasterKey::from_hex(value.trim()).map_err(|_| ConfigError::Env {
+                    name: env::MASTER_KEY,
+                    reason: format!("expected {MASTER_KEY_HEX_CHARS} hex characters"),
+                })
             })
             .transpose()?;
         Ok(ConfigLayer {
@@ -523,7 +527,7 @@ mod tests {
         assert_eq!(config.cutoff.to_string(), "23:00");
         assert_eq!(config.log, "info");
         assert_eq!(config.log_format, LogFormat::Text);
-        assert_eq!(config.master_key, None);
+        assert!(config.master_key.is_none());
         assert!(!config.demo);
     }
 
@@ -581,7 +585,7 @@ demo = true
         assert_eq!(config.database_url.kind(), Some(DatabaseKind::Postgres));
         assert_eq!(config.http, addr("0.0.0.0:80"));
         assert_eq!(config.data_dir, PathBuf::from("/data"));
-        assert_eq!(config.master_key, Some(MasterKey::from_hex(&key_hex).unwrap()));
+        assert_eq!(config.master_key.unwrap().expose_secret(), &[0xab; 32]);
     }
 
     #[test]

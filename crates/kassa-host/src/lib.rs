@@ -9,12 +9,11 @@
 
 pub mod app;
 pub mod config;
-pub mod master_key;
 pub mod metrics;
 pub mod readiness;
 pub mod shutdown;
 
 pub use app::{App, AppDeps, BindError, Listeners, ServeError};
 pub use config::{Config, ConfigError, ConfigLayer, DatabaseKind, DatabaseUrl, LogFormat};
-pub use master_key::MasterKey;
+pub use kassa_crypto::MasterKey;
 pub use readiness::{BoxFuture, Readiness};

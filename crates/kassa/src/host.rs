@@ -10,7 +10,8 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use kassa_host::{App, AppDeps, Config, Listeners, MasterKey};
+use kassa_crypto::MasterKey;
+use kassa_host::{App, AppDeps, Config, Listeners};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 

@@ -7,9 +7,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use kassa_host::master_key::MASTER_KEY_BYTES;
-use kassa_host::{Config, MasterKey};
-use rand::RngCore;
+use kassa_crypto::MasterKey;
+use kassa_host::Config;
 use zeroize::Zeroizing;
 
 use crate::files::{self, Existing};
@@ -59,11 +58,8 @@ fn corrupt(path: &Path) -> anyhow::Error {
 }
 
 fn create(path: &Path) -> anyhow::Result<MasterKey> {
-    let mut bytes = Zeroizing::new([0_u8; MASTER_KEY_BYTES]);
-    rand::rngs::OsRng.fill_bytes(bytes.as_mut_slice());
-    let key = MasterKey::from_bytes(*bytes);
-    let mut text = key.to_hex();
-    text.push('\n');
+    let key = MasterKey::generate(&mut rand::rngs::OsRng);
+    let text = Zeroizing::new(format!("{}\n", hex::encode(key.expose_secret())));
     match files::write_private(path, text.as_bytes(), Existing::Keep) {
         Ok(()) => {
             tracing::info!(path = %path.display(), "created a new master key");
@@ -105,8 +101,8 @@ mod tests {
             let mode = std::fs::metadata(config.master_key_path()).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert_eq!(resolve(&config, WhenMissing::Create).unwrap(), created);
-        assert_eq!(resolve(&config, WhenMissing::Fail).unwrap(), created);
+        assert_eq!(resolve(&config, WhenMissing::Create).unwrap().expose_secret(), created.expose_secret());
+        assert_eq!(resolve(&config, WhenMissing::Fail).unwrap().expose_secret(), created.expose_secret());
     }
 
     #[test]
@@ -119,7 +115,7 @@ mod tests {
             ..ConfigLayer::default()
         }])
         .unwrap();
-        assert_eq!(resolve(&config, WhenMissing::Create).unwrap(), key);
+        assert_eq!(resolve(&config, WhenMissing::Create).unwrap().expose_secret(), key.expose_secret());
         assert!(!config.master_key_path().exists());
     }
 

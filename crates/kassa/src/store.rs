@@ -8,7 +8,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kassa_host::{BoxFuture, Config, MasterKey, Readiness};
+use kassa_crypto::MasterKey;
+use kassa_host::{BoxFuture, Config, Readiness};
 
 use crate::demo::DemoSecrets;
 
