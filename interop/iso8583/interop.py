@@ -13,8 +13,8 @@ import sys
 
 import iso8583
 
-from kassa_spec import SPEC, frame, from_pyiso, hexstr, to_pyiso, unframe
-from messages import MESSAGES
+from kassa_spec import SPEC, frame, from_pyiso, hexstr, n_fixed, to_pyiso, unframe
+from messages import BENCH_SALE, MESSAGES
 
 
 def kassa(binary, requests):
@@ -53,6 +53,16 @@ def check_pyiso_decodes_kassa(message, py_hex, answer):
     return None
 
 
+def control_detects_wrong_alignment(binary):
+    """Negative control: with field 22 right-aligned (as a naive spec would have it), the
+    harness must report a mismatch, or the checks above prove nothing."""
+    wrong = dict(SPEC, **{"22": n_fixed(3)})
+    body, _ = iso8583.encode(to_pyiso(BENCH_SALE), wrong)
+    py_hex = hexstr(frame(body))
+    [answer] = kassa(binary, [{"op": "decode", "frame": py_hex}])
+    return check_kassa_decodes_pyiso(BENCH_SALE, py_hex, answer) is not None
+
+
 def main():
     binary = sys.argv[1]
     py_hexes = []
@@ -79,6 +89,12 @@ def main():
             else:
                 failed += 1
                 print(f"FAIL {message['mti']} {message['name']}: {direction}: {problem}")
+    if control_detects_wrong_alignment(binary):
+        passed += 1
+        print("ok   control: a right-aligned field 22 is detected as a mismatch")
+    else:
+        failed += 1
+        print("FAIL control: a right-aligned field 22 went unnoticed")
     print(f"iso8583 interop: {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 

@@ -78,13 +78,12 @@ fn encode(request: &Value) -> Result<Value> {
 }
 
 fn answer(line: &str) -> Value {
-    let result = serde_json::from_str::<Value>(line).map_err(Into::into).and_then(|request| {
-        match request["op"].as_str() {
+    let result =
+        serde_json::from_str::<Value>(line).map_err(Into::into).and_then(|request| match request["op"].as_str() {
             Some("decode") => decode(&request),
             Some("encode") => encode(&request),
             _ => Err("op must be decode or encode".into()),
-        }
-    });
+        });
     result.unwrap_or_else(|error| json!({"ok": false, "error": error.to_string()}))
 }
 

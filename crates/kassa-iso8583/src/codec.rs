@@ -498,3 +498,72 @@ fn pack(value: &[u8], align: Align, out: &mut Vec<u8>) {
         out.push(nibble(*last) << 4 | PAD_NIBBLE_WRITTEN);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{fixed, fixed_left, ll};
+
+    fn packed(value: &str, spec: FieldSpec) -> Vec<u8> {
+        let mut out = Vec::new();
+        pack(value.as_bytes(), spec.align, &mut out);
+        out
+    }
+
+    fn unpacked(bytes: &[u8], units: usize, spec: FieldSpec) -> Result<String, DecodeError> {
+        let mut out = Vec::new();
+        unpack(bytes, units, &spec, 9, &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn odd_digits_align_per_spec() {
+        assert_eq!(packed("123", fixed(Kind::N, 3)), [0x01, 0x23]);
+        assert_eq!(packed("021", fixed_left(Kind::N, 3)), [0x02, 0x10]);
+        assert_eq!(packed("12345", ll(Kind::N, 19)), [0x12, 0x34, 0x50]);
+        assert_eq!(packed("12=4", ll(Kind::Z, 37)), [0x12, 0xD4]);
+        assert_eq!(unpacked(&[0x01, 0x23], 3, fixed(Kind::N, 3)), Ok("123".into()));
+        assert_eq!(unpacked(&[0xF1, 0x23], 3, fixed(Kind::N, 3)), Ok("123".into()));
+        assert_eq!(unpacked(&[0x02, 0x10], 3, fixed_left(Kind::N, 3)), Ok("021".into()));
+        assert_eq!(unpacked(&[0x12, 0x3F], 3, ll(Kind::N, 19)), Ok("123".into()));
+        assert_eq!(unpacked(&[0x12, 0xD4], 4, ll(Kind::Z, 37)), Ok("12=4".into()));
+    }
+
+    #[test]
+    fn unpack_reports_positions_in_the_logical_value() {
+        assert_eq!(
+            unpacked(&[0x12, 0xD4], 4, ll(Kind::N, 19)),
+            Err(DecodeError::InvalidCharacter { field: 9, position: 2 })
+        );
+        assert_eq!(
+            unpacked(&[0x0A, 0x23], 3, fixed(Kind::N, 3)),
+            Err(DecodeError::InvalidCharacter { field: 9, position: 0 })
+        );
+        assert_eq!(unpacked(&[0x1A, 0x23], 3, fixed(Kind::N, 3)), Err(DecodeError::InvalidPad { field: 9 }));
+        assert_eq!(unpacked(&[0x12, 0x35], 3, ll(Kind::N, 19)), Err(DecodeError::InvalidPad { field: 9 }));
+    }
+
+    #[test]
+    fn character_classes() {
+        assert_eq!(first_invalid(Kind::N, b"0123456789"), None);
+        assert_eq!(first_invalid(Kind::N, b"12=4"), Some(2));
+        assert_eq!(first_invalid(Kind::Z, b"12=4"), None);
+        assert_eq!(first_invalid(Kind::An, b"A1 b"), None);
+        assert_eq!(first_invalid(Kind::An, b"A1-b"), Some(2));
+        assert_eq!(first_invalid(Kind::Ans, b"A1-b~"), None);
+        assert_eq!(first_invalid(Kind::Ans, &[b'A', 0x80]), Some(1));
+        assert_eq!(first_invalid(Kind::AnsGbk, &[b'A', 0xD6, 0xD0]), None);
+        assert_eq!(first_invalid(Kind::AnsGbk, &[0xFF]), Some(0));
+        assert_eq!(first_invalid(Kind::B, &[0x00, 0xFF]), None);
+    }
+
+    #[test]
+    fn length_prefixes() {
+        let mut out = Vec::new();
+        crate::UNIONPAY.write_length(19, 2, &mut out);
+        crate::UNIONPAY.write_length(322, 3, &mut out);
+        crate::ISO8583_1987_ASCII.write_length(7, 2, &mut out);
+        crate::ISO8583_1987_ASCII.write_length(999, 3, &mut out);
+        assert_eq!(out, [0x19, 0x03, 0x22, b'0', b'7', b'9', b'9', b'9']);
+    }
+}

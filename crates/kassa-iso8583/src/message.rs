@@ -291,3 +291,36 @@ impl Iterator for BitIter {
         Some(leading as u8 + 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_iteration_and_secondary_bit() {
+        let mut message = Message::new(Mti::default());
+        message.set(128, "x").set(2, "1").set(64, "y").set(65, "z");
+        assert_eq!(message.fields().collect::<Vec<_>>(), [2, 64, 65, 128]);
+        assert_ne!(message.bitmap() & field_bit(1), 0);
+        message.remove(65).remove(128);
+        assert_eq!(message.bitmap() & field_bit(1), 0);
+        assert_eq!(message.bitmap() >> 64, 0x4000_0000_0000_0001);
+    }
+
+    #[test]
+    fn equality_ignores_buffer_layout() {
+        let mut left = Message::new(Mti::default());
+        left.set(3, "000000").set(4, "000000000001");
+        let mut right = Message::new(Mti::default());
+        right.set(4, "999999999999").set(3, "000000").set(4, "000000000001");
+        assert_eq!(left, right);
+        right.set(11, "000001");
+        assert_ne!(left, right);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of 2..=128")]
+    fn field_1_is_not_a_data_field() {
+        Message::new(Mti::default()).set(1, "x");
+    }
+}
