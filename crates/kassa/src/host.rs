@@ -32,6 +32,10 @@ pub enum Mode {
 /// Runs the host until it is stopped by a signal.
 pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config).await?;
+    // Installed before the slow steps (key generation) so that a signal during start-up stops the
+    // host cleanly instead of killing it half-way through writing files.
+    let shutdown = CancellationToken::new();
+    kassa_host::shutdown::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
     files::create_private_dir(&config.data_dir)?;
     let when_missing = match mode {
         Mode::Up => WhenMissing::Create,
@@ -43,8 +47,6 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         prepare_demo(&config, &store, &master_key).await?;
     }
 
-    let shutdown = CancellationToken::new();
-    kassa_host::shutdown::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
     let deps = AppDeps {
         readiness: store.readiness(),
         registry: Registry::default(),

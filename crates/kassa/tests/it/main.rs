@@ -30,6 +30,10 @@ struct Kassa {
 
 impl Kassa {
     fn start(args: &[&str]) -> Kassa {
+        Kassa::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Kassa {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kassa"));
         for name in KASSA_VARIABLES {
             command.env_remove(name);
@@ -37,6 +41,7 @@ impl Kassa {
         let mut child = command
             .args(args)
             .env("KASSA_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -305,4 +310,56 @@ fn serve_without_a_master_key_refuses_to_start() {
     assert!(stderr.starts_with("kassa: no master key: set KASSA_MASTER_KEY"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(!dir.path().join("master.key").exists());
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let kassa = Kassa::start(&["up", "--log-format", "json", "--data-dir", data_dir, "--http", "127.0.0.1:0"]);
+    kassa.http_addr();
+    kassa.terminate();
+    let (status, _stdout, stderr) = kassa.wait();
+    assert_eq!(status.code(), Some(0));
+    assert!(stderr.lines().count() >= 2, "{stderr}");
+    for line in stderr.lines() {
+        let object: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(object["level"].is_string(), "{line}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_master_key_readable_by_others_is_used_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.key");
+    std::fs::write(&path, format!("{}\n", "7e".repeat(32))).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let kassa = Kassa::up(dir.path());
+    kassa.http_addr();
+    kassa.terminate();
+    let (status, _stdout, stderr) = kassa.wait();
+    assert_eq!(status.code(), Some(0));
+    assert!(stderr.contains("secret file is accessible to other users"), "{stderr}");
+    assert!(!stderr.contains(&"7e".repeat(32)), "{stderr}");
+}
+
+#[test]
+fn serve_takes_the_master_key_from_the_environment_and_seeds_no_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "c3".repeat(32);
+    let kassa = Kassa::start_with_env(
+        &["serve", "--data-dir", dir.path().to_str().unwrap(), "--http", "127.0.0.1:0"],
+        &[("KASSA_MASTER_KEY", &key)],
+    );
+    let addr = kassa.http_addr();
+    assert_eq!(http_get(addr, "/healthz"), (200, "ok".to_owned()));
+    kassa.terminate();
+    let (status, stdout, stderr) = kassa.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!dir.path().join("master.key").exists(), "the environment's key is not copied to disk");
+    assert!(!credentials_path(dir.path()).exists(), "serve writes no demo credentials");
+    assert!(!stdout.contains("credentials:"), "{stdout}");
+    assert!(!stdout.contains(&key) && !stderr.contains(&key));
 }
