@@ -136,8 +136,23 @@ pub const fn lll(kind: Kind, max: u16) -> FieldSpec {
     FieldSpec { kind, length: Length::Var { prefix_digits: 3, max }, align: Align::Left }
 }
 
-/// Builds a field table from `(field number, spec)` rows. Evaluated at compile time, so a
-/// duplicate or out-of-range row is a build error.
+/// Longest length prefix (LLL) the codec writes.
+pub const LENGTH_PREFIX_DIGITS_MAX: u8 = 3;
+
+/// Builds a field table from `(field number, spec)` rows. Evaluated at compile time in a
+/// `static`, so a duplicate or out-of-range row, or a maximum its prefix cannot express, is a
+/// build error:
+///
+/// ```compile_fail
+/// use kassa_iso8583::spec::{ll, table, FieldSpec, Kind, FIELD_SLOTS};
+/// // An LL prefix cannot announce 150 digits.
+/// static FIELDS: [Option<FieldSpec>; FIELD_SLOTS] = table(&[(2, ll(Kind::N, 150))]);
+/// ```
+///
+/// ```
+/// use kassa_iso8583::spec::{ll, table, FieldSpec, Kind, FIELD_SLOTS};
+/// static FIELDS: [Option<FieldSpec>; FIELD_SLOTS] = table(&[(2, ll(Kind::N, 99))]);
+/// ```
 pub const fn table(rows: &[(u8, FieldSpec)]) -> [Option<FieldSpec>; FIELD_SLOTS] {
     let mut fields = [None; FIELD_SLOTS];
     let mut index = 0;
@@ -145,6 +160,10 @@ pub const fn table(rows: &[(u8, FieldSpec)]) -> [Option<FieldSpec>; FIELD_SLOTS]
         let (field, spec) = rows[index];
         assert!(field >= FIELD_NUMBER_MIN && field <= FIELD_NUMBER_MAX, "field number out of range");
         assert!(fields[field as usize].is_none(), "duplicate field in table");
+        if let Length::Var { prefix_digits, max } = spec.length {
+            assert!(prefix_digits >= 1 && prefix_digits <= LENGTH_PREFIX_DIGITS_MAX, "prefix of 1 to 3 digits");
+            assert!((max as u32) < 10u32.pow(prefix_digits as u32), "maximum does not fit the prefix");
+        }
         fields[field as usize] = Some(spec);
         index += 1;
     }
