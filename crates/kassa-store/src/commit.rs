@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::records::{
-    ApiKeyRecord, AuditEvent, BackofficeUserRecord, GatewayAppRecord, IdempotencyRecord, MerchantRecord, MerchantSecretRecord,
-    NewTxn, OperatorRecord, TerminalRecord, TxnUpdate,
+    ApiKeyRecord, AuditEvent, BackofficeUserRecord, GatewayAppRecord, IdempotencyRecord, MerchantRecord,
+    MerchantSecretRecord, NewTxn, OperatorRecord, TerminalRecord, TxnUpdate,
 };
 use crate::value::{params, Row, Value};
 use crate::StoreError;
@@ -31,7 +31,7 @@ use crate::StoreError;
 #[derive(Debug, Clone)]
 pub enum Guard {
     /// Insert a transaction unless its identity (card identity or `out_trade_no`) exists.
-    InsertTxn(NewTxn),
+    InsertTxn(Box<NewTxn>),
     /// Update a transaction only if its version is still the expected one.
     UpdateTxn(TxnUpdate),
     /// Store an idempotency key unless it exists.
@@ -174,20 +174,43 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
     Ok(outcomes)
 }
 
-async fn apply_unit(exec: &mut dyn Exec, unit: &WriteUnit, audit_head: &mut Option<(i64, String)>) -> Result<UnitOutcome, StoreError> {
-    let mut txn_id = None;
-    match &unit.guard {
-        None => {}
-        Some(Guard::InsertTxn(txn)) => match insert_txn(exec, txn).await? {
-            Ok(id) => txn_id = Some(id),
-            Err(existing) => return Ok(UnitOutcome::Duplicate { existing_txn_id: existing }),
+async fn apply_unit(
+    exec: &mut dyn Exec,
+    unit: &WriteUnit,
+    audit_head: &mut Option<(i64, String)>,
+) -> Result<UnitOutcome, StoreError> {
+    let txn_id = match &unit.guard {
+        None => None,
+        Some(guard) => match check_guard(exec, guard).await? {
+            Ok(txn_id) => txn_id,
+            Err(refused) => return Ok(refused),
         },
-        Some(Guard::UpdateTxn(update)) => {
-            if update_txn(exec, update).await? == 0 {
-                return Ok(UnitOutcome::VersionConflict);
+    };
+    let mut entry_ids = Vec::new();
+    for op in &unit.ops {
+        if let Some(id) = apply_op(exec, op, audit_head).await? {
+            entry_ids.push(id);
+        }
+    }
+    Ok(UnitOutcome::Committed { txn_id, entry_ids })
+}
+
+/// Applies a guard: `Ok(inserted transaction id)` when it passed, `Err(outcome)` when not.
+async fn check_guard(exec: &mut dyn Exec, guard: &Guard) -> Result<Result<Option<i64>, UnitOutcome>, StoreError> {
+    Ok(match guard {
+        Guard::InsertTxn(txn) => match insert_txn(exec, txn).await? {
+            Ok(id) => Ok(Some(id)),
+            Err(existing) => Err(UnitOutcome::Duplicate { existing_txn_id: existing }),
+        },
+        Guard::UpdateTxn(update) => {
+            let changed = update_txn(exec, update).await?;
+            if changed == 0 {
+                Err(UnitOutcome::VersionConflict)
+            } else {
+                Ok(None)
             }
         }
-        Some(Guard::InsertIdempotency(record)) => {
+        Guard::InsertIdempotency(record) => {
             let inserted = exec
                 .execute(
                     "INSERT INTO idempotency_keys (scope, idem_key, request_digest, response, created_at_ms) \
@@ -202,22 +225,22 @@ async fn apply_unit(exec: &mut dyn Exec, unit: &WriteUnit, audit_head: &mut Opti
                 )
                 .await?;
             if inserted == 0 {
-                return Ok(UnitOutcome::Duplicate { existing_txn_id: None });
+                Err(UnitOutcome::Duplicate { existing_txn_id: None })
+            } else {
+                Ok(None)
             }
         }
-    }
-    let mut entry_ids = Vec::new();
-    for op in &unit.ops {
-        if let Some(id) = apply_op(exec, op, audit_head).await? {
-            entry_ids.push(id);
-        }
-    }
-    Ok(UnitOutcome::Committed { txn_id, entry_ids })
+    })
 }
 
 /// Inserts a transaction; `Err(existing id)` when its identity is taken.
 async fn insert_txn(exec: &mut dyn Exec, txn: &NewTxn) -> Result<Result<i64, Option<i64>>, StoreError> {
-    let id = exec.next_ids(Sequence::Transactions, 1).await?.first().copied().ok_or(StoreError::Corrupt("no id allocated".into()))?;
+    let id = exec
+        .next_ids(Sequence::Transactions, 1)
+        .await?
+        .first()
+        .copied()
+        .ok_or(StoreError::Corrupt("no id allocated".into()))?;
     let identity = txn.card_identity.as_ref();
     let inserted = exec
         .execute(
@@ -273,7 +296,12 @@ async fn insert_txn(exec: &mut dyn Exec, txn: &NewTxn) -> Result<Result<i64, Opt
     let existing = match existing.first() {
         Some(row) => Some(row.int(0)?),
         None => match &txn.rrn {
-            Some(rrn) => exec.query("SELECT id FROM transactions WHERE rrn = $1", &params![rrn.as_str()]).await?.first().map(|r| r.int(0)).transpose()?,
+            Some(rrn) => exec
+                .query("SELECT id FROM transactions WHERE rrn = $1", &params![rrn.as_str()])
+                .await?
+                .first()
+                .map(|r| r.int(0))
+                .transpose()?,
             None => None,
         },
     };
@@ -301,7 +329,11 @@ async fn update_txn(exec: &mut dyn Exec, update: &TxnUpdate) -> Result<u64, Stor
 }
 
 /// Applies one op; returns the id of a posted journal entry.
-async fn apply_op(exec: &mut dyn Exec, op: &WriteOp, audit_head: &mut Option<(i64, String)>) -> Result<Option<i64>, StoreError> {
+async fn apply_op(
+    exec: &mut dyn Exec,
+    op: &WriteOp,
+    audit_head: &mut Option<(i64, String)>,
+) -> Result<Option<i64>, StoreError> {
     match op {
         WriteOp::PostEntry { entry, at_ms } => return post_entry(exec, entry, *at_ms).await.map(Some),
         WriteOp::UpdateTxn(update) => {
@@ -343,7 +375,11 @@ async fn apply_op(exec: &mut dyn Exec, op: &WriteOp, audit_head: &mut Option<(i6
             .await?;
         }
         WriteOp::SetOpenBatch { terminal_id, batch_no } => {
-            exec.execute("UPDATE terminals SET open_batch = $1 WHERE terminal_id = $2", &params![*batch_no, terminal_id.as_str()]).await?;
+            exec.execute(
+                "UPDATE terminals SET open_batch = $1 WHERE terminal_id = $2",
+                &params![*batch_no, terminal_id.as_str()],
+            )
+            .await?;
         }
         WriteOp::PutOperator(o) => {
             let c = &o.credential;
@@ -444,7 +480,12 @@ fn json_list(items: &[String]) -> Result<String, StoreError> {
 }
 
 async fn post_entry(exec: &mut dyn Exec, entry: &JournalEntry, at_ms: i64) -> Result<i64, StoreError> {
-    let id = exec.next_ids(Sequence::LedgerEntries, 1).await?.first().copied().ok_or(StoreError::Corrupt("no id allocated".into()))?;
+    let id = exec
+        .next_ids(Sequence::LedgerEntries, 1)
+        .await?
+        .first()
+        .copied()
+        .ok_or(StoreError::Corrupt("no id allocated".into()))?;
     exec.execute(
         "INSERT INTO ledger_entries (id, kind, reference, created_at_ms) VALUES ($1, $2, $3, $4)",
         &params![id, entry.kind().as_str(), entry.reference(), at_ms],
@@ -494,7 +535,11 @@ pub fn audit_hash(seq: i64, prev_hash: &str, event: &AuditEvent) -> String {
     hex::encode(hasher.finalize())
 }
 
-async fn append_audit(exec: &mut dyn Exec, event: &AuditEvent, head: &mut Option<(i64, String)>) -> Result<(), StoreError> {
+async fn append_audit(
+    exec: &mut dyn Exec,
+    event: &AuditEvent,
+    head: &mut Option<(i64, String)>,
+) -> Result<(), StoreError> {
     let (last_seq, last_hash) = match head.take() {
         Some(head) => head,
         None => {
@@ -635,7 +680,8 @@ async fn commit_batch<W: BatchWriter>(writer: &mut W, batch: &mut Vec<Request>) 
             tracing::warn!(%error, units = batch.len(), "batch refused; retrying its units one by one");
             for request in batch.drain(..) {
                 let result = writer.write_batch(std::slice::from_ref(&request.unit)).await;
-                let outcome = result.and_then(|mut outcomes| outcomes.pop().ok_or(StoreError::Corrupt("no outcome".into())));
+                let outcome =
+                    result.and_then(|mut outcomes| outcomes.pop().ok_or(StoreError::Corrupt("no outcome".into())));
                 let _ = request.reply.send(outcome);
             }
         }

@@ -28,7 +28,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use commit::{audit_hash, CommitStats, Committer, CommitterLimits, Guard, UnitOutcome, WriteOp, WriteUnit, AUDIT_GENESIS_HASH};
+pub use commit::{
+    audit_hash, CommitStats, Committer, CommitterLimits, Guard, UnitOutcome, WriteOp, WriteUnit, AUDIT_GENESIS_HASH,
+};
 pub use records::*;
 
 /// Why a storage operation failed.
@@ -73,7 +75,11 @@ pub trait DirectoryStore: Send + Sync {
     /// A back-office user.
     async fn backoffice_user(&self, username: &str) -> Result<Option<BackofficeUserRecord>, StoreError>;
     /// A merchant secret.
-    async fn merchant_secret(&self, merchant_id: &str, kind: MerchantSecretKind) -> Result<Option<MerchantSecretRecord>, StoreError>;
+    async fn merchant_secret(
+        &self,
+        merchant_id: &str,
+        kind: MerchantSecretKind,
+    ) -> Result<Option<MerchantSecretRecord>, StoreError>;
     /// An API key by the hex SHA-256 of the key.
     async fn api_key(&self, key_digest: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
     /// A gateway app.

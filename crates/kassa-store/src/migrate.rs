@@ -33,7 +33,10 @@ pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kassa_schema_m
 
 /// Compares what the database says was applied with what this binary knows; returns the
 /// migrations still to apply.
-pub(crate) fn pending(known: &'static [Migration], applied: &[(i64, String)]) -> Result<Vec<Migration>, crate::StoreError> {
+pub(crate) fn pending(
+    known: &'static [Migration],
+    applied: &[(i64, String)],
+) -> Result<Vec<Migration>, crate::StoreError> {
     for (version, checksum) in applied {
         match known.iter().find(|m| m.version == *version) {
             None => {
@@ -42,7 +45,10 @@ pub(crate) fn pending(known: &'static [Migration], applied: &[(i64, String)]) ->
                 )))
             }
             Some(m) if &m.checksum() != checksum => {
-                return Err(crate::StoreError::Schema(format!("migration {version} ({}) was changed after it was applied", m.name)))
+                return Err(crate::StoreError::Schema(format!(
+                    "migration {version} ({}) was changed after it was applied",
+                    m.name
+                )))
             }
             Some(_) => {}
         }

@@ -24,7 +24,7 @@ use crate::{AdminStore, Store, StoreError, StoreOptions};
 /// Ids fetched from a sequence per round trip.
 const ID_BLOCK_SIZE: i64 = 512;
 /// Advisory lock key held while migrating, so concurrent `kassa` processes migrate once.
-const MIGRATION_LOCK_KEY: i64 = 0x6b61_7373_61;
+const MIGRATION_LOCK_KEY: i64 = 0x006b_6173_7361;
 
 #[derive(Debug)]
 struct PgValue<'a>(&'a Value);
@@ -92,7 +92,7 @@ struct PgReader {
 
 #[async_trait]
 impl Reader for PgReader {
-    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+    async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
         let client = self.pool.get().await.map_err(|e| StoreError::Unreachable(e.to_string()))?;
         let statement = client.prepare_cached(sql).await.map_err(db_error)?;
         let wrapped: Vec<PgValue<'_>> = params.iter().map(PgValue).collect();
@@ -203,7 +203,8 @@ impl PgAdmin {
         if !exists.first().map(|r| r.boolean(0)).transpose()?.unwrap_or(false) {
             return Ok(Vec::new());
         }
-        let rows = query_on(client, "SELECT version, checksum FROM kassa_schema_migrations ORDER BY version", &[]).await?;
+        let rows =
+            query_on(client, "SELECT version, checksum FROM kassa_schema_migrations ORDER BY version", &[]).await?;
         rows.iter().map(|r| Ok((r.int(0)?, r.text(1)?))).collect()
     }
 
@@ -225,7 +226,9 @@ impl AdminStore for PgAdmin {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await.map_err(db_error)?;
         let applied = Self::applied(tx.client()).await?;
         for migration in migrate::pending(migrate::POSTGRES, &applied)? {
-            tx.batch_execute(migration.sql).await.map_err(|e| StoreError::Schema(format!("migration {}: {}", migration.version, db_error(e))))?;
+            tx.batch_execute(migration.sql)
+                .await
+                .map_err(|e| StoreError::Schema(format!("migration {}: {}", migration.version, db_error(e))))?;
             tx.execute(
                 "INSERT INTO kassa_schema_migrations (version, name, checksum, applied_at_ms) VALUES ($1, $2, $3, $4)",
                 &[&migration.version, &migration.name, &migration.checksum(), &crate::sqlite::now_ms()],
@@ -251,12 +254,15 @@ impl AdminStore for PgAdmin {
         let client = self.client().await?;
         let setting = |rows: Vec<Row>| rows.first().map(|r| r.text(0)).transpose().map(|v| v.unwrap_or_default());
         let fsync = setting(query_on(&client, "SELECT current_setting('fsync')", &[]).await?)?;
-        let synchronous_commit = setting(query_on(&client, "SELECT current_setting('synchronous_commit')", &[]).await?)?;
+        let synchronous_commit =
+            setting(query_on(&client, "SELECT current_setting('synchronous_commit')", &[]).await?)?;
         Ok(fsync == "on" && synchronous_commit != "off")
     }
 
     async fn backup(&self, _path: &Path) -> Result<(), StoreError> {
-        Err(StoreError::Database("backup of a PostgreSQL database is done with pg_dump; `kassa backup` covers SQLite".into()))
+        Err(StoreError::Database(
+            "backup of a PostgreSQL database is done with pg_dump; `kassa backup` covers SQLite".into(),
+        ))
     }
 }
 
@@ -273,7 +279,13 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
     // Fail now, with a clear reason, when the database cannot be reached.
     let probe = tokio::time::timeout(Duration::from_millis(options.connect_timeout_ms), pool.get())
         .await
-        .map_err(|_| StoreError::Unreachable(format!("no answer from {} within {} ms", crate::redact_url(url), options.connect_timeout_ms)))?
+        .map_err(|_| {
+            StoreError::Unreachable(format!(
+                "no answer from {} within {} ms",
+                crate::redact_url(url),
+                options.connect_timeout_ms
+            ))
+        })?
         .map_err(|e| StoreError::Unreachable(format!("{}: {e}", crate::redact_url(url))))?;
     drop(probe);
     let writer = PgWriter { pool: pool.clone(), client: None, txn_ids: VecDeque::new(), entry_ids: VecDeque::new() };

@@ -13,7 +13,7 @@ use crate::{AuditStore, DirectoryStore, LedgerStore, SettingsStore, StoreError, 
 /// A backend's read side: run a query on some pooled connection.
 #[async_trait]
 pub(crate) trait Reader: Send + Sync {
-    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, StoreError>;
+    async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError>;
 }
 
 /// The aggregate stores over any [`Reader`].
@@ -59,7 +59,8 @@ fn terminal(row: &Row) -> Result<TerminalRecord, StoreError> {
     Ok(TerminalRecord {
         terminal_id: row.text(0)?,
         merchant_id: row.text(1)?,
-        refund_password_mode: RefundPasswordMode::parse(&mode).ok_or_else(|| StoreError::Corrupt(format!("refund password mode {mode}")))?,
+        refund_password_mode: RefundPasswordMode::parse(&mode)
+            .ok_or_else(|| StoreError::Corrupt(format!("refund password mode {mode}")))?,
         mac_algorithm: row.text(3)?,
         tmk_sealed: row.bytes(4)?,
         tms_secret_sealed: row.bytes(5)?,
@@ -85,7 +86,12 @@ fn credential(row: &Row, at: usize) -> Result<CredentialRecord, StoreError> {
 }
 
 fn operator(row: &Row) -> Result<OperatorRecord, StoreError> {
-    Ok(OperatorRecord { merchant_id: row.text(0)?, operator_code: row.text(1)?, role: row.text(2)?, credential: credential(row, 3)? })
+    Ok(OperatorRecord {
+        merchant_id: row.text(0)?,
+        operator_code: row.text(1)?,
+        role: row.text(2)?,
+        credential: credential(row, 3)?,
+    })
 }
 
 const TXN_COLUMNS: &str = "id, kind, status, channel, merchant_id, terminal_id, batch_no, stan, mti_class, out_trade_no, rrn, \
@@ -94,9 +100,12 @@ const TXN_COLUMNS: &str = "id, kind, status, channel, merchant_id, terminal_id, 
 
 fn txn(row: &Row) -> Result<TxnRecord, StoreError> {
     let card_identity = match (row.opt_text(5)?, row.opt_int(6)?, row.opt_int(7)?, row.opt_text(8)?) {
-        (Some(terminal_id), Some(batch_no), Some(stan), Some(mti_class)) => {
-            Some(CardIdentity { terminal_id, batch_no: small(batch_no, "batch")?, stan: small(stan, "stan")?, mti_class })
-        }
+        (Some(terminal_id), Some(batch_no), Some(stan), Some(mti_class)) => Some(CardIdentity {
+            terminal_id,
+            batch_no: small(batch_no, "batch")?,
+            stan: small(stan, "stan")?,
+            mti_class,
+        }),
         _ => None,
     };
     Ok(TxnRecord {
@@ -126,21 +135,31 @@ fn txn(row: &Row) -> Result<TxnRecord, StoreError> {
 }
 
 impl SqlReads {
-    async fn one<T>(&self, sql: &str, params: Vec<Value>, convert: fn(&Row) -> Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    async fn one<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        convert: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         let rows = self.reader.query(sql, params).await?;
         rows.first().map(convert).transpose()
     }
 
-    async fn all<T>(&self, sql: &str, params: Vec<Value>, convert: fn(&Row) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+    async fn all<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        convert: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         self.reader.query(sql, params).await?.iter().map(convert).collect()
     }
 
-    async fn txn_where(&self, condition: &str, params: Vec<Value>) -> Result<Option<TxnRecord>, StoreError> {
+    async fn txn_where(&self, condition: &str, params: &[Value]) -> Result<Option<TxnRecord>, StoreError> {
         self.one(&format!("SELECT {TXN_COLUMNS} FROM transactions WHERE {condition}"), params, txn).await
     }
 
     async fn count(&self, table: &str) -> Result<i64, StoreError> {
-        let rows = self.reader.query(&format!("SELECT COUNT(*) FROM {table}"), Vec::new()).await?;
+        let rows = self.reader.query(&format!("SELECT COUNT(*) FROM {table}"), &[]).await?;
         rows.first().map(|r| r.int(0)).transpose().map(|c| c.unwrap_or(0))
     }
 }
@@ -148,39 +167,60 @@ impl SqlReads {
 #[async_trait]
 impl DirectoryStore for SqlReads {
     async fn merchant(&self, merchant_id: &str) -> Result<Option<MerchantRecord>, StoreError> {
-        self.one(&format!("SELECT {MERCHANT_COLUMNS} FROM merchants WHERE merchant_id = $1"), params![merchant_id], merchant).await
+        self.one(
+            &format!("SELECT {MERCHANT_COLUMNS} FROM merchants WHERE merchant_id = $1"),
+            &params![merchant_id],
+            merchant,
+        )
+        .await
     }
 
     async fn terminal(&self, terminal_id: &str) -> Result<Option<TerminalRecord>, StoreError> {
-        self.one(&format!("SELECT {TERMINAL_COLUMNS} FROM terminals WHERE terminal_id = $1"), params![terminal_id], terminal).await
+        self.one(
+            &format!("SELECT {TERMINAL_COLUMNS} FROM terminals WHERE terminal_id = $1"),
+            &params![terminal_id],
+            terminal,
+        )
+        .await
     }
 
     async fn terminals_of(&self, merchant_id: &str) -> Result<Vec<TerminalRecord>, StoreError> {
         let sql = format!("SELECT {TERMINAL_COLUMNS} FROM terminals WHERE merchant_id = $1 ORDER BY terminal_id");
-        self.all(&sql, params![merchant_id], terminal).await
+        self.all(&sql, &params![merchant_id], terminal).await
     }
 
     async fn operator(&self, merchant_id: &str, operator_code: &str) -> Result<Option<OperatorRecord>, StoreError> {
         let sql = format!("SELECT merchant_id, operator_code, role, {CREDENTIAL_COLUMNS} FROM operators WHERE merchant_id = $1 AND operator_code = $2");
-        self.one(&sql, params![merchant_id, operator_code], operator).await
+        self.one(&sql, &params![merchant_id, operator_code], operator).await
     }
 
     async fn operators_of(&self, merchant_id: &str) -> Result<Vec<OperatorRecord>, StoreError> {
         let sql = format!("SELECT merchant_id, operator_code, role, {CREDENTIAL_COLUMNS} FROM operators WHERE merchant_id = $1 ORDER BY operator_code");
-        self.all(&sql, params![merchant_id], operator).await
+        self.all(&sql, &params![merchant_id], operator).await
     }
 
     async fn backoffice_user(&self, username: &str) -> Result<Option<BackofficeUserRecord>, StoreError> {
-        let sql = format!("SELECT username, role, merchant_id, {CREDENTIAL_COLUMNS} FROM backoffice_users WHERE username = $1");
-        self.one(&sql, params![username], |row| {
-            Ok(BackofficeUserRecord { username: row.text(0)?, role: row.text(1)?, merchant_id: row.opt_text(2)?, credential: credential(row, 3)? })
+        let sql = format!(
+            "SELECT username, role, merchant_id, {CREDENTIAL_COLUMNS} FROM backoffice_users WHERE username = $1"
+        );
+        self.one(&sql, &params![username], |row| {
+            Ok(BackofficeUserRecord {
+                username: row.text(0)?,
+                role: row.text(1)?,
+                merchant_id: row.opt_text(2)?,
+                credential: credential(row, 3)?,
+            })
         })
         .await
     }
 
-    async fn merchant_secret(&self, merchant_id: &str, kind: MerchantSecretKind) -> Result<Option<MerchantSecretRecord>, StoreError> {
+    async fn merchant_secret(
+        &self,
+        merchant_id: &str,
+        kind: MerchantSecretKind,
+    ) -> Result<Option<MerchantSecretRecord>, StoreError> {
         let sql = "SELECT merchant_id, secret_hash, is_default, history, changed_at_ms FROM merchant_secrets WHERE merchant_id = $1 AND kind = $2";
-        let rows = self.reader.query(sql, params![merchant_id, kind.as_str()]).await?;
+        let rows = self.reader.query(sql, &params![merchant_id, kind.as_str()]).await?;
         rows.first()
             .map(|row| {
                 Ok(MerchantSecretRecord {
@@ -197,16 +237,26 @@ impl DirectoryStore for SqlReads {
 
     async fn api_key(&self, key_digest: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let sql = "SELECT key_digest, merchant_id, label, created_at_ms FROM api_keys WHERE key_digest = $1";
-        self.one(sql, params![key_digest], |row| {
-            Ok(ApiKeyRecord { key_digest: row.text(0)?, merchant_id: row.text(1)?, label: row.text(2)?, created_at_ms: row.int(3)? })
+        self.one(sql, &params![key_digest], |row| {
+            Ok(ApiKeyRecord {
+                key_digest: row.text(0)?,
+                merchant_id: row.text(1)?,
+                label: row.text(2)?,
+                created_at_ms: row.int(3)?,
+            })
         })
         .await
     }
 
     async fn gateway_app(&self, app_id: &str) -> Result<Option<GatewayAppRecord>, StoreError> {
         let sql = "SELECT app_id, merchant_id, public_key_pem, created_at_ms FROM gateway_apps WHERE app_id = $1";
-        self.one(sql, params![app_id], |row| {
-            Ok(GatewayAppRecord { app_id: row.text(0)?, merchant_id: row.text(1)?, public_key_pem: row.text(2)?, created_at_ms: row.int(3)? })
+        self.one(sql, &params![app_id], |row| {
+            Ok(GatewayAppRecord {
+                app_id: row.text(0)?,
+                merchant_id: row.text(1)?,
+                public_key_pem: row.text(2)?,
+                created_at_ms: row.int(3)?,
+            })
         })
         .await
     }
@@ -224,33 +274,34 @@ impl DirectoryStore for SqlReads {
 #[async_trait]
 impl TxnStore for SqlReads {
     async fn txn(&self, id: i64) -> Result<Option<TxnRecord>, StoreError> {
-        self.txn_where("id = $1", params![id]).await
+        self.txn_where("id = $1", &params![id]).await
     }
 
     async fn txn_by_card_identity(&self, identity: &CardIdentity) -> Result<Option<TxnRecord>, StoreError> {
         self.txn_where(
             "terminal_id = $1 AND batch_no = $2 AND stan = $3 AND mti_class = $4",
-            params![identity.terminal_id.as_str(), identity.batch_no, identity.stan, identity.mti_class.as_str()],
+            &params![identity.terminal_id.as_str(), identity.batch_no, identity.stan, identity.mti_class.as_str()],
         )
         .await
     }
 
     async fn txn_by_trade(&self, merchant_id: &str, out_trade_no: &str) -> Result<Option<TxnRecord>, StoreError> {
-        self.txn_where("merchant_id = $1 AND out_trade_no = $2", params![merchant_id, out_trade_no]).await
+        self.txn_where("merchant_id = $1 AND out_trade_no = $2", &params![merchant_id, out_trade_no]).await
     }
 
     async fn txn_by_rrn(&self, rrn: &str) -> Result<Option<TxnRecord>, StoreError> {
-        self.txn_where("rrn = $1", params![rrn]).await
+        self.txn_where("rrn = $1", &params![rrn]).await
     }
 
     async fn txns_in_batch(&self, terminal_id: &str, batch_no: u32) -> Result<Vec<TxnRecord>, StoreError> {
-        let sql = format!("SELECT {TXN_COLUMNS} FROM transactions WHERE terminal_id = $1 AND batch_no = $2 ORDER BY id");
-        self.all(&sql, params![terminal_id, batch_no], txn).await
+        let sql =
+            format!("SELECT {TXN_COLUMNS} FROM transactions WHERE terminal_id = $1 AND batch_no = $2 ORDER BY id");
+        self.all(&sql, &params![terminal_id, batch_no], txn).await
     }
 
     async fn idempotency(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let sql = "SELECT scope, idem_key, request_digest, response, created_at_ms FROM idempotency_keys WHERE scope = $1 AND idem_key = $2";
-        self.one(sql, params![scope, key], |row| {
+        self.one(sql, &params![scope, key], |row| {
             Ok(IdempotencyRecord {
                 scope: row.text(0)?,
                 key: row.text(1)?,
@@ -266,13 +317,18 @@ impl TxnStore for SqlReads {
 #[async_trait]
 impl LedgerStore for SqlReads {
     async fn balance(&self, account_key: &str) -> Result<i64, StoreError> {
-        let rows = self.reader.query("SELECT balance_minor FROM ledger_accounts WHERE account_key = $1", params![account_key]).await?;
+        let rows = self
+            .reader
+            .query("SELECT balance_minor FROM ledger_accounts WHERE account_key = $1", &params![account_key])
+            .await?;
         rows.first().map(|r| r.int(0)).transpose().map(|b| b.unwrap_or(0))
     }
 
     async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.all("SELECT account_key, balance_minor FROM ledger_accounts ORDER BY account_key", Vec::new(), |row| Ok((row.text(0)?, row.int(1)?)))
-            .await
+        self.all("SELECT account_key, balance_minor FROM ledger_accounts ORDER BY account_key", &[], |row| {
+            Ok((row.text(0)?, row.int(1)?))
+        })
+        .await
     }
 
     async fn entries_for(&self, reference: &str) -> Result<Vec<StoredEntry>, StoreError> {
@@ -282,14 +338,20 @@ impl LedgerStore for SqlReads {
                 "SELECT e.id, e.kind, e.reference, e.created_at_ms, p.account_key, p.amount_minor \
                  FROM ledger_entries e JOIN ledger_postings p ON p.entry_id = e.id \
                  WHERE e.reference = $1 ORDER BY e.id, p.line",
-                params![reference],
+                &params![reference],
             )
             .await?;
         let mut entries: Vec<StoredEntry> = Vec::new();
         for row in &rows {
             let id = row.int(0)?;
             if entries.last().is_none_or(|e| e.id != id) {
-                entries.push(StoredEntry { id, kind: row.text(1)?, reference: row.text(2)?, postings: Vec::new(), created_at_ms: row.int(3)? });
+                entries.push(StoredEntry {
+                    id,
+                    kind: row.text(1)?,
+                    reference: row.text(2)?,
+                    postings: Vec::new(),
+                    created_at_ms: row.int(3)?,
+                });
             }
             if let Some(entry) = entries.last_mut() {
                 entry.postings.push((row.text(4)?, row.int(5)?));
@@ -304,7 +366,7 @@ impl LedgerStore for SqlReads {
             .all(
                 "SELECT p.entry_id FROM ledger_postings p JOIN ledger_accounts a ON a.account_key = p.account_key \
                  GROUP BY p.entry_id, a.currency HAVING SUM(p.amount_minor) <> 0 ORDER BY p.entry_id",
-                Vec::new(),
+                &[],
                 |row| row.int(0),
             )
             .await?;
@@ -313,13 +375,16 @@ impl LedgerStore for SqlReads {
                 "SELECT a.account_key FROM ledger_accounts a LEFT JOIN \
                  (SELECT account_key, SUM(amount_minor) AS total FROM ledger_postings GROUP BY account_key) s \
                  ON s.account_key = a.account_key WHERE a.balance_minor <> COALESCE(s.total, 0) ORDER BY a.account_key",
-                Vec::new(),
+                &[],
                 |row| row.text(0),
             )
             .await?;
         let mut trial_balance = BTreeMap::new();
         // Summed in Rust with checked arithmetic: the database's SUM type differs per backend.
-        for (currency, balance) in self.all("SELECT currency, balance_minor FROM ledger_accounts", Vec::new(), |r| Ok((r.text(0)?, r.int(1)?))).await? {
+        for (currency, balance) in self
+            .all("SELECT currency, balance_minor FROM ledger_accounts", &[], |r| Ok((r.text(0)?, r.int(1)?)))
+            .await?
+        {
             let sum: &mut i64 = trial_balance.entry(currency).or_default();
             *sum = sum.checked_add(balance).ok_or_else(|| StoreError::Corrupt("trial balance overflows".into()))?;
         }
@@ -333,7 +398,7 @@ impl AuditStore for SqlReads {
         self.all(
             "SELECT seq, at_ms, actor, action, target, source, reason, details, prev_hash, hash FROM audit_log \
              WHERE seq > $1 ORDER BY seq LIMIT $2",
-            params![after_seq, limit],
+            &params![after_seq, limit],
             |row| {
                 Ok(AuditRecord {
                     seq: row.int(0)?,
@@ -358,7 +423,10 @@ impl AuditStore for SqlReads {
 #[async_trait]
 impl SettingsStore for SqlReads {
     async fn setting(&self, scope: &str, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        let rows = self.reader.query("SELECT value FROM settings WHERE scope = $1 AND name = $2", params![scope, name]).await?;
+        let rows = self
+            .reader
+            .query("SELECT value FROM settings WHERE scope = $1 AND name = $2", &params![scope, name])
+            .await?;
         rows.first().map(|r| json(&r.text(0)?)).transpose()
     }
 }

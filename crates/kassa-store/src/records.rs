@@ -420,7 +420,9 @@ pub struct LedgerCheck {
 impl LedgerCheck {
     /// Whether the books are sound.
     pub fn is_sound(&self) -> bool {
-        self.unbalanced_entries.is_empty() && self.balance_mismatches.is_empty() && self.trial_balance.values().all(|&v| v == 0)
+        self.unbalanced_entries.is_empty()
+            && self.balance_mismatches.is_empty()
+            && self.trial_balance.values().all(|&v| v == 0)
     }
 }
 

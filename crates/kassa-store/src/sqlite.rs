@@ -55,7 +55,9 @@ fn run_query(conn: &Connection, sql: &str, params: &[Value]) -> Result<Vec<Row>,
                 ValueRef::Null => Value::Null,
                 ValueRef::Integer(v) => Value::Int(v),
                 ValueRef::Real(_) => return Err(StoreError::Corrupt("floating-point value in the database".into())),
-                ValueRef::Text(v) => Value::Text(String::from_utf8(v.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                ValueRef::Text(v) => {
+                    Value::Text(String::from_utf8(v.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                }
                 ValueRef::Blob(v) => Value::Bytes(v.to_vec()),
             });
         }
@@ -79,7 +81,8 @@ struct SqliteReader {
 
 #[async_trait]
 impl Reader for SqliteReader {
-    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+    async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let params = params.to_vec();
         let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
         let conn = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
         let conn = match conn {
@@ -179,7 +182,8 @@ fn migrate_connection(conn: &mut Connection) -> Result<(), StoreError> {
     let applied = applied_migrations(conn)?;
     for migration in migrate::pending(migrate::SQLITE, &applied)? {
         let tx = conn.transaction().map_err(db_error)?;
-        tx.execute_batch(migration.sql).map_err(|e| StoreError::Schema(format!("migration {}: {e}", migration.version)))?;
+        tx.execute_batch(migration.sql)
+            .map_err(|e| StoreError::Schema(format!("migration {}: {e}", migration.version)))?;
         tx.execute(
             "INSERT INTO kassa_schema_migrations (version, name, checksum, applied_at_ms) VALUES (?1, ?2, ?3, ?4)",
             rusqlite::params![migration.version, migration.name, migration.checksum(), now_ms()],
@@ -198,13 +202,16 @@ fn applied_migrations(conn: &Connection) -> Result<Vec<(i64, String)>, StoreErro
     if exists == 0 {
         return Ok(Vec::new());
     }
-    let mut statement = conn.prepare("SELECT version, checksum FROM kassa_schema_migrations ORDER BY version").map_err(db_error)?;
+    let mut statement =
+        conn.prepare("SELECT version, checksum FROM kassa_schema_migrations ORDER BY version").map_err(db_error)?;
     let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_error)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 struct SqliteAdmin {
@@ -275,7 +282,9 @@ pub(crate) async fn open(path: &Path, options: StoreOptions) -> Result<Store, St
     }
     let probe = {
         let path = path.to_owned();
-        tokio::task::spawn_blocking(move || open_connection(&path)).await.map_err(|e| StoreError::Database(e.to_string()))??
+        tokio::task::spawn_blocking(move || open_connection(&path))
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))??
     };
     let reader = Arc::new(SqliteReader {
         path: path.to_owned(),

@@ -106,7 +106,7 @@ impl Row {
 /// Builds a parameter list: `params![a, b, c]`.
 macro_rules! params {
     ($($value:expr),* $(,)?) => {
-        vec![$($crate::value::Value::from($value)),*]
+        [$($crate::value::Value::from($value)),*]
     };
 }
 pub(crate) use params;
