@@ -66,6 +66,11 @@ fn first_invalid(kind: Kind, value: &[u8]) -> Option<usize> {
         return None;
     }
     let class = class_of(kind);
+    // Branch-free pass for the common, valid case; find the position only on failure.
+    let common = value.iter().fold(class, |common, &byte| common & CLASSES[usize::from(byte)]);
+    if common == class {
+        return None;
+    }
     value.iter().position(|&byte| CLASSES[usize::from(byte)] & class == 0)
 }
 
@@ -439,6 +444,24 @@ const HEX_UPPER: [u8; 16] = *b"0123456789ABCDEF";
 const NIBBLES_N: [u8; 16] = *b"0123456789\0\0\0\0\0\0";
 const NIBBLES_Z: [u8; 16] = *b"0123456789\0\0\0=\0\0";
 
+/// Both characters of a packed byte, or `[0, 0]` when either nibble is invalid: one lookup
+/// per byte on the hot path.
+const PAIRS_N: [[u8; 2]; 256] = pairs(&NIBBLES_N);
+const PAIRS_Z: [[u8; 2]; 256] = pairs(&NIBBLES_Z);
+
+const fn pairs(nibbles: &[u8; 16]) -> [[u8; 2]; 256] {
+    let mut table = [[0u8; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let (high, low) = (nibbles[byte >> 4], nibbles[byte & 0x0F]);
+        if high != 0 && low != 0 {
+            table[byte] = [high, low];
+        }
+        byte += 1;
+    }
+    table
+}
+
 /// Unpacks `units` digits from `packed` into ASCII, checking digits and the pad nibble.
 fn unpack(packed: &[u8], units: usize, spec: &FieldSpec, field: u8, out: &mut Vec<u8>) -> Result<(), DecodeError> {
     let nibbles = if spec.kind == Kind::Z { &NIBBLES_Z } else { &NIBBLES_N };
@@ -470,9 +493,16 @@ fn unpack(packed: &[u8], units: usize, spec: &FieldSpec, field: u8, out: &mut Ve
         }
     }
     out.reserve(units);
+    let table = if spec.kind == Kind::Z { &PAIRS_Z } else { &PAIRS_N };
     for &byte in pairs {
-        out.push(character(byte >> 4, position)?);
-        out.push(character(byte & 0x0F, position + 1)?);
+        match table[usize::from(byte)] {
+            [0, _] => {
+                // Either nibble is invalid: let the nibble check name which.
+                character(byte >> 4, position)?;
+                character(byte & 0x0F, position + 1)?;
+            }
+            pair => out.extend_from_slice(&pair),
+        }
         position += 2;
     }
     if let Some(nibble) = last {
@@ -481,10 +511,25 @@ fn unpack(packed: &[u8], units: usize, spec: &FieldSpec, field: u8, out: &mut Ve
     Ok(())
 }
 
+/// Nibble of a validated character: digits, and `=` as `D`.
+const NIBBLE_OF: [u8; 256] = nibble_of();
+
+const fn nibble_of() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut digit = 0;
+    while digit < 10 {
+        table[b'0' as usize + digit] = digit as u8;
+        digit += 1;
+    }
+    table[b'=' as usize] = SEPARATOR_NIBBLE;
+    table
+}
+
 /// Packs validated digits (and `=` as `D`) two per byte, padding an odd count with `0` on
 /// the side `align` leaves free.
 fn pack(value: &[u8], align: Align, out: &mut Vec<u8>) {
-    let nibble = |character: u8| if character == b'=' { SEPARATOR_NIBBLE } else { character - b'0' };
+    let nibble = |character: u8| NIBBLE_OF[usize::from(character)];
+    out.reserve(value.len().div_ceil(2));
     let mut rest = value;
     if value.len() % 2 == 1 && align == Align::Right {
         out.push(PAD_NIBBLE_WRITTEN << 4 | nibble(value[0]));
