@@ -3,7 +3,7 @@
 use kassa_iso8583::frame::{
     encode_frame, encode_frame_with_mac, frame_length, salvage_frame, Envelope, Frame, Tpdu, FRAME_BYTES_MAX,
 };
-use kassa_iso8583::{EncodeError, FrameError, Message, Mti, UNIONPAY};
+use kassa_iso8583::{EncodeError, FrameError, Message, Mti, ISO8583_1987_ASCII, UNIONPAY};
 
 fn envelope() -> Envelope {
     Envelope { tpdu: Tpdu { destination: [0x00, 0x01], source: [0x00, 0x02] }, header: [0x60, 0x31, 0, 0, 0, 0] }
@@ -47,23 +47,42 @@ fn frame_limits() {
 }
 
 #[test]
-fn frame_too_long_is_an_encode_error_and_leaves_the_buffer_alone() {
+fn the_largest_unionpay_message_fits_a_frame() {
     let mut message = sign_in();
-    for field in [2u8, 35, 44, 48, 54, 55, 61, 62, 63] {
-        message.remove(field);
-    }
-    // 60 is the largest our table allows (LLL b..255 for 55): make many big fields.
-    message.set(55, vec![0xAB; 255]).set(62, vec![1; 60]).set(63, "x".repeat(163));
-    let mut out = vec![1, 2, 3];
+    message
+        .set(2, "1".repeat(19))
+        .set(35, "1".repeat(37))
+        .set(36, "1".repeat(104))
+        .set(44, "x".repeat(25))
+        .set(48, "1".repeat(322))
+        .set(54, "x".repeat(20))
+        .set(55, vec![0xAB; 255])
+        .set(61, "1".repeat(29))
+        .set(62, vec![1; 60])
+        .set(63, "x".repeat(163));
+    let mut out = Vec::new();
     encode_frame(&UNIONPAY, &envelope(), &message, &mut out).unwrap();
-    assert!(out.len() < FRAME_BYTES_MAX, "the UnionPay table cannot exceed the frame limit");
+    assert!(out.len() < FRAME_BYTES_MAX);
+}
 
+#[test]
+fn an_invalid_value_leaves_the_output_buffer_alone() {
     let mut too_long = Message::new(Mti::parse("0200").unwrap());
     too_long.set(2, "1".repeat(20));
     let mut out = vec![1, 2, 3];
     let error = encode_frame(&UNIONPAY, &envelope(), &too_long, &mut out).unwrap_err();
     assert_eq!(error, EncodeError::LengthExceedsMax { field: 2, length: 20, max: 19 });
     assert_eq!(out, [1, 2, 3]);
+}
+
+#[test]
+fn a_message_over_the_limit_is_refused_on_encode_as_on_decode() {
+    let mut message = Message::new(Mti::parse("0200").unwrap());
+    for field in 55..=59 {
+        message.set(field, "x".repeat(999));
+    }
+    let error = ISO8583_1987_ASCII.encode(&message).unwrap_err();
+    assert!(matches!(error, EncodeError::MessageTooLong { max: 4096, .. }), "{error:?}");
 }
 
 #[test]
