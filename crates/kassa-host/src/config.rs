@@ -317,7 +317,7 @@ pub enum DatabaseKind {
 }
 
 impl DatabaseUrl {
-    /// Accepts `sqlite://…`, `sqlite:…`, `postgres://…` and `postgresql://…`.
+    /// Accepts `sqlite://PATH`, `postgres://…` and `postgresql://…`, the forms `kassa-store` opens.
     pub fn parse(text: &str) -> Result<DatabaseUrl, DatabaseUrlError> {
         let url = DatabaseUrl { url: text.to_owned() };
         match url.kind() {
@@ -333,10 +333,9 @@ impl DatabaseUrl {
 
     /// Which database the URL selects.
     pub fn kind(&self) -> Option<DatabaseKind> {
-        let lower = self.url.to_ascii_lowercase();
-        if lower.starts_with("sqlite:") {
+        if self.url.starts_with("sqlite://") {
             Some(DatabaseKind::Sqlite)
-        } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        } else if self.url.starts_with("postgres://") || self.url.starts_with("postgresql://") {
             Some(DatabaseKind::Postgres)
         } else {
             None
@@ -636,6 +635,7 @@ demo = true
 
     #[test]
     fn database_url_rejects_other_schemes_without_leaking() {
+        assert!(DatabaseUrl::parse("sqlite:kassa.db").is_err(), "kassa-store opens sqlite://PATH only");
         let error = DatabaseUrl::parse("mysql://root:pw@h/d").unwrap_err();
         assert_eq!(error.to_string(), "database URL mysql://root:***@h/d must start with sqlite:// or postgres://");
     }

@@ -42,7 +42,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         Mode::Serve => WhenMissing::Fail,
     };
     let master_key = master_key::resolve(&config, when_missing)?;
-    let store = store::open(&config).await?;
+    let store = store::open_and_migrate(&config).await?;
     if config.demo {
         prepare_demo(&config, &store, &master_key).await?;
     }
@@ -50,7 +50,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     let deps = AppDeps {
         readiness: store.readiness(),
         registry: Registry::default(),
-        store_durable: store.durable(),
+        store_durable: store.durable().await,
         shutdown,
         routes: axum::Router::new(),
     };

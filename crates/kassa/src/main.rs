@@ -53,7 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Up(_) => host::run(config, host::Mode::Up).await,
             Command::Serve(_) => host::run(config, host::Mode::Serve).await,
-            Command::Migrate(_) => store::open(&config).await?.migrate().await,
+            Command::Migrate(_) => migrate(&config).await,
             Command::Backup(args) => store::open(&config).await?.backup(&args.file).await,
             Command::Restore(args) => store::open(&config).await?.restore(&args.file).await,
         }
@@ -63,4 +63,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn load_config(store_args: &StoreArgs, flags: ConfigLayer) -> anyhow::Result<Config> {
     let config = Config::load(store_args.config.as_deref(), |name| std::env::var(name).ok(), flags)?;
     Ok(config)
+}
+
+#[expect(clippy::print_stdout, reason = "the outcome is what `kassa migrate` is run for")]
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    store::open(config).await?.migrate().await?;
+    println!("database {} is migrated", config.database_url);
+    Ok(())
 }

@@ -1,26 +1,23 @@
-//! Where the binary meets `kassa-store`. Every item marked `STORE:` is an integration point the
-//! store fills in; until it does, this module says so honestly instead of pretending:
-//! `/readyz` answers 503 `store not wired`, `kassa_store_durable` is 0, and `migrate`, `backup`
-//! and `restore` fail with a one-line reason.
+//! Where the binary meets `kassa-store`: open and migrate the database, turn its health into the
+//! host's readiness and durability report, and the whole-database commands.
 //!
-//! Kept in one file so that wiring the store is one focused change.
+//! Items marked `STORE:` are still to be filled in by the store's owner (demo seeding, restore);
+//! until then they say so honestly instead of pretending.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use kassa_crypto::MasterKey;
-use kassa_host::{BoxFuture, Config, Readiness};
+use kassa_host::{BoxFuture, Config, DatabaseUrl, Readiness};
+use kassa_store::{AdminStore, StoreError, StoreOptions};
 
 use crate::demo::DemoSecrets;
 
-/// The reason `/readyz` gives until the store is wired.
-pub const NOT_WIRED: &str = "store not wired";
-
 /// The open database.
-///
-/// STORE: hold the store's handle (e.g. `Arc<dyn kassa_store::Store>` or the pool) here.
 #[derive(Debug)]
 pub struct Store {
+    inner: kassa_store::Store,
+    url: DatabaseUrl,
     /// Where the demo credentials live; only used by the stand-in of [`Store::demo_state`].
     demo_credentials_path: std::path::PathBuf,
 }
@@ -34,93 +31,111 @@ pub enum DemoState {
     Seeded,
 }
 
-/// Opens the database of `config` and applies pending migrations.
-///
-/// STORE: `kassa_store::open(config.database_url.expose())` (creating the SQLite file under
-/// `config.data_dir`), then migrate. An unreachable database must come back as an error whose
-/// one-line message names the masked URL (`config.database_url` displays masked), e.g.
-/// `cannot open the database postgres://kassa:***@db/kassa: connection refused`.
+/// Opens the database of `config` without migrating it. The error is one line naming the masked
+/// URL, e.g. `cannot open the database postgres://kassa:***@db/kassa: database unreachable: …`.
 pub async fn open(config: &Config) -> anyhow::Result<Store> {
-    tracing::warn!(database = %config.database_url, "the store is not wired yet: /readyz answers 503 until it is");
-    Ok(Store { demo_credentials_path: config.demo_credentials_path() })
+    let url = config.database_url.clone();
+    let inner = kassa_store::Store::open(url.expose(), StoreOptions::default())
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot open the database {url}: {error}"))?;
+    Ok(Store { inner, url, demo_credentials_path: config.demo_credentials_path() })
+}
+
+/// Opens the database and applies pending migrations (`up`, `serve`).
+pub async fn open_and_migrate(config: &Config) -> anyhow::Result<Store> {
+    let store = open(config).await?;
+    store.migrate().await?;
+    Ok(store)
 }
 
 impl Store {
     /// The check behind `/readyz`: database reachable and migrations applied.
-    ///
-    /// STORE: a `SELECT 1` plus "no pending migration", with a short reason on failure
-    /// ("database unreachable", "migrations pending").
     pub fn readiness(&self) -> Arc<dyn Readiness> {
-        Arc::new(NotWired)
+        Arc::new(StoreReadiness { admin: self.inner.admin.clone() })
     }
 
     /// The store's report that every approval is committed before it is answered
-    /// (`kassa_store_durable`).
-    ///
-    /// STORE: true when the backend commits synchronously (SQLite `synchronous=FULL` or
-    /// `NORMAL` in WAL with group commit awaited; PostgreSQL `synchronous_commit=on`).
-    pub fn durable(&self) -> bool {
-        false
+    /// (`kassa_store_durable`); `false` when the database cannot tell.
+    pub async fn durable(&self) -> bool {
+        match self.inner.admin.durable().await {
+            Ok(durable) => durable,
+            Err(error) => {
+                tracing::warn!(%error, "the database does not say whether commits are durable; reporting not durable");
+                false
+            }
+        }
     }
 
     /// Whether the demo data is in the database.
     ///
-    /// STORE: ask the database (e.g. does merchant `demo::DEMO_MERCHANT_ID` exist). Until then the
-    /// credentials file stands in for the database: it is written before seeding, so "file
-    /// present" is what "seeded" will mean once seeding is real.
+    /// STORE: ask the database (`self.inner.directory.merchant(demo::DEMO_MERCHANT_ID)`) once
+    /// [`Store::seed_demo`] really seeds. Until then the credentials file stands in for the
+    /// database: it is written before seeding, so "file present" is what "seeded" will mean.
     pub async fn demo_state(&self) -> anyhow::Result<DemoState> {
         Ok(if self.demo_credentials_path.exists() { DemoState::Seeded } else { DemoState::Empty })
     }
 
-    /// Seeds the demo data of `crate::demo` in one transaction.
+    /// Seeds the demo data of `crate::demo` in one write unit.
     ///
     /// STORE: merchants, terminals (with `demo::DEMO_TMK` sealed under `master_key`, and each
     /// terminal's `tms_credential` as a SHA-256 digest), operators and the refund password as
     /// Argon2id hashes marked "must change", back-office users, fee rates, terminal parameters,
-    /// the API key's SHA-256 digest, the app's public key (`secrets.app_public_key_pem()`) under
-    /// `secrets.app_id`, and the gateway's private key (`secrets.gateway_private_key_pem()`)
-    /// sealed under `master_key`. Every fact comes from the constants in `crate::demo`.
+    /// the API key's digest (`kassa_crypto::api_key_digest`), the app's public key
+    /// (`secrets.app_public_key_pem()`) under `secrets.app_id`, and the gateway's private key
+    /// (`secrets.gateway_private_key_pem()`) sealed under `master_key`. Every fact comes from the
+    /// constants in `crate::demo`.
     pub async fn seed_demo(&self, secrets: &DemoSecrets, master_key: &MasterKey) -> anyhow::Result<()> {
         let _ = (secrets, master_key);
-        tracing::warn!("demo data not seeded: the store is not wired yet");
+        tracing::warn!("demo data not seeded: seeding is not wired to the store yet");
         Ok(())
     }
 
-    /// Applies pending migrations (`kassa migrate`). [`open`] migrates already; this reports it.
-    ///
-    /// STORE: return the number of migrations applied so `kassa migrate` can print it.
+    /// Applies pending migrations; refuses a schema changed after it was applied.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        Err(not_wired("migrate"))
+        self.inner
+            .admin
+            .migrate()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot migrate the database {}: {error}", self.url))
     }
 
     /// Writes a consistent copy of the whole database to `file` (`kassa backup FILE`).
-    ///
-    /// STORE: SQLite `VACUUM INTO` / online backup API; PostgreSQL a logical dump of Kassa's
-    /// tables; then verify the copy.
     pub async fn backup(&self, file: &Path) -> anyhow::Result<()> {
-        let _ = file;
-        Err(not_wired("backup"))
+        self.inner
+            .admin
+            .backup(file)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot back up {} to {}: {error}", self.url, file.display()))
     }
 
     /// Replaces the database's content with `file` (`kassa restore FILE`), after verifying it.
     ///
-    /// STORE: refuse while a host is running against the same database.
+    /// STORE: `kassa-store` has no restore yet; it must refuse while a host runs against the same
+    /// database.
     pub async fn restore(&self, file: &Path) -> anyhow::Result<()> {
         let _ = file;
-        Err(not_wired("restore"))
+        Err(anyhow::anyhow!("restore: the store cannot restore a backup yet"))
     }
 }
 
-fn not_wired(command: &str) -> anyhow::Error {
-    anyhow::anyhow!("{command}: the database store is not wired into this build yet")
+/// `/readyz` through the store. Answers with a short reason; the details go to the log, since
+/// they may name hosts and files a client has no business seeing.
+struct StoreReadiness {
+    admin: Arc<dyn AdminStore>,
 }
 
-/// Readiness until the store is wired: never ready, and says why.
-#[derive(Debug)]
-struct NotWired;
-
-impl Readiness for NotWired {
+impl Readiness for StoreReadiness {
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async { Err(NOT_WIRED.to_owned()) })
+        Box::pin(async move {
+            self.admin.ready().await.map_err(|error| {
+                tracing::warn!(%error, "not ready");
+                match error {
+                    StoreError::Unreachable(_) | StoreError::Closed => "database unreachable",
+                    StoreError::Schema(_) => "database schema not migrated",
+                    _ => "database error",
+                }
+                .to_owned()
+            })
+        })
     }
 }

@@ -192,13 +192,12 @@ fn up_serves_writes_private_files_prints_no_secret_and_stops_on_sigterm() {
     let addr = kassa.http_addr();
 
     assert_eq!(http_get(addr, "/healthz"), (200, "ok".to_owned()));
-    // STORE: becomes (200, "ready") once `crate::store` opens a real database.
-    assert_eq!(http_get(addr, "/readyz"), (503, "store not wired".to_owned()));
+    assert_eq!(http_get(addr, "/readyz"), (200, "ready".to_owned()));
     let (status, metrics) = http_get(addr, "/metrics");
     assert_eq!(status, 200);
     let metric_lines: Vec<&str> = metrics.lines().collect();
     assert!(metric_lines.contains(&"kassa_build_info{version=\"0.0.0\"} 1"), "{metrics}");
-    assert!(metric_lines.contains(&"kassa_store_durable 0"), "{metrics}");
+    assert!(metric_lines.contains(&"kassa_store_durable 1"), "{metrics}");
     assert!(metric_lines.contains(&"kassa_http_requests_total{path=\"/healthz\",status=\"200\"} 1"), "{metrics}");
 
     let credentials = credentials_path(&data_dir);
@@ -362,4 +361,40 @@ fn serve_takes_the_master_key_from_the_environment_and_seeds_no_demo() {
     assert!(!credentials_path(dir.path()).exists(), "serve writes no demo credentials");
     assert!(!stdout.contains("credentials:"), "{stdout}");
     assert!(!stdout.contains(&key) && !stderr.contains(&key));
+}
+
+#[test]
+fn an_unreachable_database_is_a_one_line_error_without_the_password() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let dir = tempfile::tempdir().unwrap();
+    let kassa = Kassa::start(&[
+        "up",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--database-url",
+        "postgres://kassa:hunter2@127.0.0.1:1/kassa",
+    ]);
+    let (status, stdout, stderr) = kassa.wait();
+    assert_eq!(status.code(), Some(1));
+    let last = stderr.lines().last().unwrap();
+    assert!(last.starts_with("kassa: cannot "), "{stderr}");
+    assert!(last.contains("postgres://kassa:***@127.0.0.1:1/kassa"), "{stderr}");
+    assert!(last.contains("unreachable"), "{stderr}");
+    assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"), "{stderr}");
+    assert!(!stdout.contains("http:"), "nothing is served: {stdout}");
+}
+
+#[test]
+fn migrate_then_backup_write_a_database_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let (status, stdout, stderr) = Kassa::start(&["migrate", "--data-dir", data_dir]).wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("is migrated"), "{stdout}");
+    let backup = dir.path().join("backup.db");
+    let (status, _, stderr) = Kassa::start(&["backup", backup.to_str().unwrap(), "--data-dir", data_dir]).wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(std::fs::metadata(&backup).unwrap().len() > 0);
 }
