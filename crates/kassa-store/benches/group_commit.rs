@@ -61,7 +61,10 @@ struct Figures {
 }
 
 async fn measure(url: &str, backend: &'static str, batch: usize, units: usize, run: u32) -> Figures {
-    let options = StoreOptions { committer: CommitterLimits { queue_units_max: units.max(1), batch_units_max: batch }, ..StoreOptions::default() };
+    let options = StoreOptions {
+        committer: CommitterLimits { queue_units_max: units.max(1), batch_units_max: batch },
+        ..StoreOptions::default()
+    };
     let store = Store::open(url, options).await.unwrap();
     store.admin.migrate().await.unwrap();
     store

@@ -36,6 +36,17 @@ pub enum Guard {
     UpdateTxn(TxnUpdate),
     /// Store an idempotency key unless it exists.
     InsertIdempotency(IdempotencyRecord),
+    /// A statement built by one of this crate's aggregate modules (e.g. "insert this nonce
+    /// unless it exists"): passes when it changed at least one row.
+    Statement(Statement),
+}
+
+/// A write statement built inside this crate by an aggregate module's constructor functions;
+/// its SQL never comes from outside the store.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub(crate) sql: &'static str,
+    pub(crate) params: Vec<Value>,
 }
 
 /// An unconditional write.
@@ -73,6 +84,14 @@ pub enum WriteOp {
     PutApiKey(ApiKeyRecord),
     /// Register a gateway app.
     PutGatewayApp(GatewayAppRecord),
+    /// A statement built by one of this crate's aggregate modules; must change at least one row
+    /// unless `may_change_nothing`.
+    Statement {
+        /// The statement.
+        statement: Statement,
+        /// Whether changing no row is fine (an upsert that found nothing to do).
+        may_change_nothing: bool,
+    },
     /// Insert or replace a setting.
     PutSetting {
         /// Scope (`platform`, a merchant id, …).
@@ -206,6 +225,13 @@ async fn check_guard(exec: &mut dyn Exec, guard: &Guard) -> Result<Result<Option
             let changed = update_txn(exec, update).await?;
             if changed == 0 {
                 Err(UnitOutcome::VersionConflict)
+            } else {
+                Ok(None)
+            }
+        }
+        Guard::Statement(statement) => {
+            if exec.execute(statement.sql, &statement.params).await? == 0 {
+                Err(UnitOutcome::Duplicate { existing_txn_id: None })
             } else {
                 Ok(None)
             }
@@ -462,6 +488,12 @@ async fn apply_op(
                 &params![a.app_id.as_str(), a.merchant_id.as_str(), a.public_key_pem.as_str(), a.created_at_ms],
             )
             .await?;
+        }
+        WriteOp::Statement { statement, may_change_nothing } => {
+            let changed = exec.execute(statement.sql, &statement.params).await?;
+            if changed == 0 && !may_change_nothing {
+                return Err(StoreError::Conflict("the statement changed nothing".into()));
+            }
         }
         WriteOp::PutSetting { scope, name, value, at_ms } => {
             exec.execute(

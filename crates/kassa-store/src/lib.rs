@@ -165,6 +165,9 @@ pub struct Store {
     pub admin: Arc<dyn AdminStore>,
     /// The one write path.
     pub committer: Committer,
+    /// The shared read side; aggregate modules added later (`auth`, `gateway`, …) expose their
+    /// own store traits over it through accessor methods on `Store`.
+    pub(crate) reads: Arc<queries::SqlReads>,
 }
 
 impl std::fmt::Debug for Store {

@@ -297,8 +297,9 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
         txns: reads.clone(),
         ledger: reads.clone(),
         audit: reads.clone(),
-        settings: reads,
+        settings: reads.clone(),
         admin: Arc::new(PgAdmin { pool }),
         committer,
+        reads,
     })
 }

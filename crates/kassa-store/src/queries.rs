@@ -135,7 +135,7 @@ fn txn(row: &Row) -> Result<TxnRecord, StoreError> {
 }
 
 impl SqlReads {
-    async fn one<T>(
+    pub(crate) async fn one<T>(
         &self,
         sql: &str,
         params: &[Value],
@@ -145,7 +145,7 @@ impl SqlReads {
         rows.first().map(convert).transpose()
     }
 
-    async fn all<T>(
+    pub(crate) async fn all<T>(
         &self,
         sql: &str,
         params: &[Value],

@@ -312,9 +312,10 @@ pub(crate) async fn open(path: &Path, options: StoreOptions) -> Result<Store, St
         txns: reads.clone(),
         ledger: reads.clone(),
         audit: reads.clone(),
-        settings: reads,
+        settings: reads.clone(),
         admin,
         committer,
+        reads,
     })
 }
 
