@@ -167,6 +167,7 @@ pub struct Store {
     pub committer: Committer,
     /// The shared read side; aggregate modules added later (`auth`, `gateway`, …) expose their
     /// own store traits over it through accessor methods on `Store`.
+    #[allow(dead_code, reason = "used by the aggregate modules as they land")]
     pub(crate) reads: Arc<queries::SqlReads>,
 }
 
