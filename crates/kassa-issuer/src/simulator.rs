@@ -1,0 +1,261 @@
+//! The card issuer simulator: the test cards of interfaces.md §5 behind [`IssuerConnector`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use kassa_crypto::{verify_pin_block, Pin, TdesKey};
+use kassa_domain::{AuthCode, Expiry, Money};
+
+use crate::clock::{CivilTime, Clock};
+use crate::{AuthoriseRequest, Decline, IssuerAnswer, IssuerConnector, IssuerError, Operation, RequestId};
+
+/// The PIN of every test card.
+pub const SIMULATOR_PIN: &str = "123456";
+/// Wrong PINs in a row that lock a card's PIN.
+pub const PIN_TRIES_MAX: u32 = 3;
+/// How long a locked PIN stays locked.
+pub const PIN_LOCK_MS: i64 = 10 * 60 * 1000;
+/// Requests remembered for idempotent reversal; the oldest are forgotten first, so memory stays
+/// flat under load. Far more than can be in flight within an issuer timeout.
+const REQUESTS_REMEMBERED_MAX: usize = 200_000;
+/// Expiry is checked in China Standard Time, like the rest of the host.
+const ISSUER_UTC_OFFSET_MINUTES: i32 = 8 * 60;
+
+/// How a test card behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Approved; the balance never runs out.
+    Unlimited,
+    /// Approved while the balance (minor units) covers the amount, else `51`.
+    Balance(i64),
+    /// Reported lost: `41`.
+    Lost,
+    /// The issuer never answers.
+    NoAnswer,
+}
+
+/// One test card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestCard {
+    /// The card number.
+    pub pan: &'static str,
+    /// Its expiry, `YYMM`.
+    pub expiry: &'static str,
+    /// Service code on track 2 (`101` stripe, `201` chip).
+    pub service_code: &'static str,
+    /// What it does.
+    pub behaviour: Behaviour,
+}
+
+/// interfaces.md §5.
+pub const TEST_CARDS: [TestCard; 6] = [
+    TestCard { pan: "6222021234567890128", expiry: "3012", service_code: "101", behaviour: Behaviour::Unlimited },
+    TestCard { pan: "6222021234567890136", expiry: "3012", service_code: "101", behaviour: Behaviour::Balance(1000) },
+    TestCard { pan: "6222021234567890144", expiry: "2001", service_code: "101", behaviour: Behaviour::Unlimited },
+    TestCard { pan: "6222021234567890151", expiry: "3012", service_code: "101", behaviour: Behaviour::Lost },
+    TestCard { pan: "6222021234567890169", expiry: "3012", service_code: "101", behaviour: Behaviour::NoAnswer },
+    TestCard { pan: "6222021234567890177", expiry: "3012", service_code: "201", behaviour: Behaviour::Unlimited },
+];
+
+/// The balance the simulator reports for a card whose balance never runs out.
+const UNLIMITED_BALANCE_MINOR: i64 = 99_999_999_999;
+
+#[derive(Debug)]
+struct CardState {
+    card: TestCard,
+    expiry: Expiry,
+    balance_minor: Option<i64>,
+    wrong_pins: u32,
+    locked_until_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+enum RequestRecord {
+    /// Approved; `held_minor` was taken from the card's balance.
+    Approved { pan: String, held_minor: i64, auth_code: AuthCode, balance: Option<Money> },
+    /// Reversed (possibly before it arrived).
+    Reversed,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    cards: HashMap<&'static str, CardState>,
+    requests: HashMap<RequestId, RequestRecord>,
+    order: VecDeque<RequestId>,
+    next_auth_code: u32,
+}
+
+impl State {
+    fn remember(&mut self, id: RequestId, record: RequestRecord) {
+        if self.requests.insert(id.clone(), record).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > REQUESTS_REMEMBERED_MAX {
+            if let Some(oldest) = self.order.pop_front() {
+                self.requests.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// The simulated issuer. Cheap to share (`Arc`); all state is in memory.
+#[derive(Debug, Clone)]
+pub struct IssuerSimulator {
+    zone_pin_key: Arc<TdesKey>,
+    clock: Arc<dyn Clock>,
+    state: Arc<Mutex<State>>,
+}
+
+impl IssuerSimulator {
+    /// A simulator that verifies PIN blocks under `zone_pin_key` (the key the host translates
+    /// terminal PIN blocks to) and reads time from `clock`.
+    pub fn new(zone_pin_key: TdesKey, clock: Arc<dyn Clock>) -> IssuerSimulator {
+        let mut state = State::default();
+        for card in TEST_CARDS {
+            // The table is a constant; its expiries parse.
+            let Ok(expiry) = Expiry::parse(card.expiry) else { continue };
+            let balance_minor = match card.behaviour {
+                Behaviour::Balance(minor) => Some(minor),
+                _ => None,
+            };
+            state
+                .cards
+                .insert(card.pan, CardState { card, expiry, balance_minor, wrong_pins: 0, locked_until_ms: None });
+        }
+        IssuerSimulator { zone_pin_key: Arc::new(zone_pin_key), clock, state: Arc::new(Mutex::new(state)) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn no_answer(&self, request: &AuthoriseRequest) -> bool {
+        self.lock()
+            .cards
+            .get(request.pan.expose_digits())
+            .is_some_and(|card| card.card.behaviour == Behaviour::NoAnswer)
+    }
+
+    /// Decides a request (everything but the never-answering card).
+    fn decide(&self, request: &AuthoriseRequest) -> IssuerAnswer {
+        let now_ms = self.clock.now_ms();
+        let today = Expiry::parse(&CivilTime::at(now_ms, ISSUER_UTC_OFFSET_MINUTES).yymm()).ok();
+        let mut state = self.lock();
+        match state.requests.get(&request.request_id) {
+            Some(RequestRecord::Reversed) => return IssuerAnswer::Declined(Decline::AlreadyReversed),
+            Some(RequestRecord::Approved { auth_code, balance, .. }) => {
+                return IssuerAnswer::Approved { auth_code: auth_code.clone(), balance: *balance }
+            }
+            None => {}
+        }
+        let Some(card) = state.cards.get_mut(request.pan.expose_digits()) else {
+            return IssuerAnswer::Declined(Decline::InvalidCard);
+        };
+        if request.expiry.is_some_and(|expiry| expiry != card.expiry) {
+            return IssuerAnswer::Declined(Decline::InvalidCard);
+        }
+        if card.card.behaviour == Behaviour::Lost {
+            return IssuerAnswer::Declined(Decline::Lost);
+        }
+        if today.is_some_and(|today| card.expiry.is_expired_at(today)) {
+            return IssuerAnswer::Declined(Decline::Expired);
+        }
+        if let Some(decline) = check_pin(card, request, &self.zone_pin_key, now_ms) {
+            return IssuerAnswer::Declined(decline);
+        }
+        let currency = request.amount.currency();
+        let held_minor = match request.operation {
+            Operation::BalanceInquiry => 0,
+            Operation::Purchase | Operation::Hold => request.amount.minor(),
+        };
+        if held_minor < 0 {
+            return IssuerAnswer::Declined(Decline::DoNotHonour);
+        }
+        let balance_minor = match card.balance_minor.as_mut() {
+            Some(balance) if *balance < held_minor => return IssuerAnswer::Declined(Decline::InsufficientFunds),
+            Some(balance) => {
+                *balance -= held_minor;
+                *balance
+            }
+            None => UNLIMITED_BALANCE_MINOR,
+        };
+        let balance = Some(Money::from_minor(balance_minor, currency));
+        let pan = card.card.pan.to_owned();
+        let auth_code = state.next_auth_code;
+        state.next_auth_code = (auth_code + 1) % 1_000_000;
+        let Ok(auth_code) = AuthCode::parse(&format!("{:06}", auth_code)) else {
+            return IssuerAnswer::Declined(Decline::DoNotHonour);
+        };
+        if request.operation != Operation::BalanceInquiry {
+            let record = RequestRecord::Approved { pan, held_minor, auth_code: auth_code.clone(), balance };
+            state.remember(request.request_id.clone(), record);
+        }
+        IssuerAnswer::Approved { auth_code, balance }
+    }
+
+    /// The current balance of a test card with a balance (tests and the demo).
+    pub fn balance_minor(&self, pan: &str) -> Option<i64> {
+        self.lock().cards.get(pan).and_then(|card| card.balance_minor)
+    }
+}
+
+/// The PIN rule: three wrong in a row lock the PIN for [`PIN_LOCK_MS`]; a right one resets the
+/// count. A request without a PIN block is not checked.
+fn check_pin(card: &mut CardState, request: &AuthoriseRequest, zone_pin_key: &TdesKey, now_ms: i64) -> Option<Decline> {
+    let block = request.pin_block.as_ref()?;
+    match card.locked_until_ms {
+        Some(until) if now_ms < until => return Some(Decline::PinTriesExceeded),
+        Some(_) => {
+            card.locked_until_ms = None;
+            card.wrong_pins = 0;
+        }
+        None => {}
+    }
+    let Ok(expected) = Pin::parse(SIMULATOR_PIN) else { return Some(Decline::DoNotHonour) };
+    match verify_pin_block(zone_pin_key, block, request.pan.expose_digits(), &expected) {
+        Ok(verdict) if verdict.is_match() => {
+            card.wrong_pins = 0;
+            None
+        }
+        Ok(_) => {
+            card.wrong_pins += 1;
+            if card.wrong_pins >= PIN_TRIES_MAX {
+                card.locked_until_ms = Some(now_ms + PIN_LOCK_MS);
+                Some(Decline::PinTriesExceeded)
+            } else {
+                Some(Decline::WrongPin)
+            }
+        }
+        Err(_) => Some(Decline::PinBlockError),
+    }
+}
+
+#[async_trait]
+impl IssuerConnector for IssuerSimulator {
+    async fn authorise(&self, request: &AuthoriseRequest) -> Result<IssuerAnswer, IssuerError> {
+        if self.no_answer(request) {
+            // The issuer that never answers: the host's issuer timeout decides.
+            std::future::pending::<()>().await;
+        }
+        Ok(self.decide(request))
+    }
+
+    async fn reverse(&self, request_id: &RequestId) -> Result<(), IssuerError> {
+        let mut state = self.lock();
+        match state.requests.get(request_id).cloned() {
+            Some(RequestRecord::Reversed) => {}
+            Some(RequestRecord::Approved { pan, held_minor, .. }) => {
+                if let Some(balance) = state.cards.get_mut(pan.as_str()).and_then(|card| card.balance_minor.as_mut()) {
+                    *balance += held_minor;
+                }
+                state.remember(request_id.clone(), RequestRecord::Reversed);
+            }
+            None => state.remember(request_id.clone(), RequestRecord::Reversed),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
