@@ -15,6 +15,7 @@
 //! sealed keys hides them.
 //! **Boundary**: this crate knows SQL; it knows nothing of sockets, HTTP or ISO 8583.
 
+pub mod auth;
 mod commit;
 mod migrate;
 mod postgres;
@@ -167,7 +168,6 @@ pub struct Store {
     pub committer: Committer,
     /// The shared read side; aggregate modules added later (`auth`, `gateway`, …) expose their
     /// own store traits over it through accessor methods on `Store`.
-    #[allow(dead_code, reason = "used by the aggregate modules as they land")]
     pub(crate) reads: Arc<queries::SqlReads>,
 }
 
@@ -204,6 +204,11 @@ impl Store {
         } else {
             Err(StoreError::UnsupportedUrl)
         }
+    }
+
+    /// Sessions, one-time codes, refund approvals, TMS nonces, rate limits (`auth` module).
+    pub fn auth(&self) -> &dyn auth::AuthStore {
+        &*self.reads
     }
 
     /// Submits a unit to the group committer and waits until it is durable.
