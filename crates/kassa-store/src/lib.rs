@@ -17,6 +17,7 @@
 
 pub mod auth;
 mod commit;
+pub mod gateway;
 mod migrate;
 mod postgres;
 mod queries;
@@ -214,6 +215,11 @@ impl Store {
     /// Submits a unit to the group committer and waits until it is durable.
     pub async fn commit(&self, unit: WriteUnit) -> Result<UnitOutcome, StoreError> {
         self.committer.commit(unit).await
+    }
+
+    /// Working keys and issuer reversals of the ISO 8583 gateway (`gateway` module).
+    pub fn gateway(&self) -> &dyn gateway::GatewayStore {
+        &*self.reads
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod auth;
 mod conformance;
+mod gateway;
 mod harness;
 
 harness::conformance!(

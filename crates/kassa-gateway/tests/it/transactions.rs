@@ -1,0 +1,393 @@
+//! Each row of the transaction table that the gateway serves, over TCP.
+
+use std::time::Duration;
+
+use kassa_iso8583::fields::Field60;
+use kassa_iso8583::frame::Frame;
+use kassa_iso8583::UNIONPAY;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Host, DEVICE_TERMINAL, HOST_TERMINAL, ISSUER_TIMEOUT_MS};
+use crate::terminal::Terminal;
+
+const CARD: &str = "6222021234567890128";
+const TEN_YUAN_CARD: &str = "6222021234567890136";
+const EXPIRED_CARD: &str = "6222021234567890144";
+const LOST_CARD: &str = "6222021234567890151";
+const SILENT_CARD: &str = "6222021234567890169";
+
+async fn signed_in(host: &Host, terminal_id: &str) -> Terminal {
+    let mut terminal = Terminal::connect(host.addr, terminal_id).await;
+    terminal.sign_in().await;
+    terminal
+}
+
+#[tokio::test]
+async fn sign_in_then_an_approved_sale_is_durable_with_its_fee() {
+    let host = Host::start().await;
+    let mut terminal = Terminal::connect(host.addr, DEVICE_TERMINAL).await;
+    let sign_in = terminal.sign_in().await;
+    assert_eq!(sign_in.message.mti().as_str(), "0810");
+    assert_eq!(sign_in.message.field(62).unwrap().len(), 40);
+    assert_eq!(sign_in.message.typed::<Field60>().unwrap().unwrap().batch_number, 1);
+    assert!(!sign_in.mac_verified, "the 0810 carries no MAC");
+
+    let request = terminal.sale(10_000, CARD, Some("123456"));
+    let answer = terminal.exchange(&request, true).await;
+    assert_eq!(answer.code(), "00");
+    assert!(answer.mac_verified, "an answer to a MACed request carries a MAC");
+    assert_eq!(answer.rrn().len(), 12);
+    assert_eq!(answer.auth_code().len(), 6);
+    assert_eq!(answer.message.field_str(63), Some("CUP"));
+    assert_eq!(answer.message.field_str(4), Some("000000010000"));
+    for field in [12, 13, 15] {
+        assert!(answer.message.has(field), "field {field}");
+    }
+
+    // Committed before it was answered: the transaction and its ledger entry are there.
+    let txn = host.store.txns.txn_by_rrn(answer.rrn()).await.unwrap().unwrap();
+    assert_eq!(txn.status, "approved");
+    assert_eq!(txn.amount_minor, 10_000);
+    assert_eq!(txn.fee_minor, 60, "0.60 % of 100.00");
+    assert_eq!(txn.pan_masked.as_deref(), Some("622202*********0128"));
+    let entries = host.store.ledger.entries_for(&format!("txn:{}", txn.id)).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].postings.iter().any(|(_, minor)| *minor == -60), "fee income credited");
+    assert!(host.store.ledger.check().await.unwrap().is_sound());
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn issuer_declines_become_their_codes() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    for (pan, pin, amount, code) in [
+        (CARD, Some("111111"), 100, "55"),
+        (EXPIRED_CARD, Some("123456"), 100, "54"),
+        (LOST_CARD, None, 100, "41"),
+        (TEN_YUAN_CARD, None, 1001, "51"),
+        (TEN_YUAN_CARD, None, 1000, "00"),
+        (TEN_YUAN_CARD, None, 1, "51"),
+    ] {
+        let request = terminal.sale(amount, pan, pin);
+        let answer = terminal.exchange(&request, true).await;
+        assert_eq!(answer.code(), code, "{pan} {amount}");
+        assert!(answer.mac_verified);
+    }
+    // Declines are stored (a retransmission replays them) but post nothing.
+    let check = host.store.ledger.check().await.unwrap();
+    assert!(check.is_sound());
+    assert_eq!(check.entries, 1, "only the approval posted");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_mac_is_a0_without_mac_and_keys_stay_valid() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let request = terminal.sale(500, CARD, Some("123456"));
+    let mut wire = terminal.encode(&request, true);
+    let last = wire.len() - 1;
+    wire[last] ^= 0x01;
+    let frame = terminal.raw_exchange(&wire).await.unwrap();
+    let answer = terminal.decode(&frame);
+    assert_eq!(answer.code(), "A0");
+    assert!(!answer.mac_verified, "no MAC on an A0");
+    assert!(host.store.txns.txn_by_rrn("000000000001").await.unwrap().is_none(), "nothing processed");
+    // The same request with its right MAC still goes through.
+    assert_eq!(terminal.exchange(&request, true).await.code(), "00");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn not_signed_in_is_77_and_unknown_terminal_is_97() {
+    let host = Host::start().await;
+    let mut stranger = Terminal::connect(host.addr, "99999999").await;
+    stranger.keys = Some(kassa_crypto::WorkingKeys::generate(&mut rand::rngs::OsRng));
+    let request = stranger.sale(100, CARD, None);
+    let answer = stranger.exchange(&request, true).await;
+    assert_eq!(answer.code(), "97");
+    assert!(!answer.mac_verified);
+
+    let mut terminal = Terminal::connect(host.addr, DEVICE_TERMINAL).await;
+    terminal.keys = Some(kassa_crypto::WorkingKeys::generate(&mut rand::rngs::OsRng));
+    let request = terminal.sale(100, CARD, None);
+    let answer = terminal.exchange(&request, true).await;
+    assert_eq!(answer.code(), "77");
+    assert!(!answer.mac_verified);
+
+    // Sign-out ends the session.
+    terminal.sign_in().await;
+    let request = terminal.sale(100, CARD, None);
+    assert_eq!(terminal.exchange(&request, true).await.code(), "00");
+    let mut sign_out = request.clone();
+    sign_out.set_mti(kassa_iso8583::Mti::parse("0820").unwrap());
+    for field in [3u8, 4, 22, 25, 35, 49] {
+        sign_out.remove(field);
+    }
+    sign_out.set(11, "000099");
+    let mut field60 = sign_out.typed::<Field60>().unwrap().unwrap();
+    field60.message_type_code = *b"00";
+    field60.network_management_code = *b"002";
+    sign_out.set_typed(&field60);
+    assert_eq!(terminal.exchange(&sign_out, false).await.code(), "00");
+    let request = terminal.sale(100, CARD, None);
+    assert_eq!(terminal.exchange(&request, true).await.code(), "77");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_retransmission_replays_the_answer_even_after_a_restart_and_new_keys() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let request = terminal.sale(2_345, CARD, Some("123456"));
+    let first = terminal.exchange(&request, true).await;
+    assert_eq!(first.code(), "00");
+
+    // A repeat (0201) on the same connection.
+    let mut repeat = request.clone();
+    repeat.set_mti(kassa_iso8583::Mti::parse("0201").unwrap());
+    let second = terminal.exchange(&repeat, true).await;
+    assert_eq!((second.code(), second.rrn(), second.auth_code()), ("00", first.rrn(), first.auth_code()));
+
+    // After a restart the gateway has no keys in memory: they come back from the store.
+    let host = host.restart().await;
+    let mut terminal = Terminal { stream: tokio::net::TcpStream::connect(host.addr).await.unwrap(), ..terminal };
+    let third = terminal.exchange(&repeat, true).await;
+    assert_eq!((third.code(), third.rrn(), third.auth_code()), ("00", first.rrn(), first.auth_code()));
+
+    // Under new working keys, the PIN block and MAC change but the content does not.
+    terminal.sign_in().await;
+    let mut rekeyed = terminal.sale(2_345, CARD, Some("123456"));
+    rekeyed.set(11, request.field(11).unwrap());
+    let fourth = terminal.exchange(&rekeyed, true).await;
+    assert_eq!((fourth.code(), fourth.rrn(), fourth.auth_code()), ("00", first.rrn(), first.auth_code()));
+
+    let check = host.store.ledger.check().await.unwrap();
+    assert_eq!(check.entries, 1, "charged once");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn same_identity_with_other_content_is_94() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let request = terminal.sale(100, CARD, None);
+    assert_eq!(terminal.exchange(&request, true).await.code(), "00");
+    let mut other = request.clone();
+    other.set(4, "000000000200");
+    assert_eq!(terminal.exchange(&other, true).await.code(), "94");
+    assert_eq!(host.store.ledger.check().await.unwrap().entries, 1);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_wait_and_are_charged_once() {
+    let host = Host::start().await;
+    let mut first = signed_in(&host, DEVICE_TERMINAL).await;
+    let request = first.sale(777, CARD, Some("123456"));
+    let wire = first.encode(&request, true);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let mut terminal = Terminal {
+            stream: tokio::net::TcpStream::connect(host.addr).await.unwrap(),
+            terminal_id: first.terminal_id.clone(),
+            keys: first.keys.clone(),
+            batch: first.batch,
+            stan: 0,
+        };
+        let wire = wire.clone();
+        tasks.push(tokio::spawn(async move {
+            let frame = terminal.raw_exchange(&wire).await.unwrap();
+            let answer = terminal.decode(&frame);
+            (answer.code().to_owned(), answer.rrn().to_owned())
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    assert!(answers.iter().all(|answer| answer.0 == "00" && answer.1 == answers[0].1), "{answers:?}");
+    assert_eq!(host.store.ledger.check().await.unwrap().entries, 1);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_with_readable_mti_and_terminal_is_30_otherwise_closed() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let request = terminal.sale(100, CARD, None);
+    let mut wire = terminal.encode(&request, false);
+    wire.extend_from_slice(b"\xFF\xFF\xFF");
+    let length = u16::try_from(wire.len() - 2).unwrap();
+    wire[..2].copy_from_slice(&length.to_be_bytes());
+    let frame = terminal.raw_exchange(&wire).await.unwrap();
+    let frame = Frame::parse(&frame).unwrap();
+    let answer = UNIONPAY.decode(frame.message_bytes).unwrap();
+    assert_eq!(answer.mti().as_str(), "0210");
+    assert_eq!(answer.field_str(39), Some("30"));
+    assert_eq!(answer.field_str(41), Some(DEVICE_TERMINAL));
+    assert!(answer.field(64).is_none());
+
+    // The connection survives a 30; unreadable garbage closes it.
+    let request = terminal.sale(100, CARD, None);
+    assert_eq!(terminal.exchange(&request, true).await.code(), "00");
+    let mut junk = vec![0, 14, 0x60, 0, 1, 0, 2, 0x60, 0, 0, 0, 0, 0];
+    junk.extend_from_slice(b"\xAB\xCD\xEF");
+    assert!(terminal.raw_exchange(&junk).await.is_none(), "closed");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_and_incomplete_frames_close_the_connection() {
+    let host = Host::start().await;
+    let mut terminal = Terminal::connect(host.addr, DEVICE_TERMINAL).await;
+    terminal.stream.write_all(&4097u16.to_be_bytes()).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(2), terminal.stream.read(&mut byte)).await.unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "closed after an oversized length");
+
+    // Half a frame, then silence: closed after the incomplete-frame timeout (300 ms here).
+    let mut slow = Terminal::connect(host.addr, DEVICE_TERMINAL).await;
+    slow.stream.write_all(&[0, 40, 0x60]).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(2), slow.stream.read(&mut byte)).await.unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "closed after the incomplete-frame timeout");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn silent_issuer_is_98_after_the_timeout_and_reversed_at_the_issuer() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let started = std::time::Instant::now();
+    let request = terminal.sale(100, SILENT_CARD, Some("123456"));
+    let answer = terminal.exchange(&request, true).await;
+    assert_eq!(answer.code(), "98");
+    assert!(started.elapsed() >= Duration::from_millis(ISSUER_TIMEOUT_MS));
+    let txn = host.store.txns.txn_by_rrn(answer.rrn()).await.unwrap().unwrap();
+    assert_eq!(txn.status, "declined");
+    let request_id = format!("txn:{}", txn.id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let reversal = host.store.gateway().issuer_reversal(&request_id).await.unwrap().expect("journaled");
+        if reversal.done_at_ms.is_some() {
+            assert_eq!(reversal.reason, "timeout");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the issuer reversal never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Meanwhile other terminals were not held up: a sale on another connection goes through.
+    let request = terminal.sale(100, CARD, None);
+    assert_eq!(terminal.exchange(&request, true).await.code(), "00");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn reversal_undoes_a_sale_and_an_original_after_its_reversal_is_12() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let sale = terminal.sale(600, TEN_YUAN_CARD, Some("123456"));
+    let approved = terminal.exchange(&sale, true).await;
+    assert_eq!(approved.code(), "00");
+    assert_eq!(host.simulator.balance_minor(TEN_YUAN_CARD), Some(400));
+
+    let reversal = terminal.reversal_of(&sale, TEN_YUAN_CARD);
+    let answer = terminal.exchange(&reversal, true).await;
+    assert_eq!(answer.code(), "00");
+    assert_eq!(answer.message.mti().as_str(), "0410");
+    // Reversing again changes nothing.
+    assert_eq!(terminal.exchange(&reversal, true).await.code(), "00");
+    let txn = host.store.txns.txn_by_rrn(approved.rrn()).await.unwrap().unwrap();
+    assert_eq!(txn.status, "reversed");
+    let balances = host.store.ledger.balances().await.unwrap();
+    assert!(balances.iter().all(|(_, minor)| *minor == 0), "the reversal undid the sale: {balances:?}");
+    assert_eq!(host.store.ledger.check().await.unwrap().entries, 2);
+    // The retransmitted original now gets 12.
+    assert_eq!(terminal.exchange(&sale, true).await.code(), "12");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while host.simulator.balance_minor(TEN_YUAN_CARD) != Some(1000) {
+        assert!(std::time::Instant::now() < deadline, "issuer balance never restored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A reversal that arrives before its original: 00, and the original is then 12, never charged.
+    let early = terminal.sale(300, CARD, Some("123456"));
+    let reversal = terminal.reversal_of(&early, CARD);
+    assert_eq!(terminal.exchange(&reversal, true).await.code(), "00");
+    assert_eq!(terminal.exchange(&early, true).await.code(), "12");
+    assert_eq!(host.store.ledger.check().await.unwrap().entries, 2);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn void_of_a_sale_in_the_open_batch() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let sale = terminal.sale(1_500, CARD, Some("123456"));
+    let sale_stan = terminal.stan;
+    let approved = terminal.exchange(&sale, true).await;
+    assert_eq!(approved.code(), "00");
+
+    let wrong_amount = terminal.void_of(1_400, approved.rrn(), approved.auth_code(), sale_stan);
+    assert_eq!(terminal.exchange(&wrong_amount, true).await.code(), "64");
+    let unknown = terminal.void_of(1_500, "000000999999", approved.auth_code(), sale_stan);
+    assert_eq!(terminal.exchange(&unknown, true).await.code(), "25");
+
+    let void = terminal.void_of(1_500, approved.rrn(), approved.auth_code(), sale_stan);
+    let voided = terminal.exchange(&void, true).await;
+    assert_eq!(voided.code(), "00");
+    assert_ne!(voided.rrn(), approved.rrn(), "the void has its own RRN");
+    // Its retransmission replays it; voiding again is 12.
+    assert_eq!(terminal.exchange(&void, true).await.rrn(), voided.rrn());
+    let again = terminal.void_of(1_500, approved.rrn(), approved.auth_code(), sale_stan);
+    assert_eq!(terminal.exchange(&again, true).await.code(), "12");
+
+    let original = host.store.txns.txn_by_rrn(approved.rrn()).await.unwrap().unwrap();
+    assert_eq!(original.status, "voided");
+    let balances = host.store.ledger.balances().await.unwrap();
+    assert!(balances.iter().all(|(_, minor)| *minor == 0), "the void returned amount and whole fee: {balances:?}");
+    assert!(host.store.ledger.check().await.unwrap().is_sound());
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn host_enforced_refund_password_needs_an_approval() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, HOST_TERMINAL).await;
+    let sale = terminal.sale(800, CARD, None);
+    let sale_stan = terminal.stan;
+    let approved = terminal.exchange(&sale, true).await;
+    assert_eq!(approved.code(), "00");
+    let void = terminal.void_of(800, approved.rrn(), approved.auth_code(), sale_stan);
+    assert_eq!(terminal.exchange(&void, true).await.code(), "58", "no approval in 63");
+    let mut with_token = terminal.void_of(800, approved.rrn(), approved.auth_code(), sale_stan);
+    with_token.set(63, "01 not-a-real-approval");
+    assert_eq!(terminal.exchange(&with_token, true).await.code(), "58", "the default refuses every approval");
+    let original = host.store.txns.txn_by_rrn(approved.rrn()).await.unwrap().unwrap();
+    assert_eq!(original.status, "approved");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn balance_inquiry_reports_field_54() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let request = terminal.balance_inquiry(TEN_YUAN_CARD, "123456");
+    let answer = terminal.exchange(&request, true).await;
+    assert_eq!(answer.code(), "00");
+    assert_eq!(answer.message.field_str(54), Some("1002156C000000001000"));
+    let request = terminal.balance_inquiry(TEN_YUAN_CARD, "000000");
+    assert_eq!(terminal.exchange(&request, true).await.code(), "55");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_financial_request_for_a_closed_batch_is_77() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    terminal.batch = 7;
+    let request = terminal.sale(100, CARD, None);
+    assert_eq!(terminal.exchange(&request, true).await.code(), "77");
+    host.stop().await;
+}

@@ -1,0 +1,162 @@
+//! The ISO 8583 gateway's aggregate: per-terminal working keys and the journal of issuer
+//! reversals owed. Reads through [`GatewayStore`] (`store.gateway()`), writes through the
+//! constructors below, which build [`WriteOp`]s for the one write path.
+
+use async_trait::async_trait;
+
+use crate::commit::{Statement, WriteOp};
+use crate::queries::SqlReads;
+use crate::value::{params, Row};
+use crate::StoreError;
+
+/// A terminal's working keys of its latest sign-in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WorkingKeysRecord {
+    /// The terminal.
+    pub terminal_id: String,
+    /// Bumped by every sign-in; a process holding an older generation reloads.
+    pub generation: i64,
+    /// Field 62 of the 0810 (keys under the TMK), sealed again under the master key.
+    pub keys_sealed: Vec<u8>,
+    /// When the terminal signed in, Unix milliseconds.
+    pub signed_in_at_ms: i64,
+}
+
+impl std::fmt::Debug for WorkingKeysRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkingKeysRecord")
+            .field("terminal_id", &self.terminal_id)
+            .field("generation", &self.generation)
+            .field("keys_sealed", &"<sealed>")
+            .field("signed_in_at_ms", &self.signed_in_at_ms)
+            .finish()
+    }
+}
+
+/// An issuer reversal the host owes (journaled before it is attempted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerReversalRecord {
+    /// The issuer request to reverse.
+    pub request_id: String,
+    /// The transaction it belongs to.
+    pub txn_id: Option<i64>,
+    /// `timeout`, `reversal` or `void`.
+    pub reason: String,
+    /// When it was journaled, Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// When the issuer confirmed it, Unix milliseconds.
+    pub done_at_ms: Option<i64>,
+}
+
+/// Reads of the gateway's aggregate.
+#[async_trait]
+pub trait GatewayStore: Send + Sync {
+    /// The working keys of a terminal's latest sign-in.
+    async fn working_keys(&self, terminal_id: &str) -> Result<Option<WorkingKeysRecord>, StoreError>;
+    /// One issuer reversal by request id.
+    async fn issuer_reversal(&self, request_id: &str) -> Result<Option<IssuerReversalRecord>, StoreError>;
+    /// Issuer reversals not yet confirmed, oldest first, at most `limit`.
+    async fn issuer_reversals_owed(&self, limit: i64) -> Result<Vec<IssuerReversalRecord>, StoreError>;
+}
+
+fn working_keys(row: &Row) -> Result<WorkingKeysRecord, StoreError> {
+    Ok(WorkingKeysRecord {
+        terminal_id: row.text(0)?,
+        generation: row.int(1)?,
+        keys_sealed: row.bytes(2)?,
+        signed_in_at_ms: row.int(3)?,
+    })
+}
+
+fn issuer_reversal(row: &Row) -> Result<IssuerReversalRecord, StoreError> {
+    Ok(IssuerReversalRecord {
+        request_id: row.text(0)?,
+        txn_id: row.opt_int(1)?,
+        reason: row.text(2)?,
+        created_at_ms: row.int(3)?,
+        attempts: row.int(4)?,
+        done_at_ms: row.opt_int(5)?,
+    })
+}
+
+const REVERSAL_COLUMNS: &str = "request_id, txn_id, reason, created_at_ms, attempts, done_at_ms";
+
+#[async_trait]
+impl GatewayStore for SqlReads {
+    async fn working_keys(&self, terminal_id: &str) -> Result<Option<WorkingKeysRecord>, StoreError> {
+        self.one(
+            "SELECT terminal_id, generation, keys_sealed, signed_in_at_ms FROM gateway_working_keys WHERE terminal_id = $1",
+            &params![terminal_id],
+            working_keys,
+        )
+        .await
+    }
+
+    async fn issuer_reversal(&self, request_id: &str) -> Result<Option<IssuerReversalRecord>, StoreError> {
+        let sql = format!("SELECT {REVERSAL_COLUMNS} FROM gateway_issuer_reversals WHERE request_id = $1");
+        self.one(&sql, &params![request_id], issuer_reversal).await
+    }
+
+    async fn issuer_reversals_owed(&self, limit: i64) -> Result<Vec<IssuerReversalRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {REVERSAL_COLUMNS} FROM gateway_issuer_reversals WHERE done_at_ms IS NULL \
+             ORDER BY created_at_ms, request_id LIMIT $1"
+        );
+        self.all(&sql, &params![limit], issuer_reversal).await
+    }
+}
+
+/// Stores the working keys of a sign-in, replacing the previous sign-in's (whose keys stop
+/// working). The generation is the previous one plus one, computed in the database so that two
+/// processes signing the same terminal in never reuse a generation.
+pub fn put_working_keys(terminal_id: &str, keys_sealed: Vec<u8>, signed_in_at_ms: i64) -> WriteOp {
+    WriteOp::Statement {
+        statement: Statement {
+            sql: "INSERT INTO gateway_working_keys (terminal_id, generation, keys_sealed, signed_in_at_ms) \
+                  VALUES ($1, 1, $2, $3) ON CONFLICT (terminal_id) DO UPDATE SET \
+                  generation = gateway_working_keys.generation + 1, keys_sealed = excluded.keys_sealed, \
+                  signed_in_at_ms = excluded.signed_in_at_ms",
+            params: params![terminal_id, keys_sealed, signed_in_at_ms].to_vec(),
+        },
+        may_change_nothing: false,
+    }
+}
+
+/// Journals an issuer reversal the host owes; journaling the same request twice changes
+/// nothing.
+pub fn owe_issuer_reversal(request_id: &str, txn_id: Option<i64>, reason: &str, at_ms: i64) -> WriteOp {
+    WriteOp::Statement {
+        statement: Statement {
+            sql: "INSERT INTO gateway_issuer_reversals (request_id, txn_id, reason, created_at_ms) \
+                  VALUES ($1, $2, $3, $4) ON CONFLICT (request_id) DO NOTHING",
+            params: params![request_id, txn_id, reason, at_ms].to_vec(),
+        },
+        may_change_nothing: true,
+    }
+}
+
+/// Records one attempt at an issuer reversal; `done` when the issuer confirmed it.
+pub fn issuer_reversal_attempted(request_id: &str, done: bool, at_ms: i64) -> WriteOp {
+    WriteOp::Statement {
+        statement: Statement {
+            // SQLite numbers `$n` parameters by first appearance: keep them in order.
+            sql: "UPDATE gateway_issuer_reversals SET attempts = attempts + 1, \
+                  done_at_ms = CASE WHEN $1 THEN $2 ELSE done_at_ms END WHERE request_id = $3",
+            params: params![done, at_ms, request_id].to_vec(),
+        },
+        may_change_nothing: true,
+    }
+}
+
+/// Forgets a terminal's working keys (sign-out): its next financial request gets `77`.
+pub fn delete_working_keys(terminal_id: &str) -> WriteOp {
+    WriteOp::Statement {
+        statement: Statement {
+            sql: "DELETE FROM gateway_working_keys WHERE terminal_id = $1",
+            params: params![terminal_id].to_vec(),
+        },
+        may_change_nothing: true,
+    }
+}

@@ -1,0 +1,98 @@
+//! The gateway aggregate (`store.gateway()`): working keys and issuer reversals owed.
+
+use kassa_store::gateway::{delete_working_keys, issuer_reversal_attempted, owe_issuer_reversal, put_working_keys};
+use kassa_store::{MerchantRecord, RefundPasswordMode, TerminalRecord, WriteOp, WriteUnit};
+
+use crate::harness::TestDb;
+
+async fn seed_terminal(db: &TestDb, terminal_id: &str) {
+    let merchant = MerchantRecord {
+        merchant_id: "898100000000001".into(),
+        name: "m".into(),
+        mcc: "5812".into(),
+        currency: "CNY".into(),
+        fee_rates: Default::default(),
+        created_at_ms: 0,
+    };
+    let terminal = TerminalRecord {
+        terminal_id: terminal_id.into(),
+        merchant_id: "898100000000001".into(),
+        refund_password_mode: RefundPasswordMode::Device,
+        mac_algorithm: "x919".into(),
+        tmk_sealed: vec![1],
+        tms_secret_sealed: vec![2],
+        open_batch: 1,
+        status: "active".into(),
+        created_at_ms: 0,
+    };
+    db.store
+        .commit(WriteUnit::ops(vec![WriteOp::PutMerchant(merchant), WriteOp::PutTerminal(terminal)]))
+        .await
+        .unwrap();
+}
+
+async fn working_keys_are_replaced_by_each_sign_in(db: &TestDb) {
+    seed_terminal(db, "10000001").await;
+    let gateway = db.store.gateway();
+    assert!(gateway.working_keys("10000001").await.unwrap().is_none());
+    db.store.commit(WriteUnit::ops(vec![put_working_keys("10000001", vec![1, 2, 3], 10)])).await.unwrap();
+    let first = gateway.working_keys("10000001").await.unwrap().unwrap();
+    assert_eq!((first.generation, first.keys_sealed.as_slice(), first.signed_in_at_ms), (1, &[1u8, 2, 3][..], 10));
+    assert!(!format!("{first:?}").contains("[1, 2, 3]"), "Debug hides the sealed keys");
+    db.store.commit(WriteUnit::ops(vec![put_working_keys("10000001", vec![4, 5], 20)])).await.unwrap();
+    let second = gateway.working_keys("10000001").await.unwrap().unwrap();
+    assert_eq!((second.generation, second.keys_sealed.as_slice()), (2, &[4u8, 5][..]));
+    db.store.commit(WriteUnit::ops(vec![delete_working_keys("10000001")])).await.unwrap();
+    assert!(gateway.working_keys("10000001").await.unwrap().is_none());
+    // Deleting what is not there is fine (a second sign-out).
+    db.store.commit(WriteUnit::ops(vec![delete_working_keys("10000001")])).await.unwrap();
+}
+
+async fn issuer_reversals_are_journaled_once_and_attempts_recorded(db: &TestDb) {
+    let gateway = db.store.gateway();
+    let owe = |id: &str, at| owe_issuer_reversal(id, None, "timeout", at);
+    db.store.commit(WriteUnit::ops(vec![owe("txn:2", 200), owe("txn:1", 100)])).await.unwrap();
+    // Journaling again changes nothing.
+    db.store.commit(WriteUnit::ops(vec![owe_issuer_reversal("txn:1", None, "reversal", 300)])).await.unwrap();
+    let owed = gateway.issuer_reversals_owed(10).await.unwrap();
+    assert_eq!(owed.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), ["txn:1", "txn:2"]);
+    assert_eq!(owed[0].reason, "timeout");
+
+    db.store.commit(WriteUnit::ops(vec![issuer_reversal_attempted("txn:1", false, 400)])).await.unwrap();
+    let failed = gateway.issuer_reversal("txn:1").await.unwrap().unwrap();
+    assert_eq!((failed.attempts, failed.done_at_ms), (1, None));
+    db.store.commit(WriteUnit::ops(vec![issuer_reversal_attempted("txn:1", true, 500)])).await.unwrap();
+    let done = gateway.issuer_reversal("txn:1").await.unwrap().unwrap();
+    assert_eq!((done.attempts, done.done_at_ms), (2, Some(500)));
+    let owed = gateway.issuer_reversals_owed(10).await.unwrap();
+    assert_eq!(owed.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), ["txn:2"]);
+    assert_eq!(gateway.issuer_reversals_owed(0).await.unwrap().len(), 0);
+}
+
+/// Runs each test on SQLite and, when configured, on PostgreSQL, like the conformance suite.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::harness::sqlite().await;
+                    super::$name(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = crate::harness::postgres().await else { return };
+                    super::$name(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(working_keys_are_replaced_by_each_sign_in, issuer_reversals_are_journaled_once_and_attempts_recorded);
