@@ -19,7 +19,7 @@ use crate::commit::{self, apply_units, BatchWriter, Exec, Sequence, UnitOutcome,
 use crate::migrate;
 use crate::queries::{Reader, SqlReads};
 use crate::value::{Row, Value};
-use crate::{AdminStore, Store, StoreError, StoreOptions};
+use crate::{AdminStore, RestoreReport, Store, StoreError, StoreOptions};
 
 /// Ids fetched from a sequence per round trip.
 const ID_BLOCK_SIZE: i64 = 512;
@@ -262,6 +262,12 @@ impl AdminStore for PgAdmin {
     async fn backup(&self, _path: &Path) -> Result<(), StoreError> {
         Err(StoreError::Database(
             "backup of a PostgreSQL database is done with pg_dump; `kassa backup` covers SQLite".into(),
+        ))
+    }
+
+    async fn restore(&self, _path: &Path) -> Result<RestoreReport, StoreError> {
+        Err(StoreError::Database(
+            "restore of a PostgreSQL database is done with pg_restore; `kassa restore` covers SQLite".into(),
         ))
     }
 }

@@ -13,7 +13,7 @@ use crate::commit::{self, apply_units, BatchWriter, Exec, Sequence, UnitOutcome,
 use crate::migrate;
 use crate::queries::{Reader, SqlReads};
 use crate::value::{Row, Value};
-use crate::{AdminStore, Store, StoreError, StoreOptions};
+use crate::{AdminStore, RestoreReport, Store, StoreError, StoreOptions};
 
 impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -274,6 +274,75 @@ impl AdminStore for SqliteAdmin {
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?
     }
+
+    async fn restore(&self, source: &Path) -> Result<RestoreReport, StoreError> {
+        let report = verify_database(source).await?;
+        let path = self.path.clone();
+        let source = source.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = open_connection(&path)?;
+            // The online backup API copies every page under an exclusive lock: the database is
+            // either the old one or the restored one, never a mix.
+            conn.restore(rusqlite::MAIN_DB, &source, None::<fn(rusqlite::backup::Progress)>).map_err(db_error)
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))??;
+        let after = verify_database(&self.path).await?;
+        if after != report {
+            return Err(StoreError::Corrupt(format!(
+                "restored database differs from the backup: {after:?} vs {report:?}"
+            )));
+        }
+        Ok(report)
+    }
+}
+
+/// Opens `path` read-only-in-spirit and checks it could be served: SQLite's integrity check,
+/// every migration applied with unchanged checksums, a balanced ledger whose cached balances
+/// match its postings, and an unbroken audit chain.
+async fn verify_database(path: &Path) -> Result<RestoreReport, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::Unreachable(format!("{} is not a file", path.display())));
+    }
+    let probe = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let conn = open_connection(&probe)?;
+        let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(db_error)?;
+        if integrity != "ok" {
+            return Err(StoreError::Corrupt(format!("{}: integrity check says {integrity}", probe.display())));
+        }
+        let applied = applied_migrations(&conn)?;
+        if applied.is_empty() || !migrate::pending(migrate::SQLITE, &applied)?.is_empty() {
+            return Err(StoreError::Schema(format!("{} is not a migrated Kassa database", probe.display())));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| StoreError::Database(e.to_string()))??;
+    let reader = SqlReads {
+        reader: Arc::new(SqliteReader {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(1),
+        }),
+    };
+    let check = crate::LedgerStore::check(&reader).await?;
+    if !check.is_sound() {
+        return Err(StoreError::Corrupt(format!("the ledger does not balance: {check:?}")));
+    }
+    let audit_records = match crate::verify_audit_chain(&reader).await? {
+        Ok(count) => count,
+        Err(seq) => return Err(StoreError::Corrupt(format!("the audit chain is broken at record {seq}"))),
+    };
+    let transactions = reader
+        .reader
+        .query("SELECT COUNT(*) FROM transactions", &[])
+        .await?
+        .first()
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(RestoreReport { transactions, ledger_entries: check.entries, audit_records })
 }
 
 pub(crate) async fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {

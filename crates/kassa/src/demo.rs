@@ -208,7 +208,6 @@ impl DemoSecrets {
     }
 
     /// The app's public key as SPKI PEM, to register with the gateway.
-    #[cfg_attr(not(test), expect(dead_code, reason = "registered by Store::seed_demo once the store is wired"))]
     pub fn app_public_key_pem(&self) -> anyhow::Result<String> {
         self.app_private_key
             .to_public_key()
@@ -218,7 +217,6 @@ impl DemoSecrets {
 
     /// The gateway's private key as PKCS#8 PEM, for sealing under the master key; `None` for
     /// loaded secrets.
-    #[cfg_attr(not(test), expect(dead_code, reason = "sealed by Store::seed_demo once the store is wired"))]
     pub fn gateway_private_key_pem(&self) -> anyhow::Result<Option<Zeroizing<String>>> {
         self.gateway_private_key
             .as_ref()

@@ -73,6 +73,9 @@ async fn prepare_demo(config: &Config, store: &Store, master_key: &MasterKey) ->
                  (start with a fresh data directory to get new ones)"
             ),
         },
+        DemoState::Foreign => tracing::warn!(
+            "the database already holds data other than the demo: demo data is only seeded into an empty database"
+        ),
         DemoState::Empty => {
             let secrets = tokio::task::spawn_blocking(|| DemoSecrets::generate(&mut rand::rngs::OsRng))
                 .await

@@ -10,6 +10,7 @@ mod files;
 mod host;
 mod logging;
 mod master_key;
+mod seed;
 mod store;
 
 use std::process::ExitCode;

@@ -1,8 +1,6 @@
 //! Where the binary meets `kassa-store`: open and migrate the database, turn its health into the
 //! host's readiness and durability report, and the whole-database commands.
 //!
-//! Items marked `STORE:` are still to be filled in by the store's owner (demo seeding, restore);
-//! until then they say so honestly instead of pretending.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,15 +9,16 @@ use kassa_crypto::MasterKey;
 use kassa_host::{BoxFuture, Config, DatabaseUrl, Readiness};
 use kassa_store::{AdminStore, StoreError, StoreOptions};
 
-use crate::demo::DemoSecrets;
+use anyhow::Context;
+
+use crate::demo::{self, DemoSecrets};
+use crate::seed;
 
 /// The open database.
 #[derive(Debug)]
 pub struct Store {
     inner: kassa_store::Store,
     url: DatabaseUrl,
-    /// Where the demo credentials live; only used by the stand-in of [`Store::demo_state`].
-    demo_credentials_path: std::path::PathBuf,
 }
 
 /// Whether the database holds the demo data.
@@ -29,6 +28,8 @@ pub enum DemoState {
     Empty,
     /// Seeded earlier: reuse the credentials file.
     Seeded,
+    /// The database holds other data: demo data is only ever seeded into an empty database.
+    Foreign,
 }
 
 /// Opens the database of `config` without migrating it. The error is one line naming the masked
@@ -38,7 +39,7 @@ pub async fn open(config: &Config) -> anyhow::Result<Store> {
     let inner = kassa_store::Store::open(url.expose(), StoreOptions::default())
         .await
         .map_err(|error| anyhow::anyhow!("cannot open the database {url}: {error}"))?;
-    Ok(Store { inner, url, demo_credentials_path: config.demo_credentials_path() })
+    Ok(Store { inner, url })
 }
 
 /// Opens the database and applies pending migrations (`up`, `serve`).
@@ -67,26 +68,19 @@ impl Store {
     }
 
     /// Whether the demo data is in the database.
-    ///
-    /// STORE: ask the database (`self.inner.directory.merchant(demo::DEMO_MERCHANT_ID)`) once
-    /// [`Store::seed_demo`] really seeds. Until then the credentials file stands in for the
-    /// database: it is written before seeding, so "file present" is what "seeded" will mean.
     pub async fn demo_state(&self) -> anyhow::Result<DemoState> {
-        Ok(if self.demo_credentials_path.exists() { DemoState::Seeded } else { DemoState::Empty })
+        let directory = &self.inner.directory;
+        if directory.merchant(demo::DEMO_MERCHANT_ID).await.context("cannot read the merchants")?.is_some() {
+            return Ok(DemoState::Seeded);
+        }
+        let counts = directory.counts().await.context("cannot count the directory")?;
+        Ok(if counts == kassa_store::DirectoryCounts::default() { DemoState::Empty } else { DemoState::Foreign })
     }
 
-    /// Seeds the demo data of `crate::demo` in one write unit.
-    ///
-    /// STORE: merchants, terminals (with `demo::DEMO_TMK` sealed under `master_key`, and each
-    /// terminal's `tms_credential` as a SHA-256 digest), operators and the refund password as
-    /// Argon2id hashes marked "must change", back-office users, fee rates, terminal parameters,
-    /// the API key's digest (`kassa_crypto::api_key_digest`), the app's public key
-    /// (`secrets.app_public_key_pem()`) under `secrets.app_id`, and the gateway's private key
-    /// (`secrets.gateway_private_key_pem()`) sealed under `master_key`. Every fact comes from the
-    /// constants in `crate::demo`.
+    /// Seeds the demo data (`crate::seed`) in one write unit: all of it or none.
     pub async fn seed_demo(&self, secrets: &DemoSecrets, master_key: &MasterKey) -> anyhow::Result<()> {
-        let _ = (secrets, master_key);
-        tracing::warn!("demo data not seeded: seeding is not wired to the store yet");
+        let unit = tokio::task::block_in_place(|| seed::demo_unit(secrets, master_key))?;
+        self.inner.commit(unit).await.map_err(|error| anyhow::anyhow!("cannot seed the demo data: {error}"))?;
         Ok(())
     }
 
@@ -108,13 +102,14 @@ impl Store {
             .map_err(|error| anyhow::anyhow!("cannot back up {} to {}: {error}", self.url, file.display()))
     }
 
-    /// Replaces the database's content with `file` (`kassa restore FILE`), after verifying it.
-    ///
-    /// STORE: `kassa-store` has no restore yet; it must refuse while a host runs against the same
-    /// database.
+    /// Restores `file` (a `kassa backup`) into this database after verifying it.
     pub async fn restore(&self, file: &Path) -> anyhow::Result<()> {
-        let _ = file;
-        Err(anyhow::anyhow!("restore: the store cannot restore a backup yet"))
+        self.inner
+            .admin
+            .restore(file)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot restore {}: {error}", file.display()))?;
+        Ok(())
     }
 }
 
