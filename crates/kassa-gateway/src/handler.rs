@@ -23,6 +23,9 @@ use crate::once::{content_digest, IdentityLocks};
 use crate::sessions::{ActiveKeys, Sessions};
 use crate::{duration_ms, GatewayConfig, GatewayDeps, GatewayError, RefundApprovals};
 
+mod refund;
+mod settlement;
+
 const FIELD_MAC: u8 = 64;
 /// How often a duplicate polls an original that another process is still processing.
 const PENDING_POLL_MS: u64 = 20;
@@ -79,6 +82,16 @@ fn status_name(status: TxnStatus) -> String {
 
 fn parse_kind(name: &str) -> Option<TxnKind> {
     serde_json::from_value(json!(name)).ok()
+}
+
+fn parse_status(name: &str) -> Option<TxnStatus> {
+    serde_json::from_value(json!(name)).ok()
+}
+
+/// A host authorisation code for approvals no issuer saw (refunds), derived from the id so a
+/// replay rebuilds the same one.
+fn host_auth_code(txn_id: i64) -> String {
+    format!("{:06}", txn_id.rem_euclid(1_000_000))
 }
 
 /// The RRN of a transaction: its store-assigned id, unique across every host process on the
@@ -317,7 +330,11 @@ impl Handler {
         let processing = request.field(3).unwrap_or_default();
         let kind = TxnKind::from_type_code(two_digits(&ctx.field60.message_type_code));
         match (class.as_str(), processing, kind) {
-            ("0200", b"000000", Some(TxnKind::Sale)) => self.sale(ctx).await,
+            ("0200", b"000000", Some(TxnKind::Sale)) => self.capture(ctx, TxnKind::Sale, "020").await,
+            ("0220", b"000000", Some(TxnKind::OfflineSale)) => self.capture(ctx, TxnKind::OfflineSale, "022").await,
+            ("0220", b"200000", Some(TxnKind::Refund)) => self.refund(ctx).await,
+            ("0500", _, _) => self.settlement(ctx).await,
+            ("0320", _, _) => self.batch_upload(ctx).await,
             ("0200", b"310000", Some(TxnKind::BalanceInquiry)) => self.balance_inquiry(ctx).await,
             ("0200", b"200000", Some(TxnKind::Void)) => self.void(ctx).await,
             _ => Ok(respond(request, ResponseCode::NOT_SUPPORTED)),
@@ -426,6 +443,9 @@ impl Handler {
         }
         response.set(37, txn.rrn.clone().unwrap_or_else(|| rrn_for(txn.id)));
         if code.is_approved() {
+            if !response.has(38) {
+                response.set(38, txn.auth_code.clone().unwrap_or_else(|| host_auth_code(txn.id)));
+            }
             response.set(63, "CUP");
         }
         response
@@ -459,12 +479,13 @@ impl Handler {
         Ok(txn)
     }
 
-    async fn sale(&self, ctx: &Ctx<'_>) -> Result<Message, GatewayError> {
+    /// A capture the issuer authorises: a sale, or an offline sale the terminal uploads.
+    async fn capture(&self, ctx: &Ctx<'_>, kind: TxnKind, mti_class: &str) -> Result<Message, GatewayError> {
         let request = ctx.request;
         let prepared = (|| {
             let amount = Self::amount(request)?;
             let card = Self::card(request)?;
-            let identity = Self::identity(ctx, "020")?;
+            let identity = Self::identity(ctx, mti_class)?;
             Ok::<_, ResponseCode>((amount, card, identity))
         })();
         let (amount, card, identity) = match prepared {
@@ -487,7 +508,7 @@ impl Handler {
             .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
         // The issuer-request journal: the pending transaction, durable before the issuer is asked.
         let pending = NewTxn {
-            kind: kind_name(TxnKind::Sale),
+            kind: kind_name(kind),
             status: status_name(TxnStatus::Pending),
             channel: "card".into(),
             merchant_id: ctx.terminal.merchant_id.clone(),
@@ -526,7 +547,7 @@ impl Handler {
             chip: request.has(55),
         };
         let answer = tokio::time::timeout(self.issuer_timeout, self.issuer.authorise(&issuer_request)).await;
-        let state = TxnState::new(TxnKind::Sale, amount);
+        let state = TxnState::new(kind, amount);
         let (code, auth_code, reverse_reason) = match answer {
             Ok(Ok(IssuerAnswer::Approved { auth_code, .. })) => (ResponseCode::APPROVED, Some(auth_code), None),
             Ok(Ok(IssuerAnswer::Declined(decline))) => (for_decline(decline), None, None),

@@ -182,6 +182,47 @@ impl Terminal {
     }
 }
 
+impl Terminal {
+    pub fn refund_of(&mut self, amount_minor: u64, rrn: &str, original: Field61) -> Message {
+        let stan = self.next_stan();
+        let mut request = self.base("0220", stan, "25", "000");
+        request
+            .set(3, "200000")
+            .set(4, format!("{amount_minor:012}"))
+            .set(22, "012")
+            .set(25, "00")
+            .set(37, rrn)
+            .set(49, "156")
+            .set(63, "01 ");
+        request.set_typed(&original);
+        request
+    }
+
+    pub fn offline_sale(&mut self, amount_minor: u64, pan: &str) -> Message {
+        let mut request = self.sale(amount_minor, pan, None);
+        request.set_mti(Mti::parse("0220").unwrap());
+        let mut field60 = request.typed::<Field60>().unwrap().unwrap();
+        field60.message_type_code = *b"30";
+        request.set_typed(&field60);
+        request
+    }
+
+    pub fn settlement(&mut self, totals: kassa_iso8583::fields::SettlementTotals) -> Message {
+        let stan = self.next_stan();
+        let mut request = self.base("0500", stan, "00", "201");
+        request.set(49, "156").set(63, "01 ");
+        request.set_typed(&totals);
+        request
+    }
+
+    pub fn batch_upload_end(&mut self, count: u16) -> Message {
+        let stan = self.next_stan();
+        let mut request = self.base("0320", stan, "00", "202");
+        request.set_typed(&kassa_iso8583::fields::BatchUploadCount(count));
+        request
+    }
+}
+
 fn expiry_of(pan: &str) -> &'static str {
     if pan == "6222021234567890144" {
         "2001"

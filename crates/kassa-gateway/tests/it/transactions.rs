@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kassa_iso8583::fields::Field60;
+use kassa_iso8583::fields::{Field60, Field61, SettlementTotals, Totals};
 use kassa_iso8583::frame::Frame;
 use kassa_iso8583::UNIONPAY;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -389,5 +389,139 @@ async fn a_financial_request_for_a_closed_batch_is_77() {
     terminal.batch = 7;
     let request = terminal.sale(100, CARD, None);
     assert_eq!(terminal.exchange(&request, true).await.code(), "77");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn partial_refunds_never_exceed_the_sale_and_return_the_fee_in_proportion() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let sale = terminal.sale(10_000, CARD, Some("123456"));
+    let sale_stan = terminal.stan;
+    let approved = terminal.exchange(&sale, true).await;
+    assert_eq!(approved.code(), "00");
+    let date: [u8; 4] = approved.message.field(13).unwrap().try_into().unwrap();
+    let by_rrn_and_date = Field61 { original_batch_number: 0, original_stan: 0, original_date_mmdd: Some(date) };
+
+    let first = terminal.refund_of(2_500, approved.rrn(), by_rrn_and_date);
+    let refunded = terminal.exchange(&first, true).await;
+    assert_eq!(refunded.code(), "00");
+    assert_eq!(refunded.auth_code().len(), 6);
+    // A retransmission replays it, same RRN and auth code.
+    let again = terminal.exchange(&first, true).await;
+    assert_eq!((again.rrn(), again.auth_code()), (refunded.rrn(), refunded.auth_code()));
+
+    let too_much = terminal.refund_of(7_501, approved.rrn(), by_rrn_and_date);
+    assert_eq!(terminal.exchange(&too_much, true).await.code(), "61");
+    let exact = Field61 { original_batch_number: 1, original_stan: sale_stan, original_date_mmdd: Some(date) };
+    let rest = terminal.refund_of(7_500, approved.rrn(), exact);
+    assert_eq!(terminal.exchange(&rest, true).await.code(), "00");
+    let more = terminal.refund_of(1, approved.rrn(), exact);
+    assert_eq!(terminal.exchange(&more, true).await.code(), "12", "fully refunded");
+    let wrong_stan = Field61 { original_stan: sale_stan + 50, ..exact };
+    let wrong = terminal.refund_of(1, approved.rrn(), wrong_stan);
+    assert_eq!(terminal.exchange(&wrong, true).await.code(), "25");
+
+    let original = host.store.txns.txn_by_rrn(approved.rrn()).await.unwrap().unwrap();
+    assert_eq!((original.status.as_str(), original.refunded_minor), ("refunded", 10_000));
+    // Fee 60 fen: 15 returned by the 25 % refund, the remaining 45 by the rest.
+    let first_refund = host
+        .store
+        .txns
+        .txn_by_card_identity(&kassa_store::CardIdentity {
+            terminal_id: DEVICE_TERMINAL.into(),
+            batch_no: 1,
+            stan: first.field_str(11).unwrap().parse().unwrap(),
+            mti_class: "022".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first_refund.fee_minor, 15);
+    let balances = host.store.ledger.balances().await.unwrap();
+    let fee_income: i64 = balances.iter().filter(|(key, _)| key.contains("fee")).map(|(_, minor)| *minor).sum();
+    assert_eq!(fee_income, 0, "the whole fee returned once the whole sale is refunded: {balances:?}");
+    assert!(host.store.ledger.check().await.unwrap().is_sound());
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn balanced_settlement_closes_the_batch_and_refunds_cross_it() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let mut rrns = Vec::new();
+    for amount in [1_000, 2_000, 3_000] {
+        let sale = terminal.sale(amount, CARD, Some("123456"));
+        let answer = terminal.exchange(&sale, true).await;
+        assert_eq!(answer.code(), "00");
+        rrns.push((answer.rrn().to_owned(), answer.auth_code().to_owned(), terminal.stan));
+    }
+    // Void the 2,000 sale, refund 500 of the 3,000 one: debits 4,000 in 2, credits 500 in 1.
+    let void = terminal.void_of(2_000, &rrns[1].0, &rrns[1].1, rrns[1].2);
+    assert_eq!(terminal.exchange(&void, true).await.code(), "00");
+    let zeros = Field61 { original_batch_number: 0, original_stan: 0, original_date_mmdd: None };
+    let refund = terminal.refund_of(500, &rrns[2].0, zeros);
+    assert_eq!(terminal.exchange(&refund, true).await.code(), "00");
+    let offline = terminal.offline_sale(700, CARD);
+    assert_eq!(terminal.exchange(&offline, true).await.code(), "00");
+
+    let wrong =
+        Totals { debit_amount_minor: 4_000, debit_count: 2, credit_amount_minor: 500, credit_count: 1, settle_code: 0 };
+    let settlement = terminal.settlement(SettlementTotals { domestic: wrong, foreign: Totals::default() });
+    let answer = terminal.exchange(&settlement, true).await;
+    assert_eq!(answer.code(), "00", "the 0510 answers 00 either way");
+    let host_totals = answer.message.typed::<SettlementTotals>().unwrap().unwrap();
+    assert_eq!(host_totals.domestic.settle_code, 2, "not balanced: the offline sale is missing");
+    assert_eq!((host_totals.domestic.debit_amount_minor, host_totals.domestic.debit_count), (4_700, 3));
+    assert_eq!(answer.message.typed::<Field60>().unwrap().unwrap().batch_number, 1, "still open");
+
+    let right = Totals { debit_amount_minor: 4_700, debit_count: 3, ..wrong };
+    let settlement = terminal.settlement(SettlementTotals { domestic: right, foreign: Totals::default() });
+    let answer = terminal.exchange(&settlement, true).await;
+    let host_totals = answer.message.typed::<SettlementTotals>().unwrap().unwrap();
+    assert_eq!(host_totals.domestic.settle_code, 1);
+    assert_eq!(answer.message.typed::<Field60>().unwrap().unwrap().batch_number, 2, "next batch");
+    let terminal_record = host.store.directory.terminal(DEVICE_TERMINAL).await.unwrap().unwrap();
+    assert_eq!(terminal_record.open_batch, 2);
+    assert!(host
+        .store
+        .txns
+        .txns_in_batch(DEVICE_TERMINAL, 1)
+        .await
+        .unwrap()
+        .iter()
+        .all(|t| t.settled || t.status == "voided"));
+
+    // The old batch is closed: 77. In the new batch a sale of the settled batch can be
+    // refunded but not voided.
+    let stale = terminal.sale(100, CARD, None);
+    assert_eq!(terminal.exchange(&stale, true).await.code(), "77");
+    terminal.batch = 2;
+    let void = terminal.void_of(1_000, &rrns[0].0, &rrns[0].1, rrns[0].2);
+    let mut void = void;
+    void.set_typed(&Field61 { original_batch_number: 1, original_stan: rrns[0].2, original_date_mmdd: None });
+    assert_eq!(terminal.exchange(&void, true).await.code(), "12");
+    let refund = terminal.refund_of(1_000, &rrns[0].0, zeros);
+    assert_eq!(terminal.exchange(&refund, true).await.code(), "00");
+    assert!(host.store.ledger.check().await.unwrap().is_sound());
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn batch_upload_end_closes_an_unbalanced_batch() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let sale = terminal.sale(1_000, CARD, None);
+    assert_eq!(terminal.exchange(&sale, true).await.code(), "00");
+    let settlement = terminal.settlement(SettlementTotals::default());
+    let answer = terminal.exchange(&settlement, true).await;
+    assert_eq!(answer.message.typed::<SettlementTotals>().unwrap().unwrap().domestic.settle_code, 2);
+    let end = terminal.batch_upload_end(1);
+    let answer = terminal.exchange(&end, true).await;
+    assert_eq!(answer.code(), "00");
+    assert_eq!(answer.message.mti().as_str(), "0330");
+    assert_eq!(answer.message.typed::<Field60>().unwrap().unwrap().batch_number, 2);
+    let audit = host.store.audit.audit_records(0, 10).await.unwrap();
+    assert!(audit.iter().any(|record| record.event.action == "batch_upload_settled"));
     host.stop().await;
 }
