@@ -34,7 +34,7 @@ impl Handler {
         if let Some(existing) = self.store.txns.txn_by_card_identity(&identity).await? {
             return self.replay(request, existing, &digest).await;
         }
-        let Some(original) = self.store.txns.txn_by_rrn(&rrn).await? else {
+        let Some(original) = self.txn_by_rrn(&rrn).await? else {
             return Ok(respond(request, ResponseCode::ORIGINAL_NOT_FOUND));
         };
         if !Self::refund_matches(ctx, &original, &field61) {
@@ -77,13 +77,7 @@ impl Handler {
         let fee_returned = fee_returned_by_refund(fee, captured, refunded_before, amount)
             .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
         let merchant = MerchantId::parse(&original.merchant_id).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let reference = format!(
-            "{}:refund:{}:{}:{}",
-            ledger_reference(original.id),
-            identity.terminal_id,
-            identity.batch_no,
-            identity.stan
-        );
+        let reference = ledger_reference(&identity);
         let entry = refund_entry(&reference, &merchant, Channel::Card, amount, fee_returned)
             .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
         let refund_state = TxnState::new(TxnKind::Refund, amount)

@@ -83,7 +83,7 @@ impl Handler {
         let next = next_batch(batch);
         let mut ops = vec![WriteOp::SetOpenBatch { terminal_id: ctx.terminal.terminal_id.clone(), batch_no: next }];
         for txn in txns {
-            let Some(state) = self.state_of(txn) else { continue };
+            let Ok(state) = Self::state_of_record(txn) else { continue };
             let Ok(settled) = state.apply(TxnEvent::Settle) else { continue };
             ops.push(WriteOp::UpdateTxn(TxnUpdate {
                 id: txn.id,
@@ -101,18 +101,6 @@ impl Handler {
         self.store.commit(WriteUnit::ops(ops)).await?;
         tracing::info!(terminal = %ctx.terminal.terminal_id, batch, next, "batch closed");
         Ok(next)
-    }
-
-    fn state_of(&self, txn: &TxnRecord) -> Option<kassa_domain::TxnState> {
-        let currency = kassa_domain::Currency::from_code(&txn.currency).ok()?;
-        kassa_domain::TxnState::restore(
-            parse_kind(&txn.kind)?,
-            parse_status(&txn.status)?,
-            kassa_domain::Money::from_minor(txn.amount_minor, currency),
-            kassa_domain::Money::from_minor(txn.refunded_minor, currency),
-            txn.settled,
-        )
-        .ok()
     }
 
     fn with_batch(response: &mut Message, field60: Field60, batch: u32) {

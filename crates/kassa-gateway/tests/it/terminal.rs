@@ -223,6 +223,36 @@ impl Terminal {
     }
 }
 
+impl Terminal {
+    fn with_type(mut request: Message, mti: &str, processing: &str, condition: &str, type_code: &str) -> Message {
+        request.set_mti(Mti::parse(mti).unwrap()).set(3, processing).set(25, condition);
+        let mut field60 = request.typed::<Field60>().unwrap().unwrap();
+        field60.message_type_code = type_code.as_bytes().try_into().unwrap();
+        request.set_typed(&field60);
+        request
+    }
+
+    pub fn preauth(&mut self, amount_minor: u64, pan: &str, pin: Option<&str>) -> Message {
+        let request = self.sale(amount_minor, pan, pin);
+        Self::with_type(request, "0100", "030000", "06", "10")
+    }
+
+    pub fn completion_of(&mut self, amount_minor: u64, rrn: &str, auth_code: &str, original_stan: u32) -> Message {
+        let request = self.void_of(amount_minor, rrn, auth_code, original_stan);
+        Self::with_type(request, "0200", "000000", "06", "20")
+    }
+
+    pub fn completion_void_of(&mut self, amount_minor: u64, rrn: &str, auth_code: &str, original_stan: u32) -> Message {
+        let request = self.void_of(amount_minor, rrn, auth_code, original_stan);
+        Self::with_type(request, "0200", "200000", "06", "21")
+    }
+
+    pub fn preauth_void_of(&mut self, amount_minor: u64, rrn: &str, auth_code: &str, original_stan: u32) -> Message {
+        let request = self.void_of(amount_minor, rrn, auth_code, original_stan);
+        Self::with_type(request, "0100", "200000", "06", "11")
+    }
+}
+
 fn expiry_of(pan: &str) -> &'static str {
     if pan == "6222021234567890144" {
         "2001"

@@ -50,7 +50,9 @@ async fn sign_in_then_an_approved_sale_is_durable_with_its_fee() {
     assert_eq!(txn.amount_minor, 10_000);
     assert_eq!(txn.fee_minor, 60, "0.60 % of 100.00");
     assert_eq!(txn.pan_masked.as_deref(), Some("622202*********0128"));
-    let entries = host.store.ledger.entries_for(&format!("txn:{}", txn.id)).await.unwrap();
+    let identity = txn.card_identity.clone().unwrap();
+    let reference = format!("card:{}:{:06}:{:06}:020", identity.terminal_id, identity.batch_no, identity.stan);
+    let entries = host.store.ledger.entries_for(&reference).await.unwrap();
     assert_eq!(entries.len(), 1);
     assert!(entries[0].postings.iter().any(|(_, minor)| *minor == -60), "fee income credited");
     assert!(host.store.ledger.check().await.unwrap().is_sound());
@@ -523,5 +525,75 @@ async fn batch_upload_end_closes_an_unbalanced_batch() {
     assert_eq!(answer.message.typed::<Field60>().unwrap().unwrap().batch_number, 2);
     let audit = host.store.audit.audit_records(0, 10).await.unwrap();
     assert!(audit.iter().any(|record| record.event.action == "batch_upload_settled"));
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn pre_authorisation_family() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    // A hold on the 10.00 card: approved, no money moves in the ledger yet.
+    let preauth = terminal.preauth(800, TEN_YUAN_CARD, Some("123456"));
+    let held = terminal.exchange(&preauth, true).await;
+    assert_eq!(held.code(), "00");
+    assert_eq!(held.message.mti().as_str(), "0110");
+    let preauth_stan = terminal.stan;
+    assert_eq!(host.simulator.balance_minor(TEN_YUAN_CARD), Some(200));
+    assert_eq!(host.store.ledger.check().await.unwrap().entries, 0);
+
+    let over = terminal.completion_of(900, held.rrn(), held.auth_code(), preauth_stan);
+    assert_eq!(terminal.exchange(&over, true).await.code(), "61");
+    let completion = terminal.completion_of(600, held.rrn(), held.auth_code(), preauth_stan);
+    let completed = terminal.exchange(&completion, true).await;
+    assert_eq!(completed.code(), "00");
+    let completion_stan = terminal.stan;
+    let completion_txn = host
+        .store
+        .txns
+        .txn_by_card_identity(&kassa_store::CardIdentity {
+            terminal_id: DEVICE_TERMINAL.into(),
+            batch_no: 1,
+            stan: completion_stan,
+            mti_class: "020".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((completion_txn.kind.as_str(), completion_txn.fee_minor), ("completion", 4));
+    let preauth_txn = host.store.txns.txn_by_rrn(held.rrn()).await.unwrap().unwrap();
+    assert_eq!(preauth_txn.status, "completed");
+    assert_eq!(host.store.ledger.check().await.unwrap().entries, 1);
+    // Completing twice is 12.
+    let twice = terminal.completion_of(100, held.rrn(), held.auth_code(), preauth_stan);
+    assert_eq!(terminal.exchange(&twice, true).await.code(), "12");
+
+    // Voiding the completion returns the money and reopens the hold; then the hold is voided.
+    let void = terminal.completion_void_of(600, completed.rrn(), completed.auth_code(), completion_stan);
+    assert_eq!(terminal.exchange(&void, true).await.code(), "00");
+    assert_eq!(host.store.txns.txn_by_rrn(held.rrn()).await.unwrap().unwrap().status, "approved");
+    let balances = host.store.ledger.balances().await.unwrap();
+    assert!(balances.iter().all(|(_, minor)| *minor == 0), "{balances:?}");
+    let preauth_void = terminal.preauth_void_of(800, held.rrn(), held.auth_code(), preauth_stan);
+    let answer = terminal.exchange(&preauth_void, true).await;
+    assert_eq!(answer.code(), "00");
+    assert_eq!(answer.message.mti().as_str(), "0110");
+    assert_eq!(host.store.txns.txn_by_rrn(held.rrn()).await.unwrap().unwrap().status, "voided");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while host.simulator.balance_minor(TEN_YUAN_CARD) != Some(1000) {
+        assert!(std::time::Instant::now() < deadline, "the hold was never released at the issuer");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A reversed pre-authorisation releases its hold too.
+    let preauth = terminal.preauth(300, TEN_YUAN_CARD, Some("123456"));
+    assert_eq!(terminal.exchange(&preauth, true).await.code(), "00");
+    let reversal = terminal.reversal_of(&preauth, TEN_YUAN_CARD);
+    assert_eq!(terminal.exchange(&reversal, true).await.code(), "00");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while host.simulator.balance_minor(TEN_YUAN_CARD) != Some(1000) {
+        assert!(std::time::Instant::now() < deadline, "the reversed hold was never released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(host.store.ledger.check().await.unwrap().is_sound());
     host.stop().await;
 }

@@ -1,0 +1,289 @@
+//! Voids of the transaction table (消费撤销, 预授权撤销, 预授权完成撤销) and the
+//! pre-authorisation completion (预授权完成): each refers to its original by 37, 38 and 61.
+
+use kassa_domain::{Currency, FeeRate, Money, TxnEvent, TxnKind, TxnState, TxnStatus};
+use kassa_iso8583::fields::Field61;
+use kassa_iso8583::Message;
+use kassa_ledger::{undo_entry, EntryKind};
+use kassa_store::{CardIdentity, Guard, NewTxn, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
+
+use super::{
+    kind_name, ledger_reference, parse_kind, parse_status, request_id_for, respond, rrn_for, status_name, Ctx, Handler,
+};
+use crate::codes::ResponseCode;
+use crate::GatewayError;
+
+/// What a void or completion request names.
+struct Reference {
+    amount: Money,
+    identity: CardIdentity,
+    rrn: String,
+    field61: Field61,
+}
+
+impl Handler {
+    fn reference(ctx: &Ctx<'_>, mti_class: &str) -> Result<Reference, ResponseCode> {
+        let request = ctx.request;
+        Ok(Reference {
+            amount: Self::amount(request)?,
+            identity: Self::identity(ctx, mti_class)?,
+            rrn: request.field_str(37).ok_or(ResponseCode::FORMAT_ERROR)?.to_owned(),
+            field61: request.typed::<Field61>().ok().flatten().ok_or(ResponseCode::FORMAT_ERROR)?,
+        })
+    }
+
+    /// The original named by 37 (and 38, 61): `Err(25)` when it is not this terminal's.
+    async fn find_original(
+        &self,
+        ctx: &Ctx<'_>,
+        reference: &Reference,
+    ) -> Result<Result<TxnRecord, ResponseCode>, GatewayError> {
+        let Some(original) = self.txn_by_rrn(&reference.rrn).await? else {
+            return Ok(Err(ResponseCode::ORIGINAL_NOT_FOUND));
+        };
+        let matches = original.card_identity.as_ref().is_some_and(|identity| {
+            identity.terminal_id == ctx.terminal.terminal_id
+                && identity.batch_no == reference.field61.original_batch_number
+                && identity.stan == reference.field61.original_stan
+        }) && ctx.request.field_str(38).is_none_or(|code| original.auth_code.as_deref() == Some(code));
+        Ok(if matches { Ok(original) } else { Err(ResponseCode::ORIGINAL_NOT_FOUND) })
+    }
+
+    pub(super) fn state_of_record(txn: &TxnRecord) -> Result<TxnState, GatewayError> {
+        let currency = Currency::from_code(&txn.currency).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        let (Some(kind), Some(status)) = (parse_kind(&txn.kind), parse_status(&txn.status)) else {
+            return Err(GatewayError::Corrupt(format!("txn {} kind/status", txn.id)));
+        };
+        TxnState::restore(
+            kind,
+            status,
+            Money::from_minor(txn.amount_minor, currency),
+            Money::from_minor(txn.refunded_minor, currency),
+            txn.settled,
+        )
+        .map_err(GatewayError::Corrupt)
+    }
+
+    pub(super) fn update_to(txn: &TxnRecord, next: &TxnState, at_ms: i64) -> TxnUpdate {
+        TxnUpdate {
+            id: txn.id,
+            expected_version: txn.version,
+            status: status_name(next.status()),
+            refunded_minor: next.refunded().minor(),
+            settled: next.is_settled(),
+            response: None,
+            rrn: None,
+            auth_code: None,
+            updated_at_ms: at_ms,
+        }
+    }
+
+    /// A void: `void_kind` cancels an original whose `void_kind()` it is, of the open batch
+    /// (a pre-authorisation of any batch), for its exact amount (`64`); voiding twice is `12`.
+    pub(super) async fn void(
+        &self,
+        ctx: &Ctx<'_>,
+        void_kind: TxnKind,
+        mti_class: &str,
+    ) -> Result<Message, GatewayError> {
+        let request = ctx.request;
+        let reference = match Self::reference(ctx, mti_class) {
+            Ok(reference) => reference,
+            Err(code) => return Ok(respond(request, code)),
+        };
+        let card = Self::card(request).ok();
+        let digest = Self::digest(request, card.as_ref().map(|c| c.pan.expose_digits()).unwrap_or(""));
+        let _held = self.locks.lock(&reference.identity).await;
+        if let Some(existing) = self.store.txns.txn_by_card_identity(&reference.identity).await? {
+            return self.replay(request, existing, &digest).await;
+        }
+        let original = match self.find_original(ctx, &reference).await? {
+            Ok(original) => original,
+            Err(code) => return Ok(respond(request, code)),
+        };
+        let Some(original_identity) = original.card_identity.clone() else {
+            return Ok(respond(request, ResponseCode::ORIGINAL_NOT_FOUND));
+        };
+        let _original_held = self.locks.lock(&original_identity).await;
+        let original =
+            self.store.txns.txn(original.id).await?.ok_or_else(|| GatewayError::Corrupt("original".into()))?;
+        let state = Self::state_of_record(&original)?;
+        let in_open_batch = original_identity.batch_no == ctx.terminal.open_batch || state.kind() == TxnKind::PreAuth;
+        if state.kind().void_kind() != Some(void_kind) || state.status() != TxnStatus::Approved || !in_open_batch {
+            return Ok(respond(request, ResponseCode::INVALID_TRANSACTION));
+        }
+        if state.amount() != reference.amount {
+            return Ok(respond(request, ResponseCode::AMOUNT_DIFFERS));
+        }
+        if let Some(card) = &card {
+            if original.pan_masked.as_deref() != Some(card.pan.masked().as_str()) {
+                return Ok(respond(request, ResponseCode::INVALID_CARD));
+            }
+        }
+        if void_kind != TxnKind::PreAuthVoid
+            && !self.refund_password_ok(ctx, original.id, reference.amount.minor()).await
+        {
+            return Ok(respond(request, ResponseCode::NOT_PERMITTED));
+        }
+        let Ok(voided) = state.apply(TxnEvent::Void) else {
+            return Ok(respond(request, ResponseCode::INVALID_TRANSACTION));
+        };
+        let mut ops = vec![WriteOp::UpdateTxn(Self::update_to(&original, &voided, ctx.now_ms))];
+        if state.kind().is_capture() {
+            let entry =
+                undo_entry(&ledger_reference(&reference.identity), EntryKind::Void, &self.original_entry(&original)?)
+                    .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+            ops.push(WriteOp::PostEntry { entry, at_ms: ctx.now_ms });
+        }
+        if state.kind() == TxnKind::Completion {
+            // Undoing a completion puts its pre-authorisation back to approved.
+            if let Some(preauth_id) = original.original_id {
+                let preauth =
+                    self.store.txns.txn(preauth_id).await?.ok_or_else(|| GatewayError::Corrupt("preauth".into()))?;
+                if let Ok(reopened) = Self::state_of_record(&preauth)?.apply(TxnEvent::Uncomplete) {
+                    ops.push(WriteOp::UpdateTxn(Self::update_to(&preauth, &reopened, ctx.now_ms)));
+                }
+            }
+        }
+        // Sales and holds went to the issuer: release them there too.
+        let issuer_request = (state.kind() != TxnKind::Completion).then(|| request_id_for(original.id)).flatten();
+        if let Some(request_id) = &issuer_request {
+            ops.push(kassa_store::gateway::owe_issuer_reversal(
+                request_id.as_str(),
+                Some(original.id),
+                "void",
+                ctx.now_ms,
+            ));
+        }
+        let void_state = TxnState::new(void_kind, reference.amount)
+            .apply(TxnEvent::Approve)
+            .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        let stored = Self::stored_answer(ResponseCode::APPROVED, &ctx.stamp, original.auth_code.as_deref(), None);
+        let void_txn = NewTxn {
+            kind: kind_name(void_kind),
+            status: status_name(void_state.status()),
+            channel: "card".into(),
+            merchant_id: ctx.terminal.merchant_id.clone(),
+            card_identity: Some(reference.identity.clone()),
+            out_trade_no: None,
+            rrn: None,
+            auth_code: original.auth_code.clone(),
+            amount_minor: reference.amount.minor(),
+            currency: reference.amount.currency().code().to_owned(),
+            fee_minor: original.fee_minor,
+            pan_masked: original.pan_masked.clone(),
+            content_digest: digest.clone(),
+            original_id: Some(original.id),
+            response: stored,
+            business_date: ctx.stamp.business_date.clone(),
+            created_at_ms: ctx.now_ms,
+        };
+        let void_id = match self.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(void_txn)), ops)).await? {
+            UnitOutcome::Committed { txn_id: Some(id), .. } => id,
+            UnitOutcome::Duplicate { existing_txn_id: Some(id) } => {
+                let existing =
+                    self.store.txns.txn(id).await?.ok_or_else(|| GatewayError::Corrupt(format!("txn {id}")))?;
+                return self.replay(request, existing, &digest).await;
+            }
+            other => return Err(GatewayError::Corrupt(format!("unexpected outcome {other:?}"))),
+        };
+        if let Some(request_id) = issuer_request {
+            self.spawn_issuer_reversal(request_id, Some(original.id));
+        }
+        Ok(Self::approved_reply(ctx, void_id, original.auth_code.as_deref()))
+    }
+
+    fn approved_reply(ctx: &Ctx<'_>, txn_id: i64, auth_code: Option<&str>) -> Message {
+        let mut response = respond(ctx.request, ResponseCode::APPROVED);
+        response
+            .set(12, &ctx.stamp.time_hhmmss)
+            .set(13, &ctx.stamp.date_mmdd)
+            .set(15, &ctx.stamp.settlement_mmdd)
+            .set(37, rrn_for(txn_id))
+            .set(63, "CUP");
+        if let Some(auth_code) = auth_code {
+            response.set(38, auth_code);
+        }
+        response
+    }
+
+    /// Pre-authorisation completion: captures up to the held amount (`61` above it) of an
+    /// approved pre-authorisation, posting the sale entry with the merchant's fee.
+    pub(super) async fn completion(&self, ctx: &Ctx<'_>) -> Result<Message, GatewayError> {
+        let request = ctx.request;
+        let reference = match Self::reference(ctx, "020") {
+            Ok(reference) => reference,
+            Err(code) => return Ok(respond(request, code)),
+        };
+        let card = Self::card(request).ok();
+        let digest = Self::digest(request, card.as_ref().map(|c| c.pan.expose_digits()).unwrap_or(""));
+        let _held = self.locks.lock(&reference.identity).await;
+        if let Some(existing) = self.store.txns.txn_by_card_identity(&reference.identity).await? {
+            return self.replay(request, existing, &digest).await;
+        }
+        let preauth = match self.find_original(ctx, &reference).await? {
+            Ok(original) => original,
+            Err(code) => return Ok(respond(request, code)),
+        };
+        let Some(preauth_identity) = preauth.card_identity.clone() else {
+            return Ok(respond(request, ResponseCode::ORIGINAL_NOT_FOUND));
+        };
+        let _preauth_held = self.locks.lock(&preauth_identity).await;
+        let preauth = self.store.txns.txn(preauth.id).await?.ok_or_else(|| GatewayError::Corrupt("preauth".into()))?;
+        let state = Self::state_of_record(&preauth)?;
+        let Ok(completed) = state.apply(TxnEvent::Complete) else {
+            return Ok(respond(request, ResponseCode::INVALID_TRANSACTION));
+        };
+        if reference.amount.currency() != state.amount().currency() || reference.amount.minor() > state.amount().minor()
+        {
+            return Ok(respond(request, ResponseCode::AMOUNT_LIMIT));
+        }
+        if let Some(card) = &card {
+            if preauth.pan_masked.as_deref() != Some(card.pan.masked().as_str()) {
+                return Ok(respond(request, ResponseCode::INVALID_CARD));
+            }
+        }
+        let rate: FeeRate = self.fee_rate(&ctx.terminal.merchant_id).await?;
+        let fee = rate.fee_for(reference.amount).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        let entry =
+            self.sale_entry(&ledger_reference(&reference.identity), &ctx.terminal.merchant_id, reference.amount, fee)?;
+        let completion_state = TxnState::new(TxnKind::Completion, reference.amount)
+            .apply(TxnEvent::Approve)
+            .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        let stored = Self::stored_answer(ResponseCode::APPROVED, &ctx.stamp, preauth.auth_code.as_deref(), None);
+        let completion = NewTxn {
+            kind: kind_name(TxnKind::Completion),
+            status: status_name(completion_state.status()),
+            channel: "card".into(),
+            merchant_id: ctx.terminal.merchant_id.clone(),
+            card_identity: Some(reference.identity.clone()),
+            out_trade_no: None,
+            rrn: None,
+            auth_code: preauth.auth_code.clone(),
+            amount_minor: reference.amount.minor(),
+            currency: reference.amount.currency().code().to_owned(),
+            fee_minor: fee.minor(),
+            pan_masked: preauth.pan_masked.clone(),
+            content_digest: digest.clone(),
+            original_id: Some(preauth.id),
+            response: stored,
+            business_date: ctx.stamp.business_date.clone(),
+            created_at_ms: ctx.now_ms,
+        };
+        let ops = vec![
+            WriteOp::UpdateTxn(Self::update_to(&preauth, &completed, ctx.now_ms)),
+            WriteOp::PostEntry { entry, at_ms: ctx.now_ms },
+        ];
+        let completion_id =
+            match self.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(completion)), ops)).await? {
+                UnitOutcome::Committed { txn_id: Some(id), .. } => id,
+                UnitOutcome::Duplicate { existing_txn_id: Some(id) } => {
+                    let existing =
+                        self.store.txns.txn(id).await?.ok_or_else(|| GatewayError::Corrupt(format!("txn {id}")))?;
+                    return self.replay(request, existing, &digest).await;
+                }
+                other => return Err(GatewayError::Corrupt(format!("unexpected outcome {other:?}"))),
+            };
+        Ok(Self::approved_reply(ctx, completion_id, preauth.auth_code.as_deref()))
+    }
+}
