@@ -65,6 +65,28 @@ fn write_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// Logs a warning when `path` can be read or written by anyone but its owner.
+/// Holds `<data-dir>/kassa.lock` exclusively for as long as the returned file lives: a host
+/// (`up`, `serve`) holds it while it runs, and `restore` refuses to replace a database a host
+/// is using. The operating system drops the lock when the process dies, even by SIGKILL.
+pub fn lock_data_dir(dir: &Path, holder: &str) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("kassa.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("{} is in use by a running kassa host; stop it before {holder}", dir.display())
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 pub fn warn_if_not_private(path: &Path) {
     #[cfg(unix)]
     {

@@ -37,6 +37,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     kassa_host::shutdown::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
     files::create_private_dir(&config.data_dir)?;
+    let _data_dir_lock = files::lock_data_dir(&config.data_dir, "starting another host on it")?;
     let when_missing = match mode {
         Mode::Up => WhenMissing::Create,
         Mode::Serve => WhenMissing::Fail,

@@ -55,8 +55,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Up(_) => host::run(config, host::Mode::Up).await,
             Command::Serve(_) => host::run(config, host::Mode::Serve).await,
             Command::Migrate(_) => migrate(&config).await,
-            Command::Backup(args) => store::open(&config).await?.backup(&args.file).await,
-            Command::Restore(args) => store::open(&config).await?.restore(&args.file).await,
+            Command::Backup(args) => backup(&config, &args.file).await,
+            Command::Restore(args) => restore(&config, &args.file).await,
         }
     })
 }
@@ -70,5 +70,27 @@ fn load_config(store_args: &StoreArgs, flags: ConfigLayer) -> anyhow::Result<Con
 async fn migrate(config: &Config) -> anyhow::Result<()> {
     store::open(config).await?.migrate().await?;
     println!("database {} is migrated", config.database_url);
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "the outcome is what `kassa backup` is run for")]
+async fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    store::open(config).await?.backup(file).await?;
+    println!("backup of {} written to {}", config.database_url, file.display());
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "the outcome is what `kassa restore` is run for")]
+async fn restore(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let _lock = files::lock_data_dir(&config.data_dir, "restoring into it")?;
+    let report = store::open(config).await?.restore(file).await?;
+    println!(
+        "restored {} into {}: {} transactions, {} ledger entries (balanced), {} audit records (chain verified)",
+        file.display(),
+        config.database_url,
+        report.transactions,
+        report.ledger_entries,
+        report.audit_records
+    );
     Ok(())
 }

@@ -103,13 +103,12 @@ impl Store {
     }
 
     /// Restores `file` (a `kassa backup`) into this database after verifying it.
-    pub async fn restore(&self, file: &Path) -> anyhow::Result<()> {
+    pub async fn restore(&self, file: &Path) -> anyhow::Result<kassa_store::RestoreReport> {
         self.inner
             .admin
             .restore(file)
             .await
-            .map_err(|error| anyhow::anyhow!("cannot restore {}: {error}", file.display()))?;
-        Ok(())
+            .map_err(|error| anyhow::anyhow!("cannot restore {}: {error}", file.display()))
     }
 }
 

@@ -398,3 +398,157 @@ fn migrate_then_backup_write_a_database_copy() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(std::fs::metadata(&backup).unwrap().len() > 0);
 }
+
+/// Reads the database of a data directory through the store, as the host would.
+fn with_store<T>(data_dir: &Path, read: impl AsyncFnOnce(&kassa_store::Store) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let url = format!("sqlite://{}", data_dir.join("kassa.db").display());
+        let store = kassa_store::Store::open(&url, kassa_store::StoreOptions::default()).await.unwrap();
+        read(&store).await
+    })
+}
+
+#[derive(Debug, PartialEq)]
+struct Seeded {
+    counts: kassa_store::DirectoryCounts,
+    tmk_sealed: Vec<u8>,
+    audit_records: usize,
+}
+
+fn seeded(data_dir: &Path) -> Seeded {
+    with_store(data_dir, async |store| Seeded {
+        counts: store.directory.counts().await.unwrap(),
+        tmk_sealed: store.directory.terminal("10000001").await.unwrap().unwrap().tmk_sealed,
+        audit_records: store.audit.audit_records(0, 100).await.unwrap().len(),
+    })
+}
+
+#[test]
+fn up_seeds_the_demo_data_of_the_contract_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let kassa = Kassa::up(dir.path());
+    let addr = kassa.http_addr();
+    assert_eq!(http_get(addr, "/readyz").0, 200);
+    kassa.terminate();
+    assert!(kassa.wait().0.success());
+
+    let credentials: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(credentials_path(dir.path())).unwrap()).unwrap();
+    with_store(dir.path(), async |store| {
+        let demo = store.directory.merchant("898100000000001").await.unwrap().unwrap();
+        assert_eq!(demo.name, "Demo Coffee 演示咖啡");
+        assert_eq!(demo.mcc, "5812");
+        assert_eq!((demo.fee_rates["card"], demo.fee_rates["alipay"], demo.fee_rates["wechat"]), (6000, 3800, 3800));
+        let bench = store.directory.merchant("898100000000002").await.unwrap().unwrap();
+        assert_eq!(bench.name, "Bench Merchant");
+        let modes: Vec<_> = store
+            .directory
+            .terminals_of("898100000000001")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.terminal_id, t.refund_password_mode))
+            .collect();
+        use kassa_store::RefundPasswordMode::{Device, Host};
+        assert_eq!(modes, vec![("10000001".into(), Device), ("10000002".into(), Device), ("10000003".into(), Host)]);
+        let bench_terminals = store.directory.terminals_of("898100000000002").await.unwrap();
+        assert_eq!(bench_terminals.len(), 256);
+        assert_eq!(
+            (bench_terminals[0].terminal_id.as_str(), bench_terminals[255].terminal_id.as_str()),
+            ("20000001", "20000256")
+        );
+        let operators = store.directory.operators_of("898100000000001").await.unwrap();
+        assert_eq!(
+            operators.iter().map(|o| (o.operator_code.as_str(), o.role.as_str())).collect::<Vec<_>>(),
+            vec![("00", "supervisor"), ("01", "operator"), ("02", "operator")]
+        );
+        assert!(operators
+            .iter()
+            .all(|o| o.credential.must_change_password && o.credential.password_hash.starts_with("$argon2id$")));
+        assert_eq!(store.directory.operators_of("898100000000002").await.unwrap().len(), 1);
+        let refund = store
+            .directory
+            .merchant_secret("898100000000001", kassa_store::MerchantSecretKind::RefundPassword)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(refund.is_default);
+        for user in ["admin", "reviewer", "owner"] {
+            let record = store.directory.backoffice_user(user).await.unwrap().unwrap();
+            assert!(record.credential.must_change_password, "{user}");
+        }
+        let api_key = credentials["api_key"].as_str().unwrap();
+        let digest = hex::encode(kassa_crypto::api_key_digest(api_key));
+        assert_eq!(store.directory.api_key(&digest).await.unwrap().unwrap().merchant_id, "898100000000001");
+        let app = store.directory.gateway_app(credentials["app_id"].as_str().unwrap()).await.unwrap().unwrap();
+        assert!(app.public_key_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+        let params = store.settings.setting("898100000000001", "terminal_parameters").await.unwrap().unwrap();
+        assert_eq!(params["offline_floor_limit_minor"], 50_000);
+        assert_eq!(params["offline_sales_unsent_max"], 10);
+    });
+    // The database holds no secret of the credentials file in clear.
+    let database = std::fs::read(dir.path().join("kassa.db")).unwrap();
+    for secret in secrets_of(dir.path()) {
+        assert!(
+            !database.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a secret is in the database in clear"
+        );
+    }
+
+    // A second `up` keeps everything, seeding nothing again.
+    let before = seeded(dir.path());
+    let kassa = Kassa::up(dir.path());
+    assert_eq!(http_get(kassa.http_addr(), "/readyz").0, 200);
+    kassa.terminate();
+    assert!(kassa.wait().0.success());
+    assert_eq!(seeded(dir.path()), before);
+    assert_eq!(before.audit_records, 1);
+}
+
+#[test]
+fn backup_while_running_and_a_verified_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let kassa = Kassa::up(dir.path());
+    kassa.http_addr();
+    let backup = dir.path().join("backup.db");
+    let (status, stdout, stderr) = Kassa::start(&["backup", backup.to_str().unwrap(), "--data-dir", data_dir]).wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("backup of sqlite://"), "{stdout}");
+    // A running host's database is never replaced under it.
+    let (status, _, stderr) = Kassa::start(&["restore", backup.to_str().unwrap(), "--data-dir", data_dir]).wait();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.trim_end().ends_with("is in use by a running kassa host; stop it before restoring into it"),
+        "{stderr}"
+    );
+    kassa.terminate();
+    assert!(kassa.wait().0.success());
+
+    // Garbage is refused with one line and the database stays as it was.
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, b"this is not a database").unwrap();
+    let (status, _, stderr) = Kassa::start(&["restore", garbage.to_str().unwrap(), "--data-dir", data_dir]).wait();
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("kassa: cannot restore"), "{stderr}");
+
+    // A backup whose ledger was tampered with is refused.
+    let tampered = dir.path().join("tampered.db");
+    std::fs::copy(&backup, &tampered).unwrap();
+    let conn = rusqlite::Connection::open(&tampered).unwrap();
+    conn.execute_batch(
+        "INSERT INTO ledger_accounts (account_key, kind, owner, currency, balance_minor) VALUES ('fee_income:card:CNY', 'fee_income', 'card', 'CNY', 5)",
+    )
+    .unwrap();
+    drop(conn);
+    let (status, _, stderr) = Kassa::start(&["restore", tampered.to_str().unwrap(), "--data-dir", data_dir]).wait();
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("does not balance"), "{stderr}");
+
+    let (status, stdout, stderr) = Kassa::start(&["restore", backup.to_str().unwrap(), "--data-dir", data_dir]).wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("audit records (chain verified)"), "{stdout}");
+    assert_eq!(seeded(dir.path()).counts.terminals, 259);
+}
