@@ -35,6 +35,8 @@ const REVERSALS_PER_SWEEP_MAX: i64 = 100;
 const REVERSAL_SWEEP_MS: u64 = 30_000;
 /// Attempts at an issuer reversal right after it was journaled; the sweep retries the rest.
 const REVERSAL_ATTEMPTS_MAX: u32 = 3;
+/// Added to twice the issuer timeout before a pending request counts as abandoned.
+const STALE_MARGIN_MS: i64 = 5_000;
 
 /// What the answer carries besides its fields.
 struct Reply {
@@ -144,8 +146,21 @@ impl Handler {
         }
     }
 
+    /// How long a card request may stay pending before it is taken for abandoned: twice the
+    /// issuer timeout plus a margin, so a live host (this or another process) always decides
+    /// its own requests first.
+    fn stale_after_ms(&self) -> i64 {
+        i64::try_from(self.issuer_timeout.as_millis() * 2).unwrap_or(i64::MAX / 2) + STALE_MARGIN_MS
+    }
+
     fn reverser(&self) -> IssuerReverser {
-        IssuerReverser { store: self.store.clone(), issuer: Arc::clone(&self.issuer), clock: Arc::clone(&self.clock) }
+        IssuerReverser {
+            store: self.store.clone(),
+            issuer: Arc::clone(&self.issuer),
+            clock: Arc::clone(&self.clock),
+            business_day: self.business_day,
+            stale_after_ms: self.stale_after_ms(),
+        }
     }
 
     /// Retries the issuer reversals still owed (after a crash or a failed attempt) until
@@ -495,6 +510,13 @@ impl Handler {
 
     /// Waits while another process still has `txn` pending (bounded by the issuer timeout).
     async fn settled_state_of(&self, mut txn: TxnRecord) -> Result<TxnRecord, GatewayError> {
+        if txn.status == status_name(TxnStatus::Pending)
+            && self.clock.now_ms() - txn.created_at_ms > self.stale_after_ms()
+        {
+            // Left by a host that stopped: nobody will decide it but us.
+            self.reverser().finalize_stale(&txn).await?;
+            return Ok(self.store.txns.txn(txn.id).await?.unwrap_or(txn));
+        }
         let deadline = tokio::time::Instant::now() + self.issuer_timeout * 2;
         while txn.status == status_name(TxnStatus::Pending) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(duration_ms(PENDING_POLL_MS)).await;
@@ -894,6 +916,9 @@ struct IssuerReverser {
     store: Store,
     issuer: Arc<dyn IssuerConnector>,
     clock: Arc<dyn Clock>,
+    business_day: BusinessDay,
+    /// A card request pending longer than this was left by a host that stopped.
+    stale_after_ms: i64,
 }
 
 impl IssuerReverser {
@@ -912,7 +937,50 @@ impl IssuerReverser {
         tracing::warn!(%request_id, "issuer reversal still owed; the sweep retries it");
     }
 
+    /// Decides a card request a stopped host left pending: declined `98` (the terminal, which
+    /// never got an answer, reverses it anyway) and reversed at the issuer, which may have
+    /// approved it.
+    async fn finalize_stale(&self, txn: &TxnRecord) -> Result<(), GatewayError> {
+        let now_ms = self.clock.now_ms();
+        let Ok(declined) = Handler::state_of_record(txn)?.apply(kassa_domain::TxnEvent::Decline) else { return Ok(()) };
+        let stamp = self.business_day.stamp(now_ms);
+        let mut update = Handler::update_to(txn, &declined, now_ms);
+        update.response = Some(Handler::stored_answer(ResponseCode::ISSUER_TIMEOUT, &stamp, None, None));
+        update.rrn = Some(rrn_for(txn.id));
+        let request_id = request_id_for(txn.id).ok_or_else(|| GatewayError::Corrupt("request id".into()))?;
+        let op = kassa_store::gateway::owe_issuer_reversal(request_id.as_str(), Some(txn.id), "recovery", now_ms);
+        if let UnitOutcome::Committed { .. } =
+            self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![op])).await?
+        {
+            tracing::warn!(
+                txn = txn.id,
+                "a request left pending by a stopped host was declined and is reversed at the issuer"
+            );
+            self.reverse(&request_id).await;
+        }
+        Ok(())
+    }
+
+    async fn recover_pending(&self) {
+        let before_ms = self.clock.now_ms() - self.stale_after_ms;
+        let stale = match self.store.gateway().stale_pending_card_txns(before_ms, REVERSALS_PER_SWEEP_MAX).await {
+            Ok(stale) => stale,
+            Err(error) => return tracing::warn!(%error, "cannot read stale pending requests"),
+        };
+        for id in stale {
+            let result = match self.store.txns.txn(id).await {
+                Ok(Some(txn)) => self.finalize_stale(&txn).await,
+                Ok(None) => Ok(()),
+                Err(error) => Err(error.into()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, txn = id, "cannot recover a pending request");
+            }
+        }
+    }
+
     async fn sweep(&self) {
+        self.recover_pending().await;
         match self.store.gateway().issuer_reversals_owed(REVERSALS_PER_SWEEP_MAX).await {
             Ok(owed) => {
                 for record in owed {

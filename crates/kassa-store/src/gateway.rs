@@ -59,6 +59,9 @@ pub trait GatewayStore: Send + Sync {
     async fn issuer_reversal(&self, request_id: &str) -> Result<Option<IssuerReversalRecord>, StoreError>;
     /// Issuer reversals not yet confirmed, oldest first, at most `limit`.
     async fn issuer_reversals_owed(&self, limit: i64) -> Result<Vec<IssuerReversalRecord>, StoreError>;
+    /// Ids of card transactions still pending that were created before `created_before_ms`,
+    /// oldest first, at most `limit` (crash recovery).
+    async fn stale_pending_card_txns(&self, created_before_ms: i64, limit: i64) -> Result<Vec<i64>, StoreError>;
 }
 
 fn working_keys(row: &Row) -> Result<WorkingKeysRecord, StoreError> {
@@ -105,6 +108,16 @@ impl GatewayStore for SqlReads {
              ORDER BY created_at_ms, request_id LIMIT $1"
         );
         self.all(&sql, &params![limit], issuer_reversal).await
+    }
+
+    async fn stale_pending_card_txns(&self, created_before_ms: i64, limit: i64) -> Result<Vec<i64>, StoreError> {
+        self.all(
+            "SELECT id FROM transactions WHERE status = 'pending' AND channel = 'card' AND created_at_ms < $1 \
+             ORDER BY created_at_ms, id LIMIT $2",
+            &params![created_before_ms, limit],
+            |row| row.int(0),
+        )
+        .await
     }
 }
 

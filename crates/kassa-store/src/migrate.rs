@@ -26,12 +26,22 @@ pub(crate) const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "foundation", sql: include_str!("../migrations/sqlite/0001_foundation.sql") },
     Migration { version: 2, name: "auth", sql: include_str!("../migrations/sqlite/0002_auth.sql") },
     Migration { version: 3, name: "gateway", sql: include_str!("../migrations/sqlite/0003_gateway.sql") },
+    Migration {
+        version: 4,
+        name: "gateway_pending",
+        sql: include_str!("../migrations/sqlite/0004_gateway_pending.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "foundation", sql: include_str!("../migrations/postgres/0001_foundation.sql") },
     Migration { version: 2, name: "auth", sql: include_str!("../migrations/postgres/0002_auth.sql") },
     Migration { version: 3, name: "gateway", sql: include_str!("../migrations/postgres/0003_gateway.sql") },
+    Migration {
+        version: 4,
+        name: "gateway_pending",
+        sql: include_str!("../migrations/postgres/0004_gateway_pending.sql"),
+    },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kassa_schema_migrations (\

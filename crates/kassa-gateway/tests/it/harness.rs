@@ -40,26 +40,38 @@ fn master_key() -> Arc<MasterKey> {
 impl Host {
     /// A fresh database with the merchant and its terminals, and a gateway on it.
     pub async fn start() -> Host {
+        Host::start_with(|_| {}).await
+    }
+
+    /// Like [`Host::start`] with the gateway's config adjusted.
+    pub async fn start_with(adjust: fn(&mut GatewayConfig)) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
         let store = Store::open(&url, StoreOptions::default()).await.unwrap();
         store.admin.migrate().await.unwrap();
         seed(&store).await;
         let simulator = IssuerSimulator::new(TdesKey::from_hex(ZPK).unwrap(), Arc::new(SystemClock));
-        Host::serve(store, simulator, url, Some(dir)).await
+        Host::serve(store, simulator, url, Some(dir), adjust).await
     }
 
-    async fn serve(store: Store, simulator: IssuerSimulator, url: String, dir: Option<tempfile::TempDir>) -> Host {
+    async fn serve(
+        store: Store,
+        simulator: IssuerSimulator,
+        url: String,
+        dir: Option<tempfile::TempDir>,
+        adjust: fn(&mut GatewayConfig),
+    ) -> Host {
         // A new security module each time, as after a restart: keys come back from the store.
         let security: Arc<dyn SecurityModule> =
             Arc::new(SoftwareSecurityModule::new(StdRng::from_entropy(), SOFTWARE_KEYS_MAX_DEFAULT));
         let zone_pin_key = security.import_key(KeyPurpose::ZonePin, TdesKey::from_hex(ZPK).unwrap()).unwrap();
-        let config = GatewayConfig {
+        let mut config = GatewayConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             issuer_timeout_ms: ISSUER_TIMEOUT_MS,
             incomplete_frame_timeout_ms: 300,
             ..GatewayConfig::default()
         };
+        adjust(&mut config);
         let deps = GatewayDeps {
             store: store.clone(),
             security,
@@ -84,7 +96,7 @@ impl Host {
         self.task.await.unwrap();
         drop(self.store);
         let store = Store::open(&self.url, StoreOptions::default()).await.unwrap();
-        Host::serve(store, self.simulator, self.url, self._dir).await
+        Host::serve(store, self.simulator, self.url, self._dir, |_| {}).await
     }
 
     pub async fn stop(self) {

@@ -597,3 +597,76 @@ async fn pre_authorisation_family() {
     assert!(host.store.ledger.check().await.unwrap().is_sound());
     host.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_left_pending_by_a_stopped_host_is_declined_and_reversed_at_the_issuer() {
+    use kassa_store::{CardIdentity, Guard, NewTxn, UnitOutcome, WriteUnit};
+    let host = Host::start().await;
+    // What a host that died while asking the issuer leaves behind: the journaled request.
+    let abandoned = NewTxn {
+        kind: "sale".into(),
+        status: "pending".into(),
+        channel: "card".into(),
+        merchant_id: crate::harness::MERCHANT.into(),
+        card_identity: Some(CardIdentity {
+            terminal_id: DEVICE_TERMINAL.into(),
+            batch_no: 1,
+            stan: 42,
+            mti_class: "020".into(),
+        }),
+        out_trade_no: None,
+        rrn: None,
+        auth_code: None,
+        amount_minor: 500,
+        currency: "CNY".into(),
+        fee_minor: 3,
+        pan_masked: Some("622202*********0128".into()),
+        content_digest: "x".into(),
+        original_id: None,
+        response: serde_json::json!({}),
+        business_date: "2026-11-22".into(),
+        created_at_ms: 1_000,
+    };
+    let outcome = host.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(abandoned)), vec![])).await.unwrap();
+    let UnitOutcome::Committed { txn_id: Some(id), .. } = outcome else { panic!("{outcome:?}") };
+    // The next start's recovery sweep decides it.
+    let host = host.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let txn = host.store.txns.txn(id).await.unwrap().unwrap();
+        let reversal = host.store.gateway().issuer_reversal(&format!("txn:{id}")).await.unwrap();
+        if txn.status == "declined" && reversal.as_ref().is_some_and(|r| r.done_at_ms.is_some()) {
+            assert_eq!(txn.response["39"], "98");
+            assert_eq!(reversal.unwrap().reason, "recovery");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never recovered: {txn:?} {reversal:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(host.store.ledger.check().await.unwrap().entries, 0, "nothing charged");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_and_shutdown_waits_for_answers() {
+    let host = Host::start_with(|config| config.connections_max = 1).await;
+    let mut first = signed_in(&host, DEVICE_TERMINAL).await;
+    let mut second = Terminal::connect(host.addr, DEVICE_TERMINAL).await;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(2), second.stream.read(&mut byte)).await.unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "the second connection is closed at once");
+    // The first still works, and a request in flight when shutdown starts is answered: the
+    // silent card holds it for the issuer timeout.
+    let request = first.sale(100, SILENT_CARD, None);
+    let wire = first.encode(&request, true);
+    first.stream.write_all(&wire).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stopping = tokio::spawn(host.stop());
+    let mut prefix = [0u8; 2];
+    first.stream.read_exact(&mut prefix).await.unwrap();
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+    first.stream.read_exact(&mut body).await.unwrap();
+    let frame = [prefix.to_vec(), body].concat();
+    assert_eq!(first.decode(&frame).code(), "98");
+    stopping.await.unwrap();
+}

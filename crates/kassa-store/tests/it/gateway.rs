@@ -69,6 +69,48 @@ async fn issuer_reversals_are_journaled_once_and_attempts_recorded(db: &TestDb) 
     assert_eq!(gateway.issuer_reversals_owed(0).await.unwrap().len(), 0);
 }
 
+async fn stale_pending_card_requests_are_found(db: &TestDb) {
+    use kassa_store::{CardIdentity, Guard, NewTxn};
+    seed_terminal(db, "10000001").await;
+    let txn = |stan: u32, status: &str, at: i64| NewTxn {
+        kind: "sale".into(),
+        status: status.into(),
+        channel: "card".into(),
+        merchant_id: "898100000000001".into(),
+        card_identity: Some(CardIdentity {
+            terminal_id: "10000001".into(),
+            batch_no: 1,
+            stan,
+            mti_class: "020".into(),
+        }),
+        out_trade_no: None,
+        rrn: None,
+        auth_code: None,
+        amount_minor: 100,
+        currency: "CNY".into(),
+        fee_minor: 1,
+        pan_masked: None,
+        content_digest: "d".into(),
+        original_id: None,
+        response: serde_json::json!({}),
+        business_date: "2026-11-22".into(),
+        created_at_ms: at,
+    };
+    let mut ids = Vec::new();
+    for (stan, status, at) in [(1, "pending", 100), (2, "approved", 100), (3, "pending", 200), (4, "pending", 900)] {
+        let outcome = db
+            .store
+            .commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn(stan, status, at))), vec![]))
+            .await
+            .unwrap();
+        let kassa_store::UnitOutcome::Committed { txn_id: Some(id), .. } = outcome else { panic!("{outcome:?}") };
+        ids.push(id);
+    }
+    let stale = db.store.gateway().stale_pending_card_txns(500, 10).await.unwrap();
+    assert_eq!(stale, [ids[0], ids[2]]);
+    assert_eq!(db.store.gateway().stale_pending_card_txns(500, 1).await.unwrap(), [ids[0]]);
+}
+
 /// Runs each test on SQLite and, when configured, on PostgreSQL, like the conformance suite.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -95,4 +137,8 @@ macro_rules! on_both_backends {
     };
 }
 
-on_both_backends!(working_keys_are_replaced_by_each_sign_in, issuer_reversals_are_journaled_once_and_attempts_recorded);
+on_both_backends!(
+    working_keys_are_replaced_by_each_sign_in,
+    issuer_reversals_are_journaled_once_and_attempts_recorded,
+    stale_pending_card_requests_are_found,
+);
