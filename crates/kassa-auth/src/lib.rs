@@ -1,4 +1,4 @@
-//! Identities and their secrets.
+//! Identities and their secrets, and the services over them.
 //!
 //! Every password-like secret is stored only as an Argon2id hash (OWASP parameters: 19 MiB,
 //! 2 passes, 1 lane) in PHC string form. Short digit codes — operator passwords, the refund
@@ -7,8 +7,29 @@
 //! brute-forced over the 10^4–10^8 possible codes. Verification is constant-time inside
 //! Argon2's own comparison.
 //!
-//! **Invariant**: no function here logs or returns a secret; errors never echo the input.
+//! - [`permissions`]: the role × permission table and THE check, [`authorize`].
+//! - [`Auth`] ([`service`]): operator login with lockout, sessions, password change with policy
+//!   and history (other sessions end), supervisor operations, the default-password risk list.
+//! - [`refund`]: refund and payment-code passwords, one-time refund approvals issued by TMS
+//!   and consumed by the ISO gateway ([`consume_refund_approval`]).
+//! - [`reset`]: institution resets with one-time codes through a [`notify::Notifier`].
+//!
+//! **Invariant**: no function here logs or returns a secret; errors never echo the input;
+//! every security act is audited in the same write unit as the change it records.
 
+pub mod clock;
+pub mod error;
+pub mod notify;
+pub mod permissions;
+pub mod refund;
+pub mod reset;
 pub mod secrets;
+pub mod service;
 
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::AuthError;
+pub use permissions::{authorize, Denied, Permission, Role};
+pub use refund::{consume_refund_approval, ApprovalKind, IssuedApproval, RefundApproval};
+pub use reset::{BackOfficeActor, ResetTarget, ResetTicket};
 pub use secrets::{hash_digit_code, hash_password, verify_digit_code, verify_password, HashError};
+pub use service::{Auth, LoginOutcome, OperatorSession, Origin, SessionToken};

@@ -1,0 +1,96 @@
+//! The one error type of the authentication services. Its `Display` is the message a user may
+//! see: it never echoes a secret, and it does not say whether an operator exists.
+
+use kassa_domain::PolicyViolation;
+use kassa_store::StoreError;
+
+use crate::permissions::Denied;
+use crate::secrets::HashError;
+
+/// Why an authentication act was refused or failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown account or wrong password (deliberately one message for both).
+    #[error("wrong operator or password")]
+    WrongCredentials {
+        /// Failures left before the account locks (not shown for unknown accounts).
+        attempts_left: Option<u32>,
+    },
+    /// A wrong secret other than the login password (old password, refund password, code).
+    #[error("wrong {what}")]
+    WrongSecret {
+        /// Which secret, e.g. `refund password`.
+        what: &'static str,
+        /// Failures left before it locks, if counted.
+        attempts_left: Option<u32>,
+    },
+    /// Locked after too many failures.
+    #[error("locked after too many failed attempts; try again after {until_ms} (Unix ms) or ask to be unlocked")]
+    Locked {
+        /// Until when, Unix milliseconds.
+        until_ms: i64,
+    },
+    /// A merchant secret (refund or payment-code password) is locked after too many failures.
+    #[error("the {what} is locked after too many failed attempts; try again later")]
+    SecretLocked {
+        /// Which secret.
+        what: &'static str,
+    },
+    /// The account is disabled.
+    #[error("this operator is disabled")]
+    Disabled,
+    /// The session must change its initial password before anything else.
+    #[error("the initial password must be changed first")]
+    MustChangePassword,
+    /// The new password breaks the policy; every rule broken is listed.
+    #[error("the new password {}", join(.0))]
+    Policy(Vec<PolicyViolation>),
+    /// No live session for this token (never issued, logged out, ended by a password change,
+    /// idle too long, or bound to another terminal).
+    #[error("not signed in (the session ended); sign in again")]
+    NoSession,
+    /// The role may not do this.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// A named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request is malformed (e.g. an operator code that is not two digits).
+    #[error("{0}")]
+    Invalid(String),
+    /// A one-time code or refund approval is unknown, used, expired, or for something else.
+    #[error("the {0} is invalid, used or expired")]
+    Refused(&'static str),
+    /// Too many requests of this kind in the current window.
+    #[error("too many requests; try again later")]
+    RateLimited,
+    /// A notification could not be delivered.
+    #[error("the notification could not be sent")]
+    Notify(String),
+    /// A concurrent change kept winning; the caller may retry.
+    #[error("a concurrent change interfered; try again")]
+    Conflict,
+    /// Storage failed.
+    #[error("storage error")]
+    Store(#[from] StoreError),
+    /// A stored hash is damaged or hashing failed.
+    #[error("password hashing error")]
+    Hash(#[from] HashError),
+}
+
+fn join(violations: &[PolicyViolation]) -> String {
+    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_messages_list_every_rule() {
+        let error = AuthError::Policy(vec![PolicyViolation::TooShort { length_min: 4 }, PolicyViolation::DigitsOnly]);
+        assert_eq!(error.to_string(), "the new password must have at least 4 characters; must contain digits only");
+        let reused = AuthError::Policy(vec![PolicyViolation::Reused { history_count: 4 }]);
+        assert_eq!(reused.to_string(), "the new password must not be one of the last 4 passwords");
+    }
+}

@@ -1,0 +1,133 @@
+//! How one-time codes reach people: a [`Notifier`] trait, an SMTP implementation (lettre) and
+//! a development sink that appends messages to a mail file — never to the process log, which
+//! must not contain a secret.
+
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::AsyncSmtpTransport;
+use lettre::{AsyncTransport, Message, Tokio1Executor};
+use zeroize::Zeroizing;
+
+/// A message to one person. `Debug` hides the body, which may carry a code.
+#[derive(Clone)]
+pub struct Notification {
+    /// Recipient address.
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Text body.
+    pub body: Zeroizing<String>,
+}
+
+impl fmt::Debug for Notification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notification").field("to", &self.to).field("subject", &self.subject).finish_non_exhaustive()
+    }
+}
+
+/// Why a notification was not delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotifyError {
+    /// The recipient or sender address is not an e-mail address.
+    #[error("bad address: {0}")]
+    Address(String),
+    /// The channel refused or could not be reached.
+    #[error("delivery failed: {0}")]
+    Delivery(String),
+}
+
+/// A notification channel (e-mail, SMS, …).
+#[async_trait]
+pub trait Notifier: Send + Sync + fmt::Debug {
+    /// Delivers `message`; returns once the channel accepted it.
+    async fn send(&self, message: &Notification) -> Result<(), NotifyError>;
+}
+
+/// Where and how to send e-mail.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// SMTP server host.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The From address.
+    pub from: String,
+    /// Connection timeout, milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// E-mail through an SMTP relay. Plain SMTP: point it at a local relay (or a sink in tests);
+/// TLS to a remote provider is left to that relay.
+pub struct SmtpNotifier {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl fmt::Debug for SmtpNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpNotifier").field("from", &self.from.to_string()).finish_non_exhaustive()
+    }
+}
+
+impl SmtpNotifier {
+    /// A notifier for `config`.
+    pub fn new(config: &SmtpConfig) -> Result<SmtpNotifier, NotifyError> {
+        let from: Mailbox = config.from.parse().map_err(|_| NotifyError::Address(config.from.clone()))?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.as_str())
+            .port(config.port)
+            .timeout(Some(std::time::Duration::from_millis(config.timeout_ms)))
+            .build();
+        Ok(SmtpNotifier { transport, from })
+    }
+}
+
+#[async_trait]
+impl Notifier for SmtpNotifier {
+    async fn send(&self, message: &Notification) -> Result<(), NotifyError> {
+        let to: Mailbox = message.to.parse().map_err(|_| NotifyError::Address(message.to.clone()))?;
+        let email = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(message.subject.as_str())
+            .body(message.body.to_string())
+            .map_err(|e| NotifyError::Delivery(e.to_string()))?;
+        self.transport.send(email).await.map_err(|e| NotifyError::Delivery(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Development sink: appends each message to a file (e.g. `<data-dir>/outbox.txt`).
+#[derive(Debug, Clone)]
+pub struct MailFileNotifier {
+    path: PathBuf,
+}
+
+impl MailFileNotifier {
+    /// A sink writing to `path`.
+    pub fn new(path: PathBuf) -> MailFileNotifier {
+        MailFileNotifier { path }
+    }
+}
+
+#[async_trait]
+impl Notifier for MailFileNotifier {
+    async fn send(&self, message: &Notification) -> Result<(), NotifyError> {
+        let (path, text) = (
+            self.path.clone(),
+            Zeroizing::new(format!("To: {}\nSubject: {}\n\n{}\n---\n", message.to, message.subject, &*message.body)),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            file.write_all(text.as_bytes())
+        })
+        .await
+        .map_err(|e| NotifyError::Delivery(e.to_string()))?
+        .map_err(|e| NotifyError::Delivery(e.to_string()))?;
+        tracing::info!(to = %message.to, subject = %message.subject, path = %self.path.display(), "notification written to the mail file");
+        Ok(())
+    }
+}

@@ -1,0 +1,250 @@
+//! Institution resets of a merchant's supervisor password or refund password (忘记密码), after
+//! identity verification with a one-time code sent through a [`Notifier`].
+//!
+//! The code is 8 random digits, stored only as an Argon2id hash of the peppered code, valid for
+//! [`RESET_CODE_TTL_MS`], used at most once, refused after [`RESET_CODE_ATTEMPTS_MAX`] wrong
+//! guesses, and at most [`RESET_CODES_PER_HOUR_MAX`] codes are sent per merchant and target per
+//! hour. The new secret is an initial one: the supervisor must change it at first use, and a
+//! reset refund password is reported as a default-password risk until changed.
+
+use kassa_store::auth::{self as store_auth, OneTimeCodeRecord};
+use kassa_store::{MerchantSecretKind, OperatorRecord, UnitOutcome, WriteOp, WriteUnit};
+use rand::Rng;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::error::AuthError;
+use crate::notify::{Notification, Notifier};
+use crate::permissions::{authorize, Denied, Permission, Role};
+use crate::service::{operator_subject, random_hex, Auth, Origin};
+
+/// How long a reset code is valid.
+pub const RESET_CODE_TTL_MS: i64 = 10 * 60 * 1000;
+/// Wrong guesses after which a code is dead.
+pub const RESET_CODE_ATTEMPTS_MAX: u32 = 5;
+/// Codes sent per merchant and target per hour.
+pub const RESET_CODES_PER_HOUR_MAX: u32 = 3;
+/// Digits in a code.
+pub const RESET_CODE_DIGITS: u32 = 8;
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+
+/// What the institution resets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTarget {
+    /// The supervisor's (operator `00`) password.
+    SupervisorPassword,
+    /// The merchant's refund password.
+    RefundPassword,
+}
+
+impl ResetTarget {
+    fn purpose(self) -> &'static str {
+        match self {
+            ResetTarget::SupervisorPassword => "reset_supervisor_password",
+            ResetTarget::RefundPassword => "reset_refund_password",
+        }
+    }
+}
+
+/// A back-office user acting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackOfficeActor {
+    /// Login name.
+    pub username: String,
+    /// Role.
+    pub role: Role,
+}
+
+impl BackOfficeActor {
+    fn origin(&self, source: &str) -> Origin {
+        Origin { actor: format!("user:{}", self.username), source: source.to_owned() }
+    }
+
+    /// Resetting a merchant's own supervisor or refund password is an institution act.
+    fn require_institution(&self) -> Result<(), AuthError> {
+        authorize(self.role, Permission::ManageOperators)?;
+        if self.role != Role::InstitutionAdmin {
+            return Err(Denied { role: self.role, permission: Permission::ManageOperators }.into());
+        }
+        Ok(())
+    }
+}
+
+/// A code sent: its public id names it in the reset form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetTicket {
+    /// The code's id.
+    pub code_id: String,
+    /// Its expiry, Unix milliseconds.
+    pub expires_at_ms: i64,
+}
+
+fn subject(merchant_id: &str) -> String {
+    format!("merchant:{merchant_id}")
+}
+
+impl Auth {
+    /// Sends a one-time code to `recipient` (the merchant's verified contact) for a reset.
+    #[allow(clippy::too_many_arguments, reason = "each argument is one fact of the audited act")]
+    pub async fn request_reset_code(
+        &self,
+        actor: &BackOfficeActor,
+        merchant_id: &str,
+        target: ResetTarget,
+        recipient: &str,
+        notifier: &dyn Notifier,
+        reason: &str,
+        source: &str,
+    ) -> Result<ResetTicket, AuthError> {
+        actor.require_institution()?;
+        self.store.directory.merchant(merchant_id).await?.ok_or(AuthError::NotFound("merchant"))?;
+        let origin = actor.origin(source);
+        let now = self.clock.now_ms();
+        let window = now.div_euclid(HOUR_MS);
+        let bucket = format!("reset_code:{merchant_id}:{}:{window}", target.purpose());
+        let limit = store_auth::hit_rate_limit(&bucket, RESET_CODES_PER_HOUR_MAX, (window + 1) * HOUR_MS);
+        let code: Zeroizing<String> = Zeroizing::new(format!(
+            "{:0width$}",
+            rand::rngs::OsRng.gen_range(0..10_u32.pow(RESET_CODE_DIGITS)),
+            width = RESET_CODE_DIGITS as usize
+        ));
+        let record = OneTimeCodeRecord {
+            code_id: random_hex(8).to_string(),
+            purpose: target.purpose().into(),
+            subject: subject(merchant_id),
+            code_hash: self.hash_code(&code).await?,
+            created_at_ms: now,
+            expires_at_ms: now + RESET_CODE_TTL_MS,
+            attempts: 0,
+            consumed_at_ms: None,
+        };
+        let details = json!({"code_id": record.code_id, "recipient": recipient, "expires_at_ms": record.expires_at_ms});
+        let ops = vec![
+            store_auth::insert_one_time_code(&record),
+            self.audit(&origin, "reset_code_sent", &subject(merchant_id), reason, details),
+        ];
+        if !matches!(self.store.commit(WriteUnit::guarded(limit, ops)).await?, UnitOutcome::Committed { .. }) {
+            let audit = self.audit(&origin, "reset_code_refused", &subject(merchant_id), "rate limited", json!({}));
+            self.store.commit(WriteUnit::ops(vec![audit])).await?;
+            return Err(AuthError::RateLimited);
+        }
+        let message = Notification {
+            to: recipient.to_owned(),
+            subject: "Kassa password reset code".into(),
+            body: Zeroizing::new(format!(
+                "Your one-time code to reset the {} of merchant {merchant_id} is {}.\n\
+                 It is valid for {} minutes. If you did not ask for it, call your acquirer.\n",
+                match target {
+                    ResetTarget::SupervisorPassword => "supervisor password",
+                    ResetTarget::RefundPassword => "refund password",
+                },
+                &*code,
+                RESET_CODE_TTL_MS / 60_000
+            )),
+        };
+        if let Err(error) = notifier.send(&message).await {
+            let audit =
+                self.audit(&origin, "reset_code_undelivered", &subject(merchant_id), &error.to_string(), json!({}));
+            self.store.commit(WriteUnit::ops(vec![audit])).await?;
+            return Err(AuthError::Notify(error.to_string()));
+        }
+        Ok(ResetTicket { code_id: record.code_id, expires_at_ms: record.expires_at_ms })
+    }
+
+    /// Completes a reset with the code: sets `new_secret` as an initial secret (must change at
+    /// first use), ends the supervisor's sessions (for a supervisor reset).
+    #[allow(clippy::too_many_arguments, reason = "each argument is one fact of the audited act")]
+    pub async fn complete_reset(
+        &self,
+        actor: &BackOfficeActor,
+        merchant_id: &str,
+        target: ResetTarget,
+        code_id: &str,
+        code: &str,
+        new_secret: &str,
+        reason: &str,
+        source: &str,
+    ) -> Result<(), AuthError> {
+        actor.require_institution()?;
+        let origin = actor.origin(source);
+        let now = self.clock.now_ms();
+        let record = self
+            .store
+            .auth()
+            .one_time_code(code_id)
+            .await?
+            .filter(|r| {
+                r.purpose == target.purpose()
+                    && r.subject == subject(merchant_id)
+                    && r.consumed_at_ms.is_none()
+                    && now < r.expires_at_ms
+                    && r.attempts < RESET_CODE_ATTEMPTS_MAX
+            })
+            .ok_or(AuthError::Refused("one-time code"))?;
+        if !self.verify_code(&record.code_hash, code).await? {
+            let ops = vec![
+                store_auth::count_one_time_code_attempt(code_id),
+                self.audit(
+                    &origin,
+                    "reset_code_failed",
+                    &subject(merchant_id),
+                    "wrong code",
+                    json!({"code_id": code_id}),
+                ),
+            ];
+            self.store.commit(WriteUnit::ops(ops)).await?;
+            let left = RESET_CODE_ATTEMPTS_MAX.saturating_sub(record.attempts + 1);
+            return Err(AuthError::WrongSecret { what: "one-time code", attempts_left: Some(left) });
+        }
+        let policy = self.terminal_policy(merchant_id).await?;
+        policy.check(new_secret).map_err(AuthError::Policy)?;
+        let (change, target_name) = match target {
+            ResetTarget::SupervisorPassword => {
+                let supervisor =
+                    self.store.directory.operator(merchant_id, "00").await?.ok_or(AuthError::NotFound("supervisor"))?;
+                let mut credential = supervisor.credential.clone();
+                let mut history = vec![credential.password_hash.clone()];
+                history.extend(credential.password_history.iter().cloned());
+                history.truncate(usize::from(policy.history_count));
+                credential.password_hash = self.hash_code(new_secret).await?;
+                credential.password_history = history;
+                credential.must_change_password = true;
+                credential.failures = 0;
+                credential.locked_until_ms = None;
+                credential.password_changed_ms = now;
+                let subject = operator_subject(merchant_id, "00");
+                (
+                    vec![
+                        WriteOp::PutOperator(OperatorRecord { credential, ..supervisor }),
+                        store_auth::end_sessions_of(&subject, None, now, "password_reset"),
+                    ],
+                    subject,
+                )
+            }
+            ResetTarget::RefundPassword => {
+                let current = self
+                    .store
+                    .directory
+                    .merchant_secret(merchant_id, MerchantSecretKind::RefundPassword)
+                    .await?
+                    .ok_or(AuthError::NotFound("refund password"))?;
+                let replaced = self.replaced_secret(&current, new_secret, &policy, true).await?;
+                (vec![WriteOp::PutMerchantSecret(replaced)], format!("merchant:{merchant_id}/refund_password"))
+            }
+        };
+        let mut ops = change;
+        ops.push(self.audit(
+            &origin,
+            "password_reset",
+            &target_name,
+            reason,
+            json!({"code_id": code_id, "by": "institution"}),
+        ));
+        let guard = store_auth::consume_one_time_code(code_id, now, RESET_CODE_ATTEMPTS_MAX);
+        match self.store.commit(WriteUnit::guarded(guard, ops)).await? {
+            UnitOutcome::Committed { .. } => Ok(()),
+            _ => Err(AuthError::Refused("one-time code")),
+        }
+    }
+}

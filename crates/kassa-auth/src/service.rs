@@ -1,0 +1,638 @@
+//! The authentication services over the store: operator login with lockout, sessions, password
+//! change with policy and history, supervisor operations, and the default-password risk list.
+//!
+//! Every security act writes an audit event in the same write unit as the change it records,
+//! so the log and the state cannot disagree. Credentials change by compare-and-set
+//! (`kassa_store::auth::replace_operator_credential`): a concurrent login or change makes the
+//! later writer re-read and retry, so no failure count or password change is lost.
+
+use std::fmt;
+use std::sync::Arc;
+
+use kassa_crypto::Pepper;
+use kassa_domain::{LockoutState, OperatorCode, PasswordPolicy, PolicyViolation};
+use kassa_store::auth::{self as store_auth, DefaultPasswordAccount, SessionRecord};
+use kassa_store::{
+    AuditEvent, CredentialRecord, OperatorRecord, Store, TerminalRecord, UnitOutcome, WriteOp, WriteUnit,
+};
+use rand::RngCore;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::clock::Clock;
+use crate::error::AuthError;
+use crate::permissions::{authorize, Permission, Role};
+use crate::secrets::{hash_digit_code, verify_digit_code};
+
+/// Random bytes in a session token.
+pub const SESSION_TOKEN_BYTES: usize = 32;
+/// How often a compare-and-set change is retried after losing to a concurrent one.
+pub const CREDENTIAL_RETRIES_MAX: usize = 4;
+/// The settings name of a merchant's terminal password policy.
+pub const TERMINAL_POLICY_SETTING: &str = "terminal_password_policy";
+
+/// A bearer token handed to a client at login. Only its SHA-256 is stored; `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(Zeroizing<String>);
+
+impl SessionToken {
+    /// Wraps a token received from a client.
+    pub fn from_client(text: &str) -> SessionToken {
+        SessionToken(Zeroizing::new(text.to_owned()))
+    }
+
+    /// The token, to hand to the client once.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The stored form.
+    pub fn digest(&self) -> String {
+        sha256_hex(self.0.as_bytes())
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(****)")
+    }
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub(crate) fn random_hex(bytes: usize) -> Zeroizing<String> {
+    let mut buffer = Zeroizing::new(vec![0_u8; bytes]);
+    rand::rngs::OsRng.fill_bytes(&mut buffer);
+    Zeroizing::new(hex::encode(&*buffer))
+}
+
+/// A live operator session, as a request sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSession {
+    /// The stored digest of the token.
+    pub token_digest: String,
+    /// The merchant.
+    pub merchant_id: String,
+    /// The operator.
+    pub operator_code: String,
+    /// Supervisor or operator.
+    pub role: Role,
+    /// The terminal it is bound to.
+    pub terminal_id: String,
+    /// Whether the operator is still on an initial password.
+    pub must_change_password: bool,
+}
+
+impl OperatorSession {
+    /// The audit actor and session subject.
+    pub fn subject(&self) -> String {
+        operator_subject(&self.merchant_id, &self.operator_code)
+    }
+
+    /// The permission check, refusing everything while the initial password is unchanged.
+    pub fn require(&self, permission: Permission) -> Result<(), AuthError> {
+        if self.must_change_password {
+            return Err(AuthError::MustChangePassword);
+        }
+        authorize(self.role, permission)?;
+        Ok(())
+    }
+}
+
+/// What a successful login returns.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    /// The new session's token (hand it to the client; it is not stored).
+    pub token: SessionToken,
+    /// The session.
+    pub session: OperatorSession,
+}
+
+pub(crate) fn operator_subject(merchant_id: &str, operator_code: &str) -> String {
+    format!("operator:{merchant_id}/{operator_code}")
+}
+
+/// The authentication services. Cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    pub(crate) store: Store,
+    pub(crate) pepper: Pepper,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+/// Who did something, from where, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `operator:<merchant>/<code>`, `user:<name>`, `terminal:<tid>`.
+    pub actor: String,
+    /// Terminal id, IP address.
+    pub source: String,
+}
+
+impl Auth {
+    /// Services over `store`, peppering digit codes with `pepper`.
+    pub fn new(store: Store, pepper: Pepper, clock: Arc<dyn Clock>) -> Auth {
+        Auth { store, pepper, clock }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Now, Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn audit(
+        &self,
+        origin: &Origin,
+        action: &str,
+        target: &str,
+        reason: &str,
+        details: serde_json::Value,
+    ) -> WriteOp {
+        WriteOp::Audit(AuditEvent {
+            at_ms: self.clock.now_ms(),
+            actor: origin.actor.clone(),
+            action: action.into(),
+            target: target.into(),
+            source: origin.source.clone(),
+            reason: reason.into(),
+            details,
+        })
+    }
+
+    /// A merchant's terminal password policy (the default of interfaces.md §4 when unset).
+    pub async fn terminal_policy(&self, merchant_id: &str) -> Result<PasswordPolicy, AuthError> {
+        let stored = self.store.settings.setting(merchant_id, TERMINAL_POLICY_SETTING).await?;
+        Ok(stored.and_then(|value| serde_json::from_value(value).ok()).unwrap_or_else(PasswordPolicy::terminal_default))
+    }
+
+    /// Argon2id work off the async workers.
+    pub(crate) async fn verify_code(&self, stored: &str, code: &str) -> Result<bool, AuthError> {
+        let (pepper, stored, code) = (self.pepper.clone(), stored.to_owned(), Zeroizing::new(code.to_owned()));
+        tokio::task::spawn_blocking(move || verify_digit_code(&pepper, &stored, &code))
+            .await
+            .map_err(|_| AuthError::Conflict)?
+            .map_err(AuthError::from)
+    }
+
+    pub(crate) async fn hash_code(&self, code: &str) -> Result<String, AuthError> {
+        let (pepper, code) = (self.pepper.clone(), Zeroizing::new(code.to_owned()));
+        tokio::task::spawn_blocking(move || hash_digit_code(&pepper, &code))
+            .await
+            .map_err(|_| AuthError::Conflict)?
+            .map_err(AuthError::from)
+    }
+
+    /// Checks `candidate` against the policy, the current hash and the last N hashes.
+    pub(crate) async fn check_new_code(
+        &self,
+        policy: &PasswordPolicy,
+        candidate: &str,
+        current_hash: &str,
+        history: &[String],
+    ) -> Result<(), AuthError> {
+        policy.check(candidate).map_err(AuthError::Policy)?;
+        if self.verify_code(current_hash, candidate).await? {
+            return Err(AuthError::Policy(vec![PolicyViolation::SameAsCurrent]));
+        }
+        for old in history.iter().take(usize::from(policy.history_count)) {
+            if self.verify_code(old, candidate).await? {
+                return Err(AuthError::Policy(vec![PolicyViolation::Reused { history_count: policy.history_count }]));
+            }
+        }
+        Ok(())
+    }
+
+    async fn operator(&self, merchant_id: &str, operator_code: &str) -> Result<OperatorRecord, AuthError> {
+        self.store.directory.operator(merchant_id, operator_code).await?.ok_or(AuthError::NotFound("operator"))
+    }
+
+    /// Operator sign-in at a terminal: checks the account, its lockout and the password; counts
+    /// failures and locks after the policy's N in a row; opens a session bound to the terminal.
+    pub async fn login_operator(
+        &self,
+        terminal: &TerminalRecord,
+        operator_code: &str,
+        password: &str,
+        source: &str,
+    ) -> Result<LoginOutcome, AuthError> {
+        let merchant_id = terminal.merchant_id.as_str();
+        let subject = operator_subject(merchant_id, operator_code);
+        let origin = Origin { actor: subject.clone(), source: source.to_owned() };
+        let policy = self.terminal_policy(merchant_id).await?;
+        for _ in 0..CREDENTIAL_RETRIES_MAX {
+            let Some(operator) = self.store.directory.operator(merchant_id, operator_code).await? else {
+                let audit = self.audit(&origin, "login_failed", &subject, "unknown operator", json!({}));
+                self.store.commit(WriteUnit::ops(vec![audit])).await?;
+                return Err(AuthError::WrongCredentials { attempts_left: None });
+            };
+            let credential = &operator.credential;
+            if !credential.enabled {
+                let audit = self.audit(&origin, "login_refused", &subject, "disabled", json!({}));
+                self.store.commit(WriteUnit::ops(vec![audit])).await?;
+                return Err(AuthError::Disabled);
+            }
+            let now = self.clock.now_ms();
+            if let Some(until_ms) = credential.locked_until_ms.filter(|until| now < *until) {
+                let audit = self.audit(&origin, "login_refused", &subject, "locked", json!({"until_ms": until_ms}));
+                self.store.commit(WriteUnit::ops(vec![audit])).await?;
+                return Err(AuthError::Locked { until_ms });
+            }
+            if self.verify_code(&credential.password_hash, password).await? {
+                let token = SessionToken(random_hex(SESSION_TOKEN_BYTES));
+                let digest = token.digest();
+                let record = SessionRecord {
+                    token_digest: digest.clone(),
+                    subject: subject.clone(),
+                    merchant_id: Some(merchant_id.to_owned()),
+                    terminal_id: Some(terminal.terminal_id.clone()),
+                    created_at_ms: now,
+                    last_seen_ms: now,
+                    ended_at_ms: None,
+                    end_reason: None,
+                };
+                let details = json!({"terminal_id": terminal.terminal_id, "must_change_password": credential.must_change_password});
+                let ops =
+                    vec![store_auth::insert_session(&record), self.audit(&origin, "login", &subject, "", details)];
+                let cleared = CredentialRecord { failures: 0, locked_until_ms: None, ..credential.clone() };
+                let unit = if cleared == *credential {
+                    WriteUnit::ops(ops)
+                } else {
+                    WriteUnit::guarded(
+                        store_auth::replace_operator_credential(merchant_id, operator_code, credential, &cleared)?,
+                        ops,
+                    )
+                };
+                if !committed(self.store.commit(unit).await?) {
+                    continue;
+                }
+                let role = Role::parse(&operator.role).unwrap_or(Role::Operator);
+                let session = OperatorSession {
+                    token_digest: digest,
+                    merchant_id: merchant_id.to_owned(),
+                    operator_code: operator_code.to_owned(),
+                    role,
+                    terminal_id: terminal.terminal_id.clone(),
+                    must_change_password: credential.must_change_password,
+                };
+                return Ok(LoginOutcome { token, session });
+            }
+            match self.record_failure(&operator, &policy, &origin, "login_failed").await? {
+                Some(error) => return Err(error),
+                None => continue,
+            }
+        }
+        Err(AuthError::Conflict)
+    }
+
+    /// Counts a failed password attempt (login, or the old password of a change). `None` when
+    /// a concurrent change won and the caller should re-read; else the error to return.
+    async fn record_failure(
+        &self,
+        operator: &OperatorRecord,
+        policy: &PasswordPolicy,
+        origin: &Origin,
+        action: &str,
+    ) -> Result<Option<AuthError>, AuthError> {
+        let credential = &operator.credential;
+        let now = self.clock.now_ms();
+        let before = LockoutState {
+            failures: u8::try_from(credential.failures).unwrap_or(u8::MAX),
+            locked_until: credential.locked_until_ms.map(|ms| ms.div_euclid(1000)),
+        };
+        let after = before.after_failure(now.div_euclid(1000), policy);
+        let locked_until_ms = after.locked_until.map(|s| s * 1000);
+        let new = CredentialRecord { failures: u32::from(after.failures), locked_until_ms, ..credential.clone() };
+        let subject = operator_subject(&operator.merchant_id, &operator.operator_code);
+        let mut ops = vec![self.audit(origin, action, &subject, "wrong password", json!({"failures": after.failures}))];
+        if let Some(until_ms) = locked_until_ms {
+            ops.push(self.audit(
+                origin,
+                "operator_locked",
+                &subject,
+                "too many failed attempts",
+                json!({"failures": after.failures, "until_ms": until_ms}),
+            ));
+        }
+        let guard =
+            store_auth::replace_operator_credential(&operator.merchant_id, &operator.operator_code, credential, &new)?;
+        if !committed(self.store.commit(WriteUnit::guarded(guard, ops)).await?) {
+            return Ok(None);
+        }
+        Ok(Some(match locked_until_ms {
+            Some(until_ms) => AuthError::Locked { until_ms },
+            None => {
+                let left = u32::from(policy.lockout_failures.saturating_sub(after.failures));
+                if action == "login_failed" {
+                    AuthError::WrongCredentials { attempts_left: Some(left) }
+                } else {
+                    AuthError::WrongSecret { what: "current password", attempts_left: Some(left) }
+                }
+            }
+        }))
+    }
+
+    /// The live session of `token` used at `terminal_id`: refuses ended, foreign-terminal and
+    /// idle sessions and sessions of operators disabled since; marks it used.
+    pub async fn operator_session(
+        &self,
+        token: &SessionToken,
+        terminal_id: &str,
+    ) -> Result<OperatorSession, AuthError> {
+        let digest = token.digest();
+        let record = self.store.auth().session(&digest).await?.ok_or(AuthError::NoSession)?;
+        let (Some(merchant_id), Some(bound_terminal)) = (record.merchant_id.clone(), record.terminal_id.clone()) else {
+            return Err(AuthError::NoSession);
+        };
+        if record.ended_at_ms.is_some() || bound_terminal != terminal_id {
+            return Err(AuthError::NoSession);
+        }
+        let Some(operator_code) = record.subject.rsplit('/').next().map(str::to_owned) else {
+            return Err(AuthError::NoSession);
+        };
+        let operator = self.operator(&merchant_id, &operator_code).await?;
+        let now = self.clock.now_ms();
+        let policy = self.terminal_policy(&merchant_id).await?;
+        let idle = policy.idle_timeout_minutes.is_some_and(|m| now - record.last_seen_ms >= i64::from(m) * 60_000);
+        if idle || !operator.credential.enabled {
+            let reason = if idle { "idle" } else { "disabled" };
+            self.store.commit(WriteUnit::ops(vec![store_auth::end_session(&digest, now, reason)])).await?;
+            return Err(AuthError::NoSession);
+        }
+        if !committed(self.store.commit(WriteUnit::guarded(store_auth::touch_session(&digest, now), vec![])).await?) {
+            return Err(AuthError::NoSession);
+        }
+        Ok(OperatorSession {
+            token_digest: digest,
+            merchant_id,
+            operator_code,
+            role: Role::parse(&operator.role).unwrap_or(Role::Operator),
+            terminal_id: bound_terminal,
+            must_change_password: operator.credential.must_change_password,
+        })
+    }
+
+    /// Ends the session (logout).
+    pub async fn logout(&self, session: &OperatorSession, source: &str) -> Result<(), AuthError> {
+        let origin = Origin { actor: session.subject(), source: source.to_owned() };
+        let now = self.clock.now_ms();
+        let ops = vec![
+            store_auth::end_session(&session.token_digest, now, "logout"),
+            self.audit(&origin, "logout", &session.subject(), "", json!({"terminal_id": session.terminal_id})),
+        ];
+        self.store.commit(WriteUnit::ops(ops)).await?;
+        Ok(())
+    }
+
+    /// The signed-in operator changes its own password: the old one is required, the new one
+    /// must meet the policy and differ from the current and the last N; the operator's other
+    /// sessions end (重新登录), this one continues without `must_change_password`.
+    pub async fn change_own_password(
+        &self,
+        session: &OperatorSession,
+        old: &str,
+        new: &str,
+        source: &str,
+    ) -> Result<(), AuthError> {
+        let origin = Origin { actor: session.subject(), source: source.to_owned() };
+        let policy = self.terminal_policy(&session.merchant_id).await?;
+        for _ in 0..CREDENTIAL_RETRIES_MAX {
+            let operator = self.operator(&session.merchant_id, &session.operator_code).await?;
+            let credential = &operator.credential;
+            let now = self.clock.now_ms();
+            if let Some(until_ms) = credential.locked_until_ms.filter(|until| now < *until) {
+                return Err(AuthError::Locked { until_ms });
+            }
+            if !self.verify_code(&credential.password_hash, old).await? {
+                match self.record_failure(&operator, &policy, &origin, "password_change_failed").await? {
+                    Some(error) => return Err(error),
+                    None => continue,
+                }
+            }
+            if let Err(error) =
+                self.check_new_code(&policy, new, &credential.password_hash, &credential.password_history).await
+            {
+                let reason = error.to_string();
+                let audit = self.audit(&origin, "password_change_refused", &session.subject(), &reason, json!({}));
+                self.store.commit(WriteUnit::ops(vec![audit])).await?;
+                return Err(error);
+            }
+            let changed = self.new_credential(credential, new, &policy, false).await?;
+            let subject = session.subject();
+            let ops = vec![
+                store_auth::end_sessions_of(&subject, Some(&session.token_digest), now, "password_changed"),
+                self.audit(
+                    &origin,
+                    "password_changed",
+                    &subject,
+                    "",
+                    json!({"initial": credential.must_change_password}),
+                ),
+            ];
+            let guard = store_auth::replace_operator_credential(
+                &session.merchant_id,
+                &session.operator_code,
+                credential,
+                &changed,
+            )?;
+            if committed(self.store.commit(WriteUnit::guarded(guard, ops)).await?) {
+                return Ok(());
+            }
+        }
+        Err(AuthError::Conflict)
+    }
+
+    /// A credential with `new` as its password, the old one pushed onto the history.
+    async fn new_credential(
+        &self,
+        old: &CredentialRecord,
+        new: &str,
+        policy: &PasswordPolicy,
+        must_change_password: bool,
+    ) -> Result<CredentialRecord, AuthError> {
+        let mut history = vec![old.password_hash.clone()];
+        history.extend(old.password_history.iter().cloned());
+        history.truncate(usize::from(policy.history_count));
+        Ok(CredentialRecord {
+            password_hash: self.hash_code(new).await?,
+            password_history: history,
+            must_change_password,
+            failures: 0,
+            locked_until_ms: None,
+            password_changed_ms: self.clock.now_ms(),
+            enabled: old.enabled,
+        })
+    }
+
+    /// A supervisor (or anyone with `manage_operators` of the merchant) acting on an operator
+    /// other than itself.
+    fn managed_target(session: &OperatorSession, operator_code: &str) -> Result<(), AuthError> {
+        session.require(Permission::ManageOperators)?;
+        OperatorCode::parse(operator_code).map_err(|_| AuthError::Invalid("operator codes are two digits".into()))?;
+        if operator_code == session.operator_code {
+            return Err(AuthError::Invalid("use change-password for your own password".into()));
+        }
+        Ok(())
+    }
+
+    /// Adds an operator with an initial password it must change at first use.
+    pub async fn add_operator(
+        &self,
+        session: &OperatorSession,
+        operator_code: &str,
+        initial_password: &str,
+        source: &str,
+    ) -> Result<(), AuthError> {
+        Self::managed_target(session, operator_code)?;
+        if operator_code == OperatorCode::supervisor().as_str() {
+            return Err(AuthError::Invalid("the supervisor is 00 and exists already".into()));
+        }
+        if self.store.directory.operator(&session.merchant_id, operator_code).await?.is_some() {
+            return Err(AuthError::Invalid(format!("operator {operator_code} exists already")));
+        }
+        let policy = self.terminal_policy(&session.merchant_id).await?;
+        policy.check(initial_password).map_err(AuthError::Policy)?;
+        let now = self.clock.now_ms();
+        let record = OperatorRecord {
+            merchant_id: session.merchant_id.clone(),
+            operator_code: operator_code.to_owned(),
+            role: Role::Operator.as_str().into(),
+            credential: CredentialRecord {
+                password_hash: self.hash_code(initial_password).await?,
+                password_history: Vec::new(),
+                must_change_password: true,
+                failures: 0,
+                locked_until_ms: None,
+                password_changed_ms: now,
+                enabled: true,
+            },
+        };
+        let origin = Origin { actor: session.subject(), source: source.to_owned() };
+        let target = operator_subject(&session.merchant_id, operator_code);
+        let ops = vec![WriteOp::PutOperator(record), self.audit(&origin, "operator_added", &target, "", json!({}))];
+        self.store.commit(WriteUnit::ops(ops)).await?;
+        Ok(())
+    }
+
+    /// Changes another operator's credential by compare-and-set, with an audit event and,
+    /// optionally, the end of its sessions.
+    #[allow(clippy::too_many_arguments, reason = "private helper; each argument is one fact of the audited act")]
+    async fn update_operator(
+        &self,
+        session: &OperatorSession,
+        operator_code: &str,
+        source: &str,
+        action: &str,
+        reason: &str,
+        end_sessions: bool,
+        change: impl Fn(&CredentialRecord) -> CredentialRecord,
+    ) -> Result<(), AuthError> {
+        Self::managed_target(session, operator_code)?;
+        let origin = Origin { actor: session.subject(), source: source.to_owned() };
+        let target = operator_subject(&session.merchant_id, operator_code);
+        for _ in 0..CREDENTIAL_RETRIES_MAX {
+            let operator = self.operator(&session.merchant_id, operator_code).await?;
+            let new = change(&operator.credential);
+            let mut ops = vec![self.audit(&origin, action, &target, reason, json!({}))];
+            if end_sessions {
+                ops.push(store_auth::end_sessions_of(&target, None, self.clock.now_ms(), action));
+            }
+            let guard = store_auth::replace_operator_credential(
+                &session.merchant_id,
+                operator_code,
+                &operator.credential,
+                &new,
+            )?;
+            if committed(self.store.commit(WriteUnit::guarded(guard, ops)).await?) {
+                return Ok(());
+            }
+        }
+        Err(AuthError::Conflict)
+    }
+
+    /// Disables (ending its sessions) or re-enables an operator.
+    pub async fn set_operator_enabled(
+        &self,
+        session: &OperatorSession,
+        operator_code: &str,
+        enabled: bool,
+        source: &str,
+    ) -> Result<(), AuthError> {
+        let action = if enabled { "operator_enabled" } else { "operator_disabled" };
+        self.update_operator(session, operator_code, source, action, "", !enabled, |c| CredentialRecord {
+            enabled,
+            ..c.clone()
+        })
+        .await
+    }
+
+    /// Lifts a lockout.
+    pub async fn unlock_operator(
+        &self,
+        session: &OperatorSession,
+        operator_code: &str,
+        source: &str,
+    ) -> Result<(), AuthError> {
+        self.update_operator(session, operator_code, source, "operator_unlocked", "", false, |c| CredentialRecord {
+            failures: 0,
+            locked_until_ms: None,
+            ..c.clone()
+        })
+        .await
+    }
+
+    /// Resets a forgotten operator password (忘记密码): the new one is an initial password the
+    /// operator must change at first use; the lockout is lifted and its sessions end.
+    pub async fn reset_operator_password(
+        &self,
+        session: &OperatorSession,
+        operator_code: &str,
+        new_initial: &str,
+        reason: &str,
+        source: &str,
+    ) -> Result<(), AuthError> {
+        Self::managed_target(session, operator_code)?;
+        let policy = self.terminal_policy(&session.merchant_id).await?;
+        policy.check(new_initial).map_err(AuthError::Policy)?;
+        let operator = self.operator(&session.merchant_id, operator_code).await?;
+        let new = self.new_credential(&operator.credential, new_initial, &policy, true).await?;
+        self.update_operator(session, operator_code, source, "password_reset", reason, true, |c| CredentialRecord {
+            enabled: c.enabled,
+            ..new.clone()
+        })
+        .await
+    }
+
+    /// Every account still on an initial password (operators, back-office users, refund and
+    /// payment-code passwords), for the risk report. Institution roles see all; merchant roles
+    /// only their merchant's.
+    pub async fn default_password_risks(
+        &self,
+        role: Role,
+        merchant_id: Option<&str>,
+    ) -> Result<Vec<DefaultPasswordAccount>, AuthError> {
+        let all = self.store.auth().default_password_accounts().await?;
+        if matches!(role, Role::InstitutionAdmin | Role::InstitutionReviewer) {
+            return Ok(all);
+        }
+        authorize(role, Permission::ManageOperators)?;
+        Ok(all.into_iter().filter(|a| a.merchant_id.is_some() && a.merchant_id.as_deref() == merchant_id).collect())
+    }
+}
+
+pub(crate) fn committed(outcome: UnitOutcome) -> bool {
+    matches!(outcome, UnitOutcome::Committed { .. })
+}
