@@ -1,0 +1,434 @@
+//! The terminal management API, `/tms/v1` (interfaces.md §3): what a terminal asks the host
+//! besides ISO 8583 — operator sign-in and sessions, password changes, supervisor operations,
+//! refund and payment-code password checks, one-time refund approvals, and its parameters.
+//!
+//! Every request is signed by the terminal ([`signature`]); an operator session rides on top
+//! in `X-Kassa-Session`. Business rules live in `kassa_auth`; this crate only speaks HTTP and
+//! JSON, and maps errors to statuses in ONE place ([`ApiError`]'s `IntoResponse`).
+//!
+//! **Invariant**: no secret (password, session token, approval, credential) reaches a log
+//! line; answers carry a session token or an approval only to the terminal that asked.
+//! **Boundary**: wire DTOs are here; records and rules are in kassa-store and kassa-auth.
+
+pub mod signature;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kassa_auth::{ApprovalKind, Auth, AuthError, Clock, OperatorSession, SessionToken};
+use kassa_crypto::{MasterKey, SealedSecret};
+use kassa_domain::PasswordPolicy;
+use kassa_store::{
+    auth as store_auth, AuditEvent, MerchantSecretKind, Store, TerminalRecord, UnitOutcome, WriteOp, WriteUnit,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+/// The largest request body accepted.
+pub const BODY_BYTES_MAX: usize = 16 * 1024;
+
+/// The seal context of a terminal's TMS credential (as `kassa up` seals it).
+pub fn credential_context(terminal_id: &str) -> String {
+    format!("tms:{terminal_id}")
+}
+
+/// What the TMS routes need.
+#[derive(Clone)]
+pub struct TmsState {
+    auth: Auth,
+    master_key: Arc<MasterKey>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for TmsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TmsState").field("auth", &self.auth).finish_non_exhaustive()
+    }
+}
+
+impl TmsState {
+    /// State over `store`, opening terminal credentials and peppering codes with `master_key`.
+    pub fn new(store: Store, master_key: MasterKey, clock: Arc<dyn Clock>) -> TmsState {
+        let auth = Auth::new(store, master_key.pepper(), clock.clone());
+        TmsState { auth, master_key: Arc::new(master_key), clock }
+    }
+}
+
+/// The `/tms/v1` routes, ready to merge into the host's router.
+pub fn router(state: TmsState) -> Router {
+    Router::new()
+        .route("/tms/v1/parameters", get(parameters))
+        .route("/tms/v1/login", post(login))
+        .route("/tms/v1/logout", post(logout))
+        .route("/tms/v1/password", post(change_password))
+        .route("/tms/v1/refund-password", post(change_refund_password))
+        .route("/tms/v1/refund-password/verify", post(verify_refund_password))
+        .route("/tms/v1/paycode-password/verify", post(verify_paycode_password))
+        .route("/tms/v1/refund-approvals", post(refund_approval))
+        .route("/tms/v1/operators", post(add_operator))
+        .route("/tms/v1/operators/{code}/disable", post(disable_operator))
+        .route("/tms/v1/operators/{code}/enable", post(enable_operator))
+        .route("/tms/v1/operators/{code}/unlock", post(unlock_operator))
+        .route("/tms/v1/operators/{code}/reset", post(reset_operator))
+        .with_state(state)
+}
+
+/// Why a request failed, as the terminal sees it.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The request is not a correctly signed, fresh request of an active terminal.
+    Terminal(&'static str),
+    /// The body is not the expected JSON.
+    Body(String),
+    /// A rule of kassa-auth refused it.
+    Auth(AuthError),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        ApiError::Auth(error)
+    }
+}
+
+impl From<kassa_store::StoreError> for ApiError {
+    fn from(error: kassa_store::StoreError) -> Self {
+        ApiError::Auth(AuthError::Store(error))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, mut body) = match &self {
+            ApiError::Terminal(why) => {
+                (StatusCode::UNAUTHORIZED, json!({"error": format!("terminal not authenticated: {why}")}))
+            }
+            ApiError::Body(why) => (StatusCode::BAD_REQUEST, json!({"error": why})),
+            ApiError::Auth(error) => {
+                let status = match error {
+                    AuthError::WrongCredentials { .. } | AuthError::WrongSecret { .. } | AuthError::NoSession => {
+                        StatusCode::UNAUTHORIZED
+                    }
+                    AuthError::Locked { .. } | AuthError::SecretLocked { .. } => StatusCode::LOCKED,
+                    AuthError::Disabled | AuthError::MustChangePassword | AuthError::Denied(_) => StatusCode::FORBIDDEN,
+                    AuthError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    AuthError::NotFound(_) => StatusCode::NOT_FOUND,
+                    AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
+                    AuthError::Refused(_) | AuthError::Conflict => StatusCode::CONFLICT,
+                    AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                    AuthError::Notify(_) => StatusCode::BAD_GATEWAY,
+                    AuthError::Store(_) | AuthError::Hash(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+                    tracing::error!(error = ?error, "TMS request failed");
+                    "internal error".to_owned()
+                } else {
+                    error.to_string()
+                };
+                let mut body = json!({"error": message});
+                match error {
+                    AuthError::WrongCredentials { attempts_left: Some(left) }
+                    | AuthError::WrongSecret { attempts_left: Some(left), .. } => body["attempts_left"] = json!(left),
+                    AuthError::Locked { until_ms } => body["locked_until_ms"] = json!(until_ms),
+                    AuthError::MustChangePassword => body["must_change_password"] = json!(true),
+                    AuthError::Policy(violations) => body["violations"] = json!(violations),
+                    _ => {}
+                }
+                (status, body)
+            }
+        };
+        body["ok"] = json!(false);
+        (status, Json(body)).into_response()
+    }
+}
+
+/// A verified request: its terminal, its body and, if sent, the operator session token.
+struct Signed {
+    terminal: TerminalRecord,
+    body: Bytes,
+    session: Option<SessionToken>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+impl FromRequest<TmsState> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &TmsState) -> Result<Self, Self::Rejection> {
+        use signature::*;
+        let (parts, body) = request.into_parts();
+        let body =
+            axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|_| ApiError::Body("body too large".into()))?;
+        let headers = &parts.headers;
+        let (Some(terminal_id), Some(timestamp), Some(nonce), Some(signature)) = (
+            header(headers, HEADER_TERMINAL),
+            header(headers, HEADER_TIMESTAMP),
+            header(headers, HEADER_NONCE),
+            header(headers, HEADER_SIGNATURE),
+        ) else {
+            return Err(ApiError::Terminal("missing signature headers"));
+        };
+        let session = header(headers, HEADER_SESSION).unwrap_or("");
+        let timestamp_ms: i64 = timestamp.parse().map_err(|_| ApiError::Terminal("bad timestamp"))?;
+        let now = state.clock.now_ms();
+        if (now - timestamp_ms).abs() > SKEW_MS_MAX {
+            return Err(ApiError::Terminal("stale timestamp"));
+        }
+        if !nonce_ok(nonce) {
+            return Err(ApiError::Terminal("bad nonce"));
+        }
+        let store = state.auth.store();
+        let terminal = store
+            .directory
+            .terminal(terminal_id)
+            .await?
+            .filter(|t| t.status == "active")
+            .ok_or(ApiError::Terminal("unknown or inactive terminal"))?;
+        let credential = SealedSecret::from_bytes(&terminal.tms_secret_sealed)
+            .and_then(|sealed| state.master_key.open(&sealed, &credential_context(terminal_id)))
+            .map_err(|_| ApiError::Terminal("no usable credential"))?;
+        let text = canonical(parts.method.as_str(), parts.uri.path(), terminal_id, timestamp_ms, nonce, session, &body);
+        let audit = |reason: &str| {
+            WriteOp::Audit(AuditEvent {
+                at_ms: now,
+                actor: format!("terminal:{terminal_id}"),
+                action: "tms_request_refused".into(),
+                target: parts.uri.path().into(),
+                source: terminal_id.into(),
+                reason: reason.into(),
+                details: json!({}),
+            })
+        };
+        if !verify(credential.expose_secret(), &text, signature) {
+            store.commit(WriteUnit::ops(vec![audit("bad signature")])).await?;
+            return Err(ApiError::Terminal("bad signature"));
+        }
+        let unit = WriteUnit::guarded(
+            store_auth::insert_tms_nonce(terminal_id, nonce, now),
+            vec![store_auth::prune_tms_nonces(terminal_id, now - 2 * SKEW_MS_MAX)],
+        );
+        if !matches!(store.commit(unit).await?, UnitOutcome::Committed { .. }) {
+            store.commit(WriteUnit::ops(vec![audit("replayed nonce")])).await?;
+            return Err(ApiError::Terminal("replayed request"));
+        }
+        let session = (!session.is_empty()).then(|| SessionToken::from_client(session));
+        Ok(Signed { terminal, body, session })
+    }
+}
+
+impl Signed {
+    fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body).map_err(|e| ApiError::Body(format!("bad JSON body: {e}")))
+    }
+
+    async fn operator(&self, state: &TmsState) -> Result<OperatorSession, ApiError> {
+        let token = self.session.as_ref().ok_or(ApiError::Auth(AuthError::NoSession))?;
+        Ok(state.auth.operator_session(token, &self.terminal.terminal_id).await?)
+    }
+
+    fn source(&self) -> &str {
+        &self.terminal.terminal_id
+    }
+}
+
+fn ok(mut body: Value) -> Json<Value> {
+    body["ok"] = json!(true);
+    Json(body)
+}
+
+/// A password in a request body: zeroed when dropped, never printed.
+struct Secret(Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
+        String::deserialize(deserializer).map(|text| Secret(Zeroizing::new(text)))
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    operator: String,
+    password: Secret,
+}
+
+async fn login(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    let body: LoginBody = signed.json()?;
+    let outcome =
+        state.auth.login_operator(&signed.terminal, &body.operator, &body.password.0, signed.source()).await?;
+    Ok(ok(json!({
+        "session": outcome.token.expose_secret(),
+        "operator": outcome.session.operator_code,
+        "role": outcome.session.role.as_str(),
+        "must_change_password": outcome.session.must_change_password,
+    })))
+}
+
+async fn logout(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(&state).await?;
+    state.auth.logout(&session, signed.source()).await?;
+    Ok(ok(json!({})))
+}
+
+#[derive(Deserialize)]
+struct ChangeBody {
+    old: Secret,
+    new: Secret,
+}
+
+async fn change_password(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(&state).await?;
+    let body: ChangeBody = signed.json()?;
+    state.auth.change_own_password(&session, &body.old.0, &body.new.0, signed.source()).await?;
+    Ok(ok(json!({"must_change_password": false})))
+}
+
+async fn change_refund_password(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(&state).await?;
+    let body: ChangeBody = signed.json()?;
+    let kind = MerchantSecretKind::RefundPassword;
+    state.auth.change_merchant_secret(&session, kind, &body.old.0, &body.new.0, signed.source()).await?;
+    Ok(ok(json!({})))
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    password: Secret,
+}
+
+async fn verify_secret(state: &TmsState, signed: &Signed, kind: MerchantSecretKind) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(state).await?;
+    let body: PasswordBody = signed.json()?;
+    state.auth.verify_merchant_secret(&session, kind, &body.password.0, signed.source()).await?;
+    Ok(ok(json!({})))
+}
+
+async fn verify_refund_password(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    verify_secret(&state, &signed, MerchantSecretKind::RefundPassword).await
+}
+
+async fn verify_paycode_password(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    verify_secret(&state, &signed, MerchantSecretKind::PaycodePassword).await
+}
+
+#[derive(Deserialize)]
+struct ApprovalBody {
+    refund_password: Secret,
+    kind: String,
+    original_rrn: String,
+    amount: i64,
+}
+
+async fn refund_approval(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(&state).await?;
+    let body: ApprovalBody = signed.json()?;
+    let kind = match body.kind.as_str() {
+        "void" => ApprovalKind::Void,
+        "refund" => ApprovalKind::Refund,
+        _ => return Err(ApiError::Body("kind is void or refund".into())),
+    };
+    let issued = state
+        .auth
+        .issue_refund_approval(
+            &session,
+            &body.refund_password.0,
+            kind,
+            &body.original_rrn,
+            body.amount,
+            signed.source(),
+        )
+        .await?;
+    Ok(ok(json!({"approval": issued.approval.expose_secret(), "expires_at_ms": issued.expires_at_ms})))
+}
+
+#[derive(Deserialize)]
+struct AddOperatorBody {
+    operator: String,
+    initial_password: Secret,
+}
+
+async fn add_operator(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(&state).await?;
+    let body: AddOperatorBody = signed.json()?;
+    state.auth.add_operator(&session, &body.operator, &body.initial_password.0, signed.source()).await?;
+    Ok(ok(json!({"operator": body.operator, "must_change_password": true})))
+}
+
+async fn disable_operator(
+    State(state): State<TmsState>,
+    Path(code): Path<String>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(&state).await?;
+    state.auth.set_operator_enabled(&session, &code, false, signed.source()).await?;
+    Ok(ok(json!({})))
+}
+
+async fn enable_operator(
+    State(state): State<TmsState>,
+    Path(code): Path<String>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(&state).await?;
+    state.auth.set_operator_enabled(&session, &code, true, signed.source()).await?;
+    Ok(ok(json!({})))
+}
+
+async fn unlock_operator(
+    State(state): State<TmsState>,
+    Path(code): Path<String>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(&state).await?;
+    state.auth.unlock_operator(&session, &code, signed.source()).await?;
+    Ok(ok(json!({})))
+}
+
+#[derive(Deserialize)]
+struct ResetBody {
+    new_password: Secret,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn reset_operator(
+    State(state): State<TmsState>,
+    Path(code): Path<String>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(&state).await?;
+    let body: ResetBody = signed.json()?;
+    state.auth.reset_operator_password(&session, &code, &body.new_password.0, &body.reason, signed.source()).await?;
+    Ok(ok(json!({"must_change_password": true})))
+}
+
+/// Terminal parameters: needs a signed request only (the terminal reads them before any
+/// operator signs in).
+async fn parameters(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    let store = state.auth.store();
+    let terminal = &signed.terminal;
+    let merchant_id = terminal.merchant_id.as_str();
+    let merchant =
+        store.directory.merchant(merchant_id).await?.ok_or(ApiError::Auth(AuthError::NotFound("merchant")))?;
+    let terminal_parameters = store.settings.setting(merchant_id, "terminal_parameters").await?.unwrap_or(json!({}));
+    let qr = store.settings.setting(merchant_id, "paycode_settings").await?.unwrap_or(json!({}));
+    let policy: PasswordPolicy = state.auth.terminal_policy(merchant_id).await?;
+    Ok(ok(json!({
+        "terminal_id": terminal.terminal_id,
+        "merchant_id": merchant.merchant_id,
+        "merchant_name": merchant.name,
+        "receipt_header": merchant.name,
+        "currency": merchant.currency,
+        "refund_password_mode": terminal.refund_password_mode,
+        "offline_floor_limit_minor": terminal_parameters.get("offline_floor_limit_minor"),
+        "offline_sales_unsent_max": terminal_parameters.get("offline_sales_unsent_max"),
+        "qr": qr,
+        "password_policy": policy,
+    })))
+}

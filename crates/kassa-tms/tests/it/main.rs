@@ -1,0 +1,433 @@
+//! `/tms/v1` end to end: a real listener on port 0, signed requests over TCP, a real SQLite
+//! store; and a scan of the captured logs and the database files for every secret used.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use kassa_auth::{consume_refund_approval, hash_digit_code, Clock, ManualClock};
+use kassa_crypto::MasterKey;
+use kassa_store::auth::RefundApprovalBinding;
+use kassa_store::*;
+use kassa_tms::signature::sign;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MID: &str = "898100000000001";
+const TID: &str = "10000003";
+
+/// Everything the tracing subscriber printed, for the secret scan.
+fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || SharedWriter(writer.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
+}
+
+struct SharedWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Tms {
+    addr: SocketAddr,
+    clock: ManualClock,
+    credential: String,
+    store: Store,
+    dir: tempfile::TempDir,
+    nonce: AtomicU64,
+}
+
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+/// Seeds the demo shape (initial passwords 123456 / 0000, refund password 123456) unless
+/// `secrets` gives others, and serves the router on port 0.
+async fn start(supervisor: &str, operator: &str, refund: &str) -> Tms {
+    captured_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
+    let store = Store::open(&url, StoreOptions::default()).await.unwrap();
+    store.admin.migrate().await.unwrap();
+    let master = MasterKey::generate(&mut rand::rngs::OsRng);
+    let pepper = master.pepper();
+    let credential = hex::encode(rand::random::<[u8; 32]>());
+    let sealed =
+        master.seal(credential.as_bytes(), &kassa_tms::credential_context(TID), &mut rand::rngs::OsRng).unwrap();
+    let initial = |code: &str| CredentialRecord {
+        password_hash: hash_digit_code(&pepper, code).unwrap(),
+        password_history: vec![],
+        must_change_password: true,
+        failures: 0,
+        locked_until_ms: None,
+        password_changed_ms: 1,
+        enabled: true,
+    };
+    let mut ops = vec![
+        WriteOp::PutMerchant(MerchantRecord {
+            merchant_id: MID.into(),
+            name: "Demo Coffee 演示咖啡".into(),
+            mcc: "5812".into(),
+            currency: "CNY".into(),
+            fee_rates: BTreeMap::new(),
+            created_at_ms: 1,
+        }),
+        WriteOp::PutTerminal(TerminalRecord {
+            terminal_id: TID.into(),
+            merchant_id: MID.into(),
+            refund_password_mode: RefundPasswordMode::Host,
+            mac_algorithm: "x919".into(),
+            tmk_sealed: vec![0],
+            tms_secret_sealed: sealed.as_bytes().to_vec(),
+            open_batch: 1,
+            status: "active".into(),
+            created_at_ms: 1,
+        }),
+        WriteOp::PutMerchantSecret(MerchantSecretRecord {
+            merchant_id: MID.into(),
+            kind: MerchantSecretKind::RefundPassword,
+            secret_hash: hash_digit_code(&pepper, refund).unwrap(),
+            is_default: true,
+            history: vec![],
+            changed_at_ms: 1,
+        }),
+        WriteOp::PutSetting {
+            scope: MID.into(),
+            name: "terminal_parameters".into(),
+            value: json!({"offline_floor_limit_minor": 50_000, "offline_sales_unsent_max": 10}),
+            at_ms: 1,
+        },
+    ];
+    for (code, role, password) in
+        [("00", "supervisor", supervisor), ("01", "operator", operator), ("02", "operator", operator)]
+    {
+        ops.push(WriteOp::PutOperator(OperatorRecord {
+            merchant_id: MID.into(),
+            operator_code: code.into(),
+            role: role.into(),
+            credential: initial(password),
+        }));
+    }
+    store.commit(WriteUnit::ops(ops)).await.unwrap();
+    let sale = NewTxn {
+        kind: "sale".into(),
+        status: "approved".into(),
+        channel: "card".into(),
+        merchant_id: MID.into(),
+        card_identity: Some(CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 7, mti_class: "020".into() }),
+        out_trade_no: None,
+        rrn: Some("000000000007".into()),
+        auth_code: Some("A1B2C3".into()),
+        amount_minor: 3_000,
+        currency: "CNY".into(),
+        fee_minor: 18,
+        pan_masked: None,
+        content_digest: "d".into(),
+        original_id: None,
+        response: json!({}),
+        business_date: "2027-01-15".into(),
+        created_at_ms: 1,
+    };
+    store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(sale)), vec![])).await.unwrap();
+    let clock = ManualClock::new(1_800_000_000_000);
+    let state = kassa_tms::TmsState::new(store.clone(), master, Arc::new(clock.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, kassa_tms::router(state)).await.unwrap() });
+    Tms { addr, clock, credential, store, dir, nonce: AtomicU64::new(0) }
+}
+
+struct Headers {
+    timestamp_ms: i64,
+    nonce: String,
+    signature: Option<String>,
+}
+
+impl Tms {
+    fn fresh(&self, method: &str, path: &str, session: &str, body: &str) -> Headers {
+        let nonce = format!("nonce-{:016}", self.nonce.fetch_add(1, Ordering::SeqCst));
+        let timestamp_ms = self.clock.now_ms();
+        let signature =
+            sign(self.credential.as_bytes(), method, path, TID, timestamp_ms, &nonce, session, body.as_bytes());
+        Headers { timestamp_ms, nonce, signature: Some(signature) }
+    }
+
+    async fn raw(&self, method: &str, path: &str, session: &str, body: &str, headers: &Headers) -> Answer {
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: tms\r\nConnection: close\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nX-Kassa-Terminal: {TID}\r\nX-Kassa-Timestamp: {}\r\nX-Kassa-Nonce: {}\r\n",
+            body.len(),
+            headers.timestamp_ms,
+            headers.nonce
+        );
+        if let Some(signature) = &headers.signature {
+            request.push_str(&format!("X-Kassa-Signature: {signature}\r\n"));
+        }
+        if !session.is_empty() {
+            request.push_str(&format!("X-Kassa-Session: {session}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let text = String::from_utf8(response).unwrap();
+        let status = text[9..12].parse().unwrap();
+        let body = text.split_once("\r\n\r\n").unwrap().1;
+        Answer { status, body: serde_json::from_str(body).unwrap_or(Value::Null) }
+    }
+
+    async fn call(&self, method: &str, path: &str, session: &str, body: Value) -> Answer {
+        let body = if body.is_null() { String::new() } else { body.to_string() };
+        let headers = self.fresh(method, path, session, &body);
+        self.raw(method, path, session, &body, &headers).await
+    }
+
+    async fn login(&self, operator: &str, password: &str) -> Answer {
+        self.call("POST", "/tms/v1/login", "", json!({"operator": operator, "password": password})).await
+    }
+
+    /// Signs in on an initial password and changes it.
+    async fn signed_in(&self, operator: &str, initial: &str, new: &str) -> String {
+        let answer = self.login(operator, initial).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["must_change_password"], json!(true));
+        let session = answer.body["session"].as_str().unwrap().to_owned();
+        let changed = self.call("POST", "/tms/v1/password", &session, json!({"old": initial, "new": new})).await;
+        assert_eq!(changed.status, 200, "{}", changed.body);
+        session
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_must_be_signed_fresh_and_unreplayed() {
+    let tms = start("123456", "0000", "123456").await;
+    let path = "/tms/v1/parameters";
+    let good = tms.call("GET", path, "", Value::Null).await;
+    assert_eq!(good.status, 200, "{}", good.body);
+    assert_eq!(good.body["merchant_name"], "Demo Coffee 演示咖啡");
+    assert_eq!(good.body["offline_floor_limit_minor"], 50_000);
+    assert_eq!(good.body["offline_sales_unsent_max"], 10);
+    assert_eq!(good.body["refund_password_mode"], "host");
+    assert_eq!(good.body["password_policy"]["length_min"], 4);
+    assert_eq!(good.body["password_policy"]["lockout_failures"], 5);
+
+    let mut unsigned = tms.fresh("GET", path, "", "");
+    unsigned.signature = None;
+    let answer = tms.raw("GET", path, "", "", &unsigned).await;
+    assert_eq!(
+        (answer.status, answer.body["error"].as_str()),
+        (401, Some("terminal not authenticated: missing signature headers"))
+    );
+
+    let mut forged = tms.fresh("GET", path, "", "");
+    forged.signature = Some(sign(b"not the credential", "GET", path, TID, forged.timestamp_ms, &forged.nonce, "", b""));
+    let answer = tms.raw("GET", path, "", "", &forged).await;
+    assert_eq!(answer.body["error"], "terminal not authenticated: bad signature");
+
+    // A signature over another body does not carry over.
+    let headers = tms.fresh("POST", "/tms/v1/login", "", r#"{"operator":"01","password":"0000"}"#);
+    let answer = tms.raw("POST", "/tms/v1/login", "", r#"{"operator":"00","password":"0000"}"#, &headers).await;
+    assert_eq!(answer.status, 401);
+
+    let replayed = tms.fresh("GET", path, "", "");
+    assert_eq!(tms.raw("GET", path, "", "", &replayed).await.status, 200);
+    let answer = tms.raw("GET", path, "", "", &replayed).await;
+    assert_eq!(
+        (answer.status, answer.body["error"].as_str()),
+        (401, Some("terminal not authenticated: replayed request"))
+    );
+
+    let stale = tms.fresh("GET", path, "", "");
+    tms.clock.advance_ms(5 * 60 * 1000 + 1);
+    let answer = tms.raw("GET", path, "", "", &stale).await;
+    assert_eq!(answer.body["error"], "terminal not authenticated: stale timestamp");
+    assert_eq!(tms.call("GET", path, "", Value::Null).await.status, 200);
+
+    let refused: Vec<String> = tms
+        .store
+        .audit
+        .audit_records(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event.action == "tms_request_refused")
+        .map(|r| r.event.reason)
+        .collect();
+    assert_eq!(refused, ["bad signature", "bad signature", "replayed nonce"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_defaults_must_change_policy_history_lockout_and_unlock() {
+    let tms = start("123456", "0000", "123456").await;
+    let login = tms.login("01", "0000").await;
+    assert_eq!(login.status, 200);
+    assert_eq!(login.body["must_change_password"], json!(true));
+    let session = login.body["session"].as_str().unwrap().to_owned();
+    // Everything but the change is refused until then.
+    let refused = tms.call("POST", "/tms/v1/refund-password/verify", &session, json!({"password": "123456"})).await;
+    assert_eq!((refused.status, refused.body["must_change_password"].clone()), (403, json!(true)));
+    let bad = tms.call("POST", "/tms/v1/password", &session, json!({"old": "0000", "new": "12ab"})).await;
+    assert_eq!((bad.status, bad.body["error"].as_str()), (422, Some("the new password must contain digits only")));
+    assert_eq!(bad.body["violations"], json!([{"rule": "digits_only"}]));
+    let same = tms.call("POST", "/tms/v1/password", &session, json!({"old": "0000", "new": "0000"})).await;
+    assert_eq!(same.body["error"], "the new password must differ from the current password");
+    let wrong_old = tms.call("POST", "/tms/v1/password", &session, json!({"old": "1111", "new": "2468"})).await;
+    assert_eq!((wrong_old.status, wrong_old.body["error"].as_str()), (401, Some("wrong current password")));
+    let changed = tms.call("POST", "/tms/v1/password", &session, json!({"old": "0000", "new": "2468"})).await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let back = tms.call("POST", "/tms/v1/password", &session, json!({"old": "2468", "new": "0000"})).await;
+    assert_eq!(back.body["error"], "the new password must not be one of the last 4 passwords");
+    assert_eq!(
+        tms.call("POST", "/tms/v1/refund-password/verify", &session, json!({"password": "123456"})).await.status,
+        200
+    );
+
+    // Five failures lock operator 01; the supervisor unlocks it.
+    for left in (1..=4).rev() {
+        let answer = tms.login("01", "9999").await;
+        assert_eq!((answer.status, answer.body["attempts_left"].clone()), (401, json!(left)));
+        assert_eq!(answer.body["error"], "wrong operator or password");
+    }
+    let locked = tms.login("01", "9999").await;
+    assert_eq!(locked.status, 423);
+    assert_eq!(locked.body["locked_until_ms"], json!(tms.clock.now_ms() + 30 * 60 * 1000));
+    assert_eq!(tms.login("01", "2468").await.status, 423);
+    let supervisor = tms.signed_in("00", "123456", "97531").await;
+    let by_operator = tms.call("POST", "/tms/v1/operators/02/unlock", &session, Value::Null).await;
+    assert_eq!(
+        (by_operator.status, by_operator.body["error"].as_str()),
+        (403, Some("the operator role may not manage_operators"))
+    );
+    let unlock = tms.call("POST", "/tms/v1/operators/01/unlock", &supervisor, Value::Null).await;
+    assert_eq!(unlock.status, 200, "{}", unlock.body);
+    assert_eq!(tms.login("01", "2468").await.status, 200);
+
+    // Supervisor operations: add, reset (must change), disable.
+    let add =
+        tms.call("POST", "/tms/v1/operators", &supervisor, json!({"operator": "05", "initial_password": "5050"})).await;
+    assert_eq!(add.status, 200, "{}", add.body);
+    let reset = tms
+        .call("POST", "/tms/v1/operators/02/reset", &supervisor, json!({"new_password": "8642", "reason": "forgot"}))
+        .await;
+    assert_eq!(reset.status, 200);
+    assert_eq!(tms.login("02", "0000").await.status, 401);
+    assert_eq!(tms.login("02", "8642").await.body["must_change_password"], json!(true));
+    assert_eq!(tms.call("POST", "/tms/v1/operators/05/disable", &supervisor, Value::Null).await.status, 200);
+    assert_eq!(tms.login("05", "5050").await.body["error"], "this operator is disabled");
+    let logout = tms.call("POST", "/tms/v1/logout", &supervisor, Value::Null).await;
+    assert_eq!(logout.status, 200);
+    assert_eq!(tms.call("POST", "/tms/v1/operators/05/enable", &supervisor, Value::Null).await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_approval_only_with_the_right_refund_password() {
+    let tms = start("123456", "0000", "123456").await;
+    let operator = tms.signed_in("01", "0000", "2468").await;
+    let ask = |password: &str, amount: i64| json!({"refund_password": password, "kind": "refund", "original_rrn": "000000000007", "amount": amount});
+    let wrong = tms.call("POST", "/tms/v1/refund-approvals", &operator, ask("654321", 1_000)).await;
+    assert_eq!((wrong.status, wrong.body["error"].as_str()), (401, Some("wrong refund password")));
+    let too_much = tms.call("POST", "/tms/v1/refund-approvals", &operator, ask("123456", 3_001)).await;
+    assert_eq!(too_much.status, 400);
+    let issued = tms.call("POST", "/tms/v1/refund-approvals", &operator, ask("123456", 1_000)).await;
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    let approval = issued.body["approval"].as_str().unwrap();
+    let binding = RefundApprovalBinding {
+        merchant_id: MID.into(),
+        terminal_id: TID.into(),
+        operator_code: "01".into(),
+        kind: "refund".into(),
+        original_rrn: "000000000007".into(),
+        amount_minor: 1_000,
+    };
+    let now = tms.clock.now_ms();
+    let other_operator = RefundApprovalBinding { operator_code: "02".into(), ..binding.clone() };
+    assert!(consume_refund_approval(&tms.store, approval, &other_operator, now, TID).await.is_err());
+    consume_refund_approval(&tms.store, approval, &binding, now, TID).await.unwrap();
+    assert!(consume_refund_approval(&tms.store, approval, &binding, now, TID).await.is_err());
+
+    // The supervisor changes the refund password; the old one stops working.
+    let supervisor = tms.signed_in("00", "123456", "97531").await;
+    let by_operator =
+        tms.call("POST", "/tms/v1/refund-password", &operator, json!({"old": "123456", "new": "112233"})).await;
+    assert_eq!(by_operator.status, 403);
+    let changed =
+        tms.call("POST", "/tms/v1/refund-password", &supervisor, json!({"old": "123456", "new": "112233"})).await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!(tms.call("POST", "/tms/v1/refund-approvals", &operator, ask("123456", 500)).await.status, 401);
+    assert_eq!(tms.call("POST", "/tms/v1/refund-approvals", &operator, ask("112233", 500)).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_logs_or_the_database() {
+    // Distinctive secrets, so that a match cannot be a coincidence of timestamps or ids.
+    let (supervisor_initial, operator_initial, refund) = ("73915284", "48261937", "59173846");
+    let (supervisor_new, operator_new, refund_new) = ("61839275", "27495183", "83920461");
+    let tms = start(supervisor_initial, operator_initial, refund).await;
+    let mut secrets = vec![
+        supervisor_initial.to_owned(),
+        operator_initial.to_owned(),
+        refund.to_owned(),
+        supervisor_new.to_owned(),
+        operator_new.to_owned(),
+        refund_new.to_owned(),
+        tms.credential.clone(),
+    ];
+    let operator = tms.signed_in("01", operator_initial, operator_new).await;
+    let supervisor = tms.signed_in("00", supervisor_initial, supervisor_new).await;
+    secrets.push(operator.clone());
+    secrets.push(supervisor.clone());
+    assert_eq!(tms.login("02", "11111111").await.status, 401);
+    assert_eq!(
+        tms.call("POST", "/tms/v1/password", &operator, json!({"old": "99999999", "new": "1"})).await.status,
+        401
+    );
+    let ask = json!({"refund_password": refund, "kind": "void", "original_rrn": "000000000007", "amount": 3_000});
+    let issued = tms.call("POST", "/tms/v1/refund-approvals", &operator, ask).await;
+    secrets.push(issued.body["approval"].as_str().unwrap().to_owned());
+    let changed =
+        tms.call("POST", "/tms/v1/refund-password", &supervisor, json!({"old": refund, "new": refund_new})).await;
+    assert_eq!(changed.status, 200);
+    assert_eq!(tms.call("POST", "/tms/v1/logout", &operator, Value::Null).await.status, 200);
+
+    // The capture works (a control line), so an empty scan is not a vacuous pass.
+    tracing::info!("secret-scan control line");
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    assert!(logs.contains("secret-scan control line"));
+    let mut database = Vec::new();
+    for entry in std::fs::read_dir(tms.dir.path()).unwrap() {
+        database.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(database.len() > 10_000, "the scan reads the database files");
+    // The scan can find things: the audit log names the operator in the database.
+    assert!(memmem(&database, b"operator:898100000000001/01"));
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret is in the logs");
+        assert!(!memmem(&database, secret.as_bytes()), "a secret is in the database files");
+    }
+}
+
+fn memmem(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
