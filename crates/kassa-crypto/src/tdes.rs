@@ -214,7 +214,7 @@ impl TdesKey {
     /// Parses 32 or 48 hex digits (either case).
     pub fn from_hex(text: &str) -> Result<Self, KeyError> {
         let length_bytes = text.len() / 2;
-        if text.len() % 2 != 0 || (length_bytes != DOUBLE_KEY_BYTES && length_bytes != TRIPLE_KEY_BYTES) {
+        if !text.len().is_multiple_of(2) || (length_bytes != DOUBLE_KEY_BYTES && length_bytes != TRIPLE_KEY_BYTES) {
             return Err(KeyError::Length { length_bytes });
         }
         let mut material = zeroize::Zeroizing::new([0_u8; TRIPLE_KEY_BYTES]);
@@ -271,7 +271,7 @@ impl TdesKey {
 
     /// 3DES-ECB encryption of whole blocks, in place.
     pub(crate) fn encrypt_blocks_in_place(&self, data: &mut [u8]) {
-        debug_assert!(data.len() % BLOCK_BYTES == 0, "ECB data must be whole blocks");
+        debug_assert!(data.len().is_multiple_of(BLOCK_BYTES), "ECB data must be whole blocks");
         for chunk in data.chunks_exact_mut(BLOCK_BYTES) {
             self.cipher.encrypt_block(GenericArray::from_mut_slice(chunk));
         }
@@ -279,7 +279,7 @@ impl TdesKey {
 
     /// 3DES-ECB decryption of whole blocks, in place.
     pub(crate) fn decrypt_blocks_in_place(&self, data: &mut [u8]) {
-        debug_assert!(data.len() % BLOCK_BYTES == 0, "ECB data must be whole blocks");
+        debug_assert!(data.len().is_multiple_of(BLOCK_BYTES), "ECB data must be whole blocks");
         for chunk in data.chunks_exact_mut(BLOCK_BYTES) {
             self.cipher.decrypt_block(GenericArray::from_mut_slice(chunk));
         }

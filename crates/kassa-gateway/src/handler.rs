@@ -862,14 +862,20 @@ impl Handler {
 
     /// On a terminal whose refund password the host enforces, field 63 must carry a one-time
     /// approval for exactly this void or refund.
-    async fn refund_password_ok(&self, ctx: &Ctx<'_>, original_id: i64, amount_minor: i64) -> bool {
+    async fn refund_password_ok(
+        &self,
+        ctx: &Ctx<'_>,
+        kind: crate::ApprovalKind,
+        original_id: i64,
+        amount_minor: i64,
+    ) -> bool {
         if ctx.terminal.refund_password_mode != kassa_store::RefundPasswordMode::Host {
             return true;
         }
         let Ok(Some(operator)) = ctx.request.typed::<kassa_iso8583::fields::OperatorField>() else { return false };
         let Some(token) = operator.refund_approval else { return false };
         let operator_code = String::from_utf8_lossy(&operator.operator_code).trim().to_owned();
-        self.approvals.consume(&ctx.terminal.terminal_id, &operator_code, original_id, amount_minor, &token).await
+        self.approvals.consume(&ctx.terminal.terminal_id, &operator_code, kind, original_id, amount_minor, &token).await
     }
 
     async fn reverse_at_issuer(&self, request_id: RequestId, txn_id: Option<i64>, reason: &str) {

@@ -83,10 +83,30 @@ pub trait RefundApprovals: Send + Sync + std::fmt::Debug {
         &self,
         terminal_id: &str,
         operator_code: &str,
+        kind: ApprovalKind,
         original_txn_id: i64,
         amount_minor: i64,
         token: &str,
     ) -> bool;
+}
+
+/// What a refund approval authorises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalKind {
+    /// A void (消费撤销, 预授权完成撤销) of the open batch.
+    Void,
+    /// A refund (退货).
+    Refund,
+}
+
+impl ApprovalKind {
+    /// `void` or `refund`, as TMS binds its approvals.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalKind::Void => "void",
+            ApprovalKind::Refund => "refund",
+        }
+    }
 }
 
 /// Refuses every refund approval.
@@ -95,7 +115,7 @@ pub struct NoApprovals;
 
 #[async_trait]
 impl RefundApprovals for NoApprovals {
-    async fn consume(&self, _: &str, _: &str, _: i64, _: i64, _: &str) -> bool {
+    async fn consume(&self, _: &str, _: &str, _: ApprovalKind, _: i64, _: i64, _: &str) -> bool {
         false
     }
 }
@@ -166,6 +186,13 @@ impl Gateway {
     }
 
     /// Where it listens.
+    /// A gateway on a listener bound earlier (so that a taken port fails before start-up writes
+    /// anything).
+    pub fn with_listener(listener: TcpListener, config: GatewayConfig, deps: GatewayDeps) -> Gateway {
+        let handler = handler::Handler::new(&config, deps);
+        Gateway { listener, server: Arc::new(server::Server::new(config, handler)) }
+    }
+
     pub fn local_addr(&self) -> Result<SocketAddr, GatewayError> {
         Ok(self.listener.local_addr()?)
     }

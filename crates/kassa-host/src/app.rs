@@ -91,18 +91,25 @@ pub enum ServeError {
 
 /// Every listening socket of the host, bound before anything else happens.
 ///
-/// Only HTTP for now: the ISO gateway and the simulators add their listeners here when they land,
+/// HTTP and the ISO 8583 gateway; the simulators add theirs here when they land,
 /// so a taken port of any of them fails start-up before the data directory is touched.
 #[derive(Debug)]
 pub struct Listeners {
     http: TcpListener,
+    iso: Option<TcpListener>,
 }
 
 impl Listeners {
     /// Binds the addresses of `config` (port 0 picks a free port).
     pub async fn bind(config: &Config) -> Result<Listeners, BindError> {
         let http = bind(config.http, "http").await?;
-        Ok(Listeners { http })
+        let iso = bind(config.iso, "iso").await?;
+        Ok(Listeners { http, iso: Some(iso) })
+    }
+
+    /// Hands the ISO 8583 listener to the terminal gateway (once).
+    pub fn take_iso(&mut self) -> Option<TcpListener> {
+        self.iso.take()
     }
 
     /// The address HTTP is actually bound to.

@@ -8,6 +8,7 @@
 //! 5. build the app, print where everything is, serve until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use kassa_crypto::MasterKey;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::demo::{self, DemoSecrets};
 use crate::files;
+use crate::gateway;
 use crate::master_key::{self, WhenMissing};
 use crate::store::{self, DemoState, Store};
 
@@ -31,7 +33,7 @@ pub enum Mode {
 
 /// Runs the host until it is stopped by a signal.
 pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
-    let listeners = Listeners::bind(&config).await?;
+    let mut listeners = Listeners::bind(&config).await?;
     // Installed before the slow steps (key generation) so that a signal during start-up stops the
     // host cleanly instead of killing it half-way through writing files.
     let shutdown = CancellationToken::new();
@@ -48,16 +50,40 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         prepare_demo(&config, &store, &master_key).await?;
     }
 
+    let iso_listener = listeners.take_iso().context("the ISO 8583 listener was not bound")?;
+    let iso_addr = iso_listener.local_addr().context("cannot read the ISO 8583 address")?;
+    // The only issuer connector is the simulator: a host without simulators serves no card
+    // transactions rather than approving them against a simulator.
+    let gateway_task = if config.simulators {
+        let gateway = gateway::build(&config, store.inner(), &master_key, iso_listener)?;
+        Some(tokio::spawn(gateway.run(shutdown.clone())))
+    } else {
+        tracing::warn!("no issuer connector is configured: the ISO 8583 gateway is not started");
+        None
+    };
+
     let deps = AppDeps {
         readiness: store.readiness(),
         registry: Registry::default(),
         store_durable: store.durable().await,
         shutdown,
-        routes: axum::Router::new(),
+        routes: kassa_tms::router(kassa_tms::TmsState::new(
+            store.inner().clone(),
+            master_key.clone(),
+            Arc::new(kassa_auth::SystemClock),
+        )),
     };
     let app = App::new(listeners, deps).context("cannot start the http server")?;
-    print_banner(&config, app.http_addr());
+    print_banner(&config, app.http_addr(), gateway_task.is_some().then_some(iso_addr));
     app.run_until_stopped().await?;
+    // The HTTP side stopped because the shutdown token was cancelled; the gateway saw the same
+    // token and finishes its in-flight answers.
+    if let Some(task) = gateway_task {
+        match task.await {
+            Ok(result) => result.context("the ISO 8583 gateway failed")?,
+            Err(error) => anyhow::bail!("the ISO 8583 gateway stopped abnormally: {error}"),
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -92,13 +118,16 @@ async fn prepare_demo(config: &Config, store: &Store, master_key: &MasterKey) ->
 /// Tells the user where everything is; one `name: value` per line so scripts can read it. Never
 /// prints a secret: the database URL displays masked.
 #[expect(clippy::print_stdout, reason = "the URLs are the output `kassa up` is run for")]
-fn print_banner(config: &Config, http: SocketAddr) {
+fn print_banner(config: &Config, http: SocketAddr, iso: Option<SocketAddr>) {
     println!("kassa {} is up", kassa_host::metrics::VERSION);
     println!("http: http://{http}");
     println!("back_office: http://{http}/");
-    // Printed with a note rather than hidden: these ports are part of the contract, and saying
-    // plainly that nothing serves them yet beats a URL that refuses connections without a word.
-    println!("iso: {} (not served yet)", config.iso);
+    match iso {
+        Some(iso) => println!("iso: {iso}"),
+        None => println!("iso: {} (not served: no issuer connector configured)", config.iso),
+    }
+    // Printed with a note rather than hidden: the port is part of the contract, and saying
+    // plainly that nothing serves it yet beats a URL that refuses connections without a word.
     if config.simulators {
         println!("sim: http://{} (not served yet)", config.sim);
     }

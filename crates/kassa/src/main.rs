@@ -7,6 +7,7 @@
 mod cli;
 mod demo;
 mod files;
+mod gateway;
 mod host;
 mod logging;
 mod master_key;

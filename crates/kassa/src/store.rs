@@ -50,6 +50,11 @@ pub async fn open_and_migrate(config: &Config) -> anyhow::Result<Store> {
 }
 
 impl Store {
+    /// The store itself, for the servers that use it directly.
+    pub fn inner(&self) -> &kassa_store::Store {
+        &self.inner
+    }
+
     /// The check behind `/readyz`: database reachable and migrations applied.
     pub fn readiness(&self) -> Arc<dyn Readiness> {
         Arc::new(StoreReadiness { admin: self.inner.admin.clone() })

@@ -70,7 +70,7 @@ impl Handler {
                 return Ok(respond(request, ResponseCode::INVALID_CARD));
             }
         }
-        if !self.refund_password_ok(ctx, original.id, amount.minor()).await {
+        if !self.refund_password_ok(ctx, crate::ApprovalKind::Refund, original.id, amount.minor()).await {
             return Ok(respond(request, ResponseCode::NOT_PERMITTED));
         }
         let fee = Money::from_minor(original.fee_minor, currency);

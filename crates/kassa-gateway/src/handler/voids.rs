@@ -121,7 +121,7 @@ impl Handler {
             }
         }
         if void_kind != TxnKind::PreAuthVoid
-            && !self.refund_password_ok(ctx, original.id, reference.amount.minor()).await
+            && !self.refund_password_ok(ctx, crate::ApprovalKind::Void, original.id, reference.amount.minor()).await
         {
             return Ok(respond(request, ResponseCode::NOT_PERMITTED));
         }

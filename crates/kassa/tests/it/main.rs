@@ -303,7 +303,15 @@ fn a_corrupt_credentials_file_is_a_one_line_error() {
 #[test]
 fn serve_without_a_master_key_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let kassa = Kassa::start(&["serve", "--data-dir", dir.path().to_str().unwrap(), "--http", "127.0.0.1:0"]);
+    let kassa = Kassa::start(&[
+        "serve",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--iso",
+        "127.0.0.1:0",
+    ]);
     let (status, _stdout, stderr) = kassa.wait();
     assert_eq!(status.code(), Some(1));
     assert!(stderr.starts_with("kassa: no master key: set KASSA_MASTER_KEY"), "{stderr}");
@@ -315,7 +323,17 @@ fn serve_without_a_master_key_refuses_to_start() {
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
-    let kassa = Kassa::start(&["up", "--log-format", "json", "--data-dir", data_dir, "--http", "127.0.0.1:0"]);
+    let kassa = Kassa::start(&[
+        "up",
+        "--log-format",
+        "json",
+        "--data-dir",
+        data_dir,
+        "--http",
+        "127.0.0.1:0",
+        "--iso",
+        "127.0.0.1:0",
+    ]);
     kassa.http_addr();
     kassa.terminate();
     let (status, _stdout, stderr) = kassa.wait();
@@ -349,7 +367,7 @@ fn serve_takes_the_master_key_from_the_environment_and_seeds_no_demo() {
     let dir = tempfile::tempdir().unwrap();
     let key = "c3".repeat(32);
     let kassa = Kassa::start_with_env(
-        &["serve", "--data-dir", dir.path().to_str().unwrap(), "--http", "127.0.0.1:0"],
+        &["serve", "--data-dir", dir.path().to_str().unwrap(), "--http", "127.0.0.1:0", "--iso", "127.0.0.1:0"],
         &[("KASSA_MASTER_KEY", &key)],
     );
     let addr = kassa.http_addr();
@@ -372,6 +390,8 @@ fn an_unreachable_database_is_a_one_line_error_without_the_password() {
         "--data-dir",
         dir.path().to_str().unwrap(),
         "--http",
+        "127.0.0.1:0",
+        "--iso",
         "127.0.0.1:0",
         "--database-url",
         "postgres://kassa:hunter2@127.0.0.1:1/kassa",
