@@ -13,6 +13,7 @@
 //! If the database refuses a batch, each of its units is retried alone, so one bad unit cannot
 //! fail its neighbours.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -173,7 +174,9 @@ pub(crate) enum Sequence {
 #[async_trait]
 pub(crate) trait Exec: Send {
     async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError>;
-    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError>;
+    /// Executes the statements in order and returns how many rows each changed. PostgreSQL
+    /// pipelines them (one round trip for the lot); SQLite runs them one after another.
+    async fn execute_many(&mut self, statements: &[Statement]) -> Result<Vec<u64>, StoreError>;
     async fn next_ids(&mut self, sequence: Sequence, count: usize) -> Result<Vec<i64>, StoreError>;
 }
 
@@ -183,128 +186,169 @@ pub(crate) trait BatchWriter: Send {
     async fn write_batch(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError>;
 }
 
-/// Applies `units` inside the caller's open transaction, in order.
+fn statement(sql: &'static str, params: Vec<Value>) -> Statement {
+    Statement { sql, params }
+}
+
+/// What an op's statement must have changed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Anything (an upsert, an insert that fails loudly on its own).
+    Any,
+    /// At least one row, else the unit conflicts with a concurrent change.
+    SomeRow,
+}
+
+/// Applies `units` inside the caller's open transaction, as if one after another, in two
+/// pipelined phases: first every unit's guard, then the ops of the units whose guard passed.
+/// Balance changes of the whole batch are summed per account first, so a batch touches each
+/// account row once however many entries it posts.
 pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
-    let mut outcomes = Vec::with_capacity(units.len());
-    let mut audit_head: Option<(i64, String)> = None;
-    for unit in units {
-        outcomes.push(apply_unit(exec, unit, &mut audit_head).await?);
+    let mut outcomes = check_guards(exec, units).await?;
+    let passed: Vec<(usize, &WriteUnit)> =
+        units.iter().enumerate().filter(|(i, _)| matches!(outcomes[*i], UnitOutcome::Committed { .. })).collect();
+    let entry_count =
+        passed.iter().flat_map(|(_, u)| &u.ops).filter(|op| matches!(op, WriteOp::PostEntry { .. })).count();
+    let mut entry_ids = exec.next_ids(Sequence::LedgerEntries, entry_count).await?.into_iter();
+    let mut audit_head = None;
+    let mut statements = Vec::new();
+    let mut expectations = Vec::new();
+    let mut postings = Vec::new();
+    let mut balances: BTreeMap<String, (kassa_ledger::Account, i64)> = BTreeMap::new();
+    for (index, unit) in passed {
+        for op in &unit.ops {
+            if let WriteOp::PostEntry { entry, at_ms } = op {
+                let id = entry_ids.next().ok_or_else(|| StoreError::Corrupt("ledger entry ids ran out".into()))?;
+                if let UnitOutcome::Committed { entry_ids, .. } = &mut outcomes[index] {
+                    entry_ids.push(id);
+                }
+                statements.push(entry_statement(id, entry, *at_ms));
+                expectations.push(Expect::Any);
+                for (line, posting) in entry.postings().iter().enumerate() {
+                    let key = posting.account.key();
+                    let balance = balances.entry(key.clone()).or_insert_with(|| (posting.account.clone(), 0));
+                    balance.1 = balance
+                        .1
+                        .checked_add(posting.amount.minor())
+                        .ok_or(StoreError::Corrupt("balance overflow".into()))?;
+                    postings.push(posting_statement(id, line, key, posting.amount.minor())?);
+                }
+                continue;
+            }
+            let (statement, expect) = op_statement(exec, op, &mut audit_head).await?;
+            statements.push(statement);
+            expectations.push(expect);
+        }
+    }
+    // Accounts before postings: a posting refers to its account row.
+    for (key, (account, delta)) in balances {
+        statements.push(balance_statement(key, &account, delta));
+        expectations.push(Expect::Any);
+    }
+    expectations.extend(std::iter::repeat_n(Expect::Any, postings.len()));
+    statements.extend(postings);
+    let changed = exec.execute_many(&statements).await?;
+    for ((statement, expect), rows) in statements.iter().zip(&expectations).zip(&changed) {
+        if *expect == Expect::SomeRow && *rows == 0 {
+            return Err(StoreError::Conflict(format!("a concurrent change won: {}", first_words(statement.sql))));
+        }
     }
     Ok(outcomes)
 }
 
-async fn apply_unit(
-    exec: &mut dyn Exec,
-    unit: &WriteUnit,
-    audit_head: &mut Option<(i64, String)>,
-) -> Result<UnitOutcome, StoreError> {
-    let txn_id = match &unit.guard {
-        None => None,
-        Some(guard) => match check_guard(exec, guard).await? {
-            Ok(txn_id) => txn_id,
-            Err(refused) => return Ok(refused),
-        },
-    };
-    let mut entry_ids = Vec::new();
-    for op in &unit.ops {
-        if let Some(id) = apply_op(exec, op, audit_head).await? {
-            entry_ids.push(id);
-        }
-    }
-    Ok(UnitOutcome::Committed { txn_id, entry_ids })
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
-/// Applies a guard: `Ok(inserted transaction id)` when it passed, `Err(outcome)` when not.
-async fn check_guard(exec: &mut dyn Exec, guard: &Guard) -> Result<Result<Option<i64>, UnitOutcome>, StoreError> {
-    Ok(match guard {
-        Guard::InsertTxn(txn) => match insert_txn(exec, txn).await? {
-            Ok(id) => Ok(Some(id)),
-            Err(existing) => Err(UnitOutcome::Duplicate { existing_txn_id: existing }),
-        },
-        Guard::UpdateTxn(update) => {
-            let changed = update_txn(exec, update).await?;
-            if changed == 0 {
-                Err(UnitOutcome::VersionConflict)
-            } else {
-                Ok(None)
+/// Phase one: every guard, pipelined in unit order. Returns each unit's outcome so far.
+async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
+    let inserts = units.iter().filter(|u| matches!(u.guard, Some(Guard::InsertTxn(_)))).count();
+    let mut txn_ids = exec.next_ids(Sequence::Transactions, inserts).await?.into_iter();
+    let mut statements = Vec::new();
+    let mut guarded = Vec::new();
+    for (index, unit) in units.iter().enumerate() {
+        let Some(guard) = &unit.guard else { continue };
+        let (statement, txn_id) = match guard {
+            Guard::InsertTxn(txn) => {
+                let id = txn_ids.next().ok_or_else(|| StoreError::Corrupt("transaction ids ran out".into()))?;
+                (insert_txn_statement(id, txn), Some(id))
             }
-        }
-        Guard::Statement(statement) => {
-            if exec.execute(statement.sql, &statement.params).await? == 0 {
-                Err(UnitOutcome::Duplicate { existing_txn_id: None })
-            } else {
-                Ok(None)
-            }
-        }
-        Guard::InsertIdempotency(record) => {
-            let inserted = exec
-                .execute(
+            Guard::UpdateTxn(update) => (update_txn_statement(update), None),
+            Guard::InsertIdempotency(record) => (
+                statement(
                     "INSERT INTO idempotency_keys (scope, idem_key, request_digest, response, created_at_ms) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, idem_key) DO NOTHING",
-                    &params![
+                    params![
                         record.scope.as_str(),
                         record.key.as_str(),
                         record.request_digest.as_str(),
                         record.response.to_string(),
                         record.created_at_ms
-                    ],
-                )
-                .await?;
-            if inserted == 0 {
-                Err(UnitOutcome::Duplicate { existing_txn_id: None })
-            } else {
-                Ok(None)
+                    ]
+                    .to_vec(),
+                ),
+                None,
+            ),
+            Guard::Statement(s) => (s.clone(), None),
+        };
+        statements.push(statement);
+        guarded.push((index, txn_id));
+    }
+    let changed = exec.execute_many(&statements).await?;
+    let mut outcomes: Vec<UnitOutcome> =
+        units.iter().map(|_| UnitOutcome::Committed { txn_id: None, entry_ids: Vec::new() }).collect();
+    for ((index, txn_id), rows) in guarded.into_iter().zip(changed) {
+        outcomes[index] = match (&units[index].guard, rows) {
+            (Some(Guard::InsertTxn(txn)), 0) => {
+                UnitOutcome::Duplicate { existing_txn_id: existing_txn(exec, txn).await? }
             }
-        }
-    })
+            (Some(Guard::UpdateTxn(_)), 0) => UnitOutcome::VersionConflict,
+            (_, 0) => UnitOutcome::Duplicate { existing_txn_id: None },
+            _ => UnitOutcome::Committed { txn_id, entry_ids: Vec::new() },
+        };
+    }
+    Ok(outcomes)
 }
 
-/// Inserts a transaction; `Err(existing id)` when its identity is taken.
-async fn insert_txn(exec: &mut dyn Exec, txn: &NewTxn) -> Result<Result<i64, Option<i64>>, StoreError> {
-    let id = exec
-        .next_ids(Sequence::Transactions, 1)
-        .await?
-        .first()
-        .copied()
-        .ok_or(StoreError::Corrupt("no id allocated".into()))?;
+fn insert_txn_statement(id: i64, txn: &NewTxn) -> Statement {
     let identity = txn.card_identity.as_ref();
-    let inserted = exec
-        .execute(
-            "INSERT INTO transactions (id, kind, status, channel, merchant_id, terminal_id, batch_no, stan, mti_class, \
-             out_trade_no, rrn, auth_code, amount_minor, currency, fee_minor, pan_masked, content_digest, original_id, \
-             response, business_date, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $21) \
-             ON CONFLICT DO NOTHING",
-            &params![
-                id,
-                txn.kind.as_str(),
-                txn.status.as_str(),
-                txn.channel.as_str(),
-                txn.merchant_id.as_str(),
-                identity.map(|i| i.terminal_id.clone()),
-                identity.map(|i| i.batch_no),
-                identity.map(|i| i.stan),
-                identity.map(|i| i.mti_class.clone()),
-                txn.out_trade_no.clone(),
-                txn.rrn.clone(),
-                txn.auth_code.clone(),
-                txn.amount_minor,
-                txn.currency.as_str(),
-                txn.fee_minor,
-                txn.pan_masked.clone(),
-                txn.content_digest.as_str(),
-                txn.original_id,
-                txn.response.to_string(),
-                txn.business_date.as_str(),
-                txn.created_at_ms
-            ],
-        )
-        .await?;
-    if inserted == 1 {
-        return Ok(Ok(id));
-    }
-    // Which identity collided? Look the existing row up by each unique key in turn.
-    let existing = if let Some(identity) = identity {
+    statement(
+        "INSERT INTO transactions (id, kind, status, channel, merchant_id, terminal_id, batch_no, stan, mti_class, \
+         out_trade_no, rrn, auth_code, amount_minor, currency, fee_minor, pan_masked, content_digest, original_id, \
+         response, business_date, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $21) \
+         ON CONFLICT DO NOTHING",
+        params![
+            id,
+            txn.kind.as_str(),
+            txn.status.as_str(),
+            txn.channel.as_str(),
+            txn.merchant_id.as_str(),
+            identity.map(|i| i.terminal_id.clone()),
+            identity.map(|i| i.batch_no),
+            identity.map(|i| i.stan),
+            identity.map(|i| i.mti_class.clone()),
+            txn.out_trade_no.clone(),
+            txn.rrn.clone(),
+            txn.auth_code.clone(),
+            txn.amount_minor,
+            txn.currency.as_str(),
+            txn.fee_minor,
+            txn.pan_masked.clone(),
+            txn.content_digest.as_str(),
+            txn.original_id,
+            txn.response.to_string(),
+            txn.business_date.as_str(),
+            txn.created_at_ms
+        ]
+        .to_vec(),
+    )
+}
+
+/// The transaction whose identity a refused insert collided with: by card identity, by
+/// `out_trade_no`, else by RRN.
+async fn existing_txn(exec: &mut dyn Exec, txn: &NewTxn) -> Result<Option<i64>, StoreError> {
+    let rows = if let Some(identity) = &txn.card_identity {
         exec.query(
             "SELECT id FROM transactions WHERE terminal_id = $1 AND batch_no = $2 AND stan = $3 AND mti_class = $4",
             &params![identity.terminal_id.as_str(), identity.batch_no, identity.stan, identity.mti_class.as_str()],
@@ -319,27 +363,24 @@ async fn insert_txn(exec: &mut dyn Exec, txn: &NewTxn) -> Result<Result<i64, Opt
     } else {
         Vec::new()
     };
-    let existing = match existing.first() {
-        Some(row) => Some(row.int(0)?),
-        None => match &txn.rrn {
-            Some(rrn) => exec
-                .query("SELECT id FROM transactions WHERE rrn = $1", &params![rrn.as_str()])
-                .await?
-                .first()
-                .map(|r| r.int(0))
-                .transpose()?,
-            None => None,
-        },
-    };
-    Ok(Err(existing))
+    if let Some(row) = rows.first() {
+        return Ok(Some(row.int(0)?));
+    }
+    match &txn.rrn {
+        Some(rrn) => {
+            let rows = exec.query("SELECT id FROM transactions WHERE rrn = $1", &params![rrn.as_str()]).await?;
+            rows.first().map(|r| r.int(0)).transpose()
+        }
+        None => Ok(None),
+    }
 }
 
-async fn update_txn(exec: &mut dyn Exec, update: &TxnUpdate) -> Result<u64, StoreError> {
-    exec.execute(
+fn update_txn_statement(update: &TxnUpdate) -> Statement {
+    statement(
         "UPDATE transactions SET status = $1, refunded_minor = $2, settled = $3, \
          response = COALESCE($4, response), rrn = COALESCE($5, rrn), auth_code = COALESCE($6, auth_code), \
          updated_at_ms = $7, version = version + 1 WHERE id = $8 AND version = $9",
-        &params![
+        params![
             update.status.as_str(),
             update.refunded_minor,
             update.settled,
@@ -349,44 +390,74 @@ async fn update_txn(exec: &mut dyn Exec, update: &TxnUpdate) -> Result<u64, Stor
             update.updated_at_ms,
             update.id,
             update.expected_version
-        ],
+        ]
+        .to_vec(),
     )
-    .await
 }
 
-/// Applies one op; returns the id of a posted journal entry.
-async fn apply_op(
+fn entry_statement(id: i64, entry: &JournalEntry, at_ms: i64) -> Statement {
+    statement(
+        "INSERT INTO ledger_entries (id, kind, reference, created_at_ms) VALUES ($1, $2, $3, $4)",
+        params![id, entry.kind().as_str(), entry.reference(), at_ms].to_vec(),
+    )
+}
+
+fn posting_statement(
+    entry_id: i64,
+    line: usize,
+    account_key: String,
+    amount_minor: i64,
+) -> Result<Statement, StoreError> {
+    let line = i64::try_from(line).map_err(|_| StoreError::Corrupt("too many postings".into()))?;
+    Ok(statement(
+        "INSERT INTO ledger_postings (entry_id, line, account_key, amount_minor) VALUES ($1, $2, $3, $4)",
+        params![entry_id, line, account_key, amount_minor].to_vec(),
+    ))
+}
+
+fn balance_statement(key: String, account: &kassa_ledger::Account, delta: i64) -> Statement {
+    statement(
+        "INSERT INTO ledger_accounts (account_key, kind, owner, currency, balance_minor) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (account_key) DO UPDATE SET balance_minor = ledger_accounts.balance_minor + excluded.balance_minor",
+        params![key, account.kind().as_str(), account.owner(), account.currency().code(), delta].to_vec(),
+    )
+}
+
+/// The statement of an op other than a journal entry, and what it must change.
+async fn op_statement(
     exec: &mut dyn Exec,
     op: &WriteOp,
     audit_head: &mut Option<(i64, String)>,
-) -> Result<Option<i64>, StoreError> {
-    match op {
-        WriteOp::PostEntry { entry, at_ms } => return post_entry(exec, entry, *at_ms).await.map(Some),
-        WriteOp::UpdateTxn(update) => {
-            if update_txn(exec, update).await? == 0 {
-                return Err(StoreError::Conflict(format!("transaction {} changed concurrently", update.id)));
-            }
+) -> Result<(Statement, Expect), StoreError> {
+    Ok(match op {
+        WriteOp::PostEntry { .. } => return Err(StoreError::Corrupt("journal entries are planned separately".into())),
+        WriteOp::UpdateTxn(update) => (update_txn_statement(update), Expect::SomeRow),
+        WriteOp::Audit(event) => (audit_statement(exec, event, audit_head).await?, Expect::Any),
+        WriteOp::Statement { statement, may_change_nothing } => {
+            (statement.clone(), if *may_change_nothing { Expect::Any } else { Expect::SomeRow })
         }
-        WriteOp::Audit(event) => append_audit(exec, event, audit_head).await?,
         WriteOp::PutMerchant(m) => {
             let fee_rates = serde_json::to_string(&m.fee_rates).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            exec.execute(
-                "INSERT INTO merchants (merchant_id, name, mcc, currency, fee_rates, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (merchant_id) DO UPDATE SET name = excluded.name, mcc = excluded.mcc, currency = excluded.currency, \
-                 fee_rates = excluded.fee_rates",
-                &params![m.merchant_id.as_str(), m.name.as_str(), m.mcc.as_str(), m.currency.as_str(), fee_rates, m.created_at_ms],
+            (
+                statement(
+                    "INSERT INTO merchants (merchant_id, name, mcc, currency, fee_rates, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (merchant_id) DO UPDATE SET name = excluded.name, mcc = excluded.mcc, currency = excluded.currency, \
+                     fee_rates = excluded.fee_rates",
+                    params![m.merchant_id.as_str(), m.name.as_str(), m.mcc.as_str(), m.currency.as_str(), fee_rates, m.created_at_ms]
+                        .to_vec(),
+                ),
+                Expect::Any,
             )
-            .await?;
         }
-        WriteOp::PutTerminal(t) => {
-            exec.execute(
+        WriteOp::PutTerminal(t) => (
+            statement(
                 "INSERT INTO terminals (terminal_id, merchant_id, refund_password_mode, mac_algorithm, tmk_sealed, tms_secret_sealed, \
                  open_batch, status, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (terminal_id) DO UPDATE SET merchant_id = excluded.merchant_id, \
                  refund_password_mode = excluded.refund_password_mode, mac_algorithm = excluded.mac_algorithm, \
                  tmk_sealed = excluded.tmk_sealed, tms_secret_sealed = excluded.tms_secret_sealed, \
                  open_batch = excluded.open_batch, status = excluded.status",
-                &params![
+                params![
                     t.terminal_id.as_str(),
                     t.merchant_id.as_str(),
                     t.refund_password_mode.as_str(),
@@ -396,150 +467,120 @@ async fn apply_op(
                     t.open_batch,
                     t.status.as_str(),
                     t.created_at_ms
-                ],
-            )
-            .await?;
-        }
-        WriteOp::SetOpenBatch { terminal_id, batch_no } => {
-            exec.execute(
+                ]
+                .to_vec(),
+            ),
+            Expect::Any,
+        ),
+        WriteOp::SetOpenBatch { terminal_id, batch_no } => (
+            statement(
                 "UPDATE terminals SET open_batch = $1 WHERE terminal_id = $2",
-                &params![*batch_no, terminal_id.as_str()],
-            )
-            .await?;
-        }
+                params![*batch_no, terminal_id.as_str()].to_vec(),
+            ),
+            Expect::Any,
+        ),
         WriteOp::PutOperator(o) => {
             let c = &o.credential;
-            exec.execute(
-                "INSERT INTO operators (merchant_id, operator_code, role, password_hash, password_history, must_change_password, \
-                 failures, locked_until_ms, password_changed_ms, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (merchant_id, operator_code) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash, \
-                 password_history = excluded.password_history, must_change_password = excluded.must_change_password, \
-                 failures = excluded.failures, locked_until_ms = excluded.locked_until_ms, \
-                 password_changed_ms = excluded.password_changed_ms, enabled = excluded.enabled",
-                &params![
-                    o.merchant_id.as_str(),
-                    o.operator_code.as_str(),
-                    o.role.as_str(),
-                    c.password_hash.as_str(),
-                    json_list(&c.password_history)?,
-                    c.must_change_password,
-                    i64::from(c.failures),
-                    c.locked_until_ms,
-                    c.password_changed_ms,
-                    c.enabled
-                ],
+            (
+                statement(
+                    "INSERT INTO operators (merchant_id, operator_code, role, password_hash, password_history, must_change_password, \
+                     failures, locked_until_ms, password_changed_ms, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (merchant_id, operator_code) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash, \
+                     password_history = excluded.password_history, must_change_password = excluded.must_change_password, \
+                     failures = excluded.failures, locked_until_ms = excluded.locked_until_ms, \
+                     password_changed_ms = excluded.password_changed_ms, enabled = excluded.enabled",
+                    params![
+                        o.merchant_id.as_str(),
+                        o.operator_code.as_str(),
+                        o.role.as_str(),
+                        c.password_hash.as_str(),
+                        json_list(&c.password_history)?,
+                        c.must_change_password,
+                        i64::from(c.failures),
+                        c.locked_until_ms,
+                        c.password_changed_ms,
+                        c.enabled
+                    ]
+                    .to_vec(),
+                ),
+                Expect::Any,
             )
-            .await?;
         }
         WriteOp::PutBackofficeUser(u) => {
             let c = &u.credential;
-            exec.execute(
-                "INSERT INTO backoffice_users (username, role, merchant_id, password_hash, password_history, must_change_password, \
-                 failures, locked_until_ms, password_changed_ms, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (username) DO UPDATE SET role = excluded.role, merchant_id = excluded.merchant_id, \
-                 password_hash = excluded.password_hash, password_history = excluded.password_history, \
-                 must_change_password = excluded.must_change_password, failures = excluded.failures, \
-                 locked_until_ms = excluded.locked_until_ms, password_changed_ms = excluded.password_changed_ms, \
-                 enabled = excluded.enabled",
-                &params![
-                    u.username.as_str(),
-                    u.role.as_str(),
-                    u.merchant_id.clone(),
-                    c.password_hash.as_str(),
-                    json_list(&c.password_history)?,
-                    c.must_change_password,
-                    i64::from(c.failures),
-                    c.locked_until_ms,
-                    c.password_changed_ms,
-                    c.enabled
-                ],
+            (
+                statement(
+                    "INSERT INTO backoffice_users (username, role, merchant_id, password_hash, password_history, must_change_password, \
+                     failures, locked_until_ms, password_changed_ms, enabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (username) DO UPDATE SET role = excluded.role, merchant_id = excluded.merchant_id, \
+                     password_hash = excluded.password_hash, password_history = excluded.password_history, \
+                     must_change_password = excluded.must_change_password, failures = excluded.failures, \
+                     locked_until_ms = excluded.locked_until_ms, password_changed_ms = excluded.password_changed_ms, \
+                     enabled = excluded.enabled",
+                    params![
+                        u.username.as_str(),
+                        u.role.as_str(),
+                        u.merchant_id.clone(),
+                        c.password_hash.as_str(),
+                        json_list(&c.password_history)?,
+                        c.must_change_password,
+                        i64::from(c.failures),
+                        c.locked_until_ms,
+                        c.password_changed_ms,
+                        c.enabled
+                    ]
+                    .to_vec(),
+                ),
+                Expect::Any,
             )
-            .await?;
         }
-        WriteOp::PutMerchantSecret(s) => {
-            exec.execute(
+        WriteOp::PutMerchantSecret(s) => (
+            statement(
                 "INSERT INTO merchant_secrets (merchant_id, kind, secret_hash, is_default, history, changed_at_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (merchant_id, kind) DO UPDATE SET \
                  secret_hash = excluded.secret_hash, is_default = excluded.is_default, history = excluded.history, \
                  changed_at_ms = excluded.changed_at_ms",
-                &params![
+                params![
                     s.merchant_id.as_str(),
                     s.kind.as_str(),
                     s.secret_hash.as_str(),
                     s.is_default,
                     json_list(&s.history)?,
                     s.changed_at_ms
-                ],
-            )
-            .await?;
-        }
-        WriteOp::PutApiKey(k) => {
-            exec.execute(
+                ]
+                .to_vec(),
+            ),
+            Expect::Any,
+        ),
+        WriteOp::PutApiKey(k) => (
+            statement(
                 "INSERT INTO api_keys (key_digest, merchant_id, label, created_at_ms) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (key_digest) DO NOTHING",
-                &params![k.key_digest.as_str(), k.merchant_id.as_str(), k.label.as_str(), k.created_at_ms],
-            )
-            .await?;
-        }
-        WriteOp::PutGatewayApp(a) => {
-            exec.execute(
+                params![k.key_digest.as_str(), k.merchant_id.as_str(), k.label.as_str(), k.created_at_ms].to_vec(),
+            ),
+            Expect::Any,
+        ),
+        WriteOp::PutGatewayApp(a) => (
+            statement(
                 "INSERT INTO gateway_apps (app_id, merchant_id, public_key_pem, created_at_ms) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (app_id) DO UPDATE SET merchant_id = excluded.merchant_id, public_key_pem = excluded.public_key_pem",
-                &params![a.app_id.as_str(), a.merchant_id.as_str(), a.public_key_pem.as_str(), a.created_at_ms],
-            )
-            .await?;
-        }
-        WriteOp::Statement { statement, may_change_nothing } => {
-            let changed = exec.execute(statement.sql, &statement.params).await?;
-            if changed == 0 && !may_change_nothing {
-                return Err(StoreError::Conflict("the statement changed nothing".into()));
-            }
-        }
-        WriteOp::PutSetting { scope, name, value, at_ms } => {
-            exec.execute(
+                params![a.app_id.as_str(), a.merchant_id.as_str(), a.public_key_pem.as_str(), a.created_at_ms].to_vec(),
+            ),
+            Expect::Any,
+        ),
+        WriteOp::PutSetting { scope, name, value, at_ms } => (
+            statement(
                 "INSERT INTO settings (scope, name, value, updated_at_ms) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
-                &params![scope.as_str(), name.as_str(), value.to_string(), *at_ms],
-            )
-            .await?;
-        }
-    }
-    Ok(None)
+                params![scope.as_str(), name.as_str(), value.to_string(), *at_ms].to_vec(),
+            ),
+            Expect::Any,
+        ),
+    })
 }
 
 fn json_list(items: &[String]) -> Result<String, StoreError> {
     serde_json::to_string(items).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-async fn post_entry(exec: &mut dyn Exec, entry: &JournalEntry, at_ms: i64) -> Result<i64, StoreError> {
-    let id = exec
-        .next_ids(Sequence::LedgerEntries, 1)
-        .await?
-        .first()
-        .copied()
-        .ok_or(StoreError::Corrupt("no id allocated".into()))?;
-    exec.execute(
-        "INSERT INTO ledger_entries (id, kind, reference, created_at_ms) VALUES ($1, $2, $3, $4)",
-        &params![id, entry.kind().as_str(), entry.reference(), at_ms],
-    )
-    .await?;
-    for (line, posting) in entry.postings().iter().enumerate() {
-        let account = &posting.account;
-        let key = account.key();
-        exec.execute(
-            "INSERT INTO ledger_accounts (account_key, kind, owner, currency, balance_minor) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (account_key) DO UPDATE SET balance_minor = ledger_accounts.balance_minor + excluded.balance_minor",
-            &params![key.as_str(), account.kind().as_str(), account.owner(), account.currency().code(), posting.amount.minor()],
-        )
-        .await?;
-        let line = i64::try_from(line).map_err(|_| StoreError::Corrupt("too many postings".into()))?;
-        exec.execute(
-            "INSERT INTO ledger_postings (entry_id, line, account_key, amount_minor) VALUES ($1, $2, $3, $4)",
-            &params![id, line, key.as_str(), posting.amount.minor()],
-        )
-        .await?;
-    }
-    Ok(id)
 }
 
 /// The hash of the first record's predecessor.
@@ -567,11 +608,12 @@ pub fn audit_hash(seq: i64, prev_hash: &str, event: &AuditEvent) -> String {
     hex::encode(hasher.finalize())
 }
 
-async fn append_audit(
+/// The insert of the next audit record; the chain head is read once per batch and carried.
+async fn audit_statement(
     exec: &mut dyn Exec,
     event: &AuditEvent,
     head: &mut Option<(i64, String)>,
-) -> Result<(), StoreError> {
+) -> Result<Statement, StoreError> {
     let (last_seq, last_hash) = match head.take() {
         Some(head) => head,
         None => {
@@ -584,10 +626,10 @@ async fn append_audit(
     };
     let seq = last_seq + 1;
     let hash = audit_hash(seq, &last_hash, event);
-    exec.execute(
+    let insert = statement(
         "INSERT INTO audit_log (seq, at_ms, actor, action, target, source, reason, details, prev_hash, hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        &params![
+        params![
             seq,
             event.at_ms,
             event.actor.as_str(),
@@ -598,11 +640,11 @@ async fn append_audit(
             event.details.to_string(),
             last_hash.as_str(),
             hash.as_str()
-        ],
-    )
-    .await?;
+        ]
+        .to_vec(),
+    );
     *head = Some((seq, hash));
-    Ok(())
+    Ok(insert)
 }
 
 /// Limits of the committer.

@@ -3,7 +3,7 @@
 //! Ids come from sequences (fetched in blocks), so processes never hand out the same id, and
 //! exactly-once rests on the unique indexes, which hold across processes.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::error::Error;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
-use crate::commit::{self, apply_units, BatchWriter, Exec, Sequence, UnitOutcome, WriteUnit};
+use crate::commit::{self, apply_units, BatchWriter, Exec, Sequence, Statement, UnitOutcome, WriteUnit};
 use crate::migrate;
 use crate::queries::{Reader, SqlReads};
 use crate::value::{Row, Value};
@@ -130,12 +130,29 @@ impl Exec for PgWriter {
         rows.iter().map(decode).collect()
     }
 
-    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+    async fn execute_many(&mut self, statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(db_error)?;
-        let wrapped: Vec<PgValue<'_>> = params.iter().map(PgValue).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = wrapped.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        client.execute(&statement, &refs).await.map_err(db_error)
+        let mut prepared: HashMap<&'static str, tokio_postgres::Statement> = HashMap::new();
+        for s in statements {
+            if !prepared.contains_key(s.sql) {
+                prepared.insert(s.sql, client.prepare_cached(s.sql).await.map_err(db_error)?);
+            }
+        }
+        let wrapped: Vec<Vec<PgValue<'_>>> =
+            statements.iter().map(|s| s.params.iter().map(PgValue).collect()).collect();
+        // Polled together, the requests go out back to back on the one connection and the
+        // server answers them in order: one round trip for the whole batch, not one each.
+        let pending = statements.iter().zip(&wrapped).map(|(s, params)| {
+            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let prepared = prepared.get(s.sql);
+            async move {
+                match prepared {
+                    Some(statement) => client.execute(statement, &refs).await.map_err(db_error),
+                    None => Err(StoreError::Corrupt("statement was not prepared".into())),
+                }
+            }
+        });
+        futures_util::future::join_all(pending).await.into_iter().collect()
     }
 
     async fn next_ids(&mut self, sequence: Sequence, count: usize) -> Result<Vec<i64>, StoreError> {

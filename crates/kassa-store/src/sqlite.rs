@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 
-use crate::commit::{self, apply_units, BatchWriter, Exec, Sequence, UnitOutcome, WriteUnit};
+use crate::commit::{self, apply_units, BatchWriter, Exec, Sequence, Statement, UnitOutcome, WriteUnit};
 use crate::migrate;
 use crate::queries::{Reader, SqlReads};
 use crate::value::{Row, Value};
@@ -127,8 +127,8 @@ impl Exec for SqliteWriter {
         run_query(&self.conn, sql, params)
     }
 
-    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
-        run_execute(&self.conn, sql, params)
+    async fn execute_many(&mut self, statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
+        statements.iter().map(|s| run_execute(&self.conn, s.sql, &s.params)).collect()
     }
 
     async fn next_ids(&mut self, sequence: Sequence, count: usize) -> Result<Vec<i64>, StoreError> {
