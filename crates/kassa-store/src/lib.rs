@@ -19,6 +19,7 @@ pub mod auth;
 mod commit;
 pub mod gateway;
 mod migrate;
+mod pg_backup;
 mod postgres;
 mod queries;
 mod records;

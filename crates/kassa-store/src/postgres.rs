@@ -78,7 +78,7 @@ fn decode(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
     Ok(Row(values))
 }
 
-async fn query_on(client: &Client, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+pub(crate) async fn query_on(client: &Client, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
     let statement = client.prepare(sql).await.map_err(db_error)?;
     let wrapped: Vec<PgValue<'_>> = params.iter().map(PgValue).collect();
     let refs: Vec<&(dyn ToSql + Sync)> = wrapped.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
@@ -212,6 +212,7 @@ impl BatchWriter for PgWriter {
 
 struct PgAdmin {
     pool: Pool,
+    config: tokio_postgres::Config,
 }
 
 impl PgAdmin {
@@ -276,16 +277,20 @@ impl AdminStore for PgAdmin {
         Ok(fsync == "on" && synchronous_commit != "off")
     }
 
-    async fn backup(&self, _path: &Path) -> Result<(), StoreError> {
-        Err(StoreError::Database(
-            "backup of a PostgreSQL database is done with pg_dump; `kassa backup` covers SQLite".into(),
-        ))
+    async fn backup(&self, path: &Path) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        crate::pg_backup::backup(&mut client, path).await
     }
 
-    async fn restore(&self, _path: &Path) -> Result<RestoreReport, StoreError> {
-        Err(StoreError::Database(
-            "restore of a PostgreSQL database is done with pg_restore; `kassa restore` covers SQLite".into(),
-        ))
+    async fn restore(&self, path: &Path) -> Result<RestoreReport, StoreError> {
+        // A connection of its own: the restore holds one transaction open across many
+        // statements and checks, which must not mix with the pool's other users.
+        let (client, connection) =
+            self.config.connect(NoTls).await.map_err(|e| StoreError::Unreachable(e.to_string()))?;
+        let connection = tokio::spawn(connection);
+        let result = crate::pg_backup::restore(Arc::new(client), path).await;
+        connection.abort();
+        result
     }
 }
 
@@ -294,6 +299,7 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
     let mut config = config;
     config.connect_timeout(Duration::from_millis(options.connect_timeout_ms));
     config.application_name("kassa");
+    let admin_config = config.clone();
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
         .max_size(options.read_connections_max.max(2) + 1)
@@ -321,7 +327,7 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
         ledger: reads.clone(),
         audit: reads.clone(),
         settings: reads.clone(),
-        admin: Arc::new(PgAdmin { pool }),
+        admin: Arc::new(PgAdmin { pool, config: admin_config }),
         committer,
         reads,
     })

@@ -20,4 +20,5 @@ harness::conformance!(
     audit_log_is_chained_and_append_only,
     ledger_matches_the_reference_model,
     history_cannot_be_edited,
+    backup_while_writing_and_verified_restore,
 );
