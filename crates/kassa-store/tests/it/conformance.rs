@@ -613,3 +613,117 @@ fn tamper(url: &str, backup: &std::path::Path, tampered: &std::path::Path) {
     let digest = hex::encode(sha2::Sha256::digest(body.as_bytes()));
     std::fs::write(tampered, format!("{body}SHA256 {digest}\n")).unwrap();
 }
+
+/// The ledger property on the real store: for random sequences of sales, voids, reversals,
+/// refunds and payouts (proptest, shrinking on failure), every stored entry balances, the
+/// cached balances equal the postings, the trial balance is zero, and each merchant's payable
+/// equals sales − voids − refunds − fees − payouts, as the in-memory model computes it.
+pub async fn ledger_property_holds_on_the_store(db: &TestDb) {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Sale(i64, usize),
+        Void(usize),
+        Reverse(usize),
+        Refund(usize, i64),
+        Payout(i64),
+    }
+    let op = prop_oneof![
+        4 => (1_i64..2_000_000, 0_usize..3).prop_map(|(a, c)| Op::Sale(a, c)),
+        1 => any::<usize>().prop_map(Op::Void),
+        1 => any::<usize>().prop_map(Op::Reverse),
+        2 => (any::<usize>(), 1_i64..=1000).prop_map(|(i, p)| Op::Refund(i, p)),
+        1 => (0_i64..=1000).prop_map(Op::Payout),
+    ];
+    let store = db.store.clone();
+    let handle = tokio::runtime::Handle::current();
+    let case = std::sync::atomic::AtomicU32::new(0);
+    let mut runner = TestRunner::new(Config { cases: 12, failure_persistence: None, ..Config::default() });
+    let result = runner.run(&proptest::collection::vec(op, 1..40), |ops| {
+        // Each case books on a merchant of its own, so cases never see each other's balances.
+        let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let merchant = MerchantId::parse(&format!("8981{n:011}")).unwrap();
+        let store = store.clone();
+        tokio::task::block_in_place(|| {
+            handle.block_on(async move {
+                seed_merchant(&store, merchant.as_str()).await;
+                let cny = |minor| Money::from_minor(minor, Currency::CNY);
+                let rate = kassa_domain::FeeRate::from_ppm(6000).unwrap();
+                let mut model = Ledger::default();
+                let mut sales: Vec<(kassa_domain::TxnState, kassa_ledger::JournalEntry, Money, Channel)> = Vec::new();
+                let mut units = Vec::new();
+                for (i, op) in ops.into_iter().enumerate() {
+                    let reference = format!("{merchant}-{i}");
+                    let entry = match op {
+                        Op::Sale(amount, channel) => {
+                            let channel = Channel::ALL[channel];
+                            let fee = rate.fee_for(cny(amount)).unwrap();
+                            let entry = sale_entry(&reference, &merchant, channel, cny(amount), fee).unwrap();
+                            let state = kassa_domain::TxnState::new(kassa_domain::TxnKind::Sale, cny(amount))
+                                .apply(kassa_domain::TxnEvent::Approve)
+                                .unwrap();
+                            sales.push((state, entry.clone(), fee, channel));
+                            entry
+                        }
+                        Op::Void(pick) | Op::Reverse(pick) if !sales.is_empty() => {
+                            let index = pick % sales.len();
+                            let (event, kind) = if matches!(op, Op::Void(_)) {
+                                (kassa_domain::TxnEvent::Void, EntryKind::Void)
+                            } else {
+                                (kassa_domain::TxnEvent::Reverse, EntryKind::Reversal)
+                            };
+                            let Ok(next) = sales[index].0.apply(event) else { continue };
+                            sales[index].0 = next;
+                            undo_entry(&reference, kind, &sales[index].1).unwrap()
+                        }
+                        Op::Refund(pick, per_mille) if !sales.is_empty() => {
+                            let index = pick % sales.len();
+                            let (state, _, fee, channel) = &sales[index];
+                            let refund = cny((state.amount().minor() * per_mille / 1000).max(1));
+                            let Ok(next) = state.apply(kassa_domain::TxnEvent::Refund(refund)) else { continue };
+                            let returned =
+                                kassa_domain::fee_returned_by_refund(*fee, state.amount(), state.refunded(), refund)
+                                    .unwrap();
+                            let entry = refund_entry(&reference, &merchant, *channel, refund, returned).unwrap();
+                            sales[index].0 = next;
+                            entry
+                        }
+                        Op::Payout(per_mille) => {
+                            let payable =
+                                -model.balance(&kassa_ledger::Account::merchant_payable(&merchant, Currency::CNY));
+                            let amount = payable.max(0) * per_mille / 1000;
+                            if amount == 0 {
+                                continue;
+                            }
+                            payout_entry(&reference, &merchant, cny(amount)).unwrap()
+                        }
+                        _ => continue,
+                    };
+                    model.post(&entry).unwrap();
+                    units.push(WriteUnit::ops(vec![WriteOp::PostEntry { entry, at_ms: 1 }]));
+                }
+                let commits: Vec<_> = units
+                    .into_iter()
+                    .map(|u| {
+                        let s = store.clone();
+                        tokio::spawn(async move { s.commit(u).await })
+                    })
+                    .collect();
+                for commit in commits {
+                    commit.await.unwrap().unwrap();
+                }
+                let check = store.ledger.check().await.unwrap();
+                prop_assert!(check.is_sound(), "{check:?}");
+                for (account, balance) in model.balances().filter(|(a, _)| a.owner() == merchant.as_str()) {
+                    prop_assert_eq!(store.ledger.balance(&account.key()).await.unwrap(), balance, "{}", account);
+                }
+                Ok(())
+            })
+        })
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}

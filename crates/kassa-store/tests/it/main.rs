@@ -21,4 +21,5 @@ harness::conformance!(
     ledger_matches_the_reference_model,
     history_cannot_be_edited,
     backup_while_writing_and_verified_restore,
+    ledger_property_holds_on_the_store,
 );
