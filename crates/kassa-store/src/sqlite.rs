@@ -32,14 +32,19 @@ fn db_error(error: rusqlite::Error) -> StoreError {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(|e| StoreError::Unreachable(format!("{}: {e}", path.display())))?;
+    let refused = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => {
+            StoreError::Corrupt(format!("{} is not a SQLite database (damaged, or another file)", path.display()))
+        }
+        _ => StoreError::Unreachable(format!("{}: {e}", path.display())),
+    };
+    let conn = Connection::open(path).map_err(refused)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
     )
-    .map_err(|e| StoreError::Unreachable(format!("{}: {e}", path.display())))?;
+    .map_err(refused)?;
     // Fail early and clearly on a file that is not a database.
-    conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |_| Ok(()))
-        .map_err(|e| StoreError::Unreachable(format!("{} is not a usable SQLite database: {e}", path.display())))?;
+    conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |_| Ok(())).map_err(refused)?;
     Ok(conn)
 }
 

@@ -572,3 +572,17 @@ fn backup_while_running_and_a_verified_restore() {
     assert!(stdout.contains("audit records (chain verified)"), "{stdout}");
     assert_eq!(seeded(dir.path()).counts.terminals, 259);
 }
+
+#[test]
+fn a_corrupt_database_file_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kassa.db"), b"this is not a database, only some bytes").unwrap();
+    let (status, stdout, stderr) = Kassa::up(dir.path()).wait();
+    assert_eq!(status.code(), Some(1));
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("kassa: cannot open the database") && last.contains("is not a SQLite database"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("http:"), "nothing is served: {stdout}");
+}
