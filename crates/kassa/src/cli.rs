@@ -37,6 +37,9 @@ pub enum Command {
     Backup(FileArgs),
     /// Replace the platform's data with the backup in FILE.
     Restore(FileArgs),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// Where the configuration and the data are.
@@ -95,6 +98,13 @@ pub struct FileArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// `kassa audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the audit log's hash chain; exits non-zero naming the first broken record.
+    Verify(StoreArgs),
 }
 
 impl StoreArgs {

@@ -4,6 +4,7 @@
 //!
 //! Errors end the process with status 1 and one line on stderr starting with `kassa: `.
 
+mod audit;
 mod cli;
 mod demo;
 mod files;
@@ -20,7 +21,7 @@ use anyhow::Context;
 use clap::Parser;
 use kassa_host::{Config, ConfigLayer};
 
-use crate::cli::{Cli, Command, StoreArgs};
+use crate::cli::{AuditCommand, Cli, Command, StoreArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -46,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(serve) => (&serve.store, serve.listen.add_to(serve.store.layer()?)),
         Command::Migrate(store) => (store, store.layer()?),
         Command::Backup(args) | Command::Restore(args) => (&args.store, args.store.layer()?),
+        Command::Audit(AuditCommand::Verify(store)) => (store, store.layer()?),
     };
     let config = load_config(store_args, log_format.overlaid_by(flags))?;
     logging::init(&config)?;
@@ -58,6 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Migrate(_) => migrate(&config).await,
             Command::Backup(args) => backup(&config, &args.file).await,
             Command::Restore(args) => restore(&config, &args.file).await,
+            Command::Audit(AuditCommand::Verify(_)) => audit::verify(&config).await,
         }
     })
 }

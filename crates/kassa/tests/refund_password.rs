@@ -2,13 +2,14 @@
 //! a temporary data directory, a supervisor signing in over TMS with the terminal's credential
 //! from credentials.json, and an ISO 8583 terminal (sign-in, PIN block, X9.19 MAC) whose voids
 //! and refunds on the host-enforced terminal `10000003` pass only with a one-time approval.
+//! Then `kassa audit verify` over the audit trail those acts leave, and over a tampered copy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail the test by panicking")]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use serde_json::{json, Value};
 /// Generous: RSA key generation and Argon2id hashing in a debug build on a busy 2-core machine.
 const START_DEADLINE: Duration = Duration::from_secs(90);
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+const EXIT_DEADLINE: Duration = Duration::from_secs(60);
 
 const KASSA_VARIABLES: [&str; 7] =
     ["KASSA_DATABASE_URL", "KASSA_HTTP", "KASSA_ISO", "KASSA_SIM", "KASSA_DATA_DIR", "KASSA_MASTER_KEY", "KASSA_LOG"];
@@ -46,13 +48,43 @@ struct Kassa {
     stderr: Arc<Mutex<String>>,
 }
 
+fn kassa_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kassa"));
+    for name in KASSA_VARIABLES {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// Waits for `child` to exit, killing it at the deadline.
+fn wait_bounded(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + EXIT_DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kassa did not exit before the deadline");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a short `kassa` command to its end: status, stdout, stderr.
+fn run_kassa(args: &[&str]) -> (ExitStatus, String, String) {
+    let mut child =
+        kassa_command().args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let status = wait_bounded(&mut child);
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (status, stdout, stderr)
+}
+
 impl Kassa {
     fn up(data_dir: &Path) -> Kassa {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kassa"));
-        for name in KASSA_VARIABLES {
-            command.env_remove(name);
-        }
-        let mut child = command
+        let mut child = kassa_command()
             .args(["up", "--data-dir", data_dir.to_str().unwrap()])
             .args(["--http", "127.0.0.1:0", "--iso", "127.0.0.1:0", "--sim", "127.0.0.1:0"])
             .env("KASSA_LOG", "info")
@@ -89,6 +121,14 @@ impl Kassa {
     fn tms(&self, terminal_id: &str) -> Tms {
         let credential = self.credentials()["terminals"][terminal_id]["tms_credential"].as_str().unwrap().to_owned();
         Tms { addr: self.http, terminal_id: terminal_id.to_owned(), credential, nonce: AtomicU64::new(0) }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn stop(mut self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let status = wait_bounded(&mut self.child);
+        assert!(status.success(), "stderr:\n{}", self.stderr.lock().unwrap());
     }
 
     fn terminal(&self, terminal_id: &str) -> Terminal {
@@ -434,4 +474,52 @@ fn host_enforced_voids_and_refunds_need_a_one_time_tms_approval() {
     for secret in [approval, fresh, ten_yuan, session, tms.credential.clone()] {
         assert!(!stderr.contains(&secret), "a secret reached the log");
     }
+}
+
+#[test]
+fn audit_verify_walks_the_chain_and_names_the_first_edited_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let kassa = Kassa::up(dir.path());
+    let tms = kassa.tms(HOST_TERMINAL);
+    // Security acts that leave audit records: a failed login, a login, a password change.
+    let (status, _) = tms.call("/tms/v1/login", "", json!({"operator": "01", "password": "9999"}));
+    assert_eq!(status, 401);
+    supervisor_session(&tms);
+    tms.login("00", SUPERVISOR_NEW);
+
+    // Beside the running host (it only reads).
+    let (status, stdout, stderr) = run_kassa(&["audit", "verify", "--data-dir", data_dir]);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let records: i64 = stdout.split(" verified: ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(records >= 5, "{stdout}");
+    kassa.stop();
+
+    // An attacker with the file: drops the append-only trigger and rewrites a reason.
+    let database = dir.path().join("kassa.db");
+    let connection = rusqlite::Connection::open(&database).unwrap();
+    let seq: i64 = connection
+        .query_row("SELECT seq FROM audit_log WHERE action = 'login_failed' ORDER BY seq LIMIT 1", [], |row| row.get(0))
+        .unwrap();
+    assert!(seq > 1 && seq < records, "a record in the middle: {seq} of {records}");
+    connection
+        .execute_batch(&format!(
+            "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET reason = 'nothing happened' WHERE seq = {seq}"
+        ))
+        .unwrap();
+    drop(connection);
+    let (status, stdout, stderr) = run_kassa(&["audit", "verify", "--data-dir", data_dir]);
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    let line = stderr.trim_end();
+    assert_eq!(line.lines().count(), 1, "{stderr}");
+    assert!(line.starts_with("kassa: the audit log of sqlite://"), "{stderr}");
+    assert!(line.contains(&format!("is broken at record {seq} ")), "{stderr}");
+    assert!(line.ends_with(&format!("the {} records before it verify", seq - 1)), "{stderr}");
+
+    // No database: an error, and no empty database made to look intact.
+    let empty = dir.path().join("nothing-here");
+    let (status, _, stderr) = run_kassa(&["audit", "verify", "--data-dir", empty.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.starts_with("kassa: no database at "), "{stderr}");
+    assert!(!empty.join("kassa.db").exists());
 }
