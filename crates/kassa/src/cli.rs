@@ -40,6 +40,8 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Load generator: simulated bench terminals doing PIN+MAC card sales over ISO 8583.
+    Bench(BenchArgs),
 }
 
 /// Where the configuration and the data are.
@@ -98,6 +100,35 @@ pub struct FileArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// `kassa bench` (interfaces.md §7).
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The host's ISO 8583 address [default: 127.0.0.1:8583].
+    #[arg(long, value_name = "ADDR", conflicts_with = "spawn")]
+    pub iso: Option<SocketAddr>,
+    /// The host's HTTP address, for /metrics [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR", conflicts_with = "spawn")]
+    pub http: Option<SocketAddr>,
+    /// How many bench terminals (20000001 …) to drive at once, 1 … 256.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub tid_count: usize,
+    /// How long to send sales, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub duration: u64,
+    /// Print the result as one JSON object, the last line on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Start a host (`kassa up` on a fresh temporary data directory) for the run, stop it after.
+    #[arg(long)]
+    pub spawn: bool,
+    /// Database URL for the spawned host (a fresh, empty database) [default: SQLite in the data directory].
+    #[arg(long, value_name = "URL", requires = "spawn")]
+    pub database_url: Option<String>,
+    /// Demo credentials file with the terminals' TMKs [default: ./kassa-data/demo/credentials.json].
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
 }
 
 /// `kassa audit …`.

@@ -5,6 +5,7 @@
 //! Errors end the process with status 1 and one line on stderr starting with `kassa: `.
 
 mod audit;
+mod bench;
 mod cli;
 mod demo;
 mod files;
@@ -38,6 +39,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Bench(args) = cli.command {
+        return bench::run(args);
+    }
     let log_format = ConfigLayer { log_format: cli.log_format, ..ConfigLayer::default() };
     let (store_args, flags) = match &cli.command {
         Command::Up(up) => {
@@ -48,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(store) => (store, store.layer()?),
         Command::Backup(args) | Command::Restore(args) => (&args.store, args.store.layer()?),
         Command::Audit(AuditCommand::Verify(store)) => (store, store.layer()?),
+        Command::Bench(_) => return Ok(()),
     };
     let config = load_config(store_args, log_format.overlaid_by(flags))?;
     logging::init(&config)?;
@@ -61,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Backup(args) => backup(&config, &args.file).await,
             Command::Restore(args) => restore(&config, &args.file).await,
             Command::Audit(AuditCommand::Verify(_)) => audit::verify(&config).await,
+            Command::Bench(_) => Ok(()),
         }
     })
 }

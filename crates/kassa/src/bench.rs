@@ -1,0 +1,74 @@
+//! `kassa bench` (interfaces.md §7): wires the command line to `kassa_bench`, optionally around a
+//! host it spawns itself, and prints the result.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use kassa_bench::host::SpawnedHost;
+use kassa_bench::{BenchConfig, Report};
+
+use crate::cli::BenchArgs;
+
+/// How long a spawned host may take to print its banner (demo RSA keys, migrations).
+const SPAWN_START_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a spawned host may take to stop after SIGTERM.
+const SPAWN_STOP_DEADLINE: Duration = Duration::from_secs(30);
+const DEFAULT_ISO: &str = "127.0.0.1:8583";
+const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+const DEFAULT_CREDENTIALS: &str = "./kassa-data/demo/credentials.json";
+
+/// Runs the bench; the report goes to stdout, progress to stderr.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let report = runtime.block_on(run_async(&args))?;
+    print_report(&report, args.json)
+}
+
+async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
+    let duration = Duration::from_secs(args.duration);
+    if !args.spawn {
+        let iso = args.iso.map_or_else(|| DEFAULT_ISO.parse::<SocketAddr>(), Ok)?;
+        let http = args.http.map_or_else(|| DEFAULT_HTTP.parse::<SocketAddr>(), Ok)?;
+        let credentials = args.credentials.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CREDENTIALS));
+        let tmks = kassa_bench::load_tmks(&credentials)?;
+        let config = BenchConfig { iso, http, tid_count: args.tid_count, duration, tmks };
+        return Ok(kassa_bench::run(&config, progress).await?);
+    }
+    let program = std::env::current_exe().context("cannot find the kassa binary to spawn")?;
+    let host = SpawnedHost::start(&program, args.database_url.as_deref(), SPAWN_START_DEADLINE).await?;
+    eprintln!("bench: spawned host: iso {} http {}", host.process.iso, host.process.http);
+    let credentials = args.credentials.clone().unwrap_or_else(|| host.process.credentials.clone());
+    let result = async {
+        let tmks = kassa_bench::load_tmks(&credentials)?;
+        let config =
+            BenchConfig { iso: host.process.iso, http: host.process.http, tid_count: args.tid_count, duration, tmks };
+        Ok::<_, anyhow::Error>(kassa_bench::run(&config, progress).await?)
+    }
+    .await;
+    let tail = host.process.stderr_tail();
+    let stopped = host.stop(SPAWN_STOP_DEADLINE).await;
+    let report = result.with_context(|| format!("the spawned host's last log lines: {tail}"))?;
+    stopped.context("the spawned host did not stop cleanly")?;
+    Ok(report)
+}
+
+fn progress(progress: kassa_bench::Progress) {
+    eprintln!("{progress}");
+}
+
+#[expect(clippy::print_stdout, reason = "the report is what `kassa bench` is run for")]
+fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report).context("cannot encode the report")?);
+    } else {
+        println!("approved sales/s: {:.1}", report.tps);
+        println!("latency p50/p99/p99.9: {:.3} / {:.3} / {:.3} ms", report.p50_ms, report.p99_ms, report.p999_ms);
+        println!("approved: {}  declined: {}  errors: {}", report.approved, report.declined, report.errors);
+        println!("retransmissions verified: {} of {}", report.verified, report.sampled);
+        println!("durable: {}", report.durable);
+    }
+    Ok(())
+}
