@@ -1,9 +1,10 @@
-//! kassa-auth's services on a real SQLite store: login and lockout, change with policy and
+//! kassa-auth's services on a real store, SQLite and (with `KASSA_TEST_DATABASE_URL`) PostgreSQL: login and lockout, change with policy and
 //! history, supervisor operations, refund approvals, institution resets through a real SMTP
 //! conversation, the default-password risk list, and the audit chain they leave.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod db;
 mod smtp_sink;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,8 @@ use kassa_store::auth::RefundApprovalBinding;
 use kassa_store::*;
 use serde_json::json;
 
+use crate::db::{both_backends, TestDb};
+
 pub const MID: &str = "898100000000001";
 pub const TID: &str = "10000003";
 
@@ -25,14 +28,10 @@ pub struct World {
     pub auth: Auth,
     pub clock: ManualClock,
     pub terminal: TerminalRecord,
-    _dir: tempfile::TempDir,
 }
 
-pub async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
-    let store = Store::open(&url, StoreOptions::default()).await.unwrap();
-    store.admin.migrate().await.unwrap();
+pub async fn world(db: &TestDb) -> World {
+    let store = db.store.clone();
     let master = MasterKey::from_bytes([3; 32]);
     let pepper = master.pepper();
     let clock = ManualClock::new(1_800_000_000_000);
@@ -107,7 +106,7 @@ pub async fn world() -> World {
     };
     store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(sale)), vec![])).await.unwrap();
     let auth = Auth::new(store, pepper, Arc::new(clock.clone()));
-    World { auth, clock, terminal, _dir: dir }
+    World { auth, clock, terminal }
 }
 
 /// Signs in and, for an initial password, changes it to `then`.
@@ -120,13 +119,22 @@ async fn signed_in(world: &World, code: &str, initial: &str, then: &str) -> (Ses
     (login.token, session)
 }
 
+both_backends!(
+    lockout_after_five_failures_and_unlock_by_the_supervisor,
+    change_needs_the_old_password_meets_policy_and_history_and_ends_other_sessions,
+    supervisor_adds_disables_and_resets_operators,
+    refund_approvals_need_the_refund_password_and_bind_their_facts,
+    supervisor_changes_the_refund_password_and_risks_shrink,
+    institution_resets_with_a_one_time_code_over_smtp,
+    the_audit_chain_verifies_and_an_edited_row_is_detected,
+);
+
 async fn actions(store: &Store) -> Vec<String> {
     store.audit.audit_records(0, 1_000).await.unwrap().into_iter().map(|r| r.event.action).collect()
 }
 
-#[tokio::test]
-async fn lockout_after_five_failures_and_unlock_by_the_supervisor() {
-    let world = world().await;
+async fn lockout_after_five_failures_and_unlock_by_the_supervisor(db: &TestDb) {
+    let world = world(db).await;
     let (_, supervisor) = signed_in(&world, "00", "123456", "246810").await;
     for left in (1..=4).rev() {
         let error = world.auth.login_operator(&world.terminal, "01", "9999", TID).await.unwrap_err();
@@ -162,9 +170,8 @@ async fn lockout_after_five_failures_and_unlock_by_the_supervisor() {
     assert!(actions.iter().filter(|a| *a == "login_failed").count() >= 10);
 }
 
-#[tokio::test]
-async fn change_needs_the_old_password_meets_policy_and_history_and_ends_other_sessions() {
-    let world = world().await;
+async fn change_needs_the_old_password_meets_policy_and_history_and_ends_other_sessions(db: &TestDb) {
+    let world = world(db).await;
     let first = world.auth.login_operator(&world.terminal, "01", "0000", TID).await.unwrap();
     let second = world.auth.login_operator(&world.terminal, "01", "0000", TID).await.unwrap();
     // Until the initial password is changed, nothing else is allowed.
@@ -203,9 +210,8 @@ async fn change_needs_the_old_password_meets_policy_and_history_and_ends_other_s
     assert!(!world.auth.login_operator(&world.terminal, "01", "0000", TID).await.unwrap().session.must_change_password);
 }
 
-#[tokio::test]
-async fn supervisor_adds_disables_and_resets_operators() {
-    let world = world().await;
+async fn supervisor_adds_disables_and_resets_operators(db: &TestDb) {
+    let world = world(db).await;
     let (_, supervisor) = signed_in(&world, "00", "123456", "246810").await;
     world.auth.add_operator(&supervisor, "03", "1234", TID).await.unwrap();
     assert!(world.auth.add_operator(&supervisor, "03", "1234", TID).await.is_err(), "exists");
@@ -235,9 +241,8 @@ async fn supervisor_adds_disables_and_resets_operators() {
     );
 }
 
-#[tokio::test]
-async fn refund_approvals_need_the_refund_password_and_bind_their_facts() {
-    let world = world().await;
+async fn refund_approvals_need_the_refund_password_and_bind_their_facts(db: &TestDb) {
+    let world = world(db).await;
     let (_, operator) = signed_in(&world, "01", "0000", "4321").await;
     let wrong =
         world.auth.issue_refund_approval(&operator, "000000", ApprovalKind::Refund, "000000000001", 500, TID).await;
@@ -293,9 +298,8 @@ async fn refund_approvals_need_the_refund_password_and_bind_their_facts() {
     world.auth.verify_merchant_secret(&operator, MerchantSecretKind::RefundPassword, "123456", TID).await.unwrap();
 }
 
-#[tokio::test]
-async fn supervisor_changes_the_refund_password_and_risks_shrink() {
-    let world = world().await;
+async fn supervisor_changes_the_refund_password_and_risks_shrink(db: &TestDb) {
+    let world = world(db).await;
     let risks = world.auth.default_password_risks(Role::InstitutionAdmin, None).await.unwrap();
     let names: Vec<&str> = risks.iter().map(|r| r.account.as_str()).collect();
     assert_eq!(
@@ -320,9 +324,8 @@ async fn supervisor_changes_the_refund_password_and_risks_shrink() {
     assert_eq!(names, ["898100000000001/02"]);
 }
 
-#[tokio::test]
-async fn institution_resets_with_a_one_time_code_over_smtp() {
-    let world = world().await;
+async fn institution_resets_with_a_one_time_code_over_smtp(db: &TestDb) {
+    let world = world(db).await;
     let sink = smtp_sink::SmtpSink::start().await;
     let notifier = SmtpNotifier::new(&SmtpConfig {
         host: "127.0.0.1".into(),
@@ -405,9 +408,8 @@ async fn institution_resets_with_a_one_time_code_over_smtp() {
     assert!(matches!(late.await.unwrap_err(), AuthError::Refused(_)));
 }
 
-#[tokio::test]
-async fn the_audit_chain_verifies_and_an_edited_row_is_detected() {
-    let world = world().await;
+async fn the_audit_chain_verifies_and_an_edited_row_is_detected(db: &TestDb) {
+    let world = world(db).await;
     let (_, _supervisor) = signed_in(&world, "00", "123456", "246810").await;
     let _ = world.auth.login_operator(&world.terminal, "01", "9999", TID).await;
     let records = world.auth.store().audit.audit_records(0, 1_000).await.unwrap();

@@ -1,7 +1,10 @@
-//! `/tms/v1` end to end: a real listener on port 0, signed requests over TCP, a real SQLite
-//! store; and a scan of the captured logs and the database files for every secret used.
+//! `/tms/v1` end to end: a real listener on port 0, signed requests over TCP, a real store
+//! (SQLite, and PostgreSQL with `KASSA_TEST_DATABASE_URL`); and a scan of the captured logs and
+//! the database for every secret used.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod db;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -16,6 +19,8 @@ use kassa_store::*;
 use kassa_tms::signature::sign;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::db::{both_backends, TestDb};
 
 const MID: &str = "898100000000001";
 const TID: &str = "10000003";
@@ -52,7 +57,6 @@ struct Tms {
     clock: ManualClock,
     credential: String,
     store: Store,
-    dir: tempfile::TempDir,
     nonce: AtomicU64,
 }
 
@@ -63,12 +67,9 @@ struct Answer {
 
 /// Seeds the demo shape (initial passwords 123456 / 0000, refund password 123456) unless
 /// `secrets` gives others, and serves the router on port 0.
-async fn start(supervisor: &str, operator: &str, refund: &str) -> Tms {
+async fn start(db: &TestDb, supervisor: &str, operator: &str, refund: &str) -> Tms {
     captured_logs();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
-    let store = Store::open(&url, StoreOptions::default()).await.unwrap();
-    store.admin.migrate().await.unwrap();
+    let store = db.store.clone();
     let master = MasterKey::generate(&mut rand::rngs::OsRng);
     let pepper = master.pepper();
     let credential = hex::encode(rand::random::<[u8; 32]>());
@@ -154,8 +155,15 @@ async fn start(supervisor: &str, operator: &str, refund: &str) -> Tms {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, kassa_tms::router(state)).await.unwrap() });
-    Tms { addr, clock, credential, store, dir, nonce: AtomicU64::new(0) }
+    Tms { addr, clock, credential, store, nonce: AtomicU64::new(0) }
 }
+
+both_backends!(
+    requests_must_be_signed_fresh_and_unreplayed,
+    demo_defaults_must_change_policy_history_lockout_and_unlock,
+    refund_approval_only_with_the_right_refund_password,
+    no_secret_reaches_the_logs_or_the_database,
+);
 
 struct Headers {
     timestamp_ms: i64,
@@ -220,9 +228,8 @@ impl Tms {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_must_be_signed_fresh_and_unreplayed() {
-    let tms = start("123456", "0000", "123456").await;
+async fn requests_must_be_signed_fresh_and_unreplayed(db: &TestDb) {
+    let tms = start(db, "123456", "0000", "123456").await;
     let path = "/tms/v1/parameters";
     let good = tms.call("GET", path, "", Value::Null).await;
     assert_eq!(good.status, 200, "{}", good.body);
@@ -278,9 +285,8 @@ async fn requests_must_be_signed_fresh_and_unreplayed() {
     assert_eq!(refused, ["bad signature", "bad signature", "replayed nonce"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_defaults_must_change_policy_history_lockout_and_unlock() {
-    let tms = start("123456", "0000", "123456").await;
+async fn demo_defaults_must_change_policy_history_lockout_and_unlock(db: &TestDb) {
+    let tms = start(db, "123456", "0000", "123456").await;
     let login = tms.login("01", "0000").await;
     assert_eq!(login.status, 200);
     assert_eq!(login.body["must_change_password"], json!(true));
@@ -341,9 +347,8 @@ async fn demo_defaults_must_change_policy_history_lockout_and_unlock() {
     assert_eq!(tms.call("POST", "/tms/v1/operators/05/enable", &supervisor, Value::Null).await.status, 401);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refund_approval_only_with_the_right_refund_password() {
-    let tms = start("123456", "0000", "123456").await;
+async fn refund_approval_only_with_the_right_refund_password(db: &TestDb) {
+    let tms = start(db, "123456", "0000", "123456").await;
     let operator = tms.signed_in("01", "0000", "2468").await;
     let ask = |password: &str, amount: i64| json!({"refund_password": password, "kind": "refund", "original_rrn": "000000000007", "amount": amount});
     let wrong = tms.call("POST", "/tms/v1/refund-approvals", &operator, ask("654321", 1_000)).await;
@@ -379,12 +384,11 @@ async fn refund_approval_only_with_the_right_refund_password() {
     assert_eq!(tms.call("POST", "/tms/v1/refund-approvals", &operator, ask("112233", 500)).await.status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_reaches_the_logs_or_the_database() {
+async fn no_secret_reaches_the_logs_or_the_database(db: &TestDb) {
     // Distinctive secrets, so that a match cannot be a coincidence of timestamps or ids.
     let (supervisor_initial, operator_initial, refund) = ("73915284", "48261937", "59173846");
     let (supervisor_new, operator_new, refund_new) = ("61839275", "27495183", "83920461");
-    let tms = start(supervisor_initial, operator_initial, refund).await;
+    let tms = start(db, supervisor_initial, operator_initial, refund).await;
     let mut secrets = vec![
         supervisor_initial.to_owned(),
         operator_initial.to_owned(),
@@ -415,16 +419,13 @@ async fn no_secret_reaches_the_logs_or_the_database() {
     tracing::info!("secret-scan control line");
     let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
     assert!(logs.contains("secret-scan control line"));
-    let mut database = Vec::new();
-    for entry in std::fs::read_dir(tms.dir.path()).unwrap() {
-        database.extend(std::fs::read(entry.unwrap().path()).unwrap());
-    }
-    assert!(database.len() > 10_000, "the scan reads the database files");
+    let database = db.contents().await;
+    assert!(database.len() > 1_000, "the scan reads the database");
     // The scan can find things: the audit log names the operator in the database.
     assert!(memmem(&database, b"operator:898100000000001/01"));
     for secret in &secrets {
         assert!(!logs.contains(secret.as_str()), "a secret is in the logs");
-        assert!(!memmem(&database, secret.as_bytes()), "a secret is in the database files");
+        assert!(!memmem(&database, secret.as_bytes()), "a secret is in the database");
     }
 }
 
