@@ -61,6 +61,10 @@ pub enum AuthError {
     /// A one-time code or refund approval is unknown, used, expired, or for something else.
     #[error("the {0} is invalid, used or expired")]
     Refused(&'static str),
+    /// Not possible in the current state; the message says what must happen first (e.g. a
+    /// re-initialisation while the terminal still has something unsent).
+    #[error("{0}")]
+    Blocked(String),
     /// Too many requests of this kind in the current window.
     #[error("too many requests; try again later")]
     RateLimited,

@@ -13,6 +13,7 @@
 //! - [`refund`]: refund and payment-code passwords, one-time refund approvals issued by TMS
 //!   and consumed by the ISO gateway ([`consume_refund_approval`]).
 //! - [`reset`]: institution resets with one-time codes through a [`notify::Notifier`].
+//! - [`terminal`]: terminal re-initialisation (重新初始化), only when nothing is unsent.
 //!
 //! **Invariant**: no function here logs or returns a secret; errors never echo the input;
 //! every security act is audited in the same write unit as the change it records.
@@ -25,6 +26,7 @@ pub mod refund;
 pub mod reset;
 pub mod secrets;
 pub mod service;
+pub mod terminal;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AuthError;

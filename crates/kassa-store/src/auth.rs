@@ -141,7 +141,46 @@ pub trait AuthStore: Send + Sync {
     async fn rate_limit_hits(&self, bucket: &str, now_ms: i64) -> Result<u32, StoreError>;
     /// Every operator, back-office user and merchant secret still on its initial password.
     async fn default_password_accounts(&self) -> Result<Vec<DefaultPasswordAccount>, StoreError>;
+    /// What the host still holds open for a terminal whose batch `open_batch` is open (the
+    /// same conditions [`reinitialise_terminal_if_clear`] checks when it writes).
+    async fn terminal_open_items(&self, terminal_id: &str, open_batch: u32) -> Result<TerminalOpenItems, StoreError>;
 }
+
+/// What the host's records still hold open for one terminal: a re-initialisation (重新初始化)
+/// waits until all of it is zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TerminalOpenItems {
+    /// Card transactions still pending (the issuer's answer or a reversal outstanding).
+    pub pending_txns: u32,
+    /// Issuer reversals owed for the terminal's transactions, not yet confirmed.
+    pub issuer_reversals_owed: u32,
+    /// Transactions of the open batch that settlement would count, not yet settled.
+    pub open_batch_txns: u32,
+}
+
+impl TerminalOpenItems {
+    /// Whether nothing is open.
+    pub fn is_clear(&self) -> bool {
+        *self == TerminalOpenItems::default()
+    }
+}
+
+/// The statuses a settlement leaves out of a batch's totals (nothing to settle).
+macro_rules! not_in_settlement {
+    () => {
+        "('pending', 'declined', 'reversed', 'closed')"
+    };
+}
+/// Pending card transactions of terminal `$1`.
+const PENDING_TXNS: &str = "SELECT COUNT(*) FROM transactions WHERE terminal_id = $1 AND status = 'pending'";
+/// Unconfirmed issuer reversals of terminal `$1`'s transactions.
+const REVERSALS_OWED: &str = "SELECT COUNT(*) FROM gateway_issuer_reversals r JOIN transactions t ON t.id = r.txn_id \
+                              WHERE t.terminal_id = $1 AND r.done_at_ms IS NULL";
+/// Unsettled transactions of terminal `$1`'s open batch `$2` (`$3` = false).
+const OPEN_BATCH_TXNS: &str = concat!(
+    "SELECT COUNT(*) FROM transactions WHERE terminal_id = $1 AND batch_no = $2 AND settled = $3 AND status NOT IN ",
+    not_in_settlement!()
+);
 
 const SESSION_COLUMNS: &str =
     "token_digest, subject, merchant_id, terminal_id, created_at_ms, last_seen_ms, ended_at_ms, end_reason";
@@ -227,6 +266,18 @@ impl AuthStore for SqlReads {
             )
             .await?;
         count(hits.unwrap_or(0), "rate-limit hits")
+    }
+
+    async fn terminal_open_items(&self, terminal_id: &str, open_batch: u32) -> Result<TerminalOpenItems, StoreError> {
+        let one = |row: &Row| row.int(0);
+        let pending = self.one(PENDING_TXNS, &params![terminal_id], one).await?.unwrap_or(0);
+        let reversals = self.one(REVERSALS_OWED, &params![terminal_id], one).await?.unwrap_or(0);
+        let batch = self.one(OPEN_BATCH_TXNS, &params![terminal_id, open_batch, false], one).await?.unwrap_or(0);
+        Ok(TerminalOpenItems {
+            pending_txns: count(pending, "pending transactions")?,
+            issuer_reversals_owed: count(reversals, "issuer reversals")?,
+            open_batch_txns: count(batch, "open batch transactions")?,
+        })
     }
 
     async fn default_password_accounts(&self) -> Result<Vec<DefaultPasswordAccount>, StoreError> {
@@ -340,6 +391,33 @@ pub fn end_sessions_of(subject: &str, keep: Option<&str>, now_ms: i64, reason: &
         params![now_ms, reason, subject, keep.unwrap_or("")],
         true,
     )
+}
+
+/// Ends every live session at `terminal_id` (re-initialisation).
+pub fn end_terminal_sessions(terminal_id: &str, now_ms: i64, reason: &str) -> WriteOp {
+    op(
+        "UPDATE auth_sessions SET ended_at_ms = $1, end_reason = $2 WHERE terminal_id = $3 AND ended_at_ms IS NULL",
+        params![now_ms, reason, terminal_id],
+        true,
+    )
+}
+
+/// The guard of a re-initialisation: passes only while the active terminal `terminal_id`, with
+/// batch `open_batch` open, has nothing open (the conditions of [`TerminalOpenItems`]), checked
+/// in the same database transaction as the writes it guards, so a transaction arriving between
+/// the caller's read and its write cannot be lost.
+pub fn reinitialise_terminal_if_clear(terminal_id: &str, open_batch: u32) -> Guard {
+    Guard::Statement(statement(
+        concat!(
+            "UPDATE terminals SET status = status WHERE terminal_id = $1 AND status = 'active' AND NOT EXISTS \
+             (SELECT 1 FROM transactions WHERE terminal_id = $1 AND (status = 'pending' OR (batch_no = $2 \
+             AND settled = $3 AND status NOT IN ",
+            not_in_settlement!(),
+            "))) AND NOT EXISTS (SELECT 1 FROM gateway_issuer_reversals r JOIN transactions t ON t.id = r.txn_id \
+             WHERE t.terminal_id = $1 AND r.done_at_ms IS NULL)"
+        ),
+        params![terminal_id, open_batch, false],
+    ))
 }
 
 /// Records a new one-time code.

@@ -76,6 +76,7 @@ pub fn router(state: TmsState) -> Router {
         .route("/tms/v1/operators/{code}/enable", post(enable_operator))
         .route("/tms/v1/operators/{code}/unlock", post(unlock_operator))
         .route("/tms/v1/operators/{code}/reset", post(reset_operator))
+        .route("/tms/v1/reinit", post(reinitialise))
         .with_state(state)
 }
 
@@ -119,7 +120,7 @@ impl IntoResponse for ApiError {
                     AuthError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
                     AuthError::NotFound(_) => StatusCode::NOT_FOUND,
                     AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
-                    AuthError::Refused(_) | AuthError::Conflict => StatusCode::CONFLICT,
+                    AuthError::Refused(_) | AuthError::Conflict | AuthError::Blocked(_) => StatusCode::CONFLICT,
                     AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
                     AuthError::Notify(_) => StatusCode::BAD_GATEWAY,
                     AuthError::Store(_) | AuthError::Hash(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -406,6 +407,26 @@ async fn reset_operator(
     let body: ResetBody = signed.json()?;
     state.auth.reset_operator_password(&session, &code, &body.new_password.0, &body.reason, signed.source()).await?;
     Ok(ok(json!({"must_change_password": true})))
+}
+
+#[derive(Deserialize)]
+struct ReinitBody {
+    /// What the terminal's journal still holds unsent (required: a terminal must say).
+    unsent_count: u32,
+    reason: String,
+}
+
+/// Terminal re-initialisation (重新初始化) by the supervisor signed in at it: refused while the
+/// terminal or the host holds anything unsent or unsettled; afterwards the terminal's sessions
+/// have ended and it must sign in again (ISO 8583 0800) before any transaction.
+async fn reinitialise(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(&state).await?;
+    let body: ReinitBody = signed.json()?;
+    state
+        .auth
+        .reinitialise_terminal(&session, &signed.terminal, body.unsent_count, &body.reason, signed.source())
+        .await?;
+    Ok(ok(json!({"sign_in_required": true})))
 }
 
 /// Terminal parameters: needs a signed request only (the terminal reads them before any

@@ -163,6 +163,7 @@ both_backends!(
     demo_defaults_must_change_policy_history_lockout_and_unlock,
     refund_approval_only_with_the_right_refund_password,
     no_secret_reaches_the_logs_or_the_database,
+    reinit_only_when_nothing_is_open_then_the_terminal_signs_in_again,
 );
 
 struct Headers {
@@ -431,4 +432,127 @@ async fn no_secret_reaches_the_logs_or_the_database(db: &TestDb) {
 
 fn memmem(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+async fn update_txn(store: &Store, id: i64, status: &str, settled: bool) {
+    let txn = store.txns.txn(id).await.unwrap().unwrap();
+    let update = TxnUpdate {
+        id,
+        expected_version: txn.version,
+        status: status.into(),
+        refunded_minor: txn.refunded_minor,
+        settled,
+        response: None,
+        rrn: None,
+        auth_code: None,
+        updated_at_ms: 2,
+    };
+    assert!(matches!(
+        store.commit(WriteUnit::ops(vec![WriteOp::UpdateTxn(update)])).await.unwrap(),
+        UnitOutcome::Committed { .. }
+    ));
+}
+
+/// Whether the write-time guard of a re-initialisation passes (it must agree with the read).
+async fn guard_passes(store: &Store) -> bool {
+    let unit = WriteUnit::guarded(kassa_store::auth::reinitialise_terminal_if_clear(TID, 1), vec![]);
+    matches!(store.commit(unit).await.unwrap(), UnitOutcome::Committed { .. })
+}
+
+async fn reinit(tms: &Tms, session: &str, unsent: u32) -> Answer {
+    tms.call("POST", "/tms/v1/reinit", session, json!({"unsent_count": unsent, "reason": "screen replaced"})).await
+}
+
+async fn reinit_only_when_nothing_is_open_then_the_terminal_signs_in_again(db: &TestDb) {
+    let tms = start(db, "123456", "0000", "123456").await;
+    let store = &tms.store;
+    let operator = tms.signed_in("01", "0000", "2468").await;
+    let supervisor = tms.signed_in("00", "123456", "97531").await;
+    store.commit(WriteUnit::ops(vec![gateway::put_working_keys(TID, vec![1, 2, 3], 5)])).await.unwrap();
+
+    // Only the supervisor, with a reason and the terminal's own count of unsent items.
+    assert_eq!(reinit(&tms, &operator, 0).await.status, 403);
+    let no_reason = tms.call("POST", "/tms/v1/reinit", &supervisor, json!({"unsent_count": 0, "reason": " "})).await;
+    assert_eq!(no_reason.status, 400, "{}", no_reason.body);
+    let no_count = tms.call("POST", "/tms/v1/reinit", &supervisor, json!({"reason": "x"})).await;
+    assert_eq!(no_count.status, 400, "{}", no_count.body);
+    let unsent = reinit(&tms, &supervisor, 2).await;
+    assert_eq!(unsent.status, 409);
+    let message = unsent.body["error"].as_str().unwrap();
+    assert!(message.starts_with("the terminal cannot be re-initialised yet: 2 unsent item(s)"), "{message}");
+
+    // The host's view: the seeded sale sits in the unsettled open batch 1.
+    assert!(!guard_passes(store).await);
+    let answer = reinit(&tms, &supervisor, 0).await;
+    assert_eq!(answer.status, 409);
+    assert_eq!(
+        answer.body["error"],
+        "the terminal cannot be re-initialised yet: 1 transaction(s) in the open batch 000001 (settle it first)"
+    );
+    let sale = store.txns.txn_by_rrn("000000000007").await.unwrap().unwrap();
+    update_txn(store, sale.id, "approved", true).await;
+    // A reversal the host owes the issuer for it.
+    store
+        .commit(WriteUnit::ops(vec![gateway::owe_issuer_reversal("req-1", Some(sale.id), "timeout", 3)]))
+        .await
+        .unwrap();
+    assert!(!guard_passes(store).await);
+    let answer = reinit(&tms, &supervisor, 0).await;
+    assert_eq!(
+        answer.body["error"],
+        "the terminal cannot be re-initialised yet: 1 reversal(s) the host still owes the issuer"
+    );
+    store.commit(WriteUnit::ops(vec![gateway::issuer_reversal_attempted("req-1", true, 4)])).await.unwrap();
+    // A pending card transaction (the issuer has not answered yet).
+    let pending = NewTxn {
+        kind: "sale".into(),
+        status: "pending".into(),
+        channel: "card".into(),
+        merchant_id: MID.into(),
+        card_identity: Some(CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 8, mti_class: "020".into() }),
+        out_trade_no: None,
+        rrn: None,
+        auth_code: None,
+        amount_minor: 100,
+        currency: "CNY".into(),
+        fee_minor: 0,
+        pan_masked: None,
+        content_digest: "p".into(),
+        original_id: None,
+        response: json!({}),
+        business_date: "2027-01-15".into(),
+        created_at_ms: 5,
+    };
+    store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(pending)), vec![])).await.unwrap();
+    assert!(!guard_passes(store).await);
+    let answer = reinit(&tms, &supervisor, 0).await;
+    assert_eq!(
+        answer.body["error"],
+        "the terminal cannot be re-initialised yet: 1 card transaction(s) still pending at the host"
+    );
+    let pending = store
+        .txns
+        .txn_by_card_identity(&CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 8, mti_class: "020".into() })
+        .await
+        .unwrap()
+        .unwrap();
+    // Declined: nothing to settle, nothing pending.
+    update_txn(store, pending.id, "declined", false).await;
+
+    assert!(guard_passes(store).await);
+    let done = reinit(&tms, &supervisor, 0).await;
+    assert_eq!((done.status, &done.body["sign_in_required"]), (200, &json!(true)), "{}", done.body);
+    assert!(store.gateway().working_keys(TID).await.unwrap().is_none(), "it must sign in again");
+    for session in [&operator, &supervisor] {
+        let answer = tms.call("POST", "/tms/v1/logout", session, Value::Null).await;
+        assert_eq!(answer.status, 401, "every session at the terminal ended");
+    }
+    let records = store.audit.audit_records(0, 1_000).await.unwrap();
+    let refusals = records.iter().filter(|r| r.event.action == "terminal_reinit_refused").count();
+    assert_eq!(refusals, 4);
+    let done = records.iter().find(|r| r.event.action == "terminal_reinitialised").unwrap();
+    assert_eq!(
+        (done.event.actor.as_str(), done.event.target.as_str(), done.event.reason.as_str(), done.event.source.as_str()),
+        ("operator:898100000000001/00", "terminal:10000003", "screen replaced", TID)
+    );
 }
