@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use kassa_crypto::{KeyHandle, KeyPurpose, MasterKey, SealedSecret, SecurityModule, WrappedWorkingKeys};
 use kassa_store::gateway::WorkingKeysRecord;
@@ -25,7 +26,15 @@ pub(crate) struct ActiveKeys {
 struct Session {
     tmk: Option<KeyHandle>,
     keys: Option<ActiveKeys>,
+    /// When `keys` were last compared with the store.
+    keys_checked_at: Option<Instant>,
 }
+
+/// How long cached working keys are trusted before they are compared with the store again. A
+/// sign-out, a re-initialisation (TMS) or a sign-in through another host process stops the
+/// old keys working here within this time, at the cost of one small read per active terminal
+/// per interval.
+const KEYS_REVALIDATE_MS: u64 = 1_000;
 
 /// Sessions of all terminals this process has seen.
 #[derive(Debug)]
@@ -117,6 +126,7 @@ impl Sessions {
         let old = {
             let mut map = self.lock();
             let session = map.entry(terminal_id.to_owned()).or_default();
+            session.keys_checked_at = Some(Instant::now());
             std::mem::replace(&mut session.keys, keys)
         };
         if let Some(old) = old {
@@ -128,10 +138,32 @@ impl Sessions {
     /// The keys the terminal signed in with, loading them from the store when this process has
     /// none. `None`: not signed in.
     pub(crate) async fn keys(&self, terminal: &TerminalRecord) -> Result<Option<ActiveKeys>, GatewayError> {
-        if let Some(keys) = self.lock().get(&terminal.terminal_id).and_then(|s| s.keys.clone()) {
-            return Ok(Some(keys));
+        let cached = self.lock().get(&terminal.terminal_id).and_then(|s| Some((s.keys.clone()?, s.keys_checked_at)));
+        let fresh = |checked: Option<Instant>| {
+            checked.is_some_and(|at| at.elapsed() < Duration::from_millis(KEYS_REVALIDATE_MS))
+        };
+        match cached {
+            Some((keys, checked)) if fresh(checked) => Ok(Some(keys)),
+            Some((keys, _)) => match self.store.gateway().working_keys(&terminal.terminal_id).await? {
+                // Signed out or re-initialised elsewhere: the cached keys stop working.
+                None => {
+                    self.replace(&terminal.terminal_id, None);
+                    Ok(None)
+                }
+                Some(record) if record.keys_sealed == keys.sealed => {
+                    if let Some(session) = self.lock().get_mut(&terminal.terminal_id) {
+                        session.keys_checked_at = Some(Instant::now());
+                    }
+                    Ok(Some(keys))
+                }
+                Some(record) => {
+                    let keys = self.import(terminal, &record)?;
+                    self.replace(&terminal.terminal_id, Some(keys.clone()));
+                    Ok(Some(keys))
+                }
+            },
+            None => self.reload(terminal, None).await,
         }
-        self.reload(terminal, None).await
     }
 
     /// Reads the stored keys again (after a MAC failure: another process may have signed the

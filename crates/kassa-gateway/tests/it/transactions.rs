@@ -670,3 +670,30 @@ async fn connections_over_the_cap_are_closed_and_shutdown_waits_for_answers() {
     assert_eq!(first.decode(&frame).code(), "98");
     stopping.await.unwrap();
 }
+
+/// Keys deleted from the store (a sign-out through another host process, a re-initialisation
+/// through TMS) stop working in a process that cached them, within its revalidation interval.
+#[tokio::test]
+async fn working_keys_removed_elsewhere_stop_working_here() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let sale = terminal.sale(100, CARD, Some("123456"));
+    assert_eq!(terminal.exchange(&sale, true).await.code(), "00");
+    let op = kassa_store::gateway::delete_working_keys(DEVICE_TERMINAL);
+    host.store.commit(kassa_store::WriteUnit::ops(vec![op])).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let sale = terminal.sale(100, CARD, Some("123456"));
+        let code = terminal.exchange(&sale, true).await.code().to_owned();
+        if code == "77" {
+            break;
+        }
+        assert_eq!(code, "00", "before the cache notices, the old keys still verify");
+        assert!(std::time::Instant::now() < deadline, "the deleted keys kept working");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A fresh sign-in works again.
+    terminal.sign_in().await;
+    let sale = terminal.sale(100, CARD, Some("123456"));
+    assert_eq!(terminal.exchange(&sale, true).await.code(), "00");
+}
