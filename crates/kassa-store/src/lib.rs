@@ -24,6 +24,8 @@ mod postgres;
 mod queries;
 mod records;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod value;
 
 use std::path::Path;

@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod db;
 mod smtp_sink;
 
 use std::collections::BTreeMap;
@@ -18,7 +17,7 @@ use kassa_store::auth::RefundApprovalBinding;
 use kassa_store::*;
 use serde_json::json;
 
-use crate::db::{both_backends, TestDb};
+use kassa_store::testing::TestDb;
 
 pub const MID: &str = "898100000000001";
 pub const TID: &str = "10000003";
@@ -119,7 +118,7 @@ async fn signed_in(world: &World, code: &str, initial: &str, then: &str) -> (Ses
     (login.token, session)
 }
 
-both_backends!(
+kassa_store::both_backends!(
     lockout_after_five_failures_and_unlock_by_the_supervisor,
     change_needs_the_old_password_meets_policy_and_history_and_ends_other_sessions,
     supervisor_adds_disables_and_resets_operators,

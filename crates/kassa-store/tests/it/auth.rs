@@ -6,37 +6,11 @@ use std::collections::BTreeMap;
 use kassa_store::auth::*;
 use kassa_store::*;
 
-use crate::harness::TestDb;
+use kassa_store::testing::TestDb;
 
 const MID: &str = "898100000000001";
 
-/// Runs each test on SQLite and, when configured, on PostgreSQL.
-macro_rules! auth_conformance {
-    ($($name:ident),* $(,)?) => {
-        mod auth_on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::harness::sqlite().await;
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-        mod auth_on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = crate::harness::postgres().await else { return };
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-auth_conformance!(
+kassa_store::both_backends!(
     sessions_end_one_or_all_but_the_current,
     one_time_codes_are_single_use_and_expire,
     refund_approvals_are_consumed_once_for_exactly_their_facts,

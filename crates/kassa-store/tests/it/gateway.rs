@@ -3,7 +3,7 @@
 use kassa_store::gateway::{delete_working_keys, issuer_reversal_attempted, owe_issuer_reversal, put_working_keys};
 use kassa_store::{MerchantRecord, RefundPasswordMode, TerminalRecord, WriteOp, WriteUnit};
 
-use crate::harness::TestDb;
+use kassa_store::testing::TestDb;
 
 async fn seed_terminal(db: &TestDb, terminal_id: &str) {
     let merchant = MerchantRecord {
@@ -111,33 +111,7 @@ async fn stale_pending_card_requests_are_found(db: &TestDb) {
     assert_eq!(db.store.gateway().stale_pending_card_txns(500, 1).await.unwrap(), [ids[0]]);
 }
 
-/// Runs each test on SQLite and, when configured, on PostgreSQL, like the conformance suite.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::harness::sqlite().await;
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = crate::harness::postgres().await else { return };
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+kassa_store::both_backends!(
     working_keys_are_replaced_by_each_sign_in,
     issuer_reversals_are_journaled_once_and_attempts_recorded,
     stale_pending_card_requests_are_found,

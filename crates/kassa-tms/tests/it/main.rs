@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod db;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,7 +18,7 @@ use kassa_tms::signature::sign;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::db::{both_backends, TestDb};
+use kassa_store::testing::TestDb;
 
 const MID: &str = "898100000000001";
 const TID: &str = "10000003";
@@ -158,7 +156,7 @@ async fn start(db: &TestDb, supervisor: &str, operator: &str, refund: &str) -> T
     Tms { addr, clock, credential, store, nonce: AtomicU64::new(0) }
 }
 
-both_backends!(
+kassa_store::both_backends!(
     requests_must_be_signed_fresh_and_unreplayed,
     demo_defaults_must_change_policy_history_lockout_and_unlock,
     refund_approval_only_with_the_right_refund_password,

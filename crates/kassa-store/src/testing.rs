@@ -1,14 +1,20 @@
-//! A fresh database per test: a temporary SQLite file, or a new PostgreSQL database created on
-//! the server named by `KASSA_TEST_DATABASE_URL` and dropped afterwards (the pattern of
-//! kassa-store's conformance harness). [`both_backends!`] runs a test on each.
+//! Test support (feature `testing`): a fresh, migrated database per test — a temporary SQLite
+//! file, or a new PostgreSQL database on the server named by `KASSA_TEST_DATABASE_URL`, dropped
+//! afterwards — and [`both_backends!`](crate::both_backends), which runs a test on each. Every
+//! crate's integration tests use this one harness.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test support: a failed set-up fails the test")]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use kassa_store::{Store, StoreOptions};
+use crate::{Store, StoreOptions};
 
+/// A migrated database of its own for one test.
 #[derive(Debug)]
 pub struct TestDb {
+    /// The store on it.
     pub store: Store,
+    /// Its URL (`sqlite://…` or `postgres://…`), for a second handle or raw SQL.
+    pub url: String,
     dir: Option<tempfile::TempDir>,
     postgres: Option<Postgres>,
 }
@@ -23,12 +29,13 @@ struct Postgres {
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 impl TestDb {
+    /// A temporary SQLite file.
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
         let store = Store::open(&url, StoreOptions::default()).await.unwrap();
         store.admin.migrate().await.unwrap();
-        TestDb { store, dir: Some(dir), postgres: None }
+        TestDb { store, url, dir: Some(dir), postgres: None }
     }
 
     /// `None` (and a note on stderr) when no PostgreSQL is configured.
@@ -39,7 +46,13 @@ impl TestDb {
         };
         let name = format!(
             "kassa_{}_{}_{}_{}",
-            env!("CARGO_CRATE_NAME"),
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().replace(|c: char| !c.is_ascii_alphanumeric(), "_")))
+                .unwrap_or_default()
+                .to_lowercase(),
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
@@ -49,7 +62,7 @@ impl TestDb {
         let url = with_database(&admin_url, &name);
         let store = Store::open(&url, StoreOptions::default()).await.unwrap();
         store.admin.migrate().await.unwrap();
-        Some(TestDb { store, dir: None, postgres: Some(Postgres { admin_url, url, name }) })
+        Some(TestDb { store, url: url.clone(), dir: None, postgres: Some(Postgres { admin_url, url, name }) })
     }
 
     /// Everything the database holds, as bytes to scan for secrets: the SQLite files (with
@@ -80,7 +93,7 @@ impl TestDb {
 
     /// Drops a PostgreSQL database (after the store's connections are gone).
     pub async fn finish(self) {
-        let TestDb { store, dir, postgres } = self;
+        let TestDb { store, dir, postgres, .. } = self;
         drop(store);
         drop(dir);
         if let Some(postgres) = postgres {
@@ -111,16 +124,18 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-/// Runs each `async fn name(db: &TestDb)` of the crate root on SQLite and, when
-/// `KASSA_TEST_DATABASE_URL` is set, on a fresh PostgreSQL database.
+/// Runs each `async fn name(db: &TestDb)` of the invoking module on SQLite and, when
+/// `KASSA_TEST_DATABASE_URL` is set, on a fresh PostgreSQL database (saying so on stderr when
+/// it is skipped). Invoke it once per module.
+#[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let db = crate::db::TestDb::sqlite().await;
-                    crate::$name(&db).await;
+                    let db = $crate::testing::TestDb::sqlite().await;
+                    super::$name(&db).await;
                     db.finish().await;
                 }
             )*
@@ -129,12 +144,11 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(db) = crate::db::TestDb::postgres().await else { return };
-                    crate::$name(&db).await;
+                    let Some(db) = $crate::testing::TestDb::postgres().await else { return };
+                    super::$name(&db).await;
                     db.finish().await;
                 }
             )*
         }
     };
 }
-pub(crate) use both_backends;
