@@ -121,7 +121,8 @@ async fn prepare_demo(config: &Config, store: &Store, master_key: &MasterKey) ->
 fn print_banner(config: &Config, http: SocketAddr, iso: Option<SocketAddr>) {
     println!("kassa {} is up", kassa_host::metrics::VERSION);
     println!("http: http://{http}");
-    println!("back_office: http://{http}/");
+    // Printed with a note, like the simulators: the contract names the address, nothing serves it yet.
+    println!("back_office: http://{http}/ (not served yet)");
     match iso {
         Some(iso) => println!("iso: {iso}"),
         None => println!("iso: {} (not served: no issuer connector configured)", config.iso),
