@@ -1,11 +1,13 @@
 //! Kassa's domain core: the types every other crate speaks, with their invariants in the types.
 //!
-//! Pure by design — no I/O, no async, no clock, no SQL, no wire formats. Values are validated
+//! Pure by design — no I/O, no async, no SQL, no wire formats; time comes in as arguments or
+//! through the injected [`clock::Clock`]. Values are validated
 //! when they are built (`parse`/`new`), so code that holds a [`MerchantId`] or a [`Money`] never
 //! checks them again.
 
 pub mod card;
 pub mod channel;
+pub mod clock;
 pub mod ids;
 pub mod money;
 pub mod password;
