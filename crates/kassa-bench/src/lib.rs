@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod host;
+pub mod raw;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -122,6 +123,12 @@ pub struct Report {
     pub sampled: u64,
     /// The host's `kassa_store_durable` metric is 1.
     pub durable: bool,
+    /// With `--spawn`: the store alone doing the same writes at the same concurrency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<raw::RawReport>,
+    /// `tps / raw.sales_per_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
 }
 
 /// A snapshot for the per-second progress line.
@@ -317,6 +324,8 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
         verified,
         sampled,
         durable,
+        raw: None,
+        ratio: None,
     })
 }
 

@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::business_day::{BusinessDay, Stamp};
+use crate::directory::Directory;
 use crate::codes::{for_decline, ResponseCode};
 use crate::once::{content_digest, IdentityLocks};
 use crate::sessions::{ActiveKeys, Sessions};
@@ -64,6 +65,7 @@ pub(crate) struct Handler {
     clock: Arc<dyn Clock>,
     approvals: Arc<dyn RefundApprovals>,
     sessions: Sessions,
+    directory: Directory,
     locks: IdentityLocks,
     business_day: BusinessDay,
     issuer_timeout: Duration,
@@ -134,6 +136,7 @@ impl Handler {
     pub(crate) fn new(config: &GatewayConfig, deps: GatewayDeps) -> Handler {
         Handler {
             sessions: Sessions::new(deps.store.clone(), Arc::clone(&deps.security), deps.master_key),
+            directory: Directory::new(deps.store.clone()),
             store: deps.store,
             security: deps.security,
             issuer: deps.issuer,
@@ -227,7 +230,25 @@ impl Handler {
     async fn process(&self, request: &Message, message_bytes: &[u8]) -> Reply {
         let plain = |code| Reply { message: respond(request, code), mac: None };
         let Some(terminal_id) = request.field_str(41) else { return plain(ResponseCode::FORMAT_ERROR) };
-        let terminal = match self.store.directory.terminal(terminal_id).await {
+        let Ok(Some(field60)) = request.typed::<Field60>() else { return plain(ResponseCode::FORMAT_ERROR) };
+        let class = request.mti().class();
+        let network = matches!(class.as_str(), "0800" | "0820");
+        if !network && !matches!(class.as_str(), "0200" | "0220" | "0100" | "0400" | "0500" | "0320") {
+            return plain(ResponseCode::NOT_SUPPORTED);
+        }
+        // Sign-in answers with the open batch, so it reads the terminal as stored; so does a
+        // request naming another batch than the cached one (settled by another process?).
+        let mut lookup = if network {
+            self.directory.reload_terminal(terminal_id).await
+        } else {
+            self.directory.terminal(terminal_id).await
+        };
+        if let Ok(Some(cached)) = &lookup {
+            if !network && field60.batch_number != cached.open_batch {
+                lookup = self.directory.reload_terminal(terminal_id).await;
+            }
+        }
+        let terminal = match lookup {
             Ok(Some(terminal)) if terminal.status == "active" => terminal,
             Ok(_) => return plain(ResponseCode::UNKNOWN_TERMINAL),
             Err(error) => {
@@ -238,12 +259,8 @@ impl Handler {
         if request.field_str(42) != Some(terminal.merchant_id.as_str()) {
             return plain(ResponseCode::INVALID_MERCHANT);
         }
-        let Ok(Some(field60)) = request.typed::<Field60>() else { return plain(ResponseCode::FORMAT_ERROR) };
-        match request.mti().class().as_str() {
-            "0800" => return self.network(request, &terminal, field60).await,
-            "0820" => return self.network(request, &terminal, field60).await,
-            "0200" | "0220" | "0100" | "0400" | "0500" | "0320" => {}
-            _ => return plain(ResponseCode::NOT_SUPPORTED),
+        if network {
+            return self.network(request, &terminal, field60).await;
         }
         let keys = match self.sessions.keys(&terminal).await {
             Ok(Some(keys)) => keys,
@@ -423,14 +440,7 @@ impl Handler {
     }
 
     async fn fee_rate(&self, merchant_id: &str) -> Result<FeeRate, GatewayError> {
-        let merchant = self
-            .store
-            .directory
-            .merchant(merchant_id)
-            .await?
-            .ok_or_else(|| GatewayError::Corrupt(format!("merchant {merchant_id} of a terminal is missing")))?;
-        let ppm = merchant.fee_rates.get("card").copied().unwrap_or(0);
-        FeeRate::from_ppm(ppm).map_err(|e| GatewayError::Corrupt(e.to_string()))
+        self.directory.card_fee_rate(merchant_id).await
     }
 
     /// The answer stored with a transaction, replayed to retransmissions.
@@ -543,12 +553,16 @@ impl Handler {
         };
         let digest = Self::digest(request, card.pan.expose_digits());
         let _held = self.locks.lock(&identity).await;
-        if let Some(existing) = self.store.txns.txn_by_card_identity(&identity).await? {
-            return self.replay(request, existing, &digest).await;
-        }
+        // A retransmission is found by the journal insert below (its identity is taken), so
+        // the common case, a new request, costs no read.
         let pin_block = match self.zone_pin_block(ctx, &card.pan) {
             Ok(block) => block,
-            Err(code) => return Ok(respond(request, code)),
+            Err(code) => {
+                return match self.store.txns.txn_by_card_identity(&identity).await? {
+                    Some(existing) => self.replay(request, existing, &digest).await,
+                    None => Ok(respond(request, code)),
+                };
+            }
         };
         // A hold (pre-authorisation) moves no money yet: its fee comes with the completion.
         let fee = if kind.is_capture() {
@@ -582,7 +596,7 @@ impl Handler {
         let txn_id = match self.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(pending)), vec![])).await? {
             UnitOutcome::Committed { txn_id: Some(id), .. } => id,
             UnitOutcome::Duplicate { existing_txn_id: Some(id) } => {
-                // Another process took the identity between our read and our insert.
+                // A retransmission, or the same identity with other content.
                 let existing =
                     self.store.txns.txn(id).await?.ok_or_else(|| GatewayError::Corrupt(format!("txn {id}")))?;
                 return self.replay(request, existing, &digest).await;

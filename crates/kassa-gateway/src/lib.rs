@@ -24,6 +24,7 @@
 
 mod business_day;
 mod codes;
+mod directory;
 mod handler;
 mod once;
 mod server;

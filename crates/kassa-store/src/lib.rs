@@ -21,6 +21,7 @@ pub mod gateway;
 mod migrate;
 mod pg_backup;
 mod postgres;
+pub use postgres::{create_database, drop_database, url_with_database};
 mod queries;
 mod records;
 mod sqlite;

@@ -332,3 +332,53 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
         reads,
     })
 }
+
+/// Replaces the database name of a `postgres://` URL (keeping its query string).
+pub fn url_with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+fn checked_database_name(name: &str) -> Result<&str, StoreError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name.as_bytes()[0].is_ascii_lowercase();
+    if valid {
+        Ok(name)
+    } else {
+        Err(StoreError::Database(format!("not a plain database name: {name:?}")))
+    }
+}
+
+async fn server_client(server_url: &str) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| StoreError::Unreachable(format!("{}: {e}", crate::redact_url(server_url))))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Creates the empty database `name` (lower-case letters, digits, `_`) on the server of
+/// `server_url` and returns its URL. For scratch databases: tests, benchmarks.
+pub async fn create_database(server_url: &str, name: &str) -> Result<String, StoreError> {
+    let name = checked_database_name(name)?;
+    let client = server_client(server_url).await?;
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.map_err(db_error)?;
+    Ok(url_with_database(server_url, name))
+}
+
+/// Drops the database `name` on the server of `server_url`, closing its connections.
+pub async fn drop_database(server_url: &str, name: &str) -> Result<(), StoreError> {
+    let name = checked_database_name(name)?;
+    let client = server_client(server_url).await?;
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(db_error)
+}

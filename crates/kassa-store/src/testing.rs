@@ -57,9 +57,7 @@ impl TestDb {
             NEXT.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
         );
-        let client = connect(&admin_url).await;
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        let url = with_database(&admin_url, &name);
+        let url = crate::create_database(&admin_url, &name).await.expect("KASSA_TEST_DATABASE_URL unreachable");
         let store = Store::open(&url, StoreOptions::default()).await.unwrap();
         store.admin.migrate().await.unwrap();
         Some(TestDb { store, url: url.clone(), dir: None, postgres: Some(Postgres { admin_url, url, name }) })
@@ -97,8 +95,7 @@ impl TestDb {
         drop(store);
         drop(dir);
         if let Some(postgres) = postgres {
-            let client = connect(&postgres.admin_url).await;
-            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", postgres.name)).await;
+            let _ = crate::drop_database(&postgres.admin_url, &postgres.name).await;
         }
     }
 }
@@ -108,20 +105,6 @@ async fn connect(url: &str) -> tokio_postgres::Client {
         tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("KASSA_TEST_DATABASE_URL unreachable");
     tokio::spawn(connection);
     client
-}
-
-/// Replaces the database name of a `postgres://` URL.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
 }
 
 /// Runs each `async fn name(db: &TestDb)` of the invoking module on SQLite and, when

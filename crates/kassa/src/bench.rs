@@ -18,6 +18,8 @@ const SPAWN_STOP_DEADLINE: Duration = Duration::from_secs(30);
 const DEFAULT_ISO: &str = "127.0.0.1:8583";
 const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 const DEFAULT_CREDENTIALS: &str = "./kassa-data/demo/credentials.json";
+/// The raw group-commit phase after a spawned run lasts as long as the run, at most this.
+const RAW_DURATION_MAX: Duration = Duration::from_secs(10);
 
 /// Runs the bench; the report goes to stdout, progress to stderr.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -50,8 +52,18 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
     .await;
     let tail = host.process.stderr_tail();
     let stopped = host.stop(SPAWN_STOP_DEADLINE).await;
-    let report = result.with_context(|| format!("the spawned host's last log lines: {tail}"))?;
+    let mut report = result.with_context(|| format!("the spawned host's last log lines: {tail}"))?;
     stopped.context("the spawned host did not stop cleanly")?;
+    if !args.no_raw {
+        // The store alone, same backend, same concurrency, now that the host is gone.
+        let raw_duration = duration.min(RAW_DURATION_MAX);
+        eprintln!("bench: raw group commit of the same writes for {} s", raw_duration.as_secs());
+        let raw = kassa_bench::raw::run_on_scratch(args.database_url.as_deref(), args.tid_count, raw_duration)
+            .await
+            .context("the raw group-commit phase failed")?;
+        report.ratio = Some(if raw.sales_per_s > 0.0 { report.tps / raw.sales_per_s } else { 0.0 });
+        report.raw = Some(raw);
+    }
     Ok(report)
 }
 
@@ -69,6 +81,13 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
         println!("approved: {}  declined: {}  errors: {}", report.approved, report.declined, report.errors);
         println!("retransmissions verified: {} of {}", report.verified, report.sampled);
         println!("durable: {}", report.durable);
+        if let (Some(raw), Some(ratio)) = (&report.raw, report.ratio) {
+            println!(
+                "store alone (same writes, same concurrency): {:.1} sales/s, {:.1} units per commit, {:.2} ms per commit",
+                raw.sales_per_s, raw.batch_units_mean, raw.commit_ms_mean
+            );
+            println!("end-to-end / store alone: {:.0} %", ratio * 100.0);
+        }
     }
     Ok(())
 }

@@ -98,7 +98,9 @@ impl Handler {
             }));
         }
         ops.extend(audit.map(WriteOp::Audit));
-        self.store.commit(WriteUnit::ops(ops)).await?;
+        let committed = self.store.commit(WriteUnit::ops(ops)).await;
+        self.directory.forget_terminal(&ctx.terminal.terminal_id);
+        committed?;
         tracing::info!(terminal = %ctx.terminal.terminal_id, batch, next, "batch closed");
         Ok(next)
     }

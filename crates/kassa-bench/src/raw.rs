@@ -1,0 +1,178 @@
+//! The store alone, written to exactly as the gateway writes a card sale, for the "raw
+//! group-commit rate" `kassa bench` reports beside its end-to-end rate.
+//!
+//! Each of `writers` tasks (as many as the bench drove terminals, so batches form the same way)
+//! does, one sale after another, the two units the gateway commits per sale: the issuer-request
+//! journal (the pending transaction, guarded by its card identity), then the approval (the
+//! transaction updated at its version, plus the sale's journal entry). No network, no crypto,
+//! no issuer: what is left is the store's cost, so `end-to-end tps / raw tps` is the share of
+//! the store's capacity the whole host delivers.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kassa_domain::{Channel, Currency, MerchantId, Money};
+use kassa_ledger::sale_entry;
+use kassa_store::{
+    CardIdentity, Guard, MerchantRecord, NewTxn, Store, StoreError, TxnUpdate, UnitOutcome, WriteOp, WriteUnit,
+};
+use serde::Serialize;
+
+/// The merchant the raw workload writes for (the bench merchant of interfaces.md §4).
+const MERCHANT: &str = "898100000000002";
+
+/// What the store alone sustained.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RawReport {
+    /// Sales (two units each) committed per second.
+    pub sales_per_s: f64,
+    /// Units per group commit, on average.
+    pub batch_units_mean: f64,
+    /// Mean time of one batch's commit, milliseconds.
+    pub commit_ms_mean: f64,
+}
+
+fn pending(writer: usize, stan: u32, amount: Money) -> NewTxn {
+    NewTxn {
+        kind: "sale".into(),
+        status: "pending".into(),
+        channel: "card".into(),
+        merchant_id: MERCHANT.into(),
+        card_identity: Some(CardIdentity {
+            terminal_id: format!("R{writer:07}"),
+            batch_no: 1,
+            stan,
+            mti_class: "020".into(),
+        }),
+        out_trade_no: None,
+        rrn: None,
+        auth_code: None,
+        amount_minor: amount.minor(),
+        currency: "CNY".into(),
+        fee_minor: 0,
+        pan_masked: Some("622202*********0128".into()),
+        content_digest: "0".repeat(64),
+        original_id: None,
+        response: serde_json::json!({}),
+        business_date: "2026-11-22".into(),
+        created_at_ms: 0,
+    }
+}
+
+/// One sale's two commits. `Ok(false)`: the store refused a unit (counted as not done).
+async fn one_sale(store: &Store, writer: usize, stan: u32) -> Result<bool, StoreError> {
+    let amount = Money::from_minor(i64::from(stan % 9_000) + 100, Currency::CNY);
+    let fee = Money::from_minor(1, Currency::CNY);
+    let mut txn = pending(writer, stan, amount);
+    txn.fee_minor = fee.minor();
+    let UnitOutcome::Committed { txn_id: Some(id), .. } =
+        store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), vec![])).await?
+    else {
+        return Ok(false);
+    };
+    let rrn = format!("{:012}", id.rem_euclid(1_000_000_000_000));
+    let update = TxnUpdate {
+        id,
+        expected_version: 1,
+        status: "approved".into(),
+        refunded_minor: 0,
+        settled: false,
+        response: Some(serde_json::json!({"39": "00", "12": "120000", "13": "1122", "15": "1122", "38": "123456"})),
+        rrn: Some(rrn),
+        auth_code: Some("123456".into()),
+        updated_at_ms: 0,
+    };
+    let merchant = MerchantId::parse(MERCHANT).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let reference = format!("card:R{writer:07}:000001:{stan:06}:020");
+    let entry =
+        sale_entry(&reference, &merchant, Channel::Card, amount, fee).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let outcome = store
+        .commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![WriteOp::PostEntry { entry, at_ms: 0 }]))
+        .await?;
+    Ok(matches!(outcome, UnitOutcome::Committed { .. }))
+}
+
+/// Runs the workload on `store` (migrated, otherwise empty of raw-bench rows) for `duration`.
+pub async fn run(store: &Store, writers: usize, duration: Duration) -> Result<RawReport, StoreError> {
+    store
+        .commit(WriteUnit::ops(vec![WriteOp::PutMerchant(MerchantRecord {
+            merchant_id: MERCHANT.into(),
+            name: "Bench Merchant".into(),
+            mcc: "5812".into(),
+            currency: "CNY".into(),
+            fee_rates: Default::default(),
+            created_at_ms: 0,
+        })]))
+        .await?;
+    let stats = store.committer.stats();
+    let batches_before = stats.batches.load(Ordering::Relaxed);
+    let units_before = stats.units.load(Ordering::Relaxed);
+    let micros_before = stats.commit_micros.load(Ordering::Relaxed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers.max(1))
+        .map(|writer| {
+            let (store, stop, done) = (store.clone(), Arc::clone(&stop), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut stan = 0u32;
+                while !stop.load(Ordering::Relaxed) && stan < 999_999 {
+                    stan += 1;
+                    if one_sale(&store, writer, stan).await? {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.map_err(|e| StoreError::Database(format!("raw writer failed: {e}")))??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let batches = stats.batches.load(Ordering::Relaxed) - batches_before;
+    let units = stats.units.load(Ordering::Relaxed) - units_before;
+    let micros = stats.commit_micros.load(Ordering::Relaxed) - micros_before;
+    Ok(RawReport {
+        sales_per_s: done.load(Ordering::Relaxed) as f64 / elapsed,
+        batch_units_mean: units as f64 / batches.max(1) as f64,
+        commit_ms_mean: micros as f64 / batches.max(1) as f64 / 1e3,
+    })
+}
+
+/// Runs the workload on a scratch database of the backend `database_url` names (a new
+/// database on that PostgreSQL server, dropped afterwards), or on a temporary SQLite file.
+pub async fn run_on_scratch(
+    database_url: Option<&str>,
+    writers: usize,
+    duration: Duration,
+) -> Result<RawReport, StoreError> {
+    let dir = tempfile::Builder::new()
+        .prefix("kassa-bench-raw-")
+        .tempdir()
+        .map_err(|e| StoreError::Unreachable(format!("cannot create a scratch directory: {e}")))?;
+    let name = format!("kassa_bench_raw_{}", std::process::id());
+    let url = match database_url {
+        None => format!("sqlite://{}", dir.path().join("raw.db").display()),
+        Some(server) => {
+            kassa_store::drop_database(server, &name).await?;
+            kassa_store::create_database(server, &name).await?
+        }
+    };
+    let result = async {
+        let store = Store::open(&url, kassa_store::StoreOptions::default()).await?;
+        store.admin.migrate().await?;
+        run(&store, writers, duration).await
+    }
+    .await;
+    if let Some(server) = database_url {
+        // The store and its connections are gone; the drop closes any straggler.
+        if let Err(error) = kassa_store::drop_database(server, &name).await {
+            eprintln!("bench: cannot drop the scratch database {name}: {error}");
+        }
+    }
+    result
+}
