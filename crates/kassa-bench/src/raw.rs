@@ -85,8 +85,8 @@ async fn one_sale(store: &Store, writer: usize, stan: u32) -> Result<bool, Store
     };
     let merchant = MerchantId::parse(MERCHANT).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let reference = format!("card:R{writer:07}:000001:{stan:06}:020");
-    let entry =
-        sale_entry(&reference, &merchant, Channel::Card, amount, fee).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let entry = sale_entry(&reference, &merchant, Channel::Card, amount, fee)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let outcome = store
         .commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![WriteOp::PostEntry { entry, at_ms: 0 }]))
         .await?;

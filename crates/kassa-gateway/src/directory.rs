@@ -47,7 +47,8 @@ impl Directory {
 
     /// The terminal, from the cache while it is fresh.
     pub(crate) async fn terminal(&self, terminal_id: &str) -> Result<Option<Arc<TerminalRecord>>, GatewayError> {
-        let cached = self.terminals.lock().unwrap_or_else(PoisonError::into_inner).get(terminal_id).and_then(Cached::fresh);
+        let cached =
+            self.terminals.lock().unwrap_or_else(PoisonError::into_inner).get(terminal_id).and_then(Cached::fresh);
         match cached {
             Some(terminal) => Ok(Some(terminal)),
             None => self.reload_terminal(terminal_id).await,
@@ -55,10 +56,7 @@ impl Directory {
     }
 
     /// The terminal as the store has it now (and cached from now on).
-    pub(crate) async fn reload_terminal(
-        &self,
-        terminal_id: &str,
-    ) -> Result<Option<Arc<TerminalRecord>>, GatewayError> {
+    pub(crate) async fn reload_terminal(&self, terminal_id: &str) -> Result<Option<Arc<TerminalRecord>>, GatewayError> {
         let read_at = Instant::now();
         let terminal = self.store.directory.terminal(terminal_id).await?.map(Arc::new);
         let mut map = self.terminals.lock().unwrap_or_else(PoisonError::into_inner);
@@ -80,7 +78,8 @@ impl Directory {
 
     /// The merchant's card fee rate.
     pub(crate) async fn card_fee_rate(&self, merchant_id: &str) -> Result<FeeRate, GatewayError> {
-        let cached = self.card_fees.lock().unwrap_or_else(PoisonError::into_inner).get(merchant_id).and_then(Cached::fresh);
+        let cached =
+            self.card_fees.lock().unwrap_or_else(PoisonError::into_inner).get(merchant_id).and_then(Cached::fresh);
         if let Some(rate) = cached {
             return Ok(rate);
         }

@@ -18,8 +18,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::business_day::{BusinessDay, Stamp};
-use crate::directory::Directory;
 use crate::codes::{for_decline, ResponseCode};
+use crate::directory::Directory;
 use crate::once::{content_digest, IdentityLocks};
 use crate::sessions::{ActiveKeys, Sessions};
 use crate::{duration_ms, GatewayConfig, GatewayDeps, GatewayError, RefundApprovals};

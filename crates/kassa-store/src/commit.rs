@@ -726,9 +726,9 @@ pub(crate) fn committer<W: BatchWriter + 'static>(
                 }
             }
             let started = Instant::now();
+            let units = batch.len();
             commit_batch(&mut writer, &mut batch).await;
-            record(&loop_stats, batch.len(), started.elapsed());
-            batch.clear();
+            record(&loop_stats, units, started.elapsed());
         }
     };
     (Committer { sender, stats }, run)
@@ -742,26 +742,26 @@ fn record(stats: &CommitStats, units: usize, elapsed: Duration) {
 }
 
 async fn commit_batch<W: BatchWriter>(writer: &mut W, batch: &mut Vec<Request>) {
-    let units: Vec<WriteUnit> = batch.iter().map(|r| r.unit.clone()).collect();
+    let (units, replies): (Vec<WriteUnit>, Vec<_>) = batch.drain(..).map(|r| (r.unit, r.reply)).unzip();
     match writer.write_batch(&units).await {
         Ok(outcomes) => {
-            debug_assert_eq!(outcomes.len(), batch.len());
-            for (request, outcome) in batch.drain(..).zip(outcomes) {
-                let _ = request.reply.send(Ok(outcome));
+            debug_assert_eq!(outcomes.len(), replies.len());
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
         }
-        Err(error) if batch.len() > 1 => {
-            tracing::warn!(%error, units = batch.len(), "batch refused; retrying its units one by one");
-            for request in batch.drain(..) {
-                let result = writer.write_batch(std::slice::from_ref(&request.unit)).await;
+        Err(error) if units.len() > 1 => {
+            tracing::warn!(%error, units = units.len(), "batch refused; retrying its units one by one");
+            for (unit, reply) in units.iter().zip(replies) {
+                let result = writer.write_batch(std::slice::from_ref(unit)).await;
                 let outcome =
                     result.and_then(|mut outcomes| outcomes.pop().ok_or(StoreError::Corrupt("no outcome".into())));
-                let _ = request.reply.send(outcome);
+                let _ = reply.send(outcome);
             }
         }
         Err(error) => {
-            for request in batch.drain(..) {
-                let _ = request.reply.send(Err(error.clone()));
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
             }
         }
     }
