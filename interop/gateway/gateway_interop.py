@@ -42,8 +42,6 @@ INCOMPLETE_FRAME_TIMEOUT_S = 10.0
 KNOWN_FAILURES = {
     "retransmission of the timed-out sale after its reversal: 12":
         "the gateway replays the stored 98 of a declined original after its reversal",
-    "refund 0220/25 0.01 beyond the captured amount: 61":
-        "the gateway answers 12 for a refund of a fully refunded sale",
 }
 
 PRESENT = object()

@@ -419,7 +419,7 @@ async fn partial_refunds_never_exceed_the_sale_and_return_the_fee_in_proportion(
     let rest = terminal.refund_of(7_500, approved.rrn(), exact);
     assert_eq!(terminal.exchange(&rest, true).await.code(), "00");
     let more = terminal.refund_of(1, approved.rrn(), exact);
-    assert_eq!(terminal.exchange(&more, true).await.code(), "12", "fully refunded");
+    assert_eq!(terminal.exchange(&more, true).await.code(), "61", "fully refunded: more would exceed the sale");
     let wrong_stan = Field61 { original_stan: sale_stan + 50, ..exact };
     let wrong = terminal.refund_of(1, approved.rrn(), wrong_stan);
     assert_eq!(terminal.exchange(&wrong, true).await.code(), "25");
