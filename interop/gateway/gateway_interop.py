@@ -39,10 +39,7 @@ ISSUER_TIMEOUT_S = 10.0
 INCOMPLETE_FRAME_TIMEOUT_S = 10.0
 
 # Check name -> why it fails. Printed as known failures, never counted as passed.
-KNOWN_FAILURES = {
-    "retransmission of the timed-out sale after its reversal: 12":
-        "the gateway replays the stored 98 of a declined original after its reversal",
-}
+KNOWN_FAILURES = {}
 
 PRESENT = object()
 
