@@ -811,6 +811,20 @@ impl Handler {
                 }
             };
             let original = self.settled_state_of(original).await?;
+            if original.status == status_name(TxnStatus::Declined)
+                && original.response["39"].as_str() != Some(ResponseCode::INVALID_TRANSACTION.as_str())
+            {
+                // Nothing to undo, but after a reversal every retransmission of the original
+                // gets `12` (iso8583.md, "Exactly once"): its stored answer says so from now on.
+                let mut update = Self::update_to(&original, &Self::state_of_record(&original)?, ctx.now_ms);
+                let mut answer = original.response.clone();
+                answer["39"] = json!(ResponseCode::INVALID_TRANSACTION.as_str());
+                update.response = Some(answer);
+                match self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![])).await? {
+                    UnitOutcome::Committed { .. } => return Ok(approved()),
+                    _ => continue,
+                }
+            }
             if original.status != status_name(TxnStatus::Approved) {
                 // Already reversed, declined, voided or still pending elsewhere: nothing to undo.
                 return Ok(approved());

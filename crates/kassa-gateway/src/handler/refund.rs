@@ -59,6 +59,10 @@ impl Handler {
         let refunded_before = Money::from_minor(original.refunded_minor, currency);
         let state = TxnState::restore(kind, status, captured, refunded_before, original.settled)
             .map_err(GatewayError::Corrupt)?;
+        if kind.is_refundable() && status == TxnStatus::Refunded {
+            // Nothing is left: any amount would take the refunds past the sale (iso8583.md: `61`).
+            return Ok(respond(request, ResponseCode::AMOUNT_LIMIT));
+        }
         if !kind.is_refundable() || !matches!(status, TxnStatus::Approved | TxnStatus::PartiallyRefunded) {
             return Ok(respond(request, ResponseCode::INVALID_TRANSACTION));
         }

@@ -323,6 +323,26 @@ async fn reversal_undoes_a_sale_and_an_original_after_its_reversal_is_12() {
 }
 
 #[tokio::test]
+async fn after_the_reversal_of_a_declined_sale_its_retransmission_is_12() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let sale = terminal.sale(1_001, TEN_YUAN_CARD, None);
+    let declined = terminal.exchange(&sale, true).await;
+    assert_eq!(declined.code(), "51");
+    assert_eq!(terminal.exchange(&sale, true).await.code(), "51", "replayed before the reversal");
+    let reversal = terminal.reversal_of(&sale, TEN_YUAN_CARD);
+    assert_eq!(terminal.exchange(&reversal, true).await.code(), "00");
+    let again = terminal.exchange(&sale, true).await;
+    assert_eq!(again.code(), "12", "every retransmission after a reversal");
+    assert_eq!(again.rrn(), declined.rrn());
+    assert_eq!(terminal.exchange(&reversal, true).await.code(), "00", "reversing again changes nothing");
+    assert_eq!(terminal.exchange(&sale, true).await.code(), "12");
+    assert_eq!(host.store.txns.txn_by_rrn(declined.rrn()).await.unwrap().unwrap().status, "declined");
+    assert_eq!(host.store.ledger.check().await.unwrap().entries, 0, "nothing was ever charged");
+    host.stop().await;
+}
+
+#[tokio::test]
 async fn void_of_a_sale_in_the_open_batch() {
     let host = Host::start().await;
     let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
@@ -419,7 +439,7 @@ async fn partial_refunds_never_exceed_the_sale_and_return_the_fee_in_proportion(
     let rest = terminal.refund_of(7_500, approved.rrn(), exact);
     assert_eq!(terminal.exchange(&rest, true).await.code(), "00");
     let more = terminal.refund_of(1, approved.rrn(), exact);
-    assert_eq!(terminal.exchange(&more, true).await.code(), "12", "fully refunded");
+    assert_eq!(terminal.exchange(&more, true).await.code(), "61", "fully refunded: more would exceed the sale");
     let wrong_stan = Field61 { original_stan: sale_stan + 50, ..exact };
     let wrong = terminal.refund_of(1, approved.rrn(), wrong_stan);
     assert_eq!(terminal.exchange(&wrong, true).await.code(), "25");
