@@ -1,6 +1,7 @@
 //! The one error type of the authentication services. Its `Display` is the message a user may
 //! see: it never echoes a secret, and it does not say whether an operator exists.
 
+use kassa_domain::clock::CivilTime;
 use kassa_domain::PolicyViolation;
 use kassa_store::StoreError;
 
@@ -16,6 +17,12 @@ pub enum AuthError {
         /// Failures left before the account locks (not shown for unknown accounts).
         attempts_left: Option<u32>,
     },
+    /// Unknown back-office user or wrong password (one message for both).
+    #[error("wrong username or password")]
+    WrongUserCredentials {
+        /// Failures left before the account locks (not shown for unknown users).
+        attempts_left: Option<u32>,
+    },
     /// A wrong secret other than the login password (old password, refund password, code).
     #[error("wrong {what}")]
     WrongSecret {
@@ -25,7 +32,7 @@ pub enum AuthError {
         attempts_left: Option<u32>,
     },
     /// Locked after too many failures.
-    #[error("locked after too many failed attempts; try again after {until_ms} (Unix ms) or ask to be unlocked")]
+    #[error("locked after too many failed attempts until {}; try again then or ask to be unlocked", utc(*.until_ms))]
     Locked {
         /// Until when, Unix milliseconds.
         until_ms: i64,
@@ -39,7 +46,10 @@ pub enum AuthError {
     /// The account is disabled.
     #[error("this operator is disabled")]
     Disabled,
-    /// The session must change its initial password before anything else.
+    /// The back-office account is disabled.
+    #[error("this account is disabled")]
+    UserDisabled,
+    /// The session must change its initial (or reset, or expired) password before anything else.
     #[error("the initial password must be changed first")]
     MustChangePassword,
     /// The new password breaks the policy; every rule broken is listed.
@@ -82,6 +92,12 @@ pub enum AuthError {
     Hash(#[from] HashError),
 }
 
+/// `2027-01-15 08:30:00 UTC`: when a lockout ends, readable by people.
+fn utc(unix_ms: i64) -> String {
+    let t = CivilTime::at(unix_ms, 0);
+    format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", t.year, t.month, t.day, t.hour, t.minute, t.second)
+}
+
 fn join(violations: &[PolicyViolation]) -> String {
     violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
@@ -96,5 +112,10 @@ mod tests {
         assert_eq!(error.to_string(), "the new password must have at least 4 characters; must contain digits only");
         let reused = AuthError::Policy(vec![PolicyViolation::Reused { history_count: 4 }]);
         assert_eq!(reused.to_string(), "the new password must not be one of the last 4 passwords");
+        let locked = AuthError::Locked { until_ms: 1_800_001_800_000 };
+        assert_eq!(
+            locked.to_string(),
+            "locked after too many failed attempts until 2027-01-15 08:30:00 UTC; try again then or ask to be unlocked"
+        );
     }
 }

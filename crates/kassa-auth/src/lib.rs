@@ -12,12 +12,15 @@
 //!   and history (other sessions end), supervisor operations, the default-password risk list.
 //! - [`refund`]: refund and payment-code passwords, one-time refund approvals issued by TMS
 //!   and consumed by the ISO gateway ([`consume_refund_approval`]).
+//! - [`backoffice`]: back-office login under the PCI DSS policy, sessions with an idle timeout,
+//!   first-use change, unlocks, operator unlocks and resets on behalf of a merchant.
 //! - [`reset`]: institution resets with one-time codes through a [`notify::Notifier`].
 //! - [`terminal`]: terminal re-initialisation (重新初始化), only when nothing is unsent.
 //!
 //! **Invariant**: no function here logs or returns a secret; errors never echo the input;
 //! every security act is audited in the same write unit as the change it records.
 
+pub mod backoffice;
 pub mod clock;
 pub mod error;
 pub mod notify;
@@ -28,6 +31,7 @@ pub mod secrets;
 pub mod service;
 pub mod terminal;
 
+pub use backoffice::{BackOfficeLogin, BackOfficeSession, BACK_OFFICE_SESSION_LIFETIME_MS};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AuthError;
 pub use permissions::{authorize, Denied, Permission, Role};

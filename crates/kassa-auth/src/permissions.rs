@@ -33,6 +33,8 @@ pub enum Permission {
     Settle,
     /// Add, disable, unlock operators and reset their passwords (the institution: supervisors').
     ManageOperators,
+    /// Unlock back-office users (the institution: any; a merchant owner: its merchant's staff).
+    ManageUsers,
     /// Change the refund password, payment-code and terminal settings.
     ChangeSettings,
     /// Approve refunds above the review threshold.
@@ -77,6 +79,7 @@ impl Permission {
             Permission::Refund => "refund",
             Permission::Settle => "settle",
             Permission::ManageOperators => "manage_operators",
+            Permission::ManageUsers => "manage_users",
             Permission::ChangeSettings => "change_settings",
             Permission::ReviewRefunds => "review_refunds",
             Permission::PostCorrections => "post_corrections",
@@ -96,9 +99,9 @@ impl fmt::Display for Permission {
 fn granted(role: Role) -> &'static [Permission] {
     use Permission::*;
     match role {
-        Role::InstitutionAdmin => &[ManageOperators, ChangeSettings, PostCorrections],
+        Role::InstitutionAdmin => &[ManageOperators, ManageUsers, ChangeSettings, PostCorrections],
         Role::InstitutionReviewer => &[ReviewRefunds, PostCorrections],
-        Role::MerchantOwner => &[Void, Refund, Settle, ManageOperators, ChangeSettings],
+        Role::MerchantOwner => &[Void, Refund, Settle, ManageOperators, ManageUsers, ChangeSettings],
         Role::MerchantStaff => &[],
         Role::Supervisor => &[Sale, Void, Refund, Settle, ManageOperators, ChangeSettings],
         Role::Operator => &[Sale, Void, Refund, Settle],
@@ -140,16 +143,18 @@ mod tests {
     #[test]
     fn the_table() {
         use Permission::*;
-        // role × (sale, void, refund, settle, manage_operators, change_settings, review_refunds, post_corrections)
-        let expected: [(Role, [bool; 8]); 6] = [
-            (Role::InstitutionAdmin, [false, false, false, false, true, true, false, true]),
-            (Role::InstitutionReviewer, [false, false, false, false, false, false, true, true]),
-            (Role::MerchantOwner, [false, true, true, true, true, true, false, false]),
-            (Role::MerchantStaff, [false; 8]),
-            (Role::Supervisor, [true, true, true, true, true, true, false, false]),
-            (Role::Operator, [true, true, true, true, false, false, false, false]),
+        // role × (sale, void, refund, settle, manage_operators, manage_users, change_settings,
+        //         review_refunds, post_corrections)
+        let expected: [(Role, [bool; 9]); 6] = [
+            (Role::InstitutionAdmin, [false, false, false, false, true, true, true, false, true]),
+            (Role::InstitutionReviewer, [false, false, false, false, false, false, false, true, true]),
+            (Role::MerchantOwner, [false, true, true, true, true, true, true, false, false]),
+            (Role::MerchantStaff, [false; 9]),
+            (Role::Supervisor, [true, true, true, true, true, false, true, false, false]),
+            (Role::Operator, [true, true, true, true, false, false, false, false, false]),
         ];
-        let permissions = [Sale, Void, Refund, Settle, ManageOperators, ChangeSettings, ReviewRefunds, PostCorrections];
+        let permissions =
+            [Sale, Void, Refund, Settle, ManageOperators, ManageUsers, ChangeSettings, ReviewRefunds, PostCorrections];
         for (role, row) in expected {
             for (permission, allowed) in permissions.iter().zip(row) {
                 assert_eq!(authorize(role, *permission).is_ok(), allowed, "{role:?} {permission:?}");

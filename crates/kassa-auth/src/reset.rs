@@ -26,6 +26,8 @@ pub const RESET_CODE_ATTEMPTS_MAX: u32 = 5;
 pub const RESET_CODES_PER_HOUR_MAX: u32 = 3;
 /// Digits in a code.
 pub const RESET_CODE_DIGITS: u32 = 8;
+/// The merchant setting holding its verified contact (an e-mail address) for one-time codes.
+pub const RESET_CONTACT_SETTING: &str = "reset_contact";
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
 
@@ -39,6 +41,23 @@ pub enum ResetTarget {
 }
 
 impl ResetTarget {
+    /// Parses `supervisor_password` or `refund_password`.
+    pub fn parse(text: &str) -> Option<ResetTarget> {
+        match text {
+            "supervisor_password" => Some(ResetTarget::SupervisorPassword),
+            "refund_password" => Some(ResetTarget::RefundPassword),
+            _ => None,
+        }
+    }
+
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetTarget::SupervisorPassword => "supervisor_password",
+            ResetTarget::RefundPassword => "refund_password",
+        }
+    }
+
     fn purpose(self) -> &'static str {
         match self {
             ResetTarget::SupervisorPassword => "reset_supervisor_password",
@@ -85,6 +104,31 @@ fn subject(merchant_id: &str) -> String {
 }
 
 impl Auth {
+    /// Sends a one-time code to the merchant's verified contact on file
+    /// ([`RESET_CONTACT_SETTING`]): the person asking never chooses where the code goes.
+    pub async fn request_reset(
+        &self,
+        actor: &BackOfficeActor,
+        merchant_id: &str,
+        target: ResetTarget,
+        notifier: &dyn Notifier,
+        reason: &str,
+        source: &str,
+    ) -> Result<ResetTicket, AuthError> {
+        actor.require_institution()?;
+        self.store.directory.merchant(merchant_id).await?.ok_or(AuthError::NotFound("merchant"))?;
+        let contact = self
+            .store
+            .settings
+            .setting(merchant_id, RESET_CONTACT_SETTING)
+            .await?
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                AuthError::Blocked(format!("merchant {merchant_id} has no verified contact for one-time codes on file"))
+            })?;
+        self.request_reset_code(actor, merchant_id, target, &contact, notifier, reason, source).await
+    }
+
     /// Sends a one-time code to `recipient` (the merchant's verified contact) for a reset.
     #[allow(clippy::too_many_arguments, reason = "each argument is one fact of the audited act")]
     pub async fn request_reset_code(

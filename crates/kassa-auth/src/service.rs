@@ -13,7 +13,8 @@ use kassa_crypto::Pepper;
 use kassa_domain::{LockoutState, OperatorCode, PasswordPolicy, PolicyViolation};
 use kassa_store::auth::{self as store_auth, DefaultPasswordAccount, SessionRecord};
 use kassa_store::{
-    AuditEvent, CredentialRecord, OperatorRecord, Store, TerminalRecord, UnitOutcome, WriteOp, WriteUnit,
+    AuditEvent, CredentialRecord, Guard, OperatorRecord, Store, StoreError, TerminalRecord, UnitOutcome, WriteOp,
+    WriteUnit,
 };
 use rand::RngCore;
 use serde_json::json;
@@ -23,7 +24,7 @@ use zeroize::Zeroizing;
 use crate::clock::Clock;
 use crate::error::AuthError;
 use crate::permissions::{authorize, Permission, Role};
-use crate::secrets::{hash_digit_code, verify_digit_code};
+use crate::secrets::{hash_digit_code, hash_password, verify_digit_code, verify_password};
 
 /// Random bytes in a session token.
 pub const SESSION_TOKEN_BYTES: usize = 32;
@@ -115,6 +116,65 @@ pub(crate) fn operator_subject(merchant_id: &str, operator_code: &str) -> String
     format!("operator:{merchant_id}/{operator_code}")
 }
 
+pub(crate) fn user_subject(username: &str) -> String {
+    format!("user:{username}")
+}
+
+/// How a secret is hashed: short digit codes are peppered first, back-office passwords are not
+/// (they are long enough that Argon2id alone makes guessing from the database impractical).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretKind {
+    /// Operator passwords, refund and payment-code passwords, one-time codes.
+    DigitCode,
+    /// Back-office passwords.
+    Password,
+}
+
+/// A password-protected account: the one lockout, history and compare-and-set mechanism
+/// serves both kinds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Account<'a> {
+    /// A terminal operator of a merchant.
+    Operator { merchant_id: &'a str, operator_code: &'a str },
+    /// A back-office user.
+    User { username: &'a str },
+}
+
+impl Account<'_> {
+    pub(crate) fn subject(&self) -> String {
+        match self {
+            Account::Operator { merchant_id, operator_code } => operator_subject(merchant_id, operator_code),
+            Account::User { username } => user_subject(username),
+        }
+    }
+
+    /// The audit action of a lockout.
+    fn locked_action(&self) -> &'static str {
+        match self {
+            Account::Operator { .. } => "operator_locked",
+            Account::User { .. } => "user_locked",
+        }
+    }
+
+    /// The compare-and-set of its credential.
+    pub(crate) fn replace(&self, expected: &CredentialRecord, new: &CredentialRecord) -> Result<Guard, StoreError> {
+        match self {
+            Account::Operator { merchant_id, operator_code } => {
+                store_auth::replace_operator_credential(merchant_id, operator_code, expected, new)
+            }
+            Account::User { username } => store_auth::replace_backoffice_credential(username, expected, new),
+        }
+    }
+
+    /// The error of a wrong login password.
+    fn wrong_login(&self, attempts_left: Option<u32>) -> AuthError {
+        match self {
+            Account::Operator { .. } => AuthError::WrongCredentials { attempts_left },
+            Account::User { .. } => AuthError::WrongUserCredentials { attempts_left },
+        }
+    }
+}
+
 /// The authentication services. Cheap to clone.
 #[derive(Clone)]
 pub struct Auth {
@@ -180,23 +240,57 @@ impl Auth {
     }
 
     /// Argon2id work off the async workers.
+    pub(crate) async fn verify_secret(&self, kind: SecretKind, stored: &str, secret: &str) -> Result<bool, AuthError> {
+        let (pepper, stored, secret) = (self.pepper.clone(), stored.to_owned(), Zeroizing::new(secret.to_owned()));
+        tokio::task::spawn_blocking(move || match kind {
+            SecretKind::DigitCode => verify_digit_code(&pepper, &stored, &secret),
+            SecretKind::Password => verify_password(&stored, &secret),
+        })
+        .await
+        .map_err(|_| AuthError::Conflict)?
+        .map_err(AuthError::from)
+    }
+
+    pub(crate) async fn hash_secret(&self, kind: SecretKind, secret: &str) -> Result<String, AuthError> {
+        let (pepper, secret) = (self.pepper.clone(), Zeroizing::new(secret.to_owned()));
+        tokio::task::spawn_blocking(move || match kind {
+            SecretKind::DigitCode => hash_digit_code(&pepper, &secret),
+            SecretKind::Password => hash_password(&secret),
+        })
+        .await
+        .map_err(|_| AuthError::Conflict)?
+        .map_err(AuthError::from)
+    }
+
     pub(crate) async fn verify_code(&self, stored: &str, code: &str) -> Result<bool, AuthError> {
-        let (pepper, stored, code) = (self.pepper.clone(), stored.to_owned(), Zeroizing::new(code.to_owned()));
-        tokio::task::spawn_blocking(move || verify_digit_code(&pepper, &stored, &code))
-            .await
-            .map_err(|_| AuthError::Conflict)?
-            .map_err(AuthError::from)
+        self.verify_secret(SecretKind::DigitCode, stored, code).await
     }
 
     pub(crate) async fn hash_code(&self, code: &str) -> Result<String, AuthError> {
-        let (pepper, code) = (self.pepper.clone(), Zeroizing::new(code.to_owned()));
-        tokio::task::spawn_blocking(move || hash_digit_code(&pepper, &code))
-            .await
-            .map_err(|_| AuthError::Conflict)?
-            .map_err(AuthError::from)
+        self.hash_secret(SecretKind::DigitCode, code).await
     }
 
     /// Checks `candidate` against the policy, the current hash and the last N hashes.
+    pub(crate) async fn check_new_secret(
+        &self,
+        kind: SecretKind,
+        policy: &PasswordPolicy,
+        candidate: &str,
+        current_hash: &str,
+        history: &[String],
+    ) -> Result<(), AuthError> {
+        policy.check(candidate).map_err(AuthError::Policy)?;
+        if self.verify_secret(kind, current_hash, candidate).await? {
+            return Err(AuthError::Policy(vec![PolicyViolation::SameAsCurrent]));
+        }
+        for old in history.iter().take(usize::from(policy.history_count)) {
+            if self.verify_secret(kind, old, candidate).await? {
+                return Err(AuthError::Policy(vec![PolicyViolation::Reused { history_count: policy.history_count }]));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn check_new_code(
         &self,
         policy: &PasswordPolicy,
@@ -204,16 +298,7 @@ impl Auth {
         current_hash: &str,
         history: &[String],
     ) -> Result<(), AuthError> {
-        policy.check(candidate).map_err(AuthError::Policy)?;
-        if self.verify_code(current_hash, candidate).await? {
-            return Err(AuthError::Policy(vec![PolicyViolation::SameAsCurrent]));
-        }
-        for old in history.iter().take(usize::from(policy.history_count)) {
-            if self.verify_code(old, candidate).await? {
-                return Err(AuthError::Policy(vec![PolicyViolation::Reused { history_count: policy.history_count }]));
-            }
-        }
-        Ok(())
+        self.check_new_secret(SecretKind::DigitCode, policy, candidate, current_hash, history).await
     }
 
     async fn operator(&self, merchant_id: &str, operator_code: &str) -> Result<OperatorRecord, AuthError> {
@@ -290,7 +375,8 @@ impl Auth {
                 };
                 return Ok(LoginOutcome { token, session });
             }
-            match self.record_failure(&operator, &policy, &origin, "login_failed").await? {
+            let account = Account::Operator { merchant_id, operator_code };
+            match self.record_failure(&account, credential, &policy, &origin, "login_failed").await? {
                 Some(error) => return Err(error),
                 None => continue,
             }
@@ -298,16 +384,17 @@ impl Auth {
         Err(AuthError::Conflict)
     }
 
-    /// Counts a failed password attempt (login, or the old password of a change). `None` when
-    /// a concurrent change won and the caller should re-read; else the error to return.
-    async fn record_failure(
+    /// Counts a failed password attempt (login, or the old password of a change) of any
+    /// account. `None` when a concurrent change won and the caller should re-read; else the
+    /// error to return.
+    pub(crate) async fn record_failure(
         &self,
-        operator: &OperatorRecord,
+        account: &Account<'_>,
+        credential: &CredentialRecord,
         policy: &PasswordPolicy,
         origin: &Origin,
         action: &str,
     ) -> Result<Option<AuthError>, AuthError> {
-        let credential = &operator.credential;
         let now = self.clock.now_ms();
         let before = LockoutState {
             failures: u8::try_from(credential.failures).unwrap_or(u8::MAX),
@@ -316,19 +403,18 @@ impl Auth {
         let after = before.after_failure(now.div_euclid(1000), policy);
         let locked_until_ms = after.locked_until.map(|s| s * 1000);
         let new = CredentialRecord { failures: u32::from(after.failures), locked_until_ms, ..credential.clone() };
-        let subject = operator_subject(&operator.merchant_id, &operator.operator_code);
+        let subject = account.subject();
         let mut ops = vec![self.audit(origin, action, &subject, "wrong password", json!({"failures": after.failures}))];
         if let Some(until_ms) = locked_until_ms {
             ops.push(self.audit(
                 origin,
-                "operator_locked",
+                account.locked_action(),
                 &subject,
                 "too many failed attempts",
                 json!({"failures": after.failures, "until_ms": until_ms}),
             ));
         }
-        let guard =
-            store_auth::replace_operator_credential(&operator.merchant_id, &operator.operator_code, credential, &new)?;
+        let guard = account.replace(credential, &new)?;
         if !committed(self.store.commit(WriteUnit::guarded(guard, ops)).await?) {
             return Ok(None);
         }
@@ -337,7 +423,7 @@ impl Auth {
             None => {
                 let left = u32::from(policy.lockout_failures.saturating_sub(after.failures));
                 if action == "login_failed" {
-                    AuthError::WrongCredentials { attempts_left: Some(left) }
+                    account.wrong_login(Some(left))
                 } else {
                     AuthError::WrongSecret { what: "current password", attempts_left: Some(left) }
                 }
@@ -416,8 +502,10 @@ impl Auth {
             if let Some(until_ms) = credential.locked_until_ms.filter(|until| now < *until) {
                 return Err(AuthError::Locked { until_ms });
             }
+            let account =
+                Account::Operator { merchant_id: &session.merchant_id, operator_code: &session.operator_code };
             if !self.verify_code(&credential.password_hash, old).await? {
-                match self.record_failure(&operator, &policy, &origin, "password_change_failed").await? {
+                match self.record_failure(&account, credential, &policy, &origin, "password_change_failed").await? {
                     Some(error) => return Err(error),
                     None => continue,
                 }
@@ -430,7 +518,7 @@ impl Auth {
                 self.store.commit(WriteUnit::ops(vec![audit])).await?;
                 return Err(error);
             }
-            let changed = self.new_credential(credential, new, &policy, false).await?;
+            let changed = self.new_credential(SecretKind::DigitCode, credential, new, &policy, false).await?;
             let subject = session.subject();
             let ops = vec![
                 store_auth::end_sessions_of(&subject, Some(&session.token_digest), now, "password_changed"),
@@ -456,8 +544,9 @@ impl Auth {
     }
 
     /// A credential with `new` as its password, the old one pushed onto the history.
-    async fn new_credential(
+    pub(crate) async fn new_credential(
         &self,
+        kind: SecretKind,
         old: &CredentialRecord,
         new: &str,
         policy: &PasswordPolicy,
@@ -467,7 +556,7 @@ impl Auth {
         history.extend(old.password_history.iter().cloned());
         history.truncate(usize::from(policy.history_count));
         Ok(CredentialRecord {
-            password_hash: self.hash_code(new).await?,
+            password_hash: self.hash_secret(kind, new).await?,
             password_history: history,
             must_change_password,
             failures: 0,
@@ -527,35 +616,29 @@ impl Auth {
         Ok(())
     }
 
-    /// Changes another operator's credential by compare-and-set, with an audit event and,
-    /// optionally, the end of its sessions.
-    #[allow(clippy::too_many_arguments, reason = "private helper; each argument is one fact of the audited act")]
-    async fn update_operator(
+    /// Changes an operator's credential by compare-and-set, with an audit event and,
+    /// optionally, the end of its sessions. The caller has checked who may.
+    #[allow(clippy::too_many_arguments, reason = "crate helper; each argument is one fact of the audited act")]
+    pub(crate) async fn update_operator(
         &self,
-        session: &OperatorSession,
+        origin: &Origin,
+        merchant_id: &str,
         operator_code: &str,
-        source: &str,
         action: &str,
         reason: &str,
         end_sessions: bool,
         change: impl Fn(&CredentialRecord) -> CredentialRecord,
     ) -> Result<(), AuthError> {
-        Self::managed_target(session, operator_code)?;
-        let origin = Origin { actor: session.subject(), source: source.to_owned() };
-        let target = operator_subject(&session.merchant_id, operator_code);
+        let target = operator_subject(merchant_id, operator_code);
         for _ in 0..CREDENTIAL_RETRIES_MAX {
-            let operator = self.operator(&session.merchant_id, operator_code).await?;
+            let operator = self.operator(merchant_id, operator_code).await?;
             let new = change(&operator.credential);
-            let mut ops = vec![self.audit(&origin, action, &target, reason, json!({}))];
+            let mut ops = vec![self.audit(origin, action, &target, reason, json!({}))];
             if end_sessions {
                 ops.push(store_auth::end_sessions_of(&target, None, self.clock.now_ms(), action));
             }
-            let guard = store_auth::replace_operator_credential(
-                &session.merchant_id,
-                operator_code,
-                &operator.credential,
-                &new,
-            )?;
+            let guard =
+                store_auth::replace_operator_credential(merchant_id, operator_code, &operator.credential, &new)?;
             if committed(self.store.commit(WriteUnit::guarded(guard, ops)).await?) {
                 return Ok(());
             }
@@ -571,8 +654,10 @@ impl Auth {
         enabled: bool,
         source: &str,
     ) -> Result<(), AuthError> {
+        Self::managed_target(session, operator_code)?;
+        let origin = Origin { actor: session.subject(), source: source.to_owned() };
         let action = if enabled { "operator_enabled" } else { "operator_disabled" };
-        self.update_operator(session, operator_code, source, action, "", !enabled, |c| CredentialRecord {
+        self.update_operator(&origin, &session.merchant_id, operator_code, action, "", !enabled, |c| CredentialRecord {
             enabled,
             ..c.clone()
         })
@@ -586,10 +671,20 @@ impl Auth {
         operator_code: &str,
         source: &str,
     ) -> Result<(), AuthError> {
-        self.update_operator(session, operator_code, source, "operator_unlocked", "", false, |c| CredentialRecord {
-            failures: 0,
-            locked_until_ms: None,
-            ..c.clone()
+        Self::managed_target(session, operator_code)?;
+        let origin = Origin { actor: session.subject(), source: source.to_owned() };
+        self.unlock_operator_as(&origin, &session.merchant_id, operator_code, "").await
+    }
+
+    pub(crate) async fn unlock_operator_as(
+        &self,
+        origin: &Origin,
+        merchant_id: &str,
+        operator_code: &str,
+        reason: &str,
+    ) -> Result<(), AuthError> {
+        self.update_operator(origin, merchant_id, operator_code, "operator_unlocked", reason, false, |c| {
+            CredentialRecord { failures: 0, locked_until_ms: None, ..c.clone() }
         })
         .await
     }
@@ -605,11 +700,23 @@ impl Auth {
         source: &str,
     ) -> Result<(), AuthError> {
         Self::managed_target(session, operator_code)?;
-        let policy = self.terminal_policy(&session.merchant_id).await?;
+        let origin = Origin { actor: session.subject(), source: source.to_owned() };
+        self.reset_operator_password_as(&origin, &session.merchant_id, operator_code, new_initial, reason).await
+    }
+
+    pub(crate) async fn reset_operator_password_as(
+        &self,
+        origin: &Origin,
+        merchant_id: &str,
+        operator_code: &str,
+        new_initial: &str,
+        reason: &str,
+    ) -> Result<(), AuthError> {
+        let policy = self.terminal_policy(merchant_id).await?;
         policy.check(new_initial).map_err(AuthError::Policy)?;
-        let operator = self.operator(&session.merchant_id, operator_code).await?;
-        let new = self.new_credential(&operator.credential, new_initial, &policy, true).await?;
-        self.update_operator(session, operator_code, source, "password_reset", reason, true, |c| CredentialRecord {
+        let operator = self.operator(merchant_id, operator_code).await?;
+        let new = self.new_credential(SecretKind::DigitCode, &operator.credential, new_initial, &policy, true).await?;
+        self.update_operator(origin, merchant_id, operator_code, "password_reset", reason, true, |c| CredentialRecord {
             enabled: c.enabled,
             ..new.clone()
         })

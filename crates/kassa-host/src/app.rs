@@ -155,7 +155,8 @@ impl App {
     /// [`SHUTDOWN_GRACE`]).
     pub async fn run_until_stopped(self) -> Result<(), ServeError> {
         let shutdown = self.shutdown;
-        let serve = axum::serve(self.listener, self.router)
+        // With the peer address, so that the audit log can say where a request came from.
+        let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
         tokio::pin!(serve);

@@ -112,11 +112,15 @@ impl IntoResponse for ApiError {
             ApiError::Body(why) => (StatusCode::BAD_REQUEST, json!({"error": why})),
             ApiError::Auth(error) => {
                 let status = match error {
-                    AuthError::WrongCredentials { .. } | AuthError::WrongSecret { .. } | AuthError::NoSession => {
-                        StatusCode::UNAUTHORIZED
-                    }
+                    AuthError::WrongCredentials { .. }
+                    | AuthError::WrongUserCredentials { .. }
+                    | AuthError::WrongSecret { .. }
+                    | AuthError::NoSession => StatusCode::UNAUTHORIZED,
                     AuthError::Locked { .. } | AuthError::SecretLocked { .. } => StatusCode::LOCKED,
-                    AuthError::Disabled | AuthError::MustChangePassword | AuthError::Denied(_) => StatusCode::FORBIDDEN,
+                    AuthError::Disabled
+                    | AuthError::UserDisabled
+                    | AuthError::MustChangePassword
+                    | AuthError::Denied(_) => StatusCode::FORBIDDEN,
                     AuthError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
                     AuthError::NotFound(_) => StatusCode::NOT_FOUND,
                     AuthError::Invalid(_) => StatusCode::BAD_REQUEST,

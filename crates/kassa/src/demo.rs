@@ -89,6 +89,8 @@ pub const DEMO_BACK_OFFICE_USERS: [(&str, BackOfficeRole, &str); 3] = [
     ("reviewer", BackOfficeRole::InstitutionReviewer, DEMO_BACK_OFFICE_PASSWORD),
     ("owner", BackOfficeRole::MerchantOwner, DEMO_BACK_OFFICE_PASSWORD),
 ];
+/// The demo merchant's verified contact, to which institution reset codes are sent.
+pub const DEMO_RESET_CONTACT: &str = "owner@demo-coffee.example";
 /// The initial password of every demo back-office user.
 pub const DEMO_BACK_OFFICE_PASSWORD: &str = "Kassa-Demo-2026!";
 

@@ -67,11 +67,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         registry: Registry::default(),
         store_durable: store.durable().await,
         shutdown,
-        routes: kassa_tms::router(kassa_tms::TmsState::new(
-            store.inner().clone(),
-            master_key.clone(),
-            Arc::new(kassa_auth::SystemClock),
-        )),
+        routes: routes(&config, &store, &master_key),
     };
     let app = App::new(listeners, deps).context("cannot start the http server")?;
     print_banner(&config, app.http_addr(), gateway_task.is_some().then_some(iso_addr));
@@ -87,6 +83,20 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// The HTTP routes besides the operational ones: TMS and the back-office API. One-time codes go
+/// to `<data-dir>/outbox.txt` (the development mail sink; never the log).
+fn routes(config: &Config, store: &Store, master_key: &MasterKey) -> axum::Router {
+    let clock: Arc<dyn kassa_auth::Clock> = Arc::new(kassa_auth::SystemClock);
+    let tms = kassa_tms::TmsState::new(store.inner().clone(), master_key.clone(), clock.clone());
+    let notifier = Arc::new(kassa_auth::notify::MailFileNotifier::new(config.data_dir.join(OUTBOX_FILE)));
+    let back_office =
+        kassa_backoffice::BackOfficeState::new(store.inner().clone(), master_key.pepper(), clock, notifier);
+    kassa_tms::router(tms).merge(kassa_backoffice::router(back_office))
+}
+
+/// The development mail sink in the data directory.
+pub const OUTBOX_FILE: &str = "outbox.txt";
 
 /// Makes sure the demo data and its credentials file exist and agree.
 async fn prepare_demo(config: &Config, store: &Store, master_key: &MasterKey) -> anyhow::Result<()> {

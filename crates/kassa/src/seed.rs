@@ -109,9 +109,17 @@ pub fn demo_unit(secrets: &DemoSecrets, master_key: &MasterKey) -> anyhow::Resul
             ops.push(WriteOp::PutSetting { scope: merchant_id.into(), name: name.into(), value, at_ms: now });
         }
     }
+    // Where the institution's one-time reset codes for the demo merchant go (the development
+    // mail sink, `<data-dir>/outbox.txt`, under `kassa up`).
     ops.push(WriteOp::PutSetting {
-        scope: "platform".into(),
-        name: "back_office_password_policy".into(),
+        scope: demo::DEMO_MERCHANT_ID.into(),
+        name: kassa_auth::reset::RESET_CONTACT_SETTING.into(),
+        value: json!(demo::DEMO_RESET_CONTACT),
+        at_ms: now,
+    });
+    ops.push(WriteOp::PutSetting {
+        scope: kassa_auth::backoffice::BACK_OFFICE_POLICY_SCOPE.into(),
+        name: kassa_auth::backoffice::BACK_OFFICE_POLICY_SETTING.into(),
         value: serde_json::to_value(PasswordPolicy::back_office_default())?,
         at_ms: now,
     });
