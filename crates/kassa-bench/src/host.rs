@@ -54,15 +54,27 @@ impl HostProcess {
         database_url: Option<&str>,
         start_deadline: Duration,
     ) -> Result<HostProcess, HostError> {
+        HostProcess::start_with_args(program, data_dir, database_url, &[], start_deadline).await
+    }
+
+    /// [`HostProcess::start`] with more arguments for `up`, e.g. `--issuer-url URL`.
+    pub async fn start_with_args(
+        program: &Path,
+        data_dir: &Path,
+        database_url: Option<&str>,
+        args: &[&str],
+        start_deadline: Duration,
+    ) -> Result<HostProcess, HostError> {
         let mut command = Command::new(program);
-        command.arg("up").arg("--data-dir").arg(data_dir);
+        command.arg("up").arg("--data-dir").arg(data_dir).args(args);
         for flag in ["--http", "--iso", "--sim"] {
             command.arg(flag).arg("127.0.0.1:0");
         }
         if let Some(url) = database_url {
             command.arg("--database-url").arg(url);
         }
-        for name in ["KASSA_DATABASE_URL", "KASSA_HTTP", "KASSA_ISO", "KASSA_SIM", "KASSA_DATA_DIR"] {
+        for name in ["KASSA_DATABASE_URL", "KASSA_HTTP", "KASSA_ISO", "KASSA_SIM", "KASSA_DATA_DIR", "KASSA_ISSUER_URL"]
+        {
             command.env_remove(name);
         }
         command.env("KASSA_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -91,25 +91,33 @@ pub enum ServeError {
 
 /// Every listening socket of the host, bound before anything else happens.
 ///
-/// HTTP and the ISO 8583 gateway; the simulators add theirs here when they land,
-/// so a taken port of any of them fails start-up before the data directory is touched.
+/// HTTP, the ISO 8583 gateway and, when the simulators run in this process, the simulators'
+/// address, so a taken port of any of them fails start-up before the data directory is touched.
 #[derive(Debug)]
 pub struct Listeners {
     http: TcpListener,
     iso: Option<TcpListener>,
+    sim: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds the addresses of `config` (port 0 picks a free port).
+    /// Binds the addresses of `config` (port 0 picks a free port); `sim` only when
+    /// `config.simulators`.
     pub async fn bind(config: &Config) -> Result<Listeners, BindError> {
         let http = bind(config.http, "http").await?;
         let iso = bind(config.iso, "iso").await?;
-        Ok(Listeners { http, iso: Some(iso) })
+        let sim = if config.simulators { Some(bind(config.sim, "sim").await?) } else { None };
+        Ok(Listeners { http, iso: Some(iso), sim })
     }
 
     /// Hands the ISO 8583 listener to the terminal gateway (once).
     pub fn take_iso(&mut self) -> Option<TcpListener> {
         self.iso.take()
+    }
+
+    /// Hands the simulators' listener to the simulators (once); `None` when they do not run here.
+    pub fn take_sim(&mut self) -> Option<TcpListener> {
+        self.sim.take()
     }
 
     /// The address HTTP is actually bound to.
@@ -118,7 +126,8 @@ impl Listeners {
     }
 }
 
-async fn bind(addr: SocketAddr, role: &'static str) -> Result<TcpListener, BindError> {
+/// Binds one listener; `role` names it in the error (`sim` for `kassa sim`).
+pub async fn bind(addr: SocketAddr, role: &'static str) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr).await.map_err(|io| BindError { addr, role, io })
 }
 
@@ -154,21 +163,31 @@ impl App {
     /// Serves until the shutdown token is cancelled, then lets in-flight requests finish (at most
     /// [`SHUTDOWN_GRACE`]).
     pub async fn run_until_stopped(self) -> Result<(), ServeError> {
-        let shutdown = self.shutdown;
-        // With the peer address, so that the audit log can say where a request came from.
-        let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future();
-        tokio::pin!(serve);
-        tokio::select! {
-            result = &mut serve => return result.map_err(ServeError::Io),
-            () = shutdown.cancelled() => {}
-        }
-        tracing::info!("http server stopping; waiting for in-flight requests");
-        match tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
-            Ok(result) => result.map_err(ServeError::Io),
-            Err(_elapsed) => Err(ServeError::GraceExpired),
-        }
+        serve_until_stopped(self.listener, self.router, self.shutdown, "http server").await
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then lets in-flight requests
+/// finish (at most [`SHUTDOWN_GRACE`]). `name` names the server in the log.
+pub async fn serve_until_stopped(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    name: &'static str,
+) -> Result<(), ServeError> {
+    // With the peer address, so that the audit log can say where a request came from.
+    let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(serve);
+    tokio::select! {
+        result = &mut serve => return result.map_err(ServeError::Io),
+        () = shutdown.cancelled() => {}
+    }
+    tracing::info!("{name} stopping; waiting for in-flight requests");
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
+        Ok(result) => result.map_err(ServeError::Io),
+        Err(_elapsed) => Err(ServeError::GraceExpired),
     }
 }
 

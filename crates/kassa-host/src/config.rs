@@ -11,7 +11,8 @@
 //!
 //! **Invariant**: no secret is printed by `Debug`: the database URL masks its password and the
 //! master key is masked. The master key comes only from the environment or the key file, never from
-//! the TOML file (config files get copied around; key files have mode 0600).
+//! the TOML file (config files get copied around; key files have mode 0600). The zone PIN key
+//! likewise comes only from the environment.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use kassa_crypto::at_rest::MASTER_KEY_HEX_CHARS;
-use kassa_crypto::MasterKey;
+use kassa_crypto::{MasterKey, TdesKey};
 
 /// Default data directory (relative to the working directory, like `cargo run -- up` expects).
 pub const DEFAULT_DATA_DIR: &str = "./kassa-data";
@@ -54,6 +55,10 @@ pub mod env {
     pub const MASTER_KEY: &str = "KASSA_MASTER_KEY";
     /// `tracing` filter directives, e.g. `info,kassa_host=debug`.
     pub const LOG: &str = "KASSA_LOG";
+    /// The card issuer to use over the issuer link, e.g. `http://127.0.0.1:8081` (`kassa sim`).
+    pub const ISSUER_URL: &str = "KASSA_ISSUER_URL";
+    /// The zone PIN key shared with the card issuer, 32 hex characters (double-length 3DES).
+    pub const ZONE_PIN_KEY: &str = "KASSA_ZONE_PIN_KEY";
 }
 
 /// The resolved configuration. Fields are public and read-only by convention: it is built once by
@@ -82,8 +87,15 @@ pub struct Config {
     pub master_key: Option<MasterKey>,
     /// Seed demo data into an empty database and write the demo credentials file.
     pub demo: bool,
-    /// Run the channel simulators in this process.
+    /// Run the channel simulators in this process (and serve them on [`Config::sim`]).
     pub simulators: bool,
+    /// The card issuer over the issuer link (`http://HOST:PORT` of `kassa sim`, or the full
+    /// URL of an issuer endpoint); `None`: the in-process simulator, when `simulators` is on.
+    pub issuer_url: Option<String>,
+    /// The zone PIN key shared with the card issuer (`KASSA_ZONE_PIN_KEY` only, never the
+    /// file); `None`: the demo zone PIN key where simulators or demo data are on, else an error
+    /// when a card issuer is used.
+    pub zone_pin_key: Option<TdesKey>,
 }
 
 /// One layer of settings; `None` means "not set here, ask the layer below".
@@ -115,6 +127,11 @@ pub struct ConfigLayer {
     pub demo: Option<bool>,
     /// See [`Config::simulators`].
     pub simulators: Option<bool>,
+    /// See [`Config::issuer_url`].
+    pub issuer_url: Option<String>,
+    /// See [`Config::zone_pin_key`]. Never read from a file.
+    #[serde(skip)]
+    pub zone_pin_key: Option<TdesKey>,
 }
 
 /// Why the configuration cannot be loaded. Messages are one line and carry no secret.
@@ -173,6 +190,8 @@ impl Config {
             master_key: merged.master_key,
             demo: merged.demo.unwrap_or(false),
             simulators: merged.simulators.unwrap_or(false),
+            issuer_url: merged.issuer_url,
+            zone_pin_key: merged.zone_pin_key,
             data_dir,
         })
     }
@@ -231,6 +250,8 @@ impl ConfigLayer {
             master_key: over.master_key.or(self.master_key),
             demo: over.demo.or(self.demo),
             simulators: over.simulators.or(self.simulators),
+            issuer_url: over.issuer_url.or(self.issuer_url),
+            zone_pin_key: over.zone_pin_key.or(self.zone_pin_key),
         }
     }
 
@@ -281,6 +302,14 @@ impl ConfigLayer {
                 })
             })
             .transpose()?;
+        let zone_pin_key = get(env::ZONE_PIN_KEY)
+            .map(|value| {
+                TdesKey::from_hex(value.trim()).map_err(|_| ConfigError::Env {
+                    name: env::ZONE_PIN_KEY,
+                    reason: "expected 32 hex characters".to_owned(),
+                })
+            })
+            .transpose()?;
         Ok(ConfigLayer {
             data_dir: get(env::DATA_DIR).map(PathBuf::from),
             database_url,
@@ -289,6 +318,8 @@ impl ConfigLayer {
             sim: addr(env::SIM)?,
             log: get(env::LOG),
             master_key,
+            issuer_url: get(env::ISSUER_URL).map(|url| url.trim().to_owned()),
+            zone_pin_key,
             ..ConfigLayer::default()
         })
     }
@@ -528,6 +559,8 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Text);
         assert!(config.master_key.is_none());
         assert!(!config.demo);
+        assert!(config.issuer_url.is_none());
+        assert!(config.zone_pin_key.is_none());
     }
 
     #[test]
@@ -553,6 +586,7 @@ business_time_zone = "Europe/Berlin"
 log = "debug"
 log_format = "json"
 demo = true
+issuer_url = "http://127.0.0.1:1004"
 "#,
         )
         .unwrap();
@@ -569,6 +603,15 @@ demo = true
         assert_eq!(config.log, "warn");
         assert_eq!(config.log_format, LogFormat::Json);
         assert!(config.demo);
+        assert_eq!(config.issuer_url.as_deref(), Some("http://127.0.0.1:1004"));
+        let env = env_of(&[("KASSA_ISSUER_URL", "http://127.0.0.1:2004")]);
+        let flags = ConfigLayer { issuer_url: Some("http://127.0.0.1:3004".to_owned()), ..ConfigLayer::default() };
+        let from_env =
+            Config::load(Some(&file), env_of(&[("KASSA_ISSUER_URL", "http://127.0.0.1:2004")]), ConfigLayer::default())
+                .unwrap();
+        assert_eq!(from_env.issuer_url.as_deref(), Some("http://127.0.0.1:2004"), "environment beats file");
+        let from_flag = Config::load(Some(&file), env, flags).unwrap();
+        assert_eq!(from_flag.issuer_url.as_deref(), Some("http://127.0.0.1:3004"), "flag beats environment");
     }
 
     #[test]
@@ -579,8 +622,13 @@ demo = true
             ("KASSA_HTTP", "0.0.0.0:80"),
             ("KASSA_DATA_DIR", "/data"),
             ("KASSA_MASTER_KEY", &key_hex),
+            ("KASSA_ZONE_PIN_KEY", "1122334455667788AABBCCDDEEFF0011"),
         ]);
         let config = Config::load(None, env, ConfigLayer::default()).unwrap();
+        let zone_pin_key = config.zone_pin_key.as_ref().unwrap();
+        let expected = TdesKey::from_hex("1122334455667788AABBCCDDEEFF0011").unwrap();
+        assert_eq!(zone_pin_key.expose_secret(), expected.expose_secret());
+        assert!(!format!("{config:?}").contains("1122334455667788"), "the key prints masked");
         assert_eq!(config.database_url.kind(), Some(DatabaseKind::Postgres));
         assert_eq!(config.http, addr("0.0.0.0:80"));
         assert_eq!(config.data_dir, PathBuf::from("/data"));
@@ -596,6 +644,10 @@ demo = true
         let error =
             Config::load(None, env_of(&[("KASSA_HTTP", "nowhere")]), ConfigLayer::default()).unwrap_err().to_string();
         assert!(error.starts_with("environment variable KASSA_HTTP:"), "{error}");
+        let error = Config::load(None, env_of(&[("KASSA_ZONE_PIN_KEY", "0123")]), ConfigLayer::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, "environment variable KASSA_ZONE_PIN_KEY: expected 32 hex characters");
     }
 
     #[test]
@@ -607,9 +659,11 @@ demo = true
         assert!(error.contains("line 2"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
 
-        std::fs::write(&file, "master_key = \"00\"\n").unwrap();
-        let error = Config::load(Some(&file), env_of(&[]), ConfigLayer::default()).unwrap_err().to_string();
-        assert!(error.contains("unknown field"), "{error}");
+        for secret in ["master_key", "zone_pin_key"] {
+            std::fs::write(&file, format!("{secret} = \"00\"\n")).unwrap();
+            let error = Config::load(Some(&file), env_of(&[]), ConfigLayer::default()).unwrap_err().to_string();
+            assert!(error.contains("unknown field"), "{secret}: {error}");
+        }
     }
 
     #[test]

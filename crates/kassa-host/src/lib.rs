@@ -13,7 +13,7 @@ pub mod metrics;
 pub mod readiness;
 pub mod shutdown;
 
-pub use app::{App, AppDeps, BindError, Listeners, ServeError};
+pub use app::{serve_until_stopped, App, AppDeps, BindError, Listeners, ServeError};
 pub use config::{Config, ConfigError, ConfigLayer, DatabaseKind, DatabaseUrl, LogFormat};
 pub use kassa_crypto::MasterKey;
 pub use readiness::{BoxFuture, Readiness};

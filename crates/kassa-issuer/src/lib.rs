@@ -9,11 +9,21 @@
 //! [`IssuerSimulator`] implements it with the test cards of interfaces.md §5: balances, PIN
 //! checks with try counters, expiry, a lost card and a card whose issuer never answers.
 //!
-//! **Boundary**: no ISO 8583 here. The gateway maps [`Decline`] to response codes in one place.
+//! The issuer link lets the host reach an issuer in another process through the same trait:
+//! [`link`] maps requests, answers and reversals to ISO 8583:1987 messages (request id in
+//! field 48), [`RemoteIssuer`] sends them over pooled HTTP/1.1, and [`server::router`] answers
+//! them with an [`IssuerSimulator`] (`kassa sim`, and the simulators' address of `kassa up`).
+//!
+//! **Boundary**: ISO 8583 only in [`link`], HTTP only in [`remote`] and [`server`]; the trait and
+//! the simulator know neither. The gateway maps [`Decline`] to its terminals' response codes in
+//! one place, [`link`] maps them to the link's in one place.
 //! **Invariant**: no clear PIN crosses this boundary: PIN blocks travel encrypted under the
 //! zone PIN key shared with the issuer.
 
 mod clock;
+pub mod link;
+pub mod remote;
+pub mod server;
 mod simulator;
 
 use std::fmt;
@@ -23,7 +33,10 @@ use kassa_crypto::EncryptedPinBlock;
 use kassa_domain::{AuthCode, Expiry, Money, Pan};
 
 pub use clock::{CivilTime, Clock, ManualClock, SystemClock};
-pub use simulator::{IssuerSimulator, TestCard, PIN_LOCK_MS, PIN_TRIES_MAX, SIMULATOR_PIN, TEST_CARDS};
+pub use remote::{IssuerUrlError, RemoteIssuer, RemoteIssuerConfig};
+pub use simulator::{
+    IssuerSimulator, TestCard, PIN_LOCK_MS, PIN_TRIES_MAX, REVERSALS_LISTED_MAX, SIMULATOR_PIN, TEST_CARDS,
+};
 
 /// The host's id of one issuer request, unique across host processes (the gateway derives it
 /// from the store-assigned transaction id). At most 40 characters.

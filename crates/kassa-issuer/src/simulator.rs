@@ -19,6 +19,8 @@ pub const PIN_LOCK_MS: i64 = 10 * 60 * 1000;
 /// Requests remembered for idempotent reversal; the oldest are forgotten first, so memory stays
 /// flat under load. Far more than can be in flight within an issuer timeout.
 const REQUESTS_REMEMBERED_MAX: usize = 200_000;
+/// Reversals listed by [`IssuerSimulator::recent_reversals`] (tests and the demo look at them).
+pub const REVERSALS_LISTED_MAX: usize = 100;
 /// Expiry is checked in China Standard Time, like the rest of the host.
 const ISSUER_UTC_OFFSET_MINUTES: i32 = 8 * 60;
 
@@ -83,6 +85,8 @@ struct State {
     cards: HashMap<&'static str, CardState>,
     requests: HashMap<RequestId, RequestRecord>,
     order: VecDeque<RequestId>,
+    /// The latest reversals received, newest last, at most [`REVERSALS_LISTED_MAX`].
+    reversals: VecDeque<RequestId>,
     next_auth_code: u32,
 }
 
@@ -194,6 +198,12 @@ impl IssuerSimulator {
         IssuerAnswer::Approved { auth_code, balance }
     }
 
+    /// The request ids of the latest reversals received (repeats included), newest first, at
+    /// most [`REVERSALS_LISTED_MAX`].
+    pub fn recent_reversals(&self) -> Vec<RequestId> {
+        self.lock().reversals.iter().rev().cloned().collect()
+    }
+
     /// The current balance of a test card with a balance (tests and the demo).
     pub fn balance_minor(&self, pan: &str) -> Option<i64> {
         self.lock().cards.get(pan).and_then(|card| card.balance_minor)
@@ -243,6 +253,10 @@ impl IssuerConnector for IssuerSimulator {
 
     async fn reverse(&self, request_id: &RequestId) -> Result<(), IssuerError> {
         let mut state = self.lock();
+        state.reversals.push_back(request_id.clone());
+        if state.reversals.len() > REVERSALS_LISTED_MAX {
+            state.reversals.pop_front();
+        }
         match state.requests.get(request_id).cloned() {
             Some(RequestRecord::Reversed) => {}
             Some(RequestRecord::Approved { pan, held_minor, .. }) => {

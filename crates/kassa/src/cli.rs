@@ -31,6 +31,8 @@ pub enum Command {
     Up(UpArgs),
     /// Production host: no simulators or demo data unless the config says so.
     Serve(ServeArgs),
+    /// The channel simulators alone (card issuer, wallets), for running them as separate processes.
+    Sim(SimArgs),
     /// Apply pending database migrations.
     Migrate(StoreArgs),
     /// Write a verified copy of the whole platform's data to FILE.
@@ -58,7 +60,7 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
 }
 
-/// Listen addresses.
+/// Listen addresses, and where the card issuer is.
 #[derive(Debug, Args)]
 pub struct ListenArgs {
     /// HTTP address (API, back office, health, metrics) [default: 127.0.0.1:8080].
@@ -67,6 +69,17 @@ pub struct ListenArgs {
     /// ISO 8583 address (terminals) [default: 127.0.0.1:8583].
     #[arg(long, value_name = "ADDR")]
     pub iso: Option<SocketAddr>,
+    /// Channel simulators' address [default: 127.0.0.1:8081].
+    #[arg(long, value_name = "ADDR")]
+    pub sim: Option<SocketAddr>,
+    /// Card issuer over the issuer link, e.g. http://127.0.0.1:8081 (`kassa sim`) [default: in-process simulator].
+    #[arg(long, value_name = "URL")]
+    pub issuer_url: Option<String>,
+}
+
+/// `kassa sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
     /// Channel simulators' address [default: 127.0.0.1:8081].
     #[arg(long, value_name = "ADDR")]
     pub sim: Option<SocketAddr>,
@@ -157,7 +170,7 @@ impl StoreArgs {
 impl ListenArgs {
     /// Adds the listen flags to `layer`.
     pub fn add_to(&self, layer: ConfigLayer) -> ConfigLayer {
-        ConfigLayer { http: self.http, iso: self.iso, sim: self.sim, ..layer }
+        ConfigLayer { http: self.http, iso: self.iso, sim: self.sim, issuer_url: self.issuer_url.clone(), ..layer }
     }
 }
 
@@ -186,6 +199,8 @@ mod tests {
             "127.0.0.1:2",
             "--sim",
             "127.0.0.1:3",
+            "--issuer-url",
+            "http://127.0.0.1:4",
             "--no-demo",
             "--log-format",
             "json",
@@ -197,6 +212,11 @@ mod tests {
         let layer = up.listen.add_to(up.store.layer().unwrap());
         assert_eq!(layer.http, Some("127.0.0.1:1".parse().unwrap()));
         assert_eq!(layer.sim, Some("127.0.0.1:3".parse().unwrap()));
+        assert_eq!(layer.issuer_url.as_deref(), Some("http://127.0.0.1:4"));
+        let Command::Sim(sim) = Cli::try_parse_from(["kassa", "sim", "--sim", "127.0.0.1:5"]).unwrap().command else {
+            panic!("not sim")
+        };
+        assert_eq!(sim.sim, Some("127.0.0.1:5".parse().unwrap()));
         assert_eq!(layer.data_dir, Some(PathBuf::from("/tmp/d")));
         assert_eq!(layer.database_url.unwrap().to_string(), "postgres://u:***@h/db");
     }

@@ -52,6 +52,11 @@ pub const DEMO_TERMINALS: [(&str, RefundPasswordCheck); 3] = [
 /// it is published in the contract, so it protects nothing.
 pub const DEMO_TMK: &str = "0123456789ABCDEFFEDCBA9876543210";
 
+/// The zone PIN key that hosts and simulators share when `KASSA_ZONE_PIN_KEY` is not set and
+/// simulators or demo data run (`sim.rs`): double-length 3DES, hex. Demo only: it is published
+/// here, so it protects nothing.
+pub const DEMO_ZONE_PIN_KEY: &str = "4A6B8C2D1E3F5061728394A5B6C7D8E9";
+
 /// Operators on every terminal of the demo merchant: (code, role, initial password). Initial
 /// passwords must be changed at first use.
 pub const DEMO_OPERATORS: [(&str, OperatorRole, &str); 3] = [

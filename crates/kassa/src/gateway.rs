@@ -1,6 +1,6 @@
-//! Wiring of the ISO 8583 terminal gateway: the software security module, the issuer behind it
-//! (the in-process card issuer simulator: no real issuer connector exists yet) and the business
-//! day of the config.
+//! Wiring of the ISO 8583 terminal gateway: the software security module, the card issuer behind
+//! it (the in-process simulator or a remote issuer over the issuer link, see `sim.rs`), the zone
+//! PIN key shared with that issuer, and the business day of the config.
 
 use std::sync::Arc;
 
@@ -9,29 +9,31 @@ use async_trait::async_trait;
 use kassa_crypto::{KeyPurpose, MasterKey, SecurityModule, SoftwareSecurityModule, TdesKey};
 use kassa_gateway::{ApprovalKind, BusinessDay, Gateway, GatewayConfig, GatewayDeps, RefundApprovals};
 use kassa_host::Config;
-use kassa_issuer::{IssuerSimulator, SystemClock};
+use kassa_issuer::IssuerConnector;
+use kassa_issuer::SystemClock;
 use kassa_store::auth::RefundApprovalBinding;
 use tokio::net::TcpListener;
 
 /// Keys the software security module holds: two working keys per signed-in terminal, and room.
 const SECURITY_MODULE_KEYS_MAX: usize = 16_384;
 
-/// Builds the gateway on an already bound listener.
+/// Builds the gateway on an already bound listener, asking `issuer`, with which it shares
+/// `zone_pin_key`.
 pub fn build(
     config: &Config,
     store: &kassa_store::Store,
     master_key: &MasterKey,
     listener: TcpListener,
+    issuer: Arc<dyn IssuerConnector>,
+    zone_pin_key: TdesKey,
 ) -> anyhow::Result<Gateway> {
-    let mut rng = rand::rngs::OsRng;
+    let rng = rand::rngs::OsRng;
     let security: Arc<dyn SecurityModule> = Arc::new(SoftwareSecurityModule::new(rng, SECURITY_MODULE_KEYS_MAX));
-    // The zone PIN key shared with the issuer: PIN blocks are translated to it and never
-    // leave the security module in clear.
-    let zone_pin_key = TdesKey::generate_double(&mut rng);
+    // PIN blocks are translated to the zone PIN key inside the security module and never leave
+    // it in clear.
     let zone_pin_handle =
-        security.import_key(KeyPurpose::ZonePin, zone_pin_key.clone()).context("cannot import the zone PIN key")?;
+        security.import_key(KeyPurpose::ZonePin, zone_pin_key).context("cannot import the zone PIN key")?;
     let clock = Arc::new(SystemClock);
-    let issuer = Arc::new(IssuerSimulator::new(zone_pin_key, clock.clone()));
     let gateway_config = GatewayConfig {
         listen: config.iso,
         business_day: BusinessDay {

@@ -1,11 +1,13 @@
 //! `kassa up` and `kassa serve`: the start-up sequence, in the order that keeps failures cheap.
 //!
-//! 1. bind every listener (a taken port fails before anything is written);
+//! 1. bind every listener (a taken port fails before anything is written), check the card
+//!    issuer's settings (issuer URL, zone PIN key);
 //! 2. data directory and master key;
 //! 3. open the store and migrate (`crate::store`);
 //! 4. demo data: credentials file written first, then seeded (so a crash in between leaves a file
 //!    that the next start regenerates, never a seeded database without its secrets);
-//! 5. build the app, print where everything is, serve until SIGINT/SIGTERM.
+//! 5. build the app and the simulators' server, print where everything is, serve until
+//!    SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use crate::demo::{self, DemoSecrets};
 use crate::files;
 use crate::gateway;
 use crate::master_key::{self, WhenMissing};
+use crate::sim;
 use crate::store::{self, DemoState, Store};
 
 /// Which command started the host.
@@ -38,6 +41,9 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     // host cleanly instead of killing it half-way through writing files.
     let shutdown = CancellationToken::new();
     kassa_host::shutdown::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
+    let remote_issuer = sim::remote_issuer_config(&config)?;
+    let card_side = config.simulators || remote_issuer.is_some();
+    let zone_pin_key = if card_side { Some(sim::zone_pin_key(&config)?) } else { None };
     files::create_private_dir(&config.data_dir)?;
     let _data_dir_lock = files::lock_data_dir(&config.data_dir, "starting another host on it")?;
     let when_missing = match mode {
@@ -52,14 +58,36 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
 
     let iso_listener = listeners.take_iso().context("the ISO 8583 listener was not bound")?;
     let iso_addr = iso_listener.local_addr().context("cannot read the ISO 8583 address")?;
-    // The only issuer connector is the simulator: a host without simulators serves no card
-    // transactions rather than approving them against a simulator.
-    let gateway_task = if config.simulators {
-        let gateway = gateway::build(&config, store.inner(), &master_key, iso_listener)?;
-        Some(tokio::spawn(gateway.run(shutdown.clone())))
-    } else {
-        tracing::warn!("no issuer connector is configured: the ISO 8583 gateway is not started");
-        None
+    // One simulator serves both the simulators' address and, without a remote issuer, this
+    // host's gateway, so its balances, PIN counters and reversals are the same either way.
+    let simulator = match (&zone_pin_key, config.simulators) {
+        (Some(key), true) => {
+            Some(kassa_issuer::IssuerSimulator::new(key.key.clone(), Arc::new(kassa_issuer::SystemClock)))
+        }
+        _ => None,
+    };
+    let mut sim_task = None;
+    let mut sim_addr = None;
+    if let (Some(listener), Some(simulator)) = (listeners.take_sim(), &simulator) {
+        sim_addr = Some(listener.local_addr().context("cannot read the simulators' address")?);
+        let router = sim::router(simulator.clone(), shutdown.clone());
+        sim_task =
+            Some(tokio::spawn(kassa_host::serve_until_stopped(listener, router, shutdown.clone(), "simulators")));
+    }
+    // A host without simulators nor a remote issuer serves no card transactions rather than
+    // approving them against a simulator.
+    let card_issuer = sim::card_issuer(remote_issuer, simulator.as_ref());
+    let zone_pin_description = zone_pin_key.as_ref().map(sim::ZonePinKey::describe);
+    let gateway_task = match (&card_issuer, zone_pin_key) {
+        (Some(issuer), Some(key)) => {
+            let gateway =
+                gateway::build(&config, store.inner(), &master_key, iso_listener, issuer.connector.clone(), key.key)?;
+            Some(tokio::spawn(gateway.run(shutdown.clone())))
+        }
+        _ => {
+            tracing::warn!("no card issuer is configured (issuer_url): the ISO 8583 gateway is not started");
+            None
+        }
     };
 
     let deps = AppDeps {
@@ -70,7 +98,8 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         routes: routes(&config, &store, &master_key),
     };
     let app = App::new(listeners, deps).context("cannot start the http server")?;
-    print_banner(&config, app.http_addr(), gateway_task.is_some().then_some(iso_addr));
+    let card = card_issuer.map(|issuer| issuer.description).zip(zone_pin_description);
+    print_banner(&config, app.http_addr(), gateway_task.is_some().then_some(iso_addr), sim_addr, card);
     app.run_until_stopped().await?;
     // The HTTP side stopped because the shutdown token was cancelled; the gateway saw the same
     // token and finishes its in-flight answers.
@@ -78,6 +107,12 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         match task.await {
             Ok(result) => result.context("the ISO 8583 gateway failed")?,
             Err(error) => anyhow::bail!("the ISO 8583 gateway stopped abnormally: {error}"),
+        }
+    }
+    if let Some(task) = sim_task {
+        match task.await {
+            Ok(result) => result.context("the simulators' server failed")?,
+            Err(error) => anyhow::bail!("the simulators' server stopped abnormally: {error}"),
         }
     }
     tracing::info!("stopped");
@@ -128,19 +163,27 @@ async fn prepare_demo(config: &Config, store: &Store, master_key: &MasterKey) ->
 /// Tells the user where everything is; one `name: value` per line so scripts can read it. Never
 /// prints a secret: the database URL displays masked.
 #[expect(clippy::print_stdout, reason = "the URLs are the output `kassa up` is run for")]
-fn print_banner(config: &Config, http: SocketAddr, iso: Option<SocketAddr>) {
+fn print_banner(
+    config: &Config,
+    http: SocketAddr,
+    iso: Option<SocketAddr>,
+    sim: Option<SocketAddr>,
+    card: Option<(String, String)>,
+) {
     println!("kassa {} is up", kassa_host::metrics::VERSION);
     println!("http: http://{http}");
     // Printed with a note, like the simulators: the contract names the address, nothing serves it yet.
     println!("back_office: http://{http}/ (not served yet)");
     match iso {
         Some(iso) => println!("iso: {iso}"),
-        None => println!("iso: {} (not served: no issuer connector configured)", config.iso),
+        None => println!("iso: {} (not served: no card issuer configured)", config.iso),
     }
-    // Printed with a note rather than hidden: the port is part of the contract, and saying
-    // plainly that nothing serves it yet beats a URL that refuses connections without a word.
-    if config.simulators {
-        println!("sim: http://{} (not served yet)", config.sim);
+    if let Some(sim) = sim {
+        println!("sim: http://{sim}");
+    }
+    if let Some((issuer, zone_pin_key)) = card {
+        println!("issuer: {issuer}");
+        println!("zone_pin_key: {zone_pin_key}");
     }
     println!("database: {}", config.database_url);
     if config.demo {

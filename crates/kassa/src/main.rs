@@ -14,6 +14,7 @@ mod host;
 mod logging;
 mod master_key;
 mod seed;
+mod sim;
 mod store;
 
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             (&up.store, ConfigLayer { demo: Some(!up.no_demo), simulators: Some(true), ..layer })
         }
         Command::Serve(serve) => (&serve.store, serve.listen.add_to(serve.store.layer()?)),
+        Command::Sim(args) => {
+            (&NO_STORE_ARGS, ConfigLayer { sim: args.sim, simulators: Some(true), ..ConfigLayer::default() })
+        }
         Command::Migrate(store) => (store, store.layer()?),
         Command::Backup(args) | Command::Restore(args) => (&args.store, args.store.layer()?),
         Command::Audit(AuditCommand::Verify(store)) => (store, store.layer()?),
@@ -62,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Up(_) => host::run(config, host::Mode::Up).await,
             Command::Serve(_) => host::run(config, host::Mode::Serve).await,
+            Command::Sim(_) => sim::run(config).await,
             Command::Migrate(_) => migrate(&config).await,
             Command::Backup(args) => backup(&config, &args.file).await,
             Command::Restore(args) => restore(&config, &args.file).await,
@@ -70,6 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     })
 }
+
+/// `kassa sim` has no configuration file nor data directory: defaults, `KASSA_*`, flags.
+const NO_STORE_ARGS: StoreArgs = StoreArgs { config: None, data_dir: None, database_url: None };
 
 fn load_config(store_args: &StoreArgs, flags: ConfigLayer) -> anyhow::Result<Config> {
     let config = Config::load(store_args.config.as_deref(), |name| std::env::var(name).ok(), flags)?;

@@ -94,6 +94,8 @@ async fn balance_runs_down_and_reversals_restore_it_once() {
     assert_eq!(simulator.balance_minor(TEN_YUAN), Some(1000));
     assert_eq!(decline_of(&simulator, &request("s3", TEN_YUAN, 1000, None)).await, None);
     assert_eq!(simulator.balance_minor(TEN_YUAN), Some(0));
+    let listed: Vec<String> = simulator.recent_reversals().iter().map(|id| id.to_string()).collect();
+    assert_eq!(listed, ["early", "s1", "s1"], "newest first, repeats included");
 }
 
 #[tokio::test]

@@ -12,12 +12,23 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod issuer_link;
+
 /// Generous: RSA key generation in a debug build on a busy 2-core machine takes a few seconds.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 
-const KASSA_VARIABLES: [&str; 7] =
-    ["KASSA_DATABASE_URL", "KASSA_HTTP", "KASSA_ISO", "KASSA_SIM", "KASSA_DATA_DIR", "KASSA_MASTER_KEY", "KASSA_LOG"];
+const KASSA_VARIABLES: [&str; 9] = [
+    "KASSA_DATABASE_URL",
+    "KASSA_HTTP",
+    "KASSA_ISO",
+    "KASSA_SIM",
+    "KASSA_DATA_DIR",
+    "KASSA_MASTER_KEY",
+    "KASSA_LOG",
+    "KASSA_ISSUER_URL",
+    "KASSA_ZONE_PIN_KEY",
+];
 
 /// A running `kassa` with its stdout and stderr collected.
 struct Kassa {

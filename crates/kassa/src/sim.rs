@@ -1,0 +1,121 @@
+//! The channel simulators and the card issuer the host uses.
+//!
+//! `kassa sim` serves the simulators alone; `kassa up` serves the same router on its `--sim`
+//! address and, unless `--issuer-url` points elsewhere, uses the same simulator in-process. Today
+//! the router holds the card issuer simulator (the issuer link of `kassa_issuer::server`); the
+//! wallet simulator (`POST /sim/v1/qr/pay`) merges its routes into [`router`] when it lands.
+//!
+//! The zone PIN key (ZPK) is the one secret host and issuer share: the host translates every
+//! terminal PIN block to it, the issuer verifies PINs under it. Both sides read it from
+//! `KASSA_ZONE_PIN_KEY` (32 hex characters, environment only, like the master key); where
+//! simulators or demo data run and it is not set, both use [`demo::DEMO_ZONE_PIN_KEY`],
+//! which is published and protects nothing. A production host (`kassa serve` without `demo`)
+//! that talks to an issuer refuses to start without it. Banners print its key check value so
+//! that an operator can see that both sides hold the same key.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use kassa_crypto::TdesKey;
+use kassa_host::Config;
+use kassa_issuer::{IssuerConnector, IssuerSimulator, RemoteIssuer, RemoteIssuerConfig, SystemClock};
+use tokio_util::sync::CancellationToken;
+
+use crate::demo;
+
+/// Every simulator's routes, for the simulators' address.
+pub fn router(issuer: IssuerSimulator, shutdown: CancellationToken) -> Router {
+    kassa_issuer::server::router(issuer, shutdown)
+}
+
+/// The zone PIN key and where it came from.
+#[derive(Debug, Clone)]
+pub struct ZonePinKey {
+    /// The key.
+    pub key: TdesKey,
+    /// `true`: the published demo key.
+    pub demo: bool,
+}
+
+impl ZonePinKey {
+    /// The banner's description: where the key came from and its check value (not a secret:
+    /// the first three bytes of the key's encryption of zeros, as key custodians compare them).
+    pub fn describe(&self) -> String {
+        let check_value = self.key.check_value().to_string();
+        let source = if self.demo { "demo key, not for production" } else { "KASSA_ZONE_PIN_KEY" };
+        format!("kcv {} ({source})", check_value.get(..6).unwrap_or(&check_value))
+    }
+}
+
+/// The zone PIN key of `config` (see the module documentation).
+pub fn zone_pin_key(config: &Config) -> anyhow::Result<ZonePinKey> {
+    if let Some(key) = &config.zone_pin_key {
+        return Ok(ZonePinKey { key: key.clone(), demo: false });
+    }
+    if !(config.simulators || config.demo) {
+        anyhow::bail!(
+            "the card issuer needs the zone PIN key it shares with this host: set {} (32 hex characters)",
+            kassa_host::config::env::ZONE_PIN_KEY
+        );
+    }
+    let key = TdesKey::from_hex(demo::DEMO_ZONE_PIN_KEY).context("the demo zone PIN key does not parse")?;
+    Ok(ZonePinKey { key, demo: true })
+}
+
+/// The card issuer the gateway asks, and how the banner names it.
+#[derive(Debug)]
+pub struct CardIssuer {
+    /// The connector.
+    pub connector: Arc<dyn IssuerConnector>,
+    /// `in-process simulator` or the link's endpoint.
+    pub description: String,
+}
+
+/// The remote issuer of `config`, checked before anything is written; `None` without
+/// `issuer_url`.
+pub fn remote_issuer_config(config: &Config) -> anyhow::Result<Option<RemoteIssuerConfig>> {
+    let Some(url) = &config.issuer_url else { return Ok(None) };
+    Ok(Some(RemoteIssuerConfig::new(url).context("invalid issuer_url")?))
+}
+
+/// The remote issuer when one is configured, else the in-process simulator, else none.
+pub fn card_issuer(remote: Option<RemoteIssuerConfig>, simulator: Option<&IssuerSimulator>) -> Option<CardIssuer> {
+    match (remote, simulator) {
+        (Some(remote), _) => {
+            let issuer = RemoteIssuer::new(remote, Arc::new(SystemClock));
+            let description = issuer.endpoint().to_string();
+            Some(CardIssuer { connector: Arc::new(issuer), description })
+        }
+        (None, Some(simulator)) => {
+            Some(CardIssuer { connector: Arc::new(simulator.clone()), description: "in-process simulator".to_owned() })
+        }
+        (None, None) => None,
+    }
+}
+
+/// `kassa sim`: the simulators alone until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = kassa_host::app::bind(config.sim, "sim").await?;
+    let shutdown = CancellationToken::new();
+    kassa_host::shutdown::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
+    let zone_pin_key = zone_pin_key(&config)?;
+    let simulator = IssuerSimulator::new(zone_pin_key.key.clone(), Arc::new(SystemClock));
+    let addr = listener.local_addr().context("cannot read the simulators' address")?;
+    print_banner(addr, &zone_pin_key);
+    let router = router(simulator, shutdown.clone());
+    kassa_host::serve_until_stopped(listener, router, shutdown, "simulators").await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Where the simulators are; one `name: value` per line, like `kassa up`'s banner.
+#[expect(clippy::print_stdout, reason = "the address is the output `kassa sim` is run for")]
+fn print_banner(addr: SocketAddr, zone_pin_key: &ZonePinKey) {
+    println!("kassa {} simulators are up", kassa_host::metrics::VERSION);
+    println!("sim: http://{addr}");
+    println!("issuer: http://{addr}{}", kassa_issuer::link::LINK_PATH);
+    println!("zone_pin_key: {}", zone_pin_key.describe());
+    println!("stop with Ctrl-C");
+}
