@@ -129,6 +129,40 @@ pub struct Report {
     /// `tps / raw.sales_per_s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
+    /// With `--spawn`: the host's resident memory over the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_memory: Option<HostMemory>,
+}
+
+/// The spawned host's resident memory over a run, from one sample per second.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HostMemory {
+    /// After the warm-up (the first tenth of the samples, at least 5 s).
+    pub rss_mib_warm: f64,
+    /// The last sample.
+    pub rss_mib_end: f64,
+    /// The largest sample.
+    pub rss_mib_max: f64,
+    /// How many samples.
+    pub samples: usize,
+}
+
+impl HostMemory {
+    /// From `VmRSS` samples in KiB, one per second; `None` for fewer than two.
+    pub fn from_samples(samples_kb: &[u64]) -> Option<HostMemory> {
+        let mib = |kb: u64| kb as f64 / 1024.0;
+        let last = *samples_kb.last()?;
+        if samples_kb.len() < 2 {
+            return None;
+        }
+        let warm = (samples_kb.len() / 10).max(5).min(samples_kb.len() - 2);
+        Some(HostMemory {
+            rss_mib_warm: mib(samples_kb[warm]),
+            rss_mib_end: mib(last),
+            rss_mib_max: mib(samples_kb.iter().copied().max().unwrap_or(last)),
+            samples: samples_kb.len(),
+        })
+    }
 }
 
 /// A snapshot for the per-second progress line.
@@ -326,6 +360,7 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
         durable,
         raw: None,
         ratio: None,
+        host_memory: None,
     })
 }
 
@@ -520,4 +555,24 @@ async fn http_get(addr: SocketAddr, path: &str) -> Result<String, BenchError> {
         return Err(BenchError::Metrics(head.lines().next().unwrap_or("").to_owned()));
     }
     Ok(body.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostMemory;
+
+    #[test]
+    fn host_memory_is_read_after_the_warm_up() {
+        assert_eq!(HostMemory::from_samples(&[]), None);
+        assert_eq!(HostMemory::from_samples(&[1024]), None);
+        // 60 samples: warm-up ends at sample 6; a peak in the middle is the max.
+        let mut samples: Vec<u64> = (0..60).map(|i| if i < 6 { 10_240 } else { 20_480 }).collect();
+        samples[30] = 30_720;
+        let memory = HostMemory::from_samples(&samples).unwrap_or_else(|| panic!("enough samples"));
+        assert_eq!((memory.rss_mib_warm, memory.rss_mib_end, memory.rss_mib_max), (20.0, 20.0, 30.0));
+        assert_eq!(memory.samples, 60);
+        // Short runs still name a warm sample before the end.
+        let short = HostMemory::from_samples(&[1024, 2048, 3072]).unwrap_or_else(|| panic!("enough samples"));
+        assert_eq!((short.rss_mib_warm, short.rss_mib_end), (2.0, 3.0));
+    }
 }

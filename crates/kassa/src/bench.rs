@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -43,6 +44,8 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
     let host = SpawnedHost::start(&program, args.database_url.as_deref(), SPAWN_START_DEADLINE).await?;
     eprintln!("bench: spawned host: iso {} http {}", host.process.iso, host.process.http);
     let credentials = args.credentials.clone().unwrap_or_else(|| host.process.credentials.clone());
+    let rss_kb = Arc::new(Mutex::new(Vec::new()));
+    let sampler = host.process.id().map(|pid| tokio::spawn(sample_rss(pid, Arc::clone(&rss_kb))));
     let result = async {
         let tmks = kassa_bench::load_tmks(&credentials)?;
         let config =
@@ -50,9 +53,14 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
         Ok::<_, anyhow::Error>(kassa_bench::run(&config, progress).await?)
     }
     .await;
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
+    let rss_kb = rss_kb.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let tail = host.process.stderr_tail();
     let stopped = host.stop(SPAWN_STOP_DEADLINE).await;
     let mut report = result.with_context(|| format!("the spawned host's last log lines: {tail}"))?;
+    report.host_memory = kassa_bench::HostMemory::from_samples(&rss_kb);
     stopped.context("the spawned host did not stop cleanly")?;
     if !args.no_raw {
         // The store alone, same backend, same concurrency, now that the host is gone.
@@ -65,6 +73,22 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
         report.raw = Some(raw);
     }
     Ok(report)
+}
+
+/// Samples the spawned host's resident memory (`VmRSS`, KiB) into `samples` once a second,
+/// until the process is gone or the task is aborted.
+async fn sample_rss(pid: u32, samples: Arc<Mutex<Vec<u64>>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await else { return };
+        let rss = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        let Some(kb) = rss else { return };
+        samples.lock().unwrap_or_else(PoisonError::into_inner).push(kb);
+    }
 }
 
 fn progress(progress: kassa_bench::Progress) {
@@ -81,6 +105,12 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
         println!("approved: {}  declined: {}  errors: {}", report.approved, report.declined, report.errors);
         println!("retransmissions verified: {} of {}", report.verified, report.sampled);
         println!("durable: {}", report.durable);
+        if let Some(memory) = &report.host_memory {
+            println!(
+                "host memory (RSS): {:.1} MiB after warm-up, {:.1} MiB at the end, {:.1} MiB at most",
+                memory.rss_mib_warm, memory.rss_mib_end, memory.rss_mib_max
+            );
+        }
         if let (Some(raw), Some(ratio)) = (&report.raw, report.ratio) {
             println!(
                 "store alone (same writes, same concurrency): {:.1} sales/s, {:.1} units per commit, {:.2} ms per commit",
