@@ -16,6 +16,7 @@
 //! **Boundary**: this crate knows SQL; it knows nothing of sockets, HTTP or ISO 8583.
 
 pub mod auth;
+pub mod batch_upload;
 mod commit;
 pub mod gateway;
 mod migrate;
@@ -264,6 +265,12 @@ impl Store {
 
     /// Working keys and issuer reversals of the ISO 8583 gateway (`gateway` module).
     pub fn gateway(&self) -> &dyn gateway::GatewayStore {
+        &*self.reads
+    }
+
+    /// Batch uploads of the ISO 8583 gateway and the corrections they propose
+    /// (`batch_upload` module).
+    pub fn batch_upload(&self) -> &dyn batch_upload::BatchUploadStore {
         &*self.reads
     }
 }

@@ -31,6 +31,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "gateway_pending",
         sql: include_str!("../migrations/sqlite/0004_gateway_pending.sql"),
     },
+    Migration {
+        version: 5,
+        name: "gateway_batch_upload",
+        sql: include_str!("../migrations/sqlite/0005_gateway_batch_upload.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -41,6 +46,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 4,
         name: "gateway_pending",
         sql: include_str!("../migrations/postgres/0004_gateway_pending.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "gateway_batch_upload",
+        sql: include_str!("../migrations/postgres/0005_gateway_batch_upload.sql"),
     },
 ];
 

@@ -3,5 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod auth;
+mod batch_upload;
 mod conformance;
 mod gateway;
