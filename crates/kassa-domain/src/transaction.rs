@@ -450,6 +450,37 @@ mod tests {
     }
 
     #[test]
+    fn reversing_a_void_reinstates_its_original_unless_settled() {
+        // The void itself is reversible (iso8583.md's table): its reversal moves it to
+        // reversed, once; its original stands again, and a completion's hold is captured again.
+        for (kind, void_kind) in [
+            (TxnKind::Sale, TxnKind::Void),
+            (TxnKind::PreAuth, TxnKind::PreAuthVoid),
+            (TxnKind::Completion, TxnKind::CompletionVoid),
+        ] {
+            let void = approved(void_kind, 700);
+            let reversed = void.apply(TxnEvent::Reverse).unwrap();
+            assert_eq!(reversed.status(), TxnStatus::Reversed);
+            assert!(reversed.apply(TxnEvent::Reverse).is_err(), "reversing twice changes nothing");
+            assert_eq!(
+                void.apply(TxnEvent::Settle).unwrap().apply(TxnEvent::Reverse),
+                Err(TransitionError::AlreadySettled)
+            );
+            let original = approved(kind, 700);
+            let voided = original.apply(TxnEvent::Void).unwrap();
+            assert_eq!(voided.apply(TxnEvent::Unvoid).unwrap(), original);
+            assert_eq!(
+                voided.apply(TxnEvent::Settle).unwrap().apply(TxnEvent::Unvoid),
+                Err(TransitionError::AlreadySettled)
+            );
+            assert!(original.apply(TxnEvent::Unvoid).is_err(), "only a voided transaction is unvoided");
+        }
+        let hold = approved(TxnKind::PreAuth, 700);
+        let reopened = hold.apply(TxnEvent::Complete).unwrap().apply(TxnEvent::Uncomplete).unwrap();
+        assert_eq!(reopened.apply(TxnEvent::Complete).unwrap().status(), TxnStatus::Completed);
+    }
+
+    #[test]
     fn pre_authorisation_family() {
         let hold = approved(TxnKind::PreAuth, 5000);
         let completed = hold.apply(TxnEvent::Complete).unwrap();
@@ -498,6 +529,23 @@ mod tests {
     }
 
     proptest! {
+        /// A void followed by its reversal's `Unvoid` gives back exactly the state before the
+        /// void, whatever happened to the transaction before.
+        #[test]
+        fn unvoid_undoes_void_exactly(
+            kind in any_kind(),
+            amount in 0_i64..1000,
+            events in proptest::collection::vec(any_event(), 0..20),
+        ) {
+            let mut state = TxnState::new(kind, cny(amount));
+            for event in events {
+                if let Ok(voided) = state.apply(TxnEvent::Void) {
+                    prop_assert_eq!(voided.apply(TxnEvent::Unvoid), Ok(state));
+                }
+                state = state.apply(event).unwrap_or(state);
+            }
+        }
+
         /// Random event sequences never reach an illegal state, a refused event changes nothing,
         /// and the refunds that were accepted never add up to more than the amount.
         #[test]

@@ -830,10 +830,15 @@ impl Handler {
                 return Ok(approved());
             }
             let Some(original_kind) = parse_kind(&original.kind) else { return Ok(approved()) };
+            if original_kind.is_void() {
+                // Reversing a void re-instates what it cancelled (voids.rs).
+                if self.reverse_void(ctx, &identity, &original).await? {
+                    return Ok(approved());
+                }
+                continue;
+            }
             if !matches!(original_kind, TxnKind::Sale | TxnKind::PreAuth | TxnKind::Completion) {
-                // Reversing a void would re-instate its original (and re-authorise at the
-                // issuer); not implemented yet, so nothing is undone and it is logged.
-                tracing::warn!(kind = %original.kind, "reversal of this kind is not implemented; nothing undone");
+                tracing::warn!(kind = %original.kind, "not a reversible kind; nothing undone");
                 return Ok(approved());
             }
             let state = Self::state_of_record(&original)?;

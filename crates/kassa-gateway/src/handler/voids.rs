@@ -5,7 +5,9 @@ use kassa_domain::{Currency, FeeRate, Money, TxnEvent, TxnKind, TxnState, TxnSta
 use kassa_iso8583::fields::Field61;
 use kassa_iso8583::Message;
 use kassa_ledger::{undo_entry, EntryKind};
-use kassa_store::{CardIdentity, Guard, NewTxn, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
+use kassa_store::batch_upload::{propose_correction, NewCorrection};
+use kassa_store::{AuditEvent, CardIdentity, Guard, NewTxn, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
+use serde_json::json;
 
 use super::{
     kind_name, ledger_reference, parse_kind, parse_status, request_id_for, respond, rrn_for, status_name, Ctx, Handler,
@@ -191,6 +193,160 @@ impl Handler {
             self.spawn_issuer_reversal(request_id, Some(original.id));
         }
         Ok(Self::approved_reply(ctx, void_id, original.auth_code.as_deref()))
+    }
+
+    /// The reversal (冲正) of an approved void, pre-authorisation void or completion void:
+    /// the void becomes reversed and what it cancelled stands again — its original approved
+    /// (a completion's hold captured again), and a NEW entry re-books what the void's entry
+    /// undid, the whole fee included. `Ok(false)`: a concurrent change won, re-read and retry.
+    ///
+    /// The void also released its original at the issuer, and the issuer link can only
+    /// authorise a card it is given (the host keeps no PAN, a reversal carries no PIN) or
+    /// reverse: the re-authorisation is owed, so it is proposed as a correction for review.
+    /// When the void cannot be undone (settled with its batch, or its original moved on), the
+    /// reversal changes nothing and that is proposed for review too; either way the terminal
+    /// gets `00` (iso8583.md, "Exactly once").
+    pub(super) async fn reverse_void(
+        &self,
+        ctx: &Ctx<'_>,
+        identity: &CardIdentity,
+        void: &TxnRecord,
+    ) -> Result<bool, GatewayError> {
+        let void_state = Self::state_of_record(void)?;
+        let original_id =
+            void.original_id.ok_or_else(|| GatewayError::Corrupt(format!("void {} has no original", void.id)))?;
+        let found = self.store.txns.txn(original_id).await?;
+        let original = found.ok_or_else(|| GatewayError::Corrupt(format!("txn {original_id}")))?;
+        let original_identity =
+            original.card_identity.clone().ok_or_else(|| GatewayError::Corrupt(format!("txn {original_id}")))?;
+        let _original_held = self.locks.lock(&original_identity).await;
+        let original =
+            self.store.txns.txn(original_id).await?.ok_or_else(|| GatewayError::Corrupt("original".into()))?;
+        let Ok(reversed) = void_state.apply(TxnEvent::Reverse) else {
+            return self.void_stands(ctx, identity, void, &original, "the void's batch is settled").await;
+        };
+        let Ok(reinstated) = Self::state_of_record(&original)?.apply(TxnEvent::Unvoid) else {
+            return self
+                .void_stands(ctx, identity, void, &original, "its original is settled or no longer voided")
+                .await;
+        };
+        let mut ops = vec![WriteOp::UpdateTxn(Self::update_to(&original, &reinstated, ctx.now_ms))];
+        if reinstated.kind() == TxnKind::Completion {
+            // The completion captures its hold again; if the hold moved on meanwhile (captured
+            // by another completion, voided), the completion cannot stand again.
+            let preauth_id = original.original_id.ok_or_else(|| GatewayError::Corrupt("completion".into()))?;
+            let preauth =
+                self.store.txns.txn(preauth_id).await?.ok_or_else(|| GatewayError::Corrupt("preauth".into()))?;
+            let Ok(captured) = Self::state_of_record(&preauth)?.apply(TxnEvent::Complete) else {
+                return self.void_stands(ctx, identity, void, &original, "its hold was captured or voided since").await;
+            };
+            ops.push(WriteOp::UpdateTxn(Self::update_to(&preauth, &captured, ctx.now_ms)));
+        }
+        if reinstated.kind().is_capture() {
+            let void_entry = undo_entry(&ledger_reference(identity), EntryKind::Void, &self.original_entry(&original)?)
+                .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+            let rebooked =
+                undo_entry(&format!("{}:reversal", ledger_reference(identity)), EntryKind::Reversal, &void_entry)
+                    .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+            ops.push(WriteOp::PostEntry { entry: rebooked, at_ms: ctx.now_ms });
+        }
+        // Sales and holds were released at the issuer by the void (completions never went there).
+        let released = match request_id_for(original.id) {
+            Some(request_id) if reinstated.kind() != TxnKind::Completion => {
+                self.store.gateway().issuer_reversal(request_id.as_str()).await?
+            }
+            _ => None,
+        };
+        if let Some(release) = &released {
+            ops.push(propose_correction(&Self::void_correction(
+                ctx,
+                identity,
+                &original,
+                "issuer_reauthorisation",
+                json!({
+                    "void_txn_id": void.id,
+                    "issuer_request_id": release.request_id,
+                    "issuer_released": release.done_at_ms.is_some(),
+                    "why": "the void released the original at the issuer; re-authorise it or collect it",
+                }),
+            )));
+        }
+        ops.push(WriteOp::Audit(AuditEvent {
+            at_ms: ctx.now_ms,
+            actor: "system".into(),
+            action: "void_reversed".into(),
+            target: format!("txn:{}", void.id),
+            source: ctx.terminal.terminal_id.clone(),
+            reason: String::new(),
+            details: json!({
+                "original_txn_id": original.id,
+                "original_kind": original.kind,
+                "issuer_reauthorisation_owed": released.is_some(),
+            }),
+        }));
+        let update = Self::update_to(void, &reversed, ctx.now_ms);
+        Ok(match self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), ops)).await? {
+            UnitOutcome::Committed { .. } => {
+                if released.is_some() {
+                    tracing::warn!(
+                        void = void.id,
+                        original = original.id,
+                        "void reversed; issuer re-authorisation owed"
+                    );
+                }
+                true
+            }
+            _ => false,
+        })
+    }
+
+    /// A void that a reversal cannot undo stands; the difference with the terminal (which
+    /// believes it undone) is proposed for review, once.
+    async fn void_stands(
+        &self,
+        ctx: &Ctx<'_>,
+        identity: &CardIdentity,
+        void: &TxnRecord,
+        original: &TxnRecord,
+        why: &str,
+    ) -> Result<bool, GatewayError> {
+        tracing::warn!(void = void.id, why, "reversal of a void not applied; the void stands");
+        let correction = Self::void_correction(
+            ctx,
+            identity,
+            original,
+            "reversal_not_applied",
+            json!({ "void_txn_id": void.id, "why": why }),
+        );
+        self.store.commit(WriteUnit::ops(vec![propose_correction(&correction)])).await?;
+        Ok(true)
+    }
+
+    fn void_correction(
+        ctx: &Ctx<'_>,
+        identity: &CardIdentity,
+        original: &TxnRecord,
+        kind: &str,
+        details: serde_json::Value,
+    ) -> NewCorrection {
+        NewCorrection {
+            correction_key: format!(
+                "void_reversal:{}:{:06}:{:06}:{}:{kind}",
+                identity.terminal_id, identity.batch_no, identity.stan, identity.mti_class
+            ),
+            source: "void_reversal".into(),
+            kind: kind.into(),
+            merchant_id: ctx.terminal.merchant_id.clone(),
+            terminal_id: Some(identity.terminal_id.clone()),
+            batch_no: Some(identity.batch_no),
+            stan: Some(identity.stan),
+            txn_id: Some(original.id),
+            terminal_amount_minor: None,
+            host_amount_minor: Some(original.amount_minor),
+            currency: original.currency.clone(),
+            details,
+            created_at_ms: ctx.now_ms,
+        }
     }
 
     fn approved_reply(ctx: &Ctx<'_>, txn_id: i64, auth_code: Option<&str>) -> Message {
