@@ -69,6 +69,7 @@ pub(crate) struct Handler {
     locks: IdentityLocks,
     business_day: BusinessDay,
     issuer_timeout: Duration,
+    batch_upload_items_max: usize,
 }
 
 /// A card as the request presents it.
@@ -146,6 +147,7 @@ impl Handler {
             locks: IdentityLocks::default(),
             business_day: config.business_day,
             issuer_timeout: duration_ms(config.issuer_timeout_ms),
+            batch_upload_items_max: config.batch_upload_items_max,
         }
     }
 
@@ -359,6 +361,10 @@ impl Handler {
         if class.as_str() == "0400" {
             return self.reversal(ctx).await;
         }
+        if class.as_str() == "0320" {
+            // Replays its retransmissions even after the batch it closed (settlement.rs).
+            return self.batch_upload(ctx).await;
+        }
         if ctx.field60.batch_number != ctx.terminal.open_batch {
             return Ok(respond(request, ResponseCode::SIGN_IN_AGAIN));
         }
@@ -369,7 +375,6 @@ impl Handler {
             ("0220", b"000000", Some(TxnKind::OfflineSale)) => self.capture(ctx, TxnKind::OfflineSale, "022").await,
             ("0220", b"200000", Some(TxnKind::Refund)) => self.refund(ctx).await,
             ("0500", _, _) => self.settlement(ctx).await,
-            ("0320", _, _) => self.batch_upload(ctx).await,
             ("0200", b"310000", Some(TxnKind::BalanceInquiry)) => self.balance_inquiry(ctx).await,
             ("0200", b"200000", Some(TxnKind::Void)) => self.void(ctx, TxnKind::Void, "020").await,
             ("0100", b"030000", Some(TxnKind::PreAuth)) => self.capture(ctx, TxnKind::PreAuth, "010").await,

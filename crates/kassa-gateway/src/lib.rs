@@ -59,7 +59,12 @@ pub struct GatewayConfig {
     pub issuer_timeout_ms: u64,
     /// The business day.
     pub business_day: BusinessDay,
+    /// Items one batch upload (批上送) may store; more are refused (`61`).
+    pub batch_upload_items_max: usize,
 }
+
+/// The most items of one batch upload: its end message counts them in four digits (field 48).
+pub const BATCH_UPLOAD_ITEMS_MAX: usize = 9_999;
 
 impl Default for GatewayConfig {
     fn default() -> Self {
@@ -70,6 +75,7 @@ impl Default for GatewayConfig {
             incomplete_frame_timeout_ms: 10_000,
             issuer_timeout_ms: 10_000,
             business_day: BusinessDay::default(),
+            batch_upload_items_max: BATCH_UPLOAD_ITEMS_MAX,
         }
     }
 }

@@ -1,10 +1,15 @@
 //! Settlement (结算, 0500) with the totals of field 48, batch upload (批上送, 0320) after an
 //! unbalanced one, and the batch close that hands the terminal its next batch in 60.2.
 
-use kassa_domain::{TxnEvent, TxnStatus};
+use std::collections::BTreeMap;
+
+use kassa_domain::{Pan, TxnEvent, TxnKind, TxnStatus};
 use kassa_iso8583::fields::{BatchUploadCount, Field60, SettlementTotals, Totals};
 use kassa_iso8583::Message;
-use kassa_store::{AuditEvent, CardIdentity, TxnRecord, TxnUpdate, WriteOp, WriteUnit};
+use kassa_store::batch_upload::{
+    insert_batch_item, insert_batch_upload, propose_correction, BatchItemRecord, BatchUploadRecord, NewCorrection,
+};
+use kassa_store::{AuditEvent, CardIdentity, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
 use serde_json::json;
 
 use super::{parse_kind, parse_status, respond, status_name, Ctx, Handler};
@@ -71,16 +76,9 @@ impl Handler {
         Ok(self.store.txns.txns_in_batch(&ctx.terminal.terminal_id, ctx.field60.batch_number).await?)
     }
 
-    /// Closes the open batch: every decided transaction of it settled, the next batch opened,
-    /// in one unit. Returns the next batch.
-    async fn close_batch(
-        &self,
-        ctx: &Ctx<'_>,
-        txns: &[TxnRecord],
-        audit: Option<AuditEvent>,
-    ) -> Result<u32, GatewayError> {
-        let batch = ctx.field60.batch_number;
-        let next = next_batch(batch);
+    /// What closing the open batch writes: every decided transaction of it settled and the
+    /// next batch opened.
+    fn close_batch_ops(&self, ctx: &Ctx<'_>, txns: &[TxnRecord], next: u32) -> Vec<WriteOp> {
         let mut ops = vec![WriteOp::SetOpenBatch { terminal_id: ctx.terminal.terminal_id.clone(), batch_no: next }];
         for txn in txns {
             let Ok(state) = Self::state_of_record(txn) else { continue };
@@ -97,7 +95,14 @@ impl Handler {
                 updated_at_ms: ctx.now_ms,
             }));
         }
-        ops.extend(audit.map(WriteOp::Audit));
+        ops
+    }
+
+    /// Closes the open batch in one unit. Returns the next batch.
+    async fn close_batch(&self, ctx: &Ctx<'_>, txns: &[TxnRecord]) -> Result<u32, GatewayError> {
+        let batch = ctx.field60.batch_number;
+        let next = next_batch(batch);
+        let ops = self.close_batch_ops(ctx, txns, next);
         let committed = self.store.commit(WriteUnit::ops(ops)).await;
         self.directory.forget_terminal(&ctx.terminal.terminal_id);
         committed?;
@@ -123,7 +128,7 @@ impl Handler {
         let balanced = same_totals(&ours, &theirs.domestic) && same_totals(&Totals::default(), &theirs.foreign);
         ours.settle_code = if balanced { SETTLE_BALANCED } else { SETTLE_UNBALANCED };
         let mut response = respond(request, ResponseCode::APPROVED);
-        let batch = if balanced { self.close_batch(ctx, &txns, None).await? } else { ctx.field60.batch_number };
+        let batch = if balanced { self.close_batch(ctx, &txns).await? } else { ctx.field60.batch_number };
         response
             .set_typed(&SettlementTotals {
                 domestic: ours,
@@ -136,54 +141,304 @@ impl Handler {
         Ok(response)
     }
 
-    /// 0320: one item per transaction (acknowledged), then the end message (48 = count),
-    /// which closes the batch and records how the upload differed from the host's batch in the
-    /// audit log for review.
+    /// 0320 (批上送): one item per transaction of the batch, stored once, then the end message
+    /// (48 = count), which settles the batch against the uploaded set and closes it.
     pub(super) async fn batch_upload(&self, ctx: &Ctx<'_>) -> Result<Message, GatewayError> {
-        let request = ctx.request;
         match &ctx.field60.network_management_code {
-            b"201" => {
-                let mut response = respond(request, ResponseCode::APPROVED);
-                response.set(12, &ctx.stamp.time_hhmmss).set(13, &ctx.stamp.date_mmdd);
-                Ok(response)
-            }
-            b"202" => {
-                let Ok(Some(BatchUploadCount(uploaded))) = request.typed::<BatchUploadCount>() else {
-                    return Ok(respond(request, ResponseCode::FORMAT_ERROR));
-                };
-                let _held = self.locks.lock(&Self::batch_identity(ctx)).await;
-                let txns = self.batch_txns(ctx).await?;
-                let ours = host_totals(&txns);
-                let host_count = u64::from(ours.debit_count) + u64::from(ours.credit_count);
-                let audit = AuditEvent {
-                    at_ms: ctx.now_ms,
-                    actor: "system".into(),
-                    action: "batch_upload_settled".into(),
-                    target: format!("{}/{:06}", ctx.terminal.terminal_id, ctx.field60.batch_number),
-                    source: ctx.terminal.terminal_id.clone(),
-                    reason: if u64::from(uploaded) == host_count {
-                        String::new()
-                    } else {
-                        "uploaded count differs from the host's batch; review".into()
-                    },
-                    details: json!({
-                        "uploaded_count": uploaded,
-                        "host_debit_count": ours.debit_count,
-                        "host_debit_minor": ours.debit_amount_minor,
-                        "host_credit_count": ours.credit_count,
-                        "host_credit_minor": ours.credit_amount_minor,
-                    }),
-                };
-                let next = self.close_batch(ctx, &txns, Some(audit)).await?;
-                let mut response = respond(request, ResponseCode::APPROVED);
-                response
-                    .set(12, &ctx.stamp.time_hhmmss)
-                    .set(13, &ctx.stamp.date_mmdd)
-                    .set(15, &ctx.stamp.settlement_mmdd);
-                Self::with_batch(&mut response, ctx.field60, next);
-                Ok(response)
-            }
-            _ => Ok(respond(request, ResponseCode::FORMAT_ERROR)),
+            b"201" => self.batch_item(ctx).await,
+            b"202" => self.batch_end(ctx).await,
+            _ => Ok(respond(ctx.request, ResponseCode::FORMAT_ERROR)),
         }
     }
+
+    fn batch_answer(ctx: &Ctx<'_>, code: ResponseCode) -> Message {
+        let mut response = respond(ctx.request, code);
+        response.set(12, &ctx.stamp.time_hhmmss).set(13, &ctx.stamp.date_mmdd);
+        response
+    }
+
+    /// One uploaded item, stored once per (terminal, batch, its STAN): a retransmission with
+    /// the same content is answered as before, with other content `94`. Items of a closed
+    /// batch are `77`; items beyond the limit are refused with `61`.
+    async fn batch_item(&self, ctx: &Ctx<'_>) -> Result<Message, GatewayError> {
+        let request = ctx.request;
+        let Some(item) = Self::batch_item_of(ctx) else {
+            return Ok(respond(request, ResponseCode::FORMAT_ERROR));
+        };
+        let reads = self.store.batch_upload();
+        let replay = |stored: &BatchItemRecord| {
+            let code = if stored.content_digest == item.content_digest {
+                ResponseCode::APPROVED
+            } else {
+                ResponseCode::DUPLICATE
+            };
+            Self::batch_answer(ctx, code)
+        };
+        let _held = self.locks.lock(&Self::batch_identity(ctx)).await;
+        if let Some(stored) = reads.batch_item(&item.terminal_id, item.batch_no, item.stan).await? {
+            return Ok(replay(&stored));
+        }
+        if item.batch_no != ctx.terminal.open_batch {
+            return Ok(respond(request, ResponseCode::SIGN_IN_AGAIN));
+        }
+        let stored_count = reads.batch_item_count(&item.terminal_id, item.batch_no).await?;
+        if stored_count >= i64::try_from(self.batch_upload_items_max).unwrap_or(i64::MAX) {
+            tracing::warn!(terminal = %item.terminal_id, batch = item.batch_no, "batch upload over its item limit refused");
+            return Ok(Self::batch_answer(ctx, ResponseCode::AMOUNT_LIMIT));
+        }
+        match self.store.commit(WriteUnit::guarded(insert_batch_item(&item), vec![])).await? {
+            UnitOutcome::Committed { .. } => Ok(Self::batch_answer(ctx, ResponseCode::APPROVED)),
+            _ => {
+                // Stored by another process meanwhile.
+                let stored = reads.batch_item(&item.terminal_id, item.batch_no, item.stan).await?;
+                let stored = stored.ok_or_else(|| GatewayError::Corrupt("batch item".into()))?;
+                Ok(replay(&stored))
+            }
+        }
+    }
+
+    /// The item a 0320 describes (2, 3, 4, 11, 37, 38, 60.1, 61); `None` when it is malformed.
+    fn batch_item_of(ctx: &Ctx<'_>) -> Option<BatchItemRecord> {
+        let request = ctx.request;
+        let type_code = ctx.field60.message_type_code;
+        TxnKind::from_type_code(super::two_digits(&type_code))?;
+        let stan = u32::try_from(request.number(11).ok()??).ok()?;
+        let amount_minor = i64::try_from(request.number(4).ok()??).ok()?;
+        let pan = request.field_str(2).unwrap_or("");
+        Some(BatchItemRecord {
+            terminal_id: ctx.terminal.terminal_id.clone(),
+            batch_no: ctx.field60.batch_number,
+            stan,
+            type_code: String::from_utf8_lossy(&type_code).into_owned(),
+            processing_code: request.field_str(3).unwrap_or("").to_owned(),
+            amount_minor,
+            rrn: request.field_str(37).map(str::to_owned),
+            auth_code: request.field_str(38).map(str::to_owned),
+            pan_masked: Pan::parse(pan).ok().map(|pan| pan.masked()),
+            content_digest: Self::digest(request, pan),
+            received_at_ms: ctx.now_ms,
+        })
+    }
+
+    /// The end of a batch upload: the uploaded set compared with the host's batch, each
+    /// difference proposed as a correction, the batch settled against the uploaded set and
+    /// closed — once; a retransmission gets the same next batch.
+    async fn batch_end(&self, ctx: &Ctx<'_>) -> Result<Message, GatewayError> {
+        let request = ctx.request;
+        let Ok(Some(BatchUploadCount(uploaded_count))) = request.typed::<BatchUploadCount>() else {
+            return Ok(respond(request, ResponseCode::FORMAT_ERROR));
+        };
+        let terminal_id = &ctx.terminal.terminal_id;
+        let batch = ctx.field60.batch_number;
+        let reads = self.store.batch_upload();
+        let closed = |next: u32| {
+            let mut response = Self::batch_answer(ctx, ResponseCode::APPROVED);
+            response.set(15, &ctx.stamp.settlement_mmdd);
+            Self::with_batch(&mut response, ctx.field60, next);
+            response
+        };
+        let _held = self.locks.lock(&Self::batch_identity(ctx)).await;
+        if let Some(done) = reads.batch_upload(terminal_id, batch).await? {
+            return Ok(closed(done.next_batch));
+        }
+        if batch != ctx.terminal.open_batch {
+            return Ok(respond(request, ResponseCode::SIGN_IN_AGAIN));
+        }
+        let items_max = i64::try_from(self.batch_upload_items_max).unwrap_or(i64::MAX);
+        let items = reads.batch_items(terminal_id, batch, items_max).await?;
+        if i64::from(uploaded_count) > items_max {
+            tracing::warn!(terminal = %terminal_id, batch, uploaded_count, "batch upload over its item limit refused");
+            return Ok(Self::batch_answer(ctx, ResponseCode::AMOUNT_LIMIT));
+        }
+        let txns = self.batch_txns(ctx).await?;
+        let differences = differences(&items, &txns);
+        let uploaded = uploaded_totals(&items);
+        let next = next_batch(batch);
+        let upload = BatchUploadRecord {
+            terminal_id: terminal_id.clone(),
+            batch_no: batch,
+            end_stan: u32::try_from(request.number(11).ok().flatten().unwrap_or(0)).unwrap_or(0),
+            uploaded_count: i64::from(uploaded_count),
+            stored_count: i64::try_from(items.len()).unwrap_or(i64::MAX),
+            debit_minor: uploaded.debit_minor,
+            debit_count: uploaded.debit_count,
+            credit_minor: uploaded.credit_minor,
+            credit_count: uploaded.credit_count,
+            differences: i64::try_from(differences.len()).unwrap_or(i64::MAX),
+            next_batch: next,
+            closed_at_ms: ctx.now_ms,
+        };
+        let mut ops = self.close_batch_ops(ctx, &txns, next);
+        // A batch is in the merchant's one currency; the gateway takes CNY (field 49 is `156`).
+        let currency = txns.first().map_or_else(|| "CNY".to_owned(), |txn| txn.currency.clone());
+        ops.extend(differences.iter().map(|d| propose_correction(&d.correction(ctx, &currency))));
+        let ours = host_totals(&txns);
+        ops.push(WriteOp::Audit(AuditEvent {
+            at_ms: ctx.now_ms,
+            actor: "system".into(),
+            action: "batch_upload_settled".into(),
+            target: format!("{terminal_id}/{batch:06}"),
+            source: terminal_id.clone(),
+            reason: if differences.is_empty() && i64::from(uploaded_count) == upload.stored_count {
+                String::new()
+            } else {
+                "the uploaded set differs from the host's batch; corrections proposed for review".into()
+            },
+            details: json!({
+                "uploaded_count": uploaded_count,
+                "stored_count": upload.stored_count,
+                "settled_against": {
+                    "debit_minor": uploaded.debit_minor, "debit_count": uploaded.debit_count,
+                    "credit_minor": uploaded.credit_minor, "credit_count": uploaded.credit_count,
+                },
+                "host": {
+                    "debit_minor": ours.debit_amount_minor, "debit_count": ours.debit_count,
+                    "credit_minor": ours.credit_amount_minor, "credit_count": ours.credit_count,
+                },
+                "differences": differences.iter().map(|d| json!({ "kind": d.kind, "stan": d.stan })).collect::<Vec<_>>(),
+                "next_batch": next,
+            }),
+        }));
+        let outcome = self.store.commit(WriteUnit::guarded(insert_batch_upload(&upload), ops)).await;
+        self.directory.forget_terminal(terminal_id);
+        match outcome? {
+            UnitOutcome::Committed { .. } => {
+                tracing::info!(terminal = %terminal_id, batch, next, differences = differences.len(), "batch closed by its upload");
+                Ok(closed(next))
+            }
+            _ => {
+                // Closed by another process meanwhile.
+                let done = reads.batch_upload(terminal_id, batch).await?;
+                Ok(closed(done.ok_or_else(|| GatewayError::Corrupt("batch upload".into()))?.next_batch))
+            }
+        }
+    }
+}
+
+/// The totals of the uploaded set: captures are debits, refunds credits (as in settlement).
+#[derive(Debug, Default)]
+struct UploadedTotals {
+    debit_minor: i64,
+    debit_count: i64,
+    credit_minor: i64,
+    credit_count: i64,
+}
+
+/// An uploaded item's effect on the totals: debit positive, credit negative; `None` for kinds
+/// the totals leave out (voids, the pre-authorisation family's holds).
+fn item_signed_minor(item: &BatchItemRecord) -> Option<i64> {
+    let kind = TxnKind::from_type_code(super::two_digits(item.type_code.as_bytes().try_into().ok()?))?;
+    if kind.is_capture() {
+        Some(item.amount_minor)
+    } else if kind.is_refund() {
+        Some(-item.amount_minor)
+    } else {
+        None
+    }
+}
+
+/// A host transaction's effect on the totals, as [`host_totals`] counts it.
+fn txn_signed_minor(txn: &TxnRecord) -> Option<i64> {
+    let (Some(kind), Some(status)) = (parse_kind(&txn.kind), parse_status(&txn.status)) else { return None };
+    if kind.is_capture() && matches!(status, TxnStatus::Approved | TxnStatus::PartiallyRefunded | TxnStatus::Refunded) {
+        Some(txn.amount_minor)
+    } else if kind.is_refund() && status == TxnStatus::Approved {
+        Some(-txn.amount_minor)
+    } else {
+        None
+    }
+}
+
+fn uploaded_totals(items: &[BatchItemRecord]) -> UploadedTotals {
+    let mut totals = UploadedTotals::default();
+    for signed in items.iter().filter_map(item_signed_minor) {
+        if signed >= 0 {
+            totals.debit_minor = totals.debit_minor.saturating_add(signed);
+            totals.debit_count += 1;
+        } else {
+            totals.credit_minor = totals.credit_minor.saturating_add(-signed);
+            totals.credit_count += 1;
+        }
+    }
+    totals
+}
+
+/// One way the uploaded set and the host's batch differ.
+#[derive(Debug, PartialEq, Eq)]
+struct Difference {
+    /// `on_terminal_only`, `on_host_only` or `amount_differs`.
+    kind: &'static str,
+    stan: u32,
+    txn_id: Option<i64>,
+    terminal_signed_minor: Option<i64>,
+    host_signed_minor: Option<i64>,
+}
+
+impl Difference {
+    fn correction(&self, ctx: &Ctx<'_>, currency: &str) -> NewCorrection {
+        let batch = ctx.field60.batch_number;
+        NewCorrection {
+            correction_key: format!(
+                "batch_upload:{}:{batch:06}:{:06}:{}",
+                ctx.terminal.terminal_id, self.stan, self.kind
+            ),
+            source: "batch_upload".into(),
+            kind: self.kind.into(),
+            merchant_id: ctx.terminal.merchant_id.clone(),
+            terminal_id: Some(ctx.terminal.terminal_id.clone()),
+            batch_no: Some(batch),
+            stan: Some(self.stan),
+            txn_id: self.txn_id,
+            terminal_amount_minor: self.terminal_signed_minor.map(i64::abs),
+            host_amount_minor: self.host_signed_minor.map(i64::abs),
+            currency: currency.to_owned(),
+            details: json!({
+                "terminal_signed_minor": self.terminal_signed_minor,
+                "host_signed_minor": self.host_signed_minor,
+                "sign": "debit positive, credit negative",
+            }),
+            created_at_ms: ctx.now_ms,
+        }
+    }
+}
+
+/// Compares, by STAN, the uploaded items that count in the totals with the host's
+/// transactions that do: the same set settlement compared as sums, now item by item.
+fn differences(items: &[BatchItemRecord], txns: &[TxnRecord]) -> Vec<Difference> {
+    let ours: BTreeMap<u32, (&TxnRecord, i64)> =
+        txns.iter().filter_map(|txn| Some((txn.card_identity.as_ref()?.stan, (txn, txn_signed_minor(txn)?)))).collect();
+    let theirs: BTreeMap<u32, i64> =
+        items.iter().filter_map(|item| Some((item.stan, item_signed_minor(item)?))).collect();
+    let mut found = Vec::new();
+    for (&stan, &terminal) in &theirs {
+        match ours.get(&stan) {
+            None => found.push(Difference {
+                kind: "on_terminal_only",
+                stan,
+                txn_id: txns.iter().find(|t| t.card_identity.as_ref().is_some_and(|i| i.stan == stan)).map(|t| t.id),
+                terminal_signed_minor: Some(terminal),
+                host_signed_minor: None,
+            }),
+            Some((txn, host)) if *host != terminal => found.push(Difference {
+                kind: "amount_differs",
+                stan,
+                txn_id: Some(txn.id),
+                terminal_signed_minor: Some(terminal),
+                host_signed_minor: Some(*host),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (&stan, (txn, host)) in &ours {
+        if !theirs.contains_key(&stan) {
+            found.push(Difference {
+                kind: "on_host_only",
+                stan,
+                txn_id: Some(txn.id),
+                terminal_signed_minor: None,
+                host_signed_minor: Some(*host),
+            });
+        }
+    }
+    found
 }

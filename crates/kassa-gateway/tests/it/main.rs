@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod batch_upload;
 mod harness;
 mod reversals;
 mod terminal;

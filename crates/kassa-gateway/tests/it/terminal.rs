@@ -260,3 +260,19 @@ fn expiry_of(pan: &str) -> &'static str {
         "3012"
     }
 }
+
+impl Terminal {
+    /// One 0320 item of a batch upload: the transaction's own STAN, kind and fields.
+    pub fn batch_item(&self, stan: u32, type_code: &str, amount_minor: u64, pan: &str, rrn: &str) -> Message {
+        let mut request = self.base("0320", stan, type_code, "201");
+        let processing = if matches!(type_code, "23" | "25" | "21" | "11") { "200000" } else { "000000" };
+        request
+            .set(2, pan)
+            .set(3, processing)
+            .set(4, format!("{amount_minor:012}"))
+            .set(22, "022")
+            .set(37, rrn)
+            .set(38, "123456");
+        request
+    }
+}
