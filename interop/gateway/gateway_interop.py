@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import socket
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -347,6 +348,64 @@ def reversals(run, t1, book):
     report.expect("its retransmission (0201): 12", t1.exchange("0201", fields), "12")
 
 
+def void_reversals(run, t1, book):
+    """A void, a pre-auth void and a completion void are reversible: their reversal re-instates
+    what they cancelled, once; the void retransmitted after it is 12."""
+    report = run.report
+    sale, _ = approved_capture(report, "sale whose void is reversed: 00", t1, book, t1.sale(APPROVED, 2_100))
+    void = t1.void(sale)
+    report.expect("its void: 00", t1.exchange("0200", void), "00")
+    book.remove(sale)
+    answer = t1.exchange("0400", Terminal.reversal_of(void, "98"))
+    report.expect("reversal 0400 of the void (60.1 23, the void's STAN): 0410 approved", answer, "00",
+                  f4="000000002100")
+    if answer.code == "00":
+        book.debits.append(sale)
+    report.expect("reversing the void again (0401): 00, nothing changes",
+                  t1.exchange("0401", Terminal.reversal_of(void, "98")), "00")
+    report.expect("the void retransmitted after its reversal: 12", t1.exchange("0201", void), "12")
+    report.expect("the sale stands again: voiding it again is 00", t1.exchange("0200", t1.void(sale)), "00")
+    book.remove(sale)
+
+    fields = t1.preauth(APPROVED, 3_000)
+    answer = t1.exchange("0100", fields)
+    report.expect("pre-authorisation whose void is reversed: 00", answer, "00")
+    preauth = Txn(fields, answer, t1.batch)
+    preauth_void = t1.preauth_void(preauth, APPROVED)
+    report.expect("its pre-auth void: 00", t1.exchange("0100", preauth_void), "00")
+    report.expect("reversal 0400 of the pre-auth void (60.1 11): 0410 approved",
+                  t1.exchange("0400", Terminal.reversal_of(preauth_void, "98")), "00")
+    report.expect("the pre-auth void retransmitted after its reversal: 12", t1.exchange("0101", preauth_void), "12")
+    fields = t1.completion(preauth, APPROVED, 3_000)
+    answer = t1.exchange("0200", fields)
+    report.expect("the hold stands again: its completion 00", answer, "00", f4="000000003000")
+    completion = Txn(fields, answer, t1.batch, APPROVED.pan)
+    if answer.code == "00":
+        book.debits.append(completion)
+
+    completion_void = t1.void(completion, kind="21", condition="06")
+    report.expect("completion void: 00", t1.exchange("0200", completion_void), "00")
+    book.remove(completion)
+    answer = t1.exchange("0400", Terminal.reversal_of(completion_void, "98"))
+    report.expect("reversal 0400 of the completion void (60.1 21): 0410 approved", answer, "00")
+    if answer.code == "00":
+        book.debits.append(completion)
+    report.expect("the completion void retransmitted after its reversal: 12",
+                  t1.exchange("0201", completion_void), "12")
+    report.expect("the completion stands again: completing its hold again is 12",
+                  t1.exchange("0200", t1.completion(preauth, APPROVED, 1_000)), "12")
+    corrections = database_rows(run, "SELECT kind FROM corrections WHERE source = 'void_reversal' ORDER BY id")
+    report.check("the issuer re-authorisations the void reversals owe are proposed as corrections (sale, hold)",
+                 corrections == [("issuer_reauthorisation",), ("issuer_reauthorisation",)], f"{corrections}")
+
+
+def database_rows(run, sql, *args):
+    """Rows of the host's SQLite database, read-only (the host keeps running)."""
+    path = os.path.join(run.host.data_dir, "kassa.db")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+        return db.execute(sql, args).fetchall()
+
+
 def retransmissions(run, t1, book):
     report = run.report
     fields = t1.sale(APPROVED, 777)
@@ -394,9 +453,26 @@ def unbalanced_settlement(run, t1, book):
     codes = [t1.exchange("0320", t1.batch_item(txn)).code for txn in items]
     report.check(f"batch upload 0320/201: one item per transaction ({len(items)}), each 0330 approved",
                  codes == ["00"] * len(items), f"{codes}")
-    answer = t1.exchange("0320", t1.batch_end(len(items)))
+    if items:
+        report.expect("a batch item retransmitted: 00 again", t1.exchange("0320", t1.batch_item(items[0])), "00")
+        other = dict(t1.batch_item(items[0]), **{"4": f"{items[0].amount + 1:012}"})
+        report.expect("a batch item's STAN with another amount: 94", t1.exchange("0320", other), "94")
+    # One the host never saw: the terminal's journal has a sale the host has no record of.
+    phantom = Txn({"11": "999990", "60": "22", "4": "1500", "3": "000000", "22": "022"}, answer, batch, APPROVED.pan)
+    phantom.rrn, phantom.auth_code = "000000999990", "999990"
+    report.expect("batch upload of an item the host does not have: 0330 approved",
+                  t1.exchange("0320", t1.batch_item(phantom)), "00")
+    end = t1.batch_end(len(items) + 1)
+    answer = t1.exchange("0320", end)
     report.expect("end of batch upload 0320/202: 0330 approved, 60.2 = the next batch", answer, "00",
                   f60=f"00{batch + 1:06}202")
+    report.expect("the end retransmitted: the same next batch", t1.exchange("0320", end), "00",
+                  f60=f"00{batch + 1:06}202")
+    differences = database_rows(
+        run, "SELECT kind, stan, terminal_amount_minor, host_amount_minor, status FROM corrections "
+        "WHERE source = 'batch_upload' AND terminal_id = ? AND batch_no = ?", t1.terminal_id, batch)
+    report.check("the difference is recorded once as a correction to review (on the terminal only, 15.00)",
+                 differences == [("on_terminal_only", 999990, 1500, None, "proposed")], f"{differences}")
     t1.adopt_batch(answer)
     closed = t1.sale(APPROVED, 100)
     closed["60"] = f"22{batch:06}000"
@@ -637,6 +713,7 @@ def main():
         run.section("pre-authorisation", preauths, run, t1, book)
         run.section("offline upload", offline, run, t1, book)
         run.section("reversal", reversals, run, t1, book)
+        run.section("reversal of voids", void_reversals, run, t1, book)
         run.section("retransmission", retransmissions, run, t1, book)
         run.section("MAC", wrong_mac, run, t1, book)
         run.section("unbalanced settlement and batch upload", unbalanced_settlement, run, t1, book)

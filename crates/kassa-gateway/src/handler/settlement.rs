@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use kassa_domain::{Pan, TxnEvent, TxnKind, TxnStatus};
-use kassa_iso8583::fields::{BatchUploadCount, Field60, SettlementTotals, Totals};
+use kassa_iso8583::fields::{BatchUploadCount, Field60, Field61, SettlementTotals, Totals};
 use kassa_iso8583::Message;
 use kassa_store::batch_upload::{
     insert_batch_item, insert_batch_upload, propose_correction, BatchItemRecord, BatchUploadRecord, NewCorrection,
@@ -198,11 +198,17 @@ impl Handler {
     }
 
     /// The item a 0320 describes (2, 3, 4, 11, 37, 38, 60.1, 61); `None` when it is malformed.
+    /// Its identity is the STAN of the transaction it describes: 61.2 (61 names the uploaded
+    /// transaction, while 11 may be the upload message's own STAN), else field 11.
     fn batch_item_of(ctx: &Ctx<'_>) -> Option<BatchItemRecord> {
         let request = ctx.request;
         let type_code = ctx.field60.message_type_code;
         TxnKind::from_type_code(super::two_digits(&type_code))?;
-        let stan = u32::try_from(request.number(11).ok()??).ok()?;
+        let stan = match request.typed::<Field61>() {
+            Ok(Some(field61)) => field61.original_stan,
+            Ok(None) => u32::try_from(request.number(11).ok()??).ok()?,
+            Err(_) => return None,
+        };
         let amount_minor = i64::try_from(request.number(4).ok()??).ok()?;
         let pan = request.field_str(2).unwrap_or("");
         Some(BatchItemRecord {

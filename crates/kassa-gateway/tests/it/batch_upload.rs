@@ -46,10 +46,12 @@ async fn batch_upload_records_each_difference_once_and_closes_the_batch_once() {
         assert_eq!((answer.code(), answer.message.mti().as_str()), ("00", "0330"));
         assert!(answer.mac_verified);
     }
-    // A retransmission replays; the same STAN with other content is 94.
+    // A retransmission replays, even under a new message STAN; the same transaction with
+    // other content is 94.
     assert_eq!(terminal.exchange(&items[0], true).await.code(), "00");
-    let mut other = items[0].clone();
-    other.set(4, "000000000999");
+    let again = terminal.batch_item(sales[0].0, "22", 1_000, CARD, &sales[0].1);
+    assert_eq!(terminal.exchange(&again, true).await.code(), "00");
+    let other = terminal.batch_item(sales[0].0, "22", 999, CARD, &sales[0].1);
     assert_eq!(terminal.exchange(&other, true).await.code(), "94");
     let reads = host.store.batch_upload();
     assert_eq!(reads.batch_item_count(DEVICE_TERMINAL, 1).await.unwrap(), 3);

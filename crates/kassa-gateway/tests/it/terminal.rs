@@ -262,9 +262,16 @@ fn expiry_of(pan: &str) -> &'static str {
 }
 
 impl Terminal {
-    /// One 0320 item of a batch upload: the transaction's own STAN, kind and fields.
-    pub fn batch_item(&self, stan: u32, type_code: &str, amount_minor: u64, pan: &str, rrn: &str) -> Message {
-        let mut request = self.base("0320", stan, type_code, "201");
+    /// One 0320 item of a batch upload: the transaction's kind and fields, its own batch and
+    /// STAN in 61; field 11 is the upload message's own STAN.
+    pub fn batch_item(&mut self, stan: u32, type_code: &str, amount_minor: u64, pan: &str, rrn: &str) -> Message {
+        let own_stan = self.next_stan();
+        let mut request = self.base("0320", own_stan, type_code, "201");
+        request.set_typed(&Field61 {
+            original_batch_number: self.batch,
+            original_stan: stan,
+            original_date_mmdd: None,
+        });
         let processing = if matches!(type_code, "23" | "25" | "21" | "11") { "200000" } else { "000000" };
         request
             .set(2, pan)
