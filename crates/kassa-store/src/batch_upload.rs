@@ -125,8 +125,12 @@ pub trait BatchUploadStore: Send + Sync {
         stan: u32,
     ) -> Result<Option<BatchItemRecord>, StoreError>;
     /// The items of a terminal batch, by STAN, at most `limit`.
-    async fn batch_items(&self, terminal_id: &str, batch_no: u32, limit: i64)
-        -> Result<Vec<BatchItemRecord>, StoreError>;
+    async fn batch_items(
+        &self,
+        terminal_id: &str,
+        batch_no: u32,
+        limit: i64,
+    ) -> Result<Vec<BatchItemRecord>, StoreError>;
     /// How many items a terminal batch holds.
     async fn batch_item_count(&self, terminal_id: &str, batch_no: u32) -> Result<i64, StoreError>;
     /// The close of a terminal batch by its upload, when it was closed that way.
@@ -163,7 +167,8 @@ fn batch_item(row: &Row) -> Result<BatchItemRecord, StoreError> {
     })
 }
 
-const UPLOAD_COLUMNS: &str = "terminal_id, batch_no, end_stan, uploaded_count, stored_count, debit_minor, debit_count, \
+const UPLOAD_COLUMNS: &str =
+    "terminal_id, batch_no, end_stan, uploaded_count, stored_count, debit_minor, debit_count, \
                               credit_minor, credit_count, differences, next_batch, closed_at_ms";
 
 fn batch_upload(row: &Row) -> Result<BatchUploadRecord, StoreError> {
@@ -217,8 +222,9 @@ impl BatchUploadStore for SqlReads {
         batch_no: u32,
         stan: u32,
     ) -> Result<Option<BatchItemRecord>, StoreError> {
-        let sql =
-            format!("SELECT {ITEM_COLUMNS} FROM gateway_batch_items WHERE terminal_id = $1 AND batch_no = $2 AND stan = $3");
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM gateway_batch_items WHERE terminal_id = $1 AND batch_no = $2 AND stan = $3"
+        );
         self.one(&sql, &params![terminal_id, batch_no, stan], batch_item).await
     }
 
@@ -247,7 +253,8 @@ impl BatchUploadStore for SqlReads {
     }
 
     async fn batch_upload(&self, terminal_id: &str, batch_no: u32) -> Result<Option<BatchUploadRecord>, StoreError> {
-        let sql = format!("SELECT {UPLOAD_COLUMNS} FROM gateway_batch_uploads WHERE terminal_id = $1 AND batch_no = $2");
+        let sql =
+            format!("SELECT {UPLOAD_COLUMNS} FROM gateway_batch_uploads WHERE terminal_id = $1 AND batch_no = $2");
         self.one(&sql, &params![terminal_id, batch_no], batch_upload).await
     }
 
