@@ -139,6 +139,8 @@ pub struct Report {
 pub struct HostMemory {
     /// After the warm-up (the first tenth of the samples, at least 5 s).
     pub rss_mib_warm: f64,
+    /// Half-way through the run: with `rss_mib_end`, whether memory still grows.
+    pub rss_mib_mid: f64,
     /// The last sample.
     pub rss_mib_end: f64,
     /// The largest sample.
@@ -158,6 +160,7 @@ impl HostMemory {
         let warm = (samples_kb.len() / 10).max(5).min(samples_kb.len() - 2);
         Some(HostMemory {
             rss_mib_warm: mib(samples_kb[warm]),
+            rss_mib_mid: mib(samples_kb[samples_kb.len() / 2]),
             rss_mib_end: mib(last),
             rss_mib_max: mib(samples_kb.iter().copied().max().unwrap_or(last)),
             samples: samples_kb.len(),
@@ -570,6 +573,7 @@ mod tests {
         samples[30] = 30_720;
         let memory = HostMemory::from_samples(&samples).unwrap_or_else(|| panic!("enough samples"));
         assert_eq!((memory.rss_mib_warm, memory.rss_mib_end, memory.rss_mib_max), (20.0, 20.0, 30.0));
+        assert_eq!(memory.rss_mib_mid, 30.0);
         assert_eq!(memory.samples, 60);
         // Short runs still name a warm sample before the end.
         let short = HostMemory::from_samples(&[1024, 2048, 3072]).unwrap_or_else(|| panic!("enough samples"));

@@ -107,8 +107,8 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
         println!("durable: {}", report.durable);
         if let Some(memory) = &report.host_memory {
             println!(
-                "host memory (RSS): {:.1} MiB after warm-up, {:.1} MiB at the end, {:.1} MiB at most",
-                memory.rss_mib_warm, memory.rss_mib_end, memory.rss_mib_max
+                "host memory (RSS): {:.1} MiB after warm-up, {:.1} MiB half-way, {:.1} MiB at the end, {:.1} MiB at most",
+                memory.rss_mib_warm, memory.rss_mib_mid, memory.rss_mib_end, memory.rss_mib_max
             );
         }
         if let (Some(raw), Some(ratio)) = (&report.raw, report.ratio) {
