@@ -393,6 +393,9 @@ pub(crate) async fn open(path: &Path, options: StoreOptions) -> Result<Store, St
     })
 }
 
+/// Page cache of the writer connection (readers keep SQLite's default 2 MiB each).
+const WRITER_CACHE_KIB: u32 = 32 * 1024;
+
 /// Opens the writer connection on the committer's thread at its first batch (after `migrate`).
 struct LazyWriter {
     path: PathBuf,
@@ -403,7 +406,11 @@ struct LazyWriter {
 impl BatchWriter for LazyWriter {
     async fn write_batch(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
         if self.writer.is_none() {
-            self.writer = Some(SqliteWriter::new(open_connection(&self.path)?)?);
+            let conn = open_connection(&self.path)?;
+            // The writer touches the hot leaf of every index for every terminal at once; a page
+            // cache that holds them all saves re-reading pages from the OS on every batch.
+            conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB}")).map_err(db_error)?;
+            self.writer = Some(SqliteWriter::new(conn)?);
         }
         match self.writer.as_mut() {
             Some(writer) => writer.write_batch(units).await,
