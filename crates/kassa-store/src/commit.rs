@@ -178,6 +178,60 @@ pub(crate) trait Exec: Send {
     /// pipelines them (one round trip for the lot); SQLite runs them one after another.
     async fn execute_many(&mut self, statements: &[Statement]) -> Result<Vec<u64>, StoreError>;
     async fn next_ids(&mut self, sequence: Sequence, count: usize) -> Result<Vec<i64>, StoreError>;
+    /// Writes `planned` as if one statement after another, in order, and returns how many rows
+    /// each changed. The default is one statement each ([`Planned::into_statement`]); a backend
+    /// whose statements are costly (PostgreSQL) writes rows of a kind together where that
+    /// cannot change any outcome.
+    async fn execute_planned(&mut self, planned: Vec<Planned<'_>>) -> Result<Vec<u64>, StoreError> {
+        let statements: Vec<Statement> = planned.into_iter().map(Planned::into_statement).collect();
+        self.execute_many(&statements).await
+    }
+}
+
+/// One write as the common code plans it: the hot kinds (the card sale's rows) as rows, every
+/// other kind as its statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Planned<'a> {
+    /// A guarded transaction insert: changes nothing when an identity exists.
+    InsertTxn { id: i64, txn: &'a NewTxn },
+    /// A guarded transaction update: changes nothing when the version moved on.
+    UpdateTxn(&'a TxnUpdate),
+    /// A journal entry's row.
+    Entry { id: i64, entry: &'a JournalEntry, at_ms: i64 },
+    /// A change of an account's cached balance (created at zero if new); at most one per
+    /// account in a batch.
+    Balance { account_key: String, account: &'a kassa_ledger::Account, delta_minor: i64 },
+    /// A posting; comes after its entry and its account's balance.
+    Posting { entry_id: i64, line: i64, account_key: String, amount_minor: i64 },
+    /// Any other write.
+    Statement(Statement),
+}
+
+impl Planned<'_> {
+    /// The transaction a transaction write names.
+    pub(crate) fn txn_id(&self) -> Option<i64> {
+        match self {
+            Planned::InsertTxn { id, .. } => Some(*id),
+            Planned::UpdateTxn(update) => Some(update.id),
+            _ => None,
+        }
+    }
+
+    /// The one statement that writes it.
+    pub(crate) fn into_statement(self) -> Statement {
+        match self {
+            Planned::InsertTxn { id, txn } => insert_txn_statement(id, txn),
+            Planned::UpdateTxn(update) => update_txn_statement(update),
+            Planned::Entry { id, entry, at_ms } => entry_statement(id, entry, at_ms),
+            Planned::Balance { account_key, account, delta_minor } => {
+                balance_statement(account_key, account, delta_minor)
+            }
+            Planned::Posting { entry_id, line, account_key, amount_minor } => {
+                posting_statement(entry_id, line, account_key, amount_minor)
+            }
+            Planned::Statement(statement) => statement,
+        }
+    }
 }
 
 /// A writer connection: begins and ends the batch transaction around [`apply_units`].
@@ -211,10 +265,11 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
         passed.iter().flat_map(|(_, u)| &u.ops).filter(|op| matches!(op, WriteOp::PostEntry { .. })).count();
     let mut entry_ids = exec.next_ids(Sequence::LedgerEntries, entry_count).await?.into_iter();
     let mut audit_head = None;
-    let mut statements = Vec::new();
-    let mut expectations = Vec::new();
+    let mut planned = Vec::new();
+    // What each planned write must change, and the first words of its SQL for the error.
+    let mut expectations: Vec<(Expect, &'static str)> = Vec::new();
     let mut postings = Vec::new();
-    let mut balances: BTreeMap<String, (kassa_ledger::Account, i64)> = BTreeMap::new();
+    let mut balances: BTreeMap<String, (&kassa_ledger::Account, i64)> = BTreeMap::new();
     for (index, unit) in passed {
         for op in &unit.ops {
             if let WriteOp::PostEntry { entry, at_ms } = op {
@@ -222,35 +277,44 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
                 if let UnitOutcome::Committed { entry_ids, .. } = &mut outcomes[index] {
                     entry_ids.push(id);
                 }
-                statements.push(entry_statement(id, entry, *at_ms));
-                expectations.push(Expect::Any);
+                planned.push(Planned::Entry { id, entry, at_ms: *at_ms });
+                expectations.push((Expect::Any, ""));
                 for (line, posting) in entry.postings().iter().enumerate() {
                     let key = posting.account.key();
-                    let balance = balances.entry(key.clone()).or_insert_with(|| (posting.account.clone(), 0));
+                    let balance = balances.entry(key.clone()).or_insert_with(|| (&posting.account, 0));
                     balance.1 = balance
                         .1
                         .checked_add(posting.amount.minor())
                         .ok_or(StoreError::Corrupt("balance overflow".into()))?;
-                    postings.push(posting_statement(id, line, key, posting.amount.minor())?);
+                    let line = i64::try_from(line).map_err(|_| StoreError::Corrupt("too many postings".into()))?;
+                    postings.push(Planned::Posting {
+                        entry_id: id,
+                        line,
+                        account_key: key,
+                        amount_minor: posting.amount.minor(),
+                    });
                 }
                 continue;
             }
             let (statement, expect) = op_statement(exec, op, &mut audit_head).await?;
-            statements.push(statement);
-            expectations.push(expect);
+            expectations.push((expect, statement.sql));
+            planned.push(Planned::Statement(statement));
         }
     }
     // Accounts before postings: a posting refers to its account row.
-    for (key, (account, delta)) in balances {
-        statements.push(balance_statement(key, &account, delta));
-        expectations.push(Expect::Any);
+    for (account_key, (account, delta_minor)) in balances {
+        planned.push(Planned::Balance { account_key, account, delta_minor });
+        expectations.push((Expect::Any, ""));
     }
-    expectations.extend(std::iter::repeat_n(Expect::Any, postings.len()));
-    statements.extend(postings);
-    let changed = exec.execute_many(&statements).await?;
-    for ((statement, expect), rows) in statements.iter().zip(&expectations).zip(&changed) {
+    expectations.extend(std::iter::repeat_n((Expect::Any, ""), postings.len()));
+    planned.extend(postings);
+    let changed = exec.execute_planned(planned).await?;
+    if changed.len() != expectations.len() {
+        return Err(StoreError::Corrupt("a write's outcome is missing".into()));
+    }
+    for ((expect, sql), rows) in expectations.iter().zip(&changed) {
         if *expect == Expect::SomeRow && *rows == 0 {
-            return Err(StoreError::Conflict(format!("a concurrent change won: {}", first_words(statement.sql))));
+            return Err(StoreError::Conflict(format!("a concurrent change won: {}", first_words(sql))));
         }
     }
     Ok(outcomes)
@@ -264,18 +328,18 @@ fn first_words(sql: &str) -> String {
 async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
     let inserts = units.iter().filter(|u| matches!(u.guard, Some(Guard::InsertTxn(_)))).count();
     let mut txn_ids = exec.next_ids(Sequence::Transactions, inserts).await?.into_iter();
-    let mut statements = Vec::new();
+    let mut planned = Vec::new();
     let mut guarded = Vec::new();
     for (index, unit) in units.iter().enumerate() {
         let Some(guard) = &unit.guard else { continue };
-        let (statement, txn_id) = match guard {
+        let (write, txn_id) = match guard {
             Guard::InsertTxn(txn) => {
                 let id = txn_ids.next().ok_or_else(|| StoreError::Corrupt("transaction ids ran out".into()))?;
-                (insert_txn_statement(id, txn), Some(id))
+                (Planned::InsertTxn { id, txn }, Some(id))
             }
-            Guard::UpdateTxn(update) => (update_txn_statement(update), None),
+            Guard::UpdateTxn(update) => (Planned::UpdateTxn(update), None),
             Guard::InsertIdempotency(record) => (
-                statement(
+                Planned::Statement(statement(
                     "INSERT INTO idempotency_keys (scope, idem_key, request_digest, response, created_at_ms) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, idem_key) DO NOTHING",
                     params![
@@ -286,15 +350,18 @@ async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<Un
                         record.created_at_ms
                     ]
                     .to_vec(),
-                ),
+                )),
                 None,
             ),
-            Guard::Statement(s) => (s.clone(), None),
+            Guard::Statement(s) => (Planned::Statement(s.clone()), None),
         };
-        statements.push(statement);
+        planned.push(write);
         guarded.push((index, txn_id));
     }
-    let changed = exec.execute_many(&statements).await?;
+    let changed = exec.execute_planned(planned).await?;
+    if changed.len() != guarded.len() {
+        return Err(StoreError::Corrupt("a guard's outcome is missing".into()));
+    }
     let mut outcomes: Vec<UnitOutcome> =
         units.iter().map(|_| UnitOutcome::Committed { txn_id: None, entry_ids: Vec::new() }).collect();
     for ((index, txn_id), rows) in guarded.into_iter().zip(changed) {
@@ -402,17 +469,11 @@ fn entry_statement(id: i64, entry: &JournalEntry, at_ms: i64) -> Statement {
     )
 }
 
-fn posting_statement(
-    entry_id: i64,
-    line: usize,
-    account_key: String,
-    amount_minor: i64,
-) -> Result<Statement, StoreError> {
-    let line = i64::try_from(line).map_err(|_| StoreError::Corrupt("too many postings".into()))?;
-    Ok(statement(
+fn posting_statement(entry_id: i64, line: i64, account_key: String, amount_minor: i64) -> Statement {
+    statement(
         "INSERT INTO ledger_postings (entry_id, line, account_key, amount_minor) VALUES ($1, $2, $3, $4)",
         params![entry_id, line, account_key, amount_minor].to_vec(),
-    ))
+    )
 }
 
 fn balance_statement(key: String, account: &kassa_ledger::Account, delta: i64) -> Statement {
@@ -704,6 +765,38 @@ impl Committer {
     pub fn stats(&self) -> &CommitStats {
         &self.stats
     }
+}
+
+/// Commits `units` as ONE batch of a committer of its own over `writer` (through the
+/// committer's whole path, a refused batch retried unit by unit) and returns each unit's
+/// result, in order. For tests: batches of the shared committer form as callers happen to come.
+#[cfg(feature = "testing")]
+pub(crate) async fn commit_as_one_batch<W: BatchWriter + 'static>(
+    writer: W,
+    units: Vec<WriteUnit>,
+) -> Vec<Result<UnitOutcome, StoreError>> {
+    let count = units.len().max(1);
+    let (committer, run) = committer(writer, CommitterLimits { queue_units_max: count, batch_units_max: count });
+    let mut answers = Vec::with_capacity(units.len());
+    for unit in units {
+        let (reply, answer) = oneshot::channel();
+        // The loop is not running yet: every unit is waiting when it takes its first batch.
+        if committer.sender.try_send(Request { unit, reply }).is_err() {
+            return vec![Err(StoreError::Closed)];
+        }
+        answers.push(answer);
+    }
+    drop(committer);
+    // The loop on a thread of its own, as the SQLite store runs it (its calls block).
+    let runtime = tokio::runtime::Handle::current();
+    if tokio::task::spawn_blocking(move || runtime.block_on(run)).await.is_err() {
+        return vec![Err(StoreError::Closed)];
+    }
+    let mut results = Vec::with_capacity(answers.len());
+    for answer in answers {
+        results.push(answer.await.unwrap_or(Err(StoreError::Closed)));
+    }
+    results
 }
 
 /// Starts a committer whose loop runs `writer` on the current async context; returns the

@@ -21,6 +21,7 @@ mod commit;
 pub mod gateway;
 mod migrate;
 mod pg_backup;
+mod pg_bulk;
 mod postgres;
 pub use postgres::{create_database, drop_database, url_with_database};
 mod queries;

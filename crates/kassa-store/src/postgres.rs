@@ -3,7 +3,7 @@
 //! Ids come from sequences (fetched in blocks), so processes never hand out the same id, and
 //! exactly-once rests on the unique indexes, which hold across processes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::error::Error;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,8 +15,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
-use crate::commit::{self, apply_units, BatchWriter, Exec, Sequence, Statement, UnitOutcome, WriteUnit};
+use crate::commit::{self, apply_units, BatchWriter, Exec, Planned, Sequence, Statement, UnitOutcome, WriteUnit};
 use crate::migrate;
+use crate::pg_bulk::{self, Reports, SetStatement, Step};
 use crate::queries::{Reader, SqlReads};
 use crate::value::{Row, Value};
 use crate::{AdminStore, RestoreReport, Store, StoreError, StoreOptions};
@@ -155,6 +156,46 @@ impl Exec for PgWriter {
         futures_util::future::join_all(pending).await.into_iter().collect()
     }
 
+    async fn execute_planned(&mut self, planned: Vec<Planned<'_>>) -> Result<Vec<u64>, StoreError> {
+        let steps = pg_bulk::steps(&planned);
+        let mut bound = Vec::with_capacity(steps.len());
+        for step in &steps {
+            bound.push(match (step, pg_bulk::bind(step, &planned)?) {
+                (_, Some(set)) => Bound::Set { indices: step.indices(), set },
+                (Step::One(index), None) => {
+                    let write = planned.get(*index).ok_or(StoreError::Corrupt("a step past the plan".into()))?;
+                    Bound::One { index: *index, statement: write.clone().into_statement() }
+                }
+                (_, None) => return Err(StoreError::Corrupt("a set-based step without SQL".into())),
+            });
+        }
+        let client = self.client().await?;
+        let mut prepared: HashMap<&'static str, tokio_postgres::Statement> = HashMap::new();
+        for sql in bound.iter().map(Bound::sql) {
+            if !prepared.contains_key(sql) {
+                prepared.insert(sql, client.prepare_cached(sql).await.map_err(db_error)?);
+            }
+        }
+        // As in `execute_many`: polled together, the statements make one round trip.
+        let planned = &planned;
+        let pending = bound.iter().map(|bound| {
+            let statement = prepared.get(bound.sql());
+            async move {
+                let statement = statement.ok_or(StoreError::Corrupt("statement was not prepared".into()))?;
+                bound.run(client, statement, planned).await
+            }
+        });
+        let mut changed: Vec<Option<u64>> = vec![None; planned.len()];
+        for result in futures_util::future::join_all(pending).await {
+            for (index, rows) in result? {
+                if let Some(slot) = changed.get_mut(index) {
+                    *slot = Some(rows);
+                }
+            }
+        }
+        changed.into_iter().map(|rows| rows.ok_or(StoreError::Corrupt("a planned write was not run".into()))).collect()
+    }
+
     async fn next_ids(&mut self, sequence: Sequence, count: usize) -> Result<Vec<i64>, StoreError> {
         let name = match sequence {
             Sequence::Transactions => "transactions_id_seq",
@@ -180,6 +221,67 @@ impl Exec for PgWriter {
             Sequence::LedgerEntries => &mut self.entry_ids,
         };
         Ok(pool.drain(..count.min(pool.len())).collect())
+    }
+}
+
+/// A step of [`pg_bulk::steps`] ready to send.
+enum Bound<'p> {
+    One { index: usize, statement: Statement },
+    Set { indices: Vec<usize>, set: SetStatement<'p> },
+}
+
+impl Bound<'_> {
+    fn sql(&self) -> &'static str {
+        match self {
+            Bound::One { statement, .. } => statement.sql,
+            Bound::Set { set, .. } => set.sql,
+        }
+    }
+
+    /// Runs it; returns the rows each of its planned writes changed.
+    async fn run(
+        &self,
+        client: &Client,
+        statement: &tokio_postgres::Statement,
+        planned: &[Planned<'_>],
+    ) -> Result<Vec<(usize, u64)>, StoreError> {
+        match self {
+            Bound::One { index, statement: s } => {
+                let wrapped: Vec<PgValue<'_>> = s.params.iter().map(PgValue).collect();
+                let refs: Vec<&(dyn ToSql + Sync)> = wrapped.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+                let rows = client.execute(statement, &refs).await.map_err(db_error)?;
+                Ok(vec![(*index, rows)])
+            }
+            Bound::Set { indices, set } => {
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    set.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+                match set.reports {
+                    Reports::Ids => {
+                        let rows = client.query(statement, &refs).await.map_err(db_error)?;
+                        let written = rows
+                            .iter()
+                            .map(|row| row.try_get::<_, i64>(0))
+                            .collect::<Result<HashSet<i64>, _>>()
+                            .map_err(db_error)?;
+                        indices
+                            .iter()
+                            .map(|index| {
+                                let id = planned.get(*index).and_then(Planned::txn_id);
+                                let id = id.ok_or(StoreError::Corrupt("a transaction write without id".into()))?;
+                                Ok((*index, u64::from(written.contains(&id))))
+                            })
+                            .collect()
+                    }
+                    Reports::EveryRow => {
+                        let rows = client.execute(statement, &refs).await.map_err(db_error)?;
+                        if rows != indices.len() as u64 {
+                            return Err(StoreError::Corrupt(format!("{rows} rows written of {}", indices.len())));
+                        }
+                        Ok(indices.iter().map(|index| (*index, 1)).collect())
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -331,6 +433,24 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
         committer,
         reads,
     })
+}
+
+/// [`commit::commit_as_one_batch`] with a writer of its own on the database at `url`.
+#[cfg(feature = "testing")]
+pub(crate) async fn commit_as_one_batch(url: &str, units: Vec<WriteUnit>) -> Vec<Result<UnitOutcome, StoreError>> {
+    let pool =
+        url.parse::<tokio_postgres::Config>().map_err(|e| StoreError::Unreachable(e.to_string())).and_then(|config| {
+            let manager =
+                Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+            Pool::builder(manager).max_size(1).build().map_err(|e| StoreError::Unreachable(e.to_string()))
+        });
+    match pool {
+        Ok(pool) => {
+            let writer = PgWriter { pool, client: None, txn_ids: VecDeque::new(), entry_ids: VecDeque::new() };
+            commit::commit_as_one_batch(writer, units).await
+        }
+        Err(error) => vec![Err(error)],
+    }
 }
 
 /// Replaces the database name of a `postgres://` URL (keeping its query string).

@@ -393,6 +393,12 @@ pub(crate) async fn open(path: &Path, options: StoreOptions) -> Result<Store, St
     })
 }
 
+/// [`commit::commit_as_one_batch`] with a writer of its own on the database at `path`.
+#[cfg(feature = "testing")]
+pub(crate) async fn commit_as_one_batch(path: &Path, units: Vec<WriteUnit>) -> Vec<Result<UnitOutcome, StoreError>> {
+    commit::commit_as_one_batch(LazyWriter { path: path.to_owned(), writer: None }, units).await
+}
+
 /// Page cache of the writer connection (readers keep SQLite's default 2 MiB each).
 const WRITER_CACHE_KIB: u32 = 32 * 1024;
 

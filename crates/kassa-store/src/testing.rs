@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{Store, StoreOptions};
+use crate::{Store, StoreError, StoreOptions, UnitOutcome, WriteUnit};
 
 /// A migrated database of its own for one test.
 #[derive(Debug)]
@@ -87,6 +87,17 @@ impl TestDb {
             }
         }
         contents
+    }
+
+    /// Commits `units` as ONE batch, as if one after another, through a committer of its own
+    /// on this database (a refused batch is retried unit by unit, as always), and returns each
+    /// unit's result in order. On SQLite, write through `store` only before this: the store's
+    /// writer keeps its next ids.
+    pub async fn commit_as_one_batch(&self, units: Vec<WriteUnit>) -> Vec<Result<UnitOutcome, StoreError>> {
+        match self.url.strip_prefix("sqlite://") {
+            Some(path) => crate::sqlite::commit_as_one_batch(std::path::Path::new(path), units).await,
+            None => crate::postgres::commit_as_one_batch(&self.url, units).await,
+        }
     }
 
     /// Drops a PostgreSQL database (after the store's connections are gone).

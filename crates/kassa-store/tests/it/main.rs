@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod auth;
 mod batch_upload;
+mod batches;
 mod conformance;
 mod gateway;
