@@ -6,6 +6,10 @@
 //! The committer's batch limit is set to the batch size and many units are submitted at once,
 //! so every batch holds exactly that many units and commits with one fsync.
 //!
+//! Then the gateway's sale as `kassa bench`'s store-alone workload writes it: two units per sale
+//! (the pending request, then its approval with the journal entry), from 100 and 1000
+//! concurrent callers, in sales/s.
+//!
 //! Run: `cargo bench -p kassa-store --bench group_commit` (add `-- --quick` for fewer units).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -116,6 +120,71 @@ async fn measure(url: &str, backend: &'static str, batch: usize, units: usize, r
     }
 }
 
+/// The gateway's two commits of one sale, as `kassa bench`'s store-alone workload makes them:
+/// the pending request (guarded by its card identity), then its approval (the update at its
+/// version, with the sale's journal entry).
+async fn gateway_sale(store: &Store, run: u32, writer: usize, stan: u32) {
+    let amount = Money::from_minor(i64::from(stan % 9_000) + 100, Currency::CNY);
+    let fee = Money::from_minor(1, Currency::CNY);
+    let terminal_id = format!("G{writer:07}");
+    let mut pending = sale_unit(run, stan);
+    let Some(Guard::InsertTxn(txn)) = &mut pending.guard else { unreachable!() };
+    txn.status = "pending".into();
+    txn.card_identity.as_mut().unwrap().terminal_id = terminal_id.clone();
+    txn.rrn = None;
+    txn.auth_code = None;
+    txn.response = serde_json::json!({});
+    let pending = WriteUnit::guarded(pending.guard.unwrap(), vec![]);
+    let UnitOutcome::Committed { txn_id: Some(id), .. } = store.commit(pending).await.unwrap() else {
+        panic!("the pending request was not committed")
+    };
+    let update = TxnUpdate {
+        id,
+        expected_version: 1,
+        status: "approved".into(),
+        refunded_minor: 0,
+        settled: false,
+        response: Some(serde_json::json!({"39": "00", "38": "123456"})),
+        rrn: Some(format!("{:012}", id.rem_euclid(1_000_000_000_000))),
+        auth_code: Some("123456".into()),
+        updated_at_ms: 0,
+    };
+    let merchant = MerchantId::parse(MID).unwrap();
+    let entry = sale_entry(&format!("card:{terminal_id}:{run}:{stan}"), &merchant, Channel::Card, amount, fee).unwrap();
+    let approval = WriteUnit::guarded(Guard::UpdateTxn(update), vec![WriteOp::PostEntry { entry, at_ms: 0 }]);
+    let outcome = store.commit(approval).await.unwrap();
+    assert!(matches!(outcome, UnitOutcome::Committed { .. }), "{outcome:?}");
+}
+
+/// Sales per second with `writers` concurrent callers (as `kassa bench` drives terminals),
+/// `sales_each` sales each, and the committer's default limits; and the mean units per batch.
+async fn measure_gateway_sales(url: &str, run: u32, writers: usize, sales_each: u32) -> (f64, f64) {
+    let store = Store::open(url, StoreOptions::default()).await.unwrap();
+    store.admin.migrate().await.unwrap();
+    let stats = store.committer.stats();
+    let (batches, units) = (stats.batches.load(Ordering::Relaxed), stats.units.load(Ordering::Relaxed));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for stan in 1..=sales_each {
+                    gateway_sale(&store, run, writer, stan).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let stats = store.committer.stats();
+    let batches = stats.batches.load(Ordering::Relaxed) - batches;
+    let units = stats.units.load(Ordering::Relaxed) - units;
+    assert!(store.ledger.check().await.unwrap().is_sound());
+    (writers as f64 * f64::from(sales_each) / secs, units as f64 / batches.max(1) as f64)
+}
+
 async fn fresh_postgres(admin_url: &str, name: &str) -> String {
     let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
@@ -159,6 +228,26 @@ fn main() {
                 println!(
                     "{{\"bench\":\"group_commit\",\"backend\":\"{}\",\"batch\":{},\"units\":{},\"rows_per_s\":{:.0},\"units_per_s\":{:.0},\"batches\":{},\"commit_ms_mean\":{:.3},\"unit_p99_ms\":{:.3}}}",
                     f.backend, f.batch, f.units, f.rows as f64 / secs, f.units as f64 / secs, f.batches, mean_commit_ms, f.p99_unit_ms
+                );
+            }
+        }
+        println!();
+        println!("backend   writers  sales   sales/s   units per batch   (the gateway's two units per sale)");
+        for (backend, url) in &targets {
+            for writers in [100, 1000] {
+                let sales_each = if quick { 5 } else { 20 };
+                run += 1;
+                let (sales_per_s, batch_units_mean) = measure_gateway_sales(url, run, writers, sales_each).await;
+                println!(
+                    "{:<9} {:>7} {:>6} {:>9.0} {:>17.1}",
+                    backend,
+                    writers,
+                    writers * sales_each as usize,
+                    sales_per_s,
+                    batch_units_mean
+                );
+                println!(
+                    "{{\"bench\":\"gateway_sales\",\"backend\":\"{backend}\",\"writers\":{writers},\"sales_per_s\":{sales_per_s:.0},\"batch_units_mean\":{batch_units_mean:.1}}}"
                 );
             }
         }
