@@ -401,6 +401,15 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
     let mut config = config;
     config.connect_timeout(Duration::from_millis(options.connect_timeout_ms));
     config.application_name("kassa");
+    // Plan every execution for its actual parameters. A generic plan cached while a table was
+    // still empty (a fresh database, never analyzed) joins the batch's unnest() arrays to
+    // `transactions` by a sequential scan, and keeps doing so as the table grows: commits got
+    // slower with every batch. Planning these short statements costs microseconds.
+    let server_options = match config.get_options() {
+        Some(given) if !given.is_empty() => format!("{given} -c plan_cache_mode=force_custom_plan"),
+        _ => "-c plan_cache_mode=force_custom_plan".to_owned(),
+    };
+    config.options(&server_options);
     let admin_config = config.clone();
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let pool = Pool::builder(manager)
