@@ -92,6 +92,64 @@ pub enum AuthError {
     Hash(#[from] HashError),
 }
 
+/// How an HTTP surface (TMS, back office) answers an [`AuthError`]: the status number and the
+/// JSON body `{"ok": false, "error": message, …facts a client acts on}`. One mapping for every
+/// surface, so they cannot drift apart; the crate stays free of HTTP types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorAnswer {
+    /// HTTP status code.
+    pub status: u16,
+    /// The JSON body.
+    pub body: serde_json::Value,
+}
+
+impl AuthError {
+    /// The answer to give a client. Internal failures are logged here (errors never carry
+    /// input, so never a secret) and answered "internal error"; a notifier failure is not
+    /// described to the client.
+    pub fn answer(&self, surface: &'static str) -> ErrorAnswer {
+        let status = match self {
+            AuthError::WrongCredentials { .. }
+            | AuthError::WrongUserCredentials { .. }
+            | AuthError::WrongSecret { .. }
+            | AuthError::NoSession => 401,
+            AuthError::Locked { .. } | AuthError::SecretLocked { .. } => 423,
+            AuthError::Disabled | AuthError::UserDisabled | AuthError::MustChangePassword | AuthError::Denied(_) => 403,
+            AuthError::Policy(_) => 422,
+            AuthError::NotFound(_) => 404,
+            AuthError::Invalid(_) => 400,
+            AuthError::Refused(_) | AuthError::Conflict | AuthError::Blocked(_) => 409,
+            AuthError::RateLimited => 429,
+            AuthError::Notify(_) => 502,
+            AuthError::Store(_) | AuthError::Hash(_) => 500,
+        };
+        let message = match self {
+            AuthError::Store(_) | AuthError::Hash(_) => {
+                tracing::error!(error = ?self, surface, "request failed");
+                "internal error".to_owned()
+            }
+            AuthError::Notify(_) => {
+                tracing::warn!(error = ?self, surface, "a one-time code could not be delivered");
+                AuthError::Notify(String::new()).to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut body = serde_json::json!({"ok": false, "error": message});
+        match self {
+            AuthError::WrongCredentials { attempts_left: Some(left) }
+            | AuthError::WrongUserCredentials { attempts_left: Some(left) }
+            | AuthError::WrongSecret { attempts_left: Some(left), .. } => body["attempts_left"] = (*left).into(),
+            AuthError::Locked { until_ms } => body["locked_until_ms"] = (*until_ms).into(),
+            AuthError::MustChangePassword => body["must_change_password"] = true.into(),
+            AuthError::Policy(violations) => {
+                body["violations"] = serde_json::to_value(violations).unwrap_or(serde_json::Value::Null);
+            }
+            _ => {}
+        }
+        ErrorAnswer { status, body }
+    }
+}
+
 /// `2027-01-15 08:30:00 UTC`: when a lockout ends, readable by people.
 fn utc(unix_ms: i64) -> String {
     let t = CivilTime::at(unix_ms, 0);
@@ -105,6 +163,20 @@ fn join(violations: &[PolicyViolation]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_carry_the_status_and_the_facts_but_never_internals() {
+        let wrong = AuthError::WrongUserCredentials { attempts_left: Some(3) }.answer("test");
+        assert_eq!((wrong.status, &wrong.body["attempts_left"]), (401, &serde_json::json!(3)));
+        assert_eq!(wrong.body["ok"], serde_json::json!(false));
+        let locked = AuthError::Locked { until_ms: 5 }.answer("test");
+        assert_eq!((locked.status, &locked.body["locked_until_ms"]), (423, &serde_json::json!(5)));
+        let internal = AuthError::Store(StoreError::Database("disk I/O error at /secret/path".into())).answer("test");
+        assert_eq!((internal.status, internal.body["error"].as_str()), (500, Some("internal error")));
+        let notify = AuthError::Notify("smtp.internal:25 refused".into()).answer("test");
+        assert_eq!(notify.status, 502);
+        assert!(!notify.body.to_string().contains("smtp.internal"), "{}", notify.body);
+    }
 
     #[test]
     fn policy_messages_list_every_rule() {

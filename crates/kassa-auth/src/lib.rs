@@ -33,7 +33,7 @@ pub mod terminal;
 
 pub use backoffice::{BackOfficeLogin, BackOfficeSession, BACK_OFFICE_SESSION_LIFETIME_MS};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::AuthError;
+pub use error::{AuthError, ErrorAnswer};
 pub use permissions::{authorize, Denied, Permission, Role};
 pub use refund::{consume_refund_approval, ApprovalKind, IssuedApproval, RefundApproval};
 pub use reset::{BackOfficeActor, ResetTarget, ResetTicket};

@@ -120,24 +120,9 @@ impl ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Csrf => StatusCode::FORBIDDEN,
-            ApiError::Auth(error) => match error {
-                AuthError::WrongCredentials { .. }
-                | AuthError::WrongUserCredentials { .. }
-                | AuthError::WrongSecret { .. }
-                | AuthError::NoSession => StatusCode::UNAUTHORIZED,
-                AuthError::Locked { .. } | AuthError::SecretLocked { .. } => StatusCode::LOCKED,
-                AuthError::Disabled
-                | AuthError::UserDisabled
-                | AuthError::MustChangePassword
-                | AuthError::Denied(_) => StatusCode::FORBIDDEN,
-                AuthError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                AuthError::NotFound(_) => StatusCode::NOT_FOUND,
-                AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
-                AuthError::Refused(_) | AuthError::Conflict | AuthError::Blocked(_) => StatusCode::CONFLICT,
-                AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-                AuthError::Notify(_) => StatusCode::BAD_GATEWAY,
-                AuthError::Store(_) | AuthError::Hash(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            ApiError::Auth(error) => {
+                StatusCode::from_u16(error.answer("back office").status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 }
@@ -147,30 +132,13 @@ impl ApiError {
 /// answered as "internal error".
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let message = match &self {
-            ApiError::Auth(error @ (AuthError::Store(_) | AuthError::Hash(_))) => {
-                tracing::error!(error = ?error, "back-office request failed");
-                "internal error".to_owned()
-            }
-            ApiError::Auth(error @ AuthError::Notify(_)) => {
-                tracing::warn!(error = ?error, "a one-time code could not be delivered");
-                AuthError::Notify(String::new()).to_string()
-            }
-            other => other.to_string(),
-        };
-        let mut body = json!({"ok": false, "error": message});
         if let ApiError::Auth(error) = &self {
-            match error {
-                AuthError::WrongCredentials { attempts_left: Some(left) }
-                | AuthError::WrongUserCredentials { attempts_left: Some(left) }
-                | AuthError::WrongSecret { attempts_left: Some(left), .. } => body["attempts_left"] = json!(left),
-                AuthError::Locked { until_ms } => body["locked_until_ms"] = json!(until_ms),
-                AuthError::MustChangePassword => body["must_change_password"] = json!(true),
-                AuthError::Policy(violations) => body["violations"] = json!(violations),
-                _ => {}
-            }
+            let answer = error.answer("back office");
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (status, Json(answer.body)).into_response();
         }
+        let status = self.status();
+        let body = json!({"ok": false, "error": self.to_string()});
         (status, Json(body)).into_response()
     }
 }

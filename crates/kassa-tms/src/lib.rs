@@ -111,40 +111,8 @@ impl IntoResponse for ApiError {
             }
             ApiError::Body(why) => (StatusCode::BAD_REQUEST, json!({"error": why})),
             ApiError::Auth(error) => {
-                let status = match error {
-                    AuthError::WrongCredentials { .. }
-                    | AuthError::WrongUserCredentials { .. }
-                    | AuthError::WrongSecret { .. }
-                    | AuthError::NoSession => StatusCode::UNAUTHORIZED,
-                    AuthError::Locked { .. } | AuthError::SecretLocked { .. } => StatusCode::LOCKED,
-                    AuthError::Disabled
-                    | AuthError::UserDisabled
-                    | AuthError::MustChangePassword
-                    | AuthError::Denied(_) => StatusCode::FORBIDDEN,
-                    AuthError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    AuthError::NotFound(_) => StatusCode::NOT_FOUND,
-                    AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
-                    AuthError::Refused(_) | AuthError::Conflict | AuthError::Blocked(_) => StatusCode::CONFLICT,
-                    AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-                    AuthError::Notify(_) => StatusCode::BAD_GATEWAY,
-                    AuthError::Store(_) | AuthError::Hash(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-                    tracing::error!(error = ?error, "TMS request failed");
-                    "internal error".to_owned()
-                } else {
-                    error.to_string()
-                };
-                let mut body = json!({"error": message});
-                match error {
-                    AuthError::WrongCredentials { attempts_left: Some(left) }
-                    | AuthError::WrongSecret { attempts_left: Some(left), .. } => body["attempts_left"] = json!(left),
-                    AuthError::Locked { until_ms } => body["locked_until_ms"] = json!(until_ms),
-                    AuthError::MustChangePassword => body["must_change_password"] = json!(true),
-                    AuthError::Policy(violations) => body["violations"] = json!(violations),
-                    _ => {}
-                }
-                (status, body)
+                let answer = error.answer("TMS");
+                (StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), answer.body)
             }
         };
         body["ok"] = json!(false);
