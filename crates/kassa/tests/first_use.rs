@@ -8,20 +8,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail the test by panicking")]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod common;
+use common::{http, Tms};
+
 /// Generous: RSA key generation and Argon2id hashing in a debug build on a busy 2-core machine.
 const START_DEADLINE: Duration = Duration::from_secs(90);
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_DEADLINE: Duration = Duration::from_secs(60);
 
 const KASSA_VARIABLES: [&str; 7] =
@@ -113,28 +114,6 @@ impl Drop for Kassa {
     }
 }
 
-/// One HTTP/1.1 exchange: status, head, JSON body.
-fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, Value) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    (status, head.to_owned(), serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
 /// A back-office browser: session cookie and CSRF token.
 struct Browser {
     addr: SocketAddr,
@@ -162,50 +141,10 @@ impl Browser {
     }
 }
 
-fn now_ms() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
-}
-
-/// A terminal's TMS client: every request signed with its credential.
-struct Tms {
-    addr: SocketAddr,
-    terminal_id: String,
-    credential: String,
-    nonce: AtomicU64,
-}
-
 impl Tms {
-    fn new(kassa: &Kassa, terminal_id: &str) -> Tms {
-        let credential = kassa.credentials()["terminals"][terminal_id]["tms_credential"].as_str().unwrap().to_owned();
-        Tms { addr: kassa.http, terminal_id: terminal_id.to_owned(), credential, nonce: AtomicU64::new(0) }
-    }
-
-    fn call(&self, path: &str, session: &str, body: Value) -> (u16, Value) {
-        let body = body.to_string();
-        let nonce = format!("first-use-{:016}", self.nonce.fetch_add(1, Ordering::SeqCst));
-        let timestamp_ms = now_ms();
-        let signature = kassa_tms::signature::sign(
-            self.credential.as_bytes(),
-            "POST",
-            path,
-            &self.terminal_id,
-            timestamp_ms,
-            &nonce,
-            session,
-            body.as_bytes(),
-        );
-        let timestamp = timestamp_ms.to_string();
-        let mut headers = vec![
-            ("X-Kassa-Terminal", self.terminal_id.as_str()),
-            ("X-Kassa-Timestamp", timestamp.as_str()),
-            ("X-Kassa-Nonce", nonce.as_str()),
-            ("X-Kassa-Signature", signature.as_str()),
-        ];
-        if !session.is_empty() {
-            headers.push(("X-Kassa-Session", session));
-        }
-        let (status, _, answer) = http(self.addr, "POST", path, &headers, &body);
-        (status, answer)
+    fn of(kassa: &Kassa, terminal_id: &str) -> Tms {
+        let credentials = kassa.credentials();
+        Tms::new(kassa.http, terminal_id, credentials["terminals"][terminal_id]["tms_credential"].as_str().unwrap())
     }
 
     /// First login with `initial`, then the change to `new`; returns the session.
@@ -262,8 +201,8 @@ fn every_demo_default_is_changed_at_first_use_over_http_and_no_secret_is_printed
     let admin = admin.unwrap();
 
     // Terminals: operators 00, 01, 02 of the demo merchant, 01 of the bench merchant.
-    let demo = Tms::new(&kassa, DEMO_TERMINAL);
-    let bench = Tms::new(&kassa, BENCH_TERMINAL);
+    let demo = Tms::of(&kassa, DEMO_TERMINAL);
+    let bench = Tms::of(&kassa, BENCH_TERMINAL);
     secrets.extend([demo.credential.clone(), bench.credential.clone()]);
     let supervisor = demo.first_use("00", "123456", "40718263");
     let operator = demo.first_use("01", "0000", "51829374");

@@ -10,11 +10,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kassa_crypto::{encrypt_pin_block, unwrap_working_keys, x9_19_mac, Pin, TdesKey, WorkingKeys};
 use kassa_iso8583::fields::{Field60, Field61};
@@ -22,9 +21,11 @@ use kassa_iso8583::frame::{encode_frame, encode_frame_with_mac, Envelope, Frame,
 use kassa_iso8583::{Message, Mti, UNIONPAY};
 use serde_json::{json, Value};
 
+mod common;
+use common::{Tms, IO_TIMEOUT};
+
 /// Generous: RSA key generation and Argon2id hashing in a debug build on a busy 2-core machine.
 const START_DEADLINE: Duration = Duration::from_secs(90);
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_DEADLINE: Duration = Duration::from_secs(60);
 
 const KASSA_VARIABLES: [&str; 7] =
@@ -120,7 +121,7 @@ impl Kassa {
 
     fn tms(&self, terminal_id: &str) -> Tms {
         let credential = self.credentials()["terminals"][terminal_id]["tms_credential"].as_str().unwrap().to_owned();
-        Tms { addr: self.http, terminal_id: terminal_id.to_owned(), credential, nonce: AtomicU64::new(0) }
+        Tms::new(self.http, terminal_id, &credential)
     }
 
     /// SIGTERM, then waits for a clean exit.
@@ -162,56 +163,7 @@ fn banner(lines: &Receiver<String>, stderr: &Mutex<String>) -> (SocketAddr, Sock
     (http.unwrap(), iso.unwrap())
 }
 
-fn now_ms() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
-}
-
-/// A terminal's TMS client: every request signed with its credential.
-struct Tms {
-    addr: SocketAddr,
-    terminal_id: String,
-    credential: String,
-    nonce: AtomicU64,
-}
-
 impl Tms {
-    fn call(&self, path: &str, session: &str, body: Value) -> (u16, Value) {
-        let body = body.to_string();
-        let nonce = format!("e2e-nonce-{:016}", self.nonce.fetch_add(1, Ordering::SeqCst));
-        let timestamp_ms = now_ms();
-        let signature = kassa_tms::signature::sign(
-            self.credential.as_bytes(),
-            "POST",
-            path,
-            &self.terminal_id,
-            timestamp_ms,
-            &nonce,
-            session,
-            body.as_bytes(),
-        );
-        let mut stream = TcpStream::connect(self.addr).unwrap();
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nX-Kassa-Terminal: {}\r\nX-Kassa-Timestamp: {timestamp_ms}\r\n\
-             X-Kassa-Nonce: {nonce}\r\nX-Kassa-Signature: {signature}\r\n",
-            self.addr,
-            body.len(),
-            self.terminal_id
-        );
-        if !session.is_empty() {
-            request.push_str(&format!("X-Kassa-Session: {session}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(&body);
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-        let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-
     /// Operator sign-in; returns the session token and the whole answer.
     fn login(&self, operator: &str, password: &str) -> (String, Value) {
         let (status, body) = self.call("/tms/v1/login", "", json!({"operator": operator, "password": password}));
