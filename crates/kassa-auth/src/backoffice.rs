@@ -153,17 +153,8 @@ impl Auth {
                 return Err(AuthError::WrongUserCredentials { attempts_left: None });
             };
             let credential = &user.credential;
-            if !credential.enabled {
-                let audit = self.audit(&origin, "login_refused", &subject, "disabled", json!({}));
-                self.store.commit(WriteUnit::ops(vec![audit])).await?;
-                return Err(AuthError::UserDisabled);
-            }
+            self.admit(credential, &origin, &subject, AuthError::UserDisabled).await?;
             let now = self.clock.now_ms();
-            if let Some(until_ms) = credential.locked_until_ms.filter(|until| now < *until) {
-                let audit = self.audit(&origin, "login_refused", &subject, "locked", json!({"until_ms": until_ms}));
-                self.store.commit(WriteUnit::ops(vec![audit])).await?;
-                return Err(AuthError::Locked { until_ms });
-            }
             let account = Account::User { username };
             if !self.verify_secret(SecretKind::Password, &credential.password_hash, password).await? {
                 match self.record_failure(&account, credential, &policy, &origin, "login_failed").await? {

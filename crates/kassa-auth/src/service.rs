@@ -233,6 +233,29 @@ impl Auth {
         })
     }
 
+    /// Refuses a login before its password is checked when the account is disabled or locked,
+    /// with an audit record of why; the same rule for operators and back-office users.
+    pub(crate) async fn admit(
+        &self,
+        credential: &CredentialRecord,
+        origin: &Origin,
+        subject: &str,
+        disabled: AuthError,
+    ) -> Result<(), AuthError> {
+        if !credential.enabled {
+            let audit = self.audit(origin, "login_refused", subject, "disabled", json!({}));
+            self.store.commit(WriteUnit::ops(vec![audit])).await?;
+            return Err(disabled);
+        }
+        let now = self.clock.now_ms();
+        if let Some(until_ms) = credential.locked_until_ms.filter(|until| now < *until) {
+            let audit = self.audit(origin, "login_refused", subject, "locked", json!({"until_ms": until_ms}));
+            self.store.commit(WriteUnit::ops(vec![audit])).await?;
+            return Err(AuthError::Locked { until_ms });
+        }
+        Ok(())
+    }
+
     /// A merchant's terminal password policy (the default of interfaces.md §4 when unset).
     pub async fn terminal_policy(&self, merchant_id: &str) -> Result<PasswordPolicy, AuthError> {
         let stored = self.store.settings.setting(merchant_id, TERMINAL_POLICY_SETTING).await?;
@@ -325,17 +348,8 @@ impl Auth {
                 return Err(AuthError::WrongCredentials { attempts_left: None });
             };
             let credential = &operator.credential;
-            if !credential.enabled {
-                let audit = self.audit(&origin, "login_refused", &subject, "disabled", json!({}));
-                self.store.commit(WriteUnit::ops(vec![audit])).await?;
-                return Err(AuthError::Disabled);
-            }
+            self.admit(credential, &origin, &subject, AuthError::Disabled).await?;
             let now = self.clock.now_ms();
-            if let Some(until_ms) = credential.locked_until_ms.filter(|until| now < *until) {
-                let audit = self.audit(&origin, "login_refused", &subject, "locked", json!({"until_ms": until_ms}));
-                self.store.commit(WriteUnit::ops(vec![audit])).await?;
-                return Err(AuthError::Locked { until_ms });
-            }
             if self.verify_code(&credential.password_hash, password).await? {
                 let token = SessionToken(random_hex(SESSION_TOKEN_BYTES));
                 let digest = token.digest();
