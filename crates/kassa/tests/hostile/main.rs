@@ -1,0 +1,12 @@
+//! The host under hostile load, against the real binary: each finding of a hostile review
+//! reproduced and shown fixed. One module per area; each starts its own `kassa up` on port 0s
+//! with a fresh data directory.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod database;
+mod http;
+mod iso;
+mod tls;
