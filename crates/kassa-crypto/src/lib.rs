@@ -13,6 +13,9 @@
 //! - [`at_rest`]: the master key, AEAD sealing of stored keys, the pepper for short digit codes,
 //!   API key digests.
 //!
+//! The Alipay-compatible gateway's keys:
+//! - [`rsa_keys`]: RSA-2048 key pairs, their PEM forms, RSA2 signatures.
+//!
 //! The crate is pure: no I/O, no clock, no global state. Randomness is passed in as an
 //! `RngCore + CryptoRng`, so tests are deterministic and the caller decides where entropy comes
 //! from.
@@ -25,6 +28,7 @@
 pub mod at_rest;
 pub mod mac;
 pub mod pin;
+pub mod rsa_keys;
 pub mod security_module;
 pub mod tdes;
 pub mod working_keys;
@@ -40,6 +44,7 @@ pub use pin::{
 pub use security_module::{
     IssuedWorkingKeys, KeyHandle, KeyPurpose, SecurityModule, SecurityModuleError, SoftwareSecurityModule,
 };
+pub use rsa_keys::{RsaKeyError, RsaKeyPair, RsaPublicKey};
 pub use tdes::{DesKey, KeyCheckValue, KeyError, KeyLength, TdesKey};
 pub use working_keys::{generate_working_keys, unwrap_working_keys, WorkingKeyError, WorkingKeys, WrappedWorkingKeys};
 

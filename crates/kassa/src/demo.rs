@@ -18,9 +18,7 @@ use std::path::Path;
 use anyhow::Context;
 use kassa_domain::PasswordPolicy;
 use rand::{CryptoRng, RngCore};
-use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
-use rsa::pkcs8::{DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use kassa_crypto::{RsaKeyPair, RsaPublicKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -103,8 +101,6 @@ pub const DEMO_BACK_OFFICE_PASSWORD: &str = "Kassa-Demo-2026!";
 pub const DEMO_APP_ID: &str = "2026000000000001";
 /// Prefix of the demo API key, so a leaked key is recognisable as a test key.
 pub const DEMO_API_KEY_PREFIX: &str = "kassa_test_";
-/// RSA modulus size of the gateway and app keys (Alipay's RSA2 uses 2048).
-pub const RSA_KEY_BITS: usize = 2048;
 /// Random bytes in an API key and in a TMS credential.
 pub const SECRET_BYTES: usize = 32;
 
@@ -173,11 +169,11 @@ pub struct DemoSecrets {
     /// App id on the Alipay-compatible gateway.
     pub app_id: String,
     /// The merchant app's signing key (integrators sign requests with it).
-    pub app_private_key: RsaPrivateKey,
+    pub app_private_key: RsaKeyPair,
     /// The gateway's verification key (integrators check answers and notifications with it).
     pub gateway_public_key: RsaPublicKey,
     /// The gateway's signing key; `Some` only for freshly generated secrets.
-    pub gateway_private_key: Option<RsaPrivateKey>,
+    pub gateway_private_key: Option<RsaKeyPair>,
     /// TID → what the terminal needs, for every terminal of [`all_terminal_ids`].
     pub terminals: BTreeMap<String, TerminalSecrets>,
 }
@@ -194,10 +190,8 @@ impl fmt::Debug for DemoSecrets {
 impl DemoSecrets {
     /// Generates fresh secrets: two RSA-2048 key pairs, an API key, a TMS credential per terminal.
     pub fn generate<R: CryptoRng + RngCore>(rng: &mut R) -> anyhow::Result<DemoSecrets> {
-        let app_private_key =
-            RsaPrivateKey::new(rng, RSA_KEY_BITS).context("cannot generate the demo app's RSA key")?;
-        let gateway_private_key =
-            RsaPrivateKey::new(rng, RSA_KEY_BITS).context("cannot generate the gateway's RSA key")?;
+        let app_private_key = RsaKeyPair::generate().context("cannot generate the demo app's RSA key")?;
+        let gateway_private_key = RsaKeyPair::generate().context("cannot generate the gateway's RSA key")?;
         let terminals = all_terminal_ids()
             .map(|tid| {
                 let secrets = TerminalSecrets { tmk: DEMO_TMK.to_owned(), tms_credential: random_hex(rng) };
@@ -207,7 +201,7 @@ impl DemoSecrets {
         Ok(DemoSecrets {
             api_key: Zeroizing::new(format!("{DEMO_API_KEY_PREFIX}{}", random_hex(rng))),
             app_id: DEMO_APP_ID.to_owned(),
-            gateway_public_key: gateway_private_key.to_public_key(),
+            gateway_public_key: gateway_private_key.public_key(),
             gateway_private_key: Some(gateway_private_key),
             app_private_key,
             terminals,
@@ -216,19 +210,13 @@ impl DemoSecrets {
 
     /// The app's public key as SPKI PEM, to register with the gateway.
     pub fn app_public_key_pem(&self) -> anyhow::Result<String> {
-        self.app_private_key
-            .to_public_key()
-            .to_public_key_pem(LineEnding::LF)
-            .context("cannot encode the demo app's public key")
+        Ok(self.app_private_key.public_key().to_spki_pem())
     }
 
     /// The gateway's private key as PKCS#8 PEM, for sealing under the master key; `None` for
     /// loaded secrets.
     pub fn gateway_private_key_pem(&self) -> anyhow::Result<Option<Zeroizing<String>>> {
-        self.gateway_private_key
-            .as_ref()
-            .map(|key| key.to_pkcs8_pem(LineEnding::LF).context("cannot encode the gateway's private key"))
-            .transpose()
+        Ok(self.gateway_private_key.as_ref().map(RsaKeyPair::to_pkcs8_pem))
     }
 }
 
@@ -378,13 +366,10 @@ pub fn render(secrets: &DemoSecrets) -> anyhow::Result<Zeroizing<String>> {
             app_id: secrets.app_id.clone(),
             app_private_key_pem: secrets
                 .app_private_key
-                .to_pkcs1_pem(LineEnding::LF)
+                .to_pkcs1_pem()
                 .context("cannot encode the demo app's private key")?
                 .to_string(),
-            gateway_public_key_pem: secrets
-                .gateway_public_key
-                .to_public_key_pem(LineEnding::LF)
-                .context("cannot encode the gateway's public key")?,
+            gateway_public_key_pem: secrets.gateway_public_key.to_spki_pem(),
             terminals: secrets.terminals.clone(),
         },
         merchants: merchants_doc(),
@@ -418,9 +403,9 @@ pub fn load(path: &Path) -> anyhow::Result<Option<DemoSecrets>> {
         // serde_json's message can quote a value from the file; line and column are enough.
         corrupt(format!("not the expected JSON (line {}, column {})", error.line(), error.column()))
     })?;
-    let app_private_key = RsaPrivateKey::from_pkcs1_pem(&keys.app_private_key_pem)
+    let app_private_key = RsaKeyPair::from_pkcs1_pem(&keys.app_private_key_pem)
         .map_err(|_| corrupt("app_private_key_pem is not a PKCS#1 RSA private key".to_owned()))?;
-    let gateway_public_key = RsaPublicKey::from_public_key_pem(&keys.gateway_public_key_pem)
+    let gateway_public_key = RsaPublicKey::from_spki_pem(&keys.gateway_public_key_pem)
         .map_err(|_| corrupt("gateway_public_key_pem is not an SPKI public key".to_owned()))?;
     if !keys.api_key.starts_with(DEMO_API_KEY_PREFIX) {
         return Err(corrupt(format!("api_key does not start with {DEMO_API_KEY_PREFIX}")));
@@ -487,11 +472,10 @@ mod tests {
 
     #[test]
     fn keys_are_rsa_2048_and_the_public_halves_match() {
-        use rsa::traits::PublicKeyParts;
         let secrets = secrets();
-        assert_eq!(secrets.app_private_key.size() * 8, 2048);
+        assert_eq!(secrets.app_private_key.bits(), 2048);
         let gateway_private = secrets.gateway_private_key.as_ref().unwrap();
-        assert_eq!(gateway_private.to_public_key(), secrets.gateway_public_key);
+        assert_eq!(gateway_private.public_key(), secrets.gateway_public_key);
         assert!(secrets.app_public_key_pem().unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
         let sealed_input = secrets.gateway_private_key_pem().unwrap().unwrap();
         assert!(sealed_input.starts_with("-----BEGIN PRIVATE KEY-----"));
