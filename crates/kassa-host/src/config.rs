@@ -59,6 +59,12 @@ pub mod env {
     pub const ISSUER_URL: &str = "KASSA_ISSUER_URL";
     /// The zone PIN key shared with the card issuer, 32 hex characters (double-length 3DES).
     pub const ZONE_PIN_KEY: &str = "KASSA_ZONE_PIN_KEY";
+    /// PEM certificate chain for the listeners' TLS (with [`TLS_KEY`]): HTTP becomes HTTPS.
+    pub const TLS_CERT: &str = "KASSA_TLS_CERT";
+    /// PEM private key of [`TLS_CERT`].
+    pub const TLS_KEY: &str = "KASSA_TLS_KEY";
+    /// `true`/`1`: the ISO 8583 listener speaks TLS too (needs [`TLS_CERT`] and [`TLS_KEY`]).
+    pub const ISO_TLS: &str = "KASSA_ISO_TLS";
 }
 
 /// The resolved configuration. Fields are public and read-only by convention: it is built once by
@@ -96,6 +102,13 @@ pub struct Config {
     /// file); `None`: the demo zone PIN key where simulators or demo data are on, else an error
     /// when a card issuer is used.
     pub zone_pin_key: Option<TdesKey>,
+    /// PEM certificate chain (leaf first) of the listeners; set together with
+    /// [`Config::tls_key`], it makes HTTP serve HTTPS only. Read by `crate::tls`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of [`Config::tls_cert`]; both or neither.
+    pub tls_key: Option<PathBuf>,
+    /// The ISO 8583 listener speaks TLS with the same certificate (needs `tls_cert`/`tls_key`).
+    pub iso_tls: bool,
 }
 
 /// One layer of settings; `None` means "not set here, ask the layer below".
@@ -132,6 +145,12 @@ pub struct ConfigLayer {
     /// See [`Config::zone_pin_key`]. Never read from a file.
     #[serde(skip)]
     pub zone_pin_key: Option<TdesKey>,
+    /// See [`Config::tls_cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`Config::tls_key`].
+    pub tls_key: Option<PathBuf>,
+    /// See [`Config::iso_tls`].
+    pub iso_tls: Option<bool>,
 }
 
 /// Why the configuration cannot be loaded. Messages are one line and carry no secret.
@@ -166,6 +185,10 @@ pub enum ConfigError {
     /// The business time zone is not an IANA-style name.
     #[error("business_time_zone {0:?} is not a time zone name like Asia/Shanghai")]
     TimeZone(String),
+    /// The TLS settings do not fit together (a certificate without its key, `iso_tls` without
+    /// either).
+    #[error("{0}")]
+    Tls(&'static str),
 }
 
 impl Config {
@@ -177,6 +200,19 @@ impl Config {
         let business_time_zone = merged.business_time_zone.unwrap_or_else(|| DEFAULT_BUSINESS_TIME_ZONE.to_owned());
         if !is_time_zone_name(&business_time_zone) {
             return Err(ConfigError::TimeZone(business_time_zone));
+        }
+        let iso_tls = merged.iso_tls.unwrap_or(false);
+        match (&merged.tls_cert, &merged.tls_key) {
+            (Some(_), None) => {
+                return Err(ConfigError::Tls("tls_cert is set but tls_key is not: give both or neither"))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Tls("tls_key is set but tls_cert is not: give both or neither"))
+            }
+            (None, None) if iso_tls => {
+                return Err(ConfigError::Tls("iso_tls needs a certificate and key: set tls_cert and tls_key"))
+            }
+            _ => {}
         }
         Ok(Config {
             database_url,
@@ -192,6 +228,9 @@ impl Config {
             simulators: merged.simulators.unwrap_or(false),
             issuer_url: merged.issuer_url,
             zone_pin_key: merged.zone_pin_key,
+            tls_cert: merged.tls_cert,
+            tls_key: merged.tls_key,
+            iso_tls,
             data_dir,
         })
     }
@@ -252,6 +291,9 @@ impl ConfigLayer {
             simulators: over.simulators.or(self.simulators),
             issuer_url: over.issuer_url.or(self.issuer_url),
             zone_pin_key: over.zone_pin_key.or(self.zone_pin_key),
+            tls_cert: over.tls_cert.or(self.tls_cert),
+            tls_key: over.tls_key.or(self.tls_key),
+            iso_tls: over.iso_tls.or(self.iso_tls),
         }
     }
 
@@ -310,6 +352,15 @@ impl ConfigLayer {
                 })
             })
             .transpose()?;
+        let iso_tls = get(env::ISO_TLS)
+            .map(|value| match value.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => {
+                    Err(ConfigError::Env { name: env::ISO_TLS, reason: format!("{value:?} is neither true nor false") })
+                }
+            })
+            .transpose()?;
         Ok(ConfigLayer {
             data_dir: get(env::DATA_DIR).map(PathBuf::from),
             database_url,
@@ -320,6 +371,9 @@ impl ConfigLayer {
             master_key,
             issuer_url: get(env::ISSUER_URL).map(|url| url.trim().to_owned()),
             zone_pin_key,
+            tls_cert: get(env::TLS_CERT).map(PathBuf::from),
+            tls_key: get(env::TLS_KEY).map(PathBuf::from),
+            iso_tls,
             ..ConfigLayer::default()
         })
     }
@@ -561,6 +615,35 @@ mod tests {
         assert!(!config.demo);
         assert!(config.issuer_url.is_none());
         assert!(config.zone_pin_key.is_none());
+        assert!(config.tls_cert.is_none() && config.tls_key.is_none() && !config.iso_tls);
+    }
+
+    #[test]
+    fn tls_settings_come_from_every_layer_and_must_fit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kassa.toml");
+        std::fs::write(&file, "tls_cert = \"/file/cert.pem\"\ntls_key = \"/file/key.pem\"\niso_tls = true\n").unwrap();
+        let config = Config::load(Some(&file), env_of(&[]), ConfigLayer::default()).unwrap();
+        assert_eq!(config.tls_cert, Some(PathBuf::from("/file/cert.pem")));
+        assert_eq!(config.tls_key, Some(PathBuf::from("/file/key.pem")));
+        assert!(config.iso_tls);
+
+        let env = env_of(&[("KASSA_TLS_CERT", "/env/c.pem"), ("KASSA_TLS_KEY", "/env/k.pem"), ("KASSA_ISO_TLS", "0")]);
+        let config = Config::load(Some(&file), env, ConfigLayer::default()).unwrap();
+        assert_eq!(config.tls_cert, Some(PathBuf::from("/env/c.pem")), "environment beats file");
+        assert!(!config.iso_tls);
+        let flags = ConfigLayer { tls_key: Some(PathBuf::from("/flag/k.pem")), ..ConfigLayer::default() };
+        let config = Config::load(Some(&file), env_of(&[]), flags).unwrap();
+        assert_eq!(config.tls_key, Some(PathBuf::from("/flag/k.pem")), "flag beats file");
+
+        let half = ConfigLayer { tls_cert: Some(PathBuf::from("c.pem")), ..ConfigLayer::default() };
+        assert!(Config::resolve([half]).unwrap_err().to_string().contains("tls_key is not"));
+        let half = ConfigLayer { tls_key: Some(PathBuf::from("k.pem")), ..ConfigLayer::default() };
+        assert!(Config::resolve([half]).unwrap_err().to_string().contains("tls_cert is not"));
+        let iso_alone = ConfigLayer { iso_tls: Some(true), ..ConfigLayer::default() };
+        assert!(Config::resolve([iso_alone]).unwrap_err().to_string().starts_with("iso_tls needs"));
+        let error = Config::load(None, env_of(&[("KASSA_ISO_TLS", "maybe")]), ConfigLayer::default()).unwrap_err();
+        assert!(error.to_string().starts_with("environment variable KASSA_ISO_TLS"), "{error}");
     }
 
     #[test]

@@ -12,8 +12,10 @@ pub mod config;
 pub mod metrics;
 pub mod readiness;
 pub mod shutdown;
+pub mod tls;
 
 pub use app::{serve_until_stopped, App, AppDeps, BindError, Listeners, ServeError};
 pub use config::{Config, ConfigError, ConfigLayer, DatabaseKind, DatabaseUrl, LogFormat};
 pub use kassa_crypto::MasterKey;
 pub use readiness::{BoxFuture, Readiness};
+pub use tls::{load_server_config, TlsAcceptor, TlsError};

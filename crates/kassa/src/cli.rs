@@ -75,6 +75,15 @@ pub struct ListenArgs {
     /// Card issuer over the issuer link, e.g. http://127.0.0.1:8081 (`kassa sim`) [default: in-process simulator].
     #[arg(long, value_name = "URL")]
     pub issuer_url: Option<String>,
+    /// PEM certificate chain: HTTP is served as HTTPS only (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve ISO 8583 over TLS too, with the same certificate.
+    #[arg(long)]
+    pub iso_tls: bool,
 }
 
 /// `kassa sim`.
@@ -170,7 +179,17 @@ impl StoreArgs {
 impl ListenArgs {
     /// Adds the listen flags to `layer`.
     pub fn add_to(&self, layer: ConfigLayer) -> ConfigLayer {
-        ConfigLayer { http: self.http, iso: self.iso, sim: self.sim, issuer_url: self.issuer_url.clone(), ..layer }
+        ConfigLayer {
+            http: self.http,
+            iso: self.iso,
+            sim: self.sim,
+            issuer_url: self.issuer_url.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            // Absent means "ask the lower layers", so the TOML file or the environment can set it.
+            iso_tls: self.iso_tls.then_some(true),
+            ..layer
+        }
     }
 }
 
@@ -204,6 +223,11 @@ mod tests {
             "--no-demo",
             "--log-format",
             "json",
+            "--tls-cert",
+            "/etc/kassa/cert.pem",
+            "--tls-key",
+            "/etc/kassa/key.pem",
+            "--iso-tls",
         ])
         .unwrap();
         assert_eq!(cli.log_format, Some(LogFormat::Json));
@@ -213,12 +237,25 @@ mod tests {
         assert_eq!(layer.http, Some("127.0.0.1:1".parse().unwrap()));
         assert_eq!(layer.sim, Some("127.0.0.1:3".parse().unwrap()));
         assert_eq!(layer.issuer_url.as_deref(), Some("http://127.0.0.1:4"));
+        assert_eq!(layer.tls_cert, Some(PathBuf::from("/etc/kassa/cert.pem")));
+        assert_eq!(layer.tls_key, Some(PathBuf::from("/etc/kassa/key.pem")));
+        assert_eq!(layer.iso_tls, Some(true));
         let Command::Sim(sim) = Cli::try_parse_from(["kassa", "sim", "--sim", "127.0.0.1:5"]).unwrap().command else {
             panic!("not sim")
         };
         assert_eq!(sim.sim, Some("127.0.0.1:5".parse().unwrap()));
         assert_eq!(layer.data_dir, Some(PathBuf::from("/tmp/d")));
         assert_eq!(layer.database_url.unwrap().to_string(), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn tls_flags_come_in_pairs_on_serve_too() {
+        assert!(Cli::try_parse_from(["kassa", "serve", "--tls-cert", "c.pem"]).is_err(), "--tls-key is required");
+        let cli = Cli::try_parse_from(["kassa", "serve", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        let Command::Serve(serve) = cli.command else { panic!("not serve") };
+        let layer = serve.listen.add_to(ConfigLayer::default());
+        assert_eq!(layer.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(layer.iso_tls, None, "no --iso-tls leaves it to the file and environment");
     }
 
     #[test]
