@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::error::AuthError;
 use crate::permissions::{authorize, Denied, Permission, Role};
+use crate::refusals::Refusal;
 use crate::reset::BackOfficeActor;
 use crate::service::{
     committed, random_hex, user_subject, Account, Auth, Origin, SecretKind, SessionToken, CREDENTIAL_RETRIES_MAX,
@@ -139,24 +140,40 @@ impl Auth {
 
     /// Back-office login: checks the account, its lockout and the password; counts failures and
     /// locks after the policy's N in a row (audited, with when it unlocks); opens a session.
+    ///
+    /// A name that does not exist gets exactly what a wrong password gets — the same error, no
+    /// `attempts_left` for either (a count only real accounts had would name them), the same
+    /// work (a verification against the dummy hash and a commit) — and is counted, not logged
+    /// row by row ([`crate::refusals`]); the name itself is not kept (it may be a password typed
+    /// into the wrong field).
     pub async fn login_user(&self, username: &str, password: &str, source: &str) -> Result<BackOfficeLogin, AuthError> {
-        if !valid_username(username) {
-            return Err(AuthError::WrongUserCredentials { attempts_left: None });
-        }
         let subject = user_subject(username);
         let origin = Origin { actor: subject.clone(), source: source.to_owned() };
         let policy = self.back_office_policy().await?;
+        let permit = self.hashing().await?;
+        let unknown = async || -> Result<BackOfficeLogin, AuthError> {
+            self.unknown_account(&permit, SecretKind::Password, password).await?;
+            self.refuse(Refusal {
+                action: "login_failed",
+                reason: "unknown user",
+                actor: "*".into(),
+                target: "backoffice".into(),
+                source: source.to_owned(),
+            });
+            Err(AuthError::WrongUserCredentials { attempts_left: None })
+        };
+        if !valid_username(username) {
+            return unknown().await;
+        }
         for _ in 0..CREDENTIAL_RETRIES_MAX {
             let Some(user) = self.store.directory.backoffice_user(username).await? else {
-                let audit = self.audit(&origin, "login_failed", &subject, "unknown user", json!({}));
-                self.store.commit(WriteUnit::ops(vec![audit])).await?;
-                return Err(AuthError::WrongUserCredentials { attempts_left: None });
+                return unknown().await;
             };
             let credential = &user.credential;
             self.admit(credential, &origin, &subject, AuthError::UserDisabled).await?;
             let now = self.clock.now_ms();
             let account = Account::User { username };
-            if !self.verify_secret(SecretKind::Password, &credential.password_hash, password).await? {
+            if !self.verify_secret(&permit, SecretKind::Password, &credential.password_hash, password).await? {
                 match self.record_failure(&account, credential, &policy, &origin, "login_failed").await? {
                     Some(error) => return Err(error),
                     None => continue,
@@ -278,6 +295,7 @@ impl Auth {
         let subject = session.subject();
         let account = Account::User { username: &session.username };
         let policy = self.back_office_policy().await?;
+        let permit = self.hashing().await?;
         for _ in 0..CREDENTIAL_RETRIES_MAX {
             let user = self.user(&session.username).await?;
             let credential = &user.credential;
@@ -285,7 +303,7 @@ impl Auth {
             if let Some(until_ms) = credential.locked_until_ms.filter(|until| now < *until) {
                 return Err(AuthError::Locked { until_ms });
             }
-            if !self.verify_secret(SecretKind::Password, &credential.password_hash, old).await? {
+            if !self.verify_secret(&permit, SecretKind::Password, &credential.password_hash, old).await? {
                 match self.record_failure(&account, credential, &policy, &origin, "password_change_failed").await? {
                     Some(error) => return Err(error),
                     None => continue,
@@ -293,6 +311,7 @@ impl Auth {
             }
             if let Err(error) = self
                 .check_new_secret(
+                    &permit,
                     SecretKind::Password,
                     &policy,
                     new,
@@ -305,7 +324,7 @@ impl Auth {
                 self.store.commit(WriteUnit::ops(vec![audit])).await?;
                 return Err(error);
             }
-            let changed = self.new_credential(SecretKind::Password, credential, new, &policy, false).await?;
+            let changed = self.new_credential(&permit, SecretKind::Password, credential, new, &policy, false).await?;
             let ops = vec![
                 store_auth::end_sessions_of(&subject, Some(&session.token_digest), now, "password_changed"),
                 self.audit(
@@ -333,8 +352,17 @@ impl Auth {
         source: &str,
     ) -> Result<(), AuthError> {
         session.require(Permission::ManageUsers)?;
+        // Only institution admins may learn whether a name exists; a merchant owner asking for
+        // a name that is not its staff is refused the same way whether it exists or not.
+        let not_yours = || -> AuthError {
+            if session.role == Role::InstitutionAdmin {
+                AuthError::NotFound("user")
+            } else {
+                Denied { role: session.role, permission: Permission::ManageUsers }.into()
+            }
+        };
         if !valid_username(username) {
-            return Err(AuthError::NotFound("user"));
+            return Err(not_yours());
         }
         if username == session.username {
             return Err(AuthError::Invalid("you cannot unlock yourself; ask someone allowed to".into()));
@@ -342,7 +370,7 @@ impl Auth {
         let origin = session.origin(source);
         let account = Account::User { username };
         for _ in 0..CREDENTIAL_RETRIES_MAX {
-            let user = self.user(username).await?;
+            let user = self.store.directory.backoffice_user(username).await?.ok_or_else(not_yours)?;
             let own_staff = user.role == Role::MerchantStaff.as_str()
                 && user.merchant_id.is_some()
                 && user.merchant_id == session.merchant_id;

@@ -78,6 +78,13 @@ pub enum AuthError {
     /// Too many requests of this kind in the current window.
     #[error("too many requests; try again later")]
     RateLimited,
+    /// Every password-hashing worker is taken and enough callers wait already: try again
+    /// shortly (answered `503` with `Retry-After`).
+    #[error("the service is busy; try again in a moment")]
+    Busy {
+        /// When to try again, seconds.
+        retry_after_s: u64,
+    },
     /// A notification could not be delivered.
     #[error("the notification could not be sent")]
     Notify(String),
@@ -92,6 +99,9 @@ pub enum AuthError {
     Hash(#[from] HashError),
 }
 
+/// What a rate-limited caller is told to wait, seconds.
+pub const RATE_LIMIT_RETRY_AFTER_S: u64 = 60;
+
 /// How an HTTP surface (TMS, back office) answers an [`AuthError`]: the status number and the
 /// JSON body `{"ok": false, "error": message, …facts a client acts on}`. One mapping for every
 /// surface, so they cannot drift apart; the crate stays free of HTTP types.
@@ -101,6 +111,8 @@ pub struct ErrorAnswer {
     pub status: u16,
     /// The JSON body.
     pub body: serde_json::Value,
+    /// `Retry-After`, seconds, for a refusal that passes.
+    pub retry_after_s: Option<u64>,
 }
 
 impl AuthError {
@@ -120,6 +132,7 @@ impl AuthError {
             AuthError::Invalid(_) => 400,
             AuthError::Refused(_) | AuthError::Conflict | AuthError::Blocked(_) => 409,
             AuthError::RateLimited => 429,
+            AuthError::Busy { .. } => 503,
             AuthError::Notify(_) => 502,
             AuthError::Store(_) | AuthError::Hash(_) => 500,
         };
@@ -146,7 +159,12 @@ impl AuthError {
             }
             _ => {}
         }
-        ErrorAnswer { status, body }
+        let retry_after_s = match self {
+            AuthError::Busy { retry_after_s } => Some(*retry_after_s),
+            AuthError::RateLimited => Some(RATE_LIMIT_RETRY_AFTER_S),
+            _ => None,
+        };
+        ErrorAnswer { status, body, retry_after_s }
     }
 }
 
@@ -173,6 +191,9 @@ mod tests {
         assert_eq!((locked.status, &locked.body["locked_until_ms"]), (423, &serde_json::json!(5)));
         let internal = AuthError::Store(StoreError::Database("disk I/O error at /secret/path".into())).answer("test");
         assert_eq!((internal.status, internal.body["error"].as_str()), (500, Some("internal error")));
+        let busy = AuthError::Busy { retry_after_s: 1 }.answer("test");
+        assert_eq!((busy.status, busy.retry_after_s), (503, Some(1)));
+        assert_eq!(wrong.retry_after_s, None);
         let notify = AuthError::Notify("smtp.internal:25 refused".into()).answer("test");
         assert_eq!(notify.status, 502);
         assert!(!notify.body.to_string().contains("smtp.internal"), "{}", notify.body);

@@ -7,6 +7,10 @@
 //! brute-forced over the 10^4–10^8 possible codes. Verification is constant-time inside
 //! Argon2's own comparison.
 //!
+//! - [`hashing`]: THE bounded Argon2id pool ([`HashPool`]); every hash and verification of a
+//!   serving process runs there, and a caller it cannot take is refused ([`AuthError::Busy`]).
+//! - [`refusals`]: refusals of requests that prove no identity, audited as counted rows per
+//!   window ([`RefusalLog`]).
 //! - [`permissions`]: the role × permission table and THE check, [`authorize`].
 //! - [`Auth`] ([`service`]): operator login with lockout, sessions, password change with policy
 //!   and history (other sessions end), supervisor operations, the default-password risk list.
@@ -23,9 +27,11 @@
 pub mod backoffice;
 pub mod clock;
 pub mod error;
+pub mod hashing;
 pub mod notify;
 pub mod permissions;
 pub mod refund;
+pub mod refusals;
 pub mod reset;
 pub mod secrets;
 pub mod service;
@@ -34,8 +40,10 @@ pub mod terminal;
 pub use backoffice::{BackOfficeLogin, BackOfficeSession, BACK_OFFICE_SESSION_LIFETIME_MS};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AuthError, ErrorAnswer};
+pub use hashing::{HashPermit, HashPool};
 pub use permissions::{authorize, Denied, Permission, Role};
 pub use refund::{consume_refund_approval, ApprovalKind, IssuedApproval, RefundApproval};
+pub use refusals::{Refusal, RefusalLog};
 pub use reset::{BackOfficeActor, ResetTarget, ResetTicket};
 pub use secrets::{hash_digit_code, hash_password, verify_digit_code, verify_password, HashError};
-pub use service::{Auth, LoginOutcome, OperatorSession, Origin, SessionToken};
+pub use service::{Auth, AuthShared, LoginOutcome, OperatorSession, Origin, SessionToken};

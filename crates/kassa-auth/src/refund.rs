@@ -18,6 +18,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::error::AuthError;
+use crate::hashing::HashPermit;
 use crate::permissions::Permission;
 use crate::service::{committed, random_hex, sha256_hex, Auth, OperatorSession, Origin, CREDENTIAL_RETRIES_MAX};
 
@@ -113,11 +114,14 @@ impl Auth {
             MerchantSecretKind::PaycodePassword => Permission::Sale,
         })?;
         let policy = self.terminal_policy(&session.merchant_id).await?;
-        self.check_merchant_secret(session, kind, code, &policy, source).await.map(|_| ())
+        let permit = self.hashing().await?;
+        self.check_merchant_secret(&permit, session, kind, code, &policy, source).await.map(|_| ())
     }
 
+    /// Taken with the permit held (before the failure count is read), like the logins.
     async fn check_merchant_secret(
         &self,
+        permit: &HashPermit,
         session: &OperatorSession,
         kind: MerchantSecretKind,
         code: &str,
@@ -136,7 +140,7 @@ impl Auth {
         }
         let record =
             self.store.directory.merchant_secret(&session.merchant_id, kind).await?.ok_or(AuthError::NotFound(what))?;
-        if self.verify_code(&record.secret_hash, code).await? {
+        if self.verify_code(permit, &record.secret_hash, code).await? {
             self.store.commit(WriteUnit::ops(vec![store_auth::clear_rate_limit(&bucket)])).await?;
             return Ok(record);
         }
@@ -169,15 +173,17 @@ impl Auth {
         let policy = self.terminal_policy(&session.merchant_id).await?;
         let origin = Origin { actor: session.subject(), source: source.to_owned() };
         let target = format!("merchant:{}/{}", session.merchant_id, secret_action(kind));
+        let permit = self.hashing().await?;
         for _ in 0..CREDENTIAL_RETRIES_MAX {
-            let current = self.check_merchant_secret(session, kind, old, &policy, source).await?;
-            if let Err(error) = self.check_new_code(&policy, new, &current.secret_hash, &current.history).await {
+            let current = self.check_merchant_secret(&permit, session, kind, old, &policy, source).await?;
+            if let Err(error) = self.check_new_code(&permit, &policy, new, &current.secret_hash, &current.history).await
+            {
                 let action = format!("{}_change_refused", secret_action(kind));
                 let audit = self.audit(&origin, &action, &target, &error.to_string(), json!({}));
                 self.store.commit(WriteUnit::ops(vec![audit])).await?;
                 return Err(error);
             }
-            let record = self.replaced_secret(&current, new, &policy, false).await?;
+            let record = self.replaced_secret(&permit, &current, new, &policy, false).await?;
             let guard = store_auth::replace_merchant_secret(&record, &current.secret_hash)?;
             let audit = self.audit(&origin, &format!("{}_changed", secret_action(kind)), &target, "", json!({}));
             if committed(self.store.commit(WriteUnit::guarded(guard, vec![audit])).await?) {
@@ -189,6 +195,7 @@ impl Auth {
 
     pub(crate) async fn replaced_secret(
         &self,
+        permit: &HashPermit,
         current: &MerchantSecretRecord,
         new: &str,
         policy: &PasswordPolicy,
@@ -200,7 +207,7 @@ impl Auth {
         Ok(MerchantSecretRecord {
             merchant_id: current.merchant_id.clone(),
             kind: current.kind,
-            secret_hash: self.hash_code(new).await?,
+            secret_hash: self.hash_code(permit, new).await?,
             is_default,
             history,
             changed_at_ms: self.clock.now_ms(),
@@ -241,8 +248,17 @@ impl Auth {
             }));
         }
         let policy = self.terminal_policy(&session.merchant_id).await?;
-        self.check_merchant_secret(session, MerchantSecretKind::RefundPassword, refund_password, &policy, source)
-            .await?;
+        let permit = self.hashing().await?;
+        self.check_merchant_secret(
+            &permit,
+            session,
+            MerchantSecretKind::RefundPassword,
+            refund_password,
+            &policy,
+            source,
+        )
+        .await?;
+        drop(permit);
         let approval = RefundApproval(random_hex(REFUND_APPROVAL_BYTES));
         let now = self.clock.now_ms();
         let binding = RefundApprovalBinding {

@@ -16,7 +16,8 @@ use zeroize::Zeroizing;
 use crate::error::AuthError;
 use crate::notify::{Notification, Notifier};
 use crate::permissions::{authorize, Denied, Permission, Role};
-use crate::service::{operator_subject, random_hex, Auth, Origin};
+use crate::refusals::Refusal;
+use crate::service::{operator_subject, random_hex, Auth, Origin, SecretKind};
 
 /// How long a reset code is valid.
 pub const RESET_CODE_TTL_MS: i64 = 10 * 60 * 1000;
@@ -157,7 +158,7 @@ impl Auth {
             code_id: random_hex(8).to_string(),
             purpose: target.purpose().into(),
             subject: subject(merchant_id),
-            code_hash: self.hash_code(&code).await?,
+            code_hash: self.hash_code(&self.hashing().await?, &code).await?,
             created_at_ms: now,
             expires_at_ms: now + RESET_CODE_TTL_MS,
             attempts: 0,
@@ -213,20 +214,28 @@ impl Auth {
         actor.require_institution()?;
         let origin = actor.origin(source);
         let now = self.clock.now_ms();
-        let record = self
-            .store
-            .auth()
-            .one_time_code(code_id)
-            .await?
-            .filter(|r| {
-                r.purpose == target.purpose()
-                    && r.subject == subject(merchant_id)
-                    && r.consumed_at_ms.is_none()
-                    && now < r.expires_at_ms
-                    && r.attempts < RESET_CODE_ATTEMPTS_MAX
-            })
-            .ok_or(AuthError::Refused("one-time code"))?;
-        if !self.verify_code(&record.code_hash, code).await? {
+        let permit = self.hashing().await?;
+        let record = self.store.auth().one_time_code(code_id).await?.filter(|r| {
+            r.purpose == target.purpose()
+                && r.subject == subject(merchant_id)
+                && r.consumed_at_ms.is_none()
+                && now < r.expires_at_ms
+                && r.attempts < RESET_CODE_ATTEMPTS_MAX
+        });
+        let Some(record) = record else {
+            // As slow as a wrong code, so the answer's timing does not tell whether a code id
+            // exists; counted, not one row each.
+            self.unknown_account(&permit, SecretKind::DigitCode, code).await?;
+            self.refuse(Refusal {
+                action: "reset_code_refused",
+                reason: "unknown, used or expired code",
+                actor: origin.actor.clone(),
+                target: subject(merchant_id),
+                source: origin.source.clone(),
+            });
+            return Err(AuthError::Refused("one-time code"));
+        };
+        if !self.verify_code(&permit, &record.code_hash, code).await? {
             let ops = vec![
                 store_auth::count_one_time_code_attempt(code_id),
                 self.audit(
@@ -251,7 +260,7 @@ impl Auth {
                 let mut history = vec![credential.password_hash.clone()];
                 history.extend(credential.password_history.iter().cloned());
                 history.truncate(usize::from(policy.history_count));
-                credential.password_hash = self.hash_code(new_secret).await?;
+                credential.password_hash = self.hash_code(&permit, new_secret).await?;
                 credential.password_history = history;
                 credential.must_change_password = true;
                 credential.failures = 0;
@@ -273,7 +282,7 @@ impl Auth {
                     .merchant_secret(merchant_id, MerchantSecretKind::RefundPassword)
                     .await?
                     .ok_or(AuthError::NotFound("refund password"))?;
-                let replaced = self.replaced_secret(&current, new_secret, &policy, true).await?;
+                let replaced = self.replaced_secret(&permit, &current, new_secret, &policy, true).await?;
                 (vec![WriteOp::PutMerchantSecret(replaced)], format!("merchant:{merchant_id}/refund_password"))
             }
         };

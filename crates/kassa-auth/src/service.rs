@@ -23,8 +23,10 @@ use zeroize::Zeroizing;
 
 use crate::clock::Clock;
 use crate::error::AuthError;
+pub(crate) use crate::hashing::SecretKind;
+use crate::hashing::{HashPermit, HashPool};
 use crate::permissions::{authorize, Permission, Role};
-use crate::secrets::{hash_digit_code, hash_password, verify_digit_code, verify_password};
+use crate::refusals::{Refusal, RefusalLog};
 
 /// Random bytes in a session token.
 pub const SESSION_TOKEN_BYTES: usize = 32;
@@ -120,16 +122,6 @@ pub(crate) fn user_subject(username: &str) -> String {
     format!("user:{username}")
 }
 
-/// How a secret is hashed: short digit codes are peppered first, back-office passwords are not
-/// (they are long enough that Argon2id alone makes guessing from the database impractical).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SecretKind {
-    /// Operator passwords, refund and payment-code passwords, one-time codes.
-    DigitCode,
-    /// Back-office passwords.
-    Password,
-}
-
 /// A password-protected account: the one lockout, history and compare-and-set mechanism
 /// serves both kinds.
 #[derive(Debug, Clone, Copy)]
@@ -166,12 +158,38 @@ impl Account<'_> {
         }
     }
 
-    /// The error of a wrong login password.
+    /// The error of a wrong login password. Back-office users get no `attempts_left`: names that
+    /// do not exist cannot have one, so it would tell the two apart. Operators sign in at a
+    /// terminal that proved its identity, among their merchant's own operator codes (00–99, not
+    /// a secret), and the terminal shows what is left.
     fn wrong_login(&self, attempts_left: Option<u32>) -> AuthError {
         match self {
             Account::Operator { .. } => AuthError::WrongCredentials { attempts_left },
-            Account::User { .. } => AuthError::WrongUserCredentials { attempts_left },
+            Account::User { .. } => AuthError::WrongUserCredentials { attempts_left: None },
         }
+    }
+}
+
+/// What every authentication surface of one process shares: THE Argon2id pool (so memory and
+/// CPU spent on hashing are bounded for the whole process) and THE refusal counter (so one
+/// flush at shutdown writes every count). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuthShared {
+    /// The bounded Argon2id pool.
+    pub hashing: HashPool,
+    /// Refusals counted per window.
+    pub refusals: RefusalLog,
+}
+
+impl AuthShared {
+    /// A pool sized for this machine and a refusal counter writing to `store`'s audit log.
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> AuthShared {
+        AuthShared { hashing: HashPool::for_this_machine(), refusals: RefusalLog::new(store, clock) }
+    }
+
+    /// Writes the refusal counts held now (call it once the listeners have stopped).
+    pub async fn flush(&self) -> Result<usize, StoreError> {
+        self.refusals.flush().await
     }
 }
 
@@ -181,6 +199,7 @@ pub struct Auth {
     pub(crate) store: Store,
     pub(crate) pepper: Pepper,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) shared: AuthShared,
 }
 
 impl fmt::Debug for Auth {
@@ -199,9 +218,20 @@ pub struct Origin {
 }
 
 impl Auth {
-    /// Services over `store`, peppering digit codes with `pepper`.
-    pub fn new(store: Store, pepper: Pepper, clock: Arc<dyn Clock>) -> Auth {
-        Auth { store, pepper, clock }
+    /// Services over `store`, peppering digit codes with `pepper`, hashing in `shared`'s pool
+    /// and counting refusals in its log (which must write to the same store).
+    pub fn new(store: Store, pepper: Pepper, clock: Arc<dyn Clock>, shared: AuthShared) -> Auth {
+        Auth { store, pepper, clock, shared }
+    }
+
+    /// The pool and refusal counter.
+    pub fn shared(&self) -> &AuthShared {
+        &self.shared
+    }
+
+    /// Counts a refusal of a request that proves no identity ([`crate::refusals`]).
+    pub fn refuse(&self, refusal: Refusal) {
+        self.shared.refusals.record(refusal);
     }
 
     /// The store.
@@ -242,15 +272,22 @@ impl Auth {
         subject: &str,
         disabled: AuthError,
     ) -> Result<(), AuthError> {
+        // Counted rather than one row each: anyone can repeat these as often as they like, and
+        // the lockout or the disabling itself has its own row.
+        let refusal = |reason| Refusal {
+            action: "login_refused",
+            reason,
+            actor: subject.to_owned(),
+            target: subject.to_owned(),
+            source: origin.source.clone(),
+        };
         if !credential.enabled {
-            let audit = self.audit(origin, "login_refused", subject, "disabled", json!({}));
-            self.store.commit(WriteUnit::ops(vec![audit])).await?;
+            self.refuse(refusal("disabled"));
             return Err(disabled);
         }
         let now = self.clock.now_ms();
         if let Some(until_ms) = credential.locked_until_ms.filter(|until| now < *until) {
-            let audit = self.audit(origin, "login_refused", subject, "locked", json!({"until_ms": until_ms}));
-            self.store.commit(WriteUnit::ops(vec![audit])).await?;
+            self.refuse(refusal("locked"));
             return Err(AuthError::Locked { until_ms });
         }
         Ok(())
@@ -262,40 +299,57 @@ impl Auth {
         Ok(stored.and_then(|value| serde_json::from_value(value).ok()).unwrap_or_else(PasswordPolicy::terminal_default))
     }
 
-    /// Argon2id work off the async workers.
-    pub(crate) async fn verify_secret(&self, kind: SecretKind, stored: &str, secret: &str) -> Result<bool, AuthError> {
-        let (pepper, stored, secret) = (self.pepper.clone(), stored.to_owned(), Zeroizing::new(secret.to_owned()));
-        tokio::task::spawn_blocking(move || match kind {
-            SecretKind::DigitCode => verify_digit_code(&pepper, &stored, &secret),
-            SecretKind::Password => verify_password(&stored, &secret),
-        })
-        .await
-        .map_err(|_| AuthError::Conflict)?
-        .map_err(AuthError::from)
+    /// A worker of the process's Argon2id pool for one act, or [`AuthError::Busy`]. Taken
+    /// BEFORE the account is read and held until the act is recorded, so that a burst against
+    /// one account cannot all pass its lockout check before a failure is counted.
+    pub(crate) async fn hashing(&self) -> Result<HashPermit, AuthError> {
+        self.shared.hashing.permit().await
     }
 
-    pub(crate) async fn hash_secret(&self, kind: SecretKind, secret: &str) -> Result<String, AuthError> {
-        let (pepper, secret) = (self.pepper.clone(), Zeroizing::new(secret.to_owned()));
-        tokio::task::spawn_blocking(move || match kind {
-            SecretKind::DigitCode => hash_digit_code(&pepper, &secret),
-            SecretKind::Password => hash_password(&secret),
-        })
-        .await
-        .map_err(|_| AuthError::Conflict)?
-        .map_err(AuthError::from)
+    /// Checks a secret against its stored hash, on the pool. Every verification goes here.
+    pub(crate) async fn verify_secret(
+        &self,
+        permit: &HashPermit,
+        kind: SecretKind,
+        stored: &str,
+        secret: &str,
+    ) -> Result<bool, AuthError> {
+        permit.verify(kind, &self.pepper, stored, secret).await
     }
 
-    pub(crate) async fn verify_code(&self, stored: &str, code: &str) -> Result<bool, AuthError> {
-        self.verify_secret(SecretKind::DigitCode, stored, code).await
+    /// The same work as [`verify_secret`](Self::verify_secret) for an account that does not
+    /// exist (against the pool's dummy hash), so that its answer comes no sooner.
+    pub(crate) async fn verify_unknown(
+        &self,
+        permit: &HashPermit,
+        kind: SecretKind,
+        secret: &str,
+    ) -> Result<(), AuthError> {
+        permit.verify_unknown(kind, &self.pepper, secret).await
     }
 
-    pub(crate) async fn hash_code(&self, code: &str) -> Result<String, AuthError> {
-        self.hash_secret(SecretKind::DigitCode, code).await
+    /// Hashes a secret for storage, on the pool. Every hash goes here.
+    pub(crate) async fn hash_secret(
+        &self,
+        permit: &HashPermit,
+        kind: SecretKind,
+        secret: &str,
+    ) -> Result<String, AuthError> {
+        permit.hash(kind, &self.pepper, secret).await
+    }
+
+    pub(crate) async fn verify_code(&self, permit: &HashPermit, stored: &str, code: &str) -> Result<bool, AuthError> {
+        self.verify_secret(permit, SecretKind::DigitCode, stored, code).await
+    }
+
+    pub(crate) async fn hash_code(&self, permit: &HashPermit, code: &str) -> Result<String, AuthError> {
+        self.hash_secret(permit, SecretKind::DigitCode, code).await
     }
 
     /// Checks `candidate` against the policy, the current hash and the last N hashes.
     pub(crate) async fn check_new_secret(
         &self,
+        permit: &HashPermit,
         kind: SecretKind,
         policy: &PasswordPolicy,
         candidate: &str,
@@ -303,11 +357,11 @@ impl Auth {
         history: &[String],
     ) -> Result<(), AuthError> {
         policy.check(candidate).map_err(AuthError::Policy)?;
-        if self.verify_secret(kind, current_hash, candidate).await? {
+        if self.verify_secret(permit, kind, current_hash, candidate).await? {
             return Err(AuthError::Policy(vec![PolicyViolation::SameAsCurrent]));
         }
         for old in history.iter().take(usize::from(policy.history_count)) {
-            if self.verify_secret(kind, old, candidate).await? {
+            if self.verify_secret(permit, kind, old, candidate).await? {
                 return Err(AuthError::Policy(vec![PolicyViolation::Reused { history_count: policy.history_count }]));
             }
         }
@@ -316,12 +370,13 @@ impl Auth {
 
     pub(crate) async fn check_new_code(
         &self,
+        permit: &HashPermit,
         policy: &PasswordPolicy,
         candidate: &str,
         current_hash: &str,
         history: &[String],
     ) -> Result<(), AuthError> {
-        self.check_new_secret(SecretKind::DigitCode, policy, candidate, current_hash, history).await
+        self.check_new_secret(permit, SecretKind::DigitCode, policy, candidate, current_hash, history).await
     }
 
     async fn operator(&self, merchant_id: &str, operator_code: &str) -> Result<OperatorRecord, AuthError> {
@@ -341,16 +396,23 @@ impl Auth {
         let subject = operator_subject(merchant_id, operator_code);
         let origin = Origin { actor: subject.clone(), source: source.to_owned() };
         let policy = self.terminal_policy(merchant_id).await?;
+        let permit = self.hashing().await?;
         for _ in 0..CREDENTIAL_RETRIES_MAX {
             let Some(operator) = self.store.directory.operator(merchant_id, operator_code).await? else {
-                let audit = self.audit(&origin, "login_failed", &subject, "unknown operator", json!({}));
-                self.store.commit(WriteUnit::ops(vec![audit])).await?;
+                self.unknown_account(&permit, SecretKind::DigitCode, password).await?;
+                self.refuse(Refusal {
+                    action: "login_failed",
+                    reason: "unknown operator",
+                    actor: subject.clone(),
+                    target: subject.clone(),
+                    source: origin.source.clone(),
+                });
                 return Err(AuthError::WrongCredentials { attempts_left: None });
             };
             let credential = &operator.credential;
             self.admit(credential, &origin, &subject, AuthError::Disabled).await?;
             let now = self.clock.now_ms();
-            if self.verify_code(&credential.password_hash, password).await? {
+            if self.verify_code(&permit, &credential.password_hash, password).await? {
                 let token = SessionToken(random_hex(SESSION_TOKEN_BYTES));
                 let digest = token.digest();
                 let record = SessionRecord {
@@ -396,6 +458,20 @@ impl Auth {
             }
         }
         Err(AuthError::Conflict)
+    }
+
+    /// What a login for an account that does not exist costs: the verification of a wrong
+    /// password (against the dummy hash) and the commit that records a failure (an empty unit),
+    /// so that neither the answer nor its timing tells an unknown name from a wrong password.
+    pub(crate) async fn unknown_account(
+        &self,
+        permit: &HashPermit,
+        kind: SecretKind,
+        secret: &str,
+    ) -> Result<(), AuthError> {
+        self.verify_unknown(permit, kind, secret).await?;
+        self.store.commit(WriteUnit::ops(Vec::new())).await?;
+        Ok(())
     }
 
     /// Counts a failed password attempt (login, or the old password of a change) of any
@@ -509,6 +585,7 @@ impl Auth {
     ) -> Result<(), AuthError> {
         let origin = Origin { actor: session.subject(), source: source.to_owned() };
         let policy = self.terminal_policy(&session.merchant_id).await?;
+        let permit = self.hashing().await?;
         for _ in 0..CREDENTIAL_RETRIES_MAX {
             let operator = self.operator(&session.merchant_id, &session.operator_code).await?;
             let credential = &operator.credential;
@@ -518,21 +595,22 @@ impl Auth {
             }
             let account =
                 Account::Operator { merchant_id: &session.merchant_id, operator_code: &session.operator_code };
-            if !self.verify_code(&credential.password_hash, old).await? {
+            if !self.verify_code(&permit, &credential.password_hash, old).await? {
                 match self.record_failure(&account, credential, &policy, &origin, "password_change_failed").await? {
                     Some(error) => return Err(error),
                     None => continue,
                 }
             }
-            if let Err(error) =
-                self.check_new_code(&policy, new, &credential.password_hash, &credential.password_history).await
+            if let Err(error) = self
+                .check_new_code(&permit, &policy, new, &credential.password_hash, &credential.password_history)
+                .await
             {
                 let reason = error.to_string();
                 let audit = self.audit(&origin, "password_change_refused", &session.subject(), &reason, json!({}));
                 self.store.commit(WriteUnit::ops(vec![audit])).await?;
                 return Err(error);
             }
-            let changed = self.new_credential(SecretKind::DigitCode, credential, new, &policy, false).await?;
+            let changed = self.new_credential(&permit, SecretKind::DigitCode, credential, new, &policy, false).await?;
             let subject = session.subject();
             let ops = vec![
                 store_auth::end_sessions_of(&subject, Some(&session.token_digest), now, "password_changed"),
@@ -560,6 +638,7 @@ impl Auth {
     /// A credential with `new` as its password, the old one pushed onto the history.
     pub(crate) async fn new_credential(
         &self,
+        permit: &HashPermit,
         kind: SecretKind,
         old: &CredentialRecord,
         new: &str,
@@ -570,7 +649,7 @@ impl Auth {
         history.extend(old.password_history.iter().cloned());
         history.truncate(usize::from(policy.history_count));
         Ok(CredentialRecord {
-            password_hash: self.hash_secret(kind, new).await?,
+            password_hash: self.hash_secret(permit, kind, new).await?,
             password_history: history,
             must_change_password,
             failures: 0,
@@ -614,7 +693,7 @@ impl Auth {
             operator_code: operator_code.to_owned(),
             role: Role::Operator.as_str().into(),
             credential: CredentialRecord {
-                password_hash: self.hash_code(initial_password).await?,
+                password_hash: self.hash_code(&self.hashing().await?, initial_password).await?,
                 password_history: Vec::new(),
                 must_change_password: true,
                 failures: 0,
@@ -729,7 +808,11 @@ impl Auth {
         let policy = self.terminal_policy(merchant_id).await?;
         policy.check(new_initial).map_err(AuthError::Policy)?;
         let operator = self.operator(merchant_id, operator_code).await?;
-        let new = self.new_credential(SecretKind::DigitCode, &operator.credential, new_initial, &policy, true).await?;
+        let permit = self.hashing().await?;
+        let new = self
+            .new_credential(&permit, SecretKind::DigitCode, &operator.credential, new_initial, &policy, true)
+            .await?;
+        drop(permit);
         self.update_operator(origin, merchant_id, operator_code, "password_reset", reason, true, |c| CredentialRecord {
             enabled: c.enabled,
             ..new.clone()

@@ -20,14 +20,16 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kassa_auth::notify::Notifier;
 use kassa_auth::reset::ResetTarget;
-use kassa_auth::{Auth, AuthError, BackOfficeSession, Clock, SessionToken, BACK_OFFICE_SESSION_LIFETIME_MS};
+use kassa_auth::{
+    Auth, AuthError, AuthShared, BackOfficeSession, Clock, SessionToken, BACK_OFFICE_SESSION_LIFETIME_MS,
+};
 use kassa_crypto::Pepper;
 use kassa_store::Store;
 use serde::Deserialize;
@@ -54,19 +56,37 @@ pub const CSRF_HEADER: &str = "x-kassa-csrf";
 pub struct BackOfficeState {
     auth: Auth,
     notifier: Arc<dyn Notifier>,
+    /// The session cookie carries `Secure` (served over TLS).
+    secure_cookies: bool,
 }
 
 impl std::fmt::Debug for BackOfficeState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackOfficeState").field("auth", &self.auth).field("notifier", &self.notifier).finish()
+        f.debug_struct("BackOfficeState")
+            .field("auth", &self.auth)
+            .field("notifier", &self.notifier)
+            .field("secure_cookies", &self.secure_cookies)
+            .finish()
     }
 }
 
 impl BackOfficeState {
     /// State over `store`, peppering digit codes with `pepper`, sending one-time codes through
-    /// `notifier`.
-    pub fn new(store: Store, pepper: Pepper, clock: Arc<dyn Clock>, notifier: Arc<dyn Notifier>) -> BackOfficeState {
-        BackOfficeState { auth: Auth::new(store, pepper, clock), notifier }
+    /// `notifier`, hashing in the process's pool and counting refusals in its log (`shared`).
+    pub fn new(
+        store: Store,
+        pepper: Pepper,
+        clock: Arc<dyn Clock>,
+        notifier: Arc<dyn Notifier>,
+        shared: AuthShared,
+    ) -> BackOfficeState {
+        BackOfficeState { auth: Auth::new(store, pepper, clock, shared), notifier, secure_cookies: false }
+    }
+
+    /// Marks the session cookie (and its clearing) `Secure`, so a browser never sends it over
+    /// plain HTTP: set it when the back office is served over TLS.
+    pub fn with_secure_cookies(self, secure: bool) -> Self {
+        BackOfficeState { secure_cookies: secure, ..self }
     }
 }
 
@@ -135,7 +155,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Auth(error) = &self {
             let answer = error.answer("back office");
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return (status, Json(answer.body)).into_response();
+            let mut response = (status, Json(answer.body)).into_response();
+            if let Some(seconds) = answer.retry_after_s {
+                response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            return response;
         }
         let status = self.status();
         let body = json!({"ok": false, "error": self.to_string()});
@@ -158,6 +182,9 @@ impl FromRequest<BackOfficeState> for Call {
     async fn from_request(request: Request, _state: &BackOfficeState) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
         let body = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|_| ApiError::TooLarge)?;
+        if !body.is_empty() && !is_json(&parts.headers) {
+            return Err(ApiError::NotJson);
+        }
         let source = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -188,9 +215,19 @@ fn csrf_token(token: &SessionToken) -> Zeroizing<String> {
     Zeroizing::new(hex::encode(hasher.finalize()))
 }
 
-fn session_cookie_header(token: &str, max_age_s: i64) -> Result<HeaderValue, ApiError> {
-    HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}"))
-        .map_err(|_| ApiError::Auth(AuthError::Conflict))
+fn session_cookie_header(token: &str, max_age_s: i64, secure: bool) -> Result<HeaderValue, ApiError> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"
+    ))
+    .map_err(|_| ApiError::Auth(AuthError::Conflict))
+}
+
+/// Whether the request says its body is JSON (`application/json`, any parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).is_some_and(|value| {
+        value.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    })
 }
 
 impl Call {
@@ -208,10 +245,7 @@ impl Call {
 
     /// The JSON body (a JSON content type is required, which a cross-site form cannot send).
     fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
-        let json = self.headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).is_some_and(|value| {
-            value.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-        });
-        if !json {
+        if !is_json(&self.headers) {
             return Err(ApiError::NotJson);
         }
         // serde's messages name the field and position, never the value.
@@ -268,7 +302,11 @@ async fn login(State(state): State<BackOfficeState>, call: Call) -> Result<Respo
     let login = state.auth.login_user(&body.username, &body.password.0, &call.source).await?;
     let mut answer = session_json(&login.session);
     answer["csrf_token"] = json!(csrf_token(&login.token).as_str());
-    let cookie = session_cookie_header(login.token.expose_secret(), BACK_OFFICE_SESSION_LIFETIME_MS / 1000)?;
+    let cookie = session_cookie_header(
+        login.token.expose_secret(),
+        BACK_OFFICE_SESSION_LIFETIME_MS / 1000,
+        state.secure_cookies,
+    )?;
     let mut response = ok(answer).into_response();
     response.headers_mut().insert(SET_COOKIE, cookie);
     Ok(response)
@@ -278,7 +316,7 @@ async fn logout(State(state): State<BackOfficeState>, call: Call) -> Result<Resp
     let session = call.session(&state).await?;
     state.auth.logout_user(&session, &call.source).await?;
     let mut response = ok(json!({})).into_response();
-    response.headers_mut().insert(SET_COOKIE, session_cookie_header("", 0)?);
+    response.headers_mut().insert(SET_COOKIE, session_cookie_header("", 0, state.secure_cookies)?);
     Ok(response)
 }
 
@@ -460,6 +498,21 @@ mod tests {
         let b = SessionToken::from_client("b");
         assert_ne!(csrf_token(&a), csrf_token(&b));
         assert_ne!(csrf_token(&a).as_str(), a.digest());
+    }
+
+    #[test]
+    fn the_cookie_is_secure_when_asked() {
+        let plain = session_cookie_header("abc", 60, false).unwrap();
+        assert_eq!(plain, "kassa_session=abc; HttpOnly; SameSite=Strict; Path=/; Max-Age=60");
+        let secure = session_cookie_header("", 0, true).unwrap();
+        assert_eq!(secure, "kassa_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0; Secure");
+    }
+
+    #[test]
+    fn busy_is_503_with_retry_after() {
+        let response = ApiError::Auth(AuthError::Busy { retry_after_s: 1 }).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
     }
 
     #[test]

@@ -12,20 +12,21 @@
 
 pub mod signature;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kassa_auth::{ApprovalKind, Auth, AuthError, Clock, OperatorSession, SessionToken};
+use kassa_auth::{ApprovalKind, Auth, AuthError, AuthShared, Clock, OperatorSession, Refusal, SessionToken};
 use kassa_crypto::{MasterKey, SealedSecret};
 use kassa_domain::PasswordPolicy;
-use kassa_store::{
-    auth as store_auth, AuditEvent, MerchantSecretKind, Store, TerminalRecord, UnitOutcome, WriteOp, WriteUnit,
-};
+use kassa_store::{auth as store_auth, MerchantSecretKind, Store, TerminalRecord, UnitOutcome, WriteUnit};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -53,9 +54,10 @@ impl std::fmt::Debug for TmsState {
 }
 
 impl TmsState {
-    /// State over `store`, opening terminal credentials and peppering codes with `master_key`.
-    pub fn new(store: Store, master_key: MasterKey, clock: Arc<dyn Clock>) -> TmsState {
-        let auth = Auth::new(store, master_key.pepper(), clock.clone());
+    /// State over `store`, opening terminal credentials and peppering codes with `master_key`,
+    /// hashing in the process's pool and counting refusals in its log (`shared`).
+    pub fn new(store: Store, master_key: MasterKey, clock: Arc<dyn Clock>, shared: AuthShared) -> TmsState {
+        let auth = Auth::new(store, master_key.pepper(), clock.clone(), shared);
         TmsState { auth, master_key: Arc::new(master_key), clock }
     }
 }
@@ -87,6 +89,10 @@ pub enum ApiError {
     Terminal(&'static str),
     /// The body is not the expected JSON.
     Body(String),
+    /// The body is larger than [`BODY_BYTES_MAX`].
+    TooLarge,
+    /// A body sent without a JSON content type.
+    NotJson,
     /// A rule of kassa-auth refused it.
     Auth(AuthError),
 }
@@ -103,20 +109,36 @@ impl From<kassa_store::StoreError> for ApiError {
     }
 }
 
+/// THE mapping of errors to answers: a status, `{"ok": false, "error": message}` and the facts a
+/// terminal acts on (a refusal that passes carries `Retry-After`).
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut retry_after_s = None;
         let (status, mut body) = match &self {
             ApiError::Terminal(why) => {
                 (StatusCode::UNAUTHORIZED, json!({"error": format!("terminal not authenticated: {why}")}))
             }
             ApiError::Body(why) => (StatusCode::BAD_REQUEST, json!({"error": why})),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": format!("the request body is larger than {BODY_BYTES_MAX} bytes")}),
+            ),
+            ApiError::NotJson => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"error": "send the body as JSON (Content-Type: application/json)"}),
+            ),
             ApiError::Auth(error) => {
                 let answer = error.answer("TMS");
+                retry_after_s = answer.retry_after_s;
                 (StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), answer.body)
             }
         };
         body["ok"] = json!(false);
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after_s {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -131,65 +153,82 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Whether the request says its body is JSON (`application/json`, any parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).is_some_and(|value| {
+        value.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
+/// Whether `timestamp_ms` is within [`signature::SKEW_MS_MAX`] of `now_ms`, for ANY two values
+/// (the distance is computed without overflow: `i64::MIN` against now is simply far).
+pub fn fresh(now_ms: i64, timestamp_ms: i64) -> bool {
+    now_ms.abs_diff(timestamp_ms) <= signature::SKEW_MS_MAX.unsigned_abs()
+}
+
 impl FromRequest<TmsState> for Signed {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &TmsState) -> Result<Self, Self::Rejection> {
         use signature::*;
         let (parts, body) = request.into_parts();
-        let body =
-            axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|_| ApiError::Body("body too large".into()))?;
+        let body = axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|_| ApiError::TooLarge)?;
+        if !body.is_empty() && !is_json(&parts.headers) {
+            return Err(ApiError::NotJson);
+        }
         let headers = &parts.headers;
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |ConnectInfo(addr)| addr.ip().to_string());
+        // Nothing here proves an identity yet: refusals are counted per (reason, terminal named,
+        // address, path), not written one row each.
+        let refuse = |reason: &'static str, terminal_id: &str| {
+            state.auth.refuse(Refusal {
+                action: "tms_request_refused",
+                reason,
+                actor: format!("terminal:{terminal_id}"),
+                target: parts.uri.path().to_owned(),
+                source: address.clone(),
+            });
+            ApiError::Terminal(reason)
+        };
         let (Some(terminal_id), Some(timestamp), Some(nonce), Some(signature)) = (
             header(headers, HEADER_TERMINAL),
             header(headers, HEADER_TIMESTAMP),
             header(headers, HEADER_NONCE),
             header(headers, HEADER_SIGNATURE),
         ) else {
-            return Err(ApiError::Terminal("missing signature headers"));
+            return Err(refuse("missing signature headers", header(headers, HEADER_TERMINAL).unwrap_or("?")));
         };
         let session = header(headers, HEADER_SESSION).unwrap_or("");
-        let timestamp_ms: i64 = timestamp.parse().map_err(|_| ApiError::Terminal("bad timestamp"))?;
+        let timestamp_ms: i64 = timestamp.parse().map_err(|_| refuse("bad timestamp", terminal_id))?;
         let now = state.clock.now_ms();
-        if (now - timestamp_ms).abs() > SKEW_MS_MAX {
-            return Err(ApiError::Terminal("stale timestamp"));
+        if !fresh(now, timestamp_ms) {
+            return Err(refuse("stale timestamp", terminal_id));
         }
         if !nonce_ok(nonce) {
-            return Err(ApiError::Terminal("bad nonce"));
+            return Err(refuse("bad nonce", terminal_id));
         }
         let store = state.auth.store();
-        let terminal = store
-            .directory
-            .terminal(terminal_id)
-            .await?
-            .filter(|t| t.status == "active")
-            .ok_or(ApiError::Terminal("unknown or inactive terminal"))?;
-        let credential = SealedSecret::from_bytes(&terminal.tms_secret_sealed)
-            .and_then(|sealed| state.master_key.open(&sealed, &credential_context(terminal_id)))
-            .map_err(|_| ApiError::Terminal("no usable credential"))?;
-        let text = canonical(parts.method.as_str(), parts.uri.path(), terminal_id, timestamp_ms, nonce, session, &body);
-        let audit = |reason: &str| {
-            WriteOp::Audit(AuditEvent {
-                at_ms: now,
-                actor: format!("terminal:{terminal_id}"),
-                action: "tms_request_refused".into(),
-                target: parts.uri.path().into(),
-                source: terminal_id.into(),
-                reason: reason.into(),
-                details: json!({}),
-            })
+        let Some(terminal) = store.directory.terminal(terminal_id).await?.filter(|t| t.status == "active") else {
+            return Err(refuse("unknown or inactive terminal", terminal_id));
         };
+        let Ok(credential) = SealedSecret::from_bytes(&terminal.tms_secret_sealed)
+            .and_then(|sealed| state.master_key.open(&sealed, &credential_context(terminal_id)))
+        else {
+            return Err(refuse("no usable credential", terminal_id));
+        };
+        let text = canonical(parts.method.as_str(), parts.uri.path(), terminal_id, timestamp_ms, nonce, session, &body);
         if !verify(credential.expose_secret(), &text, signature) {
-            store.commit(WriteUnit::ops(vec![audit("bad signature")])).await?;
-            return Err(ApiError::Terminal("bad signature"));
+            return Err(refuse("bad signature", terminal_id));
         }
         let unit = WriteUnit::guarded(
             store_auth::insert_tms_nonce(terminal_id, nonce, now),
             vec![store_auth::prune_tms_nonces(terminal_id, now - 2 * SKEW_MS_MAX)],
         );
         if !matches!(store.commit(unit).await?, UnitOutcome::Committed { .. }) {
-            store.commit(WriteUnit::ops(vec![audit("replayed nonce")])).await?;
-            return Err(ApiError::Terminal("replayed request"));
+            return Err(refuse("replayed request", terminal_id));
         }
         let session = (!session.is_empty()).then(|| SessionToken::from_client(session));
         Ok(Signed { terminal, body, session })
