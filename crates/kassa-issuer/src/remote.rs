@@ -8,6 +8,11 @@
 //! connections, and answer bodies. Any failure of the link is an [`IssuerError`] (the gateway
 //! answers `91`); an issuer that does not answer is left to the caller's issuer timeout (`98`),
 //! which is shorter than the answer timeout by default.
+//!
+//! `https://` issuers are reached over TLS (rustls): the card number and track 2 travel on the
+//! link. The server certificate is checked against the system's trust store (or the bundle in
+//! `SSL_CERT_FILE`), plus any [`RemoteIssuerConfig::extra_roots`]; there is no way to turn the
+//! check off, and an `https://` URL never falls back to plain text.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -17,10 +22,12 @@ use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::http::{header, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kassa_iso8583::Message;
+use rustls_pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 
 use crate::clock::{CivilTime, Clock};
@@ -47,6 +54,9 @@ pub struct RemoteIssuerConfig {
     pub idle_connections_max: usize,
     /// How long an idle connection is kept.
     pub idle_timeout_ms: u64,
+    /// Certificates trusted as roots for an `https://` issuer besides the system's (a private
+    /// CA; tests).
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 /// Why an issuer URL cannot be used.
@@ -58,8 +68,9 @@ pub struct IssuerUrlError {
 }
 
 impl RemoteIssuerConfig {
-    /// The defaults for the issuer at `url`: `http://HOST:PORT` (the simulators' address: the
-    /// link's path [`LINK_PATH`] is added) or `http://HOST:PORT/PATH` (used as it is).
+    /// The defaults for the issuer at `url`: `http(s)://HOST:PORT` (the simulators' address: the
+    /// link's path [`LINK_PATH`] is added) or `http(s)://HOST:PORT/PATH` (used as it is); the
+    /// port may be left out of an `https://` URL (443).
     pub fn new(url: &str) -> Result<RemoteIssuerConfig, IssuerUrlError> {
         Ok(RemoteIssuerConfig {
             endpoint: endpoint_of(url)?,
@@ -68,6 +79,7 @@ impl RemoteIssuerConfig {
             requests_in_flight_max: 512,
             idle_connections_max: 64,
             idle_timeout_ms: 30_000,
+            extra_roots: Vec::new(),
         })
     }
 }
@@ -76,14 +88,15 @@ impl RemoteIssuerConfig {
 pub fn endpoint_of(url: &str) -> Result<Uri, IssuerUrlError> {
     let error = |reason| IssuerUrlError { url: url.to_owned(), reason };
     let uri: Uri = url.parse().map_err(|_| error("not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(error("only http:// is supported (put TLS in front of the link, e.g. a sidecar)"));
-    }
+    let scheme = match uri.scheme_str() {
+        Some(scheme @ ("http" | "https")) => scheme,
+        _ => return Err(error("only http:// and https:// are supported")),
+    };
     let Some(authority) = uri.authority() else { return Err(error("no host")) };
     if authority.as_str().contains('@') {
         return Err(error("credentials in the URL are not supported"));
     }
-    if authority.port_u16().is_none() {
+    if authority.port_u16().is_none() && scheme == "http" {
         return Err(error("no port"));
     }
     if uri.query().is_some() {
@@ -93,7 +106,7 @@ pub fn endpoint_of(url: &str) -> Result<Uri, IssuerUrlError> {
         "" | "/" => LINK_PATH,
         path => path,
     };
-    format!("http://{authority}{path}").parse().map_err(|_| error("not a URL"))
+    format!("{scheme}://{authority}{path}").parse().map_err(|_| error("not a URL"))
 }
 
 /// An issuer reached over the link. Cheap to share (`Arc` inside).
@@ -105,7 +118,7 @@ pub struct RemoteIssuer {
 #[derive(Debug)]
 struct Inner {
     config: RemoteIssuerConfig,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     permits: Semaphore,
     clock: Arc<dyn Clock>,
     next_stan: AtomicU32,
@@ -113,18 +126,29 @@ struct Inner {
 
 impl RemoteIssuer {
     /// A connector for `config`; `clock` stamps field 7. Must be called inside a Tokio runtime
-    /// (the pool's timer).
-    pub fn new(config: RemoteIssuerConfig, clock: Arc<dyn Clock>) -> RemoteIssuer {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
-        connector.set_nodelay(true);
+    /// (the pool's timer). Fails only for an `https://` issuer when no trust anchor at all can be
+    /// found (no system store, no `SSL_CERT_FILE`, no extra roots).
+    pub fn new(config: RemoteIssuerConfig, clock: Arc<dyn Clock>) -> Result<RemoteIssuer, IssuerError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        http.set_nodelay(true);
+        // The scheme of the endpoint decides; an https endpoint is never tried in plain text.
+        http.enforce_http(false);
+        let tls = if config.endpoint.scheme_str() == Some("https") {
+            tls_client_config(&config.extra_roots)?
+        } else {
+            // Never used for an http:// endpoint, but the connector type needs one.
+            empty_tls_client_config()?
+        };
+        let connector =
+            HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_millis(config.idle_timeout_ms))
             .pool_max_idle_per_host(config.idle_connections_max)
             .build(connector);
         let permits = Semaphore::new(config.requests_in_flight_max);
-        RemoteIssuer { inner: Arc::new(Inner { config, client, permits, clock, next_stan: AtomicU32::new(0) }) }
+        Ok(RemoteIssuer { inner: Arc::new(Inner { config, client, permits, clock, next_stan: AtomicU32::new(0) }) })
     }
 
     /// Where link messages go.
@@ -176,6 +200,38 @@ impl RemoteIssuer {
         }
         link::decode(&body).map_err(|error| unavailable(error.to_string()))
     }
+}
+
+/// The TLS settings of an `https://` issuer: the system's roots (or `SSL_CERT_FILE`) and
+/// `extra_roots`, aws-lc-rs, TLS 1.2 and 1.3.
+fn tls_client_config(extra_roots: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig, IssuerError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::warn!(%error, "cannot read a system trust anchor");
+    }
+    let (_, _ignored) = roots.add_parsable_certificates(native.certs);
+    for root in extra_roots {
+        roots
+            .add(root.clone())
+            .map_err(|error| IssuerError::Unavailable(format!("issuer link: unusable extra root: {error}")))?;
+    }
+    if roots.is_empty() {
+        return Err(IssuerError::Unavailable(
+            "issuer link: no trusted root certificate (system store empty; set SSL_CERT_FILE)".into(),
+        ));
+    }
+    Ok(client_config_builder()?.with_root_certificates(roots).with_no_client_auth())
+}
+
+fn empty_tls_client_config() -> Result<rustls::ClientConfig, IssuerError> {
+    Ok(client_config_builder()?.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
+}
+
+fn client_config_builder() -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, IssuerError> {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| IssuerError::Unavailable(format!("issuer link: TLS set-up failed: {error}")))
 }
 
 /// `error` and its sources on one line ("client error (Connect): tcp connect error: Connection

@@ -80,11 +80,15 @@ pub fn remote_issuer_config(config: &Config) -> anyhow::Result<Option<RemoteIssu
     Ok(Some(RemoteIssuerConfig::new(url).context("invalid issuer_url")?))
 }
 
-/// The remote issuer when one is configured, else the in-process simulator, else none.
-pub fn card_issuer(remote: Option<RemoteIssuerConfig>, simulator: Option<&IssuerSimulator>) -> Option<CardIssuer> {
-    match (remote, simulator) {
+/// The remote issuer when one is configured, else the in-process simulator, else none. Fails when
+/// an `https://` issuer's certificate could not be checked against any trust anchor.
+pub fn card_issuer(
+    remote: Option<RemoteIssuerConfig>,
+    simulator: Option<&IssuerSimulator>,
+) -> anyhow::Result<Option<CardIssuer>> {
+    Ok(match (remote, simulator) {
         (Some(remote), _) => {
-            let issuer = RemoteIssuer::new(remote, Arc::new(SystemClock));
+            let issuer = RemoteIssuer::new(remote, Arc::new(SystemClock)).context("cannot reach the card issuer")?;
             let description = issuer.endpoint().to_string();
             Some(CardIssuer { connector: Arc::new(issuer), description })
         }
@@ -92,7 +96,7 @@ pub fn card_issuer(remote: Option<RemoteIssuerConfig>, simulator: Option<&Issuer
             Some(CardIssuer { connector: Arc::new(simulator.clone()), description: "in-process simulator".to_owned() })
         }
         (None, None) => None,
-    }
+    })
 }
 
 /// `kassa sim`: the simulators alone until SIGINT/SIGTERM.

@@ -43,7 +43,40 @@ async fn serve() -> Served {
 fn remote(url: &str, answer_timeout_ms: u64) -> RemoteIssuer {
     let mut config = RemoteIssuerConfig::new(url).unwrap();
     config.answer_timeout_ms = answer_timeout_ms;
-    RemoteIssuer::new(config, Arc::new(ManualClock::new(NOW_MS)))
+    RemoteIssuer::new(config, Arc::new(ManualClock::new(NOW_MS))).unwrap()
+}
+
+/// The simulator's router behind TLS with a fresh self-signed certificate for `localhost`;
+/// the URL and the certificate to trust.
+async fn serve_tls() -> (IssuerSimulator, String, rustls_pki_types::CertificateDer<'static>) {
+    let simulator = IssuerSimulator::new(TdesKey::from_hex(ZPK).unwrap(), Arc::new(ManualClock::new(NOW_MS)));
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let certificate = certified.cert.der().clone();
+    let key = rustls_pki_types::PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certificate.clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+    let router = kassa_issuer::server::router(simulator.clone(), CancellationToken::new());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to serve.
+                let Ok(stream) = acceptor.accept(stream).await else { return };
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    (simulator, url, certificate)
 }
 
 fn sale(id: &str, pan: &str, minor: i64, pin: Option<&str>) -> AuthoriseRequest {
@@ -134,12 +167,35 @@ async fn a_stopped_issuer_is_unavailable_at_once() {
     assert!(issuer.reverse(&RequestId::new("txn:31").unwrap()).await.is_err());
 }
 
+#[tokio::test]
+async fn an_https_issuer_is_reached_over_tls_and_its_certificate_is_checked() {
+    let (simulator, url, certificate) = serve_tls().await;
+    let mut config = RemoteIssuerConfig::new(&url).unwrap();
+    config.extra_roots = vec![certificate];
+    let issuer = RemoteIssuer::new(config, Arc::new(ManualClock::new(NOW_MS))).unwrap();
+    let answer = issuer.authorise(&sale("txn:40", "6222021234567890128", 100, Some("123456"))).await.unwrap();
+    assert!(matches!(answer, IssuerAnswer::Approved { .. }), "{answer:?}");
+    issuer.reverse(&RequestId::new("txn:40").unwrap()).await.unwrap();
+    assert_eq!(simulator.recent_reversals(), [RequestId::new("txn:40").unwrap()]);
+
+    // Without the certificate among its roots, the host refuses the issuer: no fallback.
+    let untrusting = remote(&url, 5_000);
+    let IssuerError::Unavailable(reason) =
+        untrusting.authorise(&sale("txn:41", "6222021234567890128", 100, None)).await.unwrap_err();
+    assert!(reason.to_lowercase().contains("certificate"), "{reason}");
+    // Nor does plain HTTP reach a TLS port.
+    let plain = remote(&url.replace("https://", "http://"), 5_000);
+    assert!(plain.authorise(&sale("txn:42", "6222021234567890128", 100, None)).await.is_err());
+}
+
 #[test]
 fn issuer_urls_are_checked() {
     let endpoint = |url: &str| RemoteIssuerConfig::new(url).map(|config| config.endpoint.to_string());
     assert_eq!(endpoint("http://127.0.0.1:8081").unwrap(), "http://127.0.0.1:8081/sim/v1/issuer/iso8583");
     assert_eq!(endpoint("http://issuer.example:9000/link").unwrap(), "http://issuer.example:9000/link");
-    for bad in ["https://h:1", "127.0.0.1:8081", "http://u:p@h:1", "http://h", "http://h:1/?q=1", ""] {
+    assert_eq!(endpoint("https://issuer.example").unwrap(), "https://issuer.example/sim/v1/issuer/iso8583");
+    assert_eq!(endpoint("https://issuer.example:9443/link").unwrap(), "https://issuer.example:9443/link");
+    for bad in ["ftp://h:1", "127.0.0.1:8081", "http://u:p@h:1", "http://h", "http://h:1/?q=1", ""] {
         assert!(endpoint(bad).is_err(), "{bad}");
     }
 }
