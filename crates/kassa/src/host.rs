@@ -123,10 +123,12 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
 /// to `<data-dir>/outbox.txt` (the development mail sink; never the log).
 fn routes(config: &Config, store: &Store, master_key: &MasterKey) -> axum::Router {
     let clock: Arc<dyn kassa_auth::Clock> = Arc::new(kassa_auth::SystemClock);
-    let tms = kassa_tms::TmsState::new(store.inner().clone(), master_key.clone(), clock.clone());
+    // ONE Argon2id pool and ONE refusal counter for every surface of the process.
+    let shared = kassa_auth::AuthShared::new(store.inner().clone(), clock.clone());
+    let tms = kassa_tms::TmsState::new(store.inner().clone(), master_key.clone(), clock.clone(), shared.clone());
     let notifier = Arc::new(kassa_auth::notify::MailFileNotifier::new(config.data_dir.join(OUTBOX_FILE)));
     let back_office =
-        kassa_backoffice::BackOfficeState::new(store.inner().clone(), master_key.pepper(), clock, notifier);
+        kassa_backoffice::BackOfficeState::new(store.inner().clone(), master_key.pepper(), clock, notifier, shared);
     kassa_tms::router(tms).merge(kassa_backoffice::router(back_office))
 }
 
