@@ -66,7 +66,11 @@ struct Figures {
 
 async fn measure(url: &str, backend: &'static str, batch: usize, units: usize, run: u32) -> Figures {
     let options = StoreOptions {
-        committer: CommitterLimits { queue_units_max: units.max(1), batch_units_max: batch },
+        committer: CommitterLimits {
+            queue_units_max: units.max(1),
+            batch_units_max: batch,
+            ..CommitterLimits::default()
+        },
         ..StoreOptions::default()
     };
     let store = Store::open(url, options).await.unwrap();

@@ -715,11 +715,18 @@ pub struct CommitterLimits {
     pub queue_units_max: usize,
     /// Units applied in one database transaction.
     pub batch_units_max: usize,
+    /// How long a caller waits for its unit's outcome, queueing included
+    /// ([`crate::timeouts::COMMIT_REPLY_DEADLINE_MS`]).
+    pub reply_deadline_ms: u64,
 }
 
 impl Default for CommitterLimits {
     fn default() -> Self {
-        CommitterLimits { queue_units_max: 16_384, batch_units_max: 1_024 }
+        CommitterLimits {
+            queue_units_max: 16_384,
+            batch_units_max: 1_024,
+            reply_deadline_ms: crate::timeouts::COMMIT_REPLY_DEADLINE_MS,
+        }
     }
 }
 
@@ -745,6 +752,7 @@ pub struct CommitStats {
 pub struct Committer {
     sender: mpsc::Sender<Request>,
     stats: std::sync::Arc<CommitStats>,
+    reply_deadline: Duration,
 }
 
 impl std::fmt::Debug for Request {
@@ -754,11 +762,30 @@ impl std::fmt::Debug for Request {
 }
 
 impl Committer {
-    /// Submits a unit and waits until the batch holding it committed (or failed).
+    /// Submits a unit and waits until the batch holding it committed (or failed), at most the
+    /// reply deadline. A unit that could not even be queued in time is [`StoreError::Timeout`]
+    /// (never written); one queued whose outcome did not come back in time is
+    /// [`StoreError::CommitUnknown`]: the committer still holds it and may commit it, so the
+    /// caller must not treat it as failed. Sending the same unit again is safe (its guard).
     pub async fn commit(&self, unit: WriteUnit) -> Result<UnitOutcome, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.reply_deadline;
         let (reply, answer) = oneshot::channel();
-        self.sender.send(Request { unit, reply }).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        match tokio::time::timeout_at(deadline, self.sender.send(Request { unit, reply })).await {
+            Ok(sent) => sent.map_err(|_| StoreError::Closed)?,
+            Err(_) => {
+                return Err(StoreError::Timeout(format!(
+                    "the commit queue stayed full for {} ms",
+                    self.reply_deadline.as_millis()
+                )))
+            }
+        }
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(answer) => answer.map_err(|_| StoreError::Closed)?,
+            Err(_) => Err(StoreError::CommitUnknown(format!(
+                "no outcome from the committer within {} ms",
+                self.reply_deadline.as_millis()
+            ))),
+        }
     }
 
     /// The committer's counters.
@@ -776,7 +803,10 @@ pub(crate) async fn commit_as_one_batch<W: BatchWriter + 'static>(
     units: Vec<WriteUnit>,
 ) -> Vec<Result<UnitOutcome, StoreError>> {
     let count = units.len().max(1);
-    let (committer, run) = committer(writer, CommitterLimits { queue_units_max: count, batch_units_max: count });
+    let (committer, run) = committer(
+        writer,
+        CommitterLimits { queue_units_max: count, batch_units_max: count, ..CommitterLimits::default() },
+    );
     let mut answers = Vec::with_capacity(units.len());
     for unit in units {
         let (reply, answer) = oneshot::channel();
@@ -824,7 +854,7 @@ pub(crate) fn committer<W: BatchWriter + 'static>(
             record(&loop_stats, units, started.elapsed());
         }
     };
-    (Committer { sender, stats }, run)
+    (Committer { sender, stats, reply_deadline: Duration::from_millis(limits.reply_deadline_ms) }, run)
 }
 
 fn record(stats: &CommitStats, units: usize, elapsed: Duration) {
@@ -843,7 +873,10 @@ async fn commit_batch<W: BatchWriter>(writer: &mut W, batch: &mut Vec<Request>) 
                 let _ = reply.send(Ok(outcome));
             }
         }
-        Err(error) if units.len() > 1 => {
+        // A batch refused for what one of its units holds (a constraint, a conflict) is retried
+        // unit by unit so the others commit. A database that is unavailable refuses every unit
+        // alike: retrying each would multiply the wait by the batch size.
+        Err(error) if units.len() > 1 && !error.is_unavailable() => {
             tracing::warn!(%error, units = units.len(), "batch refused; retrying its units one by one");
             for (unit, reply) in units.iter().zip(replies) {
                 let result = writer.write_batch(std::slice::from_ref(unit)).await;

@@ -22,8 +22,9 @@ pub mod gateway;
 mod migrate;
 mod pg_backup;
 mod pg_bulk;
+mod pg_tls;
 mod postgres;
-pub use postgres::{create_database, drop_database, url_with_database};
+pub use postgres::{connect as connect_postgres, create_database, drop_database, url_with_database};
 mod queries;
 mod records;
 mod sqlite;
@@ -62,9 +63,71 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
+    /// The database answers but does not accept writes (a read-only file or directory, a
+    /// PostgreSQL standby or a read-only session).
+    #[error("database is read-only: {0}")]
+    ReadOnly(String),
     /// The URL is not a `sqlite://` or `postgres://` URL.
     #[error("unsupported database URL (expected sqlite://PATH or postgres://…)")]
     UnsupportedUrl,
+    /// The database did not answer in time (a read, a connection, a lock, or a write that was
+    /// refused before it could commit): nothing of the operation was written. Retrying later is
+    /// safe. Answered as "temporarily unavailable" (HTTP 503, ISO 8583 `96`).
+    #[error("database timed out: {0}")]
+    Timeout(String),
+    /// A commit was sent to the database but no answer came within the deadline (or the
+    /// connection broke while committing): the unit may or may not be on disk. Never report it
+    /// as failed or declined to anyone who could act on that (no compensating write, no
+    /// "nothing happened"): answer "temporarily unavailable" (HTTP 503, ISO 8583 `96`). The same
+    /// unit sent again is safe: its guard (identity, version, idempotency key) makes the retry
+    /// a `Duplicate` when the first one did commit, and a commit when it did not.
+    #[error("commit outcome unknown: {0}")]
+    CommitUnknown(String),
+}
+
+impl StoreError {
+    /// Whether the database is unavailable for now (unreachable, timed out, outcome unknown),
+    /// as opposed to an answer about the data: the cases the servers answer with 503 / `96`.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unreachable(_)
+                | StoreError::Timeout(_)
+                | StoreError::CommitUnknown(_)
+                | StoreError::Closed
+                | StoreError::ReadOnly(_)
+        )
+    }
+}
+
+/// How long the store waits for its database, in milliseconds. Past these an operation fails
+/// with [`StoreError::Timeout`] (nothing written) or [`StoreError::CommitUnknown`] (a commit
+/// whose answer never came) instead of hanging: a paused or unreachable database turns into an
+/// error within a few seconds.
+pub mod timeouts {
+    /// Establishing a connection: TCP, TLS and the PostgreSQL start-up handshake.
+    pub const CONNECT_TIMEOUT_MS: u64 = 3_000;
+    /// Waiting for a free pooled connection.
+    pub const POOL_WAIT_TIMEOUT_MS: u64 = 3_000;
+    /// PostgreSQL `statement_timeout` of the host's sessions: the server cancels a statement
+    /// past it (maintenance — migrations, backup, restore — lifts it for its transaction).
+    pub const STATEMENT_TIMEOUT_MS: u64 = 4_000;
+    /// PostgreSQL `lock_timeout`: waiting for a row or table lock.
+    pub const LOCK_TIMEOUT_MS: u64 = 2_000;
+    /// PostgreSQL `idle_in_transaction_session_timeout`: the server ends a session whose
+    /// client vanished mid-transaction, releasing its locks.
+    pub const IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 10_000;
+    /// SQLite `busy_timeout`: waiting for another process's write lock.
+    pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 3_000;
+    /// A read, measured by the client: a paused server never answers, so its own
+    /// `statement_timeout` cannot fire. Longer than that, so a live server's reason comes first.
+    pub const READ_DEADLINE_MS: u64 = 5_000;
+    /// One batch transaction of the PostgreSQL committer (`BEGIN` … `COMMIT`), client-side.
+    pub const COMMIT_DEADLINE_MS: u64 = 5_000;
+    /// A caller of [`crate::Committer::commit`] waiting for its unit's outcome (queueing
+    /// included). Covers a writer that is stuck where no other deadline can reach it: the
+    /// SQLite writer thread blocked inside the database library.
+    pub const COMMIT_REPLY_DEADLINE_MS: u64 = 9_000;
 }
 
 /// Merchants, terminals, operators, back-office users, merchant secrets, API keys, gateway apps.
@@ -147,11 +210,19 @@ pub trait AdminStore: Send + Sync {
     fn backend(&self) -> &'static str;
     /// Applies pending migrations; refuses a schema changed after it was applied.
     async fn migrate(&self) -> Result<(), StoreError>;
-    /// Ok when the database answers and every migration is applied.
+    /// Ok when the database answers, every migration is applied and it accepts writes (SQLite:
+    /// the file and its directory writable; PostgreSQL: not in recovery, not read-only); a
+    /// database that only reads is [`StoreError::ReadOnly`].
     async fn ready(&self) -> Result<(), StoreError>;
     /// Whether a commit reaching the committer's caller is on stable storage (SQLite
-    /// `synchronous=FULL` in WAL mode; PostgreSQL `fsync` and `synchronous_commit` on).
-    async fn durable(&self) -> Result<bool, StoreError>;
+    /// `synchronous=FULL` in WAL mode; PostgreSQL `fsync` and the session's effective
+    /// `synchronous_commit` on, which the store sets for every session it opens).
+    async fn durable(&self) -> Result<bool, StoreError> {
+        Ok(self.not_durable_because().await?.is_none())
+    }
+    /// Why commits are not durable (one line, e.g. `PostgreSQL fsync = off`), `None` when they
+    /// are. Read from the settings in effect for the store's own sessions.
+    async fn not_durable_because(&self) -> Result<Option<String>, StoreError>;
     /// Writes a consistent copy of the database to `path` while the store keeps running.
     async fn backup(&self, path: &Path) -> Result<(), StoreError>;
     /// Verifies the backup at `path` (integrity, schema, balanced ledger, unbroken audit chain),
@@ -238,7 +309,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { read_connections_max: 8, committer: CommitterLimits::default(), connect_timeout_ms: 5_000 }
+        StoreOptions {
+            read_connections_max: 8,
+            committer: CommitterLimits::default(),
+            connect_timeout_ms: timeouts::CONNECT_TIMEOUT_MS,
+        }
     }
 }
 

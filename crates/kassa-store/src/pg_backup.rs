@@ -40,12 +40,7 @@ const SEQUENCES: [(&str, &str); 3] = [
     ("corrections_id_seq", "corrections"),
 ];
 
-fn db_error(error: tokio_postgres::Error) -> StoreError {
-    match error.as_db_error() {
-        Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
-        None => StoreError::Database(error.to_string()),
-    }
-}
+use crate::postgres::db_error;
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::Database(format!("{}: {e}", path.display()))
@@ -111,6 +106,8 @@ pub(crate) async fn backup(client: &mut Client, path: &Path) -> Result<(), Store
         .start()
         .await
         .map_err(db_error)?;
+    // Copying every table may take longer than the session's OLTP statement timeout.
+    tx.batch_execute(crate::postgres::UNBOUNDED_TRANSACTION).await.map_err(db_error)?;
     let mut out = Vec::new();
     writeln!(out, "{MAGIC}").map_err(io_error(path))?;
     writeln!(out, "{}", migrations_line(tx.client()).await?).map_err(io_error(path))?;
@@ -126,9 +123,23 @@ pub(crate) async fn backup(client: &mut Client, path: &Path) -> Result<(), Store
     tx.commit().await.map_err(db_error)?;
     let digest = hex::encode(Sha256::digest(&out));
     writeln!(out, "{TRAILER_PREFIX}{digest}").map_err(io_error(path))?;
-    // Written beside the target and renamed, so a crash never leaves half a backup under its name.
+    // Written beside the target and renamed, so a crash never leaves half a backup under its
+    // name; mode 0600 from the start, since it holds all of the data.
     let temporary = path.with_extension("partial");
-    tokio::fs::write(&temporary, &out).await.map_err(io_error(&temporary))?;
+    let _ = tokio::fs::remove_file(&temporary).await;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let written = async {
+        let mut file = options.open(&temporary).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &out).await?;
+        file.sync_all().await
+    };
+    if let Err(error) = written.await {
+        let _ = tokio::fs::remove_file(&temporary).await;
+        return Err(io_error(&temporary)(error));
+    }
     tokio::fs::rename(&temporary, path).await.map_err(io_error(path))
 }
 

@@ -11,16 +11,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::commit::{self, apply_units, BatchWriter, Exec, Planned, Sequence, Statement, UnitOutcome, WriteUnit};
 use crate::migrate;
 use crate::pg_bulk::{self, Reports, SetStatement, Step};
+use crate::pg_tls::{self, one_line, MakeRustls};
 use crate::queries::{Reader, SqlReads};
 use crate::value::{Row, Value};
-use crate::{AdminStore, RestoreReport, Store, StoreError, StoreOptions};
+use crate::{timeouts, AdminStore, RestoreReport, Store, StoreError, StoreOptions};
 
 /// Ids fetched from a sequence per round trip.
 const ID_BLOCK_SIZE: i64 = 512;
@@ -49,12 +50,95 @@ impl ToSql for PgValue<'_> {
     to_sql_checked!();
 }
 
-fn db_error(error: tokio_postgres::Error) -> StoreError {
+pub(crate) fn db_error(error: tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
     match error.as_db_error() {
-        Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
-        None if error.is_closed() => StoreError::Unreachable(error.to_string()),
-        None => StoreError::Database(error.to_string()),
+        Some(db) => {
+            let text = format!("{}: {}", db.code().code(), db.message());
+            let code = db.code();
+            if *code == SqlState::QUERY_CANCELED || *code == SqlState::LOCK_NOT_AVAILABLE {
+                // statement_timeout or lock_timeout: the statement, and so its transaction,
+                // did not happen.
+                StoreError::Timeout(text)
+            } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+                StoreError::ReadOnly(text)
+            } else if *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+            {
+                StoreError::Unreachable(text)
+            } else {
+                StoreError::Database(text)
+            }
+        }
+        None if error.is_closed() => StoreError::Unreachable(one_line(&error)),
+        None => StoreError::Database(one_line(&error)),
     }
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Timeout(kind) => {
+            StoreError::Timeout(format!("no database connection within the deadline ({kind:?})"))
+        }
+        deadpool_postgres::PoolError::Backend(error) => match db_error(error) {
+            StoreError::Database(text) => StoreError::Unreachable(text),
+            other => other,
+        },
+        other => StoreError::Unreachable(one_line(&other)),
+    }
+}
+
+/// Settings of every session the host opens, sent in the start-up packet: they take precedence
+/// over the database's and the role's own (`ALTER DATABASE … SET`), so a database configured
+/// `synchronous_commit = off` still commits durably for Kassa.
+fn session_options() -> String {
+    format!(
+        "-c synchronous_commit=on -c statement_timeout={} -c lock_timeout={} \
+         -c idle_in_transaction_session_timeout={} -c plan_cache_mode=force_custom_plan",
+        timeouts::STATEMENT_TIMEOUT_MS,
+        timeouts::LOCK_TIMEOUT_MS,
+        timeouts::IDLE_IN_TRANSACTION_TIMEOUT_MS
+    )
+}
+
+/// The connection settings and TLS connector of `url` with the host's session settings, its
+/// name and its connect timeout.
+fn host_config(url: &str, connect_timeout: Duration) -> Result<(tokio_postgres::Config, MakeRustls), StoreError> {
+    let (mut config, tls) = pg_tls::connect_config(url)?;
+    config.connect_timeout(connect_timeout);
+    config.application_name("kassa");
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(30));
+    // Plan every execution for its actual parameters. A generic plan cached while a table was
+    // still empty (a fresh database, never analyzed) joins the batch's unnest() arrays to
+    // `transactions` by a sequential scan, and keeps doing so as the table grows: commits got
+    // slower with every batch. Planning these short statements costs microseconds.
+    let server_options = match config.get_options() {
+        Some(given) if !given.is_empty() => format!("{given} {}", session_options()),
+        _ => session_options(),
+    };
+    config.options(&server_options);
+    Ok((config, tls))
+}
+
+fn pool(
+    config: tokio_postgres::Config,
+    tls: MakeRustls,
+    size: usize,
+    connect_timeout: Duration,
+) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        // connect_timeout covers the TCP connect only; this covers TLS and the start-up too.
+        .create_timeout(Some(connect_timeout))
+        .wait_timeout(Some(Duration::from_millis(timeouts::POOL_WAIT_TIMEOUT_MS)))
+        .recycle_timeout(Some(connect_timeout))
+        .build()
+        .map_err(|e| StoreError::Unreachable(e.to_string()))
 }
 
 fn decode(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
@@ -94,12 +178,27 @@ struct PgReader {
 #[async_trait]
 impl Reader for PgReader {
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
-        let client = self.pool.get().await.map_err(|e| StoreError::Unreachable(e.to_string()))?;
-        let statement = client.prepare_cached(sql).await.map_err(db_error)?;
-        let wrapped: Vec<PgValue<'_>> = params.iter().map(PgValue).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = wrapped.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let rows = client.query(&statement, &refs).await.map_err(db_error)?;
-        rows.iter().map(decode).collect()
+        let deadline = Duration::from_millis(timeouts::READ_DEADLINE_MS);
+        let mut client = None;
+        let read = async {
+            let taken = client.insert(self.pool.get().await.map_err(pool_error)?);
+            let statement = taken.prepare_cached(sql).await.map_err(db_error)?;
+            let wrapped: Vec<PgValue<'_>> = params.iter().map(PgValue).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = wrapped.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let rows = taken.query(&statement, &refs).await.map_err(db_error)?;
+            rows.iter().map(decode).collect()
+        };
+        match tokio::time::timeout(deadline, read).await {
+            Ok(result) => result,
+            Err(_) => {
+                // The server never answered: the connection's state is unknown, keep it out of
+                // the pool.
+                if let Some(client) = client {
+                    drop(deadpool_postgres::Object::take(client));
+                }
+                Err(StoreError::Timeout(format!("no answer to a read within {} ms", deadline.as_millis())))
+            }
+        }
     }
 }
 
@@ -109,14 +208,27 @@ struct PgWriter {
     client: Option<deadpool_postgres::Object>,
     txn_ids: VecDeque<i64>,
     entry_ids: VecDeque<i64>,
+    /// Whether the current batch's `COMMIT` went out: from then on its outcome is the server's.
+    commit_sent: bool,
 }
 
 impl PgWriter {
+    fn new(pool: Pool) -> PgWriter {
+        PgWriter { pool, client: None, txn_ids: VecDeque::new(), entry_ids: VecDeque::new(), commit_sent: false }
+    }
+
     async fn client(&mut self) -> Result<&deadpool_postgres::Object, StoreError> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            self.client = Some(self.pool.get().await.map_err(|e| StoreError::Unreachable(e.to_string()))?);
+            self.client = Some(self.pool.get().await.map_err(pool_error)?);
         }
         self.client.as_ref().ok_or(StoreError::Closed)
+    }
+
+    /// Forgets the connection (out of the pool too): its transaction state is unknown.
+    fn discard_client(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
     }
 }
 
@@ -287,17 +399,48 @@ impl Bound<'_> {
 
 #[async_trait]
 impl BatchWriter for PgWriter {
+    /// One batch transaction within [`timeouts::COMMIT_DEADLINE_MS`]. Past it, or when the
+    /// connection breaks: before `COMMIT` went out nothing is written ([`StoreError::Timeout`]
+    /// or the error; the server rolls back when it sees the connection go, or at its
+    /// `idle_in_transaction_session_timeout`), after it the outcome is the server's and
+    /// unknown here ([`StoreError::CommitUnknown`]).
     async fn write_batch(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
+        self.commit_sent = false;
+        let deadline = Duration::from_millis(timeouts::COMMIT_DEADLINE_MS);
+        let result = match tokio::time::timeout(deadline, self.write_batch_now(units)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.discard_client();
+                let why = format!("no answer from the database within {} ms", deadline.as_millis());
+                Err(if self.commit_sent { StoreError::CommitUnknown(why) } else { StoreError::Timeout(why) })
+            }
+        };
+        if result.is_err() && self.commit_sent {
+            self.discard_client();
+        }
+        result
+    }
+}
+
+impl PgWriter {
+    async fn write_batch_now(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
         self.client().await?.batch_execute("BEGIN").await.map_err(db_error)?;
         match apply_units(self, units).await {
             Ok(outcomes) => {
-                let commit = self.client().await?.batch_execute("COMMIT").await;
+                // Never a new connection here: COMMIT on one without this transaction would
+                // "succeed" having written nothing.
+                let client = self.client.as_ref().filter(|c| !c.is_closed()).ok_or_else(|| {
+                    StoreError::Unreachable("the connection closed in the middle of the transaction".into())
+                })?;
+                self.commit_sent = true;
+                let commit = client.batch_execute("COMMIT").await;
                 match commit {
                     Ok(()) => Ok(outcomes),
-                    Err(error) => {
-                        self.client = None;
-                        Err(db_error(error))
-                    }
+                    // The server answered: it did not commit (a deferred constraint, a
+                    // serialization failure, a statement or lock timeout).
+                    Err(error) if error.as_db_error().is_some() => Err(db_error(error)),
+                    // No answer: the connection broke with COMMIT on its way.
+                    Err(error) => Err(StoreError::CommitUnknown(one_line(&error))),
                 }
             }
             Err(error) => {
@@ -315,6 +458,7 @@ impl BatchWriter for PgWriter {
 struct PgAdmin {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustls,
 }
 
 impl PgAdmin {
@@ -329,7 +473,19 @@ impl PgAdmin {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::Unreachable(e.to_string()))
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// A pooled client whose every call is bounded by the read deadline.
+    async fn query(&self, sql: &str) -> Result<Vec<Row>, StoreError> {
+        let deadline = Duration::from_millis(timeouts::READ_DEADLINE_MS);
+        let read = async {
+            let client = self.client().await?;
+            query_on(&client, sql, &[]).await
+        };
+        tokio::time::timeout(deadline, read)
+            .await
+            .map_err(|_| StoreError::Timeout(format!("no answer within {} ms", deadline.as_millis())))?
     }
 }
 
@@ -343,6 +499,8 @@ impl AdminStore for PgAdmin {
         let mut client = self.client().await?;
         client.batch_execute(migrate::CREATE_TABLE).await.map_err(db_error)?;
         let tx = client.transaction().await.map_err(db_error)?;
+        // A migration may rewrite a large table: the session's OLTP timeouts do not apply.
+        tx.batch_execute(UNBOUNDED_TRANSACTION).await.map_err(db_error)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await.map_err(db_error)?;
         let applied = Self::applied(tx.client()).await?;
         for migration in migrate::pending(migrate::POSTGRES, &applied)? {
@@ -361,22 +519,44 @@ impl AdminStore for PgAdmin {
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let applied = Self::applied(&client).await?;
-        if migrate::pending(migrate::POSTGRES, &applied)?.is_empty() {
-            Ok(())
-        } else {
-            Err(StoreError::Schema("migrations are not applied (run `kassa migrate`)".into()))
-        }
+        let deadline = Duration::from_millis(timeouts::READ_DEADLINE_MS);
+        let check = async {
+            let client = self.client().await?;
+            let applied = Self::applied(&client).await?;
+            if !migrate::pending(migrate::POSTGRES, &applied)?.is_empty() {
+                return Err(StoreError::Schema("migrations are not applied (run `kassa migrate`)".into()));
+            }
+            // A standby, or a database or role set `default_transaction_read_only`, answers
+            // reads and refuses every write.
+            let rows =
+                query_on(&client, "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'", &[])
+                    .await?;
+            let row = rows.first().ok_or(StoreError::Corrupt("no answer to the read-only check".into()))?;
+            if row.boolean(0)? {
+                Err(StoreError::ReadOnly("the PostgreSQL server is in recovery (a standby)".into()))
+            } else if row.boolean(1)? {
+                Err(StoreError::ReadOnly("the session is read-only (default_transaction_read_only)".into()))
+            } else {
+                Ok(())
+            }
+        };
+        tokio::time::timeout(deadline, check)
+            .await
+            .map_err(|_| StoreError::Timeout(format!("no answer within {} ms", deadline.as_millis())))?
     }
 
-    async fn durable(&self) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let setting = |rows: Vec<Row>| rows.first().map(|r| r.text(0)).transpose().map(|v| v.unwrap_or_default());
-        let fsync = setting(query_on(&client, "SELECT current_setting('fsync')", &[]).await?)?;
-        let synchronous_commit =
-            setting(query_on(&client, "SELECT current_setting('synchronous_commit')", &[]).await?)?;
-        Ok(fsync == "on" && synchronous_commit != "off")
+    async fn not_durable_because(&self) -> Result<Option<String>, StoreError> {
+        // The settings in effect for the pool's sessions, which the committer's are.
+        let rows = self.query("SELECT current_setting('fsync'), current_setting('synchronous_commit')").await?;
+        let row = rows.first().ok_or(StoreError::Corrupt("no answer to the durability check".into()))?;
+        let (fsync, synchronous_commit) = (row.text(0)?, row.text(1)?);
+        Ok(if fsync != "on" {
+            Some(format!("the PostgreSQL server runs with fsync = {fsync}"))
+        } else if synchronous_commit == "off" {
+            Some(format!("the PostgreSQL session runs with synchronous_commit = {synchronous_commit}"))
+        } else {
+            None
+        })
     }
 
     async fn backup(&self, path: &Path) -> Result<(), StoreError> {
@@ -387,37 +567,26 @@ impl AdminStore for PgAdmin {
     async fn restore(&self, path: &Path) -> Result<RestoreReport, StoreError> {
         // A connection of its own: the restore holds one transaction open across many
         // statements and checks, which must not mix with the pool's other users.
-        let (client, connection) =
-            self.config.connect(NoTls).await.map_err(|e| StoreError::Unreachable(e.to_string()))?;
-        let connection = tokio::spawn(connection);
-        let result = crate::pg_backup::restore(Arc::new(client), path).await;
-        connection.abort();
-        result
+        let client = pg_tls::connect_one(&self.config, self.tls.clone()).await?;
+        client.batch_execute(UNBOUNDED_SESSION).await.map_err(db_error)?;
+        crate::pg_backup::restore(Arc::new(client), path).await
     }
 }
 
+/// Lifts the session's OLTP timeouts for one maintenance transaction (migrate, backup).
+pub(crate) const UNBOUNDED_TRANSACTION: &str = "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0";
+/// The same for a maintenance session of its own (restore), which may also sit in its
+/// transaction while it verifies.
+const UNBOUNDED_SESSION: &str =
+    "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
+
 pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
-    let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Unreachable(format!("bad URL: {e}")))?;
-    let mut config = config;
-    config.connect_timeout(Duration::from_millis(options.connect_timeout_ms));
-    config.application_name("kassa");
-    // Plan every execution for its actual parameters. A generic plan cached while a table was
-    // still empty (a fresh database, never analyzed) joins the batch's unnest() arrays to
-    // `transactions` by a sequential scan, and keeps doing so as the table grows: commits got
-    // slower with every batch. Planning these short statements costs microseconds.
-    let server_options = match config.get_options() {
-        Some(given) if !given.is_empty() => format!("{given} -c plan_cache_mode=force_custom_plan"),
-        _ => "-c plan_cache_mode=force_custom_plan".to_owned(),
-    };
-    config.options(&server_options);
+    let connect_timeout = Duration::from_millis(options.connect_timeout_ms);
+    let (config, tls) = host_config(url, connect_timeout)?;
     let admin_config = config.clone();
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    let pool = Pool::builder(manager)
-        .max_size(options.read_connections_max.max(2) + 1)
-        .build()
-        .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+    let pool = pool(config, tls.clone(), options.read_connections_max.max(2) + 1, connect_timeout)?;
     // Fail now, with a clear reason, when the database cannot be reached.
-    let probe = tokio::time::timeout(Duration::from_millis(options.connect_timeout_ms), pool.get())
+    let probe = tokio::time::timeout(connect_timeout, pool.get())
         .await
         .map_err(|_| {
             StoreError::Unreachable(format!(
@@ -426,9 +595,15 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
                 options.connect_timeout_ms
             ))
         })?
-        .map_err(|e| StoreError::Unreachable(format!("{}: {e}", crate::redact_url(url))))?;
+        .map_err(|e| {
+            let reason = match pool_error(e) {
+                StoreError::Unreachable(reason) | StoreError::Timeout(reason) => reason,
+                other => other.to_string(),
+            };
+            StoreError::Unreachable(format!("{}: {reason}", crate::redact_url(url)))
+        })?;
     drop(probe);
-    let writer = PgWriter { pool: pool.clone(), client: None, txn_ids: VecDeque::new(), entry_ids: VecDeque::new() };
+    let writer = PgWriter::new(pool.clone());
     let (committer, run_loop) = commit::committer(writer, options.committer);
     tokio::spawn(run_loop);
     let reads = Arc::new(SqlReads { reader: Arc::new(PgReader { pool: pool.clone() }) });
@@ -438,7 +613,7 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
         ledger: reads.clone(),
         audit: reads.clone(),
         settings: reads.clone(),
-        admin: Arc::new(PgAdmin { pool, config: admin_config }),
+        admin: Arc::new(PgAdmin { pool, config: admin_config, tls }),
         committer,
         reads,
     })
@@ -447,17 +622,10 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
 /// [`commit::commit_as_one_batch`] with a writer of its own on the database at `url`.
 #[cfg(feature = "testing")]
 pub(crate) async fn commit_as_one_batch(url: &str, units: Vec<WriteUnit>) -> Vec<Result<UnitOutcome, StoreError>> {
-    let pool =
-        url.parse::<tokio_postgres::Config>().map_err(|e| StoreError::Unreachable(e.to_string())).and_then(|config| {
-            let manager =
-                Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-            Pool::builder(manager).max_size(1).build().map_err(|e| StoreError::Unreachable(e.to_string()))
-        });
+    let connect_timeout = Duration::from_millis(timeouts::CONNECT_TIMEOUT_MS);
+    let pool = host_config(url, connect_timeout).and_then(|(config, tls)| pool(config, tls, 1, connect_timeout));
     match pool {
-        Ok(pool) => {
-            let writer = PgWriter { pool, client: None, txn_ids: VecDeque::new(), entry_ids: VecDeque::new() };
-            commit::commit_as_one_batch(writer, units).await
-        }
+        Ok(pool) => commit::commit_as_one_batch(PgWriter::new(pool), units).await,
         Err(error) => vec![Err(error)],
     }
 }
@@ -489,11 +657,22 @@ fn checked_database_name(name: &str) -> Result<&str, StoreError> {
 }
 
 async fn server_client(server_url: &str) -> Result<tokio_postgres::Client, StoreError> {
-    let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| StoreError::Unreachable(format!("{}: {e}", crate::redact_url(server_url))))?;
-    tokio::spawn(connection);
-    Ok(client)
+    connect(server_url).await
+}
+
+/// One client on the database at `url` outside any pool, with the URL's TLS settings
+/// (`sslmode`, `sslrootcert`) and none of the host's session settings: for scratch databases,
+/// tests and tools. The error is one line naming the masked URL.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+    let in_url = |error: StoreError| match error {
+        StoreError::Unreachable(reason) => StoreError::Unreachable(format!("{}: {reason}", crate::redact_url(url))),
+        other => other,
+    };
+    let (mut config, tls) = pg_tls::connect_config(url).map_err(in_url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_millis(timeouts::CONNECT_TIMEOUT_MS));
+    }
+    pg_tls::connect_one(&config, tls).await.map_err(in_url)
 }
 
 /// Creates the empty database `name` (lower-case letters, digits, `_`) on the server of

@@ -13,7 +13,7 @@ use crate::commit::{self, apply_units, BatchWriter, Exec, Sequence, Statement, U
 use crate::migrate;
 use crate::queries::{Reader, SqlReads};
 use crate::value::{Row, Value};
-use crate::{AdminStore, RestoreReport, Store, StoreError, StoreOptions};
+use crate::{timeouts, AdminStore, RestoreReport, Store, StoreError, StoreOptions};
 
 impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -28,7 +28,71 @@ impl rusqlite::ToSql for Value {
 }
 
 fn db_error(error: rusqlite::Error) -> StoreError {
-    StoreError::Database(error.to_string())
+    match error.sqlite_error_code() {
+        // Another connection held the write lock past the busy timeout: nothing was written.
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => StoreError::Timeout(format!(
+            "the database stayed locked for {} ms: {error}",
+            timeouts::SQLITE_BUSY_TIMEOUT_MS
+        )),
+        Some(rusqlite::ErrorCode::ReadOnly) => StoreError::ReadOnly(error.to_string()),
+        _ => StoreError::Database(error.to_string()),
+    }
+}
+
+/// Creates the database file empty with mode 0600 unless it exists, so SQLite (which gives its
+/// `-wal`, `-shm` and journal files the database file's mode) never creates any of them
+/// readable by others.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(StoreError::Unreachable(format!("{}: {error}", path.display()))),
+    }
+}
+
+/// Creates `dir` and its parents, those created here with mode 0700.
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|e| StoreError::Unreachable(format!("{}: {e}", dir.display())))
+}
+
+/// Whether SQLite can write the database at `path` through `conn`: the connection is not
+/// read-only (SQLite opens a file it may not write read-only, silently) and the directory
+/// takes new files (the WAL, its index, journals). Tried for real, since permission bits do
+/// not tell what root, an immutable file or a read-only mount allow.
+fn check_writable(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    if conn.is_readonly(rusqlite::MAIN_DB).map_err(db_error)? {
+        return Err(StoreError::ReadOnly(format!("{} cannot be written", path.display())));
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".kassa-write-probe-{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(error) => Err(StoreError::ReadOnly(format!("{} takes no new files: {error}", dir.display()))),
+    }
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -39,9 +103,10 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         _ => StoreError::Unreachable(format!("{}: {e}", path.display())),
     };
     let conn = Connection::open(path).map_err(refused)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-    )
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+        timeouts::SQLITE_BUSY_TIMEOUT_MS
+    ))
     .map_err(refused)?;
     // Fail early and clearly on a file that is not a database.
     conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |_| Ok(())).map_err(refused)?;
@@ -87,6 +152,17 @@ struct SqliteReader {
 #[async_trait]
 impl Reader for SqliteReader {
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let deadline = std::time::Duration::from_millis(timeouts::READ_DEADLINE_MS);
+        match tokio::time::timeout(deadline, self.query_now(sql, params)).await {
+            Ok(result) => result,
+            // The blocking task finishes on its own and its connection is dropped then.
+            Err(_) => Err(StoreError::Timeout(format!("no answer to a read within {} ms", deadline.as_millis()))),
+        }
+    }
+}
+
+impl SqliteReader {
+    async fn query_now(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
         let params = params.to_vec();
         let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
         let conn = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
@@ -157,7 +233,14 @@ impl BatchWriter for SqliteWriter {
                 Ok(()) => Ok(outcomes),
                 Err(error) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
-                    Err(db_error(error))
+                    Err(match db_error(error) {
+                        // COMMIT waited for readers or a lock and gave up: the transaction is
+                        // still open here and rolled back above, nothing was written.
+                        refused @ (StoreError::Timeout(_) | StoreError::ReadOnly(_)) => refused,
+                        // An I/O error while writing or syncing the WAL: its frames may be on
+                        // disk and recovered at the next open.
+                        other => StoreError::CommitUnknown(other.to_string()),
+                    })
                 }
             },
             Err(error) => {
@@ -244,24 +327,29 @@ impl AdminStore for SqliteAdmin {
         tokio::task::spawn_blocking(move || {
             let conn = open_connection(&path)?;
             let applied = applied_migrations(&conn)?;
-            if migrate::pending(migrate::SQLITE, &applied)?.is_empty() {
-                Ok(())
-            } else {
-                Err(StoreError::Schema("migrations are not applied (run `kassa migrate`)".into()))
+            if !migrate::pending(migrate::SQLITE, &applied)?.is_empty() {
+                return Err(StoreError::Schema("migrations are not applied (run `kassa migrate`)".into()));
             }
+            check_writable(&conn, &path)
         })
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?
     }
 
-    async fn durable(&self) -> Result<bool, StoreError> {
+    async fn not_durable_because(&self) -> Result<Option<String>, StoreError> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let conn = open_connection(&path)?;
             let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(db_error)?;
             let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(db_error)?;
             // 2 = FULL, 3 = EXTRA. The writer connection sets FULL; this one was opened the same way.
-            Ok(mode.eq_ignore_ascii_case("wal") && sync >= 2)
+            Ok(if !mode.eq_ignore_ascii_case("wal") {
+                Some(format!("SQLite journal_mode = {mode}, not WAL"))
+            } else if sync < 2 {
+                Some(format!("SQLite synchronous = {sync}, not FULL"))
+            } else {
+                None
+            })
         })
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?
@@ -272,9 +360,27 @@ impl AdminStore for SqliteAdmin {
         let target = target.to_owned();
         tokio::task::spawn_blocking(move || {
             let conn = open_connection(&path)?;
+            // Written beside the target and renamed, so a crash never leaves half a backup under
+            // its name. The empty file is created 0600 first: VACUUM INTO fills an empty file
+            // and keeps its mode, so the copy of the data is never readable by others.
+            let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let temporary = target.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+            let _ = std::fs::remove_file(&temporary);
+            create_private_file(&temporary)?;
             // VACUUM INTO reads one consistent snapshot while writers go on.
-            conn.execute("VACUUM INTO ?1", [target.to_string_lossy().as_ref()]).map_err(db_error)?;
-            Ok(())
+            let written = conn
+                .execute("VACUUM INTO ?1", [temporary.to_string_lossy().as_ref()])
+                .map_err(db_error)
+                .and_then(|_| {
+                    std::fs::File::open(&temporary)
+                        .and_then(|file| file.sync_all())
+                        .and_then(|()| std::fs::rename(&temporary, &target))
+                        .map_err(|e| StoreError::Database(format!("{}: {e}", target.display())))
+                });
+            if written.is_err() {
+                let _ = std::fs::remove_file(&temporary);
+            }
+            written
         })
         .await
         .map_err(|e| StoreError::Database(e.to_string()))?
@@ -352,8 +458,9 @@ async fn verify_database(path: &Path) -> Result<RestoreReport, StoreError> {
 
 pub(crate) async fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| StoreError::Unreachable(format!("{}: {e}", parent.display())))?;
+        create_private_dir(parent)?;
     }
+    create_private_file(path)?;
     let probe = {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || open_connection(&path))

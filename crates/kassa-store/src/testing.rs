@@ -112,10 +112,7 @@ impl TestDb {
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) =
-        tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("KASSA_TEST_DATABASE_URL unreachable");
-    tokio::spawn(connection);
-    client
+    crate::connect_postgres(url).await.expect("KASSA_TEST_DATABASE_URL unreachable")
 }
 
 /// Runs each `async fn name(db: &TestDb)` of the invoking module on SQLite and, when

@@ -70,12 +70,14 @@ fn write_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// is using. The operating system drops the lock when the process dies, even by SIGKILL.
 pub fn lock_data_dir(dir: &Path, holder: &str) -> anyhow::Result<std::fs::File> {
     let path = dir.join("kassa.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {

@@ -60,6 +60,21 @@ impl Store {
         Arc::new(StoreReadiness { admin: self.inner.admin.clone() })
     }
 
+    /// Fails, with a one-line reason, unless every commit is on stable storage before it is
+    /// answered: `up` and `serve` refuse to serve approvals that a crash could lose. The store
+    /// sets `synchronous_commit = on` for each of its PostgreSQL sessions, so only what a
+    /// session cannot change is left to refuse (a server running with `fsync = off`).
+    #[allow(dead_code, reason = "start-up (host.rs) calls it before serving")]
+    pub async fn ensure_durable(&self) -> anyhow::Result<()> {
+        match self.inner.admin.not_durable_because().await {
+            Ok(None) => Ok(()),
+            Ok(Some(reason)) => anyhow::bail!("refusing to serve: commits to {} are not durable: {reason}", self.url),
+            Err(error) => {
+                anyhow::bail!("refusing to serve: cannot tell whether commits to {} are durable: {error}", self.url)
+            }
+        }
+    }
+
     /// The store's report that every approval is committed before it is answered
     /// (`kassa_store_durable`); `false` when the database cannot tell.
     pub async fn durable(&self) -> bool {
@@ -117,8 +132,10 @@ impl Store {
     }
 }
 
-/// `/readyz` through the store. Answers with a short reason; the details go to the log, since
-/// they may name hosts and files a client has no business seeing.
+/// `/readyz` through the store: reachable, migrated, and accepting writes (a read-only SQLite
+/// file or directory, a PostgreSQL standby or read-only database is not ready, since every
+/// approval would fail). Answers with a short reason; the details go to the log, since they
+/// may name hosts and files a client has no business seeing.
 struct StoreReadiness {
     admin: Arc<dyn AdminStore>,
 }
@@ -130,6 +147,8 @@ impl Readiness for StoreReadiness {
                 tracing::warn!(%error, "not ready");
                 match error {
                     StoreError::Unreachable(_) | StoreError::Closed => "database unreachable",
+                    StoreError::Timeout(_) | StoreError::CommitUnknown(_) => "database not answering",
+                    StoreError::ReadOnly(_) => "database read-only",
                     StoreError::Schema(_) => "database schema not migrated",
                     _ => "database error",
                 }
