@@ -6,7 +6,6 @@
 //! [`Listeners::bind`] first, then [`App::new`] once the store is open. [`App::build`] does both
 //! for callers that have their dependencies at hand (tests, `serve`).
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +24,8 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use crate::config::Config;
 use crate::metrics::{self, HttpMetrics};
 use crate::readiness::Readiness;
+use crate::serve::{self, Limits, ServeMetrics, ServeOptions};
+use crate::tls::TlsAcceptor;
 
 /// How long `/readyz` waits for the readiness check before answering 503.
 pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -48,11 +49,16 @@ pub struct AppDeps {
     pub shutdown: CancellationToken,
     /// Further routes merged next to the operational ones; `Router::new()` for none.
     pub routes: Router,
+    /// `Some`: serve HTTPS only (see [`crate::tls::acceptor`] with [`crate::tls::ALPN_HTTP_1_1`]).
+    pub tls: Option<TlsAcceptor>,
 }
 
 impl std::fmt::Debug for AppDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppDeps").field("store_durable", &self.store_durable).finish_non_exhaustive()
+        f.debug_struct("AppDeps")
+            .field("store_durable", &self.store_durable)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,7 +87,7 @@ fn describe_bind_error(error: &std::io::Error) -> String {
 /// Why serving stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The listener failed.
+    /// The listener failed (kept for callers matching on it; accept errors are retried).
     #[error("http server failed: {0}")]
     Io(#[from] std::io::Error),
     /// In-flight requests were still running when the grace period ended.
@@ -138,6 +144,7 @@ pub struct App {
     http_addr: SocketAddr,
     router: Router,
     shutdown: CancellationToken,
+    options: ServeOptions,
 }
 
 impl App {
@@ -151,8 +158,23 @@ impl App {
     pub fn new(listeners: Listeners, mut deps: AppDeps) -> std::io::Result<App> {
         let http_addr = listeners.http.local_addr()?;
         let metrics = HttpMetrics::register(&mut deps.registry, deps.store_durable);
+        let serve_metrics = ServeMetrics::register(&mut deps.registry);
         let router = router(deps.readiness, deps.registry, metrics, deps.routes);
-        Ok(App { listener: listeners.http, http_addr, router, shutdown: deps.shutdown })
+        let options =
+            ServeOptions { name: "http server", limits: Limits::default(), tls: deps.tls, metrics: serve_metrics };
+        Ok(App { listener: listeners.http, http_addr, router, shutdown: deps.shutdown, options })
+    }
+
+    /// The app with other bounds than [`Limits::default`] (tests shorten the timeouts).
+    pub fn with_limits(mut self, limits: Limits) -> App {
+        self.options.limits = limits;
+        self
+    }
+
+    /// `https://ADDR` when serving TLS, else `http://ADDR`.
+    pub fn http_url(&self) -> String {
+        let scheme = if self.options.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.http_addr)
     }
 
     /// The address HTTP is bound to (the real port when port 0 was asked for).
@@ -161,34 +183,21 @@ impl App {
     }
 
     /// Serves until the shutdown token is cancelled, then lets in-flight requests finish (at most
-    /// [`SHUTDOWN_GRACE`]).
+    /// [`SHUTDOWN_GRACE`]); see [`crate::serve`].
     pub async fn run_until_stopped(self) -> Result<(), ServeError> {
-        serve_until_stopped(self.listener, self.router, self.shutdown, "http server").await
+        serve::serve(self.listener, self.router, self.options, self.shutdown).await
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then lets in-flight requests
-/// finish (at most [`SHUTDOWN_GRACE`]). `name` names the server in the log.
+/// Serves `router` on `listener` as plain HTTP with the default limits until `shutdown` is
+/// cancelled (see [`serve::serve`]). `name` names the server in the log.
 pub async fn serve_until_stopped(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     name: &'static str,
 ) -> Result<(), ServeError> {
-    // With the peer address, so that the audit log can say where a request came from.
-    let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
-    tokio::pin!(serve);
-    tokio::select! {
-        result = &mut serve => return result.map_err(ServeError::Io),
-        () = shutdown.cancelled() => {}
-    }
-    tracing::info!("{name} stopping; waiting for in-flight requests");
-    match tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
-        Ok(result) => result.map_err(ServeError::Io),
-        Err(_elapsed) => Err(ServeError::GraceExpired),
-    }
+    serve::serve(listener, router, ServeOptions::plain(name), shutdown).await
 }
 
 /// The router with operational routes, `extra` routes, metrics and tracing. Public so tests can

@@ -7,10 +7,12 @@
 //! **Invariant**: nothing here logs a secret: the config masks the database password and the
 //! master key, and request spans carry the path without the query string.
 
+pub mod admission;
 pub mod app;
 pub mod config;
 pub mod metrics;
 pub mod readiness;
+pub mod serve;
 pub mod shutdown;
 pub mod tls;
 
@@ -18,4 +20,5 @@ pub use app::{serve_until_stopped, App, AppDeps, BindError, Listeners, ServeErro
 pub use config::{Config, ConfigError, ConfigLayer, DatabaseKind, DatabaseUrl, LogFormat};
 pub use kassa_crypto::MasterKey;
 pub use readiness::{BoxFuture, Readiness};
+pub use serve::{serve, Limits, ServeMetrics, ServeOptions};
 pub use tls::{load_server_config, TlsAcceptor, TlsError};

@@ -1,19 +1,23 @@
 //! `kassa up` and `kassa serve`: the start-up sequence, in the order that keeps failures cheap.
 //!
-//! 1. bind every listener (a taken port fails before anything is written), check the card
-//!    issuer's settings (issuer URL, zone PIN key);
+//! 1. raise the open-file limit, bind every listener (a taken port fails before anything is
+//!    written), read the TLS certificate and key, check the card issuer's settings (issuer URL,
+//!    zone PIN key);
 //! 2. data directory and master key;
-//! 3. open the store and migrate (`crate::store`);
+//! 3. open the store and migrate (`crate::store`), refuse to go on unless commits are durable;
 //! 4. demo data: credentials file written first, then seeded (so a crash in between leaves a file
 //!    that the next start regenerates, never a seeded database without its secrets);
 //! 5. build the app and the simulators' server, print where everything is, serve until
-//!    SIGINT/SIGTERM.
+//!    SIGINT/SIGTERM;
+//! 6. drain every server (HTTP, ISO 8583 gateway, simulators) even when one of them failed, then
+//!    report the first failure.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use kassa_crypto::MasterKey;
+use kassa_host::tls::{self, TlsAcceptor};
 use kassa_host::{App, AppDeps, Config, Listeners};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +40,11 @@ pub enum Mode {
 
 /// Runs the host until it is stopped by a signal.
 pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
+    // Before binding: the connection caps are sized by the limit in force.
+    let open_files = kassa_host::serve::raise_open_files_limit();
+    tracing::debug!(?open_files, "open-file limit");
     let mut listeners = Listeners::bind(&config).await?;
+    let http_tls = http_tls(&config)?;
     // Installed before the slow steps (key generation) so that a signal during start-up stops the
     // host cleanly instead of killing it half-way through writing files.
     let shutdown = CancellationToken::new();
@@ -52,6 +60,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     };
     let master_key = master_key::resolve(&config, when_missing)?;
     let store = store::open_and_migrate(&config).await?;
+    store.ensure_durable().await?;
     if config.demo {
         prepare_demo(&config, &store, &master_key).await?;
     }
@@ -76,7 +85,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     // A host without simulators nor a remote issuer serves no card transactions rather than
     // approving them against a simulator.
-    let card_issuer = sim::card_issuer(remote_issuer, simulator.as_ref());
+    let card_issuer = sim::card_issuer(remote_issuer, simulator.as_ref())?;
     let zone_pin_description = zone_pin_key.as_ref().map(sim::ZonePinKey::describe);
     let gateway_task = match (&card_issuer, zone_pin_key) {
         (Some(issuer), Some(key)) => {
@@ -90,38 +99,66 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         }
     };
 
+    let secure_cookies = http_tls.is_some();
     let deps = AppDeps {
         readiness: store.readiness(),
         registry: Registry::default(),
         store_durable: store.durable().await,
-        shutdown,
-        routes: routes(&config, &store, &master_key),
+        shutdown: shutdown.clone(),
+        routes: routes(&config, &store, &master_key, secure_cookies),
+        tls: http_tls,
     };
     let app = App::new(listeners, deps).context("cannot start the http server")?;
     let card = card_issuer.map(|issuer| issuer.description).zip(zone_pin_description);
-    print_banner(&config, app.http_addr(), gateway_task.is_some().then_some(iso_addr), sim_addr, card);
-    app.run_until_stopped().await?;
-    // The HTTP side stopped because the shutdown token was cancelled; the gateway saw the same
-    // token and finishes its in-flight answers.
+    print_banner(&config, &app.http_url(), gateway_task.is_some().then_some(iso_addr), sim_addr, card);
+    let served = app.run_until_stopped().await.context("the http server failed");
+    // Whatever ended the HTTP side, every other server stops too and is drained before the
+    // process exits: the gateway finishes its in-flight answers.
+    shutdown.cancel();
+    let mut outcomes = vec![served];
     if let Some(task) = gateway_task {
-        match task.await {
-            Ok(result) => result.context("the ISO 8583 gateway failed")?,
-            Err(error) => anyhow::bail!("the ISO 8583 gateway stopped abnormally: {error}"),
-        }
+        outcomes.push(drained(task.await, "the ISO 8583 gateway"));
     }
     if let Some(task) = sim_task {
-        match task.await {
-            Ok(result) => result.context("the simulators' server failed")?,
-            Err(error) => anyhow::bail!("the simulators' server stopped abnormally: {error}"),
+        outcomes.push(drained(task.await, "the simulators' server"));
+    }
+    // The first failure is the one reported; the others are logged so none is lost.
+    let mut failures = outcomes.into_iter().filter_map(Result::err);
+    let first = failures.next();
+    for other in failures {
+        tracing::error!("{other:#}");
+    }
+    match first {
+        Some(error) => Err(error),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
         }
     }
-    tracing::info!("stopped");
-    Ok(())
+}
+
+/// A server task's end as one result, named by `what`.
+fn drained<E>(joined: Result<Result<(), E>, tokio::task::JoinError>, what: &str) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match joined {
+        Ok(result) => result.with_context(|| format!("{what} failed")),
+        Err(error) => Err(anyhow::anyhow!("{what} stopped abnormally: {error}")),
+    }
+}
+
+/// The HTTP listener's TLS acceptor when `tls_cert`/`tls_key` are set (ALPN http/1.1).
+fn http_tls(config: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(tls::acceptor(cert, key, &[tls::ALPN_HTTP_1_1])?)),
+        _ => Ok(None),
+    }
 }
 
 /// The HTTP routes besides the operational ones: TMS and the back-office API. One-time codes go
 /// to `<data-dir>/outbox.txt` (the development mail sink; never the log).
-fn routes(config: &Config, store: &Store, master_key: &MasterKey) -> axum::Router {
+fn routes(config: &Config, store: &Store, master_key: &MasterKey, secure_cookies: bool) -> axum::Router {
     let clock: Arc<dyn kassa_auth::Clock> = Arc::new(kassa_auth::SystemClock);
     // ONE Argon2id pool and ONE refusal counter for every surface of the process.
     let shared = kassa_auth::AuthShared::new(store.inner().clone(), clock.clone());
@@ -129,6 +166,7 @@ fn routes(config: &Config, store: &Store, master_key: &MasterKey) -> axum::Route
     let notifier = Arc::new(kassa_auth::notify::MailFileNotifier::new(config.data_dir.join(OUTBOX_FILE)));
     let back_office =
         kassa_backoffice::BackOfficeState::new(store.inner().clone(), master_key.pepper(), clock, notifier, shared);
+    let back_office = back_office.with_secure_cookies(secure_cookies);
     kassa_tms::router(tms).merge(kassa_backoffice::router(back_office))
 }
 
@@ -167,15 +205,15 @@ async fn prepare_demo(config: &Config, store: &Store, master_key: &MasterKey) ->
 #[expect(clippy::print_stdout, reason = "the URLs are the output `kassa up` is run for")]
 fn print_banner(
     config: &Config,
-    http: SocketAddr,
+    http_url: &str,
     iso: Option<SocketAddr>,
     sim: Option<SocketAddr>,
     card: Option<(String, String)>,
 ) {
     println!("kassa {} is up", kassa_host::metrics::VERSION);
-    println!("http: http://{http}");
+    println!("http: {http_url}");
     // Printed with a note, like the simulators: the contract names the address, nothing serves it yet.
-    println!("back_office: http://{http}/ (not served yet)");
+    println!("back_office: {http_url}/ (not served yet)");
     match iso {
         Some(iso) => println!("iso: {iso}"),
         None => println!("iso: {} (not served: no card issuer configured)", config.iso),

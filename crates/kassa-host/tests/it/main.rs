@@ -115,7 +115,14 @@ fn config_on_port_zero() -> Config {
 }
 
 fn deps(shutdown: CancellationToken, routes: Router) -> AppDeps {
-    AppDeps { readiness: Arc::new(Fixed(Ok(()))), registry: Registry::default(), store_durable: true, shutdown, routes }
+    AppDeps {
+        readiness: Arc::new(Fixed(Ok(()))),
+        registry: Registry::default(),
+        store_durable: true,
+        shutdown,
+        routes,
+        tls: None,
+    }
 }
 
 /// A minimal HTTP/1.1 GET over a fresh connection: status code and body.
