@@ -12,11 +12,13 @@ use kassa_iso8583::{Message, UNIONPAY};
 use kassa_issuer::{AuthoriseRequest, Clock, IssuerAnswer, IssuerConnector, Operation, RequestId};
 use kassa_ledger::{sale_entry, undo_entry, EntryKind, JournalEntry};
 use kassa_store::{
-    CardIdentity, Guard, NewTxn, Store, TerminalRecord, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit,
+    CardIdentity, Guard, NewTxn, Store, StoreError, TerminalRecord, TxnRecord, TxnUpdate, UnitOutcome, WriteOp,
+    WriteUnit,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::paused;
 use crate::business_day::{BusinessDay, Stamp};
 use crate::codes::{for_decline, ResponseCode};
 use crate::directory::Directory;
@@ -69,6 +71,7 @@ pub(crate) struct Handler {
     locks: IdentityLocks,
     business_day: BusinessDay,
     issuer_timeout: Duration,
+    store_timeout: Duration,
     batch_upload_items_max: usize,
 }
 
@@ -147,6 +150,7 @@ impl Handler {
             locks: IdentityLocks::default(),
             business_day: config.business_day,
             issuer_timeout: duration_ms(config.issuer_timeout_ms),
+            store_timeout: duration_ms(config.store_timeout_ms),
             batch_upload_items_max: config.batch_upload_items_max,
         }
     }
@@ -189,7 +193,14 @@ impl Handler {
             .ok()
             .and_then(|frame| UNIONPAY.decode(frame.message_bytes).ok().map(|message| (frame, message)));
         let Some((frame, request)) = decoded else { return format_error(body, out) };
-        let reply = self.process(&request, frame.message_bytes).await;
+        let reply = match crate::budget::within(self.store_timeout, self.process(&request, frame.message_bytes)).await {
+            Some(reply) => reply,
+            None => {
+                let after_ms = self.store_timeout.as_millis();
+                tracing::error!(after_ms, mti = %request.mti(), "the database did not answer in time; answered 96");
+                Reply { message: respond(&request, ResponseCode::SYSTEM_ERROR), mac: None }
+            }
+        };
         self.encode(&frame.envelope.response(), reply, out)
     }
 
@@ -534,7 +545,7 @@ impl Handler {
         }
         let deadline = tokio::time::Instant::now() + self.issuer_timeout * 2;
         while txn.status == status_name(TxnStatus::Pending) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(duration_ms(PENDING_POLL_MS)).await;
+            paused(tokio::time::sleep(duration_ms(PENDING_POLL_MS))).await;
             match self.store.txns.txn(txn.id).await? {
                 Some(fresh) => txn = fresh,
                 None => break,
@@ -618,7 +629,7 @@ impl Handler {
             pin_block,
             chip: request.has(55),
         };
-        let answer = tokio::time::timeout(self.issuer_timeout, self.issuer.authorise(&issuer_request)).await;
+        let answer = paused(tokio::time::timeout(self.issuer_timeout, self.issuer.authorise(&issuer_request))).await;
         let state = TxnState::new(kind, amount);
         let (code, auth_code, reverse_reason) = match answer {
             Ok(Ok(IssuerAnswer::Approved { auth_code, .. })) => (ResponseCode::APPROVED, Some(auth_code), None),
@@ -656,6 +667,13 @@ impl Handler {
         let outcome = self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), ops)).await;
         match outcome {
             Ok(UnitOutcome::Committed { .. }) => {}
+            Err(StoreError::CommitUnknown(ref why)) => {
+                // Perhaps recorded, perhaps not: no compensation either way. Recorded, host and
+                // issuer agree on the approval; not recorded, the request stays pending and the
+                // sweep for abandoned requests declines it and reverses it at the issuer.
+                tracing::warn!(txn = txn_id, why, "the outcome of a capture's commit is unknown; answered 96");
+                return Err(GatewayError::Store(StoreError::CommitUnknown(why.clone())));
+            }
             Ok(_) | Err(_) => {
                 // Not recorded: the issuer must not keep the money.
                 if code.is_approved() {
@@ -741,7 +759,7 @@ impl Handler {
             pin_block,
             chip: request.has(55),
         };
-        let answer = tokio::time::timeout(self.issuer_timeout, self.issuer.authorise(&issuer_request)).await;
+        let answer = paused(tokio::time::timeout(self.issuer_timeout, self.issuer.authorise(&issuer_request))).await;
         let mut response = match answer {
             Ok(Ok(IssuerAnswer::Approved { balance, .. })) => {
                 let mut response = respond(request, ResponseCode::APPROVED);

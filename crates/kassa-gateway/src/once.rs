@@ -18,7 +18,8 @@ pub(crate) struct IdentityLocks {
 }
 
 impl IdentityLocks {
-    /// Holds the identity until the guard drops.
+    /// Holds the identity until the guard drops. Waiting for another request of the same
+    /// identity does not spend this request's database budget: that one has its own.
     pub(crate) async fn lock(&self, identity: &CardIdentity) -> OwnedMutexGuard<()> {
         let lock = {
             let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
@@ -34,7 +35,7 @@ impl IdentityLocks {
                 }
             }
         };
-        lock.lock_owned().await
+        crate::budget::paused(lock.lock_owned()).await
     }
 }
 

@@ -104,11 +104,12 @@ impl Sessions {
             .as_bytes()
             .to_vec();
         let op = kassa_store::gateway::put_working_keys(&terminal.terminal_id, sealed.clone(), at_ms);
-        if let Err(error) = self.store.commit(kassa_store::WriteUnit::ops(vec![op])).await {
-            let _ = self.security.remove_key(issued.pin_key);
-            let _ = self.security.remove_key(issued.mac_key);
-            return Err(error.into());
-        }
+        // Removed again unless stored, also when the request is abandoned while its commit
+        // waits (the database budget): else every abandoned sign-in would leak two keys of
+        // the security module.
+        let unstored = UnstoredKeys { security: &*self.security, keys: Some([issued.pin_key, issued.mac_key]) };
+        self.store.commit(kassa_store::WriteUnit::ops(vec![op])).await?;
+        unstored.keep();
         let keys = ActiveKeys { pin_key: issued.pin_key, mac_key: issued.mac_key, sealed };
         self.replace(&terminal.terminal_id, Some(keys));
         Ok(issued.field_62)
@@ -195,5 +196,26 @@ impl Sessions {
             WrappedWorkingKeys::from_slice(field_62.expose_secret()).map_err(|e| GatewayError::Keys(e.to_string()))?;
         let issued = self.security.import_working_keys(tmk, &wrapped)?;
         Ok(ActiveKeys { pin_key: issued.pin_key, mac_key: issued.mac_key, sealed: record.keys_sealed.clone() })
+    }
+}
+
+/// Working keys issued in the security module but not stored yet.
+struct UnstoredKeys<'a> {
+    security: &'a dyn SecurityModule,
+    keys: Option<[KeyHandle; 2]>,
+}
+
+impl UnstoredKeys<'_> {
+    /// They were stored: they stay.
+    fn keep(mut self) {
+        self.keys = None;
+    }
+}
+
+impl Drop for UnstoredKeys<'_> {
+    fn drop(&mut self) {
+        for key in self.keys.take().into_iter().flatten() {
+            let _ = self.security.remove_key(key);
+        }
     }
 }

@@ -44,7 +44,7 @@ impl Host {
     }
 
     /// Like [`Host::start`] with the gateway's config adjusted.
-    pub async fn start_with(adjust: fn(&mut GatewayConfig)) -> Host {
+    pub async fn start_with(adjust: impl FnOnce(&mut GatewayConfig)) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("kassa.db").display());
         let store = Store::open(&url, StoreOptions::default()).await.unwrap();
@@ -59,7 +59,7 @@ impl Host {
         simulator: IssuerSimulator,
         url: String,
         dir: Option<tempfile::TempDir>,
-        adjust: fn(&mut GatewayConfig),
+        adjust: impl FnOnce(&mut GatewayConfig),
     ) -> Host {
         // A new security module each time, as after a restart: keys come back from the store.
         let security: Arc<dyn SecurityModule> =
@@ -97,6 +97,11 @@ impl Host {
         drop(self.store);
         let store = Store::open(&self.url, StoreOptions::default()).await.unwrap();
         Host::serve(store, self.simulator, self.url, self._dir, |_| {}).await
+    }
+
+    /// The SQLite file of the store.
+    pub fn database_path(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(self.url.strip_prefix("sqlite://").unwrap())
     }
 
     pub async fn stop(self) {

@@ -7,5 +7,8 @@
 mod batch_upload;
 mod harness;
 mod reversals;
+mod slots;
+mod slow_store;
 mod terminal;
+mod tls;
 mod transactions;

@@ -7,7 +7,7 @@ use kassa_crypto::{encrypt_pin_block, unwrap_working_keys, x9_19_mac, Pin, TdesK
 use kassa_iso8583::fields::{Field60, Field61};
 use kassa_iso8583::frame::{encode_frame, encode_frame_with_mac, Envelope, Frame, Tpdu};
 use kassa_iso8583::{Message, Mti, UNIONPAY};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{MERCHANT, TMK};
@@ -15,8 +15,12 @@ use crate::harness::{MERCHANT, TMK};
 pub const ENVELOPE: Envelope =
     Envelope { tpdu: Tpdu { destination: [0, 1], source: [0, 2] }, header: [0x60, 0x31, 0, 0x31, 0, 0] };
 
+/// A terminal's connection: plain TCP or TLS.
+pub trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+
 pub struct Terminal {
-    pub stream: TcpStream,
+    pub stream: Box<dyn Duplex>,
     pub terminal_id: String,
     pub keys: Option<WorkingKeys>,
     pub batch: u32,
@@ -44,7 +48,12 @@ impl Answer {
 impl Terminal {
     pub async fn connect(addr: SocketAddr, terminal_id: &str) -> Terminal {
         let stream = TcpStream::connect(addr).await.unwrap();
-        Terminal { stream, terminal_id: terminal_id.into(), keys: None, batch: 1, stan: 0 }
+        Terminal::over(stream, terminal_id)
+    }
+
+    /// A terminal on a connection made by the caller (from another source address, over TLS).
+    pub fn over(stream: impl Duplex + 'static, terminal_id: &str) -> Terminal {
+        Terminal { stream: Box::new(stream), terminal_id: terminal_id.into(), keys: None, batch: 1, stan: 0 }
     }
 
     pub fn next_stan(&mut self) -> u32 {
@@ -66,6 +75,7 @@ impl Terminal {
     /// Sends raw bytes and reads one response frame (`None` when the host closed).
     pub async fn raw_exchange(&mut self, wire: &[u8]) -> Option<Vec<u8>> {
         self.stream.write_all(wire).await.unwrap();
+        self.stream.flush().await.unwrap();
         let mut prefix = [0u8; 2];
         if self.stream.read_exact(&mut prefix).await.is_err() {
             return None;

@@ -154,7 +154,8 @@ async fn a_retransmission_replays_the_answer_even_after_a_restart_and_new_keys()
 
     // After a restart the gateway has no keys in memory: they come back from the store.
     let host = host.restart().await;
-    let mut terminal = Terminal { stream: tokio::net::TcpStream::connect(host.addr).await.unwrap(), ..terminal };
+    let mut terminal =
+        Terminal { stream: Box::new(tokio::net::TcpStream::connect(host.addr).await.unwrap()), ..terminal };
     let third = terminal.exchange(&repeat, true).await;
     assert_eq!((third.code(), third.rrn(), third.auth_code()), ("00", first.rrn(), first.auth_code()));
 
@@ -192,7 +193,7 @@ async fn concurrent_duplicates_wait_and_are_charged_once() {
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let mut terminal = Terminal {
-            stream: tokio::net::TcpStream::connect(host.addr).await.unwrap(),
+            stream: Box::new(tokio::net::TcpStream::connect(host.addr).await.unwrap()),
             terminal_id: first.terminal_id.clone(),
             keys: first.keys.clone(),
             batch: first.batch,
