@@ -892,3 +892,81 @@ async fn commit_batch<W: BatchWriter>(writer: &mut W, batch: &mut Vec<Request>) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    /// A writer stuck where no deadline of its own reaches (the SQLite writer thread blocked in
+    /// the library): it never answers.
+    struct Stuck;
+
+    #[async_trait]
+    impl BatchWriter for Stuck {
+        async fn write_batch(&mut self, _units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_never_answers_is_an_unknown_outcome_not_a_hang() {
+        let limits = CommitterLimits { queue_units_max: 1, batch_units_max: 1, reply_deadline_ms: 200 };
+        let (committer, run) = committer(Stuck, limits);
+        tokio::spawn(run);
+        let started = Instant::now();
+        let first = committer.commit(WriteUnit::default()).await;
+        assert!(matches!(first, Err(StoreError::CommitUnknown(_))), "it may still commit: {first:?}");
+        // The writer holds the first unit, the queue the second: the third cannot be queued
+        // and is known not to be written.
+        let second = committer.clone();
+        tokio::spawn(async move { second.commit(WriteUnit::default()).await });
+        let mut third = committer.commit(WriteUnit::default()).await;
+        for _ in 0..10 {
+            if matches!(third, Err(StoreError::Timeout(_))) {
+                break;
+            }
+            third = committer.commit(WriteUnit::default()).await;
+        }
+        assert!(matches!(third, Err(StoreError::Timeout(_))), "{third:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+
+    /// Refuses any batch of more than one unit with `error`; commits single units.
+    struct RefusesBatches {
+        error: StoreError,
+        calls: usize,
+    }
+
+    #[async_trait]
+    impl BatchWriter for RefusesBatches {
+        async fn write_batch(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
+            self.calls += 1;
+            if units.len() > 1 {
+                return Err(self.error.clone());
+            }
+            Ok(vec![UnitOutcome::Committed { txn_id: None, entry_ids: vec![] }])
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_database_is_not_retried_unit_by_unit() {
+        for (error, retried) in
+            [(StoreError::Database("23505".into()), true), (StoreError::Timeout("paused".into()), false)]
+        {
+            let mut writer = RefusesBatches { error: error.clone(), calls: 0 };
+            let mut batch = Vec::new();
+            let mut answers = Vec::new();
+            for _ in 0..3 {
+                let (reply, answer) = oneshot::channel();
+                batch.push(Request { unit: WriteUnit::default(), reply });
+                answers.push(answer);
+            }
+            commit_batch(&mut writer, &mut batch).await;
+            assert_eq!(writer.calls, if retried { 4 } else { 1 }, "{error}");
+            for answer in answers {
+                assert_eq!(answer.await.unwrap().is_ok(), retried, "{error}");
+            }
+        }
+    }
+}

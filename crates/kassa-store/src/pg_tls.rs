@@ -316,19 +316,17 @@ where
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, io::Error> {
-        let config = self
-            .config
-            .clone()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "TLS is disabled (sslmode=disable)"))?;
+        // Asked for every connection, even with `sslmode=disable`; the handshake is refused
+        // then, and tokio-postgres never asks for it.
         let server_name = ServerName::try_from(domain.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{domain}: {e}")))?;
-        Ok(RustlsConnect { config, server_name })
+        Ok(RustlsConnect { config: self.config.clone(), server_name })
     }
 }
 
 /// One handshake to make.
 pub(crate) struct RustlsConnect {
-    config: Arc<ClientConfig>,
+    config: Option<Arc<ClientConfig>>,
     server_name: ServerName<'static>,
 }
 
@@ -341,8 +339,13 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<RustlsStream<S>, io::Error>> + Send>>;
 
     fn connect(self, stream: S) -> Self::Future {
-        let connector = tokio_rustls::TlsConnector::from(self.config);
-        Box::pin(async move { connector.connect(self.server_name, stream).await.map(RustlsStream) })
+        Box::pin(async move {
+            let config = self
+                .config
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "TLS is disabled (sslmode=disable)"))?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            connector.connect(self.server_name, stream).await.map(RustlsStream)
+        })
     }
 }
 

@@ -77,6 +77,20 @@ fn check_writable(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     if conn.is_readonly(rusqlite::MAIN_DB).map_err(db_error)? {
         return Err(StoreError::ReadOnly(format!("{} cannot be written", path.display())));
     }
+    // SQLite reuses a descriptor this process opened earlier on the same file, so the
+    // connection above may not notice a file made read-only since: open it afresh (without
+    // truncating or writing anything), and its WAL.
+    let wal = path.with_file_name(format!(
+        "{}-wal",
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    for file in [path, wal.as_path()] {
+        match std::fs::OpenOptions::new().write(true).open(file) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && file == wal => {}
+            Err(error) => return Err(StoreError::ReadOnly(format!("{} cannot be written: {error}", file.display()))),
+        }
+    }
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let probe = dir.join(format!(".kassa-write-probe-{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();

@@ -143,3 +143,124 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// A TCP proxy in front of a database server that a test can make stop answering, as a paused
+/// or partitioned server does, without touching the shared server: [`PausableProxy::pause`]
+/// stops forwarding on every connection and leaves new ones unanswered;
+/// [`PausableProxy::lose_answers_after_commit`] forwards the client's `COMMIT` but never the
+/// server's answer to it, so the commit happens and the client cannot know.
+#[derive(Debug)]
+pub struct PausableProxy {
+    /// Where the proxy listens.
+    pub addr: std::net::SocketAddr,
+    state: std::sync::Arc<ProxyState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct ProxyState {
+    paused: std::sync::atomic::AtomicBool,
+    lose_after_commit: std::sync::atomic::AtomicBool,
+}
+
+impl PausableProxy {
+    /// Listens on 127.0.0.1, port 0, forwarding to `target` (`host:port`).
+    pub async fn start(target: &str) -> PausableProxy {
+        let target: std::net::SocketAddr = tokio::net::lookup_host(target).await.unwrap().next().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = std::sync::Arc::new(ProxyState::default());
+        let accepting = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let state = accepting.clone();
+                tokio::spawn(async move {
+                    if state.paused.load(Ordering::SeqCst) {
+                        // Accepted by the kernel, never answered.
+                        let _held = &client;
+                        std::future::pending::<()>().await;
+                    }
+                    let Ok(server) = tokio::net::TcpStream::connect(target).await else { return };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    let committed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let up = pump(client_read, server_write, state.clone(), committed.clone(), true);
+                    let down = pump(server_read, client_write, state, committed, false);
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        PausableProxy { addr, state, task }
+    }
+
+    /// `url` with its `host:port` replaced by the proxy's address.
+    pub fn url(&self, url: &str) -> String {
+        let (authority_start, authority_end) = authority(url);
+        let authority = &url[authority_start..authority_end];
+        let host_start = authority.rfind('@').map_or(0, |at| at + 1);
+        format!("{}{}{}", &url[..authority_start + host_start], self.addr, &url[authority_end..])
+    }
+
+    /// Stops forwarding anything, on every connection, from now on.
+    pub fn pause(&self) {
+        self.state.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on, a connection that sends `COMMIT` gets no answer any more.
+    pub fn lose_answers_after_commit(&self) {
+        self.state.lose_after_commit.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for PausableProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The `host:port` of a `postgres://` URL, to start a [`PausableProxy`] towards.
+pub fn postgres_authority(url: &str) -> String {
+    let (start, end) = authority(url);
+    let authority = &url[start..end];
+    authority[authority.rfind('@').map_or(0, |at| at + 1)..].to_owned()
+}
+
+fn authority(url: &str) -> (usize, usize) {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
+    (start, end)
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    state: std::sync::Arc<ProxyState>,
+    committed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    from_client: bool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0_u8; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        let chunk = &buffer[..read];
+        if from_client
+            && state.lose_after_commit.load(Ordering::SeqCst)
+            && chunk.windows(7).any(|w| w.eq_ignore_ascii_case(b"COMMIT\0"))
+        {
+            committed.store(true, Ordering::SeqCst);
+        }
+        let held = state.paused.load(Ordering::SeqCst) || (!from_client && committed.load(Ordering::SeqCst));
+        if held {
+            // Keeps both sockets open, forwarding nothing, for as long as the test runs.
+            let _held = (from, to);
+            std::future::pending::<()>().await;
+            return;
+        }
+        if to.write_all(chunk).await.is_err() {
+            return;
+        }
+    }
+}

@@ -7,3 +7,4 @@ mod batch_upload;
 mod batches;
 mod conformance;
 mod gateway;
+mod resilience;
