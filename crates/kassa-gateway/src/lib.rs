@@ -53,6 +53,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use business_day::{BusinessDay, Stamp};
 pub use codes::ResponseCode;
+/// The TLS server configuration [`GatewayConfig::tls`] takes (rustls on aws-lc-rs).
+pub use rustls::ServerConfig as TlsServerConfig;
 pub use server::{ACCEPT_BACKOFF_FIRST_MS, ACCEPT_BACKOFF_MAX_MS, WARNING_INTERVAL_MS};
 
 /// Limits and settings of the gateway (units last, STYLE.md).

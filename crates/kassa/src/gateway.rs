@@ -1,13 +1,14 @@
 //! Wiring of the ISO 8583 terminal gateway: the software security module, the card issuer behind
 //! it (the in-process simulator or a remote issuer over the issuer link, see `sim.rs`), the zone
-//! PIN key shared with that issuer, and the business day of the config.
+//! PIN key shared with that issuer, the business day of the config, and TLS on the listener
+//! when `iso_tls` is set.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
 use kassa_crypto::{KeyPurpose, MasterKey, SecurityModule, SoftwareSecurityModule, TdesKey};
-use kassa_gateway::{ApprovalKind, BusinessDay, Gateway, GatewayConfig, GatewayDeps, RefundApprovals};
+use kassa_gateway::{ApprovalKind, BusinessDay, Gateway, GatewayConfig, GatewayDeps, RefundApprovals, TlsServerConfig};
 use kassa_host::Config;
 use kassa_issuer::IssuerConnector;
 use kassa_issuer::SystemClock;
@@ -36,6 +37,7 @@ pub fn build(
     let clock = Arc::new(SystemClock);
     let gateway_config = GatewayConfig {
         listen: config.iso,
+        tls: iso_tls(config)?,
         business_day: BusinessDay {
             utc_offset_minutes: utc_offset_minutes(&config.business_time_zone)?,
             cut_off_minutes: u32::from(config.cutoff.hour()) * 60 + u32::from(config.cutoff.minute()),
@@ -52,6 +54,19 @@ pub fn build(
         refund_approvals: Arc::new(TmsRefundApprovals { store: store.clone() }),
     };
     Ok(Gateway::with_listener(listener, gateway_config, deps))
+}
+
+/// The ISO 8583 listener's TLS when `iso_tls` is set: the host's certificate and key, no ALPN
+/// (terminals name no application protocol).
+fn iso_tls(config: &Config) -> anyhow::Result<Option<Arc<TlsServerConfig>>> {
+    if !config.iso_tls {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        anyhow::bail!("iso_tls needs tls_cert and tls_key");
+    };
+    let server_config = kassa_host::load_server_config(cert, key, &[]).context("TLS on the ISO 8583 listener")?;
+    Ok(Some(server_config))
 }
 
 /// The UTC offset of the business time zone. Only zones without daylight saving time are
