@@ -21,6 +21,8 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+mod serving;
+
 /// Answers with a fixed outcome.
 struct Fixed(Result<(), String>);
 
