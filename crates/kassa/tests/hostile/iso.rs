@@ -1,1 +1,101 @@
-//! (filled in by the iso work)
+//! ISO 8583 slots (finding 7): 1,024 idle connections from one address used to lock real
+//! terminals out, and a socket that never spoke held its slot for the 60 s idle timeout. Against
+//! the real binary: the flood's address holds at most its per-address cap, a terminal from
+//! another address signs in and sells meanwhile, and the silent sockets are closed after the
+//! first-frame timeout.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kassa_bench::host::HostProcess;
+use kassa_bench::{bench_card, bench_identity, connect_and_sign_in, load_tmks, BENCH_PIN};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Generous: RSA key generation and Argon2id hashing in a debug build on a busy 2-core machine.
+const START_DEADLINE: Duration = Duration::from_secs(120);
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
+const FLOOD_CONNECTIONS: usize = 1_024;
+/// Where the flood comes from; the terminal connects from 127.0.0.1 (all of 127.0.0.0/8 is
+/// the loopback).
+const FLOOD_SOURCE: &str = "127.0.0.2";
+/// The first-frame timeout plus room for a busy machine.
+const CLOSE_DEADLINE: Duration = Duration::from_millis(kassa_gateway::FIRST_FRAME_TIMEOUT_MS + 10_000);
+
+async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(format!("{source}:0").parse().map_err(std::io::Error::other)?)?;
+    socket.connect(addr).await
+}
+
+/// Whether the host has closed `stream` (it never writes to a connection that asked nothing).
+async fn is_closed(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(tokio::time::timeout(wait, stream.read(&mut byte)).await, Ok(Ok(0) | Err(_)))
+}
+
+/// How many of `streams` are still open.
+async fn open_count(streams: &mut [TcpStream]) -> usize {
+    let mut open = 0;
+    for stream in streams.iter_mut() {
+        if !is_closed(stream, Duration::from_millis(1)).await {
+            open += 1;
+        }
+    }
+    open
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_flood_from_one_address_neither_locks_terminals_out_nor_holds_its_slots() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let program = Path::new(env!("CARGO_BIN_EXE_kassa"));
+    let host = HostProcess::start(program, data_dir.path(), None, START_DEADLINE).await.unwrap();
+    let tmks = load_tmks(&host.credentials).unwrap();
+
+    let flood_started = Instant::now();
+    let mut flood = Vec::with_capacity(FLOOD_CONNECTIONS);
+    for _ in 0..FLOOD_CONNECTIONS {
+        flood.push(connect_from(FLOOD_SOURCE, host.iso).await.unwrap());
+    }
+
+    // A real terminal from another address signs in and sells while the flood holds its slots.
+    let signing_in = Instant::now();
+    let mut terminal = connect_and_sign_in(host.iso, bench_identity(0, &tmks).unwrap())
+        .await
+        .unwrap_or_else(|error| panic!("sign-in during the flood: {error}\n{}", host.stderr_tail()));
+    let sign_in_ms = signing_in.elapsed().as_millis();
+    let sale = terminal.sale(1_000, &bench_card(), BENCH_PIN).unwrap();
+    let answer = terminal.exchange(&sale).await.unwrap();
+    assert!(answer.approved(), "sale during the flood answered {}", answer.code());
+
+    // The flood's address holds at most its cap; the rest were closed at once.
+    let held = open_count(&mut flood).await;
+    assert!(held <= kassa_gateway::CONNECTIONS_PER_ADDRESS_MAX, "{held} idle sockets held by one address");
+    assert!(held > 0, "the address's own slots are served too");
+
+    // Never having spoken, they are closed after the first-frame timeout, not the idle one.
+    let deadline = flood_started + CLOSE_DEADLINE;
+    loop {
+        if open_count(&mut flood).await == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "silent sockets still open after {:?}", flood_started.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held_for = flood_started.elapsed();
+    assert!(
+        held_for >= Duration::from_millis(kassa_gateway::FIRST_FRAME_TIMEOUT_MS),
+        "closed after {held_for:?}, before the first-frame timeout"
+    );
+
+    // The terminal, which has spoken, keeps its connection past the first-frame timeout.
+    let sale = terminal.sale(1_000, &bench_card(), BENCH_PIN).unwrap();
+    assert!(terminal.exchange(&sale).await.unwrap().approved(), "after the flood");
+    eprintln!(
+        "iso flood: {FLOOD_CONNECTIONS} idle sockets from one address, {held} held; terminal sign-in \
+         during the flood {sign_in_ms} ms; silent sockets closed within {} ms",
+        held_for.as_millis()
+    );
+    host.stop(STOP_DEADLINE).await.unwrap();
+}
