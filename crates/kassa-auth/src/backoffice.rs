@@ -165,6 +165,7 @@ impl Auth {
         if !valid_username(username) {
             return unknown().await;
         }
+        let mut checked = None;
         for _ in 0..CREDENTIAL_RETRIES_MAX {
             let Some(user) = self.store.directory.backoffice_user(username).await? else {
                 return unknown().await;
@@ -173,7 +174,8 @@ impl Auth {
             self.admit(credential, &origin, &subject, AuthError::UserDisabled).await?;
             let now = self.clock.now_ms();
             let account = Account::User { username };
-            if !self.verify_secret(&permit, SecretKind::Password, &credential.password_hash, password).await? {
+            let hash = &credential.password_hash;
+            if !self.verify_in_loop(&permit, &mut checked, SecretKind::Password, hash, password).await? {
                 match self.record_failure(&account, credential, &policy, &origin, "login_failed").await? {
                     Some(error) => return Err(error),
                     None => continue,
@@ -296,6 +298,7 @@ impl Auth {
         let account = Account::User { username: &session.username };
         let policy = self.back_office_policy().await?;
         let permit = self.hashing().await?;
+        let mut checked = None;
         for _ in 0..CREDENTIAL_RETRIES_MAX {
             let user = self.user(&session.username).await?;
             let credential = &user.credential;
@@ -303,7 +306,8 @@ impl Auth {
             if let Some(until_ms) = credential.locked_until_ms.filter(|until| now < *until) {
                 return Err(AuthError::Locked { until_ms });
             }
-            if !self.verify_secret(&permit, SecretKind::Password, &credential.password_hash, old).await? {
+            let hash = &credential.password_hash;
+            if !self.verify_in_loop(&permit, &mut checked, SecretKind::Password, hash, old).await? {
                 match self.record_failure(&account, credential, &policy, &origin, "password_change_failed").await? {
                     Some(error) => return Err(error),
                     None => continue,

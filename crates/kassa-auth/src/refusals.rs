@@ -31,6 +31,8 @@ use crate::clock::Clock;
 pub const REFUSAL_WINDOW_MS: u64 = 60_000;
 /// Distinct keys counted per window; the rest share one key per action.
 pub const REFUSAL_KEYS_MAX: usize = 4_096;
+/// How long the last counts may take to be written when the last handle is dropped unflushed.
+pub const REFUSAL_DROP_FLUSH_MS: u64 = 2_000;
 /// The longest text kept in a key's fields (they may come from the request).
 pub const REFUSAL_FIELD_CHARS_MAX: usize = 64;
 
@@ -154,18 +156,18 @@ impl Drop for Inner {
         if counts.is_empty() {
             return;
         }
-        // Last resort: the host flushes explicitly at shutdown; a runtime may be gone by now.
+        // Last resort, when the host did not flush: written from a thread of its own with a
+        // runtime of its own (this may run while the process's runtime shuts down), waited for
+        // at most `REFUSAL_DROP_FLUSH_MS`.
         let unit = self.unit(&counts);
         let store = self.store.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(error) = store.commit(unit).await {
-                        tracing::warn!(%error, "the last refusal counts could not be audited");
-                    }
-                });
-            }
-            Err(_) => tracing::warn!(keys = counts.len(), "the last refusal counts could not be audited"),
+        let flushed = std::thread::Builder::new().name("kassa-refusal-flush".into()).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let deadline = Duration::from_millis(REFUSAL_DROP_FLUSH_MS);
+            runtime.block_on(async { tokio::time::timeout(deadline, store.commit(unit)).await.ok()?.ok() })
+        });
+        if !matches!(flushed.map(std::thread::JoinHandle::join), Ok(Ok(Some(_)))) {
+            tracing::warn!(keys = counts.len(), "the last refusal counts could not be audited");
         }
     }
 }

@@ -317,6 +317,25 @@ impl Auth {
         permit.verify(kind, &self.pepper, stored, secret).await
     }
 
+    /// [`verify_secret`](Self::verify_secret) of the same secret inside a compare-and-set loop:
+    /// a retry re-reads the account, and when its hash is the one already checked (only the
+    /// failure count moved) the answer is reused rather than paid for again.
+    pub(crate) async fn verify_in_loop(
+        &self,
+        permit: &HashPermit,
+        checked: &mut Option<(String, bool)>,
+        kind: SecretKind,
+        stored: &str,
+        secret: &str,
+    ) -> Result<bool, AuthError> {
+        if let Some((_, verified)) = checked.as_ref().filter(|(hash, _)| hash == stored) {
+            return Ok(*verified);
+        }
+        let verified = self.verify_secret(permit, kind, stored, secret).await?;
+        *checked = Some((stored.to_owned(), verified));
+        Ok(verified)
+    }
+
     /// The same work as [`verify_secret`](Self::verify_secret) for an account that does not
     /// exist (against the pool's dummy hash), so that its answer comes no sooner.
     pub(crate) async fn verify_unknown(
@@ -397,6 +416,7 @@ impl Auth {
         let origin = Origin { actor: subject.clone(), source: source.to_owned() };
         let policy = self.terminal_policy(merchant_id).await?;
         let permit = self.hashing().await?;
+        let mut checked = None;
         for _ in 0..CREDENTIAL_RETRIES_MAX {
             let Some(operator) = self.store.directory.operator(merchant_id, operator_code).await? else {
                 self.unknown_account(&permit, SecretKind::DigitCode, password).await?;
@@ -412,7 +432,8 @@ impl Auth {
             let credential = &operator.credential;
             self.admit(credential, &origin, &subject, AuthError::Disabled).await?;
             let now = self.clock.now_ms();
-            if self.verify_code(&permit, &credential.password_hash, password).await? {
+            let hash = &credential.password_hash;
+            if self.verify_in_loop(&permit, &mut checked, SecretKind::DigitCode, hash, password).await? {
                 let token = SessionToken(random_hex(SESSION_TOKEN_BYTES));
                 let digest = token.digest();
                 let record = SessionRecord {
@@ -586,6 +607,7 @@ impl Auth {
         let origin = Origin { actor: session.subject(), source: source.to_owned() };
         let policy = self.terminal_policy(&session.merchant_id).await?;
         let permit = self.hashing().await?;
+        let mut checked = None;
         for _ in 0..CREDENTIAL_RETRIES_MAX {
             let operator = self.operator(&session.merchant_id, &session.operator_code).await?;
             let credential = &operator.credential;
@@ -595,7 +617,8 @@ impl Auth {
             }
             let account =
                 Account::Operator { merchant_id: &session.merchant_id, operator_code: &session.operator_code };
-            if !self.verify_code(&permit, &credential.password_hash, old).await? {
+            let hash = &credential.password_hash;
+            if !self.verify_in_loop(&permit, &mut checked, SecretKind::DigitCode, hash, old).await? {
                 match self.record_failure(&account, credential, &policy, &origin, "password_change_failed").await? {
                     Some(error) => return Err(error),
                     None => continue,

@@ -464,3 +464,22 @@ async fn parameters(State(state): State<TmsState>, signed: Signed) -> Result<Jso
         "password_policy": policy,
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freshness_holds_for_every_pair_of_timestamps() {
+        let now = 1_800_000_000_000_i64;
+        let skew = signature::SKEW_MS_MAX;
+        assert!(fresh(now, now) && fresh(now, now - skew) && fresh(now, now + skew));
+        assert!(!fresh(now, now - skew - 1) && !fresh(now, now + skew + 1));
+        for extreme in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1, 0, -1] {
+            assert!(!fresh(now, extreme), "{extreme}");
+            assert!(!fresh(extreme, now), "{extreme}");
+        }
+        assert!(fresh(i64::MIN, i64::MIN) && fresh(i64::MAX, i64::MAX));
+        assert!(!fresh(i64::MIN, i64::MAX) && !fresh(i64::MAX, i64::MIN));
+    }
+}

@@ -3,7 +3,9 @@
 //! conversation, the default-password risk list, and the audit chain they leave.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::print_stdout, reason = "tests print the figures they measure")]
 
+mod bursts;
 mod smtp_sink;
 
 use std::collections::BTreeMap;
@@ -104,7 +106,11 @@ pub async fn world(db: &TestDb) -> World {
         created_at_ms: 1,
     };
     store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(sale)), vec![])).await.unwrap();
-    let auth = Auth::new(store, pepper, Arc::new(clock.clone()));
+    let shared = AuthShared {
+        hashing: HashPool::for_this_machine(),
+        refusals: RefusalLog::new(store.clone(), Arc::new(clock.clone())),
+    };
+    let auth = Auth::new(store, pepper, Arc::new(clock.clone()), shared);
     World { auth, clock, terminal }
 }
 

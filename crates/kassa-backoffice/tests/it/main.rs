@@ -4,6 +4,7 @@
 //! the captured logs and the database for every secret used.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::print_stdout, reason = "tests print the figures they measure")]
 
 #[path = "../../../kassa-auth/tests/it/smtp_sink.rs"]
 mod smtp_sink;
@@ -14,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use kassa_auth::notify::{SmtpConfig, SmtpNotifier};
-use kassa_auth::{hash_digit_code, hash_password, Auth, Clock, ManualClock};
+use kassa_auth::{hash_digit_code, hash_password, Auth, AuthShared, Clock, HashPool, ManualClock, RefusalLog};
 use kassa_crypto::MasterKey;
 use kassa_store::testing::TestDb;
 use kassa_store::*;
@@ -61,7 +62,8 @@ struct BackOffice {
     addr: SocketAddr,
     clock: ManualClock,
     store: Store,
-    /// kassa-auth's services on the same store and clock (to lock an operator at a terminal).
+    /// kassa-auth's services on the same store, clock, pool and refusal counter (to lock an
+    /// operator at a terminal, to flush the counts).
     auth: Auth,
     terminal: TerminalRecord,
     sink: smtp_sink::SmtpSink,
@@ -89,6 +91,10 @@ impl Answer {
 /// The demo shape: merchant, terminal, operators 00/01/02, refund password, back-office users
 /// admin, reviewer, owner (and a merchant staff user), the merchant's contact; served on port 0.
 async fn start(db: &TestDb) -> BackOffice {
+    start_with(db, HashPool::for_this_machine(), false).await
+}
+
+async fn start_with(db: &TestDb, hashing: HashPool, secure_cookies: bool) -> BackOffice {
     captured_logs();
     let store = db.store.clone();
     let master = MasterKey::generate(&mut rand::rngs::OsRng);
@@ -174,17 +180,20 @@ async fn start(db: &TestDb) -> BackOffice {
     })
     .unwrap();
     let clock = ManualClock::new(START_MS);
+    let shared = AuthShared { hashing, refusals: RefusalLog::new(store.clone(), Arc::new(clock.clone())) };
     let state = kassa_backoffice::BackOfficeState::new(
         store.clone(),
         pepper.clone(),
         Arc::new(clock.clone()),
         Arc::new(notifier),
-    );
+        shared.clone(),
+    )
+    .with_secure_cookies(secure_cookies);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = kassa_backoffice::router(state).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let auth = Auth::new(store.clone(), pepper, Arc::new(clock.clone()));
+    let auth = Auth::new(store.clone(), pepper, Arc::new(clock.clone()), shared);
     BackOffice { addr, clock, store, auth, terminal, sink }
 }
 
@@ -197,6 +206,10 @@ kassa_store::both_backends!(
     state_changes_need_the_csrf_header_json_and_bounded_bodies,
     institution_resets_with_one_time_codes_over_smtp,
     no_secret_reaches_the_logs_or_the_database,
+    unknown_users_and_wrong_passwords_get_the_same_answer,
+    a_busy_hashing_pool_is_503_with_retry_after,
+    cookies_are_secure_when_served_over_tls,
+    merchant_owners_cannot_probe_usernames,
 );
 
 impl BackOffice {
@@ -260,6 +273,7 @@ impl BackOffice {
     }
 
     async fn actions(&self) -> Vec<String> {
+        self.auth.shared().flush().await.unwrap();
         self.store.audit.audit_records(0, 10_000).await.unwrap().into_iter().map(|r| r.event.action).collect()
     }
 
@@ -361,10 +375,11 @@ async fn lockout_after_ten_failures_and_unlock_only_by_an_allowed_role(db: &Test
     let admin = bo.ready("admin", "Admin-Pass-0001").await;
     let owner = bo.ready("owner", "Owner-Coffee-2027").await;
     let reviewer = bo.ready("reviewer", "Review-Pass-2027").await;
-    for left in (1..=9).rev() {
+    for _ in (1..=9).rev() {
         let answer = bo.try_login("reviewer", "Wrong-Pass-0000").await;
         assert_eq!((answer.status, answer.error()), (401, "wrong username or password"));
-        assert_eq!(answer.body["attempts_left"], left);
+        // No count: unknown names cannot have one, so it would tell the two apart.
+        assert!(answer.body.get("attempts_left").is_none(), "{}", answer.body);
     }
     let locked = bo.try_login("reviewer", "Wrong-Pass-0000").await;
     assert_eq!(locked.status, 423);
@@ -384,6 +399,8 @@ async fn lockout_after_ten_failures_and_unlock_only_by_an_allowed_role(db: &Test
     assert_eq!((denied.status, denied.error()), (403, "the institution_reviewer role may not manage_users"));
     let denied = bo.post(&owner, "users/reviewer/unlock", json!({"reason": "asked"})).await;
     assert_eq!((denied.status, denied.error()), (403, "the merchant_owner role may not manage_users"));
+    let probe = bo.post(&owner, "users/nobody/unlock", json!({"reason": "asked"})).await;
+    assert_eq!((probe.status, probe.error()), (403, "the merchant_owner role may not manage_users"));
     assert_eq!(bo.post(&admin, "users/admin/unlock", json!({})).await.status, 400, "not oneself");
     assert_eq!(bo.post(&admin, "users/nobody/unlock", json!({})).await.status, 404);
     let unlocked = bo.post(&admin, "users/reviewer/unlock", json!({"reason": "called the help desk"})).await;
@@ -653,4 +670,75 @@ async fn no_secret_reaches_the_logs_or_the_database(db: &TestDb) {
         assert!(!database.windows(secret.len()).any(|w| w == secret.as_bytes()), "a secret reached the database");
     }
     bo.assert_chain().await;
+}
+
+async fn unknown_users_and_wrong_passwords_get_the_same_answer(db: &TestDb) {
+    let bo = start(db).await;
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for round in 0..7 {
+        let timed = async |username: &str, into: &mut Vec<std::time::Duration>| {
+            let started = std::time::Instant::now();
+            let answer = bo.try_login(username, "Wrong-Pass-0000").await;
+            into.push(started.elapsed());
+            answer
+        };
+        // Alternating order, so that drift and a shared machine's load hit both alike.
+        let (a, b) = if round % 2 == 0 {
+            (timed("nobody", &mut unknown).await, timed("admin", &mut wrong).await)
+        } else {
+            let b = timed("admin", &mut wrong).await;
+            (timed("nobody", &mut unknown).await, b)
+        };
+        assert_eq!((a.status, &a.body), (b.status, &b.body));
+        assert_eq!((a.status, a.error()), (401, "wrong username or password"));
+        let strip = |head: &str| head.lines().filter(|l| !l.starts_with("date:")).collect::<Vec<_>>().join("\n");
+        assert_eq!(strip(&a.headers), strip(&b.headers));
+    }
+    unknown.sort();
+    wrong.sort();
+    let (unknown, wrong) = (unknown[3], wrong[3]);
+    println!("median login over HTTP: unknown user {unknown:?}, wrong password {wrong:?}");
+    // Both are one Argon2id verification: within a small factor (it was 35× before the dummy hash).
+    let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
+    assert!((0.5..2.0).contains(&ratio), "unknown {unknown:?} vs wrong {wrong:?}");
+}
+
+async fn a_busy_hashing_pool_is_503_with_retry_after(db: &TestDb) {
+    let pool = HashPool::new(1, 0, std::time::Duration::from_millis(10));
+    let bo = start_with(db, pool.clone(), false).await;
+    let held = pool.permit().await.unwrap();
+    let answer = bo.try_login("admin", DEMO).await;
+    assert_eq!((answer.status, answer.error()), (503, "the service is busy; try again in a moment"));
+    assert!(answer.headers.contains("retry-after: 1"), "{}", answer.headers);
+    drop(held);
+    bo.login("admin", DEMO).await;
+}
+
+async fn cookies_are_secure_when_served_over_tls(db: &TestDb) {
+    let bo = start_with(db, HashPool::for_this_machine(), true).await;
+    let answer = bo.try_login("admin", DEMO).await;
+    assert_eq!(answer.status, 200);
+    let cookie = answer.headers.lines().find_map(|l| l.strip_prefix("set-cookie: ")).unwrap().to_owned();
+    assert!(cookie.ends_with("; HttpOnly; SameSite=Strict; Path=/; Max-Age=28800; Secure"), "{cookie}");
+    let token = cookie.strip_prefix("kassa_session=").unwrap().split(';').next().unwrap().to_owned();
+    let browser = Browser { token, csrf: answer.body["csrf_token"].as_str().unwrap().to_owned() };
+    let out = bo.post(&browser, "logout", json!({})).await;
+    assert!(out.headers.contains("set-cookie: kassa_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0; Secure"));
+}
+
+async fn merchant_owners_cannot_probe_usernames(db: &TestDb) {
+    let bo = start(db).await;
+    let admin = bo.ready("admin", "Admin-Pass-0001").await;
+    let owner = bo.ready("owner", "Owner-Coffee-2027").await;
+    let exists = bo.post(&owner, "users/reviewer/unlock", json!({})).await;
+    let missing = bo.post(&owner, "users/no-such-user/unlock", json!({})).await;
+    let invalid = bo.post(&owner, "users/no%20such/unlock", json!({})).await;
+    assert_eq!((exists.status, &exists.body), (missing.status, &missing.body));
+    assert_eq!((exists.status, &exists.body), (invalid.status, &invalid.body));
+    // Institution admins may learn it.
+    assert_eq!(bo.post(&admin, "users/no-such-user/unlock", json!({})).await.status, 404);
+    // A body that is not JSON is refused as such, whatever the route.
+    let cookie = format!("kassa_session={}", admin.token);
+    let headers = [("Cookie", cookie.as_str()), ("X-Kassa-CSRF", admin.csrf.as_str()), ("Content-Type", "text/plain")];
+    assert_eq!(bo.raw("POST", "/backoffice/v1/logout", &headers, "{}").await.status, 415);
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use kassa_auth::{consume_refund_approval, hash_digit_code, Clock, ManualClock};
+use kassa_auth::{consume_refund_approval, hash_digit_code, AuthShared, Clock, HashPool, ManualClock, RefusalLog};
 use kassa_crypto::MasterKey;
 use kassa_store::auth::RefundApprovalBinding;
 use kassa_store::*;
@@ -56,16 +56,23 @@ struct Tms {
     credential: String,
     store: Store,
     nonce: AtomicU64,
+    /// The pool and refusal counter the router uses.
+    shared: AuthShared,
 }
 
 struct Answer {
     status: u16,
+    head: String,
     body: Value,
 }
 
 /// Seeds the demo shape (initial passwords 123456 / 0000, refund password 123456) unless
 /// `secrets` gives others, and serves the router on port 0.
 async fn start(db: &TestDb, supervisor: &str, operator: &str, refund: &str) -> Tms {
+    start_with(db, supervisor, operator, refund, HashPool::for_this_machine()).await
+}
+
+async fn start_with(db: &TestDb, supervisor: &str, operator: &str, refund: &str, hashing: HashPool) -> Tms {
     captured_logs();
     let store = db.store.clone();
     let master = MasterKey::generate(&mut rand::rngs::OsRng);
@@ -149,15 +156,20 @@ async fn start(db: &TestDb, supervisor: &str, operator: &str, refund: &str) -> T
     };
     store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(sale)), vec![])).await.unwrap();
     let clock = ManualClock::new(1_800_000_000_000);
-    let state = kassa_tms::TmsState::new(store.clone(), master, Arc::new(clock.clone()));
+    let shared = AuthShared { hashing, refusals: RefusalLog::new(store.clone(), Arc::new(clock.clone())) };
+    let state = kassa_tms::TmsState::new(store.clone(), master, Arc::new(clock.clone()), shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, kassa_tms::router(state)).await.unwrap() });
-    Tms { addr, clock, credential, store, nonce: AtomicU64::new(0) }
+    let app = kassa_tms::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Tms { addr, clock, credential, store, nonce: AtomicU64::new(0), shared }
 }
 
 kassa_store::both_backends!(
     requests_must_be_signed_fresh_and_unreplayed,
+    extreme_timestamps_bodies_and_content_types_are_refused_before_any_work,
+    refused_requests_are_counted_not_logged_one_row_each,
+    a_busy_hashing_pool_is_503_with_retry_after,
     demo_defaults_must_change_policy_history_lockout_and_unlock,
     refund_approval_only_with_the_right_refund_password,
     no_secret_reaches_the_logs_or_the_database,
@@ -180,9 +192,21 @@ impl Tms {
     }
 
     async fn raw(&self, method: &str, path: &str, session: &str, body: &str, headers: &Headers) -> Answer {
+        self.raw_as(method, path, session, body, headers, "application/json").await
+    }
+
+    async fn raw_as(
+        &self,
+        method: &str,
+        path: &str,
+        session: &str,
+        body: &str,
+        headers: &Headers,
+        content_type: &str,
+    ) -> Answer {
         let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
         let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: tms\r\nConnection: close\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: tms\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
              Content-Length: {}\r\nX-Kassa-Terminal: {TID}\r\nX-Kassa-Timestamp: {}\r\nX-Kassa-Nonce: {}\r\n",
             body.len(),
             headers.timestamp_ms,
@@ -201,8 +225,8 @@ impl Tms {
         stream.read_to_end(&mut response).await.unwrap();
         let text = String::from_utf8(response).unwrap();
         let status = text[9..12].parse().unwrap();
-        let body = text.split_once("\r\n\r\n").unwrap().1;
-        Answer { status, body: serde_json::from_str(body).unwrap_or(Value::Null) }
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        Answer { status, head: head.to_owned(), body: serde_json::from_str(body).unwrap_or(Value::Null) }
     }
 
     async fn call(&self, method: &str, path: &str, session: &str, body: Value) -> Answer {
@@ -271,17 +295,94 @@ async fn requests_must_be_signed_fresh_and_unreplayed(db: &TestDb) {
     assert_eq!(answer.body["error"], "terminal not authenticated: stale timestamp");
     assert_eq!(tms.call("GET", path, "", Value::Null).await.status, 200);
 
-    let refused: Vec<String> = tms
-        .store
-        .audit
-        .audit_records(0, 100)
-        .await
-        .unwrap()
+    // Counted per reason, path and address, written when flushed: one row each here.
+    assert_eq!(tms.shared.refusals.flush().await.unwrap(), 5);
+    let mut refused = refusal_rows(&tms.store).await;
+    refused.sort();
+    assert_eq!(
+        refused,
+        [
+            ("bad signature".to_owned(), "/tms/v1/login".to_owned(), 1),
+            ("bad signature".to_owned(), "/tms/v1/parameters".to_owned(), 1),
+            ("missing signature headers".to_owned(), "/tms/v1/parameters".to_owned(), 1),
+            ("replayed request".to_owned(), "/tms/v1/parameters".to_owned(), 1),
+            ("stale timestamp".to_owned(), "/tms/v1/parameters".to_owned(), 1),
+        ]
+    );
+}
+
+/// The `tms_request_refused` rows: reason, path, count.
+async fn refusal_rows(store: &Store) -> Vec<(String, String, u64)> {
+    let records = store.audit.audit_records(0, 10_000).await.unwrap();
+    records
         .into_iter()
         .filter(|r| r.event.action == "tms_request_refused")
-        .map(|r| r.event.reason)
-        .collect();
-    assert_eq!(refused, ["bad signature", "bad signature", "replayed nonce"]);
+        .map(|r| {
+            assert_eq!(r.event.source, "127.0.0.1");
+            assert_eq!(r.event.actor, format!("terminal:{TID}"));
+            (r.event.reason, r.event.target, r.event.details["count"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+async fn extreme_timestamps_bodies_and_content_types_are_refused_before_any_work(db: &TestDb) {
+    let tms = start(db, "123456", "0000", "123456").await;
+    let path = "/tms/v1/login";
+    let body = json!({"operator": "01", "password": "0000"}).to_string();
+    // The freshness check cannot overflow (it used to panic in debug builds and wrap in release).
+    for timestamp_ms in [i64::MIN, i64::MIN + 1, i64::MAX, -1, 0] {
+        let nonce = format!("extreme-{:016}", tms.nonce.fetch_add(1, Ordering::SeqCst));
+        let signature = sign(tms.credential.as_bytes(), "POST", path, TID, timestamp_ms, &nonce, "", body.as_bytes());
+        let headers = Headers { timestamp_ms, nonce, signature: Some(signature) };
+        let answer = tms.raw("POST", path, "", &body, &headers).await;
+        assert_eq!(
+            (answer.status, answer.body["error"].as_str()),
+            (401, Some("terminal not authenticated: stale timestamp")),
+            "{timestamp_ms}"
+        );
+    }
+    // A body must say it is JSON.
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "application/jsonp"] {
+        let headers = tms.fresh("POST", path, "", &body);
+        let answer = tms.raw_as("POST", path, "", &body, &headers, content_type).await;
+        assert_eq!(answer.status, 415, "{content_type}: {}", answer.body);
+    }
+    let headers = tms.fresh("POST", path, "", &body);
+    let answer = tms.raw_as("POST", path, "", &body, &headers, "Application/JSON; charset=utf-8").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // Too large is 413, not 400.
+    let huge = json!({"operator": "01", "password": "0".repeat(kassa_tms::BODY_BYTES_MAX)}).to_string();
+    let headers = tms.fresh("POST", path, "", &huge);
+    let answer = tms.raw("POST", path, "", &huge, &headers).await;
+    assert_eq!(answer.status, 413, "{}", answer.body);
+}
+
+async fn refused_requests_are_counted_not_logged_one_row_each(db: &TestDb) {
+    let tms = start(db, "123456", "0000", "123456").await;
+    let path = "/tms/v1/parameters";
+    let before = tms.store.audit.audit_records(0, 100_000).await.unwrap().len();
+    for _ in 0..200 {
+        let mut forged = tms.fresh("GET", path, "", "");
+        forged.signature = Some("00".repeat(32));
+        assert_eq!(tms.raw("GET", path, "", "", &forged).await.status, 401);
+    }
+    assert_eq!(tms.store.audit.audit_records(0, 100_000).await.unwrap().len(), before, "nothing written yet");
+    assert_eq!(tms.shared.refusals.flush().await.unwrap(), 1);
+    assert_eq!(refusal_rows(&tms.store).await, [("bad signature".to_owned(), path.to_owned(), 200)]);
+    let verified = verify_audit_chain(tms.store.audit.as_ref()).await.unwrap();
+    assert!(verified.is_ok(), "{verified:?}");
+}
+
+async fn a_busy_hashing_pool_is_503_with_retry_after(db: &TestDb) {
+    let pool = HashPool::new(1, 0, std::time::Duration::from_millis(10));
+    let tms = start_with(db, "123456", "0000", "123456", pool.clone()).await;
+    let held = pool.permit().await.unwrap();
+    let answer = tms.login("01", "0000").await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(answer.head.to_ascii_lowercase().contains("retry-after: 1"), "{}", answer.head);
+    assert_eq!(answer.body["error"], "the service is busy; try again in a moment");
+    drop(held);
+    assert_eq!(tms.login("01", "0000").await.status, 200);
 }
 
 async fn demo_defaults_must_change_policy_history_lockout_and_unlock(db: &TestDb) {
