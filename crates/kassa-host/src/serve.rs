@@ -3,8 +3,11 @@
 //! each, with every limit named below.
 //!
 //! What a hostile or unlucky client meets:
-//! - a connection over the cap ([`Limits::connections_max`]) gets a `503` with `Retry-After`
-//!   at once and is closed; it never waits in a queue nor holds a slot;
+//! - the connections of a listener are capped ([`Limits::connections_max`]); when the table is
+//!   full, the connection idle the longest (no request in flight: kept alive between requests,
+//!   or still sending its head) is closed to make room, so idle sockets cannot lock clients
+//!   out; only when every connection has a request in flight does a newcomer get a `503` with
+//!   `Retry-After`, at once, and is closed: it never waits in a queue nor holds a slot;
 //! - a request head must be complete within [`HEADER_READ_TIMEOUT_MS`] of the server starting to
 //!   wait for it, on a new connection as on a kept-alive one, so the same deadline closes a
 //!   trickled header (slowloris) and an idle keep-alive connection;
@@ -13,12 +16,15 @@
 //! - on shutdown the listener closes, idle connections and connections still reading a head are
 //!   dropped at once, in-flight requests finish within [`crate::app::SHUTDOWN_GRACE`].
 //!
-//! **Invariant**: every connection this module holds has a permit of the connection cap or of
-//! the refusal budget; nothing grows with the number of clients beyond those two numbers.
+//! **Invariant**: every connection this module holds has an entry in the connection table or a
+//! permit of the refusal budget; nothing grows with the number of clients beyond those two
+//! numbers (an evicted connection leaves the table at once and its socket closes on its task's
+//! next poll).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -216,8 +222,10 @@ struct RefusalLabels {
 /// Why a connection or request was refused, as counted in `kassa_http_refused_total{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The connection table was full (`503`, connection closed).
+    /// The connection table was full of connections with requests in flight (`503`, closed).
     Connections,
+    /// The table was full: this connection, idle the longest, was closed to make room.
+    IdleEvicted,
     /// Too many requests in flight (`503`).
     Shed,
     /// The client's rate on an unauthenticated route (`429`).
@@ -228,6 +236,7 @@ impl Refusal {
     fn label(self) -> &'static str {
         match self {
             Refusal::Connections => "connections",
+            Refusal::IdleEvicted => "idle_evicted",
             Refusal::Shed => "shed",
             Refusal::RateLimited => "rate_limited",
         }
@@ -270,7 +279,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let ServeOptions { name, limits, tls, metrics } = options;
     let router = admission::layer(router, &limits, metrics.clone());
-    let connections = Arc::new(Semaphore::new(limits.connections_max));
+    let table = Arc::new(ConnectionTable::new(limits.connections_max));
     let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT_MAX));
     let tracker = TaskTracker::new();
     let mut builder = http1::Builder::new();
@@ -296,7 +305,7 @@ pub async fn serve(
                 }
             }
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
+        let Some(slot) = table.admit(&shutdown, &metrics) else {
             metrics.refused(Refusal::Connections);
             if let Ok(refusal) = refusals.clone().try_acquire_owned() {
                 tracker.spawn(refuse(stream, tls.clone(), refusal, shutdown.clone()));
@@ -305,14 +314,8 @@ pub async fn serve(
         };
         // Answers are small and written whole: no reason to wait for more to fill a packet.
         let _ = stream.set_nodelay(true);
-        let connection = Connection {
-            peer,
-            router: router.clone(),
-            builder: builder.clone(),
-            shutdown: shutdown.clone(),
-            metrics: metrics.clone(),
-            _permit: permit,
-        };
+        let connection =
+            Connection { peer, router: router.clone(), builder: builder.clone(), metrics: metrics.clone(), slot };
         tracker.spawn(connection.run(stream, tls.clone()));
     }
     // Closing the listener refuses new connections from here on.
@@ -330,10 +333,10 @@ struct Connection {
     peer: SocketAddr,
     router: Router,
     builder: http1::Builder,
-    shutdown: CancellationToken,
     metrics: ServeMetrics,
-    /// Its slot in the connection cap, given back when the connection ends.
-    _permit: OwnedSemaphorePermit,
+    /// Its entry in the connection table, left when the connection ends; its `stop` is
+    /// cancelled on shutdown or eviction.
+    slot: Slot,
 }
 
 impl Connection {
@@ -345,7 +348,7 @@ impl Connection {
             Some(acceptor) => {
                 let handshake = tokio::select! {
                     result = tls::handshake(&acceptor, stream) => result,
-                    () = self.shutdown.cancelled() => Err(std::io::Error::other("shutting down")),
+                    () = self.slot.stop.cancelled() => Err(std::io::Error::other("stopped before the handshake")),
                 };
                 match handshake {
                     Ok(stream) => self.drive(stream).await,
@@ -360,9 +363,7 @@ impl Connection {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        // Requests of this connection between the service call and the end of the answer's
-        // body: zero means the connection is idle or still reading a head.
-        let in_flight = Arc::new(AtomicUsize::new(0));
+        let in_flight = self.slot.in_flight.clone();
         let service = {
             let in_flight = in_flight.clone();
             let router = self.router.clone();
@@ -389,7 +390,7 @@ impl Connection {
         tokio::pin!(connection);
         let finished = tokio::select! {
             result = connection.as_mut() => Some(result),
-            () = self.shutdown.cancelled() => None,
+            () = self.slot.stop.cancelled() => None,
         };
         match finished {
             Some(result) => log_connection_end(self.peer, result),
@@ -411,6 +412,70 @@ fn log_connection_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
         } else {
             tracing::debug!(%peer, %error, "connection ended with an error");
         }
+    }
+}
+
+/// The open connections of one listener, oldest first, bounded by `max`.
+struct ConnectionTable {
+    max: usize,
+    inner: Mutex<TableInner>,
+}
+
+struct TableInner {
+    next_id: u64,
+    /// By id, that is in accept order.
+    entries: BTreeMap<u64, Entry>,
+}
+
+struct Entry {
+    in_flight: Arc<AtomicUsize>,
+    stop: CancellationToken,
+}
+
+/// A connection's place in the table; leaves it when dropped.
+struct Slot {
+    table: Arc<ConnectionTable>,
+    id: u64,
+    /// Requests of this connection between the service call and the end of the answer's
+    /// body: zero means the connection is idle or still reading a head.
+    in_flight: Arc<AtomicUsize>,
+    /// Cancelled on shutdown or when the connection is evicted.
+    stop: CancellationToken,
+}
+
+impl ConnectionTable {
+    fn new(max: usize) -> ConnectionTable {
+        ConnectionTable { max, inner: Mutex::new(TableInner { next_id: 0, entries: BTreeMap::new() }) }
+    }
+
+    /// A slot for a new connection; when the table is full, the oldest connection without a
+    /// request in flight is stopped and leaves to make room. `None`: every connection is busy.
+    fn admit(self: &Arc<Self>, shutdown: &CancellationToken, metrics: &ServeMetrics) -> Option<Slot> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.entries.len() >= self.max {
+            let idle = inner
+                .entries
+                .iter()
+                .find(|(_, entry)| entry.in_flight.load(Ordering::Acquire) == 0)
+                .map(|(id, _)| *id)?;
+            if let Some(evicted) = inner.entries.remove(&idle) {
+                evicted.stop.cancel();
+                metrics.refused(Refusal::IdleEvicted);
+            }
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let stop = shutdown.child_token();
+        inner.entries.insert(id, Entry { in_flight: in_flight.clone(), stop: stop.clone() });
+        Some(Slot { table: self.clone(), id, in_flight, stop })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut inner = self.table.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.entries.remove(&self.id);
     }
 }
 

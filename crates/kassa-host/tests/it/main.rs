@@ -113,7 +113,9 @@ async fn metrics_report_a_store_that_is_not_durable() {
 }
 
 fn config_on_port_zero() -> Config {
-    Config::resolve([ConfigLayer { http: Some("127.0.0.1:0".parse().unwrap()), ..ConfigLayer::default() }]).unwrap()
+    // Every listener on port 0: tests run in parallel.
+    let any = Some("127.0.0.1:0".parse().unwrap());
+    Config::resolve([ConfigLayer { http: any, iso: any, sim: any, ..ConfigLayer::default() }]).unwrap()
 }
 
 fn deps(shutdown: CancellationToken, routes: Router) -> AppDeps {

@@ -124,16 +124,60 @@ async fn idle_and_half_sent_connections_never_delay_shutdown() {
 }
 
 #[tokio::test]
-async fn over_the_connection_cap_a_client_gets_503_with_retry_after_at_once() {
-    let limits = Limits { connections_max: 2, ..short_limits() };
+async fn a_full_table_makes_room_by_closing_the_connection_idle_the_longest() {
+    let limits = Limits { connections_max: 2, ..Limits::default() };
     let (addr, shutdown, server) = start(Router::new(), limits).await;
-    let _first = TcpStream::connect(addr).await.unwrap();
-    let _second = TcpStream::connect(addr).await.unwrap();
+    let mut oldest = TcpStream::connect(addr).await.unwrap();
+    let mut kept_alive = TcpStream::connect(addr).await.unwrap();
+    kept_alive.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0_u8; 1024];
+    let read = kept_alive.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..read]).starts_with("HTTP/1.1 200"));
+
+    assert_eq!(http_get(addr, "/healthz").await, (200, "ok".to_owned()), "a newcomer is served");
+    assert!(read_to_close(&mut oldest).await.is_empty(), "the connection idle the longest was closed");
+    let (_, metrics) = http_get(addr, "/metrics").await;
+    assert!(
+        metrics.lines().any(|line| line.starts_with("kassa_http_refused_total{reason=\"idle_evicted\"}")),
+        "{metrics}"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(DEADLINE, server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn over_the_cap_with_every_connection_busy_a_client_gets_503_with_retry_after_at_once() {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let arrived = Arc::new(tokio::sync::Semaphore::new(0));
+    let slow = {
+        let (release, arrived) = (release.clone(), arrived.clone());
+        Router::new().route(
+            "/slow",
+            get(move || {
+                let (release, arrived) = (release.clone(), arrived.clone());
+                async move {
+                    arrived.add_permits(1);
+                    release.acquire().await.unwrap().forget();
+                    "done"
+                }
+            }),
+        )
+    };
+    let limits = Limits { connections_max: 2, ..short_limits() };
+    let (addr, shutdown, server) = start(slow, limits).await;
+    let first = tokio::spawn(http_get(addr, "/slow"));
+    let second = tokio::spawn(http_get(addr, "/slow"));
+    let _both = tokio::time::timeout(DEADLINE, arrived.acquire_many(2)).await.unwrap().unwrap();
+
     let started = Instant::now();
     let response = raw_request(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
     assert_eq!(header(&response, "retry-after"), Some("1"));
     assert!(started.elapsed() < Duration::from_secs(2), "the refusal must not wait for a slot");
+
+    release.add_permits(2);
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(second.await.unwrap().0, 200);
     shutdown.cancel();
     tokio::time::timeout(DEADLINE, server).await.unwrap().unwrap();
 }
