@@ -4,6 +4,8 @@
 //! another address signs in and sells meanwhile, and the silent sockets are closed after the
 //! first-frame timeout.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a failed step fails the test")]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -96,6 +98,55 @@ async fn an_idle_flood_from_one_address_neither_locks_terminals_out_nor_holds_it
         "iso flood: {FLOOD_CONNECTIONS} idle sockets from one address, {held} held; terminal sign-in \
          during the flood {sign_in_ms} ms; silent sockets closed within {} ms",
         held_for.as_millis()
+    );
+    host.stop(STOP_DEADLINE).await.unwrap();
+}
+
+/// A database that cannot commit (its write lock held by another process): a sale and a
+/// sign-in are answered `96` within the gateway's database budget instead of hanging, and the
+/// host serves again as soon as the database does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_cannot_commit_turns_into_96_within_the_budget() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let program = Path::new(env!("CARGO_BIN_EXE_kassa"));
+    let host = HostProcess::start(program, data_dir.path(), None, START_DEADLINE).await.unwrap();
+    let tmks = load_tmks(&host.credentials).unwrap();
+    let mut terminal = connect_and_sign_in(host.iso, bench_identity(1, &tmks).unwrap()).await.unwrap();
+
+    let lock = rusqlite::Connection::open(data_dir.path().join("kassa.db")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let answer_deadline = Duration::from_millis(kassa_gateway::STORE_TIMEOUT_MS + 2_000);
+
+    let sale = terminal.sale(1_000, &bench_card(), BENCH_PIN).unwrap();
+    let started = Instant::now();
+    let answer = terminal.exchange(&sale).await.unwrap();
+    let sale_ms = started.elapsed();
+    assert_eq!(answer.code(), "96");
+    assert!(sale_ms < answer_deadline, "sale answered after {sale_ms:?}");
+
+    let started = Instant::now();
+    let signed_in = connect_and_sign_in(host.iso, bench_identity(2, &tmks).unwrap()).await;
+    let sign_in_ms = started.elapsed();
+    let refusal = signed_in.err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(refusal.contains("answered 96"), "sign-in without the database: {refusal:?}");
+    assert!(sign_in_ms < answer_deadline, "sign-in answered after {sign_in_ms:?}");
+
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let sale = terminal.sale(1_000, &bench_card(), BENCH_PIN).unwrap();
+        let answer = terminal.exchange(&sale).await.unwrap();
+        if answer.approved() {
+            break;
+        }
+        assert_eq!(answer.code(), "96");
+        assert!(Instant::now() < deadline, "never served again:\n{}", host.stderr_tail());
+    }
+    eprintln!(
+        "iso with the database write-locked: sale answered 96 after {} ms, sign-in after {} ms",
+        sale_ms.as_millis(),
+        sign_in_ms.as_millis()
     );
     host.stop(STOP_DEADLINE).await.unwrap();
 }
