@@ -150,3 +150,62 @@ async fn a_database_that_cannot_commit_turns_into_96_within_the_budget() {
     );
     host.stop(STOP_DEADLINE).await.unwrap();
 }
+
+/// Out of file descriptors (finding 7: "accept failed" every 10 ms): the real binary under an
+/// open-file limit of [`FD_LIMIT`], flooded from several addresses until accepts fail, logs
+/// the failure once per interval and serves again once the silent sockets are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_failures_are_logged_once_per_interval_and_the_host_recovers() {
+    const FD_LIMIT: u32 = 256;
+    /// How long the host is watched while accepts keep failing.
+    const EXHAUSTED_FOR: Duration = Duration::from_secs(3);
+    let data_dir = tempfile::tempdir().unwrap();
+    let wrapper = data_dir.path().join("kassa-limited");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec prlimit --nofile={FD_LIMIT}:{FD_LIMIT} {} \"$@\"\n", env!("CARGO_BIN_EXE_kassa")),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let host = HostProcess::start(&wrapper, &data_dir.path().join("data"), None, START_DEADLINE).await.unwrap();
+    let tmks = load_tmks(&host.credentials).unwrap();
+
+    // More silent connections than descriptors, from addresses each within its cap.
+    let mut flood = Vec::new();
+    for source in 2..=9 {
+        for _ in 0..40 {
+            flood.push(connect_from(&format!("127.0.0.{source}"), host.iso).await.unwrap());
+        }
+    }
+    let deadline = Instant::now() + CLOSE_DEADLINE;
+    while !host.stderr_tail().contains("accept failed") {
+        assert!(Instant::now() < deadline, "accepts never failed:\n{}", host.stderr_tail());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Watched while accepts keep failing: once per interval, not once per attempt.
+    tokio::time::sleep(EXHAUSTED_FOR).await;
+    let lines = host.stderr_tail().lines().filter(|line| line.contains("accept failed")).count();
+    assert_eq!(lines, 1, "{}", host.stderr_tail());
+    drop(flood);
+
+    let deadline = Instant::now() + CLOSE_DEADLINE;
+    let recovered = Instant::now();
+    loop {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(2),
+            connect_and_sign_in(host.iso, bench_identity(3, &tmks).unwrap()),
+        )
+        .await;
+        if matches!(attempt, Ok(Ok(_))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again:\n{}", host.stderr_tail());
+    }
+    eprintln!(
+        "iso out of descriptors (limit {FD_LIMIT}): {lines} 'accept failed' line in {} ms of failing accepts; \
+         a terminal signed in {} ms after the flood ended",
+        EXHAUSTED_FOR.as_millis(),
+        recovered.elapsed().as_millis()
+    );
+    host.stop(STOP_DEADLINE).await.unwrap();
+}
