@@ -149,8 +149,9 @@ impl Auth {
     pub async fn login_user(&self, username: &str, password: &str, source: &str) -> Result<BackOfficeLogin, AuthError> {
         let subject = user_subject(username);
         let origin = Origin { actor: subject.clone(), source: source.to_owned() };
-        let policy = self.back_office_policy().await?;
+        // The permit first: a caller refused as busy has cost nothing, not even a read.
         let permit = self.hashing().await?;
+        let policy = self.back_office_policy().await?;
         let unknown = async || -> Result<BackOfficeLogin, AuthError> {
             self.unknown_account(&permit, SecretKind::Password, password).await?;
             self.refuse(Refusal {

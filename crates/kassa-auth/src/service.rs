@@ -414,8 +414,9 @@ impl Auth {
         let merchant_id = terminal.merchant_id.as_str();
         let subject = operator_subject(merchant_id, operator_code);
         let origin = Origin { actor: subject.clone(), source: source.to_owned() };
-        let policy = self.terminal_policy(merchant_id).await?;
+        // The permit first: a caller refused as busy has cost nothing, not even a read.
         let permit = self.hashing().await?;
+        let policy = self.terminal_policy(merchant_id).await?;
         let mut checked = None;
         for _ in 0..CREDENTIAL_RETRIES_MAX {
             let Some(operator) = self.store.directory.operator(merchant_id, operator_code).await? else {
