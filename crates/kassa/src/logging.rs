@@ -30,12 +30,8 @@ const QUIET_TARGETS: [&str; 10] = [
 /// directive for a shorter prefix (`tokio=debug`, which also matches `tokio_postgres`) does
 /// not count as naming the driver: the longer, capping directive wins.
 fn with_quiet_drivers(filter: &str) -> String {
-    let bare_level = filter
-        .split(',')
-        .map(str::trim)
-        .filter(|directive| !directive.contains('='))
-        .last()
-        .map(str::to_ascii_lowercase);
+    let bare_level =
+        filter.split(',').map(str::trim).rfind(|directive| !directive.contains('=')).map(str::to_ascii_lowercase);
     let cap = match bare_level.as_deref() {
         Some(quieter @ ("off" | "error" | "warn")) => quieter.to_owned(),
         Some(_) => "info".to_owned(),
