@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use rustls_pki_types::ServerName;
 pub use tokio_rustls::server::TlsStream;
-pub use tokio_rustls::TlsAcceptor;
+pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// How long a client may take to complete the TLS handshake once connected, in milliseconds.
 /// A real client needs a few round trips; a socket that opens and says nothing is cut after this.
@@ -76,6 +77,27 @@ pub fn load_server_config(cert: &Path, key: &Path, alpn: &[&[u8]]) -> Result<Arc
         .with_no_client_auth()
         .with_single_cert(chain, private_key)
         .map_err(unusable)?;
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A client configuration on aws-lc-rs that trusts only the certificates in the PEM file
+/// `trusted` (a private CA, or a host's self-signed certificate), offering `alpn`. For clients
+/// of the host's own listeners: tools, bench terminals, tests.
+pub fn client_config_trusting(trusted: &Path, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for certificate in read_certificates(trusted)? {
+        roots.add(certificate).map_err(|error| TlsError::Certificate {
+            path: trusted.to_owned(),
+            reason: format!("not usable as a trust anchor: {error}"),
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Certificate { path: trusted.to_owned(), reason: error.to_string() })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -159,6 +181,20 @@ mod tests {
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
         let no_alpn = load_server_config(&cert, &key, &[]).unwrap();
         assert!(no_alpn.alpn_protocols.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_client_trusting_the_certificate_completes_the_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_pair(dir.path());
+        let acceptor = acceptor(&cert, &key, &[ALPN_HTTP_1_1]).unwrap();
+        let connector = TlsConnector::from(client_config_trusting(&cert, &[ALPN_HTTP_1_1]).unwrap());
+        let (client_io, server_io) = tokio::io::duplex(16 * 1024);
+        let server = tokio::spawn(async move { handshake(&acceptor, server_io).await.map(|_| ()) });
+        let name = ServerName::try_from("localhost").unwrap();
+        let client = connector.connect(name, client_io).await.unwrap();
+        assert_eq!(client.get_ref().1.alpn_protocol(), Some(ALPN_HTTP_1_1));
+        server.await.unwrap().unwrap();
     }
 
     #[test]
