@@ -237,6 +237,23 @@ async fn postgres_over_tls_as_the_url_says() {
         eprintln!("sslmode={mode} with the wrong CA: {error}");
         assert!(error.contains("certificate") && !error.contains('\n'), "{error}");
     }
+
+    // With the server's own certificate as the root (Debian's snake-oil certificate names
+    // `localhost`): verify-ca passes whatever the host is called, verify-full only under the
+    // name in the certificate.
+    let admin = connect_postgres(&db.url).await.unwrap();
+    let cert_file: String = admin.query_one("SHOW ssl_cert_file", &[]).await.unwrap().get(0);
+    if std::fs::read(&cert_file).is_ok() && postgres_authority(&db.url).starts_with("127.0.0.1:") {
+        let own = |mode: &str| with(&format!("sslmode={mode}&sslrootcert={cert_file}"));
+        assert!(ssl_in_use(own("verify-ca")).await, "verify-ca with the server's own certificate");
+        let error = connect_postgres(&own("verify-full")).await.unwrap_err().to_string();
+        eprintln!("sslmode=verify-full to 127.0.0.1, certificate for localhost: {error}");
+        assert!(error.contains("not valid for name") && !error.contains('\n'), "{error}");
+        let by_name = own("verify-full").replacen("127.0.0.1", "localhost", 1);
+        assert!(ssl_in_use(by_name).await, "verify-full under the certificate's name");
+    } else {
+        eprintln!("skipped: the server's certificate {cert_file} is not readable here; verify-full not run");
+    }
     drop(store);
     db.finish().await;
 }
