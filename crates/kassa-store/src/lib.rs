@@ -351,18 +351,32 @@ impl Store {
     }
 }
 
-/// A database URL with its password hidden, for logs and errors.
+/// A database URL with its password hidden, for logs and errors: the one in the user part and
+/// a `password=` query parameter.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let mut shown = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
+            let credentials = &base[scheme_end + 3..at];
             match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{}:****{}", &url[..scheme_end + 3], user, &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => format!("{}{}:****{}", &base[..scheme_end + 3], user, &base[at..]),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=****"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
     }
+    shown
 }
 
 #[cfg(test)]
@@ -372,5 +386,9 @@ mod tests {
         assert_eq!(super::redact_url("postgres://kassa:s3cret@db:5432/kassa"), "postgres://kassa:****@db:5432/kassa");
         assert_eq!(super::redact_url("postgres://kassa@db/kassa"), "postgres://kassa@db/kassa");
         assert_eq!(super::redact_url("sqlite://./kassa-data/kassa.db"), "sqlite://./kassa-data/kassa.db");
+        assert_eq!(
+            super::redact_url("postgres://k:pw@db/kassa?sslmode=require&password=s3cret"),
+            "postgres://k:****@db/kassa?sslmode=require&password=****"
+        );
     }
 }

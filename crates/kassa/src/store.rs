@@ -36,6 +36,13 @@ pub enum DemoState {
 /// URL, e.g. `cannot open the database postgres://kassa:***@db/kassa: database unreachable: …`.
 pub async fn open(config: &Config) -> anyhow::Result<Store> {
     let url = config.database_url.clone();
+    if url.kind() == Some(kassa_host::DatabaseKind::Sqlite) {
+        // New files are created 0600; one created by an older version may not be.
+        let path = url.expose().trim_start_matches("sqlite://").split('?').next().unwrap_or_default().to_owned();
+        for file in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {
+            crate::files::warn_if_not_private(Path::new(&file));
+        }
+    }
     let inner = kassa_store::Store::open(url.expose(), StoreOptions::default())
         .await
         .map_err(|error| anyhow::anyhow!("cannot open the database {url}: {error}"))?;
