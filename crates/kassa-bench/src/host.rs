@@ -36,7 +36,7 @@ pub enum HostError {
 #[derive(Debug)]
 pub struct HostProcess {
     child: Child,
-    /// HTTP address from the `http: http://ADDR` banner line.
+    /// HTTP address from the `http: http://ADDR` (or `https://ADDR`) banner line.
     pub http: SocketAddr,
     /// ISO 8583 address from the `iso: ADDR` banner line.
     pub iso: SocketAddr,
@@ -141,7 +141,9 @@ async fn read_banner(stdout: impl AsyncRead + Unpin + Send + 'static) -> Option<
     let mut lines = BufReader::new(stdout).lines();
     let (mut http, mut iso) = (None, None);
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(addr) = line.strip_prefix("http: http://") {
+        // `http: http://ADDR`, or `http: https://ADDR` when the host serves TLS.
+        if let Some(url) = line.strip_prefix("http: ") {
+            let addr = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or(url);
             http = addr.trim().parse().ok();
         } else if let Some(addr) = line.strip_prefix("iso: ") {
             iso = addr.split_whitespace().next().and_then(|addr| addr.parse().ok());
@@ -204,5 +206,26 @@ impl SpawnedHost {
         let result = self.process.stop(deadline).await;
         drop(self.data_dir);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_banner_names_the_addresses_over_http_or_https() {
+        for (banner, expected) in [
+            ("kassa 0.0.0 is up\nhttp: http://127.0.0.1:8080\niso: 127.0.0.1:8583\n", "127.0.0.1:8080"),
+            (
+                "http: https://127.0.0.1:8443\nback_office: https://127.0.0.1:8443/\niso: 127.0.0.1:8583\n",
+                "127.0.0.1:8443",
+            ),
+        ] {
+            let (http, iso) = read_banner(std::io::Cursor::new(banner.as_bytes().to_vec())).await.unwrap();
+            assert_eq!(http, expected.parse::<SocketAddr>().unwrap());
+            assert_eq!(iso, "127.0.0.1:8583".parse::<SocketAddr>().unwrap());
+        }
+        assert!(read_banner(std::io::Cursor::new(b"iso: 127.0.0.1:1\n".to_vec())).await.is_none());
     }
 }
