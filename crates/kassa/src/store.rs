@@ -71,7 +71,6 @@ impl Store {
     /// answered: `up` and `serve` refuse to serve approvals that a crash could lose. The store
     /// sets `synchronous_commit = on` for each of its PostgreSQL sessions, so only what a
     /// session cannot change is left to refuse (a server running with `fsync = off`).
-    #[allow(dead_code, reason = "start-up (host.rs) calls it before serving")]
     pub async fn ensure_durable(&self) -> anyhow::Result<()> {
         match self.inner.admin.not_durable_because().await {
             Ok(None) => Ok(()),
