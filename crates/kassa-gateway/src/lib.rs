@@ -13,8 +13,10 @@
 //! **Slots** (`server`): a connection is a slot a peer can hold without saying anything, so
 //! slots are bounded in number ([`CONNECTIONS_MAX`], [`CONNECTIONS_PER_ADDRESS_MAX`] per
 //! address) and in time ([`FIRST_FRAME_TIMEOUT_MS`] until the first frame, TLS handshake
-//! included, then [`IDLE_TIMEOUT_MS`] between frames). Refusals and failed accepts are logged
-//! at most once per [`WARNING_INTERVAL_MS`] with a count; failed accepts back off.
+//! included, then [`IDLE_TIMEOUT_MS`] between frames). At the global cap a newcomer evicts the
+//! oldest connection that has not spoken yet, so silent sockets from many addresses cannot
+//! lock a terminal out either. Refusals and failed accepts are logged at most once per
+//! [`WARNING_INTERVAL_MS`] with a count; failed accepts back off.
 //! **Database budget** (`budget`): a request that waits on the store longer than
 //! [`STORE_TIMEOUT_MS`] in total (the issuer's time not counted) is answered `96` and
 //! abandoned; every write being one atomic unit, it leaves nothing half done.
@@ -62,7 +64,9 @@ pub use server::{ACCEPT_BACKOFF_FIRST_MS, ACCEPT_BACKOFF_MAX_MS, WARNING_INTERVA
 pub struct GatewayConfig {
     /// Where to listen (`--iso`).
     pub listen: SocketAddr,
-    /// Connections served at once; more are accepted and closed at once.
+    /// Connections served at once. At the cap a new connection takes the slot of the oldest
+    /// connection that has not sent a frame yet; when every connection has spoken it is
+    /// accepted and closed at once.
     pub connections_max: usize,
     /// Connections served at once from one address (an IPv6 /64); more from it are accepted
     /// and closed at once, so one peer cannot take the slots of the others.

@@ -4,10 +4,11 @@
 //!
 //! A slot is what a hostile peer can take without saying anything, so every slot is bounded
 //! in time (the first-frame timeout before a connection has spoken, the idle timeout after)
-//! and in number (per address and in total). Warnings about refused connections and failed
+//! and in number (per address and in total), and at the global cap a connection that has not
+//! spoken yet gives its slot to a newcomer. Warnings about refused connections and failed
 //! accepts are rate-limited: under attack they would otherwise be the attack's amplifier.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -33,12 +34,16 @@ pub const WARNING_INTERVAL_MS: u64 = 10_000;
 pub const ACCEPT_BACKOFF_FIRST_MS: u64 = 10;
 /// See [`ACCEPT_BACKOFF_FIRST_MS`].
 pub const ACCEPT_BACKOFF_MAX_MS: u64 = 1_000;
+/// How long a connection admitted by evicting a silent one waits for that one's slot (its
+/// task only has to notice the eviction).
+const EVICTION_WAIT_MS: u64 = 1_000;
 
 pub(crate) struct Server {
     config: GatewayConfig,
     handler: Arc<Handler>,
     connections: Arc<Semaphore>,
     per_address: Arc<AddressCounts>,
+    silent: Arc<SilentConnections>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -204,11 +209,68 @@ impl Drop for AddressSlot {
     }
 }
 
+/// Connections that have not completed their first frame, oldest first. At the global cap a new
+/// connection takes the slot of the oldest of them: a terminal sends its request as soon as it
+/// is connected, so a connection still silent is the likeliest to be a flood's, and a real
+/// terminal is refused only when every slot holds a connection that has spoken.
+#[derive(Default)]
+struct SilentConnections {
+    next: std::sync::atomic::AtomicU64,
+    by_age: Mutex<BTreeMap<u64, CancellationToken>>,
+}
+
+/// A connection's entry among the silent ones, removed when it speaks or ends.
+struct SilentEntry {
+    silent: Arc<SilentConnections>,
+    seq: u64,
+}
+
+impl SilentConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, CancellationToken>> {
+        self.by_age.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(self: &Arc<Self>, stop: CancellationToken) -> SilentEntry {
+        let seq = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock().insert(seq, stop);
+        SilentEntry { silent: Arc::clone(self), seq }
+    }
+
+    /// Stops the oldest silent connection; `false` when there is none.
+    fn evict_oldest(&self) -> bool {
+        // Cancelled under the lock: a connection that finds its entry gone after its first
+        // frame knows it was evicted (see `serve`).
+        let mut by_age = self.lock();
+        let Some((_, stop)) = by_age.pop_first() else { return false };
+        stop.cancel();
+        true
+    }
+}
+
+impl Drop for SilentEntry {
+    fn drop(&mut self) {
+        self.silent.lock().remove(&self.seq);
+    }
+}
+
+impl std::fmt::Debug for SilentConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SilentConnections").finish_non_exhaustive()
+    }
+}
+
 impl Server {
     pub(crate) fn new(config: GatewayConfig, handler: Handler) -> Server {
         let connections = Arc::new(Semaphore::new(config.connections_max));
         let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-        Server { config, handler: Arc::new(handler), connections, per_address: Arc::default(), tls }
+        Server {
+            config,
+            handler: Arc::new(handler),
+            connections,
+            per_address: Arc::default(),
+            silent: Arc::default(),
+            tls,
+        }
     }
 
     pub(crate) async fn run(
@@ -247,16 +309,32 @@ impl Server {
                 drop(stream);
                 continue;
             };
-            let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
+            let permit = Arc::clone(&self.connections).try_acquire_owned().ok();
+            if permit.is_none() && !self.silent.evict_oldest() {
                 warnings.log(Warning::AtCap, &peer.ip(), self.config.connections_max);
                 drop(stream);
                 continue;
-            };
+            }
             let _ = stream.set_nodelay(true);
             let server = Arc::clone(&self);
-            let shutdown = shutdown.clone();
+            let stop = shutdown.child_token();
+            let silent = self.silent.register(stop.clone());
             tokio::spawn(async move {
-                match server.connection(stream, &shutdown).await {
+                let permit = match permit {
+                    Some(permit) => permit,
+                    // The evicted connection gives its slot back as soon as its task notices.
+                    None => {
+                        let wait = Arc::clone(&server.connections).acquire_owned();
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            waited = tokio::time::timeout(duration_ms(EVICTION_WAIT_MS), wait) => match waited {
+                                Ok(Ok(permit)) => permit,
+                                Ok(Err(_)) | Err(_) => return,
+                            },
+                        }
+                    }
+                };
+                match server.connection(stream, silent, &stop).await {
                     Close::Quietly => tracing::debug!(%peer, "connection closed"),
                     Close::Violation(why) => tracing::info!(%peer, why, "connection closed"),
                 }
@@ -272,25 +350,33 @@ impl Server {
     }
 
     /// A new connection: the TLS handshake (when configured) and the first frame must both be
-    /// done before the first-frame deadline.
-    async fn connection(&self, stream: TcpStream, shutdown: &CancellationToken) -> Close {
+    /// done before the first-frame deadline. `stop`: the host is stopping, or the connection,
+    /// still silent, was evicted.
+    async fn connection(&self, stream: TcpStream, silent: SilentEntry, stop: &CancellationToken) -> Close {
         let first_frame_deadline = Instant::now() + duration_ms(self.config.first_frame_timeout_ms);
-        let Some(acceptor) = &self.tls else { return self.serve(stream, first_frame_deadline, shutdown).await };
+        let Some(acceptor) = &self.tls else { return self.serve(stream, first_frame_deadline, silent, stop).await };
         let handshake = tokio::select! {
-            () = shutdown.cancelled() => return Close::Quietly,
+            () = stop.cancelled() => return Close::Quietly,
             handshake = tokio::time::timeout_at(first_frame_deadline, acceptor.accept(stream)) => handshake,
         };
         match handshake {
             Err(_) => Close::Violation("TLS handshake timed out"),
             Ok(Err(_)) => Close::Violation("TLS handshake failed"),
-            Ok(Ok(stream)) => self.serve(stream, first_frame_deadline, shutdown).await,
+            Ok(Ok(stream)) => self.serve(stream, first_frame_deadline, silent, stop).await,
         }
     }
 
-    async fn serve<S>(&self, stream: S, first_frame_deadline: Instant, shutdown: &CancellationToken) -> Close
+    async fn serve<S>(
+        &self,
+        stream: S,
+        first_frame_deadline: Instant,
+        silent: SilentEntry,
+        stop: &CancellationToken,
+    ) -> Close
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let mut silent = Some(silent);
         // Buffered: a frame usually arrives in one segment, read with one syscall.
         let mut stream = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, stream);
         let mut body = Vec::with_capacity(512);
@@ -303,7 +389,7 @@ impl Server {
             let first_byte_deadline =
                 if spoken { Instant::now() + duration_ms(self.config.idle_timeout_ms) } else { first_frame_deadline };
             let first = tokio::select! {
-                () = shutdown.cancelled() => return Close::Quietly,
+                () = stop.cancelled() => return Close::Quietly,
                 read = tokio::time::timeout_at(first_byte_deadline, stream.read_u8()) => match read {
                     Err(_) if spoken => return Close::Quietly,
                     // Silent sockets are what a flood is made of: not worth a line each.
@@ -323,14 +409,29 @@ impl Server {
                 body.resize(length, 0);
                 stream.read_exact(&mut body).await.map_err(|_| "closed inside a frame")?;
                 Ok::<(), &'static str>(())
-            })
-            .await;
+            });
+            // A connection that has spoken finishes the frame it started even when the host
+            // stops; one still silent can be evicted mid-frame.
+            let rest = if spoken {
+                rest.await
+            } else {
+                tokio::select! {
+                    () = stop.cancelled() => return Close::Quietly,
+                    rest = rest => rest,
+                }
+            };
             match rest {
                 Err(_) => return Close::Violation("incomplete frame timed out"),
                 Ok(Err(why)) => return Close::Violation(why),
                 Ok(Ok(())) => {}
             }
             spoken = true;
+            // Spoken: no longer evictable. Evicted (or stopping) just as the first frame came
+            // in: its slot is given away, so it is not served.
+            drop(silent.take());
+            if stop.is_cancelled() {
+                return Close::Quietly;
+            }
             out.clear();
             if !self.handler.handle(&body, &mut out).await {
                 return Close::Violation("unreadable frame");

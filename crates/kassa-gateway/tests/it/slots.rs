@@ -144,8 +144,13 @@ async fn refusals_are_logged_once_per_interval_with_a_count() {
         config.connections_max = 2;
     })
     .await;
-    let _held = connect_from("127.0.0.2", host.addr).await;
-    let _other = connect_from("127.0.0.3", host.addr).await;
+    let mut held = Vec::new();
+    // The cap is held by terminals that have spoken (silent sockets would be evicted).
+    for (source, terminal_id) in [("127.0.0.2", DEVICE_TERMINAL), ("127.0.0.3", HOST_TERMINAL)] {
+        let mut terminal = Terminal::over(connect_from(source, host.addr).await, terminal_id);
+        terminal.sign_in().await;
+        held.push(terminal);
+    }
     for source in ["127.0.0.2", "127.0.0.4"] {
         for _ in 0..50 {
             let mut refused = connect_from(source, host.addr).await;
@@ -154,5 +159,49 @@ async fn refusals_are_logged_once_per_interval_with_a_count() {
     }
     assert_eq!(lines.count("the address is at its cap"), 1, "{}", lines.count(""));
     assert_eq!(lines.count("connection refused: at the cap"), 1);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_cap_a_new_connection_takes_the_slot_of_the_oldest_silent_one() {
+    let host = Host::start_with(|config| {
+        config.connections_max = 4;
+        config.first_frame_timeout_ms = 30_000;
+    })
+    .await;
+    // A terminal that has spoken, then silent sockets up to the cap, from several addresses.
+    let mut spoken = Terminal::connect(host.addr, DEVICE_TERMINAL).await;
+    spoken.sign_in().await;
+    let mut silent = Vec::new();
+    for source in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        silent.push(connect_from(source, host.addr).await);
+    }
+    // A terminal arriving at the full host is served: the oldest silent socket made room.
+    let mut late = Terminal::over(connect_from("127.0.0.5", host.addr).await, HOST_TERMINAL);
+    late.sign_in().await;
+    assert!(closed_after(&mut silent[0], CLOSE_DEADLINE).await.is_some(), "the oldest silent socket was evicted");
+    for (index, socket) in silent.iter_mut().enumerate().skip(1) {
+        assert!(closed_after(socket, Duration::from_millis(100)).await.is_none(), "socket {index} kept");
+    }
+    // Terminals that have spoken are never evicted: with every slot spoken for or silent and
+    // young, the next silent ones churn among themselves.
+    let sale = spoken.sale(100, CARD, None);
+    assert_eq!(spoken.exchange(&sale, true).await.code(), "00");
+    let sale = late.sale(100, CARD, None);
+    assert_eq!(late.exchange(&sale, true).await.code(), "00");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_cap_with_every_connection_spoken_a_new_one_is_refused() {
+    let host = Host::start_with(|config| config.connections_max = 2).await;
+    let mut first = Terminal::connect(host.addr, DEVICE_TERMINAL).await;
+    first.sign_in().await;
+    let mut second = Terminal::connect(host.addr, HOST_TERMINAL).await;
+    second.sign_in().await;
+    let mut third = TcpStream::connect(host.addr).await.unwrap();
+    assert!(closed_after(&mut third, CLOSE_DEADLINE).await.is_some(), "refused at the cap");
+    let sale = first.sale(100, CARD, None);
+    assert_eq!(first.exchange(&sale, true).await.code(), "00");
     host.stop().await;
 }
