@@ -4,6 +4,8 @@
 //!
 //! Before: no TLS anywhere, and the session cookie had no `Secure` flag.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a failed step fails the test")]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
