@@ -15,6 +15,9 @@
 //! burst before it costs any hashing. A permit is freed only when the request is done with it
 //! AND its last job has finished, so a client that disconnects mid-hash cannot pile up work.
 //!
+//! Each worker computes in Argon2 memory of its own, allocated once and zeroed after every use
+//! ([`crate::secrets`]), so the allocator never ends up holding freed 19 MiB blocks.
+//!
 //! The pool also holds the dummy hash that unknown accounts are verified against (made once,
 //! on a worker, with the same parameters as real ones), so an unknown name costs exactly what a
 //! wrong password costs.
@@ -31,13 +34,14 @@ use zeroize::Zeroizing;
 use crate::error::AuthError;
 #[cfg(doc)]
 use crate::secrets::ARGON2_MEMORY_KIB;
-use crate::secrets::{hash_digit_code, hash_password, verify_digit_code, verify_password, HashError};
+use crate::secrets::{HashError, Scratch};
 
 /// Callers that may wait for a worker at once (per worker); beyond them a caller is refused at
-/// once.
-pub const HASH_WAITERS_PER_WORKER_MAX: usize = 2;
+/// once. A waiter holds no Argon2 memory; the bound keeps its wait (about 4 verifications of
+/// 25–50 ms) well inside [`HASH_WAIT_MS_MAX`].
+pub const HASH_WAITERS_PER_WORKER_MAX: usize = 4;
 /// Callers that may wait for a worker at once, whatever the number of workers.
-pub const HASH_WAITERS_MAX: usize = 8;
+pub const HASH_WAITERS_MAX: usize = 64;
 /// How long a caller waits for a worker before it is refused.
 pub const HASH_WAIT_MS_MAX: u64 = 1_000;
 /// Workers when the machine's parallelism cannot be read.
@@ -57,7 +61,8 @@ pub(crate) enum SecretKind {
     Password,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// Work for a worker, in the worker's own Argon2 memory.
+type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
 
 struct Inner {
     /// Jobs for the workers. At most one job per permit is ever queued or running.
@@ -110,15 +115,18 @@ impl HashPool {
         let receiver = Arc::new(Mutex::new(receiver));
         for index in 0..workers {
             let receiver = receiver.clone();
-            let spawned = std::thread::Builder::new().name(format!("kassa-argon2-{index}")).spawn(move || loop {
-                // The lock is held only to take the next job, never while running it.
-                let job = match receiver.lock() {
-                    Ok(receiver) => receiver.recv(),
-                    Err(_) => return,
-                };
-                match job {
-                    Ok(job) => job(),
-                    Err(_) => return, // the pool is gone
+            let spawned = std::thread::Builder::new().name(format!("kassa-argon2-{index}")).spawn(move || {
+                let mut scratch = Scratch::default();
+                loop {
+                    // The lock is held only to take the next job, never while running it.
+                    let job = match receiver.lock() {
+                        Ok(receiver) => receiver.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(&mut scratch),
+                        Err(_) => return, // the pool is gone
+                    }
                 }
             });
             if let Err(error) = spawned {
@@ -141,9 +149,9 @@ impl HashPool {
         let warm = Arc::downgrade(&inner);
         let _ = submit(
             &inner,
-            Box::new(move || {
+            Box::new(move |scratch| {
                 if let Some(inner) = warm.upgrade() {
-                    dummy_hash(&inner);
+                    dummy_hash(&inner, scratch);
                 }
             }),
         );
@@ -199,13 +207,13 @@ fn submit(inner: &Inner, job: Job) -> Result<(), AuthError> {
 }
 
 /// The dummy hash: a random password nobody knows, hashed with the same parameters as real ones.
-fn dummy_hash(inner: &Inner) -> &str {
+fn dummy_hash<'a>(inner: &'a Inner, scratch: &mut Scratch) -> &'a str {
     inner.dummy.get_or_init(|| {
         let random = crate::service::random_hex(32);
         inner.jobs_run.fetch_add(1, Ordering::Relaxed);
         // Hashing with valid parameters does not fail; should it, an unparsable dummy still makes
         // the verification below fail (and cost less, which a log line then explains).
-        hash_password(&random).unwrap_or_else(|error| {
+        scratch.hash_password(&random).unwrap_or_else(|error| {
             tracing::error!(%error, "cannot make the dummy Argon2 hash");
             String::new()
         })
@@ -232,14 +240,17 @@ impl HashPermit {
 
     /// Runs `work` on a worker and waits for its result. The job keeps the permit alive until it
     /// ends, even if this future is dropped.
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce(&Inner) -> T + Send + 'static) -> Result<T, AuthError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner, &mut Scratch) -> T + Send + 'static,
+    ) -> Result<T, AuthError> {
         let (reply, answer) = oneshot::channel();
         let (inner, permit) = (self.inner.clone(), self.permit.clone());
         submit(
             &self.inner,
-            Box::new(move || {
+            Box::new(move |scratch| {
                 inner.jobs_run.fetch_add(1, Ordering::Relaxed);
-                let _ = reply.send(work(&inner));
+                let _ = reply.send(work(&inner, scratch));
                 drop(permit);
             }),
         )?;
@@ -256,9 +267,9 @@ impl HashPermit {
     ) -> Result<bool, AuthError> {
         let (pepper, stored, secret) = (pepper.clone(), stored.to_owned(), Zeroizing::new(secret.to_owned()));
         let verified = self
-            .run(move |_| match kind {
-                SecretKind::DigitCode => verify_digit_code(&pepper, &stored, &secret),
-                SecretKind::Password => verify_password(&stored, &secret),
+            .run(move |_, scratch| match kind {
+                SecretKind::DigitCode => scratch.verify_digit_code(&pepper, &stored, &secret),
+                SecretKind::Password => scratch.verify_password(&stored, &secret),
             })
             .await?;
         Ok(verified?)
@@ -273,12 +284,12 @@ impl HashPermit {
         secret: &str,
     ) -> Result<(), AuthError> {
         let (pepper, secret) = (pepper.clone(), Zeroizing::new(secret.to_owned()));
-        self.run(move |inner| {
-            let stored = dummy_hash(inner);
+        self.run(move |inner, scratch| {
+            let stored = dummy_hash(inner, scratch);
             // The result is ignored: nobody knows the dummy's password, and nothing may depend on it.
             let _ = match kind {
-                SecretKind::DigitCode => verify_digit_code(&pepper, stored, &secret),
-                SecretKind::Password => verify_password(stored, &secret),
+                SecretKind::DigitCode => scratch.verify_digit_code(&pepper, stored, &secret),
+                SecretKind::Password => scratch.verify_password(stored, &secret),
             };
         })
         .await
@@ -288,9 +299,9 @@ impl HashPermit {
     pub(crate) async fn hash(&self, kind: SecretKind, pepper: &Pepper, secret: &str) -> Result<String, AuthError> {
         let (pepper, secret) = (pepper.clone(), Zeroizing::new(secret.to_owned()));
         let hashed = self
-            .run(move |_| match kind {
-                SecretKind::DigitCode => hash_digit_code(&pepper, &secret),
-                SecretKind::Password => hash_password(&secret),
+            .run(move |_, scratch| match kind {
+                SecretKind::DigitCode => scratch.hash_digit_code(&pepper, &secret),
+                SecretKind::Password => scratch.hash_password(&secret),
             })
             .await?;
         Ok(hashed?)
