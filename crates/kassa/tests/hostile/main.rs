@@ -2,6 +2,8 @@
 //! reproduced and shown fixed. One module per area; each starts its own `kassa up` on port 0s
 //! with a fresh data directory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
+
 #[path = "../common/mod.rs"]
 mod common;
 
