@@ -5,7 +5,7 @@
 //! unlocks and resets on behalf of a merchant, and the default-password risk list.
 //!
 //! The lockout, history, hashing, session and compare-and-set mechanisms are the operators'
-//! ones ([`crate::service`]), applied to [`Account::User`]: one mechanism, two kinds of account.
+//! ones ([`crate::service`]), applied to `Account::User`: one mechanism, two kinds of account.
 //! A session whose password must change may only change it or log out ([`BackOfficeSession::ready`]).
 
 use kassa_domain::{OperatorCode, PasswordPolicy};

@@ -1,4 +1,8 @@
 //! Argon2id hashing of passwords and peppered digit codes.
+//!
+//! A serving process reaches Argon2 only through the bounded pool ([`crate::hashing`]), whose
+//! workers compute in their own reused memory (`Scratch`). The free functions below allocate
+//! per call and are for work outside any request: seeding demo data, tests.
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
