@@ -96,6 +96,37 @@ async fn a_trickled_head_is_cut_at_the_header_deadline() {
 }
 
 #[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_deadline() {
+    let (addr, shutdown, server) = start(Router::new(), short_limits()).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0_u8; 1024];
+    let read = stream.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..read]).starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    assert!(read_to_close(&mut stream).await.is_empty());
+    let idle_for = started.elapsed();
+    assert!(idle_for >= Duration::from_millis(250) && idle_for < Duration::from_secs(3), "{idle_for:?}");
+    shutdown.cancel();
+    tokio::time::timeout(DEADLINE, server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_given_up_after_the_body_deadline() {
+    let echo = Router::new().route("/echo", post(|body: axum::body::Bytes| async move { body.len().to_string() }));
+    let limits = Limits { body_read_timeout: Duration::from_millis(300), ..short_limits() };
+    let (addr, shutdown, server) = start(echo, limits).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b").await.unwrap();
+    let started = Instant::now();
+    let response = read_to_close(&mut stream).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(response.starts_with("HTTP/1.1 4") && response.contains("timeout"), "{response}");
+    shutdown.cancel();
+    tokio::time::timeout(DEADLINE, server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn idle_and_half_sent_connections_never_delay_shutdown() {
     // The default deadlines (5 s for a head): a prompt stop cannot come from them.
     let (addr, shutdown, server) = start(Router::new(), Limits::default()).await;

@@ -226,7 +226,7 @@ async fn trickled_heads_are_cut_by_the_header_deadline_and_sigterm_exits_at_once
     half.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
     assert_eq!(exchange(host.http, "GET", "/healthz", "").await.0, 200);
     let (status, took, stderr) = host.terminate().await;
-    println!("SIGTERM with 51 idle sockets open: exit {status} after {} ms", took.as_millis());
+    println!("SIGTERM with 51 idle sockets open: {status} after {} ms", took.as_millis());
     assert!(status.success(), "exit {status}: {stderr}");
     assert!(took < STOP_DEADLINE, "SIGTERM took {took:?}");
     drop(idle);
@@ -268,7 +268,7 @@ async fn idle_sockets_at_an_open_file_limit_of_1024_lock_nobody_out() {
     assert!(*latencies.last().unwrap() < Duration::from_secs(2), "{latencies:?}");
 
     let (status, took, stderr) = host.terminate().await;
-    println!("SIGTERM with {} idle sockets open: exit {status} after {} ms", idle.len(), took.as_millis());
+    println!("SIGTERM with {} idle sockets open: {status} after {} ms", idle.len(), took.as_millis());
     assert!(status.success(), "exit {status}: {stderr}");
     assert!(took < STOP_DEADLINE, "SIGTERM took {took:?}");
 }
