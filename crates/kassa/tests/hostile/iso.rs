@@ -209,3 +209,82 @@ async fn accept_failures_are_logged_once_per_interval_and_the_host_recovers() {
     );
     host.stop(STOP_DEADLINE).await.unwrap();
 }
+
+/// TLS on the ISO 8583 listener (`--iso-tls`, finding 9): with a test certificate, a terminal
+/// behind a TLS client (the `openssl s_client` relay: this crate has no TLS client of its own)
+/// signs in and gets working keys it can unwrap; plain frames get no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_signs_in_over_tls_on_the_iso_listener() {
+    use kassa_iso8583::fields::Field60;
+    use kassa_iso8583::frame::{encode_frame, Envelope, Frame, Tpdu};
+    use kassa_iso8583::{Message, Mti, UNIONPAY};
+    use tokio::io::AsyncWriteExt;
+
+    const ENVELOPE: Envelope =
+        Envelope { tpdu: Tpdu { destination: [0, 1], source: [0, 2] }, header: [0x60, 0x31, 0, 0x31, 0, 0] };
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command line makes the test certificate");
+    assert!(made.status.success(), "openssl req: {}", String::from_utf8_lossy(&made.stderr));
+    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let program = Path::new(env!("CARGO_BIN_EXE_kassa"));
+    let args = ["--tls-cert", cert_arg, "--tls-key", key_arg, "--iso-tls"];
+    let host =
+        HostProcess::start_with_args(program, &dir.path().join("data"), None, &args, START_DEADLINE).await.unwrap();
+    let tmks = load_tmks(&host.credentials).unwrap();
+    let identity = bench_identity(4, &tmks).unwrap();
+
+    let mut sign_in = Message::new(Mti::parse("0800").unwrap());
+    sign_in.set(11, "000001").set(41, &identity.terminal_id).set(42, &identity.merchant_id).set(63, "01 ");
+    sign_in.set_typed(&Field60 { message_type_code: *b"00", batch_number: 1, network_management_code: *b"003" });
+    let mut wire = Vec::new();
+    encode_frame(&UNIONPAY, &ENVELOPE, &sign_in, &mut wire).unwrap();
+
+    // In plain TCP, the same frame is not served: the handshake fails and the host closes.
+    let mut plain = TcpStream::connect(host.iso).await.unwrap();
+    plain.write_all(&wire).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(CLOSE_DEADLINE, plain.read_to_end(&mut answer)).await.expect("closed");
+    // Nothing, or a TLS alert record (0x15); an ISO 8583 answer would start with its length.
+    assert!(answer.first().is_none_or(|&byte| byte == 0x15), "a plain frame was answered: {answer:02x?}");
+
+    let mut relay = tokio::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-servername", "localhost", "-CAfile", cert_arg])
+        .arg("-connect")
+        .arg(host.iso.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut to_host = relay.stdin.take().unwrap();
+    let mut from_host = relay.stdout.take().unwrap();
+    to_host.write_all(&wire).await.unwrap();
+    to_host.flush().await.unwrap();
+    let frame = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut prefix = [0u8; 2];
+        from_host.read_exact(&mut prefix).await?;
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        from_host.read_exact(&mut body).await?;
+        Ok::<_, std::io::Error>([prefix.to_vec(), body].concat())
+    })
+    .await
+    .expect("an answer over TLS")
+    .unwrap_or_else(|error| panic!("the TLS relay: {error}\n{}", host.stderr_tail()));
+    let frame = Frame::parse(&frame).unwrap();
+    let answer = UNIONPAY.decode(frame.message_bytes).unwrap();
+    assert_eq!(answer.field_str(39), Some("00"), "sign-in over TLS");
+    let field_62 = answer.field(62).expect("working keys");
+    kassa_crypto::unwrap_working_keys(&identity.tmk, field_62).expect("keys under the terminal's TMK");
+    drop(to_host);
+    let _ = relay.kill().await;
+    host.stop(STOP_DEADLINE).await.unwrap();
+}
