@@ -288,3 +288,40 @@ async fn a_terminal_signs_in_over_tls_on_the_iso_listener() {
     let _ = relay.kill().await;
     host.stop(STOP_DEADLINE).await.unwrap();
 }
+
+/// Silent sockets from many addresses, each within its cap, filling the global cap: a
+/// terminal arriving meanwhile takes the slot of the oldest of them, at once rather than after
+/// the first-frame timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_from_many_addresses_at_the_global_cap_give_way_to_a_terminal() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let program = Path::new(env!("CARGO_BIN_EXE_kassa"));
+    let host = HostProcess::start(program, data_dir.path(), None, START_DEADLINE).await.unwrap();
+    let tmks = load_tmks(&host.credentials).unwrap();
+    let per_address = kassa_gateway::CONNECTIONS_PER_ADDRESS_MAX;
+    let addresses = kassa_gateway::CONNECTIONS_MAX / per_address + 1;
+    let mut flood = Vec::new();
+    for source in 0..addresses {
+        for _ in 0..per_address {
+            flood.push(connect_from(&format!("127.0.1.{}", source + 1), host.iso).await.unwrap());
+        }
+    }
+    let signing_in = Instant::now();
+    let mut terminal = connect_and_sign_in(host.iso, bench_identity(5, &tmks).unwrap())
+        .await
+        .unwrap_or_else(|error| panic!("sign-in at the cap: {error}\n{}", host.stderr_tail()));
+    let sign_in_ms = signing_in.elapsed().as_millis();
+    assert!(
+        signing_in.elapsed() < Duration::from_millis(kassa_gateway::FIRST_FRAME_TIMEOUT_MS),
+        "the terminal waited for the first-frame timeout ({sign_in_ms} ms)"
+    );
+    let sale = terminal.sale(1_000, &bench_card(), BENCH_PIN).unwrap();
+    assert!(terminal.exchange(&sale).await.unwrap().approved());
+    let held = open_count(&mut flood).await;
+    assert!(held <= kassa_gateway::CONNECTIONS_MAX - 1, "{held} silent sockets beside the terminal");
+    eprintln!(
+        "iso at the global cap: {} silent sockets from {addresses} addresses, {held} held; terminal sign-in {sign_in_ms} ms",
+        flood.len()
+    );
+    host.stop(STOP_DEADLINE).await.unwrap();
+}
