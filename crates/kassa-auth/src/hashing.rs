@@ -113,6 +113,7 @@ impl HashPool {
         let workers = workers.clamp(1, HASH_WORKERS_MAX);
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
+        let mut started = 0;
         for index in 0..workers {
             let receiver = receiver.clone();
             let spawned = std::thread::Builder::new().name(format!("kassa-argon2-{index}")).spawn(move || {
@@ -129,11 +130,14 @@ impl HashPool {
                     }
                 }
             });
-            if let Err(error) = spawned {
-                // Fewer workers than asked is still a bounded pool; none is caught below.
-                tracing::error!(%error, "cannot start an Argon2 worker thread");
+            match spawned {
+                Ok(_) => started += 1,
+                // Fewer workers than asked is still a bounded pool (with none, callers are busy).
+                Err(error) => tracing::error!(%error, "cannot start an Argon2 worker thread"),
             }
         }
+        // One permit per worker that runs, so a job never waits for a thread that is not there.
+        let workers = started;
         let inner = Arc::new(Inner {
             jobs: Mutex::new(sender),
             permits: Arc::new(Semaphore::new(workers)),
