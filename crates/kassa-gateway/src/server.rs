@@ -74,6 +74,7 @@ enum Warning {
     AcceptFailed,
     AtCap,
     AtAddressCap,
+    Evicted,
 }
 
 /// A warning logged at most once per [`WARNING_INTERVAL_MS`]; the occurrences in between are
@@ -107,6 +108,7 @@ struct Warnings {
     accept_failed: RateLimited,
     at_cap: RateLimited,
     at_address_cap: RateLimited,
+    evicted: RateLimited,
 }
 
 impl Warnings {
@@ -116,6 +118,7 @@ impl Warnings {
             accept_failed: RateLimited::new(interval),
             at_cap: RateLimited::new(interval),
             at_address_cap: RateLimited::new(interval),
+            evicted: RateLimited::new(interval),
         }
     }
 
@@ -124,6 +127,7 @@ impl Warnings {
             Warning::AcceptFailed => &mut self.accept_failed,
             Warning::AtCap => &mut self.at_cap,
             Warning::AtAddressCap => &mut self.at_address_cap,
+            Warning::Evicted => &mut self.evicted,
         };
         let Some(suppressed) = limiter.occurred(Instant::now()) else { return };
         let interval_ms = WARNING_INTERVAL_MS;
@@ -133,6 +137,15 @@ impl Warnings {
             }
             Warning::AtCap => {
                 tracing::warn!(peer = %detail, connections_max = limit, suppressed, interval_ms, "connection refused: at the cap");
+            }
+            Warning::Evicted => {
+                tracing::warn!(
+                    peer = %detail,
+                    connections_max = limit,
+                    suppressed,
+                    interval_ms,
+                    "at the cap: the oldest connection that had not spoken made room"
+                );
             }
             Warning::AtAddressCap => {
                 tracing::warn!(
@@ -310,10 +323,13 @@ impl Server {
                 continue;
             };
             let permit = Arc::clone(&self.connections).try_acquire_owned().ok();
-            if permit.is_none() && !self.silent.evict_oldest() {
-                warnings.log(Warning::AtCap, &peer.ip(), self.config.connections_max);
-                drop(stream);
-                continue;
+            if permit.is_none() {
+                if !self.silent.evict_oldest() {
+                    warnings.log(Warning::AtCap, &peer.ip(), self.config.connections_max);
+                    drop(stream);
+                    continue;
+                }
+                warnings.log(Warning::Evicted, &peer.ip(), self.config.connections_max);
             }
             let _ = stream.set_nodelay(true);
             let server = Arc::clone(&self);
