@@ -75,30 +75,26 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let mut sim_task = None;
-    let mut sim_addr = None;
-    if let (Some(listener), Some(simulator)) = (listeners.take_sim(), &simulator) {
-        sim_addr = Some(listener.local_addr().context("cannot read the simulators' address")?);
-        let router = sim::router(simulator.clone(), shutdown.clone());
-        sim_task =
-            Some(tokio::spawn(kassa_host::serve_until_stopped(listener, router, shutdown.clone(), "simulators")));
-    }
+    let sim_server = match (listeners.take_sim(), &simulator) {
+        (Some(listener), Some(simulator)) => {
+            let addr = listener.local_addr().context("cannot read the simulators' address")?;
+            Some((addr, listener, sim::router(simulator.clone(), shutdown.clone())))
+        }
+        _ => None,
+    };
     // A host without simulators nor a remote issuer serves no card transactions rather than
     // approving them against a simulator.
     let card_issuer = sim::card_issuer(remote_issuer, simulator.as_ref())?;
     let zone_pin_description = zone_pin_key.as_ref().map(sim::ZonePinKey::describe);
-    let gateway_task = match (&card_issuer, zone_pin_key) {
+    let gateway = match (&card_issuer, zone_pin_key) {
         (Some(issuer), Some(key)) => {
-            let gateway =
-                gateway::build(&config, store.inner(), &master_key, iso_listener, issuer.connector.clone(), key.key)?;
-            Some(tokio::spawn(gateway.run(shutdown.clone())))
+            Some(gateway::build(&config, store.inner(), &master_key, iso_listener, issuer.connector.clone(), key.key)?)
         }
         _ => {
             tracing::warn!("no card issuer is configured (issuer_url): the ISO 8583 gateway is not started");
             None
         }
     };
-
     let secure_cookies = http_tls.is_some();
     let deps = AppDeps {
         readiness: store.readiness(),
@@ -109,6 +105,13 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         tls: http_tls,
     };
     let app = App::new(listeners, deps).context("cannot start the http server")?;
+
+    // Everything is built: from here nothing returns before every server has stopped.
+    let sim_addr = sim_server.as_ref().map(|(addr, _, _)| *addr);
+    let sim_task = sim_server.map(|(_, listener, router)| {
+        tokio::spawn(kassa_host::serve_until_stopped(listener, router, shutdown.clone(), "simulators"))
+    });
+    let gateway_task = gateway.map(|gateway| tokio::spawn(gateway.run(shutdown.clone())));
     let card = card_issuer.map(|issuer| issuer.description).zip(zone_pin_description);
     print_banner(&config, &app.http_url(), gateway_task.is_some().then_some(iso_addr), sim_addr, card);
     let served = app.run_until_stopped().await.context("the http server failed");
@@ -230,4 +233,27 @@ fn print_banner(
         println!("credentials: {}", config.demo_credentials_path().display());
     }
     println!("stop with Ctrl-C");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_that_failed_or_panicked_is_named_in_the_error() {
+        let stopped = tokio::spawn(async { Ok::<(), std::io::Error>(()) }).await;
+        assert!(drained(stopped, "the simulators' server").is_ok());
+        let failed = tokio::spawn(async { Err::<(), _>(std::io::Error::other("listener gone")) }).await;
+        let error = drained(failed, "the ISO 8583 gateway").unwrap_err();
+        assert_eq!(format!("{error:#}"), "the ISO 8583 gateway failed: listener gone");
+        let panicked = tokio::spawn(async {
+            if true {
+                panic!("a bug");
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+        let error = drained(panicked, "the simulators' server").unwrap_err();
+        assert!(error.to_string().starts_with("the simulators' server stopped abnormally"), "{error}");
+    }
 }
