@@ -183,7 +183,7 @@ impl App {
     }
 
     /// Serves until the shutdown token is cancelled, then lets in-flight requests finish (at most
-    /// [`SHUTDOWN_GRACE`]); see [`crate::serve`].
+    /// [`SHUTDOWN_GRACE`]); see [`crate::serve::serve`].
     pub async fn run_until_stopped(self) -> Result<(), ServeError> {
         serve::serve(self.listener, self.router, self.options, self.shutdown).await
     }

@@ -1,6 +1,11 @@
 //! The servers of a Kassa host and what they share: the one [`Config`], the HTTP app with its
 //! operational routes ([`App`]), metrics, readiness and the process-wide shutdown.
 //!
+//! Every HTTP listener is served by [`serve::serve`], the one serving layer: connection table,
+//! head/body/request deadlines, shedding, per-client rate limits ([`admission`]), HTTPS
+//! ([`tls`]) and a drain that never waits on idle sockets. A new HTTP surface merges its routes
+//! into the app's router (or calls [`serve_until_stopped`] on its own listener) and gets all of it.
+//!
 //! The binary (`kassa`) wires these together with the store; this crate knows sockets and HTTP,
 //! not SQL: readiness and durability come in from the outside through [`AppDeps`].
 //!
