@@ -42,7 +42,14 @@ pub enum Mode {
 pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     // Before binding: the connection caps are sized by the limit in force.
     let open_files = kassa_host::serve::raise_open_files_limit();
-    tracing::debug!(?open_files, "open-file limit");
+    let http_connections_max = kassa_host::serve::connections_max_for(open_files);
+    if http_connections_max < kassa_host::serve::HTTP_CONNECTIONS_MAX {
+        tracing::warn!(
+            open_files,
+            http_connections_max,
+            "the open-file limit caps each HTTP listener's connections; raise it (e.g. LimitNOFILE) for more"
+        );
+    }
     let mut listeners = Listeners::bind(&config).await?;
     let http_tls = http_tls(&config)?;
     // Installed before the slow steps (key generation) so that a signal during start-up stops the
