@@ -675,7 +675,8 @@ async fn no_secret_reaches_the_logs_or_the_database(db: &TestDb) {
 async fn unknown_users_and_wrong_passwords_get_the_same_answer(db: &TestDb) {
     let bo = start(db).await;
     let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
-    for round in 0..7 {
+    for round in 0..14 {
+        let real = if round % 4 < 2 { "admin" } else { "reviewer" };
         let timed = async |username: &str, into: &mut Vec<std::time::Duration>| {
             let started = std::time::Instant::now();
             let answer = bo.try_login(username, "Wrong-Pass-0000").await;
@@ -684,9 +685,9 @@ async fn unknown_users_and_wrong_passwords_get_the_same_answer(db: &TestDb) {
         };
         // Alternating order, so that drift and a shared machine's load hit both alike.
         let (a, b) = if round % 2 == 0 {
-            (timed("nobody", &mut unknown).await, timed("admin", &mut wrong).await)
+            (timed("nobody", &mut unknown).await, timed(real, &mut wrong).await)
         } else {
-            let b = timed("admin", &mut wrong).await;
+            let b = timed(real, &mut wrong).await;
             (timed("nobody", &mut unknown).await, b)
         };
         assert_eq!((a.status, &a.body), (b.status, &b.body));
@@ -694,13 +695,17 @@ async fn unknown_users_and_wrong_passwords_get_the_same_answer(db: &TestDb) {
         let strip = |head: &str| head.lines().filter(|l| !l.starts_with("date:")).collect::<Vec<_>>().join("\n");
         assert_eq!(strip(&a.headers), strip(&b.headers));
     }
+    // Each pair ran back to back: the median of their ratios shrugs off the load of a shared
+    // machine (other tests run alongside) better than a ratio of medians.
+    let mut ratios: Vec<f64> = unknown.iter().zip(&wrong).map(|(u, w)| u.as_secs_f64() / w.as_secs_f64()).collect();
+    ratios.sort_by(f64::total_cmp);
+    let ratio = ratios[ratios.len() / 2];
     unknown.sort();
     wrong.sort();
-    let (unknown, wrong) = (unknown[3], wrong[3]);
-    println!("median login over HTTP: unknown user {unknown:?}, wrong password {wrong:?}");
+    let (unknown, wrong) = (unknown[unknown.len() / 2], wrong[wrong.len() / 2]);
+    println!("median login over HTTP: unknown user {unknown:?}, wrong password {wrong:?} (median ratio {ratio:.2})");
     // Both are one Argon2id verification: within a small factor (it was 35× before the dummy hash).
-    let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
-    assert!((0.5..2.0).contains(&ratio), "unknown {unknown:?} vs wrong {wrong:?}");
+    assert!((0.5..2.0).contains(&ratio), "unknown {unknown:?} vs wrong {wrong:?}: median ratio {ratio:.2}");
 }
 
 async fn a_busy_hashing_pool_is_503_with_retry_after(db: &TestDb) {

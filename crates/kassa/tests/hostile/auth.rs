@@ -325,9 +325,10 @@ async fn an_unknown_username_answers_like_a_wrong_password_in_about_the_same_tim
     let addr = host.http;
     login(client_address(3, 1), addr, "nobody", "Wrong-Pass-0000").await;
     let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
-    // 9 wrong passwords: one fewer than the back-office lockout. Alternating order, each
-    // request from its own address.
-    for round in 0..9_u16 {
+    // At most 8 wrong passwords per user (the back-office lockout is 10). Alternating order,
+    // each request from its own address.
+    for round in 0..16_u16 {
+        let real = if round % 4 < 2 { "reviewer" } else { "owner" };
         let timed = async |username: &str, n: u16, into: &mut Vec<Duration>| {
             let started = Instant::now();
             let answer = login(client_address(3, 10 + n), addr, username, "Wrong-Pass-0000").await;
@@ -335,22 +336,28 @@ async fn an_unknown_username_answers_like_a_wrong_password_in_about_the_same_tim
             answer
         };
         let (a, b) = if round % 2 == 0 {
-            (timed("nobody-at-all", 2 * round, &mut unknown).await, timed("reviewer", 2 * round + 1, &mut wrong).await)
+            (timed("nobody-at-all", 2 * round, &mut unknown).await, timed(real, 2 * round + 1, &mut wrong).await)
         } else {
-            let b = timed("reviewer", 2 * round, &mut wrong).await;
+            let b = timed(real, 2 * round, &mut wrong).await;
             (timed("nobody-at-all", 2 * round + 1, &mut unknown).await, b)
         };
         assert_eq!((a.status, &a.body), (b.status, &b.body), "round {round}");
         assert_eq!(a.status, 401, "{a:?}");
         assert!(a.body.get("attempts_left").is_none(), "{a:?}");
     }
+    // Each pair ran back to back: the median of their ratios shrugs off a shared machine's load.
+    let mut ratios: Vec<f64> = unknown.iter().zip(&wrong).map(|(u, w)| u.as_secs_f64() / w.as_secs_f64()).collect();
+    ratios.sort_by(f64::total_cmp);
+    let ratio = ratios[ratios.len() / 2];
     unknown.sort();
     wrong.sort();
     let (unknown, wrong) = (unknown[unknown.len() / 2], wrong[wrong.len() / 2]);
-    println!("median back-office login: unknown user {unknown:?}, real user with a wrong password {wrong:?}");
-    let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
+    println!(
+        "median back-office login: unknown user {unknown:?}, real user with a wrong password {wrong:?} (median \
+         ratio {ratio:.2})"
+    );
     // Both are one Argon2id verification (it was 1.3 ms against 46 ms before the dummy hash).
-    assert!((0.5..2.0).contains(&ratio), "unknown {unknown:?} vs wrong {wrong:?}");
+    assert!((0.5..2.0).contains(&ratio), "unknown {unknown:?} vs wrong {wrong:?}: median ratio {ratio:.2}");
     host.stop();
 }
 
