@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use lettre::message::Mailbox;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::{AsyncTransport, Message, Tokio1Executor};
 use zeroize::Zeroizing;
@@ -38,6 +39,9 @@ pub enum NotifyError {
     /// The channel refused or could not be reached.
     #[error("delivery failed: {0}")]
     Delivery(String),
+    /// The channel's settings cannot be used (plain SMTP to a remote host, a bad certificate).
+    #[error("mail settings: {0}")]
+    Settings(String),
 }
 
 /// A notification channel (e-mail, SMS, …).
@@ -58,10 +62,30 @@ pub struct SmtpConfig {
     pub from: String,
     /// Connection timeout, milliseconds.
     pub timeout_ms: u64,
+    /// How the connection is protected.
+    pub security: SmtpSecurity,
+    /// PEM certificates trusted as roots besides the system's (or `SSL_CERT_FILE`'s): a private
+    /// CA of the mail relay.
+    pub extra_roots_pem: Vec<String>,
 }
 
-/// E-mail through an SMTP relay. Plain SMTP: point it at a local relay (or a sink in tests);
-/// TLS to a remote provider is left to that relay.
+/// How the connection to the SMTP server is protected. One-time codes reset passwords, so they
+/// never cross a network in clear text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// TLS from the first byte ("implicit TLS", usually port 465), certificate and host name
+    /// checked.
+    Tls,
+    /// Plain connection upgraded with STARTTLS before anything is sent (usually port 587);
+    /// a server that does not offer it is refused, never used in clear.
+    StartTls,
+    /// No TLS: only for a relay on this machine (`localhost` or a loopback address), which then
+    /// carries the mail on over TLS itself; any other host is refused.
+    PlainLoopback,
+}
+
+/// E-mail through an SMTP server, over TLS (implicit or STARTTLS, rustls) or in plain text to a
+/// relay on this machine only.
 pub struct SmtpNotifier {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
@@ -77,12 +101,41 @@ impl SmtpNotifier {
     /// A notifier for `config`.
     pub fn new(config: &SmtpConfig) -> Result<SmtpNotifier, NotifyError> {
         let from: Mailbox = config.from.parse().map_err(|_| NotifyError::Address(config.from.clone()))?;
+        let tls = match config.security {
+            SmtpSecurity::PlainLoopback if is_loopback(&config.host) => Tls::None,
+            SmtpSecurity::PlainLoopback => {
+                return Err(NotifyError::Settings(format!(
+                    "plain SMTP is only allowed to a relay on this machine, not {}",
+                    config.host
+                )))
+            }
+            SmtpSecurity::Tls => Tls::Wrapper(tls_parameters(config)?),
+            SmtpSecurity::StartTls => Tls::Required(tls_parameters(config)?),
+        };
         let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.as_str())
             .port(config.port)
+            .tls(tls)
             .timeout(Some(std::time::Duration::from_millis(config.timeout_ms)))
             .build();
         Ok(SmtpNotifier { transport, from })
     }
+}
+
+/// `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Certificate and host-name checks against the system's roots plus `extra_roots_pem`.
+fn tls_parameters(config: &SmtpConfig) -> Result<TlsParameters, NotifyError> {
+    let mut builder = TlsParameters::builder(config.host.clone());
+    for pem in &config.extra_roots_pem {
+        let root = Certificate::from_pem(pem.as_bytes())
+            .map_err(|error| NotifyError::Settings(format!("unusable extra root certificate: {error}")))?;
+        builder = builder.add_root_certificate(root);
+    }
+    builder.build_rustls().map_err(|error| NotifyError::Settings(format!("TLS set-up failed: {error}")))
 }
 
 #[async_trait]

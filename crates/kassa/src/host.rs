@@ -103,12 +103,13 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         }
     };
     let secure_cookies = http_tls.is_some();
+    let (routes, auth_shared) = routes(&config, &store, &master_key, secure_cookies);
     let deps = AppDeps {
         readiness: store.readiness(),
         registry: Registry::default(),
         store_durable: store.durable().await,
         shutdown: shutdown.clone(),
-        routes: routes(&config, &store, &master_key, secure_cookies),
+        routes,
         tls: http_tls,
     };
     let app = App::new(listeners, deps).context("cannot start the http server")?;
@@ -131,6 +132,11 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     if let Some(task) = sim_task {
         outcomes.push(drained(task.await, "the simulators' server"));
+    }
+    // The refusals counted since the last window reach the audit log before the process ends.
+    match auth_shared.flush().await {
+        Ok(rows) => tracing::debug!(rows, "refusal counts audited"),
+        Err(error) => outcomes.push(Err(anyhow::anyhow!("cannot audit the last refusal counts: {error}"))),
     }
     // The first failure is the one reported; the others are logged so none is lost.
     let mut failures = outcomes.into_iter().filter_map(Result::err);
@@ -167,17 +173,28 @@ fn http_tls(config: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
 }
 
 /// The HTTP routes besides the operational ones: TMS and the back-office API. One-time codes go
-/// to `<data-dir>/outbox.txt` (the development mail sink; never the log).
-fn routes(config: &Config, store: &Store, master_key: &MasterKey, secure_cookies: bool) -> axum::Router {
+/// to `<data-dir>/outbox.txt` (the development mail sink; never the log). Also the process's
+/// one hashing pool and refusal counter, whose counts are flushed at shutdown.
+fn routes(
+    config: &Config,
+    store: &Store,
+    master_key: &MasterKey,
+    secure_cookies: bool,
+) -> (axum::Router, kassa_auth::AuthShared) {
     let clock: Arc<dyn kassa_auth::Clock> = Arc::new(kassa_auth::SystemClock);
     // ONE Argon2id pool and ONE refusal counter for every surface of the process.
     let shared = kassa_auth::AuthShared::new(store.inner().clone(), clock.clone());
     let tms = kassa_tms::TmsState::new(store.inner().clone(), master_key.clone(), clock.clone(), shared.clone());
     let notifier = Arc::new(kassa_auth::notify::MailFileNotifier::new(config.data_dir.join(OUTBOX_FILE)));
-    let back_office =
-        kassa_backoffice::BackOfficeState::new(store.inner().clone(), master_key.pepper(), clock, notifier, shared);
+    let back_office = kassa_backoffice::BackOfficeState::new(
+        store.inner().clone(),
+        master_key.pepper(),
+        clock,
+        notifier,
+        shared.clone(),
+    );
     let back_office = back_office.with_secure_cookies(secure_cookies);
-    kassa_tms::router(tms).merge(kassa_backoffice::router(back_office))
+    (kassa_tms::router(tms).merge(kassa_backoffice::router(back_office)), shared)
 }
 
 /// The development mail sink in the data directory.

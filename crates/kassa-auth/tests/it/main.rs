@@ -11,7 +11,7 @@ mod smtp_sink;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kassa_auth::notify::{SmtpConfig, SmtpNotifier};
+use kassa_auth::notify::{SmtpConfig, SmtpNotifier, SmtpSecurity};
 use kassa_auth::*;
 use kassa_crypto::MasterKey;
 use kassa_domain::PolicyViolation;
@@ -337,6 +337,8 @@ async fn institution_resets_with_a_one_time_code_over_smtp(db: &TestDb) {
         port: sink.port(),
         from: "kassa@localhost".into(),
         timeout_ms: 5_000,
+        security: SmtpSecurity::PlainLoopback,
+        extra_roots_pem: Vec::new(),
     })
     .unwrap();
     let admin = BackOfficeActor { username: "admin".into(), role: Role::InstitutionAdmin };
@@ -428,4 +430,69 @@ async fn the_audit_chain_verifies_and_an_edited_row_is_detected(db: &TestDb) {
     let mut edited = records[1].event.clone();
     edited.actor = "operator:898100000000001/02".into();
     assert_ne!(audit_hash(records[1].seq, &records[1].prev_hash, &edited), records[1].hash);
+}
+
+/// A fresh self-signed certificate for `localhost`: the server's TLS acceptor and the PEM to trust.
+fn localhost_tls() -> (tokio_rustls::TlsAcceptor, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), certified.cert.pem())
+}
+
+fn mail_to(to: &str) -> kassa_auth::notify::Notification {
+    kassa_auth::notify::Notification {
+        to: to.to_owned(),
+        subject: "Kassa one-time code".to_owned(),
+        body: zeroize::Zeroizing::new("Your code is 12345678".to_owned()),
+    }
+}
+
+fn smtp(host: &str, port: u16, security: SmtpSecurity, extra_roots_pem: Vec<String>) -> SmtpConfig {
+    SmtpConfig { host: host.into(), port, from: "kassa@localhost".into(), timeout_ms: 5_000, security, extra_roots_pem }
+}
+
+#[tokio::test]
+async fn one_time_codes_travel_over_tls_and_never_in_clear_to_another_host() {
+    use kassa_auth::notify::Notifier as _;
+    let (acceptor, certificate_pem) = localhost_tls();
+    let sink = smtp_sink::SmtpSink::start_with(move |stream| {
+        let acceptor = acceptor.clone();
+        async move { acceptor.accept(stream).await.ok() }
+    })
+    .await;
+
+    // Implicit TLS with the relay's certificate trusted: delivered.
+    let trusting =
+        SmtpNotifier::new(&smtp("localhost", sink.port(), SmtpSecurity::Tls, vec![certificate_pem])).unwrap();
+    trusting.send(&mail_to("owner@demo.example")).await.unwrap();
+    let mail = sink.next_message().await;
+    assert!(mail.data.contains("12345678"));
+
+    // The same relay without its certificate among the roots: refused, nothing sent.
+    let untrusting = SmtpNotifier::new(&smtp("localhost", sink.port(), SmtpSecurity::Tls, Vec::new())).unwrap();
+    let error = untrusting.send(&mail_to("owner@demo.example")).await.unwrap_err();
+    assert!(error.to_string().to_lowercase().contains("certificate"), "{error}");
+
+    // STARTTLS required from a server that does not offer it: refused rather than sent in clear.
+    let plain = smtp_sink::SmtpSink::start().await;
+    let starttls = SmtpNotifier::new(&smtp("127.0.0.1", plain.port(), SmtpSecurity::StartTls, Vec::new())).unwrap();
+    assert!(starttls.send(&mail_to("owner@demo.example")).await.is_err());
+    let nothing = tokio::time::timeout(std::time::Duration::from_millis(300), plain.next_message()).await;
+    assert!(nothing.is_err(), "a mail reached a server without TLS");
+
+    // Plain SMTP only to a relay on this machine.
+    let remote = SmtpNotifier::new(&smtp("mail.example", 25, SmtpSecurity::PlainLoopback, Vec::new())).unwrap_err();
+    assert_eq!(
+        remote.to_string(),
+        "mail settings: plain SMTP is only allowed to a relay on this machine, not mail.example"
+    );
+    for local in ["localhost", "127.0.0.1", "[::1]"] {
+        assert!(SmtpNotifier::new(&smtp(local, 25, SmtpSecurity::PlainLoopback, Vec::new())).is_ok(), "{local}");
+    }
 }

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use kassa_auth::notify::{SmtpConfig, SmtpNotifier};
+use kassa_auth::notify::{SmtpConfig, SmtpNotifier, SmtpSecurity};
 use kassa_auth::{hash_digit_code, hash_password, Auth, AuthShared, Clock, HashPool, ManualClock, RefusalLog};
 use kassa_crypto::MasterKey;
 use kassa_store::testing::TestDb;
@@ -177,6 +177,8 @@ async fn start_with(db: &TestDb, hashing: HashPool, secure_cookies: bool) -> Bac
         port: sink.port(),
         from: "kassa@localhost".into(),
         timeout_ms: 5_000,
+        security: SmtpSecurity::PlainLoopback,
+        extra_roots_pem: Vec::new(),
     })
     .unwrap();
     let clock = ManualClock::new(START_MS);

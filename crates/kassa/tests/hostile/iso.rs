@@ -318,7 +318,7 @@ async fn silent_sockets_from_many_addresses_at_the_global_cap_give_way_to_a_term
     let sale = terminal.sale(1_000, &bench_card(), BENCH_PIN).unwrap();
     assert!(terminal.exchange(&sale).await.unwrap().approved());
     let held = open_count(&mut flood).await;
-    assert!(held <= kassa_gateway::CONNECTIONS_MAX - 1, "{held} silent sockets beside the terminal");
+    assert!(held < kassa_gateway::CONNECTIONS_MAX, "{held} silent sockets beside the terminal");
     eprintln!(
         "iso at the global cap: {} silent sockets from {addresses} addresses, {held} held; terminal sign-in {sign_in_ms} ms",
         flood.len()
