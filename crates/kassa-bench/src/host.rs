@@ -77,7 +77,9 @@ impl HostProcess {
         {
             command.env_remove(name);
         }
-        command.env("KASSA_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // KASSA_TEST_HOST_LOG raises the spawned host's log level when a test needs its story.
+        let log = std::env::var("KASSA_TEST_HOST_LOG").unwrap_or_else(|_| "warn".to_owned());
+        command.env("KASSA_LOG", log).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         command.kill_on_drop(true);
         let mut child =
             command.spawn().map_err(|source| HostError::Spawn { program: program.display().to_string(), source })?;

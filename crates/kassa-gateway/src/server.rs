@@ -34,9 +34,10 @@ pub const WARNING_INTERVAL_MS: u64 = 10_000;
 pub const ACCEPT_BACKOFF_FIRST_MS: u64 = 10;
 /// See [`ACCEPT_BACKOFF_FIRST_MS`].
 pub const ACCEPT_BACKOFF_MAX_MS: u64 = 1_000;
-/// How long a connection admitted by evicting a silent one waits for that one's slot (its
-/// task only has to notice the eviction).
-const EVICTION_WAIT_MS: u64 = 1_000;
+/// How long a connection admitted by evicting a silent one waits for that one's slot. Its task
+/// only has to notice the eviction, but on a host busy with a flood that can take a while; less
+/// than the first-frame timeout, which frees slots anyway.
+const EVICTION_WAIT_MS: u64 = 3_000;
 
 pub(crate) struct Server {
     config: GatewayConfig,
@@ -334,7 +335,6 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let server = Arc::clone(&self);
             let stop = shutdown.child_token();
-            let silent = self.silent.register(stop.clone());
             tokio::spawn(async move {
                 let permit = match permit {
                     Some(permit) => permit,
@@ -345,11 +345,17 @@ impl Server {
                             () = stop.cancelled() => return,
                             waited = tokio::time::timeout(duration_ms(EVICTION_WAIT_MS), wait) => match waited {
                                 Ok(Ok(permit)) => permit,
-                                Ok(Err(_)) | Err(_) => return,
+                                Ok(Err(_)) | Err(_) => {
+                                    tracing::debug!(%peer, "no slot came free after an eviction: dropped");
+                                    return;
+                                }
                             },
                         }
                     }
                 };
+                // Evictable only once it holds a slot: evicting a connection still waiting for
+                // one would free nothing, and the newcomer that evicted it would wait in vain.
+                let silent = server.silent.register(stop.clone());
                 match server.connection(stream, silent, &stop).await {
                     Close::Quietly => tracing::debug!(%peer, "connection closed"),
                     Close::Violation(why) => tracing::info!(%peer, why, "connection closed"),

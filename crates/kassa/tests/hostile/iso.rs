@@ -307,9 +307,17 @@ async fn silent_sockets_from_many_addresses_at_the_global_cap_give_way_to_a_term
         }
     }
     let signing_in = Instant::now();
-    let mut terminal = connect_and_sign_in(host.iso, bench_identity(5, &tmks).unwrap())
-        .await
-        .unwrap_or_else(|error| panic!("sign-in at the cap: {error}\n{}", host.stderr_tail()));
+    // A terminal retries once on a reset connection, as real ones do: with the accept queue
+    // full of the flood (a loaded 2-core machine), the kernel itself may reset a handshake.
+    let mut terminal = match connect_and_sign_in(host.iso, bench_identity(5, &tmks).unwrap()).await {
+        Ok(terminal) => terminal,
+        Err(first) => {
+            eprintln!("sign-in at the cap, first try: {first}; retrying");
+            connect_and_sign_in(host.iso, bench_identity(5, &tmks).unwrap())
+                .await
+                .unwrap_or_else(|error| panic!("sign-in at the cap: {error}\n{}", host.stderr_tail()))
+        }
+    };
     let sign_in_ms = signing_in.elapsed().as_millis();
     assert!(
         signing_in.elapsed() < Duration::from_millis(kassa_gateway::FIRST_FRAME_TIMEOUT_MS),
@@ -317,7 +325,14 @@ async fn silent_sockets_from_many_addresses_at_the_global_cap_give_way_to_a_term
     );
     let sale = terminal.sale(1_000, &bench_card(), BENCH_PIN).unwrap();
     assert!(terminal.exchange(&sale).await.unwrap().approved());
-    let held = open_count(&mut flood).await;
+    // The evicted sockets are closed by their tasks, which a host busy with the flood may run a
+    // moment later: poll briefly (well inside the first-frame timeout of the rest).
+    let mut held = open_count(&mut flood).await;
+    let deadline = Instant::now() + Duration::from_millis(1_000);
+    while held >= kassa_gateway::CONNECTIONS_MAX && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held = open_count(&mut flood).await;
+    }
     assert!(held < kassa_gateway::CONNECTIONS_MAX, "{held} silent sockets beside the terminal");
     eprintln!(
         "iso at the global cap: {} silent sockets from {addresses} addresses, {held} held; terminal sign-in {sign_in_ms} ms",
