@@ -101,6 +101,9 @@ pub enum AuthError {
 
 /// What a rate-limited caller is told to wait, seconds.
 pub const RATE_LIMIT_RETRY_AFTER_S: u64 = 60;
+/// What a caller is told to wait when the database is unreachable, too slow or read-only,
+/// seconds.
+pub const DATABASE_UNAVAILABLE_RETRY_AFTER_S: u64 = 5;
 
 /// How an HTTP surface (TMS, back office) answers an [`AuthError`]: the status number and the
 /// JSON body `{"ok": false, "error": message, …facts a client acts on}`. One mapping for every
@@ -134,9 +137,16 @@ impl AuthError {
             AuthError::RateLimited => 429,
             AuthError::Busy { .. } => 503,
             AuthError::Notify(_) => 502,
+            // The database did not answer in time, or refuses writes: try again later. A commit
+            // whose outcome is unknown is retried safely (its guard makes it a duplicate).
+            AuthError::Store(error) if error.is_unavailable() => 503,
             AuthError::Store(_) | AuthError::Hash(_) => 500,
         };
         let message = match self {
+            AuthError::Store(error) if error.is_unavailable() => {
+                tracing::warn!(error = ?self, surface, "database unavailable");
+                "database unavailable, try again shortly".to_owned()
+            }
             AuthError::Store(_) | AuthError::Hash(_) => {
                 tracing::error!(error = ?self, surface, "request failed");
                 "internal error".to_owned()
@@ -162,6 +172,7 @@ impl AuthError {
         let retry_after_s = match self {
             AuthError::Busy { retry_after_s } => Some(*retry_after_s),
             AuthError::RateLimited => Some(RATE_LIMIT_RETRY_AFTER_S),
+            AuthError::Store(error) if error.is_unavailable() => Some(DATABASE_UNAVAILABLE_RETRY_AFTER_S),
             _ => None,
         };
         ErrorAnswer { status, body, retry_after_s }
@@ -191,6 +202,9 @@ mod tests {
         assert_eq!((locked.status, &locked.body["locked_until_ms"]), (423, &serde_json::json!(5)));
         let internal = AuthError::Store(StoreError::Database("disk I/O error at /secret/path".into())).answer("test");
         assert_eq!((internal.status, internal.body["error"].as_str()), (500, Some("internal error")));
+        let paused = AuthError::Store(StoreError::Timeout("read after 5000 ms at db.internal".into())).answer("test");
+        assert_eq!((paused.status, paused.retry_after_s), (503, Some(DATABASE_UNAVAILABLE_RETRY_AFTER_S)));
+        assert!(!paused.body.to_string().contains("db.internal"), "{}", paused.body);
         let busy = AuthError::Busy { retry_after_s: 1 }.answer("test");
         assert_eq!((busy.status, busy.retry_after_s), (503, Some(1)));
         assert_eq!(wrong.retry_after_s, None);
