@@ -69,6 +69,45 @@ pub struct SmtpConfig {
     pub extra_roots_pem: Vec<String>,
 }
 
+/// How long a connection to the SMTP server may take, milliseconds.
+pub const SMTP_TIMEOUT_MS: u64 = 10_000;
+
+impl SmtpConfig {
+    /// The settings a URL names: `smtps://HOST[:PORT]` (TLS, port 465), `smtp+starttls://HOST[:PORT]`
+    /// (STARTTLS required, port 587) or `smtp://HOST[:PORT]` (plain, a relay on this machine
+    /// only, port 25). Mail goes out from `from`. Extra trust anchors come from the system's
+    /// store or `SSL_CERT_FILE`.
+    pub fn from_url(url: &str, from: &str) -> Result<SmtpConfig, NotifyError> {
+        let bad = |why: &str| NotifyError::Settings(format!("SMTP URL {url:?}: {why}"));
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("not a URL"))?;
+        let (security, default_port) = match scheme {
+            "smtps" => (SmtpSecurity::Tls, 465),
+            "smtp+starttls" => (SmtpSecurity::StartTls, 587),
+            "smtp" => (SmtpSecurity::PlainLoopback, 25),
+            _ => return Err(bad("the scheme is not smtps, smtp+starttls or smtp")),
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+            return Err(bad("give HOST[:PORT] only (no path, query or credentials)"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(':') && !port.contains(']') => {
+                (host, port.parse::<u16>().map_err(|_| bad("the port is not a number"))?)
+            }
+            _ => (authority, default_port),
+        };
+        let _: Mailbox = from.parse().map_err(|_| NotifyError::Address(from.to_owned()))?;
+        Ok(SmtpConfig {
+            host: host.to_owned(),
+            port,
+            from: from.to_owned(),
+            timeout_ms: SMTP_TIMEOUT_MS,
+            security,
+            extra_roots_pem: Vec::new(),
+        })
+    }
+}
+
 /// How the connection to the SMTP server is protected. One-time codes reset passwords, so they
 /// never cross a network in clear text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,5 +221,24 @@ impl Notifier for MailFileNotifier {
         .map_err(|e| NotifyError::Delivery(e.to_string()))?;
         tracing::info!(to = %message.to, subject = %message.subject, path = %self.path.display(), "notification written to the mail file");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_urls_name_the_protection_and_the_port() {
+        let of = |url: &str| SmtpConfig::from_url(url, "kassa@example.com").map(|c| (c.host, c.port, c.security));
+        assert_eq!(of("smtps://mail.example").unwrap(), ("mail.example".into(), 465, SmtpSecurity::Tls));
+        assert_eq!(of("smtps://mail.example:2465/").unwrap(), ("mail.example".into(), 2465, SmtpSecurity::Tls));
+        assert_eq!(of("smtp+starttls://relay:587").unwrap(), ("relay".into(), 587, SmtpSecurity::StartTls));
+        assert_eq!(of("smtp://localhost").unwrap(), ("localhost".into(), 25, SmtpSecurity::PlainLoopback));
+        assert_eq!(of("smtp://[::1]:2525").unwrap(), ("[::1]".into(), 2525, SmtpSecurity::PlainLoopback));
+        for bad in ["mail.example", "http://mail.example", "smtps://", "smtps://u:p@mail.example", "smtps://h:x"] {
+            assert!(matches!(of(bad), Err(NotifyError::Settings(_))), "{bad}");
+        }
+        assert!(matches!(SmtpConfig::from_url("smtps://h", "not an address"), Err(NotifyError::Address(_))));
     }
 }

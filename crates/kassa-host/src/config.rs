@@ -57,6 +57,11 @@ pub mod env {
     pub const LOG: &str = "KASSA_LOG";
     /// The card issuer to use over the issuer link, e.g. `http://127.0.0.1:8081` (`kassa sim`).
     pub const ISSUER_URL: &str = "KASSA_ISSUER_URL";
+    /// Where one-time codes are mailed: `smtps://HOST[:PORT]`, `smtp+starttls://HOST[:PORT]` or
+    /// `smtp://localhost[:PORT]` (a relay on this machine).
+    pub const SMTP_URL: &str = "KASSA_SMTP_URL";
+    /// The From address of that mail.
+    pub const SMTP_FROM: &str = "KASSA_SMTP_FROM";
     /// The zone PIN key shared with the card issuer, 32 hex characters (double-length 3DES).
     pub const ZONE_PIN_KEY: &str = "KASSA_ZONE_PIN_KEY";
     /// PEM certificate chain for the listeners' TLS (with [`TLS_KEY`]): HTTP becomes HTTPS.
@@ -98,6 +103,12 @@ pub struct Config {
     /// The card issuer over the issuer link (`http://HOST:PORT` of `kassa sim`, or the full
     /// URL of an issuer endpoint); `None`: the in-process simulator, when `simulators` is on.
     pub issuer_url: Option<String>,
+    /// Where one-time codes are mailed (`smtps://HOST[:PORT]`, `smtp+starttls://HOST[:PORT]`, or
+    /// `smtp://localhost[:PORT]` for a relay on this machine); `None`: appended to
+    /// `<data-dir>/outbox.txt`, the development sink.
+    pub smtp_url: Option<String>,
+    /// The From address of that mail; needed with `smtp_url`.
+    pub smtp_from: Option<String>,
     /// The zone PIN key shared with the card issuer (`KASSA_ZONE_PIN_KEY` only, never the
     /// file); `None`: the demo zone PIN key where simulators or demo data are on, else an error
     /// when a card issuer is used.
@@ -142,6 +153,10 @@ pub struct ConfigLayer {
     pub simulators: Option<bool>,
     /// See [`Config::issuer_url`].
     pub issuer_url: Option<String>,
+    /// See [`Config::smtp_url`].
+    pub smtp_url: Option<String>,
+    /// See [`Config::smtp_from`].
+    pub smtp_from: Option<String>,
     /// See [`Config::zone_pin_key`]. Never read from a file.
     #[serde(skip)]
     pub zone_pin_key: Option<TdesKey>,
@@ -227,6 +242,8 @@ impl Config {
             demo: merged.demo.unwrap_or(false),
             simulators: merged.simulators.unwrap_or(false),
             issuer_url: merged.issuer_url,
+            smtp_url: merged.smtp_url,
+            smtp_from: merged.smtp_from,
             zone_pin_key: merged.zone_pin_key,
             tls_cert: merged.tls_cert,
             tls_key: merged.tls_key,
@@ -290,6 +307,8 @@ impl ConfigLayer {
             demo: over.demo.or(self.demo),
             simulators: over.simulators.or(self.simulators),
             issuer_url: over.issuer_url.or(self.issuer_url),
+            smtp_url: over.smtp_url.or(self.smtp_url),
+            smtp_from: over.smtp_from.or(self.smtp_from),
             zone_pin_key: over.zone_pin_key.or(self.zone_pin_key),
             tls_cert: over.tls_cert.or(self.tls_cert),
             tls_key: over.tls_key.or(self.tls_key),
@@ -370,6 +389,8 @@ impl ConfigLayer {
             log: get(env::LOG),
             master_key,
             issuer_url: get(env::ISSUER_URL).map(|url| url.trim().to_owned()),
+            smtp_url: get(env::SMTP_URL).map(|url| url.trim().to_owned()),
+            smtp_from: get(env::SMTP_FROM).map(|from| from.trim().to_owned()),
             zone_pin_key,
             tls_cert: get(env::TLS_CERT).map(PathBuf::from),
             tls_key: get(env::TLS_KEY).map(PathBuf::from),
@@ -670,6 +691,8 @@ log = "debug"
 log_format = "json"
 demo = true
 issuer_url = "http://127.0.0.1:1004"
+smtp_url = "smtps://mail.example"
+smtp_from = "kassa@example.com"
 "#,
         )
         .unwrap();
@@ -687,6 +710,12 @@ issuer_url = "http://127.0.0.1:1004"
         assert_eq!(config.log_format, LogFormat::Json);
         assert!(config.demo);
         assert_eq!(config.issuer_url.as_deref(), Some("http://127.0.0.1:1004"));
+        assert_eq!(config.smtp_url.as_deref(), Some("smtps://mail.example"));
+        assert_eq!(config.smtp_from.as_deref(), Some("kassa@example.com"));
+        let env = env_of(&[("KASSA_SMTP_URL", " smtp+starttls://relay:587 "), ("KASSA_SMTP_FROM", "k@e.com")]);
+        let from_env = Config::load(Some(&file), env, ConfigLayer::default()).unwrap();
+        assert_eq!(from_env.smtp_url.as_deref(), Some("smtp+starttls://relay:587"), "environment beats file");
+        assert_eq!(from_env.smtp_from.as_deref(), Some("k@e.com"));
         let env = env_of(&[("KASSA_ISSUER_URL", "http://127.0.0.1:2004")]);
         let flags = ConfigLayer { issuer_url: Some("http://127.0.0.1:3004".to_owned()), ..ConfigLayer::default() };
         let from_env =

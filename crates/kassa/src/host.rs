@@ -52,6 +52,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     let mut listeners = Listeners::bind(&config).await?;
     let http_tls = http_tls(&config)?;
+    let notifier = notifier(&config)?;
     // Installed before the slow steps (key generation) so that a signal during start-up stops the
     // host cleanly instead of killing it half-way through writing files.
     let shutdown = CancellationToken::new();
@@ -103,7 +104,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         }
     };
     let secure_cookies = http_tls.is_some();
-    let (routes, auth_shared) = routes(&config, &store, &master_key, secure_cookies);
+    let (routes, auth_shared) = routes(&store, &master_key, secure_cookies, notifier);
     let deps = AppDeps {
         readiness: store.readiness(),
         registry: Registry::default(),
@@ -172,20 +173,30 @@ fn http_tls(config: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
     }
 }
 
-/// The HTTP routes besides the operational ones: TMS and the back-office API. One-time codes go
-/// to `<data-dir>/outbox.txt` (the development mail sink; never the log). Also the process's
+/// Where one-time codes go: mail through `smtp_url` (TLS unless it is a relay on this machine),
+/// else `<data-dir>/outbox.txt`, the development sink (never the log). Checked before anything is
+/// written.
+fn notifier(config: &Config) -> anyhow::Result<Arc<dyn kassa_auth::notify::Notifier>> {
+    let Some(url) = &config.smtp_url else {
+        return Ok(Arc::new(kassa_auth::notify::MailFileNotifier::new(config.data_dir.join(OUTBOX_FILE))));
+    };
+    let from = config.smtp_from.as_deref().context("smtp_url needs smtp_from (KASSA_SMTP_FROM), the From address")?;
+    let settings = kassa_auth::notify::SmtpConfig::from_url(url, from)?;
+    Ok(Arc::new(kassa_auth::notify::SmtpNotifier::new(&settings)?))
+}
+
+/// The HTTP routes besides the operational ones: TMS and the back-office API, with the process's
 /// one hashing pool and refusal counter, whose counts are flushed at shutdown.
 fn routes(
-    config: &Config,
     store: &Store,
     master_key: &MasterKey,
     secure_cookies: bool,
+    notifier: Arc<dyn kassa_auth::notify::Notifier>,
 ) -> (axum::Router, kassa_auth::AuthShared) {
     let clock: Arc<dyn kassa_auth::Clock> = Arc::new(kassa_auth::SystemClock);
     // ONE Argon2id pool and ONE refusal counter for every surface of the process.
     let shared = kassa_auth::AuthShared::new(store.inner().clone(), clock.clone());
     let tms = kassa_tms::TmsState::new(store.inner().clone(), master_key.clone(), clock.clone(), shared.clone());
-    let notifier = Arc::new(kassa_auth::notify::MailFileNotifier::new(config.data_dir.join(OUTBOX_FILE)));
     let back_office = kassa_backoffice::BackOfficeState::new(
         store.inner().clone(),
         master_key.pepper(),

@@ -281,6 +281,26 @@ fn a_taken_port_is_a_one_line_error_before_anything_is_written() {
 }
 
 #[test]
+fn plain_smtp_to_another_host_or_a_missing_from_address_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data_dir_arg = data_dir.to_str().unwrap();
+    let args =
+        ["up", "--data-dir", data_dir_arg, "--http", "127.0.0.1:0", "--iso", "127.0.0.1:0", "--sim", "127.0.0.1:0"];
+    let plain = [("KASSA_SMTP_URL", "smtp://mail.example"), ("KASSA_SMTP_FROM", "kassa@example.com")];
+    let (status, _stdout, stderr) = Kassa::start_with_env(&args, &plain).wait();
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        "kassa: mail settings: plain SMTP is only allowed to a relay on this machine, not mail.example\n"
+    );
+    let (status, _stdout, stderr) = Kassa::start_with_env(&args, &[("KASSA_SMTP_URL", "smtps://mail.example")]).wait();
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.starts_with("kassa: smtp_url needs smtp_from"), "{stderr}");
+    assert!(!data_dir.join("kassa.db").exists(), "nothing is opened before the mail settings are checked");
+}
+
+#[test]
 fn a_corrupt_master_key_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("master.key"), "0123456789abcdef\n").unwrap();
