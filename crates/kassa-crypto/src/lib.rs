@@ -41,10 +41,10 @@ pub use pin::{
     encrypt_pin_block, translate_pin_block, verify_pin_block, ClearPinBlock, EncryptedPinBlock, Pin, PinBlockError,
     PinError,
 };
+pub use rsa_keys::{RsaKeyError, RsaKeyPair, RsaPublicKey};
 pub use security_module::{
     IssuedWorkingKeys, KeyHandle, KeyPurpose, SecurityModule, SecurityModuleError, SoftwareSecurityModule,
 };
-pub use rsa_keys::{RsaKeyError, RsaKeyPair, RsaPublicKey};
 pub use tdes::{DesKey, KeyCheckValue, KeyError, KeyLength, TdesKey};
 pub use working_keys::{generate_working_keys, unwrap_working_keys, WorkingKeyError, WorkingKeys, WrappedWorkingKeys};
 

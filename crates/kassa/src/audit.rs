@@ -7,7 +7,7 @@
 //! created by the check itself would verify as an empty, "intact" log.
 
 use anyhow::Context;
-use kassa_host::{Config, DatabaseKind};
+use kassa_server::{Config, DatabaseKind};
 
 use crate::store;
 

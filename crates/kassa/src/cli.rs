@@ -1,5 +1,5 @@
 //! The command line (interfaces.md §2). Flags become the top [`ConfigLayer`]; everything else about
-//! configuration lives in `kassa_host::config`.
+//! configuration lives in `kassa_server::config`.
 //!
 //! Values that may hold secrets (`--database-url`) are taken as plain strings and parsed by us, so
 //! a parse error never echoes them (clap's own errors quote the rejected value).
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use kassa_host::{ConfigLayer, DatabaseUrl, LogFormat};
+use kassa_server::{ConfigLayer, DatabaseUrl, LogFormat};
 
 /// Kassa, an open-source POS payment platform.
 #[derive(Debug, Parser)]

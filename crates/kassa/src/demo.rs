@@ -16,9 +16,9 @@ use std::fmt;
 use std::path::Path;
 
 use anyhow::Context;
+use kassa_crypto::{RsaKeyPair, RsaPublicKey};
 use kassa_domain::PasswordPolicy;
 use rand::{CryptoRng, RngCore};
-use kassa_crypto::{RsaKeyPair, RsaPublicKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 

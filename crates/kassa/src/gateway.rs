@@ -9,9 +9,9 @@ use anyhow::Context;
 use async_trait::async_trait;
 use kassa_crypto::{KeyPurpose, MasterKey, SecurityModule, SoftwareSecurityModule, TdesKey};
 use kassa_gateway::{ApprovalKind, BusinessDay, Gateway, GatewayConfig, GatewayDeps, RefundApprovals, TlsServerConfig};
-use kassa_host::Config;
 use kassa_issuer::IssuerConnector;
 use kassa_issuer::SystemClock;
+use kassa_server::Config;
 use kassa_store::auth::RefundApprovalBinding;
 use tokio::net::TcpListener;
 
@@ -65,7 +65,7 @@ fn iso_tls(config: &Config) -> anyhow::Result<Option<Arc<TlsServerConfig>>> {
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
         anyhow::bail!("iso_tls needs tls_cert and tls_key");
     };
-    let server_config = kassa_host::load_server_config(cert, key, &[]).context("TLS on the ISO 8583 listener")?;
+    let server_config = kassa_server::load_server_config(cert, key, &[]).context("TLS on the ISO 8583 listener")?;
     Ok(Some(server_config))
 }
 

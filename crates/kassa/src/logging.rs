@@ -7,7 +7,7 @@
 
 use std::io::IsTerminal;
 
-use kassa_host::{Config, LogFormat};
+use kassa_server::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Crates that log what passes through them (SQL parameters, protocol bytes, payloads) at

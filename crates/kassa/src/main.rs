@@ -1,5 +1,5 @@
 //! `kassa`, the one binary. Thin on purpose: it parses the command line, loads the one `Config`,
-//! installs logging, and wires the store into the servers of `kassa-host`. Anything with logic of
+//! installs logging, and wires the store into the servers of `kassa-server`. Anything with logic of
 //! its own belongs in a library crate where it can be tested without a process.
 //!
 //! Errors end the process with status 1 and one line on stderr starting with `kassa: `.
@@ -10,18 +10,18 @@ mod cli;
 mod demo;
 mod files;
 mod gateway;
-mod host;
 mod logging;
 mod master_key;
 mod seed;
 mod sim;
+mod start;
 mod store;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use kassa_host::{Config, ConfigLayer};
+use kassa_server::{Config, ConfigLayer};
 
 use crate::cli::{AuditCommand, Cli, Command, StoreArgs};
 
@@ -64,8 +64,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Up(_) => host::run(config, host::Mode::Up).await,
-            Command::Serve(_) => host::run(config, host::Mode::Serve).await,
+            Command::Up(_) => start::run(config, start::Mode::Up).await,
+            Command::Serve(_) => start::run(config, start::Mode::Serve).await,
             Command::Sim(_) => sim::run(config).await,
             Command::Migrate(_) => migrate(&config).await,
             Command::Backup(args) => backup(&config, &args.file).await,

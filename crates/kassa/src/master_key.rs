@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use kassa_crypto::MasterKey;
-use kassa_host::Config;
+use kassa_server::Config;
 use zeroize::Zeroizing;
 
 use crate::files::{self, Existing};
@@ -79,7 +79,7 @@ fn is_already_exists(error: &anyhow::Error) -> bool {
 mod tests {
     use std::path::PathBuf;
 
-    use kassa_host::ConfigLayer;
+    use kassa_server::ConfigLayer;
 
     use super::*;
 

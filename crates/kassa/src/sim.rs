@@ -19,8 +19,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use kassa_crypto::TdesKey;
-use kassa_host::Config;
 use kassa_issuer::{IssuerConnector, IssuerSimulator, RemoteIssuer, RemoteIssuerConfig, SystemClock};
+use kassa_server::Config;
 use tokio_util::sync::CancellationToken;
 
 use crate::demo;
@@ -57,7 +57,7 @@ pub fn zone_pin_key(config: &Config) -> anyhow::Result<ZonePinKey> {
     if !(config.simulators || config.demo) {
         anyhow::bail!(
             "the card issuer needs the zone PIN key it shares with this host: set {} (32 hex characters)",
-            kassa_host::config::env::ZONE_PIN_KEY
+            kassa_server::config::env::ZONE_PIN_KEY
         );
     }
     let key = TdesKey::from_hex(demo::DEMO_ZONE_PIN_KEY).context("the demo zone PIN key does not parse")?;
@@ -101,15 +101,15 @@ pub fn card_issuer(
 
 /// `kassa sim`: the simulators alone until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let listener = kassa_host::app::bind(config.sim, "sim").await?;
+    let listener = kassa_server::app::bind(config.sim, "sim").await?;
     let shutdown = CancellationToken::new();
-    kassa_host::shutdown::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
+    kassa_server::shutdown::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
     let zone_pin_key = zone_pin_key(&config)?;
     let simulator = IssuerSimulator::new(zone_pin_key.key.clone(), Arc::new(SystemClock));
     let addr = listener.local_addr().context("cannot read the simulators' address")?;
     print_banner(addr, &zone_pin_key);
     let router = router(simulator, shutdown.clone());
-    kassa_host::serve_until_stopped(listener, router, shutdown, "simulators").await?;
+    kassa_server::serve_until_stopped(listener, router, shutdown, "simulators").await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -117,7 +117,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// Where the simulators are; one `name: value` per line, like `kassa up`'s banner.
 #[expect(clippy::print_stdout, reason = "the address is the output `kassa sim` is run for")]
 fn print_banner(addr: SocketAddr, zone_pin_key: &ZonePinKey) {
-    println!("kassa {} simulators are up", kassa_host::metrics::VERSION);
+    println!("kassa {} simulators are up", kassa_server::metrics::VERSION);
     println!("sim: http://{addr}");
     println!("issuer: http://{addr}{}", kassa_issuer::link::LINK_PATH);
     println!("zone_pin_key: {}", zone_pin_key.describe());

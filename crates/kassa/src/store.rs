@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kassa_crypto::MasterKey;
-use kassa_host::{BoxFuture, Config, DatabaseUrl, Readiness};
+use kassa_server::{BoxFuture, Config, DatabaseUrl, Readiness};
 use kassa_store::{AdminStore, StoreError, StoreOptions};
 
 use anyhow::Context;
@@ -36,7 +36,7 @@ pub enum DemoState {
 /// URL, e.g. `cannot open the database postgres://kassa:***@db/kassa: database unreachable: …`.
 pub async fn open(config: &Config) -> anyhow::Result<Store> {
     let url = config.database_url.clone();
-    if url.kind() == Some(kassa_host::DatabaseKind::Sqlite) {
+    if url.kind() == Some(kassa_server::DatabaseKind::Sqlite) {
         // New files are created 0600; one created by an older version may not be.
         let path = url.expose().trim_start_matches("sqlite://").split('?').next().unwrap_or_default().to_owned();
         for file in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {

@@ -23,9 +23,9 @@ use tokio::process::{Child, Command};
 pub const START_DEADLINE: Duration = Duration::from_secs(120);
 /// SIGTERM to exit, with idle sockets open: "a few seconds".
 pub const STOP_DEADLINE: Duration = Duration::from_secs(5);
-/// The host's header deadline (`kassa_host::serve::HEADER_READ_TIMEOUT_MS`) plus scheduling slack.
+/// The host's header deadline (`kassa_server::serve::HEADER_READ_TIMEOUT_MS`) plus scheduling slack.
 const HEADER_CUT_DEADLINE: Duration =
-    Duration::from_millis(kassa_host::serve::HEADER_READ_TIMEOUT_MS).saturating_add(Duration::from_secs(4));
+    Duration::from_millis(kassa_server::serve::HEADER_READ_TIMEOUT_MS).saturating_add(Duration::from_secs(4));
 /// Bound on one HTTP exchange in these tests.
 const EXCHANGE_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -206,7 +206,7 @@ async fn trickle(addr: SocketAddr, count: usize, interval: Duration, give_up: Du
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickled_heads_are_cut_by_the_header_deadline_and_sigterm_exits_at_once() {
     // The test opens hundreds of sockets itself.
-    kassa_host::serve::raise_open_files_limit();
+    kassa_server::serve::raise_open_files_limit();
     let host = Host::up(&[], None).await;
     let slow = tokio::spawn(trickle(host.http, 300, Duration::from_millis(500), Duration::from_secs(30)));
     assert_eq!(exchange(host.http, "GET", "/healthz", "").await.0, 200, "served while heads trickle");
@@ -234,7 +234,7 @@ async fn trickled_heads_are_cut_by_the_header_deadline_and_sigterm_exits_at_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sockets_at_an_open_file_limit_of_1024_lock_nobody_out() {
-    kassa_host::serve::raise_open_files_limit();
+    kassa_server::serve::raise_open_files_limit();
     let host = Host::up(&[], Some(1024)).await;
     let mut idle = Vec::new();
     let mut refused = 0;

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kassa_host::tls::{self, ServerName, TlsConnector, ALPN_HTTP_1_1};
+use kassa_server::tls::{self, ServerName, TlsConnector, ALPN_HTTP_1_1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

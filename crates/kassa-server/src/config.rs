@@ -5,7 +5,7 @@
 //! [`Config::resolve`] lays them over each other and fills the gaps with defaults. The database
 //! default depends on the *resolved* data directory, so `--data-dir x` alone moves the database too.
 //!
-//! It lives in `kassa-host` rather than the binary because every server reads from it (the HTTP
+//! It lives in `kassa-server` rather than the binary because every server reads from it (the HTTP
 //! app its address, the ISO gateway its address, settlement the cut-off); the binary only turns
 //! flags into a layer.
 //!
@@ -53,7 +53,7 @@ pub mod env {
     pub const DATA_DIR: &str = "KASSA_DATA_DIR";
     /// Master key, 64 hex characters; takes the place of `<data-dir>/master.key`.
     pub const MASTER_KEY: &str = "KASSA_MASTER_KEY";
-    /// `tracing` filter directives, e.g. `info,kassa_host=debug`.
+    /// `tracing` filter directives, e.g. `info,kassa_server=debug`.
     pub const LOG: &str = "KASSA_LOG";
     /// The card issuer to use over the issuer link, e.g. `http://127.0.0.1:8081` (`kassa sim`).
     pub const ISSUER_URL: &str = "KASSA_ISSUER_URL";

@@ -1,5 +1,5 @@
 //! Readiness: may this process take traffic? A trait object so the binary plugs in the store's
-//! check (database reachable, migrations applied) without `kassa-host` knowing about SQL.
+//! check (database reachable, migrations applied) without `kassa-server` knowing about SQL.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use kassa_crypto::MasterKey;
-use kassa_host::tls::{self, TlsAcceptor};
-use kassa_host::{App, AppDeps, Config, Listeners};
+use kassa_server::tls::{self, TlsAcceptor};
+use kassa_server::{App, AppDeps, Config, Listeners};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -41,9 +41,9 @@ pub enum Mode {
 /// Runs the host until it is stopped by a signal.
 pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     // Before binding: the connection caps are sized by the limit in force.
-    let open_files = kassa_host::serve::raise_open_files_limit();
-    let http_connections_max = kassa_host::serve::connections_max_for(open_files);
-    if http_connections_max < kassa_host::serve::HTTP_CONNECTIONS_MAX {
+    let open_files = kassa_server::serve::raise_open_files_limit();
+    let http_connections_max = kassa_server::serve::connections_max_for(open_files);
+    if http_connections_max < kassa_server::serve::HTTP_CONNECTIONS_MAX {
         tracing::warn!(
             open_files,
             http_connections_max,
@@ -56,7 +56,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     // Installed before the slow steps (key generation) so that a signal during start-up stops the
     // host cleanly instead of killing it half-way through writing files.
     let shutdown = CancellationToken::new();
-    kassa_host::shutdown::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
+    kassa_server::shutdown::cancel_on_signals(shutdown.clone()).context("cannot install signal handlers")?;
     let remote_issuer = sim::remote_issuer_config(&config)?;
     let card_side = config.simulators || remote_issuer.is_some();
     let zone_pin_key = if card_side { Some(sim::zone_pin_key(&config)?) } else { None };
@@ -118,7 +118,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     // Everything is built: from here nothing returns before every server has stopped.
     let sim_addr = sim_server.as_ref().map(|(addr, _, _)| *addr);
     let sim_task = sim_server.map(|(_, listener, router)| {
-        tokio::spawn(kassa_host::serve_until_stopped(listener, router, shutdown.clone(), "simulators"))
+        tokio::spawn(kassa_server::serve_until_stopped(listener, router, shutdown.clone(), "simulators"))
     });
     let gateway_task = gateway.map(|gateway| tokio::spawn(gateway.run(shutdown.clone())));
     let card = card_issuer.map(|issuer| issuer.description).zip(zone_pin_description);
@@ -248,7 +248,7 @@ fn print_banner(
     sim: Option<SocketAddr>,
     card: Option<(String, String)>,
 ) {
-    println!("kassa {} is up", kassa_host::metrics::VERSION);
+    println!("kassa {} is up", kassa_server::metrics::VERSION);
     println!("http: {http_url}");
     // Printed with a note, like the simulators: the contract names the address, nothing serves it yet.
     println!("back_office: {http_url}/ (not served yet)");
