@@ -2,7 +2,7 @@
 
 Card crypto is checked against psec (which runs on OpenSSL through `cryptography`); the UnionPay
 "ECB" MAC, which psec lacks, is implemented here from psec's 3DES primitive following
-iso8583.md; the at-rest format (HKDF-SHA256 subkeys, AES-256-GCM, `v1:` + base64) is checked
+docs/reference/iso8583.md; the at-rest format (HKDF-SHA256 subkeys, AES-256-GCM, `v1:` + base64) is checked
 against `cryptography` and the standard library, following the documentation in
 crates/kassa-crypto/src/at_rest.rs.
 

@@ -1,4 +1,4 @@
-"""Every row of iso8583.md's transaction table against a live `kassa up`, driven by the Python
+"""Every row of docs/reference/iso8583.md's transaction table against a live `kassa up`, driven by the Python
 terminal of terminal.py (pyiso8583 + psec) over real TCP with real MACs and PIN blocks.
 
 Usage: python gateway_interop.py PATH_TO_kassa

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The gateway against a terminal we did not write: `kassa up` on a temporary data directory and
-# a Python terminal (pyiso8583 + psec) driving every row of iso8583.md's transaction table over
+# a Python terminal (pyiso8583 + psec) driving every row of docs/reference/iso8583.md's transaction table over
 # TCP. Prints one line per check and `gateway: N passed, M failed`; exits non-zero on a failure.
 #
 # Environment: KASSA_VENV (default /tmp/kassa-venv), KASSA_BIN (default: the debug binary under

@@ -1,4 +1,4 @@
-"""A UnionPay-style POS terminal written from shared/spec/iso8583.md with pyiso8583 and psec only.
+"""A UnionPay-style POS terminal written from docs/reference/iso8583.md with pyiso8583 and psec only.
 
 It shares no code with the Rust client (crates/kassa-bench/src/client.rs): the wire format is
 the pyiso8583 spec dictionary of interop/iso8583/kassa_spec.py, the crypto is psec's (3DES,

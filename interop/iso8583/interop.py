@@ -1,4 +1,4 @@
-"""Cross-checks Kassa's codec against pyiso8583 on every message kind of iso8583.md.
+"""Cross-checks Kassa's codec against pyiso8583 on every message kind of docs/reference/iso8583.md.
 
 For each message: (1) pyiso8583 encodes it, Kassa decodes the frame to the same MTI, envelope
 and fields and re-encodes it byte for byte; (2) Kassa encodes it from the same logical fields,

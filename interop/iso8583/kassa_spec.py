@@ -1,4 +1,4 @@
-"""The Kassa terminal protocol (shared/spec/iso8583.md) as a pyiso8583 spec dictionary.
+"""The Kassa terminal protocol (docs/reference/iso8583.md) as a pyiso8583 spec dictionary.
 
 Written from the spec, not from the Rust table, so that pyiso8583 is an independent second
 implementation. How the packed-BCD dialect maps onto pyiso8583:

@@ -1,4 +1,4 @@
-"""One request and one response of every message kind of iso8583.md's transaction table, as
+"""One request and one response of every message kind of docs/reference/iso8583.md's transaction table, as
 logical values: `n`/`z` as digits (track separator `=`), text as str, `b` as uppercase hex.
 
 Shared by interop.py (live cross-check), bench.py and gen_vectors.py (the Rust test vectors).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Interop of Kassa's ISO 8583 codec with pyiso8583: every message kind of iso8583.md, both
+# Interop of Kassa's ISO 8583 codec with pyiso8583: every message kind of docs/reference/iso8583.md, both
 # directions, byte for byte. Exits non-zero on any mismatch.
 set -euo pipefail
 

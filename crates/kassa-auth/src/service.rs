@@ -293,7 +293,7 @@ impl Auth {
         Ok(())
     }
 
-    /// A merchant's terminal password policy (the default of interfaces.md §4 when unset).
+    /// A merchant's terminal password policy (the default of docs/reference/demo-data.md when unset).
     pub async fn terminal_policy(&self, merchant_id: &str) -> Result<PasswordPolicy, AuthError> {
         let stored = self.store.settings.setting(merchant_id, TERMINAL_POLICY_SETTING).await?;
         Ok(stored.and_then(|value| serde_json::from_value(value).ok()).unwrap_or_else(PasswordPolicy::terminal_default))

@@ -1,4 +1,4 @@
-//! The back-office JSON API, `/backoffice/v1` (interfaces.md §3): what the back office's pages
+//! The back-office JSON API, `/backoffice/v1` (docs/reference/http.md): what the back office's pages
 //! (a later issue) and scripts ask the host — login, who am I, password changes, unlocks,
 //! operator resets on behalf of a merchant, institution resets with one-time codes, and the
 //! default-password risk list.

@@ -1,4 +1,4 @@
-//! An ISO 8583 terminal client (iso8583.md): one TCP connection, one request at a time, the
+//! An ISO 8583 terminal client (docs/reference/iso8583.md): one TCP connection, one request at a time, the
 //! UnionPay packed-BCD dialect, working keys from sign-in, PIN blocks under the PIN key and X9.19
 //! MACs under the MAC key on requests, every response MAC checked.
 //!
@@ -285,7 +285,7 @@ impl Terminal {
         Ok(request)
     }
 
-    /// The reversal (0400) of a request that got no answer (iso8583.md: the original's fields,
+    /// The reversal (0400) of a request that got no answer (docs/reference/iso8583.md: the original's fields,
     /// its STAN, never track data or a PIN block; the reason in 39, `98` for no response). `pan`
     /// goes in field 2 since the original's track 2 may not be sent.
     pub fn reversal_of(original: &Message, pan: &str, reason: &str) -> Message {

@@ -1,5 +1,5 @@
 //! Simulated POS terminals over ISO 8583: [`client`], a terminal's link to the host, and the
-//! `kassa bench` load generator (interfaces.md §7) built on it.
+//! `kassa bench` load generator (docs/reference/cli.md, `kassa bench`) built on it.
 //!
 //! The bench drives N of the bench merchant's terminals, each one request at a time: sign-in,
 //! settlement of the batch the host holds open (with a batch upload when it does not balance, so
@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 
 use crate::client::{Answer, Card, ClientError, Terminal, TerminalIdentity};
 
-/// The bench merchant of the demo data (interfaces.md §4).
+/// The bench merchant of the demo data (docs/reference/demo-data.md).
 pub const BENCH_MERCHANT: &str = "898100000000002";
 /// The first bench terminal; the others follow.
 pub const BENCH_TERMINAL_FIRST: u32 = 20_000_001;
@@ -39,9 +39,9 @@ pub const BENCH_TERMINAL_FIRST: u32 = 20_000_001;
 pub const BENCH_TERMINAL_COUNT: usize = 256;
 /// The bench terminals' operator.
 pub const BENCH_OPERATOR: &str = "01";
-/// The demo TMK (interfaces.md §4), used when a credentials file has no entry for a terminal.
+/// The demo TMK (docs/reference/demo-data.md), used when a credentials file has no entry for a terminal.
 pub const DEMO_TMK_HEX: &str = "0123456789ABCDEFFEDCBA9876543210";
-/// The test card whose balance never runs out (interfaces.md §5), and its PIN.
+/// The test card whose balance never runs out (docs/reference/demo-data.md), and its PIN.
 pub const BENCH_PAN: &str = "6222021234567890128";
 /// Its expiry.
 pub const BENCH_EXPIRY_YYMM: &str = "3012";

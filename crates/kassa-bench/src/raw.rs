@@ -19,7 +19,7 @@ use kassa_store::{
 };
 use serde::Serialize;
 
-/// The merchant the raw workload writes for (the bench merchant of interfaces.md §4).
+/// The merchant the raw workload writes for (the bench merchant of docs/reference/demo-data.md).
 const MERCHANT: &str = "898100000000002";
 
 /// What the store alone sustained.

@@ -1,7 +1,7 @@
 //! Kassa's cryptography: the card-payment primitives of the terminal protocol and the protection
 //! of secrets at rest.
 //!
-//! Card payments (see `iso8583.md`, "Keys, PIN and MAC"):
+//! Card payments (see `docs/reference/iso8583.md`, "Keys, PIN and MAC"):
 //! - [`tdes`]: DES and 3DES keys, single-block ECB, key check values.
 //! - [`mac`]: X9.19 retail MAC, X9.9 MAC, the UnionPay "ECB" MAC, constant-time verification.
 //! - [`pin`]: ISO 9564 format 0 PIN blocks: build, encrypt, verify, translate.
@@ -9,7 +9,7 @@
 //! - [`security_module`]: the interface through which the host uses keys by handle, so that
 //!   they can later live in an HSM, and its software implementation.
 //!
-//! Secrets at rest (see `PRODUCT.md` §A):
+//! Secrets at rest (see `docs/reference/operations.md`, "The master key and the zone PIN key"):
 //! - [`at_rest`]: the master key, AEAD sealing of stored keys, the pepper for short digit codes,
 //!   API key digests.
 //!

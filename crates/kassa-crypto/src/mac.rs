@@ -104,7 +104,7 @@ pub fn x9_19_mac(key: &TdesKey, message: &[u8]) -> Result<Mac, MacError> {
     Ok(Mac(chain))
 }
 
-/// The UnionPay "ECB" MAC as iso8583.md describes it:
+/// The UnionPay "ECB" MAC as docs/reference/iso8583.md describes it:
 ///
 /// 1. XOR all 8-byte blocks of the zero-padded message into one block;
 /// 2. write it as 16 uppercase hex characters;

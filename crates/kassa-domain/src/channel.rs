@@ -110,7 +110,7 @@ impl From<FeeRate> for u32 {
     }
 }
 
-/// The part of `fee` returned by a refund, under interfaces.md §4: "a refund returns the fee in
+/// The part of `fee` returned by a refund, under docs/reference/demo-data.md: "a refund returns the fee in
 /// proportion to the amount refunded (rounded half-even to the fen)".
 ///
 /// Computed cumulatively — `round(fee × (refunded_before + refund) / captured) −

@@ -1,4 +1,4 @@
-//! Password policy (PRODUCT.md §A): length, character classes, history, maximum age, lockout and
+//! Password policy (docs/reference/demo-data.md): length, character classes, history, maximum age, lockout and
 //! idle timeout. Pure rules; hashing (Argon2id) and history comparison live with the stores, since
 //! only hashes of old passwords are ever kept.
 
@@ -33,7 +33,7 @@ pub struct PasswordPolicy {
 }
 
 impl PasswordPolicy {
-    /// The terminal policy of interfaces.md §4: 4–8 digits, not the current one nor any of the
+    /// The terminal policy of docs/reference/demo-data.md: 4–8 digits, not the current one nor any of the
     /// last 4, locked for 30 minutes after 5 failures in a row.
     pub fn terminal_default() -> PasswordPolicy {
         PasswordPolicy {

@@ -1,4 +1,4 @@
-//! The refund workflow of the back office and the JSON API (PRODUCT.md §D): request → merchant
+//! The refund workflow of the back office and the JSON API (docs/handbook/en.md): request → merchant
 //! review (商户审核) → payment institution review (支付机构审核, above a threshold) → sent to the
 //! channel → succeeded / failed. Terminal voids and refunds and the Alipay-compatible gateway's
 //! refunds are immediate and do not pass through it.
@@ -102,7 +102,7 @@ pub struct RefundWorkflowError {
 /// Computes the next state of a refund request.
 ///
 /// `amount` is the refund asked for and `institution_review_above` the threshold of
-/// interfaces.md §4 (refunds strictly above it need an institution reviewer).
+/// docs/reference/demo-data.md (refunds strictly above it need an institution reviewer).
 pub fn next_refund_state(
     state: RefundRequestState,
     action: RefundAction,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::{Money, MoneyError};
 
-/// Every kind of transaction the platform records: the rows of iso8583.md's table that move or
+/// Every kind of transaction the platform records: the rows of docs/reference/iso8583.md's table that move or
 /// reserve money or query a balance, plus QR payments and their refunds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -76,7 +76,7 @@ impl TxnKind {
         TxnKind::ALL.into_iter().find(|kind| kind.type_code() == Some(code))
     }
 
-    /// Whether a reversal (冲正) may undo it: iso8583.md's "reversible" column.
+    /// Whether a reversal (冲正) may undo it: docs/reference/iso8583.md's "reversible" column.
     pub fn is_reversible(self) -> bool {
         matches!(
             self,
@@ -451,7 +451,7 @@ mod tests {
 
     #[test]
     fn reversing_a_void_reinstates_its_original_unless_settled() {
-        // The void itself is reversible (iso8583.md's table): its reversal moves it to
+        // The void itself is reversible (docs/reference/iso8583.md's table): its reversal moves it to
         // reversed, once; its original stands again, and a completion's hold is captured again.
         for (kind, void_kind) in [
             (TxnKind::Sale, TxnKind::Void),

@@ -1,4 +1,4 @@
-//! The business day (iso8583.md, "Time"): a fixed UTC offset (Asia/Shanghai has no daylight
+//! The business day (docs/reference/iso8583.md, "Time"): a fixed UTC offset (Asia/Shanghai has no daylight
 //! saving) and a daily cut-off after which transactions belong to the next day.
 
 use kassa_issuer::CivilTime;

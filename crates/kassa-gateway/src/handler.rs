@@ -838,7 +838,7 @@ impl Handler {
                 && original.response["39"].as_str() != Some(ResponseCode::INVALID_TRANSACTION.as_str())
             {
                 // Nothing to undo, but after a reversal every retransmission of the original
-                // gets `12` (iso8583.md, "Exactly once"): its stored answer says so from now on.
+                // gets `12` (docs/reference/iso8583.md, "Exactly once"): its stored answer says so from now on.
                 let mut update = Self::update_to(&original, &Self::state_of_record(&original)?, ctx.now_ms);
                 let mut answer = original.response.clone();
                 answer["39"] = json!(ResponseCode::INVALID_TRANSACTION.as_str());

@@ -1,4 +1,4 @@
-//! kassa-gateway: the ISO 8583 terminal gateway of the acquiring host (iso8583.md).
+//! kassa-gateway: the ISO 8583 terminal gateway of the acquiring host (docs/reference/iso8583.md).
 //!
 //! [`Gateway::build`] binds the listener; [`Gateway::run`] serves until the shutdown token is
 //! cancelled, then lets in-flight requests finish. Each connection reads one frame at a time

@@ -39,7 +39,7 @@ impl IdentityLocks {
     }
 }
 
-/// The content a retransmission must match (iso8583.md "Exactly once"): processing code,
+/// The content a retransmission must match (docs/reference/iso8583.md "Exactly once"): processing code,
 /// amount, PAN, 60.1 and 61; nothing that changes with keys or time.
 pub(crate) fn content_digest(
     processing_code: &[u8],

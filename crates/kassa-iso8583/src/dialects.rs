@@ -6,7 +6,7 @@ use crate::spec::{
     Kind::{An, Ans, AnsGbk, B, N, Z},
 };
 
-/// The Kassa terminal protocol (iso8583.md): China UnionPay POS layout, packed BCD, BCD
+/// The Kassa terminal protocol (docs/reference/iso8583.md): China UnionPay POS layout, packed BCD, BCD
 /// lengths, binary primary bitmap only.
 pub static UNIONPAY: Dialect = Dialect {
     name: "unionpay-pos",

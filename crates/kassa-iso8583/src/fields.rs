@@ -1,4 +1,4 @@
-//! Typed views of structured fields and subfields (iso8583.md, "Messages").
+//! Typed views of structured fields and subfields (docs/reference/iso8583.md, "Messages").
 //!
 //! Each type reads from and writes to a field's logical value; the [`Message`] keeps the raw
 //! value, so a typed read never loses what it does not model.

@@ -8,7 +8,7 @@
 //! `ans`, `b`), fixed or LL/LLL length, alignment of odd packed digits. The codec in `codec.rs`
 //! walks the bitmap and interprets each row; nothing in it knows a field number except 41 (for
 //! salvaging the terminal id of garbage) and 64 (the MAC). [`UNIONPAY`] is the terminal
-//! protocol of iso8583.md; [`ISO8583_1987_ASCII`] is ISO 8583:1987 in ASCII with a secondary
+//! protocol of docs/reference/iso8583.md; [`ISO8583_1987_ASCII`] is ISO 8583:1987 in ASCII with a secondary
 //! bitmap; both live in `dialects.rs` as tables and nothing else.
 //!
 //! A [`Message`] is dialect-independent: an [`Mti`] and field values in their logical form

@@ -246,7 +246,7 @@ impl Message {
     }
 }
 
-/// Fields a response echoes from its request (iso8583.md, "Messages").
+/// Fields a response echoes from its request (docs/reference/iso8583.md, "Messages").
 pub const FIELDS_ECHOED: [u8; 7] = [3, 4, 11, 41, 42, 49, 60];
 
 impl PartialEq for Message {

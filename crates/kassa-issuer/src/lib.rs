@@ -6,7 +6,7 @@
 //! request and reversing twice changes nothing. A real network would be another
 //! implementation of the same trait.
 //!
-//! [`IssuerSimulator`] implements it with the test cards of interfaces.md §5: balances, PIN
+//! [`IssuerSimulator`] implements it with the test cards of docs/reference/demo-data.md: balances, PIN
 //! checks with try counters, expiry, a lost card and a card whose issuer never answers.
 //!
 //! The issuer link lets the host reach an issuer in another process through the same trait:

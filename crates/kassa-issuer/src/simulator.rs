@@ -1,4 +1,4 @@
-//! The card issuer simulator: the test cards of interfaces.md §5 behind [`IssuerConnector`].
+//! The card issuer simulator: the test cards of docs/reference/demo-data.md behind [`IssuerConnector`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -50,7 +50,7 @@ pub struct TestCard {
     pub behaviour: Behaviour,
 }
 
-/// interfaces.md §5.
+/// The test cards of docs/reference/demo-data.md.
 pub const TEST_CARDS: [TestCard; 6] = [
     TestCard { pan: "6222021234567890128", expiry: "3012", service_code: "101", behaviour: Behaviour::Unlimited },
     TestCard { pan: "6222021234567890136", expiry: "3012", service_code: "101", behaviour: Behaviour::Balance(1000) },

@@ -257,7 +257,7 @@ pub struct NewTxn {
     pub created_at_ms: i64,
 }
 
-/// How a card request is identified (iso8583.md "Exactly once").
+/// How a card request is identified (docs/reference/iso8583.md "Exactly once").
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CardIdentity {
     /// Terminal id.

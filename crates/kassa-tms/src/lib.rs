@@ -1,4 +1,4 @@
-//! The terminal management API, `/tms/v1` (interfaces.md §3): what a terminal asks the host
+//! The terminal management API, `/tms/v1` (docs/reference/http.md): what a terminal asks the host
 //! besides ISO 8583 — operator sign-in and sessions, password changes, supervisor operations,
 //! refund and payment-code password checks, one-time refund approvals, and its parameters.
 //!

@@ -1,6 +1,6 @@
 //! `kassa audit verify`: walks the audit log's hash chain from its first record and says how
 //! many records verify, or which record first breaks the chain (edited, removed, inserted or
-//! reordered; interfaces.md §2 leaves the command's shape to us).
+//! reordered; docs/reference/cli.md).
 //!
 //! It only reads, so it runs beside a live host (SQLite readers do not block the writer) and
 //! takes no data-directory lock. It never opens a database that is not there: an SQLite file

@@ -1,4 +1,4 @@
-//! `kassa bench` (interfaces.md §7): wires the command line to `kassa_bench`, optionally around a
+//! `kassa bench` (docs/reference/cli.md, `kassa bench`): wires the command line to `kassa_bench`, optionally around a
 //! host it spawns itself, and prints the result.
 
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! The command line (interfaces.md §2). Flags become the top [`ConfigLayer`]; everything else about
+//! The command line (docs/reference/cli.md). Flags become the top [`ConfigLayer`]; everything else about
 //! configuration lives in `kassa_server::config`.
 //!
 //! Values that may hold secrets (`--database-url`) are taken as plain strings and parsed by us, so
@@ -55,7 +55,7 @@ pub struct StoreArgs {
     /// Data directory [default: ./kassa-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL, sqlite://… or postgres://… [default: sqlite://<data-dir>/kassa.db].
+    /// Database URL, sqlite://… or postgres://… [default: SQLite, kassa.db in the data directory].
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 }
@@ -124,7 +124,7 @@ pub struct FileArgs {
     pub store: StoreArgs,
 }
 
-/// `kassa bench` (interfaces.md §7).
+/// `kassa bench` (docs/reference/cli.md, `kassa bench`).
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// The host's ISO 8583 address [default: 127.0.0.1:8583].

@@ -1,4 +1,4 @@
-//! Demo data of `kassa up` (interfaces.md §4): the facts in one place, and the secrets generated
+//! Demo data of `kassa up` (docs/reference/demo-data.md): the facts in one place, and the secrets generated
 //! for a fresh data directory.
 //!
 //! The facts (ids, names, initial passwords, fee rates, limits) are constants here and nowhere
@@ -104,7 +104,7 @@ pub const DEMO_API_KEY_PREFIX: &str = "kassa_test_";
 /// Random bytes in an API key and in a TMS credential.
 pub const SECRET_BYTES: usize = 32;
 
-/// Where a terminal's refund password is checked (iso8583.md, field 63).
+/// Where a terminal's refund password is checked (docs/reference/iso8583.md, field 63).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundPasswordCheck {
@@ -236,7 +236,7 @@ struct SecretKeys {
     terminals: BTreeMap<String, TerminalSecrets>,
 }
 
-/// The whole `credentials.json`: the secrets at the top level (interfaces.md §4) plus the demo
+/// The whole `credentials.json`: the secrets at the top level (docs/reference/demo-data.md) plus the demo
 /// facts a person or a test needs to use the demo.
 #[derive(Serialize)]
 struct CredentialsFile {
@@ -360,7 +360,7 @@ fn back_office_users_doc() -> Vec<BackOfficeUserDoc> {
 /// Renders `credentials.json` for `secrets`.
 pub fn render(secrets: &DemoSecrets) -> anyhow::Result<Zeroizing<String>> {
     let file = CredentialsFile {
-        note: "Demo credentials of a Kassa development host (interfaces.md section 4). Never use them in production.",
+        note: "Demo credentials of a Kassa development host (docs/reference/demo-data.md); never for production.",
         secrets: SecretKeys {
             api_key: secrets.api_key.to_string(),
             app_id: secrets.app_id.clone(),

@@ -82,7 +82,7 @@ fn utc_offset_minutes(zone: &str) -> anyhow::Result<i32> {
 }
 
 /// The one-time refund approvals TMS issues (kassa-auth), consumed by the gateway for
-/// terminals whose refund password the host enforces (iso8583.md, field 63).
+/// terminals whose refund password the host enforces (docs/reference/iso8583.md, field 63).
 #[derive(Debug)]
 struct TmsRefundApprovals {
     store: kassa_store::Store,

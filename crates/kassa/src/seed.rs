@@ -1,4 +1,4 @@
-//! Seeding the demo data of interfaces.md §4 into an empty database, in ONE write unit (one
+//! Seeding the demo data of docs/reference/demo-data.md into an empty database, in ONE write unit (one
 //! database transaction: either all of it is there or none of it).
 //!
 //! Every fact comes from `crate::demo`; every secret is stored the way the platform stores it in
@@ -99,7 +99,7 @@ pub fn demo_unit(secrets: &DemoSecrets, master_key: &MasterKey) -> anyhow::Resul
             ),
             ("terminal_password_policy", serde_json::to_value(PasswordPolicy::terminal_default())?),
             ("refund_review_threshold_minor", json!(demo::DEMO_REFUND_REVIEW_THRESHOLD_MINOR)),
-            // wallet-api.md: QR valid 5 minutes, no payment-code password at first, QR on every terminal.
+            // docs/reference/demo-data.md: QR valid 5 minutes, no payment-code password at first, QR on every terminal.
             (
                 "paycode_settings",
                 json!({"qr_validity_seconds": 300, "password_required_above_minor": null, "qr_disabled_terminals": []}),

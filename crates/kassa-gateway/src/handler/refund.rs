@@ -1,6 +1,6 @@
 //! Refund (退货): part or all of an earlier sale, of this batch or a settled one, found by its
 //! RRN (37) and 61; refunds of one sale never add up to more than the sale (`61`), and each
-//! returns the fee in proportion (interfaces.md §4).
+//! returns the fee in proportion (docs/reference/demo-data.md).
 
 use kassa_domain::{
     fee_returned_by_refund, Channel, Currency, MerchantId, Money, TxnEvent, TxnKind, TxnState, TxnStatus,
@@ -60,7 +60,7 @@ impl Handler {
         let state = TxnState::restore(kind, status, captured, refunded_before, original.settled)
             .map_err(GatewayError::Corrupt)?;
         if kind.is_refundable() && status == TxnStatus::Refunded {
-            // Nothing is left: any amount would take the refunds past the sale (iso8583.md: `61`).
+            // Nothing is left: any amount would take the refunds past the sale (docs/reference/iso8583.md: `61`).
             return Ok(respond(request, ResponseCode::AMOUNT_LIMIT));
         }
         if !kind.is_refundable() || !matches!(status, TxnStatus::Approved | TxnStatus::PartiallyRefunded) {

@@ -205,7 +205,7 @@ impl Handler {
     /// reverse: the re-authorisation is owed, so it is proposed as a correction for review.
     /// When the void cannot be undone (settled with its batch, or its original moved on), the
     /// reversal changes nothing and that is proposed for review too; either way the terminal
-    /// gets `00` (iso8583.md, "Exactly once").
+    /// gets `00` (docs/reference/iso8583.md, "Exactly once").
     pub(super) async fn reverse_void(
         &self,
         ctx: &Ctx<'_>,

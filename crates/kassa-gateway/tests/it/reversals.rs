@@ -1,5 +1,5 @@
 //! Reversals (冲正) of voids: a void, a pre-authorisation void and a completion void are
-//! reversible (iso8583.md's table), so their reversal re-instates what they cancelled.
+//! reversible (docs/reference/iso8583.md's table), so their reversal re-instates what they cancelled.
 
 use kassa_iso8583::fields::{SettlementTotals, Totals};
 use kassa_iso8583::Message;

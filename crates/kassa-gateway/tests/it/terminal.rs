@@ -164,7 +164,7 @@ impl Terminal {
         request
     }
 
-    /// The reversal of `original` (iso8583.md: no track data, no PIN).
+    /// The reversal of `original` (docs/reference/iso8583.md: no track data, no PIN).
     pub fn reversal_of(&self, original: &Message, pan: &str) -> Message {
         let mut request = original.clone();
         request.set_mti(Mti::parse("0400").unwrap());

@@ -1,4 +1,4 @@
-//! `kassa bench --spawn` end to end (interfaces.md §7).
+//! `kassa bench --spawn` end to end (docs/reference/cli.md, `kassa bench`).
 
 use std::io::Read;
 use std::process::{Command, Stdio};
