@@ -213,7 +213,15 @@ impl Notifier for MailFileNotifier {
             Zeroizing::new(format!("To: {}\nSubject: {}\n\n{}\n---\n", message.to, message.subject, &*message.body)),
         );
         tokio::task::spawn_blocking(move || {
-            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            // It holds one-time codes: private to the host's user, like every file it writes. A
+            // file an older version created readable by others is made private too.
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path)?;
+            #[cfg(unix)]
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
             file.write_all(text.as_bytes())
         })
         .await
@@ -227,6 +235,27 @@ impl Notifier for MailFileNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_mail_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.txt");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let message = Notification {
+            to: "owner@demo.example".into(),
+            subject: "code".into(),
+            body: Zeroizing::new("12345678".into()),
+        };
+        MailFileNotifier::new(path.clone()).send(&message).await.unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let fresh = dir.path().join("fresh.txt");
+        MailFileNotifier::new(fresh.clone()).send(&message).await.unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(std::fs::read_to_string(&fresh).unwrap().contains("12345678"));
+    }
 
     #[test]
     fn smtp_urls_name_the_protection_and_the_port() {
