@@ -62,6 +62,8 @@ pub mod env {
     pub const SMTP_URL: &str = "KASSA_SMTP_URL";
     /// The From address of that mail.
     pub const SMTP_FROM: &str = "KASSA_SMTP_FROM";
+    /// ISO 8583 connections one address (IPv6: one /64) may hold at once.
+    pub const ISO_CONNECTIONS_PER_ADDRESS_MAX: &str = "KASSA_ISO_CONNECTIONS_PER_ADDRESS_MAX";
     /// The zone PIN key shared with the card issuer, 32 hex characters (double-length 3DES).
     pub const ZONE_PIN_KEY: &str = "KASSA_ZONE_PIN_KEY";
     /// PEM certificate chain for the listeners' TLS (with [`TLS_KEY`]): HTTP becomes HTTPS.
@@ -109,6 +111,10 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// The From address of that mail; needed with `smtp_url`.
     pub smtp_from: Option<String>,
+    /// ISO 8583 connections one address (IPv6: one /64) may hold at once; `None`: the
+    /// gateway's default (64, a shop's terminals behind one NAT address). Raise it for a
+    /// concentrator that brings a whole region's terminals from one address.
+    pub iso_connections_per_address_max: Option<usize>,
     /// The zone PIN key shared with the card issuer (`KASSA_ZONE_PIN_KEY` only, never the
     /// file); `None`: the demo zone PIN key where simulators or demo data are on, else an error
     /// when a card issuer is used.
@@ -157,6 +163,8 @@ pub struct ConfigLayer {
     pub smtp_url: Option<String>,
     /// See [`Config::smtp_from`].
     pub smtp_from: Option<String>,
+    /// See [`Config::iso_connections_per_address_max`].
+    pub iso_connections_per_address_max: Option<usize>,
     /// See [`Config::zone_pin_key`]. Never read from a file.
     #[serde(skip)]
     pub zone_pin_key: Option<TdesKey>,
@@ -204,6 +212,9 @@ pub enum ConfigError {
     /// either).
     #[error("{0}")]
     Tls(&'static str),
+    /// A limit is out of its range.
+    #[error("{0}")]
+    Limit(&'static str),
 }
 
 impl Config {
@@ -217,6 +228,9 @@ impl Config {
             return Err(ConfigError::TimeZone(business_time_zone));
         }
         let iso_tls = merged.iso_tls.unwrap_or(false);
+        if merged.iso_connections_per_address_max == Some(0) {
+            return Err(ConfigError::Limit("iso_connections_per_address_max must be at least 1"));
+        }
         match (&merged.tls_cert, &merged.tls_key) {
             (Some(_), None) => {
                 return Err(ConfigError::Tls("tls_cert is set but tls_key is not: give both or neither"))
@@ -244,6 +258,7 @@ impl Config {
             issuer_url: merged.issuer_url,
             smtp_url: merged.smtp_url,
             smtp_from: merged.smtp_from,
+            iso_connections_per_address_max: merged.iso_connections_per_address_max,
             zone_pin_key: merged.zone_pin_key,
             tls_cert: merged.tls_cert,
             tls_key: merged.tls_key,
@@ -309,6 +324,9 @@ impl ConfigLayer {
             issuer_url: over.issuer_url.or(self.issuer_url),
             smtp_url: over.smtp_url.or(self.smtp_url),
             smtp_from: over.smtp_from.or(self.smtp_from),
+            iso_connections_per_address_max: over
+                .iso_connections_per_address_max
+                .or(self.iso_connections_per_address_max),
             zone_pin_key: over.zone_pin_key.or(self.zone_pin_key),
             tls_cert: over.tls_cert.or(self.tls_cert),
             tls_key: over.tls_key.or(self.tls_key),
@@ -380,6 +398,15 @@ impl ConfigLayer {
                 }
             })
             .transpose()?;
+        let iso_connections_per_address_max = get(env::ISO_CONNECTIONS_PER_ADDRESS_MAX)
+            .map(|value| match value.trim().parse::<usize>() {
+                Ok(count) if count > 0 => Ok(count),
+                _ => Err(ConfigError::Env {
+                    name: env::ISO_CONNECTIONS_PER_ADDRESS_MAX,
+                    reason: format!("{value:?} is not a positive number"),
+                }),
+            })
+            .transpose()?;
         Ok(ConfigLayer {
             data_dir: get(env::DATA_DIR).map(PathBuf::from),
             database_url,
@@ -391,6 +418,7 @@ impl ConfigLayer {
             issuer_url: get(env::ISSUER_URL).map(|url| url.trim().to_owned()),
             smtp_url: get(env::SMTP_URL).map(|url| url.trim().to_owned()),
             smtp_from: get(env::SMTP_FROM).map(|from| from.trim().to_owned()),
+            iso_connections_per_address_max,
             zone_pin_key,
             tls_cert: get(env::TLS_CERT).map(PathBuf::from),
             tls_key: get(env::TLS_KEY).map(PathBuf::from),
@@ -716,6 +744,16 @@ smtp_from = "kassa@example.com"
         let from_env = Config::load(Some(&file), env, ConfigLayer::default()).unwrap();
         assert_eq!(from_env.smtp_url.as_deref(), Some("smtp+starttls://relay:587"), "environment beats file");
         assert_eq!(from_env.smtp_from.as_deref(), Some("k@e.com"));
+        assert_eq!(config.iso_connections_per_address_max, None, "the gateway's default");
+        let env = env_of(&[("KASSA_ISO_CONNECTIONS_PER_ADDRESS_MAX", "512")]);
+        let concentrator = Config::load(Some(&file), env, ConfigLayer::default()).unwrap();
+        assert_eq!(concentrator.iso_connections_per_address_max, Some(512));
+        for bad in ["0", "-1", "many"] {
+            let env = env_of(&[("KASSA_ISO_CONNECTIONS_PER_ADDRESS_MAX", bad)]);
+            assert!(Config::load(Some(&file), env, ConfigLayer::default()).is_err(), "{bad}");
+        }
+        let zero = ConfigLayer { iso_connections_per_address_max: Some(0), ..ConfigLayer::default() };
+        assert!(Config::resolve([zero]).is_err());
         let env = env_of(&[("KASSA_ISSUER_URL", "http://127.0.0.1:2004")]);
         let flags = ConfigLayer { issuer_url: Some("http://127.0.0.1:3004".to_owned()), ..ConfigLayer::default() };
         let from_env =

@@ -44,6 +44,10 @@ pub fn build(
         },
         ..GatewayConfig::default()
     };
+    let gateway_config = match config.iso_connections_per_address_max {
+        Some(max) => GatewayConfig { connections_per_address_max: max, ..gateway_config },
+        None => gateway_config,
+    };
     let deps = GatewayDeps {
         store: store.clone(),
         security,

@@ -340,3 +340,27 @@ async fn silent_sockets_from_many_addresses_at_the_global_cap_give_way_to_a_term
     );
     host.stop(STOP_DEADLINE).await.unwrap();
 }
+
+/// The per-address cap is the host's setting: a concentrator's address can be given more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_address_cap_follows_the_configuration() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = data_dir.path().join("kassa.toml");
+    std::fs::write(&config, "iso_connections_per_address_max = 8\n").unwrap();
+    let program = Path::new(env!("CARGO_BIN_EXE_kassa"));
+    let args = ["--config", config.to_str().unwrap()];
+    let host = HostProcess::start_with_args(program, data_dir.path(), None, &args, START_DEADLINE).await.unwrap();
+    let mut sockets = Vec::new();
+    for _ in 0..12 {
+        sockets.push(connect_from("127.0.3.1", host.iso).await.unwrap());
+    }
+    // The four over the cap are closed at once; the others stay until the first-frame timeout.
+    let deadline = Instant::now() + Duration::from_millis(kassa_gateway::FIRST_FRAME_TIMEOUT_MS / 2);
+    let mut held = open_count(&mut sockets).await;
+    while held > 8 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held = open_count(&mut sockets).await;
+    }
+    assert_eq!(held, 8, "sockets held from one address with iso_connections_per_address_max = 8");
+    host.stop(STOP_DEADLINE).await.unwrap();
+}
