@@ -132,7 +132,13 @@ async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: 
         admission.metrics.refused(Refusal::Shed);
         return refusal(StatusCode::SERVICE_UNAVAILABLE, RETRY_AFTER_BUSY_S, "busy, retry");
     };
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // A request that ran out of time (the request timeout's 503) or any other 503 without a
+    // hint tells the client when to come back, like every other refusal of this layer.
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE && !response.headers().contains_key(header::RETRY_AFTER) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_BUSY_S));
+    }
+    response
 }
 
 fn refusal(status: StatusCode, retry_after_s: u64, text: &'static str) -> Response {

@@ -346,3 +346,17 @@ async fn with_a_certificate_http_is_https_only() {
     tokio::time::timeout(DEADLINE, server).await.unwrap().unwrap();
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn a_request_over_its_time_is_503_with_retry_after() {
+    let never = Router::new().route("/never", get(std::future::pending::<&'static str>));
+    let limits = Limits { request_timeout: Duration::from_millis(200), ..short_limits() };
+    let (addr, shutdown, server) = start(never, limits).await;
+    let started = Instant::now();
+    let response = raw_request(addr, "GET /never HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+    assert_eq!(header(&response, "retry-after"), Some("1"));
+    assert!(started.elapsed() < DEADLINE);
+    shutdown.cancel();
+    tokio::time::timeout(DEADLINE, server).await.unwrap().unwrap();
+}
