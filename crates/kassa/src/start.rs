@@ -107,7 +107,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     let (routes, auth_shared) = routes(&store, &master_key, secure_cookies, notifier);
     let deps = AppDeps {
         readiness: store.readiness(),
-        registry: Registry::default(),
+        registry: registry_with(&auth_shared),
         store_durable: store.durable().await,
         shutdown: shutdown.clone(),
         routes,
@@ -206,6 +206,49 @@ fn routes(
     );
     let back_office = back_office.with_secure_cookies(secure_cookies);
     (kassa_tms::router(tms).merge(kassa_backoffice::router(back_office)), shared)
+}
+
+/// A metrics registry holding the password-hashing pool's figures.
+fn registry_with(shared: &kassa_auth::AuthShared) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(HashPoolMetrics(shared.hashing.clone())));
+    registry
+}
+
+/// `kassa_argon2_workers`, `kassa_argon2_jobs_total` (hashes and verifications run) and
+/// `kassa_argon2_refused_total` (callers answered 503 because the pool was full), read from the
+/// pool at each scrape.
+#[derive(Debug)]
+struct HashPoolMetrics(kassa_auth::HashPool);
+
+impl prometheus_client::collector::Collector for HashPoolMetrics {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let workers = ConstGauge::new(i64::try_from(self.0.workers()).unwrap_or(i64::MAX));
+        workers.encode(encoder.encode_descriptor(
+            "kassa_argon2_workers",
+            "Argon2id worker threads of the password-hashing pool",
+            None,
+            workers.metric_type(),
+        )?)?;
+        let jobs = ConstCounter::new(self.0.jobs_run());
+        jobs.encode(encoder.encode_descriptor(
+            "kassa_argon2_jobs",
+            "Argon2id hashes and verifications run",
+            None,
+            jobs.metric_type(),
+        )?)?;
+        let refused = ConstCounter::new(self.0.refused());
+        refused.encode(encoder.encode_descriptor(
+            "kassa_argon2_refused",
+            "Callers refused (503) because the password-hashing pool was full",
+            None,
+            refused.metric_type(),
+        )?)?;
+        Ok(())
+    }
 }
 
 /// The development mail sink in the data directory.

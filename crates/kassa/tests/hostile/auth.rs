@@ -312,6 +312,23 @@ async fn a_login_burst_is_bounded_in_memory_and_healthz_stays_fast() {
         growth_max_kib / 1024
     );
     assert!(slowest < HEALTHZ_DURING_BURST_MAX, "/healthz took {slowest:?} during the burst");
+    // The pool's refusals are what an operator sees in /metrics.
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: kassa\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    };
+    let refused_503 = statuses.get(&503).copied().unwrap_or(0);
+    let refused_metric = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("kassa_argon2_refused_total "))
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no kassa_argon2_refused_total in /metrics:\n{metrics}"));
+    assert_eq!(refused_metric, refused_503, "every 503 of the burst is a refusal of the hashing pool");
+    assert!(metrics.lines().any(|line| line.starts_with("kassa_argon2_jobs_total ")), "{metrics}");
     // The host still serves logins afterwards.
     let fine = login(client_address(1, 3), addr, "owner", DEMO_PASSWORD).await;
     assert_eq!(fine.status, 200, "{fine:?}");
