@@ -81,3 +81,113 @@ impl Tms {
         (status, answer)
     }
 }
+
+/// A running `kassa up` on port 0s with a fresh data directory, stdout and stderr collected;
+/// killed when dropped. Each test file adds its own calls on top (`impl Host` blocks).
+pub struct Host {
+    pub child: std::process::Child,
+    pub http: SocketAddr,
+    pub iso: Option<SocketAddr>,
+    pub data_dir: std::path::PathBuf,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+/// How long `kassa up` may take to print its banner (key generation and Argon2id in a debug
+/// build on a busy 2-core machine).
+pub const HOST_START_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a stopped host may take to exit.
+pub const HOST_EXIT_DEADLINE: Duration = Duration::from_secs(60);
+
+fn collect(mut pipe: impl Read + Send + 'static, into: std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    std::thread::spawn(move || {
+        let mut chunk = [0_u8; 4096];
+        while let Ok(read @ 1..) = pipe.read(&mut chunk) {
+            into.lock().unwrap().extend_from_slice(&chunk[..read]);
+        }
+    });
+}
+
+impl Host {
+    /// `kassa up --data-dir DATA_DIR` (on `database_url` when given) with `KASSA_LOG=log` and no
+    /// other `KASSA_*` variable of the test's environment; returns once the banner is out.
+    pub fn up(data_dir: &std::path::Path, database_url: Option<&str>, log: &str) -> Host {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kassa"));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("KASSA_") {
+                command.env_remove(name);
+            }
+        }
+        command.args(["up", "--data-dir", data_dir.to_str().unwrap()]).args([
+            "--http",
+            "127.0.0.1:0",
+            "--iso",
+            "127.0.0.1:0",
+            "--sim",
+            "127.0.0.1:0",
+        ]);
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+        }
+        let mut child = command
+            .env("KASSA_LOG", log)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        collect(child.stdout.take().unwrap(), output.clone());
+        collect(child.stderr.take().unwrap(), output.clone());
+        let deadline = std::time::Instant::now() + HOST_START_DEADLINE;
+        loop {
+            let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+            let line = |prefix: &str| text.lines().find_map(|line| line.strip_prefix(prefix).map(str::to_owned));
+            if let (Some(http), Some(_)) = (line("http: http://"), line("database: ")) {
+                let iso = line("iso: ").and_then(|iso| iso.trim().parse().ok());
+                return Host { child, http: http.trim().parse().unwrap(), iso, data_dir: data_dir.to_owned(), output };
+            }
+            assert!(std::time::Instant::now() < deadline, "no banner before the deadline:\n{text}");
+            assert!(child.try_wait().unwrap().is_none(), "kassa exited:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the host wrote so far, stdout and stderr.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    pub fn credentials_path(&self) -> std::path::PathBuf {
+        self.data_dir.join("demo").join("credentials.json")
+    }
+
+    pub fn credentials(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.credentials_path()).unwrap()).unwrap()
+    }
+
+    /// SIGTERM, then a clean exit within [`HOST_EXIT_DEADLINE`].
+    pub fn stop(mut self) {
+        let status = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + HOST_EXIT_DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "kassa did not exit before the deadline:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "kassa failed:\n{}", self.output());
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

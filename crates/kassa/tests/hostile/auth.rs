@@ -15,23 +15,18 @@
 #![allow(clippy::print_stdout, reason = "the figures measured are the point")]
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::now_ms;
+use crate::common::{now_ms, Host};
 
-/// Generous: key generation and Argon2id hashing in a debug build on a busy 2-core machine.
-const START_DEADLINE: Duration = Duration::from_secs(120);
-const EXIT_DEADLINE: Duration = Duration::from_secs(60);
 /// One exchange, however loaded the machine.
 const EXCHANGE_DEADLINE: Duration = Duration::from_secs(60);
 const DEMO_PASSWORD: &str = "Kassa-Demo-2026!";
@@ -46,89 +41,9 @@ const BURST_RSS_SLACK_KIB: u64 = 48 * 1024;
 /// The slowest `/healthz` answer allowed during the burst (it was 3.1 s without the pool).
 const HEALTHZ_DURING_BURST_MAX: Duration = Duration::from_millis(1_500);
 
-/// A running `kassa up`, output collected; killed when dropped.
-struct Host {
-    child: Child,
-    http: SocketAddr,
-    data_dir: PathBuf,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
-    thread::spawn(move || {
-        let mut chunk = [0_u8; 4096];
-        while let Ok(read @ 1..) = pipe.read(&mut chunk) {
-            into.lock().unwrap().extend_from_slice(&chunk[..read]);
-        }
-    });
-}
-
 impl Host {
-    fn up(data_dir: &Path) -> Host {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kassa"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("KASSA_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .args(["up", "--data-dir", data_dir.to_str().unwrap()])
-            .args(["--http", "127.0.0.1:0", "--iso", "127.0.0.1:0", "--sim", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stdout.take().unwrap(), output.clone());
-        collect(child.stderr.take().unwrap(), output.clone());
-        let deadline = Instant::now() + START_DEADLINE;
-        let http = loop {
-            let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
-            if let Some(addr) = text.lines().find_map(|line| line.strip_prefix("http: http://")) {
-                break addr.trim().parse().unwrap();
-            }
-            assert!(Instant::now() < deadline, "no http line before the deadline:\n{text}");
-            assert!(child.try_wait().unwrap().is_none(), "kassa exited:\n{text}");
-            thread::sleep(Duration::from_millis(50));
-        };
-        Host { child, http, data_dir: data_dir.to_owned(), output }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn output(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
     fn tms_credential(&self, terminal_id: &str) -> String {
-        let path = self.data_dir.join("demo").join("credentials.json");
-        let credentials: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        credentials["terminals"][terminal_id]["tms_credential"].as_str().unwrap().to_owned()
-    }
-
-    /// SIGTERM, then a clean exit within the deadline.
-    fn stop(mut self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + EXIT_DEADLINE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "kassa did not exit before the deadline:\n{}", self.output());
-            thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "kassa failed:\n{}", self.output());
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.credentials()["terminals"][terminal_id]["tms_credential"].as_str().unwrap().to_owned()
     }
 }
 
@@ -226,7 +141,7 @@ fn tally(answers: &[Answer]) -> BTreeMap<u16, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_login_burst_is_bounded_in_memory_and_healthz_stays_fast() {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::up(dir.path());
+    let host = Host::up(dir.path(), None, "info");
     let (addr, pid) = (host.http, host.pid());
     // Settle: one login of each kind, so lazily made things (the dummy hash, connections) exist.
     login(client_address(1, 1), addr, "reviewer", "Wrong-Pass-0000").await;
@@ -338,7 +253,7 @@ async fn a_login_burst_is_bounded_in_memory_and_healthz_stays_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_username_answers_like_a_wrong_password_in_about_the_same_time() {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::up(dir.path());
+    let host = Host::up(dir.path(), None, "info");
     let addr = host.http;
     login(client_address(3, 1), addr, "nobody", "Wrong-Pass-0000").await;
     let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
@@ -381,7 +296,7 @@ async fn an_unknown_username_answers_like_a_wrong_password_in_about_the_same_tim
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unauthenticated_refusals_leave_a_handful_of_counted_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::up(dir.path());
+    let host = Host::up(dir.path(), None, "info");
     let addr = host.http;
     let rows_before = audit_row_count(&host.data_dir);
 

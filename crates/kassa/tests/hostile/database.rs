@@ -9,97 +9,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a failed step fails the test")]
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::http;
+use kassa_store::testing::{postgres_authority, PausableProxy};
 
-/// Generous: key generation and Argon2id hashing in a debug build on a busy 2-core machine.
-const START_DEADLINE: Duration = Duration::from_secs(120);
+use crate::common::{http, Host};
+
 /// What "within a few seconds" means for a paused database (the store's deadlines are 5 s).
 const PAUSED_ERROR_DEADLINE: Duration = Duration::from_secs(12);
 
-/// A running `kassa up` whose stdout and stderr are both collected; killed when dropped.
-struct Host {
-    child: Child,
-    http: SocketAddr,
-    iso: Option<SocketAddr>,
-    data_dir: PathBuf,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
-    thread::spawn(move || {
-        let mut chunk = [0_u8; 4096];
-        while let Ok(read @ 1..) = pipe.read(&mut chunk) {
-            into.lock().unwrap().extend_from_slice(&chunk[..read]);
-        }
-    });
-}
-
 impl Host {
-    fn up(data_dir: &Path, database_url: Option<&str>, log: &str) -> Host {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kassa"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("KASSA_") {
-                command.env_remove(name);
-            }
-        }
-        command.args(["up", "--data-dir", data_dir.to_str().unwrap()]).args([
-            "--http",
-            "127.0.0.1:0",
-            "--iso",
-            "127.0.0.1:0",
-            "--sim",
-            "127.0.0.1:0",
-        ]);
-        if let Some(url) = database_url {
-            command.args(["--database-url", url]);
-        }
-        let mut child = command
-            .env("KASSA_LOG", log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stdout.take().unwrap(), output.clone());
-        collect(child.stderr.take().unwrap(), output.clone());
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
-            let line = |prefix: &str| text.lines().find_map(|line| line.strip_prefix(prefix).map(str::to_owned));
-            if let (Some(http), Some(_)) = (line("http: http://"), line("database: ")) {
-                let iso = line("iso: ").and_then(|iso| iso.trim().parse().ok());
-                return Host { child, http: http.trim().parse().unwrap(), iso, data_dir: data_dir.to_owned(), output };
-            }
-            assert!(Instant::now() < deadline, "no banner before the deadline:\n{text}");
-            assert!(child.try_wait().unwrap().is_none(), "kassa exited:\n{text}");
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn output(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    fn credentials(&self) -> Value {
-        let path = self.data_dir.join("demo").join("credentials.json");
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
-    fn credentials_path(&self) -> PathBuf {
-        self.data_dir.join("demo").join("credentials.json")
-    }
-
     /// A back-office login over HTTP, on a blocking thread: the status.
     async fn login(&self, username: &str, password: &str) -> u16 {
         let (addr, body) = (self.http, json!({"username": username, "password": password}).to_string());
@@ -151,13 +74,6 @@ impl Host {
     }
 }
 
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A fresh database on the test server, `prepare` (with `{db}` for its name) run first.
 struct FreshDatabase {
     admin_url: String,
@@ -185,94 +101,12 @@ impl FreshDatabase {
     }
 }
 
-/// A TCP proxy to a PostgreSQL server that stops forwarding when paused, as a paused
-/// (SIGSTOP) or partitioned server would: connections stay open, nothing is answered.
-struct PausableProxy {
-    addr: SocketAddr,
-    paused: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl PausableProxy {
-    async fn start(target: SocketAddr) -> PausableProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let paused = Arc::new(AtomicBool::new(false));
-        let accepting = paused.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let paused = accepting.clone();
-                tokio::spawn(async move {
-                    let Ok(server) = tokio::net::TcpStream::connect(target).await else { return };
-                    let (client_read, client_write) = client.into_split();
-                    let (server_read, server_write) = server.into_split();
-                    tokio::join!(
-                        pump(client_read, server_write, paused.clone()),
-                        pump(server_read, client_write, paused)
-                    );
-                });
-            }
-        });
-        PausableProxy { addr, paused, task }
-    }
-
-    fn pause(&self) {
-        self.paused.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for PausableProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    paused: Arc<AtomicBool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buffer = vec![0_u8; 16 * 1024];
-    loop {
-        let read = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => read,
-        };
-        if paused.load(Ordering::SeqCst) {
-            let _held = (from, to);
-            std::future::pending::<()>().await;
-            return;
-        }
-        if to.write_all(&buffer[..read]).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// `url` with its `host:port` replaced by `addr`.
-fn via(url: &str, addr: SocketAddr) -> String {
-    let start = url.find("://").unwrap() + 3;
-    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
-    let host_start = url[start..end].rfind('@').map_or(start, |at| start + at + 1);
-    format!("{}{addr}{}", &url[..host_start], &url[end..])
-}
-
-fn target_of(url: &str) -> SocketAddr {
-    let start = url.find("://").unwrap() + 3;
-    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
-    let authority = &url[start..end];
-    let host_port = &authority[authority.rfind('@').map_or(0, |at| at + 1)..];
-    let host_port = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };
-    std::net::ToSocketAddrs::to_socket_addrs(&host_port).unwrap().next().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_postgres_is_503_for_a_login_and_96_for_a_sign_in_within_seconds() {
     let Some(database) = FreshDatabase::create("").await else { return };
-    let proxy = PausableProxy::start(target_of(&database.url)).await;
+    let proxy = PausableProxy::start(&postgres_authority(&database.url)).await;
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::up(dir.path(), Some(&via(&database.url, proxy.addr)), "warn");
+    let host = Host::up(dir.path(), Some(&proxy.url(&database.url)), "warn");
     let (username, _) = host.back_office_user();
     assert_eq!(host.login(&username, "not the password").await, 401, "the database answers before the pause");
     let mut terminal = host.terminal().await;
