@@ -1,0 +1,1 @@
+//! The QR payment service (work in progress).

@@ -1,0 +1,1 @@
+//! The wallet simulator (work in progress).
