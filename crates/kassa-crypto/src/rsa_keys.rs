@@ -23,6 +23,16 @@ use zeroize::Zeroizing;
 /// The only RSA key size Kassa generates (the Alipay "RSA2" size).
 pub const RSA_KEY_BITS: usize = 2048;
 
+/// RSA private-key operations (signatures) this process has made. The one process-wide counter
+/// of this crate: an RSA-2048 signature costs about a millisecond of CPU, so the QR benchmark
+/// reports how many each payment took (k) and compares its rate with the machine's signing rate.
+static PRIVATE_KEY_OPERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many RSA private-key operations (signatures) this process has made so far.
+pub fn private_key_operations() -> u64 {
+    PRIVATE_KEY_OPERATIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Why an RSA key could not be made, read or used. Messages never quote key material.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RsaKeyError {
@@ -116,6 +126,7 @@ impl RsaKeyPair {
         self.inner
             .sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut signature)
             .map_err(|_| RsaKeyError::Signing)?;
+        PRIVATE_KEY_OPERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(signature)
     }
 }
@@ -261,7 +272,10 @@ mod tests {
     fn signatures_verify_under_the_public_half_only() {
         let key = RsaKeyPair::generate().unwrap();
         let other = RsaKeyPair::generate().unwrap();
+        let before = private_key_operations();
         let signature = key.sign_sha256(b"app_id=2026000000000001&method=alipay.trade.pay").unwrap();
+        // Other tests sign concurrently: the counter grew by at least this signature.
+        assert!(private_key_operations() > before);
         assert_eq!(signature.len(), 256);
         assert!(key.public_key().verify_sha256(b"app_id=2026000000000001&method=alipay.trade.pay", &signature));
         assert!(!key.public_key().verify_sha256(b"app_id=2026000000000001&method=alipay.trade.query", &signature));
