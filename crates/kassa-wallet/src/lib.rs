@@ -12,6 +12,14 @@
 use async_trait::async_trait;
 use kassa_domain::{Channel, Money};
 
+pub mod alipay;
+mod credentials;
+pub mod wechat;
+mod wire;
+
+pub use credentials::{AlipayCredentials, WalletCredentials, WechatCredentials};
+pub use wire::{WireError, SHANGHAI_OFFSET_MINUTES};
+
 /// Which wallet provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,0 +1,3 @@
+//! The Alipay-style wallet: the OpenAPI wire ([`wire`]).
+
+pub mod wire;
