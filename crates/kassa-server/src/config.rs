@@ -62,6 +62,10 @@ pub mod env {
     pub const SMTP_URL: &str = "KASSA_SMTP_URL";
     /// The From address of that mail.
     pub const SMTP_FROM: &str = "KASSA_SMTP_FROM";
+    /// The host's HTTP base URL as payers and wallets reach it, e.g. `https://pay.example.com`.
+    pub const PUBLIC_URL: &str = "KASSA_PUBLIC_URL";
+    /// The JSON file of the wallet providers' credentials (`kassa serve`).
+    pub const WALLET_CREDENTIALS: &str = "KASSA_WALLET_CREDENTIALS";
     /// ISO 8583 connections one address (IPv6: one /64) may hold at once.
     pub const ISO_CONNECTIONS_PER_ADDRESS_MAX: &str = "KASSA_ISO_CONNECTIONS_PER_ADDRESS_MAX";
     /// The zone PIN key shared with the card issuer, 32 hex characters (double-length 3DES).
@@ -111,6 +115,13 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// The From address of that mail; needed with `smtp_url`.
     pub smtp_from: Option<String>,
+    /// The host's HTTP base URL as payers and wallets reach it: merchant-presented QR codes and
+    /// the wallets' notification URLs are built on it. `None`: the HTTP listener's own address
+    /// (right on one machine, as under `kassa up`).
+    pub public_url: Option<String>,
+    /// The JSON file holding the wallet providers' credentials (app ids, keys; keep it 0600);
+    /// `None`: the in-process wallet simulator's, when `simulators` is on, else no QR payments.
+    pub wallet_credentials: Option<PathBuf>,
     /// ISO 8583 connections one address (IPv6: one /64) may hold at once; `None`: the
     /// gateway's default (64, a shop's terminals behind one NAT address). Raise it for a
     /// concentrator that brings a whole region's terminals from one address.
@@ -163,6 +174,10 @@ pub struct ConfigLayer {
     pub smtp_url: Option<String>,
     /// See [`Config::smtp_from`].
     pub smtp_from: Option<String>,
+    /// See [`Config::public_url`].
+    pub public_url: Option<String>,
+    /// See [`Config::wallet_credentials`].
+    pub wallet_credentials: Option<PathBuf>,
     /// See [`Config::iso_connections_per_address_max`].
     pub iso_connections_per_address_max: Option<usize>,
     /// See [`Config::zone_pin_key`]. Never read from a file.
@@ -258,6 +273,8 @@ impl Config {
             issuer_url: merged.issuer_url,
             smtp_url: merged.smtp_url,
             smtp_from: merged.smtp_from,
+            public_url: merged.public_url,
+            wallet_credentials: merged.wallet_credentials,
             iso_connections_per_address_max: merged.iso_connections_per_address_max,
             zone_pin_key: merged.zone_pin_key,
             tls_cert: merged.tls_cert,
@@ -324,6 +341,8 @@ impl ConfigLayer {
             issuer_url: over.issuer_url.or(self.issuer_url),
             smtp_url: over.smtp_url.or(self.smtp_url),
             smtp_from: over.smtp_from.or(self.smtp_from),
+            public_url: over.public_url.or(self.public_url),
+            wallet_credentials: over.wallet_credentials.or(self.wallet_credentials),
             iso_connections_per_address_max: over
                 .iso_connections_per_address_max
                 .or(self.iso_connections_per_address_max),
@@ -418,6 +437,8 @@ impl ConfigLayer {
             issuer_url: get(env::ISSUER_URL).map(|url| url.trim().to_owned()),
             smtp_url: get(env::SMTP_URL).map(|url| url.trim().to_owned()),
             smtp_from: get(env::SMTP_FROM).map(|from| from.trim().to_owned()),
+            public_url: get(env::PUBLIC_URL).map(|url| url.trim().trim_end_matches('/').to_owned()),
+            wallet_credentials: get(env::WALLET_CREDENTIALS).map(PathBuf::from),
             iso_connections_per_address_max,
             zone_pin_key,
             tls_cert: get(env::TLS_CERT).map(PathBuf::from),
