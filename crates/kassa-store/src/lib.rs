@@ -24,6 +24,7 @@ mod pg_backup;
 mod pg_bulk;
 mod pg_tls;
 mod postgres;
+pub mod qr;
 pub use postgres::{connect as connect_postgres, create_database, drop_database, url_with_database};
 mod queries;
 mod records;
@@ -347,6 +348,11 @@ impl Store {
     /// Batch uploads of the ISO 8583 gateway and the corrections they propose
     /// (`batch_upload` module).
     pub fn batch_upload(&self) -> &dyn batch_upload::BatchUploadStore {
+        &*self.reads
+    }
+
+    /// QR trades and their refunds (`qr` module).
+    pub fn qr(&self) -> &dyn qr::QrStore {
         &*self.reads
     }
 }

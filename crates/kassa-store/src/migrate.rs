@@ -36,6 +36,7 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "gateway_batch_upload",
         sql: include_str!("../migrations/sqlite/0005_gateway_batch_upload.sql"),
     },
+    Migration { version: 6, name: "qr", sql: include_str!("../migrations/sqlite/0006_qr.sql") },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -52,6 +53,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "gateway_batch_upload",
         sql: include_str!("../migrations/postgres/0005_gateway_batch_upload.sql"),
     },
+    Migration { version: 6, name: "qr", sql: include_str!("../migrations/postgres/0006_qr.sql") },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kassa_schema_migrations (\

@@ -7,4 +7,5 @@ mod batch_upload;
 mod batches;
 mod conformance;
 mod gateway;
+mod qr;
 mod resilience;
