@@ -14,10 +14,12 @@ use kassa_domain::{Channel, Money};
 
 pub mod alipay;
 mod credentials;
+mod http;
 pub mod wechat;
 mod wire;
 
 pub use credentials::{AlipayCredentials, WalletCredentials, WechatCredentials};
+pub use http::HttpConfig;
 pub use wire::{WireError, SHANGHAI_OFFSET_MINUTES};
 
 /// Which wallet provider.
