@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod host;
+pub mod qr;
 pub mod raw;
 
 use std::collections::BTreeMap;
@@ -56,7 +57,7 @@ pub const EXCHANGE_TIMEOUT_MS: u64 = 60_000;
 /// Reconnection attempts after a failed exchange before the terminal gives up for the run.
 pub const RECONNECT_ATTEMPTS_MAX: u32 = 5;
 /// Latency recorded up to this; slower answers are clamped to it.
-const LATENCY_US_MAX: u64 = 120_000_000;
+pub(crate) const LATENCY_US_MAX: u64 = 120_000_000;
 
 /// What can stop a bench run.
 #[derive(Debug, thiserror::Error)]
@@ -371,7 +372,7 @@ fn round3(value: f64) -> f64 {
     (value * 1_000.0).round() / 1_000.0
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // 3 significant figures from 1 µs to LATENCY_US_MAX: a fixed few hundred KiB.
     match Histogram::new_with_bounds(1, LATENCY_US_MAX, 3) {
         Ok(histogram) => histogram,
@@ -538,7 +539,7 @@ pub async fn read_durable(http: SocketAddr) -> Result<bool, BenchError> {
 }
 
 /// A minimal HTTP/1.1 GET (`Connection: close`): the body of a 200 answer.
-async fn http_get(addr: SocketAddr, path: &str) -> Result<String, BenchError> {
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> Result<String, BenchError> {
     let request = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream
