@@ -71,6 +71,18 @@ pub enum AuthError {
     /// A one-time code or refund approval is unknown, used, expired, or for something else.
     #[error("the {0} is invalid, used or expired")]
     Refused(&'static str),
+    /// QR payments are turned off for this terminal in the merchant's payment-code settings.
+    #[error("QR payments are turned off for terminal {terminal_id} in the payment-code settings")]
+    QrDisabled {
+        /// The terminal.
+        terminal_id: String,
+    },
+    /// The payment-code settings ask for the payment-code password here and none was given.
+    #[error("the payment-code password is required for this QR payment or refund")]
+    PaycodePasswordRequired,
+    /// The payment-code settings break a rule; every rule broken is listed.
+    #[error("the payment-code settings are invalid: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Settings(Vec<crate::paycode::SettingsViolation>),
     /// Not possible in the current state; the message says what must happen first (e.g. a
     /// re-initialisation while the terminal still has something unsent).
     #[error("{0}")]
@@ -129,8 +141,13 @@ impl AuthError {
             | AuthError::WrongSecret { .. }
             | AuthError::NoSession => 401,
             AuthError::Locked { .. } | AuthError::SecretLocked { .. } => 423,
-            AuthError::Disabled | AuthError::UserDisabled | AuthError::MustChangePassword | AuthError::Denied(_) => 403,
-            AuthError::Policy(_) => 422,
+            AuthError::Disabled
+            | AuthError::UserDisabled
+            | AuthError::MustChangePassword
+            | AuthError::Denied(_)
+            | AuthError::QrDisabled { .. }
+            | AuthError::PaycodePasswordRequired => 403,
+            AuthError::Policy(_) | AuthError::Settings(_) => 422,
             AuthError::NotFound(_) => 404,
             AuthError::Invalid(_) => 400,
             AuthError::Refused(_) | AuthError::Conflict | AuthError::Blocked(_) => 409,
@@ -164,6 +181,11 @@ impl AuthError {
             | AuthError::WrongSecret { attempts_left: Some(left), .. } => body["attempts_left"] = (*left).into(),
             AuthError::Locked { until_ms } => body["locked_until_ms"] = (*until_ms).into(),
             AuthError::MustChangePassword => body["must_change_password"] = true.into(),
+            AuthError::PaycodePasswordRequired => body["paycode_password_required"] = true.into(),
+            AuthError::QrDisabled { .. } => body["qr_disabled"] = true.into(),
+            AuthError::Settings(violations) => {
+                body["violations"] = violations.iter().map(ToString::to_string).collect::<Vec<_>>().into();
+            }
             AuthError::Policy(violations) => {
                 body["violations"] = serde_json::to_value(violations).unwrap_or(serde_json::Value::Null);
             }

@@ -18,6 +18,8 @@
 //!   and consumed by the ISO gateway ([`consume_refund_approval`]).
 //! - [`backoffice`]: back-office login under the PCI DSS policy, sessions with an idle timeout,
 //!   first-use change, unlocks, operator unlocks and resets on behalf of a merchant.
+//! - [`paycode`]: the payment-code settings (付款码设置) and THE check of every QR act,
+//!   [`Auth::check_paycode`].
 //! - [`reset`]: institution resets with one-time codes through a [`notify::Notifier`].
 //! - [`terminal`]: terminal re-initialisation (重新初始化), only when nothing is unsent.
 //!
@@ -29,6 +31,7 @@ pub mod clock;
 pub mod error;
 pub mod hashing;
 pub mod notify;
+pub mod paycode;
 pub mod permissions;
 pub mod refund;
 pub mod refusals;
@@ -41,6 +44,10 @@ pub use backoffice::{BackOfficeLogin, BackOfficeSession, BACK_OFFICE_SESSION_LIF
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AuthError, ErrorAnswer};
 pub use hashing::{HashPermit, HashPool};
+pub use paycode::{
+    PaycodeCheck, PaycodePurpose, PaycodeSettings, PaycodeSettingsDraft, PaycodeSettingsView, SettingsViolation,
+    VersionedPaycodeSettings,
+};
 pub use permissions::{authorize, Denied, Permission, Role};
 pub use refund::{consume_refund_approval, ApprovalKind, IssuedApproval, RefundApproval};
 pub use refusals::{Refusal, RefusalLog};

@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::error::AuthError;
 use crate::hashing::HashPermit;
+use crate::paycode::paycode_password_policy;
 use crate::permissions::Permission;
 use crate::service::{committed, random_hex, sha256_hex, Auth, OperatorSession, Origin, CREDENTIAL_RETRIES_MAX};
 
@@ -81,21 +82,21 @@ pub struct IssuedApproval {
     pub expires_at_ms: i64,
 }
 
-fn secret_name(kind: MerchantSecretKind) -> &'static str {
+pub(crate) fn secret_name(kind: MerchantSecretKind) -> &'static str {
     match kind {
         MerchantSecretKind::RefundPassword => "refund password",
         MerchantSecretKind::PaycodePassword => "payment-code password",
     }
 }
 
-fn secret_action(kind: MerchantSecretKind) -> &'static str {
+pub(crate) fn secret_action(kind: MerchantSecretKind) -> &'static str {
     match kind {
         MerchantSecretKind::RefundPassword => "refund_password",
         MerchantSecretKind::PaycodePassword => "paycode_password",
     }
 }
 
-fn failure_bucket(merchant_id: &str, kind: MerchantSecretKind) -> String {
+pub(crate) fn failure_bucket(merchant_id: &str, kind: MerchantSecretKind) -> String {
     format!("secret_failures:{merchant_id}:{}", secret_action(kind))
 }
 
@@ -113,33 +114,47 @@ impl Auth {
             MerchantSecretKind::RefundPassword => Permission::Refund,
             MerchantSecretKind::PaycodePassword => Permission::Sale,
         })?;
-        let policy = self.terminal_policy(&session.merchant_id).await?;
+        let policy = self.secret_policy(&session.merchant_id, kind).await?;
+        let origin = Origin { actor: session.subject(), source: source.to_owned() };
         let permit = self.hashing().await?;
-        self.check_merchant_secret(&permit, session, kind, code, &policy, source).await.map(|_| ())
+        self.check_merchant_secret(&permit, &origin, &session.merchant_id, kind, code, &policy).await.map(|_| ())
     }
 
-    /// Taken with the permit held (before the failure count is read), like the logins.
-    async fn check_merchant_secret(
+    /// The policy of a merchant secret: the merchant's terminal policy; the payment-code
+    /// password is moreover exactly six digits ([`crate::paycode::paycode_password_policy`]).
+    pub async fn secret_policy(
+        &self,
+        merchant_id: &str,
+        kind: MerchantSecretKind,
+    ) -> Result<PasswordPolicy, AuthError> {
+        let terminal = self.terminal_policy(merchant_id).await?;
+        Ok(match kind {
+            MerchantSecretKind::RefundPassword => terminal,
+            MerchantSecretKind::PaycodePassword => paycode_password_policy(&terminal),
+        })
+    }
+
+    /// Taken with the permit held (before the failure count is read), like the logins. The
+    /// secret must exist ([`AuthError::NotFound`] otherwise).
+    pub(crate) async fn check_merchant_secret(
         &self,
         permit: &HashPermit,
-        session: &OperatorSession,
+        origin: &Origin,
+        merchant_id: &str,
         kind: MerchantSecretKind,
         code: &str,
         policy: &PasswordPolicy,
-        source: &str,
     ) -> Result<MerchantSecretRecord, AuthError> {
         let what = secret_name(kind);
-        let origin = Origin { actor: session.subject(), source: source.to_owned() };
-        let target = format!("merchant:{}/{}", session.merchant_id, secret_action(kind));
+        let target = format!("merchant:{merchant_id}/{}", secret_action(kind));
         let now = self.clock.now_ms();
-        let bucket = failure_bucket(&session.merchant_id, kind);
+        let bucket = failure_bucket(merchant_id, kind);
         if self.store.auth().rate_limit_hits(&bucket, now).await? >= u32::from(policy.lockout_failures) {
-            let audit = self.audit(&origin, &format!("{}_refused", secret_action(kind)), &target, "locked", json!({}));
+            let audit = self.audit(origin, &format!("{}_refused", secret_action(kind)), &target, "locked", json!({}));
             self.store.commit(WriteUnit::ops(vec![audit])).await?;
             return Err(AuthError::SecretLocked { what });
         }
-        let record =
-            self.store.directory.merchant_secret(&session.merchant_id, kind).await?.ok_or(AuthError::NotFound(what))?;
+        let record = self.store.directory.merchant_secret(merchant_id, kind).await?.ok_or(AuthError::NotFound(what))?;
         if self.verify_code(permit, &record.secret_hash, code).await? {
             self.store.commit(WriteUnit::ops(vec![store_auth::clear_rate_limit(&bucket)])).await?;
             return Ok(record);
@@ -147,7 +162,7 @@ impl Auth {
         let window_end = now + i64::from(policy.lockout_minutes) * 60_000;
         let ops = vec![
             store_auth::count_rate_limit_hit(&bucket, window_end),
-            self.audit(&origin, &format!("{}_failed", secret_action(kind)), &target, "wrong password", json!({})),
+            self.audit(origin, &format!("{}_failed", secret_action(kind)), &target, "wrong password", json!({})),
         ];
         self.store.commit(WriteUnit::ops(ops)).await?;
         let failures = self.store.auth().rate_limit_hits(&bucket, now).await?;
@@ -160,7 +175,7 @@ impl Auth {
     }
 
     /// The supervisor changes a merchant secret: the old one is required, the new one meets the
-    /// terminal policy and is none of the last N; it is no longer a default-password risk.
+    /// secret's policy and is none of the last N; it is no longer a default-password risk.
     pub async fn change_merchant_secret(
         &self,
         session: &OperatorSession,
@@ -170,22 +185,34 @@ impl Auth {
         source: &str,
     ) -> Result<(), AuthError> {
         session.require(Permission::ChangeSettings)?;
-        let policy = self.terminal_policy(&session.merchant_id).await?;
         let origin = Origin { actor: session.subject(), source: source.to_owned() };
-        let target = format!("merchant:{}/{}", session.merchant_id, secret_action(kind));
+        self.change_merchant_secret_as(&origin, &session.merchant_id, kind, old, new).await
+    }
+
+    /// [`Auth::change_merchant_secret`] for whoever the caller has allowed.
+    pub(crate) async fn change_merchant_secret_as(
+        &self,
+        origin: &Origin,
+        merchant_id: &str,
+        kind: MerchantSecretKind,
+        old: &str,
+        new: &str,
+    ) -> Result<(), AuthError> {
+        let policy = self.secret_policy(merchant_id, kind).await?;
+        let target = format!("merchant:{merchant_id}/{}", secret_action(kind));
         let permit = self.hashing().await?;
         for _ in 0..CREDENTIAL_RETRIES_MAX {
-            let current = self.check_merchant_secret(&permit, session, kind, old, &policy, source).await?;
+            let current = self.check_merchant_secret(&permit, origin, merchant_id, kind, old, &policy).await?;
             if let Err(error) = self.check_new_code(&permit, &policy, new, &current.secret_hash, &current.history).await
             {
                 let action = format!("{}_change_refused", secret_action(kind));
-                let audit = self.audit(&origin, &action, &target, &error.to_string(), json!({}));
+                let audit = self.audit(origin, &action, &target, &error.to_string(), json!({}));
                 self.store.commit(WriteUnit::ops(vec![audit])).await?;
                 return Err(error);
             }
             let record = self.replaced_secret(&permit, &current, new, &policy, false).await?;
             let guard = store_auth::replace_merchant_secret(&record, &current.secret_hash)?;
-            let audit = self.audit(&origin, &format!("{}_changed", secret_action(kind)), &target, "", json!({}));
+            let audit = self.audit(origin, &format!("{}_changed", secret_action(kind)), &target, "", json!({}));
             if committed(self.store.commit(WriteUnit::guarded(guard, vec![audit])).await?) {
                 return Ok(());
             }
@@ -247,17 +274,11 @@ impl Auth {
                 ApprovalKind::Refund => "the refund exceeds what is left of the sale".into(),
             }));
         }
-        let policy = self.terminal_policy(&session.merchant_id).await?;
+        let secret = MerchantSecretKind::RefundPassword;
+        let policy = self.secret_policy(&session.merchant_id, secret).await?;
+        let origin = Origin { actor: session.subject(), source: source.to_owned() };
         let permit = self.hashing().await?;
-        self.check_merchant_secret(
-            &permit,
-            session,
-            MerchantSecretKind::RefundPassword,
-            refund_password,
-            &policy,
-            source,
-        )
-        .await?;
+        self.check_merchant_secret(&permit, &origin, &session.merchant_id, secret, refund_password, &policy).await?;
         drop(permit);
         let approval = RefundApproval(random_hex(REFUND_APPROVAL_BYTES));
         let now = self.clock.now_ms();
@@ -276,7 +297,6 @@ impl Auth {
             expires_at_ms: now + REFUND_APPROVAL_TTL_MS,
             consumed_at_ms: None,
         };
-        let origin = Origin { actor: session.subject(), source: source.to_owned() };
         let details = json!({"kind": kind.as_str(), "original_rrn": original_rrn, "amount_minor": amount_minor,
             "terminal_id": session.terminal_id, "expires_at_ms": record.expires_at_ms});
         let ops = vec![

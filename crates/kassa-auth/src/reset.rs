@@ -1,11 +1,14 @@
-//! Institution resets of a merchant's supervisor password or refund password (忘记密码), after
+//! Institution resets of a merchant's supervisor password, refund password or payment-code
+//! password (忘记密码), after
 //! identity verification with a one-time code sent through a [`Notifier`].
 //!
 //! The code is 8 random digits, stored only as an Argon2id hash of the peppered code, valid for
 //! [`RESET_CODE_TTL_MS`], used at most once, refused after [`RESET_CODE_ATTEMPTS_MAX`] wrong
 //! guesses, and at most [`RESET_CODES_PER_HOUR_MAX`] codes are sent per merchant and target per
 //! hour. The new secret is an initial one: the supervisor must change it at first use, and a
-//! reset refund password is reported as a default-password risk until changed.
+//! reset refund or payment-code password is reported as a default-password risk until changed
+//! (its lockout is lifted). A merchant secret that was never set cannot be reset: it is set
+//! the first time by the merchant ([`Auth::set_paycode_password`]).
 
 use kassa_store::auth::{self as store_auth, OneTimeCodeRecord};
 use kassa_store::{MerchantSecretKind, OperatorRecord, UnitOutcome, WriteOp, WriteUnit};
@@ -16,6 +19,7 @@ use zeroize::Zeroizing;
 use crate::error::AuthError;
 use crate::notify::{Notification, Notifier};
 use crate::permissions::{authorize, Denied, Permission, Role};
+use crate::refund::{failure_bucket, secret_action, secret_name};
 use crate::refusals::Refusal;
 use crate::service::{operator_subject, random_hex, Auth, Origin, SecretKind};
 
@@ -39,14 +43,17 @@ pub enum ResetTarget {
     SupervisorPassword,
     /// The merchant's refund password.
     RefundPassword,
+    /// The merchant's payment-code password.
+    PaycodePassword,
 }
 
 impl ResetTarget {
-    /// Parses `supervisor_password` or `refund_password`.
+    /// Parses `supervisor_password`, `refund_password` or `paycode_password`.
     pub fn parse(text: &str) -> Option<ResetTarget> {
         match text {
             "supervisor_password" => Some(ResetTarget::SupervisorPassword),
             "refund_password" => Some(ResetTarget::RefundPassword),
+            "paycode_password" => Some(ResetTarget::PaycodePassword),
             _ => None,
         }
     }
@@ -56,6 +63,25 @@ impl ResetTarget {
         match self {
             ResetTarget::SupervisorPassword => "supervisor_password",
             ResetTarget::RefundPassword => "refund_password",
+            ResetTarget::PaycodePassword => "paycode_password",
+        }
+    }
+
+    /// The merchant secret it resets, if it is one.
+    fn secret_kind(self) -> Option<MerchantSecretKind> {
+        match self {
+            ResetTarget::SupervisorPassword => None,
+            ResetTarget::RefundPassword => Some(MerchantSecretKind::RefundPassword),
+            ResetTarget::PaycodePassword => Some(MerchantSecretKind::PaycodePassword),
+        }
+    }
+
+    /// How the notification names it.
+    fn described(self) -> &'static str {
+        match self {
+            ResetTarget::SupervisorPassword => "supervisor password",
+            ResetTarget::RefundPassword => "refund password",
+            ResetTarget::PaycodePassword => "payment-code password",
         }
     }
 
@@ -63,6 +89,7 @@ impl ResetTarget {
         match self {
             ResetTarget::SupervisorPassword => "reset_supervisor_password",
             ResetTarget::RefundPassword => "reset_refund_password",
+            ResetTarget::PaycodePassword => "reset_paycode_password",
         }
     }
 }
@@ -81,7 +108,8 @@ impl BackOfficeActor {
         Origin { actor: format!("user:{}", self.username), source: source.to_owned() }
     }
 
-    /// Resetting a merchant's own supervisor or refund password is an institution act.
+    /// Resetting a merchant's own supervisor, refund or payment-code password is an institution
+    /// act.
     fn require_institution(&self) -> Result<(), AuthError> {
         authorize(self.role, Permission::ManageOperators)?;
         if self.role != Role::InstitutionAdmin {
@@ -144,6 +172,14 @@ impl Auth {
     ) -> Result<ResetTicket, AuthError> {
         actor.require_institution()?;
         self.store.directory.merchant(merchant_id).await?.ok_or(AuthError::NotFound("merchant"))?;
+        if let Some(kind) = target.secret_kind() {
+            // Nothing to reset: a code would be sent for nothing.
+            self.store
+                .directory
+                .merchant_secret(merchant_id, kind)
+                .await?
+                .ok_or(AuthError::NotFound(secret_name(kind)))?;
+        }
         let origin = actor.origin(source);
         let now = self.clock.now_ms();
         let window = now.div_euclid(HOUR_MS);
@@ -180,10 +216,7 @@ impl Auth {
             body: Zeroizing::new(format!(
                 "Your one-time code to reset the {} of merchant {merchant_id} is {}.\n\
                  It is valid for {} minutes. If you did not ask for it, call your acquirer.\n",
-                match target {
-                    ResetTarget::SupervisorPassword => "supervisor password",
-                    ResetTarget::RefundPassword => "refund password",
-                },
+                target.described(),
                 &*code,
                 RESET_CODE_TTL_MS / 60_000
             )),
@@ -250,10 +283,13 @@ impl Auth {
             let left = RESET_CODE_ATTEMPTS_MAX.saturating_sub(record.attempts + 1);
             return Err(AuthError::WrongSecret { what: "one-time code", attempts_left: Some(left) });
         }
-        let policy = self.terminal_policy(merchant_id).await?;
+        let policy = match target.secret_kind() {
+            Some(kind) => self.secret_policy(merchant_id, kind).await?,
+            None => self.terminal_policy(merchant_id).await?,
+        };
         policy.check(new_secret).map_err(AuthError::Policy)?;
-        let (change, target_name) = match target {
-            ResetTarget::SupervisorPassword => {
+        let (change, target_name) = match target.secret_kind() {
+            None => {
                 let supervisor =
                     self.store.directory.operator(merchant_id, "00").await?.ok_or(AuthError::NotFound("supervisor"))?;
                 let mut credential = supervisor.credential.clone();
@@ -275,15 +311,22 @@ impl Auth {
                     subject,
                 )
             }
-            ResetTarget::RefundPassword => {
+            Some(kind) => {
                 let current = self
                     .store
                     .directory
-                    .merchant_secret(merchant_id, MerchantSecretKind::RefundPassword)
+                    .merchant_secret(merchant_id, kind)
                     .await?
-                    .ok_or(AuthError::NotFound("refund password"))?;
+                    .ok_or(AuthError::NotFound(secret_name(kind)))?;
                 let replaced = self.replaced_secret(&permit, &current, new_secret, &policy, true).await?;
-                (vec![WriteOp::PutMerchantSecret(replaced)], format!("merchant:{merchant_id}/refund_password"))
+                (
+                    vec![
+                        WriteOp::PutMerchantSecret(replaced),
+                        // A forgotten secret is often a locked one: the reset lifts the lock.
+                        store_auth::clear_rate_limit(&failure_bucket(merchant_id, kind)),
+                    ],
+                    format!("merchant:{merchant_id}/{}", secret_action(kind)),
+                )
             }
         };
         let mut ops = change;

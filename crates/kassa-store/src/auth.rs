@@ -616,3 +616,43 @@ pub fn replace_merchant_secret(record: &MerchantSecretRecord, expected_hash: &st
         ],
     )))
 }
+
+/// Sets a merchant secret only if the merchant has none of that kind yet (its first setting:
+/// two first settings at once cannot both win).
+pub fn insert_merchant_secret_if_absent(record: &MerchantSecretRecord) -> Result<Guard, StoreError> {
+    Ok(Guard::Statement(statement(
+        "INSERT INTO merchant_secrets (merchant_id, kind, secret_hash, is_default, history, changed_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (merchant_id, kind) DO NOTHING",
+        params![
+            record.merchant_id.as_str(),
+            record.kind.as_str(),
+            record.secret_hash.as_str(),
+            record.is_default,
+            json_list(&record.history)?,
+            record.changed_at_ms
+        ],
+    )))
+}
+
+/// Writes a setting only if it still holds `expected` as read (compared as its stored JSON
+/// text), or with `None` only if it does not exist yet: the compare-and-set of a setting that
+/// people edit, so two edits at once cannot silently lose one.
+pub fn replace_setting(
+    scope: &str,
+    name: &str,
+    expected: Option<&serde_json::Value>,
+    value: &serde_json::Value,
+    at_ms: i64,
+) -> Guard {
+    match expected {
+        None => Guard::Statement(statement(
+            "INSERT INTO settings (scope, name, value, updated_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (scope, name) DO NOTHING",
+            params![scope, name, value.to_string(), at_ms],
+        )),
+        Some(expected) => Guard::Statement(statement(
+            "UPDATE settings SET value = $1, updated_at_ms = $2 WHERE scope = $3 AND name = $4 AND value = $5",
+            params![value.to_string(), at_ms, scope, name, expected.to_string()],
+        )),
+    }
+}
