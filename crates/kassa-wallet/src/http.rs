@@ -105,11 +105,6 @@ impl HttpClient {
         Ok(HttpClient { inner: Arc::new(Inner { config, client, permits }) })
     }
 
-    /// The limits.
-    pub fn config(&self) -> &HttpConfig {
-        &self.inner.config
-    }
-
     /// POSTs `body` and reads the whole answer (at most [`HttpConfig::answer_bytes_max`]).
     pub async fn post(&self, uri: &Uri, content_type: &'static str, body: Vec<u8>) -> Result<HttpAnswer, WalletError> {
         let request = Request::post(uri.clone())
@@ -225,4 +220,26 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Pause before retry `attempt` (1, 2, …) of an idempotent call.
+const RETRY_BACKOFF_MS: u64 = 100;
+
+/// Runs an idempotent call, again up to `retries_max` times while its outcome is unknown or it
+/// was not sent; a definite answer (success or decline) ends it.
+pub(crate) async fn retrying<T, F, Fut>(retries_max: u32, mut call: F) -> Result<T, WalletError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, WalletError>>,
+{
+    let mut attempt = 0_u32;
+    loop {
+        match call().await {
+            Err(WalletError::Unknown(_) | WalletError::NotSent(_)) if attempt < retries_max => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS * u64::from(attempt))).await;
+            }
+            result => return result,
+        }
+    }
 }

@@ -18,6 +18,7 @@ mod http;
 pub mod wechat;
 mod wire;
 
+pub use alipay::{AlipayConfig, AlipayConnector};
 pub use credentials::{AlipayCredentials, WalletCredentials, WechatCredentials};
 pub use http::HttpConfig;
 pub use wire::{WireError, SHANGHAI_OFFSET_MINUTES};
