@@ -107,11 +107,22 @@ impl HttpClient {
 
     /// POSTs `body` and reads the whole answer (at most [`HttpConfig::answer_bytes_max`]).
     pub async fn post(&self, uri: &Uri, content_type: &'static str, body: Vec<u8>) -> Result<HttpAnswer, WalletError> {
+        self.post_limited(uri, content_type, body, self.inner.config.answer_bytes_max).await
+    }
+
+    /// POSTs `body` and reads the whole answer (at most `bytes_max`).
+    pub async fn post_limited(
+        &self,
+        uri: &Uri,
+        content_type: &'static str,
+        body: Vec<u8>,
+        bytes_max: usize,
+    ) -> Result<HttpAnswer, WalletError> {
         let request = Request::post(uri.clone())
             .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
             .body(Full::new(Bytes::from(body)))
             .map_err(|error| WalletError::NotSent(format!("request to {uri}: {error}")))?;
-        self.exchange(uri, request, self.inner.config.answer_bytes_max).await
+        self.exchange(uri, request, bytes_max).await
     }
 
     /// GETs `uri` and reads the whole answer (at most `bytes_max`).

@@ -21,6 +21,7 @@ mod wire;
 pub use alipay::{AlipayConfig, AlipayConnector};
 pub use credentials::{AlipayCredentials, WalletCredentials, WechatCredentials};
 pub use http::HttpConfig;
+pub use wechat::{WechatConfig, WechatConnector};
 pub use wire::{WireError, SHANGHAI_OFFSET_MINUTES};
 
 /// Which wallet provider.
