@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, reason = "tests print the figures they measure")]
 
 mod bursts;
+mod paycode;
 mod smtp_sink;
 
 use std::collections::BTreeMap;
