@@ -288,6 +288,26 @@ impl WechatConnector {
         retrying(self.inner.config.idempotent_retries_max, || self.success(method, reference, fields.clone())).await
     }
 
+    /// `orderquery`: the trade, and when it was paid even if it is no longer (a reversed or
+    /// refunded order keeps its `time_end`).
+    async fn order_query(&self, reference: &str) -> Result<(WalletTrade, Option<i64>), WalletError> {
+        let method = Method::OrderQuery;
+        let fields = self.idempotent(method, reference, vec![pair("out_trade_no", reference)]).await?;
+        check_reference(method, &fields, reference)?;
+        let state_text = required(method, &fields, "trade_state")?;
+        let state = trade_state(state_text)
+            .ok_or_else(|| WalletError::Unknown(format!("orderquery: trade_state {state_text:?}")))?;
+        let paid_at_ms = field(&fields, "time_end").and_then(|text| wire::parse_time(text).ok());
+        let trade = WalletTrade {
+            reference: reference.to_owned(),
+            trade_no: field(&fields, "transaction_id").map(str::to_owned),
+            state,
+            amount: amount(method, &fields, "total_fee")?,
+            paid_at_ms: if state == TradeState::Paid { paid_at_ms } else { None },
+        };
+        Ok((trade, paid_at_ms))
+    }
+
     async fn download_bill(&self, date: &str, bytes_max: usize) -> Result<Vec<u8>, WalletError> {
         let method = Method::DownloadBill;
         let fields = vec![pair("bill_date", date.replace('-', "")), pair("bill_type", "ALL")];
@@ -450,22 +470,7 @@ impl WalletConnector for WechatConnector {
     }
 
     async fn query(&self, reference: &str) -> Result<WalletTrade, WalletError> {
-        let method = Method::OrderQuery;
-        let fields = self.idempotent(method, reference, vec![pair("out_trade_no", reference)]).await?;
-        check_reference(method, &fields, reference)?;
-        let state_text = required(method, &fields, "trade_state")?;
-        let state = trade_state(state_text)
-            .ok_or_else(|| WalletError::Unknown(format!("orderquery: trade_state {state_text:?}")))?;
-        Ok(WalletTrade {
-            reference: reference.to_owned(),
-            trade_no: field(&fields, "transaction_id").map(str::to_owned),
-            state,
-            amount: amount(method, &fields, "total_fee")?,
-            paid_at_ms: match state {
-                TradeState::Paid => field(&fields, "time_end").and_then(|text| wire::parse_time(text).ok()),
-                _ => None,
-            },
-        })
+        Ok(self.order_query(reference).await?.0)
     }
 
     async fn cancel(&self, reference: &str) -> Result<CancelOutcome, WalletError> {
@@ -477,11 +482,10 @@ impl WalletConnector for WechatConnector {
         }
         // The reverse answer does not say whether money went back: a reversed order that had
         // been paid keeps its payment time.
-        let trade = self.query(reference).await?;
-        match trade.state {
-            TradeState::Closed if trade.paid_at_ms.is_some() => Ok(CancelOutcome::Refunded),
-            TradeState::Closed => Ok(CancelOutcome::Closed),
-            state => Err(WalletError::Unknown(format!("reverse: the order is still {state:?}"))),
+        match self.order_query(reference).await? {
+            (WalletTrade { state: TradeState::Closed, .. }, Some(_paid_at_ms)) => Ok(CancelOutcome::Refunded),
+            (WalletTrade { state: TradeState::Closed, .. }, None) => Ok(CancelOutcome::Closed),
+            (trade, _) => Err(WalletError::Unknown(format!("reverse: the order is still {:?}", trade.state))),
         }
     }
 
