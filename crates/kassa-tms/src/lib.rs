@@ -1,6 +1,7 @@
 //! The terminal management API, `/tms/v1` (docs/reference/http.md): what a terminal asks the host
 //! besides ISO 8583 — operator sign-in and sessions, password changes, supervisor operations,
-//! refund and payment-code password checks, one-time refund approvals, and its parameters.
+//! refund and payment-code password checks and changes, one-time refund approvals, and its
+//! parameters (with the payment-code settings as this terminal needs them).
 //!
 //! Every request is signed by the terminal ([`signature`]); an operator session rides on top
 //! in `X-Kassa-Session`. Business rules live in `kassa_auth`; this crate only speaks HTTP and
@@ -23,7 +24,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kassa_auth::{ApprovalKind, Auth, AuthError, AuthShared, Clock, OperatorSession, Refusal, SessionToken};
+use kassa_auth::{
+    ApprovalKind, Auth, AuthError, AuthShared, Clock, OperatorSession, Refusal, SessionToken, VersionedPaycodeSettings,
+};
 use kassa_crypto::{MasterKey, SealedSecret};
 use kassa_domain::PasswordPolicy;
 use kassa_store::{auth as store_auth, MerchantSecretKind, Store, TerminalRecord, UnitOutcome, WriteUnit};
@@ -71,6 +74,7 @@ pub fn router(state: TmsState) -> Router {
         .route("/tms/v1/password", post(change_password))
         .route("/tms/v1/refund-password", post(change_refund_password))
         .route("/tms/v1/refund-password/verify", post(verify_refund_password))
+        .route("/tms/v1/paycode-password", post(set_paycode_password))
         .route("/tms/v1/paycode-password/verify", post(verify_paycode_password))
         .route("/tms/v1/refund-approvals", post(refund_approval))
         .route("/tms/v1/operators", post(add_operator))
@@ -310,6 +314,24 @@ async fn change_refund_password(State(state): State<TmsState>, signed: Signed) -
 }
 
 #[derive(Deserialize)]
+struct PaycodePasswordBody {
+    /// The current payment-code password; absent (or `null`) to set the first one.
+    #[serde(default)]
+    old: Option<Secret>,
+    new: Secret,
+}
+
+/// The supervisor sets the merchant's payment-code password the first time (no `old`) or
+/// changes it (with `old`).
+async fn set_paycode_password(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    let session = signed.operator(&state).await?;
+    let body: PaycodePasswordBody = signed.json()?;
+    let old = body.old.as_ref().map(|old| old.0.as_str());
+    state.auth.set_paycode_password(&session, old, &body.new.0, signed.source()).await?;
+    Ok(ok(json!({"first": old.is_none()})))
+}
+
+#[derive(Deserialize)]
 struct PasswordBody {
     password: Secret,
 }
@@ -441,7 +463,8 @@ async fn reinitialise(State(state): State<TmsState>, signed: Signed) -> Result<J
 }
 
 /// Terminal parameters: needs a signed request only (the terminal reads them before any
-/// operator signs in).
+/// operator signs in). `parameters_version` changes whenever any of them does, so a terminal
+/// compares it with the one it holds rather than every field.
 async fn parameters(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
     let store = state.auth.store();
     let terminal = &signed.terminal;
@@ -449,9 +472,9 @@ async fn parameters(State(state): State<TmsState>, signed: Signed) -> Result<Jso
     let merchant =
         store.directory.merchant(merchant_id).await?.ok_or(ApiError::Auth(AuthError::NotFound("merchant")))?;
     let terminal_parameters = store.settings.setting(merchant_id, "terminal_parameters").await?.unwrap_or(json!({}));
-    let qr = store.settings.setting(merchant_id, "paycode_settings").await?.unwrap_or(json!({}));
+    let paycode = state.auth.paycode_settings(merchant_id).await?;
     let policy: PasswordPolicy = state.auth.terminal_policy(merchant_id).await?;
-    Ok(ok(json!({
+    let mut answer = json!({
         "terminal_id": terminal.terminal_id,
         "merchant_id": merchant.merchant_id,
         "merchant_name": merchant.name,
@@ -460,9 +483,31 @@ async fn parameters(State(state): State<TmsState>, signed: Signed) -> Result<Jso
         "refund_password_mode": terminal.refund_password_mode,
         "offline_floor_limit_minor": terminal_parameters.get("offline_floor_limit_minor"),
         "offline_sales_unsent_max": terminal_parameters.get("offline_sales_unsent_max"),
-        "qr": qr,
+        "qr": qr_parameters(&paycode, &terminal.terminal_id),
         "password_policy": policy,
-    })))
+    });
+    answer["parameters_version"] = json!(parameters_version(&answer));
+    Ok(ok(answer))
+}
+
+/// The payment-code settings as one terminal needs them: its own QR enablement, not the list.
+fn qr_parameters(paycode: &VersionedPaycodeSettings, terminal_id: &str) -> Value {
+    let settings = &paycode.settings;
+    json!({
+        "version": paycode.version,
+        "enabled": settings.qr_enabled(terminal_id),
+        "qr_validity_minutes": settings.qr_validity_minutes(),
+        "password_required": settings.password_required(),
+        "password_above_minor": settings.password_above_minor(),
+        "password_for_refunds": settings.password_for_refunds(),
+    })
+}
+
+/// The first 16 hex characters of the SHA-256 of the parameters' JSON text (keys sorted).
+fn parameters_version(parameters: &Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(parameters.to_string().as_bytes());
+    hex::encode(&digest[..8])
 }
 
 #[cfg(test)]

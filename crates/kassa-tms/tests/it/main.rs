@@ -174,6 +174,8 @@ kassa_store::both_backends!(
     refund_approval_only_with_the_right_refund_password,
     no_secret_reaches_the_logs_or_the_database,
     reinit_only_when_nothing_is_open_then_the_terminal_signs_in_again,
+    the_payment_code_password_is_set_changed_verified_and_locked_by_the_supervisor,
+    parameters_carry_the_payment_code_settings_and_a_version_that_changes_with_them,
 );
 
 struct Headers {
@@ -513,6 +515,14 @@ async fn no_secret_reaches_the_logs_or_the_database(db: &TestDb) {
     let changed =
         tms.call("POST", "/tms/v1/refund-password", &supervisor, json!({"old": refund, "new": refund_new})).await;
     assert_eq!(changed.status, 200);
+    let (paycode, paycode_new) = ("739182", "528364");
+    secrets.extend([paycode.to_owned(), paycode_new.to_owned()]);
+    let set = tms.call("POST", "/tms/v1/paycode-password", &supervisor, json!({"new": paycode})).await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    let body = json!({"old": paycode, "new": paycode_new});
+    assert_eq!(tms.call("POST", "/tms/v1/paycode-password", &supervisor, body).await.status, 200);
+    let wrong = json!({"password": paycode});
+    assert_eq!(tms.call("POST", "/tms/v1/paycode-password/verify", &operator, wrong).await.status, 401);
     assert_eq!(tms.call("POST", "/tms/v1/logout", &operator, Value::Null).await.status, 200);
 
     // The capture works (a control line), so an empty scan is not a vacuous pass.
@@ -527,6 +537,87 @@ async fn no_secret_reaches_the_logs_or_the_database(db: &TestDb) {
         assert!(!logs.contains(secret.as_str()), "a secret is in the logs");
         assert!(!memmem(&database, secret.as_bytes()), "a secret is in the database");
     }
+}
+
+async fn the_payment_code_password_is_set_changed_verified_and_locked_by_the_supervisor(db: &TestDb) {
+    let tms = start(db, "123456", "0000", "123456").await;
+    let operator = tms.signed_in("01", "0000", "2468").await;
+    let supervisor = tms.signed_in("00", "123456", "97531").await;
+    let set = "/tms/v1/paycode-password";
+    let verify = "/tms/v1/paycode-password/verify";
+
+    // None yet.
+    let none = tms.call("POST", verify, &operator, json!({"password": "135790"})).await;
+    assert_eq!((none.status, none.body["error"].as_str()), (404, Some("payment-code password not found")));
+
+    // The first setting: the supervisor only, six digits.
+    assert_eq!(tms.call("POST", set, &operator, json!({"new": "135790"})).await.status, 403);
+    let short = tms.call("POST", set, &supervisor, json!({"new": "1357"})).await;
+    assert_eq!(
+        (short.status, short.body["violations"].clone()),
+        (422, json!([{"rule": "too_short", "length_min": 6}]))
+    );
+    let first = tms.call("POST", set, &supervisor, json!({"new": "135790"})).await;
+    assert_eq!((first.status, first.body["first"].clone()), (200, json!(true)), "{}", first.body);
+    let again = tms.call("POST", set, &supervisor, json!({"old": null, "new": "246801"})).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(tms.call("POST", verify, &operator, json!({"password": "135790"})).await.status, 200);
+
+    // A change needs the old one; a wrong old one counts towards the lockout.
+    let wrong_old = tms.call("POST", set, &supervisor, json!({"old": "000000", "new": "246801"})).await;
+    assert_eq!((wrong_old.status, wrong_old.body["attempts_left"].clone()), (401, json!(4)));
+    assert_eq!(wrong_old.body["error"], "wrong payment-code password");
+    let changed = tms.call("POST", set, &supervisor, json!({"old": "135790", "new": "246801"})).await;
+    assert_eq!((changed.status, changed.body["first"].clone()), (200, json!(false)), "{}", changed.body);
+    let back = tms.call("POST", set, &supervisor, json!({"old": "246801", "new": "135790"})).await;
+    assert_eq!(back.body["error"], "the new password must not be one of the last 4 passwords");
+    assert_eq!(tms.call("POST", verify, &operator, json!({"password": "135790"})).await.status, 401);
+
+    // Five wrong in a row (the right one in between resets the count) lock it for 30 minutes.
+    assert_eq!(tms.call("POST", verify, &operator, json!({"password": "246801"})).await.status, 200);
+    for left in (1..=4).rev() {
+        let wrong = tms.call("POST", verify, &operator, json!({"password": "999999"})).await;
+        assert_eq!((wrong.status, wrong.body["attempts_left"].clone()), (401, json!(left)));
+    }
+    assert_eq!(tms.call("POST", verify, &operator, json!({"password": "999999"})).await.status, 423);
+    assert_eq!(tms.call("POST", verify, &operator, json!({"password": "246801"})).await.status, 423);
+    tms.clock.advance_ms(30 * 60 * 1000);
+    assert_eq!(tms.call("POST", verify, &operator, json!({"password": "246801"})).await.status, 200);
+
+    let actions: Vec<String> =
+        tms.store.audit.audit_records(0, 10_000).await.unwrap().into_iter().map(|r| r.event.action).collect();
+    for action in ["paycode_password_set", "paycode_password_changed", "paycode_password_failed"] {
+        assert!(actions.iter().any(|a| a == action), "{action} missing");
+    }
+}
+
+async fn parameters_carry_the_payment_code_settings_and_a_version_that_changes_with_them(db: &TestDb) {
+    let tms = start(db, "123456", "0000", "123456").await;
+    let before = tms.call("GET", "/tms/v1/parameters", "", Value::Null).await;
+    assert_eq!(before.status, 200, "{}", before.body);
+    assert_eq!(
+        before.body["qr"],
+        json!({"version": 0, "enabled": true, "qr_validity_minutes": 5, "password_required": false,
+               "password_above_minor": 0, "password_for_refunds": true})
+    );
+    let version = before.body["parameters_version"].as_str().unwrap().to_owned();
+    assert_eq!(version.len(), 16);
+    let same = tms.call("GET", "/tms/v1/parameters", "", Value::Null).await;
+    assert_eq!(same.body["parameters_version"], json!(version), "stable while nothing changes");
+
+    // The merchant turns QR off on this terminal and requires the password above 200.00.
+    let value = json!({"version": 3, "updated_at_ms": 5, "qr_validity_minutes": 15,
+                       "qr_disabled_terminals": [TID], "password_required": true,
+                       "password_above_minor": 20_000, "password_for_refunds": false});
+    let put = WriteOp::PutSetting { scope: MID.into(), name: "paycode_settings".into(), value, at_ms: 5 };
+    tms.store.commit(WriteUnit::ops(vec![put])).await.unwrap();
+    let after = tms.call("GET", "/tms/v1/parameters", "", Value::Null).await;
+    assert_eq!(
+        after.body["qr"],
+        json!({"version": 3, "enabled": false, "qr_validity_minutes": 15, "password_required": true,
+               "password_above_minor": 20_000, "password_for_refunds": false})
+    );
+    assert_ne!(after.body["parameters_version"], json!(version));
 }
 
 fn memmem(haystack: &[u8], needle: &[u8]) -> bool {
