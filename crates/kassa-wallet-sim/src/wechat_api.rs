@@ -451,7 +451,8 @@ async fn refund_query(sim: &WalletSim, request: &Request) -> Result<Outcome, Fai
             pair("total_fee", wire::fen(trade.amount)),
             pair("cash_fee", wire::fen(trade.amount)),
             pair("refund_count", "1"),
-            pair("refund_fee", wire::fen(refund.amount)),
+            // WeChat's refundquery `refund_fee` is everything refunded on the order.
+            pair("refund_fee", wire::fen(trade.refunded)),
             pair("out_refund_no_0", refund.out_request_no.clone().unwrap_or_default()),
             pair("refund_id_0", refund.refund_id.clone()),
             pair("refund_fee_0", wire::fen(refund.amount)),

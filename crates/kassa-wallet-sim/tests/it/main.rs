@@ -411,6 +411,7 @@ async fn cancel_close_and_refund_follow_the_rules() {
     assert_eq!(query["trade_state"], "REFUND");
     let refund_query = sim.wechat("/pay/refundquery", &[("out_trade_no", "C4"), ("out_refund_no", "WR1")]).await;
     assert_eq!((refund_query["refund_fee_0"].as_str(), refund_query["refund_status_0"].as_str()), ("600", "SUCCESS"));
+    assert_eq!(refund_query["refund_fee"], "600");
     let absent = sim.wechat("/pay/refundquery", &[("out_trade_no", "C4"), ("out_refund_no", "WR9")]).await;
     assert_eq!(absent["err_code"], "REFUNDNOTEXIST");
     sim.wechat(
@@ -871,5 +872,105 @@ async fn a_merchant_qr_order_is_paid_through_the_payer_endpoint() {
     assert_eq!((query["trade_state"].as_str(), query["trade_type"].as_str()), ("SUCCESS", "NATIVE"));
     let (status, _) = sim.post_json("/sim/v1/qr/pay", json!({"qr": "x"})).await;
     assert_eq!(status, 400);
+    sim.stop().await;
+}
+
+/// Kassa's own connectors against the simulator: the two sides speak one dialect.
+#[tokio::test]
+async fn the_connectors_understand_the_simulator() {
+    use kassa_domain::{Currency, Money};
+    use kassa_wallet::{
+        AlipayConnector, CancelOutcome, Decline, PayOutcome, PayRequest, PaymentCode, PrecreateRequest, RefundRequest,
+        TradeState, WalletConnector, WalletError, WechatConnector,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), ManualClock::new(START_MS)).await;
+    let clock: Arc<dyn kassa_domain::clock::Clock> = Arc::new(sim.clock.clone());
+    let (notifications, addr) = receiver(0, "success").await;
+    let alipay_connector = AlipayConnector::from_credentials(&sim.credentials.alipay, Arc::clone(&clock)).unwrap();
+    let wechat_connector = WechatConnector::from_credentials(&sim.credentials.wechat, Arc::clone(&clock)).unwrap();
+    let connectors: [(&dyn WalletConnector, &str); 2] =
+        [(&alipay_connector, "2812345678901234"), (&wechat_connector, "134567890123456")];
+    let cny = |minor| Money::from_minor(minor, Currency::CNY);
+    for (connector, code_prefix) in connectors {
+        let wallet = connector.wallet();
+        let code = |ending: &str| PaymentCode::new(format!("{code_prefix:0<16}{ending}"));
+        let pay = |reference: &str, ending: &str| PayRequest {
+            reference: format!("{wallet}{reference}"),
+            code: code(ending),
+            amount: cny(1_000),
+            subject: "Coffee".into(),
+        };
+        let paid = connector.pay(&pay("K1", "01")).await.unwrap();
+        assert!(matches!(&paid, PayOutcome::Paid(trade) if trade.state == TradeState::Paid), "{wallet}: {paid:?}");
+        let waiting = connector.pay(&pay("K2", "02")).await.unwrap();
+        assert!(matches!(waiting, PayOutcome::Waiting(_)), "{wallet}: {waiting:?}");
+        sim.clock.advance_ms(2_000);
+        let trade = connector.query(&format!("{wallet}K2")).await.unwrap();
+        assert_eq!(trade.state, TradeState::Paid, "{wallet}");
+        assert!(trade.paid_at_ms.is_some(), "{wallet}");
+        let poor = connector.pay(&pay("K3", "03")).await;
+        assert_eq!(poor, Err(WalletError::Declined(Decline::BalanceNotEnough)), "{wallet}");
+        let missing = connector.query(&format!("{wallet}K9")).await;
+        assert_eq!(missing, Err(WalletError::Declined(Decline::TradeNotFound)), "{wallet}");
+
+        connector.pay(&pay("K4", "04")).await.unwrap();
+        assert_eq!(connector.cancel(&format!("{wallet}K4")).await, Ok(CancelOutcome::Closed), "{wallet}");
+        assert_eq!(
+            connector.close(&format!("{wallet}K1")).await,
+            Err(WalletError::Declined(Decline::TradeAlreadyPaid)),
+            "{wallet}"
+        );
+
+        let refund = RefundRequest {
+            reference: format!("{wallet}K1"),
+            refund_reference: format!("{wallet}KR1"),
+            amount: cny(300),
+            total: cny(1_000),
+            reason: "returned".into(),
+        };
+        let refunded = connector.refund(&refund).await.unwrap();
+        assert_eq!(refunded.amount, cny(300), "{wallet}");
+        assert_eq!(connector.refund(&refund).await.unwrap().amount, cny(300), "{wallet}: the same refund again");
+        let found = connector.refund_query(&format!("{wallet}K1"), &format!("{wallet}KR1")).await.unwrap();
+        assert_eq!(found.amount, cny(300), "{wallet}");
+        let too_much = RefundRequest { refund_reference: format!("{wallet}KR2"), amount: cny(701), ..refund.clone() };
+        assert_eq!(connector.refund(&too_much).await, Err(WalletError::Declined(Decline::RefundTooLarge)), "{wallet}");
+
+        let qr_code = connector
+            .precreate(&PrecreateRequest {
+                reference: format!("{wallet}K5"),
+                amount: cny(880),
+                subject: "Cake".into(),
+                validity_minutes: 5,
+                notify_url: format!("http://{addr}/notify"),
+            })
+            .await
+            .unwrap();
+        let (_, paid) = sim.post_json("/sim/v1/qr/pay", json!({"qr_code": qr_code, "wallet": wallet})).await;
+        assert_eq!(paid["paid"], json!(true), "{wallet}: {paid}");
+        assert_eq!(connector.query(&format!("{wallet}K5")).await.unwrap().state, TradeState::Paid, "{wallet}");
+
+        let statement = String::from_utf8(connector.statement(TODAY, 1 << 20).await.unwrap()).unwrap();
+        assert!(
+            statement.contains(&format!("{wallet}K1")) && statement.contains(&format!("{wallet}KR1")),
+            "{statement}"
+        );
+    }
+    eventually("both notifications", || async { notifications.count.load(Ordering::SeqCst) >= 2 }).await;
+    let received = notifications.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2);
+    for (content_type, body) in &received {
+        let connector: &dyn WalletConnector = if content_type.starts_with("application/x-www-form-urlencoded") {
+            &alipay_connector
+        } else {
+            &wechat_connector
+        };
+        let notification = connector.verify_notification(content_type, body).unwrap();
+        assert_eq!(notification.trade.reference, format!("{}K5", connector.wallet()));
+        assert_eq!(notification.trade.state, TradeState::Paid);
+    }
+    assert_ne!(received[0].0, received[1].0, "one notification from each wallet");
     sim.stop().await;
 }
