@@ -1,9 +1,10 @@
 //! The channel simulators and the card issuer the host uses.
 //!
 //! `kassa sim` serves the simulators alone; `kassa up` serves the same router on its `--sim`
-//! address and, unless `--issuer-url` points elsewhere, uses the same simulator in-process. Today
-//! the router holds the card issuer simulator (the issuer link of `kassa_issuer::server`); the
-//! wallet simulator (`POST /sim/v1/qr/pay`) merges its routes into [`router`] when it lands.
+//! address and, unless `--issuer-url` points elsewhere, uses the same simulators in-process: the
+//! card issuer (the issuer link of `kassa_issuer::server`) and the wallet simulator
+//! (`kassa_wallet_sim`: both wallet providers' APIs, the payer, statements and faults), whose books
+//! and credentials live in `<data-dir>/sim/`.
 //!
 //! The zone PIN key (ZPK) is the one secret host and issuer share: the host translates every
 //! terminal PIN block to it, the issuer verifies PINs under it. Both sides read it from
@@ -21,13 +22,35 @@ use axum::Router;
 use kassa_crypto::TdesKey;
 use kassa_issuer::{IssuerConnector, IssuerSimulator, RemoteIssuer, RemoteIssuerConfig, SystemClock};
 use kassa_server::Config;
+use kassa_wallet_sim::{SimConfig, WalletSim};
 use tokio_util::sync::CancellationToken;
 
 use crate::demo;
 
 /// Every simulator's routes, for the simulators' address.
-pub fn router(issuer: IssuerSimulator, shutdown: CancellationToken) -> Router {
-    kassa_issuer::server::router(issuer, shutdown)
+pub fn router(issuer: IssuerSimulator, wallets: &WalletSim, shutdown: CancellationToken) -> Router {
+    kassa_issuer::server::router(issuer, shutdown).merge(wallets.router())
+}
+
+/// Where the wallet simulator keeps its books and credentials.
+pub fn wallet_sim_dir(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("sim")
+}
+
+/// Opens the wallet simulator of `config`, reachable at `addr`, and starts its background work
+/// (payers confirming, orders expiring, notifications) until `shutdown`.
+pub fn start_wallet_sim(
+    config: &Config,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(WalletSim, tokio::task::JoinHandle<()>)> {
+    let sim_config = SimConfig::new(format!("http://{addr}"), Arc::new(kassa_domain::clock::SystemClock));
+    let dir = wallet_sim_dir(config);
+    let wallets = WalletSim::open(&dir, sim_config)
+        .with_context(|| format!("cannot open the wallet simulator in {}", dir.display()))?;
+    let background = wallets.clone();
+    let task = tokio::spawn(async move { background.run(shutdown.cancelled_owned()).await });
+    Ok((wallets, task))
 }
 
 /// The zone PIN key and where it came from.
@@ -107,19 +130,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let zone_pin_key = zone_pin_key(&config)?;
     let simulator = IssuerSimulator::new(zone_pin_key.key.clone(), Arc::new(SystemClock));
     let addr = listener.local_addr().context("cannot read the simulators' address")?;
-    print_banner(addr, &zone_pin_key);
-    let router = router(simulator, shutdown.clone());
-    kassa_server::serve_until_stopped(listener, router, shutdown, "simulators").await?;
+    let (wallets, wallet_task) = start_wallet_sim(&config, addr, shutdown.clone())?;
+    print_banner(addr, &zone_pin_key, &wallet_sim_dir(&config));
+    let router = router(simulator, &wallets, shutdown.clone());
+    let served = kassa_server::serve_until_stopped(listener, router, shutdown.clone(), "simulators").await;
+    shutdown.cancel();
+    let _ = wallet_task.await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Where the simulators are; one `name: value` per line, like `kassa up`'s banner.
 #[expect(clippy::print_stdout, reason = "the address is the output `kassa sim` is run for")]
-fn print_banner(addr: SocketAddr, zone_pin_key: &ZonePinKey) {
+fn print_banner(addr: SocketAddr, zone_pin_key: &ZonePinKey, wallet_dir: &std::path::Path) {
     println!("kassa {} simulators are up", kassa_server::metrics::VERSION);
     println!("sim: http://{addr}");
     println!("issuer: http://{addr}{}", kassa_issuer::link::LINK_PATH);
     println!("zone_pin_key: {}", zone_pin_key.describe());
+    println!("wallets: http://{addr}/sim/v1/alipay/gateway.do, http://{addr}/sim/v1/wechat/pay");
+    println!("wallet_credentials: {}", wallet_dir.join(kassa_wallet_sim::CREDENTIALS_FILE).display());
     println!("stop with Ctrl-C");
 }

@@ -83,10 +83,14 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let mut wallet_sim = None;
     let sim_server = match (listeners.take_sim(), &simulator) {
         (Some(listener), Some(simulator)) => {
             let addr = listener.local_addr().context("cannot read the simulators' address")?;
-            Some((addr, listener, sim::router(simulator.clone(), shutdown.clone())))
+            let (wallets, task) = sim::start_wallet_sim(&config, addr, shutdown.clone())?;
+            let router = sim::router(simulator.clone(), &wallets, shutdown.clone());
+            wallet_sim = Some((wallets, task));
+            Some((addr, listener, router))
         }
         _ => None,
     };
@@ -133,6 +137,11 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     if let Some(task) = sim_task {
         outcomes.push(drained(task.await, "the simulators' server"));
+    }
+    if let Some((_, task)) = wallet_sim {
+        if let Err(error) = task.await {
+            outcomes.push(Err(anyhow::anyhow!("the wallet simulator stopped abnormally: {error}")));
+        }
     }
     // The refusals counted since the last window reach the audit log before the process ends.
     match auth_shared.flush().await {

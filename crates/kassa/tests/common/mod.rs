@@ -54,12 +54,22 @@ impl Tms {
 
     /// A signed `POST path` (with the operator session when not empty): status and JSON body.
     pub fn call(&self, path: &str, session: &str, body: Value) -> (u16, Value) {
-        let body = body.to_string();
+        self.request("POST", path, session, Some(body))
+    }
+
+    /// A signed `GET path` (with the operator session when not empty): status and JSON body.
+    pub fn get(&self, path: &str, session: &str) -> (u16, Value) {
+        self.request("GET", path, session, None)
+    }
+
+    /// A signed request: status and JSON body.
+    pub fn request(&self, method: &str, path: &str, session: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map(|body| body.to_string()).unwrap_or_default();
         let nonce = format!("e2e-nonce-{:016}", self.nonce.fetch_add(1, Ordering::SeqCst));
         let timestamp_ms = now_ms();
         let signature = kassa_tms::signature::sign(
             self.credential.as_bytes(),
-            "POST",
+            method,
             path,
             &self.terminal_id,
             timestamp_ms,
@@ -77,7 +87,7 @@ impl Tms {
         if !session.is_empty() {
             headers.push(("X-Kassa-Session", session));
         }
-        let (status, _, answer) = http(self.addr, "POST", path, &headers, &body);
+        let (status, _, answer) = http(self.addr, method, path, &headers, &body);
         (status, answer)
     }
 }
@@ -88,6 +98,8 @@ pub struct Host {
     pub child: std::process::Child,
     pub http: SocketAddr,
     pub iso: Option<SocketAddr>,
+    /// The simulators' address, when the banner names one.
+    pub sim: Option<SocketAddr>,
     pub data_dir: std::path::PathBuf,
     output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
@@ -144,7 +156,9 @@ impl Host {
             let line = |prefix: &str| text.lines().find_map(|line| line.strip_prefix(prefix).map(str::to_owned));
             if let (Some(http), Some(_)) = (line("http: http://"), line("database: ")) {
                 let iso = line("iso: ").and_then(|iso| iso.trim().parse().ok());
-                return Host { child, http: http.trim().parse().unwrap(), iso, data_dir: data_dir.to_owned(), output };
+                let sim = line("sim: http://").and_then(|sim| sim.trim().parse().ok());
+                let http = http.trim().parse().unwrap();
+                return Host { child, http, iso, sim, data_dir: data_dir.to_owned(), output };
             }
             assert!(std::time::Instant::now() < deadline, "no banner before the deadline:\n{text}");
             assert!(child.try_wait().unwrap().is_none(), "kassa exited:\n{text}");
@@ -189,5 +203,29 @@ impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A fresh PostgreSQL database on the server of `admin_url` (`KASSA_TEST_DATABASE_URL`),
+/// dropped with this value.
+pub struct ScratchPostgres {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+}
+
+pub fn scratch_postgres(admin_url: &str) -> ScratchPostgres {
+    let name = format!("kassa_e2e_{}_{}", std::process::id(), rand::random::<u32>());
+    let url = block_on(kassa_store::create_database(admin_url, &name)).unwrap();
+    ScratchPostgres { admin_url: admin_url.to_owned(), name, url }
+}
+
+impl Drop for ScratchPostgres {
+    fn drop(&mut self) {
+        let _ = block_on(kassa_store::drop_database(&self.admin_url, &self.name));
     }
 }
