@@ -1,7 +1,7 @@
 //! The back-office JSON API, `/backoffice/v1` (docs/reference/http.md): what the back office's pages
 //! (a later issue) and scripts ask the host — login, who am I, password changes, unlocks,
-//! operator resets on behalf of a merchant, institution resets with one-time codes, and the
-//! default-password risk list.
+//! operator resets on behalf of a merchant, the merchant's payment-code settings and password,
+//! institution resets with one-time codes, and the default-password risk list.
 //!
 //! The session token travels only in a cookie (`HttpOnly; SameSite=Strict; Path=/`) and is
 //! stored server-side only as a SHA-256 digest (as TMS sessions are). Every state-changing
@@ -28,7 +28,8 @@ use axum::{Json, Router};
 use kassa_auth::notify::Notifier;
 use kassa_auth::reset::ResetTarget;
 use kassa_auth::{
-    Auth, AuthError, AuthShared, BackOfficeSession, Clock, SessionToken, BACK_OFFICE_SESSION_LIFETIME_MS,
+    Auth, AuthError, AuthShared, BackOfficeSession, Clock, PaycodeSettings, PaycodeSettingsDraft, PaycodeSettingsView,
+    SessionToken, BACK_OFFICE_SESSION_LIFETIME_MS,
 };
 use kassa_crypto::Pepper;
 use kassa_store::Store;
@@ -100,6 +101,11 @@ pub fn router(state: BackOfficeState) -> Router {
         .route("/backoffice/v1/users/{username}/unlock", post(unlock_user))
         .route("/backoffice/v1/merchants/{merchant_id}/operators/{code}/unlock", post(unlock_operator))
         .route("/backoffice/v1/merchants/{merchant_id}/operators/{code}/reset", post(reset_operator))
+        .route(
+            "/backoffice/v1/merchants/{merchant_id}/paycode-settings",
+            get(paycode_settings).put(put_paycode_settings),
+        )
+        .route("/backoffice/v1/merchants/{merchant_id}/paycode-password", post(set_paycode_password))
         .route("/backoffice/v1/resets", post(request_reset))
         .route("/backoffice/v1/resets/{code_id}/complete", post(complete_reset))
         .route("/backoffice/v1/risks", get(risks))
@@ -396,7 +402,8 @@ async fn reset_operator(
 }
 
 fn reset_target(text: &str) -> Result<ResetTarget, ApiError> {
-    ResetTarget::parse(text).ok_or_else(|| ApiError::Body("target is supervisor_password or refund_password".into()))
+    ResetTarget::parse(text)
+        .ok_or_else(|| ApiError::Body("target is supervisor_password, refund_password or paycode_password".into()))
 }
 
 #[derive(Deserialize)]
@@ -465,6 +472,97 @@ async fn complete_reset(
         )
         .await?;
     Ok(ok(json!({"merchant_id": body.merchant_id, "target": target.as_str(), "must_change": true})))
+}
+
+fn paycode_settings_json(merchant_id: &str, view: &PaycodeSettingsView) -> Value {
+    let current = &view.current;
+    let settings = &current.settings;
+    json!({
+        "merchant_id": merchant_id,
+        "version": current.version,
+        "updated_at_ms": current.updated_at_ms,
+        "qr_validity_minutes": settings.qr_validity_minutes(),
+        "qr_disabled_terminals": settings.qr_disabled_terminals().collect::<Vec<_>>(),
+        "password_required": settings.password_required(),
+        "password_above_minor": settings.password_above_minor(),
+        "password_for_refunds": settings.password_for_refunds(),
+        "paycode_password_set": view.password_set,
+    })
+}
+
+/// The merchant's payment-code settings (付款码设置): its owner, an institution admin.
+async fn paycode_settings(
+    State(state): State<BackOfficeState>,
+    Path(merchant_id): Path<String>,
+    call: Call,
+) -> Result<Json<Value>, ApiError> {
+    let session = call.session(&state).await?;
+    limited("merchant_id", &merchant_id, ID_CHARS_MAX)?;
+    let view = state.auth.paycode_settings_for(&session, &merchant_id).await?;
+    Ok(ok(paycode_settings_json(&merchant_id, &view)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaycodeSettingsBody {
+    qr_validity_minutes: u16,
+    qr_disabled_terminals: Vec<String>,
+    password_required: bool,
+    password_above_minor: i64,
+    password_for_refunds: bool,
+    /// The version the edit was made on: refused (`409`) when the settings moved on since.
+    #[serde(default)]
+    version: Option<u64>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Replaces the payment-code settings; the answer is the new settings with their version.
+async fn put_paycode_settings(
+    State(state): State<BackOfficeState>,
+    Path(merchant_id): Path<String>,
+    call: Call,
+) -> Result<Json<Value>, ApiError> {
+    let session = call.session(&state).await?;
+    let body: PaycodeSettingsBody = call.json()?;
+    limited("merchant_id", &merchant_id, ID_CHARS_MAX)?;
+    limited("reason", &body.reason, REASON_CHARS_MAX)?;
+    let settings = PaycodeSettings::new(PaycodeSettingsDraft {
+        qr_validity_minutes: body.qr_validity_minutes,
+        qr_disabled_terminals: body.qr_disabled_terminals,
+        password_required: body.password_required,
+        password_above_minor: body.password_above_minor,
+        password_for_refunds: body.password_for_refunds,
+    })
+    .map_err(AuthError::Settings)?;
+    let view = state
+        .auth
+        .put_paycode_settings(&session, &merchant_id, settings, body.version, &body.reason, &call.source)
+        .await?;
+    Ok(ok(paycode_settings_json(&merchant_id, &view)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaycodePasswordBody {
+    /// The current password; absent (or `null`) to set the first one.
+    #[serde(default)]
+    old: Option<Secret>,
+    new: Secret,
+}
+
+/// The merchant's owner sets the payment-code password the first time or changes it.
+async fn set_paycode_password(
+    State(state): State<BackOfficeState>,
+    Path(merchant_id): Path<String>,
+    call: Call,
+) -> Result<Json<Value>, ApiError> {
+    let session = call.session(&state).await?;
+    let body: PaycodePasswordBody = call.json()?;
+    limited("merchant_id", &merchant_id, ID_CHARS_MAX)?;
+    let old = body.old.as_ref().map(|old| old.0.as_str());
+    state.auth.set_paycode_password_for(&session, &merchant_id, old, &body.new.0, &call.source).await?;
+    Ok(ok(json!({"merchant_id": merchant_id, "first": old.is_none()})))
 }
 
 async fn risks(State(state): State<BackOfficeState>, call: Call) -> Result<Json<Value>, ApiError> {

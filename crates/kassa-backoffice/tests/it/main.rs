@@ -212,6 +212,7 @@ kassa_store::both_backends!(
     a_busy_hashing_pool_is_503_with_retry_after,
     cookies_are_secure_when_served_over_tls,
     merchant_owners_cannot_probe_usernames,
+    payment_code_settings_and_password_by_the_owner_and_the_institution,
 );
 
 impl BackOffice {
@@ -748,4 +749,134 @@ async fn merchant_owners_cannot_probe_usernames(db: &TestDb) {
     let cookie = format!("kassa_session={}", admin.token);
     let headers = [("Cookie", cookie.as_str()), ("X-Kassa-CSRF", admin.csrf.as_str()), ("Content-Type", "text/plain")];
     assert_eq!(bo.raw("POST", "/backoffice/v1/logout", &headers, "{}").await.status, 415);
+}
+
+async fn payment_code_settings_and_password_by_the_owner_and_the_institution(db: &TestDb) {
+    let bo = start(db).await;
+    let owner = bo.ready("owner", "Owner-Coffee-2027").await;
+    let admin = bo.ready("admin", "Admin-Pass-0001").await;
+    let reviewer = bo.ready("reviewer", "Review-Pass-2027").await;
+    let staff = bo.ready("staff", "Staff-Coffee-2027").await;
+    let path = format!("merchants/{MID}/paycode-settings");
+    let full = format!("/backoffice/v1/{path}");
+    let password = format!("merchants/{MID}/paycode-password");
+
+    // Read: the defaults, version 0, no password yet.
+    let read = bo.get(&owner, &path).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(
+        read.body,
+        json!({"ok": true, "merchant_id": MID, "version": 0, "updated_at_ms": 0, "qr_validity_minutes": 5,
+               "qr_disabled_terminals": [], "password_required": false, "password_above_minor": 0,
+               "password_for_refunds": true, "paycode_password_set": false})
+    );
+    assert_eq!(bo.get(&admin, &path).await.status, 200);
+    for browser in [&reviewer, &staff] {
+        assert_eq!(bo.get(browser, &path).await.status, 403);
+    }
+    assert_eq!(bo.get(&owner, &format!("merchants/{OTHER_MID}/paycode-settings")).await.status, 403);
+
+    // Write: CSRF and JSON like every change; every rule broken is listed; no unknown fields.
+    let body = |change: &dyn Fn(&mut Value)| {
+        let mut body = json!({"qr_validity_minutes": 10, "qr_disabled_terminals": [TID], "password_required": false,
+                              "password_above_minor": 0, "password_for_refunds": true, "reason": "busy till"});
+        change(&mut body);
+        body
+    };
+    let cookie = format!("kassa_session={}", owner.token);
+    let no_csrf = [("Cookie", cookie.as_str()), ("Content-Type", "application/json")];
+    assert_eq!(bo.raw("PUT", &full, &no_csrf, &body(&|_| {}).to_string()).await.status, 403);
+    let invalid = bo
+        .call(
+            &owner,
+            "PUT",
+            &full,
+            body(&|b| {
+                b["qr_validity_minutes"] = json!(121);
+                b["password_above_minor"] = json!(-1);
+            }),
+        )
+        .await;
+    assert_eq!(invalid.status, 422, "{}", invalid.body);
+    assert_eq!(
+        invalid.body["violations"],
+        json!([
+            "qr_validity_minutes must be between 1 and 120",
+            "password_above_minor must be between 0 and 100000000000"
+        ])
+    );
+    let unknown = bo.call(&owner, "PUT", &full, body(&|b| b["qr_validity_seconds"] = json!(300))).await;
+    assert_eq!(unknown.status, 400);
+    let foreign = bo.call(&owner, "PUT", &full, body(&|b| b["qr_disabled_terminals"] = json!(["20000001"]))).await;
+    assert_eq!(
+        (foreign.status, foreign.error()),
+        (400, "terminal 20000001 is not a terminal of merchant 898100000000001")
+    );
+    // The password cannot be required before the merchant has one.
+    let early = bo.call(&owner, "PUT", &full, body(&|b| b["password_required"] = json!(true))).await;
+    assert_eq!(early.status, 409, "{}", early.body);
+    assert!(early.error().starts_with("set a payment-code password first"), "{}", early.error());
+    assert_eq!(bo.call(&reviewer, "PUT", &full, body(&|_| {})).await.status, 403);
+
+    // The owner sets the password (the institution may not), then requires it above 100.00.
+    assert_eq!(bo.post(&admin, &password, json!({"new": "135790"})).await.status, 403);
+    let short = bo.post(&owner, &password, json!({"new": "1357"})).await;
+    assert_eq!(short.status, 422);
+    let set = bo.post(&owner, &password, json!({"new": "135790"})).await;
+    assert_eq!((set.status, set.body["first"].clone()), (200, json!(true)), "{}", set.body);
+    let saved = bo
+        .call(
+            &owner,
+            "PUT",
+            &full,
+            body(&|b| {
+                b["password_required"] = json!(true);
+                b["password_above_minor"] = json!(10_000);
+                b["version"] = json!(0);
+            }),
+        )
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert_eq!((saved.body["version"].clone(), saved.body["paycode_password_set"].clone()), (json!(1), json!(true)));
+    assert_eq!(bo.get(&admin, &path).await.body["qr_disabled_terminals"], json!([TID]));
+    let stale = bo.call(&admin, "PUT", &full, body(&|b| b["version"] = json!(0))).await;
+    assert_eq!(stale.status, 409);
+    let by_admin = bo.call(&admin, "PUT", &full, body(&|b| b["version"] = json!(1))).await;
+    assert_eq!((by_admin.status, by_admin.body["version"].clone()), (200, json!(2)));
+    let settings = bo.auth.paycode_settings(MID).await.unwrap();
+    assert!(!settings.settings.qr_enabled(TID) && !settings.settings.password_required());
+
+    // Forgotten: the institution resets it with a one-time code; it is a risk until changed.
+    let ticket = bo
+        .post(&admin, "resets", json!({"merchant_id": MID, "target": "paycode_password", "reason": "id checked"}))
+        .await;
+    assert_eq!(ticket.status, 200, "{}", ticket.body);
+    let code_id = ticket.body["code_id"].as_str().unwrap().to_owned();
+    let mail = bo.sink.next_message().await;
+    assert!(mail.data.contains("payment-code password"));
+    let code = smtp_sink::eight_digits(&mail.data).unwrap();
+    let finish = json!({"merchant_id": MID, "target": "paycode_password", "code": code, "new_secret": "864200", "reason": "forgotten"});
+    let done = bo.post(&admin, &format!("resets/{code_id}/complete"), finish).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let accounts = |risks: &Answer| -> Vec<String> {
+        risks.body["risks"].as_array().unwrap().iter().map(|r| r["account"].as_str().unwrap().to_owned()).collect()
+    };
+    assert!(accounts(&bo.get(&owner, "risks").await).contains(&"898100000000001/paycode_password".to_owned()));
+    let wrong = bo.post(&owner, &password, json!({"old": "135790", "new": "975311"})).await;
+    assert_eq!((wrong.status, wrong.body["attempts_left"].clone()), (401, json!(4)));
+    let changed = bo.post(&owner, &password, json!({"old": "864200", "new": "975311"})).await;
+    assert_eq!((changed.status, changed.body["first"].clone()), (200, json!(false)), "{}", changed.body);
+    assert!(!accounts(&bo.get(&owner, "risks").await).contains(&"898100000000001/paycode_password".to_owned()));
+
+    let records = bo.store.audit.audit_records(0, 10_000).await.unwrap();
+    let changes: Vec<_> = records.iter().filter(|r| r.event.action == "paycode_settings_changed").collect();
+    assert_eq!(changes.len(), 2);
+    assert_eq!((changes[0].event.actor.as_str(), changes[0].event.reason.as_str()), ("user:owner", "busy till"));
+    assert_eq!(changes[1].event.details["old"]["password_required"], json!(true));
+    assert_eq!(changes[1].event.details["new"]["password_required"], json!(false));
+    let actions = bo.actions().await;
+    for action in ["paycode_password_set", "paycode_password_changed", "paycode_password_failed", "password_reset"] {
+        assert!(actions.iter().any(|a| a == action), "{action} missing");
+    }
+    bo.assert_chain().await;
 }
