@@ -410,6 +410,48 @@ async fn cancel_and_close_by_the_merchant(db: &TestDb) {
     assert!(audit.iter().any(|r| r.event.action == "qr_closed"));
 }
 
+async fn the_routes_answer_the_landing_and_notifications(db: &TestDb) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let host = host(db).await;
+    let app = kassa_qr::routes::router(host.service.clone());
+    let request =
+        MerchantQrRequest { out_trade_no: "H1".into(), amount: cny(1234), subject: "x".into(), validity_minutes: None };
+    let trade = host.service.create_merchant_qr(&merchant(), &origin(), request).await.unwrap();
+    let path = trade.qr_code.unwrap().replace("http://kassa.test", "");
+    let get = |uri: String, agent: &'static str| {
+        axum::http::Request::get(uri)
+            .header("accept", "application/json")
+            .header("user-agent", agent)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let answer = app.clone().oneshot(get(format!("{path}?wallet=wechat"), "curl")).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value =
+        serde_json::from_slice(&answer.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["wallet"], "wechat");
+    assert_eq!(body["amount"], "12.34");
+    assert!(body["wallet_qr_code"].as_str().unwrap().starts_with("fake://wechat/"));
+    let by_agent = app.clone().oneshot(get(path.clone(), "Mozilla AlipayClient/10")).await.unwrap();
+    assert_eq!(by_agent.status(), 200);
+    let unknown = app.clone().oneshot(get("/qr/v1/unknown".into(), "AlipayClient")).await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let body = host.wechat.payer_pays(&trade.reference).unwrap();
+    let notify = axum::http::Request::post("/notify/v1/wechat")
+        .header("content-type", "text/xml")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let answer = app.clone().oneshot(notify).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(&answer.into_body().collect().await.unwrap().to_bytes()[..], b"success");
+    let paid = app.clone().oneshot(get(format!("{path}?wallet=alipay"), "curl")).await.unwrap();
+    assert_eq!(paid.status(), 410);
+    let too_large =
+        axum::http::Request::post("/notify/v1/alipay").body(axum::body::Body::from(vec![b'a'; 70 * 1024])).unwrap();
+    assert_eq!(app.oneshot(too_large).await.unwrap().status(), 413);
+}
+
 kassa_store::both_backends!(
     a_code_paid_at_once_is_credited_with_its_fee_once,
     a_waiting_payer_who_confirms_is_paid,
@@ -422,4 +464,5 @@ kassa_store::both_backends!(
     refunds_are_partial_bounded_once_and_resolved,
     a_slow_wallet_does_not_hold_up_the_other,
     cancel_and_close_by_the_merchant,
+    the_routes_answer_the_landing_and_notifications,
 );
