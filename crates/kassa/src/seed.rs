@@ -99,10 +99,16 @@ pub fn demo_unit(secrets: &DemoSecrets, master_key: &MasterKey) -> anyhow::Resul
             ),
             ("terminal_password_policy", serde_json::to_value(PasswordPolicy::terminal_default())?),
             ("refund_review_threshold_minor", json!(demo::DEMO_REFUND_REVIEW_THRESHOLD_MINOR)),
-            // docs/reference/demo-data.md: QR valid 5 minutes, no payment-code password at first, QR on every terminal.
+            // docs/reference/demo-data.md: QR valid 5 minutes, on every terminal, no payment-code
+            // password asked (the merchant has none yet), in the stored form kassa-auth reads.
             (
-                "paycode_settings",
-                json!({"qr_validity_seconds": 300, "password_required_above_minor": null, "qr_disabled_terminals": []}),
+                kassa_auth::paycode::PAYCODE_SETTINGS,
+                kassa_auth::VersionedPaycodeSettings {
+                    settings: kassa_auth::PaycodeSettings::default(),
+                    version: 1,
+                    updated_at_ms: now,
+                }
+                .to_json(),
             ),
         ];
         for (name, value) in settings {
