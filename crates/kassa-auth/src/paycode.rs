@@ -139,7 +139,7 @@ impl PaycodeSettings {
 
     /// Whether QR payments are on for this terminal (on unless turned off).
     pub fn qr_enabled(&self, terminal_id: &str) -> bool {
-        !self.qr_disabled_terminals.iter().any(|t| t.as_str() == terminal_id)
+        !TerminalId::parse(terminal_id).is_ok_and(|id| self.qr_disabled_terminals.contains(&id))
     }
 
     /// Whether the payment-code password is asked at all.
