@@ -11,6 +11,7 @@
 //! line; answers carry a session token or an approval only to the terminal that asked.
 //! **Boundary**: wire DTOs are here; records and rules are in kassa-store and kassa-auth.
 
+pub mod qr;
 pub mod signature;
 
 use std::net::SocketAddr;
@@ -33,6 +34,9 @@ use kassa_store::{auth as store_auth, MerchantSecretKind, Store, TerminalRecord,
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
+
+/// `Retry-After` of a QR request refused because a wallet or the database is unavailable.
+const QR_RETRY_AFTER_S: u64 = 5;
 
 /// The largest request body accepted.
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
@@ -99,6 +103,8 @@ pub enum ApiError {
     NotJson,
     /// A rule of kassa-auth refused it.
     Auth(AuthError),
+    /// The QR service refused it or could not finish it.
+    Qr(kassa_qr::QrError),
 }
 
 impl From<AuthError> for ApiError {
@@ -131,6 +137,20 @@ impl IntoResponse for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({"error": "send the body as JSON (Content-Type: application/json)"}),
             ),
+            ApiError::Qr(error) => {
+                let status = kassa_qr::routes::status_of(error);
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    retry_after_s = Some(QR_RETRY_AFTER_S);
+                }
+                // Internal errors are logged, never shown: their text may name the database.
+                let message = if status.is_server_error() {
+                    tracing::warn!(%error, "a terminal QR request failed");
+                    "the QR payment could not be processed now; query the trade before trying again".to_owned()
+                } else {
+                    error.to_string()
+                };
+                (status, json!({"error": message, "code": format!("{:?}", error.kind()).to_lowercase()}))
+            }
             ApiError::Auth(error) => {
                 let answer = error.answer("TMS");
                 retry_after_s = answer.retry_after_s;

@@ -12,6 +12,7 @@ mod files;
 mod gateway;
 mod logging;
 mod master_key;
+mod qr;
 mod seed;
 mod sim;
 mod start;

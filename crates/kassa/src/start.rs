@@ -26,6 +26,7 @@ use crate::demo::{self, DemoSecrets};
 use crate::files;
 use crate::gateway;
 use crate::master_key::{self, WhenMissing};
+use crate::qr;
 use crate::sim;
 use crate::store::{self, DemoState, Store};
 
@@ -108,10 +109,21 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         }
     };
     let secure_cookies = http_tls.is_some();
-    let (routes, auth_shared) = routes(&store, &master_key, secure_cookies, notifier);
+    let qr_service = match qr::credentials(&config, wallet_sim.as_ref().map(|(wallets, _)| wallets))? {
+        Some(credentials) => {
+            let http_addr = listeners.http_addr().context("cannot read the HTTP address")?;
+            let base = qr::public_base_url(&config, http_addr, secure_cookies);
+            Some(qr::service(store.inner(), &credentials, &base)?)
+        }
+        None => {
+            tracing::warn!("no wallet credentials are configured (wallet_credentials): QR payments are off");
+            None
+        }
+    };
+    let (routes, auth_shared) = routes(&store, &master_key, secure_cookies, notifier, qr_service.clone());
     let deps = AppDeps {
         readiness: store.readiness(),
-        registry: registry_with(&auth_shared),
+        registry: registry_with(&auth_shared, qr_service.clone()),
         store_durable: store.durable().await,
         shutdown: shutdown.clone(),
         routes,
@@ -125,6 +137,10 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         tokio::spawn(kassa_server::serve_until_stopped(listener, router, shutdown.clone(), "simulators"))
     });
     let gateway_task = gateway.map(|gateway| tokio::spawn(gateway.run(shutdown.clone())));
+    let resolver_task = qr_service.map(|service| {
+        let stop = shutdown.clone();
+        tokio::spawn(async move { service.run_resolver(stop.cancelled_owned()).await })
+    });
     let card = card_issuer.map(|issuer| issuer.description).zip(zone_pin_description);
     print_banner(&config, &app.http_url(), gateway_task.is_some().then_some(iso_addr), sim_addr, card);
     let served = app.run_until_stopped().await.context("the http server failed");
@@ -137,6 +153,11 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     if let Some(task) = sim_task {
         outcomes.push(drained(task.await, "the simulators' server"));
+    }
+    if let Some(task) = resolver_task {
+        if let Err(error) = task.await {
+            outcomes.push(Err(anyhow::anyhow!("the QR resolver stopped abnormally: {error}")));
+        }
     }
     if let Some((_, task)) = wallet_sim {
         if let Err(error) = task.await {
@@ -201,6 +222,7 @@ fn routes(
     master_key: &MasterKey,
     secure_cookies: bool,
     notifier: Arc<dyn kassa_auth::notify::Notifier>,
+    qr_service: Option<kassa_qr::QrService>,
 ) -> (axum::Router, kassa_auth::AuthShared) {
     let clock: Arc<dyn kassa_auth::Clock> = Arc::new(kassa_auth::SystemClock);
     // ONE Argon2id pool and ONE refusal counter for every surface of the process.
@@ -214,13 +236,20 @@ fn routes(
         shared.clone(),
     );
     let back_office = back_office.with_secure_cookies(secure_cookies);
-    (kassa_tms::router(tms).merge(kassa_backoffice::router(back_office)), shared)
+    let mut router = kassa_tms::router(tms.clone()).merge(kassa_backoffice::router(back_office));
+    if let Some(service) = qr_service {
+        router = router
+            .merge(kassa_tms::qr::router(kassa_tms::qr::TmsQrState::new(tms, service.clone())))
+            .merge(kassa_qr::routes::router(service));
+    }
+    (router, shared)
 }
 
 /// A metrics registry holding the password-hashing pool's figures.
-fn registry_with(shared: &kassa_auth::AuthShared) -> Registry {
+fn registry_with(shared: &kassa_auth::AuthShared, qr_service: Option<kassa_qr::QrService>) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(HashPoolMetrics(shared.hashing.clone())));
+    registry.register_collector(Box::new(qr::QrMetrics(qr_service)));
     registry
 }
 

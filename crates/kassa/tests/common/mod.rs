@@ -49,7 +49,9 @@ pub struct Tms {
 
 impl Tms {
     pub fn new(addr: SocketAddr, terminal_id: &str, credential: &str) -> Tms {
-        Tms { addr, terminal_id: terminal_id.to_owned(), credential: credential.to_owned(), nonce: AtomicU64::new(0) }
+        // Random start: two clients of one terminal never send the same nonce.
+        let nonce = AtomicU64::new(u64::from(rand::random::<u32>()) << 24);
+        Tms { addr, terminal_id: terminal_id.to_owned(), credential: credential.to_owned(), nonce }
     }
 
     /// A signed `POST path` (with the operator session when not empty): status and JSON body.

@@ -1,0 +1,254 @@
+//! QR payments end to end with the real binary: `kassa up` (host and wallet simulator), a terminal
+//! taking customer codes and showing merchant QRs through the signed terminal QR API, the
+//! simulated payer paying over HTTP, the simulator's faults, refunds, and the payment-code
+//! password. On SQLite, and on PostgreSQL when `KASSA_TEST_DATABASE_URL` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail the test by panicking")]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+mod common;
+use common::{http, Host, Tms};
+
+const TERMINAL: &str = "10000001";
+const SUPERVISOR_INITIAL: &str = "123456";
+const SUPERVISOR_NEW: &str = "975310";
+const OPERATOR_INITIAL: &str = "0000";
+const OPERATOR_NEW: &str = "8642";
+/// How long a trade may take to reach a final state (the resolver's cadence in a debug build).
+const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A signed-in terminal of the demo merchant.
+struct Till {
+    tms: Tms,
+    session: String,
+    sim: std::net::SocketAddr,
+    next: std::cell::Cell<u32>,
+}
+
+fn sign_in(tms: &Tms, operator: &str, initial: &str, new: &str) -> String {
+    let (status, answer) = tms.call("/tms/v1/login", "", json!({"operator": operator, "password": initial}));
+    assert_eq!(status, 200, "{answer}");
+    let session = answer["session"].as_str().unwrap().to_owned();
+    if answer["must_change_password"] == json!(true) {
+        let (status, answer) = tms.call("/tms/v1/password", &session, json!({"old": initial, "new": new}));
+        assert_eq!(status, 200, "{answer}");
+        let (status, answer) = tms.call("/tms/v1/login", "", json!({"operator": operator, "password": new}));
+        assert_eq!(status, 200, "{answer}");
+        return answer["session"].as_str().unwrap().to_owned();
+    }
+    session
+}
+
+impl Till {
+    fn open(host: &Host, operator: &str) -> Till {
+        let credential = host.credentials()["terminals"][TERMINAL]["tms_credential"].as_str().unwrap().to_owned();
+        let tms = Tms::new(host.http, TERMINAL, &credential);
+        let session = if operator == "00" {
+            sign_in(&tms, "00", SUPERVISOR_INITIAL, SUPERVISOR_NEW)
+        } else {
+            sign_in(&tms, operator, OPERATOR_INITIAL, OPERATOR_NEW)
+        };
+        Till { tms, session, sim: host.sim.expect("the banner names the simulators"), next: std::cell::Cell::new(0) }
+    }
+
+    fn out_trade_no(&self) -> String {
+        self.next.set(self.next.get() + 1);
+        format!("T{TERMINAL}{}{:04}", common::now_ms(), self.next.get())
+    }
+
+    fn collect(&self, out_trade_no: &str, amount: i64, code: &str, paycode_password: Option<&str>) -> (u16, Value) {
+        let mut body = json!({"out_trade_no": out_trade_no, "amount": amount, "code": code});
+        if let Some(password) = paycode_password {
+            body["paycode_password"] = json!(password);
+        }
+        self.tms.call("/tms/v1/qr/collect", &self.session, body)
+    }
+
+    fn trade(&self, out_trade_no: &str) -> Value {
+        let (status, answer) = self.tms.get(&format!("/tms/v1/qr/trades/{out_trade_no}"), &self.session);
+        assert_eq!(status, 200, "{answer}");
+        answer["trade"].clone()
+    }
+
+    /// Follows a trade until its status is one of `statuses`.
+    fn until(&self, out_trade_no: &str, statuses: &[&str]) -> Value {
+        let deadline = Instant::now() + SETTLE_DEADLINE;
+        loop {
+            let trade = self.trade(out_trade_no);
+            if statuses.iter().any(|status| trade["status"] == *status) {
+                return trade;
+            }
+            assert!(Instant::now() < deadline, "trade {out_trade_no} never reached {statuses:?}: {trade}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn refund(&self, out_trade_no: &str, out_request_no: &str, amount: i64) -> (u16, Value) {
+        let body = json!({"out_request_no": out_request_no, "amount": amount, "reason": "return of goods"});
+        self.tms.call(&format!("/tms/v1/qr/trades/{out_trade_no}/refunds"), &self.session, body)
+    }
+
+    fn fault(&self, wallet: &str, fault: &str, count: u32) {
+        let body = json!({"wallet": wallet, "fault": fault, "count": count}).to_string();
+        let (status, _, answer) = http(self.sim, "POST", "/sim/v1/faults", &[], &body);
+        assert_eq!((status, &answer["armed"]), (200, &json!(true)), "{answer}");
+    }
+
+    fn pay_qr(&self, qr_code: &str, wallet: &str) -> Value {
+        let body = json!({"qr_code": qr_code, "wallet": wallet}).to_string();
+        let (status, _, answer) = http(self.sim, "POST", "/sim/v1/qr/pay", &[], &body);
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+}
+
+fn code(wallet: &str, ending: &str) -> String {
+    let prefix = if wallet == "alipay" { "28" } else { "13" };
+    format!("{prefix}{:014}{ending}", common::now_ms() % 100_000_000_000_000)
+}
+
+fn database_url() -> Option<String> {
+    std::env::var("KASSA_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty())
+}
+
+fn both_backends(test: impl Fn(&Host)) {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::up(&dir.path().join("sqlite"), None, "info");
+    test(&host);
+    host.stop();
+    match database_url() {
+        Some(url) => {
+            let scratch = common::scratch_postgres(&url);
+            let host = Host::up(&dir.path().join("pg"), Some(&scratch.url), "info");
+            test(&host);
+            host.stop();
+        }
+        None => eprintln!("KASSA_TEST_DATABASE_URL not set: the PostgreSQL run is skipped"),
+    }
+}
+
+#[test]
+fn customer_codes_of_both_wallets_pay_wait_fail_and_cancel() {
+    both_backends(|host| {
+        let till = Till::open(host, "01");
+        for wallet in ["alipay", "wechat"] {
+            let paid = till.out_trade_no();
+            let paying = code(wallet, "01");
+            let (status, answer) = till.collect(&paid, 1234, &paying, None);
+            assert_eq!(status, 200, "{answer}");
+            assert_eq!(answer["trade"]["status"], "paid", "{answer}");
+            assert_eq!(answer["trade"]["wallet"], wallet);
+            assert!(answer["trade"]["trade_no"].as_str().is_some_and(|t| !t.is_empty()), "{answer}");
+            // The same request again is the same trade, not a second charge.
+            let (_, again) = till.collect(&paid, 1234, &paying, None);
+            assert_eq!(again["trade"]["trade_no"], answer["trade"]["trade_no"], "{again}");
+            // The same out_trade_no for another payment is refused, not charged.
+            let (status, other) = till.collect(&paid, 1235, &paying, None);
+            assert_eq!((status, &other["code"]), (409, &json!("conflict")), "{other}");
+
+            let poor = till.out_trade_no();
+            let (_, answer) = till.collect(&poor, 5000, &code(wallet, "03"), None);
+            assert_eq!(answer["trade"]["status"], "failed", "{answer}");
+
+            let waiting = till.out_trade_no();
+            let (_, answer) = till.collect(&waiting, 800, &code(wallet, "02"), None);
+            assert!(["waiting", "pending", "paid"].contains(&answer["trade"]["status"].as_str().unwrap()), "{answer}");
+            till.until(&waiting, &["paid"]);
+
+            let never = till.out_trade_no();
+            let (_, answer) = till.collect(&never, 900, &code(wallet, "04"), None);
+            assert_eq!(answer["trade"]["status"], "waiting", "{answer}");
+            let (status, answer) =
+                till.tms.call(&format!("/tms/v1/qr/trades/{never}/cancel"), &till.session, json!({}));
+            assert_eq!(status, 200, "{answer}");
+            till.until(&never, &["closed"]);
+        }
+    });
+}
+
+#[test]
+fn one_merchant_qr_is_paid_by_either_wallet_and_refunded_in_part() {
+    both_backends(|host| {
+        let till = Till::open(host, "00");
+        for wallet in ["wechat", "alipay"] {
+            let out_trade_no = till.out_trade_no();
+            let body = json!({"out_trade_no": out_trade_no, "amount": 2000});
+            let (status, answer) = till.tms.call("/tms/v1/qr/orders", &till.session, body);
+            assert_eq!(status, 200, "{answer}");
+            let qr_code = answer["trade"]["qr_code"].as_str().unwrap().to_owned();
+            let paid = till.pay_qr(&qr_code, wallet);
+            assert_eq!(paid["paid"], true, "{paid}");
+            let trade = till.until(&out_trade_no, &["paid"]);
+            assert_eq!(trade["wallet"], wallet, "{trade}");
+
+            let (status, answer) = till.refund(&out_trade_no, "R1", 500);
+            assert_eq!(status, 200, "{answer}");
+            assert_eq!(answer["refund"]["status"], "succeeded", "{answer}");
+            // Once per request id; never above what was paid.
+            let (_, again) = till.refund(&out_trade_no, "R1", 500);
+            assert_eq!(again["refund"]["status"], "succeeded", "{again}");
+            let (status, too_much) = till.refund(&out_trade_no, "R2", 1600);
+            assert!(status >= 400, "{too_much}");
+            let (status, rest) = till.refund(&out_trade_no, "R3", 1500);
+            assert_eq!((status, &rest["refund"]["status"]), (200, &json!("succeeded")), "{rest}");
+            let trade = till.trade(&out_trade_no);
+            assert_eq!(trade["refunded"], 2000, "{trade}");
+        }
+    });
+}
+
+#[test]
+fn faults_never_lose_or_double_a_payment() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = database_url().map(|url| common::scratch_postgres(&url));
+    let host = Host::up(dir.path(), scratch.as_ref().map(|scratch| scratch.url.as_str()), "info");
+    let till = Till::open(&host, "01");
+
+    // The wallet charges, then the answer is lost: the trade ends paid, never failed.
+    till.fault("alipay", "lose_answer", 1);
+    let lost = till.out_trade_no();
+    let (status, answer) = till.collect(&lost, 4321, &code("alipay", "01"), None);
+    assert_eq!(status, 200, "{answer}");
+    assert_ne!(answer["trade"]["status"], "failed", "{answer}");
+    till.until(&lost, &["paid"]);
+
+    // A system error does nothing at the wallet: the trade is never charged.
+    till.fault("wechat", "error", 1);
+    let errored = till.out_trade_no();
+    let (_, answer) = till.collect(&errored, 100, &code("wechat", "01"), None);
+    assert_ne!(answer["trade"]["status"], "paid", "{answer}");
+    let trade = till.until(&errored, &["closed", "failed", "paid"]);
+    assert_ne!(trade["status"], "paid", "a wallet that did nothing charged nobody: {trade}");
+
+    // A dropped notification of a merchant QR is recovered by the resolver.
+    till.fault("alipay", "drop_notification", 1);
+    let dropped = till.out_trade_no();
+    let (_, answer) =
+        till.tms.call("/tms/v1/qr/orders", &till.session, json!({"out_trade_no": dropped, "amount": 700}));
+    let paid = till.pay_qr(answer["trade"]["qr_code"].as_str().unwrap(), "alipay");
+    assert_eq!(paid["paid"], true, "{paid}");
+    till.until(&dropped, &["paid"]);
+
+    // A slow wallet (30 s) does not hold up payments of the other wallet.
+    till.fault("alipay", "slow", 1);
+    let slow = till.out_trade_no();
+    let slow_code = code("alipay", "01");
+    let slow_tms = Tms::new(host.http, TERMINAL, &till.tms.credential);
+    let session = till.session.clone();
+    let slow_thread = std::thread::spawn(move || {
+        slow_tms.call("/tms/v1/qr/collect", &session, json!({"out_trade_no": slow, "amount": 300, "code": slow_code}))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let quick = till.out_trade_no();
+    let (_, answer) = till.collect(&quick, 300, &code("wechat", "01"), None);
+    assert_eq!(answer["trade"]["status"], "paid", "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the other wallet waited {:?}", started.elapsed());
+    let (status, answer) = slow_thread.join().unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_ne!(answer["trade"]["status"], "failed", "a slow wallet is unknown, not failed: {answer}");
+    host.stop();
+}
