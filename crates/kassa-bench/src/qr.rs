@@ -22,7 +22,6 @@ use hyper_util::rt::TokioIo;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 
 use crate::{new_histogram, BenchError, BENCH_OPERATOR, BENCH_TERMINAL_COUNT, BENCH_TERMINAL_FIRST, LATENCY_US_MAX};
 
@@ -34,6 +33,8 @@ pub const BENCH_OPERATOR_PASSWORD: &str = "258046";
 pub const EXCHANGE_TIMEOUT_MS: u64 = 30_000;
 /// The largest answer body read.
 const ANSWER_BYTES_MAX: usize = 64 * 1024;
+/// How often a sign-in is tried while the host answers busy.
+const BUSY_ATTEMPTS_MAX: u32 = 60;
 /// How long the machine's RSA signing rate is measured.
 const RSA_PROBE_MS: u64 = 1_000;
 /// Largest payment amount, minor units.
@@ -158,6 +159,7 @@ pub struct TmsClient {
     sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
     nonce: u64,
     session: String,
+    source: Option<std::net::Ipv4Addr>,
 }
 
 impl TmsClient {
@@ -171,11 +173,30 @@ impl TmsClient {
             sender: None,
             nonce,
             session: String::new(),
+            source: None,
         }
     }
 
+    /// Connects from `source` (a loopback address) when the host is on loopback.
+    pub fn with_source(mut self, source: std::net::Ipv4Addr) -> TmsClient {
+        self.source = Some(source);
+        self
+    }
+
     async fn connect(&mut self) -> Result<(), TmsClientError> {
-        let stream = TcpStream::connect(self.addr).await.map_err(|e| TmsClientError::Io(e.to_string()))?;
+        let io = |e: std::io::Error| TmsClientError::Io(e.to_string());
+        let socket = match self.addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4().map_err(io)?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6().map_err(io)?,
+        };
+        // On loopback every bench terminal speaks from its own address (all of 127/8 is local),
+        // as real terminals do: the host's per-address limits then apply per terminal.
+        if let (SocketAddr::V4(host), Some(source)) = (self.addr, self.source) {
+            if host.ip().is_loopback() {
+                socket.bind(SocketAddr::new(std::net::IpAddr::V4(source), 0)).map_err(io)?;
+            }
+        }
+        let stream = socket.connect(self.addr).await.map_err(io)?;
         // Best effort: small requests and answers, one at a time.
         let _ = stream.set_nodelay(true);
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -256,6 +277,31 @@ impl TmsClient {
         }
     }
 
+    /// [`TmsClient::call`], again after a pause while the host answers "busy" (`503`, its password
+    /// hashing pool is full when many terminals sign in at once) or "slow down" (`429`).
+    pub async fn call_patiently(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), TmsClientError> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            // A keep-alive connection the host closed meanwhile fails without an answer: the
+            // next attempt opens a new one (each attempt is a new signed request).
+            let (status, answer) = match self.call(method, path, body.clone()).await {
+                Err(TmsClientError::Io(_)) if attempts < BUSY_ATTEMPTS_MAX => continue,
+                other => other?,
+            };
+            if !matches!(status, 429 | 503) || attempts >= BUSY_ATTEMPTS_MAX {
+                return Ok((status, answer));
+            }
+            let pause_ms = rand::thread_rng().gen_range(200..1_000);
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        }
+    }
+
     /// Signs the operator in, changing an initial password to `new_password` on the way (which
     /// ends the session: it signs in again with the new one).
     pub async fn sign_in(
@@ -267,8 +313,8 @@ impl TmsClient {
         let mut last = None;
         for password in passwords {
             self.session.clear();
-            let (status, answer) =
-                self.call("POST", "/tms/v1/login", Some(json!({"operator": operator, "password": password}))).await?;
+            let login = json!({"operator": operator, "password": password});
+            let (status, answer) = self.call_patiently("POST", "/tms/v1/login", Some(login)).await?;
             if status != 200 {
                 last = Some(TmsClientError::Answer { status, body: answer.to_string() });
                 continue;
@@ -278,7 +324,7 @@ impl TmsClient {
                 return Ok(());
             }
             let change = json!({"old": password, "new": new_password});
-            let (status, answer) = self.call("POST", "/tms/v1/password", Some(change)).await?;
+            let (status, answer) = self.call_patiently("POST", "/tms/v1/password", Some(change)).await?;
             if status != 200 {
                 return Err(TmsClientError::Answer { status, body: answer.to_string() });
             }
@@ -307,6 +353,24 @@ struct Counters {
     errors: AtomicU64,
 }
 
+/// Bench terminal `index`'s client, its operator signed in with the first of `passwords` that works.
+async fn sign_in_terminal(config: &QrBenchConfig, index: usize, passwords: &[&str]) -> Result<TmsClient, BenchError> {
+    let offset = u32::try_from(index).map_err(|_| BenchError::Usage("terminal index out of range".into()))?;
+    let terminal_id = (BENCH_TERMINAL_FIRST + offset).to_string();
+    let credential = config
+        .credentials
+        .get(&terminal_id)
+        .ok_or_else(|| BenchError::Usage(format!("the credentials file has no TMS credential for {terminal_id}")))?;
+    // 127.0.0.2, 127.0.0.3, …: one loopback address per terminal.
+    let source = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(127, 0, 0, 2)) + offset);
+    let mut client = TmsClient::new(config.http, &terminal_id, credential).with_source(source);
+    client
+        .sign_in(BENCH_OPERATOR, passwords, BENCH_OPERATOR_PASSWORD)
+        .await
+        .map_err(|error| BenchError::Usage(format!("terminal {terminal_id} could not sign in: {error}")))?;
+    Ok(client)
+}
+
 /// Runs the QR bench; `progress` is called about once a second with (elapsed s, paid, errors).
 pub async fn run(
     config: &QrBenchConfig,
@@ -316,23 +380,14 @@ pub async fn run(
         return Err(BenchError::Usage(format!("--tid-count must be 1 … {BENCH_TERMINAL_COUNT}")));
     }
     let mut clients = Vec::with_capacity(config.tid_count);
+    // The bench operator is the merchant's, on every terminal: the first terminal signs it in
+    // alone (changing the initial password on a fresh host), the others then sign in with the
+    // password it set, so no terminal ever sends a wrong one.
+    clients.push(sign_in_terminal(config, 0, &[BENCH_OPERATOR_INITIAL_PASSWORD, BENCH_OPERATOR_PASSWORD]).await?);
     let mut setups = tokio::task::JoinSet::new();
-    for index in 0..config.tid_count {
-        let offset = u32::try_from(index).map_err(|_| BenchError::Usage("terminal index out of range".into()))?;
-        let terminal_id = (BENCH_TERMINAL_FIRST + offset).to_string();
-        let credential = config.credentials.get(&terminal_id).cloned().ok_or_else(|| {
-            BenchError::Usage(format!("the credentials file has no TMS credential for {terminal_id}"))
-        })?;
-        let http = config.http;
-        setups.spawn(async move {
-            let mut client = TmsClient::new(http, &terminal_id, &credential);
-            let passwords = [BENCH_OPERATOR_PASSWORD, BENCH_OPERATOR_INITIAL_PASSWORD];
-            client
-                .sign_in(BENCH_OPERATOR, &passwords, BENCH_OPERATOR_PASSWORD)
-                .await
-                .map_err(|error| BenchError::Usage(format!("terminal {terminal_id} could not sign in: {error}")))?;
-            Ok::<_, BenchError>(client)
-        });
+    for index in 1..config.tid_count {
+        let config = config.clone();
+        setups.spawn(async move { sign_in_terminal(&config, index, &[BENCH_OPERATOR_PASSWORD]).await });
     }
     while let Some(joined) = setups.join_next().await {
         clients.push(joined.map_err(|error| BenchError::Usage(format!("a terminal task stopped: {error}")))??);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kassa_bench::host::SpawnedHost;
+use kassa_bench::qr::{QrBenchConfig, QrReport, WalletMix};
 use kassa_bench::{BenchConfig, Report};
 
 use crate::cli::BenchArgs;
@@ -26,8 +27,66 @@ const RAW_DURATION_MAX: Duration = Duration::from_secs(10);
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    if args.qr {
+        let report = runtime.block_on(run_qr(&args))?;
+        return print_qr_report(&report, args.json);
+    }
     let report = runtime.block_on(run_async(&args))?;
     print_report(&report, args.json)
+}
+
+/// `kassa bench --qr`: QR payments through the terminal QR API, against a running host or one
+/// spawned for the run (whose wallet simulator runs in-process).
+async fn run_qr(args: &BenchArgs) -> anyhow::Result<QrReport> {
+    let wallets = WalletMix::parse(&args.wallets)
+        .with_context(|| format!("--wallets {:?}: expected alipay, wechat or both", args.wallets))?;
+    let duration = Duration::from_secs(args.duration);
+    let progress = |elapsed_s: f64, paid: u64, errors: u64| {
+        eprintln!("bench: {elapsed_s:>5.1}s paid={paid} errors={errors}");
+    };
+    if !args.spawn {
+        let http = args.http.map_or_else(|| DEFAULT_HTTP.parse::<SocketAddr>(), Ok)?;
+        let credentials = args.credentials.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CREDENTIALS));
+        let credentials = kassa_bench::qr::load_tms_credentials(&credentials)?;
+        let config = QrBenchConfig { http, tid_count: args.tid_count, duration, credentials, wallets };
+        return Ok(kassa_bench::qr::run(&config, progress).await?);
+    }
+    let program = std::env::current_exe().context("cannot find the kassa binary to spawn")?;
+    let host = SpawnedHost::start(&program, args.database_url.as_deref(), SPAWN_START_DEADLINE).await?;
+    eprintln!("bench: spawned host: http {}", host.process.http);
+    let credentials = args.credentials.clone().unwrap_or_else(|| host.process.credentials.clone());
+    let result = async {
+        let credentials = kassa_bench::qr::load_tms_credentials(&credentials)?;
+        let config =
+            QrBenchConfig { http: host.process.http, tid_count: args.tid_count, duration, credentials, wallets };
+        Ok::<_, anyhow::Error>(kassa_bench::qr::run(&config, progress).await?)
+    }
+    .await;
+    let tail = host.process.stderr_tail();
+    let stopped = host.stop(SPAWN_STOP_DEADLINE).await;
+    let report = result.with_context(|| format!("the spawned host's last log lines: {tail}"))?;
+    stopped.context("the spawned host did not stop cleanly")?;
+    Ok(report)
+}
+
+#[expect(clippy::print_stdout, reason = "the report is what `kassa bench` is run for")]
+fn print_qr_report(report: &QrReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report).context("cannot encode the report")?);
+        return Ok(());
+    }
+    println!("paid QR payments/s: {:.1}", report.payments_per_s);
+    println!("latency p50/p99/p99.9: {:.3} / {:.3} / {:.3} ms", report.p50_ms, report.p99_ms, report.p999_ms);
+    println!("paid: {}  declined: {}  errors: {}", report.paid, report.declined, report.errors);
+    println!(
+        "RSA-2048 private-key operations per payment (k): {:.2}; this machine signs {:.0}/s",
+        report.rsa_ops_per_payment, report.rsa_signs_per_s
+    );
+    if let (Some(bound), Some(ratio)) = (report.rsa_bound_per_s, report.ratio) {
+        println!("signing rate / k: {bound:.1} payments/s; achieved {:.0} % of it", ratio * 100.0);
+    }
+    println!("durable: {}", report.durable);
+    Ok(())
 }
 
 async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {

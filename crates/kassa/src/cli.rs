@@ -154,6 +154,13 @@ pub struct BenchArgs {
     /// Demo credentials file with the terminals' TMKs [default: ./kassa-data/demo/credentials.json].
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
+    /// QR payments with customer codes through the terminal QR API (over --http) instead of card
+    /// sales over ISO 8583.
+    #[arg(long)]
+    pub qr: bool,
+    /// With --qr: whose codes, alipay (RSA2 on both legs), wechat (HMAC) or both.
+    #[arg(long, value_name = "WALLET", default_value = "alipay", requires = "qr")]
+    pub wallets: String,
 }
 
 /// `kassa audit …`.
