@@ -252,3 +252,120 @@ fn faults_never_lose_or_double_a_payment() {
     assert_ne!(answer["trade"]["status"], "failed", "a slow wallet is unknown, not failed: {answer}");
     host.stop();
 }
+
+/// An Alipay-style notification about Kassa's wallet reference `reference`, signed with the
+/// simulator's own platform key (read from its data directory) — a genuine signature.
+fn signed_alipay_notification(host: &Host, reference: &str, amount: &str, notify_id: &str) -> String {
+    let pem = std::fs::read_to_string(host.data_dir.join("sim").join(kassa_wallet_sim::PLATFORM_KEY_FILE)).unwrap();
+    let key = kassa_crypto::RsaKeyPair::from_pkcs8_pem(&pem)
+        .or_else(|_| kassa_crypto::RsaKeyPair::from_pkcs1_pem(&pem))
+        .unwrap();
+    let credentials: Value = serde_json::from_str(
+        &std::fs::read_to_string(host.data_dir.join("sim").join(kassa_wallet_sim::CREDENTIALS_FILE)).unwrap(),
+    )
+    .unwrap();
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let mut params = vec![
+        pair("notify_type", "trade_status_sync"),
+        pair("notify_id", notify_id),
+        pair("notify_time", "2026-12-06 12:00:00"),
+        pair("app_id", credentials["alipay"]["app_id"].as_str().unwrap()),
+        pair("out_trade_no", reference),
+        pair("trade_no", "2026120622001400000000000099"),
+        pair("trade_status", "TRADE_SUCCESS"),
+        pair("total_amount", amount),
+        pair("receipt_amount", amount),
+        pair("gmt_payment", "2026-12-06 12:00:00"),
+        pair("charset", "utf-8"),
+        pair("version", "1.0"),
+        pair("sign_type", "RSA2"),
+    ];
+    let sign = kassa_wallet::alipay::wire::sign_notification(&params, &key).unwrap();
+    params.push(pair("sign", &sign));
+    kassa_wallet::alipay::wire::encode_form(&params)
+}
+
+fn notify(host: &Host, wallet: &str, content_type: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(host.http).unwrap();
+    stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+    let request = format!(
+        "POST /notify/v1/{wallet} HTTP/1.1\r\nHost: kassa\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+}
+
+/// The wallet reference Kassa gave a trade (read from the host's SQLite database).
+fn reference_of(host: &Host, out_trade_no: &str) -> String {
+    let db = rusqlite::Connection::open(host.data_dir.join("kassa.db")).unwrap();
+    db.query_row("SELECT reference FROM qr_trades WHERE out_trade_no = ?1", [out_trade_no], |row| row.get(0)).unwrap()
+}
+
+#[test]
+fn forged_or_mismatched_notifications_credit_nothing_and_no_code_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::up(dir.path(), None, "debug,hyper=info,h2=info");
+    let till = Till::open(&host, "01");
+    let form = "application/x-www-form-urlencoded; charset=utf-8";
+
+    // A merchant QR nobody paid, opened with the Alipay app (so the wallet holds an order).
+    let out_trade_no = till.out_trade_no();
+    let (_, answer) =
+        till.tms.call("/tms/v1/qr/orders", &till.session, json!({"out_trade_no": out_trade_no, "amount": 1500}));
+    let qr_code = answer["trade"]["qr_code"].as_str().unwrap().to_owned();
+    let path = qr_code.split_once("/qr/v1/").map(|(_, token)| format!("/qr/v1/{token}?wallet=alipay")).unwrap();
+    let (status, _, scanned) = http(host.http, "GET", &path, &[("Accept", "application/json")], "");
+    assert_eq!(status, 200, "{scanned}");
+    let reference = reference_of(&host, &out_trade_no);
+
+    // A genuinely signed notification whose amount differs from the trade's: refused.
+    let mismatched = signed_alipay_notification(&host, &reference, "15.01", "n-amount");
+    let (status, body) = notify(&host, "alipay", form, &mismatched);
+    assert!(status == 200 && body.trim() != "success", "{status} {body}");
+    // A tampered one (the signature no longer matches): refused.
+    let tampered = signed_alipay_notification(&host, &reference, "15.00", "n-tamper").replace("n-tamper", "n-tampered");
+    let (_, body) = notify(&host, "alipay", form, &tampered);
+    assert_ne!(body.trim(), "success");
+    // Malformed bodies and the other wallet's format: refused, never a 5xx.
+    for (wallet, content_type, body) in [
+        ("alipay", form, "%%%=&&sign=".to_owned()),
+        ("wechat", "text/xml", "<xml><return_code>SUCCESS</return_code><sign>00</sign></xml>".to_owned()),
+        ("wechat", "text/xml", "<!DOCTYPE x [<!ENTITY a \"b\">]><xml>&a;</xml>".to_owned()),
+        ("alipay", form, "x".repeat(200_000)),
+    ] {
+        let (status, answer) = notify(&host, wallet, content_type, &body);
+        assert!(status < 500 && !answer.contains("success") && !answer.contains("SUCCESS"), "{status} {answer}");
+    }
+    let trade = till.trade(&out_trade_no);
+    assert_eq!(trade["status"], "waiting", "nothing was credited: {trade}");
+
+    // The genuine notification credits once; its replay changes nothing.
+    let genuine = signed_alipay_notification(&host, &reference, "15.00", "n-genuine");
+    // The wallet's own books say unpaid, so Kassa may believe the signed notification or check
+    // first; either way it is credited at most once.
+    let (_, first) = notify(&host, "alipay", form, &genuine);
+    let (_, replay) = notify(&host, "alipay", form, &genuine);
+    assert_eq!(first.trim(), replay.trim(), "a replay is answered like the first");
+    let db = rusqlite::Connection::open(host.data_dir.join("kassa.db")).unwrap();
+    let entries: i64 = db
+        .query_row("SELECT COUNT(*) FROM ledger_entries WHERE reference LIKE ?1", [format!("%{reference}%")], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert!(entries <= 1, "credited {entries} times");
+
+    // A customer code paid at once: the code never reaches the log (debug level).
+    let code = code("wechat", "01");
+    let paid = till.out_trade_no();
+    let (_, answer) = till.collect(&paid, 990, &code, None);
+    assert_eq!(answer["trade"]["status"], "paid", "{answer}");
+    let output = host.output();
+    assert!(!output.contains(&code), "the payment code reached the log");
+    host.stop();
+}
