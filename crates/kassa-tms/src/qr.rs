@@ -105,10 +105,30 @@ async fn till(state: &TmsQrState, session: &OperatorSession) -> Result<Till, Api
     Ok(Till { merchant, origin: QrOrigin::Terminal { terminal_id, operator }, currency })
 }
 
+/// The signed-in operator (allowed `permission`), its till, and the payment-code rules passed
+/// for `purpose` (`None`: nothing to check) with the password the terminal sent.
+async fn admit(
+    state: &TmsQrState,
+    signed: &Signed,
+    permission: Permission,
+    purpose: Option<PaycodePurpose>,
+    password: Option<&Secret>,
+) -> Result<(OperatorSession, Till), ApiError> {
+    let session = operator(state, signed, permission).await?;
+    let till = till(state, &session).await?;
+    if let Some(purpose) = purpose {
+        let password = password.map(|p| p.0.as_str());
+        let origin = origin(&session, signed);
+        let terminal_id = Some(session.terminal_id.as_str());
+        state.tms.auth.check_paycode(&session.merchant_id, terminal_id, purpose, password, &origin).await?;
+    }
+    Ok((session, till))
+}
+
 /// An amount in minor units of the merchant's currency; positive.
 fn amount(minor: i64, currency: Currency) -> Result<Money, ApiError> {
     if minor <= 0 {
-        return Err(ApiError::Body("amount: a positive number of minor units (fen)".into()));
+        return Err(ApiError::Qr(QrError::Invalid("amount: a positive number of minor units (fen)".into())));
     }
     Ok(Money::from_minor(minor, currency))
 }
@@ -125,14 +145,9 @@ struct CollectBody {
 }
 
 async fn collect(State(state): State<TmsQrState>, signed: Signed) -> Result<Json<Value>, ApiError> {
-    let session = operator(&state, &signed, Permission::Sale).await?;
     let body: CollectBody = signed.json()?;
-    let till = till(&state, &session).await?;
-    let purpose = PaycodePurpose::Collect { amount_minor: body.amount };
-    let password = body.paycode_password.as_ref().map(|p| p.0.as_str());
-    let origin = origin(&session, &signed);
-    let terminal_id = Some(session.terminal_id.as_str());
-    state.tms.auth.check_paycode(&session.merchant_id, terminal_id, purpose, password, &origin).await?;
+    let purpose = Some(PaycodePurpose::Collect { amount_minor: body.amount });
+    let (_, till) = admit(&state, &signed, Permission::Sale, purpose, body.paycode_password.as_ref()).await?;
     let request = kassa_qr::CollectRequest {
         out_trade_no: body.out_trade_no.clone(),
         code: PaymentCode::new(body.code.0.as_str()),
@@ -163,14 +178,9 @@ struct OrderBody {
 }
 
 async fn create_order(State(state): State<TmsQrState>, signed: Signed) -> Result<Json<Value>, ApiError> {
-    let session = operator(&state, &signed, Permission::Sale).await?;
     let body: OrderBody = signed.json()?;
-    let till = till(&state, &session).await?;
-    let purpose = PaycodePurpose::Collect { amount_minor: body.amount };
-    let password = body.paycode_password.as_ref().map(|p| p.0.as_str());
-    let origin = origin(&session, &signed);
-    let terminal_id = Some(session.terminal_id.as_str());
-    state.tms.auth.check_paycode(&session.merchant_id, terminal_id, purpose, password, &origin).await?;
+    let purpose = Some(PaycodePurpose::Collect { amount_minor: body.amount });
+    let (session, till) = admit(&state, &signed, Permission::Sale, purpose, body.paycode_password.as_ref()).await?;
     let settings = state.tms.auth.paycode_settings(&session.merchant_id).await?.settings;
     let request = kassa_qr::MerchantQrRequest {
         out_trade_no: body.out_trade_no,
@@ -187,8 +197,7 @@ async fn trade(
     Path(out_trade_no): Path<String>,
     signed: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let session = operator(&state, &signed, Permission::Sale).await?;
-    let till = till(&state, &session).await?;
+    let (_, till) = admit(&state, &signed, Permission::Sale, None, None).await?;
     let trade = state.qr.refresh(&till.merchant, &out_trade_no).await?;
     Ok(ok(json!({"trade": trade_json(&trade)})))
 }
@@ -198,8 +207,7 @@ async fn cancel(
     Path(out_trade_no): Path<String>,
     signed: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let session = operator(&state, &signed, Permission::Sale).await?;
-    let till = till(&state, &session).await?;
+    let (_, till) = admit(&state, &signed, Permission::Sale, None, None).await?;
     let trade = state.qr.cancel(&till.merchant, &till.origin, &out_trade_no).await?;
     Ok(ok(json!({"trade": trade_json(&trade)})))
 }
@@ -219,14 +227,9 @@ async fn refund(
     Path(out_trade_no): Path<String>,
     signed: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let session = operator(&state, &signed, Permission::Refund).await?;
     let body: RefundBody = signed.json()?;
-    let till = till(&state, &session).await?;
-    let password = body.paycode_password.as_ref().map(|p| p.0.as_str());
-    let origin = origin(&session, &signed);
-    let terminal_id = Some(session.terminal_id.as_str());
-    let purpose = PaycodePurpose::Refund;
-    state.tms.auth.check_paycode(&session.merchant_id, terminal_id, purpose, password, &origin).await?;
+    let purpose = Some(PaycodePurpose::Refund);
+    let (_, till) = admit(&state, &signed, Permission::Refund, purpose, body.paycode_password.as_ref()).await?;
     let request = kassa_qr::RefundRequest {
         out_request_no: body.out_request_no,
         amount: amount(body.amount, till.currency)?,
@@ -242,8 +245,7 @@ async fn refund_status(
     Path((out_trade_no, out_request_no)): Path<(String, String)>,
     signed: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let session = operator(&state, &signed, Permission::Sale).await?;
-    let till = till(&state, &session).await?;
+    let (_, till) = admit(&state, &signed, Permission::Sale, None, None).await?;
     let refund = state.qr.refund_get(&till.merchant, &out_trade_no, &out_request_no).await?;
     Ok(ok(json!({"refund": refund_json(&refund)})))
 }
@@ -252,6 +254,7 @@ async fn refund_status(
 fn trade_json(trade: &QrTrade) -> Value {
     json!({
         "out_trade_no": trade.out_trade_no,
+        "reference": trade.reference,
         "status": trade.status.as_str(),
         "wallet": trade.wallet.map(|wallet| wallet.as_str()),
         "trade_no": trade.trade_no,

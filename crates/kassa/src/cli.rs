@@ -92,6 +92,10 @@ pub struct SimArgs {
     /// Channel simulators' address [default: 127.0.0.1:8081].
     #[arg(long, value_name = "ADDR")]
     pub sim: Option<SocketAddr>,
+    /// Data directory; the wallet simulator keeps its books and credentials in its `sim/`
+    /// [default: ./kassa-data]. Give a simulator run beside a `kassa up` its own.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `kassa up`.

@@ -52,7 +52,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(serve) => (&serve.store, serve.listen.add_to(serve.store.layer()?)),
         Command::Sim(args) => {
-            (&NO_STORE_ARGS, ConfigLayer { sim: args.sim, simulators: Some(true), ..ConfigLayer::default() })
+            let layer = ConfigLayer {
+                sim: args.sim,
+                data_dir: args.data_dir.clone(),
+                simulators: Some(true),
+                ..ConfigLayer::default()
+            };
+            (&NO_STORE_ARGS, layer)
         }
         Command::Migrate(store) => (store, store.layer()?),
         Command::Backup(args) | Command::Restore(args) => (&args.store, args.store.layer()?),

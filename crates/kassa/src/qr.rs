@@ -21,18 +21,33 @@ pub fn credentials(
     simulator: Option<&kassa_wallet_sim::WalletSim>,
 ) -> anyhow::Result<Option<WalletCredentials>> {
     if let Some(path) = &config.wallet_credentials {
-        let size = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.len();
+        let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         anyhow::ensure!(
-            size <= CREDENTIALS_BYTES_MAX,
+            metadata.len() <= CREDENTIALS_BYTES_MAX,
             "{} is larger than {CREDENTIALS_BYTES_MAX} bytes",
             path.display()
         );
+        warn_if_readable_by_others(path, &metadata);
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let credentials = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a wallet credentials file", path.display()))?;
         return Ok(Some(credentials));
     }
     Ok(simulator.map(kassa_wallet_sim::WalletSim::credentials))
+}
+
+/// The credentials file holds the app's private key and the WeChat API key: say so when others
+/// than its owner may read it.
+fn warn_if_readable_by_others(path: &std::path::Path, metadata: &std::fs::Metadata) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = metadata.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the wallet credentials file is readable by others than its owner; chmod 600 it"
+        );
+    }
 }
 
 /// The QR service over both wallets' connectors, its codes and notify URLs on `public_base_url`.
@@ -51,12 +66,31 @@ pub fn service(
     Ok(QrService::new(store.clone(), wallets, clock, config))
 }
 
-/// The public base URL: `public_url`, else the HTTP listener's own address.
-pub fn public_base_url(config: &Config, http_addr: std::net::SocketAddr, tls: bool) -> String {
-    match &config.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("{}://{http_addr}", if tls { "https" } else { "http" }),
+/// The public base URL: `public_url` (checked: an `http://` or `https://` URL with a host and no
+/// query), else the HTTP listener's own address — loopback in place of an unspecified address
+/// (`0.0.0.0`), which nobody can reach, with a warning that payers elsewhere need `public_url`.
+pub fn public_base_url(config: &Config, http_addr: std::net::SocketAddr, tls: bool) -> anyhow::Result<String> {
+    if let Some(url) = &config.public_url {
+        let url = url.trim_end_matches('/');
+        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+        let host = rest.map(|rest| rest.split('/').next().unwrap_or(""));
+        anyhow::ensure!(
+            host.is_some_and(|host| !host.is_empty()) && !url.contains(['?', '#', ' ']),
+            "public_url {url:?} is not an http:// or https:// URL with a host (and no query)"
+        );
+        return Ok(url.to_owned());
     }
+    let scheme = if tls { "https" } else { "http" };
+    if http_addr.ip().is_unspecified() {
+        let reachable = std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), http_addr.port());
+        tracing::warn!(
+            listener = %http_addr,
+            "public_url is not set: merchant QR codes and wallet notify URLs name {reachable}, which only this \
+             machine reaches; set public_url to the address payers and wallets use"
+        );
+        return Ok(format!("{scheme}://{reachable}"));
+    }
+    Ok(format!("{scheme}://{http_addr}"))
 }
 
 /// The QR service's counters and the process's RSA signatures, for `/metrics`.

@@ -148,7 +148,7 @@ fn print_banner(addr: SocketAddr, zone_pin_key: &ZonePinKey, wallet_dir: &std::p
     println!("sim: http://{addr}");
     println!("issuer: http://{addr}{}", kassa_issuer::link::LINK_PATH);
     println!("zone_pin_key: {}", zone_pin_key.describe());
-    println!("wallets: http://{addr}/sim/v1/alipay/gateway.do, http://{addr}/sim/v1/wechat/pay");
+    println!("wallets: http://{addr}/sim/v1/alipay/gateway.do, http://{addr}/sim/v1/wechat");
     println!("wallet_credentials: {}", wallet_dir.join(kassa_wallet_sim::CREDENTIALS_FILE).display());
     println!("stop with Ctrl-C");
 }

@@ -112,7 +112,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     let qr_service = match qr::credentials(&config, wallet_sim.as_ref().map(|(wallets, _)| wallets))? {
         Some(credentials) => {
             let http_addr = listeners.http_addr().context("cannot read the HTTP address")?;
-            let base = qr::public_base_url(&config, http_addr, secure_cookies);
+            let base = qr::public_base_url(&config, http_addr, secure_cookies)?;
             Some(qr::service(store.inner(), &credentials, &base)?)
         }
         None => {
