@@ -5,6 +5,7 @@
 //! when they are built (`parse`/`new`), so code that holds a [`MerchantId`] or a [`Money`] never
 //! checks them again.
 
+pub mod calendar;
 pub mod card;
 pub mod channel;
 pub mod clock;
@@ -14,6 +15,7 @@ pub mod password;
 pub mod refund;
 pub mod transaction;
 
+pub use calendar::{BusinessDay, CivilDate, CivilTime};
 pub use card::{CardError, Expiry, Pan, Track2};
 pub use channel::{fee_returned_by_refund, Channel, FeeRate, FeeRateError};
 pub use ids::{AuthCode, BatchNo, IdError, MerchantId, OperatorCode, Rrn, Stan, TerminalId};

@@ -293,8 +293,8 @@ impl Handler {
             }
         };
         let now_ms = self.clock.now_ms();
-        let ctx =
-            Ctx { request, terminal: &terminal, keys: &keys, field60, now_ms, stamp: self.business_day.stamp(now_ms) };
+        let stamp = Stamp::of(&self.business_day, now_ms);
+        let ctx = Ctx { request, terminal: &terminal, keys: &keys, field60, now_ms, stamp };
         let message = match self.financial(&ctx).await {
             Ok(message) => message,
             Err(error) => {
@@ -336,7 +336,7 @@ impl Handler {
 
     async fn network(&self, request: &Message, terminal: &TerminalRecord, field60: Field60) -> Reply {
         let now_ms = self.clock.now_ms();
-        let stamp = self.business_day.stamp(now_ms);
+        let stamp = Stamp::of(&self.business_day, now_ms);
         let mut response = respond(request, ResponseCode::APPROVED);
         response.set(12, &stamp.time_hhmmss).set(13, &stamp.date_mmdd);
         let code = &field60.network_management_code;
@@ -1005,7 +1005,7 @@ impl IssuerReverser {
     async fn finalize_stale(&self, txn: &TxnRecord) -> Result<(), GatewayError> {
         let now_ms = self.clock.now_ms();
         let Ok(declined) = Handler::state_of_record(txn)?.apply(kassa_domain::TxnEvent::Decline) else { return Ok(()) };
-        let stamp = self.business_day.stamp(now_ms);
+        let stamp = Stamp::of(&self.business_day, now_ms);
         let mut update = Handler::update_to(txn, &declined, now_ms);
         update.response = Some(Handler::stored_answer(ResponseCode::ISSUER_TIMEOUT, &stamp, None, None));
         update.rrn = Some(rrn_for(txn.id));

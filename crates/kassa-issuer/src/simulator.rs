@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use kassa_crypto::{verify_pin_block, Pin, TdesKey};
-use kassa_domain::{AuthCode, Expiry, Money};
+use kassa_domain::{AuthCode, CivilTime, Expiry, Money};
 
-use crate::clock::{CivilTime, Clock};
+use crate::clock::Clock;
 use crate::{AuthoriseRequest, Decline, IssuerAnswer, IssuerConnector, IssuerError, Operation, RequestId};
 
 /// The PIN of every test card.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kassa_domain::clock::{CivilTime, Clock};
+use kassa_domain::clock::Clock;
 use kassa_domain::{fee_returned_by_refund, FeeRate, MerchantId, Money};
 use kassa_ledger::{refund_entry, sale_entry};
 use kassa_store::qr::{
@@ -29,8 +29,6 @@ use crate::types::{
 
 /// Writes of one trade retried after a concurrent writer won, before giving up.
 const CHANGE_ATTEMPTS_MAX: usize = 8;
-/// Asia/Shanghai, minutes east of UTC: the wallets' business day.
-const BUSINESS_DAY_OFFSET_MINUTES: i32 = 8 * 60;
 /// Refunds of one trade listed at most.
 pub(crate) const REFUNDS_PER_TRADE_MAX: i64 = 100;
 /// Characters of an aggregated code's token (URL-safe, random).
@@ -186,7 +184,6 @@ impl QrService {
         let TradeFacts { kind, out_trade_no, amount, subject, expires_at_ms } = facts;
         let now = self.now_ms();
         let id = new_id();
-        let civil = CivilTime::at(now, BUSINESS_DAY_OFFSET_MINUTES);
         let (origin_kind, origin_id, terminal_id, operator) = match origin {
             QrOrigin::Terminal { terminal_id, operator } => (
                 QrOriginKind::Terminal,
@@ -226,7 +223,7 @@ impl QrService {
             next_check_at_ms: Some(expires_at_ms),
             checks: 0,
             attention: false,
-            business_date: format!("{:04}-{:02}-{:02}", civil.year, civil.month, civil.day),
+            business_date: self.inner.config.business_day.date_of(now).to_string(),
             version: 1,
             created_at_ms: now,
             updated_at_ms: now,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kassa_domain::{Channel, Money, OperatorCode, TerminalId};
+use kassa_domain::{BusinessDay, Channel, Money, OperatorCode, TerminalId};
 use kassa_store::qr::{QrKind, QrOrderState, QrRefundRecord, QrRefundStatus, QrStatus, QrTradeRecord};
 use kassa_wallet::{PaymentCode, Wallet, WalletConnector};
 
@@ -34,6 +34,9 @@ pub struct QrConfig {
     pub merchant_qr_validity_max_minutes: u32,
     /// The largest amount of one trade, minor units.
     pub amount_minor_max: i64,
+    /// Kassa's business day, which dates each trade (`business_date`): the host's, so QR and
+    /// card payments of one moment share a day (Asia/Shanghai, cut-off 23:00 by default).
+    pub business_day: BusinessDay,
 }
 
 impl Default for QrConfig {
@@ -50,6 +53,7 @@ impl Default for QrConfig {
             merchant_qr_validity_default_minutes: 5,
             merchant_qr_validity_max_minutes: 120,
             amount_minor_max: 100_000_000,
+            business_day: BusinessDay::default(),
         }
     }
 }
@@ -210,6 +214,8 @@ pub struct QrTrade {
     pub expires_at_ms: i64,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: i64,
+    /// Kassa's business day of its creation, `YYYY-MM-DD` ([`QrConfig::business_day`]).
+    pub business_date: String,
     /// Left to reconciliation: the wallet did not give a definite answer in time.
     pub needs_attention: bool,
 }
@@ -241,6 +247,7 @@ impl QrTrade {
             paid_at_ms: record.paid_at_ms,
             expires_at_ms: record.expires_at_ms,
             created_at_ms: record.created_at_ms,
+            business_date: record.business_date.clone(),
             needs_attention: record.attention,
         }
     }

@@ -198,7 +198,7 @@ pub struct QrTradeRecord {
     pub checks: i64,
     /// Left to reconciliation after too many checks.
     pub attention: bool,
-    /// Business day `YYYY-MM-DD` (Asia/Shanghai).
+    /// Kassa's business day `YYYY-MM-DD` (the host's UTC offset and daily cut-off).
     pub business_date: String,
     /// Bumped by every update.
     pub version: i64,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use fake::{notification_body, FakeWallet};
 use kassa_domain::clock::{Clock, ManualClock, SystemClock};
-use kassa_domain::{Currency, MerchantId, Money};
+use kassa_domain::{BusinessDay, Currency, MerchantId, Money};
 use kassa_qr::{
     CollectRequest, MerchantQrRequest, QrConfig, QrError, QrOrigin, QrRefundStatus, QrService, QrTrade, QrTradeStatus,
     RefundRequest, Wallets,
@@ -452,6 +452,26 @@ async fn the_routes_answer_the_landing_and_notifications(db: &TestDb) {
     assert_eq!(app.oneshot(too_large).await.unwrap().status(), 413);
 }
 
+async fn trades_are_dated_by_the_configured_business_day(db: &TestDb) {
+    // 2026-11-22T15:30:00Z is 23:30 in Shanghai: after the host's 23:00 cut-off.
+    let late_evening = 1_795_361_400_000;
+    let clock = Arc::new(ManualClock::new(late_evening));
+    let host = host_with(db, clock.clone(), config()).await;
+    let request = |no: &str| MerchantQrRequest {
+        out_trade_no: no.into(),
+        amount: cny(100),
+        subject: "x".into(),
+        validity_minutes: None,
+    };
+    let trade = host.service.create_merchant_qr(&merchant(), &origin(), request("BD1")).await.unwrap();
+    assert_eq!(trade.business_date, "2026-11-23", "after the cut-off: the next business day");
+    // Another host's day: its calendar day at UTC, no cut-off.
+    let utc = QrConfig { business_day: BusinessDay::calendar_day(0), ..config() };
+    let other = QrService::new(db.store.clone(), Wallets::new(), clock, utc);
+    let trade = other.create_merchant_qr(&merchant(), &origin(), request("BD2")).await.unwrap();
+    assert_eq!(trade.business_date, "2026-11-22");
+}
+
 kassa_store::both_backends!(
     a_code_paid_at_once_is_credited_with_its_fee_once,
     a_waiting_payer_who_confirms_is_paid,
@@ -465,4 +485,5 @@ kassa_store::both_backends!(
     a_slow_wallet_does_not_hold_up_the_other,
     cancel_and_close_by_the_merchant,
     the_routes_answer_the_landing_and_notifications,
+    trades_are_dated_by_the_configured_business_day,
 );
