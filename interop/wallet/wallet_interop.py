@@ -83,22 +83,15 @@ ALIPAY_PAID, ALIPAY_POOR, ALIPAY_NEVER = "286912345678901201", "2869123456789012
 ALIPAY_INVALID = "286912345678901299"
 WECHAT_PAID, WECHAT_POOR, WECHAT_NEVER = "134567890123456701", "134567890123456703", "134567890123456704"
 WECHAT_INVALID = "134567890123456799"
+# A business day before any trade of the run (the simulator's books start empty).
+NO_TRADE_DAY = "2020-01-02"
 NOTIFY_DEADLINE_S = 15.0
 # How long an acknowledged notification must stay quiet: twice the simulator's first retry delay.
 ACK_QUIET_S = 2.5
 WECHAT_SUCCESS_XML = b"<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
 
 # Check name -> why it fails. Printed as known failures, never counted as passed.
-KNOWN_FAILURES = {
-    "refundquery by out_refund_no alone: SUCCESS": (
-        "WeChat's refundquery takes any one of refund_id, out_refund_no, transaction_id, out_trade_no; "
-        "the simulator (wechat_api.rs, refund_query) wants out_trade_no or transaction_id and out_refund_no"
-    ),
-    "refundquery by out_trade_no alone: every refund of the order": (
-        "WeChat's refundquery by the order alone lists its refunds (refund_count, *_0, *_1, …); "
-        "the simulator (wechat_api.rs, refund_query) answers PARAM_ERROR without out_refund_no"
-    ),
-}
+KNOWN_FAILURES = {}
 
 
 class Report:
@@ -247,6 +240,12 @@ class Alipay:
         return self.call(
             AlipayDataDataserviceBillDownloadurlQueryRequest, AlipayDataDataserviceBillDownloadurlQueryResponse, fields,
         )
+
+
+def future_day():
+    """The day after tomorrow in Shanghai (UTC+8): still to come whatever the hour."""
+    shanghai = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=8)
+    return (shanghai + datetime.timedelta(days=2)).strftime("%Y-%m-%d")
 
 
 def alipay_day(text):
@@ -452,6 +451,10 @@ def alipay_bill(report, run):
     for out, paid_day in run.alipay_paid.items():
         if paid_day == day:
             report.check(f"the bill of {day} has {out}", out in bill, bill[:300])
+    for name, empty_day in (("a day without trades", NO_TRADE_DAY), ("a day still to come", future_day())):
+        response, answer = run.alipay.bill_url(empty_day)
+        refused(report, f"alipay.data.dataservice.bill.downloadurl.query, {name}: 40004 isp.bill_not_exist",
+                response, "40004", "isp.bill_not_exist")
 
 
 def alipay_notification(report, run, receiver):
@@ -642,9 +645,25 @@ def wechat_refunds(report, run):
     outcome = wechat_refusal(lambda: pay.refund.query(out_refund_no=first))
     report.check("refundquery by out_refund_no alone: SUCCESS",
                  isinstance(outcome, dict) and outcome.get("refund_fee_0") == "500", f"{outcome!r}")
+    outcome = wechat_refusal(lambda: pay.refund.query(refund_id=run.wechat_refund_id))
+    report.check("refundquery by refund_id alone: that refund",
+                 isinstance(outcome, dict) and outcome.get("refund_count") == "1"
+                 and outcome.get("out_refund_no_0") == first and outcome.get("refund_fee_0") == "500",
+                 f"{outcome!r}")
     outcome = wechat_refusal(lambda: pay.refund.query(out_trade_no=out))
     report.check("refundquery by out_trade_no alone: every refund of the order",
                  isinstance(outcome, dict) and outcome.get("refund_count") == "2", f"{outcome!r}")
+    if isinstance(outcome, dict):
+        report.check(
+            "refundquery by out_trade_no alone: oldest first (500, 734), refund_fee 1234",
+            outcome.get("out_refund_no_0") == first and outcome.get("refund_fee_0") == "500"
+            and outcome.get("refund_fee_1") == "734" and outcome.get("refund_status_1") == "SUCCESS"
+            and outcome.get("refund_fee") == "1234", f"{outcome!r}",
+        )
+    outcome = wechat_refusal(lambda: pay.refund.query(transaction_id=transaction_id))
+    report.check("refundquery by transaction_id alone: every refund of the order",
+                 isinstance(outcome, dict) and outcome.get("refund_count") == "2"
+                 and outcome.get("out_trade_no") == out, f"{outcome!r}")
 
     out = refs("PYW")
     answer = pay.micropay.create("interop", 250, WECHAT_PAID, client_ip="127.0.0.1", out_trade_no=out)
@@ -722,6 +741,13 @@ def wechat_bill(report, run):
     for out, paid_day in run.wechat_paid.items():
         if paid_day == day:
             report.check(f"the bill of {day} has `{out}", f"`{out}" in str(bill), str(bill)[:300])
+    for name, empty_day in (("a day without trades", NO_TRADE_DAY), ("a day still to come", future_day())):
+        outcome = wechat_refusal(lambda: run.wechat.tools.download_bill(empty_day.replace("-", "")))
+        report.check(f"downloadbill, {name}: return_code FAIL, No Bill Exist",
+                     isinstance(outcome, WeChatPayException) and outcome.return_code == "FAIL"
+                     and outcome.return_msg == "No Bill Exist", f"{outcome!r}")
+        fields = dict(xmltodict.parse(run.wechat.last_answer)["xml"]) if run.wechat.last_answer else {}
+        report.equal(f"downloadbill, {name}: error_code 20002", fields.get("error_code"), "20002")
 
 
 def wechat_notification(report, run, receiver):
@@ -788,6 +814,10 @@ def statements(report, run):
             missing = [out for out in outs if out not in text]
             report.check(f"the {wallet} statement of {day} has the {len(outs)} trades paid", not missing,
                          f"missing {missing}")
+        status, body = run.sim.get(f"/sim/v1/statements/{wallet}/{NO_TRADE_DAY}")
+        lines = body.decode("utf-8", errors="replace").splitlines()
+        report.check(f"GET /sim/v1/statements/{wallet}/{NO_TRADE_DAY} (no trades): 200, the header row alone",
+                     status == 200 and len(lines) == 1 and "," in lines[0], f"{status} {lines[:3]}")
 
 
 class Run:

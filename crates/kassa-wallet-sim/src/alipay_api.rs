@@ -4,7 +4,8 @@
 //!
 //! Codes: `10000` success, `10003` waiting for the payer (pay only), `20000` system error
 //! (nothing done, or the `error` fault), `40002` invalid parameters (`isv.invalid-signature`
-//! for a bad signature: nothing done), `40004` a definite business refusal with its `sub_code`.
+//! for a bad signature: nothing done), `40004` a definite business refusal with its `sub_code`
+//! (`isp.bill_not_exist` for the bill of a day without trades or still to come).
 //! String values never contain `{` or `}`.
 
 use axum::body::Bytes;
@@ -495,6 +496,9 @@ async fn bill_url(sim: &WalletSim, call: &Call) -> Result<Map<String, Value>, Fa
     }
     let date = call.required("bill_date", 10)?;
     let day = time::parse_day(&date, false).ok_or_else(|| invalid("bill_date"))?;
+    if sim.bill(Wallet::Alipay, day.clone()).await?.is_none() {
+        return Ok(business_failure(wire::BILL_NOT_EXIST, "账单不存在"));
+    }
     let validity_ms = sim.inner.config.bill_url_validity_ms;
     let for_token = day.clone();
     let token = sim

@@ -772,6 +772,82 @@ pub(crate) fn refund_query(
     Ok(Ok((trade, refund)))
 }
 
+/// How a refund query names a refund.
+#[derive(Debug, Clone)]
+pub(crate) enum RefundKey {
+    /// The wallet's refund number.
+    RefundId(String),
+    /// The merchant's refund reference.
+    OutRequestNo(String),
+}
+
+/// What a refund query found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RefundsFound {
+    /// The trade and the refunds asked for, oldest first, never empty: the named refund, or
+    /// every refund of the trade made through the refund API when none is named (a cancel's
+    /// refund has no reference: the trade is cancelled, not refunded).
+    Found(Box<Trade>, Vec<Refund>),
+    /// No such trade, no such refund, or a trade without refunds.
+    NotFound,
+    /// A refund reference used on more than one trade, named without its trade.
+    Ambiguous,
+}
+
+/// The refunds named by `trade` and/or `refund` (at least one of them). With both, the refund
+/// is looked for within that trade only.
+pub(crate) fn refunds(
+    tx: &Transaction<'_>,
+    ctx: &Ctx<'_>,
+    trade: Option<&TradeKey>,
+    refund: Option<&RefundKey>,
+) -> rusqlite::Result<RefundsFound> {
+    let trade = match (trade, refund) {
+        (Some(key), _) => current(tx, ctx, key)?,
+        (None, Some(refund)) => {
+            let (column, value) = refund_column(refund);
+            let owners: Vec<i64> = tx
+                .prepare_cached(&format!(
+                    "SELECT r.trade_id FROM refunds r JOIN trades t ON t.id = r.trade_id \
+                     WHERE t.wallet = ?1 AND r.{column} = ?2 LIMIT 2"
+                ))?
+                .query_map(params![ctx.wallet.as_str(), value], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            match owners.as_slice() {
+                [] => None,
+                [trade_id] => Some(settle(tx, ctx.faults, by_id(tx, *trade_id)?, ctx.now_ms)?),
+                _ => return Ok(RefundsFound::Ambiguous),
+            }
+        }
+        (None, None) => None,
+    };
+    let Some(trade) = trade else { return Ok(RefundsFound::NotFound) };
+    let found: Vec<Refund> = match refund {
+        Some(refund) => {
+            let (column, value) = refund_column(refund);
+            tx.prepare_cached(&format!(
+                "SELECT {REFUND_COLUMNS} FROM refunds WHERE trade_id = ?1 AND {column} = ?2 ORDER BY id"
+            ))?
+            .query_map(params![trade.id, value], refund_from_row)?
+            .collect::<rusqlite::Result<_>>()?
+        }
+        None => tx
+            .prepare_cached(&format!(
+                "SELECT {REFUND_COLUMNS} FROM refunds WHERE trade_id = ?1 AND out_request_no IS NOT NULL ORDER BY id"
+            ))?
+            .query_map([trade.id], refund_from_row)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    Ok(if found.is_empty() { RefundsFound::NotFound } else { RefundsFound::Found(Box::new(trade), found) })
+}
+
+fn refund_column(key: &RefundKey) -> (&'static str, &str) {
+    match key {
+        RefundKey::RefundId(value) => ("refund_id", value),
+        RefundKey::OutRequestNo(value) => ("out_request_no", value),
+    }
+}
+
 /// One business day of one wallet: trades paid that day, refunds made that day (with their
 /// trade), oldest first.
 #[derive(Debug, Clone, Default)]

@@ -54,16 +54,39 @@ impl WalletSim {
             .await
     }
 
-    /// The statement of `day` (`YYYY-MM-DD`) of `wallet` as CSV text.
+    /// The statement of `day` (`YYYY-MM-DD`) of `wallet` as CSV text (the header row alone for
+    /// a day without trades or refunds).
     pub(crate) async fn statement(&self, wallet: Wallet, day: String) -> Result<String, SimError> {
+        let content = self.day(wallet, day).await?;
+        self.render(wallet, &content)
+    }
+
+    /// The provider's bill of `day`: `None` when the provider has none — no trade paid and no
+    /// refund that day, or a day still to come (Alipay `isp.bill_not_exist`, WeChat
+    /// `No Bill Exist`).
+    pub(crate) async fn bill(&self, wallet: Wallet, day: String) -> Result<Option<String>, SimError> {
+        if day > time::business_day(self.now_ms()) {
+            return Ok(None);
+        }
+        let content = self.day(wallet, day).await?;
+        if content.paid.is_empty() && content.refunds.is_empty() {
+            return Ok(None);
+        }
+        self.render(wallet, &content).map(Some)
+    }
+
+    async fn day(&self, wallet: Wallet, day: String) -> Result<engine::Day, SimError> {
         let rows_max = self.inner.config.limits.statement_rows_max;
-        let content = self.book(wallet, move |tx, _| engine::day(tx, wallet, &day, rows_max)).await?;
+        self.book(wallet, move |tx, _| engine::day(tx, wallet, &day, rows_max)).await
+    }
+
+    fn render(&self, wallet: Wallet, content: &engine::Day) -> Result<String, SimError> {
         let fee_rate = self.inner.engine.fee_rate;
         let credentials = &self.inner.keys.credentials;
         let csv = match wallet {
-            Wallet::Alipay => statement::alipay(&content, fee_rate),
+            Wallet::Alipay => statement::alipay(content, fee_rate),
             Wallet::Wechat => statement::wechat(
-                &content,
+                content,
                 fee_rate,
                 statement::WechatMerchant { appid: &credentials.wechat.appid, mch_id: &credentials.wechat.mch_id },
             ),

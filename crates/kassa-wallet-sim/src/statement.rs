@@ -1,7 +1,9 @@
 //! The wallets' daily statements (bills), CSV in UTF-8 with a header row, one row per trade
 //! paid that business day (Asia/Shanghai) and one per refund made that day (a cancel that
 //! refunded a paid trade is a refund too), trades first, each oldest first. Trades hit by the
-//! `omit_from_statement` fault are left out (their refunds are not).
+//! `omit_from_statement` fault are left out (their refunds are not). A day without rows is the
+//! header row alone at `/sim/v1/statements`; the providers' bill APIs answer "no bill" for it
+//! instead (and for a day still to come), as the providers do.
 //!
 //! Alipay style ([`ALIPAY_HEADER`]):
 //!
@@ -49,13 +51,11 @@ use kassa_domain::{FeeRate, Money, MoneyError};
 use crate::engine::{Behaviour, Day, Refund, Trade};
 use crate::time;
 
-/// The Alipay-style header row.
-pub const ALIPAY_HEADER: &str =
-    "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,订单金额（元）,商家实收（元）,退款批次号/请求号,服务费（元）";
+/// The Alipay-style header row (the connector's, so an empty bill reads the same on both sides).
+pub const ALIPAY_HEADER: &str = kassa_wallet::alipay::wire::BILL_HEADER;
 
-/// The WeChat-style header row.
-pub const WECHAT_HEADER: &str = "交易时间,公众账号ID,商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,\
-货币种类,应结订单总金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率";
+/// The WeChat-style header row (the connector's).
+pub const WECHAT_HEADER: &str = kassa_wallet::wechat::wire::BILL_HEADER;
 
 /// A CSV field: quoted when it holds a comma, a quote or a line break.
 fn field(value: &str) -> String {

@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS refunds (
     UNIQUE (trade_id, out_request_no)
 );
 CREATE INDEX IF NOT EXISTS refunds_day ON refunds (day);
+CREATE INDEX IF NOT EXISTS refunds_out_request_no ON refunds (out_request_no);
 CREATE TABLE IF NOT EXISTS payers (
     wallet TEXT NOT NULL,
     payer TEXT NOT NULL,

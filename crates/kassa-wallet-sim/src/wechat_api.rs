@@ -4,7 +4,8 @@
 //! `return_code` `FAIL` (no signature) is a request the wallet could not read or authenticate:
 //! nothing done. `result_code` `FAIL` with an `err_code` is a business refusal, or `SYSTEMERROR`
 //! (nothing done, or the `error` fault); `USERPAYING` is a payment waiting for its payer.
-//! `downloadbill` answers the bill's CSV itself.
+//! `downloadbill` answers the bill's CSV itself, or `return_code` `FAIL` `No Bill Exist` (unsigned,
+//! `error_code` `20002`) for a day without trades or still to come.
 
 use std::collections::BTreeMap;
 
@@ -19,8 +20,8 @@ use kassa_wallet::wechat::wire;
 use kassa_wallet::Wallet;
 
 use crate::engine::{
-    self, Behaviour, CancelAction, ClosedBy, PayInput, PrecreateInput, RefundInput, Refusal, State as TradeState,
-    Trade, TradeKey,
+    self, Behaviour, CancelAction, ClosedBy, PayInput, PrecreateInput, RefundInput, RefundKey, RefundsFound, Refusal,
+    State as TradeState, Trade, TradeKey,
 };
 use crate::faults::Fault;
 use crate::http::csv_answer;
@@ -35,6 +36,12 @@ pub const OWN_QR_PREFIX: &str = "weixin://wxpay/bizpayurl?pr=";
 const OUT_TRADE_NO_CHARS_MAX: usize = 32;
 /// Longest `out_refund_no`, characters.
 const OUT_REFUND_NO_CHARS_MAX: usize = 64;
+/// Longest `transaction_id`, characters.
+const TRANSACTION_ID_CHARS_MAX: usize = 32;
+/// Longest `refund_id`, characters.
+const REFUND_ID_CHARS_MAX: usize = 32;
+/// Refunds listed in one `refundquery` answer; `offset` pages through an order's others.
+const REFUNDS_PER_ANSWER_MAX: usize = 10;
 /// Longest payment code, characters.
 const AUTH_CODE_CHARS_MAX: usize = 32;
 /// Longest `body` (goods description) or refund reason, characters.
@@ -85,8 +92,14 @@ fn communication_failure(message: &str) -> Response {
 /// A business answer: `result_code` SUCCESS with `fields`, or FAIL with an error code.
 enum Outcome {
     Success(Vec<(String, String)>),
-    Failure { err_code: &'static str, des: &'static str, fields: Vec<(String, String)> },
+    Failure {
+        err_code: &'static str,
+        des: &'static str,
+        fields: Vec<(String, String)>,
+    },
     Csv(String),
+    /// `downloadbill` of a day without a bill: `return_code` FAIL, unsigned, as WeChat answers it.
+    NoBill,
 }
 
 fn failure(err_code: &'static str, des: &'static str) -> Outcome {
@@ -115,6 +128,13 @@ fn signed_answer(sim: &WalletSim, outcome: Outcome) -> Response {
     ];
     match outcome {
         Outcome::Csv(csv) => return csv_answer(csv),
+        Outcome::NoBill => {
+            return xml(wire::to_xml(&[
+                ("return_code".into(), "FAIL".into()),
+                ("return_msg".into(), wire::NO_BILL_EXIST.into()),
+                ("error_code".into(), wire::NO_BILL_ERROR_CODE.into()),
+            ]))
+        }
         Outcome::Success(more) => {
             fields.push(("result_code".into(), "SUCCESS".into()));
             fields.extend(more);
@@ -164,14 +184,24 @@ impl Request {
         Ok(amount)
     }
 
+    /// The order named by `out_trade_no` or else `transaction_id`.
     fn trade_key(&self) -> Result<TradeKey, Invalid> {
+        self.optional_trade_key()?.ok_or_else(param_error)
+    }
+
+    fn optional_trade_key(&self) -> Result<Option<TradeKey>, Invalid> {
         if let Some(out_trade_no) = self.reference("out_trade_no", OUT_TRADE_NO_CHARS_MAX)? {
-            return Ok(TradeKey::OutTradeNo(out_trade_no));
+            return Ok(Some(TradeKey::OutTradeNo(out_trade_no)));
         }
-        match self.reference("transaction_id", 32)? {
-            Some(transaction_id) => Ok(TradeKey::TradeNo(transaction_id)),
-            None => Err(param_error()),
+        Ok(self.reference("transaction_id", TRANSACTION_ID_CHARS_MAX)?.map(TradeKey::TradeNo))
+    }
+
+    /// The refund named by `refund_id` or else `out_refund_no`.
+    fn refund_key(&self) -> Result<Option<RefundKey>, Invalid> {
+        if let Some(refund_id) = self.reference("refund_id", REFUND_ID_CHARS_MAX)? {
+            return Ok(Some(RefundKey::RefundId(refund_id)));
         }
+        Ok(self.reference("out_refund_no", OUT_REFUND_NO_CHARS_MAX)?.map(RefundKey::OutRequestNo))
     }
 
     fn notify_url(&self) -> Result<Option<String>, Invalid> {
@@ -438,28 +468,56 @@ async fn refund(sim: &WalletSim, request: &Request) -> Result<Outcome, Failure> 
     })
 }
 
+/// `refundquery`: named by any one of `refund_id`, `out_refund_no`, `transaction_id` and
+/// `out_trade_no`, as WeChat takes them. A refund named answers that refund; the order alone
+/// answers its refunds ([`REFUNDS_PER_ANSWER_MAX`] from `offset`, with `total_refund_count` when
+/// `offset` is given). `refund_fee` is everything refunded on the order. With both an order and a
+/// refund, the refund is looked for within that order.
 async fn refund_query(sim: &WalletSim, request: &Request) -> Result<Outcome, Failure> {
-    let key = request.trade_key()?;
-    let out_refund_no = request.reference("out_refund_no", OUT_REFUND_NO_CHARS_MAX)?.ok_or(param_error())?;
-    let done = sim.book(Wallet::Wechat, move |tx, ctx| engine::refund_query(tx, ctx, &key, &out_refund_no)).await?;
-    Ok(match done {
-        Err(refused) => refusal(refused),
-        Ok((_, None)) => failure("REFUNDNOTEXIST", "退款订单查询失败"),
-        Ok((trade, Some(refund))) => Outcome::Success(vec![
-            pair("transaction_id", trade.trade_no.clone()),
-            pair("out_trade_no", trade.out_trade_no.clone()),
-            pair("total_fee", wire::fen(trade.amount)),
-            pair("cash_fee", wire::fen(trade.amount)),
-            pair("refund_count", "1"),
-            // WeChat's refundquery `refund_fee` is everything refunded on the order.
-            pair("refund_fee", wire::fen(trade.refunded)),
-            pair("out_refund_no_0", refund.out_request_no.clone().unwrap_or_default()),
-            pair("refund_id_0", refund.refund_id.clone()),
-            pair("refund_fee_0", wire::fen(refund.amount)),
-            pair("refund_status_0", "SUCCESS"),
-            pair("refund_success_time_0", time::alipay_time(refund.created_ms)),
-        ]),
-    })
+    let refund = request.refund_key()?;
+    let trade = request.optional_trade_key()?;
+    if trade.is_none() && refund.is_none() {
+        return Err(param_error().into());
+    }
+    let offset = match request.text("offset", 6)? {
+        Some(text) => Some(text.parse::<usize>().map_err(|_| param_error())?),
+        None => None,
+    };
+    let found =
+        sim.book(Wallet::Wechat, move |tx, ctx| engine::refunds(tx, ctx, trade.as_ref(), refund.as_ref())).await?;
+    let not_found = || failure("REFUNDNOTEXIST", "退款订单查询失败");
+    let (trade, refunds) = match found {
+        RefundsFound::Found(trade, refunds) => (trade, refunds),
+        RefundsFound::NotFound => return Ok(not_found()),
+        RefundsFound::Ambiguous => return Ok(failure("INVALID_REQUEST", "退款单号对应多笔订单，请同时传订单号")),
+    };
+    let total_count = refunds.len();
+    let listed: Vec<_> = refunds.into_iter().skip(offset.unwrap_or(0)).take(REFUNDS_PER_ANSWER_MAX).collect();
+    if listed.is_empty() {
+        return Ok(not_found());
+    }
+    let mut fields = vec![
+        pair("transaction_id", trade.trade_no.clone()),
+        pair("out_trade_no", trade.out_trade_no.clone()),
+        pair("total_fee", wire::fen(trade.amount)),
+        pair("cash_fee", wire::fen(trade.amount)),
+        pair("refund_count", listed.len().to_string()),
+        // WeChat's refundquery `refund_fee` is everything refunded on the order.
+        pair("refund_fee", wire::fen(trade.refunded)),
+    ];
+    if offset.is_some() {
+        fields.push(pair("total_refund_count", total_count.to_string()));
+    }
+    for (index, refund) in listed.iter().enumerate() {
+        fields.extend([
+            pair(&format!("out_refund_no_{index}"), refund.out_request_no.clone().unwrap_or_default()),
+            pair(&format!("refund_id_{index}"), refund.refund_id.clone()),
+            pair(&format!("refund_fee_{index}"), wire::fen(refund.amount)),
+            pair(&format!("refund_status_{index}"), "SUCCESS"),
+            pair(&format!("refund_success_time_{index}"), time::alipay_time(refund.created_ms)),
+        ]);
+    }
+    Ok(Outcome::Success(fields))
 }
 
 async fn download_bill(sim: &WalletSim, request: &Request) -> Result<Outcome, Failure> {
@@ -467,5 +525,8 @@ async fn download_bill(sim: &WalletSim, request: &Request) -> Result<Outcome, Fa
     if request.text("bill_type", 16)?.is_some_and(|bill_type| bill_type != "ALL") {
         return Err(param_error().into());
     }
-    Ok(Outcome::Csv(sim.statement(Wallet::Wechat, day).await?))
+    Ok(match sim.bill(Wallet::Wechat, day).await? {
+        Some(csv) => Outcome::Csv(csv),
+        None => Outcome::NoBill,
+    })
 }

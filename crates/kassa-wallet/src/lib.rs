@@ -306,7 +306,9 @@ pub trait WalletConnector: Send + Sync + std::fmt::Debug {
 
     /// The wallet's statement (bill) of one business day (`YYYY-MM-DD`, Asia/Shanghai) as the
     /// provider's CSV text (Alipay `alipay.data.dataservice.bill.downloadurl.query` then the
-    /// download; WeChat `downloadbill`), at most `bytes_max` bytes.
+    /// download; WeChat `downloadbill`), at most `bytes_max` bytes. A day the wallet has no bill
+    /// for (no trade that day: Alipay `isp.bill_not_exist`, WeChat `No Bill Exist`) is an empty
+    /// statement, the provider's header row alone.
     async fn statement(&self, date: &str, bytes_max: usize) -> Result<Vec<u8>, WalletError>;
 
     /// Verifies an asynchronous notification as received on the notify URL (the raw body and

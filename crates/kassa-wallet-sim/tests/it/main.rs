@@ -427,6 +427,159 @@ async fn cancel_close_and_refund_follow_the_rules() {
 }
 
 #[tokio::test]
+async fn wechat_refundquery_takes_any_one_of_four_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), ManualClock::new(START_MS)).await;
+    let micropay = |out: &'static str| {
+        [("out_trade_no", out), ("auth_code", "134567890123456701"), ("total_fee", "1000"), ("body", "Tea")]
+    };
+    let paid = sim.wechat("/pay/micropay", &micropay("Q1")).await;
+    let transaction_id = paid["transaction_id"].clone();
+    let refund = |out: &'static str, no: &'static str, fee: &'static str| {
+        [("out_trade_no", out), ("out_refund_no", no), ("total_fee", "1000"), ("refund_fee", fee)]
+    };
+    let first = sim.wechat("/secapi/pay/refund", &refund("Q1", "QR1", "100")).await;
+    let second = sim.wechat("/secapi/pay/refund", &refund("Q1", "QR2", "250")).await;
+    assert_eq!(second["result_code"], "SUCCESS", "{second:?}");
+
+    // One refund, by out_refund_no alone or refund_id alone.
+    for key in [("out_refund_no", "QR2"), ("refund_id", second["refund_id"].as_str())] {
+        let answer = sim.wechat("/pay/refundquery", &[key]).await;
+        assert_eq!(answer["result_code"], "SUCCESS", "{key:?}: {answer:?}");
+        assert_eq!(answer["out_trade_no"], "Q1");
+        assert_eq!(answer["refund_count"], "1");
+        assert_eq!((answer["out_refund_no_0"].as_str(), answer["refund_fee_0"].as_str()), ("QR2", "250"));
+        assert_eq!(answer["refund_id_0"], second["refund_id"]);
+        assert_eq!(answer["refund_fee"], "350", "everything refunded on the order");
+        assert!(!answer.contains_key("out_refund_no_1"));
+    }
+    // Every refund of the order, by out_trade_no or transaction_id alone, oldest first.
+    for key in [("out_trade_no", "Q1"), ("transaction_id", transaction_id.as_str())] {
+        let answer = sim.wechat("/pay/refundquery", &[key]).await;
+        assert_eq!(answer["refund_count"], "2", "{key:?}: {answer:?}");
+        assert_eq!((answer["out_refund_no_0"].as_str(), answer["refund_fee_0"].as_str()), ("QR1", "100"));
+        assert_eq!(answer["refund_id_0"], first["refund_id"]);
+        assert_eq!((answer["out_refund_no_1"].as_str(), answer["refund_fee_1"].as_str()), ("QR2", "250"));
+        assert_eq!((answer["refund_status_1"].as_str(), answer["refund_fee"].as_str()), ("SUCCESS", "350"));
+        assert!(!answer.contains_key("total_refund_count"));
+    }
+    // The order and a refund: that refund, looked for within the order.
+    let answer = sim.wechat("/pay/refundquery", &[("out_trade_no", "Q1"), ("out_refund_no", "QR1")]).await;
+    assert_eq!((answer["refund_count"].as_str(), answer["out_refund_no_0"].as_str()), ("1", "QR1"));
+
+    // Nothing to find: REFUNDNOTEXIST (an unknown order too, as WeChat answers it).
+    sim.wechat("/pay/micropay", &micropay("Q2")).await;
+    for keys in [
+        vec![("out_refund_no", "QR9")],
+        vec![("refund_id", "50000000000000000009")],
+        vec![("out_trade_no", "Q2")],
+        vec![("out_trade_no", "Q9")],
+        vec![("out_trade_no", "Q2"), ("out_refund_no", "QR1")],
+    ] {
+        let answer = sim.wechat("/pay/refundquery", &keys).await;
+        assert_eq!(answer["err_code"], "REFUNDNOTEXIST", "{keys:?}: {answer:?}");
+    }
+    let answer = sim.wechat("/pay/refundquery", &[]).await;
+    assert_eq!(answer["err_code"], "PARAM_ERROR");
+
+    // A reverse is not a refund: the reversed order has none to list.
+    sim.wechat("/pay/micropay", &micropay("Q3")).await;
+    sim.wechat("/secapi/pay/reverse", &[("out_trade_no", "Q3")]).await;
+    let answer = sim.wechat("/pay/refundquery", &[("out_trade_no", "Q3")]).await;
+    assert_eq!(answer["err_code"], "REFUNDNOTEXIST", "{answer:?}");
+
+    // A refund reference used on two orders cannot be named alone.
+    sim.wechat("/secapi/pay/refund", &refund("Q2", "QR1", "10")).await;
+    let answer = sim.wechat("/pay/refundquery", &[("out_refund_no", "QR1")]).await;
+    assert_eq!(answer["err_code"], "INVALID_REQUEST", "{answer:?}");
+    let answer = sim.wechat("/pay/refundquery", &[("out_trade_no", "Q2"), ("out_refund_no", "QR1")]).await;
+    assert_eq!((answer["out_trade_no"].as_str(), answer["refund_fee_0"].as_str()), ("Q2", "10"));
+
+    // More than ten refunds: ten per answer, `offset` pages on.
+    sim.wechat("/pay/micropay", &micropay("Q4")).await;
+    for index in 0..12 {
+        let no = format!("QP{index:02}");
+        let fields =
+            [("out_trade_no", "Q4"), ("out_refund_no", no.as_str()), ("total_fee", "1000"), ("refund_fee", "1")];
+        assert_eq!(sim.wechat("/secapi/pay/refund", &fields).await["result_code"], "SUCCESS");
+    }
+    let answer = sim.wechat("/pay/refundquery", &[("out_trade_no", "Q4")]).await;
+    assert_eq!((answer["refund_count"].as_str(), answer["refund_fee"].as_str()), ("10", "12"));
+    assert!(answer.contains_key("out_refund_no_9") && !answer.contains_key("out_refund_no_10"));
+    let answer = sim.wechat("/pay/refundquery", &[("out_trade_no", "Q4"), ("offset", "10")]).await;
+    assert_eq!(
+        (answer["refund_count"].as_str(), answer["total_refund_count"].as_str(), answer["out_refund_no_0"].as_str()),
+        ("2", "12", "QP10")
+    );
+    let answer = sim.wechat("/pay/refundquery", &[("out_trade_no", "Q4"), ("offset", "12")]).await;
+    assert_eq!(answer["err_code"], "REFUNDNOTEXIST");
+    let answer = sim.wechat("/pay/refundquery", &[("out_trade_no", "Q4"), ("offset", "-1")]).await;
+    assert_eq!(answer["err_code"], "PARAM_ERROR");
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_day_without_trades_has_no_provider_bill() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), ManualClock::new(START_MS)).await;
+    sim.alipay("alipay.trade.pay", pay_biz("B1", "281234567890123401", "10.00")).await;
+    sim.wechat(
+        "/pay/micropay",
+        &[("out_trade_no", "B2"), ("auth_code", "134567890123456701"), ("total_fee", "1000"), ("body", "Tea")],
+    )
+    .await;
+    // Yesterday had no trade; tomorrow has not come.
+    for day in ["2026-11-21", "2026-11-23"] {
+        let answer = sim
+            .alipay("alipay.data.dataservice.bill.downloadurl.query", json!({"bill_type": "trade", "bill_date": day}))
+            .await;
+        assert_eq!((text(&answer, "code"), text(&answer, "sub_code")), ("40004", "isp.bill_not_exist"), "{day}");
+        assert!(!answer.contains_key("bill_download_url"));
+
+        let body = sim.wechat_body(&[("bill_date", &day.replace('-', "")), ("bill_type", "ALL")]);
+        let (status, answer) =
+            http(sim.addr, "POST", "/sim/v1/wechat/pay/downloadbill", "text/xml", body.as_bytes()).await.unwrap();
+        let answer = wechat::wire::parse_xml(&answer).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(
+            (answer["return_code"].as_str(), answer["return_msg"].as_str(), answer["error_code"].as_str()),
+            ("FAIL", "No Bill Exist", "20002"),
+            "{day}"
+        );
+        assert!(!answer.contains_key("sign"), "unsigned, like every FAIL");
+
+        // The simulator's own statements still answer the header row.
+        for (wallet, header) in [
+            ("alipay", kassa_wallet_sim::statement::ALIPAY_HEADER),
+            ("wechat", kassa_wallet_sim::statement::WECHAT_HEADER),
+        ] {
+            assert_eq!(sim.get(&format!("/sim/v1/statements/{wallet}/{day}")).await, (200, format!("{header}\r\n")));
+        }
+    }
+    // Today has a bill at both.
+    let answer = sim
+        .alipay("alipay.data.dataservice.bill.downloadurl.query", json!({"bill_type": "trade", "bill_date": TODAY}))
+        .await;
+    assert_eq!(text(&answer, "code"), "10000");
+    let body = sim.wechat_body(&[("bill_date", "20261122"), ("bill_type", "ALL")]);
+    let (_, bill) =
+        http(sim.addr, "POST", "/sim/v1/wechat/pay/downloadbill", "text/xml", body.as_bytes()).await.unwrap();
+    assert!(String::from_utf8(bill).unwrap().contains("`B2"));
+    // A trade left out of the statements (the omit_from_statement fault) leaves a day without a bill.
+    sim.clock.advance_ms(24 * 3_600_000);
+    sim.sim.arm_fault(Wallet::Alipay, kassa_wallet_sim::Fault::OmitFromStatement, 1);
+    sim.alipay("alipay.trade.pay", pay_biz("B3", "281234567890123401", "10.00")).await;
+    let answer = sim
+        .alipay(
+            "alipay.data.dataservice.bill.downloadurl.query",
+            json!({"bill_type": "trade", "bill_date": "2026-11-23"}),
+        )
+        .await;
+    assert_eq!(text(&answer, "sub_code"), "isp.bill_not_exist");
+    sim.stop().await;
+}
+
+#[tokio::test]
 async fn a_bad_signature_is_refused_and_nothing_is_done() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), ManualClock::new(START_MS)).await;
@@ -956,6 +1109,26 @@ async fn the_connectors_understand_the_simulator() {
         assert!(
             statement.contains(&format!("{wallet}K1")) && statement.contains(&format!("{wallet}KR1")),
             "{statement}"
+        );
+        // A day without trades has no bill at the wallet: an empty statement, the header row alone.
+        let header = match wallet {
+            kassa_wallet::Wallet::Alipay => kassa_wallet_sim::statement::ALIPAY_HEADER,
+            kassa_wallet::Wallet::Wechat => kassa_wallet_sim::statement::WECHAT_HEADER,
+        };
+        let empty = connector.statement("2026-11-21", 1 << 20).await.unwrap();
+        assert_eq!(String::from_utf8(empty).unwrap(), format!("{header}\r\n"), "{wallet}");
+
+        // Among several refunds of the trade, the one asked for.
+        let another = RefundRequest { refund_reference: format!("{wallet}KR3"), amount: cny(200), ..refund.clone() };
+        connector.refund(&another).await.unwrap();
+        let found = connector.refund_query(&format!("{wallet}K1"), &format!("{wallet}KR1")).await.unwrap();
+        assert_eq!(found.amount, cny(300), "{wallet}");
+        let found = connector.refund_query(&format!("{wallet}K1"), &format!("{wallet}KR3")).await.unwrap();
+        assert_eq!(found.amount, cny(200), "{wallet}");
+        assert_eq!(
+            connector.refund_query(&format!("{wallet}K1"), &format!("{wallet}KR9")).await,
+            Err(WalletError::Declined(Decline::TradeNotFound)),
+            "{wallet}"
         );
     }
     eventually("both notifications", || async { notifications.count.load(Ordering::SeqCst) >= 2 }).await;

@@ -416,7 +416,14 @@ impl WalletConnector for AlipayConnector {
         const METHOD: &str = "alipay.data.dataservice.bill.downloadurl.query";
         check_date(date)?;
         let biz = json!({ "bill_type": "trade", "bill_date": date });
-        let object = self.idempotent(METHOD, date, biz).await?;
+        let object = match self.idempotent(METHOD, date, biz).await {
+            Ok(object) => object,
+            // A day without trades has no bill: its statement is empty, signed as such.
+            Err(WalletError::Declined(Decline::Other { code, .. })) if code == wire::BILL_NOT_EXIST => {
+                return empty_statement(wire::BILL_HEADER, bytes_max);
+            }
+            Err(error) => return Err(error),
+        };
         let url = wallet_uri(required(METHOD, &object, "bill_download_url")?)
             .map_err(|error| WalletError::Unknown(format!("{METHOD}: {error}")))?;
         retrying(self.inner.config.idempotent_retries_max, || async {
@@ -478,6 +485,16 @@ impl WalletConnector for AlipayConnector {
     fn notification_answer(&self, accepted: bool) -> (&'static str, Vec<u8>) {
         ("text/plain; charset=utf-8", if accepted { b"success".to_vec() } else { b"fail".to_vec() })
     }
+}
+
+/// The statement of a day without a bill: the provider's header row alone (when it fits in
+/// `bytes_max`, like any statement).
+pub(crate) fn empty_statement(header: &str, bytes_max: usize) -> Result<Vec<u8>, WalletError> {
+    let csv = format!("{header}\r\n").into_bytes();
+    if csv.len() > bytes_max {
+        return Err(WalletError::Unknown(format!("statement: larger than {bytes_max} bytes")));
+    }
+    Ok(csv)
 }
 
 /// A business day `YYYY-MM-DD`.

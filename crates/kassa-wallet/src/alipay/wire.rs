@@ -39,6 +39,14 @@ pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=
 /// The answers' content type.
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
+/// The header row of a trade bill (CSV, UTF-8): a day without a bill is this row alone.
+pub const BILL_HEADER: &str =
+    "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,订单金额（元）,商家实收（元）,退款批次号/请求号,服务费（元）";
+
+/// The `sub_code` (with code `40004`) of `alipay.data.dataservice.bill.downloadurl.query` for a
+/// day without a bill (no trade that day, or a day still to come).
+pub const BILL_NOT_EXIST: &str = "isp.bill_not_exist";
+
 /// The text signed: every parameter except `sign` (and `sign_type` when `exclude_sign_type`, as
 /// for notifications), empty values dropped, sorted by key, `k=v` joined with `&`.
 pub fn signing_string(params: &[(String, String)], exclude_sign_type: bool) -> String {

@@ -316,7 +316,8 @@ impl WechatConnector {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let result = match bill {
             Ok(Bill::Csv(csv)) => Ok(csv),
-            // An XML answer is the wallet's refusal (or an unknown answer).
+            // An XML answer is "no bill", the wallet's refusal, or an unknown answer.
+            Ok(Bill::Xml(xml)) if no_bill(&xml) => crate::alipay::empty_statement(wire::BILL_HEADER, bytes_max),
             Ok(Bill::Xml(xml)) => match self.verified(method, &xml) {
                 Ok(_) => Err(WalletError::Unknown("downloadbill: an XML answer without a bill".into())),
                 Err(error) => Err(error),
@@ -340,6 +341,16 @@ impl WechatConnector {
         let looks_xml = body.trim_ascii_start().starts_with(b"<xml") || body.trim_ascii_start().starts_with(b"<?xml");
         Ok(if looks_xml || answer.content_type.contains("xml") { Bill::Xml(body) } else { Bill::Csv(body) })
     }
+}
+
+/// `downloadbill`'s answer for a day without a bill (no trade that day): `return_code` `FAIL`
+/// with `return_msg` `No Bill Exist`, unsigned like every `FAIL` — as unsigned as the bill's CSV
+/// itself, so believing it costs nothing a bill would not.
+fn no_bill(xml: &[u8]) -> bool {
+    wire::parse_xml(xml).is_ok_and(|fields| {
+        field(&fields, "return_code") == Some("FAIL")
+            && field(&fields, "return_msg").is_some_and(|message| message.eq_ignore_ascii_case(wire::NO_BILL_EXIST))
+    })
 }
 
 fn pair(name: &str, value: impl Into<String>) -> (String, String) {

@@ -43,6 +43,17 @@ pub const NOTIFICATION_ACCEPTED: &str =
 pub const NOTIFICATION_REFUSED: &str =
     "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[FAIL]]></return_msg></xml>";
 
+/// The header row of a `downloadbill` bill (CSV, UTF-8): a day without a bill is this row alone.
+pub const BILL_HEADER: &str = "交易时间,公众账号ID,商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,\
+货币种类,应结订单总金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率";
+
+/// `downloadbill`'s `return_msg` (with `return_code` `FAIL`, unsigned, and `error_code`
+/// [`NO_BILL_ERROR_CODE`]) for a day without a bill (no trade that day, or a day still to come).
+pub const NO_BILL_EXIST: &str = "No Bill Exist";
+
+/// `downloadbill`'s `error_code` beside [`NO_BILL_EXIST`].
+pub const NO_BILL_ERROR_CODE: &str = "20002";
+
 /// Fields to sign or verify: a list of pairs or a map.
 pub trait Fields {
     /// The (name, value) pairs.

@@ -321,6 +321,12 @@ async fn alipay_every_method_maps_its_answer() {
                 r#"{"code":"10000","out_trade_no":"KQ1","out_request_no":"KR1","refund_amount":"2.34","total_amount":"12.34","refund_status":"REFUND_SUCCESS"}"#.into(),
             ),
             ("alipay.trade.fastpay.refund.query", _) => Canned::Signed(r#"{"code":"10000","out_trade_no":"KQ1"}"#.into()),
+            ("alipay.data.dataservice.bill.downloadurl.query", _) if biz["bill_date"] == "2026-11-21" => {
+                failure("isp.bill_not_exist")
+            }
+            ("alipay.data.dataservice.bill.downloadurl.query", _) if biz["bill_date"] == "2026-11-20" => {
+                failure("isv.invalid-arguments")
+            }
             ("alipay.data.dataservice.bill.downloadurl.query", _) => {
                 assert_eq!((biz["bill_type"].as_str(), biz["bill_date"].as_str()), (Some("trade"), Some("2026-11-22")));
                 Canned::Signed(r#"{"code":"10000","bill_download_url":"{base}/bill"}"#.into())
@@ -359,6 +365,13 @@ async fn alipay_every_method_maps_its_answer() {
     assert!(String::from_utf8(csv).unwrap().contains("KQ1"));
     assert!(matches!(connector.statement("2026-11-22", 8).await, Err(WalletError::Unknown(_))), "over bytes_max");
     assert!(matches!(connector.statement("20261122", 1024).await, Err(WalletError::NotSent(_))));
+    let empty = connector.statement("2026-11-21", 1024).await.unwrap();
+    assert_eq!(empty, format!("{}\r\n", alipay_wire::BILL_HEADER).into_bytes(), "no bill: the header row alone");
+    assert!(matches!(connector.statement("2026-11-21", 8).await, Err(WalletError::Unknown(_))), "over bytes_max");
+    assert_eq!(
+        connector.statement("2026-11-20", 1024).await,
+        Err(WalletError::Declined(Decline::Other { code: "isv.invalid-arguments".into(), message: "x".into() }))
+    );
 }
 
 fn alipay_notification(app_id: &str, key: &RsaKeyPair) -> Vec<u8> {
@@ -598,19 +611,34 @@ async fn wechat_every_method_maps_its_answer() {
                     assert_eq!((fields["total_fee"].as_str(), fields["out_refund_no"].as_str()), ("1234", "KR1"));
                     WCanned::Success(vec![("out_trade_no", "KQ1".into()), ("refund_fee", "234".into())])
                 }
+                // The order's refunds listed, the one asked for among them.
                 ("refundquery", _) if fields["out_refund_no"] == "KR1" => WCanned::Success(vec![
                     ("out_trade_no", "KQ1".into()),
-                    ("refund_count", "1".into()),
-                    ("refund_fee", "234".into()),
-                    ("out_refund_no_0", "KR1".into()),
-                    ("refund_fee_0", "234".into()),
+                    ("refund_count", "2".into()),
+                    ("refund_fee", "334".into()),
+                    ("out_refund_no_0", "KR0".into()),
+                    ("refund_fee_0", "100".into()),
                     ("refund_status_0", "SUCCESS".into()),
+                    ("out_refund_no_1", "KR1".into()),
+                    ("refund_fee_1", "234".into()),
+                    ("refund_status_1", "SUCCESS".into()),
                 ]),
                 ("refundquery", _) => WCanned::Fail("REFUNDNOTEXIST"),
                 ("downloadbill", _) if fields["bill_date"] == "20261122" => {
                     WCanned::Raw(StatusCode::OK, "交易时间,公众账号ID\n`2026-11-22 10:48:29,`wx1\n".into())
                 }
-                ("downloadbill", _) => WCanned::Fail("NO_BILL_EXIST"),
+                // WeChat's "no bill": return_code FAIL, unsigned.
+                ("downloadbill", _) if fields["bill_date"] == "20261121" => WCanned::Raw(
+                    StatusCode::OK,
+                    "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[No Bill Exist]]></return_msg>\
+                     <error_code><![CDATA[20002]]></error_code></xml>"
+                        .into(),
+                ),
+                ("downloadbill", _) if fields["bill_date"] == "20261120" => WCanned::Raw(
+                    StatusCode::OK,
+                    "<xml><return_code>FAIL</return_code><return_msg>Bill Creating</return_msg></xml>".into(),
+                ),
+                ("downloadbill", _) => WCanned::Fail("INVALID_BILL_TYPE"),
                 _ => WCanned::Raw(StatusCode::NOT_FOUND, String::new()),
             }
         }
@@ -641,14 +669,20 @@ async fn wechat_every_method_maps_its_answer() {
     let too_much = RefundRequest { amount: cny(9900), ..refund_request() };
     assert_eq!(connector.refund(&too_much).await, Err(WalletError::Declined(Decline::RefundTooLarge)));
     let found = connector.refund_query("KQ1", "KR1").await.unwrap();
-    assert_eq!((found.amount, found.refunded_total), (cny(234), Some(cny(234))));
+    assert_eq!((found.amount, found.refunded_total), (cny(234), Some(cny(334))));
     assert_eq!(connector.refund_query("KQ1", "KR9").await, Err(WalletError::Declined(Decline::TradeNotFound)));
     let csv = connector.statement("2026-11-22", 4096).await.unwrap();
     assert!(String::from_utf8(csv).unwrap().starts_with("交易时间"));
     assert!(matches!(connector.statement("2026-11-22", 8).await, Err(WalletError::Unknown(_))), "over bytes_max");
+    let empty = connector.statement("2026-11-21", 4096).await.unwrap();
+    assert_eq!(empty, format!("{}\r\n", wechat_wire::BILL_HEADER).into_bytes(), "no bill: the header row alone");
+    assert!(matches!(connector.statement("2026-11-21", 8).await, Err(WalletError::Unknown(_))), "over bytes_max");
+    let before = calls.load(Ordering::SeqCst);
+    assert!(matches!(connector.statement("2026-11-20", 4096).await, Err(WalletError::Unknown(_))), "another FAIL");
+    assert_eq!(calls.load(Ordering::SeqCst) - before, 3, "statement: three attempts");
     assert_eq!(
-        connector.statement("2026-11-21", 4096).await,
-        Err(WalletError::Declined(Decline::Other { code: "NO_BILL_EXIST".into(), message: "x".into() }))
+        connector.statement("2026-11-19", 4096).await,
+        Err(WalletError::Declined(Decline::Other { code: "INVALID_BILL_TYPE".into(), message: "x".into() }))
     );
 }
 
