@@ -34,6 +34,10 @@ pub const SESSION_TOKEN_BYTES: usize = 32;
 pub const CREDENTIAL_RETRIES_MAX: usize = 4;
 /// The settings name of a merchant's terminal password policy.
 pub const TERMINAL_POLICY_SETTING: &str = "terminal_password_policy";
+/// How often an operator session's last use is written: idle timeouts count in minutes, so a
+/// session seen a few seconds ago need not be written again (a busy till would otherwise pay a
+/// commit per request for it).
+pub const SESSION_TOUCH_INTERVAL_MS: i64 = 5_000;
 
 /// A bearer token handed to a client at login. Only its SHA-256 is stored; `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
@@ -570,7 +574,12 @@ impl Auth {
             self.store.commit(WriteUnit::ops(vec![store_auth::end_session(&digest, now, reason)])).await?;
             return Err(AuthError::NoSession);
         }
-        if !committed(self.store.commit(WriteUnit::guarded(store_auth::touch_session(&digest, now), vec![])).await?) {
+        // Marking the session used is a write: done at most once per SESSION_TOUCH_INTERVAL_MS,
+        // far finer than the idle timeout (minutes), so a busy till does not pay a commit per
+        // request for it.
+        if now - record.last_seen_ms >= SESSION_TOUCH_INTERVAL_MS
+            && !committed(self.store.commit(WriteUnit::guarded(store_auth::touch_session(&digest, now), vec![])).await?)
+        {
             return Err(AuthError::NoSession);
         }
         Ok(OperatorSession {
