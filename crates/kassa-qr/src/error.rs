@@ -29,10 +29,15 @@ pub enum QrError {
     /// The merchant QR can no longer be paid (paid, closed or expired).
     #[error("the code is no longer payable: {0}")]
     Gone(&'static str),
-    /// The trade is not paid, so nothing can be refunded.
+    /// The trade is not paid, so nothing can be refunded. A [`QrErrorKind::Conflict`]: the
+    /// trade's state forbids it.
     #[error("the trade is not paid")]
     NotRefundable,
-    /// The refund is larger than what is left to refund.
+    /// The refund is larger than what is left to refund (paid, minus refunded, minus what
+    /// pending refunds hold). A [`QrErrorKind::Conflict`], like a refund of an unpaid trade:
+    /// what is left is the trade's state, not a property of the request — the same request can
+    /// pass once a pending refund fails, and an amount that is wrong in itself (zero, negative,
+    /// another currency) is [`QrError::Invalid`].
     #[error("the refund exceeds the refundable {refundable}")]
     RefundExceeds {
         /// What may still be refunded.
@@ -55,14 +60,16 @@ pub enum QrError {
     Internal(String),
 }
 
-/// The classes of [`QrError`] an HTTP layer answers differently.
+/// The classes of [`QrError`] an HTTP layer answers differently; [`QrErrorKind::as_str`] is
+/// the stable name an API may put in its error objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QrErrorKind {
     /// The request is wrong; sending it again will not help.
     Invalid,
     /// Nothing by that name.
     NotFound,
-    /// The name is taken by another request, or the state forbids it.
+    /// The name is taken by another request, or the trade's state forbids it (not paid, paid
+    /// already, less left to refund than asked).
     Conflict,
     /// The merchant QR is no longer payable.
     Gone,
@@ -74,13 +81,48 @@ pub enum QrErrorKind {
     Internal,
 }
 
+impl QrErrorKind {
+    /// Every kind.
+    pub const ALL: [QrErrorKind; 7] = [
+        QrErrorKind::Invalid,
+        QrErrorKind::NotFound,
+        QrErrorKind::Conflict,
+        QrErrorKind::Gone,
+        QrErrorKind::Refused,
+        QrErrorKind::Unavailable,
+        QrErrorKind::Internal,
+    ];
+
+    /// Stable snake_case name: `invalid`, `not_found`, `conflict`, `gone`, `refused`,
+    /// `unavailable`, `internal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QrErrorKind::Invalid => "invalid",
+            QrErrorKind::NotFound => "not_found",
+            QrErrorKind::Conflict => "conflict",
+            QrErrorKind::Gone => "gone",
+            QrErrorKind::Refused => "refused",
+            QrErrorKind::Unavailable => "unavailable",
+            QrErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for QrErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl QrError {
     /// Its class.
     pub fn kind(&self) -> QrErrorKind {
         match self {
-            QrError::Invalid(_) | QrError::UnknownCode | QrError::RefundExceeds { .. } => QrErrorKind::Invalid,
+            QrError::Invalid(_) | QrError::UnknownCode => QrErrorKind::Invalid,
             QrError::MerchantNotFound | QrError::NotFound => QrErrorKind::NotFound,
-            QrError::Conflict(_) | QrError::NotRefundable | QrError::AlreadyPaid => QrErrorKind::Conflict,
+            QrError::Conflict(_) | QrError::NotRefundable | QrError::RefundExceeds { .. } | QrError::AlreadyPaid => {
+                QrErrorKind::Conflict
+            }
             QrError::Gone(_) => QrErrorKind::Gone,
             QrError::WalletRefused(_) => QrErrorKind::Refused,
             QrError::WalletNotConfigured(_) | QrError::WalletUnavailable(_) => QrErrorKind::Unavailable,
@@ -92,4 +134,25 @@ impl QrError {
 
 pub(crate) fn internal(error: impl std::fmt::Display) -> QrError {
     QrError::Internal(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kassa_domain::Currency;
+
+    #[test]
+    fn kinds_have_stable_names() {
+        let names: Vec<&str> = QrErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["invalid", "not_found", "conflict", "gone", "refused", "unavailable", "internal"]);
+        assert_eq!(QrErrorKind::NotFound.to_string(), "not_found");
+    }
+
+    #[test]
+    fn refusals_that_depend_on_the_trade_are_conflicts() {
+        let over = QrError::RefundExceeds { refundable: Money::from_minor(1, Currency::CNY) };
+        assert_eq!(over.kind(), QrErrorKind::Conflict);
+        assert_eq!(QrError::NotRefundable.kind(), QrErrorKind::Conflict);
+        assert_eq!(QrError::Invalid("amount".into()).kind(), QrErrorKind::Invalid);
+    }
 }

@@ -144,8 +144,10 @@ impl QrService {
                     trade.next_check_at_ms = None;
                     return Ok(Some(vec![]));
                 }
+                // Every check backs off; only those that are not a normal wait count.
                 trade.checks += 1;
-                if trade.checks >= config.checks_before_attention && !trade.attention {
+                if state::check_counts(trade, now) && trade.checks >= config.checks_before_attention && !trade.attention
+                {
                     trade.attention = true;
                     flagged = true;
                 }

@@ -103,10 +103,25 @@ async fn landing(
         return error_answer(&QrError::NotFound, json);
     }
     let Some(wallet) = wallet_from(&query, &headers) else {
+        // No wallet app: a browser (or a camera app) opened the code. Look it up all the same,
+        // so an unknown, paid, closed or expired code says so; create nothing at any wallet.
+        let trade = match service.lookup(&token).await {
+            Ok(trade) => trade,
+            Err(error) => return error_answer(&error, json),
+        };
         if json {
             return error_answer(&QrError::Invalid("wallet: alipay or wechat".into()), true);
         }
-        return page(StatusCode::OK, "Kassa", "<p>Scan this code with Alipay or WeChat.</p>");
+        return page(
+            StatusCode::OK,
+            "Kassa",
+            &format!(
+                "<p>{} {}</p><p>{}</p><p>Scan this code with Alipay or WeChat.</p>",
+                escape_html(&trade.amount.to_decimal_string()),
+                escape_html(trade.amount.currency().code()),
+                escape_html(&trade.subject),
+            ),
+        );
     };
     match service.scan(&token, wallet).await {
         Ok(answer) if json => Json(serde_json::json!({

@@ -109,6 +109,46 @@ fn check_out_no(what: &str, text: &str) -> Result<(), QrError> {
     Ok(())
 }
 
+/// The longest wallet code kept in a failure's `other:<code>`.
+const DECLINE_CODE_CHARS_MAX: usize = 64;
+
+/// A wallet's definite refusal as a stable, readable name, stored as a trade's or a refund's
+/// failure: `balance_not_enough`, `code_invalid`, `trade_not_found`, `trade_already_paid`,
+/// `trade_status`, `refund_too_large`, or `other:<the wallet's code>` (its code kept to
+/// letters, digits, `.`, `_` and `-`, at most 64 characters).
+pub(crate) fn decline_reason(decline: &Decline) -> String {
+    match decline {
+        Decline::BalanceNotEnough => "balance_not_enough".into(),
+        Decline::CodeInvalid => "code_invalid".into(),
+        Decline::TradeNotFound => "trade_not_found".into(),
+        Decline::TradeAlreadyPaid => "trade_already_paid".into(),
+        Decline::TradeStatus => "trade_status".into(),
+        Decline::RefundTooLarge => "refund_too_large".into(),
+        Decline::Other { code, .. } => {
+            let code: String = code
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                .take(DECLINE_CODE_CHARS_MAX)
+                .collect();
+            format!("other:{code}")
+        }
+    }
+}
+
+/// The failure of a payment that never reached the wallet.
+const NOT_SENT: &str = "not_sent";
+
+/// Whether a merchant QR can still be paid at `now_ms`: `Gone` when it is paid, closed or
+/// past its validity.
+fn payable(trade: &QrTradeRecord, now_ms: i64) -> Result<(), QrError> {
+    match trade.status {
+        QrStatus::Paid => Err(QrError::Gone("paid")),
+        QrStatus::Closed | QrStatus::Failed => Err(QrError::Gone("closed")),
+        QrStatus::Pending | QrStatus::Waiting if now_ms >= trade.expires_at_ms => Err(QrError::Gone("expired")),
+        QrStatus::Pending | QrStatus::Waiting => Ok(()),
+    }
+}
+
 /// What the wallet's answer about a trade says.
 pub(crate) fn evidence_of(trade: WalletTrade) -> Evidence {
     match trade.state {
@@ -223,6 +263,7 @@ impl QrService {
             next_check_at_ms: Some(expires_at_ms),
             checks: 0,
             attention: false,
+            failure: None,
             business_date: self.inner.config.business_day.date_of(now).to_string(),
             version: 1,
             created_at_ms: now,
@@ -295,6 +336,7 @@ impl QrService {
         let mut refused = None;
         let mut credited = false;
         let mut reversing = false;
+        let mut reversed = false;
         let stored = self
             .change_trade(trade_id, |trade| {
                 let was_cancelling = trade.order(channel) == QrOrderState::Cancelling;
@@ -312,6 +354,7 @@ impl QrService {
                 state::schedule(trade, &config, now);
                 let mut ops = Vec::new();
                 credited = applied.credit;
+                reversed = applied.reversed;
                 if applied.credit {
                     let rate =
                         FeeRate::from_ppm(rates.get(channel.as_str()).copied().unwrap_or(0)).map_err(internal)?;
@@ -332,8 +375,13 @@ impl QrService {
             tracing::info!(reference = %stored.reference, %wallet, "qr payment credited");
         }
         if reversing {
-            self.inner.metrics.reversals.fetch_add(1, Relaxed);
             tracing::warn!(reference = %stored.reference, %wallet, "a payment Kassa cannot take is reversed at the wallet");
+        }
+        if reversed {
+            // Counted when the wallet confirms the reversal, whichever way Kassa came to cancel:
+            // a second wallet, a payment after a close, a payment at the end of a customer's wait.
+            self.inner.metrics.reversals.fetch_add(1, Relaxed);
+            tracing::info!(reference = %stored.reference, %wallet, "qr payment reversed at the wallet, not credited");
         }
         Ok(Ok(stored))
     }
@@ -508,12 +556,12 @@ impl QrService {
             Ok(PayOutcome::Waiting(_)) => Some(Evidence::Waiting),
             Err(WalletError::Declined(decline)) => {
                 tracing::info!(reference = %trade.reference, %wallet, ?decline, "qr payment declined");
-                Some(Evidence::Declined)
+                Some(Evidence::Declined(decline_reason(&decline)))
             }
             Err(WalletError::NotSent(why)) => {
                 // Nothing reached the wallet: a definite failure, nothing to resolve.
                 tracing::warn!(reference = %trade.reference, %wallet, why, "qr payment not sent");
-                Some(Evidence::Declined)
+                Some(Evidence::Declined(NOT_SENT.into()))
             }
             Err(WalletError::Unknown(why)) => {
                 tracing::warn!(reference = %trade.reference, %wallet, why, "qr payment outcome unknown; querying");
@@ -607,14 +655,7 @@ impl QrService {
         let config = self.inner.config.clone();
         let trade = self
             .change_trade(found.id, |trade| {
-                match trade.status {
-                    QrStatus::Paid => return Err(QrError::Gone("paid")),
-                    QrStatus::Closed | QrStatus::Failed => return Err(QrError::Gone("closed")),
-                    QrStatus::Pending | QrStatus::Waiting if now >= trade.expires_at_ms => {
-                        return Err(QrError::Gone("expired"))
-                    }
-                    QrStatus::Pending | QrStatus::Waiting => {}
-                }
+                payable(trade, now)?;
                 match trade.order(channel) {
                     QrOrderState::Open => Ok(None),
                     QrOrderState::None => {
@@ -657,10 +698,19 @@ impl QrService {
             Err(WalletError::Declined(decline)) => {
                 tracing::warn!(reference = %trade.reference, %wallet, ?decline, "precreate refused");
                 self.apply_or_flag(trade.id, wallet, &Evidence::Closed).await?;
-                Err(QrError::WalletRefused(format!("{decline:?}")))
+                Err(QrError::WalletRefused(decline_reason(&decline)))
             }
             Err(error) => Err(QrError::WalletUnavailable(error.to_string())),
         }
+    }
+
+    /// The merchant QR of an aggregated code's token, while it can be paid (what a browser
+    /// that is no wallet app is shown): `NotFound` for an unknown token, `Gone` when it is
+    /// paid, closed or expired. Creates nothing at any wallet.
+    pub async fn lookup(&self, token: &str) -> Result<QrTrade, QrError> {
+        let trade = self.inner.store.qr().trade_by_token(token).await?.ok_or(QrError::NotFound)?;
+        payable(&trade, self.now_ms())?;
+        Ok(self.view(&trade))
     }
 
     /// The trade as Kassa knows it now.
@@ -841,7 +891,7 @@ impl QrService {
         };
         match self.connector(wallet)?.refund(&request).await {
             Ok(answer) => self.refund_succeeded(refund.id, &answer).await,
-            Err(WalletError::Declined(decline)) => self.refund_failed(refund.id, &format!("{decline:?}")).await,
+            Err(WalletError::Declined(decline)) => self.refund_failed(refund.id, &decline_reason(&decline)).await,
             Err(error) => {
                 tracing::warn!(refund = %refund.refund_reference, %error, "refund outcome unknown; the resolver asks");
                 Ok(self.inner.store.qr().refund(refund.id).await?.unwrap_or(refund))

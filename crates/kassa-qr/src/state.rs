@@ -35,8 +35,9 @@ pub(crate) enum Evidence {
     Closed,
     /// Paid and refunded in full by a cancel.
     Reversed,
-    /// The payment was refused definitely.
-    Declined,
+    /// The payment was refused definitely, for this reason (a stable name, see
+    /// `service::decline_reason`).
+    Declined(String),
     /// The wallet has no such trade (a query): not evidence of anything final by itself.
     NotFound,
 }
@@ -48,6 +49,8 @@ pub(crate) struct Applied {
     pub changed: bool,
     /// The payment is the trade's: post its sale entry with this write.
     pub credit: bool,
+    /// A payment at this wallet was reversed (refunded in full by a cancel), never credited.
+    pub reversed: bool,
 }
 
 /// Evidence that must not be applied.
@@ -82,6 +85,7 @@ pub(crate) fn apply(
 ) -> Result<Applied, Refused> {
     let order = trade.order(wallet);
     let before = trade.clone();
+    let was_open = is_open(trade);
     let mut credit = false;
     match evidence {
         Evidence::Paid { trade_no, amount, paid_at_ms } => {
@@ -89,7 +93,9 @@ pub(crate) fn apply(
                 return Err(Refused::AmountDiffers { expected: trade.amount, reported: *amount });
             }
             match order {
-                QrOrderState::Paid | QrOrderState::Cancelling => {}
+                // Known already: credited, being reversed, or reversed (the wallet refunded
+                // the one payment of this order; a "paid" now is a replay or a lagging query).
+                QrOrderState::Paid | QrOrderState::Cancelling | QrOrderState::Reversed => {}
                 QrOrderState::None | QrOrderState::Open | QrOrderState::Closing
                     if matches!(trade.status, QrStatus::Pending | QrStatus::Waiting) =>
                 {
@@ -126,26 +132,52 @@ pub(crate) fn apply(
                 QrOrderState::Closed | QrOrderState::Reversed => {}
             }
         }
-        Evidence::Declined => {
-            if matches!(trade.status, QrStatus::Pending | QrStatus::Waiting) && trade.kind == QrKind::CustomerCode {
+        Evidence::Declined(reason) => {
+            if is_open(trade) && trade.kind == QrKind::CustomerCode {
                 trade.status = QrStatus::Failed;
+                trade.failure = Some(reason.clone());
                 trade.set_order(wallet, QrOrderState::Closed);
             }
         }
+        // Nothing paid there (yet): a precreated order the payer has not scanned is unknown to
+        // Alipay until then. The order stays open until the validity ends and it is closed.
         Evidence::NotFound => {}
     }
     settle(trade, now_ms);
+    new_phase(trade, was_open);
     let changed = *trade != before;
     if changed {
         trade.updated_at_ms = now_ms;
     }
-    Ok(Applied { changed, credit })
+    let reversed = order != QrOrderState::Reversed && trade.order(wallet) == QrOrderState::Reversed;
+    Ok(Applied { changed, credit, reversed })
+}
+
+/// Whether the trade is still open (not paid, closed or failed).
+pub(crate) fn is_open(trade: &QrTradeRecord) -> bool {
+    matches!(trade.status, QrStatus::Pending | QrStatus::Waiting)
+}
+
+/// A trade that leaves its open phase (paid, failed, closed) counts the resolver's checks of
+/// what it still owes (a close, a cancel) from zero: checks while it waited are not those.
+fn new_phase(trade: &mut QrTradeRecord, was_open: bool) {
+    if was_open && !is_open(trade) {
+        trade.checks = 0;
+    }
+}
+
+/// Whether a resolver check of the trade counts towards `checks_before_attention`: a trade
+/// waiting for its payer within its validity (or wait) is normal, however long that is; a
+/// check of an unknown outcome (pending), of a trade past its deadline or of a close or cancel
+/// owed counts.
+pub(crate) fn check_counts(trade: &QrTradeRecord, now_ms: i64) -> bool {
+    !(trade.status == QrStatus::Waiting && now_ms < trade.expires_at_ms)
 }
 
 /// Winds an open trade down (its deadline passed, or the merchant gave up): every open order
 /// is to be closed or cancelled. A trade that is not open is left alone.
 pub(crate) fn wind_down(trade: &mut QrTradeRecord, how: WindDown, now_ms: i64) -> bool {
-    if !matches!(trade.status, QrStatus::Pending | QrStatus::Waiting) {
+    if !is_open(trade) {
         return false;
     }
     let before = trade.clone();
@@ -256,6 +288,7 @@ mod tests {
             next_check_at_ms: Some(100),
             checks: 0,
             attention: false,
+            failure: None,
             business_date: "2026-01-01".into(),
             version: 1,
             created_at_ms: 0,
@@ -270,7 +303,10 @@ mod tests {
     #[test]
     fn the_first_payment_is_credited_once_and_a_replay_changes_nothing() {
         let mut t = trade(QrKind::CustomerCode);
-        assert_eq!(apply(&mut t, Channel::Alipay, &paid(1000), 10), Ok(Applied { changed: true, credit: true }));
+        assert_eq!(
+            apply(&mut t, Channel::Alipay, &paid(1000), 10),
+            Ok(Applied { changed: true, credit: true, reversed: false })
+        );
         assert_eq!((t.status, t.alipay_order, t.wallet), (QrStatus::Paid, QrOrderState::Paid, Some(Channel::Alipay)));
         assert_eq!(apply(&mut t, Channel::Alipay, &paid(1000), 11), Ok(Applied::default()));
         assert!(!has_work(&t));
@@ -294,8 +330,10 @@ mod tests {
         assert!(!second.credit && second.changed);
         assert_eq!(t.alipay_order, QrOrderState::Cancelling);
         assert_eq!(t.wallet, Some(Channel::Wechat));
-        assert!(!apply(&mut t, Channel::Alipay, &Evidence::Reversed, 12).unwrap().credit);
+        let reversal = apply(&mut t, Channel::Alipay, &Evidence::Reversed, 12).unwrap();
+        assert!(!reversal.credit && reversal.reversed);
         assert_eq!((t.status, t.alipay_order), (QrStatus::Paid, QrOrderState::Reversed));
+        assert!(!apply(&mut t, Channel::Alipay, &Evidence::Reversed, 13).unwrap().reversed, "counted once");
         assert!(!has_work(&t));
     }
 
@@ -306,10 +344,17 @@ mod tests {
         assert_eq!(t.alipay_order, QrOrderState::Cancelling);
         // A payment learnt of while cancelling is not credited.
         assert_eq!(apply(&mut t, Channel::Alipay, &paid(1000), 51), Ok(Applied::default()));
-        apply(&mut t, Channel::Alipay, &Evidence::Reversed, 52).unwrap();
+        assert!(apply(&mut t, Channel::Alipay, &Evidence::Reversed, 52).unwrap().reversed);
         assert_eq!((t.status, t.alipay_order), (QrStatus::Closed, QrOrderState::Reversed));
-        // A late stale "paid" asks for another cancel, still no credit.
-        assert!(!apply(&mut t, Channel::Alipay, &paid(1000), 53).unwrap().credit);
+        // A late stale "paid" (a replayed notification) changes nothing: that payment is reversed.
+        assert_eq!(apply(&mut t, Channel::Alipay, &paid(1000), 53), Ok(Applied::default()));
+        // A payment learnt of after a close is reversed.
+        let mut t = trade(QrKind::MerchantQr);
+        t.alipay_order = QrOrderState::Closed;
+        t.status = QrStatus::Closed;
+        let late = apply(&mut t, Channel::Alipay, &paid(1000), 54).unwrap();
+        assert!(late.changed && !late.credit);
+        assert_eq!(t.alipay_order, QrOrderState::Cancelling);
     }
 
     #[test]
@@ -341,9 +386,28 @@ mod tests {
         assert_eq!(t.status, QrStatus::Waiting);
         apply(&mut t, Channel::Alipay, &Evidence::NotFound, 2).unwrap();
         assert_eq!(t.status, QrStatus::Waiting);
-        apply(&mut t, Channel::Alipay, &Evidence::Declined, 3).unwrap();
+        apply(&mut t, Channel::Alipay, &Evidence::Declined("balance_not_enough".into()), 3).unwrap();
         assert_eq!(t.status, QrStatus::Failed);
+        assert_eq!(t.failure.as_deref(), Some("balance_not_enough"));
         assert!(!has_work(&t));
+    }
+
+    #[test]
+    fn waiting_within_the_validity_is_not_counted_towards_attention() {
+        let mut t = trade(QrKind::MerchantQr);
+        t.alipay_order = QrOrderState::Open;
+        assert!(!check_counts(&t, 99), "waiting for the payer within its validity is normal");
+        assert!(check_counts(&t, 100), "past its validity it counts");
+        t.status = QrStatus::Pending;
+        assert!(check_counts(&t, 50), "an unknown outcome counts");
+        // A trade that leaves its open phase counts what it still owes from zero.
+        let mut t = trade(QrKind::MerchantQr);
+        t.alipay_order = QrOrderState::Open;
+        t.wechat_order = QrOrderState::Open;
+        t.checks = 90;
+        apply(&mut t, Channel::Alipay, &paid(1000), 50).unwrap();
+        assert_eq!((t.status, t.wechat_order, t.checks), (QrStatus::Paid, QrOrderState::Closing, 0));
+        assert!(check_counts(&t, 50));
     }
 
     #[test]

@@ -200,6 +200,8 @@ pub struct QrTrade {
     pub status: QrTradeStatus,
     /// The amount.
     pub amount: Money,
+    /// What the payer sees.
+    pub subject: String,
     /// Refunded so far.
     pub refunded: Money,
     /// The merchant's fee (once paid).
@@ -218,6 +220,10 @@ pub struct QrTrade {
     pub business_date: String,
     /// Left to reconciliation: the wallet did not give a definite answer in time.
     pub needs_attention: bool,
+    /// Why it failed, when its status is `failed`: the wallet's refusal as a stable name
+    /// (`balance_not_enough`, `code_invalid`, `trade_status`, `other:<the wallet's code>`…) or
+    /// `not_sent` when the payment never reached the wallet.
+    pub failure: Option<String>,
 }
 
 impl QrTrade {
@@ -240,6 +246,7 @@ impl QrTrade {
             wallet: record.wallet.and_then(wallet_of),
             status,
             amount: record.amount,
+            subject: record.subject.clone(),
             refunded: Money::from_minor(record.refunded_minor, currency),
             fee: Money::from_minor(record.fee_minor, currency),
             trade_no: record.trade_no.clone(),
@@ -249,6 +256,7 @@ impl QrTrade {
             created_at_ms: record.created_at_ms,
             business_date: record.business_date.clone(),
             needs_attention: record.attention,
+            failure: record.failure.clone(),
         }
     }
 }
@@ -268,7 +276,8 @@ pub struct QrRefund {
     pub status: QrRefundStatus,
     /// The fee it returned to the merchant (once succeeded).
     pub fee_returned: Money,
-    /// The wallet's refusal, when it failed.
+    /// The wallet's refusal, when it failed, as a stable name (`trade_status`,
+    /// `refund_too_large`, `other:<the wallet's code>`…).
     pub failure: Option<String>,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: i64,

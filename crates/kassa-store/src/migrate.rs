@@ -37,6 +37,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0005_gateway_batch_upload.sql"),
     },
     Migration { version: 6, name: "qr", sql: include_str!("../migrations/sqlite/0006_qr.sql") },
+    Migration {
+        version: 7,
+        name: "qr_trade_failure",
+        sql: include_str!("../migrations/sqlite/0007_qr_trade_failure.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -54,6 +59,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0005_gateway_batch_upload.sql"),
     },
     Migration { version: 6, name: "qr", sql: include_str!("../migrations/postgres/0006_qr.sql") },
+    Migration {
+        version: 7,
+        name: "qr_trade_failure",
+        sql: include_str!("../migrations/postgres/0007_qr_trade_failure.sql"),
+    },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kassa_schema_migrations (\

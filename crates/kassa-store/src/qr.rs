@@ -198,6 +198,8 @@ pub struct QrTradeRecord {
     pub checks: i64,
     /// Left to reconciliation after too many checks.
     pub attention: bool,
+    /// Why it failed (the wallet's decline, e.g. `balance_not_enough`), when it did.
+    pub failure: Option<String>,
     /// Kassa's business day `YYYY-MM-DD` (the host's UTC offset and daily cut-off).
     pub business_date: String,
     /// Bumped by every update.
@@ -323,7 +325,7 @@ pub trait QrStore: Send + Sync {
 const TRADE_COLUMNS: &str = "id, merchant_id, out_trade_no, reference, kind, wallet, status, amount_minor, currency, \
      refunded_minor, refunding_minor, fee_minor, subject, origin, origin_id, terminal_id, operator, code_digest, \
      qr_token, alipay_order, alipay_code, wechat_order, wechat_code, trade_no, paid_at_ms, expires_at_ms, \
-     next_check_at_ms, checks, attention, business_date, version, created_at_ms, updated_at_ms";
+     next_check_at_ms, checks, attention, business_date, version, created_at_ms, updated_at_ms, failure";
 
 const REFUND_COLUMNS: &str = "id, trade_id, out_request_no, refund_reference, amount_minor, currency, status, reason, \
      fee_returned_minor, failure, next_check_at_ms, checks, version, created_at_ms, updated_at_ms";
@@ -376,6 +378,7 @@ fn trade(row: &Row) -> Result<QrTradeRecord, StoreError> {
         version: row.int(30)?,
         created_at_ms: row.int(31)?,
         updated_at_ms: row.int(32)?,
+        failure: row.opt_text(33)?,
     })
 }
 
@@ -475,9 +478,9 @@ pub fn insert_trade(t: &QrTradeRecord) -> Guard {
         sql: "INSERT INTO qr_trades (id, merchant_id, out_trade_no, reference, kind, wallet, status, amount_minor, \
               currency, refunded_minor, refunding_minor, fee_minor, subject, origin, origin_id, terminal_id, operator, \
               code_digest, qr_token, alipay_order, alipay_code, wechat_order, wechat_code, trade_no, paid_at_ms, \
-              expires_at_ms, next_check_at_ms, checks, attention, business_date, version, created_at_ms, updated_at_ms) \
-              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-              $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33) ON CONFLICT DO NOTHING",
+              expires_at_ms, next_check_at_ms, checks, attention, business_date, version, created_at_ms, updated_at_ms, \
+              failure) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+              $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34) ON CONFLICT DO NOTHING",
         params: params![
             t.id,
             t.merchant_id.as_str(),
@@ -511,20 +514,22 @@ pub fn insert_trade(t: &QrTradeRecord) -> Guard {
             t.business_date.as_str(),
             t.version,
             t.created_at_ms,
-            t.updated_at_ms
+            t.updated_at_ms,
+            t.failure.clone()
         ]
         .to_vec(),
     })
 }
 
 fn update_trade_statement(t: &QrTradeRecord) -> Statement {
-    // Identity, kind, amount, origin and creation never change.
+    // Identity, kind, amount, origin and creation never change. Placeholders in the order of
+    // their parameters: SQLite numbers `$n` by first appearance.
     Statement {
         sql:
             "UPDATE qr_trades SET wallet = $1, status = $2, refunded_minor = $3, refunding_minor = $4, fee_minor = $5, \
               alipay_order = $6, alipay_code = $7, wechat_order = $8, wechat_code = $9, trade_no = $10, \
               paid_at_ms = $11, expires_at_ms = $12, next_check_at_ms = $13, checks = $14, attention = $15, \
-              updated_at_ms = $16, version = version + 1 WHERE id = $17 AND version = $18",
+              updated_at_ms = $16, failure = $17, version = version + 1 WHERE id = $18 AND version = $19",
         params: params![
             opt_channel(t.wallet),
             t.status.as_str(),
@@ -542,6 +547,7 @@ fn update_trade_statement(t: &QrTradeRecord) -> Statement {
             t.checks,
             t.attention,
             t.updated_at_ms,
+            t.failure.clone(),
             t.id,
             t.version
         ]

@@ -46,11 +46,20 @@ pub struct Faults {
     pub drop_notification: u32,
     /// Every answer comes after this long.
     pub slow_ms: u64,
+    /// The next payments are not sent (`NotSent`): nothing reaches the wallet.
+    pub not_sent: u32,
+    /// The next refunds are declined with the wallet's code `ACQ.SELLER_BALANCE_NOT_ENOUGH`.
+    pub decline_refund: u32,
 }
 
 #[derive(Debug, Default)]
 struct Books {
     trades: BTreeMap<String, FakeTrade>,
+    /// Precreated orders the payer has not scanned yet (Alipay-style: unknown to queries and
+    /// closes until then, still payable).
+    unscanned: BTreeMap<String, FakeTrade>,
+    /// Whether precreated orders exist only once the payer scans them (as at Alipay).
+    precreate_on_scan: bool,
     refunds: BTreeMap<String, (String, Money)>,
     next_no: u64,
     faults: Faults,
@@ -75,6 +84,21 @@ impl FakeWallet {
         change(&mut self.books.lock().unwrap().faults);
     }
 
+    /// Behave as Alipay does with a precreated code: the order exists (for queries, closes
+    /// and cancels: `TradeNotFound` until then) only once the payer scans the code, and the
+    /// code stays payable whatever Kassa asked meanwhile.
+    pub fn precreate_on_scan(&self) {
+        self.books.lock().unwrap().precreate_on_scan = true;
+    }
+
+    /// The payer scans the wallet's own code of a precreated order.
+    pub fn payer_scans(&self, reference: &str) {
+        let mut books = self.books.lock().unwrap();
+        if let Some(trade) = books.unscanned.remove(reference) {
+            books.trades.insert(reference.to_owned(), trade);
+        }
+    }
+
     pub fn trade(&self, reference: &str) -> Option<FakeTrade> {
         self.books.lock().unwrap().trades.get(reference).cloned()
     }
@@ -86,6 +110,7 @@ impl FakeWallet {
     /// The payer pays a waiting order (opened the wallet's code and confirmed); answers the
     /// notification body the wallet would send, unless it is dropped.
     pub fn payer_pays(&self, reference: &str) -> Option<Vec<u8>> {
+        self.payer_scans(reference);
         let mut books = self.books.lock().unwrap();
         let trade = books.trades.get_mut(reference)?;
         if trade.state != TradeState::Waiting {
@@ -121,6 +146,15 @@ impl FakeWallet {
         (false, false)
     }
 
+    fn take_not_sent(&self) -> bool {
+        let mut books = self.books.lock().unwrap();
+        let not_sent = books.faults.not_sent > 0;
+        if not_sent {
+            books.faults.not_sent -= 1;
+        }
+        not_sent
+    }
+
     fn snapshot(&self, reference: &str, trade: &FakeTrade, state: TradeState) -> WalletTrade {
         WalletTrade {
             reference: reference.to_owned(),
@@ -152,6 +186,9 @@ impl WalletConnector for FakeWallet {
         let (refused, lost) = self.before().await;
         if refused {
             return Err(unknown());
+        }
+        if self.take_not_sent() {
+            return Err(WalletError::NotSent("fault".into()));
         }
         let code = request.code.expose();
         let payer = match &code[16..] {
@@ -194,7 +231,9 @@ impl WalletConnector for FakeWallet {
         let mut books = self.books.lock().unwrap();
         books.next_no += 1;
         let next_no = books.next_no;
-        books.trades.entry(request.reference.clone()).or_insert_with(|| FakeTrade {
+        let known = books.trades.contains_key(&request.reference);
+        let orders = if books.precreate_on_scan && !known { &mut books.unscanned } else { &mut books.trades };
+        orders.entry(request.reference.clone()).or_insert_with(|| FakeTrade {
             amount: request.amount,
             state: TradeState::Waiting,
             previous: TradeState::Waiting,
@@ -293,6 +332,11 @@ impl WalletConnector for FakeWallet {
             return Err(unknown());
         }
         let mut books = self.books.lock().unwrap();
+        if books.faults.decline_refund > 0 {
+            books.faults.decline_refund -= 1;
+            let code = "ACQ.SELLER_BALANCE_NOT_ENOUGH".to_owned();
+            return Err(WalletError::Declined(Decline::Other { code, message: "seller balance".into() }));
+        }
         if let Some((reference, amount)) = books.refunds.get(&request.refund_reference).cloned() {
             let total = books.trades.get(&reference).map(|t| cny(t.refunded_minor));
             return Ok(WalletRefund {

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod answers;
 mod fake;
 mod model;
 
@@ -426,6 +427,18 @@ async fn the_routes_answer_the_landing_and_notifications(db: &TestDb) {
             .body(axum::body::Body::empty())
             .unwrap()
     };
+    let browser = |uri: String| {
+        axum::http::Request::get(uri).header("user-agent", "Mozilla/5.0").body(axum::body::Body::empty()).unwrap()
+    };
+    // A plain browser: the code is looked up (nothing created at a wallet) and shown.
+    let page = app.clone().oneshot(browser(path.clone())).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = String::from_utf8(page.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(html.contains("12.34 CNY") && html.contains("Alipay or WeChat"), "{html}");
+    assert!(host.alipay.trades().is_empty() && host.wechat.trades().is_empty());
+    assert_eq!(app.clone().oneshot(browser("/qr/v1/unknown".into())).await.unwrap().status(), 404);
+    let no_wallet = app.clone().oneshot(get(path.clone(), "curl")).await.unwrap();
+    assert_eq!(no_wallet.status(), 400, "JSON without a wallet names none");
     let answer = app.clone().oneshot(get(format!("{path}?wallet=wechat"), "curl")).await.unwrap();
     assert_eq!(answer.status(), 200);
     let body: serde_json::Value =
@@ -447,6 +460,8 @@ async fn the_routes_answer_the_landing_and_notifications(db: &TestDb) {
     assert_eq!(&answer.into_body().collect().await.unwrap().to_bytes()[..], b"success");
     let paid = app.clone().oneshot(get(format!("{path}?wallet=alipay"), "curl")).await.unwrap();
     assert_eq!(paid.status(), 410);
+    assert_eq!(app.clone().oneshot(browser(path.clone())).await.unwrap().status(), 410, "paid, in a browser too");
+    assert_eq!(app.clone().oneshot(get(path.clone(), "curl")).await.unwrap().status(), 410);
     let too_large =
         axum::http::Request::post("/notify/v1/alipay").body(axum::body::Body::from(vec![b'a'; 70 * 1024])).unwrap();
     assert_eq!(app.oneshot(too_large).await.unwrap().status(), 413);

@@ -39,6 +39,7 @@ fn trade(id: i64, out_trade_no: &str) -> QrTradeRecord {
         next_check_at_ms: Some(5_000),
         checks: 0,
         attention: false,
+        failure: None,
         business_date: "2026-01-02".into(),
         version: 1,
         created_at_ms: 1_000,
@@ -126,6 +127,22 @@ async fn trades_are_journaled_once_and_updated_at_their_version(db: &TestDb) {
     // As an op, a stale version fails the unit.
     let stale = db.store.commit(WriteUnit::ops(vec![update_trade_op(&paid)])).await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+
+    // A failure's reason is kept, on insert and on update.
+    let declined = QrTradeRecord {
+        id: 6,
+        out_trade_no: "T6".into(),
+        reference: "KQ6".into(),
+        qr_token: None,
+        status: QrStatus::Failed,
+        failure: Some("balance_not_enough".into()),
+        ..first.clone()
+    };
+    assert!(committed(&db.store.commit(WriteUnit::guarded(insert_trade(&declined), vec![])).await.unwrap()));
+    assert_eq!(reads.trade(6).await.unwrap().as_ref(), Some(&declined));
+    let other_reason = QrTradeRecord { failure: Some("other:ACQ.RISK".into()), ..declined.clone() };
+    assert!(committed(&db.store.commit(WriteUnit::guarded(update_trade(&other_reason), vec![])).await.unwrap()));
+    assert_eq!(reads.trade(6).await.unwrap().unwrap().failure.as_deref(), Some("other:ACQ.RISK"));
 }
 
 async fn due_trades_and_refunds_come_earliest_first_and_bounded(db: &TestDb) {
