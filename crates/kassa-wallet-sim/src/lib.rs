@@ -101,6 +101,9 @@ pub struct SimLimits {
     pub connect_timeout_ms: u64,
     /// Largest answer read from a notification receiver or the aggregated code's lookup.
     pub http_answer_bytes_max: usize,
+    /// Outgoing exchanges (notifications, lookups) at once; more wait for a slot within
+    /// [`SimLimits::http_timeout_ms`].
+    pub http_requests_in_flight_max: usize,
     /// Rows of each kind (trades, refunds) in one statement.
     pub statement_rows_max: usize,
     /// Trades brought up to date (confirmed, expired) per round.
@@ -121,6 +124,7 @@ impl Default for SimLimits {
             http_timeout_ms: 5_000,
             connect_timeout_ms: 2_000,
             http_answer_bytes_max: 16 * 1024,
+            http_requests_in_flight_max: 256,
             statement_rows_max: 100_000,
             settle_batch_max: 256,
             tick_ms: 100,
@@ -184,7 +188,7 @@ struct Inner {
     store: store::Store,
     faults: faults::Faults,
     keys: credentials::Keys,
-    client: client::HttpClient,
+    client: kassa_http_client::HttpClient,
     permits: tokio::sync::Semaphore,
 }
 
@@ -203,7 +207,7 @@ impl WalletSim {
         create_private_dir(dir)?;
         let store = store::Store::open(&dir.join(DATABASE_FILE))?;
         let keys = credentials::Keys::load_or_create(dir, &config.base_url)?;
-        let client = client::HttpClient::new(&config.limits)?;
+        let client = client::new(&config.limits)?;
         let engine = engine::EngineConfig {
             confirm_delay_ms: config.confirm_delay_ms,
             pay_validity_ms: config.pay_validity_ms,

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::engine::{self, Delivery, Notification};
 use crate::faults::Fault;
-use crate::{time, WalletSim};
+use crate::{client, time, WalletSim};
 
 pub(crate) async fn run(sim: WalletSim, shutdown: impl Future<Output = ()>) {
     let work = async { tokio::join!(settle_loop(&sim), send_loop(&sim)) };
@@ -166,11 +166,15 @@ pub(crate) fn alipay_params(
 async fn send_alipay(sim: &WalletSim, notification: &Notification) -> Result<(), String> {
     let params = alipay_params(sim, notification, sim.now_ms())?;
     let body = alipay::wire::encode_form(&params).into_bytes();
-    let answer = sim
-        .inner
-        .client
-        .send(Method::POST, &notification.notify_url, Some(alipay::wire::FORM_CONTENT_TYPE), "text/plain", body)
-        .await?;
+    let answer = client::send(
+        &sim.inner.client,
+        Method::POST,
+        &notification.notify_url,
+        Some(alipay::wire::FORM_CONTENT_TYPE),
+        "text/plain",
+        body,
+    )
+    .await?;
     if answer.status.is_success() && answer.body.trim_ascii() == b"success" {
         Ok(())
     } else {
@@ -202,11 +206,15 @@ async fn send_wechat(sim: &WalletSim, notification: &Notification) -> Result<(),
         fields.push(pair("openid", payer.clone()));
     }
     let body = wechat::wire::to_xml(&wechat::wire::signed(fields, sim.inner.keys.wechat_api_key())).into_bytes();
-    let answer = sim
-        .inner
-        .client
-        .send(Method::POST, &notification.notify_url, Some(wechat::wire::XML_CONTENT_TYPE), "text/xml", body)
-        .await?;
+    let answer = client::send(
+        &sim.inner.client,
+        Method::POST,
+        &notification.notify_url,
+        Some(wechat::wire::XML_CONTENT_TYPE),
+        "text/xml",
+        body,
+    )
+    .await?;
     let acknowledged = answer.status.is_success()
         && wechat::wire::parse_xml(&answer.body)
             .is_ok_and(|fields| fields.get("return_code").map(String::as_str) == Some("SUCCESS"));

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::engine::{self, Refusal};
 use crate::http::{plain, unavailable};
-use crate::WalletSim;
+use crate::{client, WalletSim};
 
 /// The payer endpoint.
 pub const PAY_PATH: &str = "/sim/v1/qr/pay";
@@ -110,10 +110,7 @@ pub(crate) async fn pay(State(sim): State<WalletSim>, body: Bytes) -> Response {
 async fn lookup(sim: &WalletSim, qr_code: &str, wallet: Wallet) -> Result<String, Response> {
     let separator = if qr_code.contains('?') { '&' } else { '?' };
     let url = format!("{qr_code}{separator}wallet={wallet}");
-    let answer = sim
-        .inner
-        .client
-        .send(Method::GET, &url, None, "application/json", Vec::new())
+    let answer = client::send(&sim.inner.client, Method::GET, &url, None, "application/json", Vec::new())
         .await
         .map_err(|reason| plain(StatusCode::BAD_GATEWAY, &format!("the code could not be opened: {reason}")))?;
     match answer.status {
