@@ -1,7 +1,8 @@
 //! A model test: random interleavings of payments, notifications (delivered or dropped),
 //! resolver rounds, expiry, cancels, closes and refunds over a few trades. After each run the
 //! ledger balances, and per trade the wallets' books (paid minus refunded) and Kassa's ledger
-//! agree, with at most one sale entry: nothing charged, credited or refunded twice.
+//! agree, with at most one sale entry: nothing charged, credited or refunded twice. Runs on
+//! SQLite and, with `KASSA_TEST_DATABASE_URL`, on PostgreSQL (fewer cases: a database each).
 
 use std::sync::Arc;
 
@@ -65,10 +66,9 @@ fn fake(host: &Host, wallet: Wallet) -> &crate::fake::FakeWallet {
     }
 }
 
-async fn run(ops: Vec<Op>) {
-    let db = TestDb::sqlite().await;
+async fn run(db: &TestDb, ops: Vec<Op>) {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let host = host_with(&db, clock.clone(), config()).await;
+    let host = host_with(db, clock.clone(), config()).await;
     let m = merchant();
     for op in ops {
         // Every operation may be refused (a conflict, a closed code, a refund too large):
@@ -132,7 +132,7 @@ async fn run(ops: Vec<Op>) {
             break;
         }
     }
-    sound(&db).await;
+    sound(db).await;
     for trade in 0..TRADES {
         let Ok(found) = host.service.get(&m, &out_trade_no(trade)).await else { continue };
         let refunds = host.service.refunds(&m, &out_trade_no(trade)).await.unwrap();
@@ -141,7 +141,7 @@ async fn run(ops: Vec<Op>) {
         assert!(sales.len() <= 1, "credited twice: {found:?}");
         assert!(!matches!(found.status, QrTradeStatus::Pending | QrTradeStatus::Waiting), "unresolved: {found:?}");
         assert_eq!(
-            ledger_net(&db, &found, &references).await,
+            ledger_net(db, &found, &references).await,
             wallet_net(&host, &found.reference),
             "books differ for {found:?} {refunds:?}"
         );
@@ -151,15 +151,49 @@ async fn run(ops: Vec<Op>) {
             }
         }
     }
-    db.finish().await;
+}
+
+/// Runs `ops` on `db`, then drops the database whether the run passed or not (a failing case
+/// is shrunk into many runs, each with a PostgreSQL database of its own).
+async fn run_on(db: TestDb, ops: Vec<Op>) {
+    let db = Arc::new(db);
+    let shared = Arc::clone(&db);
+    let outcome = tokio::spawn(async move { run(&shared, ops).await }).await;
+    if let Ok(db) = Arc::try_unwrap(db) {
+        db.finish().await;
+    }
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+fn block_on(run: impl std::future::Future<Output = ()>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(run);
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    proptest::collection::vec(op(), 1..14)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_wallets_books_and_the_ledger_agree(ops in proptest::collection::vec(op(), 1..14)) {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        runtime.block_on(run(ops));
+    fn the_wallets_books_and_the_ledger_agree(ops in ops()) {
+        block_on(async { run_on(TestDb::sqlite().await, ops).await });
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_wallets_books_and_the_ledger_agree_on_postgres(ops in ops()) {
+        block_on(async {
+            if let Some(db) = TestDb::postgres().await {
+                run_on(db, ops).await;
+            }
+        });
     }
 }
