@@ -60,6 +60,22 @@ pub struct HttpClientConfig {
     pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
+impl Default for HttpClientConfig {
+    /// The limits for a payment API (the wallet connectors'): the providers answer within
+    /// seconds and recommend waiting about 15 s before treating a payment as unknown.
+    fn default() -> HttpClientConfig {
+        HttpClientConfig {
+            connect_timeout_ms: 2_000,
+            answer_timeout_ms: 15_000,
+            answer_bytes_max: 256 * 1024,
+            requests_in_flight_max: 256,
+            idle_connections_max: 16,
+            idle_timeout_ms: 30_000,
+            extra_roots: Vec::new(),
+        }
+    }
+}
+
 /// Why a client cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpSetupError {

@@ -12,46 +12,13 @@ use std::time::Duration;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
-use kassa_http_client::{HttpClientConfig, HttpError};
-use rustls_pki_types::CertificateDer;
+use kassa_http_client::HttpError;
 
 use crate::WalletError;
 
-/// The limits of a connector's HTTP client.
-#[derive(Debug, Clone)]
-pub struct HttpConfig {
-    /// Longest wait for a TCP (and TLS) connection.
-    pub connect_timeout_ms: u64,
-    /// Longest wait for one exchange, queueing for a slot and connecting included.
-    pub answer_timeout_ms: u64,
-    /// Largest answer body read (statements have their own limit, per call).
-    pub answer_bytes_max: usize,
-    /// Requests in flight at once; more wait for a slot (within the answer timeout).
-    pub requests_in_flight_max: usize,
-    /// Idle connections kept open for reuse.
-    pub idle_connections_max: usize,
-    /// How long an idle connection is kept.
-    pub idle_timeout_ms: u64,
-    /// Certificates trusted as roots for an `https://` wallet besides the system's (a private
-    /// CA; tests).
-    pub extra_roots: Vec<CertificateDer<'static>>,
-}
-
-impl Default for HttpConfig {
-    fn default() -> HttpConfig {
-        HttpConfig {
-            connect_timeout_ms: 2_000,
-            // The providers answer a payment within seconds and recommend waiting about 15 s
-            // before treating it as unknown (then the caller queries).
-            answer_timeout_ms: 15_000,
-            answer_bytes_max: 256 * 1024,
-            requests_in_flight_max: 256,
-            idle_connections_max: 16,
-            idle_timeout_ms: 30_000,
-            extra_roots: Vec::new(),
-        }
-    }
-}
+/// The limits of a connector's HTTP client: the shared client's, whose defaults are the wallets'
+/// (an answer within 15 s, 256 KiB, 256 requests in flight).
+pub use kassa_http_client::HttpClientConfig as HttpConfig;
 
 /// A complete answer.
 #[derive(Debug)]
@@ -70,16 +37,8 @@ pub(crate) struct HttpClient {
 impl HttpClient {
     /// A client for `config`. Fails only when TLS cannot be set up.
     pub fn new(config: HttpConfig) -> Result<HttpClient, WalletError> {
-        let client = kassa_http_client::HttpClient::new(HttpClientConfig {
-            connect_timeout_ms: config.connect_timeout_ms,
-            answer_timeout_ms: config.answer_timeout_ms,
-            answer_bytes_max: config.answer_bytes_max,
-            requests_in_flight_max: config.requests_in_flight_max,
-            idle_connections_max: config.idle_connections_max,
-            idle_timeout_ms: config.idle_timeout_ms,
-            extra_roots: config.extra_roots,
-        })
-        .map_err(|error| WalletError::NotSent(format!("wallet client: {error}")))?;
+        let client = kassa_http_client::HttpClient::new(config)
+            .map_err(|error| WalletError::NotSent(format!("wallet client: {error}")))?;
         // No roots at all only matters for https:// wallets, whose handshakes then fail (NotSent).
         Ok(HttpClient { client })
     }
