@@ -149,7 +149,7 @@ impl IntoResponse for ApiError {
                 } else {
                     error.to_string()
                 };
-                (status, json!({"error": message, "code": format!("{:?}", error.kind()).to_lowercase()}))
+                (status, json!({"error": message, "code": error.kind().as_str()}))
             }
             ApiError::Auth(error) => {
                 let answer = error.answer("TMS");

@@ -265,6 +265,8 @@ fn trade_json(trade: &QrTrade) -> Value {
         "expires_at_ms": trade.expires_at_ms,
         "paid_at_ms": trade.paid_at_ms,
         "needs_attention": trade.needs_attention,
+        "failure": trade.failure,
+        "business_date": trade.business_date,
     })
 }
 

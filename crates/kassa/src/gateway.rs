@@ -38,10 +38,7 @@ pub fn build(
     let gateway_config = GatewayConfig {
         listen: config.iso,
         tls: iso_tls(config)?,
-        business_day: BusinessDay {
-            utc_offset_minutes: utc_offset_minutes(&config.business_time_zone)?,
-            cut_off_minutes: u32::from(config.cutoff.hour()) * 60 + u32::from(config.cutoff.minute()),
-        },
+        business_day: business_day(config)?,
         ..GatewayConfig::default()
     };
     let gateway_config = match config.iso_connections_per_address_max {
@@ -71,6 +68,14 @@ fn iso_tls(config: &Config) -> anyhow::Result<Option<Arc<TlsServerConfig>>> {
     };
     let server_config = kassa_server::load_server_config(cert, key, &[]).context("TLS on the ISO 8583 listener")?;
     Ok(Some(server_config))
+}
+
+/// The business day of `config` (zone and cut-off), the same for card transactions and QR trades.
+pub fn business_day(config: &Config) -> anyhow::Result<BusinessDay> {
+    Ok(BusinessDay {
+        utc_offset_minutes: utc_offset_minutes(&config.business_time_zone)?,
+        cut_off_minutes: u32::from(config.cutoff.hour()) * 60 + u32::from(config.cutoff.minute()),
+    })
 }
 
 /// The UTC offset of the business time zone. Only zones without daylight saving time are

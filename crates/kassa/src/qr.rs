@@ -50,11 +50,13 @@ fn warn_if_readable_by_others(path: &std::path::Path, metadata: &std::fs::Metada
     }
 }
 
-/// The QR service over both wallets' connectors, its codes and notify URLs on `public_base_url`.
+/// The QR service over both wallets' connectors, its codes and notify URLs on `public_base_url`,
+/// its trades dated by `business_day` (the card side's).
 pub fn service(
     store: &kassa_store::Store,
     credentials: &WalletCredentials,
     public_base_url: &str,
+    business_day: kassa_domain::BusinessDay,
 ) -> anyhow::Result<QrService> {
     let clock: Arc<dyn kassa_domain::clock::Clock> = Arc::new(kassa_domain::clock::SystemClock);
     let alipay = AlipayConnector::from_credentials(&credentials.alipay, clock.clone())
@@ -62,7 +64,11 @@ pub fn service(
     let wechat = WechatConnector::from_credentials(&credentials.wechat, clock.clone())
         .map_err(|error| anyhow::anyhow!("the WeChat-Pay-style connector: {error}"))?;
     let wallets = Wallets::new().with(Arc::new(alipay)).with(Arc::new(wechat));
-    let config = QrConfig { public_base_url: public_base_url.trim_end_matches('/').to_owned(), ..QrConfig::default() };
+    let config = QrConfig {
+        public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+        business_day,
+        ..QrConfig::default()
+    };
     Ok(QrService::new(store.clone(), wallets, clock, config))
 }
 

@@ -113,7 +113,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         Some(credentials) => {
             let http_addr = listeners.http_addr().context("cannot read the HTTP address")?;
             let base = qr::public_base_url(&config, http_addr, secure_cookies)?;
-            Some(qr::service(store.inner(), &credentials, &base)?)
+            Some(qr::service(store.inner(), &credentials, &base, gateway::business_day(&config)?)?)
         }
         None => {
             tracing::warn!("no wallet credentials are configured (wallet_credentials): QR payments are off");
