@@ -69,7 +69,7 @@ impl Default for HttpClientConfig {
             answer_timeout_ms: 15_000,
             answer_bytes_max: 256 * 1024,
             requests_in_flight_max: 256,
-            idle_connections_max: 16,
+            idle_connections_max: 64,
             idle_timeout_ms: 30_000,
             extra_roots: Vec::new(),
         }

@@ -17,6 +17,22 @@ use rusqlite::{params, OptionalExtension, Row, Transaction};
 use crate::faults::{Fault, Faults};
 use crate::time;
 
+/// `tx.execute`, through the connection's statement cache (each API call runs a handful of the
+/// same statements; parsing them anew every time cost more than running them).
+fn execute(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
+/// `tx.query_row`, through the statement cache.
+fn query_row<T>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    tx.prepare_cached(sql)?.query_row(params, f)
+}
+
 /// Where a trade stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -254,7 +270,8 @@ fn find(tx: &Transaction<'_>, wallet: Wallet, key: &TradeKey) -> rusqlite::Resul
         TradeKey::OutTradeNo(value) => ("out_trade_no", value),
         TradeKey::TradeNo(value) => ("trade_no", value),
     };
-    tx.query_row(
+    query_row(
+        tx,
         &format!("SELECT {TRADE_COLUMNS} FROM trades WHERE wallet = ?1 AND {column} = ?2"),
         params![wallet.as_str(), value],
         trade_from_row,
@@ -263,7 +280,7 @@ fn find(tx: &Transaction<'_>, wallet: Wallet, key: &TradeKey) -> rusqlite::Resul
 }
 
 fn by_id(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<Trade> {
-    tx.query_row(&format!("SELECT {TRADE_COLUMNS} FROM trades WHERE id = ?1"), [id], trade_from_row)
+    query_row(tx, &format!("SELECT {TRADE_COLUMNS} FROM trades WHERE id = ?1"), [id], trade_from_row)
 }
 
 /// The trade named by `key`, brought up to date (a due confirmation or expiry applied).
@@ -306,7 +323,8 @@ pub(crate) fn settle_due(tx: &Transaction<'_>, faults: &Faults, now_ms: i64, lim
 }
 
 fn remember_previous(tx: &Transaction<'_>, trade_id: i64) -> rusqlite::Result<()> {
-    tx.execute(
+    execute(
+        tx,
         "UPDATE trades SET prev_state = state, prev_closed_by = closed_by, prev_paid_ms = paid_ms, \
          prev_refunded_minor = refunded_minor WHERE id = ?1",
         [trade_id],
@@ -318,13 +336,15 @@ fn mark_paid(tx: &Transaction<'_>, faults: &Faults, trade: &Trade, paid_ms: i64)
     debug_assert_eq!(trade.state, State::Waiting);
     let omit = faults.take(trade.wallet, Fault::OmitFromStatement);
     remember_previous(tx, trade.id)?;
-    tx.execute(
+    execute(
+        tx,
         "UPDATE trades SET state = 'paid', paid_ms = ?2, paid_day = ?3, confirm_at_ms = NULL, \
          omit_from_statement = ?4 WHERE id = ?1 AND state = 'waiting'",
         params![trade.id, paid_ms, time::business_day(paid_ms), omit],
     )?;
     if let Some(payer) = &trade.payer {
-        tx.execute(
+        execute(
+            tx,
             "UPDATE payers SET paid_minor = paid_minor + ?3, \
              balance_minor = CASE WHEN balance_minor IS NULL THEN NULL ELSE balance_minor - ?3 END \
              WHERE wallet = ?1 AND payer = ?2",
@@ -336,7 +356,8 @@ fn mark_paid(tx: &Transaction<'_>, faults: &Faults, trade: &Trade, paid_ms: i64)
 
 fn mark_closed(tx: &Transaction<'_>, trade: &Trade, by: ClosedBy, closed_ms: i64) -> rusqlite::Result<()> {
     remember_previous(tx, trade.id)?;
-    tx.execute(
+    execute(
+        tx,
         "UPDATE trades SET state = 'closed', closed_by = ?2, closed_ms = ?3, confirm_at_ms = NULL WHERE id = ?1",
         params![trade.id, by.as_str(), closed_ms],
     )?;
@@ -350,7 +371,8 @@ fn mark_closed(tx: &Transaction<'_>, trade: &Trade, by: ClosedBy, closed_ms: i64
 fn enqueue_notification(tx: &Transaction<'_>, trade: &Trade, status: &str, now_ms: i64) -> rusqlite::Result<()> {
     let Some(notify_url) = &trade.notify_url else { return Ok(()) };
     let notify_id = random_token(32);
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO outbox (trade_id, status, notify_url, notify_id, next_attempt_ms, created_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
         params![trade.id, status, notify_url, notify_id, now_ms],
@@ -386,11 +408,13 @@ fn ensure_payer(
     payer: &str,
     balance: Option<i64>,
 ) -> rusqlite::Result<Option<i64>> {
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO payers (wallet, payer, balance_minor) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         params![wallet.as_str(), payer, balance],
     )?;
-    tx.query_row(
+    query_row(
+        tx,
         "SELECT balance_minor FROM payers WHERE wallet = ?1 AND payer = ?2",
         params![wallet.as_str(), payer],
         |row| row.get(0),
@@ -421,8 +445,8 @@ struct NewTrade<'a> {
 }
 
 fn insert_trade(tx: &Transaction<'_>, ctx: &Ctx<'_>, new: &NewTrade<'_>) -> rusqlite::Result<Trade> {
-    let id: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM trades", [], |row| row.get(0))?;
-    tx.execute(
+    let id: i64 = query_row(tx, "SELECT COALESCE(MAX(id), 0) + 1 FROM trades", [], |row| row.get(0))?;
+    execute(tx,
         "INSERT INTO trades (id, wallet, out_trade_no, trade_no, amount_minor, state, behaviour, code, payer, subject, \
          notify_url, qr_id, created_ms, expires_ms, confirm_at_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, 'waiting', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -563,7 +587,7 @@ pub(crate) fn pay_order(tx: &Transaction<'_>, ctx: &Ctx<'_>, qr_id: &str) -> rus
     }
     let payer = qr_payer(ctx.wallet);
     ensure_payer(tx, ctx.wallet, payer, None)?;
-    tx.execute("UPDATE trades SET payer = ?2 WHERE id = ?1", params![trade.id, payer])?;
+    execute(tx, "UPDATE trades SET payer = ?2 WHERE id = ?1", params![trade.id, payer])?;
     let trade = by_id(tx, trade.id)?;
     mark_paid(tx, ctx.faults, &trade, ctx.now_ms)?;
     by_id(tx, trade.id).map(Ok)
@@ -656,7 +680,8 @@ fn refund_from_row(row: &Row<'_>) -> rusqlite::Result<Refund> {
 }
 
 fn find_refund(tx: &Transaction<'_>, trade_id: i64, out_request_no: &str) -> rusqlite::Result<Option<Refund>> {
-    tx.query_row(
+    query_row(
+        tx,
         &format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE trade_id = ?1 AND out_request_no = ?2"),
         params![trade_id, out_request_no],
         refund_from_row,
@@ -679,9 +704,10 @@ fn insert_refund(
     assert!(refunded_after.minor() <= trade.amount.minor(), "a refund above what was paid reached the books");
     let fee = ctx.config.fee_rate.fee_for(trade.amount).map_err(conversion)?;
     let fee_returned = fee_returned_by_refund(fee, trade.amount, trade.refunded, amount).map_err(conversion)?;
-    let id: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM refunds", [], |row| row.get(0))?;
+    let id: i64 = query_row(tx, "SELECT COALESCE(MAX(id), 0) + 1 FROM refunds", [], |row| row.get(0))?;
     let refund_id = format!("50{id:019}{}", time::compact_day(ctx.now_ms));
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO refunds (id, trade_id, out_request_no, refund_id, amount_minor, fee_returned_minor, reason, \
          created_ms, day) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
@@ -697,9 +723,10 @@ fn insert_refund(
         ],
     )?;
     remember_previous(tx, trade.id)?;
-    tx.execute("UPDATE trades SET refunded_minor = ?2 WHERE id = ?1", params![trade.id, refunded_after.minor()])?;
+    execute(tx, "UPDATE trades SET refunded_minor = ?2 WHERE id = ?1", params![trade.id, refunded_after.minor()])?;
     if let Some(payer) = &trade.payer {
-        tx.execute(
+        execute(
+            tx,
             "UPDATE payers SET refunded_minor = refunded_minor + ?3, \
              balance_minor = CASE WHEN balance_minor IS NULL THEN NULL ELSE balance_minor + ?3 END \
              WHERE wallet = ?1 AND payer = ?2",
@@ -943,7 +970,8 @@ pub(crate) fn record_delivery(tx: &Transaction<'_>, id: i64, delivery: Delivery)
         Delivery::Failed { next_attempt_ms: Some(next) } => ("pending", Some(next)),
         Delivery::Failed { next_attempt_ms: None } => ("abandoned", None),
     };
-    tx.execute(
+    execute(
+        tx,
         "UPDATE outbox SET attempts = attempts + 1, state = ?2, next_attempt_ms = COALESCE(?3, next_attempt_ms) \
          WHERE id = ?1",
         params![id, state, next],
@@ -960,9 +988,10 @@ pub(crate) fn add_bill_token(
     now_ms: i64,
     expires_ms: i64,
 ) -> rusqlite::Result<String> {
-    tx.execute("DELETE FROM bill_tokens WHERE expires_ms <= ?1", [now_ms])?;
+    execute(tx, "DELETE FROM bill_tokens WHERE expires_ms <= ?1", [now_ms])?;
     let token = random_token(32);
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO bill_tokens (token, wallet, day, expires_ms) VALUES (?1, ?2, ?3, ?4)",
         params![token, wallet.as_str(), day, expires_ms],
     )?;

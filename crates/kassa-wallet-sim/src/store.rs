@@ -130,7 +130,7 @@ impl Store {
         let database = |error: rusqlite::Error| SimError::Database(format!("{}: {error}", path.display()));
         let conn = Connection::open(path).map_err(database)?;
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; \
              PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
         ))
         .map_err(database)?;
