@@ -105,7 +105,9 @@ pub fn parse_xml(body: &[u8]) -> Result<BTreeMap<String, String>, WireError> {
     }
     let malformed = |what: String| WireError::Malformed(format!("XML: {what}"));
     let mut reader = Reader::from_reader(body);
-    reader.config_mut().trim_text(true);
+    // Text is not trimmed event by event: a value's text comes in pieces around its references
+    // (`a &amp; b`), so only whitespace between fields is skipped and each value is trimmed whole.
+    reader.config_mut().trim_text(false);
     reader.config_mut().check_end_names = true;
     let mut fields = BTreeMap::new();
     let mut depth = 0_u8;
@@ -139,15 +141,36 @@ pub fn parse_xml(body: &[u8]) -> Result<BTreeMap<String, String>, WireError> {
                 depth = depth.saturating_sub(1);
                 if depth == 1 {
                     if let Some((name, value)) = current.take() {
-                        insert(&mut fields, name, value)?;
+                        insert(&mut fields, name, value.trim().to_owned())?;
                     }
                 }
             }
             Event::Text(text) => {
+                let text = text.decode().map_err(|e| malformed(e.to_string()))?;
+                match current.as_mut() {
+                    Some((_, value)) => value.push_str(&text),
+                    None if text.trim().is_empty() => {}
+                    None => return Err(malformed("text outside a field".into())),
+                }
+            }
+            // References come as their own events: character references and the five
+            // predefined entities only (no DTD can define others).
+            Event::GeneralRef(reference) => {
                 let Some((_, value)) = current.as_mut() else {
                     return Err(malformed("text outside a field".into()));
                 };
-                value.push_str(&text.unescape().map_err(|e| malformed(e.to_string()))?);
+                let resolved = match reference.resolve_char_ref().map_err(|e| malformed(e.to_string()))? {
+                    Some(character) => character,
+                    None => match reference.decode().map_err(|e| malformed(e.to_string()))?.as_ref() {
+                        "lt" => '<',
+                        "gt" => '>',
+                        "amp" => '&',
+                        "apos" => '\'',
+                        "quot" => '"',
+                        other => return Err(malformed(format!("unknown entity &{other};"))),
+                    },
+                };
+                value.push(resolved);
             }
             Event::CData(data) => {
                 let Some((_, value)) = current.as_mut() else {
