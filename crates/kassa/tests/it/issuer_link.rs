@@ -56,7 +56,9 @@ fn reversals(sim: SocketAddr) -> Vec<String> {
 
 #[test]
 fn a_host_reaches_the_issuer_of_kassa_sim_over_the_link() {
-    let sim = Kassa::start(&["sim", "--sim", "127.0.0.1:0"]);
+    // The simulators' own data directory (the wallet simulator's books and credentials).
+    let sim_dir = tempfile::tempdir().unwrap();
+    let sim = Kassa::start(&["sim", "--sim", "127.0.0.1:0", "--data-dir", sim_dir.path().to_str().unwrap()]);
     let sim_addr = sim.sim_addr();
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -113,7 +115,9 @@ async fn drive_a_host(data_dir: &Path, sim: Kassa, sim_addr: SocketAddr) {
 
 #[test]
 fn kassa_sim_stops_on_sigterm_and_names_a_taken_port() {
-    let sim = Kassa::start(&["sim", "--sim", "127.0.0.1:0"]);
+    let sim_home = tempfile::tempdir().unwrap();
+    let sim_dir = sim_home.path().to_str().unwrap().to_owned();
+    let sim = Kassa::start(&["sim", "--sim", "127.0.0.1:0", "--data-dir", &sim_dir]);
     let addr = sim.sim_addr();
     assert_eq!(http_get(addr, "/sim/v1/issuer/reversals"), (200, r#"{"reversals":[]}"#.to_owned()));
     sim.terminate();
@@ -124,7 +128,7 @@ fn kassa_sim_stops_on_sigterm_and_names_a_taken_port() {
 
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let (status, stdout, stderr) = Kassa::start(&["sim", "--sim", &addr.to_string()]).wait();
+    let (status, stdout, stderr) = Kassa::start(&["sim", "--sim", &addr.to_string(), "--data-dir", &sim_dir]).wait();
     assert_eq!(status.code(), Some(1));
     assert_eq!(stderr, format!("kassa: cannot listen on {addr} (sim): address already in use\n"));
     assert_eq!(stdout, "");
