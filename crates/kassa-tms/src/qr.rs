@@ -4,10 +4,10 @@
 //! session. The payment-code settings and password are kassa-auth's (`Auth::check_paycode`); the
 //! flows are kassa-qr's. Amounts are integer minor units.
 //!
-//! A collection answers at once: `paid`, `failed`, or `waiting`/`pending` (the payer confirms on
-//! the phone, or the wallet's answer is not known yet) — the terminal then follows the trade with
-//! `GET /tms/v1/qr/trades/{out_trade_no}` and cancels it when it gives up; the host's resolver
-//! settles whatever the terminal leaves behind.
+//! A collection answers within [`COLLECT_ANSWER_WAIT_MS`]: `paid`, `failed`, or `waiting`/`pending`
+//! (the payer still confirms on the phone, or the wallet's answer is not known yet) — the terminal
+//! then follows the trade with `GET /tms/v1/qr/trades/{out_trade_no}` and cancels it when it gives
+//! up; the host's resolver settles whatever the terminal leaves behind.
 
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::routing::{get, post};
@@ -19,12 +19,12 @@ use kassa_wallet::PaymentCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::{ok, ApiError, Secret, Signed, TmsState};
+
 /// How long a collection waits for its outcome before answering what it knows (`waiting` or
 /// `pending`): well inside the serving layer's request deadline. The collection itself goes on
 /// (a waiting payer is polled, and cancelled at the end of its wait) and the terminal follows it.
 pub const COLLECT_ANSWER_WAIT_MS: u64 = 15_000;
-
-use crate::{ok, ApiError, Secret, Signed, TmsState};
 
 /// What the terminal QR routes need.
 #[derive(Clone)]
