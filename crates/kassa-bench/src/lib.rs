@@ -194,20 +194,28 @@ impl std::fmt::Display for Progress {
     }
 }
 
-/// Reads `terminals` (TID → `{tmk, …}`) of a demo `credentials.json`.
-pub fn load_tmks(path: &Path) -> Result<BTreeMap<String, String>, BenchError> {
-    #[derive(serde::Deserialize)]
-    struct TerminalEntry {
-        tmk: String,
-    }
+/// Reads one string field of every terminal in `terminals` (TID → `{tmk, tms_credential, …}`)
+/// of a demo `credentials.json`: TID → value.
+pub(crate) fn load_terminal_field(path: &Path, field: &str) -> Result<BTreeMap<String, String>, BenchError> {
     #[derive(serde::Deserialize)]
     struct File {
-        terminals: BTreeMap<String, TerminalEntry>,
+        terminals: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     }
     let error = |reason: String| BenchError::Credentials { path: path.display().to_string(), reason };
     let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
     let file: File = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
-    Ok(file.terminals.into_iter().map(|(tid, entry)| (tid, entry.tmk)).collect())
+    file.terminals
+        .into_iter()
+        .map(|(tid, entry)| match entry.get(field).and_then(serde_json::Value::as_str) {
+            Some(value) => Ok((tid, value.to_owned())),
+            None => Err(error(format!("terminal {tid} has no {field}"))),
+        })
+        .collect()
+}
+
+/// Reads `terminals` (TID → `{tmk, …}`) of a demo `credentials.json`.
+pub fn load_tmks(path: &Path) -> Result<BTreeMap<String, String>, BenchError> {
+    load_terminal_field(path, "tmk")
 }
 
 /// The identity of bench terminal `index` (0-based).

@@ -123,18 +123,7 @@ pub struct QrReport {
 
 /// Reads `terminals` (TID → `{tms_credential, …}`) of a demo `credentials.json`.
 pub fn load_tms_credentials(path: &Path) -> Result<BTreeMap<String, String>, BenchError> {
-    #[derive(serde::Deserialize)]
-    struct TerminalEntry {
-        tms_credential: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct File {
-        terminals: BTreeMap<String, TerminalEntry>,
-    }
-    let error = |reason: String| BenchError::Credentials { path: path.display().to_string(), reason };
-    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    let file: File = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
-    Ok(file.terminals.into_iter().map(|(tid, entry)| (tid, entry.tms_credential)).collect())
+    crate::load_terminal_field(path, "tms_credential")
 }
 
 /// Why a TMS exchange failed.
