@@ -170,6 +170,21 @@ fn actor(merchant: &str, origin: &QrOrigin) -> (String, String) {
     }
 }
 
+/// What a caller already read about a trade it applies evidence to, so it is not read again.
+struct Known {
+    trade_id: i64,
+    /// The trade as last read or written; a stale copy costs one more attempt.
+    trade: Option<QrTradeRecord>,
+    /// The merchant's fee rates by channel.
+    fee_rates: Option<BTreeMap<String, u32>>,
+}
+
+impl Known {
+    fn trade_id(trade_id: i64) -> Known {
+        Known { trade_id, trade: None, fee_rates: None }
+    }
+}
+
 impl QrService {
     /// A service over `store`, calling the wallets of `wallets`, with time from `clock`.
     pub fn new(store: Store, wallets: Wallets, clock: Arc<dyn Clock>, config: QrConfig) -> QrService {
@@ -298,12 +313,29 @@ impl QrService {
     /// The one way a trade changes: read it, let `decide` change a copy (returning the ops to
     /// write with it, `None` when nothing changes), write it at the version read, and start
     /// over when another writer won. Returns the trade as stored afterwards.
-    pub(crate) async fn change_trade<F>(&self, id: i64, mut decide: F) -> Result<QrTradeRecord, QrError>
+    pub(crate) async fn change_trade<F>(&self, id: i64, decide: F) -> Result<QrTradeRecord, QrError>
+    where
+        F: FnMut(&mut QrTradeRecord) -> Result<Option<Vec<WriteOp>>, QrError>,
+    {
+        self.change_trade_from(id, None, decide).await
+    }
+
+    /// [`QrService::change_trade`] starting from a copy the caller read (a stale one costs one
+    /// more attempt, never a wrong write: the write is made at the copy's version).
+    async fn change_trade_from<F>(
+        &self,
+        id: i64,
+        mut read: Option<QrTradeRecord>,
+        mut decide: F,
+    ) -> Result<QrTradeRecord, QrError>
     where
         F: FnMut(&mut QrTradeRecord) -> Result<Option<Vec<WriteOp>>, QrError>,
     {
         for _ in 0..CHANGE_ATTEMPTS_MAX {
-            let stored = self.inner.store.qr().trade(id).await?.ok_or(QrError::NotFound)?;
+            let stored = match read.take().filter(|trade| trade.id == id) {
+                Some(trade) => trade,
+                None => self.inner.store.qr().trade(id).await?.ok_or(QrError::NotFound)?,
+            };
             let mut next = stored.clone();
             let Some(ops) = decide(&mut next)? else { return Ok(stored) };
             next.version = stored.version;
@@ -327,8 +359,25 @@ impl QrService {
         wallet: Wallet,
         evidence: &Evidence,
     ) -> Result<Result<QrTradeRecord, Refused>, QrError> {
-        let trade = self.inner.store.qr().trade(trade_id).await?.ok_or(QrError::NotFound)?;
-        let (_, rates) = self.merchant_fee_rates(&trade.merchant_id).await?;
+        self.apply_evidence_to(Known::trade_id(trade_id), wallet, evidence).await
+    }
+
+    /// [`QrService::apply_evidence`] with what the caller already read.
+    async fn apply_evidence_to(
+        &self,
+        known: Known,
+        wallet: Wallet,
+        evidence: &Evidence,
+    ) -> Result<Result<QrTradeRecord, Refused>, QrError> {
+        let Known { trade_id, trade, fee_rates } = known;
+        let trade = match trade {
+            Some(trade) => trade,
+            None => self.inner.store.qr().trade(trade_id).await?.ok_or(QrError::NotFound)?,
+        };
+        let rates = match fee_rates {
+            Some(rates) => rates,
+            None => self.merchant_fee_rates(&trade.merchant_id).await?.1,
+        };
         let merchant = MerchantId::parse(&trade.merchant_id).map_err(internal)?;
         let channel = wallet.channel();
         let config = self.inner.config.clone();
@@ -338,7 +387,7 @@ impl QrService {
         let mut reversing = false;
         let mut reversed = false;
         let stored = self
-            .change_trade(trade_id, |trade| {
+            .change_trade_from(trade_id, Some(trade), |trade| {
                 let was_cancelling = trade.order(channel) == QrOrderState::Cancelling;
                 let applied = match state::apply(trade, channel, evidence, now) {
                     Ok(applied) => applied,
@@ -394,7 +443,18 @@ impl QrService {
         wallet: Wallet,
         evidence: &Evidence,
     ) -> Result<QrTradeRecord, QrError> {
-        match self.apply_evidence(trade_id, wallet, evidence).await? {
+        self.apply_or_flag_to(Known::trade_id(trade_id), wallet, evidence).await
+    }
+
+    /// [`QrService::apply_or_flag`] with what the caller already read.
+    async fn apply_or_flag_to(
+        &self,
+        known: Known,
+        wallet: Wallet,
+        evidence: &Evidence,
+    ) -> Result<QrTradeRecord, QrError> {
+        let trade_id = known.trade_id;
+        match self.apply_evidence_to(known, wallet, evidence).await? {
             Ok(trade) => Ok(trade),
             Err(why) => {
                 tracing::error!(trade = trade_id, %wallet, ?why, "the wallet's answer contradicts the trade; left to reconciliation");
@@ -519,7 +579,7 @@ impl QrService {
         check_text("subject", &request.subject, SUBJECT_CHARS_MAX, false)?;
         let wallet = Wallet::for_payment_code(request.code.expose()).ok_or(QrError::UnknownCode)?;
         let connector = self.connector(wallet)?.clone();
-        let (currency, _) = self.merchant_fee_rates(merchant.as_str()).await?;
+        let (currency, fee_rates) = self.merchant_fee_rates(merchant.as_str()).await?;
         self.check_amount(request.amount, &currency)?;
         let code_digest = digest_hex(request.code.expose());
         let wait_ms = i64::try_from(self.inner.config.customer_wait_ms).unwrap_or(i64::MAX);
@@ -569,7 +629,10 @@ impl QrService {
             }
         };
         let trade = match evidence {
-            Some(evidence) => self.apply_or_flag(trade.id, wallet, &evidence).await?,
+            Some(evidence) => {
+                let known = Known { trade_id: trade.id, trade: Some(trade), fee_rates: Some(fee_rates) };
+                self.apply_or_flag_to(known, wallet, &evidence).await?
+            }
             None => trade,
         };
         let trade = self.wait_for_payer(trade, wallet).await?;

@@ -1,8 +1,12 @@
 //! The SQLite backend: embedded, WAL journal, `synchronous=FULL` (a commit is on disk when it
 //! returns), one writer connection on a dedicated thread running the group committer, and a
-//! small pool of read connections used from `spawn_blocking`.
+//! small pool of read connections. A read runs on the calling thread (most are point lookups of a
+//! few microseconds, cheaper than any hand-off to another thread) until it has used
+//! [`INLINE_READ_STEPS`] SQLite VM steps; one that runs longer is interrupted and run again on the
+//! blocking pool, so a long scan never holds up an async worker.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -156,18 +160,82 @@ fn run_execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<u64, St
     Ok(changed as u64)
 }
 
+/// SQLite VM steps a read may take on the calling thread before it moves to the blocking pool:
+/// a point lookup by key takes well under a thousand, and this many run in well under a
+/// millisecond.
+pub(crate) const INLINE_READ_STEPS: i32 = 20_000;
+
+/// A read connection, and the state its progress handler reads: a read running inline is
+/// interrupted once it passes [`INLINE_READ_STEPS`].
+struct ReadConnection {
+    conn: Connection,
+    inline: Arc<AtomicU8>,
+}
+
+/// [`ReadConnection::inline`]: no read, or one on the blocking pool.
+const READ_ANYWHERE: u8 = 0;
+/// [`ReadConnection::inline`]: a read on the calling thread.
+const READ_INLINE: u8 = 1;
+/// [`ReadConnection::inline`]: the inline read was interrupted.
+const READ_INTERRUPTED: u8 = 2;
+
+impl ReadConnection {
+    fn open(path: &Path) -> Result<ReadConnection, StoreError> {
+        let conn = open_connection(path)?;
+        let inline = Arc::new(AtomicU8::new(READ_ANYWHERE));
+        let state = inline.clone();
+        conn.progress_handler(
+            INLINE_READ_STEPS,
+            Some(move || {
+                state.compare_exchange(READ_INLINE, READ_INTERRUPTED, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            }),
+        );
+        Ok(ReadConnection { conn, inline })
+    }
+
+    /// Runs the read here; `None` when it took too long for that (its partial result is dropped).
+    fn run_inline(&self, sql: &str, params: &[Value]) -> Option<Result<Vec<Row>, StoreError>> {
+        self.inline.store(READ_INLINE, Ordering::Relaxed);
+        let result = run_query(&self.conn, sql, params);
+        let interrupted = self.inline.swap(READ_ANYWHERE, Ordering::Relaxed) == READ_INTERRUPTED;
+        (!interrupted).then_some(result)
+    }
+}
+
 /// The read pool.
 struct SqliteReader {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<ReadConnection>>,
     permits: tokio::sync::Semaphore,
+}
+
+impl SqliteReader {
+    fn new(path: &Path, idle: Vec<ReadConnection>, connections_max: usize) -> SqliteReader {
+        SqliteReader {
+            path: path.to_owned(),
+            idle: Mutex::new(idle),
+            permits: tokio::sync::Semaphore::new(connections_max.max(1)),
+        }
+    }
 }
 
 #[async_trait]
 impl Reader for SqliteReader {
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
+        let conn = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
+        let conn = match conn {
+            Some(conn) => conn,
+            None => ReadConnection::open(&self.path)?,
+        };
+        if let Some(result) = conn.run_inline(sql, params) {
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.push(conn);
+            }
+            return result;
+        }
         let deadline = std::time::Duration::from_millis(timeouts::READ_DEADLINE_MS);
-        match tokio::time::timeout(deadline, self.query_now(sql, params)).await {
+        match tokio::time::timeout(deadline, self.query_blocking(conn, sql, params)).await {
             Ok(result) => result,
             // The blocking task finishes on its own and its connection is dropped then.
             Err(_) => Err(StoreError::Timeout(format!("no answer to a read within {} ms", deadline.as_millis()))),
@@ -176,17 +244,12 @@ impl Reader for SqliteReader {
 }
 
 impl SqliteReader {
-    async fn query_now(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+    /// A long read, on the blocking pool.
+    async fn query_blocking(&self, conn: ReadConnection, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
         let params = params.to_vec();
-        let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
-        let conn = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
-        let conn = match conn {
-            Some(conn) => conn,
-            None => open_connection(&self.path)?,
-        };
         let sql = sql.to_owned();
         let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = run_query(&conn, &sql, &params);
+            let result = run_query(&conn.conn, &sql, &params);
             (conn, result)
         })
         .await
@@ -444,13 +507,7 @@ async fn verify_database(path: &Path) -> Result<RestoreReport, StoreError> {
     })
     .await
     .map_err(|e| StoreError::Database(e.to_string()))??;
-    let reader = SqlReads {
-        reader: Arc::new(SqliteReader {
-            path: path.to_owned(),
-            idle: Mutex::new(Vec::new()),
-            permits: tokio::sync::Semaphore::new(1),
-        }),
-    };
+    let reader = SqlReads { reader: Arc::new(SqliteReader::new(path, Vec::new(), 1)) };
     let check = crate::LedgerStore::check(&reader).await?;
     if !check.is_sound() {
         return Err(StoreError::Corrupt(format!("the ledger does not balance: {check:?}")));
@@ -477,15 +534,11 @@ pub(crate) async fn open(path: &Path, options: StoreOptions) -> Result<Store, St
     create_private_file(path)?;
     let probe = {
         let path = path.to_owned();
-        tokio::task::spawn_blocking(move || open_connection(&path))
+        tokio::task::spawn_blocking(move || ReadConnection::open(&path))
             .await
             .map_err(|e| StoreError::Database(e.to_string()))??
     };
-    let reader = Arc::new(SqliteReader {
-        path: path.to_owned(),
-        idle: Mutex::new(vec![probe]),
-        permits: tokio::sync::Semaphore::new(options.read_connections_max.max(1)),
-    });
+    let reader = Arc::new(SqliteReader::new(path, vec![probe], options.read_connections_max));
     let reads = SqlReads { reader };
 
     // The committer's loop runs on its own OS thread: SQLite calls block, and the writer
@@ -543,5 +596,28 @@ impl BatchWriter for LazyWriter {
             Some(writer) => writer.write_batch(units).await,
             None => Err(StoreError::Closed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read too long to run inline gives the same answer from the blocking pool, and the
+    /// connection it used runs the next short read inline again.
+    #[tokio::test]
+    async fn a_long_read_moves_to_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        let reader = SqliteReader::new(&path, vec![ReadConnection::open(&path).unwrap()], 1);
+        let long = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) SELECT COUNT(*), SUM(i) FROM n";
+        let conn = ReadConnection::open(&path).unwrap();
+        assert!(conn.run_inline(long, &[Value::Int(100_000)]).is_none(), "the long read is interrupted inline");
+        let rows = reader.query(long, &[Value::Int(100_000)]).await.unwrap();
+        assert_eq!(rows[0].int(0).unwrap(), 100_000);
+        assert_eq!(rows[0].int(1).unwrap(), 5_000_050_000);
+        let conn = reader.idle.lock().unwrap().pop().unwrap();
+        let short = conn.run_inline(long, &[Value::Int(10)]).expect("a short read runs inline").unwrap();
+        assert_eq!(short[0].int(1).unwrap(), 55);
     }
 }
