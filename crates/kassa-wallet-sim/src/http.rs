@@ -37,14 +37,14 @@ pub(crate) fn router(sim: WalletSim) -> Router {
 }
 
 impl WalletSim {
-    /// Runs `job` on the books of `wallet` in one transaction, with the clock read under it.
+    /// Runs `job` of one call on the books of `wallet` in one transaction, with the clock read
+    /// under it.
     pub(crate) async fn book<T, F>(&self, wallet: Wallet, job: F) -> Result<T, SimError>
     where
-        T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, &Ctx<'_>) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Transaction<'_>, &Ctx<'_>) -> rusqlite::Result<T>,
     {
-        let inner = std::sync::Arc::clone(&self.inner);
-        self.inner
+        let inner = &self.inner;
+        inner
             .store
             .run(move |tx| {
                 let ctx =
@@ -77,7 +77,7 @@ impl WalletSim {
 
     async fn day(&self, wallet: Wallet, day: String) -> Result<engine::Day, SimError> {
         let rows_max = self.inner.config.limits.statement_rows_max;
-        self.book(wallet, move |tx, _| engine::day(tx, wallet, &day, rows_max)).await
+        self.inner.store.run_long(move |tx| engine::day(tx, wallet, &day, rows_max)).await
     }
 
     fn render(&self, wallet: Wallet, content: &engine::Day) -> Result<String, SimError> {

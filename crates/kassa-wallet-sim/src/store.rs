@@ -5,12 +5,15 @@
 //! which fsyncs every commit, the stand-in for an outside provider does not pay an fsync per
 //! call (with FULL it spent about a fifth of the host's CPU in the QR benchmark on them).
 //!
-//! One connection behind a mutex; every use runs on Tokio's blocking pool inside one
-//! `BEGIN IMMEDIATE` transaction, so the engine's read-then-write steps never interleave. At
-//! most [`DATABASE_JOBS_MAX`] jobs wait for the connection; a job that cannot get a place within
+//! One connection, used by one job at a time inside one `BEGIN IMMEDIATE` transaction, so the
+//! engine's read-then-write steps never interleave. A job of one call (a payment, a query) runs on
+//! the calling thread: it takes well under a millisecond, less than a hand-off to another thread
+//! would cost. A statement, which reads a whole day, runs on Tokio's blocking pool. At most
+//! [`DATABASE_JOBS_MAX`] jobs wait for the connection; a job that cannot have it within
 //! [`DATABASE_WAIT_MS`] fails (the API answers a system error).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,8 +105,21 @@ CREATE TABLE IF NOT EXISTS bill_tokens (
 /// The database.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
+    /// Only locked by the holder of `turn`, so never contended.
     conn: Arc<Mutex<Connection>>,
-    permits: Arc<Semaphore>,
+    /// One permit: whose turn it is to use the connection.
+    turn: Arc<Semaphore>,
+    /// Jobs waiting for or holding the turn.
+    jobs: Arc<AtomicUsize>,
+}
+
+/// A job's place among [`DATABASE_JOBS_MAX`], given back when dropped.
+struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Creates `path` empty with mode 0600 unless it exists, so that SQLite (which gives its `-wal`
@@ -135,31 +151,62 @@ impl Store {
         ))
         .map_err(database)?;
         conn.execute_batch(SCHEMA).map_err(database)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)), permits: Arc::new(Semaphore::new(DATABASE_JOBS_MAX)) })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            turn: Arc::new(Semaphore::new(1)),
+            jobs: Arc::new(AtomicUsize::new(0)),
+        })
     }
 
-    /// Runs `job` in one immediate transaction on the blocking pool and commits it.
+    /// Waits for the connection: `Busy` when [`DATABASE_JOBS_MAX`] jobs already wait, or when
+    /// the turn does not come within [`DATABASE_WAIT_MS`].
+    async fn turn(&self) -> Result<(Place, tokio::sync::OwnedSemaphorePermit), SimError> {
+        if self.jobs.fetch_add(1, Ordering::AcqRel) >= DATABASE_JOBS_MAX {
+            self.jobs.fetch_sub(1, Ordering::AcqRel);
+            return Err(SimError::Busy);
+        }
+        let place = Place(Arc::clone(&self.jobs));
+        let wait = Duration::from_millis(DATABASE_WAIT_MS);
+        match tokio::time::timeout(wait, Arc::clone(&self.turn).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok((place, permit)),
+            Ok(Err(_)) | Err(_) => Err(SimError::Busy),
+        }
+    }
+
+    /// Runs `job` of one call in one immediate transaction on the calling thread and commits it.
     pub(crate) async fn run<T, F>(&self, job: F) -> Result<T, SimError>
+    where
+        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    {
+        let _turn = self.turn().await?;
+        transact(&self.conn, job)
+    }
+
+    /// [`Store::run`] on the blocking pool, for a job that reads a lot (a day's statement).
+    pub(crate) async fn run_long<T, F>(&self, job: F) -> Result<T, SimError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
-        let wait = Duration::from_millis(DATABASE_WAIT_MS);
-        let permit = match tokio::time::timeout(wait, Arc::clone(&self.permits).acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) | Err(_) => return Err(SimError::Busy),
-        };
+        let turn = self.turn().await?;
         let conn = Arc::clone(&self.conn);
         let joined = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut conn = conn.lock().map_err(|_| SimError::Database("the connection was poisoned".into()))?;
-            let database = |error: rusqlite::Error| SimError::Database(error.to_string());
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(database)?;
-            let value = job(&tx).map_err(database)?;
-            tx.commit().map_err(database)?;
-            Ok(value)
+            let _turn = turn;
+            transact(&conn, job)
         })
         .await;
         joined.map_err(|error| SimError::Database(format!("a database job failed: {error}")))?
     }
+}
+
+fn transact<T, F>(conn: &Mutex<Connection>, job: F) -> Result<T, SimError>
+where
+    F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+{
+    let mut conn = conn.lock().map_err(|_| SimError::Database("the connection was poisoned".into()))?;
+    let database = |error: rusqlite::Error| SimError::Database(error.to_string());
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(database)?;
+    let value = job(&tx).map_err(database)?;
+    tx.commit().map_err(database)?;
+    Ok(value)
 }
