@@ -44,6 +44,8 @@ pub enum Command {
     Audit(AuditCommand),
     /// Load generator: simulated bench terminals doing PIN+MAC card sales over ISO 8583.
     Bench(BenchArgs),
+    /// The POS terminal program (--headless: line commands on stdin, JSON lines on stdout).
+    Terminal(TerminalArgs),
 }
 
 /// Where the configuration and the data are.
@@ -167,6 +169,35 @@ pub struct BenchArgs {
     pub wallets: String,
 }
 
+/// `kassa terminal` (docs/reference/terminal.md).
+#[derive(Debug, Args)]
+pub struct TerminalArgs {
+    /// The terminal id (field 41), e.g. 10000001.
+    #[arg(long, value_name = "TID")]
+    pub tid: String,
+    /// The host's ISO 8583 address [default: 127.0.0.1:8583].
+    #[arg(long, value_name = "ADDR")]
+    pub host: Option<String>,
+    /// The host's HTTP address or URL, for TMS and QR payments [default: http://127.0.0.1:8080].
+    #[arg(long, value_name = "URL")]
+    pub http: Option<String>,
+    /// Credentials file with the terminal's TMK and TMS credential [default: ./kassa-data/demo/credentials.json].
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// Where the terminal keeps its journal [default: ./kassa-data/terminals/<TID>].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Line commands on stdin, one JSON result per line on stdout.
+    #[arg(long)]
+    pub headless: bool,
+    /// Receipt printer: a file, or tcp://HOST:PORT.
+    #[arg(long, value_name = "PATH")]
+    pub printer: Option<String>,
+    /// Language of messages: en or zh [default: en].
+    #[arg(long, value_name = "LANG")]
+    pub lang: Option<String>,
+}
+
 /// `kassa audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -276,6 +307,36 @@ mod tests {
         let error = format!("{:#}", store.layer().unwrap_err());
         assert!(!error.contains("hunter2"), "{error}");
         assert!(error.starts_with("invalid value for --database-url"), "{error}");
+    }
+
+    #[test]
+    fn terminal_takes_every_documented_flag() {
+        let cli = Cli::try_parse_from([
+            "kassa",
+            "terminal",
+            "--tid",
+            "10000001",
+            "--host",
+            "127.0.0.1:8583",
+            "--http",
+            "http://127.0.0.1:8080",
+            "--credentials",
+            "c.json",
+            "--data-dir",
+            "d",
+            "--headless",
+            "--printer",
+            "tcp://127.0.0.1:9100",
+            "--lang",
+            "zh",
+        ])
+        .unwrap();
+        let Command::Terminal(args) = cli.command else { panic!("not terminal") };
+        assert_eq!(args.tid, "10000001");
+        assert!(args.headless);
+        assert_eq!(args.data_dir, Some(PathBuf::from("d")));
+        assert_eq!(args.lang.as_deref(), Some("zh"));
+        assert!(Cli::try_parse_from(["kassa", "terminal"]).is_err(), "--tid is required");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod seed;
 mod sim;
 mod start;
 mod store;
+mod terminal;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,9 @@ use crate::cli::{AuditCommand, Cli, Command, StoreArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Terminal(args) = &cli.command {
+        return terminal::main(args, cli.log_format);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -63,7 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(store) => (store, store.layer()?),
         Command::Backup(args) | Command::Restore(args) => (&args.store, args.store.layer()?),
         Command::Audit(AuditCommand::Verify(store)) => (store, store.layer()?),
-        Command::Bench(_) => return Ok(()),
+        Command::Bench(_) | Command::Terminal(_) => return Ok(()),
     };
     let config = load_config(store_args, log_format.overlaid_by(flags))?;
     logging::init(&config)?;
@@ -78,7 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Backup(args) => backup(&config, &args.file).await,
             Command::Restore(args) => restore(&config, &args.file).await,
             Command::Audit(AuditCommand::Verify(_)) => audit::verify(&config).await,
-            Command::Bench(_) => Ok(()),
+            Command::Bench(_) | Command::Terminal(_) => Ok(()),
         }
     })
 }
