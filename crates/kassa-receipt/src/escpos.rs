@@ -123,3 +123,104 @@ mod tests {
         assert!(bytes.windows(8).any(|w| w == [0x1d, b'(', b'k', 0x2f, 0x01, 49, 80, 48]));
     }
 }
+
+/// Why [`escpos_text`] could not read a stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EscPosError {
+    /// A command this reader does not know (it knows the ones [`escpos`] writes).
+    #[error("unknown ESC/POS command {command:02x?} at byte {offset}")]
+    UnknownCommand {
+        /// Where the command starts.
+        offset: usize,
+        /// Its first bytes.
+        command: Vec<u8>,
+    },
+    /// The stream ends inside a command.
+    #[error("the stream ends inside the command at byte {offset}")]
+    Truncated {
+        /// Where the command starts.
+        offset: usize,
+    },
+}
+
+/// The longest stream [`escpos_text`] reads.
+pub const ESCPOS_TEXT_BYTES_MAX: usize = 1 << 20;
+
+/// Reads an ESC/POS stream back as text lines, the way the paper shows them without styles:
+/// GB18030 decoded, one line per `LF`, a QR code as `[QR code: DATA]`, a cut as `[cut]`. For
+/// tests and for looking at a captured print file; it knows the commands [`escpos`] writes and
+/// refuses others. Streams beyond [`ESCPOS_TEXT_BYTES_MAX`] are read up to that size.
+pub fn escpos_text(bytes: &[u8]) -> Result<Vec<String>, EscPosError> {
+    let bytes = &bytes[..bytes.len().min(ESCPOS_TEXT_BYTES_MAX)];
+    let mut lines = Vec::new();
+    let mut text = Vec::new();
+    let mut qr_data: Vec<u8> = Vec::new();
+    let mut at = 0;
+    let flush = |text: &mut Vec<u8>, lines: &mut Vec<String>| {
+        let (decoded, _) = encoding_rs::GB18030.decode_without_bom_handling(text);
+        lines.push(decoded.into_owned());
+        text.clear();
+    };
+    while at < bytes.len() {
+        let need = |len: usize| bytes.get(at..at + len).ok_or(EscPosError::Truncated { offset: at });
+        let unknown =
+            || EscPosError::UnknownCommand { offset: at, command: bytes[at..(at + 3).min(bytes.len())].to_vec() };
+        match bytes[at] {
+            LF => {
+                flush(&mut text, &mut lines);
+                at += 1;
+            }
+            0x1b => match need(2)?[1] {
+                b'@' => at += 2,
+                b'a' | b'E' | b'd' | b't' => {
+                    if need(3)?[1] == b'd' && !text.is_empty() {
+                        flush(&mut text, &mut lines);
+                    }
+                    at += 3;
+                }
+                _ => return Err(unknown()),
+            },
+            0x1c => match need(2)?[1] {
+                b'&' | b'.' => at += 2,
+                b'!' => at += need(3).map(|_| 3)?,
+                _ => return Err(unknown()),
+            },
+            0x1d => match need(2)?[1] {
+                b'!' => at += need(3).map(|_| 3)?,
+                b'V' => {
+                    let command = need(3)?;
+                    at += if command[2] == 65 || command[2] == 66 { need(4).map(|_| 4)? } else { 3 };
+                    if !text.is_empty() {
+                        flush(&mut text, &mut lines);
+                    }
+                    lines.push("[cut]".to_owned());
+                }
+                b'(' => {
+                    let head = need(5)?;
+                    if head[2] != b'k' {
+                        return Err(unknown());
+                    }
+                    let len = usize::from(u16::from_le_bytes([head[3], head[4]]));
+                    let body = bytes.get(at + 5..at + 5 + len).ok_or(EscPosError::Truncated { offset: at })?;
+                    match body {
+                        [49, 80, 48, data @ ..] => qr_data = data.to_vec(),
+                        [49, 81, 48] => text
+                            .extend_from_slice(format!("[QR code: {}]", String::from_utf8_lossy(&qr_data)).as_bytes()),
+                        _ => {}
+                    }
+                    at += 5 + len;
+                }
+                _ => return Err(unknown()),
+            },
+            byte if byte < 0x20 || byte == 0x7f => return Err(unknown()),
+            byte => {
+                text.push(byte);
+                at += 1;
+            }
+        }
+    }
+    if !text.is_empty() {
+        flush(&mut text, &mut lines);
+    }
+    Ok(lines)
+}

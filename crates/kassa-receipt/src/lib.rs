@@ -20,7 +20,9 @@ mod receipt;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use escpos::{escpos, qr_code, CHINESE_OFF, CHINESE_ON, INIT, LF, PARTIAL_CUT};
+pub use escpos::{
+    escpos, escpos_text, qr_code, EscPosError, CHINESE_OFF, CHINESE_ON, ESCPOS_TEXT_BYTES_MAX, INIT, LF, PARTIAL_CUT,
+};
 pub use preview::{preview, qr_lines, try_qr_lines, QrError, QUIET_ZONE_MODULES};
 pub use printer::{PrintError, PrintLimits, Printer, RAW_PORT};
 pub use receipt::{

@@ -1,7 +1,10 @@
 //! The ESC/POS stream: initialisation, GB18030 text, the QR commands, the cut; no full PAN and no
 //! smuggled printer command, whatever the fields hold.
 
-use kassa_receipt::{escpos, Copy, EntryMode, Lang, PaymentMeans, CHINESE_OFF, CHINESE_ON, INIT, PARTIAL_CUT};
+use kassa_receipt::{
+    escpos, escpos_text, preview, Copy, EntryMode, EscPosError, Lang, PaymentMeans, CHINESE_OFF, CHINESE_ON, INIT,
+    PARTIAL_CUT,
+};
 use proptest::prelude::*;
 
 use crate::fixtures::{self, MASKED_PAN};
@@ -118,7 +121,7 @@ proptest! {
                 prop_assert!(position(&bytes, pan.as_bytes()).is_none());
                 prop_assert!(position(&bytes, hidden.as_bytes()).is_none());
                 prop_assert!(position(&bytes, masked.as_bytes()).is_some());
-                let screen = kassa_receipt::preview(&receipt, copy, lang).join("\n");
+                let screen = preview(&receipt, copy, lang).join("\n");
                 prop_assert!(!screen.contains(hidden));
                 prop_assert!(screen.contains(&masked));
             }
@@ -147,4 +150,47 @@ proptest! {
             prop_assert!(bytes.ends_with(&PARTIAL_CUT));
         }
     }
+}
+
+/// The preview's lines as paper shows them without styles: alignment padding trimmed, the
+/// half-block code (and its blank quiet-zone lines) as `[QR code: DATA]`.
+fn as_paper(preview: &[String], reference: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut in_code = false;
+    for line in preview {
+        let is_code = line.contains(['█', '▀', '▄']);
+        if !line.is_empty() && line.trim().is_empty() {
+            continue;
+        }
+        if is_code && !in_code {
+            lines.push(format!("[QR code: {reference}]"));
+        }
+        in_code = is_code;
+        if !is_code {
+            lines.push(line.trim().to_owned());
+        }
+    }
+    lines
+}
+
+#[test]
+fn paper_and_screen_show_the_same_slip() {
+    for receipt in fixtures::all() {
+        for copy in [Copy::Merchant, Copy::Customer] {
+            for lang in [Lang::En, Lang::Zh] {
+                let mut paper = escpos_text(&escpos(&receipt, copy, lang)).unwrap();
+                assert_eq!(paper.pop().as_deref(), Some("[cut]"));
+                let paper: Vec<String> = paper.iter().map(|line| line.trim().to_owned()).collect();
+                let screen = as_paper(&preview(&receipt, copy, lang), &receipt.reference);
+                assert_eq!(paper, screen, "{:?} {copy:?} {lang:?}", receipt.kind);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_reader_refuses_unknown_commands_and_cut_streams() {
+    assert!(matches!(escpos_text(&[0x1b, b'@', 0x1b, b'Z', 1]), Err(EscPosError::UnknownCommand { offset: 2, .. })));
+    assert!(matches!(escpos_text(&[0x1d, b'(', b'k', 9, 0, 49]), Err(EscPosError::Truncated { offset: 0 })));
+    assert_eq!(escpos_text(b"a\nb").unwrap(), ["a", "b"]);
 }
