@@ -36,6 +36,10 @@ const TOKEN_CHARS: usize = 32;
 /// Ids are 18 decimal digits: wallet references are `KQ`/`KR` and the id.
 const ID_MIN: u64 = 100_000_000_000_000_000;
 const ID_SPAN: u64 = 900_000_000_000_000_000;
+/// A trade's id is its creation time in milliseconds times this, plus a random part below it:
+/// ids grow with time, so new trades land on the last pages of their table and indexes (a
+/// commit writes a few pages, not one per trade). A clash is drawn again ([`QrService::journal`]).
+const IDS_PER_MS: u64 = 100_000;
 
 /// What a new trade is about.
 struct TradeFacts<'a> {
@@ -84,7 +88,14 @@ fn digest_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-fn new_id() -> i64 {
+fn new_trade_id(now_ms: i64) -> i64 {
+    let at = u64::try_from(now_ms).unwrap_or(0).saturating_mul(IDS_PER_MS) % ID_SPAN;
+    let id = ID_MIN + (at + rand::random::<u64>() % IDS_PER_MS) % ID_SPAN;
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+/// A refund's id: random over the whole span (refunds are few; a clash is out of reach).
+fn new_refund_id() -> i64 {
     let id = ID_MIN + rand::random::<u64>() % ID_SPAN;
     i64::try_from(id).unwrap_or(i64::MAX)
 }
@@ -238,7 +249,7 @@ impl QrService {
     fn new_trade(&self, merchant: &MerchantId, origin: &QrOrigin, facts: TradeFacts<'_>) -> QrTradeRecord {
         let TradeFacts { kind, out_trade_no, amount, subject, expires_at_ms } = facts;
         let now = self.now_ms();
-        let id = new_id();
+        let id = new_trade_id(now);
         let (origin_kind, origin_id, terminal_id, operator) = match origin {
             QrOrigin::Terminal { terminal_id, operator } => (
                 QrOriginKind::Terminal,
@@ -298,7 +309,7 @@ impl QrService {
                         return Ok(None);
                     }
                     // Another trade's id, reference or token: draw again.
-                    let id = new_id();
+                    let id = new_trade_id(self.now_ms());
                     trade.id = id;
                     trade.reference = format!("KQ{id}");
                     if trade.qr_token.is_some() {
@@ -864,7 +875,7 @@ impl QrService {
             return Err(QrError::Invalid("amount: more than zero, in the trade's currency".into()));
         }
         let now = self.now_ms();
-        let id = new_id();
+        let id = new_refund_id();
         let refund = QrRefundRecord {
             id,
             trade_id: trade.id,
