@@ -1146,8 +1146,19 @@ impl Terminal {
     }
 
     /// An exchange that owes nothing when it fails (settlement, batch upload: sent again later).
+    /// An `A0` (the working keys were replaced, by a sign-in elsewhere) is not processed by the
+    /// host: the terminal signs in again and sends the same request once more.
     async fn exchange_plain(&mut self, request: &Message) -> Result<Answer, Outcome> {
-        match self.link.exchange(request).await {
+        let first = self.link.exchange(request).await;
+        let result = match first {
+            Ok(answer) if answer.code() == "A0" => {
+                self.link.forget_keys();
+                self.ensure_signed_in().await?;
+                self.link.exchange(request).await
+            }
+            other => other,
+        };
+        match result {
             Ok(answer) => {
                 self.forget_keys_on(&answer);
                 Ok(answer)
