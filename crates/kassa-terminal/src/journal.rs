@@ -503,6 +503,13 @@ impl Journal {
         Ok(())
     }
 
+    /// Deletes a row whose request certainly never left the terminal (no connection): it owes
+    /// nothing and happened nowhere. Only a row still `sending` is deleted.
+    pub fn discard(&self, id: i64) -> Result<(), JournalError> {
+        self.connection.execute("DELETE FROM entries WHERE id = ?1 AND state = 'sending'", params![id])?;
+        Ok(())
+    }
+
     /// Replaces a row's pending message (a void's reversal once it is sent for real).
     pub fn set_pending(&self, id: i64, pending: &[u8]) -> Result<(), JournalError> {
         self.connection.execute(
@@ -773,6 +780,19 @@ mod tests {
         assert_eq!(journal.sale_by_rrn("000000000007").unwrap().unwrap().id, id);
         assert_eq!(journal.totals(1).unwrap().debit_amount_minor, 1234);
         assert_eq!(journal.totals(1).unwrap().debit_count, 1);
+    }
+
+    #[test]
+    fn a_request_that_never_left_leaves_no_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let never_sent = sale(&journal, 1, b"reversal");
+        journal.discard(never_sent).unwrap();
+        assert!(journal.entry(never_sent).unwrap().is_none());
+        let answered = sale(&journal, 2, b"reversal");
+        journal.answer(answered, State::Approved, &Outcome::default()).unwrap();
+        journal.discard(answered).unwrap();
+        assert!(journal.entry(answered).unwrap().is_some(), "only a row still sending is discarded");
     }
 
     #[test]

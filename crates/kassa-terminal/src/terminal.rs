@@ -684,7 +684,7 @@ impl Terminal {
                 Exchanged::Answered(Box::new(answer))
             }
             Err(error) if error.not_sent() => {
-                self.journal.set_state(id, State::Declined).map_err(journal_failed)?;
+                self.journal.discard(id).map_err(journal_failed)?;
                 Exchanged::NotSent(error.to_string())
             }
             Err(error) => {
@@ -723,6 +723,7 @@ impl Terminal {
             Exchanged::NotSent(why) => Outcome {
                 status: Status::NoNetwork,
                 error: Some(format!("the host cannot be reached: {why}")),
+                entry_id: None,
                 ..base
             },
             Exchanged::NoAnswer(why) => Outcome {
