@@ -48,6 +48,8 @@ pub enum Command {
     Flush,
     /// `journal`.
     Journal,
+    /// `reprint [STAN|OUT_TRADE_NO]`: the last transaction's slip, or the one named.
+    Reprint { reference: Option<String> },
     /// `logout`.
     Logout,
     /// `reinit`.
@@ -79,6 +81,7 @@ const USAGE: &[(&str, &str)] = &[
     ("fault", "fault drop-response"),
     ("flush", "flush"),
     ("journal", "journal"),
+    ("reprint", "reprint [STAN|OUT_TRADE_NO]"),
     ("logout", "logout"),
     ("reinit", "reinit"),
     ("quit", "quit"),
@@ -103,10 +106,25 @@ impl Command {
             Command::FaultDropResponse => "fault",
             Command::Flush => "flush",
             Command::Journal => "journal",
+            Command::Reprint { .. } => "reprint",
             Command::Logout => "logout",
             Command::Reinit => "reinit",
             Command::Quit => "quit",
         }
+    }
+
+    /// Whether the command is a transaction whose approval prints its slips (with a printer).
+    pub fn prints_slips(&self) -> bool {
+        matches!(
+            self,
+            Command::Sale { .. }
+                | Command::Void { .. }
+                | Command::Refund { .. }
+                | Command::QrPay { .. }
+                | Command::QrShow { .. }
+                | Command::QrRefund { .. }
+                | Command::Settle
+        )
     }
 
     /// Parses one line. `Ok(None)` for an empty line.
@@ -161,6 +179,8 @@ impl Command {
             ("fault", ["drop-response"]) => Command::FaultDropResponse,
             ("flush", []) => Command::Flush,
             ("journal", []) => Command::Journal,
+            ("reprint", []) => Command::Reprint { reference: None },
+            ("reprint", [reference]) => Command::Reprint { reference: Some((*reference).to_owned()) },
             ("logout", []) => Command::Logout,
             ("reinit", []) => Command::Reinit,
             ("quit", []) => Command::Quit,
@@ -258,6 +278,9 @@ pub fn render(outcome: &Outcome) -> Value {
     put("balance", outcome.balance_minor.map(Value::from));
     put("locked_until_ms", outcome.locked_until_ms.map(Value::from));
     put("attempts_left", outcome.attempts_left.map(Value::from));
+    put("printed", outcome.printed.map(Value::from));
+    put("print_error", outcome.print_error.clone().map(Value::from));
+    put("receipt", outcome.receipt.clone().map(Value::from));
     if let Some(unsent) = &outcome.unsent {
         put("unsent", Some(Value::Array(unsent.iter().map(item_json).collect())));
         put("unsent_count", Some(json!(unsent.len())));
@@ -335,10 +358,14 @@ pub async fn run(
             write_line(&mut output, &json!({"ok": true})).await?;
             return Ok(());
         }
-        let outcome = match command {
+        let prints_slips = command.prints_slips();
+        let mut outcome = match command {
             Command::QrShow { amount_minor } => qr_show(terminal, amount_minor, &mut output).await?,
             command => execute(terminal, command).await,
         };
+        if prints_slips {
+            terminal.print_approval(&mut outcome).await;
+        }
         write_line(&mut output, &render(&outcome)).await?;
     }
     Ok(())
@@ -397,6 +424,7 @@ pub async fn execute(terminal: &mut Terminal, command: Command) -> Outcome {
         Command::FaultDropResponse => terminal.arm_fault_drop_response(),
         Command::Flush => terminal.flush().await,
         Command::Journal => terminal.journal(),
+        Command::Reprint { reference } => terminal.reprint_receipt(reference.as_deref()).await,
         Command::Logout => terminal.logout().await,
         Command::Reinit => terminal.reinit().await,
         Command::Quit => Outcome::done(),
@@ -423,6 +451,12 @@ mod tests {
         assert!(matches!(Command::parse("void 7 123456"), Ok(Some(Command::Void { stan: 7, .. }))));
         assert!(matches!(Command::parse("offline on"), Ok(Some(Command::Offline(true)))));
         assert!(matches!(Command::parse("  quit  "), Ok(Some(Command::Quit))));
+        assert_eq!(Command::parse("reprint").unwrap(), Some(Command::Reprint { reference: None }));
+        assert_eq!(
+            Command::parse("reprint 000007").unwrap(),
+            Some(Command::Reprint { reference: Some("000007".into()) })
+        );
+        assert_eq!(Command::parse("reprint 1 2").unwrap_err(), "usage: reprint [STAN|OUT_TRADE_NO]");
         assert!(matches!(Command::parse(""), Ok(None)));
         assert!(matches!(
             Command::parse("refund 000000000042 5.00 0612 123456"),
@@ -502,6 +536,17 @@ mod tests {
         assert_eq!(json["unsent"][0]["state"], json!("reversal_pending"));
         assert_eq!(json["unsent"][0]["stan"], json!("000003"));
         assert_eq!(json["unsent"][0]["pan"], json!("622202***0128"));
+        let printed = render(&Outcome {
+            printed: Some(false),
+            print_error: Some("cannot connect".into()),
+            receipt: Some(vec!["POS SALES SLIP".into()]),
+            ..Outcome::done()
+        });
+        assert_eq!(
+            (printed["printed"].clone(), printed["print_error"].clone()),
+            (json!(false), json!("cannot connect"))
+        );
+        assert_eq!(printed["receipt"], json!(["POS SALES SLIP"]));
         let flushed = render(&Outcome { sent: Some(2), ..Outcome::done() });
         assert_eq!(flushed["sent"], json!(2));
         let settled = render(&Outcome { balanced: Some(false), uploaded: Some(3), ..Outcome::done() });

@@ -605,6 +605,40 @@ impl Journal {
             .next())
     }
 
+    /// The newest transaction that has a slip (approved, offline, or a sale voided since).
+    pub fn latest_printable(&self) -> Result<Option<Entry>, JournalError> {
+        Ok(self
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM entries \
+                     WHERE state IN ('approved', 'voided', 'offline_unsent', 'uploading') ORDER BY id DESC LIMIT 1"
+                ),
+                [],
+            )?
+            .into_iter()
+            .next())
+    }
+
+    /// What the open rows of `batch` came to, per kind: how many transactions happened (approved,
+    /// or sales voided since) and their total in minor units, for the settlement slip.
+    pub fn batch_summary(&self, batch: u32) -> Result<Vec<(Kind, u32, u64)>, JournalError> {
+        let mut statement = self.connection.prepare(
+            "SELECT kind, count(*), sum(amount_minor) FROM entries \
+             WHERE batch = ?1 AND settled = 0 AND state IN ('approved', 'voided', 'offline_unsent', 'uploading') \
+             GROUP BY kind",
+        )?;
+        let rows = statement.query_map(params![batch], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        })?;
+        let mut summary = Vec::new();
+        for row in rows {
+            let (kind, count, total) = row?;
+            let count = u32::try_from(count).unwrap_or(u32::MAX);
+            summary.push((Kind::parse(&kind)?, count, u64::try_from(total).unwrap_or(0)));
+        }
+        Ok(summary)
+    }
+
     /// The approved card sale with `rrn`, if this terminal made it.
     pub fn sale_by_rrn(&self, rrn: &str) -> Result<Option<Entry>, JournalError> {
         Ok(self

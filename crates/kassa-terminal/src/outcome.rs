@@ -143,6 +143,12 @@ pub struct Outcome {
     pub entry_id: Option<i64>,
     /// Other facts of TMS answers (parameters, operator management).
     pub details: Option<serde_json::Value>,
+    /// With a printer: whether the slips printed (an approval stands either way).
+    pub printed: Option<bool>,
+    /// Why the slips did not print.
+    pub print_error: Option<String>,
+    /// Reprint: the customer copy as the screen shows it, one string per line.
+    pub receipt: Option<Vec<String>>,
 }
 
 impl Outcome {

@@ -22,6 +22,7 @@ use crate::link::{
     TerminalIdentity, Totals,
 };
 use crate::outcome::{JournalItem, Outcome, Status};
+use crate::receipt::{Printer, Receipt, SettlementSlip, SlipError, SlipHeader};
 use crate::tms::{TmsAnswer, TmsClient, TmsError};
 
 /// How long the terminal waits for an ISO 8583 answer (the host's issuer timeout is 10 s).
@@ -151,6 +152,9 @@ pub struct Terminal {
     parameters: Option<Parameters>,
     offline: bool,
     drop_next_response: bool,
+    printer: Option<Printer>,
+    utc_offset_minutes: i32,
+    last_settlement: Option<SettlementSlip>,
 }
 
 impl std::fmt::Debug for Terminal {
@@ -271,6 +275,9 @@ impl Terminal {
             parameters,
             offline: false,
             drop_next_response: false,
+            printer: None,
+            utc_offset_minutes: kassa_domain::calendar::SHANGHAI_UTC_OFFSET_MINUTES,
+            last_settlement: None,
         })
     }
 
@@ -1068,6 +1075,7 @@ impl Terminal {
         }
         let batch = self.link.batch();
         let totals = journal!(self.journal.totals(batch));
+        let summary = journal!(self.journal.batch_summary(batch));
         let stan = journal!(self.journal.take_stan());
         let request = self.link.settlement_at(stan, SettlementTotals { domestic: totals, foreign: Totals::default() });
         let answer = match self.exchange_plain(&request).await {
@@ -1093,6 +1101,13 @@ impl Terminal {
         };
         journal!(self.journal.close_batch(batch, next));
         self.link.set_batch(next);
+        self.last_settlement = Some(SettlementSlip {
+            batch,
+            operator: self.operator().unwrap_or_default().to_owned(),
+            settled_at_ms: now_ms(),
+            totals: crate::receipt::settlement_totals(&summary),
+            balanced,
+        });
         tracing::info!(batch, next, balanced, uploaded, "batch settled");
         Outcome {
             balanced: Some(balanced),
@@ -1184,6 +1199,140 @@ impl Terminal {
             Some(stan) => self.journal.by_stan(self.link.batch(), stan),
             None => Ok(self.journal.latest(1)?.into_iter().next()),
         }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Receipts
+
+    /// Sets the receipt printer (`None`: slips are only shown).
+    pub fn set_printer(&mut self, printer: Option<Printer>) {
+        self.printer = printer;
+    }
+
+    /// The receipt printer, if any.
+    pub fn printer(&self) -> Option<&Printer> {
+        self.printer.as_ref()
+    }
+
+    /// Sets the till's offset from UTC for the date and time printed on slips (Shanghai, +8:00,
+    /// unless set).
+    pub fn set_utc_offset_minutes(&mut self, utc_offset_minutes: i32) {
+        self.utc_offset_minutes = utc_offset_minutes;
+    }
+
+    fn slip_header(&self) -> SlipHeader<'_> {
+        SlipHeader {
+            terminal_id: &self.config.terminal_id,
+            merchant_id: &self.link.identity().merchant_id,
+            parameters: self.parameters.as_ref(),
+            utc_offset_minutes: self.utc_offset_minutes,
+        }
+    }
+
+    /// The slip of a journal row (refused for a row that is not a transaction that happened).
+    pub fn receipt(&self, entry: &Entry) -> Result<Receipt, SlipError> {
+        crate::receipt::receipt_of(entry, &self.slip_header())
+    }
+
+    /// The slip of the last settlement made by this run of the terminal.
+    pub fn settlement_receipt(&self) -> Option<Result<Receipt, SlipError>> {
+        let settlement = self.last_settlement.as_ref()?;
+        Some(crate::receipt::settlement_receipt(settlement, &self.slip_header()))
+    }
+
+    /// Prints the merchant copy, then the customer copy, in the terminal's language.
+    pub async fn print(&self, receipt: &Receipt) -> Result<(), SlipError> {
+        let printer = self.printer.as_ref().ok_or(SlipError::NoPrinter)?;
+        crate::receipt::print(printer, receipt, self.lang()).await
+    }
+
+    /// After an approval (or a settlement), with a printer set: prints its slips and records in
+    /// `outcome` whether they printed. The approval stands whatever the printer does.
+    pub async fn print_approval(&self, outcome: &mut Outcome) {
+        if self.printer.is_none() || !outcome.ok() {
+            return;
+        }
+        let receipt = match (outcome.entry_id, outcome.balanced) {
+            (Some(id), _) => match self.journal.entry(id) {
+                Ok(Some(entry)) => self.receipt(&entry),
+                Ok(None) => Err(SlipError::NotFound(format!("no journal row {id}"))),
+                Err(error) => Err(SlipError::Journal(error)),
+            },
+            (None, Some(_)) => match self.settlement_receipt() {
+                Some(receipt) => receipt,
+                None => return,
+            },
+            (None, None) => return,
+        };
+        let printed = match receipt {
+            Ok(receipt) => self.print(&receipt).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = &printed {
+            tracing::warn!(%error, "the slips did not print; the transaction stands and can be reprinted");
+        }
+        outcome.printed = Some(printed.is_ok());
+        outcome.print_error = printed.err().map(|error| error.to_string());
+    }
+
+    /// The transaction a reprint names: the newest with a slip (`None`), the card transaction
+    /// with a STAN of the open batch (up to 6 digits), or the QR payment with an `out_trade_no`.
+    pub fn receipt_entry(&self, reference: Option<&str>) -> Result<Entry, SlipError> {
+        let found = match reference {
+            None => self.journal.latest_printable()?,
+            Some(stan) if !stan.is_empty() && stan.len() <= 6 && stan.bytes().all(|b| b.is_ascii_digit()) => {
+                let stan: u32 = stan.parse().unwrap_or(0);
+                self.journal.by_stan(self.link.batch(), stan)?
+            }
+            Some(out_trade_no) => {
+                if !valid_out_trade_no(out_trade_no) {
+                    return Err(SlipError::NotFound("a reference is a STAN (1 to 6 digits) or an out_trade_no".into()));
+                }
+                self.journal.qr_trade(out_trade_no)?
+            }
+        };
+        found.ok_or_else(|| {
+            SlipError::NotFound(match reference {
+                None => "no transaction to reprint yet".to_owned(),
+                Some(reference) => format!("no transaction {reference} in the journal's open batch"),
+            })
+        })
+    }
+
+    /// Reprint (`reprint [STAN|OUT_TRADE_NO]`): the slip marked as a reprint, its customer copy
+    /// in `receipt` (the screen's preview), and, with a printer, both copies printed again.
+    pub async fn reprint_receipt(&self, reference: Option<&str>) -> Outcome {
+        if let Some(refused) = self.operator_required() {
+            return refused;
+        }
+        let slip = self.receipt_entry(reference).and_then(|entry| Ok((self.receipt(&entry)?, entry)));
+        let (mut receipt, entry) = match slip {
+            Ok(slip) => slip,
+            Err(error) => return Outcome::refused(error.to_string()),
+        };
+        receipt.reprint = true;
+        let present = |text: &str| Some(text.to_owned()).filter(|text| !text.is_empty());
+        let mut outcome = Outcome {
+            entry_id: Some(entry.id),
+            stan: Some(entry.stan).filter(|stan| *stan > 0),
+            batch: Some(entry.batch),
+            amount_minor: Some(entry.amount_minor),
+            rrn: present(&entry.rrn),
+            auth_code: present(&entry.auth_code),
+            date: present(&entry.date),
+            pan_masked: present(&entry.pan_masked),
+            out_trade_no: present(&entry.out_trade_no),
+            trade_no: present(&entry.trade_no),
+            wallet: present(&entry.wallet),
+            receipt: Some(crate::receipt::customer_preview(&receipt, self.lang())),
+            ..Outcome::done()
+        };
+        if self.printer.is_some() {
+            let printed = self.print(&receipt).await;
+            outcome.printed = Some(printed.is_ok());
+            outcome.print_error = printed.err().map(|error| error.to_string());
+        }
+        outcome
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1353,11 +1502,7 @@ impl Terminal {
         if let Some(refused) = self.qr_preamble() {
             return refused;
         }
-        if out_trade_no.is_empty()
-            || out_trade_no.len() > 64
-            || !out_trade_no.bytes().all(|b| b.is_ascii_graphic())
-            || out_trade_no.contains('/')
-        {
+        if !valid_out_trade_no(out_trade_no) {
             return Outcome::refused("out_trade_no is 1 to 64 printable characters");
         }
         let out_request_no = self.new_reference('R');
@@ -1429,6 +1574,15 @@ impl Terminal {
 
 fn is_final(trade: &Value) -> bool {
     matches!(trade["status"].as_str(), Some("paid" | "partially_refunded" | "refunded" | "closed" | "failed"))
+}
+
+/// An `out_trade_no` as the host takes it: 1 to 64 printable ASCII characters (and no `/`: it
+/// goes into a URL path).
+fn valid_out_trade_no(out_trade_no: &str) -> bool {
+    !out_trade_no.is_empty()
+        && out_trade_no.len() <= 64
+        && out_trade_no.bytes().all(|b| b.is_ascii_graphic())
+        && !out_trade_no.contains('/')
 }
 
 /// An operator path whose code is two digits (the code goes into the URL).

@@ -67,10 +67,12 @@ fn run(args: &TerminalArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     let secrets = kassa_terminal::config::load_secrets(&credentials, terminal_id)?;
     let iso = resolve(args.host.as_deref().unwrap_or(DEFAULT_ISO))?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("./kassa-data/terminals").join(terminal_id));
-    if let Some(printer) = &args.printer {
-        // INTEGRATION POINT (kassa-receipt): print after approvals once the receipt crate is wired.
-        tracing::warn!(printer = %printer, "receipts are not printed yet by this build");
-    }
+    // Parsed once, here: a bad address ends the program now, not at the first approval; a host
+    // name is looked up now.
+    let printer = match args.printer.as_deref() {
+        None => None,
+        Some(text) => Some(kassa_terminal::receipt::Printer::parse(text).context("--printer")?),
+    };
     let terminal_config = TerminalConfig {
         terminal_id: terminal_id.to_owned(),
         iso,
@@ -85,6 +87,7 @@ fn run(args: &TerminalArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let mut terminal = Terminal::start(terminal_config)?;
+        terminal.set_printer(printer);
         let input = BufReader::new(tokio::io::stdin());
         kassa_terminal::headless::run(&mut terminal, input, tokio::io::stdout()).await.context("stdin/stdout")?;
         Ok(())

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{http, Host};
+use kassa_receipt::testing::FakePrinter;
 use serde_json::{json, Value};
 
 /// How long one command may take (a debug build on a busy machine; a QR payer confirming).
@@ -32,8 +33,14 @@ struct Till {
 
 impl Till {
     fn start(host: &Host, terminal_id: &str, data_dir: &std::path::Path) -> Till {
+        Till::start_with(host, terminal_id, data_dir, &[])
+    }
+
+    /// [`Till::start`] with more options (`--printer …`).
+    fn start_with(host: &Host, terminal_id: &str, data_dir: &std::path::Path, options: &[&str]) -> Till {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kassa"))
             .args(["terminal", "--tid", terminal_id, "--headless"])
+            .args(options)
             .args(["--host", &host.iso.unwrap().to_string()])
             .args(["--http", &format!("http://{}", host.http)])
             .arg("--credentials")
@@ -395,6 +402,116 @@ fn offline_sales_faults_kill_9_settlement_and_reinit() {
     assert_eq!(journal["entries"], json!([]));
     let stderr = till.quit();
     assert!(!stderr.contains(CARD), "a PAN in the terminal's log:\n{stderr}");
+}
+
+/// How long a printed job may take to reach the fake printer.
+const JOB_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The next job of `printer` as text lines (`kassa_receipt::escpos_text`), joined.
+fn next_slip(runtime: &tokio::runtime::Runtime, printer: &mut FakePrinter) -> String {
+    let job = runtime.block_on(printer.next_job(JOB_DEADLINE)).expect("a slip was printed");
+    kassa_receipt::escpos_text(&job).unwrap().join("\n")
+}
+
+/// The merchant copy then the customer copy of one slip.
+fn two_copies(runtime: &tokio::runtime::Runtime, printer: &mut FakePrinter) -> (String, String) {
+    let merchant = next_slip(runtime, printer);
+    let customer = next_slip(runtime, printer);
+    assert!(merchant.contains("Merchant copy"), "{merchant}");
+    assert!(customer.contains("Customer copy"), "{customer}");
+    (merchant, customer)
+}
+
+#[test]
+fn approvals_print_both_copies_and_any_slip_prints_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::up(&dir.path().join("host"), None, "warn");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let mut printer = runtime.block_on(FakePrinter::start()).unwrap();
+    let target = format!("tcp://{}", printer.addr());
+    let mut till = Till::start_with(&host, "10000001", &dir.path().join("t1"), &["--printer", &target]);
+    sign_in_operator(&mut till);
+
+    // A card sale: the merchant copy, then the customer copy, each with the amount, the masked
+    // card number (never the full one), the RRN and the authorisation code.
+    let sale = till.ok(&format!("sale 12.34 {CARD} {PIN}"));
+    assert_eq!(sale["printed"], json!(true), "{sale}");
+    assert!(sale.get("print_error").is_none(), "{sale}");
+    let (rrn, auth_code) = (text(&sale["rrn"]).to_owned(), text(&sale["auth_code"]).to_owned());
+    let (merchant, customer) = two_copies(&runtime, &mut printer);
+    for slip in [&merchant, &customer] {
+        assert!(slip.contains("RMB 12.34"), "{slip}");
+        assert!(slip.contains("622202*********0128") && !slip.contains(CARD), "{slip}");
+        assert!(slip.contains(&rrn) && slip.contains(&auth_code), "{slip}");
+        assert!(slip.contains(&format!("[QR code: {rrn}]")), "{slip}");
+    }
+    assert!(merchant.contains("Cardholder signature") && !customer.contains("Cardholder signature"));
+
+    // A QR payment prints the terminal's trade number (also in its QR code) and the wallet's.
+    let paid = till.ok("qr-pay 1.00 281234567890123401");
+    assert_eq!(paid["printed"], json!(true), "{paid}");
+    let (out_trade_no, trade_no) = (text(&paid["out_trade_no"]).to_owned(), text(&paid["trade_no"]).to_owned());
+    let (merchant, customer) = two_copies(&runtime, &mut printer);
+    for slip in [&merchant, &customer] {
+        assert!(slip.contains("QR PAYMENT RECEIPT") && slip.contains("RMB 1.00"), "{slip}");
+        assert!(slip.contains(&format!("[QR code: {out_trade_no}]")) && slip.contains(&trade_no), "{slip}");
+    }
+
+    // Reprint by STAN: the slip again, marked as a reprint; the customer copy in the result.
+    let stan = text(&sale["stan"]).to_owned();
+    let again = till.ok(&format!("reprint {stan}"));
+    assert_eq!((again["printed"].clone(), again["rrn"].clone()), (json!(true), json!(rrn)), "{again}");
+    let preview = again["receipt"].as_array().unwrap().iter().map(text).collect::<Vec<_>>().join("\n");
+    assert!(preview.contains("Customer copy") && preview.contains("Reprint") && preview.contains(&rrn), "{preview}");
+    assert!(!preview.contains(CARD), "{preview}");
+    let (merchant, customer) = two_copies(&runtime, &mut printer);
+    assert!(merchant.contains("Reprint") && customer.contains("Reprint") && customer.contains(&rrn), "{customer}");
+    // Without an argument: the last transaction, the QR payment; by its out_trade_no too.
+    let last = till.ok("reprint");
+    assert_eq!(last["out_trade_no"], json!(out_trade_no), "{last}");
+    two_copies(&runtime, &mut printer);
+    let by_trade = till.ok(&format!("reprint {out_trade_no}"));
+    assert!(by_trade["receipt"].as_array().unwrap().iter().any(|line| text(line).contains(&out_trade_no)));
+    two_copies(&runtime, &mut printer);
+    till.fails("reprint 999999");
+
+    // A declined sale prints nothing; the settlement prints its slip.
+    let declined = till.fails(&format!("sale 1.00 {CARD} 111111"));
+    assert!(declined.get("printed").is_none(), "{declined}");
+    let settled = till.ok("settle");
+    assert_eq!(settled["printed"], json!(true), "{settled}");
+    let (_, slip) = two_copies(&runtime, &mut printer);
+    assert!(slip.contains("SETTLEMENT REPORT") && slip.contains("RMB 12.34"), "{slip}");
+    assert!(runtime.block_on(printer.next_job(Duration::from_millis(200))).is_none(), "no other slip");
+    till.quit();
+
+    // A printer that cannot be reached: the sale stands, `printed: false` says why, and the slip
+    // can be asked for again.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("tcp://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut till = Till::start_with(&host, "10000002", &dir.path().join("t2"), &["--printer", &nowhere]);
+    till.ok("login 01 2580");
+    let sale = till.ok(&format!("sale 2.00 {CARD} {PIN}"));
+    assert_eq!(sale["response_code"], json!("00"), "{sale}");
+    assert_eq!(sale["printed"], json!(false), "{sale}");
+    assert!(text(&sale["print_error"]).contains("cannot connect to the printer"), "{sale}");
+    let stan = six(&sale["stan"]);
+    assert_eq!(journal_entry(&till.ok("journal"), stan)["state"], json!("approved"));
+    let again = till.ok(&format!("reprint {stan}"));
+    assert_eq!(again["printed"], json!(false), "{again}");
+    assert!(!again["receipt"].as_array().unwrap().is_empty(), "{again}");
+    till.quit();
+
+    // A printer address that cannot be one stops the terminal at start.
+    let output = Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .args(["terminal", "--tid", "10000001", "--headless", "--printer", "http://printer"])
+        .arg("--credentials")
+        .arg(host.credentials_path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown scheme"));
 }
 
 #[test]
