@@ -1,0 +1,1 @@
+//! The screen UI's tests (snapshots and key sequences) follow in the next commit.
