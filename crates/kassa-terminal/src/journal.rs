@@ -23,7 +23,7 @@ use crate::link::{mask_pan, Totals};
 pub const JOURNAL_FILE: &str = "journal.db";
 /// How long a statement waits for the file's lock (another process on the same directory).
 const BUSY_TIMEOUT_MS: u64 = 5_000;
-/// The most rows [`Journal::entries`] returns.
+/// The most rows [`Journal::open_batch`] and [`Journal::latest`] return.
 pub const ENTRIES_LISTED_MAX: usize = 1_000;
 
 const SCHEMA: &str = "

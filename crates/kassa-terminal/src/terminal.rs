@@ -1,7 +1,7 @@
 //! The terminal core: one method per action of the POS, each returning an [`Outcome`]. The
 //! headless driver and the screen UI are thin views over it.
 //!
-//! Every card request follows one path ([`Terminal::send_financial`]): the STAN is taken and
+//! Every card request follows one path (`Terminal::send_financial`): the STAN is taken and
 //! the row written (with the reversal or retransmission it would owe) before the request leaves;
 //! whatever the journal owes the host goes first; an answer updates the row; no answer leaves the
 //! reversal queued. Operators and QR payments go through TMS.
