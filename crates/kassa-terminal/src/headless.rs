@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use crate::money::{parse_amount, AmountError};
 use crate::outcome::{JournalItem, Outcome, Status};
 use crate::terminal::Terminal;
+use tokio_util::sync::CancellationToken;
 
 /// The longest command line read; a longer one is refused whole.
 pub const LINE_BYTES_MAX: usize = 4096;
@@ -50,6 +51,8 @@ pub enum Command {
     Journal,
     /// `reprint [STAN|OUT_TRADE_NO]`: the last transaction's slip, or the one named.
     Reprint { reference: Option<String> },
+    /// `cancel`: gives up on the merchant QR being shown (only while `qr-show` waits).
+    Cancel,
     /// `logout`.
     Logout,
     /// `reinit`.
@@ -82,6 +85,7 @@ const USAGE: &[(&str, &str)] = &[
     ("flush", "flush"),
     ("journal", "journal"),
     ("reprint", "reprint [STAN|OUT_TRADE_NO]"),
+    ("cancel", "cancel (while qr-show waits)"),
     ("logout", "logout"),
     ("reinit", "reinit"),
     ("quit", "quit"),
@@ -107,6 +111,7 @@ impl Command {
             Command::Flush => "flush",
             Command::Journal => "journal",
             Command::Reprint { .. } => "reprint",
+            Command::Cancel => "cancel",
             Command::Logout => "logout",
             Command::Reinit => "reinit",
             Command::Quit => "quit",
@@ -181,6 +186,7 @@ impl Command {
             ("journal", []) => Command::Journal,
             ("reprint", []) => Command::Reprint { reference: None },
             ("reprint", [reference]) => Command::Reprint { reference: Some((*reference).to_owned()) },
+            ("cancel", []) => Command::Cancel,
             ("logout", []) => Command::Logout,
             ("reinit", []) => Command::Reinit,
             ("quit", []) => Command::Quit,
@@ -295,30 +301,61 @@ fn usage_error(message: String) -> Value {
     json!({"ok": false, "status": "refused", "error": message})
 }
 
-/// Reads a line of at most [`LINE_BYTES_MAX`] bytes; `Ok(None)` at the end of input. A longer
-/// line is consumed to its end and answered as an error.
-async fn read_line(input: &mut (impl AsyncBufRead + Unpin), line: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
-    line.clear();
-    let mut too_long = false;
-    loop {
-        let buffer = input.fill_buf().await?;
-        if buffer.is_empty() {
-            return Ok(if line.is_empty() && !too_long { None } else { Some(too_long) });
+/// Lines of at most [`LINE_BYTES_MAX`] bytes. A read dropped halfway (a `select!` that took
+/// another branch) loses nothing: what it consumed stays here and the next read goes on with it.
+struct LineReader {
+    line: Zeroizing<Vec<u8>>,
+    too_long: bool,
+    /// The last read returned a whole line: the next one starts a new line.
+    returned: bool,
+}
+
+impl LineReader {
+    fn new() -> LineReader {
+        LineReader { line: Zeroizing::new(Vec::with_capacity(256)), too_long: false, returned: false }
+    }
+
+    /// The next line (in [`LineReader::line`]): `Ok(Some(false))`, or `Ok(Some(true))` for a line
+    /// longer than the limit (consumed to its end, its text dropped); `Ok(None)` at the end of
+    /// input. Cancel-safe.
+    async fn next(&mut self, input: &mut (impl AsyncBufRead + Unpin)) -> std::io::Result<Option<bool>> {
+        if self.returned {
+            self.line.clear();
+            self.too_long = false;
+            self.returned = false;
         }
-        let (chunk, found) = match buffer.iter().position(|byte| *byte == b'\n') {
-            Some(end) => (&buffer[..end], Some(end + 1)),
-            None => (buffer, None),
-        };
-        if line.len() + chunk.len() > LINE_BYTES_MAX {
-            too_long = true;
-        } else {
-            line.extend_from_slice(chunk);
+        loop {
+            let buffer = input.fill_buf().await?;
+            if buffer.is_empty() {
+                if self.line.is_empty() && !self.too_long {
+                    return Ok(None);
+                }
+                self.returned = true;
+                return Ok(Some(self.too_long));
+            }
+            let (chunk, found) = match buffer.iter().position(|byte| *byte == b'\n') {
+                Some(end) => (&buffer[..end], Some(end + 1)),
+                None => (buffer, None),
+            };
+            if self.line.len() + chunk.len() > LINE_BYTES_MAX {
+                self.too_long = true;
+            } else {
+                self.line.extend_from_slice(chunk);
+            }
+            // Copied above and consumed here with no await between: nothing is lost if the
+            // future is dropped at the next `fill_buf`.
+            let consumed = found.unwrap_or(buffer.len());
+            input.consume(consumed);
+            if found.is_some() {
+                self.returned = true;
+                return Ok(Some(self.too_long));
+            }
         }
-        let consumed = found.unwrap_or(buffer.len());
-        input.consume(consumed);
-        if found.is_some() {
-            return Ok(Some(too_long));
-        }
+    }
+
+    /// The line just read.
+    fn line(&self) -> &[u8] {
+        &self.line
     }
 }
 
@@ -335,13 +372,13 @@ pub async fn run(
     mut input: impl AsyncBufRead + Unpin,
     mut output: impl AsyncWrite + Unpin + Send,
 ) -> std::io::Result<()> {
-    let mut line = Zeroizing::new(Vec::with_capacity(256));
-    while let Some(too_long) = read_line(&mut input, &mut line).await? {
+    let mut reader = LineReader::new();
+    while let Some(too_long) = reader.next(&mut input).await? {
         if too_long {
             write_line(&mut output, &usage_error(format!("the line is longer than {LINE_BYTES_MAX} bytes"))).await?;
             continue;
         }
-        let Ok(text) = std::str::from_utf8(&line) else {
+        let Ok(text) = std::str::from_utf8(reader.line()) else {
             write_line(&mut output, &usage_error("the line is not UTF-8".into())).await?;
             continue;
         };
@@ -360,7 +397,9 @@ pub async fn run(
         }
         let prints_slips = command.prints_slips();
         let mut outcome = match command {
-            Command::QrShow { amount_minor } => qr_show(terminal, amount_minor, &mut output).await?,
+            Command::QrShow { amount_minor } => {
+                qr_show(terminal, amount_minor, &mut input, &mut reader, &mut output).await?
+            }
             command => execute(terminal, command).await,
         };
         if prints_slips {
@@ -371,25 +410,46 @@ pub async fn run(
     Ok(())
 }
 
+/// What a line typed while a merchant QR is shown gets, unless it is `cancel`.
+const BUSY: &str = "a merchant QR is shown: only `cancel` is taken until its result";
+
 /// `qr-show`: the event line is written the moment the core has the code (the payer needs it
-/// while the core follows the trade), the result when the trade is paid or closed.
+/// while the core follows the trade), the result when the trade is paid or closed. Meanwhile
+/// `cancel` gives up on the QR (the result then says closed, or paid if the payer was faster);
+/// any other line is refused at once.
 async fn qr_show(
     terminal: &mut Terminal,
     amount_minor: u64,
+    input: &mut (impl AsyncBufRead + Unpin),
+    reader: &mut LineReader,
     output: &mut (impl AsyncWrite + Unpin + Send),
 ) -> std::io::Result<Outcome> {
     let (sender, mut codes) = tokio::sync::mpsc::channel::<String>(4);
     let mut on_code = move |code: &str| {
         let _ = sender.try_send(code.to_owned());
     };
-    let show = terminal.qr_show(amount_minor, &mut on_code);
+    let cancel = CancellationToken::new();
+    let show = terminal.qr_show_cancellable(amount_minor, &mut on_code, &cancel);
     tokio::pin!(show);
+    let mut input_open = true;
     let outcome = loop {
         tokio::select! {
             outcome = &mut show => break outcome,
             Some(code) = codes.recv() => {
                 write_line(output, &json!({"event": "qr_code", "qr_code": code})).await?;
             }
+            read = reader.next(input), if input_open => match read? {
+                None => input_open = false,
+                Some(true) => {
+                    write_line(output, &usage_error(format!("the line is longer than {LINE_BYTES_MAX} bytes"))).await?;
+                }
+                Some(false) => match std::str::from_utf8(reader.line()).map(str::trim) {
+                    Ok("") => {}
+                    // Answered by the qr-show result itself.
+                    Ok("cancel") => cancel.cancel(),
+                    _ => write_line(output, &usage_error(BUSY.into())).await?,
+                },
+            },
         }
     };
     while let Ok(code) = codes.try_recv() {
@@ -425,6 +485,9 @@ pub async fn execute(terminal: &mut Terminal, command: Command) -> Outcome {
         Command::Flush => terminal.flush().await,
         Command::Journal => terminal.journal(),
         Command::Reprint { reference } => terminal.reprint_receipt(reference.as_deref()).await,
+        Command::Cancel => {
+            Outcome::refused("nothing to cancel: `cancel` gives up on a merchant QR while qr-show waits")
+        }
         Command::Logout => terminal.logout().await,
         Command::Reinit => terminal.reinit().await,
         Command::Quit => Outcome::done(),
@@ -557,13 +620,30 @@ mod tests {
     async fn long_lines_are_refused_whole_and_lines_end_at_newlines() {
         let long = format!("{}\nquit\n", "x".repeat(LINE_BYTES_MAX + 10));
         let mut input = tokio::io::BufReader::with_capacity(64, long.as_bytes());
-        let mut line = Vec::new();
-        assert_eq!(read_line(&mut input, &mut line).await.unwrap(), Some(true));
-        assert_eq!(read_line(&mut input, &mut line).await.unwrap(), Some(false));
-        assert_eq!(line, b"quit");
-        assert_eq!(read_line(&mut input, &mut line).await.unwrap(), None);
+        let mut reader = LineReader::new();
+        assert_eq!(reader.next(&mut input).await.unwrap(), Some(true));
+        assert_eq!(reader.next(&mut input).await.unwrap(), Some(false));
+        assert_eq!(reader.line(), b"quit");
+        assert_eq!(reader.next(&mut input).await.unwrap(), None);
         let mut input = tokio::io::BufReader::new("journal".as_bytes());
-        assert_eq!(read_line(&mut input, &mut line).await.unwrap(), Some(false), "a last line without newline");
-        assert_eq!(line, b"journal");
+        let mut reader = LineReader::new();
+        assert_eq!(reader.next(&mut input).await.unwrap(), Some(false), "a last line without newline");
+        assert_eq!(reader.line(), b"journal");
+    }
+
+    #[tokio::test]
+    async fn a_read_dropped_halfway_loses_nothing() {
+        let (mut writer, pipe) = tokio::io::duplex(64);
+        let mut input = tokio::io::BufReader::new(pipe);
+        let mut reader = LineReader::new();
+        writer.write_all(b"can").await.unwrap();
+        // The read takes "can", then waits for the rest of the line and is dropped.
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(50), reader.next(&mut input)).await;
+        assert!(timed_out.is_err());
+        writer.write_all(b"cel\nquit\n").await.unwrap();
+        assert_eq!(reader.next(&mut input).await.unwrap(), Some(false));
+        assert_eq!(reader.line(), b"cancel");
+        assert_eq!(reader.next(&mut input).await.unwrap(), Some(false));
+        assert_eq!(reader.line(), b"quit");
     }
 }

@@ -667,6 +667,19 @@ impl Journal {
             .next())
     }
 
+    /// QR payments (customer code or merchant QR) whose outcome is unknown, oldest first, at most
+    /// `limit`.
+    pub fn qr_unknown(&self, limit: usize) -> Result<Vec<Entry>, JournalError> {
+        let limit = limit.min(ENTRIES_LISTED_MAX);
+        self.query(
+            &format!(
+                "SELECT {COLUMNS} FROM entries WHERE kind IN ('qr_pay', 'qr_show') AND state IN ('unknown', 'sending') \
+                 ORDER BY id LIMIT {limit}"
+            ),
+            [],
+        )
+    }
+
     /// The card rows of `batch` the host counts: the batch upload's items.
     pub fn card_rows(&self, batch: u32) -> Result<Vec<Entry>, JournalError> {
         self.query(

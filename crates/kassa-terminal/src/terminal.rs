@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use kassa_crypto::TdesKey;
 use kassa_iso8583::UNIONPAY;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
 use crate::codes::Lang;
@@ -37,6 +38,12 @@ pub const QR_SHOW_GRACE_MS: u64 = 30_000;
 /// The longest a merchant QR is followed, whatever its validity says (120 minutes, the longest
 /// validity, and the grace).
 pub const QR_SHOW_FOLLOW_MS_MAX: u64 = 120 * 60_000 + QR_SHOW_GRACE_MS;
+/// How long a cancelled trade is followed until the wallets confirm it closed (the host may show
+/// it `waiting` until then).
+pub const QR_CANCEL_FOLLOW_MS: u64 = 10_000;
+/// QR trades of the journal whose outcome is unknown, asked about at one operator sign-in at most
+/// (the oldest first; the next sign-in asks about the rest).
+pub const QR_RESOLVED_AT_LOGIN_MAX: usize = 32;
 /// Items sent by one flush at most (a bounded loop; a flush again sends the rest).
 pub const FLUSH_ITEMS_MAX: usize = 10_000;
 
@@ -369,6 +376,9 @@ impl Terminal {
         if outcome.ok() {
             outcome = self.sign_in().await;
         }
+        if !must_change_password {
+            self.resolve_unknown_qr().await;
+        }
         outcome.must_change_password = Some(must_change_password);
         outcome.role = Some(role);
         outcome
@@ -433,6 +443,8 @@ impl Terminal {
                 if let Some(operator) = self.operator.as_mut() {
                     operator.must_change_password = false;
                 }
+                // The host answers QR queries only now that the password is not an initial one.
+                self.resolve_unknown_qr().await;
                 Outcome { must_change_password: Some(false), ..Outcome::done() }
             }
             Err(outcome) => outcome,
@@ -1369,11 +1381,7 @@ impl Terminal {
         let status = trade["status"].as_str().unwrap_or("pending").to_owned();
         let trade_no = trade["trade_no"].as_str().unwrap_or_default();
         let wallet = trade["wallet"].as_str().unwrap_or_default();
-        let state = match status.as_str() {
-            "paid" | "partially_refunded" | "refunded" => State::Approved,
-            "failed" | "closed" => State::Declined,
-            _ => State::Unknown,
-        };
+        let state = trade_state(trade);
         journal!(self.journal.set_qr(id, state, trade_no, wallet));
         let mut outcome = match state {
             State::Approved => Outcome::done(),
@@ -1402,18 +1410,104 @@ impl Terminal {
         outcome
     }
 
-    /// `GET` the trade until it is final or `deadline`; the last trade seen.
-    async fn follow_trade(&mut self, out_trade_no: &str, mut trade: Value, deadline: Instant) -> Value {
-        let path = format!("/tms/v1/qr/trades/{out_trade_no}");
-        while !is_final(&trade) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(QR_POLL_MS)).await;
-            match self.tms.get(&path).await {
-                Ok(answer) if answer.ok() => trade = answer.body["trade"].clone(),
-                Ok(answer) => tracing::warn!(status = answer.status, "QR query refused"),
-                Err(error) => tracing::warn!(%error, "QR query failed"),
+    /// `GET` the trade until it is final, `deadline` passes or `cancel` fires; the last trade
+    /// seen.
+    async fn follow_trade(
+        &mut self,
+        out_trade_no: &str,
+        mut trade: Value,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Value {
+        while !is_final(&trade) && Instant::now() < deadline && !cancel.is_cancelled() {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(QR_POLL_MS)) => {}
+                () = cancel.cancelled() => break,
+            }
+            if let Some(fresh) = self.query_trade(out_trade_no).await {
+                trade = fresh;
             }
         }
         trade
+    }
+
+    /// `GET /tms/v1/qr/trades/{out_trade_no}`: the trade as the host knows it now.
+    async fn query_trade(&mut self, out_trade_no: &str) -> Option<Value> {
+        match self.tms.get(&format!("/tms/v1/qr/trades/{out_trade_no}")).await {
+            Ok(answer) if answer.ok() => Some(answer.body["trade"].clone()),
+            Ok(answer) => {
+                tracing::warn!(status = answer.status, "QR query refused");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "QR query failed");
+                None
+            }
+        }
+    }
+
+    /// Gives up on a trade: `…/cancel`, then the trade followed until the wallets confirm. A
+    /// payer faster than the cancel leaves it paid (the host refuses to cancel a paid trade);
+    /// either way the trade as the host last showed it (`trade` when nothing newer came).
+    async fn cancel_trade(&mut self, out_trade_no: &str, trade: Value) -> Value {
+        let path = format!("/tms/v1/qr/trades/{out_trade_no}/cancel");
+        let mut trade = match self.tms.post(&path, &json!({})).await {
+            Ok(answer) if answer.ok() => answer.body["trade"].clone(),
+            Ok(answer) => {
+                tracing::warn!(status = answer.status, error = %answer.error(), "QR cancel refused; asking for the trade");
+                self.query_trade(out_trade_no).await.unwrap_or(trade)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "QR cancel failed; asking for the trade");
+                self.query_trade(out_trade_no).await.unwrap_or(trade)
+            }
+        };
+        if !is_final(&trade) {
+            let deadline = Instant::now() + Duration::from_millis(QR_CANCEL_FOLLOW_MS);
+            trade = self.follow_trade(out_trade_no, trade, deadline, &CancellationToken::new()).await;
+        }
+        trade
+    }
+
+    /// Asks the host about the QR payments the journal holds as unknown (a terminal that stopped
+    /// while following one, a host that did not answer) and records what it says: `journal`
+    /// then never shows a trade as pending that the host knows paid or closed. A trade the host
+    /// never received is recorded declined. Needs an operator session: [`Terminal::login`] calls it.
+    pub async fn resolve_unknown_qr(&mut self) -> Outcome {
+        if let Some(refused) = self.qr_preamble() {
+            return refused;
+        }
+        let unknown = journal!(self.journal.qr_unknown(QR_RESOLVED_AT_LOGIN_MAX));
+        let (mut resolved, mut still_unknown) = (0_u32, 0_u32);
+        for entry in unknown {
+            let path = format!("/tms/v1/qr/trades/{}", entry.out_trade_no);
+            let trade = match self.tms.get(&path).await {
+                Ok(answer) if answer.ok() => answer.body["trade"].clone(),
+                // The collection or order never reached the host: nothing was charged.
+                Ok(answer) if answer.status == 404 => json!({"status": "failed"}),
+                Ok(answer) => {
+                    tracing::warn!(status = answer.status, "QR query refused");
+                    still_unknown += 1;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "QR query failed");
+                    still_unknown += 1;
+                    continue;
+                }
+            };
+            let state = trade_state(&trade);
+            let trade_no = trade["trade_no"].as_str().unwrap_or_default();
+            let wallet = trade["wallet"].as_str().unwrap_or_default();
+            journal!(self.journal.set_qr(entry.id, state, trade_no, wallet));
+            if state == State::Unknown {
+                still_unknown += 1;
+            } else {
+                resolved += 1;
+                tracing::info!(id = entry.id, state = state.as_str(), "QR trade of the journal resolved");
+            }
+        }
+        Outcome { details: Some(json!({"resolved": resolved, "still_unknown": still_unknown})), ..Outcome::done() }
     }
 
     /// Collects `amount_minor` with the customer's payment code: paid at once, or followed while
@@ -1447,14 +1541,9 @@ impl Terminal {
             }
         };
         let deadline = Instant::now() + Duration::from_millis(QR_COLLECT_FOLLOW_MS);
-        let mut trade = self.follow_trade(&out_trade_no, trade, deadline).await;
+        let mut trade = self.follow_trade(&out_trade_no, trade, deadline, &CancellationToken::new()).await;
         if !is_final(&trade) {
-            let path = format!("/tms/v1/qr/trades/{out_trade_no}/cancel");
-            match self.tms.post(&path, &json!({})).await {
-                Ok(answer) if answer.ok() => trade = answer.body["trade"].clone(),
-                Ok(answer) => tracing::warn!(status = answer.status, "QR cancel refused"),
-                Err(error) => tracing::warn!(%error, "QR cancel failed"),
-            }
+            trade = self.cancel_trade(&out_trade_no, trade).await;
         }
         self.qr_outcome(id, &out_trade_no, amount_minor, &trade)
     }
@@ -1462,6 +1551,18 @@ impl Terminal {
     /// A merchant-presented QR: `on_code` gets the code to show, then the trade is followed until
     /// it is paid or closed (when its validity ends).
     pub async fn qr_show(&mut self, amount_minor: u64, on_code: &mut (dyn FnMut(&str) + Send)) -> Outcome {
+        self.qr_show_cancellable(amount_minor, on_code, &CancellationToken::new()).await
+    }
+
+    /// [`Terminal::qr_show`] that the cashier may give up on: when `cancel` fires before the
+    /// trade is paid, the merchant QR is closed at the host and the outcome says `closed`, or
+    /// `paid` if the payer was faster than the cancel.
+    pub async fn qr_show_cancellable(
+        &mut self,
+        amount_minor: u64,
+        on_code: &mut (dyn FnMut(&str) + Send),
+        cancel: &CancellationToken,
+    ) -> Outcome {
         if let Some(refused) = self.qr_preamble() {
             return refused;
         }
@@ -1488,8 +1589,18 @@ impl Terminal {
         let expires_in_ms =
             u64::try_from(trade["expires_at_ms"].as_i64().unwrap_or(0).saturating_sub(now_ms())).unwrap_or(0);
         let follow_ms = expires_in_ms.saturating_add(QR_SHOW_GRACE_MS).min(QR_SHOW_FOLLOW_MS_MAX);
-        let trade = self.follow_trade(&out_trade_no, trade, Instant::now() + Duration::from_millis(follow_ms)).await;
-        self.qr_outcome(id, &out_trade_no, amount_minor, &trade)
+        let deadline = Instant::now() + Duration::from_millis(follow_ms);
+        let mut trade = self.follow_trade(&out_trade_no, trade, deadline, cancel).await;
+        let cancelled = cancel.is_cancelled() && !is_final(&trade);
+        if cancelled {
+            tracing::info!("the cashier cancelled the merchant QR");
+            trade = self.cancel_trade(&out_trade_no, trade).await;
+        }
+        let mut outcome = self.qr_outcome(id, &out_trade_no, amount_minor, &trade);
+        if cancelled && outcome.qr_status.as_deref() == Some("closed") {
+            outcome.error = Some("cancelled: the merchant QR is closed unpaid".into());
+        }
+        outcome
     }
 
     /// Refunds `amount_minor` of the QR trade `out_trade_no`.
@@ -1569,6 +1680,15 @@ impl Terminal {
         outcome.amount_minor = Some(amount_minor);
         outcome.entry_id = Some(id);
         outcome
+    }
+}
+
+/// The journal state of a trade as the host shows it.
+fn trade_state(trade: &Value) -> State {
+    match trade["status"].as_str() {
+        Some("paid" | "partially_refunded" | "refunded") => State::Approved,
+        Some("failed" | "closed") => State::Declined,
+        _ => State::Unknown,
     }
 }
 
