@@ -140,6 +140,9 @@ impl Parameters {
     }
 }
 
+/// Builds a request again under the link's current keys (after a new sign-in).
+type Rebuild<'a> = dyn Fn(&Link) -> Result<Message, ClientError> + Send + Sync + 'a;
+
 /// What a sent financial request came to, before it becomes an [`Outcome`].
 enum Exchanged {
     Answered(Box<Answer>),
@@ -633,7 +636,20 @@ impl Terminal {
                 State::ReversalPending => message,
                 _ => Link::repeat_of(&message),
             };
-            let answer = match self.link.exchange(&request).await {
+            // Under new keys a reversal, retransmission or upload is the same message with a new
+            // MAC (it carries no PIN block): the link computes the MAC at each exchange.
+            let resend = request.clone();
+            let rebuild = move |_: &Link| Ok(resend.clone());
+            let answer = match self.exchange_signed(&request, &rebuild).await {
+                Ok(answer) if answer.code() == "A0" => {
+                    let mut outcome = Outcome {
+                        status: Status::NoAnswer,
+                        error: Some("the host answered A0 (MAC error) twice; it stays in the journal".into()),
+                        ..Outcome::default()
+                    };
+                    outcome.sent = Some(sent);
+                    return Err(outcome);
+                }
                 Ok(answer) => answer,
                 Err(error) => {
                     let mut outcome = if error.not_sent() {
@@ -677,6 +693,30 @@ impl Terminal {
         }
     }
 
+    /// Sends `request`; when the host answers `A0` because the working keys were replaced (a
+    /// sign-in of the same terminal elsewhere), it did not process the request: the terminal
+    /// signs in and sends it once more, rebuilt under the new keys (a new PIN block and MAC) with
+    /// the same STAN and content, so that had the host processed it after all, the second is a
+    /// retransmission and gets the first's answer.
+    async fn exchange_signed(&mut self, request: &Message, rebuild: &Rebuild<'_>) -> Result<Answer, ClientError> {
+        let answer = self.link.exchange(request).await?;
+        if answer.code() != "A0" || self.offline {
+            return Ok(answer);
+        }
+        let stan = request.field_str(11).unwrap_or_default().to_owned();
+        tracing::info!(stan = %stan, "answered A0 (the working keys were replaced?): signing in again and sending it once more");
+        let batch = self.link.batch();
+        self.link.forget_keys();
+        let signed_in = self.sign_in().await;
+        if !signed_in.ok() || self.link.batch() != batch {
+            // No keys, or another batch (the request names the old one): leave the A0.
+            tracing::warn!(error = ?signed_in.error, "no second attempt after A0");
+            return Ok(answer);
+        }
+        let again = rebuild(&self.link)?;
+        self.link.exchange(&again).await
+    }
+
     /// The one path of a journaled card request: the row (with what it would owe) is written,
     /// then the request sent; the answer or its absence is recorded.
     async fn send_financial(
@@ -684,12 +724,14 @@ impl Terminal {
         row: NewEntry,
         request: &Message,
         owed: &Message,
+        rebuild: &Rebuild<'_>,
     ) -> Result<(i64, Exchanged), Outcome> {
         let pending = encode(owed).map_err(|why| Outcome::refused(format!("cannot encode the request: {why}")))?;
         let kind = row.kind;
         let id = self.journal.insert(&NewEntry { pending: Some(pending), ..row }).map_err(journal_failed)?;
         let drop_answer = std::mem::take(&mut self.drop_next_response);
-        let result = self.link.exchange(request).await;
+        let result =
+            if drop_answer { self.link.exchange(request).await } else { self.exchange_signed(request, rebuild).await };
         let owes = if kind == Some(Kind::Refund) { State::RepeatPending } else { State::ReversalPending };
         let exchanged = match result {
             Ok(_) if drop_answer => {
@@ -805,7 +847,8 @@ impl Terminal {
             entry_mode: request.field_str(22).unwrap_or_default().to_owned(),
             ..NewEntry::default()
         };
-        let (id, exchanged) = match self.send_financial(row, &request, &reversal).await {
+        let rebuild = |link: &Link| link.sale_at(stan, amount_minor, &card, pin);
+        let (id, exchanged) = match self.send_financial(row, &request, &reversal, &rebuild).await {
             Ok(sent) => sent,
             Err(outcome) => return outcome,
         };
@@ -937,7 +980,9 @@ impl Terminal {
             original_rrn: sale.rrn.clone(),
             ..NewEntry::default()
         };
-        let (id, exchanged) = match self.send_financial(row, &request, &reversal).await {
+        let approval_code = approval.as_deref().map(String::as_str);
+        let rebuild = |link: &Link| Ok(link.void_at(stan, sale.amount_minor, &original, approval_code));
+        let (id, exchanged) = match self.send_financial(row, &request, &reversal, &rebuild).await {
             Ok(sent) => sent,
             Err(outcome) => return outcome,
         };
@@ -993,7 +1038,9 @@ impl Terminal {
             ..NewEntry::default()
         };
         // A refund is not reversible: without an answer it is sent again, as a repeat.
-        let (id, exchanged) = match self.send_financial(row, &request, &request).await {
+        let approval_code = approval.as_deref().map(String::as_str);
+        let rebuild = |link: &Link| Ok(link.refund_at(stan, amount_minor, &original, approval_code));
+        let (id, exchanged) = match self.send_financial(row, &request, &request, &rebuild).await {
             Ok(sent) => sent,
             Err(outcome) => return outcome,
         };
@@ -1019,7 +1066,9 @@ impl Terminal {
             Err(error) => return Outcome::refused(error.to_string()),
         };
         let drop_answer = std::mem::take(&mut self.drop_next_response);
-        let answer = match self.link.exchange(&request).await {
+        let card = read_card(pan);
+        let rebuild = |link: &Link| link.balance_at(stan, &card, pin);
+        let answer = match self.exchange_signed(&request, &rebuild).await {
             Ok(_) if drop_answer => {
                 return Outcome {
                     status: Status::NoAnswer,

@@ -503,6 +503,41 @@ fn offline_sales_faults_kill_9_settlement_and_reinit() {
     assert!(!stderr.contains(CARD), "a PAN in the terminal's log:\n{stderr}");
 }
 
+#[test]
+fn new_working_keys_from_another_device_sign_in_again_and_send_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::up(&dir.path().join("host"), None, "warn");
+    let mut till = Till::start(&host, "10000001", &dir.path().join("t1"));
+    sign_in_operator(&mut till);
+    let first = till.ok(&format!("sale 1.00 {CARD} {PIN}"));
+
+    // A second device of the same terminal signs in: the host's working keys change, and this
+    // till's next request, MACed (and its PIN block made) under the old ones, is answered A0 and
+    // not processed. The till signs in again and sends it once more, with the same STAN.
+    let mut other = Till::start(&host, "10000001", &dir.path().join("t1-other"));
+    other.ok("login 01 2580");
+    other.quit();
+    let sale = till.ok(&format!("sale 2.00 {CARD} {PIN}"));
+    assert_eq!(sale["response_code"], json!("00"), "{sale}");
+    let stan = six(&sale["stan"]);
+    assert_eq!(stan, six(&first["stan"]) + 1, "the sale kept the STAN it was journaled with: {sale}");
+    assert!(till.stderr().contains("answered A0"), "the host did answer A0 first:\n{}", till.stderr());
+    let journal = till.ok("journal");
+    assert_eq!(journal["unsent_count"], json!(0), "{journal}");
+    assert_eq!(journal_entry(&journal, stan)["state"], json!("approved"));
+
+    // Once more, for a void (its refund password checked by TMS, its request signed again).
+    let mut other = Till::start(&host, "10000001", &dir.path().join("t1-other"));
+    other.ok("login 01 2580");
+    other.quit();
+    let void = till.ok(&format!("void {stan} {REFUND_PASSWORD}"));
+    assert_eq!(void["response_code"], json!("00"), "{void}");
+    // The host counts each sale once: the batch balances.
+    let settled = till.ok("settle");
+    assert_eq!(settled["balanced"], json!(true), "{settled}");
+    till.quit();
+}
+
 /// How long a printed job may take to reach the fake printer.
 const JOB_DEADLINE: Duration = Duration::from_secs(30);
 
