@@ -3,6 +3,7 @@
 //! its own behind them: the headless driver calls the same methods.
 
 use kassa_terminal::{Outcome, Terminal};
+use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
 /// A secret the cashier typed (password, PIN, payment code): zeroized when dropped, never printed.
@@ -98,6 +99,11 @@ pub enum Action {
     },
     /// `Terminal::settle`.
     Settle,
+    /// `Terminal::reprint_receipt`: the newest slip (`None`) or the one of a STAN.
+    Reprint {
+        /// A STAN of the open batch (or a QR payment's `out_trade_no`).
+        reference: Option<String>,
+    },
     /// `Terminal::sign_in`: the terminal's sign-in again (new working keys).
     SignIn,
     /// `Terminal::download_parameters`.
@@ -154,6 +160,7 @@ impl Action {
             Action::QrRefund { .. } => "qr-refund",
             Action::Balance { .. } => "balance",
             Action::Settle => "settle",
+            Action::Reprint { .. } => "reprint",
             Action::SignIn => "sign-in",
             Action::DownloadParameters => "parameters",
             Action::SetOffline(_) => "offline",
@@ -166,11 +173,24 @@ impl Action {
         }
     }
 
-    /// Whether the cashier may abandon it with Esc while it runs. Only the merchant QR: its
-    /// order is closed by the host when its validity ends; a card request in flight is never
-    /// abandoned (its reversal would be owed).
+    /// Whether the cashier may cancel it with Esc while it runs. Only the merchant QR (the core
+    /// closes the order at the host); a card request in flight is never abandoned.
     pub fn cancellable(&self) -> bool {
         matches!(self, Action::QrShow { .. })
+    }
+
+    /// Whether an approval prints its slips (with a printer), as the headless driver does.
+    pub fn prints_slips(&self) -> bool {
+        matches!(
+            self,
+            Action::Sale { .. }
+                | Action::Void { .. }
+                | Action::Refund { .. }
+                | Action::QrPay { .. }
+                | Action::QrShow { .. }
+                | Action::QrRefund { .. }
+                | Action::Settle
+        )
     }
 }
 
@@ -185,8 +205,27 @@ fn optional(secret: Option<&Secret>) -> Option<&str> {
     secret.map(|secret| secret.as_str())
 }
 
-/// Runs `action` on the core; `on_code` gets the merchant QR's code the moment the host has it.
-pub async fn execute(core: &mut Terminal, action: &Action, on_code: &mut (dyn FnMut(&str) + Send)) -> Outcome {
+/// Runs `action` on the core and, after an approval, prints its slips (with a printer). `on_code`
+/// gets the merchant QR's code the moment the host has it; `cancel` closes that QR early.
+pub async fn execute(
+    core: &mut Terminal,
+    action: &Action,
+    on_code: &mut (dyn FnMut(&str) + Send),
+    cancel: &CancellationToken,
+) -> Outcome {
+    let mut outcome = call(core, action, on_code, cancel).await;
+    if action.prints_slips() {
+        core.print_approval(&mut outcome).await;
+    }
+    outcome
+}
+
+async fn call(
+    core: &mut Terminal,
+    action: &Action,
+    on_code: &mut (dyn FnMut(&str) + Send),
+    cancel: &CancellationToken,
+) -> Outcome {
     match action {
         Action::Login { operator, password } => core.login(operator, password).await,
         Action::ChangePassword { old, new } => core.change_password(old, new).await,
@@ -200,12 +239,13 @@ pub async fn execute(core: &mut Terminal, action: &Action, on_code: &mut (dyn Fn
         Action::QrPay { amount_minor, code, paycode_password } => {
             core.qr_pay(*amount_minor, code, optional(paycode_password.as_ref())).await
         }
-        Action::QrShow { amount_minor } => core.qr_show(*amount_minor, on_code).await,
+        Action::QrShow { amount_minor } => core.qr_show_cancellable(*amount_minor, on_code, cancel).await,
         Action::QrRefund { out_trade_no, amount_minor, paycode_password } => {
             core.qr_refund(out_trade_no, *amount_minor, optional(paycode_password.as_ref())).await
         }
         Action::Balance { pan, pin } => core.balance(pan, pin).await,
         Action::Settle => core.settle().await,
+        Action::Reprint { reference } => core.reprint_receipt(reference.as_deref()).await,
         Action::SignIn => core.sign_in().await,
         Action::DownloadParameters => core.download_parameters().await,
         Action::SetOffline(offline) => core.set_offline(*offline),

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use kassa_receipt::{Copy, Printer, Receipt};
+use kassa_receipt::{Copy, Receipt};
 use kassa_terminal::journal::Entry;
 use kassa_terminal::{JournalItem, Lang, Outcome, Status, Terminal, TEST_CARDS};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -13,8 +13,8 @@ use ratatui::Frame;
 use zeroize::Zeroizing;
 
 use crate::action::{execute, Action, Secret};
-use crate::receipt::receipt_of;
 use crate::text::Note;
+use tokio_util::sync::CancellationToken;
 
 /// How long a prompt waits for a key before it goes back to the menu (unless set otherwise).
 pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
@@ -34,9 +34,7 @@ pub struct UiOptions {
     pub lang: Lang,
     /// How long a prompt waits for the cashier before going back to the menu.
     pub idle_timeout: Duration,
-    /// Where slips are printed; `None`: preview only.
-    pub printer: Option<Printer>,
-    /// The local time of receipts and unlock times, minutes east of UTC (480: China).
+    /// The local time of slips and unlock times, minutes east of UTC (480: China).
     pub utc_offset_minutes: i32,
 }
 
@@ -45,7 +43,6 @@ impl Default for UiOptions {
         UiOptions {
             lang: Lang::Zh,
             idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS_DEFAULT),
-            printer: None,
             utc_offset_minutes: kassa_domain::calendar::SHANGHAI_UTC_OFFSET_MINUTES,
         }
     }
@@ -62,8 +59,9 @@ pub enum Effect {
     Run(Action),
     /// Abandon the running call (only a cancellable one, see [`Action::cancellable`]).
     Cancel,
-    /// Send these ESC/POS bytes to the printer, then tell [`App::printed`].
-    Print(Vec<u8>),
+    /// Print this slip (merchant and customer copies, through the core's printer), then tell
+    /// [`App::printed`].
+    Print(Box<Receipt>),
 }
 
 /// The items of the main menu, page by page.
@@ -438,6 +436,8 @@ pub enum Screen {
         amount_minor: u64,
         /// The code, once the host has made the order.
         code: Option<String>,
+        /// The cashier pressed Esc: the core is closing the order.
+        cancelling: bool,
     },
     /// An outcome.
     Result(ResultView),
@@ -462,6 +462,8 @@ pub struct StatusLine {
     pub offline: bool,
     /// Items of the journal still owed to the host.
     pub unsent: u32,
+    /// Whether slips are printed (the terminal has a printer).
+    pub printer: bool,
 }
 
 /// What is running, kept for [`App::finish`] (never a secret).
@@ -583,6 +585,7 @@ impl App {
         self.status.merchant_name = core.parameters().map(|p| p.merchant_name.clone()).unwrap_or_default();
         self.status.offline = core.is_offline();
         self.status.unsent = core.journal_store().unsent_count().unwrap_or(0);
+        self.status.printer = core.printer().is_some();
         if let Some(operator) = core.operator() {
             self.status.operator = Some(operator.to_owned());
             self.status.role = core.role().map(str::to_owned);
@@ -661,7 +664,13 @@ impl App {
                 self.toggle_lang();
                 Effect::None
             }
-            KeyCode::Esc if matches!(self.screen, Screen::MerchantQr { .. }) => Effect::Cancel,
+            KeyCode::Esc => match &mut self.screen {
+                Screen::MerchantQr { cancelling, .. } => {
+                    *cancelling = true;
+                    Effect::Cancel
+                }
+                _ => Effect::None,
+            },
             _ => Effect::None,
         }
     }
@@ -1008,7 +1017,7 @@ impl App {
                     wizard.input = Zeroizing::new(wizard.draft.date_mmdd.clone());
                 }
                 if wizard.index >= wizard.steps(self.rules).len() {
-                    return self.complete(wizard, core);
+                    return self.complete(wizard);
                 }
                 self.screen = Screen::Wizard(wizard);
                 Effect::None
@@ -1143,7 +1152,7 @@ impl App {
     }
 
     /// The last prompt is answered: the core call (or, for a reprint, the slip).
-    fn complete(&mut self, wizard: Wizard, core: &Terminal) -> Effect {
+    fn complete(&mut self, wizard: Wizard) -> Effect {
         let task = wizard.task;
         let draft = wizard.draft;
         let secret = |text: &Secret| Zeroizing::new(text.as_str().to_owned());
@@ -1173,10 +1182,7 @@ impl App {
                 pin: draft.pin.unwrap_or_else(|| Zeroizing::new(String::new())),
             },
             Task::Settle => Action::Settle,
-            Task::Reprint => {
-                self.show_reprint(draft.stan, core);
-                return Effect::None;
-            }
+            Task::Reprint => Action::Reprint { reference: draft.stan.map(|stan| format!("{stan:06}")) },
             Task::OwnPassword { forced } => {
                 let old = if forced { self.login_password.as_ref().map(secret) } else { draft.old_password };
                 Action::ChangePassword { old: old.unwrap_or_default(), new: draft.new_password }
@@ -1211,7 +1217,9 @@ impl App {
             _ => None,
         };
         self.screen = match &action {
-            Action::QrShow { amount_minor } => Screen::MerchantQr { amount_minor: *amount_minor, code: None },
+            Action::QrShow { amount_minor } => {
+                Screen::MerchantQr { amount_minor: *amount_minor, code: None, cancelling: false }
+            }
             _ => Screen::Busy { task, action: action.name(), amount_minor },
         };
         self.running = Some(Running { task, action: action.name(), pan_masked, operator });
@@ -1256,6 +1264,13 @@ impl App {
                     self.screen = Screen::Wizard(wizard);
                 }
             }
+            "reprint" if outcome.ok() => match outcome.entry_id.and_then(|id| self.slip_of(id, core, true)) {
+                Some(receipt) => {
+                    self.show_receipt(receipt);
+                    self.printed_note(&outcome);
+                }
+                None => self.back_to_menu(0),
+            },
             _ => {
                 if outcome.ok() && running.task.moves_money() {
                     self.bell = true;
@@ -1299,45 +1314,12 @@ impl App {
         }
     }
 
-    /// The running call was abandoned (Esc on the merchant QR).
-    pub fn cancelled(&mut self, core: &Terminal) {
-        self.refresh(core);
-        let running = self.running.take();
-        let mut outcome = Outcome::refused(
-            "cancelled at the terminal: the host closes the order when its validity ends; a payment made before that shows in the transaction query",
-        );
-        outcome.status = Status::NoAnswer;
-        self.screen = Screen::Result(ResultView {
-            task: running.as_ref().map_or(Task::MerchantQr, |r| r.task),
-            action: running.as_ref().map_or("qr-show", |r| r.action),
-            outcome,
-            pan_masked: None,
-        });
-    }
-
-    fn slip_of(&self, entry: &Entry, core: &Terminal, reprint: bool) -> Option<Receipt> {
-        receipt_of(entry, core.terminal_id(), core.parameters(), self.options.utc_offset_minutes, reprint)
-    }
-
-    fn show_reprint(&mut self, stan: Option<u32>, core: &Terminal) {
-        match core.reprint(stan) {
-            Ok(Some(entry)) => match self.slip_of(&entry, core, true) {
-                Some(receipt) => self.show_receipt(receipt),
-                None => {
-                    self.notice =
-                        Some(Note::new("That transaction has no slip (not approved)", "该交易未成功，无签购单"));
-                    self.back_to_menu(0);
-                }
-            },
-            Ok(None) => {
-                self.notice = Some(Note::new("No such transaction in the journal", "未找到该交易"));
-                self.back_to_menu(0);
-            }
-            Err(error) => {
-                self.notice = Some(Note::same(error.to_string()));
-                self.back_to_menu(0);
-            }
-        }
+    /// The slip of a journal row, as the core makes it; `None` for a row without one.
+    fn slip_of(&self, id: i64, core: &Terminal, reprint: bool) -> Option<Receipt> {
+        let entry: Entry = core.journal_store().entry(id).ok().flatten()?;
+        let mut receipt = core.receipt(&entry).ok()?;
+        receipt.reprint = reprint;
+        Some(receipt)
     }
 
     fn show_receipt(&mut self, receipt: Receipt) {
@@ -1345,19 +1327,14 @@ impl App {
     }
 
     fn result_key(&mut self, view: ResultView, key: KeyEvent, core: &Terminal) -> Effect {
-        let slip = view
-            .outcome
-            .entry_id
-            .filter(|_| view.outcome.ok())
-            .and_then(|id| core.journal_store().entry(id).ok().flatten())
-            .and_then(|entry| self.slip_of(&entry, core, false));
+        let slip = view.outcome.entry_id.filter(|_| view.outcome.ok()).and_then(|id| self.slip_of(id, core, false));
         match (key.code, slip) {
             (KeyCode::Enter, Some(receipt)) => {
                 self.show_receipt(receipt);
                 Effect::None
             }
             (KeyCode::Char('p' | 'P'), Some(receipt)) => {
-                let bytes = self.print_bytes(&receipt, Copy::Merchant);
+                let bytes = self.print_effect(&receipt);
                 self.show_receipt(receipt);
                 bytes
             }
@@ -1379,11 +1356,12 @@ impl App {
         }
     }
 
-    fn print_bytes(&mut self, receipt: &Receipt, copy: Copy) -> Effect {
-        if self.options.printer.is_none() {
-            return Effect::None;
+    fn print_effect(&self, receipt: &Receipt) -> Effect {
+        if self.status.printer {
+            Effect::Print(Box::new(receipt.clone()))
+        } else {
+            Effect::None
         }
-        Effect::Print(kassa_receipt::escpos(receipt, copy, receipt_lang(self.lang)))
     }
 
     fn receipt_key(&mut self, mut view: ReceiptView, key: KeyEvent) -> Effect {
@@ -1405,7 +1383,7 @@ impl App {
                 view.scroll = 0;
             }
             KeyCode::Char('p' | 'P') => {
-                effect = self.print_bytes(&view.receipt, view.copy);
+                effect = self.print_effect(&view.receipt);
                 if effect == Effect::None {
                     view.notice = Some(Note::new("No printer is configured (--printer)", "未配置打印机（--printer）"));
                 }
@@ -1414,6 +1392,14 @@ impl App {
         }
         self.screen = Screen::Receipt(view);
         effect
+    }
+
+    fn printed_note(&mut self, outcome: &Outcome) {
+        match (outcome.printed, &outcome.print_error) {
+            (Some(true), _) => self.printed(Ok(())),
+            (Some(false), why) => self.printed(Err(why.clone().unwrap_or_default())),
+            (None, _) => {}
+        }
     }
 
     /// What the printer said.
@@ -1435,17 +1421,13 @@ impl App {
             }
             KeyCode::Up if count > 0 => view.selected = view.selected.checked_sub(1).unwrap_or(count - 1),
             KeyCode::Down if count > 0 => view.selected = (view.selected + 1) % count,
-            KeyCode::Enter => {
-                let entry =
-                    view.rows.get(view.selected).and_then(|row| core.journal_store().entry(row.id).ok().flatten());
-                match entry.and_then(|entry| self.slip_of(&entry, core, true)) {
-                    Some(receipt) => {
-                        self.show_receipt(receipt);
-                        return Effect::None;
-                    }
-                    None => view.error = Some(Note::new("No slip for this row (not approved)", "该笔交易无签购单")),
+            KeyCode::Enter => match view.rows.get(view.selected).and_then(|row| self.slip_of(row.id, core, true)) {
+                Some(receipt) => {
+                    self.show_receipt(receipt);
+                    return Effect::None;
                 }
-            }
+                None => view.error = Some(Note::new("No slip for this row (not approved)", "该笔交易无签购单")),
+            },
             _ => {}
         }
         self.screen = Screen::Query(view);
@@ -1461,7 +1443,7 @@ impl App {
             let mut codes = Vec::new();
             let outcome = {
                 let mut on_code = |code: &str| codes.push(code.to_owned());
-                execute(core, action, &mut on_code).await
+                execute(core, action, &mut on_code, &CancellationToken::new()).await
             };
             for code in &codes {
                 self.show_qr_code(code);

@@ -8,6 +8,8 @@
 //!   to run is an [`Action`]); [`App::finish`] takes the call's outcome; [`App::render`] draws.
 //!   [`App::step`] does all three with the core at hand (tests drive the App with it).
 //! - [`action`]: one [`Action`] per method of [`kassa_terminal::Terminal`], and [`execute`].
+//! - slips come from the core ([`kassa_terminal::Terminal::receipt`]) and are previewed with
+//!   `kassa_receipt::preview`; approvals print through the core as in headless mode.
 //! - [`run()`]: the real terminal (alternate screen, raw mode, restored on exit and on panic).
 //!
 //! **Invariant**: the UI has no transaction logic: every change goes through a method of the
@@ -17,7 +19,6 @@
 
 pub mod action;
 pub mod app;
-pub mod receipt;
 pub mod run;
 pub mod text;
 pub mod view;

@@ -11,6 +11,7 @@ use kassa_terminal::Terminal;
 use ratatui::crossterm::event::{self, Event};
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::action::{execute, Action};
 use crate::app::{App, Effect, UiOptions};
@@ -30,6 +31,7 @@ pub enum UiError {
 
 /// Takes over the terminal and runs the POS screen until the cashier quits (Ctrl-C).
 pub async fn run(mut core: Terminal, options: UiOptions) -> Result<(), UiError> {
+    core.set_utc_offset_minutes(options.utc_offset_minutes);
     let mut screen = ratatui::try_init()?;
     let (keys, stop) = read_keys();
     let result = event_loop(&mut screen, &mut core, options, keys).await;
@@ -82,7 +84,6 @@ async fn event_loop(
     options: UiOptions,
     mut keys: mpsc::Receiver<Event>,
 ) -> Result<(), UiError> {
-    let printer = options.printer.clone();
     let mut app = App::new(core, options);
     loop {
         screen.draw(|frame| app.render(frame))?;
@@ -108,12 +109,10 @@ async fn event_loop(
                     return Ok(());
                 }
             }
-            Effect::Print(bytes) => {
-                let result = match &printer {
-                    Some(printer) => printer.print(&bytes).await.map_err(|error| error.to_string()),
-                    None => Err("no printer".into()),
-                };
-                app.printed(result);
+            Effect::Print(receipt) => {
+                screen.draw(|frame| app.render(frame))?;
+                let printed = core.print(&receipt).await.map_err(|error| error.to_string());
+                app.printed(printed);
             }
         }
     }
@@ -132,8 +131,9 @@ async fn run_action(
     let mut on_code = move |code: &str| {
         let _ = codes_sender.try_send(code.to_owned());
     };
+    let cancel = CancellationToken::new();
     let (outcome, keep_going) = {
-        let call = execute(core, action, &mut on_code);
+        let call = execute(core, action, &mut on_code, &cancel);
         tokio::pin!(call);
         loop {
             screen.draw(|frame| app.render(frame))?;
@@ -142,7 +142,9 @@ async fn run_action(
                 Some(code) = codes.recv() => app.show_qr_code(&code),
                 event = keys.recv() => match event {
                     Some(Event::Key(key)) => match app.busy_key(key) {
-                        Effect::Cancel if action.cancellable() => break (None, true),
+                        // The core closes the order and answers (closed, or paid if the payer
+                        // was faster): keep waiting for it.
+                        Effect::Cancel if action.cancellable() => cancel.cancel(),
                         Effect::Quit => break (None, false),
                         _ => {}
                     },
@@ -152,9 +154,8 @@ async fn run_action(
             }
         }
     };
-    match outcome {
-        Some(outcome) => app.finish(outcome, core),
-        None => app.cancelled(core),
+    if let Some(outcome) = outcome {
+        app.finish(outcome, core);
     }
     Ok(keep_going)
 }

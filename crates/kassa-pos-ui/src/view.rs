@@ -103,7 +103,9 @@ pub fn render(app: &App, frame: &mut Frame) {
         Screen::Wizard(wizard) => wizard_view(frame, body, app, wizard),
         Screen::Operators { selected } => operators(frame, body, lang, *selected),
         Screen::Busy { task, action, amount_minor } => busy(frame, body, lang, *task, action, *amount_minor),
-        Screen::MerchantQr { amount_minor, code } => merchant_qr(frame, body, lang, *amount_minor, code.as_deref()),
+        Screen::MerchantQr { amount_minor, code, cancelling } => {
+            merchant_qr(frame, body, lang, *amount_minor, code.as_deref(), *cancelling)
+        }
         Screen::Result(view) => result(frame, body, app, view),
         Screen::Receipt(view) => receipt(frame, body, lang, view),
         Screen::Query(view) => query(frame, body, lang, view),
@@ -130,6 +132,12 @@ fn status_bar(frame: &mut Frame, area: Rect, app: &App) {
         pick(lang, "English", "中文"),
     );
     frame.render_widget(Paragraph::new(text).style(STATUS), area);
+}
+
+/// `label` padded with spaces to `columns` display columns (CJK characters take two).
+fn padded(label: &str, columns: usize) -> String {
+    let width = unicode_width::UnicodeWidthStr::width(label);
+    format!("{label}{}", " ".repeat(columns.saturating_sub(width)))
 }
 
 fn framed<'a>(title: String) -> Block<'a> {
@@ -294,7 +302,7 @@ fn wizard_view(frame: &mut Frame, area: Rect, app: &App, wizard: &Wizard) -> &'s
 fn confirm_lines(lines: &mut Vec<Line<'static>>, app: &App, wizard: &Wizard) {
     let lang = app.lang;
     let draft = &wizard.draft;
-    let row = |label: &str, value: String| Line::raw(format!("    {label:<10}{value}"));
+    let row = |label: &str, value: String| Line::raw(format!("    {}{value}", padded(label, 12)));
     lines.push(row(pick(lang, "Kind:", "交易类型："), task_name(lang, wizard.task).to_owned()));
     match wizard.task {
         Task::Settle => {
@@ -312,7 +320,7 @@ fn confirm_lines(lines: &mut Vec<Line<'static>>, app: &App, wizard: &Wizard) {
         }
         _ => {
             lines.push(Line::styled(
-                format!("    {:<10}{}", pick(lang, "Amount:", "金额："), money(lang, draft.amount_minor)),
+                format!("    {}{}", padded(pick(lang, "Amount:", "金额："), 12), money(lang, draft.amount_minor)),
                 GOOD,
             ));
             if let Some((_, pan)) = &draft.original {
@@ -390,7 +398,14 @@ fn busy(
     pick(lang, "please wait", "请稍候")
 }
 
-fn merchant_qr(frame: &mut Frame, area: Rect, lang: Lang, amount_minor: u64, code: Option<&str>) -> &'static str {
+fn merchant_qr(
+    frame: &mut Frame,
+    area: Rect,
+    lang: Lang,
+    amount_minor: u64,
+    code: Option<&str>,
+    cancelling: bool,
+) -> &'static str {
     let title = task_name(lang, Task::MerchantQr);
     let block = framed(title.into());
     let inner = block.inner(area);
@@ -401,6 +416,7 @@ fn merchant_qr(frame: &mut Frame, area: Rect, lang: Lang, amount_minor: u64, cod
     let [text_area, qr_area] = Layout::horizontal([Constraint::Min(20), Constraint::Length(qr_width)]).areas(inner);
     let mut lines = vec![Line::raw(""), Line::styled(format!(" {}", money(lang, amount_minor)), GOOD), Line::raw("")];
     match code {
+        _ if cancelling => lines.push(Line::styled(pick(lang, " Cancelling the order…", " 正在关闭订单…"), ERROR)),
         None => lines.push(Line::raw(pick(lang, " Creating the order…", " 正在下单…"))),
         Some(_) => {
             lines.push(Line::raw(pick(lang, " Ask the customer to scan", " 请顾客用支付宝或")));
@@ -427,6 +443,9 @@ fn result_title(lang: Lang, view: &ResultView) -> (String, Style) {
         Status::Done if outcome.offline => (pick(lang, "APPROVED OFFLINE", "离线交易成功").into(), GOOD),
         Status::Done if money_task => (pick(lang, "APPROVED", "交易成功").into(), GOOD),
         Status::Done => (pick(lang, "DONE", "操作成功").into(), GOOD),
+        Status::Declined if outcome.error.as_deref().is_some_and(|why| why.starts_with("cancelled")) => {
+            (pick(lang, "CANCELLED", "已取消").into(), ERROR)
+        }
         Status::Declined => (pick(lang, "DECLINED", "交易失败").into(), ERROR),
         Status::Refused => (pick(lang, "NOT DONE", "未受理").into(), ERROR),
         Status::NoNetwork => (pick(lang, "NO NETWORK", "网络不通").into(), ERROR),
@@ -439,7 +458,7 @@ fn result(frame: &mut Frame, area: Rect, app: &App, view: &ResultView) -> &'stat
     let outcome = &view.outcome;
     let (title, style) = result_title(lang, view);
     let mut lines = vec![Line::raw(""), Line::styled(format!("  {title}"), style), Line::raw("")];
-    let mut row = |label: &str, value: String| lines.push(Line::raw(format!("  {label:<12}{value}")));
+    let mut row = |label: &str, value: String| lines.push(Line::raw(format!("  {}{value}", padded(label, 12))));
     if let Some(amount) = outcome.amount_minor {
         row(pick(lang, "Amount:", "金额："), money(lang, amount));
     }
@@ -503,6 +522,14 @@ fn result(frame: &mut Frame, area: Rect, app: &App, view: &ResultView) -> &'stat
     if let Some(left) = outcome.attempts_left {
         lines.push(Line::styled(format!("  {} {left}", pick(lang, "Tries left:", "剩余尝试次数：")), ERROR));
     }
+    match (outcome.printed, &outcome.print_error) {
+        (Some(true), _) => lines.push(Line::raw(format!("  {}", pick(lang, "Slips printed.", "签购单已打印。")))),
+        (Some(false), why) => lines.push(Line::styled(
+            format!("  {} {}", pick(lang, "Not printed:", "未打印："), why.as_deref().unwrap_or_default()),
+            ERROR,
+        )),
+        (None, _) => {}
+    }
     lines.push(Line::raw(""));
     for line in explanation(lang, view) {
         lines.push(Line::styled(format!("  {line}"), if outcome.ok() { Style::new() } else { ERROR }));
@@ -510,7 +537,7 @@ fn result(frame: &mut Frame, area: Rect, app: &App, view: &ResultView) -> &'stat
     let title = if view.task == Task::Direct { action_title(lang, view.action) } else { task_name(lang, view.task) };
     frame.render_widget(Paragraph::new(lines).block(framed(title.into())).wrap(Wrap { trim: false }), area);
     let has_slip = outcome.ok() && outcome.entry_id.is_some();
-    match (has_slip, app.options.printer.is_some()) {
+    match (has_slip, app.status.printer) {
         (true, true) => pick(lang, "Enter slip  P print  Esc menu", "Enter 签购单  P 打印  Esc 返回"),
         (true, false) => pick(lang, "Enter slip  Esc menu", "Enter 签购单  Esc 返回"),
         _ => pick(lang, "Enter/Esc menu", "Enter/Esc 返回"),
