@@ -184,7 +184,7 @@ pub struct TerminalArgs {
     /// Credentials file with the terminal's TMK and TMS credential [default: ./kassa-data/demo/credentials.json].
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
-    /// Where the terminal keeps its journal [default: `./kassa-data/terminals/<TID>`].
+    /// Where the terminal keeps its journal (default: `./kassa-data/terminals/<TID>`).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Line commands on stdin, one JSON result per line on stdout.
