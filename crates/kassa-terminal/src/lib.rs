@@ -5,7 +5,8 @@
 //!
 //! - [`link`]: the ISO 8583 link (sign-in, PIN blocks, MACs; `kassa bench` uses it too);
 //! - [`tms`]: the signed TMS client;
-//! - [`journal`]: the SQLite journal (store-and-forward);
+//! - [`journal`]: the SQLite journal (store-and-forward), its card data sealed under a key of
+//!   the TMK ([`journal_key`]);
 //! - [`Terminal`]: the core, one async method per action, each returning an [`Outcome`];
 //! - [`headless`]: the line protocol of `kassa terminal --headless`;
 //! - [`codes`]: what response codes mean, in English and Chinese;
@@ -20,6 +21,7 @@ pub mod codes;
 pub mod config;
 pub mod headless;
 pub mod journal;
+pub mod journal_key;
 pub mod link;
 pub mod money;
 pub mod outcome;

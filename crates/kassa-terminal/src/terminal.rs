@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::codes::Lang;
 use crate::journal::{Entry, Journal, JournalError, Kind, NewEntry, Outcome as Answered, State};
+use crate::journal_key::{JournalKey, JournalKeyError};
 use crate::link::{
     mask_pan, Answer, BatchItem, Card, CardData, ClientError, Link, Message, Original, SettlementTotals,
     TerminalIdentity, Totals,
@@ -98,6 +99,9 @@ pub enum StartError {
     /// The TMS client cannot be set up.
     #[error(transparent)]
     Tms(#[from] TmsError),
+    /// The journal's key cannot be derived (the terminal id).
+    #[error(transparent)]
+    JournalKey(#[from] JournalKeyError),
 }
 
 /// The signed-in operator.
@@ -255,9 +259,11 @@ fn valid_digits(text: &str, length: usize) -> bool {
 }
 
 impl Terminal {
-    /// Opens the journal (recovering from a crash) and prepares the links; nothing is sent yet.
+    /// Opens the journal (recovering from a crash), its card data sealed under a key of the TMK,
+    /// and prepares the links; nothing is sent yet.
     pub fn start(config: TerminalConfig) -> Result<Terminal, StartError> {
-        let journal = Journal::open(&config.data_dir)?;
+        let key = JournalKey::derive(&config.tmk, &config.terminal_id)?;
+        let journal = Journal::open_sealed(&config.data_dir, key)?;
         let parameters = journal
             .meta("parameters")?
             .and_then(|text| serde_json::from_str::<Value>(&text).ok())
