@@ -503,6 +503,99 @@ fn offline_sales_faults_kill_9_settlement_and_reinit() {
     assert!(!stderr.contains(CARD), "a PAN in the terminal's log:\n{stderr}");
 }
 
+/// The bytes of the journal's files (`journal.db` and its WAL), read raw as a copy of the data
+/// directory would hold them.
+fn journal_bytes(journal_dir: &std::path::Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(journal_dir.join("journal.db")).unwrap();
+    if let Ok(wal) = std::fs::read(journal_dir.join("journal.db-wal")) {
+        bytes.extend_from_slice(&wal);
+    }
+    bytes
+}
+
+/// Packed BCD of an even number of digits, as ISO 8583 carries field 2 and track 2.
+fn bcd(digits: &str) -> Vec<u8> {
+    digits.as_bytes().chunks(2).map(|pair| ((pair[0] - b'0') << 4) | (pair[1] - b'0')).collect()
+}
+
+/// The journal's files hold `pan` neither as text nor packed in an encoded message (either
+/// nibble alignment).
+fn assert_no_clear_pan(journal_dir: &std::path::Path, pan: &str) {
+    let bytes = journal_bytes(journal_dir);
+    assert!(bytes.windows(13).any(|window| window == b"622202***0128"), "not the journal's bytes");
+    let needles = [pan.as_bytes().to_vec(), bcd(&pan[..16]), bcd(&pan[1..17])];
+    for needle in needles {
+        assert!(!bytes.windows(needle.len()).any(|window| window == needle), "{needle:02X?} in the journal's files");
+    }
+}
+
+/// `kassa terminal` started on `data_dir` with `credentials`: the status and stderr.
+fn start_fails(terminal_id: &str, credentials: &std::path::Path, data_dir: &std::path::Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .args(["terminal", "--tid", terminal_id, "--headless", "--credentials"])
+        .arg(credentials)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
+#[test]
+fn the_journal_on_disk_holds_no_clear_card_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::up(&dir.path().join("host"), None, "warn");
+    let journal_dir = dir.path().join("t2");
+    let mut till = Till::start(&host, "10000002", &journal_dir);
+    sign_in_operator(&mut till);
+
+    // An approved sale (its PAN kept for a batch upload), an offline sale (its upload carries
+    // track 2) and a dropped answer (its reversal carries field 2), all in the open batch.
+    let sale = till.ok(&format!("sale 12.34 {CARD} {PIN}"));
+    assert_eq!(sale["response_code"], json!("00"), "{sale}");
+    till.ok("offline on");
+    assert_eq!(till.ok(&format!("sale 3.00 {CARD}"))["offline"], json!(true));
+    till.ok("offline off");
+    till.ok("fault drop-response");
+    let dropped = till.fails(&format!("sale 2.00 {CARD}"));
+    assert_eq!(dropped["reversal_queued"], json!(true), "{dropped}");
+    assert_eq!(till.ok("journal")["unsent_count"], json!(2));
+    assert_no_clear_pan(&journal_dir, CARD);
+    till.kill_9();
+    assert_no_clear_pan(&journal_dir, CARD);
+
+    // Another terminal, or another TMK, is refused at start and changes nothing (three rows hold
+    // card data: the approved sale, the offline sale, the reversed one).
+    let stderr = start_fails("10000001", &host.credentials_path(), &journal_dir);
+    assert!(stderr.contains("belongs to terminal 10000002"), "{stderr}");
+    let mut credentials = host.credentials();
+    let other_tmk = "FEDCBA98765432100123456789ABCDEF";
+    assert_ne!(credentials["terminals"]["10000002"]["tmk"], json!(other_tmk));
+    credentials["terminals"]["10000002"]["tmk"] = json!(other_tmk);
+    let other_credentials = dir.path().join("other-tmk.json");
+    std::fs::write(&other_credentials, credentials.to_string()).unwrap();
+    let stderr = start_fails("10000002", &other_credentials, &journal_dir);
+    assert!(stderr.contains("another terminal master key") && stderr.contains("3 transaction(s)"), "{stderr}");
+
+    // The right key: the reversal and the offline upload go through, and the batch balances.
+    let mut till = Till::start(&host, "10000002", &journal_dir);
+    let journal = till.ok("journal");
+    assert_eq!(journal["unsent_count"], json!(2), "{journal}");
+    assert_eq!(journal["unsent"][0]["state"], json!("reversal_pending"), "{journal}");
+    assert_eq!(journal["unsent"][1]["state"], json!("offline_unsent"), "{journal}");
+    till.ok("login 01 2580");
+    assert_eq!(till.ok("flush")["sent"], json!(2));
+    let journal = till.ok("journal");
+    assert_eq!(journal["unsent_count"], json!(0), "{journal}");
+    assert_eq!(journal_entry(&journal, six(&dropped["stan"]))["state"], json!("reversed"));
+    let settled = till.ok("settle");
+    assert_eq!(settled["balanced"], json!(true), "{settled}");
+    assert_no_clear_pan(&journal_dir, CARD);
+    till.quit();
+}
+
 #[test]
 fn new_working_keys_from_another_device_sign_in_again_and_send_once() {
     let dir = tempfile::tempdir().unwrap();
