@@ -1122,8 +1122,8 @@ impl App {
             Step::Rrn if input.len() == 12 && input.bytes().all(|b| b.is_ascii_alphanumeric()) => {
                 draft.rrn = input.as_str().to_owned();
                 if let Ok(Some(sale)) = core.journal_store().sale_by_rrn(&draft.rrn) {
+                    // The date only: a refund is often partial, and the amount is typed fresh.
                     draft.date_mmdd = sale.date.clone();
-                    draft.amount_minor = sale.amount_minor;
                 }
                 Ok(())
             }
