@@ -14,7 +14,8 @@
 //!
 //! **Invariant**: a card request is journaled before it is sent, and what it would owe the host
 //! (its reversal or retransmission) is sent before anything else until the host acknowledges it.
-//! No PIN, password, key, credential or clear PAN reaches a log line or an answer.
+//! No PIN, password, key, credential or clear PAN reaches a log line or an answer, nor a clear PAN
+//! the journal's files: card numbers and the messages owed are sealed under a key of the TMK.
 //! **Boundary**: a client only: it reaches the host through its sockets and HTTP.
 
 pub mod codes;
