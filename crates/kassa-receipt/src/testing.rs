@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::printer::Printer;
 
@@ -29,20 +29,18 @@ pub struct FakePrinter {
 
 impl FakePrinter {
     /// A printer that reads each connection to its end and queues what it received as one job.
+    /// Like a real one on port 9100 it prints one job at a time, in the order the connections
+    /// came (the next waits in the listen queue), so two copies sent one after the other come
+    /// out in that order.
     pub async fn start() -> io::Result<FakePrinter> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (sender, jobs) = mpsc::channel(JOBS_QUEUED_MAX);
         let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                let sender = sender.clone();
-                connections.spawn(async move {
-                    if let Ok(job) = read_job(stream).await {
-                        let _ = sender.send(job).await;
-                    }
-                });
-                while connections.try_join_next().is_some() {}
+                if let Ok(job) = read_job(stream).await {
+                    let _ = sender.send(job).await;
+                }
             }
         });
         Ok(FakePrinter { addr, jobs, task })
@@ -87,9 +85,14 @@ impl Drop for FakePrinter {
     }
 }
 
+/// A job is read to its end within this long (one silent client never holds up the next).
+const JOB_READ_MS: u64 = 10_000;
+
 async fn read_job(stream: TcpStream) -> io::Result<Vec<u8>> {
     let mut job = Vec::new();
     let limit = u64::try_from(JOB_BYTES_MAX).unwrap_or(u64::MAX);
-    stream.take(limit).read_to_end(&mut job).await?;
+    tokio::time::timeout(Duration::from_millis(JOB_READ_MS), stream.take(limit).read_to_end(&mut job))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the job did not end"))??;
     Ok(job)
 }

@@ -78,6 +78,29 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
     installed.map_err(|error| anyhow::anyhow!("cannot install the logger: {error}"))
 }
 
+/// [`init`] appending to `path` (mode 0600) instead of stderr: for a program that owns the
+/// screen (the terminal's UI), where log lines would draw over it.
+pub fn init_to_file(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(with_quiet_drivers(&config.log))
+        .map_err(|error| anyhow::anyhow!("invalid log filter {:?} (KASSA_LOG): {error}", config.log))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file =
+        options.open(path).map_err(|error| anyhow::anyhow!("cannot open the log file {}: {error}", path.display()))?;
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::sync::Mutex::new(file)).with_ansi(false);
+    let installed = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|error| anyhow::anyhow!("cannot install the logger: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use tracing::Level;

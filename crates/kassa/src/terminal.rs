@@ -1,5 +1,6 @@
 //! `kassa terminal` (docs/reference/terminal.md): wires the command line to `kassa_terminal`.
-//! With `--headless` it runs the line protocol on stdin/stdout; the screen UI is not built yet.
+//! With `--headless` it runs the line protocol on stdin/stdout; otherwise the screen UI
+//! (`kassa_pos_ui`), which logs to `terminal.log` in the data directory instead of stderr.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -15,15 +16,11 @@ use crate::cli::TerminalArgs;
 const DEFAULT_ISO: &str = "127.0.0.1:8583";
 const DEFAULT_HTTP: &str = "http://127.0.0.1:8080";
 const DEFAULT_CREDENTIALS: &str = "./kassa-data/demo/credentials.json";
-/// Exit status when the screen UI is asked for (it is not built yet).
-const UI_NOT_BUILT: u8 = 2;
+/// The UI's log file, in the terminal's data directory.
+const UI_LOG_FILE: &str = "terminal.log";
 
 /// Runs `kassa terminal`; errors end with status 1 and one `kassa: ` line on stderr.
 pub fn main(args: &TerminalArgs, log_format: Option<LogFormat>) -> ExitCode {
-    if !args.headless {
-        eprintln!("kassa: the terminal's screen UI is being built; use `kassa terminal --tid TID --headless` for now");
-        return ExitCode::from(UI_NOT_BUILT);
-    }
     match run(args, log_format) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -52,9 +49,14 @@ fn http_url(text: &str) -> String {
 }
 
 fn run(args: &TerminalArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    if !args.headless {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+            anyhow::bail!("the screen UI needs a terminal on stdin and stdout; without one, use --headless");
+        }
+    }
     let config =
         Config::load(None, |name| std::env::var(name).ok(), ConfigLayer { log_format, ..ConfigLayer::default() })?;
-    crate::logging::init(&config)?;
     let terminal_id = args.tid.trim();
     if terminal_id.len() != 8 || !terminal_id.bytes().all(|byte| byte.is_ascii_alphanumeric()) {
         anyhow::bail!("--tid {terminal_id:?}: a terminal id is 8 letters or digits");
@@ -67,6 +69,17 @@ fn run(args: &TerminalArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     let secrets = kassa_terminal::config::load_secrets(&credentials, terminal_id)?;
     let iso = resolve(args.host.as_deref().unwrap_or(DEFAULT_ISO))?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("./kassa-data/terminals").join(terminal_id));
+    let headless = args.headless;
+    if headless {
+        crate::logging::init(&config)?;
+    } else {
+        let mut dirs = std::fs::DirBuilder::new();
+        dirs.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut dirs, 0o700);
+        dirs.create(&data_dir).with_context(|| format!("--data-dir {}", data_dir.display()))?;
+        crate::logging::init_to_file(&config, &data_dir.join(UI_LOG_FILE))?;
+    }
     // Parsed once, here: a bad address ends the program now, not at the first approval; a host
     // name is looked up now.
     let printer = match args.printer.as_deref() {
@@ -88,6 +101,11 @@ fn run(args: &TerminalArgs, log_format: Option<LogFormat>) -> anyhow::Result<()>
     runtime.block_on(async move {
         let mut terminal = Terminal::start(terminal_config)?;
         terminal.set_printer(printer);
+        if !headless {
+            let options = kassa_pos_ui::UiOptions { lang, ..kassa_pos_ui::UiOptions::default() };
+            kassa_pos_ui::run(terminal, options).await?;
+            return Ok(());
+        }
         let input = BufReader::new(tokio::io::stdin());
         kassa_terminal::headless::run(&mut terminal, input, tokio::io::stdout()).await.context("stdin/stdout")?;
         Ok(())

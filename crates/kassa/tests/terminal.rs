@@ -742,8 +742,13 @@ fn approvals_print_both_copies_and_any_slip_prints_again() {
 }
 
 #[test]
-fn without_headless_the_screen_ui_is_not_built_yet() {
-    let output = Command::new(env!("CARGO_BIN_EXE_kassa")).args(["terminal", "--tid", "10000001"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--headless"));
+fn without_a_tty_the_screen_ui_points_at_headless() {
+    let output = Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .args(["terminal", "--tid", "10000001"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs a terminal") && stderr.contains("--headless"), "{stderr}");
 }
