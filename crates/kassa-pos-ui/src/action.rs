@@ -2,6 +2,7 @@
 //! built by the App from what the cashier typed and run by [`execute`]. The UI has no logic of
 //! its own behind them: the headless driver calls the same methods.
 
+use kassa_terminal::terminal::{CardEntry, CardRead};
 use kassa_terminal::{Outcome, Terminal};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
@@ -46,6 +47,8 @@ pub enum Action {
         amount_minor: u64,
         /// The card number read or keyed.
         pan: Secret,
+        /// How the card was read.
+        entry: CardEntry,
         /// The online PIN, when entered.
         pin: Option<Secret>,
     },
@@ -94,6 +97,8 @@ pub enum Action {
     Balance {
         /// The card number.
         pan: Secret,
+        /// How the card was read.
+        entry: CardEntry,
         /// The PIN.
         pin: Secret,
     },
@@ -231,7 +236,10 @@ async fn call(
         Action::ChangePassword { old, new } => core.change_password(old, new).await,
         Action::ChangeRefundPassword { old, new } => core.change_refund_password(old, new).await,
         Action::ChangePaycodePassword { old, new } => core.change_paycode_password(optional(old.as_ref()), new).await,
-        Action::Sale { amount_minor, pan, pin } => core.sale(*amount_minor, pan, optional(pin.as_ref())).await,
+        Action::Sale { amount_minor, pan, entry, pin } => {
+            let read = CardRead { pan: pan.as_str().to_owned(), entry: *entry };
+            core.sale_read(*amount_minor, &read, optional(pin.as_ref())).await
+        }
         Action::Void { stan, refund_password } => core.void(*stan, refund_password).await,
         Action::Refund { rrn, amount_minor, date_mmdd, refund_password } => {
             core.refund(rrn, *amount_minor, date_mmdd, refund_password).await
@@ -243,7 +251,9 @@ async fn call(
         Action::QrRefund { out_trade_no, amount_minor, paycode_password } => {
             core.qr_refund(out_trade_no, *amount_minor, optional(paycode_password.as_ref())).await
         }
-        Action::Balance { pan, pin } => core.balance(pan, pin).await,
+        Action::Balance { pan, entry, pin } => {
+            core.balance_read(&CardRead { pan: pan.as_str().to_owned(), entry: *entry }, pin).await
+        }
         Action::Settle => core.settle().await,
         Action::Reprint { reference } => core.reprint_receipt(reference.as_deref()).await,
         Action::SignIn => core.sign_in().await,
@@ -267,10 +277,17 @@ mod tests {
         let action = Action::Sale {
             amount_minor: 1234,
             pan: Zeroizing::new("6222021234567890128".into()),
+            entry: CardEntry::Insert,
             pin: Some(Zeroizing::new("123456".into())),
         };
         assert_eq!(format!("{action:?}"), "sale");
-        assert!(!Action::Sale { amount_minor: 1, pan: Zeroizing::new(String::new()), pin: None }.cancellable());
+        assert!(!Action::Sale {
+            amount_minor: 1,
+            pan: Zeroizing::new(String::new()),
+            entry: CardEntry::Keyed,
+            pin: None
+        }
+        .cancellable());
         assert!(Action::QrShow { amount_minor: 1 }.cancellable());
     }
 }

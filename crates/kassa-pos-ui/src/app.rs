@@ -1158,7 +1158,12 @@ impl App {
         let secret = |text: &Secret| Zeroizing::new(text.as_str().to_owned());
         let pan_masked = Some(kassa_receipt::mask_pan(&draft.pan)).filter(|_| !draft.pan.is_empty());
         let action = match task {
-            Task::Sale => Action::Sale { amount_minor: draft.amount_minor, pan: secret(&draft.pan), pin: draft.pin },
+            Task::Sale => Action::Sale {
+                amount_minor: draft.amount_minor,
+                pan: secret(&draft.pan),
+                entry: card_entry(draft.read_mode),
+                pin: draft.pin,
+            },
             Task::QrCollect => Action::QrPay {
                 amount_minor: draft.amount_minor,
                 code: secret(&draft.code),
@@ -1179,6 +1184,7 @@ impl App {
             },
             Task::Balance => Action::Balance {
                 pan: secret(&draft.pan),
+                entry: card_entry(draft.read_mode),
                 pin: draft.pin.unwrap_or_else(|| Zeroizing::new(String::new())),
             },
             Task::Settle => Action::Settle,
@@ -1485,6 +1491,17 @@ pub fn receipt_lang(lang: Lang) -> kassa_receipt::Lang {
 pub fn clock(unix_ms: i64, utc_offset_minutes: i32) -> String {
     let time = kassa_domain::calendar::CivilTime::at(unix_ms, utc_offset_minutes);
     format!("{:02}:{:02}", time.hour, time.minute)
+}
+
+/// How the core is told the card was read (a number typed without the reader is keyed).
+fn card_entry(mode: Option<ReadMode>) -> kassa_terminal::terminal::CardEntry {
+    use kassa_terminal::terminal::CardEntry;
+    match mode {
+        Some(ReadMode::Swipe) => CardEntry::Swipe,
+        Some(ReadMode::Insert) => CardEntry::Insert,
+        Some(ReadMode::Tap) => CardEntry::Tap,
+        Some(ReadMode::Keyed) | None => CardEntry::Keyed,
+    }
 }
 
 fn login_error(outcome: &Outcome, utc_offset_minutes: i32) -> Note {

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::money::{parse_amount, AmountError};
 use crate::outcome::{JournalItem, Outcome, Status};
-use crate::terminal::Terminal;
+use crate::terminal::{CardEntry, CardRead, Terminal};
 use tokio_util::sync::CancellationToken;
 
 /// The longest command line read; a longer one is refused whole.
@@ -26,7 +26,7 @@ pub enum Command {
     /// `change-refund-password OLD NEW`.
     ChangeRefundPassword { old: Zeroizing<String>, new: Zeroizing<String> },
     /// `sale AMOUNT PAN [PIN]`.
-    Sale { amount_minor: u64, pan: Zeroizing<String>, pin: Option<Zeroizing<String>> },
+    Sale { amount_minor: u64, pan: Zeroizing<String>, entry: CardEntry, pin: Option<Zeroizing<String>> },
     /// `void STAN REFUND_PASSWORD`.
     Void { stan: u32, refund_password: Zeroizing<String> },
     /// `refund RRN AMOUNT MMDD REFUND_PASSWORD`.
@@ -38,7 +38,7 @@ pub enum Command {
     /// `qr-refund OUT_TRADE_NO AMOUNT [PAYCODE_PASSWORD]`.
     QrRefund { out_trade_no: String, amount_minor: u64, paycode_password: Option<Zeroizing<String>> },
     /// `balance PAN PIN`.
-    Balance { pan: Zeroizing<String>, pin: Zeroizing<String> },
+    Balance { pan: Zeroizing<String>, entry: CardEntry, pin: Zeroizing<String> },
     /// `settle`.
     Settle,
     /// `offline on|off`.
@@ -72,13 +72,13 @@ const USAGE: &[(&str, &str)] = &[
     ("login", "login OPERATOR PASSWORD"),
     ("change-password", "change-password OLD NEW"),
     ("change-refund-password", "change-refund-password OLD NEW"),
-    ("sale", "sale AMOUNT PAN [PIN]"),
+    ("sale", "sale AMOUNT [swipe|insert|tap|keyed] PAN [PIN]"),
     ("void", "void STAN REFUND_PASSWORD"),
     ("refund", "refund RRN AMOUNT MMDD REFUND_PASSWORD"),
     ("qr-pay", "qr-pay AMOUNT CODE [PAYCODE_PASSWORD]"),
     ("qr-show", "qr-show AMOUNT"),
     ("qr-refund", "qr-refund OUT_TRADE_NO AMOUNT [PAYCODE_PASSWORD]"),
-    ("balance", "balance PAN PIN"),
+    ("balance", "balance [swipe|insert|tap|keyed] PAN PIN"),
     ("settle", "settle"),
     ("offline", "offline on|off"),
     ("fault", "fault drop-response"),
@@ -90,6 +90,17 @@ const USAGE: &[(&str, &str)] = &[
     ("reinit", "reinit"),
     ("quit", "quit"),
 ];
+
+/// How the card was read, as the line names it (`swipe`, `insert`, `tap`, `keyed`).
+fn entry_of(word: &str) -> Option<CardEntry> {
+    match word {
+        "swipe" => Some(CardEntry::Swipe),
+        "insert" => Some(CardEntry::Insert),
+        "tap" => Some(CardEntry::Tap),
+        "keyed" => Some(CardEntry::Keyed),
+        _ => None,
+    }
+}
 
 impl Command {
     /// The command's name as typed.
@@ -154,9 +165,18 @@ impl Command {
             ("change-refund-password", [old, new]) => {
                 Command::ChangeRefundPassword { old: secret(old), new: secret(new) }
             }
+            ("sale", [amount_text, mode, pan, rest @ ..]) if rest.len() <= 1 && entry_of(mode).is_some() => {
+                Command::Sale {
+                    amount_minor: amount(amount_text)?,
+                    pan: secret(pan),
+                    entry: entry_of(mode).unwrap_or(CardEntry::Swipe),
+                    pin: rest.first().map(|pin| secret(pin)),
+                }
+            }
             ("sale", [amount_text, pan, rest @ ..]) if rest.len() <= 1 => Command::Sale {
                 amount_minor: amount(amount_text)?,
                 pan: secret(pan),
+                entry: CardEntry::Swipe,
                 pin: rest.first().map(|pin| secret(pin)),
             },
             ("void", [stan, password]) => Command::Void { stan: parse_stan(stan)?, refund_password: secret(password) },
@@ -177,7 +197,12 @@ impl Command {
                 amount_minor: amount(amount_text)?,
                 paycode_password: rest.first().map(|password| secret(password)),
             },
-            ("balance", [pan, pin]) => Command::Balance { pan: secret(pan), pin: secret(pin) },
+            ("balance", [mode, pan, pin]) if entry_of(mode).is_some() => Command::Balance {
+                pan: secret(pan),
+                entry: entry_of(mode).unwrap_or(CardEntry::Swipe),
+                pin: secret(pin),
+            },
+            ("balance", [pan, pin]) => Command::Balance { pan: secret(pan), entry: CardEntry::Swipe, pin: secret(pin) },
             ("settle", []) => Command::Settle,
             ("offline", ["on"]) => Command::Offline(true),
             ("offline", ["off"]) => Command::Offline(false),
@@ -464,8 +489,9 @@ pub async fn execute(terminal: &mut Terminal, command: Command) -> Outcome {
         Command::Login { operator, password } => terminal.login(&operator, &password).await,
         Command::ChangePassword { old, new } => terminal.change_password(&old, &new).await,
         Command::ChangeRefundPassword { old, new } => terminal.change_refund_password(&old, &new).await,
-        Command::Sale { amount_minor, pan, pin } => {
-            terminal.sale(amount_minor, &pan, pin.as_deref().map(String::as_str)).await
+        Command::Sale { amount_minor, pan, entry, pin } => {
+            let read = CardRead { pan: pan.as_str().to_owned(), entry };
+            terminal.sale_read(amount_minor, &read, pin.as_deref().map(String::as_str)).await
         }
         Command::Void { stan, refund_password } => terminal.void(stan, &refund_password).await,
         Command::Refund { rrn, amount_minor, date_mmdd, refund_password } => {
@@ -478,7 +504,9 @@ pub async fn execute(terminal: &mut Terminal, command: Command) -> Outcome {
         Command::QrRefund { out_trade_no, amount_minor, paycode_password } => {
             terminal.qr_refund(&out_trade_no, amount_minor, paycode_password.as_deref().map(String::as_str)).await
         }
-        Command::Balance { pan, pin } => terminal.balance(&pan, &pin).await,
+        Command::Balance { pan, entry, pin } => {
+            terminal.balance_read(&CardRead { pan: pan.as_str().to_owned(), entry }, &pin).await
+        }
         Command::Settle => terminal.settle().await,
         Command::Offline(offline) => terminal.set_offline(offline),
         Command::FaultDropResponse => terminal.arm_fault_drop_response(),
@@ -501,7 +529,7 @@ mod tests {
 
     #[test]
     fn commands_parse_with_their_arguments() {
-        let Ok(Some(Command::Sale { amount_minor, pan, pin })) =
+        let Ok(Some(Command::Sale { amount_minor, pan, pin, entry: CardEntry::Swipe })) =
             Command::parse("sale 12.34 6222021234567890128 123456")
         else {
             panic!("not a sale")
@@ -511,6 +539,14 @@ mod tests {
             (1234, "6222021234567890128", Some("123456"))
         );
         assert!(matches!(Command::parse("sale 1 6222021234567890128"), Ok(Some(Command::Sale { pin: None, .. }))));
+        assert!(matches!(
+            Command::parse("sale 1 tap 6222021234567890177 123456"),
+            Ok(Some(Command::Sale { entry: CardEntry::Tap, pin: Some(_), .. }))
+        ));
+        assert!(matches!(
+            Command::parse("balance insert 6222021234567890177 123456"),
+            Ok(Some(Command::Balance { entry: CardEntry::Insert, .. }))
+        ));
         assert!(matches!(Command::parse("void 7 123456"), Ok(Some(Command::Void { stan: 7, .. }))));
         assert!(matches!(Command::parse("offline on"), Ok(Some(Command::Offline(true)))));
         assert!(matches!(Command::parse("  quit  "), Ok(Some(Command::Quit))));
@@ -529,7 +565,7 @@ mod tests {
 
     #[test]
     fn bad_lines_say_how_to_use_the_command() {
-        assert_eq!(Command::parse("sale").unwrap_err(), "usage: sale AMOUNT PAN [PIN]");
+        assert_eq!(Command::parse("sale").unwrap_err(), "usage: sale AMOUNT [swipe|insert|tap|keyed] PAN [PIN]");
         assert_eq!(Command::parse("offline maybe").unwrap_err(), "usage: offline on|off");
         assert!(Command::parse("sale 12.345 6222021234567890128").unwrap_err().contains("12.345"));
         assert!(Command::parse("sale -1 6222021234567890128").is_err());

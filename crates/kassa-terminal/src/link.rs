@@ -34,6 +34,98 @@ pub const STAN_MAX: u32 = 999_999;
 /// Field 53: PIN format 0 with PAN, double-length 3DES.
 const SECURITY_CONTROL: &str = "2600000000000000";
 
+/// Field 23 of a chip read: the test cards are each the first card on their account.
+const CARD_SEQUENCE_NUMBER: &str = "001";
+
+/// The facts of one chip or contactless read that go into its ICC data (field 55).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IccRead {
+    /// 9F02, the amount authorised in minor units (0 for a balance inquiry).
+    pub amount_minor: u64,
+    /// 9C, the transaction type: `0x00` goods and services, `0x31` balance inquiry.
+    pub transaction_type: u8,
+    /// 9A, the terminal's date as `YYMMDD` digits.
+    pub date_yymmdd: [u8; 6],
+    /// 9F36, the card's application transaction counter.
+    pub atc: u16,
+    /// 9F37, the terminal's unpredictable number.
+    pub unpredictable_number: [u8; 4],
+    /// 9F27 `0x80` (ARQC: go online) or `0x40` (TC: approved offline by the card).
+    pub cryptogram_information: u8,
+}
+
+/// 9F27 of an online request: an authorisation request cryptogram.
+pub const CRYPTOGRAM_ARQC: u8 = 0x80;
+/// 9F27 of a sale the card approved offline: a transaction certificate.
+pub const CRYPTOGRAM_TC: u8 = 0x40;
+
+/// The ICC data (field 55) a simulated UnionPay chip card gives for `read`: 9F26 cryptogram,
+/// 9F27, 9F10 issuer application data, 9F37, 9F36, 95 TVR, 9A, 9C, 9F02, 5F2A (156), 82 AIP and
+/// 9F1A (156), in minimal BER-TLV. The test cards hold no issuer key: the cryptogram is the first
+/// 8 bytes of SHA-256 over the PAN and the data it covers, so it changes with every read and the
+/// host (which checks no cryptogram of the demo issuer) sees a well-formed value.
+pub fn icc_data(pan: &str, read: &IccRead) -> Vec<u8> {
+    use kassa_iso8583::tlv::{build, Tag, Tlv};
+    use sha2::{Digest, Sha256};
+
+    let amount = bcd(&format!("{:012}", read.amount_minor.min(999_999_999_999)));
+    let date = bcd(&String::from_utf8_lossy(&read.date_yymmdd));
+    let atc = read.atc.to_be_bytes();
+    let country_and_currency = [0x01, 0x56];
+    let tvr = [0_u8; 5];
+    let aip = [0x7C, 0x00];
+    // Issuer application data as UnionPay cards format it: length, key index, version, CVR.
+    let iad = [0x07, 0x01, 0x01, 0x03, 0xA0, 0x00, 0x00, 0x00];
+    let mut covered = Sha256::new();
+    covered.update(pan.as_bytes());
+    covered.update(&amount);
+    covered.update(country_and_currency);
+    covered.update(tvr);
+    covered.update(&date);
+    covered.update([read.transaction_type]);
+    covered.update(read.unpredictable_number);
+    covered.update(aip);
+    covered.update(atc);
+    covered.update([read.cryptogram_information]);
+    let digest = covered.finalize();
+    let cryptogram = &digest[..8];
+    let items: Vec<(u32, &[u8])> = vec![
+        (0x9F26, cryptogram),
+        (0x9F27, std::slice::from_ref(&read.cryptogram_information)),
+        (0x9F10, &iad),
+        (0x9F37, &read.unpredictable_number),
+        (0x9F36, &atc),
+        (0x95, &tvr),
+        (0x9A, &date),
+        (0x9C, std::slice::from_ref(&read.transaction_type)),
+        (0x9F02, &amount),
+        (0x5F2A, &country_and_currency),
+        (0x82, &aip),
+        (0x9F1A, &country_and_currency),
+    ];
+    let tlvs: Vec<Tlv<'_>> =
+        items.into_iter().filter_map(|(tag, value)| Tag::new(tag).map(|tag| Tlv { tag, value })).collect();
+    let mut out = Vec::with_capacity(96);
+    // Every value above is under 128 bytes: building cannot fail; an empty field 55 would be
+    // refused by the host as a format error rather than go unnoticed.
+    if build(&tlvs, &mut out).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// Packs decimal digits two to a byte (an even count; anything else packs as 0).
+fn bcd(digits: &str) -> Vec<u8> {
+    digits
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let digit = |byte: Option<&u8>| byte.map_or(0, |b| b.wrapping_sub(b'0') & 0x0F);
+            (digit(pair.first()) << 4) | digit(pair.get(1))
+        })
+        .collect()
+}
+
 /// What can go wrong talking to the host. Declines are not errors: they are answers.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -150,6 +242,18 @@ pub enum CardData {
         /// `YYMM`, when known.
         expiry_yymm: Option<String>,
     },
+    /// Read from the chip, inserted (`05x`) or tapped (`07x`): the PAN in 2, the expiry in 14,
+    /// the card sequence number in 23 and the card's ICC data (BER-TLV, see [`icc_data`]) in 55.
+    Chip {
+        /// PAN digits.
+        pan: String,
+        /// `YYMM`.
+        expiry_yymm: String,
+        /// Tapped rather than inserted.
+        contactless: bool,
+        /// Field 55 as the card produced it.
+        icc: Vec<u8>,
+    },
 }
 
 impl CardData {
@@ -157,7 +261,7 @@ impl CardData {
     pub fn pan(&self) -> &str {
         match self {
             CardData::Swiped(card) => &card.pan,
-            CardData::Keyed { pan, .. } => pan,
+            CardData::Keyed { pan, .. } | CardData::Chip { pan, .. } => pan,
         }
     }
 
@@ -174,6 +278,15 @@ impl CardData {
                     request.set(14, expiry.as_str());
                 }
             }
+            CardData::Chip { pan, expiry_yymm, contactless, icc } => {
+                let mode = if *contactless { "07" } else { "05" };
+                request
+                    .set(2, pan.as_str())
+                    .set(14, expiry_yymm.as_str())
+                    .set(22, format!("{mode}{pin_digit}"))
+                    .set(23, CARD_SEQUENCE_NUMBER)
+                    .set(55, icc.clone());
+            }
         }
     }
 }
@@ -183,6 +296,8 @@ impl std::fmt::Debug for CardData {
         let entry = match self {
             CardData::Swiped(_) => "swiped",
             CardData::Keyed { .. } => "keyed",
+            CardData::Chip { contactless: false, .. } => "chip",
+            CardData::Chip { contactless: true, .. } => "contactless",
         };
         f.debug_struct("CardData").field("entry", &entry).field("pan", &mask_pan(self.pan())).finish()
     }
@@ -875,6 +990,53 @@ mod tests {
         assert_eq!(upload.field_str(22), Some("022"));
         assert!(!upload.has(52));
         assert_eq!(upload.typed::<Field60>().unwrap().unwrap().message_type_code, *b"30");
+    }
+
+    #[test]
+    fn a_chip_read_sends_its_entry_mode_and_icc_data() {
+        use kassa_iso8583::tlv::{find, parse, Tag};
+        let read = IccRead {
+            amount_minor: 1234,
+            transaction_type: 0x00,
+            date_yymmdd: *b"261206",
+            atc: 7,
+            unpredictable_number: [1, 2, 3, 4],
+            cryptogram_information: CRYPTOGRAM_ARQC,
+        };
+        let icc = icc_data("6222021234567890177", &read);
+        let items = parse(&icc).unwrap();
+        let tag = |value| Tag::new(value).unwrap();
+        assert_eq!(find(&items, tag(0x9F02)), Some(&[0, 0, 0, 0, 0x12, 0x34][..]));
+        assert_eq!(find(&items, tag(0x9A)), Some(&[0x26, 0x12, 0x06][..]));
+        assert_eq!(find(&items, tag(0x9F27)), Some(&[0x80][..]));
+        assert_eq!(find(&items, tag(0x9F36)), Some(&[0, 7][..]));
+        assert_eq!(find(&items, tag(0x5F2A)), Some(&[0x01, 0x56][..]));
+        assert_eq!(find(&items, tag(0x9F26)).map(<[u8]>::len), Some(8));
+        for required in [0x9F10, 0x9F37, 0x95, 0x9C, 0x82, 0x9F1A] {
+            assert!(find(&items, tag(required)).is_some(), "{required:X}");
+        }
+        // Another unpredictable number, another cryptogram.
+        let other = icc_data("6222021234567890177", &IccRead { unpredictable_number: [9, 9, 9, 9], ..read });
+        assert_ne!(find(&parse(&other).unwrap(), tag(0x9F26)), find(&items, tag(0x9F26)));
+
+        let link = link();
+        let chip = |contactless| CardData::Chip {
+            pan: "6222021234567890177".into(),
+            expiry_yymm: "3012".into(),
+            contactless,
+            icc: icc.clone(),
+        };
+        let sale = link.sale_at(3, 1234, &chip(false), None).unwrap();
+        assert_eq!(sale.field_str(22), Some("052"));
+        assert_eq!(sale.field_str(2), Some("6222021234567890177"));
+        assert_eq!(sale.field_str(14), Some("3012"));
+        assert!(!sale.has(35) && sale.has(55));
+        let tapped = chip(true);
+        assert_eq!(link.sale_at(4, 1, &tapped, None).unwrap().field_str(22), Some("072"));
+        let printed = format!("{tapped:?}");
+        assert!(printed.contains("contactless") && !printed.contains("1234567890"), "{printed}");
+        let reversal = Link::reversal_of(&sale, "6222021234567890177", "98");
+        assert!(!reversal.has(55));
     }
 
     #[test]

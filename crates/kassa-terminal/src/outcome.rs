@@ -22,6 +22,39 @@ pub enum Status {
     NoAnswer,
 }
 
+/// Why the terminal refused or could not finish, for the common cases: the screen says it in
+/// the cashier's language ([`Outcome::reason`]); `error` keeps the English text (the headless
+/// JSON's contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A chip card was swiped: real terminals ask for the chip while it can be read.
+    InsertChipCard,
+    /// Inserted or tapped, but the card has no chip (service code `1xx`).
+    NoChip,
+    /// The reader could not read this card (not a card it knows): key the number.
+    CardNotRead,
+}
+
+impl Refusal {
+    /// The English text (what `error` says).
+    pub fn english(self) -> &'static str {
+        self.text(Lang::En)
+    }
+
+    /// The text in `lang`.
+    pub fn text(self, lang: Lang) -> &'static str {
+        let (en, zh) = match self {
+            Refusal::InsertChipCard => ("chip card: insert the card (a chip card is not swiped)", "芯片卡请插卡"),
+            Refusal::NoChip => ("this card has no chip: swipe the card", "该卡无芯片，请刷卡"),
+            Refusal::CardNotRead => ("the card could not be read: key the number", "读卡失败，请手输卡号"),
+        };
+        match lang {
+            Lang::En => en,
+            Lang::Zh => zh,
+        }
+    }
+}
+
 /// One item of the journal as a result shows it (never a clear PAN).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalItem {
@@ -149,6 +182,8 @@ pub struct Outcome {
     pub print_error: Option<String>,
     /// Reprint: the customer copy as the screen shows it, one string per line.
     pub receipt: Option<Vec<String>>,
+    /// The kind of a common refusal, so the screen can say it in its language.
+    pub refusal: Option<Refusal>,
 }
 
 impl Outcome {
@@ -160,6 +195,25 @@ impl Outcome {
     /// A local refusal with its reason.
     pub fn refused(reason: impl Into<String>) -> Outcome {
         Outcome { status: Status::Refused, error: Some(reason.into()), ..Outcome::default() }
+    }
+
+    /// A local refusal of a known kind (`error` is its English text).
+    pub fn refused_as(refusal: Refusal) -> Outcome {
+        Outcome {
+            status: Status::Refused,
+            error: Some(refusal.english().to_owned()),
+            refusal: Some(refusal),
+            ..Outcome::default()
+        }
+    }
+
+    /// Why it did not succeed, in `lang`: a known refusal in that language, otherwise `error`
+    /// (English, or the decline's meaning in the language it was made in).
+    pub fn reason(&self, lang: Lang) -> Option<String> {
+        match self.refusal {
+            Some(refusal) => Some(refusal.text(lang).to_owned()),
+            None => self.error.clone(),
+        }
     }
 
     /// The host could not be reached.

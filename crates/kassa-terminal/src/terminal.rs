@@ -20,10 +20,10 @@ use crate::codes::Lang;
 use crate::journal::{Entry, Journal, JournalError, Kind, NewEntry, Outcome as Answered, State};
 use crate::journal_key::{JournalKey, JournalKeyError};
 use crate::link::{
-    mask_pan, Answer, BatchItem, Card, CardData, ClientError, Link, Message, Original, SettlementTotals,
-    TerminalIdentity, Totals,
+    icc_data, mask_pan, Answer, BatchItem, Card, CardData, ClientError, IccRead, Link, Message, Original,
+    SettlementTotals, TerminalIdentity, Totals, CRYPTOGRAM_ARQC, CRYPTOGRAM_TC,
 };
-use crate::outcome::{JournalItem, Outcome, Status};
+use crate::outcome::{JournalItem, Outcome, Refusal, Status};
 use crate::receipt::{Printer, Receipt, SettlementSlip, SlipError, SlipHeader};
 use crate::tms::{TmsAnswer, TmsClient, TmsError};
 
@@ -224,6 +224,108 @@ fn now_ms() -> i64 {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The test cards that carry a chip (service code `201`; the others are `101`, stripe only). A
+/// chip card is inserted or tapped, never swiped.
+pub const CHIP_CARDS: &[&str] = &["6222021234567890177"];
+
+/// The service code on a test card's track 2 (`201` chip, `101` stripe only).
+pub fn service_code_of(pan: &str) -> &'static str {
+    if CHIP_CARDS.contains(&pan) {
+        "201"
+    } else {
+        "101"
+    }
+}
+
+/// How the card reached the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardEntry {
+    /// Swiped: the magnetic stripe (field 22 `02x`).
+    Swipe,
+    /// Inserted: the chip, contact (`05x`).
+    Insert,
+    /// Tapped: the chip, contactless (`07x`).
+    Tap,
+    /// The number keyed by hand (`01x`).
+    Keyed,
+}
+
+/// A card as the reader took it: its number and how it was read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CardRead {
+    /// PAN digits.
+    pub pan: String,
+    /// How it was read.
+    pub entry: CardEntry,
+}
+
+impl CardRead {
+    /// A swiped card (what [`Terminal::sale`] and [`Terminal::balance`] take).
+    pub fn swiped(pan: &str) -> CardRead {
+        CardRead { pan: pan.to_owned(), entry: CardEntry::Swipe }
+    }
+}
+
+impl std::fmt::Debug for CardRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardRead").field("pan", &mask_pan(&self.pan)).field("entry", &self.entry).finish()
+    }
+}
+
+/// What a chip read adds to a request: the amount, the kind and the cryptogram asked for.
+struct ChipContext {
+    amount_minor: u64,
+    transaction_type: u8,
+    cryptogram_information: u8,
+    atc: u16,
+    utc_offset_minutes: i32,
+}
+
+/// The card data of `read` as the reader gives it, or why the reader refuses it: a chip card is
+/// not swiped (real terminals send no fallback while the chip can be read: "insert the card"),
+/// a stripe-only card has no chip to insert or tap, and only the test cards can be read.
+fn card_data(read: &CardRead, chip: &ChipContext) -> Result<CardData, Refusal> {
+    let pan = read.pan.as_str();
+    let Some(expiry) = expiry_of(pan) else {
+        return match read.entry {
+            CardEntry::Swipe | CardEntry::Keyed => Ok(CardData::Keyed { pan: pan.to_owned(), expiry_yymm: None }),
+            CardEntry::Insert | CardEntry::Tap => Err(Refusal::CardNotRead),
+        };
+    };
+    let has_chip = service_code_of(pan).starts_with('2');
+    match read.entry {
+        CardEntry::Keyed => Ok(CardData::Keyed { pan: pan.to_owned(), expiry_yymm: Some(expiry) }),
+        CardEntry::Swipe if has_chip => Err(Refusal::InsertChipCard),
+        CardEntry::Swipe => Ok(CardData::Swiped(Card { pan: pan.to_owned(), expiry_yymm: expiry })),
+        CardEntry::Insert | CardEntry::Tap if !has_chip => Err(Refusal::NoChip),
+        CardEntry::Insert | CardEntry::Tap => {
+            let date = crate::receipt::local_date_time(now_ms(), chip.utc_offset_minutes);
+            let digits: Vec<u8> = date.bytes().filter(u8::is_ascii_digit).collect();
+            let mut date_yymmdd = [b'0'; 6];
+            if let Some(yymmdd) = digits.get(2..8) {
+                date_yymmdd.copy_from_slice(yymmdd);
+            }
+            let icc = icc_data(
+                pan,
+                &IccRead {
+                    amount_minor: chip.amount_minor,
+                    transaction_type: chip.transaction_type,
+                    date_yymmdd,
+                    atc: chip.atc,
+                    unpredictable_number: rand::random(),
+                    cryptogram_information: chip.cryptogram_information,
+                },
+            );
+            Ok(CardData::Chip {
+                pan: pan.to_owned(),
+                expiry_yymm: expiry,
+                contactless: read.entry == CardEntry::Tap,
+                icc,
+            })
+        }
+    }
+}
+
 /// The card as the terminal's reader takes it: a test card is swiped (its track 2), any other
 /// number keyed.
 pub fn read_card(pan: &str) -> CardData {
@@ -231,6 +333,11 @@ pub fn read_card(pan: &str) -> CardData {
         Some((pan, expiry)) => CardData::Swiped(Card { pan: (*pan).to_owned(), expiry_yymm: (*expiry).to_owned() }),
         None => CardData::Keyed { pan: pan.to_owned(), expiry_yymm: None },
     }
+}
+
+/// 9F36 of a chip read: the card's counter, here the STAN the read goes with (a new one each).
+fn atc_of(stan: u32) -> u16 {
+    u16::try_from(stan % 65_536).unwrap_or(0)
 }
 
 fn expiry_of(pan: &str) -> Option<String> {
@@ -813,14 +920,34 @@ impl Terminal {
         self.ensure_signed_in().await
     }
 
-    /// Card sale of `amount_minor` on `pan`, with an online PIN when given. While the host is
-    /// unreachable (or `offline on`), a sale under the floor limit is approved offline.
+    /// Card sale of `amount_minor` on `pan` swiped, with an online PIN when given. While the host
+    /// is unreachable (or `offline on`), a sale under the floor limit is approved offline.
     pub async fn sale(&mut self, amount_minor: u64, pan: &str, pin: Option<&str>) -> Outcome {
+        self.sale_read(amount_minor, &CardRead::swiped(pan), pin).await
+    }
+
+    /// Card sale of `amount_minor` on the card as it was read (swiped, inserted, tapped or
+    /// keyed), with an online PIN when given: field 22 says how, a chip read sends its ICC data
+    /// in 55, and a chip card swiped is refused ("insert the card"). While the host is
+    /// unreachable (or `offline on`), a sale under the floor limit is approved offline.
+    pub async fn sale_read(&mut self, amount_minor: u64, read: &CardRead, pin: Option<&str>) -> Outcome {
+        let pan = read.pan.as_str();
         if let Some(refused) = self.operator_required() {
             return refused;
         }
         if kassa_domain::Pan::parse(pan).is_err() {
             return Outcome::refused("not a valid card number");
+        }
+        // The reader's own refusals come before the network: no chip, a chip card swiped.
+        let probe = ChipContext {
+            amount_minor,
+            transaction_type: 0x00,
+            cryptogram_information: CRYPTOGRAM_ARQC,
+            atc: 0,
+            utc_offset_minutes: self.utc_offset_minutes,
+        };
+        if let Err(refusal) = card_data(read, &probe) {
+            return Outcome::refused_as(refusal);
         }
         if let Some(pin) = pin {
             if kassa_crypto::Pin::parse(pin).is_err() {
@@ -828,16 +955,20 @@ impl Terminal {
             }
         }
         if self.offline {
-            return self.offline_sale(amount_minor, pan, "offline");
+            return self.offline_sale(amount_minor, read, "offline");
         }
         if let Err(outcome) = self.card_preamble().await {
             return match outcome.status {
-                Status::NoNetwork => self.offline_sale(amount_minor, pan, outcome.error.as_deref().unwrap_or("")),
+                Status::NoNetwork => self.offline_sale(amount_minor, read, outcome.error.as_deref().unwrap_or("")),
                 _ => outcome,
             };
         }
-        let card = read_card(pan);
         let stan = journal!(self.journal.take_stan());
+        let chip = ChipContext { atc: atc_of(stan), ..probe };
+        let card = match card_data(read, &chip) {
+            Ok(card) => card,
+            Err(refusal) => return Outcome::refused_as(refusal),
+        };
         let request = match self.link.sale_at(stan, amount_minor, &card, pin) {
             Ok(request) => request,
             Err(error) => return Outcome::refused(error.to_string()),
@@ -860,7 +991,7 @@ impl Terminal {
         };
         if let Exchanged::NotSent(why) = &exchanged {
             let why = why.clone();
-            return self.offline_sale(amount_minor, pan, &why);
+            return self.offline_sale(amount_minor, read, &why);
         }
         let mut outcome = self.financial_outcome(id, stan, Some(amount_minor), exchanged, "its reversal");
         outcome.pan_masked = Some(mask_pan(pan));
@@ -869,7 +1000,8 @@ impl Terminal {
 
     /// A sale approved by the terminal alone: under the floor limit and the count of the TMS
     /// parameters, journaled with its upload message, uploaded by `flush` or `settle`.
-    fn offline_sale(&mut self, amount_minor: u64, pan: &str, why: &str) -> Outcome {
+    fn offline_sale(&mut self, amount_minor: u64, read: &CardRead, why: &str) -> Outcome {
+        let pan = read.pan.as_str();
         let Some(parameters) = self.parameters.clone() else {
             return Outcome::no_network(format!("no network ({why}) and no parameters downloaded: no offline sale"));
         };
@@ -887,7 +1019,24 @@ impl Terminal {
             ));
         }
         let stan = journal!(self.journal.take_stan());
-        let card = CardData::Keyed { pan: pan.to_owned(), expiry_yymm: expiry_of(pan) };
+        // A swiped card's track 2 is not kept: the upload carries the PAN and expiry as keyed. A
+        // chip read keeps its entry mode, with the card's offline approval (TC) in 55.
+        let card = match read.entry {
+            CardEntry::Insert | CardEntry::Tap => {
+                let chip = ChipContext {
+                    amount_minor,
+                    transaction_type: 0x00,
+                    cryptogram_information: CRYPTOGRAM_TC,
+                    atc: atc_of(stan),
+                    utc_offset_minutes: self.utc_offset_minutes,
+                };
+                match card_data(read, &chip) {
+                    Ok(card) => card,
+                    Err(refusal) => return Outcome::refused_as(refusal),
+                }
+            }
+            CardEntry::Swipe | CardEntry::Keyed => CardData::Keyed { pan: pan.to_owned(), expiry_yymm: expiry_of(pan) },
+        };
         let upload = self.link.offline_upload_at(stan, amount_minor, &card);
         let pending = match encode(&upload) {
             Ok(bytes) => bytes,
@@ -1055,24 +1204,44 @@ impl Terminal {
         outcome
     }
 
-    /// Balance inquiry (moves no money: not journaled, not reversed).
+    /// Balance inquiry of a swiped card (moves no money: not journaled, not reversed).
     pub async fn balance(&mut self, pan: &str, pin: &str) -> Outcome {
+        self.balance_read(&CardRead::swiped(pan), pin).await
+    }
+
+    /// Balance inquiry of the card as it was read (see [`Terminal::sale_read`]).
+    pub async fn balance_read(&mut self, read: &CardRead, pin: &str) -> Outcome {
+        let pan = read.pan.as_str();
         if let Some(refused) = self.operator_required() {
             return refused;
         }
         if kassa_domain::Pan::parse(pan).is_err() {
             return Outcome::refused("not a valid card number");
         }
+        let mut chip = ChipContext {
+            amount_minor: 0,
+            transaction_type: 0x31,
+            cryptogram_information: CRYPTOGRAM_ARQC,
+            atc: 0,
+            utc_offset_minutes: self.utc_offset_minutes,
+        };
+        if let Err(refusal) = card_data(read, &chip) {
+            return Outcome::refused_as(refusal);
+        }
         if let Err(outcome) = self.card_preamble().await {
             return outcome;
         }
         let stan = journal!(self.journal.take_stan());
-        let request = match self.link.balance_at(stan, &read_card(pan), pin) {
+        chip.atc = atc_of(stan);
+        let card = match card_data(read, &chip) {
+            Ok(card) => card,
+            Err(refusal) => return Outcome::refused_as(refusal),
+        };
+        let request = match self.link.balance_at(stan, &card, pin) {
             Ok(request) => request,
             Err(error) => return Outcome::refused(error.to_string()),
         };
         let drop_answer = std::mem::take(&mut self.drop_next_response);
-        let card = read_card(pan);
         let rebuild = |link: &Link| link.balance_at(stan, &card, pin);
         let answer = match self.exchange_signed(&request, &rebuild).await {
             Ok(_) if drop_answer => {

@@ -20,6 +20,7 @@ const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
 
 const CARD: &str = "6222021234567890128";
 const CARD_BALANCE_10: &str = "6222021234567890136";
+const CHIP_CARD: &str = "6222021234567890177";
 const PIN: &str = "123456";
 const REFUND_PASSWORD: &str = "123456";
 
@@ -215,6 +216,24 @@ fn operators_card_sales_voids_refunds_and_balance() {
 
     let balance = till.ok(&format!("balance {CARD_BALANCE_10} {PIN}"));
     assert_eq!(balance["balance"], json!(1000), "{balance}");
+
+    // The chip card: inserted and tapped it goes online with its ICC data; swiped it is refused
+    // by the terminal itself (a chip card is read by its chip), and nothing reaches the host.
+    let inserted = till.ok(&format!("sale 3.00 insert {CHIP_CARD} {PIN}"));
+    assert_eq!(inserted["response_code"], json!("00"), "{inserted}");
+    let slip = till.ok(&format!("reprint {}", text(&inserted["stan"])));
+    let slip = slip["receipt"].to_string();
+    assert!(slip.contains("Chip") || slip.contains("插卡"), "{slip}");
+    let tapped = till.ok(&format!("sale 2.00 tap {CHIP_CARD}"));
+    assert_eq!(tapped["response_code"], json!("00"), "{tapped}");
+    let slip = till.ok(&format!("reprint {}", text(&tapped["stan"])))["receipt"].to_string();
+    assert!(slip.contains("Contactless") || slip.contains("挥卡"), "{slip}");
+    let swiped = till.fails(&format!("sale 2.00 swipe {CHIP_CARD} {PIN}"));
+    assert_eq!(swiped["status"], json!("refused"), "{swiped}");
+    assert!(text(&swiped["error"]).contains("insert the card"), "{swiped}");
+    assert!(swiped.get("stan").is_none_or(Value::is_null), "nothing was sent: {swiped}");
+    till.fails(&format!("sale 2.00 insert {CARD} {PIN}"));
+    assert_eq!(till.ok(&format!("balance insert {CHIP_CARD} {PIN}"))["response_code"], json!("00"));
 
     // A void needs the refund password: a wrong one is refused before anything is sent.
     let wrong = till.fails(&format!("void {sale_stan} 999999"));

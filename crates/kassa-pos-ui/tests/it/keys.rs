@@ -56,8 +56,9 @@ fn a_sale_is_amount_confirm_card_pin_then_one_core_call() {
     let text = screen_text(&app, 80, 24);
     assert!(text.contains("******_") && !text.contains("123456"), "the PIN is masked:\n{text}");
     match press(&mut app, &core, KeyCode::Enter) {
-        Effect::Run(Action::Sale { amount_minor, pan, pin }) => {
+        Effect::Run(Action::Sale { amount_minor, pan, entry, pin }) => {
             assert_eq!(amount_minor, 1234);
+            assert_eq!(entry, kassa_terminal::terminal::CardEntry::Tap);
             assert_eq!(pan.as_str(), "6222021234567890128");
             assert_eq!(pin.as_deref().map(String::as_str), Some("123456"));
         }
