@@ -820,11 +820,8 @@ impl App {
 
     fn open_query(&mut self, core: &Terminal) {
         let outcome = core.journal();
-        let view = QueryView {
-            rows: outcome.entries.unwrap_or_default(),
-            selected: 0,
-            error: outcome.error.filter(|_| outcome.status != Status::Done).map(Note::same),
-        };
+        let error = reason_note(&outcome).filter(|_| outcome.status != Status::Done);
+        let view = QueryView { rows: outcome.entries.unwrap_or_default(), selected: 0, error };
         self.screen = Screen::Query(view);
     }
 
@@ -1255,7 +1252,7 @@ impl App {
                 self.login_password = None;
                 let ok = outcome.ok();
                 self.screen = Screen::SignIn(SignInForm {
-                    error: outcome.error.filter(|_| !ok).map(Note::same),
+                    error: reason_note(&outcome).filter(|_| !ok),
                     ..SignInForm::default()
                 });
             }
@@ -1266,7 +1263,7 @@ impl App {
                     self.back_to_menu(0);
                 } else {
                     let mut wizard = Wizard::new(running.task);
-                    wizard.error = Some(Note::same(outcome.error.unwrap_or_else(|| "refused".into())));
+                    wizard.error = Some(reason_note(&outcome).unwrap_or_else(|| Note::new("refused", "未受理")));
                     self.screen = Screen::Wizard(wizard);
                 }
             }
@@ -1305,7 +1302,7 @@ impl App {
         self.status.operator = operator;
         self.status.role = outcome.role.clone();
         if !outcome.ok() {
-            self.notice = Some(Note::same(outcome.error.clone().unwrap_or_default()));
+            self.notice = reason_note(&outcome);
         }
         if outcome.must_change_password == Some(true) {
             let mut wizard = Wizard::new(Task::OwnPassword { forced: true });
@@ -1519,7 +1516,17 @@ fn login_error(outcome: &Outcome, utc_offset_minutes: i32) -> Note {
             format!("Wrong operator code or password ({left} tries left)"),
             format!("操作员号或密码错误（还可尝试{left}次）"),
         ),
-        _ => Note::same(why),
+        _ => reason_note(outcome).unwrap_or_else(|| Note::same(why)),
+    }
+}
+
+/// The core's reason in both languages ([`Outcome::reason`]: Chinese for the common refusals and
+/// declines, the English text for the rest).
+fn reason_note(outcome: &Outcome) -> Option<Note> {
+    match (outcome.reason(Lang::En), outcome.reason(Lang::Zh)) {
+        (Some(en), Some(zh)) => Some(Note::new(en, zh)),
+        (Some(text), None) | (None, Some(text)) => Some(Note::same(text)),
+        (None, None) => None,
     }
 }
 

@@ -12,7 +12,7 @@ pub fn pick(lang: Lang, en: &'static str, zh: &'static str) -> &'static str {
 }
 
 /// A message kept on a screen and shown in the language of the moment: switching language
-/// re-renders it. The core's own messages are English only and are kept as they are.
+/// re-renders it. The core gives its reasons in both languages where it can (`Outcome::reason`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
     en: String,

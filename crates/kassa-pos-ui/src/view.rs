@@ -547,7 +547,8 @@ fn result(frame: &mut Frame, area: Rect, app: &App, view: &ResultView) -> &'stat
 /// What the cashier should know beyond the fields: why it failed and what happens next.
 fn explanation(lang: Lang, view: &ResultView) -> Vec<String> {
     let outcome = &view.outcome;
-    let core_says = outcome.error.clone().unwrap_or_default();
+    // The core's reason in the screen's language (English where it has no Chinese wording).
+    let core_says = outcome.reason(lang).unwrap_or_default();
     match outcome.status {
         Status::Done if outcome.offline => vec![pick(
             lang,

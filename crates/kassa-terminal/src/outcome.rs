@@ -27,6 +27,31 @@ pub enum Status {
 /// JSON's contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// A wrong password, with the tries left before the lock.
+    WrongPassword {
+        /// Tries left.
+        attempts_left: u64,
+    },
+    /// The operator or password is locked for now.
+    Locked,
+    /// The initial password must be changed first.
+    MustChangePassword,
+    /// The signed-in operator may not do this (a supervisor's task).
+    NotAllowed,
+    /// No operator is signed in.
+    NoOperator,
+    /// No approved sale with that STAN in the open batch.
+    UnknownStan,
+    /// The RRN (or the sale's date) is not one the terminal can name.
+    UnknownRrn,
+    /// No network, and no offline sale allowed (above the floor limit, or too many waiting).
+    OfflineLimit,
+    /// Items of the journal still have to reach the host: no re-initialisation.
+    UnsentBlockReinit,
+    /// The host could not be reached.
+    NoNetwork,
+    /// Sent, but no answer came.
+    NoAnswer,
     /// A chip card was swiped: real terminals ask for the chip while it can be read.
     InsertChipCard,
     /// Inserted or tapped, but the card has no chip (service code `1xx`).
@@ -36,21 +61,39 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The English text (what `error` says).
-    pub fn english(self) -> &'static str {
+    /// The English text (what `error` says when the terminal words it alone).
+    pub fn english(self) -> String {
         self.text(Lang::En)
     }
 
     /// The text in `lang`.
-    pub fn text(self, lang: Lang) -> &'static str {
-        let (en, zh) = match self {
+    pub fn text(self, lang: Lang) -> String {
+        let (en, zh): (&str, &str) = match self {
+            Refusal::WrongPassword { attempts_left } => {
+                return match lang {
+                    Lang::En => format!("wrong password, {attempts_left} tries left"),
+                    Lang::Zh => format!("密码错误，还可尝试{attempts_left}次"),
+                }
+            }
+            Refusal::Locked => ("locked: try again later", "已锁定，请稍后再试"),
+            Refusal::MustChangePassword => ("the initial password must be changed first", "请先修改初始密码"),
+            Refusal::NotAllowed => ("not allowed for this operator", "该操作员无权限"),
+            Refusal::NoOperator => ("no operator is signed in", "请先签到操作员"),
+            Refusal::UnknownStan => ("no approved sale with this STAN in the open batch", "本批次无此凭证号的成功交易"),
+            Refusal::UnknownRrn => ("no sale with this reference number and date", "找不到该参考号的原始交易"),
+            Refusal::OfflineLimit => ("no network, and no offline sale allowed", "网络不通，且超出脱机交易限制"),
+            Refusal::UnsentBlockReinit => {
+                ("items of the journal are not sent yet: flush them first", "有未上送的交易，请先上送")
+            }
+            Refusal::NoNetwork => ("the host cannot be reached", "网络不通，无法连接主机"),
+            Refusal::NoAnswer => ("no answer from the host", "主机无应答"),
             Refusal::InsertChipCard => ("chip card: insert the card (a chip card is not swiped)", "芯片卡请插卡"),
             Refusal::NoChip => ("this card has no chip: swipe the card", "该卡无芯片，请刷卡"),
             Refusal::CardNotRead => ("the card could not be read: key the number", "读卡失败，请手输卡号"),
         };
         match lang {
-            Lang::En => en,
-            Lang::Zh => zh,
+            Lang::En => en.to_owned(),
+            Lang::Zh => zh.to_owned(),
         }
     }
 }
@@ -201,19 +244,47 @@ impl Outcome {
     pub fn refused_as(refusal: Refusal) -> Outcome {
         Outcome {
             status: Status::Refused,
-            error: Some(refusal.english().to_owned()),
+            error: Some(refusal.english()),
             refusal: Some(refusal),
             ..Outcome::default()
         }
     }
 
-    /// Why it did not succeed, in `lang`: a known refusal in that language, otherwise `error`
-    /// (English, or the decline's meaning in the language it was made in).
+    /// Why it did not succeed, in `lang`. English is `error` as it is; in Chinese, a known
+    /// refusal (set, or told by the outcome's facts: tries left, a lock, no network, no answer)
+    /// and a decline's response code are said in Chinese, anything else stays in English.
     pub fn reason(&self, lang: Lang) -> Option<String> {
-        match self.refusal {
-            Some(refusal) => Some(refusal.text(lang).to_owned()),
-            None => self.error.clone(),
+        if lang == Lang::En || self.status == Status::Done {
+            return self.error.clone();
         }
+        if let Some(refusal) = self.refusal.or_else(|| self.implied_refusal()) {
+            return Some(refusal.text(lang));
+        }
+        match (&self.status, &self.response_code) {
+            (Status::Declined, Some(code)) => Some(format!("{code} {}", meaning(code, lang))),
+            _ => self.error.clone(),
+        }
+    }
+
+    /// The refusal the outcome's own facts tell.
+    fn implied_refusal(&self) -> Option<Refusal> {
+        match self.status {
+            Status::NoNetwork => Some(Refusal::NoNetwork),
+            Status::NoAnswer => Some(Refusal::NoAnswer),
+            Status::Refused if self.locked_until_ms.is_some() => Some(Refusal::Locked),
+            Status::Refused => match (self.attempts_left, self.must_change_password) {
+                (Some(attempts_left), _) => Some(Refusal::WrongPassword { attempts_left }),
+                (None, Some(true)) => Some(Refusal::MustChangePassword),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Marks the outcome with its kind (the English `error` stays).
+    pub fn with_refusal(mut self, refusal: Refusal) -> Outcome {
+        self.refusal = Some(refusal);
+        self
     }
 
     /// The host could not be reached.
@@ -234,5 +305,36 @@ impl Outcome {
             response_code: Some(code.to_owned()),
             ..Outcome::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_said_in_the_screens_language() {
+        let swiped = Outcome::refused_as(Refusal::InsertChipCard);
+        assert_eq!(swiped.error.as_deref(), Some("chip card: insert the card (a chip card is not swiped)"));
+        assert_eq!(swiped.reason(Lang::En), swiped.error);
+        assert_eq!(swiped.reason(Lang::Zh).as_deref(), Some("芯片卡请插卡"));
+
+        let wrong = Outcome { attempts_left: Some(2), ..Outcome::refused("wrong password") };
+        assert_eq!(wrong.reason(Lang::En).as_deref(), Some("wrong password"));
+        assert_eq!(wrong.reason(Lang::Zh).as_deref(), Some("密码错误，还可尝试2次"));
+        let locked = Outcome { locked_until_ms: Some(1), attempts_left: Some(0), ..Outcome::refused("locked") };
+        assert_eq!(locked.reason(Lang::Zh).as_deref(), Some("已锁定，请稍后再试"));
+        assert_eq!(Outcome::no_network("offline").reason(Lang::Zh).as_deref(), Some("网络不通，无法连接主机"));
+
+        let declined = Outcome::declined("51", Lang::En);
+        assert_eq!(declined.reason(Lang::Zh).as_deref(), Some("51 余额不足"));
+        assert_eq!(declined.reason(Lang::En).as_deref(), Some("declined 51: insufficient funds"));
+        // Unknown to the table: the English text, rather than nothing.
+        let other = Outcome::refused("the host answered the login without a session");
+        assert_eq!(other.reason(Lang::Zh), other.error);
+        let stan =
+            Outcome::refused("no approved sale with STAN 000007 in the open batch").with_refusal(Refusal::UnknownStan);
+        assert_eq!(stan.reason(Lang::Zh).as_deref(), Some("本批次无此凭证号的成功交易"));
+        assert_eq!(stan.error.as_deref(), Some("no approved sale with STAN 000007 in the open batch"));
     }
 }

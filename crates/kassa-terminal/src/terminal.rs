@@ -211,6 +211,9 @@ fn tms_failed(error: TmsError) -> Outcome {
 /// A TMS refusal with the facts the cashier acts on (tries left, unlock time).
 fn tms_refused(answer: &TmsAnswer) -> Outcome {
     let mut outcome = Outcome::refused(answer.error());
+    if answer.status == 403 {
+        outcome.refusal = Some(Refusal::NotAllowed);
+    }
     outcome.attempts_left = answer.body["attempts_left"].as_u64();
     outcome.locked_until_ms = answer.body["locked_until_ms"].as_i64();
     if answer.body["must_change_password"] == json!(true) {
@@ -452,7 +455,9 @@ impl Terminal {
     /// `None` when an operator may act now; otherwise the refusal.
     pub fn operator_required(&self) -> Option<Outcome> {
         match &self.operator {
-            None => Some(Outcome::refused("no operator is signed in: login OPERATOR PASSWORD")),
+            None => Some(
+                Outcome::refused("no operator is signed in: login OPERATOR PASSWORD").with_refusal(Refusal::NoOperator),
+            ),
             Some(operator) if operator.must_change_password => {
                 let mut refused =
                     Outcome::refused("the initial password must be changed first: change-password OLD NEW");
@@ -664,6 +669,7 @@ impl Terminal {
                 "{unsent} item(s) in the journal are not sent yet: flush them before re-initialising"
             ));
             refused.unsent = Some(journal!(self.journal.unsent()).iter().map(JournalItem::from).collect());
+            refused.refusal = Some(Refusal::UnsentBlockReinit);
             return refused;
         }
         if let Some(refused) = self.operator_required() {
@@ -1010,13 +1016,15 @@ impl Terminal {
                 "no network ({why}); {} is above the offline floor limit {}",
                 crate::money::format_amount(amount_minor),
                 crate::money::format_amount(parameters.offline_floor_limit_minor)
-            ));
+            ))
+            .with_refusal(Refusal::OfflineLimit);
         }
         let waiting = journal!(self.journal.offline_unsent_count());
         if waiting >= parameters.offline_sales_unsent_max {
             return Outcome::no_network(format!(
                 "no network ({why}); {waiting} offline sales already wait to be sent (the most allowed)"
-            ));
+            ))
+            .with_refusal(Refusal::OfflineLimit);
         }
         let stan = journal!(self.journal.take_stan());
         // A swiped card's track 2 is not kept: the upload carries the PAN and expiry as keyed. A
@@ -1104,7 +1112,10 @@ impl Terminal {
             Some(entry) if entry.state == State::Voided => {
                 return Outcome::refused(format!("the sale {stan:06} is already voided"))
             }
-            _ => return Outcome::refused(format!("no approved sale with STAN {stan:06} in the open batch")),
+            _ => {
+                return Outcome::refused(format!("no approved sale with STAN {stan:06} in the open batch"))
+                    .with_refusal(Refusal::UnknownStan)
+            }
         };
         if let Err(outcome) = self.card_preamble().await {
             return outcome;
@@ -1158,7 +1169,7 @@ impl Terminal {
             return refused;
         }
         if rrn.len() != 12 || !rrn.bytes().all(|byte| byte.is_ascii_alphanumeric()) {
-            return Outcome::refused("an RRN is 12 characters");
+            return Outcome::refused("an RRN is 12 characters").with_refusal(Refusal::UnknownRrn);
         }
         if !valid_digits(date_mmdd, 4) {
             return Outcome::refused("the sale's date is MMDD");

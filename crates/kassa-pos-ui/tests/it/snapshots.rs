@@ -3,6 +3,8 @@
 
 use kassa_pos_ui::{Action, App, Effect};
 use kassa_terminal::journal::{Kind, NewEntry, Outcome as Answered, State};
+use kassa_terminal::outcome::Refusal;
+use kassa_terminal::terminal::CardEntry;
 use kassa_terminal::{Lang, Outcome, Terminal};
 use ratatui::crossterm::event::KeyCode;
 
@@ -100,6 +102,23 @@ fn every_screen(lang: Lang) {
     app.finish(declined, &core);
     assert!(!app.take_bell(), "a decline does not ring");
     snap(&app, "result_declined");
+    press(&mut app, &core, KeyCode::Esc);
+
+    // The chip card swiped: the core refuses it, and the screen says why in its language.
+    sale_up_to_the_pin(&mut app, &core, "300", '6');
+    let Effect::Run(Action::Sale { amount_minor: 300, entry: CardEntry::Swipe, .. }) =
+        press(&mut app, &core, KeyCode::Enter)
+    else {
+        panic!("no sale")
+    };
+    app.finish(Outcome::refused_as(Refusal::InsertChipCard), &core);
+    snap(&app, "result_refused");
+    let shown = screen_text(&app, WIDTH, HEIGHT);
+    let expected = match lang {
+        Lang::En => "chip card: insert the card",
+        Lang::Zh => "芯片卡请插卡",
+    };
+    assert!(shown.contains(expected), "{shown}");
     press(&mut app, &core, KeyCode::Esc);
 
     type_text(&mut app, &core, "3");
