@@ -938,23 +938,10 @@ impl Terminal {
     /// unreachable (or `offline on`), a sale under the floor limit is approved offline.
     pub async fn sale_read(&mut self, amount_minor: u64, read: &CardRead, pin: Option<&str>) -> Outcome {
         let pan = read.pan.as_str();
-        if let Some(refused) = self.operator_required() {
-            return refused;
-        }
-        if kassa_domain::Pan::parse(pan).is_err() {
-            return Outcome::refused("not a valid card number");
-        }
-        // The reader's own refusals come before the network: no chip, a chip card swiped.
-        let probe = ChipContext {
-            amount_minor,
-            transaction_type: 0x00,
-            cryptogram_information: CRYPTOGRAM_ARQC,
-            atc: 0,
-            utc_offset_minutes: self.utc_offset_minutes,
+        let probe = match self.check_card(read, amount_minor, 0x00) {
+            Ok(probe) => probe,
+            Err(refused) => return *refused,
         };
-        if let Err(refusal) = card_data(read, &probe) {
-            return Outcome::refused_as(refusal);
-        }
         if let Some(pin) = pin {
             if kassa_crypto::Pin::parse(pin).is_err() {
                 return Outcome::refused("a PIN is 4 to 12 digits");
@@ -1220,25 +1207,39 @@ impl Terminal {
         self.balance_read(&CardRead::swiped(pan), pin).await
     }
 
-    /// Balance inquiry of the card as it was read (see [`Terminal::sale_read`]).
-    pub async fn balance_read(&mut self, read: &CardRead, pin: &str) -> Outcome {
-        let pan = read.pan.as_str();
+    /// What a card request checks before the network: an operator signed in, a valid card
+    /// number, and the reader's own refusals (no chip, a chip card swiped). Returns the chip
+    /// context of the read (its ATC set once the STAN is taken).
+    fn check_card(
+        &self,
+        read: &CardRead,
+        amount_minor: u64,
+        transaction_type: u8,
+    ) -> Result<ChipContext, Box<Outcome>> {
         if let Some(refused) = self.operator_required() {
-            return refused;
+            return Err(Box::new(refused));
         }
-        if kassa_domain::Pan::parse(pan).is_err() {
-            return Outcome::refused("not a valid card number");
+        if kassa_domain::Pan::parse(read.pan.as_str()).is_err() {
+            return Err(Box::new(Outcome::refused("not a valid card number")));
         }
-        let mut chip = ChipContext {
-            amount_minor: 0,
-            transaction_type: 0x31,
+        let chip = ChipContext {
+            amount_minor,
+            transaction_type,
             cryptogram_information: CRYPTOGRAM_ARQC,
             atc: 0,
             utc_offset_minutes: self.utc_offset_minutes,
         };
-        if let Err(refusal) = card_data(read, &chip) {
-            return Outcome::refused_as(refusal);
-        }
+        card_data(read, &chip).map_err(|refusal| Box::new(Outcome::refused_as(refusal)))?;
+        Ok(chip)
+    }
+
+    /// Balance inquiry of the card as it was read (see [`Terminal::sale_read`]).
+    pub async fn balance_read(&mut self, read: &CardRead, pin: &str) -> Outcome {
+        let pan = read.pan.as_str();
+        let mut chip = match self.check_card(read, 0, 0x31) {
+            Ok(chip) => chip,
+            Err(refused) => return *refused,
+        };
         if let Err(outcome) = self.card_preamble().await {
             return outcome;
         }
