@@ -15,16 +15,20 @@
 //! sealed keys hides them.
 //! **Boundary**: this crate knows SQL; it knows nothing of sockets, HTTP or ISO 8583.
 
+pub mod aggregator;
+pub mod api;
 pub mod auth;
 pub mod batch_upload;
 mod commit;
 pub mod gateway;
+pub mod merchant_notify;
 mod migrate;
 mod pg_backup;
 mod pg_bulk;
 mod pg_tls;
 mod postgres;
 pub mod qr;
+pub mod refund_requests;
 pub use postgres::{connect as connect_postgres, create_database, drop_database, url_with_database};
 mod queries;
 mod records;

@@ -42,6 +42,18 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "qr_trade_failure",
         sql: include_str!("../migrations/sqlite/0007_qr_trade_failure.sql"),
     },
+    Migration { version: 8, name: "aggregator", sql: include_str!("../migrations/sqlite/0008_aggregator.sql") },
+    Migration {
+        version: 9,
+        name: "merchant_notifications",
+        sql: include_str!("../migrations/sqlite/0009_merchant_notifications.sql"),
+    },
+    Migration { version: 10, name: "api", sql: include_str!("../migrations/sqlite/0010_api.sql") },
+    Migration {
+        version: 11,
+        name: "refund_requests",
+        sql: include_str!("../migrations/sqlite/0011_refund_requests.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -63,6 +75,18 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 7,
         name: "qr_trade_failure",
         sql: include_str!("../migrations/postgres/0007_qr_trade_failure.sql"),
+    },
+    Migration { version: 8, name: "aggregator", sql: include_str!("../migrations/postgres/0008_aggregator.sql") },
+    Migration {
+        version: 9,
+        name: "merchant_notifications",
+        sql: include_str!("../migrations/postgres/0009_merchant_notifications.sql"),
+    },
+    Migration { version: 10, name: "api", sql: include_str!("../migrations/postgres/0010_api.sql") },
+    Migration {
+        version: 11,
+        name: "refund_requests",
+        sql: include_str!("../migrations/postgres/0011_refund_requests.sql"),
     },
 ];
 

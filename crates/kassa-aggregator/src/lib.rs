@@ -1,0 +1,1 @@
+//! The Alipay-compatible aggregator gateway, `/gateway.do` (聚合支付).

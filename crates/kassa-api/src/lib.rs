@@ -1,0 +1,1 @@
+//! The integrators' JSON API, `/api/v1`.

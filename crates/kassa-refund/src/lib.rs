@@ -1,0 +1,1 @@
+//! The refund workflow (退款审核 / 退款进度).

@@ -1,0 +1,1 @@
+-- aggregator: filled in by the change that introduces it.

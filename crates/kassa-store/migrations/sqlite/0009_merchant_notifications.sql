@@ -1,0 +1,1 @@
+-- merchant_notifications: filled in by the change that introduces it.

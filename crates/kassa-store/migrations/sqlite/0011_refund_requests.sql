@@ -1,0 +1,1 @@
+-- refund_requests: filled in by the change that introduces it.
