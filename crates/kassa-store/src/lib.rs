@@ -359,6 +359,11 @@ impl Store {
     pub fn qr(&self) -> &dyn qr::QrStore {
         &*self.reads
     }
+
+    /// Trades made through the Alipay-compatible gateway (`aggregator` module).
+    pub fn aggregator(&self) -> &dyn aggregator::AggregatorStore {
+        &*self.reads
+    }
 }
 
 /// A database URL with its password hidden, for logs and errors: the one in the user part and

@@ -2,6 +2,7 @@
 //! PostgreSQL when `KASSA_TEST_DATABASE_URL` is set (a fresh database per test).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod aggregator;
 mod auth;
 mod batch_upload;
 mod batches;
