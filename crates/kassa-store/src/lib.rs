@@ -360,6 +360,11 @@ impl Store {
         &*self.reads
     }
 
+    /// The gateway's merchant-notification outbox (`merchant_notify` module).
+    pub fn merchant_notify(&self) -> &dyn merchant_notify::MerchantNotifyStore {
+        &*self.reads
+    }
+
     /// Trades made through the Alipay-compatible gateway (`aggregator` module).
     pub fn aggregator(&self) -> &dyn aggregator::AggregatorStore {
         &*self.reads

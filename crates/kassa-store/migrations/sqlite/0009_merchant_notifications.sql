@@ -1,1 +1,39 @@
--- merchant_notifications: filled in by the change that introduces it.
+-- Merchant notifications of the Alipay-compatible gateway (trade_status_sync): a durable
+-- outbox with one row per (trade, status) announced. The trigger below writes the row in the
+-- same transaction as the update that turns a gateway trade paid or closed, whatever path made
+-- that update (a collection, a wallet's notification, the resolver, a cancel or a close), so a
+-- change cannot commit without its notification, and the primary key makes any second insert
+-- for the same (trade, status) a no-op. The sender claims a due row by updating it at its
+-- version (next_attempt_at_ms becomes its lease), sends, then records what came of it.
+-- States: 'pending' (due at next_attempt_at_ms), 'delivered' (the merchant answered
+-- `success`), 'failed' (given up after the last attempt, or a URL the policy refuses: kept for
+-- the back office), 'not_requested' (the trade has no notify_url).
+
+CREATE TABLE merchant_notifications (
+    trade_id            INTEGER NOT NULL REFERENCES qr_trades (id),
+    trade_status        TEXT NOT NULL CHECK (trade_status IN ('paid', 'closed')),
+    state               TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'not_requested')),
+    notify_url          TEXT,                -- copied from the gateway trade when first sent
+    attempts            INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at_ms  INTEGER,             -- due time, or a sender's lease; NULL once final
+    last_error          TEXT,
+    delivered_at_ms     INTEGER,
+    version             INTEGER NOT NULL DEFAULT 1,
+    created_at_ms       INTEGER NOT NULL,
+    updated_at_ms       INTEGER NOT NULL,
+    PRIMARY KEY (trade_id, trade_status),
+    CHECK ((state = 'pending') = (next_attempt_at_ms IS NOT NULL)),
+    CHECK ((state = 'delivered') = (delivered_at_ms IS NOT NULL))
+) STRICT;
+CREATE INDEX merchant_notifications_due ON merchant_notifications (next_attempt_at_ms)
+    WHERE next_attempt_at_ms IS NOT NULL;
+CREATE INDEX merchant_notifications_failed ON merchant_notifications (updated_at_ms) WHERE state = 'failed';
+
+CREATE TRIGGER merchant_notifications_enqueue AFTER UPDATE OF status ON qr_trades
+    WHEN NEW.origin = 'gateway' AND NEW.status IN ('paid', 'closed') AND OLD.status <> NEW.status
+BEGIN
+    INSERT INTO merchant_notifications (trade_id, trade_status, state, next_attempt_at_ms, created_at_ms,
+        updated_at_ms)
+    VALUES (NEW.id, NEW.status, 'pending', NEW.updated_at_ms, NEW.updated_at_ms, NEW.updated_at_ms)
+    ON CONFLICT (trade_id, trade_status) DO NOTHING;
+END;

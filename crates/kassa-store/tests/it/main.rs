@@ -8,5 +8,6 @@ mod batch_upload;
 mod batches;
 mod conformance;
 mod gateway;
+mod merchant_notify;
 mod qr;
 mod resilience;
