@@ -23,6 +23,33 @@ pub enum RefundReason {
     Other,
 }
 
+impl RefundReason {
+    /// Every reason.
+    pub const ALL: [RefundReason; 5] = [
+        RefundReason::ReturnOfGoods,
+        RefundReason::WrongAmount,
+        RefundReason::Complaint,
+        RefundReason::ChargedButFailed,
+        RefundReason::Other,
+    ];
+
+    /// The stable snake_case name (stored, and the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundReason::ReturnOfGoods => "return_of_goods",
+            RefundReason::WrongAmount => "wrong_amount",
+            RefundReason::Complaint => "complaint",
+            RefundReason::ChargedButFailed => "charged_but_failed",
+            RefundReason::Other => "other",
+        }
+    }
+
+    /// The reason of a stored name.
+    pub fn parse(text: &str) -> Option<RefundReason> {
+        RefundReason::ALL.into_iter().find(|reason| reason.as_str() == text)
+    }
+}
+
 /// Where a refund request stands (退款进度).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,6 +73,49 @@ pub enum RefundRequestState {
 }
 
 impl RefundRequestState {
+    /// Every state.
+    pub const ALL: [RefundRequestState; 8] = [
+        RefundRequestState::Requested,
+        RefundRequestState::AwaitingInstitutionReview,
+        RefundRequestState::Approved,
+        RefundRequestState::SentToChannel,
+        RefundRequestState::Succeeded,
+        RefundRequestState::Failed,
+        RefundRequestState::RejectedByMerchant,
+        RefundRequestState::RejectedByInstitution,
+    ];
+
+    /// The stable snake_case name (stored, and the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundRequestState::Requested => "requested",
+            RefundRequestState::AwaitingInstitutionReview => "awaiting_institution_review",
+            RefundRequestState::Approved => "approved",
+            RefundRequestState::SentToChannel => "sent_to_channel",
+            RefundRequestState::Succeeded => "succeeded",
+            RefundRequestState::Failed => "failed",
+            RefundRequestState::RejectedByMerchant => "rejected_by_merchant",
+            RefundRequestState::RejectedByInstitution => "rejected_by_institution",
+        }
+    }
+
+    /// The state of a stored name.
+    pub fn parse(text: &str) -> Option<RefundRequestState> {
+        RefundRequestState::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+
+    /// Whether the amount is held by the request itself, before the channel holds it: from the
+    /// request until it is sent (a request sent to the channel is held there, as the channel's
+    /// own pending refund).
+    pub fn holds_before_channel(self) -> bool {
+        matches!(
+            self,
+            RefundRequestState::Requested
+                | RefundRequestState::AwaitingInstitutionReview
+                | RefundRequestState::Approved
+        )
+    }
+
     /// Whether the request can no longer move.
     pub fn is_final(self) -> bool {
         matches!(
@@ -160,6 +230,24 @@ mod tests {
             next_refund_state(s, RefundAction::InstitutionReject, cny(50_001), threshold),
             Ok(RefundRequestState::RejectedByInstitution)
         );
+    }
+
+    #[test]
+    fn stored_names_are_the_serde_names_and_round_trip() {
+        for state in RefundRequestState::ALL {
+            assert_eq!(RefundRequestState::parse(state.as_str()), Some(state));
+            assert_eq!(serde_json::to_value(state).unwrap(), serde_json::json!(state.as_str()));
+            assert_eq!(
+                state.holds_before_channel(),
+                state.reserves_amount() && state != RefundRequestState::SentToChannel && !state.is_final()
+            );
+        }
+        for reason in RefundReason::ALL {
+            assert_eq!(RefundReason::parse(reason.as_str()), Some(reason));
+            assert_eq!(serde_json::to_value(reason).unwrap(), serde_json::json!(reason.as_str()));
+        }
+        assert_eq!(RefundRequestState::parse("Requested"), None);
+        assert_eq!(RefundReason::parse(""), None);
     }
 
     proptest! {

@@ -355,6 +355,11 @@ impl Store {
         &*self.reads
     }
 
+    /// Refund requests of the refund workflow, their steps and holds (`refund_requests` module).
+    pub fn refund_requests(&self) -> &dyn refund_requests::RefundRequestStore {
+        &*self.reads
+    }
+
     /// QR trades and their refunds (`qr` module).
     pub fn qr(&self) -> &dyn qr::QrStore {
         &*self.reads
