@@ -66,6 +66,9 @@ pub mod env {
     pub const PUBLIC_URL: &str = "KASSA_PUBLIC_URL";
     /// The JSON file of the wallet providers' credentials (`kassa serve`).
     pub const WALLET_CREDENTIALS: &str = "KASSA_WALLET_CREDENTIALS";
+    /// Where the gateway may send merchant notifications: hosts or `http(s)://` URL prefixes,
+    /// separated by commas.
+    pub const NOTIFY_URL_ALLOW: &str = "KASSA_NOTIFY_URL_ALLOW";
     /// ISO 8583 connections one address (IPv6: one /64) may hold at once.
     pub const ISO_CONNECTIONS_PER_ADDRESS_MAX: &str = "KASSA_ISO_CONNECTIONS_PER_ADDRESS_MAX";
     /// The zone PIN key shared with the card issuer, 32 hex characters (double-length 3DES).
@@ -122,6 +125,11 @@ pub struct Config {
     /// The JSON file holding the wallet providers' credentials (app ids, keys; keep it 0600);
     /// `None`: the in-process wallet simulator's, when `simulators` is on, else no QR payments.
     pub wallet_credentials: Option<PathBuf>,
+    /// Where the Alipay-compatible gateway may send merchant notifications (`notify_url`): hosts
+    /// (`shop.example.com`, any port unless one is given) or `http(s)://` URL prefixes (scheme,
+    /// host, port and the start of the path). Loopback URLs are allowed under `kassa up`
+    /// besides; empty: nowhere else.
+    pub notify_url_allow: Vec<String>,
     /// ISO 8583 connections one address (IPv6: one /64) may hold at once; `None`: the
     /// gateway's default (64, a shop's terminals behind one NAT address). Raise it for a
     /// concentrator that brings a whole region's terminals from one address.
@@ -178,6 +186,8 @@ pub struct ConfigLayer {
     pub public_url: Option<String>,
     /// See [`Config::wallet_credentials`].
     pub wallet_credentials: Option<PathBuf>,
+    /// See [`Config::notify_url_allow`].
+    pub notify_url_allow: Option<Vec<String>>,
     /// See [`Config::iso_connections_per_address_max`].
     pub iso_connections_per_address_max: Option<usize>,
     /// See [`Config::zone_pin_key`]. Never read from a file.
@@ -275,6 +285,7 @@ impl Config {
             smtp_from: merged.smtp_from,
             public_url: merged.public_url,
             wallet_credentials: merged.wallet_credentials,
+            notify_url_allow: merged.notify_url_allow.unwrap_or_default(),
             iso_connections_per_address_max: merged.iso_connections_per_address_max,
             zone_pin_key: merged.zone_pin_key,
             tls_cert: merged.tls_cert,
@@ -343,6 +354,7 @@ impl ConfigLayer {
             smtp_from: over.smtp_from.or(self.smtp_from),
             public_url: over.public_url.or(self.public_url),
             wallet_credentials: over.wallet_credentials.or(self.wallet_credentials),
+            notify_url_allow: over.notify_url_allow.or(self.notify_url_allow),
             iso_connections_per_address_max: over
                 .iso_connections_per_address_max
                 .or(self.iso_connections_per_address_max),
@@ -439,6 +451,9 @@ impl ConfigLayer {
             smtp_from: get(env::SMTP_FROM).map(|from| from.trim().to_owned()),
             public_url: get(env::PUBLIC_URL).map(|url| url.trim().trim_end_matches('/').to_owned()),
             wallet_credentials: get(env::WALLET_CREDENTIALS).map(PathBuf::from),
+            notify_url_allow: get(env::NOTIFY_URL_ALLOW).map(|list| {
+                list.split(',').map(str::trim).filter(|entry| !entry.is_empty()).map(str::to_owned).collect()
+            }),
             iso_connections_per_address_max,
             zone_pin_key,
             tls_cert: get(env::TLS_CERT).map(PathBuf::from),
@@ -714,6 +729,20 @@ mod tests {
         assert!(Config::resolve([iso_alone]).unwrap_err().to_string().starts_with("iso_tls needs"));
         let error = Config::load(None, env_of(&[("KASSA_ISO_TLS", "maybe")]), ConfigLayer::default()).unwrap_err();
         assert!(error.to_string().starts_with("environment variable KASSA_ISO_TLS"), "{error}");
+    }
+
+    #[test]
+    fn notify_url_allow_comes_from_the_file_or_a_comma_separated_variable() {
+        assert!(Config::resolve([]).unwrap().notify_url_allow.is_empty(), "nowhere by default");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kassa.toml");
+        std::fs::write(&file, "notify_url_allow = [\"shop.example.com\", \"https://pos.example.net/notify\"]\n")
+            .unwrap();
+        let config = Config::load(Some(&file), env_of(&[]), ConfigLayer::default()).unwrap();
+        assert_eq!(config.notify_url_allow, ["shop.example.com", "https://pos.example.net/notify"]);
+        let env = env_of(&[("KASSA_NOTIFY_URL_ALLOW", " a.example.com, ,https://b.example.com/n ")]);
+        let config = Config::load(Some(&file), env, ConfigLayer::default()).unwrap();
+        assert_eq!(config.notify_url_allow, ["a.example.com", "https://b.example.com/n"], "environment beats file");
     }
 
     #[test]
