@@ -13,7 +13,7 @@ use kassa_store::qr::{
     insert_refund, insert_trade, update_refund, update_refund_op, update_trade, QrKind, QrOrderState, QrOriginKind,
     QrRefundRecord, QrRefundStatus, QrStatus, QrTradeRecord,
 };
-use kassa_store::{AuditEvent, Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
+use kassa_store::{AuditEvent, Guard, Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
 use kassa_wallet::{
     CancelOutcome, Decline, PayOutcome, PayRequest, PrecreateRequest, TradeState, Wallet, WalletConnector, WalletError,
     WalletRefund, WalletTrade,
@@ -63,6 +63,16 @@ pub struct QrMetrics {
     pub attention: AtomicU64,
     /// Refunds succeeded.
     pub refunds: AtomicU64,
+}
+
+/// What journaling a new trade found.
+enum Journaled {
+    /// Journaled: the trade as stored.
+    New(Box<QrTradeRecord>),
+    /// Its `out_trade_no` exists: nothing was stored.
+    Exists,
+    /// Its admission did not pass: nothing was stored.
+    Refused,
 }
 
 /// The host's QR payment service. Cheap to clone.
@@ -297,16 +307,25 @@ impl QrService {
         }
     }
 
-    /// Journals `trade` (committed before any wallet is called). `Ok(None)` when its
+    /// Journals `trade` (committed before any wallet is called), admitted by `admission` when
+    /// there is one (written with the trade, in the same commit). `Exists` when its
     /// `out_trade_no` exists: the caller answers from the stored trade.
-    async fn journal(&self, mut trade: QrTradeRecord) -> Result<Option<QrTradeRecord>, QrError> {
+    async fn journal(&self, mut trade: QrTradeRecord, mut admission: Option<Guard>) -> Result<Journaled, QrError> {
         for _ in 0..CHANGE_ATTEMPTS_MAX {
-            match self.inner.store.commit(WriteUnit::guarded(insert_trade(&trade), vec![])).await? {
-                UnitOutcome::Committed { .. } => return Ok(Some(trade)),
+            let unit = WriteUnit::guarded(insert_trade(&trade), vec![]);
+            // An admission that passed stays written whatever the trade's insert found, so it
+            // goes with the first attempt only.
+            let unit = match admission.take() {
+                Some(admission) => unit.admitted_by(admission),
+                None => unit,
+            };
+            match self.inner.store.commit(unit).await? {
+                UnitOutcome::Committed { .. } => return Ok(Journaled::New(Box::new(trade))),
+                UnitOutcome::Refused => return Ok(Journaled::Refused),
                 _ => {
                     let qr = self.inner.store.qr();
                     if qr.trade_by_out_trade_no(&trade.merchant_id, &trade.out_trade_no).await?.is_some() {
-                        return Ok(None);
+                        return Ok(Journaled::Exists);
                     }
                     // Another trade's id, reference or token: draw again.
                     let id = new_trade_id(self.now_ms());
@@ -586,6 +605,20 @@ impl QrService {
         origin: &QrOrigin,
         request: CollectRequest,
     ) -> Result<QrTrade, QrError> {
+        let collected = self.collect_admitted(merchant, origin, request, None).await?;
+        collected.ok_or_else(|| QrError::Internal("a collection without an admission was refused".into()))
+    }
+
+    /// [`QrService::collect`], with the trade journaled only if `admission` passes in the same
+    /// commit (e.g. the request's nonce: one commit where the check and the journal would be
+    /// two). `Ok(None)` when it did not pass: nothing was stored and no wallet was called.
+    pub async fn collect_admitted(
+        &self,
+        merchant: &MerchantId,
+        origin: &QrOrigin,
+        request: CollectRequest,
+        admission: Option<Guard>,
+    ) -> Result<Option<QrTrade>, QrError> {
         check_out_no("out_trade_no", &request.out_trade_no)?;
         check_text("subject", &request.subject, SUBJECT_CHARS_MAX, false)?;
         let wallet = Wallet::for_payment_code(request.code.expose()).ok_or(QrError::UnknownCode)?;
@@ -605,16 +638,20 @@ impl QrService {
         trade.wallet = Some(wallet.channel());
         trade.code_digest = Some(code_digest.clone());
         trade.set_order(wallet.channel(), QrOrderState::Open);
-        let Some(trade) = self.journal(trade).await? else {
-            let existing = self.trade_of(merchant, &request.out_trade_no).await?;
-            if existing.kind != QrKind::CustomerCode
-                || existing.code_digest.as_deref() != Some(code_digest.as_str())
-                || existing.amount != request.amount
-            {
-                return Err(QrError::Conflict("out_trade_no was used for another payment".into()));
+        let trade = match self.journal(trade, admission).await? {
+            Journaled::New(trade) => *trade,
+            Journaled::Refused => return Ok(None),
+            Journaled::Exists => {
+                let existing = self.trade_of(merchant, &request.out_trade_no).await?;
+                if existing.kind != QrKind::CustomerCode
+                    || existing.code_digest.as_deref() != Some(code_digest.as_str())
+                    || existing.amount != request.amount
+                {
+                    return Err(QrError::Conflict("out_trade_no was used for another payment".into()));
+                }
+                let existing = self.wait_for_payer(existing, wallet).await?;
+                return Ok(Some(self.view(&existing)));
             }
-            let existing = self.wait_for_payer(existing, wallet).await?;
-            return Ok(self.view(&existing));
         };
         let pay = PayRequest {
             reference: trade.reference.clone(),
@@ -647,7 +684,7 @@ impl QrService {
             None => trade,
         };
         let trade = self.wait_for_payer(trade, wallet).await?;
-        Ok(self.view(&trade))
+        Ok(Some(self.view(&trade)))
     }
 
     /// Queries an open customer-code trade with back-off until it is decided or its wait
@@ -706,9 +743,10 @@ impl QrService {
         let mut trade = self.new_trade(merchant, origin, facts);
         trade.status = QrStatus::Waiting;
         trade.qr_token = Some(new_token());
-        match self.journal(trade).await? {
-            Some(trade) => Ok(self.view(&trade)),
-            None => {
+        match self.journal(trade, None).await? {
+            Journaled::New(trade) => Ok(self.view(&trade)),
+            Journaled::Refused => Err(QrError::Internal("a trade without an admission was refused".into())),
+            Journaled::Exists => {
                 let existing = self.trade_of(merchant, &request.out_trade_no).await?;
                 if existing.kind != QrKind::MerchantQr || existing.amount != request.amount {
                     return Err(QrError::Conflict("out_trade_no was used for another payment".into()));

@@ -109,7 +109,12 @@ pub enum WriteOp {
 /// Everything one caller wants written atomically.
 #[derive(Debug, Clone, Default)]
 pub struct WriteUnit {
-    /// Checked first; on failure nothing else is written.
+    /// Checked before anything else (e.g. "this request's nonce was never seen"): when it
+    /// changes no row the unit is [`UnitOutcome::Refused`] and nothing of it is written. Once it
+    /// passed it is written whatever `guard` then finds: it records that the request was
+    /// seen, so the request's first real write also admits it, in one commit instead of two.
+    pub admission: Option<Guard>,
+    /// Checked next; on failure nothing else is written.
     pub guard: Option<Guard>,
     /// Written when the guard passed (or there is none).
     pub ops: Vec<WriteOp>,
@@ -118,17 +123,22 @@ pub struct WriteUnit {
 impl WriteUnit {
     /// A unit of unconditional ops.
     pub fn ops(ops: Vec<WriteOp>) -> WriteUnit {
-        WriteUnit { guard: None, ops }
+        WriteUnit { admission: None, guard: None, ops }
     }
 
     /// A guarded unit.
     pub fn guarded(guard: Guard, ops: Vec<WriteOp>) -> WriteUnit {
-        WriteUnit { guard: Some(guard), ops }
+        WriteUnit { admission: None, guard: Some(guard), ops }
+    }
+
+    /// This unit, written only if `admission` passes first (see [`WriteUnit::admission`]).
+    pub fn admitted_by(self, admission: Guard) -> WriteUnit {
+        WriteUnit { admission: Some(admission), ..self }
     }
 
     /// Rows this unit writes when it succeeds (for throughput figures).
     pub fn row_count(&self) -> usize {
-        let guard = usize::from(self.guard.is_some());
+        let guard = usize::from(self.admission.is_some()) + usize::from(self.guard.is_some());
         guard
             + self
                 .ops
@@ -160,6 +170,8 @@ pub enum UnitOutcome {
     },
     /// An `UpdateTxn` guard found another version: nothing was written; re-read and retry.
     VersionConflict,
+    /// The unit's admission changed no row (e.g. a replayed nonce): nothing was written.
+    Refused,
 }
 
 /// A sequence the store allocates ids from.
@@ -324,36 +336,42 @@ fn first_words(sql: &str) -> String {
     sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
-/// Phase one: every guard, pipelined in unit order. Returns each unit's outcome so far.
+/// Phase one: every admission, then every guard of the units admitted, each pipelined in unit
+/// order. Returns each unit's outcome so far.
 async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
-    let inserts = units.iter().filter(|u| matches!(u.guard, Some(Guard::InsertTxn(_)))).count();
+    let mut outcomes: Vec<UnitOutcome> =
+        units.iter().map(|_| UnitOutcome::Committed { txn_id: None, entry_ids: Vec::new() }).collect();
+    let admissions: Vec<usize> = (0..units.len()).filter(|&i| units[i].admission.is_some()).collect();
+    if !admissions.is_empty() {
+        let planned = admissions
+            .iter()
+            .filter_map(|&i| units[i].admission.as_ref())
+            .map(guard_write)
+            .collect::<Result<Vec<_>, _>>()?;
+        let changed = exec.execute_planned(planned).await?;
+        if changed.len() != admissions.len() {
+            return Err(StoreError::Corrupt("an admission's outcome is missing".into()));
+        }
+        for (index, rows) in admissions.into_iter().zip(changed) {
+            if rows == 0 {
+                outcomes[index] = UnitOutcome::Refused;
+            }
+        }
+    }
+    let admitted = |i: &usize| !matches!(outcomes[*i], UnitOutcome::Refused);
+    let inserts =
+        (0..units.len()).filter(admitted).filter(|&i| matches!(units[i].guard, Some(Guard::InsertTxn(_)))).count();
     let mut txn_ids = exec.next_ids(Sequence::Transactions, inserts).await?.into_iter();
     let mut planned = Vec::new();
     let mut guarded = Vec::new();
-    for (index, unit) in units.iter().enumerate() {
-        let Some(guard) = &unit.guard else { continue };
+    for index in (0..units.len()).filter(admitted) {
+        let Some(guard) = &units[index].guard else { continue };
         let (write, txn_id) = match guard {
             Guard::InsertTxn(txn) => {
                 let id = txn_ids.next().ok_or_else(|| StoreError::Corrupt("transaction ids ran out".into()))?;
                 (Planned::InsertTxn { id, txn }, Some(id))
             }
-            Guard::UpdateTxn(update) => (Planned::UpdateTxn(update), None),
-            Guard::InsertIdempotency(record) => (
-                Planned::Statement(statement(
-                    "INSERT INTO idempotency_keys (scope, idem_key, request_digest, response, created_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, idem_key) DO NOTHING",
-                    params![
-                        record.scope.as_str(),
-                        record.key.as_str(),
-                        record.request_digest.as_str(),
-                        record.response.to_string(),
-                        record.created_at_ms
-                    ]
-                    .to_vec(),
-                )),
-                None,
-            ),
-            Guard::Statement(s) => (Planned::Statement(s.clone()), None),
+            other => (guard_write(other)?, None),
         };
         planned.push(write);
         guarded.push((index, txn_id));
@@ -362,8 +380,6 @@ async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<Un
     if changed.len() != guarded.len() {
         return Err(StoreError::Corrupt("a guard's outcome is missing".into()));
     }
-    let mut outcomes: Vec<UnitOutcome> =
-        units.iter().map(|_| UnitOutcome::Committed { txn_id: None, entry_ids: Vec::new() }).collect();
     for ((index, txn_id), rows) in guarded.into_iter().zip(changed) {
         outcomes[index] = match (&units[index].guard, rows) {
             (Some(Guard::InsertTxn(txn)), 0) => {
@@ -375,6 +391,28 @@ async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<Un
         };
     }
     Ok(outcomes)
+}
+
+/// The write of a guard that needs no id from the batch: every kind but `InsertTxn`, whose id
+/// [`check_guards`] draws (it is not an admission: admitting a request is recording a key).
+fn guard_write(guard: &Guard) -> Result<Planned<'_>, StoreError> {
+    Ok(match guard {
+        Guard::InsertTxn(_) => return Err(StoreError::Corrupt("a transaction insert cannot admit a unit".into())),
+        Guard::UpdateTxn(update) => Planned::UpdateTxn(update),
+        Guard::InsertIdempotency(record) => Planned::Statement(statement(
+            "INSERT INTO idempotency_keys (scope, idem_key, request_digest, response, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, idem_key) DO NOTHING",
+            params![
+                record.scope.as_str(),
+                record.key.as_str(),
+                record.request_digest.as_str(),
+                record.response.to_string(),
+                record.created_at_ms
+            ]
+            .to_vec(),
+        )),
+        Guard::Statement(s) => Planned::Statement(s.clone()),
+    })
 }
 
 fn insert_txn_statement(id: i64, txn: &NewTxn) -> Statement {

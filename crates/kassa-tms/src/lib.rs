@@ -30,7 +30,7 @@ use kassa_auth::{
 };
 use kassa_crypto::{MasterKey, SealedSecret};
 use kassa_domain::PasswordPolicy;
-use kassa_store::{auth as store_auth, MerchantSecretKind, Store, TerminalRecord, UnitOutcome, WriteUnit};
+use kassa_store::{auth as store_auth, Guard, MerchantSecretKind, Store, TerminalRecord, UnitOutcome, WriteUnit};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -193,7 +193,79 @@ pub fn fresh(now_ms: i64, timestamp_ms: i64) -> bool {
     now_ms.abs_diff(timestamp_ms) <= signature::SKEW_MS_MAX.unsigned_abs()
 }
 
+/// A signed request whose signature, freshness and terminal were checked, and whose nonce is
+/// not recorded yet: [`Checked::admit`] records it alone (what [`Signed`]'s extractor does), or
+/// a route whose first write can carry it takes [`Checked::defer`] and writes the nonce with
+/// that write, one commit instead of two. Either way the request does nothing before its nonce
+/// is durable, and a replay is refused.
+pub(crate) struct Checked {
+    signed: Signed,
+    admission: Guard,
+    replayed: Refusal,
+}
+
+/// The nonce of a [`Checked`] request a route writes with its first write.
+pub(crate) struct Admission {
+    guard: Guard,
+    replayed: Refusal,
+}
+
+impl Checked {
+    /// Records the nonce alone: the request is admitted, or refused as a replay.
+    pub(crate) async fn admit(self, state: &TmsState) -> Result<Signed, ApiError> {
+        let (signed, admission) = self.defer();
+        admission.admit(state, &signed.terminal.terminal_id).await?;
+        Ok(signed)
+    }
+
+    /// The request, and its nonce for the route to write with its first write.
+    pub(crate) fn defer(self) -> (Signed, Admission) {
+        (self.signed, Admission { guard: self.admission, replayed: self.replayed })
+    }
+}
+
+impl Admission {
+    /// Records the nonce alone, now: `Ok` when the request is admitted.
+    pub(crate) async fn admit(self, state: &TmsState, terminal_id: &str) -> Result<(), ApiError> {
+        // Nonces older than twice the skew window can no longer be replayed: the terminal's are
+        // pruned with about one request in NONCE_PRUNE_EVERY (chosen by the host's clock, which
+        // no client steers), not with every one.
+        let now = state.clock.now_ms();
+        let prune = (now.rem_euclid(NONCE_PRUNE_EVERY) == 0)
+            .then(|| store_auth::prune_tms_nonces(terminal_id, now - 2 * signature::SKEW_MS_MAX));
+        let unit = WriteUnit::guarded(self.guard, prune.into_iter().collect());
+        if !matches!(state.auth.store().commit(unit).await?, UnitOutcome::Committed { .. }) {
+            return Err(Admission::refuse(state, self.replayed));
+        }
+        Ok(())
+    }
+
+    /// The guard that records the nonce; a unit it admits is `Refused` on a replay.
+    pub(crate) fn guard(&self) -> Guard {
+        self.guard.clone()
+    }
+
+    /// The answer to a request whose nonce was seen before, counted like other refusals.
+    pub(crate) fn replayed(self, state: &TmsState) -> ApiError {
+        Admission::refuse(state, self.replayed)
+    }
+
+    fn refuse(state: &TmsState, refusal: Refusal) -> ApiError {
+        let reason = refusal.reason;
+        state.auth.refuse(refusal);
+        ApiError::Terminal(reason)
+    }
+}
+
 impl FromRequest<TmsState> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &TmsState) -> Result<Self, Self::Rejection> {
+        Checked::from_request(request, state).await?.admit(state).await
+    }
+}
+
+impl FromRequest<TmsState> for Checked {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &TmsState) -> Result<Self, Self::Rejection> {
@@ -250,18 +322,16 @@ impl FromRequest<TmsState> for Signed {
         if !verify(credential.expose_secret(), &text, signature) {
             return Err(refuse("bad signature", terminal_id));
         }
-        // Nonces older than twice the skew window can no longer be replayed: the terminal's are
-        // pruned with about one request in NONCE_PRUNE_EVERY (chosen by the host's clock, which
-        // no client steers), not with every one.
-        let prune = (now.rem_euclid(NONCE_PRUNE_EVERY) == 0)
-            .then(|| store_auth::prune_tms_nonces(terminal_id, now - 2 * SKEW_MS_MAX));
-        let unit =
-            WriteUnit::guarded(store_auth::insert_tms_nonce(terminal_id, nonce, now), prune.into_iter().collect());
-        if !matches!(store.commit(unit).await?, UnitOutcome::Committed { .. }) {
-            return Err(refuse("replayed request", terminal_id));
-        }
+        let replayed = Refusal {
+            action: "tms_request_refused",
+            reason: "replayed request",
+            actor: format!("terminal:{terminal_id}"),
+            target: parts.uri.path().to_owned(),
+            source: address.clone(),
+        };
+        let admission = store_auth::insert_tms_nonce(terminal_id, nonce, now);
         let session = (!session.is_empty()).then(|| SessionToken::from_client(session));
-        Ok(Signed { terminal, body, session })
+        Ok(Checked { signed: Signed { terminal, body, session }, admission, replayed })
     }
 }
 

@@ -19,7 +19,7 @@ use kassa_wallet::PaymentCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{ok, ApiError, Secret, Signed, TmsState};
+use crate::{ok, ApiError, Checked, Secret, Signed, TmsState};
 
 /// How long a collection waits for its outcome before answering what it knows (`waiting` or
 /// `pending`): well inside the serving layer's request deadline. The collection itself goes on
@@ -51,6 +51,14 @@ impl FromRequest<TmsQrState> for Signed {
 
     async fn from_request(request: Request, state: &TmsQrState) -> Result<Self, Self::Rejection> {
         Signed::from_request(request, &state.tms).await
+    }
+}
+
+impl FromRequest<TmsQrState> for Checked {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &TmsQrState) -> Result<Self, Self::Rejection> {
+        Checked::from_request(request, &state.tms).await
     }
 }
 
@@ -144,8 +152,19 @@ struct CollectBody {
     subject: Option<String>,
 }
 
-async fn collect(State(state): State<TmsQrState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+/// The request's nonce is written with the trade's journal (one commit, not two): a replay is
+/// refused there, before any wallet is called. A request carrying a payment-code password is
+/// admitted first, alone: a replay must never count as another wrong password.
+async fn collect(State(state): State<TmsQrState>, checked: Checked) -> Result<Json<Value>, ApiError> {
+    let (signed, admission) = checked.defer();
     let body: CollectBody = signed.json()?;
+    let admission = match body.paycode_password {
+        Some(_) => {
+            admission.admit(&state.tms, &signed.terminal.terminal_id).await?;
+            None
+        }
+        None => Some(admission),
+    };
     let purpose = Some(PaycodePurpose::Collect { amount_minor: body.amount });
     let (_, till) = admit(&state, &signed, Permission::Sale, purpose, body.paycode_password.as_ref()).await?;
     let request = kassa_qr::CollectRequest {
@@ -158,9 +177,14 @@ async fn collect(State(state): State<TmsQrState>, signed: Signed) -> Result<Json
     // (a payer still confirming is polled, then cancelled at the end of the wait).
     let service = state.qr.clone();
     let (merchant, qr_origin) = (till.merchant.clone(), till.origin.clone());
-    let task = tokio::spawn(async move { service.collect(&merchant, &qr_origin, request).await });
+    let guard = admission.as_ref().map(|admission| admission.guard());
+    let task = tokio::spawn(async move { service.collect_admitted(&merchant, &qr_origin, request, guard).await });
     let trade = match tokio::time::timeout(std::time::Duration::from_millis(COLLECT_ANSWER_WAIT_MS), task).await {
-        Ok(Ok(outcome)) => outcome?,
+        Ok(Ok(outcome)) => match (outcome?, admission) {
+            (Some(trade), _) => trade,
+            (None, Some(admission)) => return Err(admission.replayed(&state.tms)),
+            (None, None) => return Err(ApiError::Qr(QrError::Internal("a collection was refused".into()))),
+        },
         Ok(Err(_)) => return Err(ApiError::Qr(QrError::Internal("the collection stopped".into()))),
         Err(_) => state.qr.get(&till.merchant, &body.out_trade_no).await?,
     };

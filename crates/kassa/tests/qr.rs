@@ -148,6 +148,17 @@ fn customer_codes_of_both_wallets_pay_wait_fail_and_cancel() {
             // The same out_trade_no for another payment is refused, not charged.
             let (status, other) = till.collect(&paid, 1235, &paying, None);
             assert_eq!((status, &other["code"]), (409, &json!("conflict")), "{other}");
+            // A replayed request (its nonce seen, here written with the trade's journal) is
+            // refused before anything is stored or charged.
+            let replayed = till.out_trade_no();
+            let body = json!({"out_trade_no": replayed, "amount": 1236, "code": code(wallet, "01")});
+            let nonce = till.tms.next_nonce();
+            let path = "/tms/v1/qr/collect";
+            let (status, first) = till.tms.request_with_nonce("POST", path, &till.session, Some(body.clone()), &nonce);
+            assert_eq!((status, &first["trade"]["status"]), (200, &json!("paid")), "{first}");
+            let (status, again) = till.tms.request_with_nonce("POST", path, &till.session, Some(body), &nonce);
+            assert_eq!(status, 401, "{again}");
+            assert_eq!(again["error"], "terminal not authenticated: replayed request", "{again}");
 
             let poor = till.out_trade_no();
             let (_, answer) = till.collect(&poor, 5000, &code(wallet, "03"), None);

@@ -15,6 +15,7 @@ kassa_store::both_backends!(
     one_time_codes_are_single_use_and_expire,
     refund_approvals_are_consumed_once_for_exactly_their_facts,
     nonces_refuse_replays_and_prune,
+    an_admission_refused_writes_nothing_and_one_passed_stays,
     rate_limits_count_atomically_per_window,
     credentials_change_only_if_unchanged,
     default_passwords_are_listed,
@@ -195,6 +196,24 @@ pub async fn refund_approvals_are_consumed_once_for_exactly_their_facts(db: &Tes
     assert!(committed(&store.commit(attempt("d1", &binding, 150)).await.unwrap()));
     assert_eq!(store.commit(attempt("d1", &binding, 151)).await.unwrap(), refused, "single use");
     assert_eq!(store.auth().refund_approval("d1").await.unwrap().unwrap().consumed_at_ms, Some(150));
+}
+
+pub async fn an_admission_refused_writes_nothing_and_one_passed_stays(db: &TestDb) {
+    let store = &db.store;
+    let nonce = |n: &str| insert_tms_nonce("10000001", n, 100);
+    let unit = |guard: &str, admission: &str| WriteUnit::guarded(nonce(guard), vec![]).admitted_by(nonce(admission));
+    assert!(committed(&store.commit(unit("g1", "a1")).await.unwrap()));
+    // A replayed admission: the unit's own writes are not made either.
+    assert_eq!(store.commit(unit("g2", "a1")).await.unwrap(), UnitOutcome::Refused);
+    assert!(committed(&store.commit(WriteUnit::guarded(nonce("g2"), vec![])).await.unwrap()));
+    // An admission that passed stays written even when the unit's guard then fails.
+    assert_eq!(store.commit(unit("g1", "a3")).await.unwrap(), UnitOutcome::Duplicate { existing_txn_id: None });
+    assert_eq!(store.commit(unit("g3", "a3")).await.unwrap(), UnitOutcome::Refused);
+    // Two units admitted by the same key in one batch: the first is, the second is refused.
+    let outcomes = db.commit_as_one_batch(vec![unit("g4", "a4"), unit("g5", "a4")]).await;
+    assert!(committed(outcomes[0].as_ref().unwrap()), "{outcomes:?}");
+    assert_eq!(outcomes[1].as_ref().unwrap(), &UnitOutcome::Refused);
+    assert!(committed(&store.commit(WriteUnit::guarded(nonce("g5"), vec![])).await.unwrap()));
 }
 
 pub async fn nonces_refuse_replays_and_prune(db: &TestDb) {

@@ -66,8 +66,25 @@ impl Tms {
 
     /// A signed request: status and JSON body.
     pub fn request(&self, method: &str, path: &str, session: &str, body: Option<Value>) -> (u16, Value) {
+        let nonce = self.next_nonce();
+        self.request_with_nonce(method, path, session, body, &nonce)
+    }
+
+    /// A fresh nonce, for a request sent twice with [`Tms::request_with_nonce`] (a replay).
+    pub fn next_nonce(&self) -> String {
+        format!("e2e-nonce-{:016}", self.nonce.fetch_add(1, Ordering::SeqCst))
+    }
+
+    /// A signed request with the nonce given: status and JSON body.
+    pub fn request_with_nonce(
+        &self,
+        method: &str,
+        path: &str,
+        session: &str,
+        body: Option<Value>,
+        nonce: &str,
+    ) -> (u16, Value) {
         let body = body.map(|body| body.to_string()).unwrap_or_default();
-        let nonce = format!("e2e-nonce-{:016}", self.nonce.fetch_add(1, Ordering::SeqCst));
         let timestamp_ms = now_ms();
         let signature = kassa_tms::signature::sign(
             self.credential.as_bytes(),
@@ -75,7 +92,7 @@ impl Tms {
             path,
             &self.terminal_id,
             timestamp_ms,
-            &nonce,
+            nonce,
             session,
             body.as_bytes(),
         );
@@ -83,7 +100,7 @@ impl Tms {
         let mut headers = vec![
             ("X-Kassa-Terminal", self.terminal_id.as_str()),
             ("X-Kassa-Timestamp", timestamp.as_str()),
-            ("X-Kassa-Nonce", nonce.as_str()),
+            ("X-Kassa-Nonce", nonce),
             ("X-Kassa-Signature", signature.as_str()),
         ];
         if !session.is_empty() {
