@@ -120,10 +120,11 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             None
         }
     };
+    let merchant_notifier = merchant_notifier(&config, mode, &store, &master_key).await?;
     let (routes, auth_shared) = routes(&store, &master_key, secure_cookies, notifier, qr_service.clone());
     let deps = AppDeps {
         readiness: store.readiness(),
-        registry: registry_with(&auth_shared, qr_service.clone()),
+        registry: registry_with(&auth_shared, qr_service.clone(), merchant_notifier.clone()),
         store_durable: store.durable().await,
         shutdown: shutdown.clone(),
         routes,
@@ -137,6 +138,10 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         tokio::spawn(kassa_server::serve_until_stopped(listener, router, shutdown.clone(), "simulators"))
     });
     let gateway_task = gateway.map(|gateway| tokio::spawn(gateway.run(shutdown.clone())));
+    let notify_task = merchant_notifier.map(|notifier| {
+        let stop = shutdown.clone();
+        tokio::spawn(async move { notifier.run(stop.cancelled_owned()).await })
+    });
     let resolver_task = qr_service.map(|service| {
         let stop = shutdown.clone();
         tokio::spawn(async move { service.run_resolver(stop.cancelled_owned()).await })
@@ -153,6 +158,11 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     if let Some(task) = sim_task {
         outcomes.push(drained(task.await, "the simulators' server"));
+    }
+    if let Some(task) = notify_task {
+        if let Err(error) = task.await {
+            outcomes.push(Err(anyhow::anyhow!("the merchant notification sender stopped abnormally: {error}")));
+        }
     }
     if let Some(task) = resolver_task {
         if let Err(error) = task.await {
@@ -245,9 +255,45 @@ fn routes(
     (router, shared)
 }
 
-/// A metrics registry holding the password-hashing pool's figures.
-fn registry_with(shared: &kassa_auth::AuthShared, qr_service: Option<kassa_qr::QrService>) -> Registry {
+/// The sender of the gateway's merchant notifications, signing with the gateway's key; `None`
+/// (notifications stay in the outbox) when the database holds no gateway key. Loopback
+/// `notify_url`s are allowed under `kassa up`, besides `notify_url_allow`.
+async fn merchant_notifier(
+    config: &Config,
+    mode: Mode,
+    store: &Store,
+    master_key: &MasterKey,
+) -> anyhow::Result<Option<kassa_aggregator::Notifier>> {
+    let key = kassa_aggregator::load_signing_key(store.inner(), master_key)
+        .await
+        .context("cannot load the gateway's signing key")?;
+    let Some(key) = key else {
+        tracing::info!("no gateway signing key in the database: merchant notifications are not sent");
+        return Ok(None);
+    };
+    let policy = kassa_aggregator::NotifyUrlPolicy::new(mode == Mode::Up, &config.notify_url_allow)?;
+    let clock: Arc<dyn kassa_domain::clock::Clock> = Arc::new(kassa_domain::clock::SystemClock);
+    let notifier = kassa_aggregator::Notifier::new(
+        store.inner().clone(),
+        Arc::new(key),
+        policy,
+        clock,
+        kassa_aggregator::NotifyConfig::default(),
+    )?;
+    Ok(Some(notifier))
+}
+
+/// A metrics registry holding the password-hashing pool's figures (and the merchant
+/// notifications').
+fn registry_with(
+    shared: &kassa_auth::AuthShared,
+    qr_service: Option<kassa_qr::QrService>,
+    merchant_notifier: Option<kassa_aggregator::Notifier>,
+) -> Registry {
     let mut registry = Registry::default();
+    if let Some(notifier) = merchant_notifier {
+        registry.register_collector(Box::new(kassa_aggregator::notify::NotifyCollector(notifier)));
+    }
     registry.register_collector(Box::new(HashPoolMetrics(shared.hashing.clone())));
     registry.register_collector(Box::new(qr::QrMetrics(qr_service)));
     registry
