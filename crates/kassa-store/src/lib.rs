@@ -365,6 +365,11 @@ impl Store {
         &*self.reads
     }
 
+    /// API keys, Idempotency-Key records and the transaction search of `/api/v1` (`api` module).
+    pub fn api(&self) -> &dyn api::ApiStore {
+        &*self.reads
+    }
+
     /// The gateway's merchant-notification outbox (`merchant_notify` module).
     pub fn merchant_notify(&self) -> &dyn merchant_notify::MerchantNotifyStore {
         &*self.reads

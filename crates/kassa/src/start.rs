@@ -241,13 +241,16 @@ fn routes(
     let back_office = kassa_backoffice::BackOfficeState::new(
         store.inner().clone(),
         master_key.pepper(),
-        clock,
+        clock.clone(),
         notifier,
         shared.clone(),
     );
     let back_office = back_office.with_secure_cookies(secure_cookies);
     let mut router = kassa_tms::router(tms.clone()).merge(kassa_backoffice::router(back_office));
     if let Some(service) = qr_service {
+        // The integrators' API (/api/v1, /api/openapi.json) over the same QR service and rules.
+        let auth = kassa_auth::Auth::new(store.inner().clone(), master_key.pepper(), clock.clone(), shared.clone());
+        router = router.merge(kassa_api::router(kassa_api::ApiState::new(auth, service.clone(), clock)));
         router = router
             .merge(kassa_tms::qr::router(kassa_tms::qr::TmsQrState::new(tms, service.clone())))
             .merge(kassa_qr::routes::router(service));

@@ -1,0 +1,644 @@
+//! `/api/v1` end to end through its router: a real store (SQLite, and PostgreSQL with
+//! `KASSA_TEST_DATABASE_URL`), the real QR service and payment-code rules, over kassa-qr's
+//! in-memory wallets with their own books.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../../kassa-qr/tests/it/fake.rs"]
+#[allow(dead_code)]
+mod fake;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request};
+use axum::Router;
+use fake::FakeWallet;
+use http_body_util::BodyExt;
+use kassa_api::ApiState;
+use kassa_auth::paycode::{StoredPaycodeSettings, PAYCODE_SETTINGS};
+use kassa_auth::{hash_digit_code, Auth, AuthShared, Clock, SystemClock};
+use kassa_crypto::{api_key_digest, MasterKey};
+use kassa_qr::{QrConfig, QrService, Wallets};
+use kassa_store::api::{claim_idempotency, insert_api_key, revoke_api_key, ApiKey, IdempotencyEntry, IdempotencyState};
+use kassa_store::testing::TestDb;
+use kassa_store::{
+    CardIdentity, Guard, MerchantRecord, MerchantSecretKind, MerchantSecretRecord, NewTxn, Store, UnitOutcome, WriteOp,
+    WriteUnit,
+};
+use kassa_wallet::Wallet;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const MID: &str = "898100000000001";
+const OTHER_MID: &str = "898100000000002";
+const PAID_AT_ONCE: &str = "281234567890123401";
+const PAYCODE_PASSWORD: &str = "246810";
+
+struct Api {
+    router: Router,
+    store: Store,
+    alipay: Arc<FakeWallet>,
+    pepper: kassa_crypto::Pepper,
+    key: String,
+    other_key: String,
+}
+
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    fn replayed(&self) -> bool {
+        self.headers.get("idempotent-replayed").is_some()
+    }
+}
+
+fn new_key() -> String {
+    format!("kassa_test_{}", hex::encode(rand::random::<[u8; 16]>()))
+}
+
+async fn register_key(store: &Store, merchant_id: &str, key: &str) -> ApiKey {
+    let digest = hex::encode(api_key_digest(key));
+    let record = ApiKey {
+        key_id: ApiKey::id_of(&digest),
+        key_digest: digest,
+        merchant_id: merchant_id.into(),
+        label: "tests".into(),
+        prefix: Some(key[..15].to_owned()),
+        created_at_ms: 1,
+        revoked_at_ms: None,
+        last_used_at_ms: None,
+    };
+    let outcome = store.commit(WriteUnit::guarded(insert_api_key(&record), vec![])).await.unwrap();
+    assert!(matches!(outcome, UnitOutcome::Committed { .. }));
+    record
+}
+
+async fn start(db: &TestDb) -> Api {
+    let store = db.store.clone();
+    let mut ops = Vec::new();
+    for merchant_id in [MID, OTHER_MID] {
+        ops.push(WriteOp::PutMerchant(MerchantRecord {
+            merchant_id: merchant_id.into(),
+            name: "Demo Coffee 演示咖啡".into(),
+            mcc: "5812".into(),
+            currency: "CNY".into(),
+            fee_rates: [("card".to_owned(), 6000), ("alipay".to_owned(), 3800), ("wechat".to_owned(), 3800)].into(),
+            created_at_ms: 1,
+        }));
+    }
+    store.commit(WriteUnit::ops(ops)).await.unwrap();
+    let key = new_key();
+    let other_key = new_key();
+    register_key(&store, MID, &key).await;
+    register_key(&store, OTHER_MID, &other_key).await;
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let alipay = Arc::new(FakeWallet::new(Wallet::Alipay));
+    let wechat = Arc::new(FakeWallet::new(Wallet::Wechat));
+    let config = QrConfig {
+        public_base_url: "http://kassa.test".into(),
+        customer_wait_ms: 2_000,
+        poll_interval_ms: 20,
+        poll_interval_max_ms: 80,
+        ..QrConfig::default()
+    };
+    let qr = QrService::new(store.clone(), Wallets::new().with(alipay.clone()).with(wechat), clock.clone(), config);
+    let pepper = MasterKey::generate(&mut rand::rngs::OsRng).pepper();
+    let shared = AuthShared::new(store.clone(), clock.clone());
+    let auth = Auth::new(store.clone(), pepper.clone(), clock.clone(), shared);
+    let router = kassa_api::router(ApiState::new(auth, qr, clock));
+    Api { router, store, alipay, pepper, key, other_key }
+}
+
+impl Api {
+    async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        Answer { status, headers, body }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.get_as(&self.key, path).await
+    }
+
+    async fn get_as(&self, key: &str, path: &str) -> Answer {
+        let request = Request::get(path).header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap();
+        self.send(request).await
+    }
+
+    async fn post(&self, path: &str, idempotency_key: &str, body: Value) -> Answer {
+        self.post_raw(path, Some(idempotency_key), "application/json", body.to_string().into_bytes()).await
+    }
+
+    async fn post_raw(&self, path: &str, idempotency_key: Option<&str>, content_type: &str, body: Vec<u8>) -> Answer {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.key))
+            .header("content-type", content_type);
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        self.send(request.body(Body::from(body)).unwrap()).await
+    }
+
+    async fn require_paycode_password(&self, above_minor: i64) {
+        let settings = StoredPaycodeSettings {
+            version: 1,
+            updated_at_ms: 1,
+            qr_validity_minutes: 5,
+            qr_disabled_terminals: vec![],
+            password_required: true,
+            password_above_minor: above_minor,
+            password_for_refunds: true,
+        };
+        let ops = vec![
+            WriteOp::PutSetting {
+                scope: MID.into(),
+                name: PAYCODE_SETTINGS.into(),
+                value: serde_json::to_value(settings).unwrap(),
+                at_ms: 1,
+            },
+            WriteOp::PutMerchantSecret(MerchantSecretRecord {
+                merchant_id: MID.into(),
+                kind: MerchantSecretKind::PaycodePassword,
+                secret_hash: hash_digit_code(&self.pepper, PAYCODE_PASSWORD).unwrap(),
+                is_default: false,
+                history: vec![],
+                changed_at_ms: 1,
+            }),
+        ];
+        self.store.commit(WriteUnit::ops(ops)).await.unwrap();
+    }
+}
+
+fn collect_body(out_trade_no: &str, amount: i64) -> Value {
+    json!({"out_trade_no": out_trade_no, "amount": amount, "currency": "CNY", "code": PAID_AT_ONCE, "subject": "coffee"})
+}
+
+fn order_body(out_trade_no: &str, amount: i64) -> Value {
+    json!({"out_trade_no": out_trade_no, "amount": amount, "currency": "CNY"})
+}
+
+async fn auth_refuses_missing_wrong_and_revoked_keys(db: &TestDb) {
+    let api = start(db).await;
+    let none = api.send(Request::get("/api/v1/transactions").body(Body::empty()).unwrap()).await;
+    assert_eq!((none.status, none.code()), (401, "api_key_missing"), "{}", none.body);
+    let basic = api
+        .send(Request::get("/api/v1/transactions").header("authorization", "Basic YTpi").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!((basic.status, basic.code()), (401, "api_key_missing"));
+    let wrong = api.get_as(&new_key(), "/api/v1/transactions").await;
+    assert_eq!((wrong.status, wrong.code()), (401, "api_key_invalid"));
+    let long = api.get_as(&"k".repeat(kassa_api::API_KEY_BYTES_MAX + 1), "/api/v1/transactions").await;
+    assert_eq!((long.status, long.code()), (401, "api_key_invalid"));
+
+    let key = new_key();
+    let record = register_key(&api.store, MID, &key).await;
+    assert_eq!(api.get_as(&key, "/api/v1/transactions").await.status, 200);
+    let used = api.store.api().api_key(&record.key_digest).await.unwrap().unwrap();
+    assert!(used.last_used_at_ms.is_some(), "the use is recorded");
+    let revoked = api.store.commit(WriteUnit::guarded(revoke_api_key(MID, &record.key_digest, 5), vec![])).await;
+    assert!(matches!(revoked.unwrap(), UnitOutcome::Committed { .. }));
+    let again = api.store.commit(WriteUnit::guarded(revoke_api_key(MID, &record.key_digest, 6), vec![])).await;
+    assert!(matches!(again.unwrap(), UnitOutcome::Duplicate { .. }), "revoked once");
+    let refused = api.get_as(&key, "/api/v1/transactions").await;
+    assert_eq!((refused.status, refused.code()), (401, "api_key_invalid"));
+    // A POST is refused before anything else is looked at.
+    let request = Request::post("/api/v1/qr/orders")
+        .header("authorization", format!("Bearer {key}"))
+        .header("idempotency-key", "k")
+        .header("content-type", "application/json")
+        .body(Body::from(order_body("o-revoked", 100).to_string()))
+        .unwrap();
+    assert_eq!(api.send(request).await.status, 401);
+    assert!(api.store.qr().trade_by_out_trade_no(MID, "o-revoked").await.unwrap().is_none());
+}
+
+async fn idempotency_replays_and_refuses_another_body(db: &TestDb) {
+    let api = start(db).await;
+    let first = api.post("/api/v1/qr/orders", "key-1", order_body("o-1", 2500)).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.body["status"], "waiting");
+    assert!(first.body["qr_code"].as_str().unwrap().starts_with("http://kassa.test/qr/v1/"));
+    assert!(!first.replayed());
+    // The same request, its keys in another order: the kept answer.
+    let body = json!({"currency": "CNY", "amount": 2500, "out_trade_no": "o-1"});
+    let second = api.post("/api/v1/qr/orders", "key-1", body).await;
+    assert_eq!((second.status, &second.body), (200, &first.body));
+    assert!(second.replayed());
+    let other = api.post("/api/v1/qr/orders", "key-1", order_body("o-1", 2600)).await;
+    assert_eq!((other.status, other.code()), (422, "idempotency_key_reused"));
+    let other_path = api.post("/api/v1/qr/collect", "key-1", collect_body("o-1", 2500)).await;
+    assert_eq!((other_path.status, other_path.code()), (422, "idempotency_key_reused"));
+    let missing =
+        api.post_raw("/api/v1/qr/orders", None, "application/json", order_body("o-2", 1).to_string().into()).await;
+    assert_eq!((missing.status, missing.code()), (400, "idempotency_key_missing"));
+    // Another key for the same out_trade_no: the service's own idempotency answers the trade.
+    let by_number = api.post("/api/v1/qr/orders", "key-2", order_body("o-1", 2500)).await;
+    assert_eq!(by_number.body["reference"], first.body["reference"]);
+    // Another amount under a new key: the operation's conflict is the kept answer.
+    let conflict = api.post("/api/v1/qr/orders", "key-3", order_body("o-1", 999)).await;
+    assert_eq!((conflict.status, conflict.code()), (409, "conflict"));
+    let replayed = api.post("/api/v1/qr/orders", "key-3", order_body("o-1", 999)).await;
+    assert!(replayed.replayed() && replayed.status == 409);
+    // Keys are the merchant's: the other merchant's key-1 is a new request.
+    let request = Request::post("/api/v1/qr/orders")
+        .header("authorization", format!("Bearer {}", api.other_key))
+        .header("idempotency-key", "key-1")
+        .header("content-type", "application/json")
+        .body(Body::from(order_body("o-1", 2600).to_string()))
+        .unwrap();
+    let theirs = api.send(request).await;
+    assert_eq!(theirs.status, 200, "{}", theirs.body);
+    assert_ne!(theirs.body["reference"], first.body["reference"]);
+    // Reads are scoped too.
+    assert_eq!(api.get_as(&api.other_key, "/api/v1/qr/trades/o-1").await.body["amount"], 2600);
+    assert_eq!(api.get("/api/v1/qr/trades/o-1").await.body["amount"], 2500);
+    let cancel = api.post("/api/v1/qr/trades/o-1/cancel", "key-4", json!({})).await;
+    assert_eq!((cancel.status, cancel.body["status"].as_str()), (200, Some("closed")), "{}", cancel.body);
+    let unknown = api.post_raw("/api/v1/qr/trades/nope/cancel", Some("key-5"), "text/plain", Vec::new()).await;
+    assert_eq!((unknown.status, unknown.code()), (404, "not_found"));
+}
+
+async fn concurrent_duplicates_charge_once(db: &TestDb) {
+    let api = Arc::new(start(db).await);
+    api.alipay.faults(|faults| faults.slow_ms = 300);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let api = api.clone();
+        tasks.push(tokio::spawn(
+            async move { api.post("/api/v1/qr/collect", "pay-1", collect_body("c-1", 1234)).await },
+        ));
+    }
+    let mut ran = 0;
+    for task in tasks {
+        let answer = task.await.unwrap();
+        match (answer.status, answer.replayed()) {
+            (200, false) => {
+                ran += 1;
+                assert_eq!(answer.body["status"], "paid", "{}", answer.body);
+            }
+            (200, true) => assert_eq!(answer.body["status"], "paid"),
+            (409, false) => assert_eq!(answer.code(), "idempotency_key_in_use"),
+            other => panic!("unexpected {other:?}: {}", answer.body),
+        }
+    }
+    assert_eq!(ran, 1, "exactly one request ran");
+    // Duplicates under different keys with the same out_trade_no: still one payment.
+    let mut tasks = Vec::new();
+    for index in 0..6 {
+        let api = api.clone();
+        let key = format!("pay-2-{index}");
+        tasks.push(tokio::spawn(async move { api.post("/api/v1/qr/collect", &key, collect_body("c-2", 4321)).await }));
+    }
+    let mut references = BTreeSet::new();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        references.insert(answer.body["reference"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(references.len(), 1);
+    let paid: Vec<_> = api.alipay.trades().into_values().filter(|t| t.paid_minor > 0).collect();
+    assert_eq!(paid.len(), 2, "one wallet payment per out_trade_no");
+    for out_trade_no in ["c-1", "c-2"] {
+        let trade = api.store.qr().trade_by_out_trade_no(MID, out_trade_no).await.unwrap().unwrap();
+        assert_eq!(api.store.ledger.entries_for(&trade.reference).await.unwrap().len(), 1, "credited once");
+    }
+    assert!(api.store.ledger.check().await.unwrap().is_sound());
+}
+
+async fn a_stopped_holder_is_taken_over_after_its_lease(db: &TestDb) {
+    let api = start(db).await;
+    let body = order_body("o-lease", 700);
+    let digest = kassa_api::request_digest(&Method::POST, "/api/v1/qr/orders", &body);
+    let now = SystemClock.now_ms();
+    let claim = |key: &str, lease_until_ms: i64| IdempotencyEntry {
+        scope: format!("merchant:{MID}"),
+        key: key.into(),
+        request_digest: digest.clone(),
+        holder: "a-process-that-died".into(),
+        state: IdempotencyState::InFlight { lease_until_ms },
+        created_at_ms: now - 1_000,
+        expires_at_ms: now + kassa_api::IDEMPOTENCY_RETENTION_MS,
+    };
+    for (key, lease) in [("held", now + 60_000), ("abandoned", now - 1)] {
+        api.store.commit(WriteUnit::guarded(claim_idempotency(&claim(key, lease)), vec![])).await.unwrap();
+    }
+    let held = api.post("/api/v1/qr/orders", "held", body.clone()).await;
+    assert_eq!((held.status, held.code()), (409, "idempotency_key_in_use"));
+    let taken = api.post("/api/v1/qr/orders", "abandoned", body.clone()).await;
+    assert_eq!((taken.status, taken.replayed()), (200, false), "{}", taken.body);
+    let entry = api.store.api().idempotency_entry(&format!("merchant:{MID}"), "abandoned").await.unwrap().unwrap();
+    assert!(matches!(entry.state, IdempotencyState::Done { status: 200, .. }));
+    assert_ne!(entry.holder, "a-process-that-died");
+    assert!(api.post("/api/v1/qr/orders", "abandoned", body).await.replayed());
+}
+
+async fn paycode_password_required_wrong_and_locked(db: &TestDb) {
+    let api = start(db).await;
+    api.require_paycode_password(1_000).await;
+    let below = api.post("/api/v1/qr/collect", "p-0", collect_body("p-0", 1_000)).await;
+    assert_eq!(below.status, 200, "{}", below.body);
+    let required = api.post("/api/v1/qr/collect", "p-1", collect_body("p-1", 1_001)).await;
+    assert_eq!((required.status, required.code()), (403, "paycode_password_required"), "{}", required.body);
+    let mut wrong_body = collect_body("p-1", 1_001);
+    wrong_body["paycode_password"] = json!("135790");
+    let wrong = api.post("/api/v1/qr/collect", "p-1", wrong_body.clone()).await;
+    assert_eq!((wrong.status, wrong.code()), (403, "paycode_password_wrong"));
+    assert_eq!(wrong.body["error"].as_object().unwrap().len(), 3, "no attempts count, nothing more");
+    assert!(!wrong.body.to_string().contains("135790"));
+    // Refusals are not kept: the same key with the right password runs.
+    let mut right_body = collect_body("p-1", 1_001);
+    right_body["paycode_password"] = json!(PAYCODE_PASSWORD);
+    let right = api.post("/api/v1/qr/collect", "p-1", right_body.clone()).await;
+    assert_eq!((right.status, right.body["status"].as_str()), (200, Some("paid")), "{}", right.body);
+    // Wrong until locked; then even the right one is refused.
+    let mut locked = None;
+    for attempt in 0..12 {
+        let answer = api
+            .post("/api/v1/qr/collect", &format!("w-{attempt}"), {
+                let mut body = wrong_body.clone();
+                body["out_trade_no"] = json!(format!("w-{attempt}"));
+                body
+            })
+            .await;
+        if answer.status == 423 {
+            locked = Some(answer);
+            break;
+        }
+        assert_eq!(answer.code(), "paycode_password_wrong");
+    }
+    assert_eq!(locked.expect("locked within 12 attempts").code(), "paycode_password_locked");
+    let mut after = right_body.clone();
+    after["out_trade_no"] = json!("p-after");
+    let refused = api.post("/api/v1/qr/collect", "p-after", after).await;
+    assert_eq!(refused.status, 423);
+    for out_trade_no in ["p-after", "w-0"] {
+        assert!(api.store.qr().trade_by_out_trade_no(MID, out_trade_no).await.unwrap().is_none());
+    }
+    let audit = api.store.audit.audit_records(0, 1_000).await.unwrap();
+    assert!(audit.iter().any(|r| r.event.action == "paycode_password_failed" && r.event.actor.starts_with("api_key:")));
+}
+
+fn card(id_hint: u32, amount_minor: i64, status: &str, date: &str, created_at_ms: i64) -> NewTxn {
+    NewTxn {
+        kind: "sale".into(),
+        status: status.into(),
+        channel: "card".into(),
+        merchant_id: MID.into(),
+        card_identity: Some(CardIdentity {
+            terminal_id: if id_hint.is_multiple_of(2) { "10000001".into() } else { "10000002".into() },
+            batch_no: 1,
+            stan: id_hint,
+            mti_class: "020".into(),
+        }),
+        out_trade_no: None,
+        rrn: Some(format!("{:012}", 100_000 + id_hint)),
+        auth_code: None,
+        amount_minor,
+        currency: "CNY".into(),
+        fee_minor: 0,
+        pan_masked: Some("622202*********0128".into()),
+        content_digest: format!("d{id_hint}"),
+        original_id: None,
+        response: json!({}),
+        business_date: date.into(),
+        created_at_ms,
+    }
+}
+
+async fn insert_card(store: &Store, txn: NewTxn) -> i64 {
+    match store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), vec![])).await.unwrap() {
+        UnitOutcome::Committed { txn_id: Some(id), .. } => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn all_pages(api: &Api, query: &str, limit: usize, mut between: impl AsyncFnMut(usize)) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 0.. {
+        let mut path = format!("/api/v1/transactions?limit={limit}{query}");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let answer = api.get(&path).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let data = answer.body["data"].as_array().unwrap().clone();
+        assert!(data.len() <= limit);
+        rows.extend(data);
+        if !answer.body["has_more"].as_bool().unwrap() {
+            assert!(answer.body["next_cursor"].is_null());
+            return rows;
+        }
+        cursor = Some(answer.body["next_cursor"].as_str().unwrap().to_owned());
+        between(page).await;
+    }
+    unreachable!()
+}
+
+async fn search_filters_and_pages_without_skips_or_repeats(db: &TestDb) {
+    let api = start(db).await;
+    let base = SystemClock.now_ms() - 100_000;
+    let mut card_ids = Vec::new();
+    for index in 0..7u32 {
+        let status = if index == 3 { "declined" } else { "approved" };
+        let date = format!("2026-12-0{}", 1 + index % 3);
+        // Two rows share a creation time: the order still tells them apart.
+        let at = base + i64::from(index.min(5)) * 10;
+        card_ids.push(insert_card(&api.store, card(index + 1, 1_000 * i64::from(index + 1), status, &date, at)).await);
+    }
+    for index in 0..3 {
+        let answer =
+            api.post("/api/v1/qr/collect", &format!("s-{index}"), collect_body(&format!("s-{index}"), 500)).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    assert_eq!(api.post("/api/v1/qr/orders", "s-order", order_body("s-order", 800)).await.status, 200);
+    // The other merchant's rows never show.
+    let theirs = card(99, 5, "approved", "2026-12-01", base);
+    insert_card(&api.store, NewTxn { merchant_id: OTHER_MID.into(), ..theirs }).await;
+
+    let everything = all_pages(&api, "", 100, async |_| {}).await;
+    assert_eq!(everything.len(), 11);
+    let times: Vec<i64> = everything.iter().map(|row| row["created_at_ms"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|pair| pair[0] >= pair[1]), "newest first");
+
+    let count = async |query: &str| all_pages(&api, query, 100, async |_| {}).await.len();
+    assert_eq!(count("&channel=card").await, 7);
+    assert_eq!(count("&channel=alipay").await, 3);
+    assert_eq!(count("&status=failed").await, 1);
+    assert_eq!(count("&status=succeeded").await, 9);
+    assert_eq!(count("&status=pending").await, 1, "the merchant QR waits");
+    assert_eq!(count("&amount_min=2000&amount_max=4000").await, 3);
+    assert_eq!(count("&terminal_id=10000001").await, 3);
+    assert_eq!(count("&date_from=2026-12-02&date_to=2026-12-03&channel=card").await, 4);
+    let by_rrn = all_pages(&api, "&reference=000000100002", 100, async |_| {}).await;
+    assert_eq!(by_rrn.len(), 1);
+    assert_eq!(
+        (by_rrn[0]["source"].as_str(), by_rrn[0]["id"].as_str()),
+        (Some("card"), Some(card_ids[1].to_string().as_str()))
+    );
+    let by_number = all_pages(&api, "&reference=s-1", 100, async |_| {}).await;
+    assert_eq!((by_number[0]["source"].as_str(), by_number[0]["id"].as_str()), (Some("qr"), Some("s-1")));
+
+    // Pages of 3 while new rows land between pages: every row of the start exactly once.
+    let mut stan = 1_000;
+    let pages = all_pages(&api, "", 3, async |_| {
+        stan += 1;
+        insert_card(&api.store, card(stan, 77, "approved", "2026-12-06", SystemClock.now_ms())).await;
+    })
+    .await;
+    let seen: Vec<(String, String)> = pages
+        .iter()
+        .map(|row| (row["source"].as_str().unwrap().to_owned(), row["id"].as_str().unwrap().to_owned()))
+        .collect();
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no row twice");
+    let start: BTreeSet<_> = everything
+        .iter()
+        .map(|row| (row["source"].as_str().unwrap().to_owned(), row["id"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(unique, start, "every row of the start, nothing else before it");
+
+    for (query, param) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("cursor=zz", "cursor"),
+        ("date_from=2026-13-01", "date_from"),
+        ("amount_min=-1", "amount_min"),
+        ("terminal_id=x", "terminal_id"),
+    ] {
+        let answer = api.get(&format!("/api/v1/transactions?{query}")).await;
+        assert_eq!((answer.status, answer.code()), (400, "parameter_invalid"), "{query}");
+        assert_eq!(answer.body["error"]["param"], param, "{query}");
+    }
+    for query in ["channel=bank", "status=approved", "surprise=1", "limit=abc"] {
+        let answer = api.get(&format!("/api/v1/transactions?{query}")).await;
+        assert_eq!((answer.status, answer.code()), (400, "parameter_invalid"), "{query}");
+    }
+
+    let card_answer = api.get(&format!("/api/v1/card-transactions/{}", card_ids[0])).await;
+    assert_eq!(card_answer.status, 200);
+    assert_eq!(
+        (
+            card_answer.body["status"].as_str(),
+            card_answer.body["pan_masked"].as_str(),
+            card_answer.body["stan"].as_i64()
+        ),
+        (Some("approved"), Some("622202*********0128"), Some(1))
+    );
+    let not_theirs = api.get_as(&api.other_key, &format!("/api/v1/card-transactions/{}", card_ids[0])).await;
+    assert_eq!((not_theirs.status, not_theirs.code()), (404, "not_found"));
+    let bad_id = api.get("/api/v1/card-transactions/abc").await;
+    assert_eq!((bad_id.status, bad_id.code()), (400, "parameter_invalid"));
+    let no_route = api.get("/api/v1/nothing/here").await;
+    assert_eq!((no_route.status, no_route.code()), (404, "route_not_found"));
+}
+
+async fn hostile_bodies_are_refused_with_nothing_written(db: &TestDb) {
+    let api = start(db).await;
+    let path = "/api/v1/qr/collect";
+    let huge = format!("{{\"out_trade_no\": \"h\", \"subject\": \"{}\"}}", "x".repeat(kassa_api::BODY_BYTES_MAX));
+    let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("application/json", huge.into_bytes(), 413, "body_too_large"),
+        ("application/json", b"{\"out_trade_no\": ".to_vec(), 400, "body_invalid"),
+        ("application/json", deep.into_bytes(), 400, "body_invalid"),
+        ("application/json", b"[1, 2]".to_vec(), 400, "body_invalid"),
+        ("application/json", vec![0xff, 0xfe, 0x00], 400, "body_invalid"),
+        ("text/plain", collect_body("h", 100).to_string().into_bytes(), 415, "content_type_invalid"),
+    ];
+    for (content_type, body, status, code) in cases {
+        let answer = api.post_raw(path, Some("h-1"), content_type, body).await;
+        assert_eq!((answer.status, answer.code()), (status, code), "{}", answer.body);
+    }
+    let fields = [
+        (
+            json!({"out_trade_no": "h", "amount": 100, "currency": "CNY", "code": PAID_AT_ONCE, "tip": 5}),
+            "body_invalid",
+        ),
+        (json!({"out_trade_no": "h", "amount": "12.34", "currency": "CNY", "code": PAID_AT_ONCE}), "amount"),
+        (json!({"out_trade_no": "h", "amount": 1e30, "currency": "CNY", "code": PAID_AT_ONCE}), "amount"),
+        (json!({"out_trade_no": "h", "amount": -5, "currency": "CNY", "code": PAID_AT_ONCE}), "amount"),
+        (json!({"out_trade_no": "h", "amount": 100, "currency": "USD", "code": PAID_AT_ONCE}), "currency"),
+        (json!({"out_trade_no": "h", "amount": 100, "currency": "CNY", "code": 281234567890123401_i64}), "code"),
+        (json!({"out_trade_no": "h", "amount": 100, "currency": "CNY"}), "body_invalid"),
+        (json!({"out_trade_no": "h\u{0}\n", "amount": 100, "currency": "CNY", "code": PAID_AT_ONCE}), "body_invalid"),
+    ];
+    for (body, param) in fields {
+        let answer = api.post(path, "h-1", body.clone()).await;
+        assert_eq!((answer.status, answer.code()), (400, "body_invalid"), "{body}: {}", answer.body);
+        if param != "body_invalid" {
+            assert_eq!(answer.body["error"]["param"], param, "{body}");
+        }
+        assert!(!answer.body.to_string().contains("281234567890123401"), "never echoed");
+    }
+    assert!(api.store.qr().trade_by_out_trade_no(MID, "h").await.unwrap().is_none(), "nothing written");
+    assert!(api.store.api().idempotency_entry(&format!("merchant:{MID}"), "h-1").await.unwrap().is_none());
+    let fine = api.post(path, "h-1", collect_body("h", 100)).await;
+    assert_eq!(fine.status, 200, "the key was not used up: {}", fine.body);
+}
+
+async fn the_document_describes_every_route(db: &TestDb) {
+    let api = start(db).await;
+    let request = Request::get(kassa_api::OPENAPI_PATH).body(Body::empty()).unwrap();
+    let document = api.send(request).await;
+    assert_eq!(document.status, 200, "served without a key");
+    let doc = &document.body;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
+    assert_eq!(doc["security"], json!([{"api_key": []}]));
+    let paths = doc["paths"].as_object().unwrap();
+    let expected = [
+        ("/api/v1/qr/collect", "post"),
+        ("/api/v1/qr/orders", "post"),
+        ("/api/v1/qr/trades/{out_trade_no}", "get"),
+        ("/api/v1/qr/trades/{out_trade_no}/cancel", "post"),
+        ("/api/v1/qr/trades/{out_trade_no}/refunds", "get"),
+        ("/api/v1/card-transactions/{id}", "get"),
+        ("/api/v1/transactions", "get"),
+    ];
+    for (path, method) in expected {
+        let operation = &paths[path][method];
+        assert!(operation.is_object(), "{method} {path} documented");
+        let responses = operation["responses"].as_object().unwrap();
+        for status in ["200", "401", "404", "503"] {
+            assert!(responses.contains_key(status), "{method} {path} {status}");
+        }
+        if method == "post" {
+            let params = operation["parameters"].as_array().unwrap();
+            assert!(params
+                .iter()
+                .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header" && p["required"] == true));
+            for status in ["409", "422", "413"] {
+                assert!(responses.contains_key(status), "{method} {path} {status}");
+            }
+        }
+    }
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    assert_eq!(doc, &serde_json::to_value(kassa_api::openapi()).unwrap(), "one document");
+}
+
+kassa_store::both_backends!(
+    auth_refuses_missing_wrong_and_revoked_keys,
+    idempotency_replays_and_refuses_another_body,
+    concurrent_duplicates_charge_once,
+    a_stopped_holder_is_taken_over_after_its_lease,
+    paycode_password_required_wrong_and_locked,
+    search_filters_and_pages_without_skips_or_repeats,
+    hostile_bodies_are_refused_with_nothing_written,
+    the_document_describes_every_route,
+);
