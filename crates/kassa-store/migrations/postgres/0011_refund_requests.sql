@@ -43,7 +43,7 @@ CREATE INDEX refund_requests_by_target ON refund_requests (target_kind, target_i
 CREATE INDEX refund_requests_due ON refund_requests (next_check_at_ms) WHERE next_check_at_ms IS NOT NULL;
 
 CREATE TABLE refund_request_steps (
-    request_id  BIGINT NOT NULL REFERENCES refund_requests (id),
+    request_id  BIGINT NOT NULL,                -- refund_requests.id, written in the same unit
     seq         BIGINT NOT NULL,             -- 1 for the request, then one per step
     kind        TEXT NOT NULL,
     state       TEXT NOT NULL,               -- the state the step left the request in
