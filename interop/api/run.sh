@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# schemathesis against Kassa's own OpenAPI document: `kassa up` (the debug binary) on a temporary
+# data directory and free ports, then schemathesis generates requests for every operation of
+# GET /api/openapi.json with the demo API key and checks every answer: no 5xx, the status, the
+# content type, the headers and the body as the document says. Fails on any finding.
+#
+# Environment: KASSA_VENV (default /tmp/kassa-venv), KASSA_BIN (default: the debug binary under
+# $CARGO_TARGET_DIR, built here when missing), CARGO_TARGET_DIR (default <repo>/target),
+# KASSA_API_EXAMPLES (test cases per operation and phase, default 100: the run stays well under
+# 3 minutes).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+venv="${KASSA_VENV:-/tmp/kassa-venv}"
+target="${CARGO_TARGET_DIR:-$repo/target}"
+examples="${KASSA_API_EXAMPLES:-100}"
+
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+
+if [ -z "${KASSA_BIN:-}" ]; then
+    KASSA_BIN="$target/debug/kassa"
+    if [ ! -x "$KASSA_BIN" ]; then
+        (cd "$repo" && CARGO_TARGET_DIR="$target" cargo build --quiet -p kassa)
+    fi
+fi
+
+data="$(mktemp -d)"
+host_pid=""
+cleanup() {
+    if [ -n "$host_pid" ]; then
+        kill "$host_pid" 2>/dev/null || true
+        wait "$host_pid" 2>/dev/null || true
+    fi
+    rm -rf "$data"
+}
+trap cleanup EXIT
+
+read -r http iso sim < <("$venv/bin/python" - <<'PY'
+import socket
+sockets = [socket.socket() for _ in range(3)]
+for s in sockets:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in sockets])
+PY
+)
+
+"$KASSA_BIN" up --data-dir "$data" --http "127.0.0.1:$http" --iso "127.0.0.1:$iso" --sim "127.0.0.1:$sim" \
+    >"$data/up.log" 2>&1 &
+host_pid=$!
+
+deadline=$((SECONDS + 120))
+until curl -fsS "http://127.0.0.1:$http/readyz" >/dev/null 2>&1; do
+    if ! kill -0 "$host_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+        echo "api: kassa up did not become ready" >&2
+        tail -n 40 "$data/up.log" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+api_key="$("$venv/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' \
+    "$data/demo/credentials.json")"
+
+status=0
+"$venv/bin/schemathesis" run "http://127.0.0.1:$http/api/openapi.json" \
+    --url "http://127.0.0.1:$http" \
+    --header "Authorization: Bearer $api_key" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+    --phases examples,coverage,fuzzing \
+    --max-examples "$examples" \
+    --seed 20261206 \
+    --workers 2 \
+    --request-timeout 30 \
+    --output-sanitize true \
+    --no-color || status=$?
+
+if [ "$status" -ne 0 ]; then
+    echo "api: schemathesis found problems (exit $status); the host's log:" >&2
+    tail -n 40 "$data/up.log" >&2
+    exit "$status"
+fi
+echo "api: schemathesis found nothing"
