@@ -28,7 +28,7 @@ mod trade;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -210,15 +210,21 @@ impl Call<'_> {
 
 /// The `/gateway.do` route (GET and POST), ready to merge into the host's router.
 pub fn router(state: GatewayState) -> Router {
-    Router::new()
-        .route(PATH, get(serve).post(serve))
-        .layer(DefaultBodyLimit::max(request::BODY_BYTES_MAX))
-        .with_state(state)
+    Router::new().route(PATH, get(serve).post(serve)).layer(DefaultBodyLimit::disable()).with_state(state)
 }
 
-async fn serve(State(state): State<GatewayState>, RawQuery(query): RawQuery, body: Bytes) -> Response {
+async fn serve(State(state): State<GatewayState>, RawQuery(query): RawQuery, body: Body) -> Response {
     let query = query.unwrap_or_default();
-    let (method, received) = match Received::parse(query.as_bytes(), &body) {
+    // Read here rather than by an extractor, so that an oversized body is answered like every
+    // other refusal: HTTP 200, signed.
+    let parsed = match axum::body::to_bytes(body, request::BODY_BYTES_MAX).await {
+        Ok(body) => Received::parse(query.as_bytes(), &body),
+        Err(_) => Err(Reply::invalid(
+            "isv.invalid-parameter",
+            format!("the body is over {} bytes or unreadable", request::BODY_BYTES_MAX),
+        )),
+    };
+    let (method, received) = match parsed {
         Ok(received) => (received.method().unwrap_or(FALLBACK_METHOD).to_owned(), Ok(received)),
         Err(refusal) => (FALLBACK_METHOD.to_owned(), Err(refusal)),
     };

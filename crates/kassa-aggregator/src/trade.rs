@@ -6,7 +6,10 @@ use std::borrow::Cow;
 
 use kassa_auth::paycode::{VersionedPaycodeSettings, PAYCODE_SETTINGS};
 use kassa_domain::{Currency, Money};
-use kassa_qr::{CollectRequest, MerchantQrRequest, QrError, QrErrorKind, QrTrade, QrTradeStatus, OUT_NO_CHARS_MAX};
+use kassa_qr::{
+    CollectRequest, MerchantQrRequest, QrError, QrErrorKind, QrTrade, QrTradeStatus, OUT_NO_CHARS_MAX,
+    SUBJECT_CHARS_MAX,
+};
 use kassa_store::aggregator::{insert_gateway_trade, GatewayTradeRecord};
 use kassa_store::qr::QrOriginKind;
 use kassa_store::WriteUnit;
@@ -37,9 +40,8 @@ pub(crate) async fn pay(call: &Call<'_>) -> Result<Reply, Reply> {
         }
     }
     let auth_code = required(biz, "auth_code")?;
-    let subject = required(biz, "subject")?.into_owned();
-    let currency = call.currency().await?;
-    let total = money(biz, "total_amount", currency)?;
+    let subject = subject(biz)?;
+    let total = total_amount(call).await?;
     if auth_code.chars().count() > AUTH_CODE_CHARS_MAX || Wallet::for_payment_code(&auth_code).is_none() {
         return Err(Reply::failed("ACQ.PAYMENT_AUTH_CODE_INVALID", "the payment code belongs to no wallet")
             .with("out_trade_no", out_trade_no.as_str()));
@@ -124,9 +126,8 @@ fn failed_payment(trade: &QrTrade) -> Reply {
 pub(crate) async fn precreate(call: &Call<'_>) -> Result<Reply, Reply> {
     let biz = &call.common.biz;
     let out_trade_no = out_no(biz, "out_trade_no")?;
-    let subject = required(biz, "subject")?.into_owned();
-    let currency = call.currency().await?;
-    let total = money(biz, "total_amount", currency)?;
+    let subject = subject(biz)?;
+    let total = total_amount(call).await?;
     let config = call.qr().config();
     let validity_minutes = match text(biz, "timeout_express")? {
         Some(express) => Some(timeout_minutes(&express)?.min(config.merchant_qr_validity_max_minutes)),
@@ -337,6 +338,31 @@ pub(crate) fn money(biz: &Map<String, Value>, name: &str, currency: Currency) ->
     wire::parse_yuan(&text, currency).map_err(|_| {
         Reply::invalid("isv.invalid-parameter", format!("{name} must be a positive amount with at most two decimals"))
     })
+}
+
+/// What the payer sees: 1–128 characters without control characters (checked before anything
+/// is written, as the QR service would refuse it after).
+fn subject(biz: &Map<String, Value>) -> Result<String, Reply> {
+    let subject = required(biz, "subject")?;
+    if subject.chars().count() > SUBJECT_CHARS_MAX || subject.chars().any(char::is_control) {
+        return Err(Reply::invalid(
+            "isv.invalid-parameter",
+            format!("subject: 1 to {SUBJECT_CHARS_MAX} characters without control characters"),
+        ));
+    }
+    Ok(subject.into_owned())
+}
+
+/// `total_amount` in the merchant's currency, within the QR service's largest amount.
+async fn total_amount(call: &Call<'_>) -> Result<Money, Reply> {
+    let currency = call.currency().await?;
+    let total = money(&call.common.biz, "total_amount", currency)?;
+    let minor_max = call.qr().config().amount_minor_max;
+    if total.minor() > minor_max {
+        let max = wire::yuan(Money::from_minor(minor_max, currency));
+        return Err(Reply::invalid("isv.invalid-parameter", format!("total_amount: at most {max}")));
+    }
+    Ok(total)
 }
 
 /// The `out_trade_no` a request names, by `out_trade_no` or by `trade_no` (Kassa's reference);
