@@ -72,6 +72,12 @@ pub enum ApiError {
     /// The trade is paid: refund it instead.
     #[error("the trade is paid; refund it instead")]
     TradePaid,
+    /// The API key may not do this.
+    #[error("not allowed: {0}")]
+    Forbidden(&'static str),
+    /// Kassa cannot do this (yet) for this kind of payment.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
     /// The payment-code settings require the password and none was sent.
     #[error("the payment-code password is required for this payment or refund")]
     PaycodePasswordRequired,
@@ -99,7 +105,7 @@ pub enum ApiError {
 }
 
 /// Stable codes, one per [`ApiError`] variant, as documented in docs/reference/api.md.
-pub const ERROR_CODES: [&str; 22] = [
+pub const ERROR_CODES: [&str; 24] = [
     "api_key_missing",
     "api_key_invalid",
     "idempotency_key_missing",
@@ -114,6 +120,8 @@ pub const ERROR_CODES: [&str; 22] = [
     "route_not_found",
     "conflict",
     "trade_paid",
+    "forbidden",
+    "unsupported",
     "paycode_password_required",
     "paycode_password_wrong",
     "paycode_password_locked",
@@ -142,6 +150,8 @@ impl ApiError {
             ApiError::RouteNotFound => "route_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::TradePaid => "trade_paid",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Unsupported(_) => "unsupported",
             ApiError::PaycodePasswordRequired => "paycode_password_required",
             ApiError::PaycodePasswordWrong => "paycode_password_wrong",
             ApiError::PaycodePasswordLocked => "paycode_password_locked",
@@ -169,7 +179,10 @@ impl ApiError {
             ApiError::ContentTypeInvalid => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
-            ApiError::PaycodePasswordRequired | ApiError::PaycodePasswordWrong => StatusCode::FORBIDDEN,
+            ApiError::PaycodePasswordRequired | ApiError::PaycodePasswordWrong | ApiError::Forbidden(_) => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::Unsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PaycodePasswordLocked => StatusCode::LOCKED,
             ApiError::WalletRefused(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -183,7 +196,15 @@ impl ApiError {
     /// validation, the payment-code password) and temporary failures are not kept: the same
     /// key may be sent again, corrected or later (Stripe's rule).
     pub fn is_outcome(&self) -> bool {
-        matches!(self, ApiError::NotFound(_) | ApiError::Conflict(_) | ApiError::TradePaid | ApiError::WalletRefused(_))
+        matches!(
+            self,
+            ApiError::NotFound(_)
+                | ApiError::Conflict(_)
+                | ApiError::TradePaid
+                | ApiError::WalletRefused(_)
+                | ApiError::Forbidden(_)
+                | ApiError::Unsupported(_)
+        )
     }
 
     /// The body of the answer.
@@ -335,6 +356,8 @@ mod tests {
             ApiError::RouteNotFound,
             ApiError::Conflict(String::new()),
             ApiError::TradePaid,
+            ApiError::Forbidden(""),
+            ApiError::Unsupported(""),
             ApiError::PaycodePasswordRequired,
             ApiError::PaycodePasswordWrong,
             ApiError::PaycodePasswordLocked,

@@ -4,6 +4,8 @@
 //!
 //! - Bearer API keys per merchant (`auth`), stored only as SHA-256 digests.
 //! - `Idempotency-Key` on every POST with Stripe's semantics (`idempotency`).
+//! - Refund requests through the review workflow of kassa-refund, and their progress
+//!   (`refunds`).
 //! - QR payments (`qr`): collect with a customer's code, merchant QR, get, cancel; card
 //!   transactions read-only and the search across both with cursor pagination
 //!   (`transactions`).
@@ -22,6 +24,7 @@ mod auth;
 mod error;
 mod idempotency;
 mod qr;
+mod refunds;
 mod transactions;
 mod wire;
 
@@ -34,6 +37,7 @@ use axum::routing::{any, get};
 use axum::Router;
 use kassa_auth::{Auth, Clock};
 use kassa_qr::QrService;
+use kassa_refund::RefundService;
 use kassa_store::Store;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
@@ -61,6 +65,7 @@ pub struct ApiState {
 struct Inner {
     auth: Auth,
     qr: QrService,
+    refunds: Option<RefundService>,
     clock: Arc<dyn Clock>,
 }
 
@@ -74,7 +79,19 @@ impl ApiState {
     /// The routes' state: the payment-code checks and the store through `auth` (which must be
     /// over the same store as `qr`), the QR flows through `qr`.
     pub fn new(auth: Auth, qr: QrService, clock: Arc<dyn Clock>) -> ApiState {
-        ApiState { inner: Arc::new(Inner { auth, qr, clock }) }
+        ApiState { inner: Arc::new(Inner { auth, qr, refunds: None, clock }) }
+    }
+
+    /// The same state with the refund workflow (over the same store): without it, refund
+    /// requests answer `503 unavailable`.
+    pub fn with_refunds(self, refunds: RefundService) -> ApiState {
+        let Inner { auth, qr, clock, .. } = &*self.inner;
+        let inner = Inner { auth: auth.clone(), qr: qr.clone(), refunds: Some(refunds), clock: clock.clone() };
+        ApiState { inner: Arc::new(inner) }
+    }
+
+    pub(crate) fn refunds(&self) -> Option<&RefundService> {
+        self.inner.refunds.as_ref()
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -108,6 +125,7 @@ impl ApiState {
     components(schemas(ErrorBody, ErrorObject)),
     tags(
         (name = "QR payments", description = "Customer codes (付款码) and merchant QR codes"),
+        (name = "Refunds", description = "Refund requests through the review workflow, and their progress"),
         (name = "Card transactions", description = "Card transactions, read-only"),
         (name = "Transactions", description = "The search across card transactions and QR trades")
     )
@@ -136,6 +154,8 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(qr::trade))
         .routes(routes!(qr::cancel))
         .routes(routes!(qr::trade_refunds))
+        .routes(routes!(refunds::request))
+        .routes(routes!(refunds::progress))
         .routes(routes!(transactions::card_transaction))
         .routes(routes!(transactions::search))
 }

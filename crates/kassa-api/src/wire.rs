@@ -64,12 +64,12 @@ impl utoipa::IntoResponses for PostErrors {
         let mut statuses = vec![
             (400, "`idempotency_key_missing`, `idempotency_key_invalid`, `body_invalid`"),
             (402, "`wallet_refused`"),
-            (403, "`paycode_password_required`, `paycode_password_wrong`"),
+            (403, "`paycode_password_required`, `paycode_password_wrong`, `forbidden`"),
             (404, "`not_found`"),
             (409, "`idempotency_key_in_use`, `conflict`, `trade_paid`, `paycode_password_not_set`"),
             (413, "`body_too_large`"),
             (415, "`content_type_invalid`"),
-            (422, "`idempotency_key_reused`"),
+            (422, "`idempotency_key_reused`, `unsupported`"),
             (423, "`paycode_password_locked`"),
             (500, "`internal_error`"),
         ];

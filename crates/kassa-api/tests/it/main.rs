@@ -20,7 +20,9 @@ use kassa_api::ApiState;
 use kassa_auth::paycode::{StoredPaycodeSettings, PAYCODE_SETTINGS};
 use kassa_auth::{hash_digit_code, Auth, AuthShared, Clock, SystemClock};
 use kassa_crypto::{api_key_digest, MasterKey};
+use kassa_domain::MerchantId;
 use kassa_qr::{QrConfig, QrService, Wallets};
+use kassa_refund::{Actor, Decision, RefundConfig, RefundService};
 use kassa_store::api::{claim_idempotency, insert_api_key, revoke_api_key, ApiKey, IdempotencyEntry, IdempotencyState};
 use kassa_store::testing::TestDb;
 use kassa_store::{
@@ -43,6 +45,7 @@ struct Api {
     pepper: kassa_crypto::Pepper,
     key: String,
     other_key: String,
+    refunds: RefundService,
 }
 
 struct Answer {
@@ -115,8 +118,9 @@ async fn start(db: &TestDb) -> Api {
     let pepper = MasterKey::generate(&mut rand::rngs::OsRng).pepper();
     let shared = AuthShared::new(store.clone(), clock.clone());
     let auth = Auth::new(store.clone(), pepper.clone(), clock.clone(), shared);
-    let router = kassa_api::router(ApiState::new(auth, qr, clock));
-    Api { router, store, alipay, pepper, key, other_key }
+    let refunds = RefundService::new(store.clone(), Some(qr.clone()), clock.clone(), RefundConfig::default());
+    let router = kassa_api::router(ApiState::new(auth, qr, clock).with_refunds(refunds.clone()));
+    Api { router, store, alipay, pepper, key, other_key, refunds }
 }
 
 impl Api {
@@ -610,6 +614,8 @@ async fn the_document_describes_every_route(db: &TestDb) {
         ("/api/v1/qr/trades/{out_trade_no}/refunds", "get"),
         ("/api/v1/card-transactions/{id}", "get"),
         ("/api/v1/transactions", "get"),
+        ("/api/v1/refunds", "post"),
+        ("/api/v1/refunds/{out_request_no}", "get"),
     ];
     for (path, method) in expected {
         let operation = &paths[path][method];
@@ -632,6 +638,71 @@ async fn the_document_describes_every_route(db: &TestDb) {
     assert_eq!(doc, &serde_json::to_value(kassa_api::openapi()).unwrap(), "one document");
 }
 
+fn refund_body(out_request_no: &str, out_trade_no: &str, amount: i64) -> Value {
+    json!({"out_request_no": out_request_no, "out_trade_no": out_trade_no, "amount": amount, "currency": "CNY",
+           "reason": "return_of_goods", "note": "cup returned"})
+}
+
+async fn refunds_go_through_the_workflow(db: &TestDb) {
+    let api = start(db).await;
+    let paid = api.post("/api/v1/qr/collect", "r-pay", collect_body("r-1", 2_000)).await;
+    assert_eq!(paid.body["status"], "paid", "{}", paid.body);
+    let asked = api.post("/api/v1/refunds", "r-ask", refund_body("rf-1", "r-1", 500)).await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert_eq!(asked.body["state"], "requested");
+    assert_eq!(asked.body["out_trade_no"], "r-1");
+    assert_eq!(asked.body["steps"][0]["kind"], "requested");
+    assert!(asked.body["steps"][0]["actor"].as_str().unwrap().starts_with("api_key:"));
+    // Nothing left the merchant's account before the review.
+    assert_eq!(api.get("/api/v1/qr/trades/r-1").await.body["refunded"], 0);
+    assert!(api.post("/api/v1/refunds", "r-ask", refund_body("rf-1", "r-1", 500)).await.replayed());
+    let same = api.post("/api/v1/refunds", "r-ask-2", refund_body("rf-1", "r-1", 500)).await;
+    assert_eq!(same.body["created_at_ms"], asked.body["created_at_ms"], "the same request by its number");
+    let other = api.post("/api/v1/refunds", "r-ask-3", refund_body("rf-1", "r-1", 600)).await;
+    assert_eq!((other.status, other.code()), (409, "conflict"));
+    let too_much = api.post("/api/v1/refunds", "r-ask-4", refund_body("rf-2", "r-1", 1_501)).await;
+    assert_eq!((too_much.status, too_much.code()), (409, "conflict"), "{}", too_much.body);
+    let both = json!({"out_request_no": "rf-3", "out_trade_no": "r-1", "rrn": "000000000001", "amount": 1,
+                      "currency": "CNY", "reason": "complaint"});
+    let refused = api.post("/api/v1/refunds", "r-ask-5", both).await;
+    assert_eq!((refused.status, refused.code()), (400, "body_invalid"));
+
+    let owner = Actor::MerchantOwner { merchant_id: MerchantId::parse(MID).unwrap(), username: "owner".into() };
+    let merchant = MerchantId::parse(MID).unwrap();
+    api.refunds.review(&owner, &merchant, "rf-1", Decision::Approve, "ok", "test").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let progress = loop {
+        api.refunds.resolve_due().await.unwrap();
+        let progress = api.get("/api/v1/refunds/rf-1").await;
+        assert_eq!(progress.status, 200, "{}", progress.body);
+        if progress.body["state"] == "succeeded" || std::time::Instant::now() > deadline {
+            break progress;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(progress.body["state"], "succeeded", "{}", progress.body);
+    let kinds: Vec<&str> =
+        progress.body["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"requested"));
+    assert!(kinds.contains(&"merchant_approved") && kinds.contains(&"channel_succeeded"), "{kinds:?}");
+    assert_eq!(api.get("/api/v1/qr/trades/r-1").await.body["refunded"], 500);
+    let refunds = api.get("/api/v1/qr/trades/r-1/refunds").await;
+    assert_eq!(refunds.body["data"].as_array().unwrap().len(), 1, "{}", refunds.body);
+
+    let theirs = api.get_as(&api.other_key, "/api/v1/refunds/rf-1").await;
+    assert_eq!((theirs.status, theirs.code()), (404, "not_found"));
+    assert_eq!(api.get("/api/v1/refunds/nope").await.status, 404);
+
+    // A QR refund asks for the payment-code password when the settings say so.
+    api.require_paycode_password(0).await;
+    let required = api.post("/api/v1/refunds", "r-pw-1", refund_body("rf-4", "r-1", 100)).await;
+    assert_eq!((required.status, required.code()), (403, "paycode_password_required"));
+    let mut with_password = refund_body("rf-4", "r-1", 100);
+    with_password["paycode_password"] = json!(PAYCODE_PASSWORD);
+    let accepted = api.post("/api/v1/refunds", "r-pw-1", with_password).await;
+    assert_eq!((accepted.status, accepted.body["state"].as_str()), (200, Some("requested")), "{}", accepted.body);
+}
+
 kassa_store::both_backends!(
     auth_refuses_missing_wrong_and_revoked_keys,
     idempotency_replays_and_refuses_another_body,
@@ -641,4 +712,5 @@ kassa_store::both_backends!(
     search_filters_and_pages_without_skips_or_repeats,
     hostile_bodies_are_refused_with_nothing_written,
     the_document_describes_every_route,
+    refunds_go_through_the_workflow,
 );
