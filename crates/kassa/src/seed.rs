@@ -29,7 +29,7 @@ pub fn tms_context(terminal_id: &str) -> String {
 }
 
 /// The sealing context of the gateway's RSA signing key.
-pub const GATEWAY_KEY_CONTEXT: &str = "gateway:rsa-private-key";
+pub const GATEWAY_KEY_CONTEXT: &str = kassa_aggregator::SIGNING_KEY_CONTEXT;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -248,6 +248,10 @@ fn routes(
     let back_office = back_office.with_secure_cookies(secure_cookies);
     let mut router = kassa_tms::router(tms.clone()).merge(kassa_backoffice::router(back_office));
     if let Some(service) = qr_service {
+        // The Alipay-compatible gateway (/gateway.do), answering signed with the sealed gateway key.
+        let gateway =
+            kassa_aggregator::GatewayState::new(store.inner().clone(), service.clone(), master_key.clone(), clock.clone());
+        router = router.merge(kassa_aggregator::router(gateway));
         // The integrators' API (/api/v1, /api/openapi.json) over the same QR service and rules.
         let auth = kassa_auth::Auth::new(store.inner().clone(), master_key.pepper(), clock.clone(), shared.clone());
         router = router.merge(kassa_api::router(kassa_api::ApiState::new(auth, service.clone(), clock)));
