@@ -46,7 +46,7 @@ from alipay.aop.api.response.AlipayTradeQueryResponse import AlipayTradeQueryRes
 from alipay.aop.api.response.AlipayTradeRefundResponse import AlipayTradeRefundResponse
 from alipay.aop.api.util import WebUtils as alipay_web
 
-# Payment codes of the wallet simulator (interfaces.md §5): the prefix picks the wallet (25–30
+# Payment codes of the wallet simulator (docs/reference/wallet-simulator.md): the prefix picks the wallet (25–30
 # Alipay-style, 10–15 WeChat-style), the last two digits the payer.
 ALIPAY_PAID, ALIPAY_CONFIRMS, ALIPAY_POOR, ALIPAY_NEVER = (
     "286912345678901201", "286912345678901202", "286912345678901203", "286912345678901204",

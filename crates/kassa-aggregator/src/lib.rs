@@ -54,8 +54,8 @@ pub const PATH: &str = "/gateway.do";
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// How long `alipay.trade.pay` waits for the payment's first outcome before it answers
-    /// `10003` (the collection goes on; the merchant queries). Well inside the serving layer's
-    /// request deadline.
+    /// `10003` (the collection goes on; the merchant queries). Under the Node SDK's default
+    /// timeout (5 s), well inside the serving layer's request deadline.
     pub pay_answer_wait_ms: u64,
     /// How often `alipay.trade.pay` looks at the trade while it waits.
     pub pay_poll_interval_ms: u64,
@@ -63,7 +63,7 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        GatewayConfig { pay_answer_wait_ms: 10_000, pay_poll_interval_ms: 25 }
+        GatewayConfig { pay_answer_wait_ms: 4_000, pay_poll_interval_ms: 25 }
     }
 }
 

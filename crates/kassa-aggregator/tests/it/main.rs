@@ -31,7 +31,7 @@ const MID: &str = "898100000000001";
 const APP_ID: &str = "2026120600000001";
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Customer codes of the simulator (interfaces.md §5): prefix = wallet, suffix = behaviour.
+/// Customer codes of the wallet simulator (docs/reference/wallet-simulator.md): prefix = wallet, suffix = behaviour.
 const ALIPAY_PAID: &str = "281234567890123401";
 const ALIPAY_CONFIRMS: &str = "281234567890123402";
 const ALIPAY_BROKE: &str = "281234567890123403";
