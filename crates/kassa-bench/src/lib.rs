@@ -9,6 +9,7 @@
 //! is read. Memory is bounded: a fixed histogram and a fixed-size sample per terminal.
 
 pub mod client;
+pub mod gateway;
 pub mod host;
 pub mod qr;
 pub mod raw;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
+use kassa_bench::gateway::{GatewayBenchConfig, GatewayReport};
 use kassa_bench::host::SpawnedHost;
 use kassa_bench::qr::{QrBenchConfig, QrReport, WalletMix};
 use kassa_bench::{BenchConfig, Report};
@@ -30,6 +31,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.qr {
         let report = runtime.block_on(run_qr(&args))?;
         return print_qr_report(&report, args.json);
+    }
+    if args.gateway {
+        let report = runtime.block_on(run_gateway(&args))?;
+        return print_gateway_report(&report, args.json);
     }
     let report = runtime.block_on(run_async(&args))?;
     print_report(&report, args.json)
@@ -67,6 +72,51 @@ async fn run_qr(args: &BenchArgs) -> anyhow::Result<QrReport> {
     let report = result.with_context(|| format!("the spawned host's last log lines: {tail}"))?;
     stopped.context("the spawned host did not stop cleanly")?;
     Ok(report)
+}
+
+/// `kassa bench --gateway`: customer-code payments through `/gateway.do` with pre-signed
+/// requests, against a running host or one spawned for the run.
+async fn run_gateway(args: &BenchArgs) -> anyhow::Result<GatewayReport> {
+    let wallets = WalletMix::parse(&args.wallets)
+        .with_context(|| format!("--wallets {:?}: expected alipay, wechat or both", args.wallets))?;
+    let duration = Duration::from_secs(args.duration);
+    let progress = |elapsed_s: f64, paid: u64, errors: u64| {
+        eprintln!("bench: {elapsed_s:>5.1}s paid={paid} errors={errors}");
+    };
+    let bench = |http: SocketAddr, credentials: PathBuf| async move {
+        let app = kassa_bench::gateway::load_gateway_app(&credentials)?;
+        let config = GatewayBenchConfig { http, clients: args.tid_count, duration, app, wallets };
+        Ok::<_, anyhow::Error>(kassa_bench::gateway::run(&config, progress).await?)
+    };
+    if !args.spawn {
+        let http = args.http.map_or_else(|| DEFAULT_HTTP.parse::<SocketAddr>(), Ok)?;
+        let credentials = args.credentials.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CREDENTIALS));
+        return bench(http, credentials).await;
+    }
+    let program = std::env::current_exe().context("cannot find the kassa binary to spawn")?;
+    let host = SpawnedHost::start(&program, args.database_url.as_deref(), SPAWN_START_DEADLINE).await?;
+    eprintln!("bench: spawned host: http {}", host.process.http);
+    let credentials = args.credentials.clone().unwrap_or_else(|| host.process.credentials.clone());
+    let result = bench(host.process.http, credentials).await;
+    let tail = host.process.stderr_tail();
+    let stopped = host.stop(SPAWN_STOP_DEADLINE).await;
+    let report = result.with_context(|| format!("the spawned host's last log lines: {tail}"))?;
+    stopped.context("the spawned host did not stop cleanly")?;
+    Ok(report)
+}
+
+#[expect(clippy::print_stdout, reason = "the report is what `kassa bench` is run for")]
+fn print_gateway_report(report: &GatewayReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report).context("cannot encode the report")?);
+        return Ok(());
+    }
+    print_qr_report(&report.payments, false)?;
+    println!("requests signed before the run: {}", report.presigned);
+    if report.registers_out_of_requests > 0 {
+        println!("cash registers that ran out of signed requests early: {}", report.registers_out_of_requests);
+    }
+    Ok(())
 }
 
 #[expect(clippy::print_stdout, reason = "the report is what `kassa bench` is run for")]

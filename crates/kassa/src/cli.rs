@@ -164,9 +164,14 @@ pub struct BenchArgs {
     /// sales over ISO 8583.
     #[arg(long)]
     pub qr: bool,
-    /// With --qr: whose codes, alipay (RSA2 on both legs), wechat (HMAC) or both.
-    #[arg(long, value_name = "WALLET", default_value = "alipay", requires = "qr")]
+    /// With --qr or --gateway: whose codes, alipay (RSA2 on both legs), wechat (HMAC) or both.
+    #[arg(long, value_name = "WALLET", default_value = "alipay")]
     pub wallets: String,
+    /// Customer-code payments (alipay.trade.pay) through the Alipay-compatible gateway
+    /// (/gateway.do over --http) with the demo app's requests signed before the run; --tid-count
+    /// cash registers send at once.
+    #[arg(long, conflicts_with = "qr")]
+    pub gateway: bool,
 }
 
 /// `kassa terminal` (docs/reference/terminal.md).
