@@ -39,6 +39,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+pub mod refunds;
+
 /// The largest request body accepted.
 pub const BODY_BYTES_MAX: usize = 8 * 1024;
 /// The longest secret (password, code) accepted in a body, in characters.

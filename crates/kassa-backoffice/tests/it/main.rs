@@ -8,6 +8,8 @@
 
 #[path = "../../../kassa-auth/tests/it/smtp_sink.rs"]
 mod smtp_sink;
+// The refund routes (src/refunds.rs).
+mod refunds;
 
 use std::collections::BTreeMap;
 use std::io::Write;

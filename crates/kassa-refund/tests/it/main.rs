@@ -3,6 +3,7 @@
 //! port 0, through the real Alipay-style and WeChat-style connectors.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::inconsistent_digit_grouping, reason = "amounts in fen are written yuan_fen: 100_00 is 100.00")]
 
 mod channel;
 mod workflow;
