@@ -83,3 +83,24 @@ pub fn insert_gateway_trade(record: &GatewayTradeRecord) -> Guard {
         .to_vec(),
     })
 }
+
+/// The gateway's record of a trade as the admission of the trade's journal
+/// (`WriteUnit::admitted_by`), so both are written in one commit: it always passes — it inserts
+/// the row, or, when the merchant's `out_trade_no` is recorded already, rewrites nothing of it
+/// (an upsert that sets a column to its own value: the first request's app and `notify_url`
+/// stay).
+pub fn admit_gateway_trade(record: &GatewayTradeRecord) -> Guard {
+    Guard::Statement(Statement {
+        sql: "INSERT INTO gateway_trades (merchant_id, out_trade_no, app_id, notify_url, created_at_ms) \
+              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (merchant_id, out_trade_no) \
+              DO UPDATE SET created_at_ms = gateway_trades.created_at_ms",
+        params: params![
+            record.merchant_id.as_str(),
+            record.out_trade_no.as_str(),
+            record.app_id.as_str(),
+            record.notify_url.clone(),
+            record.created_at_ms
+        ]
+        .to_vec(),
+    })
+}
