@@ -39,6 +39,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+mod api_keys;
+
 pub mod refunds;
 
 /// The largest request body accepted.
@@ -111,6 +113,7 @@ pub fn router(state: BackOfficeState) -> Router {
         .route("/backoffice/v1/resets", post(request_reset))
         .route("/backoffice/v1/resets/{code_id}/complete", post(complete_reset))
         .route("/backoffice/v1/risks", get(risks))
+        .merge(api_keys::routes())
         .layer(axum::middleware::map_response(no_store))
         .with_state(state)
 }

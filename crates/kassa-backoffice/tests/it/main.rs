@@ -8,6 +8,8 @@
 
 #[path = "../../../kassa-auth/tests/it/smtp_sink.rs"]
 mod smtp_sink;
+// The API-key routes (src/api_keys.rs).
+mod api_keys;
 // The refund routes (src/refunds.rs).
 mod refunds;
 
