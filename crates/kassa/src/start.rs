@@ -121,7 +121,15 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         }
     };
     let merchant_notifier = merchant_notifier(&config, mode, &store, &master_key).await?;
-    let (routes, auth_shared) = routes(&store, &master_key, secure_cookies, notifier, qr_service.clone());
+    // The refund workflow (退款审核): approved QR refunds go out through the QR service.
+    let refund_service = kassa_refund::RefundService::new(
+        store.inner().clone(),
+        qr_service.clone(),
+        Arc::new(kassa_domain::clock::SystemClock),
+        kassa_refund::RefundConfig::default(),
+    );
+    let (routes, auth_shared) =
+        routes(&store, &master_key, secure_cookies, notifier, qr_service.clone(), refund_service.clone());
     let deps = AppDeps {
         readiness: store.readiness(),
         registry: registry_with(&auth_shared, qr_service.clone(), merchant_notifier.clone()),
@@ -146,6 +154,10 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         let stop = shutdown.clone();
         tokio::spawn(async move { service.run_resolver(stop.cancelled_owned()).await })
     });
+    let refund_task = {
+        let stop = shutdown.clone();
+        tokio::spawn(async move { refund_service.run_resolver(stop.cancelled_owned()).await })
+    };
     let card = card_issuer.map(|issuer| issuer.description).zip(zone_pin_description);
     print_banner(&config, &app.http_url(), gateway_task.is_some().then_some(iso_addr), sim_addr, card);
     let served = app.run_until_stopped().await.context("the http server failed");
@@ -168,6 +180,9 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         if let Err(error) = task.await {
             outcomes.push(Err(anyhow::anyhow!("the QR resolver stopped abnormally: {error}")));
         }
+    }
+    if let Err(error) = refund_task.await {
+        outcomes.push(Err(anyhow::anyhow!("the refund resolver stopped abnormally: {error}")));
     }
     if let Some((_, task)) = wallet_sim {
         if let Err(error) = task.await {
@@ -233,6 +248,7 @@ fn routes(
     secure_cookies: bool,
     notifier: Arc<dyn kassa_auth::notify::Notifier>,
     qr_service: Option<kassa_qr::QrService>,
+    refunds: kassa_refund::RefundService,
 ) -> (axum::Router, kassa_auth::AuthShared) {
     let clock: Arc<dyn kassa_auth::Clock> = Arc::new(kassa_auth::SystemClock);
     // ONE Argon2id pool and ONE refusal counter for every surface of the process.
@@ -246,7 +262,11 @@ fn routes(
         shared.clone(),
     );
     let back_office = back_office.with_secure_cookies(secure_cookies);
-    let mut router = kassa_tms::router(tms.clone()).merge(kassa_backoffice::router(back_office));
+    let refund_routes =
+        kassa_backoffice::refunds::RefundRoutes::new(back_office.clone(), refunds, store.inner().clone());
+    let mut router = kassa_tms::router(tms.clone())
+        .merge(kassa_backoffice::router(back_office))
+        .merge(kassa_backoffice::refunds::router(refund_routes));
     if let Some(service) = qr_service {
         // The Alipay-compatible gateway (/gateway.do), answering signed with the sealed gateway key.
         let gateway =
