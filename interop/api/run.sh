@@ -65,6 +65,8 @@ api_key="$("$venv/bin/python" -c 'import json,sys; print(json.load(open(sys.argv
     "$data/demo/credentials.json")"
 
 status=0
+# From the temporary directory: schemathesis keeps its example database in the working directory.
+cd "$data"
 "$venv/bin/schemathesis" run "http://127.0.0.1:$http/api/openapi.json" \
     --url "http://127.0.0.1:$http" \
     --header "Authorization: Bearer $api_key" \
