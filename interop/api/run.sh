@@ -39,28 +39,48 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r http iso sim < <("$venv/bin/python" - <<'PY'
+# Free ports, then `kassa up` on them; another process may take a port between the two, so a
+# start that fails on a taken port is tried again on new ones (at most 3 times).
+start_host() {
+    read -r http iso sim < <("$venv/bin/python" - <<'PY'
 import socket
 sockets = [socket.socket() for _ in range(3)]
 for s in sockets:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in sockets])
 PY
-)
+    )
+    "$KASSA_BIN" up --data-dir "$data" --http "127.0.0.1:$http" --iso "127.0.0.1:$iso" --sim "127.0.0.1:$sim" \
+        >"$data/up.log" 2>&1 &
+    host_pid=$!
+    local deadline=$((SECONDS + 120))
+    until curl -fsS "http://127.0.0.1:$http/readyz" >/dev/null 2>&1; do
+        if ! kill -0 "$host_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+            kill "$host_pid" 2>/dev/null || true
+            wait "$host_pid" 2>/dev/null || true
+            host_pid=""
+            return 1
+        fi
+        sleep 0.2
+    done
+}
 
-"$KASSA_BIN" up --data-dir "$data" --http "127.0.0.1:$http" --iso "127.0.0.1:$iso" --sim "127.0.0.1:$sim" \
-    >"$data/up.log" 2>&1 &
-host_pid=$!
-
-deadline=$((SECONDS + 120))
-until curl -fsS "http://127.0.0.1:$http/readyz" >/dev/null 2>&1; do
-    if ! kill -0 "$host_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-        echo "api: kassa up did not become ready" >&2
-        tail -n 40 "$data/up.log" >&2
-        exit 1
+started=""
+for attempt in 1 2 3; do
+    if start_host; then
+        started=yes
+        break
     fi
-    sleep 0.2
+    if ! grep -q "address already in use" "$data/up.log"; then
+        break
+    fi
+    echo "api: a port was taken meanwhile (attempt $attempt); trying other ports" >&2
 done
+if [ -z "$started" ]; then
+    echo "api: kassa up did not become ready" >&2
+    tail -n 40 "$data/up.log" >&2
+    exit 1
+fi
 api_key="$("$venv/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' \
     "$data/demo/credentials.json")"
 

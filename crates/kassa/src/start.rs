@@ -263,7 +263,7 @@ fn routes(
     );
     let back_office = back_office.with_secure_cookies(secure_cookies);
     let refund_routes =
-        kassa_backoffice::refunds::RefundRoutes::new(back_office.clone(), refunds, store.inner().clone());
+        kassa_backoffice::refunds::RefundRoutes::new(back_office.clone(), refunds.clone(), store.inner().clone());
     let mut router = kassa_tms::router(tms.clone())
         .merge(kassa_backoffice::router(back_office))
         .merge(kassa_backoffice::refunds::router(refund_routes));
@@ -274,7 +274,8 @@ fn routes(
         router = router.merge(kassa_aggregator::router(gateway));
         // The integrators' API (/api/v1, /api/openapi.json) over the same QR service and rules.
         let auth = kassa_auth::Auth::new(store.inner().clone(), master_key.pepper(), clock.clone(), shared.clone());
-        router = router.merge(kassa_api::router(kassa_api::ApiState::new(auth, service.clone(), clock)));
+        let api = kassa_api::ApiState::new(auth, service.clone(), clock).with_refunds(refunds);
+        router = router.merge(kassa_api::router(api));
         router = router
             .merge(kassa_tms::qr::router(kassa_tms::qr::TmsQrState::new(tms, service.clone())))
             .merge(kassa_qr::routes::router(service));
