@@ -1,6 +1,7 @@
 //! Merchant notifications (`trade_status_sync`): a trade made through `/gateway.do` with a
-//! `notify_url` that becomes paid (`TRADE_SUCCESS`) or closed (`TRADE_CLOSED`) is announced to
-//! that URL by a signed form `POST`, retried with back-off until the merchant answers `success`.
+//! `notify_url` that becomes paid (`TRADE_SUCCESS`) or closed (`TRADE_CLOSED`: closed unpaid, or
+//! refunded in full) is announced to that URL by a signed form `POST`, retried with back-off
+//! until the merchant answers `success`.
 //!
 //! The outbox is kassa-store's `merchant_notify` module: the database writes a row in the same
 //! transaction as the trade's change, once per (trade, status), whatever path made the change.

@@ -27,6 +27,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+mod notify;
+
 const MID: &str = "898100000000001";
 const APP_ID: &str = "2026120600000001";
 const DEADLINE: Duration = Duration::from_secs(20);

@@ -1,7 +1,8 @@
 -- Merchant notifications of the Alipay-compatible gateway (trade_status_sync): a durable
 -- outbox with one row per (trade, status) announced. The trigger below writes the row in the
--- same transaction as the update that turns a gateway trade paid or closed, whatever path made
--- that update (a collection, a wallet's notification, the resolver, a cancel or a close), so a
+-- same transaction as the update that turns a gateway trade paid, or closed (closed unpaid, or
+-- paid and now refunded in full: Alipay's TRADE_CLOSED), whatever path made that update (a
+-- collection, a wallet's notification, the resolver, a cancel, a close or a refund), so a
 -- change cannot commit without its notification, and the primary key makes any second insert
 -- for the same (trade, status) a no-op. The sender claims a due row by updating it at its
 -- version (next_attempt_at_ms becomes its lease), sends, then records what came of it.
@@ -29,11 +30,16 @@ CREATE INDEX merchant_notifications_due ON merchant_notifications (next_attempt_
     WHERE next_attempt_at_ms IS NOT NULL;
 CREATE INDEX merchant_notifications_failed ON merchant_notifications (updated_at_ms) WHERE state = 'failed';
 
-CREATE TRIGGER merchant_notifications_enqueue AFTER UPDATE OF status ON qr_trades
-    WHEN NEW.origin = 'gateway' AND NEW.status IN ('paid', 'closed') AND OLD.status <> NEW.status
+CREATE TRIGGER merchant_notifications_enqueue AFTER UPDATE OF status, refunded_minor ON qr_trades
+    WHEN NEW.origin = 'gateway'
+        AND ((NEW.status IN ('paid', 'closed') AND OLD.status <> NEW.status)
+            OR (NEW.status = 'paid' AND NEW.refunded_minor >= NEW.amount_minor
+                AND OLD.refunded_minor < OLD.amount_minor))
 BEGIN
     INSERT INTO merchant_notifications (trade_id, trade_status, state, next_attempt_at_ms, created_at_ms,
         updated_at_ms)
-    VALUES (NEW.id, NEW.status, 'pending', NEW.updated_at_ms, NEW.updated_at_ms, NEW.updated_at_ms)
+    VALUES (NEW.id,
+        CASE WHEN NEW.status = 'paid' AND NEW.refunded_minor >= NEW.amount_minor THEN 'closed' ELSE NEW.status END,
+        'pending', NEW.updated_at_ms, NEW.updated_at_ms, NEW.updated_at_ms)
     ON CONFLICT (trade_id, trade_status) DO NOTHING;
 END;

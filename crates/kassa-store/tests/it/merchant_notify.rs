@@ -98,6 +98,26 @@ async fn a_gateway_trade_paid_then_closed_owes_one_notification_per_status(db: &
     assert_eq!(all[0], paid);
     assert_eq!((all[1].trade_status, all[1].next_attempt_at_ms), (QrStatus::Closed, Some(5_000)));
 
+    // Paid, then refunded in part, then in full: closed (Alipay's TRADE_CLOSED) once, when the
+    // last fen goes back.
+    let mut r = trade(9, QrOriginKind::Gateway);
+    db.store.commit(WriteUnit::guarded(insert_trade(&r), vec![])).await.unwrap();
+    r.status = QrStatus::Paid;
+    r = commit_update(db, &r).await;
+    r.refunded_minor = 1_000;
+    r.updated_at_ms = 6_000;
+    r = commit_update(db, &r).await;
+    assert_eq!(outbox.notifications_of(9).await.unwrap().len(), 1, "a partial refund closes nothing");
+    r.refunded_minor = 1_234;
+    r.updated_at_ms = 7_000;
+    r = commit_update(db, &r).await;
+    let all = outbox.notifications_of(9).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!((all[1].trade_status, all[1].created_at_ms), (QrStatus::Closed, 7_000));
+    r.updated_at_ms = 8_000;
+    commit_update(db, &r).await;
+    assert_eq!(outbox.notifications_of(9).await.unwrap().len(), 2, "once");
+
     // A terminal's trade is nobody's notification.
     let mut terminal = trade(8, QrOriginKind::Terminal);
     db.store.commit(WriteUnit::guarded(insert_trade(&terminal), vec![])).await.unwrap();
@@ -105,7 +125,7 @@ async fn a_gateway_trade_paid_then_closed_owes_one_notification_per_status(db: &
     commit_update(db, &terminal).await;
     assert!(outbox.notifications_of(8).await.unwrap().is_empty());
 
-    assert_eq!(outbox.notification_backlog().await.unwrap(), NotificationBacklog { pending: 2, failed: 0 });
+    assert_eq!(outbox.notification_backlog().await.unwrap(), NotificationBacklog { pending: 4, failed: 0 });
 }
 
 async fn a_notification_is_claimed_and_settled_only_at_its_version(db: &TestDb) {
