@@ -10,7 +10,7 @@ use kassa_qr::{
     CollectRequest, MerchantQrRequest, QrError, QrErrorKind, QrTrade, QrTradeStatus, OUT_NO_CHARS_MAX,
     SUBJECT_CHARS_MAX,
 };
-use kassa_store::aggregator::{insert_gateway_trade, GatewayTradeRecord};
+use kassa_store::aggregator::{admit_gateway_trade, insert_gateway_trade, GatewayTradeRecord};
 use kassa_store::qr::QrOriginKind;
 use kassa_store::WriteUnit;
 use kassa_wallet::alipay::wire;
@@ -47,7 +47,9 @@ pub(crate) async fn pay(call: &Call<'_>) -> Result<Reply, Reply> {
             .with("out_trade_no", out_trade_no.as_str()));
     }
     let unknown = || pay_unknown(&out_trade_no, total);
-    claim(call, &out_trade_no).await.map_err(|refusal| refusal.unwrap_or_else(unknown))?;
+    check_claim(call, &out_trade_no).await.map_err(|refusal| refusal.unwrap_or_else(unknown))?;
+    // The gateway's record goes with the trade's journal, in one commit before any wallet call.
+    let admission = admit_gateway_trade(&gateway_trade(call, &out_trade_no));
     let request = CollectRequest {
         out_trade_no: out_trade_no.clone(),
         code: PaymentCode::new(auth_code),
@@ -58,13 +60,16 @@ pub(crate) async fn pay(call: &Call<'_>) -> Result<Reply, Reply> {
     // still confirming is polled, then cancelled at the end of the service's wait).
     let service = call.qr().clone();
     let (merchant, origin) = (call.merchant.clone(), call.origin());
-    let mut task = tokio::spawn(async move { service.collect(&merchant, &origin, request).await });
+    let mut task =
+        tokio::spawn(async move { service.collect_admitted(&merchant, &origin, request, Some(admission)).await });
     let deadline = tokio::time::Instant::now() + millis(call.config().pay_answer_wait_ms);
     loop {
         tokio::select! {
             joined = &mut task => {
                 return match joined {
-                    Ok(Ok(trade)) => Ok(pay_reply(&trade)),
+                    Ok(Ok(Some(trade))) => Ok(pay_reply(&trade)),
+                    // The record always admits; a refusal would be a store that changed under us.
+                    Ok(Ok(None)) => Ok(unknown()),
                     Ok(Err(error)) => Err(refusal(call, &error, &out_trade_no, unknown()).await),
                     Err(_) => Ok(unknown()),
                 };
@@ -397,12 +402,11 @@ pub(crate) async fn trade_named(call: &Call<'_>) -> Result<String, Reply> {
     }
 }
 
-/// Records that the gateway makes the trade for this app, before any wallet is called. A trade
-/// of that number made elsewhere (a terminal, the API, another app) is refused (`Some`); a
-/// store that cannot say is `None`: the caller answers its "unknown".
-async fn claim(call: &Call<'_>, out_trade_no: &str) -> Result<(), Option<Reply>> {
-    let store = call.store();
-    match store.qr().trade_by_out_trade_no(call.merchant.as_str(), out_trade_no).await {
+/// Whether the gateway may make the trade of that number for this app: a trade of that number
+/// made elsewhere (a terminal, the API, another app) is refused (`Some`); a store that cannot say
+/// is `None`: the caller answers its "unknown".
+async fn check_claim(call: &Call<'_>, out_trade_no: &str) -> Result<(), Option<Reply>> {
+    match call.store().qr().trade_by_out_trade_no(call.merchant.as_str(), out_trade_no).await {
         Ok(Some(existing))
             if existing.origin != QrOriginKind::Gateway || existing.origin_id.as_deref() != Some(&call.app.app_id) =>
         {
@@ -411,24 +415,35 @@ async fn claim(call: &Call<'_>, out_trade_no: &str) -> Result<(), Option<Reply>>
             } else {
                 "ACQ.TRADE_STATUS_ERROR"
             };
-            return Err(Some(
+            Err(Some(
                 Reply::failed(sub_code, "out_trade_no belongs to another trade").with("out_trade_no", out_trade_no),
-            ));
+            ))
         }
-        Ok(_) => {}
+        Ok(_) => Ok(()),
         Err(error) => {
             tracing::warn!(%error, "trade lookup failed");
-            return Err(None);
+            Err(None)
         }
     }
-    let record = GatewayTradeRecord {
+}
+
+/// The gateway's record of the trade: this app, the request's `notify_url`.
+fn gateway_trade(call: &Call<'_>, out_trade_no: &str) -> GatewayTradeRecord {
+    GatewayTradeRecord {
         merchant_id: call.merchant.as_str().to_owned(),
         out_trade_no: out_trade_no.to_owned(),
         app_id: call.app.app_id.clone(),
         notify_url: call.common.notify_url.clone(),
         created_at_ms: call.now_ms(),
-    };
-    match store.commit(WriteUnit::guarded(insert_gateway_trade(&record), vec![])).await {
+    }
+}
+
+/// Checks the claim and commits the gateway's record of the trade before the QR service is
+/// asked (a merchant QR's journal takes no admission). An existing record stays as it is.
+async fn claim(call: &Call<'_>, out_trade_no: &str) -> Result<(), Option<Reply>> {
+    check_claim(call, out_trade_no).await?;
+    let record = gateway_trade(call, out_trade_no);
+    match call.store().commit(WriteUnit::guarded(insert_gateway_trade(&record), vec![])).await {
         Ok(_) => Ok(()),
         Err(error) => {
             tracing::warn!(%error, "recording the gateway trade failed; nothing was sent to a wallet");
