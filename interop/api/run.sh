@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # schemathesis against Kassa's own OpenAPI document: `kassa up` (the debug binary) on a temporary
 # data directory and free ports, then schemathesis generates requests for every operation of
-# GET /api/openapi.json with the demo API key and checks every answer: no 5xx, the status, the
-# content type, the headers and the body as the document says. Fails on any finding.
+# GET /api/openapi.json with the demo API key (examples, coverage, fuzzing, and stateful runs that
+# follow the document's links from one answer to the next) and checks every answer: no 5xx, and
+# the status, content type, headers and body as the document says. Fails on any finding.
 #
 # Environment: KASSA_VENV (default /tmp/kassa-venv), KASSA_BIN (default: the debug binary under
 # $CARGO_TARGET_DIR, built here when missing), CARGO_TARGET_DIR (default <repo>/target),
@@ -91,7 +92,7 @@ cd "$data"
     --url "http://127.0.0.1:$http" \
     --header "Authorization: Bearer $api_key" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
-    --phases examples,coverage,fuzzing \
+    --phases examples,coverage,fuzzing,stateful \
     --max-examples "$examples" \
     --seed 20261206 \
     --workers 2 \

@@ -277,10 +277,15 @@ pub struct CollectBody {
 #[utoipa::path(
     post,
     path = "/api/v1/qr/collect",
+    operation_id = "collect_qr_payment",
     tag = "QR payments",
     params(("Idempotency-Key" = String, Header, description = "Unique per request, 1–255 printable ASCII characters")),
     request_body = CollectBody,
-    responses((status = 200, description = "The trade", body = QrTradeView), PostErrors)
+    responses((status = 200, description = "The trade", body = QrTradeView, links(
+            ("GetTrade" = (operation_id = "get_qr_trade", parameters(("out_trade_no" = "$response.body#/out_trade_no")))),
+            ("CancelTrade" = (operation_id = "cancel_qr_trade", parameters(("out_trade_no" = "$response.body#/out_trade_no")))),
+            ("TradeRefunds" = (operation_id = "list_qr_trade_refunds", parameters(("out_trade_no" = "$response.body#/out_trade_no"))))
+        )), PostErrors)
 )]
 pub async fn collect(State(state): State<ApiState>, post: Post<CollectBody>) -> Response {
     post.once(&state, |state, caller, body| async move { collect_now(&state, &caller, body).await }).await
@@ -347,10 +352,15 @@ pub struct OrderBody {
 #[utoipa::path(
     post,
     path = "/api/v1/qr/orders",
+    operation_id = "create_qr_order",
     tag = "QR payments",
     params(("Idempotency-Key" = String, Header, description = "Unique per request, 1–255 printable ASCII characters")),
     request_body = OrderBody,
-    responses((status = 200, description = "The trade, with its qr_code", body = QrTradeView), PostErrors)
+    responses((status = 200, description = "The trade, with its qr_code", body = QrTradeView, links(
+            ("GetTrade" = (operation_id = "get_qr_trade", parameters(("out_trade_no" = "$response.body#/out_trade_no")))),
+            ("CancelTrade" = (operation_id = "cancel_qr_trade", parameters(("out_trade_no" = "$response.body#/out_trade_no")))),
+            ("TradeRefunds" = (operation_id = "list_qr_trade_refunds", parameters(("out_trade_no" = "$response.body#/out_trade_no"))))
+        )), PostErrors)
 )]
 pub async fn create_order(State(state): State<ApiState>, post: Post<OrderBody>) -> Response {
     post.once(&state, |state, caller, body| async move { order_now(&state, &caller, body).await }).await
@@ -385,6 +395,7 @@ async fn order_now(state: &ApiState, caller: &Caller, body: OrderBody) -> Result
 #[utoipa::path(
     get,
     path = "/api/v1/qr/trades/{out_trade_no}",
+    operation_id = "get_qr_trade",
     tag = "QR payments",
     params(("out_trade_no" = String, Path, description = "The merchant's number")),
     responses((status = 200, description = "The trade", body = QrTradeView), ReadErrors)
@@ -410,6 +421,7 @@ pub struct CancelBody {}
 #[utoipa::path(
     post,
     path = "/api/v1/qr/trades/{out_trade_no}/cancel",
+    operation_id = "cancel_qr_trade",
     tag = "QR payments",
     params(
         ("out_trade_no" = String, Path, description = "The merchant's number"),
@@ -434,6 +446,7 @@ pub async fn cancel(
 #[utoipa::path(
     get,
     path = "/api/v1/qr/trades/{out_trade_no}/refunds",
+    operation_id = "list_qr_trade_refunds",
     tag = "QR payments",
     params(("out_trade_no" = String, Path, description = "The merchant's number")),
     responses((status = 200, description = "The refunds", body = QrRefundList), ReadErrors)

@@ -276,10 +276,16 @@ fn actor(caller: &Caller) -> Actor {
 #[utoipa::path(
     post,
     path = "/api/v1/refunds",
+    operation_id = "create_refund",
     tag = "Refunds",
     params(("Idempotency-Key" = String, Header, description = "Unique per request, 1–255 printable ASCII characters")),
     request_body = RefundBody,
-    responses((status = 200, description = "The refund request and its progress", body = RefundView), PostErrors)
+    responses(
+        (status = 200, description = "The refund request and its progress", body = RefundView, links(
+            ("GetRefund" = (operation_id = "get_refund", parameters(("out_request_no" = "$response.body#/out_request_no"))))
+        )),
+        PostErrors
+    )
 )]
 pub async fn request(State(state): State<ApiState>, post: Post<RefundBody>) -> Response {
     post.once(&state, |state, caller, body| async move { request_now(&state, &caller, body).await }).await
@@ -312,6 +318,7 @@ async fn request_now(state: &ApiState, caller: &Caller, body: RefundBody) -> Res
 #[utoipa::path(
     get,
     path = "/api/v1/refunds/{out_request_no}",
+    operation_id = "get_refund",
     tag = "Refunds",
     params(("out_request_no" = String, Path, description = "The merchant's refund number")),
     responses((status = 200, description = "The refund request and its progress", body = RefundView), ReadErrors)

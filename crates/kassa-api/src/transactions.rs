@@ -95,6 +95,7 @@ impl From<&TxnRecord> for CardTransactionView {
 #[utoipa::path(
     get,
     path = "/api/v1/card-transactions/{id}",
+    operation_id = "get_card_transaction",
     tag = "Card transactions",
     params(("id" = i64, Path, description = "Kassa's id of the transaction")),
     responses((status = 200, description = "The transaction", body = CardTransactionView), ReadErrors)
@@ -373,6 +374,7 @@ fn item(row: &SearchRow) -> Result<TransactionItem, ApiError> {
 #[utoipa::path(
     get,
     path = "/api/v1/transactions",
+    operation_id = "search_transactions",
     tag = "Transactions",
     params(SearchParams),
     responses((status = 200, description = "A page", body = TransactionPage), ReadErrors)

@@ -635,6 +635,20 @@ async fn the_document_describes_every_route(db: &TestDb) {
         }
     }
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    // Links (what schemathesis follows from one answer to the next) name operations that exist.
+    let operations: Vec<&Value> = paths.values().flat_map(|item| item.as_object().unwrap().values()).collect();
+    let ids: BTreeSet<&str> = operations.iter().filter_map(|op| op["operationId"].as_str()).collect();
+    assert_eq!(ids.len(), expected.len(), "one unique operationId each");
+    let links: Vec<&Value> = operations
+        .iter()
+        .flat_map(|op| op["responses"].as_object().unwrap().values())
+        .filter_map(|response| response["links"].as_object())
+        .flat_map(|links| links.values())
+        .collect();
+    assert!(links.len() >= 7, "{links:?}");
+    for link in links {
+        assert!(ids.contains(link["operationId"].as_str().unwrap()), "{link}");
+    }
     assert_eq!(doc, &serde_json::to_value(kassa_api::openapi()).unwrap(), "one document");
 }
 
