@@ -249,15 +249,15 @@ async fn a_url_the_policy_refuses_is_never_called(db: &TestDb) {
     let clock = ManualClock::new(START_MS + 1_000);
     let sender = notifier(&db.store, &key(), &clock, false);
     trade_turned(&db.store, 1, Some(&url), QrStatus::Paid).await;
-    // No notify_url: nothing to send, settled at once.
+    // No notify_url: nothing is owed at all.
     trade_turned(&db.store, 2, None, QrStatus::Paid).await;
     let round = sender.send_due().await.unwrap();
-    assert_eq!((round.given_up, round.skipped), (1, 1), "{round:?}");
+    assert_eq!((round.due, round.given_up), (1, 1), "{round:?}");
     let refused = row(&db.store, 1, QrStatus::Paid).await;
     assert_eq!(refused.state, NotificationState::Failed);
     assert_eq!(refused.attempts, 0);
     assert_eq!(refused.last_error.as_deref(), Some("notify_url host \"127.0.0.1\" is not allowed (notify_url_allow)"));
-    assert_eq!(row(&db.store, 2, QrStatus::Paid).await.state, NotificationState::NotRequested);
+    assert!(db.store.merchant_notify().notifications_of(2).await.unwrap().is_empty());
     assert!(received.lock().unwrap().is_empty());
     assert_eq!(db.store.merchant_notify().notifications_failed(10).await.unwrap(), vec![refused]);
     assert_eq!(sender.metrics().undelivered.load(Relaxed), 1);

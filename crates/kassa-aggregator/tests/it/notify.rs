@@ -7,7 +7,6 @@ use std::sync::Mutex;
 
 use axum::routing::post;
 use kassa_aggregator::{Notifier, NotifyConfig, NotifyUrlPolicy};
-use kassa_store::merchant_notify::NotificationState;
 
 use super::*;
 
@@ -101,12 +100,16 @@ async fn every_path_to_paid_or_closed_is_announced_once(db: &TestDb) {
         assert!(wire::verify(params, sign, &key.public_key(), true), "{params:?}");
         assert_eq!(wire::param(params, "app_id"), Some(APP_ID));
     }
+    let delivered = kassa.db_store.merchant_notify().notifications_failed(10).await.unwrap();
+    assert!(delivered.is_empty(), "{delivered:?}");
     let n1 = received.lock().unwrap().iter().find(|p| wire::param(p, "out_trade_no") == Some("N1")).cloned().unwrap();
     assert_eq!(wire::param(&n1, "trade_no"), paid["trade_no"].as_str(), "the trade_no the answer gave");
     assert_eq!(wire::param(&n1, "total_amount"), Some("12.34"));
     let n7 = kassa.db_store.qr().trade_by_out_trade_no(MID, "N7").await.unwrap().unwrap();
-    let n7 = kassa.db_store.merchant_notify().notification(n7.id, QrStatus::Paid).await.unwrap().unwrap();
-    assert_eq!(n7.state, NotificationState::NotRequested);
+    assert!(kassa.db_store.merchant_notify().notifications_of(n7.id).await.unwrap().is_empty(), "nothing owed");
+    // Every notification owed was acknowledged.
+    let backlog = kassa.db_store.merchant_notify().notification_backlog().await.unwrap();
+    assert_eq!((backlog.pending, backlog.failed), (0, 0));
     kassa.stop().await;
 }
 

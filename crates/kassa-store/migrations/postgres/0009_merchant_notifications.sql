@@ -6,9 +6,11 @@
 -- change cannot commit without its notification, and the primary key makes any second insert
 -- for the same (trade, status) a no-op. The sender claims a due row by updating it at its
 -- version (next_attempt_at_ms becomes its lease), sends, then records what came of it.
+-- Only trades whose gateway_trades row (migration 8, written before any wallet is called)
+-- names a notify_url get a row: the others cost nothing.
 -- States: 'pending' (due at next_attempt_at_ms), 'delivered' (the merchant answered
 -- `success`), 'failed' (given up after the last attempt, or a URL the policy refuses: kept for
--- the back office), 'not_requested' (the trade has no notify_url).
+-- the back office), 'not_requested' (the sender found no notify_url after all).
 -- Only UPDATE fires it: a restore's COPY (inserts) brings the outbox rows back as they were.
 
 CREATE TABLE merchant_notifications (
@@ -33,12 +35,16 @@ CREATE INDEX merchant_notifications_failed ON merchant_notifications (updated_at
 
 CREATE FUNCTION merchant_notifications_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO merchant_notifications (trade_id, trade_status, state, next_attempt_at_ms, created_at_ms,
-        updated_at_ms)
-    VALUES (NEW.id,
-        CASE WHEN NEW.status = 'paid' AND NEW.refunded_minor >= NEW.amount_minor THEN 'closed' ELSE NEW.status END,
-        'pending', NEW.updated_at_ms, NEW.updated_at_ms, NEW.updated_at_ms)
-    ON CONFLICT (trade_id, trade_status) DO NOTHING;
+    -- (A trigger's WHEN cannot hold a subquery: the notify_url is looked up here.)
+    IF EXISTS (SELECT 1 FROM gateway_trades g WHERE g.merchant_id = NEW.merchant_id
+            AND g.out_trade_no = NEW.out_trade_no AND g.notify_url IS NOT NULL) THEN
+        INSERT INTO merchant_notifications (trade_id, trade_status, state, next_attempt_at_ms, created_at_ms,
+            updated_at_ms)
+        VALUES (NEW.id,
+            CASE WHEN NEW.status = 'paid' AND NEW.refunded_minor >= NEW.amount_minor THEN 'closed' ELSE NEW.status END,
+            'pending', NEW.updated_at_ms, NEW.updated_at_ms, NEW.updated_at_ms)
+        ON CONFLICT (trade_id, trade_status) DO NOTHING;
+    END IF;
     RETURN NULL;
 END;
 $$;

@@ -6,9 +6,11 @@
 -- change cannot commit without its notification, and the primary key makes any second insert
 -- for the same (trade, status) a no-op. The sender claims a due row by updating it at its
 -- version (next_attempt_at_ms becomes its lease), sends, then records what came of it.
+-- Only trades whose gateway_trades row (migration 8, written before any wallet is called)
+-- names a notify_url get a row: the others cost nothing.
 -- States: 'pending' (due at next_attempt_at_ms), 'delivered' (the merchant answered
 -- `success`), 'failed' (given up after the last attempt, or a URL the policy refuses: kept for
--- the back office), 'not_requested' (the trade has no notify_url).
+-- the back office), 'not_requested' (the sender found no notify_url after all).
 
 CREATE TABLE merchant_notifications (
     trade_id            INTEGER NOT NULL REFERENCES qr_trades (id),
@@ -35,6 +37,8 @@ CREATE TRIGGER merchant_notifications_enqueue AFTER UPDATE OF status, refunded_m
         AND ((NEW.status IN ('paid', 'closed') AND OLD.status <> NEW.status)
             OR (NEW.status = 'paid' AND NEW.refunded_minor >= NEW.amount_minor
                 AND OLD.refunded_minor < OLD.amount_minor))
+        AND EXISTS (SELECT 1 FROM gateway_trades g WHERE g.merchant_id = NEW.merchant_id
+            AND g.out_trade_no = NEW.out_trade_no AND g.notify_url IS NOT NULL)
 BEGIN
     INSERT INTO merchant_notifications (trade_id, trade_status, state, next_attempt_at_ms, created_at_ms,
         updated_at_ms)

@@ -3,12 +3,15 @@
 //! whatever wrote the change; claimed and settled only at the version read.
 
 use kassa_domain::{Currency, Money};
+use kassa_store::aggregator::{insert_gateway_trade, GatewayTradeRecord};
 use kassa_store::merchant_notify::{
     update_notification, MerchantNotificationRecord, NotificationBacklog, NotificationState,
 };
 use kassa_store::qr::{insert_trade, update_trade, QrKind, QrOrderState, QrOriginKind, QrStatus, QrTradeRecord};
 use kassa_store::testing::TestDb;
 use kassa_store::{UnitOutcome, WriteUnit};
+
+const URL: &str = "https://shop.example.com/notify";
 
 fn trade(id: i64, origin: QrOriginKind) -> QrTradeRecord {
     QrTradeRecord {
@@ -48,6 +51,20 @@ fn trade(id: i64, origin: QrOriginKind) -> QrTradeRecord {
     }
 }
 
+/// Journals `trade`, with the gateway's record of it (and its `notify_url`) first, as the
+/// gateway does.
+async fn journal(db: &TestDb, trade: &QrTradeRecord, notify_url: Option<&str>) {
+    let gateway = GatewayTradeRecord {
+        merchant_id: trade.merchant_id.clone(),
+        out_trade_no: trade.out_trade_no.clone(),
+        app_id: "2021000000000001".into(),
+        notify_url: notify_url.map(str::to_owned),
+        created_at_ms: trade.created_at_ms,
+    };
+    db.store.commit(WriteUnit::guarded(insert_gateway_trade(&gateway), vec![])).await.unwrap();
+    db.store.commit(WriteUnit::guarded(insert_trade(trade), vec![])).await.unwrap();
+}
+
 async fn commit_update(db: &TestDb, trade: &QrTradeRecord) -> QrTradeRecord {
     let outcome = db.store.commit(WriteUnit::guarded(update_trade(trade), vec![])).await.unwrap();
     assert!(matches!(outcome, UnitOutcome::Committed { .. }), "{outcome:?}");
@@ -57,7 +74,7 @@ async fn commit_update(db: &TestDb, trade: &QrTradeRecord) -> QrTradeRecord {
 async fn a_gateway_trade_paid_then_closed_owes_one_notification_per_status(db: &TestDb) {
     let outbox = db.store.merchant_notify();
     let mut t = trade(7, QrOriginKind::Gateway);
-    db.store.commit(WriteUnit::guarded(insert_trade(&t), vec![])).await.unwrap();
+    journal(db, &t, Some(URL)).await;
     // Waiting is not announced.
     t.status = QrStatus::Waiting;
     t.updated_at_ms = 2_000;
@@ -101,7 +118,7 @@ async fn a_gateway_trade_paid_then_closed_owes_one_notification_per_status(db: &
     // Paid, then refunded in part, then in full: closed (Alipay's TRADE_CLOSED) once, when the
     // last fen goes back.
     let mut r = trade(9, QrOriginKind::Gateway);
-    db.store.commit(WriteUnit::guarded(insert_trade(&r), vec![])).await.unwrap();
+    journal(db, &r, Some(URL)).await;
     r.status = QrStatus::Paid;
     r = commit_update(db, &r).await;
     r.refunded_minor = 1_000;
@@ -118,6 +135,13 @@ async fn a_gateway_trade_paid_then_closed_owes_one_notification_per_status(db: &
     commit_update(db, &r).await;
     assert_eq!(outbox.notifications_of(9).await.unwrap().len(), 2, "once");
 
+    // A gateway trade without a notify_url owes nothing.
+    let mut quiet = trade(10, QrOriginKind::Gateway);
+    journal(db, &quiet, None).await;
+    quiet.status = QrStatus::Paid;
+    commit_update(db, &quiet).await;
+    assert!(outbox.notifications_of(10).await.unwrap().is_empty());
+
     // A terminal's trade is nobody's notification.
     let mut terminal = trade(8, QrOriginKind::Terminal);
     db.store.commit(WriteUnit::guarded(insert_trade(&terminal), vec![])).await.unwrap();
@@ -132,7 +156,7 @@ async fn a_notification_is_claimed_and_settled_only_at_its_version(db: &TestDb) 
     let outbox = db.store.merchant_notify();
     for (id, at) in [(21, 9_000), (22, 3_000), (23, 6_000)] {
         let mut t = trade(id, QrOriginKind::Gateway);
-        db.store.commit(WriteUnit::guarded(insert_trade(&t), vec![])).await.unwrap();
+        journal(db, &t, Some(URL)).await;
         t.status = QrStatus::Closed;
         t.updated_at_ms = at;
         commit_update(db, &t).await;
