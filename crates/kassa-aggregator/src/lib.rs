@@ -73,12 +73,16 @@ pub struct GatewayState {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     store: Store,
     qr: QrService,
     clock: Arc<dyn Clock>,
     key: key::SigningKey,
     config: GatewayConfig,
+    /// Where notifications may go, checked when a trade is made; `None`: syntax only (the
+    /// sender checks its own policy again at every attempt).
+    notify_policy: Option<notify::NotifyUrlPolicy>,
 }
 
 impl std::fmt::Debug for GatewayState {
@@ -101,21 +105,23 @@ impl GatewayState {
     }
 
     fn build(store: Store, qr: QrService, key: key::SigningKey, clock: Arc<dyn Clock>) -> GatewayState {
-        let inner = Inner { store, qr, clock, key, config: GatewayConfig::default() };
+        let inner = Inner { store, qr, clock, key, config: GatewayConfig::default(), notify_policy: None };
         GatewayState { inner: Arc::new(inner) }
     }
 
     /// The same gateway with `config`.
     pub fn with_config(self, config: GatewayConfig) -> GatewayState {
-        let inner = &self.inner;
-        let rebuilt = Inner {
-            store: inner.store.clone(),
-            qr: inner.qr.clone(),
-            clock: inner.clock.clone(),
-            key: inner.key.clone(),
-            config,
-        };
-        GatewayState { inner: Arc::new(rebuilt) }
+        let mut inner = (*self.inner).clone();
+        inner.config = config;
+        GatewayState { inner: Arc::new(inner) }
+    }
+
+    /// The same gateway refusing a `notify_url` that `policy` does not allow (`40002`
+    /// `isv.invalid-notify-url`, nothing created): the merchant notification sender's policy.
+    pub fn with_notify_policy(self, policy: notify::NotifyUrlPolicy) -> GatewayState {
+        let mut inner = (*self.inner).clone();
+        inner.notify_policy = Some(policy);
+        GatewayState { inner: Arc::new(inner) }
     }
 
     /// What one request is answered (for `method`, the key of the answer's object).
@@ -149,6 +155,9 @@ impl GatewayState {
             });
         };
         let common = request::common(received)?;
+        if let (Some(url), Some(policy)) = (&common.notify_url, &self.inner.notify_policy) {
+            policy.check(url).map_err(|refused| Reply::invalid("isv.invalid-notify-url", refused.to_string()))?;
+        }
         let merchant = MerchantId::parse(&app.merchant_id).map_err(|_| {
             tracing::error!(app_id, "the gateway app names an invalid merchant");
             Reply::invalid("isv.invalid-app-id", "the app's merchant is invalid")

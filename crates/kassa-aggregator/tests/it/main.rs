@@ -61,10 +61,14 @@ struct Answer {
 
 impl Kassa {
     async fn start(db: &TestDb) -> Kassa {
-        Kassa::start_with(db, |_| {}).await
+        Kassa::start_with(db, |_| {}, |gateway| gateway).await
     }
 
-    async fn start_with(db: &TestDb, adjust_sim: impl FnOnce(&mut SimConfig)) -> Kassa {
+    async fn start_with(
+        db: &TestDb,
+        adjust_sim: impl FnOnce(&mut SimConfig),
+        adjust_gateway: impl FnOnce(GatewayState) -> GatewayState,
+    ) -> Kassa {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let stop = CancellationToken::new();
         let dir = tempfile::tempdir().unwrap();
@@ -123,7 +127,7 @@ impl Kassa {
         let qr = QrService::new(db.store.clone(), wallets, clock.clone(), config);
         let gateway = GatewayState::with_key(db.store.clone(), qr.clone(), gateway_key.clone_for_test(), clock)
             .with_config(GatewayConfig { pay_answer_wait_ms: 1_000, pay_poll_interval_ms: 10 });
-        let router = kassa_aggregator::router(gateway).merge(kassa_qr::routes::router(qr));
+        let router = kassa_aggregator::router(adjust_gateway(gateway)).merge(kassa_qr::routes::router(qr));
         let server_stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             axum::serve(listener, router).with_graceful_shutdown(server_stop.cancelled_owned()).await.unwrap();
@@ -653,7 +657,28 @@ impl Kassa {
     }
 }
 
+async fn a_notify_url_the_policy_refuses_creates_nothing(db: &TestDb) {
+    let policy = kassa_aggregator::NotifyUrlPolicy::new(false, &["shop.example".to_owned()]).unwrap();
+    let kassa = Kassa::start_with(db, |_| {}, |gateway| gateway.with_notify_policy(policy)).await;
+    let loopback = [("notify_url", "http://127.0.0.1:9/n")];
+    let refused = kassa.call_with("alipay.trade.pay", pay("T1", ALIPAY_PAID, "1.00"), &loopback).await;
+    assert_eq!(code(&refused), ("40002", "isv.invalid-notify-url"), "{refused:?}");
+    let order = json!({"out_trade_no": "T2", "subject": "tea", "total_amount": "2.00"});
+    let refused = kassa.call_with("alipay.trade.precreate", order, &loopback).await;
+    assert_eq!(code(&refused), ("40002", "isv.invalid-notify-url"), "{refused:?}");
+    assert_eq!(kassa.trade_count().await, 0);
+    assert!(kassa.db_store.aggregator().gateway_trade(MID, "T1").await.unwrap().is_none());
+
+    let allowed = [("notify_url", "https://shop.example/notify")];
+    let paid = kassa.call_with("alipay.trade.pay", pay("T1", ALIPAY_PAID, "1.00"), &allowed).await;
+    assert_eq!(code(&paid), ("10000", ""), "{paid:?}");
+    let recorded = kassa.db_store.aggregator().gateway_trade(MID, "T1").await.unwrap().unwrap();
+    assert_eq!(recorded.notify_url.as_deref(), Some("https://shop.example/notify"));
+    kassa.stop().await;
+}
+
 kassa_store::both_backends!(
+    a_notify_url_the_policy_refuses_creates_nothing,
     every_method_works_through_the_gateway,
     payments_answer_what_the_wallet_said,
     concurrent_duplicates_charge_and_refund_once,
