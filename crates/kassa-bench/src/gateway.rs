@@ -45,7 +45,7 @@ const AMOUNT_MINOR_MAX: i64 = 100_000;
 /// The fewest RSA private-key operations a gateway payment can cost the host (its answer's
 /// signature and the wallet connector's request): the pre-signed requests cover the window at
 /// the rate every core's signatures allow with this k.
-const HOST_RSA_OPS_PER_PAYMENT_MIN: f64 = 2.0;
+pub const HOST_RSA_OPS_PER_PAYMENT_MIN: f64 = 2.0;
 
 /// The gateway app a cash register uses: the demo app of `credentials.json`.
 #[derive(Clone)]

@@ -3,10 +3,11 @@
 //! [`update_notification`], a guard for the one write path.
 //!
 //! **Invariant**: a row is written by the database itself, in the same transaction as the
-//! update that turns a gateway trade (`origin = 'gateway'`) `paid`, or `closed` (closed unpaid,
-//! or paid and now refunded in full: Alipay's `TRADE_CLOSED`), by a trigger of migration 9, so no
-//! path that changes a trade can commit the change without its notification; its primary key
-//! `(trade_id, trade_status)` makes it once per trade and status.
+//! update that turns a gateway trade (`origin = 'gateway'`) whose `gateway_trades` record names
+//! a `notify_url` `paid`, or `closed` (closed unpaid, or paid and now refunded in full: Alipay's
+//! `TRADE_CLOSED`), by a trigger of migration 9, so no path that changes a trade can commit the
+//! change without its notification; its primary key `(trade_id, trade_status)` makes it once
+//! per trade and status.
 //! A row changes only through an update at the version its writer read, so of two senders
 //! (two host processes on one PostgreSQL) only one claims an attempt, and a row delivered is
 //! never claimed again.
