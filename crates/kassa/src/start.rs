@@ -128,8 +128,17 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         Arc::new(kassa_domain::clock::SystemClock),
         kassa_refund::RefundConfig::default(),
     );
-    let (routes, auth_shared) =
-        routes(&store, &master_key, secure_cookies, notifier, qr_service.clone(), refund_service.clone());
+    // /gateway.do refuses at once a notify_url the notification sender would never call.
+    let notify_policy = merchant_notifier.as_ref().map(|sender| sender.policy().clone());
+    let (routes, auth_shared) = routes(
+        &store,
+        &master_key,
+        secure_cookies,
+        notifier,
+        qr_service.clone(),
+        refund_service.clone(),
+        notify_policy,
+    );
     let deps = AppDeps {
         readiness: store.readiness(),
         registry: registry_with(&auth_shared, qr_service.clone(), merchant_notifier.clone()),
@@ -249,6 +258,7 @@ fn routes(
     notifier: Arc<dyn kassa_auth::notify::Notifier>,
     qr_service: Option<kassa_qr::QrService>,
     refunds: kassa_refund::RefundService,
+    notify_policy: Option<kassa_aggregator::NotifyUrlPolicy>,
 ) -> (axum::Router, kassa_auth::AuthShared) {
     let clock: Arc<dyn kassa_auth::Clock> = Arc::new(kassa_auth::SystemClock);
     // ONE Argon2id pool and ONE refusal counter for every surface of the process.
@@ -269,8 +279,15 @@ fn routes(
         .merge(kassa_backoffice::refunds::router(refund_routes));
     if let Some(service) = qr_service {
         // The Alipay-compatible gateway (/gateway.do), answering signed with the sealed gateway key.
-        let gateway =
-            kassa_aggregator::GatewayState::new(store.inner().clone(), service.clone(), master_key.clone(), clock.clone());
+        let mut gateway = kassa_aggregator::GatewayState::new(
+            store.inner().clone(),
+            service.clone(),
+            master_key.clone(),
+            clock.clone(),
+        );
+        if let Some(policy) = notify_policy {
+            gateway = gateway.with_notify_policy(policy);
+        }
         router = router.merge(kassa_aggregator::router(gateway));
         // The integrators' API (/api/v1, /api/openapi.json) over the same QR service and rules.
         let auth = kassa_auth::Auth::new(store.inner().clone(), master_key.pepper(), clock.clone(), shared.clone());
