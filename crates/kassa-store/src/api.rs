@@ -269,15 +269,16 @@ fn search_row(row: &Row) -> Result<SearchRow, StoreError> {
     })
 }
 
-/// Card transactions and QR trades in one shape and one status vocabulary
-/// ([`SEARCH_STATUSES`]); `$1` is the merchant.
-const SEARCH_UNION: &str = "SELECT 'card' AS source, id, kind, channel, \
+/// Card transactions in the search's shape and status vocabulary ([`SEARCH_STATUSES`]); `$1` is
+/// the merchant.
+const SEARCH_CARDS: &str = "SELECT 'card' AS source, id, kind, channel, \
        CASE status WHEN 'approved' THEN 'succeeded' WHEN 'declined' THEN 'failed' ELSE status END AS status, \
        amount_minor, currency, refunded_minor, terminal_id, rrn AS reference, CAST(NULL AS TEXT) AS trade_no, \
        business_date, created_at_ms \
-     FROM transactions WHERE merchant_id = $1 AND kind <> 'balance_inquiry' \
-     UNION ALL \
-     SELECT 'qr' AS source, id, 'qr_payment' AS kind, wallet AS channel, \
+     FROM transactions WHERE merchant_id = $1 AND kind <> 'balance_inquiry'";
+
+/// QR trades in the search's shape and status vocabulary; `$1` is the merchant.
+const SEARCH_TRADES: &str = "SELECT 'qr' AS source, id, 'qr_payment' AS kind, wallet AS channel, \
        CASE WHEN status IN ('pending', 'waiting') THEN 'pending' \
             WHEN status = 'paid' AND refunded_minor >= amount_minor THEN 'refunded' \
             WHEN status = 'paid' AND refunded_minor > 0 THEN 'partially_refunded' \
@@ -285,6 +286,9 @@ const SEARCH_UNION: &str = "SELECT 'card' AS source, id, kind, channel, \
        amount_minor, currency, refunded_minor, terminal_id, out_trade_no AS reference, trade_no, \
        business_date, created_at_ms \
      FROM qr_trades WHERE merchant_id = $1";
+
+const SEARCH_COLUMNS: &str = "source, id, kind, channel, status, amount_minor, currency, refunded_minor, terminal_id, \
+     reference, trade_no, business_date, created_at_ms";
 
 /// The WHERE conditions of a search and their parameters (after `$1`, the merchant).
 fn search_conditions(filter: &SearchFilter, after: Option<SearchCursor>) -> (Vec<String>, Vec<Value>) {
@@ -324,7 +328,10 @@ fn search_conditions(filter: &SearchFilter, after: Option<SearchCursor>) -> (Vec
         let source = next(cursor.source.as_str().into(), &mut values);
         let id = next(cursor.id.into(), &mut values);
         conditions.push(format!(
-            "(created_at_ms < {at} OR (created_at_ms = {at} AND (source < {source} OR (source = {source} AND id < {id}))))"
+            // The first conjunct is implied by the second; it lets the index on (merchant,
+            // creation time) start at the cursor instead of filtering the newer rows out.
+            "created_at_ms <= {at} AND (created_at_ms < {at} OR (created_at_ms = {at} AND (source < {source} \
+             OR (source = {source} AND id < {id}))))"
         ));
     }
     (conditions, values)
@@ -361,11 +368,21 @@ impl ApiStore for SqlReads {
         all.extend(values);
         all.push(limit.into());
         let condition = if conditions.is_empty() { "1 = 1".to_owned() } else { conditions.join(" AND ") };
+        // Each table's page first, in the order of its index on (merchant, creation time) (id
+        // breaks ties: SQLite's rowid, PostgreSQL's incremental sort), then the two merged: a
+        // page reads about `limit` rows of each table however many the merchant has.
+        let limit_slot = all.len();
+        let branch = |table: &str| {
+            format!(
+                "SELECT * FROM (SELECT * FROM ({table}) AS candidates WHERE {condition} \
+                 ORDER BY created_at_ms DESC, id DESC LIMIT ${limit_slot}) AS page"
+            )
+        };
         let sql = format!(
-            "SELECT source, id, kind, channel, status, amount_minor, currency, refunded_minor, terminal_id, reference, \
-             trade_no, business_date, created_at_ms FROM ({SEARCH_UNION}) AS found WHERE {condition} \
-             ORDER BY created_at_ms DESC, source DESC, id DESC LIMIT ${}",
-            all.len()
+            "SELECT {SEARCH_COLUMNS} FROM ({} UNION ALL {}) AS found \
+             ORDER BY created_at_ms DESC, source DESC, id DESC LIMIT ${limit_slot}",
+            branch(SEARCH_CARDS),
+            branch(SEARCH_TRADES)
         );
         self.all(&sql, &all, search_row).await
     }
@@ -509,7 +526,7 @@ mod tests {
         assert_eq!(conditions[0], "channel = $2");
         assert_eq!(conditions[1], "amount_minor >= $3");
         assert_eq!(conditions[2], "(reference = $4 OR trade_no = $4)");
-        assert!(conditions[3].contains("created_at_ms < $5") && conditions[3].contains("id < $7"));
+        assert!(conditions[3].starts_with("created_at_ms <= $5 AND") && conditions[3].contains("id < $7"));
         assert_eq!(values.len(), 6);
     }
 
