@@ -108,8 +108,10 @@ pub struct Common {
 /// The app id, before the signature can be checked.
 pub fn app_id(received: &Received) -> Result<&str, Reply> {
     let app_id = received.get("app_id").ok_or_else(|| Reply::missing("isv.missing-app-id", "app_id is missing"))?;
-    if app_id.chars().count() > APP_ID_CHARS_MAX {
-        return Err(Reply::invalid("isv.invalid-app-id", "app_id is too long"));
+    // Alipay's app ids are digits; letters are let through, anything else (which would reach
+    // the logs unverified) is not.
+    if app_id.len() > APP_ID_CHARS_MAX || !app_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Reply::invalid("isv.invalid-app-id", "app_id must be 1 to 32 letters or digits"));
     }
     Ok(app_id)
 }
@@ -136,7 +138,10 @@ pub fn common(received: &Received) -> Result<Common, Reply> {
         None => None,
         Some(url) => Some(notify_url(url)?),
     };
-    let timestamp = received.get("timestamp").map(|t| t.chars().take(TIMESTAMP_CHARS_MAX).collect());
+    // Logged, so kept to what a time may contain.
+    let timestamp = received.get("timestamp").map(|t| {
+        t.chars().filter(|c| c.is_ascii_alphanumeric() || " -:+./".contains(*c)).take(TIMESTAMP_CHARS_MAX).collect()
+    });
     let biz = match received.get("biz_content") {
         None => Map::new(),
         Some(text) => match serde_json::from_str::<Value>(text) {
@@ -230,6 +235,12 @@ mod tests {
         assert_eq!(codes(signature(&unsigned).unwrap_err()), ("40001".into(), "isv.missing-signature".into()));
         let anonymous = Received::parse(b"sign=s", b"").unwrap();
         assert_eq!(codes(app_id(&anonymous).unwrap_err()).1, "isv.missing-app-id");
+        for bad in ["app_id=2026%0Aforged", "app_id=%E5%BA%94%E7%94%A8", &format!("app_id={}", "1".repeat(33))] {
+            let received = Received::parse(bad.as_bytes(), b"").unwrap();
+            assert_eq!(codes(app_id(&received).unwrap_err()).1, "isv.invalid-app-id", "{bad}");
+        }
+        let logged = Received::parse(b"app_id=1&timestamp=2026-12-06+20%3A00%3A00%0A%1B%5B31m", b"").unwrap();
+        assert_eq!(common(&logged).unwrap().timestamp.as_deref(), Some("2026-12-06 20:00:0031m"));
     }
 
     #[test]
