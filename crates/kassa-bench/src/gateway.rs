@@ -42,10 +42,12 @@ pub const EXCHANGE_TIMEOUT_MS: u64 = 30_000;
 const ANSWER_BYTES_MAX: usize = 64 * 1024;
 /// Largest payment amount, minor units.
 const AMOUNT_MINOR_MAX: i64 = 100_000;
-/// The fewest RSA private-key operations a gateway payment can cost the host (its answer's
-/// signature and the wallet connector's request): the pre-signed requests cover the window at
-/// the rate every core's signatures allow with this k.
-pub const HOST_RSA_OPS_PER_PAYMENT_MIN: f64 = 2.0;
+/// The fewest RSA private-key operations an Alipay-style gateway payment costs the host (its
+/// answer's signature and the wallet connector's request): the pre-signed requests cover the
+/// window at the rate every core's signatures allow with this k.
+pub const HOST_RSA_OPS_PER_ALIPAY_PAYMENT_MIN: f64 = 2.0;
+/// The same for a WeChat-style payment (HMAC at the wallet): the gateway's answer alone.
+pub const HOST_RSA_OPS_PER_WECHAT_PAYMENT_MIN: f64 = 1.0;
 
 /// The gateway app a cash register uses: the demo app of `credentials.json`.
 #[derive(Clone)]
@@ -113,10 +115,10 @@ pub struct GatewayBenchConfig {
 }
 
 /// How many requests to sign for a window of `duration` at most: what every core's
-/// `signs_per_s` would allow the host with k = [`HOST_RSA_OPS_PER_PAYMENT_MIN`], at least one
-/// per client, at most [`PRESIGNED_MAX`].
-pub fn presigned_count(duration: Duration, signs_per_s: f64, clients: usize) -> usize {
-    let wanted = (duration.as_secs_f64() * signs_per_s / HOST_RSA_OPS_PER_PAYMENT_MIN).ceil();
+/// `signs_per_s` would allow the host with k = `rsa_ops_min` (at least one), at least one per
+/// client, at most [`PRESIGNED_MAX`].
+pub fn presigned_count(duration: Duration, signs_per_s: f64, rsa_ops_min: f64, clients: usize) -> usize {
+    let wanted = (duration.as_secs_f64() * signs_per_s / rsa_ops_min.max(1.0)).ceil();
     // A float count, bounded before the conversion.
     let wanted = if wanted.is_finite() && wanted > 0.0 { wanted.min(PRESIGNED_MAX as f64) as usize } else { 0 };
     wanted.max(clients).min(PRESIGNED_MAX.max(clients))
@@ -224,8 +226,12 @@ pub async fn run(
     }
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let rsa_signs_per_s_all_cores = measure_rsa_signing_rate(threads).await?;
-    let count = presigned_count(config.duration, rsa_signs_per_s_all_cores, config.clients);
     let wallets = config.wallets;
+    let rsa_ops_min = match wallets {
+        WalletMix::Alipay => HOST_RSA_OPS_PER_ALIPAY_PAYMENT_MIN,
+        WalletMix::Wechat | WalletMix::Both => HOST_RSA_OPS_PER_WECHAT_PAYMENT_MIN,
+    };
+    let count = presigned_count(config.duration, rsa_signs_per_s_all_cores, rsa_ops_min, config.clients);
     let queues = presign(&config.app, count, config.clients, |client| match wallets {
         WalletMix::Alipay => true,
         WalletMix::Wechat => false,
@@ -410,10 +416,12 @@ mod tests {
 
     #[test]
     fn enough_requests_are_signed_for_the_window_within_bounds() {
-        assert_eq!(presigned_count(Duration::from_secs(10), 3_000.0, 64), 15_000);
-        assert_eq!(presigned_count(Duration::from_secs(1), 10.0, 64), 64, "at least one per client");
-        assert_eq!(presigned_count(Duration::from_secs(3_600), 100_000.0, 4), PRESIGNED_MAX);
-        assert_eq!(presigned_count(Duration::from_secs(1), f64::NAN, 2), 2);
+        assert_eq!(presigned_count(Duration::from_secs(10), 3_000.0, 2.0, 64), 15_000);
+        assert_eq!(presigned_count(Duration::from_secs(10), 3_000.0, 1.0, 64), 30_000);
+        assert_eq!(presigned_count(Duration::from_secs(10), 3_000.0, 0.0, 64), 30_000, "k below one counts as one");
+        assert_eq!(presigned_count(Duration::from_secs(1), 10.0, 2.0, 64), 64, "at least one per client");
+        assert_eq!(presigned_count(Duration::from_secs(3_600), 100_000.0, 2.0, 4), PRESIGNED_MAX);
+        assert_eq!(presigned_count(Duration::from_secs(1), f64::NAN, 2.0, 2), 2);
     }
 
     #[tokio::test]
