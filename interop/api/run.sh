@@ -85,6 +85,37 @@ fi
 api_key="$("$venv/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' \
     "$data/demo/credentials.json")"
 
+# First a payment by hand, through the wallet simulator: the demo key works, the payment is
+# paid, and the same Idempotency-Key answers the same trade without paying again.
+"$venv/bin/python" - "http://127.0.0.1:$http" "$api_key" <<'PY'
+import json, sys, urllib.request
+
+base, key = sys.argv[1], sys.argv[2]
+
+def call(method, path, body=None, idempotency_key=None):
+    headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, dict(answer.headers), json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.load(error)
+
+body = {"out_trade_no": "interop-1", "amount": 1234, "currency": "CNY", "code": "281234567890123401"}
+status, _, trade = call("POST", "/api/v1/qr/collect", body, "interop-key-1")
+assert (status, trade["status"]) == (200, "paid"), (status, trade)
+status, headers, again = call("POST", "/api/v1/qr/collect", body, "interop-key-1")
+assert status == 200 and again == trade and headers.get("idempotent-replayed") == "true", (status, headers, again)
+status, _, error = call("POST", "/api/v1/qr/collect", dict(body, amount=1), "interop-key-1")
+assert (status, error["error"]["code"]) == (422, "idempotency_key_reused"), (status, error)
+status, _, page = call("GET", "/api/v1/transactions?reference=interop-1")
+assert status == 200 and [row["id"] for row in page["data"]] == ["interop-1"], (status, page)
+print("api: a collection through the wallet simulator, replayed by its Idempotency-Key")
+PY
+
 status=0
 # From the temporary directory: schemathesis keeps its example database in the working directory.
 cd "$data"
