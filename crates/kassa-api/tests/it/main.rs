@@ -349,6 +349,19 @@ async fn a_stopped_holder_is_taken_over_after_its_lease(db: &TestDb) {
     assert!(matches!(entry.state, IdempotencyState::Done { status: 200, .. }));
     assert_ne!(entry.holder, "a-process-that-died");
     assert!(api.post("/api/v1/qr/orders", "abandoned", body).await.replayed());
+
+    // A key older than its 24 hours is forgotten: another request may use it.
+    let old = IdempotencyEntry {
+        request_digest: "another request".into(),
+        state: IdempotencyState::InFlight { lease_until_ms: now - kassa_api::IDEMPOTENCY_RETENTION_MS },
+        created_at_ms: now - kassa_api::IDEMPOTENCY_RETENTION_MS - 1,
+        expires_at_ms: now - 1,
+        ..claim("expired", now)
+    };
+    api.store.commit(WriteUnit::guarded(claim_idempotency(&old), vec![])).await.unwrap();
+    let reused = api.post("/api/v1/qr/orders", "expired", order_body("o-expired", 300)).await;
+    assert_eq!((reused.status, reused.replayed()), (200, false), "{}", reused.body);
+    assert_eq!(reused.body["out_trade_no"], "o-expired");
 }
 
 async fn paycode_password_required_wrong_and_locked(db: &TestDb) {
