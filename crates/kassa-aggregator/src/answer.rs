@@ -197,6 +197,30 @@ mod tests {
         assert!(!strings_only.contains(['{', '}']), "{text}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_string_of_any_answer_holds_a_brace(why in ".*", echoed in ".*", nested in ".*") {
+            let reply = Reply::failed("ACQ.TRADE_STATUS_ERROR", why)
+                .with("out_trade_no", echoed)
+                .with("list", serde_json::json!([nested.clone(), {"k": nested}]));
+            let mut strings = Vec::new();
+            collect_strings(&Value::Object(reply.object()), &mut strings);
+            for text in strings {
+                let braced = text.contains(['{', '}']);
+                proptest::prop_assert!(!braced, "{:?}", text);
+            }
+        }
+    }
+
+    fn collect_strings(value: &Value, into: &mut Vec<String>) {
+        match value {
+            Value::String(text) => into.push(text.clone()),
+            Value::Array(items) => items.iter().for_each(|item| collect_strings(item, into)),
+            Value::Object(members) => members.values().for_each(|member| collect_strings(member, into)),
+            _ => {}
+        }
+    }
+
     #[test]
     fn fields_never_overwrite_the_code() {
         let object = Reply::success(Map::new()).with("code", "40004").object();

@@ -264,6 +264,27 @@ mod tests {
         assert!(required(&biz, "missing").is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_or_are_refused_within_the_limits(query in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+                                                             body in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            match Received::parse(&query, &body) {
+                Ok(received) => {
+                    proptest::prop_assert!(received.all().len() <= PARAMS_MAX);
+                    if let Some(method) = received.method() {
+                        let breaks_json = method.contains(['"', '{', '}', '\\']);
+                        proptest::prop_assert!(!breaks_json);
+                    }
+                    let _ = common(&received);
+                }
+                Err(reply) => {
+                    let object = reply.object();
+                    proptest::prop_assert_eq!(object["code"].as_str(), Some("40002"));
+                }
+            }
+        }
+    }
+
     fn urlencode(text: &str) -> String {
         form_urlencoded::byte_serialize(text.as_bytes()).collect()
     }
