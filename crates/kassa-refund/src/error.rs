@@ -41,8 +41,8 @@ pub enum RefundError {
         /// What was asked.
         action: RefundAction,
     },
-    /// The channel cannot take refunds through the workflow (card refunds, see the crate
-    /// documentation).
+    /// The payment's channel cannot take refunds through the workflow (kept for channels added
+    /// later; QR trades and card sales both can).
     #[error("refunds of this channel are not available through the workflow: {0}")]
     ChannelUnsupported(&'static str),
     /// The store is unavailable or the channel did not answer: try again later; nothing is lost.

@@ -8,6 +8,11 @@
 //! Terminal voids and refunds and the Alipay-compatible gateway's refunds are immediate and do
 //! not pass through it.
 //!
+//! Channels: a QR trade is refunded through [`kassa_qr::QrService::refund`]; a card sale is
+//! refunded by the host itself, as a terminal's refund is (the issuer connector has no refund
+//! call): its refund transaction, the sale's refunded total, the journal entry and the request's
+//! success are one write.
+//!
 //! **Invariant**: captured ≥ refunded + refunds pending at the channel + what open requests hold
 //! (a guarded write on the payment's hold, [`kassa_store::refund_requests::raise_hold`]); a
 //! request reaches its channel under one refund number derived from its id, so it is never
@@ -15,6 +20,7 @@
 //! **Boundary**: no HTTP; the back office and `/api/v1` build an [`Actor`] and map
 //! [`RefundErrorKind`] to their answers.
 
+mod card;
 mod error;
 mod resolver;
 mod service;

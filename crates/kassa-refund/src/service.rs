@@ -15,7 +15,7 @@ use crate::error::{internal, RefundError};
 use crate::types::*;
 
 /// How many times a write that lost a race is re-read and tried again.
-const CHANGE_ATTEMPTS_MAX: usize = 8;
+pub(crate) const CHANGE_ATTEMPTS_MAX: usize = 8;
 /// The platform setting (scope `platform`) that overrides
 /// [`RefundConfig::institution_review_above_minor`]: a decimal string such as `"500.00"`.
 pub const REVIEW_THRESHOLD_SETTING: &str = "refund_review_above";
@@ -71,7 +71,7 @@ fn bounded(what: &str, text: &str, chars_max: usize) -> Result<(), RefundError> 
 }
 
 /// The channel refund number of a request: `RR` and its id (18 digits, unique).
-fn channel_refund_no(id: i64) -> String {
+pub(crate) fn channel_refund_no(id: i64) -> String {
     format!("RR{id}")
 }
 
@@ -269,9 +269,14 @@ impl RefundService {
                 }
                 Ok((RefundTargetKind::Qr, trade.id))
             }
-            RefundTarget::Card { .. } => Err(RefundError::ChannelUnsupported(
-                "card refunds are made at the terminal (退货) until the issuer connector has a refund call",
-            )),
+            RefundTarget::Card { rrn } => {
+                let sale = self.card_sale(&new.merchant_id, rrn).await?;
+                if sale.currency != new.amount.currency().code() {
+                    return Err(RefundError::Invalid("amount: in the payment's currency".into()));
+                }
+                Self::card_refundable_minor(&sale)?;
+                Ok((RefundTargetKind::Card, sale.id))
+            }
         }
     }
 
@@ -283,11 +288,23 @@ impl RefundService {
         target_id: i64,
     ) -> Result<RefundError, RefundError> {
         let held = self.inner.store.refund_requests().refund_hold(kind, target_id).await?;
-        let trade = self.inner.store.qr().trade(target_id).await?.ok_or(RefundError::NotFound)?;
-        if trade.status != kassa_store::qr::QrStatus::Paid {
-            return Ok(RefundError::NotRefundable("the trade is not paid".into()));
-        }
-        let left = trade.refundable_minor().saturating_sub(held).max(0);
+        let refundable = match kind {
+            RefundTargetKind::Qr => {
+                let trade = self.inner.store.qr().trade(target_id).await?.ok_or(RefundError::NotFound)?;
+                if trade.status != kassa_store::qr::QrStatus::Paid {
+                    return Ok(RefundError::NotRefundable("the trade is not paid".into()));
+                }
+                trade.refundable_minor()
+            }
+            RefundTargetKind::Card => {
+                let sale = self.inner.store.txns.txn(target_id).await?.ok_or(RefundError::NotFound)?;
+                match Self::card_refundable_minor(&sale) {
+                    Ok(left) => left,
+                    Err(error) => return Ok(error),
+                }
+            }
+        };
+        let left = refundable.saturating_sub(held).max(0);
         Ok(RefundError::Exceeds { refundable: money(left, new.amount.currency()) })
     }
 
@@ -357,7 +374,13 @@ impl RefundService {
                     tracing::info!(request = record.id, step = kind.as_str(), "refund reviewed");
                     next.version += 1;
                     if state == RefundRequestState::Approved {
-                        next = self.send(next).await?;
+                        // The approval is written; a send that fails now is the resolver's.
+                        match self.send(next.clone()).await {
+                            Ok(sent) => next = sent,
+                            Err(error) => {
+                                tracing::warn!(request = record.id, %error, "refund approved, not sent yet; the resolver sends it");
+                            }
+                        }
                     }
                     return self.progress(next).await;
                 }
@@ -383,6 +406,9 @@ impl RefundService {
     pub(crate) async fn send(&self, record: RefundRequestRecord) -> Result<RefundRequestRecord, RefundError> {
         if record.state != RefundRequestState::Approved {
             return Ok(record);
+        }
+        if record.target_kind == RefundTargetKind::Card {
+            return self.send_card(record).await;
         }
         let Some(qr) = &self.inner.qr else {
             tracing::warn!(request = record.id, "no QR service: the approved refund waits to be sent");
@@ -421,22 +447,47 @@ impl RefundService {
         }
     }
 
-    async fn reread(&self, id: i64) -> Result<RefundRequestRecord, RefundError> {
+    pub(crate) async fn reread(&self, id: i64) -> Result<RefundRequestRecord, RefundError> {
         self.inner.store.refund_requests().refund_request(id).await?.ok_or(RefundError::NotFound)
     }
 
     /// Writes what the channel did with a send: the request moves to `sent_to_channel` (its hold
     /// passes to the channel's pending refund) and, when the answer is already final, on to
     /// `succeeded` or `failed`, in one write.
-    async fn apply_sent(
+    pub(crate) async fn apply_sent(
         &self,
         record: RefundRequestRecord,
         number: &str,
         outcome: Sent,
     ) -> Result<RefundRequestRecord, RefundError> {
+        let answer = match &outcome {
+            Sent::Channel(refund) => channel_answer(refund),
+            Sent::NothingLeft(why) => Some((ChannelRefundStatus::Failed, Some((*why).to_owned()), None)),
+        };
+        let (next, ops) = self.sent_and_finished(&record, number, answer, self.now_ms()).await?;
+        match self.inner.store.commit(WriteUnit::guarded(update_request(&next), ops)).await? {
+            UnitOutcome::Committed { .. } => {
+                tracing::info!(request = record.id, state = next.state.as_str(), "refund sent to the channel");
+                let mut next = next;
+                next.version += 1;
+                Ok(next)
+            }
+            // Another writer (the resolver, a concurrent review call) sent it first.
+            _ => self.reread(record.id).await,
+        }
+    }
+
+    /// The request after its send (`sent_to_channel`, and its final state when `answer` is one)
+    /// and the ops that record it besides its own update: steps, audit, the hold released.
+    pub(crate) async fn sent_and_finished(
+        &self,
+        record: &RefundRequestRecord,
+        number: &str,
+        answer: Option<(ChannelRefundStatus, Option<String>, Option<Money>)>,
+        now: i64,
+    ) -> Result<(RefundRequestRecord, Vec<WriteOp>), RefundError> {
         let threshold = money(record.review_above_minor, record.amount.currency());
-        let now = self.now_ms();
-        let mut seq = self.next_seq(record.id).await?;
+        let seq = self.next_seq(record.id).await?;
         let mut next = record.clone();
         next.state = next_refund_state(record.state, RefundAction::Send, record.amount, threshold)
             .map_err(|e| RefundError::WrongState { state: e.state, action: e.action })?;
@@ -450,23 +501,10 @@ impl RefundService {
             audit(now, SYSTEM, "refund_sent_to_channel", &next, "refund", number),
             release_hold(record.target_kind, record.target_id, record.amount.minor()),
         ];
-        seq += 1;
-        let final_step = match &outcome {
-            Sent::Channel(refund) => channel_answer(refund),
-            Sent::NothingLeft(why) => Some((ChannelRefundStatus::Failed, Some((*why).to_owned()), None)),
-        };
-        if let Some((status, failure, fee_returned)) = final_step {
-            ops.extend(self.finish(&mut next, status, failure, fee_returned, seq, now)?);
+        if let Some((status, failure, fee_returned)) = answer {
+            ops.extend(self.finish(&mut next, status, failure, fee_returned, seq + 1, now)?);
         }
-        match self.inner.store.commit(WriteUnit::guarded(update_request(&next), ops)).await? {
-            UnitOutcome::Committed { .. } => {
-                tracing::info!(request = record.id, state = next.state.as_str(), "refund sent to the channel");
-                next.version += 1;
-                Ok(next)
-            }
-            // Another writer (the resolver, a concurrent review call) sent it first.
-            _ => self.reread(record.id).await,
-        }
+        Ok((next, ops))
     }
 
     /// Moves `next` (sent to the channel) to its final state; the ops that record it.
@@ -616,7 +654,7 @@ impl RefundService {
 }
 
 /// What a send came to.
-enum Sent {
+pub(crate) enum Sent {
     /// The channel's refund (pending, succeeded or failed).
     Channel(QrRefund),
     /// Nothing was sent: the payment had nothing left (refunded outside the workflow meanwhile).

@@ -1,7 +1,7 @@
 //! What callers hand the refund workflow and what it answers: wire-neutral types (no JSON
 //! field names are promised here; the HTTP crates convert them by hand).
 
-use kassa_domain::{Currency, MerchantId, Money, RefundReason, RefundRequestState};
+use kassa_domain::{BusinessDay, Currency, MerchantId, Money, RefundReason, RefundRequestState};
 
 /// The longest request number, in bytes (printable ASCII).
 pub const REQUEST_NO_CHARS_MAX: usize = 64;
@@ -36,6 +36,8 @@ pub struct RefundConfig {
     /// After this many checks a request still unknown is logged for reconciliation (it is still
     /// checked, at the longest wait).
     pub checks_before_attention: i64,
+    /// The host's business day, which dates a card refund's transaction (as the gateway's).
+    pub business_day: BusinessDay,
 }
 
 impl Default for RefundConfig {
@@ -47,6 +49,7 @@ impl Default for RefundConfig {
             recheck_initial_ms: 2_000,
             recheck_max_ms: 300_000,
             checks_before_attention: 20,
+            business_day: BusinessDay::default(),
         }
     }
 }

@@ -397,8 +397,18 @@ pub fn insert_request(r: &RefundRequestRecord) -> WriteOp {
 /// `r.version` (the one its writer read; the update bumps it). A `Duplicate` outcome means it
 /// moved on (another reviewer, the resolver): nothing was written; re-read and decide again.
 pub fn update_request(r: &RefundRequestRecord) -> Guard {
+    Guard::Statement(update_request_statement(r))
+}
+
+/// [`update_request`] as an op of a unit guarded by something else (a card refund's
+/// transaction): a version that moved on fails the whole unit with [`StoreError::Conflict`].
+pub fn update_request_op(r: &RefundRequestRecord) -> WriteOp {
+    WriteOp::Statement { statement: update_request_statement(r), may_change_nothing: false }
+}
+
+fn update_request_statement(r: &RefundRequestRecord) -> Statement {
     // Identity, target, amount, reason, requester and creation never change.
-    Guard::Statement(Statement {
+    Statement {
         sql: "UPDATE refund_requests SET state = $1, channel_refund_no = $2, channel_status = $3, \
               channel_failure = $4, fee_returned_minor = $5, next_check_at_ms = $6, checks = $7, \
               updated_at_ms = $8, version = version + 1 WHERE id = $9 AND version = $10",
@@ -415,7 +425,7 @@ pub fn update_request(r: &RefundRequestRecord) -> Guard {
             r.version
         ]
         .to_vec(),
-    })
+    }
 }
 
 /// Appends a step; fails the unit with [`StoreError::Conflict`] when the request already has a

@@ -126,7 +126,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         store.inner().clone(),
         qr_service.clone(),
         Arc::new(kassa_domain::clock::SystemClock),
-        kassa_refund::RefundConfig::default(),
+        kassa_refund::RefundConfig { business_day: gateway::business_day(&config)?, ..Default::default() },
     );
     // /gateway.do refuses at once a notify_url the notification sender would never call.
     let notify_policy = merchant_notifier.as_ref().map(|sender| sender.policy().clone());

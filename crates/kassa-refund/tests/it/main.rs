@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(clippy::inconsistent_digit_grouping, reason = "amounts in fen are written yuan_fen: 100_00 is 100.00")]
 
+mod card;
 mod channel;
 mod workflow;
 
@@ -235,6 +236,7 @@ impl Platform {
     }
 }
 
+use card::*;
 use channel::*;
 use workflow::*;
 
@@ -246,7 +248,9 @@ kassa_store::both_backends!(
     the_requester_never_reviews_and_roles_are_enforced,
     two_reviewers_racing_one_wins,
     each_merchant_sees_only_its_own,
-    card_refunds_are_refused_for_now,
+    card_refunds_are_reviewed_then_recorded_once,
+    card_sales_are_found_by_rrn_of_their_merchant_only,
+    a_card_sale_refunded_at_the_terminal_meanwhile_fails_the_request,
     partial_refunds_never_exceed_the_capture,
     concurrent_requests_never_exceed_the_capture,
     a_channel_refusal_fails_the_request,

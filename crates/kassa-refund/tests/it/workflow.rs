@@ -1,7 +1,7 @@
 //! The workflow's steps, roles and idempotency over the wallet simulator.
 
 use kassa_domain::{RefundAction, RefundReason, RefundRequestState as S};
-use kassa_refund::{Actor, ChannelStatus, Decision, NewRefund, RefundError, RefundFilter, RefundTarget, StepKind};
+use kassa_refund::{Actor, ChannelStatus, Decision, NewRefund, RefundError, RefundFilter, StepKind};
 use kassa_store::testing::TestDb;
 
 use super::*;
@@ -296,14 +296,5 @@ pub async fn each_merchant_sees_only_its_own(db: &TestDb) {
     // State filters.
     let by_state = RefundFilter { states: vec![S::Succeeded], ..RefundFilter::default() };
     assert!(platform.refunds.list(&reviewer(), by_state).await.unwrap().items.is_empty());
-    platform.stop();
-}
-
-pub async fn card_refunds_are_refused_for_now(db: &TestDb) {
-    let platform = Platform::start(db).await;
-    let card = NewRefund { target: RefundTarget::Card { rrn: "000000000001".into() }, ..new_refund("R1", "T1", 1_00) };
-    let answer = platform.refunds.request(&api_key(), card, "api").await;
-    assert!(matches!(answer, Err(RefundError::ChannelUnsupported(_))), "{answer:?}");
-    assert!(platform.refunds.list(&reviewer(), RefundFilter::default()).await.unwrap().items.is_empty());
     platform.stop();
 }
