@@ -677,7 +677,96 @@ async fn a_notify_url_the_policy_refuses_creates_nothing(db: &TestDb) {
     kassa.stop().await;
 }
 
+async fn answers_are_signed_with_the_sealed_key_and_nothing_runs_without_one(db: &TestDb) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let app_key = RsaKeyPair::generate().unwrap();
+    db.store
+        .commit(WriteUnit::ops(vec![
+            WriteOp::PutMerchant(MerchantRecord {
+                merchant_id: MID.into(),
+                name: "Demo".into(),
+                mcc: "5812".into(),
+                currency: "CNY".into(),
+                fee_rates: BTreeMap::new(),
+                created_at_ms: 1,
+            }),
+            WriteOp::PutGatewayApp(GatewayAppRecord {
+                app_id: APP_ID.into(),
+                merchant_id: MID.into(),
+                public_key_pem: app_key.public_key().to_spki_pem(),
+                created_at_ms: 1,
+            }),
+        ]))
+        .await
+        .unwrap();
+    let qr = QrService::new(db.store.clone(), Wallets::new(), clock.clone(), QrConfig::default());
+    let master = kassa_crypto::MasterKey::generate(&mut rand::rngs::OsRng);
+    let gateway = GatewayState::new(db.store.clone(), qr, master.clone(), clock);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let server_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, kassa_aggregator::router(gateway))
+            .with_graceful_shutdown(server_stop.cancelled_owned())
+            .await
+            .unwrap();
+    });
+    let query = |key: &RsaKeyPair| {
+        let biz = json!({"out_trade_no": "T1"});
+        let mut params: Vec<(String, String)> = vec![
+            ("app_id".into(), APP_ID.into()),
+            ("method".into(), "alipay.trade.query".into()),
+            ("biz_content".into(), biz.to_string()),
+        ];
+        params.push(("sign".into(), wire::sign(&params, key).unwrap()));
+        wire::encode_form(&params)
+    };
+
+    // No key sealed yet: answered, unsigned, "query again".
+    let answer = http(addr, "POST", "/gateway.do", query(&app_key).as_bytes()).await;
+    assert_eq!(answer.status, 200);
+    let outer: Value = serde_json::from_str(&answer.text).unwrap();
+    assert_eq!(outer["alipay_trade_query_response"]["code"], "20000", "{}", answer.text);
+    assert!(outer.get("sign").is_none());
+    let order = json!({"out_trade_no": "T2", "subject": "tea", "total_amount": "2.00"});
+    let mut params: Vec<(String, String)> = vec![
+        ("app_id".into(), APP_ID.into()),
+        ("method".into(), "alipay.trade.precreate".into()),
+        ("biz_content".into(), order.to_string()),
+    ];
+    params.push(("sign".into(), wire::sign(&params, &app_key).unwrap()));
+    let answer = http(addr, "POST", "/gateway.do", wire::encode_form(&params).as_bytes()).await;
+    assert!(answer.text.contains("\"code\":\"20000\""), "{}", answer.text);
+    assert!(db.store.qr().trade_by_out_trade_no(MID, "T2").await.unwrap().is_none(), "nothing ran");
+    assert!(db.store.aggregator().gateway_trade(MID, "T2").await.unwrap().is_none());
+
+    // The key sealed under the master key, as kassa up seeds it: found at the next request.
+    let gateway_key = RsaKeyPair::generate().unwrap();
+    let sealed = master
+        .seal(gateway_key.to_pkcs8_pem().as_bytes(), kassa_aggregator::SIGNING_KEY_CONTEXT, &mut rand::rngs::OsRng)
+        .unwrap();
+    let setting = WriteOp::PutSetting {
+        scope: kassa_aggregator::SIGNING_KEY_SCOPE.into(),
+        name: kassa_aggregator::SIGNING_KEY_SETTING.into(),
+        value: json!(sealed.to_text()),
+        at_ms: 1,
+    };
+    db.store.commit(WriteUnit::ops(vec![setting])).await.unwrap();
+    let loaded = kassa_aggregator::load_signing_key(&db.store, &master).await.unwrap().unwrap();
+    assert_eq!(loaded.public_key(), gateway_key.public_key());
+    let other_master = kassa_crypto::MasterKey::generate(&mut rand::rngs::OsRng);
+    assert!(kassa_aggregator::load_signing_key(&db.store, &other_master).await.is_err(), "another master key");
+    let answer = http(addr, "POST", "/gateway.do", query(&app_key).as_bytes()).await;
+    let object = wire::verified_response("alipay.trade.query", &answer.text, &gateway_key.public_key()).unwrap();
+    assert_eq!(code(&object), ("40004", "ACQ.TRADE_NOT_EXIST"));
+
+    stop.cancel();
+    server.await.unwrap();
+}
+
 kassa_store::both_backends!(
+    answers_are_signed_with_the_sealed_key_and_nothing_runs_without_one,
     a_notify_url_the_policy_refuses_creates_nothing,
     every_method_works_through_the_gateway,
     payments_answer_what_the_wallet_said,
