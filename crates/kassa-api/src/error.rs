@@ -224,6 +224,17 @@ impl ApiError {
         ApiError::BodyInvalid { message: message.into(), param: Some(param.to_owned()) }
     }
 
+    /// A body field refused by a service, whose messages start with the field's name
+    /// (`amount: …`).
+    pub fn invalid_field(message: String) -> ApiError {
+        let param = message
+            .split_once(": ")
+            .map(|(name, _)| name)
+            .filter(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .map(str::to_owned);
+        ApiError::BodyInvalid { message, param }
+    }
+
     /// A query or path parameter is invalid.
     pub fn parameter(param: &str, message: impl Into<String>) -> ApiError {
         ApiError::ParameterInvalid { message: message.into(), param: Some(param.to_owned()) }
@@ -274,7 +285,7 @@ impl From<StoreError> for ApiError {
 impl From<QrError> for ApiError {
     fn from(error: QrError) -> Self {
         match error {
-            QrError::Invalid(message) => ApiError::BodyInvalid { message, param: None },
+            QrError::Invalid(message) => ApiError::invalid_field(message),
             QrError::UnknownCode => ApiError::body_field("code", "the payment code belongs to no known wallet"),
             QrError::WalletNotConfigured(wallet) => {
                 tracing::warn!(%wallet, "a wallet is not configured");
@@ -372,6 +383,14 @@ mod tests {
             assert!(ERROR_CODES.contains(&sample.code()), "{}", sample.code());
             assert!(seen.insert(sample.code()));
         }
+    }
+
+    #[test]
+    fn service_messages_name_their_field() {
+        let named = ApiError::invalid_field("out_trade_no: 1 to 64 printable ASCII characters".into());
+        assert_eq!(named.body().error.param.as_deref(), Some("out_trade_no"));
+        let unnamed = ApiError::invalid_field("the note is required: say why".into());
+        assert_eq!(unnamed.body().error.param, None);
     }
 
     #[test]

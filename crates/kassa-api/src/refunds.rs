@@ -200,7 +200,7 @@ impl From<&RefundProgress> for RefundView {
 impl From<RefundError> for ApiError {
     fn from(error: RefundError) -> Self {
         match error {
-            RefundError::Invalid(message) => ApiError::BodyInvalid { message, param: None },
+            RefundError::Invalid(message) => ApiError::invalid_field(message),
             RefundError::NotFound => ApiError::NotFound("refund"),
             RefundError::Conflict(message) => ApiError::Conflict(message),
             RefundError::NotRefundable(why) => ApiError::Conflict(format!("the payment cannot be refunded: {why}")),

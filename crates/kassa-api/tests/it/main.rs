@@ -593,7 +593,7 @@ async fn hostile_bodies_are_refused_with_nothing_written(db: &TestDb) {
         (json!({"out_trade_no": "h", "amount": 100, "currency": "USD", "code": PAID_AT_ONCE}), "currency"),
         (json!({"out_trade_no": "h", "amount": 100, "currency": "CNY", "code": 281234567890123401_i64}), "code"),
         (json!({"out_trade_no": "h", "amount": 100, "currency": "CNY"}), "body_invalid"),
-        (json!({"out_trade_no": "h\u{0}\n", "amount": 100, "currency": "CNY", "code": PAID_AT_ONCE}), "body_invalid"),
+        (json!({"out_trade_no": "h\u{0}\n", "amount": 100, "currency": "CNY", "code": PAID_AT_ONCE}), "out_trade_no"),
     ];
     for (body, param) in fields {
         let answer = api.post(path, "h-1", body.clone()).await;
