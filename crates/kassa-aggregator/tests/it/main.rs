@@ -126,7 +126,7 @@ impl Kassa {
         };
         let qr = QrService::new(db.store.clone(), wallets, clock.clone(), config);
         let gateway = GatewayState::with_key(db.store.clone(), qr.clone(), gateway_key.clone_for_test(), clock)
-            .with_config(GatewayConfig { pay_answer_wait_ms: 1_000, pay_poll_interval_ms: 10 });
+            .with_config(GatewayConfig { pay_answer_wait_ms: 4_000, pay_poll_interval_ms: 10 });
         let router = kassa_aggregator::router(adjust_gateway(gateway)).merge(kassa_qr::routes::router(qr));
         let server_stop = stop.clone();
         tasks.push(tokio::spawn(async move {
@@ -612,8 +612,8 @@ async fn hostile_input_is_answered_signed_and_writes_nothing(db: &TestDb) {
 }
 
 async fn unknown_outcomes_are_never_failures(db: &TestDb) {
-    let kassa = Kassa::start(db).await;
-    // The wallet answers after 2 s; the gateway answers at 1 s what it knows: 10003.
+    let kassa = Kassa::start_with(db, |sim| sim.slow_answer_ms = 6_000, |gateway| gateway).await;
+    // The wallet answers after 6 s; the gateway answers at 4 s what it knows: 10003.
     kassa.sim.arm_fault(Wallet::Alipay, Fault::Slow, 1);
     let slow = kassa.call("alipay.trade.pay", pay("T1", ALIPAY_PAID, "4.00")).await;
     assert_eq!(code(&slow), ("10003", ""), "{slow:?}");
