@@ -22,6 +22,13 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "alipay-sdk-python==3.7.1411" "rsa==4.9.1" "pycryptodome==4.5.0"
+if ! command -v npm >/dev/null; then
+    # The Node SDK needs Node 18.19 or later (Debian 12's nodejs is 18.19).
+    echo "aggregator: node and npm are missing: installing them"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq nodejs npm >/dev/null
+fi
 mkdir -p "$npm_dir"
 [ -f "$npm_dir/package.json" ] || echo '{"private": true}' >"$npm_dir/package.json"
 (cd "$npm_dir" && npm install --no-audit --no-fund --silent "alipay-sdk@4.14.0")
