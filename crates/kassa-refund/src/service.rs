@@ -412,7 +412,7 @@ impl RefundService {
         }
         let Some(qr) = &self.inner.qr else {
             tracing::warn!(request = record.id, "no QR service: the approved refund waits to be sent");
-            return Ok(record);
+            return self.send_later(record).await;
         };
         let merchant = MerchantId::parse(&record.merchant_id).map_err(internal)?;
         let number = channel_refund_no(record.id);

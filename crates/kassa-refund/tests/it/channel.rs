@@ -139,3 +139,35 @@ pub async fn an_unknown_outcome_is_resolved_later(db: &TestDb) {
     assert!(db.store.ledger.check().await.unwrap().is_sound());
     platform.stop();
 }
+
+pub async fn an_approval_left_unsent_is_sent_by_the_resolver(db: &TestDb) {
+    let platform = Platform::start(db).await;
+    platform.paid_trade("T1", 100_00).await;
+    // A host whose QR service is not configured approves: the approval is written, nothing is
+    // sent, and the request stays owed a send.
+    let without_qr = kassa_refund::RefundService::new(
+        db.store.clone(),
+        None,
+        Arc::new(SystemClock),
+        kassa_refund::RefundConfig { recheck_initial_ms: 10, recheck_max_ms: 50, ..Default::default() },
+    );
+    without_qr.request(&api_key(), new_refund("R1", "T1", 25_00), "api").await.unwrap();
+    let approved = without_qr.review(&owner(), &merchant(), "R1", Decision::Approve, "", "ip").await.unwrap();
+    assert_eq!(approved.state, S::Approved);
+    assert!(platform.qr.refunds(&merchant(), "T1").await.unwrap().is_empty());
+    let trade = db.store.qr().trade_by_out_trade_no(MERCHANT, "T1").await.unwrap().unwrap();
+    assert_eq!(db.store.refund_requests().refund_hold(RefundTargetKind::Qr, trade.id).await.unwrap(), 25_00);
+    // It stays owed a send, looked at again after a wait.
+    let stored = db.store.refund_requests().refund_request_by_no(MERCHANT, "R1").await.unwrap().unwrap();
+    assert_eq!(stored.checks, 1);
+    assert!(stored.next_check_at_ms.is_some_and(|at| at > stored.created_at_ms), "{stored:?}");
+    // A host with the QR service (another process on the same database) sends it, once.
+    let done = platform.resolve_until("R1", |p| p.state.is_final()).await;
+    assert_eq!(done.state, S::Succeeded, "{done:?}");
+    assert_eq!(done.steps.iter().filter(|s| s.kind == StepKind::SentToChannel).count(), 1);
+    let refunds = platform.qr.refunds(&merchant(), "T1").await.unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].out_request_no, done.channel.unwrap().channel_refund_no);
+    assert_eq!(db.store.refund_requests().refund_hold(RefundTargetKind::Qr, trade.id).await.unwrap(), 0);
+    platform.stop();
+}

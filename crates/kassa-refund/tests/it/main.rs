@@ -255,4 +255,5 @@ kassa_store::both_backends!(
     concurrent_requests_never_exceed_the_capture,
     a_channel_refusal_fails_the_request,
     an_unknown_outcome_is_resolved_later,
+    an_approval_left_unsent_is_sent_by_the_resolver,
 );
