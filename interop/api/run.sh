@@ -3,7 +3,8 @@
 # data directory and free ports, then schemathesis generates requests for every operation of
 # GET /api/openapi.json with the demo API key (examples, coverage, fuzzing, and stateful runs that
 # follow the document's links from one answer to the next) and checks every answer: no 5xx, and
-# the status, content type, headers and body as the document says. Fails on any finding.
+# the status, content type, headers and body as the document says, and 405 for a method a route
+# does not take. Fails on any finding.
 #
 # Environment: KASSA_VENV (default /tmp/kassa-venv), KASSA_BIN (default: the debug binary under
 # $CARGO_TARGET_DIR, built here when missing), CARGO_TARGET_DIR (default <repo>/target),
@@ -122,7 +123,7 @@ cd "$data"
 "$venv/bin/schemathesis" run "http://127.0.0.1:$http/api/openapi.json" \
     --url "http://127.0.0.1:$http" \
     --header "Authorization: Bearer $api_key" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "$examples" \
     --seed 20261206 \

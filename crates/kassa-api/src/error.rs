@@ -66,6 +66,9 @@ pub enum ApiError {
     /// No such route.
     #[error("no such route")]
     RouteNotFound,
+    /// The route does not take this method.
+    #[error("the route does not take this method")]
+    MethodNotAllowed,
     /// The merchant's number was used for another request, or the state forbids it.
     #[error("{0}")]
     Conflict(String),
@@ -105,7 +108,7 @@ pub enum ApiError {
 }
 
 /// Stable codes, one per [`ApiError`] variant, as documented in docs/reference/api.md.
-pub const ERROR_CODES: [&str; 24] = [
+pub const ERROR_CODES: [&str; 25] = [
     "api_key_missing",
     "api_key_invalid",
     "idempotency_key_missing",
@@ -118,6 +121,7 @@ pub const ERROR_CODES: [&str; 24] = [
     "parameter_invalid",
     "not_found",
     "route_not_found",
+    "method_not_allowed",
     "conflict",
     "trade_paid",
     "forbidden",
@@ -148,6 +152,7 @@ impl ApiError {
             ApiError::ParameterInvalid { .. } => "parameter_invalid",
             ApiError::NotFound(_) => "not_found",
             ApiError::RouteNotFound => "route_not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::TradePaid => "trade_paid",
             ApiError::Forbidden(_) => "forbidden",
@@ -179,6 +184,7 @@ impl ApiError {
             ApiError::ContentTypeInvalid => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PaycodePasswordRequired | ApiError::PaycodePasswordWrong | ApiError::Forbidden(_) => {
                 StatusCode::FORBIDDEN
             }
@@ -365,6 +371,7 @@ mod tests {
             ApiError::ParameterInvalid { message: String::new(), param: None },
             ApiError::NotFound("x"),
             ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed,
             ApiError::Conflict(String::new()),
             ApiError::TradePaid,
             ApiError::Forbidden(""),

@@ -178,6 +178,7 @@ pub fn router(state: ApiState) -> Router {
     routes
         .route("/api/v1", any(route_not_found))
         .route("/api/v1/{*rest}", any(route_not_found))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .route(OPENAPI_PATH, get(move || openapi_json(document.clone())))
 }
@@ -190,4 +191,8 @@ async fn openapi_json(document: Arc<str>) -> Response {
 
 async fn route_not_found() -> ApiError {
     ApiError::RouteNotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }

@@ -563,6 +563,12 @@ async fn search_filters_and_pages_without_skips_or_repeats(db: &TestDb) {
     assert_eq!((bad_id.status, bad_id.code()), (400, "parameter_invalid"));
     let no_route = api.get("/api/v1/nothing/here").await;
     assert_eq!((no_route.status, no_route.code()), (404, "route_not_found"));
+    let request = Request::delete("/api/v1/transactions")
+        .header("authorization", format!("Bearer {}", api.key))
+        .body(Body::empty())
+        .unwrap();
+    let wrong_method = api.send(request).await;
+    assert_eq!((wrong_method.status, wrong_method.code()), (405, "method_not_allowed"));
 }
 
 async fn hostile_bodies_are_refused_with_nothing_written(db: &TestDb) {
