@@ -54,6 +54,16 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "refund_requests",
         sql: include_str!("../migrations/sqlite/0011_refund_requests.sql"),
     },
+    Migration {
+        version: 12,
+        name: "recon",
+        sql: include_str!("../migrations/sqlite/0012_recon.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "corrections_payouts",
+        sql: include_str!("../migrations/sqlite/0013_corrections_payouts.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -87,6 +97,16 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 11,
         name: "refund_requests",
         sql: include_str!("../migrations/postgres/0011_refund_requests.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "recon",
+        sql: include_str!("../migrations/postgres/0012_recon.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "corrections_payouts",
+        sql: include_str!("../migrations/postgres/0013_corrections_payouts.sql"),
     },
 ];
 

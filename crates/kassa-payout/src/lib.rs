@@ -1,0 +1,1 @@
+//! Merchant payouts and settlement reports (结算).

@@ -1,0 +1,1 @@
+//! Reconciliation (对账) and corrections (补登).

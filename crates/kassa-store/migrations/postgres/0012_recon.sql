@@ -1,0 +1,1 @@
+-- recon: filled in by the change that introduces it.

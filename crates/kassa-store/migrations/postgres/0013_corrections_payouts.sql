@@ -1,0 +1,1 @@
+-- corrections_payouts: filled in by the change that introduces it.
