@@ -73,7 +73,7 @@ fn kassa_up_serves_the_refund_workflow_in_the_back_office() {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::up(&dir.path().join("data"), None, "info");
     let out_trade_no = format!("T{TERMINAL}{}", common::now_ms());
-    paid_qr_trade(&host, &out_trade_no, 800_00);
+    paid_qr_trade(&host, &out_trade_no, 80_000); // 800.00
     let owner = Browser::ready(host.http, "owner");
     let reviewer = Browser::ready(host.http, "reviewer");
 
