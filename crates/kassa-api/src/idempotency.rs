@@ -207,18 +207,20 @@ impl<T: Send + 'static> Post<T> {
         let key = self.key;
         let task = tokio::spawn(async move {
             let outcome = work(task_state.clone(), self.caller, self.body).await;
-            let (status, body, keep) = match outcome {
-                Ok((status, body)) => (status, body, true),
-                Err(error) => {
-                    let keep = error.is_outcome();
-                    (error.status(), serde_json::to_value(error.body()).unwrap_or(Value::Null), keep)
+            let kept = match &outcome {
+                Ok((status, body)) => Some((*status, body.clone())),
+                Err(error) if error.is_outcome() => {
+                    Some((error.status(), serde_json::to_value(error.body()).unwrap_or(Value::Null)))
                 }
+                Err(_) => None,
             };
-            settle(&task_state, &scope, &key, &holder, keep.then_some((status, &body))).await;
-            (status, body)
+            settle(&task_state, &scope, &key, &holder, kept.as_ref().map(|(status, body)| (*status, body))).await;
+            outcome
         });
         match task.await {
-            Ok((status, body)) => (status, axum::Json(body)).into_response(),
+            Ok(Ok((status, body))) => (status, axum::Json(body)).into_response(),
+            // Through the one mapping, with its headers (Retry-After).
+            Ok(Err(error)) => error.into_response(),
             Err(error) => {
                 tracing::error!(%error, "an API operation stopped");
                 ApiError::Internal.into_response()
