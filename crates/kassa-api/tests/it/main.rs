@@ -9,7 +9,7 @@
 mod fake;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request};
@@ -37,6 +37,33 @@ const MID: &str = "898100000000001";
 const OTHER_MID: &str = "898100000000002";
 const PAID_AT_ONCE: &str = "281234567890123401";
 const PAYCODE_PASSWORD: &str = "246810";
+
+/// Everything the tracing subscriber printed, for the secret scan.
+fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || SharedWriter(writer.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
+}
+
+struct SharedWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 struct Api {
     router: Router,
@@ -86,6 +113,7 @@ async fn register_key(store: &Store, merchant_id: &str, key: &str) -> ApiKey {
 }
 
 async fn start(db: &TestDb) -> Api {
+    captured_logs();
     let store = db.store.clone();
     let mut ops = Vec::new();
     for merchant_id in [MID, OTHER_MID] {
@@ -736,6 +764,33 @@ async fn refunds_go_through_the_workflow(db: &TestDb) {
     assert_eq!((accepted.status, accepted.body["state"].as_str()), (200, Some("requested")), "{}", accepted.body);
 }
 
+async fn no_secret_reaches_the_logs_or_the_database(db: &TestDb) {
+    let api = start(db).await;
+    api.require_paycode_password(0).await;
+    let mut body = collect_body("secret-1", 900);
+    body["paycode_password"] = json!(PAYCODE_PASSWORD);
+    let paid = api.post("/api/v1/qr/collect", "secret-key-1", body.clone()).await;
+    assert_eq!(paid.body["status"], "paid", "{}", paid.body);
+    body["paycode_password"] = json!("975310");
+    body["out_trade_no"] = json!("secret-2");
+    assert_eq!(api.post("/api/v1/qr/collect", "secret-key-2", body).await.code(), "paycode_password_wrong");
+    let mut refund = refund_body("secret-refund", "secret-1", 100);
+    refund["paycode_password"] = json!(PAYCODE_PASSWORD);
+    assert_eq!(api.post("/api/v1/refunds", "secret-key-3", refund).await.status, 200);
+    assert_eq!(api.get_as(&new_key(), "/api/v1/transactions").await.status, 401);
+
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    let contents = db.contents().await;
+    for secret in [api.key.as_str(), PAID_AT_ONCE, PAYCODE_PASSWORD, "975310"] {
+        assert!(!logs.contains(secret), "{secret} in the logs");
+    }
+    // Six digits occur by chance among the database's digits and hex; the long ones cannot.
+    for secret in [api.key.as_str(), PAID_AT_ONCE] {
+        let bytes = secret.as_bytes();
+        assert!(!contents.windows(bytes.len()).any(|window| window == bytes), "{secret} in the database");
+    }
+}
+
 kassa_store::both_backends!(
     auth_refuses_missing_wrong_and_revoked_keys,
     idempotency_replays_and_refuses_another_body,
@@ -746,4 +801,5 @@ kassa_store::both_backends!(
     hostile_bodies_are_refused_with_nothing_written,
     the_document_describes_every_route,
     refunds_go_through_the_workflow,
+    no_secret_reaches_the_logs_or_the_database,
 );
