@@ -132,6 +132,29 @@ pub fn refund_cleared_entry(reference: &str, channel: Channel, refund: Money) ->
     )
 }
 
+/// An approved correction (补登) that credits a payment the platform did not record: the same
+/// postings as [`sale_entry`] (the channel's receivable, the merchant net of `fee`, the fee
+/// income), as an entry of its own whose `reference` names the correction, never an edit.
+pub fn correction_entry(
+    reference: &str,
+    merchant: &MerchantId,
+    channel: Channel,
+    amount: Money,
+    fee: Money,
+) -> Result<JournalEntry, LedgerError> {
+    let currency = amount.currency();
+    let net = amount.checked_sub(fee)?;
+    JournalEntry::new(
+        EntryKind::Correction,
+        reference,
+        vec![
+            posting(Account::channel_receivable(channel, currency), amount.minor(), amount),
+            posting(Account::merchant_payable(merchant, currency), net.checked_neg()?.minor(), amount),
+            posting(Account::fee_income(channel, currency), fee.checked_neg()?.minor(), amount),
+        ],
+    )
+}
+
 /// A payout of `amount` to the merchant's bank account.
 pub fn payout_entry(reference: &str, merchant: &MerchantId, amount: Money) -> Result<JournalEntry, LedgerError> {
     let currency = amount.currency();

@@ -187,3 +187,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_correction_credits_like_a_sale_as_an_entry_of_its_own() {
+    let m = demo_merchant();
+    let correction = correction_entry("correction:7", &m, Channel::Alipay, cny(10_000), cny(38)).unwrap();
+    let sale = sale_entry("T1", &m, Channel::Alipay, cny(10_000), cny(38)).unwrap();
+    assert_eq!(correction.kind(), EntryKind::Correction);
+    assert_eq!(correction.reference(), "correction:7");
+    assert_eq!(correction.postings(), sale.postings());
+    let merchant = correction.postings().iter().find(|p| p.account == Account::merchant_payable(&m, Currency::CNY));
+    assert_eq!(merchant.map(|p| p.amount), Some(cny(-9_962)));
+}
