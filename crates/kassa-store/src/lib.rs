@@ -378,6 +378,16 @@ impl Store {
         &*self.reads
     }
 
+    /// Corrections (补登) under maker-checker and the payments they name (`corrections` module).
+    pub fn corrections(&self) -> &dyn corrections::CorrectionStore {
+        &*self.reads
+    }
+
+    /// Merchant payouts, their items and settlement reports (`payouts` module).
+    pub fn payouts(&self) -> &dyn payouts::PayoutStore {
+        &*self.reads
+    }
+
     /// Trades made through the Alipay-compatible gateway (`aggregator` module).
     pub fn aggregator(&self) -> &dyn aggregator::AggregatorStore {
         &*self.reads
