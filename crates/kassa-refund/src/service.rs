@@ -585,9 +585,15 @@ impl RefundService {
         } else {
             None
         };
+        // One read for the steps of the whole page.
+        let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
+        let steps_max = STEPS_PER_REQUEST_MAX.saturating_mul(i64::try_from(ids.len()).map_err(internal)?);
+        let mut steps = self.inner.store.refund_requests().refund_steps_of(&ids, steps_max).await?;
         let mut items = Vec::with_capacity(records.len());
         for record in records {
-            items.push(self.progress(record).await?);
+            let (own, rest): (Vec<_>, Vec<_>) = steps.into_iter().partition(|s| s.request_id == record.id);
+            steps = rest;
+            items.push(progress_of(record, own)?);
         }
         Ok(RefundPage { items, next })
     }
@@ -612,45 +618,50 @@ impl RefundService {
     /// A stored request with its steps, as callers see it.
     pub(crate) async fn progress(&self, record: RefundRequestRecord) -> Result<RefundProgress, RefundError> {
         let steps = self.inner.store.refund_requests().refund_steps(record.id, STEPS_PER_REQUEST_MAX).await?;
-        let steps = steps
-            .into_iter()
-            .map(|s| {
-                let kind = StepKind::parse(&s.kind).ok_or_else(|| internal(format!("step kind {:?}", s.kind)))?;
-                Ok(RefundStep { kind, state: s.state, actor: s.actor, at_ms: s.at_ms, reason: s.reason })
-            })
-            .collect::<Result<Vec<_>, RefundError>>()?;
-        let currency = record.amount.currency();
-        let channel = record.channel_refund_no.clone().map(|number| ChannelOutcome {
-            channel_refund_no: number,
-            status: match record.channel_status {
-                Some(ChannelRefundStatus::Succeeded) => ChannelStatus::Succeeded,
-                Some(ChannelRefundStatus::Failed) => ChannelStatus::Failed,
-                _ => ChannelStatus::Pending,
-            },
-            failure: record.channel_failure.clone(),
-            fee_returned: record.fee_returned_minor.map(|fee| money(fee, currency)),
-        });
-        let target = match record.target_kind {
-            RefundTargetKind::Qr => RefundTarget::Qr { out_trade_no: record.target_ref.clone() },
-            RefundTargetKind::Card => RefundTarget::Card { rrn: record.target_ref.clone() },
-        };
-        Ok(RefundProgress {
-            id: record.id,
-            merchant_id: record.merchant_id,
-            request_no: record.request_no,
-            target,
-            amount: record.amount,
-            reason: record.reason,
-            note: record.note,
-            state: record.state,
-            needs_institution_review: record.amount.minor() > record.review_above_minor,
-            requested_by: record.requested_by,
-            steps,
-            channel,
-            created_at_ms: record.created_at_ms,
-            updated_at_ms: record.updated_at_ms,
-        })
+        progress_of(record, steps)
     }
+}
+
+/// A stored request and its steps (oldest first), as callers see it.
+fn progress_of(record: RefundRequestRecord, steps: Vec<RefundStepRecord>) -> Result<RefundProgress, RefundError> {
+    let steps = steps
+        .into_iter()
+        .map(|s| {
+            let kind = StepKind::parse(&s.kind).ok_or_else(|| internal(format!("step kind {:?}", s.kind)))?;
+            Ok(RefundStep { kind, state: s.state, actor: s.actor, at_ms: s.at_ms, reason: s.reason })
+        })
+        .collect::<Result<Vec<_>, RefundError>>()?;
+    let currency = record.amount.currency();
+    let channel = record.channel_refund_no.clone().map(|number| ChannelOutcome {
+        channel_refund_no: number,
+        status: match record.channel_status {
+            Some(ChannelRefundStatus::Succeeded) => ChannelStatus::Succeeded,
+            Some(ChannelRefundStatus::Failed) => ChannelStatus::Failed,
+            _ => ChannelStatus::Pending,
+        },
+        failure: record.channel_failure.clone(),
+        fee_returned: record.fee_returned_minor.map(|fee| money(fee, currency)),
+    });
+    let target = match record.target_kind {
+        RefundTargetKind::Qr => RefundTarget::Qr { out_trade_no: record.target_ref.clone() },
+        RefundTargetKind::Card => RefundTarget::Card { rrn: record.target_ref.clone() },
+    };
+    Ok(RefundProgress {
+        id: record.id,
+        merchant_id: record.merchant_id,
+        request_no: record.request_no,
+        target,
+        amount: record.amount,
+        reason: record.reason,
+        note: record.note,
+        state: record.state,
+        needs_institution_review: record.amount.minor() > record.review_above_minor,
+        requested_by: record.requested_by,
+        steps,
+        channel,
+        created_at_ms: record.created_at_ms,
+        updated_at_ms: record.updated_at_ms,
+    })
 }
 
 /// What a send came to.

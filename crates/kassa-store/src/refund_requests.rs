@@ -172,6 +172,9 @@ pub trait RefundRequestStore: Send + Sync {
     ) -> Result<Option<RefundRequestRecord>, StoreError>;
     /// The steps of a request, oldest first, at most `limit`.
     async fn refund_steps(&self, request_id: i64, limit: i64) -> Result<Vec<RefundStepRecord>, StoreError>;
+    /// The steps of several requests (a page of a list), by request then oldest first, at most
+    /// `limit` in all.
+    async fn refund_steps_of(&self, request_ids: &[i64], limit: i64) -> Result<Vec<RefundStepRecord>, StoreError>;
     /// Requests matching `query`, newest first.
     async fn refund_requests(&self, query: &RefundRequestQuery) -> Result<Vec<RefundRequestRecord>, StoreError>;
     /// Requests whose `next_check_at_ms` is at or before `now_ms`, earliest first, at most `limit`.
@@ -256,6 +259,21 @@ impl RefundRequestStore for SqlReads {
         let sql =
             format!("SELECT {STEP_COLUMNS} FROM refund_request_steps WHERE request_id = $1 ORDER BY seq LIMIT $2");
         self.all(&sql, &params![request_id, limit], step).await
+    }
+
+    async fn refund_steps_of(&self, request_ids: &[i64], limit: i64) -> Result<Vec<RefundStepRecord>, StoreError> {
+        if request_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut values: Vec<Value> = request_ids.iter().map(|id| Value::from(*id)).collect();
+        let placeholders: Vec<String> = (1..=values.len()).map(|n| format!("${n}")).collect();
+        values.push(Value::from(limit));
+        let sql = format!(
+            "SELECT {STEP_COLUMNS} FROM refund_request_steps WHERE request_id IN ({}) ORDER BY request_id, seq LIMIT ${}",
+            placeholders.join(", "),
+            values.len()
+        );
+        self.all(&sql, &values, step).await
     }
 
     async fn refund_requests(&self, query: &RefundRequestQuery) -> Result<Vec<RefundRequestRecord>, StoreError> {

@@ -275,6 +275,11 @@ pub async fn each_merchant_sees_only_its_own(db: &TestDb) {
     // Lists are bound to the merchant, whatever the filter says.
     let ours = platform.refunds.list(&staff(), RefundFilter::default()).await.unwrap();
     assert_eq!(ours.items.iter().map(|p| p.request_no.as_str()).collect::<Vec<_>>(), ["R2", "R1"]);
+    // A list item is the whole progress, steps included (read for the page at once).
+    for item in &ours.items {
+        assert_eq!(item, &platform.refunds.get(&staff(), &merchant(), &item.request_no).await.unwrap());
+        assert_eq!(item.steps.len(), 1);
+    }
     let asked_for_theirs = RefundFilter { merchant_id: Some(other_merchant()), ..RefundFilter::default() };
     assert!(platform.refunds.list(&staff(), asked_for_theirs.clone()).await.unwrap().items.is_empty());
     // The institution sees every merchant's, and can filter.
