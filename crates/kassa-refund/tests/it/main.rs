@@ -248,6 +248,7 @@ kassa_store::both_backends!(
     the_requester_never_reviews_and_roles_are_enforced,
     two_reviewers_racing_one_wins,
     each_merchant_sees_only_its_own,
+    the_threshold_is_a_platform_setting_kept_per_request,
     card_refunds_are_reviewed_then_recorded_once,
     card_sales_are_found_by_rrn_of_their_merchant_only,
     a_card_sale_refunded_at_the_terminal_meanwhile_fails_the_request,

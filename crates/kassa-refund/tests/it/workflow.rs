@@ -303,3 +303,27 @@ pub async fn each_merchant_sees_only_its_own(db: &TestDb) {
     assert!(platform.refunds.list(&reviewer(), by_state).await.unwrap().items.is_empty());
     platform.stop();
 }
+
+pub async fn the_threshold_is_a_platform_setting_kept_per_request(db: &TestDb) {
+    let platform = Platform::start(db).await;
+    platform.paid_trade("T1", 900_00).await;
+    platform.refunds.request(&api_key(), new_refund("R1", "T1", 150_00), "api").await.unwrap();
+    let setting = WriteOp::PutSetting {
+        scope: "platform".into(),
+        name: "refund_review_above".into(),
+        value: serde_json::json!("100.00"),
+        at_ms: 1,
+    };
+    db.store.commit(WriteUnit::ops(vec![setting])).await.unwrap();
+    // Asked under 500.00: the merchant alone decides, whatever the setting says now.
+    let before = platform.refunds.review(&owner(), &merchant(), "R1", Decision::Approve, "", "ip").await.unwrap();
+    assert_eq!(before.state, S::Succeeded);
+    // Asked under 100.00: 100.00 stays with the merchant, 100.01 goes to the institution.
+    let at = platform.refunds.request(&api_key(), new_refund("R2", "T1", 100_00), "api").await.unwrap();
+    assert!(!at.needs_institution_review);
+    let above = platform.refunds.request(&api_key(), new_refund("R3", "T1", 100_01), "api").await.unwrap();
+    assert!(above.needs_institution_review);
+    let merchant_ok = platform.refunds.review(&owner(), &merchant(), "R3", Decision::Approve, "", "ip").await.unwrap();
+    assert_eq!(merchant_ok.state, S::AwaitingInstitutionReview);
+    platform.stop();
+}
