@@ -64,7 +64,7 @@ pub struct ApiState {
 
 struct Inner {
     auth: Auth,
-    qr: QrService,
+    qr: Option<QrService>,
     refunds: Option<RefundService>,
     clock: Arc<dyn Clock>,
 }
@@ -77,8 +77,9 @@ impl std::fmt::Debug for ApiState {
 
 impl ApiState {
     /// The routes' state: the payment-code checks and the store through `auth` (which must be
-    /// over the same store as `qr`), the QR flows through `qr`.
-    pub fn new(auth: Auth, qr: QrService, clock: Arc<dyn Clock>) -> ApiState {
+    /// over the same store as `qr`), the QR flows through `qr`; without it (a host without
+    /// wallets) the QR routes answer `422 unsupported` and the rest works.
+    pub fn new(auth: Auth, qr: Option<QrService>, clock: Arc<dyn Clock>) -> ApiState {
         ApiState { inner: Arc::new(Inner { auth, qr, refunds: None, clock }) }
     }
 
@@ -102,8 +103,8 @@ impl ApiState {
         &self.inner.auth
     }
 
-    pub(crate) fn qr(&self) -> &QrService {
-        &self.inner.qr
+    pub(crate) fn qr(&self) -> Result<&QrService, ApiError> {
+        self.inner.qr.as_ref().ok_or(ApiError::Unsupported("QR payments are not configured on this host"))
     }
 
     pub(crate) fn now_ms(&self) -> i64 {

@@ -307,13 +307,13 @@ async fn collect_now(state: &ApiState, caller: &Caller, body: CollectBody) -> Re
         subject: body.subject.unwrap_or_else(|| SUBJECT_DEFAULT.to_owned()),
     };
     // On its own task: an answer given before it ends never cuts the collection short.
-    let service = state.qr().clone();
+    let service = state.qr()?.clone();
     let merchant = caller.merchant.clone();
     let task = tokio::spawn(async move { service.collect(&merchant, &QrOrigin::Api, request).await });
     let trade = match tokio::time::timeout(Duration::from_millis(COLLECT_ANSWER_WAIT_MS), task).await {
         Ok(Ok(outcome)) => outcome?,
         Ok(Err(_)) => return Err(ApiError::Internal),
-        Err(_) => state.qr().get(&caller.merchant, &body.out_trade_no).await?,
+        Err(_) => state.qr()?.get(&caller.merchant, &body.out_trade_no).await?,
     };
     answer(StatusCode::OK, &QrTradeView::from(&trade))
 }
@@ -387,7 +387,7 @@ async fn order_now(state: &ApiState, caller: &Caller, body: OrderBody) -> Result
         subject: body.subject.unwrap_or_else(|| SUBJECT_DEFAULT.to_owned()),
         validity_minutes: Some(validity_minutes),
     };
-    let trade = state.qr().create_merchant_qr(&caller.merchant, &QrOrigin::Api, request).await?;
+    let trade = state.qr()?.create_merchant_qr(&caller.merchant, &QrOrigin::Api, request).await?;
     answer(StatusCode::OK, &QrTradeView::from(&trade))
 }
 
@@ -405,7 +405,7 @@ pub async fn trade(
     caller: Caller,
     Path(out_trade_no): Path<String>,
 ) -> Result<Json<QrTradeView>, ApiError> {
-    let trade = state.qr().get(&caller.merchant, &out_trade_no).await?;
+    let trade = state.qr()?.get(&caller.merchant, &out_trade_no).await?;
     Ok(Json(QrTradeView::from(&trade)))
 }
 
@@ -436,7 +436,7 @@ pub async fn cancel(
     post: Post<CancelBody>,
 ) -> Response {
     post.once(&state, move |state, caller, _body| async move {
-        let trade = state.qr().cancel(&caller.merchant, &QrOrigin::Api, &out_trade_no).await?;
+        let trade = state.qr()?.cancel(&caller.merchant, &QrOrigin::Api, &out_trade_no).await?;
         answer(StatusCode::OK, &QrTradeView::from(&trade))
     })
     .await
@@ -456,6 +456,6 @@ pub async fn trade_refunds(
     caller: Caller,
     Path(out_trade_no): Path<String>,
 ) -> Result<Json<QrRefundList>, ApiError> {
-    let refunds = state.qr().refunds(&caller.merchant, &out_trade_no).await?;
+    let refunds = state.qr()?.refunds(&caller.merchant, &out_trade_no).await?;
     Ok(Json(QrRefundList { data: refunds.iter().map(QrRefundView::from).collect() }))
 }

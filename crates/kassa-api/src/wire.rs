@@ -83,7 +83,12 @@ pub(crate) struct ReadErrors;
 
 impl utoipa::IntoResponses for ReadErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        let mut statuses = vec![(400, "`parameter_invalid`"), (404, "`not_found`"), (500, "`internal_error`")];
+        let mut statuses = vec![
+            (400, "`parameter_invalid`"),
+            (404, "`not_found`"),
+            (422, "`unsupported`: QR payments are not configured on this host"),
+            (500, "`internal_error`"),
+        ];
         statuses.extend(AUTH_ERRORS);
         error_responses(&statuses).into_iter().collect()
     }

@@ -274,9 +274,13 @@ fn routes(
     let back_office = back_office.with_secure_cookies(secure_cookies);
     let refund_routes =
         kassa_backoffice::refunds::RefundRoutes::new(back_office.clone(), refunds.clone(), store.inner().clone());
+    // The integrators' API (/api/v1, /api/openapi.json): its QR routes when the host has wallets.
+    let api_auth = kassa_auth::Auth::new(store.inner().clone(), master_key.pepper(), clock.clone(), shared.clone());
+    let api = kassa_api::ApiState::new(api_auth, qr_service.clone(), clock.clone()).with_refunds(refunds);
     let mut router = kassa_tms::router(tms.clone())
         .merge(kassa_backoffice::router(back_office))
-        .merge(kassa_backoffice::refunds::router(refund_routes));
+        .merge(kassa_backoffice::refunds::router(refund_routes))
+        .merge(kassa_api::router(api));
     if let Some(service) = qr_service {
         // The Alipay-compatible gateway (/gateway.do), answering signed with the sealed gateway key.
         let mut gateway = kassa_aggregator::GatewayState::new(
@@ -289,10 +293,6 @@ fn routes(
             gateway = gateway.with_notify_policy(policy);
         }
         router = router.merge(kassa_aggregator::router(gateway));
-        // The integrators' API (/api/v1, /api/openapi.json) over the same QR service and rules.
-        let auth = kassa_auth::Auth::new(store.inner().clone(), master_key.pepper(), clock.clone(), shared.clone());
-        let api = kassa_api::ApiState::new(auth, service.clone(), clock).with_refunds(refunds);
-        router = router.merge(kassa_api::router(api));
         router = router
             .merge(kassa_tms::qr::router(kassa_tms::qr::TmsQrState::new(tms, service.clone())))
             .merge(kassa_qr::routes::router(service));

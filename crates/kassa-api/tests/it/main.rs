@@ -147,7 +147,7 @@ async fn start(db: &TestDb) -> Api {
     let shared = AuthShared::new(store.clone(), clock.clone());
     let auth = Auth::new(store.clone(), pepper.clone(), clock.clone(), shared);
     let refunds = RefundService::new(store.clone(), Some(qr.clone()), clock.clone(), RefundConfig::default());
-    let router = kassa_api::router(ApiState::new(auth, qr, clock).with_refunds(refunds.clone()));
+    let router = kassa_api::router(ApiState::new(auth, Some(qr), clock).with_refunds(refunds.clone()));
     Api { router, store, alipay, pepper, key, other_key, refunds }
 }
 
@@ -791,6 +791,22 @@ async fn no_secret_reaches_the_logs_or_the_database(db: &TestDb) {
     }
 }
 
+async fn without_wallets_the_qr_routes_are_unsupported_and_the_rest_works(db: &TestDb) {
+    let api = start(db).await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let shared = AuthShared::new(api.store.clone(), clock.clone());
+    let auth = Auth::new(api.store.clone(), api.pepper.clone(), clock.clone(), shared);
+    let router = kassa_api::router(ApiState::new(auth, None, clock));
+    let cardless = Api { router, ..api };
+    let collect = cardless.post("/api/v1/qr/collect", "n-1", collect_body("n-1", 100)).await;
+    assert_eq!((collect.status, collect.code()), (422, "unsupported"), "{}", collect.body);
+    assert_eq!(cardless.get("/api/v1/qr/trades/n-1").await.code(), "unsupported");
+    let refund = cardless.post("/api/v1/refunds", "n-2", refund_body("n-2", "n-1", 100)).await;
+    assert_eq!((refund.status, refund.code()), (503, "unavailable"), "no refund workflow in this state");
+    assert!(refund.headers.contains_key("retry-after"));
+    assert_eq!(cardless.get("/api/v1/transactions").await.status, 200);
+}
+
 kassa_store::both_backends!(
     auth_refuses_missing_wrong_and_revoked_keys,
     idempotency_replays_and_refuses_another_body,
@@ -802,4 +818,5 @@ kassa_store::both_backends!(
     the_document_describes_every_route,
     refunds_go_through_the_workflow,
     no_secret_reaches_the_logs_or_the_database,
+    without_wallets_the_qr_routes_are_unsupported_and_the_rest_works,
 );
