@@ -38,7 +38,7 @@ use kassa_crypto::rsa_keys::{RsaKeyPair, RsaPublicKey};
 use kassa_crypto::MasterKey;
 use kassa_domain::clock::Clock;
 use kassa_domain::{Currency, MerchantId};
-use kassa_qr::{QrOrigin, QrService};
+use kassa_qr::{QrError, QrOrigin, QrService};
 use kassa_store::{GatewayAppRecord, Store};
 use kassa_wallet::alipay::wire;
 
@@ -59,11 +59,14 @@ pub struct GatewayConfig {
     pub pay_answer_wait_ms: u64,
     /// How often `alipay.trade.pay` looks at the trade while it waits.
     pub pay_poll_interval_ms: u64,
+    /// How long the other methods wait for a wallet (a query's refresh, a cancel, a close, a
+    /// refund) before answering what is known, or `20000`; the call itself goes on.
+    pub call_answer_wait_ms: u64,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        GatewayConfig { pay_answer_wait_ms: 4_000, pay_poll_interval_ms: 25 }
+        GatewayConfig { pay_answer_wait_ms: 4_000, pay_poll_interval_ms: 25, call_answer_wait_ms: 4_000 }
     }
 }
 
@@ -204,6 +207,24 @@ impl Call<'_> {
 
     fn now_ms(&self) -> i64 {
         self.state.inner.clock.now_ms()
+    }
+
+    /// Runs `work` on the QR service in its own task, so that answering first never cuts it
+    /// short (the wallet call and the write of its outcome go on), and waits for it up to
+    /// [`GatewayConfig::call_answer_wait_ms`]: `None` when it has not finished by then (the
+    /// caller answers "unknown"). A task that stopped is an internal error (also "unknown").
+    async fn bounded<T, Work, Fut>(&self, work: Work) -> Option<Result<T, QrError>>
+    where
+        T: Send + 'static,
+        Work: FnOnce(QrService, MerchantId, QrOrigin) -> Fut,
+        Fut: std::future::Future<Output = Result<T, QrError>> + Send + 'static,
+    {
+        let task = tokio::spawn(work(self.qr().clone(), self.merchant.clone(), self.origin()));
+        match tokio::time::timeout(millis(self.config().call_answer_wait_ms), task).await {
+            Ok(Ok(result)) => Some(result),
+            Ok(Err(_)) => Some(Err(QrError::Internal("the call stopped".into()))),
+            Err(_) => None,
+        }
     }
 
     /// The merchant's currency (amounts are written in it).

@@ -37,7 +37,12 @@ pub(crate) async fn refund(call: &Call<'_>) -> Result<Reply, Reply> {
         text(biz, "refund_reason")?.map(|r| r.chars().take(REASON_CHARS_MAX).collect()).unwrap_or_default();
     let unknown = || unknown_for(&out_trade_no).with("out_request_no", out_request_no.as_str());
     let request = RefundRequest { out_request_no: out_request_no.clone(), amount: refund_amount, reason };
-    let refund = match call.qr().refund(&call.merchant, &call.origin(), &out_trade_no, request).await {
+    let number = out_trade_no.clone();
+    let refunding =
+        call.bounded(move |qr, merchant, origin| async move { qr.refund(&merchant, &origin, &number, request).await });
+    // Not finished in time: the refund is journaled and goes on; the same request again is safe.
+    let Some(refunding) = refunding.await else { return Err(unknown()) };
+    let refund = match refunding {
         Ok(refund) => refund,
         Err(kassa_qr::QrError::Conflict(why)) => {
             return Err(Reply::failed("ACQ.DISCORDANT_REPEAT_REQUEST", why)

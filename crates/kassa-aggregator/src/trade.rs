@@ -11,11 +11,12 @@ use kassa_qr::{
     SUBJECT_CHARS_MAX,
 };
 use kassa_store::aggregator::{admit_gateway_trade, insert_gateway_trade, GatewayTradeRecord};
-use kassa_store::qr::QrOriginKind;
+use kassa_store::qr::{QrKind, QrOriginKind, QrStatus, QrTradeRecord};
 use kassa_store::WriteUnit;
 use kassa_wallet::alipay::wire;
 use kassa_wallet::{PaymentCode, Wallet};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::answer::{amount, Reply};
 use crate::request::{required, text};
@@ -48,6 +49,7 @@ pub(crate) async fn pay(call: &Call<'_>) -> Result<Reply, Reply> {
     }
     let unknown = || pay_unknown(&out_trade_no, total);
     check_claim(call, &out_trade_no).await.map_err(|refusal| refusal.unwrap_or_else(unknown))?;
+    let this_request = ThisRequest { code_digest: hex::encode(Sha256::digest(auth_code.as_bytes())), total };
     // The gateway's record goes with the trade's journal, in one commit before any wallet call.
     let admission = admit_gateway_trade(&gateway_trade(call, &out_trade_no));
     let request = CollectRequest {
@@ -77,12 +79,68 @@ pub(crate) async fn pay(call: &Call<'_>) -> Result<Reply, Reply> {
             () = tokio::time::sleep(millis(call.config().pay_poll_interval_ms)) => {}
         }
         // A waiting payer, or a decline journaled while the task still finishes its writes:
-        // answer what is known without waiting for the whole wait.
-        let now = tokio::time::Instant::now();
-        match call.qr().get(&call.merchant, &out_trade_no).await {
-            Ok(trade) if trade.status != QrTradeStatus::Pending || now >= deadline => return Ok(pay_reply(&trade)),
-            Err(_) if now >= deadline => return Ok(unknown()),
-            _ => {}
+        // answer what is known without waiting for the whole wait — but only from this request's
+        // trade: a trade of that number for another code or amount is the task's conflict.
+        let past_deadline = tokio::time::Instant::now() >= deadline;
+        let found = call.store().qr().trade_by_out_trade_no(call.merchant.as_str(), &out_trade_no).await;
+        match this_request.polled(found.ok().flatten().as_ref(), past_deadline) {
+            Polled::Wait => {}
+            Polled::Answer => {
+                return match call.qr().get(&call.merchant, &out_trade_no).await {
+                    Ok(trade) => Ok(pay_reply(&trade)),
+                    Err(_) => Ok(unknown()),
+                };
+            }
+            Polled::Unknown => return Ok(unknown()),
+            Polled::Conflict { paid } => {
+                let sub_code = if paid { "ACQ.TRADE_HAS_SUCCESS" } else { "ACQ.TRADE_STATUS_ERROR" };
+                return Err(Reply::failed(sub_code, "out_trade_no was used for another payment")
+                    .with("out_trade_no", out_trade_no.as_str()));
+            }
+        }
+    }
+}
+
+/// What makes a stored trade a payment request's: the same code and amount (the QR service keeps
+/// only the code's SHA-256, as here).
+struct ThisRequest {
+    code_digest: String,
+    total: Money,
+}
+
+/// What a look at the stored trade while the collection runs says to do.
+#[derive(Debug, PartialEq, Eq)]
+enum Polled {
+    /// Keep waiting for the collection.
+    Wait,
+    /// Answer from the trade as it stands.
+    Answer,
+    /// The wait is over and nothing is known: `10003`.
+    Unknown,
+    /// The number belongs to another payment (paid or not): it will never be this one.
+    Conflict { paid: bool },
+}
+
+impl ThisRequest {
+    fn is_mine(&self, record: &QrTradeRecord) -> bool {
+        record.kind == QrKind::CustomerCode
+            && record.amount == self.total
+            && record.code_digest.as_deref() == Some(self.code_digest.as_str())
+    }
+
+    /// Answer early only from this request's own trade once it is no longer pending (a payer
+    /// confirming, a decline journaled while the task finishes its writes); never from a trade of
+    /// that number for another code or amount, which is the collection's conflict.
+    fn polled(&self, found: Option<&QrTradeRecord>, past_deadline: bool) -> Polled {
+        match found {
+            Some(record) if self.is_mine(record) && (record.status != QrStatus::Pending || past_deadline) => {
+                Polled::Answer
+            }
+            Some(record) if !self.is_mine(record) && past_deadline => {
+                Polled::Conflict { paid: record.status == QrStatus::Paid }
+            }
+            _ if past_deadline => Polled::Unknown,
+            _ => Polled::Wait,
         }
     }
 }
@@ -202,9 +260,13 @@ pub(crate) async fn query(call: &Call<'_>) -> Result<Reply, Reply> {
         Err(error) => return Err(refusal(call, &error, &out_trade_no, unknown_for(&out_trade_no)).await),
     };
     if matches!(trade.status, QrTradeStatus::Pending | QrTradeStatus::Waiting) {
-        match call.qr().refresh(&call.merchant, &out_trade_no).await {
-            Ok(fresh) => trade = fresh,
-            Err(error) => tracing::info!(%error, "query: the wallets could not be asked; answering what is known"),
+        let number = out_trade_no.clone();
+        match call.bounded(move |qr, merchant, _| async move { qr.refresh(&merchant, &number).await }).await {
+            Some(Ok(fresh)) => trade = fresh,
+            Some(Err(error)) => {
+                tracing::info!(%error, "query: the wallets could not be asked; answering what is known")
+            }
+            None => tracing::info!("query: the wallets did not answer in time; answering what is known"),
         }
     }
     let (status, paid) = match trade.status {
@@ -238,7 +300,12 @@ pub(crate) async fn cancel(call: &Call<'_>) -> Result<Reply, Reply> {
     let trade = if is_paid(&trade) {
         trade
     } else {
-        match call.qr().cancel(&call.merchant, &call.origin(), &out_trade_no).await {
+        let number = out_trade_no.clone();
+        let cancelling =
+            call.bounded(move |qr, merchant, origin| async move { qr.cancel(&merchant, &origin, &number).await });
+        // Not finished in time: the cancel is journaled and goes on; cancelling again is safe.
+        let Some(cancelling) = cancelling.await else { return Err(unknown()) };
+        match cancelling {
             Ok(trade) if matches!(trade.status, QrTradeStatus::Closed | QrTradeStatus::Failed) => {
                 return Ok(cancelled(&trade, "close"));
             }
@@ -261,7 +328,11 @@ pub(crate) async fn cancel(call: &Call<'_>) -> Result<Reply, Reply> {
         amount: trade.amount,
         reason: "cancelled by the merchant".to_owned(),
     };
-    match call.qr().refund(&call.merchant, &call.origin(), &out_trade_no, refund).await {
+    let number = out_trade_no.clone();
+    let refunding =
+        call.bounded(move |qr, merchant, origin| async move { qr.refund(&merchant, &origin, &number, refund).await });
+    let Some(refunding) = refunding.await else { return Err(unknown()) };
+    match refunding {
         Ok(refund) => match refund.status {
             kassa_qr::QrRefundStatus::Succeeded => Ok(cancelled(&trade, "refund")),
             kassa_qr::QrRefundStatus::Pending => Err(unknown()),
@@ -285,7 +356,11 @@ fn cancelled(trade: &QrTrade, action: &str) -> Reply {
 /// `alipay.trade.close`: closes an unpaid trade (a payment the close finds is credited).
 pub(crate) async fn close(call: &Call<'_>) -> Result<Reply, Reply> {
     let out_trade_no = trade_named(call).await?;
-    match call.qr().close(&call.merchant, &call.origin(), &out_trade_no).await {
+    let number = out_trade_no.clone();
+    let closing = call.bounded(move |qr, merchant, origin| async move { qr.close(&merchant, &origin, &number).await });
+    // Not finished in time: the close is journaled and goes on; a payment may still arrive.
+    let Some(closing) = closing.await else { return Err(unknown_for(&out_trade_no)) };
+    match closing {
         Ok(trade) => match trade.status {
             QrTradeStatus::Closed | QrTradeStatus::Failed => Ok(Reply::success(ids(&trade))),
             // The wallet did not confirm the close: a payment may still arrive and be credited.
@@ -410,11 +485,8 @@ async fn check_claim(call: &Call<'_>, out_trade_no: &str) -> Result<(), Option<R
         Ok(Some(existing))
             if existing.origin != QrOriginKind::Gateway || existing.origin_id.as_deref() != Some(&call.app.app_id) =>
         {
-            let sub_code = if existing.status == kassa_store::qr::QrStatus::Paid {
-                "ACQ.TRADE_HAS_SUCCESS"
-            } else {
-                "ACQ.TRADE_STATUS_ERROR"
-            };
+            let sub_code =
+                if existing.status == QrStatus::Paid { "ACQ.TRADE_HAS_SUCCESS" } else { "ACQ.TRADE_STATUS_ERROR" };
             Err(Some(
                 Reply::failed(sub_code, "out_trade_no belongs to another trade").with("out_trade_no", out_trade_no),
             ))
@@ -488,6 +560,72 @@ pub(crate) async fn refusal(call: &Call<'_>, error: &QrError, out_trade_no: &str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(status: QrStatus, code: &str, minor: i64) -> QrTradeRecord {
+        QrTradeRecord {
+            id: 1,
+            merchant_id: "898100000000001".into(),
+            out_trade_no: "T1".into(),
+            reference: "KQ1".into(),
+            kind: QrKind::CustomerCode,
+            wallet: None,
+            status,
+            amount: Money::from_minor(minor, Currency::CNY),
+            refunded_minor: 0,
+            refunding_minor: 0,
+            fee_minor: 0,
+            subject: "x".into(),
+            origin: QrOriginKind::Gateway,
+            origin_id: Some("2026".into()),
+            terminal_id: None,
+            operator: None,
+            code_digest: Some(hex::encode(Sha256::digest(code.as_bytes()))),
+            qr_token: None,
+            alipay_order: kassa_store::qr::QrOrderState::Open,
+            alipay_code: None,
+            wechat_order: kassa_store::qr::QrOrderState::None,
+            wechat_code: None,
+            trade_no: None,
+            paid_at_ms: None,
+            expires_at_ms: 0,
+            next_check_at_ms: None,
+            checks: 0,
+            attention: false,
+            failure: None,
+            business_date: "2026-12-06".into(),
+            version: 1,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_pay_answers_early_only_from_its_own_trade() {
+        let code = "281234567890123401";
+        let mine = ThisRequest {
+            code_digest: hex::encode(Sha256::digest(code.as_bytes())),
+            total: Money::from_minor(100, Currency::CNY),
+        };
+        // Its own trade: pending waits (until the deadline), anything else answers.
+        assert_eq!(mine.polled(Some(&record(QrStatus::Pending, code, 100)), false), Polled::Wait);
+        assert_eq!(mine.polled(Some(&record(QrStatus::Pending, code, 100)), true), Polled::Answer);
+        for status in [QrStatus::Waiting, QrStatus::Paid, QrStatus::Failed, QrStatus::Closed] {
+            assert_eq!(mine.polled(Some(&record(status, code, 100)), false), Polled::Answer, "{status}");
+        }
+        // Another payment's trade (amount or code): never answered from, a conflict once the
+        // wait is over.
+        let other_amount = record(QrStatus::Paid, code, 101);
+        let other_code = record(QrStatus::Waiting, "281234567890123402", 100);
+        assert_eq!(mine.polled(Some(&other_amount), false), Polled::Wait);
+        assert_eq!(mine.polled(Some(&other_code), false), Polled::Wait);
+        assert_eq!(mine.polled(Some(&other_amount), true), Polled::Conflict { paid: true });
+        assert_eq!(mine.polled(Some(&other_code), true), Polled::Conflict { paid: false });
+        let merchant_qr = QrTradeRecord { kind: QrKind::MerchantQr, ..record(QrStatus::Paid, code, 100) };
+        assert_eq!(mine.polled(Some(&merchant_qr), false), Polled::Wait);
+        // Nothing journaled yet.
+        assert_eq!(mine.polled(None, false), Polled::Wait);
+        assert_eq!(mine.polled(None, true), Polled::Unknown);
+    }
 
     #[test]
     fn timeout_express_is_minutes_hours_or_days() {

@@ -126,7 +126,7 @@ impl Kassa {
         };
         let qr = QrService::new(db.store.clone(), wallets, clock.clone(), config);
         let gateway = GatewayState::with_key(db.store.clone(), qr.clone(), gateway_key.clone_for_test(), clock)
-            .with_config(GatewayConfig { pay_answer_wait_ms: 4_000, pay_poll_interval_ms: 10 });
+            .with_config(GatewayConfig { pay_poll_interval_ms: 10, ..GatewayConfig::default() });
         let router = kassa_aggregator::router(adjust_gateway(gateway)).merge(kassa_qr::routes::router(qr));
         let server_stop = stop.clone();
         tasks.push(tokio::spawn(async move {
@@ -638,6 +638,17 @@ async fn unknown_outcomes_are_never_failures(db: &TestDb) {
     let trade = kassa.db_store.qr().trade_by_out_trade_no(MID, "T1").await.unwrap().unwrap();
     assert_eq!((trade.refunded_minor, trade.refunding_minor), (0, 100));
 
+    // A refund the wallet answers too slowly: 20000 once the gateway's wait is over, the refund
+    // journaled and still held on the trade.
+    kassa.sim.arm_fault(Wallet::Alipay, Fault::Slow, 1);
+    let started = std::time::Instant::now();
+    let refund = json!({"out_trade_no": "T2", "refund_amount": "1.00", "out_request_no": "R2"});
+    let slow = kassa.call("alipay.trade.refund", refund).await;
+    assert_eq!(code(&slow), ("20000", "aop.unknow-error"), "{slow:?}");
+    assert!(started.elapsed() < Duration::from_millis(5_500), "answered after {:?}", started.elapsed());
+    let trade = kassa.db_store.qr().trade_by_out_trade_no(MID, "T2").await.unwrap().unwrap();
+    assert_eq!(trade.refunding_minor + trade.refunded_minor, 100);
+
     // A close the wallet does not confirm: 20000, not success (a payment may still come).
     let order = json!({"out_trade_no": "T3", "subject": "tea", "total_amount": "2.00"});
     let created = kassa.call("alipay.trade.precreate", order).await;
@@ -765,7 +776,29 @@ async fn answers_are_signed_with_the_sealed_key_and_nothing_runs_without_one(db:
     server.await.unwrap();
 }
 
+async fn a_reused_number_never_answers_for_the_other_trade(db: &TestDb) {
+    // Looking at the trade as often as possible: the answer must still be this request's.
+    let eager = GatewayConfig { pay_poll_interval_ms: 0, ..GatewayConfig::default() };
+    let kassa = Kassa::start_with(db, |_| {}, |gateway| gateway.with_config(eager)).await;
+    let paid = kassa.call("alipay.trade.pay", pay("T1", ALIPAY_PAID, "1.00")).await;
+    assert_eq!(code(&paid), ("10000", ""), "{paid:?}");
+    let waiting = kassa.call("alipay.trade.pay", pay("T2", ALIPAY_NEVER, "1.00")).await;
+    assert_eq!(code(&waiting), ("10003", ""), "{waiting:?}");
+    for _ in 0..5 {
+        let other_amount = kassa.call("alipay.trade.pay", pay("T1", ALIPAY_PAID, "1.01")).await;
+        assert_eq!(code(&other_amount), ("40004", "ACQ.TRADE_HAS_SUCCESS"), "{other_amount:?}");
+        let other_code = kassa.call("alipay.trade.pay", pay("T1", WECHAT_PAID, "1.00")).await;
+        assert_eq!(code(&other_code), ("40004", "ACQ.TRADE_HAS_SUCCESS"), "{other_code:?}");
+        let other_waiting = kassa.call("alipay.trade.pay", pay("T2", ALIPAY_NEVER, "2.00")).await;
+        assert_eq!(code(&other_waiting), ("40004", "ACQ.TRADE_STATUS_ERROR"), "{other_waiting:?}");
+    }
+    let same = kassa.call("alipay.trade.pay", pay("T1", ALIPAY_PAID, "1.00")).await;
+    assert_eq!((code(&same), &same["trade_no"]), (("10000", ""), &paid["trade_no"]));
+    kassa.stop().await;
+}
+
 kassa_store::both_backends!(
+    a_reused_number_never_answers_for_the_other_trade,
     answers_are_signed_with_the_sealed_key_and_nothing_runs_without_one,
     a_notify_url_the_policy_refuses_creates_nothing,
     every_method_works_through_the_gateway,
