@@ -13,4 +13,10 @@
 //! **Boundary**: no HTTP, no SQL: statements come from a connector or a file, records and
 //! writes go through the store.
 
+pub mod corrections;
+pub mod matching;
+pub mod run;
+pub mod sort;
 pub mod statement;
+
+pub use run::{ReconError, ReconReport, Reconciler};

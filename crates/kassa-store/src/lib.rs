@@ -392,6 +392,12 @@ impl Store {
     pub fn aggregator(&self) -> &dyn aggregator::AggregatorStore {
         &*self.reads
     }
+
+    /// Reconciliation runs, their differences, and Kassa's side of a channel's day (`recon`
+    /// module).
+    pub fn recon(&self) -> &dyn recon::ReconStore {
+        &*self.reads
+    }
 }
 
 /// A database URL with its password hidden, for logs and errors: the one in the user part and

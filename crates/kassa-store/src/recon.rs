@@ -1,1 +1,565 @@
-//! Filled in by the change that introduces it.
+//! Reconciliation (对账) runs: Kassa's side of a channel's day read in reference order (the
+//! merge join's second input, a page at a time), the runs with their counts, and their
+//! differences with evidence. Reads through [`ReconStore`] (`store.recon()`), writes through
+//! the constructors below for the one write path. Corrections are proposed through
+//! [`crate::batch_upload::propose_correction`] (exactly once by their key).
+//!
+//! **Invariant**: a run's id is taken once (its insert is a guard); a difference is stored once
+//! per run and key; reading a day never holds more than one page of it.
+
+use async_trait::async_trait;
+use kassa_domain::{Channel, Currency, Money};
+
+use crate::commit::{Guard, Statement, WriteOp};
+use crate::qr::{QrOrderState, QrRefundStatus, QrStatus};
+use crate::queries::SqlReads;
+use crate::value::{params, Row};
+use crate::StoreError;
+
+/// Kassa's QR trade as reconciliation compares it (the columns it needs, nothing more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconTradeRecord {
+    /// The trade's id.
+    pub id: i64,
+    /// The merchant.
+    pub merchant_id: String,
+    /// The merchant's number.
+    pub out_trade_no: String,
+    /// Kassa's reference at the wallets (the statement's 商户订单号).
+    pub reference: String,
+    /// The wallet that paid (or the payment code's), when known.
+    pub wallet: Option<Channel>,
+    /// Where it stands.
+    pub status: QrStatus,
+    /// The amount.
+    pub amount: Money,
+    /// Refunded so far, minor units.
+    pub refunded_minor: i64,
+    /// The merchant's fee, minor units.
+    pub fee_minor: i64,
+    /// The order at the channel read for.
+    pub order: QrOrderState,
+    /// The paying wallet's trade number.
+    pub trade_no: Option<String>,
+    /// When it was paid, Unix milliseconds.
+    pub paid_at_ms: Option<i64>,
+    /// Kassa's business day of its creation.
+    pub business_date: String,
+}
+
+/// Kassa's QR refund as reconciliation compares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconRefundRecord {
+    /// The refund's id.
+    pub id: i64,
+    /// Kassa's refund number at the wallet (the statement's refund request number).
+    pub refund_reference: String,
+    /// Its trade's reference at the wallet.
+    pub trade_reference: String,
+    /// The merchant.
+    pub merchant_id: String,
+    /// The trade's number at the merchant.
+    pub out_trade_no: String,
+    /// The trade's wallet.
+    pub wallet: Option<Channel>,
+    /// The refund's amount.
+    pub amount: Money,
+    /// Where it stands.
+    pub status: QrRefundStatus,
+    /// Creation time, Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// Where a run's statement came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconSource {
+    /// Downloaded through the channel's connector.
+    Download,
+    /// Read from a file.
+    File,
+}
+
+impl ReconSource {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconSource::Download => "download",
+            ReconSource::File => "file",
+        }
+    }
+
+    fn parse(text: &str) -> Option<ReconSource> {
+        match text {
+            "download" => Some(ReconSource::Download),
+            "file" => Some(ReconSource::File),
+            _ => None,
+        }
+    }
+}
+
+/// What a difference is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DifferenceClass {
+    /// Both sides have it as paid (or refunded), for different amounts.
+    AmountMismatch,
+    /// Paid at the channel, but not credited here (支付遗漏): Kassa has it unpaid, or not at all.
+    PaidNotCredited,
+    /// Paid (or refunded) here, absent from the channel's statement.
+    MissingAtChannel,
+    /// Both sides know it but disagree on where it stands, even after asking the channel.
+    StatusMismatch,
+}
+
+impl DifferenceClass {
+    /// Every class.
+    pub const ALL: [DifferenceClass; 4] = [
+        DifferenceClass::AmountMismatch,
+        DifferenceClass::PaidNotCredited,
+        DifferenceClass::MissingAtChannel,
+        DifferenceClass::StatusMismatch,
+    ];
+
+    /// The stored (and reported) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DifferenceClass::AmountMismatch => "amount_mismatch",
+            DifferenceClass::PaidNotCredited => "paid_not_credited",
+            DifferenceClass::MissingAtChannel => "missing_at_channel",
+            DifferenceClass::StatusMismatch => "status_mismatch",
+        }
+    }
+
+    /// The class of a stored name.
+    pub fn parse(text: &str) -> Option<DifferenceClass> {
+        DifferenceClass::ALL.into_iter().find(|class| class.as_str() == text)
+    }
+}
+
+/// A run's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconCounts {
+    /// Statement lines read (trades and refunds).
+    pub lines: i64,
+    /// Pairs that agree.
+    pub matched: i64,
+    /// Differences by class.
+    pub amount_mismatch: i64,
+    /// Paid at the channel, not credited here.
+    pub paid_not_credited: i64,
+    /// Here, not at the channel.
+    pub missing_at_channel: i64,
+    /// Known to both, in different states.
+    pub status_mismatch: i64,
+    /// Corrections this run proposed (not those an earlier run proposed already).
+    pub corrections_proposed: i64,
+}
+
+impl ReconCounts {
+    /// Counts one more difference of `class`.
+    pub fn count(&mut self, class: DifferenceClass) {
+        let slot = match class {
+            DifferenceClass::AmountMismatch => &mut self.amount_mismatch,
+            DifferenceClass::PaidNotCredited => &mut self.paid_not_credited,
+            DifferenceClass::MissingAtChannel => &mut self.missing_at_channel,
+            DifferenceClass::StatusMismatch => &mut self.status_mismatch,
+        };
+        *slot += 1;
+    }
+}
+
+/// A run as it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReconRun {
+    /// Its id (see [`ReconStore::next_run_id`]).
+    pub id: i64,
+    /// The channel reconciled.
+    pub channel: Channel,
+    /// The business day, `YYYY-MM-DD`.
+    pub business_date: String,
+    /// Where the statement came from.
+    pub source: ReconSource,
+    /// `cli`, `schedule`, or `user:<name>`.
+    pub started_by: String,
+    /// When it started, Unix milliseconds.
+    pub started_at_ms: i64,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconRunRecord {
+    /// How it started.
+    pub run: NewReconRun,
+    /// Whether it finished (a run that stopped half-way stays `false`, its counts zero).
+    pub finished: bool,
+    /// Its counts.
+    pub counts: ReconCounts,
+    /// When it finished, Unix milliseconds.
+    pub finished_at_ms: Option<i64>,
+}
+
+/// A difference found by a run, with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconDifferenceRecord {
+    /// The run.
+    pub run_id: i64,
+    /// Unique per run: `channel:date:kind:reference[:refund reference]`.
+    pub difference_key: String,
+    /// What differs.
+    pub class: DifferenceClass,
+    /// `trade` or `refund`.
+    pub kind: String,
+    /// Kassa's reference of the trade at the channel.
+    pub reference: String,
+    /// The refund's reference, for a refund.
+    pub refund_reference: Option<String>,
+    /// The merchant, when Kassa knows the trade.
+    pub merchant_id: Option<String>,
+    /// The merchant's number, when Kassa knows the trade.
+    pub out_trade_no: Option<String>,
+    /// The amount as the channel has it, minor units.
+    pub channel_amount_minor: Option<i64>,
+    /// The amount as Kassa has it, minor units.
+    pub kassa_amount_minor: Option<i64>,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Why it is a difference, in words.
+    pub reason: String,
+    /// The statement's line number.
+    pub statement_line_no: Option<i64>,
+    /// The statement's record.
+    pub statement_line: Option<String>,
+    /// Kassa's record as read (JSON).
+    pub kassa_record: Option<serde_json::Value>,
+    /// The correction proposed for it.
+    pub correction_key: Option<String>,
+}
+
+/// Reads of reconciliation.
+#[async_trait]
+pub trait ReconStore: Send + Sync {
+    /// The id the next run takes (one above the highest; the insert's guard settles a race).
+    async fn next_run_id(&self) -> Result<i64, StoreError>;
+    /// A run.
+    async fn run(&self, id: i64) -> Result<Option<ReconRunRecord>, StoreError>;
+    /// Runs, newest first, with ids below `before_id`, at most `limit`.
+    async fn runs(&self, before_id: i64, limit: i64) -> Result<Vec<ReconRunRecord>, StoreError>;
+    /// A run's differences by key, after `after_key`, at most `limit`.
+    async fn differences(
+        &self,
+        run_id: i64,
+        after_key: &str,
+        limit: i64,
+    ) -> Result<Vec<ReconDifferenceRecord>, StoreError>;
+    /// Kassa's trades of `business_date` that `channel` may hold (its own and those no wallet
+    /// paid yet), by reference, after `after_reference`, at most `limit`.
+    async fn trades_of_day(
+        &self,
+        channel: Channel,
+        business_date: &str,
+        after_reference: &str,
+        limit: i64,
+    ) -> Result<Vec<ReconTradeRecord>, StoreError>;
+    /// A trade by its reference, of any day.
+    async fn trade_by_reference(
+        &self,
+        channel: Channel,
+        reference: &str,
+    ) -> Result<Option<ReconTradeRecord>, StoreError>;
+    /// Refunds of `channel`'s trades created in `[from_ms, to_ms)`, by refund reference, after
+    /// `after_reference`, at most `limit`.
+    async fn refunds_created_between(
+        &self,
+        channel: Channel,
+        from_ms: i64,
+        to_ms: i64,
+        after_reference: &str,
+        limit: i64,
+    ) -> Result<Vec<ReconRefundRecord>, StoreError>;
+    /// A refund by its reference at the wallet.
+    async fn refund_by_reference(&self, refund_reference: &str) -> Result<Option<ReconRefundRecord>, StoreError>;
+    /// Whether a correction with this key was proposed already.
+    async fn correction_exists(&self, correction_key: &str) -> Result<bool, StoreError>;
+}
+
+fn corrupt(what: &str, text: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {text:?}"))
+}
+
+fn money(row: &Row, minor: usize, currency: usize) -> Result<Money, StoreError> {
+    let code = row.text(currency)?;
+    let currency = Currency::from_code(&code).map_err(|_| corrupt("currency", &code))?;
+    Ok(Money::from_minor(row.int(minor)?, currency))
+}
+
+fn channel_of(text: String) -> Result<Channel, StoreError> {
+    Channel::parse(&text).ok_or_else(|| corrupt("channel", &text))
+}
+
+const TRADE_COLUMNS: &str = "id, merchant_id, out_trade_no, reference, wallet, status, amount_minor, currency, \
+                             refunded_minor, fee_minor, alipay_order, wechat_order, trade_no, paid_at_ms, business_date";
+
+fn trade(row: &Row, channel: Channel) -> Result<ReconTradeRecord, StoreError> {
+    let status = row.text(5)?;
+    let order_column = if channel == Channel::Wechat { 11 } else { 10 };
+    let order = row.text(order_column)?;
+    Ok(ReconTradeRecord {
+        id: row.int(0)?,
+        merchant_id: row.text(1)?,
+        out_trade_no: row.text(2)?,
+        reference: row.text(3)?,
+        wallet: row.opt_text(4)?.map(channel_of).transpose()?,
+        status: QrStatus::parse(&status).ok_or_else(|| corrupt("qr status", &status))?,
+        amount: money(row, 6, 7)?,
+        refunded_minor: row.int(8)?,
+        fee_minor: row.int(9)?,
+        order: QrOrderState::parse(&order).ok_or_else(|| corrupt("qr order", &order))?,
+        trade_no: row.opt_text(12)?,
+        paid_at_ms: row.opt_int(13)?,
+        business_date: row.text(14)?,
+    })
+}
+
+/// The row reader of a channel's trades (its own order column).
+fn trade_reader(channel: Channel) -> fn(&Row) -> Result<ReconTradeRecord, StoreError> {
+    if channel == Channel::Wechat {
+        |row| trade(row, Channel::Wechat)
+    } else {
+        |row| trade(row, Channel::Alipay)
+    }
+}
+
+const REFUND_COLUMNS: &str = "r.id, r.refund_reference, t.reference, t.merchant_id, t.out_trade_no, t.wallet, \
+                              r.amount_minor, r.currency, r.status, r.created_at_ms";
+
+fn refund(row: &Row) -> Result<ReconRefundRecord, StoreError> {
+    let status = row.text(8)?;
+    Ok(ReconRefundRecord {
+        id: row.int(0)?,
+        refund_reference: row.text(1)?,
+        trade_reference: row.text(2)?,
+        merchant_id: row.text(3)?,
+        out_trade_no: row.text(4)?,
+        wallet: row.opt_text(5)?.map(channel_of).transpose()?,
+        amount: money(row, 6, 7)?,
+        status: QrRefundStatus::parse(&status).ok_or_else(|| corrupt("qr refund status", &status))?,
+        created_at_ms: row.int(9)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "id, channel, business_date, source, status, lines, matched, amount_mismatch, \
+                           paid_not_credited, missing_at_channel, status_mismatch, corrections_proposed, started_by, \
+                           started_at_ms, finished_at_ms";
+
+fn run(row: &Row) -> Result<ReconRunRecord, StoreError> {
+    let source = row.text(3)?;
+    Ok(ReconRunRecord {
+        run: NewReconRun {
+            id: row.int(0)?,
+            channel: channel_of(row.text(1)?)?,
+            business_date: row.text(2)?,
+            source: ReconSource::parse(&source).ok_or_else(|| corrupt("recon source", &source))?,
+            started_by: row.text(12)?,
+            started_at_ms: row.int(13)?,
+        },
+        finished: row.text(4)? == "finished",
+        counts: ReconCounts {
+            lines: row.int(5)?,
+            matched: row.int(6)?,
+            amount_mismatch: row.int(7)?,
+            paid_not_credited: row.int(8)?,
+            missing_at_channel: row.int(9)?,
+            status_mismatch: row.int(10)?,
+            corrections_proposed: row.int(11)?,
+        },
+        finished_at_ms: row.opt_int(14)?,
+    })
+}
+
+const DIFFERENCE_COLUMNS: &str = "run_id, difference_key, class, kind, reference, refund_reference, merchant_id, \
+                                  out_trade_no, channel_amount_minor, kassa_amount_minor, currency, reason, \
+                                  statement_line_no, statement_line, kassa_record, correction_key";
+
+fn difference(row: &Row) -> Result<ReconDifferenceRecord, StoreError> {
+    let class = row.text(2)?;
+    let kassa_record = row
+        .opt_text(14)?
+        .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("kassa_record: {e}"))))
+        .transpose()?;
+    Ok(ReconDifferenceRecord {
+        run_id: row.int(0)?,
+        difference_key: row.text(1)?,
+        class: DifferenceClass::parse(&class).ok_or_else(|| corrupt("difference class", &class))?,
+        kind: row.text(3)?,
+        reference: row.text(4)?,
+        refund_reference: row.opt_text(5)?,
+        merchant_id: row.opt_text(6)?,
+        out_trade_no: row.opt_text(7)?,
+        channel_amount_minor: row.opt_int(8)?,
+        kassa_amount_minor: row.opt_int(9)?,
+        currency: row.text(10)?,
+        reason: row.text(11)?,
+        statement_line_no: row.opt_int(12)?,
+        statement_line: row.opt_text(13)?,
+        kassa_record,
+        correction_key: row.opt_text(15)?,
+    })
+}
+
+#[async_trait]
+impl ReconStore for SqlReads {
+    async fn next_run_id(&self) -> Result<i64, StoreError> {
+        let id = self.one("SELECT COALESCE(MAX(id), 0) + 1 FROM recon_runs", &[], |row| row.int(0)).await?;
+        Ok(id.unwrap_or(1))
+    }
+
+    async fn run(&self, id: i64) -> Result<Option<ReconRunRecord>, StoreError> {
+        self.one(&format!("SELECT {RUN_COLUMNS} FROM recon_runs WHERE id = $1"), &params![id], run).await
+    }
+
+    async fn runs(&self, before_id: i64, limit: i64) -> Result<Vec<ReconRunRecord>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM recon_runs WHERE id < $1 ORDER BY id DESC LIMIT $2");
+        self.all(&sql, &params![before_id, limit], run).await
+    }
+
+    async fn differences(
+        &self,
+        run_id: i64,
+        after_key: &str,
+        limit: i64,
+    ) -> Result<Vec<ReconDifferenceRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {DIFFERENCE_COLUMNS} FROM recon_differences WHERE run_id = $1 AND difference_key > $2 \
+             ORDER BY difference_key LIMIT $3"
+        );
+        self.all(&sql, &params![run_id, after_key, limit], difference).await
+    }
+
+    async fn trades_of_day(
+        &self,
+        channel: Channel,
+        business_date: &str,
+        after_reference: &str,
+        limit: i64,
+    ) -> Result<Vec<ReconTradeRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TRADE_COLUMNS} FROM qr_trades WHERE business_date = $1 AND reference > $2 \
+             AND (wallet = $3 OR wallet IS NULL) ORDER BY reference LIMIT $4"
+        );
+        self.all(&sql, &params![business_date, after_reference, channel.as_str(), limit], trade_reader(channel)).await
+    }
+
+    async fn trade_by_reference(
+        &self,
+        channel: Channel,
+        reference: &str,
+    ) -> Result<Option<ReconTradeRecord>, StoreError> {
+        let sql = format!("SELECT {TRADE_COLUMNS} FROM qr_trades WHERE reference = $1");
+        self.one(&sql, &params![reference], trade_reader(channel)).await
+    }
+
+    async fn refunds_created_between(
+        &self,
+        channel: Channel,
+        from_ms: i64,
+        to_ms: i64,
+        after_reference: &str,
+        limit: i64,
+    ) -> Result<Vec<ReconRefundRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {REFUND_COLUMNS} FROM qr_refunds r JOIN qr_trades t ON t.id = r.trade_id \
+             WHERE r.created_at_ms >= $1 AND r.created_at_ms < $2 AND t.wallet = $3 AND r.refund_reference > $4 \
+             ORDER BY r.refund_reference LIMIT $5"
+        );
+        self.all(&sql, &params![from_ms, to_ms, channel.as_str(), after_reference, limit], refund).await
+    }
+
+    async fn refund_by_reference(&self, refund_reference: &str) -> Result<Option<ReconRefundRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {REFUND_COLUMNS} FROM qr_refunds r JOIN qr_trades t ON t.id = r.trade_id \
+             WHERE r.refund_reference = $1"
+        );
+        self.one(&sql, &params![refund_reference], refund).await
+    }
+
+    async fn correction_exists(&self, correction_key: &str) -> Result<bool, StoreError> {
+        let found = self
+            .one("SELECT 1 FROM corrections WHERE correction_key = $1", &params![correction_key], |row| row.int(0))
+            .await?;
+        Ok(found.is_some())
+    }
+}
+
+/// The guard that starts a run unless its id is taken (a concurrent run took it: take the
+/// next id and try again).
+pub fn insert_run(run: &NewReconRun) -> Guard {
+    Guard::Statement(Statement {
+        sql: "INSERT INTO recon_runs (id, channel, business_date, source, started_by, started_at_ms) \
+              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        params: params![
+            run.id,
+            run.channel.as_str(),
+            run.business_date.as_str(),
+            run.source.as_str(),
+            run.started_by.as_str(),
+            run.started_at_ms
+        ]
+        .to_vec(),
+    })
+}
+
+/// Finishes a run with its counts.
+pub fn finish_run(run_id: i64, counts: &ReconCounts, finished_at_ms: i64) -> WriteOp {
+    WriteOp::Statement {
+        statement: Statement {
+            sql: "UPDATE recon_runs SET status = 'finished', lines = $2, matched = $3, amount_mismatch = $4, \
+                  paid_not_credited = $5, missing_at_channel = $6, status_mismatch = $7, corrections_proposed = $8, \
+                  finished_at_ms = $9 WHERE id = $1 AND status = 'running'",
+            params: params![
+                run_id,
+                counts.lines,
+                counts.matched,
+                counts.amount_mismatch,
+                counts.paid_not_credited,
+                counts.missing_at_channel,
+                counts.status_mismatch,
+                counts.corrections_proposed,
+                finished_at_ms
+            ]
+            .to_vec(),
+        },
+        may_change_nothing: false,
+    }
+}
+
+/// Stores a difference of a run (once per run and key).
+pub fn insert_difference(difference: &ReconDifferenceRecord) -> WriteOp {
+    WriteOp::Statement {
+        statement: Statement {
+            sql:
+                "INSERT INTO recon_differences (run_id, difference_key, class, kind, reference, refund_reference, \
+                  merchant_id, out_trade_no, channel_amount_minor, kassa_amount_minor, currency, reason, \
+                  statement_line_no, statement_line, kassa_record, correction_key) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING",
+            params: params![
+                difference.run_id,
+                difference.difference_key.as_str(),
+                difference.class.as_str(),
+                difference.kind.as_str(),
+                difference.reference.as_str(),
+                difference.refund_reference.clone(),
+                difference.merchant_id.clone(),
+                difference.out_trade_no.clone(),
+                difference.channel_amount_minor,
+                difference.kassa_amount_minor,
+                difference.currency.as_str(),
+                difference.reason.as_str(),
+                difference.statement_line_no,
+                difference.statement_line.clone(),
+                difference.kassa_record.as_ref().map(|value| value.to_string()),
+                difference.correction_key.clone()
+            ]
+            .to_vec(),
+        },
+        may_change_nothing: true,
+    }
+}

@@ -1,0 +1,250 @@
+//! The rules: what a statement line and Kassa's record of the same reference say together.
+//! Pure functions; [`crate::run`] feeds them the pairs of its merge join.
+//!
+//! No guessing (tieout): a line and a record are a pair only when their references are equal,
+//! and a reference seen twice on the statement is a difference, never a second match.
+
+use kassa_domain::Channel;
+use kassa_store::qr::{QrOrderState, QrRefundStatus, QrStatus};
+use kassa_store::recon::{DifferenceClass, ReconRefundRecord, ReconTradeRecord};
+
+use crate::statement::StatementLine;
+
+/// What a pair (or a lone side) comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Both sides agree.
+    Matched,
+    /// A difference, with its reason.
+    Differs(DifferenceClass, String),
+    /// Kassa does not know yet where the trade stands: ask the channel, then judge again.
+    Resolve,
+    /// Nothing to say (e.g. a trade unpaid on both sides, or one of another day).
+    Nothing,
+}
+
+fn differs(class: DifferenceClass, reason: impl Into<String>) -> Verdict {
+    Verdict::Differs(class, reason.into())
+}
+
+/// A trade line and/or Kassa's trade of the same reference. `in_day` says whether Kassa's
+/// payment time falls in the statement's day (a trade paid on another day is on that day's
+/// statement). `resolved` is true once the channel was asked about it.
+pub fn judge_trade(
+    channel: Channel,
+    line: Option<&StatementLine>,
+    kassa: Option<&ReconTradeRecord>,
+    in_day: bool,
+    resolved: bool,
+) -> Verdict {
+    match (line, kassa) {
+        (None, None) => Verdict::Nothing,
+        (Some(_), None) => differs(DifferenceClass::PaidNotCredited, "paid at the channel; Kassa has no such trade"),
+        (None, Some(trade)) => {
+            let here = trade.status == QrStatus::Paid && trade.wallet == Some(channel);
+            if here && in_day {
+                differs(DifferenceClass::MissingAtChannel, "paid here; not on the channel's statement")
+            } else {
+                Verdict::Nothing
+            }
+        }
+        (Some(line), Some(trade)) => match trade.status {
+            QrStatus::Paid if trade.wallet.is_some_and(|wallet| wallet != channel) => differs(
+                DifferenceClass::StatusMismatch,
+                format!("paid at {}; credited here as paid through {}", channel.as_str(), trade.wallet_name()),
+            ),
+            QrStatus::Paid if trade.amount == line.amount => Verdict::Matched,
+            QrStatus::Paid => differs(
+                DifferenceClass::AmountMismatch,
+                format!(
+                    "paid {} at the channel, {} here",
+                    line.amount.to_decimal_string(),
+                    trade.amount.to_decimal_string()
+                ),
+            ),
+            // A payment a cancel reversed: the channel lists the payment and its refund.
+            QrStatus::Closed | QrStatus::Failed if trade.order == QrOrderState::Reversed => Verdict::Matched,
+            QrStatus::Closed | QrStatus::Failed => differs(
+                DifferenceClass::PaidNotCredited,
+                format!("paid at the channel; {} here", trade.status.as_str()),
+            ),
+            QrStatus::Pending | QrStatus::Waiting if !resolved => Verdict::Resolve,
+            QrStatus::Pending | QrStatus::Waiting => differs(
+                DifferenceClass::StatusMismatch,
+                format!("paid at the channel; still {} here after asking the channel", trade.status.as_str()),
+            ),
+        },
+    }
+}
+
+/// A refund line and/or Kassa's refund of the same refund reference. `trade` is Kassa's trade
+/// of the line, for a line Kassa has no refund for (a cancel's reversal has none).
+pub fn judge_refund(
+    line: Option<&StatementLine>,
+    kassa: Option<&ReconRefundRecord>,
+    trade: Option<&ReconTradeRecord>,
+) -> Verdict {
+    match (line, kassa) {
+        (None, None) => Verdict::Nothing,
+        (None, Some(refund)) if refund.status == QrRefundStatus::Succeeded => {
+            differs(DifferenceClass::MissingAtChannel, "refunded here; not on the channel's statement")
+        }
+        (None, Some(_)) => Verdict::Nothing,
+        (Some(_), None) => match trade {
+            Some(trade) if trade.order == QrOrderState::Reversed => Verdict::Matched,
+            Some(_) => differs(DifferenceClass::StatusMismatch, "refunded at the channel; Kassa has no such refund"),
+            None => differs(DifferenceClass::StatusMismatch, "refunded at the channel; Kassa has no such trade"),
+        },
+        (Some(line), Some(refund)) => match refund.status {
+            QrRefundStatus::Succeeded if refund.amount == line.amount => Verdict::Matched,
+            QrRefundStatus::Succeeded => differs(
+                DifferenceClass::AmountMismatch,
+                format!(
+                    "refunded {} at the channel, {} here",
+                    line.amount.to_decimal_string(),
+                    refund.amount.to_decimal_string()
+                ),
+            ),
+            status => {
+                differs(DifferenceClass::StatusMismatch, format!("refunded at the channel; {} here", status.as_str()))
+            }
+        },
+    }
+}
+
+trait WalletName {
+    fn wallet_name(&self) -> &'static str;
+}
+
+impl WalletName for ReconTradeRecord {
+    fn wallet_name(&self) -> &'static str {
+        self.wallet.map_or("no wallet", Channel::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kassa_domain::{Currency, Money};
+
+    use super::*;
+    use crate::statement::LineKind;
+
+    fn cny(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::from_code("CNY").unwrap())
+    }
+
+    fn line(amount: i64) -> StatementLine {
+        StatementLine {
+            line_no: 2,
+            kind: LineKind::Trade,
+            reference: "K1".into(),
+            channel_trade_no: "T1".into(),
+            refund_reference: None,
+            amount: cny(amount),
+            fee: cny(0),
+            at: String::new(),
+            raw: String::new(),
+        }
+    }
+
+    fn trade(status: QrStatus, wallet: Option<Channel>, amount: i64) -> ReconTradeRecord {
+        ReconTradeRecord {
+            id: 1,
+            merchant_id: "898100000000001".into(),
+            out_trade_no: "o1".into(),
+            reference: "K1".into(),
+            wallet,
+            status,
+            amount: cny(amount),
+            refunded_minor: 0,
+            fee_minor: 0,
+            order: QrOrderState::Open,
+            trade_no: None,
+            paid_at_ms: None,
+            business_date: "2026-12-06".into(),
+        }
+    }
+
+    fn class(verdict: Verdict) -> Option<DifferenceClass> {
+        match verdict {
+            Verdict::Differs(class, _) => Some(class),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_trade_class() {
+        let alipay = Channel::Alipay;
+        let paid = trade(QrStatus::Paid, Some(alipay), 100);
+        assert_eq!(judge_trade(alipay, Some(&line(100)), Some(&paid), true, false), Verdict::Matched);
+        assert_eq!(
+            class(judge_trade(alipay, Some(&line(101)), Some(&paid), true, false)),
+            Some(DifferenceClass::AmountMismatch)
+        );
+        let closed = trade(QrStatus::Closed, Some(alipay), 100);
+        assert_eq!(
+            class(judge_trade(alipay, Some(&line(100)), Some(&closed), true, false)),
+            Some(DifferenceClass::PaidNotCredited)
+        );
+        assert_eq!(
+            class(judge_trade(alipay, Some(&line(100)), None, true, false)),
+            Some(DifferenceClass::PaidNotCredited)
+        );
+        assert_eq!(class(judge_trade(alipay, None, Some(&paid), true, false)), Some(DifferenceClass::MissingAtChannel));
+        // Paid on another day: on that day's statement, not this one's.
+        assert_eq!(judge_trade(alipay, None, Some(&paid), false, false), Verdict::Nothing);
+        // Unpaid on both sides.
+        assert_eq!(judge_trade(alipay, None, Some(&closed), true, false), Verdict::Nothing);
+        let waiting = trade(QrStatus::Waiting, Some(alipay), 100);
+        assert_eq!(judge_trade(alipay, Some(&line(100)), Some(&waiting), true, false), Verdict::Resolve);
+        assert_eq!(
+            class(judge_trade(alipay, Some(&line(100)), Some(&waiting), true, true)),
+            Some(DifferenceClass::StatusMismatch)
+        );
+        let other_wallet = trade(QrStatus::Paid, Some(Channel::Wechat), 100);
+        assert_eq!(
+            class(judge_trade(alipay, Some(&line(100)), Some(&other_wallet), true, false)),
+            Some(DifferenceClass::StatusMismatch)
+        );
+        let mut reversed = closed.clone();
+        reversed.order = QrOrderState::Reversed;
+        assert_eq!(judge_trade(alipay, Some(&line(100)), Some(&reversed), true, false), Verdict::Matched);
+    }
+
+    fn refund(status: QrRefundStatus, amount: i64) -> ReconRefundRecord {
+        ReconRefundRecord {
+            id: 1,
+            refund_reference: "R1".into(),
+            trade_reference: "K1".into(),
+            merchant_id: "898100000000001".into(),
+            out_trade_no: "o1".into(),
+            wallet: Some(Channel::Alipay),
+            amount: cny(amount),
+            status,
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn every_refund_class() {
+        let mut refund_line = line(40);
+        refund_line.kind = LineKind::Refund;
+        refund_line.refund_reference = Some("R1".into());
+        let succeeded = refund(QrRefundStatus::Succeeded, 40);
+        assert_eq!(judge_refund(Some(&refund_line), Some(&succeeded), None), Verdict::Matched);
+        assert_eq!(
+            class(judge_refund(Some(&refund_line), Some(&refund(QrRefundStatus::Succeeded, 41)), None)),
+            Some(DifferenceClass::AmountMismatch)
+        );
+        assert_eq!(
+            class(judge_refund(Some(&refund_line), Some(&refund(QrRefundStatus::Failed, 40)), None)),
+            Some(DifferenceClass::StatusMismatch)
+        );
+        assert_eq!(class(judge_refund(None, Some(&succeeded), None)), Some(DifferenceClass::MissingAtChannel));
+        assert_eq!(judge_refund(None, Some(&refund(QrRefundStatus::Failed, 40)), None), Verdict::Nothing);
+        let mut reversed = trade(QrStatus::Closed, Some(Channel::Alipay), 100);
+        reversed.order = QrOrderState::Reversed;
+        assert_eq!(judge_refund(Some(&refund_line), None, Some(&reversed)), Verdict::Matched);
+        assert_eq!(class(judge_refund(Some(&refund_line), None, None)), Some(DifferenceClass::StatusMismatch));
+    }
+}

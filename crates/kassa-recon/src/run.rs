@@ -1,0 +1,632 @@
+//! A reconciliation run: a channel's statement for one day, sorted by reference in bounded
+//! memory, merged with Kassa's trades and refunds of the day read from the store in the same
+//! order a page at a time, judged pair by pair ([`crate::matching`]), stored with its counts and
+//! differences, and the corrections its differences call for proposed once.
+
+use std::collections::VecDeque;
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+
+use kassa_domain::calendar::SHANGHAI_UTC_OFFSET_MINUTES;
+use kassa_domain::clock::Clock;
+use kassa_domain::{BusinessDay, Channel, CivilDate, MerchantId};
+use kassa_qr::QrService;
+use kassa_store::batch_upload::{propose_correction, NewCorrection};
+use kassa_store::recon::{
+    finish_run, insert_difference, insert_run, DifferenceClass, NewReconRun, ReconCounts, ReconDifferenceRecord,
+    ReconRefundRecord, ReconSource, ReconTradeRecord,
+};
+use kassa_store::{Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
+use kassa_wallet::WalletConnector;
+use serde_json::json;
+
+use crate::matching::{judge_refund, judge_trade, Verdict};
+use crate::sort::{sort_lines, SortError, SortedLines, SORT_CHUNK_LINES};
+use crate::statement::{LineKind, StatementError, StatementFormat, StatementLine, StatementReader};
+
+/// Kassa's records read per page of the merge.
+pub const PAGE_ROWS: i64 = 2_000;
+
+/// Differences (and their corrections) written per commit.
+pub const WRITE_BATCH_OPS: usize = 500;
+
+/// Trades a run asks the channel about (Kassa did not know where they stood); past this, the
+/// rest are reported as status mismatches without asking.
+pub const RESOLVE_CALLS_MAX: usize = 1_000;
+
+/// The largest statement downloaded through a connector, in bytes.
+pub const STATEMENT_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+/// Attempts at taking a run id when concurrent runs race for it.
+const RUN_ID_ATTEMPTS_MAX: usize = 5;
+
+/// The `source` of the corrections a run proposes.
+pub const CORRECTION_SOURCE: &str = "reconciliation";
+
+/// The providers' statement day: the calendar day in Asia/Shanghai.
+const PROVIDER_DAY: BusinessDay = BusinessDay::calendar_day(SHANGHAI_UTC_OFFSET_MINUTES);
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconError {
+    /// The statement was refused (its line is named); nothing was stored.
+    #[error(transparent)]
+    Statement(#[from] StatementError),
+    /// The statement could not be downloaded or read, or sorted on disk.
+    #[error("statement unavailable: {0}")]
+    Unavailable(String),
+    /// The channel cannot be reconciled this way.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<SortError> for ReconError {
+    fn from(error: SortError) -> ReconError {
+        match error {
+            SortError::Statement(error) => ReconError::Statement(error),
+            other => ReconError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// What a run found: the JSON of `kassa recon`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconReport {
+    /// The run's id.
+    pub run_id: i64,
+    /// The channel.
+    pub channel: Channel,
+    /// The day, `YYYY-MM-DD`.
+    pub date: String,
+    /// Its counts.
+    pub counts: ReconCounts,
+}
+
+impl ReconReport {
+    /// `{"run", "channel", "date", "lines", "matched", …, "corrections_proposed"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let counts = &self.counts;
+        json!({
+            "run": self.run_id,
+            "channel": self.channel.as_str(),
+            "date": self.date,
+            "lines": counts.lines,
+            "matched": counts.matched,
+            "amount_mismatch": counts.amount_mismatch,
+            "paid_not_credited": counts.paid_not_credited,
+            "missing_at_channel": counts.missing_at_channel,
+            "status_mismatch": counts.status_mismatch,
+            "corrections_proposed": counts.corrections_proposed,
+        })
+    }
+}
+
+/// Runs reconciliations over a store (and the QR service that asks the wallets about trades
+/// Kassa does not know the state of). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    store: Store,
+    qr: Option<QrService>,
+    clock: Arc<dyn Clock>,
+    chunk_lines: usize,
+}
+
+impl Reconciler {
+    /// A reconciler over `store`; `qr` resolves unknown trades (without it they are reported as
+    /// status mismatches).
+    pub fn new(store: Store, qr: Option<QrService>, clock: Arc<dyn Clock>) -> Reconciler {
+        Reconciler { store, qr, clock, chunk_lines: SORT_CHUNK_LINES }
+    }
+
+    /// Lines sorted in memory before spilling a run to disk (tests use small chunks).
+    pub fn with_chunk_lines(mut self, chunk_lines: usize) -> Reconciler {
+        self.chunk_lines = chunk_lines.clamp(1, SORT_CHUNK_LINES);
+        self
+    }
+
+    /// Downloads the day's statement through the wallet's connector and reconciles it.
+    pub async fn reconcile_download(
+        &self,
+        channel: Channel,
+        date: CivilDate,
+        started_by: &str,
+        connector: &dyn WalletConnector,
+    ) -> Result<ReconReport, ReconError> {
+        let bytes = connector
+            .statement(&date.to_string(), STATEMENT_BYTES_MAX)
+            .await
+            .map_err(|error| ReconError::Unavailable(error.to_string()))?;
+        let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(bytes));
+        self.reconcile(channel, date, ReconSource::Download, started_by, input).await
+    }
+
+    /// Reconciles the statement in `path`.
+    pub async fn reconcile_file(
+        &self,
+        channel: Channel,
+        date: CivilDate,
+        started_by: &str,
+        path: &Path,
+    ) -> Result<ReconReport, ReconError> {
+        let file = std::fs::File::open(path)
+            .map_err(|error| ReconError::Unavailable(format!("{}: {error}", path.display())))?;
+        let input: Box<dyn BufRead + Send> = Box::new(std::io::BufReader::with_capacity(64 * 1024, file));
+        self.reconcile(channel, date, ReconSource::File, started_by, input).await
+    }
+
+    /// Reads, sorts and checks the whole statement (refusing it at its first bad line, before
+    /// anything is stored), then runs the merge and stores the run.
+    pub async fn reconcile(
+        &self,
+        channel: Channel,
+        date: CivilDate,
+        source: ReconSource,
+        started_by: &str,
+        input: Box<dyn BufRead + Send>,
+    ) -> Result<ReconReport, ReconError> {
+        let format = StatementFormat::of(channel)
+            .ok_or_else(|| ReconError::Unsupported(format!("no statement format for {}", channel.as_str())))?;
+        let chunk_lines = self.chunk_lines;
+        let sorted = tokio::task::spawn_blocking(move || sort_lines(StatementReader::new(input, format), chunk_lines))
+            .await
+            .map_err(|error| ReconError::Unavailable(format!("sorting stopped: {error}")))??;
+        let started_at_ms = self.clock.now_ms();
+        let run_id = self.start_run(channel, date, source, started_by, started_at_ms).await?;
+        let mut merge = Merge::new(self, run_id, channel, date);
+        merge.counts.lines = i64::try_from(sorted.lines).unwrap_or(i64::MAX);
+        merge.run(sorted).await?;
+        let counts = merge.counts;
+        self.store.commit(WriteUnit::ops(vec![finish_run(run_id, &counts, self.clock.now_ms())])).await?;
+        tracing::info!(
+            run = run_id,
+            channel = channel.as_str(),
+            date = %date,
+            lines = counts.lines,
+            matched = counts.matched,
+            differences = counts.amount_mismatch + counts.paid_not_credited + counts.missing_at_channel + counts.status_mismatch,
+            corrections_proposed = counts.corrections_proposed,
+            "reconciliation run finished"
+        );
+        Ok(ReconReport { run_id, channel, date: date.to_string(), counts })
+    }
+
+    async fn start_run(
+        &self,
+        channel: Channel,
+        date: CivilDate,
+        source: ReconSource,
+        started_by: &str,
+        started_at_ms: i64,
+    ) -> Result<i64, ReconError> {
+        for _ in 0..RUN_ID_ATTEMPTS_MAX {
+            let id = self.store.recon().next_run_id().await?;
+            let run = NewReconRun {
+                id,
+                channel,
+                business_date: date.to_string(),
+                source,
+                started_by: started_by.to_owned(),
+                started_at_ms,
+            };
+            if let UnitOutcome::Committed { .. } =
+                self.store.commit(WriteUnit::guarded(insert_run(&run), vec![])).await?
+            {
+                return Ok(id);
+            }
+        }
+        Err(ReconError::Store(StoreError::Conflict("no run id after several attempts".into())))
+    }
+}
+
+/// One side of Kassa's records, read a page at a time in reference order.
+struct Cursor<T> {
+    page: VecDeque<T>,
+    after: String,
+    done: bool,
+}
+
+impl<T> Cursor<T> {
+    fn new() -> Cursor<T> {
+        Cursor { page: VecDeque::new(), after: String::new(), done: false }
+    }
+}
+
+/// Which side the merge takes next.
+enum Step {
+    Line,
+    Kassa,
+    Both,
+    Done,
+}
+
+fn step(line: Option<&str>, kassa: Option<&str>) -> Step {
+    match (line, kassa) {
+        (None, None) => Step::Done,
+        (Some(_), None) => Step::Line,
+        (None, Some(_)) => Step::Kassa,
+        (Some(line), Some(kassa)) => match line.cmp(kassa) {
+            std::cmp::Ordering::Less => Step::Line,
+            std::cmp::Ordering::Greater => Step::Kassa,
+            std::cmp::Ordering::Equal => Step::Both,
+        },
+    }
+}
+
+struct Merge<'a> {
+    reconciler: &'a Reconciler,
+    run_id: i64,
+    channel: Channel,
+    date: CivilDate,
+    counts: ReconCounts,
+    ops: Vec<WriteOp>,
+    resolved: usize,
+}
+
+fn next_line(lines: &mut SortedLines) -> Result<Option<StatementLine>, ReconError> {
+    lines.next().transpose().map_err(ReconError::from)
+}
+
+impl<'a> Merge<'a> {
+    fn new(reconciler: &'a Reconciler, run_id: i64, channel: Channel, date: CivilDate) -> Merge<'a> {
+        Merge { reconciler, run_id, channel, date, counts: ReconCounts::default(), ops: Vec::new(), resolved: 0 }
+    }
+
+    fn store(&self) -> &Store {
+        &self.reconciler.store
+    }
+
+    /// The day's window at the provider, Unix milliseconds `[from, to)`.
+    fn day_window_ms(&self) -> (i64, i64) {
+        let from = self.date.days_since_epoch() * MS_PER_DAY - i64::from(SHANGHAI_UTC_OFFSET_MINUTES) * 60_000;
+        (from, from + MS_PER_DAY)
+    }
+
+    async fn run(&mut self, mut lines: SortedLines) -> Result<(), ReconError> {
+        let mut current = next_line(&mut lines)?;
+        current = self.trades(&mut lines, current).await?;
+        self.refunds(&mut lines, current).await?;
+        self.flush().await
+    }
+
+    async fn fill_trades(&self, cursor: &mut Cursor<ReconTradeRecord>) -> Result<(), ReconError> {
+        if cursor.page.is_empty() && !cursor.done {
+            let date = self.date.to_string();
+            let page = self.store().recon().trades_of_day(self.channel, &date, &cursor.after, PAGE_ROWS).await?;
+            cursor.done = page.len() < PAGE_ROWS as usize;
+            if let Some(last) = page.last() {
+                cursor.after.clone_from(&last.reference);
+            }
+            cursor.page.extend(page);
+        }
+        Ok(())
+    }
+
+    async fn trades(
+        &mut self,
+        lines: &mut SortedLines,
+        mut current: Option<StatementLine>,
+    ) -> Result<Option<StatementLine>, ReconError> {
+        let mut cursor = Cursor::new();
+        let mut last_reference: Option<String> = None;
+        loop {
+            self.fill_trades(&mut cursor).await?;
+            let line_reference =
+                current.as_ref().filter(|line| line.kind == LineKind::Trade).map(|l| l.reference.as_str());
+            match step(line_reference, cursor.page.front().map(|trade| trade.reference.as_str())) {
+                Step::Done => return Ok(current),
+                Step::Kassa => {
+                    let trade = cursor.page.pop_front();
+                    self.trade_pair(None, trade).await?;
+                }
+                Step::Line | Step::Both => {
+                    let Some(line) = current.take() else { return Ok(None) };
+                    current = next_line(lines)?;
+                    if last_reference.as_deref() == Some(line.reference.as_str()) {
+                        let reason = "listed again on the statement (a reference is paid once)";
+                        self.difference(DifferenceClass::StatusMismatch, reason.into(), Some(&line), None, None, true)
+                            .await?;
+                        continue;
+                    }
+                    let trade = if matches!(
+                        step(Some(&line.reference), cursor.page.front().map(|t| t.reference.as_str())),
+                        Step::Both
+                    ) {
+                        cursor.page.pop_front()
+                    } else {
+                        // Not among the day's trades: created on another day, or unknown.
+                        self.store().recon().trade_by_reference(self.channel, &line.reference).await?
+                    };
+                    last_reference = Some(line.reference.clone());
+                    self.trade_pair(Some(line), trade).await?;
+                }
+            }
+        }
+    }
+
+    fn paid_in_day(&self, trade: &ReconTradeRecord) -> bool {
+        trade.paid_at_ms.is_some_and(|ms| PROVIDER_DAY.date_of(ms) == self.date)
+    }
+
+    async fn trade_pair(
+        &mut self,
+        line: Option<StatementLine>,
+        mut trade: Option<ReconTradeRecord>,
+    ) -> Result<(), ReconError> {
+        let in_day = trade.as_ref().is_some_and(|t| self.paid_in_day(t));
+        let mut verdict = judge_trade(self.channel, line.as_ref(), trade.as_ref(), in_day, false);
+        if verdict == Verdict::Resolve {
+            if let Some(known) = &trade {
+                trade = self.resolve(known).await?;
+            }
+            let in_day = trade.as_ref().is_some_and(|t| self.paid_in_day(t));
+            verdict = judge_trade(self.channel, line.as_ref(), trade.as_ref(), in_day, true);
+        }
+        match verdict {
+            Verdict::Matched => self.counts.matched += 1,
+            Verdict::Differs(class, reason) => {
+                self.difference(class, reason, line.as_ref(), trade.as_ref(), None, false).await?;
+            }
+            Verdict::Resolve | Verdict::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// Asks the channel about a trade Kassa does not know the state of (as the resolver would)
+    /// and reads it again.
+    async fn resolve(&mut self, trade: &ReconTradeRecord) -> Result<Option<ReconTradeRecord>, ReconError> {
+        let Some(qr) = &self.reconciler.qr else { return Ok(Some(trade.clone())) };
+        if self.resolved >= RESOLVE_CALLS_MAX {
+            return Ok(Some(trade.clone()));
+        }
+        self.resolved += 1;
+        match MerchantId::parse(&trade.merchant_id) {
+            Ok(merchant) => {
+                if let Err(error) = qr.refresh(&merchant, &trade.out_trade_no).await {
+                    tracing::warn!(reference = %trade.reference, %error, "reconciliation: the channel could not be asked");
+                }
+            }
+            Err(error) => tracing::warn!(reference = %trade.reference, %error, "reconciliation: a trade's merchant"),
+        }
+        Ok(self.store().recon().trade_by_reference(self.channel, &trade.reference).await?)
+    }
+
+    async fn fill_refunds(&self, cursor: &mut Cursor<ReconRefundRecord>) -> Result<(), ReconError> {
+        if cursor.page.is_empty() && !cursor.done {
+            let (from, to) = self.day_window_ms();
+            let page =
+                self.store().recon().refunds_created_between(self.channel, from, to, &cursor.after, PAGE_ROWS).await?;
+            cursor.done = page.len() < PAGE_ROWS as usize;
+            if let Some(last) = page.last() {
+                cursor.after.clone_from(&last.refund_reference);
+            }
+            cursor.page.extend(page);
+        }
+        Ok(())
+    }
+
+    async fn refunds(&mut self, lines: &mut SortedLines, mut current: Option<StatementLine>) -> Result<(), ReconError> {
+        let mut cursor = Cursor::new();
+        let mut last_reference: Option<String> = None;
+        loop {
+            self.fill_refunds(&mut cursor).await?;
+            let line_reference = current.as_ref().and_then(|line| line.refund_reference.as_deref());
+            match step(line_reference, cursor.page.front().map(|refund| refund.refund_reference.as_str())) {
+                Step::Done => return Ok(()),
+                Step::Kassa => {
+                    let refund = cursor.page.pop_front();
+                    self.refund_pair(None, refund).await?;
+                }
+                Step::Line | Step::Both => {
+                    let Some(line) = current.take() else { return Ok(()) };
+                    current = next_line(lines)?;
+                    let refund_reference = line.refund_reference.clone().unwrap_or_default();
+                    if last_reference.as_deref() == Some(refund_reference.as_str()) {
+                        let reason = "refund listed again on the statement";
+                        self.difference(DifferenceClass::StatusMismatch, reason.into(), Some(&line), None, None, true)
+                            .await?;
+                        continue;
+                    }
+                    let front = cursor.page.front().map(|refund| refund.refund_reference.as_str());
+                    let refund = if matches!(step(Some(&refund_reference), front), Step::Both) {
+                        cursor.page.pop_front()
+                    } else {
+                        self.store().recon().refund_by_reference(&refund_reference).await?
+                    };
+                    last_reference = Some(refund_reference);
+                    self.refund_pair(Some(line), refund).await?;
+                }
+            }
+        }
+    }
+
+    async fn refund_pair(
+        &mut self,
+        line: Option<StatementLine>,
+        refund: Option<ReconRefundRecord>,
+    ) -> Result<(), ReconError> {
+        let trade = match (&line, &refund) {
+            (Some(line), None) => self.store().recon().trade_by_reference(self.channel, &line.reference).await?,
+            _ => None,
+        };
+        match judge_refund(line.as_ref(), refund.as_ref(), trade.as_ref()) {
+            Verdict::Matched => self.counts.matched += 1,
+            Verdict::Differs(class, reason) => {
+                self.difference(class, reason, line.as_ref(), trade.as_ref(), refund.as_ref(), false).await?;
+            }
+            Verdict::Resolve | Verdict::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// Records a difference (and proposes its correction when one is due), written in batches.
+    async fn difference(
+        &mut self,
+        class: DifferenceClass,
+        reason: String,
+        line: Option<&StatementLine>,
+        trade: Option<&ReconTradeRecord>,
+        refund: Option<&ReconRefundRecord>,
+        listed_again: bool,
+    ) -> Result<(), ReconError> {
+        self.counts.count(class);
+        let kind = match (line.map(|l| l.kind), refund) {
+            (Some(LineKind::Refund), _) | (None, Some(_)) => LineKind::Refund,
+            _ => LineKind::Trade,
+        };
+        let reference = line
+            .map(|l| l.reference.clone())
+            .or_else(|| trade.map(|t| t.reference.clone()))
+            .or_else(|| refund.map(|r| r.trade_reference.clone()))
+            .unwrap_or_default();
+        let refund_reference =
+            line.and_then(|l| l.refund_reference.clone()).or_else(|| refund.map(|r| r.refund_reference.clone()));
+        let mut key = format!("{}:{}:{}:{}", self.channel.as_str(), self.date, kind.as_str(), reference);
+        if let Some(refund_reference) = &refund_reference {
+            key.push(':');
+            key.push_str(refund_reference);
+        }
+        if let (Some(line), true) = (line, listed_again) {
+            // A reference listed twice is a difference per extra line.
+            key.push_str(&format!(":line{}", line.line_no));
+        }
+        let merchant_id = trade.map(|t| t.merchant_id.clone()).or_else(|| refund.map(|r| r.merchant_id.clone()));
+        let out_trade_no = trade.map(|t| t.out_trade_no.clone()).or_else(|| refund.map(|r| r.out_trade_no.clone()));
+        let kassa_amount = match kind {
+            LineKind::Trade => trade.map(|t| t.amount),
+            LineKind::Refund => refund.map(|r| r.amount),
+        };
+        let currency = line.map(|l| l.amount.currency()).or(kassa_amount.map(|a| a.currency()));
+        let kassa_record = match (trade, refund) {
+            (_, Some(refund)) if kind == LineKind::Refund => Some(refund_json(refund)),
+            (Some(trade), _) => Some(trade_json(trade)),
+            _ => None,
+        };
+        let mut difference = ReconDifferenceRecord {
+            run_id: self.run_id,
+            difference_key: key,
+            class,
+            kind: kind.as_str().to_owned(),
+            reference: reference.clone(),
+            refund_reference,
+            merchant_id,
+            out_trade_no,
+            channel_amount_minor: line.map(|l| l.amount.minor()),
+            kassa_amount_minor: kassa_amount.map(|a| a.minor()),
+            currency: currency.map_or("CNY", |c| c.code()).to_owned(),
+            reason,
+            statement_line_no: line.and_then(|l| i64::try_from(l.line_no).ok()),
+            statement_line: line.map(|l| l.raw.clone()),
+            kassa_record,
+            correction_key: None,
+        };
+        if let Some(correction) = self.correction_for(&difference, kind, trade) {
+            if !self.store().recon().correction_exists(&correction.correction_key).await? {
+                self.counts.corrections_proposed += 1;
+            }
+            difference.correction_key = Some(correction.correction_key.clone());
+            self.ops.push(propose_correction(&correction));
+        }
+        self.ops.push(insert_difference(&difference));
+        if self.ops.len() >= WRITE_BATCH_OPS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// The correction a difference calls for: a trade paid at the channel that Kassa has unpaid
+    /// (credit it), or paid for another amount (to be reviewed). Never for a trade Kassa does
+    /// not know (no merchant to credit: the difference alone is the evidence).
+    fn correction_for(
+        &self,
+        difference: &ReconDifferenceRecord,
+        kind: LineKind,
+        trade: Option<&ReconTradeRecord>,
+    ) -> Option<NewCorrection> {
+        let trade = trade?;
+        let channel_minor = difference.channel_amount_minor?;
+        let amount_minor = match (difference.class, kind) {
+            (DifferenceClass::PaidNotCredited, LineKind::Trade) => channel_minor,
+            (DifferenceClass::AmountMismatch, LineKind::Trade) => channel_minor.checked_sub(trade.amount.minor())?,
+            _ => return None,
+        };
+        let correction_key =
+            format!("recon:{}:trade:{}:{}", self.channel.as_str(), trade.reference, difference.class.as_str());
+        Some(NewCorrection {
+            correction_key,
+            source: CORRECTION_SOURCE.to_owned(),
+            kind: difference.class.as_str().to_owned(),
+            merchant_id: trade.merchant_id.clone(),
+            terminal_id: None,
+            batch_no: None,
+            stan: None,
+            txn_id: None,
+            terminal_amount_minor: None,
+            host_amount_minor: Some(trade.amount.minor()),
+            currency: difference.currency.clone(),
+            details: json!({
+                "channel": self.channel.as_str(),
+                "reference": trade.out_trade_no,
+                "amount_minor": amount_minor,
+                "wallet_reference": trade.reference,
+                "qr_trade_id": trade.id,
+                "channel_amount_minor": channel_minor,
+                "kassa_amount_minor": trade.amount.minor(),
+                "kassa_status": trade.status.as_str(),
+                "reason": difference.reason,
+                "run_id": self.run_id,
+                "business_date": self.date.to_string(),
+                "statement_line_no": difference.statement_line_no,
+                "statement_line": difference.statement_line,
+            }),
+            created_at_ms: self.reconciler.clock.now_ms(),
+        })
+    }
+
+    async fn flush(&mut self) -> Result<(), ReconError> {
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        let ops = std::mem::take(&mut self.ops);
+        self.store().commit(WriteUnit::ops(ops)).await?;
+        Ok(())
+    }
+}
+
+fn trade_json(trade: &ReconTradeRecord) -> serde_json::Value {
+    json!({
+        "qr_trade_id": trade.id,
+        "merchant_id": trade.merchant_id,
+        "out_trade_no": trade.out_trade_no,
+        "reference": trade.reference,
+        "wallet": trade.wallet.map(Channel::as_str),
+        "status": trade.status.as_str(),
+        "amount_minor": trade.amount.minor(),
+        "currency": trade.amount.currency().code(),
+        "refunded_minor": trade.refunded_minor,
+        "fee_minor": trade.fee_minor,
+        "order": trade.order.as_str(),
+        "trade_no": trade.trade_no,
+        "paid_at_ms": trade.paid_at_ms,
+        "business_date": trade.business_date,
+    })
+}
+
+fn refund_json(refund: &ReconRefundRecord) -> serde_json::Value {
+    json!({
+        "qr_refund_id": refund.id,
+        "refund_reference": refund.refund_reference,
+        "trade_reference": refund.trade_reference,
+        "merchant_id": refund.merchant_id,
+        "out_trade_no": refund.out_trade_no,
+        "status": refund.status.as_str(),
+        "amount_minor": refund.amount.minor(),
+        "currency": refund.amount.currency().code(),
+        "created_at_ms": refund.created_at_ms,
+    })
+}
