@@ -1,9 +1,11 @@
-//! The refund workflow in the real binary: `kassa up` (SQLite), a QR payment taken by a terminal
+//! The refund workflow in the real binary: `kassa up` (SQLite, and PostgreSQL when
+//! `KASSA_TEST_DATABASE_URL` is set), a QR payment taken by a terminal
 //! through the signed TMS API, then the back office's refund routes with the demo's owner and
 //! institution reviewer: the request and its hold, four eyes, the merchant's review before the
-//! institution's, both review queues and the progress; and a clean stop with the refund resolver
-//! running. The whole workflow (both reviews, the wallet, card sales, PostgreSQL) is tested in
-//! kassa-refund and kassa-backoffice; this test is about the wiring.
+//! institution's, both review queues and the progress; a refund asked for with the demo API key
+//! (`/api/v1`) approved by the owner, then by the reviewer, and refunded by the wallet simulator;
+//! and a clean stop with the refund resolver running. The workflow's every branch (card sales,
+//! refusals, lost answers, PostgreSQL) is tested in kassa-refund and kassa-backoffice.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail the test by panicking")]
 
@@ -69,25 +71,34 @@ fn paid_qr_trade(host: &Host, out_trade_no: &str, amount: i64) {
 }
 
 #[test]
-fn kassa_up_serves_the_refund_workflow_in_the_back_office() {
+fn kassa_up_runs_the_refund_workflow_with_two_reviewers() {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::up(&dir.path().join("data"), None, "info");
+    let host = Host::up(&dir.path().join("sqlite"), None, "info");
+    two_reviewers(&host);
+    host.stop();
+    match std::env::var("KASSA_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty()) {
+        Some(url) => {
+            let scratch = common::scratch_postgres(&url);
+            let host = Host::up(&dir.path().join("pg"), Some(&scratch.url), "info");
+            two_reviewers(&host);
+            host.stop();
+        }
+        None => eprintln!("KASSA_TEST_DATABASE_URL not set: the PostgreSQL run is skipped"),
+    }
+}
+
+fn two_reviewers(host: &Host) {
     let out_trade_no = format!("T{TERMINAL}{}", common::now_ms());
-    paid_qr_trade(&host, &out_trade_no, 80_000); // 800.00
+    paid_qr_trade(host, &out_trade_no, 80_000); // 800.00
     let owner = Browser::ready(host.http, "owner");
     let reviewer = Browser::ready(host.http, "reviewer");
 
-    let body = json!({"request_no": "R-0001", "out_trade_no": out_trade_no, "amount": "600.00",
+    let body = json!({"request_no": "R-0001", "out_trade_no": out_trade_no, "amount": "150.00",
                       "reason": "complaint", "note": "cold coffee"});
     let (status, asked) = owner.call("POST", "refunds", body);
     assert_eq!(status, 201, "{asked}");
     assert_eq!(asked["refund"]["state"], "requested");
-    assert_eq!(asked["refund"]["needs_institution_review"], true);
-    // 600.00 of 800.00 is held by the open request.
-    let over = json!({"request_no": "R-0002", "out_trade_no": out_trade_no, "amount": "200.01",
-                      "reason": "wrong_amount"});
-    let (status, refused) = owner.call("POST", "refunds", over);
-    assert_eq!((status, &refused["refundable"]), (409, &json!("200.00")), "{refused}");
+    assert_eq!(asked["refund"]["needs_institution_review"], false);
 
     // Four eyes, and the merchant's review first.
     let review = format!("merchants/{MERCHANT}/refunds/R-0001/review");
@@ -107,5 +118,35 @@ fn kassa_up_serves_the_refund_workflow_in_the_back_office() {
         progress["refund"]["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
     assert_eq!(steps, ["requested"]);
     assert_eq!(progress["refund"]["requested_by"], "user:owner");
-    host.stop();
+
+    // The cash register asks with the demo API key; the owner, then the institution, approve.
+    let key = format!("Bearer {}", host.credentials()["api_key"].as_str().unwrap());
+    let body = json!({"out_request_no": "api-0001", "out_trade_no": out_trade_no, "amount": 60_000,
+                      "currency": "CNY", "reason": "return_of_goods", "note": "two cups back"});
+    let headers = [("Authorization", key.as_str()), ("Idempotency-Key", "refund-e2e-0001")];
+    let (status, _, asked) = http(host.http, "POST", "/api/v1/refunds", &headers, &body.to_string());
+    assert_eq!((status, &asked["state"]), (200, &json!("requested")), "{asked}");
+    // 150.00 and 600.00 of 800.00 are held by the open requests: 50.00 is left.
+    let over = json!({"request_no": "R-0002", "out_trade_no": out_trade_no, "amount": "50.01",
+                      "reason": "wrong_amount"});
+    let (status, refused) = owner.call("POST", "refunds", over);
+    assert_eq!((status, &refused["refundable"]), (409, &json!("50.00")), "{refused}");
+    let review = format!("merchants/{MERCHANT}/refunds/api-0001/review");
+    let (status, merchant_ok) = owner.call("POST", &review, json!({"decision": "approve"}));
+    assert_eq!((status, &merchant_ok["refund"]["state"]), (200, &json!("awaiting_institution_review")));
+    let (status, queue) = reviewer.call("GET", "refunds/queue", json!({}));
+    assert_eq!((status, &queue["refunds"][0]["request_no"]), (200, &json!("api-0001")), "{queue}");
+    let (status, done) = reviewer.call("POST", &review, json!({"decision": "approve", "reason": "receipt seen"}));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["refund"]["state"], "succeeded", "{done}");
+    let steps: Vec<&str> =
+        done["refund"]["steps"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        steps,
+        ["requested", "merchant_approved", "institution_approved", "sent_to_channel", "channel_succeeded"]
+    );
+    assert_eq!(done["refund"]["requested_by"].as_str().map(|by| by.starts_with("api_key:")), Some(true));
+    // The cash register sees the same progress.
+    let (status, _, seen) = http(host.http, "GET", "/api/v1/refunds/api-0001", &[("Authorization", key.as_str())], "");
+    assert_eq!((status, &seen["state"]), (200, &json!("succeeded")), "{seen}");
 }
