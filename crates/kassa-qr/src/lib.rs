@@ -16,6 +16,7 @@
 //! only as SHA-256).
 //! **Boundary**: HTTP only in `routes`; the wallets' wire formats are the connectors'.
 
+mod correction;
 mod error;
 mod resolver;
 pub mod routes;
@@ -23,6 +24,7 @@ mod service;
 mod state;
 mod types;
 
+pub use correction::{CorrectionCredit, NotCreditable};
 pub use error::{QrError, QrErrorKind};
 pub use kassa_store::qr::{QrKind, QrRefundStatus};
 pub use resolver::ResolveReport;

@@ -136,6 +136,14 @@ pub trait CorrectionStore: Send + Sync {
     async fn correction(&self, id: i64) -> Result<Option<CorrectionView>, StoreError>;
     /// Corrections matching `query`, newest first.
     async fn corrections(&self, query: &CorrectionQuery) -> Result<Vec<CorrectionView>, StoreError>;
+    /// The corrections of one payment (merchant, channel, reference), oldest first, at most `limit`.
+    async fn corrections_of_payment(
+        &self,
+        merchant_id: &str,
+        channel: Channel,
+        reference: &str,
+        limit: i64,
+    ) -> Result<Vec<CorrectionView>, StoreError>;
     /// QR trades with this `out_trade_no` (of `merchant_id` when given), at most `limit`.
     async fn qr_payments(
         &self,
@@ -241,6 +249,20 @@ impl CorrectionStore for SqlReads {
         let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
         let sql = format!("SELECT {COLUMNS} FROM corrections {filter} ORDER BY id DESC LIMIT ${limit}");
         self.all(&sql, &values, view).await
+    }
+
+    async fn corrections_of_payment(
+        &self,
+        merchant_id: &str,
+        channel: Channel,
+        reference: &str,
+        limit: i64,
+    ) -> Result<Vec<CorrectionView>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM corrections WHERE merchant_id = $1 AND channel = $2 AND reference = $3 \
+             ORDER BY id LIMIT $4"
+        );
+        self.all(&sql, &params![merchant_id, channel.as_str(), reference, limit], view).await
     }
 
     async fn qr_payments(

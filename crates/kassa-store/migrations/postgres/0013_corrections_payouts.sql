@@ -14,6 +14,9 @@ ALTER TABLE corrections ADD COLUMN review_reason TEXT;
 ALTER TABLE corrections ADD COLUMN reviewed_at_ms BIGINT;
 ALTER TABLE corrections ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
 CREATE INDEX corrections_by_merchant ON corrections (merchant_id, status);
+-- A payment is credited by at most one approved correction, whoever proposed them.
+CREATE UNIQUE INDEX corrections_one_approved ON corrections (merchant_id, channel, reference)
+    WHERE status = 'approved' AND channel IS NOT NULL AND reference IS NOT NULL;
 
 -- One payout per merchant account (merchant, currency) and business day. A payout first claims
 -- its items (the merchant's ledger entries not yet paid out, made before its cut-off) in the

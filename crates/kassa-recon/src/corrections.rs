@@ -1,0 +1,535 @@
+//! Corrections (补登) under maker-checker: a correction is proposed (by batch upload, by a
+//! reconciliation run, or by hand with its evidence) and approved or rejected, with a reason, by
+//! a second person with the review permission.
+//!
+//! An approval posts exactly one new journal entry, `correction:<id>`, in the same unit as the
+//! review (never an edit of an old entry): for a QR trade paid at its wallet but not credited
+//! here, through [`QrService::credit_correction`], which also marks the trade paid (so queries,
+//! `/gateway.do`, `/api/v1` and the merchant's notification agree); for a card payment (an issuer
+//! approval the host recorded as failed, an offline sale never uploaded), a correction entry at
+//! the merchant's card fee rate. Every step is audited in the same unit as the step.
+//!
+//! **Invariant**: the store changes a correction only from `proposed`, at the version read and
+//! never by its proposer, so of two approvers racing one wins and the entry is posted once; a
+//! payment is credited by at most one approved correction (a unique index).
+
+use std::sync::Arc;
+
+use kassa_domain::clock::Clock;
+use kassa_domain::{Channel, Currency, FeeRate, MerchantId, Money};
+use kassa_ledger::correction_entry;
+use kassa_qr::{CorrectionCredit, NotCreditable, QrError, QrService};
+use kassa_store::batch_upload::NewCorrection;
+use kassa_store::corrections::{
+    entry_reference, propose, review, CorrectionQuery, CorrectionStatus, CorrectionView, PaymentRef, Proposal, Review,
+};
+use kassa_store::{AuditEvent, Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
+
+/// Characters of a correction's evidence at most.
+pub const EVIDENCE_CHARS_MAX: usize = 2_000;
+/// Characters of a review's reason at most.
+pub const REASON_CHARS_MAX: usize = 500;
+/// Characters of a reference (`out_trade_no` or RRN) at most.
+pub const REFERENCE_CHARS_MAX: usize = 64;
+/// The largest amount a correction may credit, minor units (10 million yuan).
+pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000;
+/// Corrections listed at most per page.
+pub const LIST_LIMIT_MAX: i64 = 500;
+/// Payments a reference is looked up among at most (two tell an ambiguous one).
+const PAYMENTS_PER_REFERENCE_MAX: i64 = 2;
+/// Corrections of one payment read at most.
+const CORRECTIONS_PER_PAYMENT_MAX: i64 = 50;
+
+/// What a correction re-posts; the kinds an approval knows how to post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CorrectionKind {
+    /// A QR trade the wallet was paid for that Kassa did not credit (支付遗漏).
+    PaidNotCredited,
+    /// A card sale the issuer approved that the host recorded as failed.
+    IssuerApprovedHostFailed,
+    /// A card sale approved offline on the terminal that was never uploaded.
+    OfflineNotUploaded,
+    /// Batch upload's "on the terminal only": a sale the terminal has and the host has not.
+    OnTerminalOnly,
+}
+
+impl CorrectionKind {
+    /// Its stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorrectionKind::PaidNotCredited => "paid_not_credited",
+            CorrectionKind::IssuerApprovedHostFailed => "issuer_approved_host_failed",
+            CorrectionKind::OfflineNotUploaded => "offline_not_uploaded",
+            CorrectionKind::OnTerminalOnly => "on_terminal_only",
+        }
+    }
+
+    /// The kind of a stable name; `None` for kinds an approval cannot post.
+    pub fn parse(text: &str) -> Option<CorrectionKind> {
+        [
+            CorrectionKind::PaidNotCredited,
+            CorrectionKind::IssuerApprovedHostFailed,
+            CorrectionKind::OfflineNotUploaded,
+            CorrectionKind::OnTerminalOnly,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
+
+    /// Whether `channel` is the one its payments are made on.
+    fn fits(self, channel: Channel) -> bool {
+        match self {
+            CorrectionKind::PaidNotCredited => channel != Channel::Card,
+            _ => channel == Channel::Card,
+        }
+    }
+}
+
+/// Why a correction operation failed. The HTTP layer maps each to its answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CorrectionError {
+    /// A field is invalid (named in the message).
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// No such correction, or no payment with that reference.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The reference names payments of several merchants: name the merchant.
+    #[error("the reference {0:?} names payments of several merchants; name the merchant")]
+    Ambiguous(String),
+    /// The reviewer proposed it: a second person must review it.
+    #[error("the proposer of a correction cannot review it")]
+    OwnCorrection,
+    /// It was reviewed already (another reviewer won a race), or another correction of the
+    /// payment is open or approved.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Its kind is not one an approval can post (reject it with a reason).
+    #[error("a correction of kind {0:?} cannot be approved here; reject it with a reason")]
+    NotPostable(String),
+    /// The payment cannot be credited (paid already, reversed at the wallet, another amount).
+    #[error("the payment cannot be credited: {0}")]
+    NotCreditable(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The QR service failed.
+    #[error("qr: {0}")]
+    Qr(#[from] QrError),
+    /// A computation that must not fail did.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// A correction entered by hand, with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManualCorrection {
+    /// What it re-posts (`paid_not_credited`, `issuer_approved_host_failed`, `offline_not_uploaded`).
+    pub kind: String,
+    /// The payment's channel.
+    pub channel: String,
+    /// The `out_trade_no` of a QR trade or the RRN of a card payment.
+    pub reference: String,
+    /// The merchant; needed when the reference alone is ambiguous, and for an offline sale the
+    /// host never saw.
+    pub merchant: Option<String>,
+    /// What to credit, minor units of the merchant's currency.
+    pub amount_minor: i64,
+    /// The evidence (the wallet's statement line, the issuer's record, the terminal's receipt).
+    pub evidence: String,
+}
+
+/// An approval's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approved {
+    /// The correction as stored afterwards.
+    pub correction: CorrectionView,
+    /// The journal entry posted.
+    pub entry_id: i64,
+}
+
+/// The corrections service.
+#[derive(Clone)]
+pub struct Corrections {
+    store: Store,
+    qr: Option<QrService>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Corrections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Corrections").field("qr", &self.qr.is_some()).finish_non_exhaustive()
+    }
+}
+
+fn check_text(what: &str, text: &str, chars_max: usize) -> Result<(), CorrectionError> {
+    if text.trim().is_empty() {
+        return Err(CorrectionError::Invalid(format!("{what} is empty")));
+    }
+    if text.chars().count() > chars_max {
+        return Err(CorrectionError::Invalid(format!("{what} is longer than {chars_max} characters")));
+    }
+    Ok(())
+}
+
+fn internal(error: impl std::fmt::Display) -> CorrectionError {
+    CorrectionError::Internal(error.to_string())
+}
+
+fn not_creditable(why: &NotCreditable) -> CorrectionError {
+    CorrectionError::NotCreditable(match why {
+        NotCreditable::AlreadyPaid => "the trade is paid already".into(),
+        NotCreditable::Reversed => "the wallet reversed that payment".into(),
+        NotCreditable::AmountDiffers { expected } => format!("the trade's amount is {} minor units", expected.minor()),
+        NotCreditable::NotAWallet => "not a wallet channel".into(),
+    })
+}
+
+impl Corrections {
+    /// A service over `store`; `qr` credits QR trades (without it, QR corrections cannot be
+    /// approved).
+    pub fn new(store: Store, qr: Option<QrService>, clock: Arc<dyn Clock>) -> Corrections {
+        Corrections { store, qr, clock }
+    }
+
+    /// A correction by id.
+    pub async fn get(&self, id: i64) -> Result<CorrectionView, CorrectionError> {
+        self.store
+            .corrections()
+            .correction(id)
+            .await?
+            .ok_or_else(|| CorrectionError::NotFound(format!("correction {id}")))
+    }
+
+    /// Corrections, newest first, of a status (all when `None`), at most `limit` (capped).
+    pub async fn list(
+        &self,
+        status: Option<CorrectionStatus>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<CorrectionView>, CorrectionError> {
+        let query = CorrectionQuery { status, merchant_id: None, before_id, limit: limit.clamp(1, LIST_LIMIT_MAX) };
+        Ok(self.store.corrections().corrections(&query).await?)
+    }
+
+    /// Proposes a correction by hand for `actor` (`user:<name>`): checked against the payment it
+    /// names, stored `proposed`, audited.
+    pub async fn propose(&self, actor: &str, manual: &ManualCorrection) -> Result<CorrectionView, CorrectionError> {
+        let kind = CorrectionKind::parse(&manual.kind)
+            .filter(|kind| *kind != CorrectionKind::OnTerminalOnly)
+            .ok_or_else(|| CorrectionError::Invalid(format!("kind {:?} is not one to enter by hand", manual.kind)))?;
+        let channel = Channel::parse(&manual.channel)
+            .ok_or_else(|| CorrectionError::Invalid(format!("channel {:?}", manual.channel)))?;
+        if !kind.fits(channel) {
+            return Err(CorrectionError::Invalid(format!(
+                "a {} correction is not on channel {channel}",
+                kind.as_str()
+            )));
+        }
+        check_text("reference", &manual.reference, REFERENCE_CHARS_MAX)?;
+        check_text("evidence", &manual.evidence, EVIDENCE_CHARS_MAX)?;
+        if manual.amount_minor <= 0 || manual.amount_minor > AMOUNT_MINOR_MAX {
+            return Err(CorrectionError::Invalid(format!("amount must be 1..={AMOUNT_MINOR_MAX} minor units")));
+        }
+        let merchant = manual.merchant.as_deref();
+        if let Some(merchant) = merchant {
+            MerchantId::parse(merchant).map_err(|_| CorrectionError::Invalid("merchant".into()))?;
+        }
+        let (merchant_id, currency, payment) = self.payment_of(kind, channel, &manual.reference, merchant).await?;
+        let open = self
+            .store
+            .corrections()
+            .corrections_of_payment(&merchant_id, channel, &manual.reference, CORRECTIONS_PER_PAYMENT_MAX)
+            .await?;
+        if let Some(other) = open.iter().find(|c| c.status != CorrectionStatus::Rejected) {
+            return Err(CorrectionError::Conflict(format!(
+                "correction {} of this payment is {}",
+                other.id,
+                other.status.as_str()
+            )));
+        }
+        let now = self.clock.now_ms();
+        let key = format!("manual:{channel}:{merchant_id}:{}:{now}", manual.reference);
+        let correction = NewCorrection {
+            correction_key: key.clone(),
+            source: "manual".into(),
+            kind: kind.as_str().into(),
+            merchant_id: merchant_id.clone(),
+            terminal_id: None,
+            batch_no: None,
+            stan: None,
+            txn_id: payment.as_ref().filter(|_| channel == Channel::Card).map(|p| p.id),
+            terminal_amount_minor: None,
+            host_amount_minor: payment.as_ref().map(|p| p.amount_minor),
+            currency,
+            details: serde_json::json!({ "payment_status": payment.as_ref().map(|p| p.status.clone()) }),
+            created_at_ms: now,
+        };
+        let proposal = Proposal {
+            channel: Some(channel),
+            reference: Some(manual.reference.clone()),
+            amount_minor: Some(manual.amount_minor),
+            evidence: manual.evidence.clone(),
+            proposed_by: actor.to_owned(),
+        };
+        let audit = self.audit(
+            actor,
+            "correction_proposed",
+            &key,
+            "",
+            serde_json::json!({
+                "kind": kind.as_str(), "channel": channel.as_str(), "reference": manual.reference,
+                "merchant": merchant_id, "amount": manual.amount_minor,
+            }),
+        );
+        match self.store.commit(WriteUnit::guarded(propose(&correction, &proposal), vec![audit])).await? {
+            UnitOutcome::Committed { .. } => {}
+            _ => return Err(CorrectionError::Conflict("a correction with that key exists".into())),
+        }
+        // The id is the database's: read it back by the payment (newest first).
+        let stored = self
+            .store
+            .corrections()
+            .corrections_of_payment(&merchant_id, channel, &manual.reference, CORRECTIONS_PER_PAYMENT_MAX)
+            .await?;
+        let view = stored.into_iter().rev().find(|c| c.correction.correction_key == key);
+        view.ok_or_else(|| internal("the proposed correction is not found"))
+    }
+
+    /// The merchant, currency and (when the host has one) the payment a correction names.
+    async fn payment_of(
+        &self,
+        kind: CorrectionKind,
+        channel: Channel,
+        reference: &str,
+        merchant: Option<&str>,
+    ) -> Result<(String, String, Option<PaymentRef>), CorrectionError> {
+        let payments = match channel {
+            Channel::Card => {
+                self.store.corrections().card_payments(reference, merchant, PAYMENTS_PER_REFERENCE_MAX).await?
+            }
+            Channel::Alipay | Channel::Wechat => {
+                self.store.corrections().qr_payments(reference, merchant, PAYMENTS_PER_REFERENCE_MAX).await?
+            }
+        };
+        if payments.len() > 1 {
+            return Err(CorrectionError::Ambiguous(reference.to_owned()));
+        }
+        let payment = payments.into_iter().next();
+        match (kind, payment) {
+            (CorrectionKind::OfflineNotUploaded | CorrectionKind::OnTerminalOnly, Some(found)) => {
+                Err(CorrectionError::NotCreditable(format!("the host has this sale already ({})", found.status)))
+            }
+            (CorrectionKind::OfflineNotUploaded | CorrectionKind::OnTerminalOnly, None) => {
+                let merchant = merchant
+                    .ok_or_else(|| CorrectionError::Invalid("merchant is needed for an offline sale".into()))?;
+                let record = self
+                    .store
+                    .directory
+                    .merchant(merchant)
+                    .await?
+                    .ok_or_else(|| CorrectionError::NotFound(format!("merchant {merchant}")))?;
+                Ok((record.merchant_id, record.currency, None))
+            }
+            (_, None) => Err(CorrectionError::NotFound(format!("no {channel} payment with reference {reference:?}"))),
+            (CorrectionKind::PaidNotCredited, Some(found)) if found.status == "paid" => {
+                Err(not_creditable(&NotCreditable::AlreadyPaid))
+            }
+            (CorrectionKind::IssuerApprovedHostFailed, Some(found))
+                if !matches!(found.status.as_str(), "declined" | "pending" | "reversed") =>
+            {
+                Err(CorrectionError::NotCreditable(format!("the host recorded this sale {}", found.status)))
+            }
+            (_, Some(found)) => Ok((found.merchant_id.clone(), found.currency.clone(), Some(found))),
+        }
+    }
+
+    /// Approves correction `id` for `reviewer` (`user:<name>`, who holds the review permission):
+    /// posts its entry with the review in one unit.
+    pub async fn approve(&self, id: i64, reviewer: &str, reason: &str) -> Result<Approved, CorrectionError> {
+        if reason.chars().count() > REASON_CHARS_MAX {
+            return Err(CorrectionError::Invalid(format!("reason is longer than {REASON_CHARS_MAX} characters")));
+        }
+        let view = self.reviewable(id, reviewer).await?;
+        let kind = CorrectionKind::parse(&view.correction.kind)
+            .ok_or_else(|| CorrectionError::NotPostable(view.correction.kind.clone()))?;
+        let (Some(channel), Some(reference), Some(amount)) =
+            (view.proposal.channel, view.proposal.reference.clone(), view.amount()?)
+        else {
+            return Err(CorrectionError::NotPostable(view.correction.kind.clone()));
+        };
+        if !kind.fits(channel) || amount.minor() <= 0 {
+            return Err(CorrectionError::NotPostable(view.correction.kind.clone()));
+        }
+        let now = self.clock.now_ms();
+        let guard = review(&Review {
+            id,
+            version: view.version,
+            decision: CorrectionStatus::Approved,
+            reviewer: reviewer.to_owned(),
+            reason: reason.to_owned(),
+            at_ms: now,
+        });
+        let audit = self.audit(reviewer, "correction_approved", &entry_reference(id), reason, serde_json::json!({
+            "kind": kind.as_str(), "channel": channel.as_str(), "reference": reference,
+            "merchant": view.correction.merchant_id, "amount": amount.minor(), "proposed_by": view.proposal.proposed_by,
+        }));
+        let entry_id = match channel {
+            Channel::Alipay | Channel::Wechat => {
+                let qr = self
+                    .qr
+                    .as_ref()
+                    .ok_or_else(|| CorrectionError::NotPostable("QR corrections need the QR service".into()))?;
+                let trades =
+                    self.store.corrections().qr_payments(&reference, Some(&view.correction.merchant_id), 1).await?;
+                let trade = trades
+                    .first()
+                    .ok_or_else(|| CorrectionError::NotFound(format!("no QR trade {reference:?} of the merchant")))?;
+                match qr.credit_correction(trade.id, channel, amount, &entry_reference(id), guard, vec![audit]).await? {
+                    CorrectionCredit::Credited { entry_id, .. } => Some(entry_id),
+                    CorrectionCredit::ReviewRefused => None,
+                    // Another reviewer may have credited it between our reads: say so.
+                    CorrectionCredit::Refused(why) => match self.get(id).await? {
+                        stored if stored.status != CorrectionStatus::Proposed => None,
+                        _ => return Err(not_creditable(&why)),
+                    },
+                }
+            }
+            Channel::Card => {
+                self.check_card(kind, &view, &reference).await?;
+                let merchant = MerchantId::parse(&view.correction.merchant_id).map_err(internal)?;
+                let fee = self.card_fee(&view.correction.merchant_id, amount).await?;
+                let entry =
+                    correction_entry(&entry_reference(id), &merchant, Channel::Card, amount, fee).map_err(internal)?;
+                let unit = WriteUnit::guarded(guard, vec![WriteOp::PostEntry { entry, at_ms: now }, audit]);
+                match self.store.commit(unit).await? {
+                    UnitOutcome::Committed { entry_ids, .. } => entry_ids.first().copied(),
+                    _ => None,
+                }
+            }
+        };
+        let Some(entry_id) = entry_id else { return Err(self.lost(id, reviewer).await) };
+        tracing::info!(correction = id, entry = entry_id, "correction approved and posted");
+        Ok(Approved { correction: self.get(id).await?, entry_id })
+    }
+
+    /// Rejects correction `id` for `reviewer` with `reason`; nothing is posted.
+    pub async fn reject(&self, id: i64, reviewer: &str, reason: &str) -> Result<CorrectionView, CorrectionError> {
+        check_text("reason", reason, REASON_CHARS_MAX)?;
+        let view = self.reviewable(id, reviewer).await?;
+        let now = self.clock.now_ms();
+        let guard = review(&Review {
+            id,
+            version: view.version,
+            decision: CorrectionStatus::Rejected,
+            reviewer: reviewer.to_owned(),
+            reason: reason.to_owned(),
+            at_ms: now,
+        });
+        let audit = self.audit(
+            reviewer,
+            "correction_rejected",
+            &entry_reference(id),
+            reason,
+            serde_json::json!({
+                "kind": view.correction.kind, "merchant": view.correction.merchant_id,
+                "proposed_by": view.proposal.proposed_by,
+            }),
+        );
+        match self.store.commit(WriteUnit::guarded(guard, vec![audit])).await? {
+            UnitOutcome::Committed { .. } => self.get(id).await,
+            _ => Err(self.lost(id, reviewer).await),
+        }
+    }
+
+    /// The correction, if `reviewer` may review it now.
+    async fn reviewable(&self, id: i64, reviewer: &str) -> Result<CorrectionView, CorrectionError> {
+        let view = self.get(id).await?;
+        if view.proposal.proposed_by == reviewer {
+            return Err(CorrectionError::OwnCorrection);
+        }
+        if view.status != CorrectionStatus::Proposed {
+            return Err(CorrectionError::Conflict(format!("correction {id} is {}", view.status.as_str())));
+        }
+        Ok(view)
+    }
+
+    /// Why a review's guard did not pass, read again.
+    async fn lost(&self, id: i64, reviewer: &str) -> CorrectionError {
+        match self.get(id).await {
+            Ok(view) if view.proposal.proposed_by == reviewer => CorrectionError::OwnCorrection,
+            Ok(view) => CorrectionError::Conflict(format!("correction {id} is {}", view.status.as_str())),
+            Err(error) => error,
+        }
+    }
+
+    /// A card correction still credits nothing the host has (read again at approval).
+    async fn check_card(&self, kind: CorrectionKind, view: &CorrectionView, rrn: &str) -> Result<(), CorrectionError> {
+        let merchant = view.correction.merchant_id.as_str();
+        let payments = self.store.corrections().card_payments(rrn, Some(merchant), PAYMENTS_PER_REFERENCE_MAX).await?;
+        match (kind, payments.first()) {
+            (CorrectionKind::IssuerApprovedHostFailed, None) => {
+                Err(CorrectionError::NotFound(format!("no card sale with RRN {rrn:?}")))
+            }
+            (CorrectionKind::IssuerApprovedHostFailed, Some(found))
+                if !matches!(found.status.as_str(), "declined" | "pending" | "reversed") =>
+            {
+                Err(CorrectionError::NotCreditable(format!("the host recorded this sale {}", found.status)))
+            }
+            (CorrectionKind::OfflineNotUploaded | CorrectionKind::OnTerminalOnly, Some(found)) => {
+                Err(CorrectionError::NotCreditable(format!("the host has this sale already ({})", found.status)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The merchant's card fee for `amount`.
+    async fn card_fee(&self, merchant_id: &str, amount: Money) -> Result<Money, CorrectionError> {
+        let merchant = self
+            .store
+            .directory
+            .merchant(merchant_id)
+            .await?
+            .ok_or_else(|| CorrectionError::NotFound(format!("merchant {merchant_id}")))?;
+        let currency = Currency::from_code(&merchant.currency).map_err(internal)?;
+        if currency != amount.currency() {
+            return Err(CorrectionError::Invalid("the correction's currency is not the merchant's".into()));
+        }
+        let rate = FeeRate::from_ppm(merchant.fee_rates.get(Channel::Card.as_str()).copied().unwrap_or(0))
+            .map_err(internal)?;
+        rate.fee_for(amount).map_err(internal)
+    }
+
+    fn audit(&self, actor: &str, action: &str, target: &str, reason: &str, details: serde_json::Value) -> WriteOp {
+        WriteOp::Audit(AuditEvent {
+            at_ms: self.clock.now_ms(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            source: "backoffice".into(),
+            reason: reason.to_owned(),
+            details,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_and_fit_their_channel() {
+        for kind in [
+            CorrectionKind::PaidNotCredited,
+            CorrectionKind::IssuerApprovedHostFailed,
+            CorrectionKind::OfflineNotUploaded,
+            CorrectionKind::OnTerminalOnly,
+        ] {
+            assert_eq!(CorrectionKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(CorrectionKind::parse("amount_mismatch"), None);
+        assert!(CorrectionKind::PaidNotCredited.fits(Channel::Wechat));
+        assert!(!CorrectionKind::PaidNotCredited.fits(Channel::Card));
+        assert!(CorrectionKind::OfflineNotUploaded.fits(Channel::Card));
+    }
+}

@@ -1,0 +1,266 @@
+//! Corrections (补登) under maker-checker, on SQLite and (with `KASSA_TEST_DATABASE_URL`)
+//! PostgreSQL: the maker cannot review their own correction, an approval credits exactly once
+//! (two approvers racing too), a QR trade paid at its wallet but closed here reads as paid, card
+//! corrections post at the card fee, and the ledger balances after everything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use kassa_domain::clock::SystemClock;
+use kassa_domain::{Channel, Currency, Money};
+use kassa_qr::{QrConfig, QrService, Wallets};
+use kassa_recon::corrections::{CorrectionError, Corrections, ManualCorrection};
+use kassa_store::batch_upload::{propose_correction, NewCorrection};
+use kassa_store::corrections::{entry_reference, CorrectionStatus};
+use kassa_store::qr::{insert_trade, QrKind, QrOrderState, QrOriginKind, QrStatus, QrTradeRecord};
+use kassa_store::testing::TestDb;
+use kassa_store::{Guard, MerchantRecord, NewTxn, UnitOutcome, WriteOp, WriteUnit};
+
+const MERCHANT: &str = "898100000000001";
+
+fn cny(minor: i64) -> Money {
+    Money::from_minor(minor, Currency::CNY)
+}
+
+async fn service(db: &TestDb) -> Corrections {
+    let record = MerchantRecord {
+        merchant_id: MERCHANT.into(),
+        name: "Demo".into(),
+        mcc: "5812".into(),
+        currency: "CNY".into(),
+        fee_rates: [("card".to_owned(), 6000), ("alipay".to_owned(), 3800), ("wechat".to_owned(), 3800)].into(),
+        created_at_ms: 0,
+    };
+    db.store.commit(WriteUnit::ops(vec![WriteOp::PutMerchant(record)])).await.unwrap();
+    let qr = QrService::new(db.store.clone(), Wallets::new(), Arc::new(SystemClock), QrConfig::default());
+    Corrections::new(db.store.clone(), Some(qr), Arc::new(SystemClock))
+}
+
+/// A trade Kassa closed (its close was lost) although the payer paid at Alipay.
+async fn closed_trade(db: &TestDb, id: i64, out_trade_no: &str, minor: i64) -> QrTradeRecord {
+    let trade = QrTradeRecord {
+        id,
+        merchant_id: MERCHANT.into(),
+        out_trade_no: out_trade_no.into(),
+        reference: format!("KQ{id}"),
+        kind: QrKind::CustomerCode,
+        wallet: Some(Channel::Alipay),
+        status: QrStatus::Closed,
+        amount: cny(minor),
+        refunded_minor: 0,
+        refunding_minor: 0,
+        fee_minor: 0,
+        subject: "coffee".into(),
+        origin: QrOriginKind::Api,
+        origin_id: None,
+        terminal_id: None,
+        operator: None,
+        code_digest: None,
+        qr_token: None,
+        alipay_order: QrOrderState::Closed,
+        alipay_code: None,
+        wechat_order: QrOrderState::None,
+        wechat_code: None,
+        trade_no: None,
+        paid_at_ms: None,
+        expires_at_ms: 1,
+        next_check_at_ms: None,
+        checks: 0,
+        attention: false,
+        failure: None,
+        business_date: "2026-12-06".into(),
+        version: 1,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    };
+    let outcome = db.store.commit(WriteUnit::guarded(insert_trade(&trade), vec![])).await.unwrap();
+    assert!(matches!(outcome, UnitOutcome::Committed { .. }), "{outcome:?}");
+    trade
+}
+
+/// A card sale the host recorded as declined (the issuer's approval came too late).
+async fn declined_card_sale(db: &TestDb, rrn: &str, minor: i64) -> i64 {
+    let txn = NewTxn {
+        kind: "sale".into(),
+        status: "declined".into(),
+        channel: "card".into(),
+        merchant_id: MERCHANT.into(),
+        card_identity: None,
+        out_trade_no: None,
+        rrn: Some(rrn.into()),
+        auth_code: None,
+        amount_minor: minor,
+        currency: "CNY".into(),
+        fee_minor: 0,
+        pan_masked: Some("622202*********0128".into()),
+        content_digest: format!("digest-{rrn}"),
+        original_id: None,
+        response: serde_json::json!({}),
+        business_date: "2026-12-06".into(),
+        created_at_ms: 1,
+    };
+    match db.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), vec![])).await.unwrap() {
+        UnitOutcome::Committed { txn_id: Some(id), .. } => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn manual(kind: &str, channel: &str, reference: &str, minor: i64) -> ManualCorrection {
+    ManualCorrection {
+        kind: kind.into(),
+        channel: channel.into(),
+        reference: reference.into(),
+        merchant: None,
+        amount_minor: minor,
+        evidence: "the wallet's statement shows it paid at 10:02".into(),
+    }
+}
+
+async fn sound(db: &TestDb) {
+    let check = db.store.ledger.check().await.unwrap();
+    assert!(check.is_sound(), "{check:?}");
+}
+
+async fn merchant_balance(db: &TestDb) -> i64 {
+    db.store.ledger.balance(&format!("merchant_payable:{MERCHANT}:CNY")).await.unwrap()
+}
+
+async fn the_maker_cannot_review_and_a_second_person_credits_a_closed_qr_trade_once(db: &TestDb) {
+    let corrections = service(db).await;
+    closed_trade(db, 101, "T-LOST", 10_000).await;
+    let proposed =
+        corrections.propose("user:alice", &manual("paid_not_credited", "alipay", "T-LOST", 10_000)).await.unwrap();
+    assert_eq!(proposed.status, CorrectionStatus::Proposed);
+    assert_eq!(proposed.proposal.proposed_by, "user:alice");
+    // The maker can neither approve nor reject; nothing is written.
+    let own = corrections.approve(proposed.id, "user:alice", "looks right").await;
+    assert!(matches!(own, Err(CorrectionError::OwnCorrection)), "{own:?}");
+    let own = corrections.reject(proposed.id, "user:alice", "changed my mind").await;
+    assert!(matches!(own, Err(CorrectionError::OwnCorrection)), "{own:?}");
+    assert_eq!(merchant_balance(db).await, 0);
+    // A second proposal of the same payment while one is open is refused.
+    let twice = corrections.propose("user:carol", &manual("paid_not_credited", "alipay", "T-LOST", 10_000)).await;
+    assert!(matches!(twice, Err(CorrectionError::Conflict(_))), "{twice:?}");
+
+    let approved = corrections.approve(proposed.id, "user:bob", "statement line 17").await.unwrap();
+    assert_eq!(approved.correction.status, CorrectionStatus::Approved);
+    assert_eq!(approved.correction.reviewed_by.as_deref(), Some("user:bob"));
+    let trade = db.store.qr().trade(101).await.unwrap().unwrap();
+    assert_eq!(trade.status, QrStatus::Paid);
+    assert_eq!(trade.alipay_order, QrOrderState::Paid);
+    assert_eq!(trade.fee_minor, 38, "0.38 % of 100.00");
+    let entries = db.store.ledger.entries_for(&entry_reference(proposed.id)).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].id, approved.entry_id);
+    assert_eq!(entries[0].kind, "correction");
+    assert_eq!(merchant_balance(db).await, -9_962, "credited 100.00 less the fee");
+
+    // Once reviewed, nobody reviews it again, and the trade is not credited twice.
+    let again = corrections.approve(proposed.id, "user:carol", "again").await;
+    assert!(matches!(again, Err(CorrectionError::Conflict(_))), "{again:?}");
+    let paid = corrections.propose("user:carol", &manual("paid_not_credited", "alipay", "T-LOST", 10_000)).await;
+    assert!(matches!(paid, Err(CorrectionError::NotCreditable(_) | CorrectionError::Conflict(_))), "{paid:?}");
+    assert_eq!(merchant_balance(db).await, -9_962);
+    let audit = db.store.audit.audit_records(0, 100).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|r| r.event.action.as_str()).collect();
+    assert!(actions.contains(&"correction_proposed") && actions.contains(&"correction_approved"), "{actions:?}");
+    sound(db).await;
+}
+
+async fn two_approvers_racing_credit_once(db: &TestDb) {
+    let corrections = service(db).await;
+    for round in 0..4_i64 {
+        let out_trade_no = format!("T-RACE-{round}");
+        closed_trade(db, 200 + round, &out_trade_no, 500).await;
+        let proposed = corrections
+            .propose("user:alice", &manual("paid_not_credited", "alipay", &out_trade_no, 500))
+            .await
+            .unwrap();
+        let (bob, carol) = tokio::join!(
+            corrections.approve(proposed.id, "user:bob", "ok"),
+            corrections.approve(proposed.id, "user:carol", "ok")
+        );
+        let wins = [&bob, &carol].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "{bob:?} {carol:?}");
+        for lost in [&bob, &carol].into_iter().filter(|r| r.is_err()) {
+            assert!(matches!(lost, Err(CorrectionError::Conflict(_))), "{lost:?}");
+        }
+        assert_eq!(db.store.ledger.entries_for(&entry_reference(proposed.id)).await.unwrap().len(), 1);
+    }
+    assert_eq!(merchant_balance(db).await, -4 * (500 - 2), "four credits of 5.00 less 0.02 each");
+    sound(db).await;
+}
+
+async fn card_corrections_post_at_the_card_fee(db: &TestDb) {
+    let corrections = service(db).await;
+    declined_card_sale(db, "000000000123", 20_000).await;
+    let issuer = corrections
+        .propose("user:alice", &manual("issuer_approved_host_failed", "card", "000000000123", 20_000))
+        .await
+        .unwrap();
+    corrections.approve(issuer.id, "user:bob", "issuer clearing file").await.unwrap();
+    assert_eq!(merchant_balance(db).await, -(20_000 - 120), "0.60 % card fee");
+    // An offline sale the host never saw needs its merchant.
+    let mut offline = manual("offline_not_uploaded", "card", "000000000456", 3_000);
+    let without = corrections.propose("user:alice", &offline).await;
+    assert!(matches!(without, Err(CorrectionError::Invalid(_))), "{without:?}");
+    offline.merchant = Some(MERCHANT.into());
+    let proposed = corrections.propose("user:alice", &offline).await.unwrap();
+    let rejected = corrections.reject(proposed.id, "user:bob", "the receipt is a duplicate").await.unwrap();
+    assert_eq!(rejected.status, CorrectionStatus::Rejected);
+    assert_eq!(rejected.review_reason.as_deref(), Some("the receipt is a duplicate"));
+    assert!(db.store.ledger.entries_for(&entry_reference(proposed.id)).await.unwrap().is_empty());
+    // Rejected, it may be proposed again (with better evidence) and approved.
+    let again = corrections.propose("user:carol", &offline).await.unwrap();
+    corrections.approve(again.id, "user:bob", "terminal journal").await.unwrap();
+    assert_eq!(merchant_balance(db).await, -(20_000 - 120) - (3_000 - 18));
+    // A wrong kind, channel, amount or evidence is refused before anything is stored.
+    for bad in [
+        manual("paid_not_credited", "card", "000000000123", 1),
+        manual("issuer_approved_host_failed", "card", "000000000123", 0),
+        manual("amount_mismatch", "alipay", "T1", 1),
+        ManualCorrection { evidence: " ".into(), ..manual("issuer_approved_host_failed", "card", "000000000123", 1) },
+    ] {
+        let refused = corrections.propose("user:alice", &bad).await;
+        assert!(matches!(refused, Err(CorrectionError::Invalid(_))), "{bad:?}: {refused:?}");
+    }
+    sound(db).await;
+}
+
+async fn a_batch_upload_difference_without_a_posting_rule_can_only_be_rejected(db: &TestDb) {
+    let corrections = service(db).await;
+    let difference = NewCorrection {
+        correction_key: "batch_upload:10000001:1:12:amount_differs".into(),
+        source: "batch_upload".into(),
+        kind: "amount_differs".into(),
+        merchant_id: MERCHANT.into(),
+        terminal_id: None,
+        batch_no: Some(1),
+        stan: Some(12),
+        txn_id: None,
+        terminal_amount_minor: Some(1_000),
+        host_amount_minor: Some(900),
+        currency: "CNY".into(),
+        details: serde_json::json!({}),
+        created_at_ms: 1,
+    };
+    db.store.commit(WriteUnit::ops(vec![propose_correction(&difference)])).await.unwrap();
+    let listed = corrections.list(Some(CorrectionStatus::Proposed), None, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].proposal.proposed_by, "system");
+    assert_eq!(listed[0].proposal.amount_minor, Some(1_000));
+    let approved = corrections.approve(listed[0].id, "user:bob", "ok").await;
+    assert!(matches!(approved, Err(CorrectionError::NotPostable(_))), "{approved:?}");
+    corrections.reject(listed[0].id, "user:bob", "settled with the terminal's total").await.unwrap();
+    assert!(corrections.list(Some(CorrectionStatus::Proposed), None, 10).await.unwrap().is_empty());
+    assert_eq!(corrections.list(Some(CorrectionStatus::Rejected), None, 10).await.unwrap().len(), 1);
+    sound(db).await;
+}
+
+kassa_store::both_backends!(
+    the_maker_cannot_review_and_a_second_person_credits_a_closed_qr_trade_once,
+    two_approvers_racing_credit_once,
+    card_corrections_post_at_the_card_fee,
+    a_batch_upload_difference_without_a_posting_rule_can_only_be_rejected,
+);
