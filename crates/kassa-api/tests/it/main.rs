@@ -673,9 +673,9 @@ async fn the_document_describes_every_route(db: &TestDb) {
         }
         if method == "post" {
             let params = operation["parameters"].as_array().unwrap();
-            assert!(params
-                .iter()
-                .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header" && p["required"] == true));
+            let header = params.iter().find(|p| p["name"] == "Idempotency-Key").unwrap();
+            assert_eq!((&header["in"], &header["required"]), (&json!("header"), &json!(true)));
+            assert_eq!(header["schema"]["maxLength"], kassa_api::IDEMPOTENCY_KEY_CHARS_MAX);
             for status in ["409", "422", "413"] {
                 assert!(responses.contains_key(status), "{method} {path} {status}");
             }
