@@ -26,8 +26,8 @@ use kassa_refund::{Actor, Decision, RefundConfig, RefundService};
 use kassa_store::api::{claim_idempotency, insert_api_key, revoke_api_key, ApiKey, IdempotencyEntry, IdempotencyState};
 use kassa_store::testing::TestDb;
 use kassa_store::{
-    CardIdentity, Guard, MerchantRecord, MerchantSecretKind, MerchantSecretRecord, NewTxn, Store, UnitOutcome, WriteOp,
-    WriteUnit,
+    CardIdentity, Guard, MerchantRecord, MerchantSecretKind, MerchantSecretRecord, NewTxn, Store, StoreOptions,
+    UnitOutcome, WriteOp, WriteUnit,
 };
 use kassa_wallet::Wallet;
 use serde_json::{json, Value};
@@ -132,8 +132,15 @@ async fn start(db: &TestDb) -> Api {
     register_key(&store, MID, &key).await;
     register_key(&store, OTHER_MID, &other_key).await;
 
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let alipay = Arc::new(FakeWallet::new(Wallet::Alipay));
+    let pepper = MasterKey::generate(&mut rand::rngs::OsRng).pepper();
+    let (router, refunds) = host(&store, &alipay, &pepper);
+    Api { router, store, alipay, pepper, key, other_key, refunds }
+}
+
+/// One host's API over `store`, paying at `alipay` (a WeChat-style wallet of its own).
+fn host(store: &Store, alipay: &Arc<FakeWallet>, pepper: &kassa_crypto::Pepper) -> (Router, RefundService) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let wechat = Arc::new(FakeWallet::new(Wallet::Wechat));
     let config = QrConfig {
         public_base_url: "http://kassa.test".into(),
@@ -142,13 +149,12 @@ async fn start(db: &TestDb) -> Api {
         poll_interval_max_ms: 80,
         ..QrConfig::default()
     };
-    let qr = QrService::new(store.clone(), Wallets::new().with(alipay.clone()).with(wechat), clock.clone(), config);
-    let pepper = MasterKey::generate(&mut rand::rngs::OsRng).pepper();
+    let wallets = Wallets::new().with(alipay.clone()).with(wechat);
+    let qr = QrService::new(store.clone(), wallets, clock.clone(), config);
     let shared = AuthShared::new(store.clone(), clock.clone());
     let auth = Auth::new(store.clone(), pepper.clone(), clock.clone(), shared);
     let refunds = RefundService::new(store.clone(), Some(qr.clone()), clock.clone(), RefundConfig::default());
-    let router = kassa_api::router(ApiState::new(auth, Some(qr), clock).with_refunds(refunds.clone()));
-    Api { router, store, alipay, pepper, key, other_key, refunds }
+    (kassa_api::router(ApiState::new(auth, Some(qr), clock).with_refunds(refunds.clone())), refunds)
 }
 
 impl Api {
@@ -350,6 +356,45 @@ async fn concurrent_duplicates_charge_once(db: &TestDb) {
         assert_eq!(api.store.ledger.entries_for(&trade.reference).await.unwrap().len(), 1, "credited once");
     }
     assert!(api.store.ledger.check().await.unwrap().is_sound());
+}
+
+async fn two_hosts_on_one_database_run_a_key_once(db: &TestDb) {
+    let first = Arc::new(start(db).await);
+    // A second host process: its own store handle (pool, committer) on the same database.
+    let store = Store::open(&db.url, StoreOptions::default()).await.unwrap();
+    let (router, refunds) = host(&store, &first.alipay, &first.pepper);
+    let second = Arc::new(Api {
+        router,
+        store,
+        alipay: first.alipay.clone(),
+        pepper: first.pepper.clone(),
+        key: first.key.clone(),
+        other_key: first.other_key.clone(),
+        refunds,
+    });
+    first.alipay.faults(|faults| faults.slow_ms = 300);
+    let mut tasks = Vec::new();
+    for index in 0..8 {
+        let api = if index % 2 == 0 { first.clone() } else { second.clone() };
+        tasks.push(tokio::spawn(
+            async move { api.post("/api/v1/qr/collect", "both-1", collect_body("both-1", 777)).await },
+        ));
+    }
+    let mut ran = 0;
+    for task in tasks {
+        let answer = task.await.unwrap();
+        match (answer.status, answer.replayed()) {
+            (200, false) => ran += 1,
+            (200, true) => assert_eq!(answer.body["status"], "paid"),
+            (409, false) => assert_eq!(answer.code(), "idempotency_key_in_use"),
+            other => panic!("unexpected {other:?}: {}", answer.body),
+        }
+    }
+    assert_eq!(ran, 1, "exactly one request ran, on either host");
+    let paid = first.alipay.trades().into_values().filter(|t| t.paid_minor > 0).count();
+    assert_eq!(paid, 1, "one payment at the wallet");
+    let replay = second.post("/api/v1/qr/collect", "both-1", collect_body("both-1", 777)).await;
+    assert!(replay.replayed() && replay.body["status"] == "paid", "{}", replay.body);
 }
 
 async fn a_stopped_holder_is_taken_over_after_its_lease(db: &TestDb) {
@@ -811,6 +856,7 @@ kassa_store::both_backends!(
     auth_refuses_missing_wrong_and_revoked_keys,
     idempotency_replays_and_refuses_another_body,
     concurrent_duplicates_charge_once,
+    two_hosts_on_one_database_run_a_key_once,
     a_stopped_holder_is_taken_over_after_its_lease,
     paycode_password_required_wrong_and_locked,
     search_filters_and_pages_without_skips_or_repeats,
