@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kassa_auth::{AuthError, BackOfficeSession, Permission, Role};
+use kassa_auth::{AuthError, BackOfficeSession, Origin, PaycodePurpose, Permission, Role};
 use kassa_domain::{Currency, MerchantId, Money, RefundReason, RefundRequestState};
 use kassa_refund::{
     Actor, Decision, NewRefund, RefundCursor, RefundError, RefundErrorKind, RefundFilter, RefundPage, RefundProgress,
@@ -24,7 +24,7 @@ use kassa_store::Store;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{ok, ApiError, BackOfficeState, Call, ID_CHARS_MAX};
+use crate::{ok, ApiError, BackOfficeState, Call, Secret, ID_CHARS_MAX};
 
 /// Seconds a client waits before trying again when the store or the channel is unavailable.
 const RETRY_AFTER_S: u32 = 1;
@@ -180,9 +180,15 @@ struct RequestBody {
     reason: RefundReason,
     #[serde(default)]
     note: String,
+    /// The payment-code password (付款码密码), for a QR refund when the merchant's settings
+    /// require it for refunds.
+    #[serde(default)]
+    paycode_password: Option<Secret>,
 }
 
-/// A merchant's owner (permission `refund`) asks for a refund of one of its payments.
+/// A merchant's owner (permission `refund`) asks for a refund of one of its payments; a QR
+/// refund needs the payment-code password when the merchant's settings say so (as at the
+/// terminal and in `/api/v1`).
 async fn request_refund(State(state): State<RefundRoutes>, call: Call) -> Result<Response, RefundApiError> {
     let session = call.session(&state.office).await?;
     session.require(Permission::Refund)?;
@@ -197,6 +203,11 @@ async fn request_refund(State(state): State<RefundRoutes>, call: Call) -> Result
         (None, Some(rrn)) => RefundTarget::Card { rrn },
         _ => return Err(bad("name the payment by out_trade_no (QR) or rrn (card), one of them")),
     };
+    if matches!(target, RefundTarget::Qr { .. }) {
+        let password = body.paycode_password.as_ref().map(|secret| secret.0.as_str());
+        let origin = Origin { actor: session.subject(), source: call.source.clone() };
+        state.office.auth.check_paycode(merchant.as_str(), None, PaycodePurpose::Refund, password, &origin).await?;
+    }
     let currency = merchant_currency(&state.store, &merchant).await?;
     let amount = Money::parse(&body.amount, currency)
         .map_err(|_| bad(format!("amount: a decimal such as \"30.00\" in {}", currency.code())))?;

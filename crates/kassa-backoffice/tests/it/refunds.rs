@@ -204,6 +204,33 @@ pub async fn refunds_are_asked_reviewed_and_followed(db: &TestDb) {
     assert_ne!(second.body["refunds"][0]["request_no"], paged.body["refunds"][0]["request_no"]);
     assert_eq!(bo.get(&staff, "refunds?state=bogus").await.status, 400);
 
+    // When the merchant's settings require the payment-code password for refunds, a QR refund
+    // request needs it, checked like at the terminal.
+    let password = format!("merchants/{MID}/paycode-password");
+    assert_eq!(bo.post(&owner, &password, json!({"new": "135790"})).await.status, 200);
+    let settings = format!("merchants/{MID}/paycode-settings");
+    let current = bo.get(&owner, &settings).await.body;
+    let edit = json!({
+        "qr_validity_minutes": current["qr_validity_minutes"],
+        "qr_disabled_terminals": current["qr_disabled_terminals"],
+        "password_required": true,
+        "password_above_minor": current["password_above_minor"],
+        "password_for_refunds": true,
+        "version": current["version"],
+        "reason": "refunds need the payment-code password",
+    });
+    let saved = bo.call(&owner, "PUT", &format!("/backoffice/v1/{settings}"), edit).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let without = bo.post(&owner, "refunds", refund_body("R3", "T1", "1.00")).await;
+    assert_eq!((without.status, &without.body["paycode_password_required"]), (403, &json!(true)), "{}", without.body);
+    let mut wrong = refund_body("R3", "T1", "1.00");
+    wrong["paycode_password"] = json!("000000");
+    assert_eq!(bo.post(&owner, "refunds", wrong).await.status, 401);
+    let mut right = refund_body("R3", "T1", "1.00");
+    right["paycode_password"] = json!("135790");
+    let with = bo.post(&owner, "refunds", right).await;
+    assert_eq!(with.status, 201, "{}", with.body);
+
     // Every step is audited, and the chain holds.
     let actions = bo.actions().await;
     for action in ["refund_requested", "refund_merchant_approved", "refund_institution_rejected"] {
