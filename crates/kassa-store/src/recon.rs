@@ -511,11 +511,10 @@ pub fn insert_run(run: &NewReconRun) -> Guard {
 pub fn finish_run(run_id: i64, counts: &ReconCounts, finished_at_ms: i64) -> WriteOp {
     WriteOp::Statement {
         statement: Statement {
-            sql: "UPDATE recon_runs SET status = 'finished', lines = $2, matched = $3, amount_mismatch = $4, \
-                  paid_not_credited = $5, missing_at_channel = $6, status_mismatch = $7, corrections_proposed = $8, \
-                  finished_at_ms = $9 WHERE id = $1 AND status = 'running'",
+            sql: "UPDATE recon_runs SET status = 'finished', lines = $1, matched = $2, amount_mismatch = $3, \
+                  paid_not_credited = $4, missing_at_channel = $5, status_mismatch = $6, corrections_proposed = $7, \
+                  finished_at_ms = $8 WHERE id = $9 AND status = 'running'",
             params: params![
-                run_id,
                 counts.lines,
                 counts.matched,
                 counts.amount_mismatch,
@@ -523,7 +522,8 @@ pub fn finish_run(run_id: i64, counts: &ReconCounts, finished_at_ms: i64) -> Wri
                 counts.missing_at_channel,
                 counts.status_mismatch,
                 counts.corrections_proposed,
-                finished_at_ms
+                finished_at_ms,
+                run_id
             ]
             .to_vec(),
         },

@@ -1,0 +1,312 @@
+//! kassa-recon's integration tests: statements matched against trades and refunds stored on
+//! SQLite and (with `KASSA_TEST_DATABASE_URL`) PostgreSQL: every class, reruns proposing nothing
+//! twice, malformed statements refused with their line, spilled sorts, and a 10,000-line smoke
+//! run of the benchmark's shape.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use kassa_domain::clock::{Clock, ManualClock};
+use kassa_domain::{Channel, CivilDate, Currency, Money};
+use kassa_recon::statement::StatementFormat;
+use kassa_recon::{ReconError, Reconciler};
+use kassa_store::qr::{
+    insert_refund, insert_trade, QrKind, QrOrderState, QrOriginKind, QrRefundRecord, QrRefundStatus, QrStatus,
+    QrTradeRecord,
+};
+use kassa_store::recon::{DifferenceClass, ReconCounts, ReconSource};
+use kassa_store::testing::TestDb;
+use kassa_store::{Guard, Store, WriteOp, WriteUnit};
+
+const MERCHANT: &str = "898100000000001";
+const DAY: &str = "2026-12-06";
+const HOUR_MS: i64 = 3_600_000;
+
+fn cny(minor: i64) -> Money {
+    Money::from_minor(minor, Currency::from_code("CNY").unwrap())
+}
+
+fn day() -> CivilDate {
+    CivilDate::parse(DAY).unwrap()
+}
+
+/// `hour` o'clock on the test day in Asia/Shanghai, Unix milliseconds.
+fn at(hour: i64) -> i64 {
+    day().days_since_epoch() * 24 * HOUR_MS - 8 * HOUR_MS + hour * HOUR_MS
+}
+
+fn trade(n: i64, status: QrStatus, wallet: Option<Channel>, minor: i64) -> QrTradeRecord {
+    let paid = status == QrStatus::Paid;
+    let order = match status {
+        QrStatus::Paid => QrOrderState::Paid,
+        QrStatus::Closed => QrOrderState::Closed,
+        _ => QrOrderState::Open,
+    };
+    QrTradeRecord {
+        id: 1_000 + n,
+        merchant_id: MERCHANT.into(),
+        out_trade_no: format!("o{n:07}"),
+        reference: format!("K{n:07}"),
+        kind: QrKind::CustomerCode,
+        wallet,
+        status,
+        amount: cny(minor),
+        refunded_minor: 0,
+        refunding_minor: 0,
+        fee_minor: 0,
+        subject: "coffee".into(),
+        origin: QrOriginKind::Api,
+        origin_id: None,
+        terminal_id: None,
+        operator: None,
+        code_digest: None,
+        qr_token: None,
+        alipay_order: if wallet == Some(Channel::Alipay) { order } else { QrOrderState::None },
+        alipay_code: None,
+        wechat_order: if wallet == Some(Channel::Wechat) { order } else { QrOrderState::None },
+        wechat_code: None,
+        trade_no: paid.then(|| format!("T{n}")),
+        paid_at_ms: paid.then(|| at(10)),
+        expires_at_ms: at(11),
+        next_check_at_ms: None,
+        checks: 0,
+        attention: false,
+        failure: None,
+        business_date: DAY.into(),
+        version: 1,
+        created_at_ms: at(10),
+        updated_at_ms: at(10),
+    }
+}
+
+fn refund(n: i64, trade_n: i64, status: QrRefundStatus, minor: i64) -> QrRefundRecord {
+    QrRefundRecord {
+        id: 5_000 + n,
+        trade_id: 1_000 + trade_n,
+        out_request_no: format!("r{n}"),
+        refund_reference: format!("R{n:07}"),
+        amount: cny(minor),
+        status,
+        reason: "return".into(),
+        fee_returned_minor: 0,
+        failure: None,
+        next_check_at_ms: None,
+        checks: 0,
+        version: 1,
+        created_at_ms: at(12),
+        updated_at_ms: at(12),
+    }
+}
+
+fn as_op(guard: Guard) -> WriteOp {
+    match guard {
+        Guard::Statement(statement) => WriteOp::Statement { statement, may_change_nothing: false },
+        other => panic!("not a statement: {other:?}"),
+    }
+}
+
+/// Stores trades (and refunds) in units of 5,000 rows: the fast seeding of the benchmark.
+async fn seed(store: &Store, trades: &[QrTradeRecord], refunds: &[QrRefundRecord]) {
+    for chunk in trades.chunks(5_000) {
+        let ops = chunk.iter().map(|t| as_op(insert_trade(t))).collect();
+        store.commit(WriteUnit::ops(ops)).await.unwrap();
+    }
+    if !refunds.is_empty() {
+        store.commit(WriteUnit::ops(refunds.iter().map(insert_refund).collect())).await.unwrap();
+    }
+}
+
+fn alipay_trade_row(n: i64, minor: i64) -> String {
+    let amount = cny(minor).to_decimal_string();
+    format!("T{n},K{n:07},交易,coffee,{DAY} 10:00:00,{DAY} 10:00:05,{amount},{amount},,0.00")
+}
+
+fn alipay_refund_row(n: i64, trade_n: i64, trade_minor: i64, minor: i64) -> String {
+    let total = cny(trade_minor).to_decimal_string();
+    let refunded = cny(minor).to_decimal_string();
+    format!("T{trade_n},K{trade_n:07},退款,coffee,{DAY} 10:00:00,{DAY} 12:00:00,{total},-{refunded},R{n:07},-0.00")
+}
+
+fn statement(rows: &[String]) -> String {
+    let mut text = format!("{}\r\n", StatementFormat::Alipay.header());
+    for row in rows {
+        text.push_str(row);
+        text.push_str("\r\n");
+    }
+    text
+}
+
+fn reconciler(db: &TestDb, chunk_lines: usize) -> Reconciler {
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(at(26)));
+    Reconciler::new(db.store.clone(), None, clock).with_chunk_lines(chunk_lines)
+}
+
+async fn reconcile(db: &TestDb, text: &str, chunk_lines: usize) -> Result<kassa_recon::ReconReport, ReconError> {
+    let input = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
+    reconciler(db, chunk_lines).reconcile(Channel::Alipay, day(), ReconSource::File, "test", input).await
+}
+
+async fn on_both_backends<F, Fut>(test: F)
+where
+    F: Fn(TestDb) -> Fut,
+    Fut: std::future::Future<Output = TestDb>,
+{
+    test(TestDb::sqlite().await).await.finish().await;
+    if let Some(db) = TestDb::postgres().await {
+        test(db).await.finish().await;
+    }
+}
+
+/// The day of the class test: one of each case.
+async fn seed_every_class(store: &Store) -> String {
+    let alipay = Some(Channel::Alipay);
+    let mut previous_day = trade(9, QrStatus::Paid, alipay, 900);
+    previous_day.business_date = "2026-12-05".into();
+    let trades = vec![
+        trade(1, QrStatus::Paid, alipay, 1234),               // matched
+        trade(2, QrStatus::Paid, alipay, 1000),               // amount mismatch (10.50 at the channel)
+        trade(3, QrStatus::Closed, alipay, 880),              // paid at the channel, closed here
+        trade(4, QrStatus::Paid, alipay, 500),                // omitted from the statement
+        trade(6, QrStatus::Waiting, alipay, 700),             // unknown here, paid there
+        trade(7, QrStatus::Closed, alipay, 300),              // unpaid on both sides
+        trade(8, QrStatus::Paid, Some(Channel::Wechat), 400), // the other wallet's
+        previous_day,                                         // created the day before
+    ];
+    let refunds = vec![
+        refund(1, 1, QrRefundStatus::Succeeded, 200), // matched
+        refund(2, 1, QrRefundStatus::Succeeded, 100), // missing at the channel
+        refund(4, 1, QrRefundStatus::Failed, 50),     // failed on both sides: nothing
+    ];
+    seed(store, &trades, &refunds).await;
+    statement(&[
+        alipay_trade_row(6, 700),
+        alipay_trade_row(1, 1234),
+        alipay_trade_row(2, 1050),
+        alipay_trade_row(3, 880),
+        alipay_trade_row(5, 600), // unknown to Kassa
+        alipay_trade_row(9, 900),
+        alipay_refund_row(1, 1, 1234, 200),
+        alipay_refund_row(3, 1, 1234, 30), // a refund Kassa never made
+    ])
+}
+
+fn expected_every_class(corrections_proposed: i64) -> ReconCounts {
+    ReconCounts {
+        lines: 8,
+        matched: 3,
+        amount_mismatch: 1,
+        paid_not_credited: 2,
+        missing_at_channel: 2,
+        status_mismatch: 2,
+        corrections_proposed,
+    }
+}
+
+#[tokio::test]
+async fn every_class_is_found_and_a_rerun_proposes_nothing_twice() {
+    on_both_backends(|db| async move {
+        let text = seed_every_class(&db.store).await;
+        let first = reconcile(&db, &text, 50_000).await.unwrap();
+        assert_eq!(first.counts, expected_every_class(2));
+        assert_eq!(first.to_json()["paid_not_credited"], 2);
+        assert_eq!(first.to_json()["channel"], "alipay");
+        assert_eq!(first.to_json()["date"], DAY);
+
+        let differences = db.store.recon().differences(first.run_id, "", 100).await.unwrap();
+        assert_eq!(differences.len(), 7);
+        let by_reference = |reference: &str, kind: &str| {
+            differences.iter().find(|d| d.reference == reference && d.kind == kind).unwrap().clone()
+        };
+        let closed = by_reference("K0000003", "trade");
+        assert_eq!(closed.class, DifferenceClass::PaidNotCredited);
+        assert_eq!(closed.statement_line_no, Some(5));
+        assert!(closed.statement_line.as_deref().unwrap().contains("K0000003"));
+        assert_eq!(closed.kassa_record.as_ref().unwrap()["status"], "closed");
+        assert_eq!((closed.channel_amount_minor, closed.kassa_amount_minor), (Some(880), Some(880)));
+        assert!(closed.correction_key.is_some());
+        let unknown = by_reference("K0000005", "trade");
+        assert_eq!(unknown.class, DifferenceClass::PaidNotCredited);
+        assert_eq!(unknown.correction_key, None, "no merchant to credit: evidence only");
+        assert_eq!(by_reference("K0000002", "trade").class, DifferenceClass::AmountMismatch);
+        assert_eq!(by_reference("K0000004", "trade").class, DifferenceClass::MissingAtChannel);
+        assert_eq!(by_reference("K0000006", "trade").class, DifferenceClass::StatusMismatch);
+        let missing_refund = differences.iter().find(|d| d.refund_reference.as_deref() == Some("R0000002")).unwrap();
+        assert_eq!(missing_refund.class, DifferenceClass::MissingAtChannel);
+        let unknown_refund = differences.iter().find(|d| d.refund_reference.as_deref() == Some("R0000003")).unwrap();
+        assert_eq!(unknown_refund.class, DifferenceClass::StatusMismatch);
+
+        // The corrections proposed: one per difference that calls for one, with its evidence.
+        let correction_key = closed.correction_key.clone().unwrap();
+        assert!(db.store.recon().correction_exists(&correction_key).await.unwrap());
+
+        // A rerun is a new run with the same findings, and proposes nothing again.
+        let second = reconcile(&db, &text, 50_000).await.unwrap();
+        assert!(second.run_id > first.run_id);
+        assert_eq!(second.counts, expected_every_class(0));
+        let runs = db.store.recon().runs(i64::MAX, 10).await.unwrap();
+        assert_eq!(runs.len(), 2);
+        assert!(runs.iter().all(|run| run.finished));
+        assert_eq!(runs[0].counts, second.counts);
+        db
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_statement_sorted_through_temporary_files_finds_the_same() {
+    on_both_backends(|db| async move {
+        let text = seed_every_class(&db.store).await;
+        let report = reconcile(&db, &text, 2).await.unwrap();
+        assert_eq!(report.counts, expected_every_class(2));
+        db
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_statement_is_refused_with_its_line_and_stores_nothing() {
+    on_both_backends(|db| async move {
+        seed_every_class(&db.store).await;
+        let mut rows = vec![alipay_trade_row(1, 1234), alipay_trade_row(2, 1050)];
+        rows.push("T3,K0000003,交易,coffee,t,t,8.8.0,8.80,,0.00".into());
+        let error = reconcile(&db, &statement(&rows), 50_000).await.unwrap_err();
+        match &error {
+            ReconError::Statement(error) => assert_eq!(error.line(), 4),
+            other => panic!("expected a refused statement, got {other}"),
+        }
+        assert!(error.to_string().starts_with("statement line 4:"), "{error}");
+        assert!(db.store.recon().runs(i64::MAX, 10).await.unwrap().is_empty());
+        db
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_day_without_trades_reconciles_to_nothing() {
+    on_both_backends(|db| async move {
+        let report = reconcile(&db, &statement(&[]), 50_000).await.unwrap();
+        assert_eq!(report.counts, ReconCounts::default());
+        db
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ten_thousand_lines_match_ten_thousand_trades() {
+    const LINES: i64 = 10_000;
+    on_both_backends(|db| async move {
+        let trades: Vec<QrTradeRecord> =
+            (0..LINES).map(|n| trade(n, QrStatus::Paid, Some(Channel::Alipay), 100 + n % 5_000)).collect();
+        seed(&db.store, &trades, &[]).await;
+        // Statement order is not reference order: a permutation of the trades.
+        let rows: Vec<String> =
+            (0..LINES).map(|i| (i * 7_919) % LINES).map(|n| alipay_trade_row(n, 100 + n % 5_000)).collect();
+        let report = reconcile(&db, &statement(&rows), 1_000).await.unwrap();
+        assert_eq!(report.counts.lines, LINES);
+        assert_eq!(report.counts.matched, LINES);
+        assert_eq!(report.counts.amount_mismatch + report.counts.missing_at_channel, 0);
+        db
+    })
+    .await;
+}
