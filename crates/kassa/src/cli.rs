@@ -46,6 +46,27 @@ pub enum Command {
     Bench(BenchArgs),
     /// The POS terminal program (--headless: line commands on stdin, JSON lines on stdout).
     Terminal(TerminalArgs),
+    /// Reconcile a channel's statement for a business day against Kassa's records.
+    Recon(ReconArgs),
+}
+
+/// `kassa recon`.
+#[derive(Debug, Args)]
+pub struct ReconArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The channel: alipay, wechat or card.
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: String,
+    /// The business day, YYYY-MM-DD.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: String,
+    /// Read the statement from FILE instead of downloading it through the channel's connector.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Print the run as one JSON object (last on stdout).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the configuration and the data are.

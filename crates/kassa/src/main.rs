@@ -13,6 +13,7 @@ mod gateway;
 mod logging;
 mod master_key;
 mod qr;
+mod recon;
 mod seed;
 mod sim;
 mod start;
@@ -67,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(store) => (store, store.layer()?),
         Command::Backup(args) | Command::Restore(args) => (&args.store, args.store.layer()?),
         Command::Audit(AuditCommand::Verify(store)) => (store, store.layer()?),
+        Command::Recon(args) => (&args.store, args.store.layer()?),
         Command::Bench(_) | Command::Terminal(_) => return Ok(()),
     };
     let config = load_config(store_args, log_format.overlaid_by(flags))?;
@@ -82,6 +84,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Backup(args) => backup(&config, &args.file).await,
             Command::Restore(args) => restore(&config, &args.file).await,
             Command::Audit(AuditCommand::Verify(_)) => audit::verify(&config).await,
+            Command::Recon(args) => {
+                let request = recon::ReconRequest {
+                    channel: args.channel,
+                    date: args.date,
+                    file: args.file,
+                    json: args.json,
+                };
+                recon::run(&config, &request).await
+            }
             Command::Bench(_) | Command::Terminal(_) => Ok(()),
         }
     })
