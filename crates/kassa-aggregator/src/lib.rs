@@ -247,8 +247,9 @@ async fn serve(State(state): State<GatewayState>, RawQuery(query): RawQuery, bod
     let query = query.unwrap_or_default();
     // Read here rather than by an extractor, so that an oversized body is answered like every
     // other refusal: HTTP 200, signed.
-    let parsed = match axum::body::to_bytes(body, request::BODY_BYTES_MAX).await {
-        Ok(body) => Received::parse(query.as_bytes(), &body),
+    let body = axum::body::to_bytes(body, request::BODY_BYTES_MAX).await;
+    let parsed = match &body {
+        Ok(body) => Received::parse(query.as_bytes(), body),
         Err(_) => Err(Reply::invalid(
             "isv.invalid-parameter",
             format!("the body is over {} bytes or unreadable", request::BODY_BYTES_MAX),
@@ -256,7 +257,11 @@ async fn serve(State(state): State<GatewayState>, RawQuery(query): RawQuery, bod
     };
     let (method, received) = match parsed {
         Ok(received) => (received.method().unwrap_or(FALLBACK_METHOD).to_owned(), Ok(received)),
-        Err(refusal) => (FALLBACK_METHOD.to_owned(), Err(refusal)),
+        Err(refusal) => {
+            let body = body.as_deref().unwrap_or_default();
+            let method = request::method_hint(query.as_bytes(), body).unwrap_or_else(|| FALLBACK_METHOD.to_owned());
+            (method, Err(refusal))
+        }
     };
     let Some(key) = state.inner.key.get(&state.inner.store).await else {
         // No signing key (`kassa serve` with none configured): nothing runs, and the answer,

@@ -84,12 +84,25 @@ impl Received {
     /// The method named, when it looks like one (`alipay.trade.pay`: lower-case letters, digits,
     /// dots and underscores): the key of the answer's object depends on it.
     pub fn method(&self) -> Option<&str> {
-        self.get("method").filter(|method| {
-            method.len() <= METHOD_CHARS_MAX
-                && method.starts_with(|c: char| c.is_ascii_lowercase())
-                && method.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
-        })
+        self.get("method").filter(|method| usable_method(method))
     }
+}
+
+fn usable_method(method: &str) -> bool {
+    method.len() <= METHOD_CHARS_MAX
+        && method.starts_with(|c: char| c.is_ascii_lowercase())
+        && method.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+}
+
+/// The method a request that could not be parsed names, looked for in its query string and in
+/// the part of its body that was read (each within [`BODY_BYTES_MAX`]), so that its refusal still
+/// comes under the key its SDK waits for: the first usable `method` found.
+pub fn method_hint(query: &[u8], body: &[u8]) -> Option<String> {
+    [query, body].into_iter().filter(|part| part.len() <= BODY_BYTES_MAX).find_map(|part| {
+        form_urlencoded::parse(part)
+            .find(|(name, value)| name == "method" && usable_method(value))
+            .map(|(_, v)| v.into_owned())
+    })
 }
 
 /// The common parameters, checked, with the business parameters parsed.
@@ -213,6 +226,16 @@ mod tests {
         assert_eq!(codes(Received::parse(b"", &big).unwrap_err()).0, "40002");
         let long_query = vec![b'q'; QUERY_BYTES_MAX + 1];
         assert_eq!(codes(Received::parse(&long_query, b"").unwrap_err()).0, "40002");
+    }
+
+    #[test]
+    fn a_request_refused_whole_still_names_its_method_when_it_can() {
+        let repeated = b"method=alipay.trade.query&app_id=1&app_id=2";
+        assert!(Received::parse(repeated, b"").is_err());
+        assert_eq!(method_hint(repeated, b"").as_deref(), Some("alipay.trade.query"));
+        assert_eq!(method_hint(b"x=1", b"method=alipay.trade.pay").as_deref(), Some("alipay.trade.pay"));
+        assert_eq!(method_hint(b"method=Bad%22", b"method=alipay.trade.close").as_deref(), Some("alipay.trade.close"));
+        assert_eq!(method_hint(b"", b""), None);
     }
 
     #[test]

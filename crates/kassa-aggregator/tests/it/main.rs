@@ -585,6 +585,11 @@ async fn hostile_input_is_answered_signed_and_writes_nothing(db: &TestDb) {
             String::from_utf8_lossy(&body[..body.len().min(200)])
         );
     }
+    // Refused whole (too many parameters), yet answered under the method the query names.
+    let crowded: String = (0..100).map(|i| format!("p{i}=x&")).collect();
+    let answer = kassa.post("/gateway.do?method=alipay.trade.query&app_id=1", crowded.as_bytes()).await;
+    assert_eq!(code(&kassa.verified("alipay.trade.query", &answer)).0, "40002", "{}", answer.text);
+
     // GET with everything in the query works like a POST; other HTTP methods are not served.
     let query = signed(json!({"out_trade_no": "nope"}));
     let got =
