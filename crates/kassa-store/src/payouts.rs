@@ -3,11 +3,15 @@
 //! writes through the constructors below, which build [`Guard`]s and [`WriteOp`]s for the one
 //! write path.
 //!
-//! A payout is made in two units. [`open_payout`] inserts the payout (unique per merchant,
-//! currency and day: a rerun finds it) and, in the same unit, [`claim_items`] claims every entry
-//! of the merchant's payable account made before its cut-off that no payout took yet. The
-//! database then sums the claimed entries ([`PayoutStore::payout_sums`]), and [`post_payout`]
-//! writes the totals with the payout's journal entry, once (only from `open`).
+//! A payout is made in steps. [`open_payout`] inserts the payout (unique per merchant, currency
+//! and day: a rerun finds it); while it is open, pages of [`claim_item`] (guarded by
+//! [`payout_is_open`]) claim the entries of the merchant's payable account made before its
+//! cut-off that no payout took yet ([`PayoutStore::unclaimed_entries`], a page of ids at a
+//! time). The database then sums the claimed entries ([`PayoutStore::payout_sums`]), and
+//! [`post_payout`] writes the totals with the payout's journal entry, once (only from `open`).
+//! Every statement uses its `$n` placeholders in ascending order of first appearance (SQLite
+//! numbers them so). Write statements never read the ledger tables (the PostgreSQL writer writes ledger rows last
+//! in a batch), so the claims name their entries.
 //!
 //! **Invariant**: a ledger entry is in at most one payout (`payout_items`' primary key), and a
 //! payout's totals are the sums of exactly the entries it claimed, so nothing is paid twice and
@@ -170,6 +174,15 @@ pub trait PayoutStore: Send + Sync {
     /// The merchant payable accounts `(merchant, currency)` that have an entry made before
     /// `cutoff_ms` no payout took, at most `limit`.
     async fn accounts_owed(&self, cutoff_ms: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError>;
+    /// The entries of `account_key` made before `cutoff_ms` that no payout took (payouts' own
+    /// entries excepted), by id after `after_entry_id`, at most `limit`.
+    async fn unclaimed_entries(
+        &self,
+        account_key: &str,
+        cutoff_ms: i64,
+        after_entry_id: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError>;
     /// The sums per entry kind over what a payout took.
     async fn payout_sums(&self, payout_id: i64, account_key: &str) -> Result<Vec<KindSums>, StoreError>;
     /// The entries a payout took, by entry id after `after_entry_id`, at most `limit`.
@@ -272,16 +285,30 @@ impl PayoutStore for SqlReads {
         self.all(sql, &params![cutoff_ms, limit], |row| Ok((row.text(0)?, row.text(1)?))).await
     }
 
+    async fn unclaimed_entries(
+        &self,
+        account_key: &str,
+        cutoff_ms: i64,
+        after_entry_id: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let sql = "SELECT DISTINCT p.entry_id FROM ledger_postings p JOIN ledger_entries e ON e.id = p.entry_id \
+                   WHERE p.account_key = $1 AND e.kind <> 'payout' AND e.created_at_ms < $2 AND p.entry_id > $3 \
+                   AND NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.entry_id = p.entry_id \
+                   AND i.account_key = p.account_key) ORDER BY p.entry_id LIMIT $4";
+        self.all(sql, &params![account_key, cutoff_ms, after_entry_id, limit], |row| row.int(0)).await
+    }
+
     async fn payout_sums(&self, payout_id: i64, account_key: &str) -> Result<Vec<KindSums>, StoreError> {
         let sql = "SELECT e.kind, \
-                   CAST(COALESCE(SUM(CASE WHEN p.account_key = $2 THEN p.amount_minor ELSE 0 END), 0) AS BIGINT), \
+                   CAST(COALESCE(SUM(CASE WHEN p.account_key = $1 THEN p.amount_minor ELSE 0 END), 0) AS BIGINT), \
                    CAST(COALESCE(SUM(CASE WHEN a.kind = 'fee_income' THEN p.amount_minor ELSE 0 END), 0) AS BIGINT), \
                    COUNT(DISTINCT e.id) \
                    FROM payout_items i JOIN ledger_entries e ON e.id = i.entry_id \
                    JOIN ledger_postings p ON p.entry_id = e.id \
                    JOIN ledger_accounts a ON a.account_key = p.account_key \
-                   WHERE i.payout_id = $1 AND i.account_key = $2 GROUP BY e.kind ORDER BY e.kind";
-        self.all(sql, &params![payout_id, account_key], |row| {
+                   WHERE i.account_key = $1 AND i.payout_id = $2 GROUP BY e.kind ORDER BY e.kind";
+        self.all(sql, &params![account_key, payout_id], |row| {
             Ok(KindSums {
                 kind: row.text(0)?,
                 merchant_minor: row.int(1)?,
@@ -300,14 +327,14 @@ impl PayoutStore for SqlReads {
         limit: i64,
     ) -> Result<Vec<PayoutItem>, StoreError> {
         let sql = "SELECT e.id, e.kind, e.reference, e.created_at_ms, \
-                   CAST(COALESCE(SUM(CASE WHEN p.account_key = $2 THEN p.amount_minor ELSE 0 END), 0) AS BIGINT), \
+                   CAST(COALESCE(SUM(CASE WHEN p.account_key = $1 THEN p.amount_minor ELSE 0 END), 0) AS BIGINT), \
                    CAST(COALESCE(SUM(CASE WHEN a.kind = 'fee_income' THEN p.amount_minor ELSE 0 END), 0) AS BIGINT) \
                    FROM payout_items i JOIN ledger_entries e ON e.id = i.entry_id \
                    JOIN ledger_postings p ON p.entry_id = e.id \
                    JOIN ledger_accounts a ON a.account_key = p.account_key \
-                   WHERE i.payout_id = $1 AND i.account_key = $2 AND e.id > $3 \
+                   WHERE i.account_key = $1 AND i.payout_id = $2 AND e.id > $3 \
                    GROUP BY e.id, e.kind, e.reference, e.created_at_ms ORDER BY e.id LIMIT $4";
-        self.all(sql, &params![payout_id, account_key, after_entry_id, limit], |row| {
+        self.all(sql, &params![account_key, payout_id, after_entry_id, limit], |row| {
             Ok(PayoutItem {
                 entry_id: row.int(0)?,
                 kind: row.text(1)?,
@@ -322,9 +349,9 @@ impl PayoutStore for SqlReads {
 
     async fn payout_ledger_sum(&self, payout_id: i64, account_key: &str) -> Result<i64, StoreError> {
         let sql = "SELECT CAST(COALESCE(SUM(p.amount_minor), 0) AS BIGINT) FROM ledger_postings p \
-                   WHERE p.account_key = $2 AND p.entry_id IN \
-                   (SELECT i.entry_id FROM payout_items i WHERE i.payout_id = $1 AND i.account_key = $2)";
-        Ok(self.one(sql, &params![payout_id, account_key], |row| row.int(0)).await?.unwrap_or(0))
+                   WHERE p.account_key = $1 AND p.entry_id IN \
+                   (SELECT i.entry_id FROM payout_items i WHERE i.account_key = $1 AND i.payout_id = $2)";
+        Ok(self.one(sql, &params![account_key, payout_id], |row| row.int(0)).await?.unwrap_or(0))
     }
 }
 
@@ -363,30 +390,27 @@ pub fn open_payout(p: &NewPayout) -> Guard {
     })
 }
 
-/// Claims for the payout [`open_payout`] opened, in the same unit, every entry of the merchant
-/// account made before the cut-off that no payout took (payouts' own entries excepted).
-pub fn claim_items(p: &NewPayout) -> WriteOp {
+/// Claims ledger entry `entry_id` of `account_key` for payout `payout_id` unless a payout took
+/// it already (the primary key keeps every entry in one payout). Pair a page of these with
+/// [`payout_is_open`] as the unit's guard.
+pub fn claim_item(payout_id: i64, account_key: &str, entry_id: i64) -> WriteOp {
     WriteOp::Statement {
         statement: Statement {
-            sql: "INSERT INTO payout_items (entry_id, account_key, payout_id) \
-                  SELECT DISTINCT p.entry_id, p.account_key, \
-                  (SELECT o.id FROM payouts o WHERE o.merchant_id = $1 AND o.currency = $2 AND o.business_date = $3) \
-                  FROM ledger_postings p JOIN ledger_entries e ON e.id = p.entry_id \
-                  WHERE p.account_key = $4 AND e.kind <> 'payout' AND e.created_at_ms < $5 \
-                  AND NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.entry_id = p.entry_id \
-                  AND i.account_key = p.account_key) \
+            sql: "INSERT INTO payout_items (entry_id, account_key, payout_id) VALUES ($1, $2, $3) \
                   ON CONFLICT DO NOTHING",
-            params: params![
-                p.merchant_id.as_str(),
-                p.currency.as_str(),
-                p.business_date.as_str(),
-                account_key(&p.merchant_id, &p.currency),
-                p.cutoff_ms
-            ]
-            .to_vec(),
+            params: params![entry_id, account_key, payout_id].to_vec(),
         },
         may_change_nothing: true,
     }
+}
+
+/// The guard that passes while payout `payout_id` is still open (its items may still be
+/// claimed); a `Duplicate` outcome means it was posted meanwhile.
+pub fn payout_is_open(payout_id: i64) -> Guard {
+    Guard::Statement(Statement {
+        sql: "UPDATE payouts SET status = 'open' WHERE id = $1 AND status = 'open'",
+        params: params![payout_id].to_vec(),
+    })
 }
 
 /// The guard that writes an open payout's totals (the database's sums over its items): passes
