@@ -41,6 +41,8 @@ use zeroize::Zeroizing;
 
 mod api_keys;
 
+pub mod corrections;
+pub mod payouts;
 pub mod refunds;
 
 /// The largest request body accepted.

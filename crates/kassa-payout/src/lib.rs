@@ -311,6 +311,11 @@ impl Payouts {
         }
     }
 
+    /// The payouts of business day `date`, by merchant, at most `limit`.
+    pub async fn of_day(&self, date: CivilDate, limit: i64) -> Result<Vec<PayoutRecord>, PayoutError> {
+        Ok(self.store.payouts().payouts_of_day(&date.to_string(), limit.clamp(1, ACCOUNTS_PER_RUN_MAX)).await?)
+    }
+
     /// Writes an open payout's totals and its journal entry, once.
     async fn post(&self, payout: PayoutRecord, actor: &str) -> Result<PayoutRecord, PayoutError> {
         let key = payout.account_key();
