@@ -26,8 +26,10 @@ pub const API_KEY_PREFIX: &str = "kassa_live_";
 pub const API_KEY_RANDOM_BYTES: usize = 24;
 /// Characters of a key kept (and shown) to tell keys apart: the prefix and 4 more.
 pub const API_KEY_SHOWN_CHARS: usize = API_KEY_PREFIX.len() + 4;
-/// The most keys a merchant holds, revoked ones included (a list shows them all).
+/// The most keys of a merchant that are not revoked.
 pub const API_KEYS_PER_MERCHANT_MAX: i64 = 100;
+/// The most keys a list shows (the newest, revoked ones included).
+pub const API_KEYS_LISTED_MAX: i64 = 200;
 /// The longest label, in characters.
 pub const LABEL_CHARS_MAX: usize = 64;
 
@@ -81,10 +83,10 @@ fn audit(
 }
 
 async fn keys_of(state: &BackOfficeState, merchant_id: &str) -> Result<Vec<ApiKey>, ApiError> {
-    Ok(state.auth.store().api().api_keys_of(merchant_id, API_KEYS_PER_MERCHANT_MAX).await.map_err(AuthError::from)?)
+    Ok(state.auth.store().api().api_keys_of(merchant_id, API_KEYS_LISTED_MAX).await.map_err(AuthError::from)?)
 }
 
-/// The merchant's keys, newest first (never the keys themselves).
+/// The merchant's keys, newest first, at most [`API_KEYS_LISTED_MAX`] (never the keys themselves).
 async fn list(
     State(state): State<BackOfficeState>,
     Path(merchant_id): Path<String>,
@@ -114,9 +116,10 @@ async fn create(
         return Err(ApiError::Body("label: name the key (where it is used)".into()));
     }
     limited("label", label, LABEL_CHARS_MAX)?;
-    if i64::try_from(keys_of(&state, &merchant_id).await?.len()).unwrap_or(i64::MAX) >= API_KEYS_PER_MERCHANT_MAX {
+    let live = state.auth.store().api().live_api_keys(&merchant_id).await.map_err(AuthError::from)?;
+    if live >= API_KEYS_PER_MERCHANT_MAX {
         return Err(ApiError::Auth(AuthError::Blocked(format!(
-            "a merchant holds at most {API_KEYS_PER_MERCHANT_MAX} API keys"
+            "a merchant holds at most {API_KEYS_PER_MERCHANT_MAX} API keys that are not revoked; revoke one first"
         ))));
     }
     let secret =
@@ -158,8 +161,9 @@ async fn revoke(
     let session = manager(&state, &call, &merchant_id).await?;
     let body: RevokeBody = call.json()?;
     limited("reason", &body.reason, REASON_CHARS_MAX)?;
-    let keys = keys_of(&state, &merchant_id).await?;
-    let mut key = keys.into_iter().find(|key| key.key_id == key_id).ok_or(AuthError::NotFound("API key"))?;
+    limited("key_id", &key_id, ID_CHARS_MAX)?;
+    let found = state.auth.store().api().api_key_by_id(&merchant_id, &key_id).await.map_err(AuthError::from)?;
+    let mut key = found.ok_or(AuthError::NotFound("API key"))?;
     if key.revoked_at_ms.is_some() {
         return Err(ApiError::Auth(AuthError::Blocked("the API key is revoked already".into())));
     }

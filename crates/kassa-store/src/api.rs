@@ -195,6 +195,10 @@ pub trait ApiStore: Send + Sync {
     async fn api_key(&self, key_digest: &str) -> Result<Option<ApiKey>, StoreError>;
     /// The keys of a merchant, newest first, at most `limit`.
     async fn api_keys_of(&self, merchant_id: &str, limit: i64) -> Result<Vec<ApiKey>, StoreError>;
+    /// A key of a merchant by its public id.
+    async fn api_key_by_id(&self, merchant_id: &str, key_id: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// How many keys of a merchant are not revoked.
+    async fn live_api_keys(&self, merchant_id: &str) -> Result<i64, StoreError>;
     /// An idempotency record.
     async fn idempotency_entry(&self, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>, StoreError>;
     /// The merchant's card transactions (balance inquiries aside) and QR trades that pass
@@ -349,6 +353,21 @@ impl ApiStore for SqlReads {
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE merchant_id = $1 ORDER BY created_at_ms DESC, key_digest LIMIT $2"
         );
         self.all(&sql, &params![merchant_id, limit], api_key).await
+    }
+
+    async fn api_key_by_id(&self, merchant_id: &str, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
+        if key_id.len() != API_KEY_ID_HEX_DIGITS || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let sql =
+            format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE merchant_id = $1 AND substr(key_digest, 1, 16) = $2");
+        self.one(&sql, &params![merchant_id, key_id.to_ascii_lowercase()], api_key).await
+    }
+
+    async fn live_api_keys(&self, merchant_id: &str) -> Result<i64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM api_keys WHERE merchant_id = $1 AND revoked_at_ms IS NULL";
+        let rows = self.reader.query(sql, &params![merchant_id]).await?;
+        rows.first().map_or(Ok(0), |row| row.int(0))
     }
 
     async fn idempotency_entry(&self, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {

@@ -89,4 +89,27 @@ async fn keys_are_created_once_listed_and_revoked_by_their_owner(db: &TestDb) {
     assert!(!contents.windows(key.len()).any(|window| window == key.as_bytes()), "the key is not in the database");
 }
 
-kassa_store::both_backends!(keys_are_created_once_listed_and_revoked_by_their_owner);
+async fn a_merchant_holds_at_most_a_hundred_live_keys(db: &TestDb) {
+    let bo = start(db).await;
+    let owner = bo.ready("owner", "Owner-Keys-2026x").await;
+    let mut first_id = String::new();
+    for index in 0..100 {
+        let created = bo.post(&owner, KEYS, json!({"label": format!("till {index}")})).await;
+        assert_eq!(created.status, 200, "{index}: {}", created.body);
+        if index == 0 {
+            first_id = created.body["api_key"]["id"].as_str().unwrap().to_owned();
+        }
+    }
+    let refused = bo.post(&owner, KEYS, json!({"label": "one more"})).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    // The oldest key is revoked by its id however many keys came after it.
+    let revoked = bo.post(&owner, &format!("{KEYS}/{first_id}/revoke"), json!({})).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(bo.post(&owner, KEYS, json!({"label": "one more"})).await.status, 200);
+    assert_eq!(bo.get(&owner, KEYS).await.body["api_keys"].as_array().unwrap().len(), 101);
+}
+
+kassa_store::both_backends!(
+    keys_are_created_once_listed_and_revoked_by_their_owner,
+    a_merchant_holds_at_most_a_hundred_live_keys
+);
