@@ -43,6 +43,7 @@ mod api_keys;
 
 pub mod corrections;
 pub mod payouts;
+pub mod recon;
 pub mod refunds;
 
 /// The largest request body accepted.

@@ -16,6 +16,7 @@
 pub mod corrections;
 pub mod matching;
 pub mod run;
+pub mod schedule;
 pub mod sort;
 pub mod statement;
 

@@ -45,7 +45,7 @@ const RUN_ID_ATTEMPTS_MAX: usize = 5;
 pub const CORRECTION_SOURCE: &str = "reconciliation";
 
 /// The providers' statement day: the calendar day in Asia/Shanghai.
-const PROVIDER_DAY: BusinessDay = BusinessDay::calendar_day(SHANGHAI_UTC_OFFSET_MINUTES);
+pub(crate) const PROVIDER_DAY: BusinessDay = BusinessDay::calendar_day(SHANGHAI_UTC_OFFSET_MINUTES);
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -115,19 +115,56 @@ pub struct Reconciler {
     qr: Option<QrService>,
     clock: Arc<dyn Clock>,
     chunk_lines: usize,
+    connectors: Vec<Arc<dyn WalletConnector>>,
 }
 
 impl Reconciler {
     /// A reconciler over `store`; `qr` resolves unknown trades (without it they are reported as
     /// status mismatches).
     pub fn new(store: Store, qr: Option<QrService>, clock: Arc<dyn Clock>) -> Reconciler {
-        Reconciler { store, qr, clock, chunk_lines: SORT_CHUNK_LINES }
+        Reconciler { store, qr, clock, chunk_lines: SORT_CHUNK_LINES, connectors: Vec::new() }
+    }
+
+    /// Adds the connector [`Reconciler::reconcile_day`] downloads its wallet's statements with.
+    pub fn with_connector(mut self, connector: Arc<dyn WalletConnector>) -> Reconciler {
+        self.connectors.retain(|known| known.wallet() != connector.wallet());
+        self.connectors.push(connector);
+        self
+    }
+
+    /// The channels this reconciler can download statements of.
+    pub fn channels(&self) -> Vec<Channel> {
+        self.connectors.iter().map(|connector| wallet_channel(connector.wallet())).collect()
+    }
+
+    /// Downloads the day's statement of `channel` through its connector and reconciles it.
+    pub async fn reconcile_day(
+        &self,
+        channel: Channel,
+        date: CivilDate,
+        started_by: &str,
+    ) -> Result<ReconReport, ReconError> {
+        let connector = self
+            .connectors
+            .iter()
+            .find(|connector| wallet_channel(connector.wallet()) == channel)
+            .cloned()
+            .ok_or_else(|| ReconError::Unsupported(format!("no statement source for {}", channel.as_str())))?;
+        self.reconcile_download(channel, date, started_by, connector.as_ref()).await
     }
 
     /// Lines sorted in memory before spilling a run to disk (tests use small chunks).
     pub fn with_chunk_lines(mut self, chunk_lines: usize) -> Reconciler {
         self.chunk_lines = chunk_lines.clamp(1, SORT_CHUNK_LINES);
         self
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Downloads the day's statement through the wallet's connector and reconciles it.
@@ -221,6 +258,13 @@ impl Reconciler {
             }
         }
         Err(ReconError::Store(StoreError::Conflict("no run id after several attempts".into())))
+    }
+}
+
+fn wallet_channel(wallet: kassa_wallet::Wallet) -> Channel {
+    match wallet {
+        kassa_wallet::Wallet::Alipay => Channel::Alipay,
+        kassa_wallet::Wallet::Wechat => Channel::Wechat,
     }
 }
 

@@ -241,6 +241,12 @@ pub trait ReconStore: Send + Sync {
     async fn next_run_id(&self) -> Result<i64, StoreError>;
     /// A run.
     async fn run(&self, id: i64) -> Result<Option<ReconRunRecord>, StoreError>;
+    /// The newest finished run of a channel's day, if any.
+    async fn finished_run_of_day(
+        &self,
+        channel: Channel,
+        business_date: &str,
+    ) -> Result<Option<ReconRunRecord>, StoreError>;
     /// Runs, newest first, with ids below `before_id`, at most `limit`.
     async fn runs(&self, before_id: i64, limit: i64) -> Result<Vec<ReconRunRecord>, StoreError>;
     /// A run's differences by key, after `after_key`, at most `limit`.
@@ -414,6 +420,18 @@ impl ReconStore for SqlReads {
 
     async fn run(&self, id: i64) -> Result<Option<ReconRunRecord>, StoreError> {
         self.one(&format!("SELECT {RUN_COLUMNS} FROM recon_runs WHERE id = $1"), &params![id], run).await
+    }
+
+    async fn finished_run_of_day(
+        &self,
+        channel: Channel,
+        business_date: &str,
+    ) -> Result<Option<ReconRunRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM recon_runs WHERE channel = $1 AND business_date = $2 AND status = 'finished' \
+             ORDER BY id DESC LIMIT 1"
+        );
+        self.one(&sql, &params![channel.as_str(), business_date], run).await
     }
 
     async fn runs(&self, before_id: i64, limit: i64) -> Result<Vec<ReconRunRecord>, StoreError> {

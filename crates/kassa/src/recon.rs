@@ -59,6 +59,24 @@ fn connector(
     })
 }
 
+/// The host's reconciler (`kassa up`, `kassa serve`): the wallets it has credentials for, the
+/// QR service to ask about trades it does not know the state of.
+pub fn host_reconciler(
+    config: &Config,
+    store: &kassa_store::Store,
+    qr_service: Option<kassa_qr::QrService>,
+    simulator: Option<&kassa_wallet_sim::WalletSim>,
+) -> anyhow::Result<Reconciler> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut reconciler = Reconciler::new(store.clone(), qr_service, clock.clone());
+    if let Some(credentials) = qr::credentials(config, simulator)? {
+        for channel in [Channel::Alipay, Channel::Wechat] {
+            reconciler = reconciler.with_connector(connector(channel, &credentials, clock.clone())?);
+        }
+    }
+    Ok(reconciler)
+}
+
 /// Runs `kassa recon`.
 #[expect(clippy::print_stdout, reason = "the run's outcome is what `kassa recon` is run for")]
 pub async fn run(config: &Config, request: &ReconRequest) -> anyhow::Result<()> {

@@ -130,6 +130,14 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     );
     // /gateway.do refuses at once a notify_url the notification sender would never call.
     let notify_policy = merchant_notifier.as_ref().map(|sender| sender.policy().clone());
+    // Reconciliation (对账): on demand in the back office, and daily once the providers' day closed.
+    let reconciler = crate::recon::host_reconciler(
+        &config,
+        store.inner(),
+        qr_service.clone(),
+        wallet_sim.as_ref().map(|(wallets, _)| wallets),
+    )?;
+    let recon_notifier = notifier.clone();
     let (routes, auth_shared) = routes(
         &store,
         &master_key,
@@ -139,6 +147,19 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         refund_service.clone(),
         notify_policy,
     );
+    // The back office's reconciliation routes, on the process's one hashing pool and counter.
+    let recon_office = kassa_backoffice::BackOfficeState::new(
+        store.inner().clone(),
+        master_key.pepper(),
+        Arc::new(kassa_auth::SystemClock),
+        recon_notifier,
+        auth_shared.clone(),
+    )
+    .with_secure_cookies(secure_cookies);
+    let routes = routes.merge(kassa_backoffice::recon::router(kassa_backoffice::recon::ReconRoutes::new(
+        recon_office,
+        reconciler.clone(),
+    )));
     let deps = AppDeps {
         readiness: store.readiness(),
         registry: registry_with(&auth_shared, qr_service.clone(), merchant_notifier.clone()),
@@ -167,6 +188,10 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         let stop = shutdown.clone();
         tokio::spawn(async move { refund_service.run_resolver(stop.cancelled_owned()).await })
     };
+    let recon_task = {
+        let stop = shutdown.clone();
+        tokio::spawn(async move { reconciler.run_schedule(stop.cancelled_owned()).await })
+    };
     let card = card_issuer.map(|issuer| issuer.description).zip(zone_pin_description);
     print_banner(&config, &app.http_url(), gateway_task.is_some().then_some(iso_addr), sim_addr, card);
     let served = app.run_until_stopped().await.context("the http server failed");
@@ -192,6 +217,9 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     if let Err(error) = refund_task.await {
         outcomes.push(Err(anyhow::anyhow!("the refund resolver stopped abnormally: {error}")));
+    }
+    if let Err(error) = recon_task.await {
+        outcomes.push(Err(anyhow::anyhow!("the reconciliation schedule stopped abnormally: {error}")));
     }
     if let Some((_, task)) = wallet_sim {
         if let Err(error) = task.await {
