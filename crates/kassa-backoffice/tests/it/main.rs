@@ -12,6 +12,8 @@ mod smtp_sink;
 mod api_keys;
 // The refund routes (src/refunds.rs).
 mod refunds;
+// The correction and payout routes (src/corrections.rs, src/payouts.rs).
+mod corrections;
 
 use std::collections::BTreeMap;
 use std::io::Write;
