@@ -155,7 +155,7 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(qr::trade))
         .routes(routes!(qr::cancel))
         .routes(routes!(qr::trade_refunds))
-        .routes(routes!(refunds::request))
+        .routes(routes!(refunds::request, refunds::list))
         .routes(routes!(refunds::progress))
         .routes(routes!(transactions::card_transaction))
         .routes(routes!(transactions::search))

@@ -3,19 +3,23 @@
 //! institution's above the threshold, then to the channel; `GET` shows every step (退款进度).
 //! A QR refund asks for the payment-code password where the merchant's settings require it.
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use kassa_auth::PaycodePurpose;
 use kassa_domain::{RefundReason, RefundRequestState};
-use kassa_refund::{Actor, NewRefund, RefundError, RefundProgress, RefundService, RefundTarget};
+use kassa_refund::{
+    Actor, NewRefund, RefundCursor, RefundError, RefundFilter, RefundProgress, RefundService, RefundTarget,
+};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::idempotency::{Answer, Post};
 use crate::qr::{check_paycode, money};
+use crate::transactions::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
 use crate::wire::{answer, PostErrors, ReadErrors, Secret};
 use crate::{ApiError, ApiState};
 
@@ -60,7 +64,7 @@ impl From<RefundReason> for Reason {
 }
 
 /// Where a refund request stands.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundState {
     /// Waits for the merchant's review.
@@ -330,4 +334,99 @@ pub async fn progress(
 ) -> Result<Json<RefundView>, ApiError> {
     let progress = service(&state)?.get(&actor(&caller), &caller.merchant, &out_request_no).await?;
     Ok(Json(RefundView::from(&progress)))
+}
+
+impl From<RefundState> for RefundRequestState {
+    fn from(state: RefundState) -> Self {
+        match state {
+            RefundState::Requested => RefundRequestState::Requested,
+            RefundState::AwaitingInstitutionReview => RefundRequestState::AwaitingInstitutionReview,
+            RefundState::Approved => RefundRequestState::Approved,
+            RefundState::SentToChannel => RefundRequestState::SentToChannel,
+            RefundState::Succeeded => RefundRequestState::Succeeded,
+            RefundState::Failed => RefundRequestState::Failed,
+            RefundState::RejectedByMerchant => RefundRequestState::RejectedByMerchant,
+            RefundState::RejectedByInstitution => RefundRequestState::RejectedByInstitution,
+        }
+    }
+}
+
+/// Filters and the page of the refund list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RefundListParams {
+    /// Only requests in this state.
+    pub state: Option<RefundState>,
+    /// Only refunds of this QR trade (`out_trade_no`) or card sale (RRN).
+    #[param(max_length = 64)]
+    pub payment: Option<String>,
+    /// Rows per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(max_length = 64)]
+    pub cursor: Option<String>,
+}
+
+/// A page of refund requests.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RefundPage {
+    /// The requests, newest first.
+    pub data: Vec<RefundView>,
+    /// Whether more follow.
+    pub has_more: bool,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The merchant's refund requests and their progress, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/refunds",
+    operation_id = "list_refunds",
+    tag = "Refunds",
+    params(RefundListParams),
+    responses((status = 200, description = "A page of refund requests", body = RefundPage), ReadErrors)
+)]
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    params: Result<Query<RefundListParams>, QueryRejection>,
+) -> Result<Json<RefundPage>, ApiError> {
+    let Query(params) = params.map_err(|rejection| ApiError::ParameterInvalid {
+        message: format!("invalid query: {}", rejection.body_text()),
+        param: None,
+    })?;
+    let limit = params.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
+    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::parameter("limit", format!("1 to {PAGE_LIMIT_MAX}")));
+    }
+    let limit = usize::try_from(limit).map_err(|_| ApiError::parameter("limit", "1 to 100"))?;
+    let after = match &params.cursor {
+        Some(text) => {
+            Some(RefundCursor::decode(text).ok_or_else(|| ApiError::parameter("cursor", "not a cursor of this API"))?)
+        }
+        None => None,
+    };
+    if params.payment.as_ref().is_some_and(|p| p.is_empty() || p.chars().count() > 64) {
+        return Err(ApiError::parameter("payment", "1 to 64 characters"));
+    }
+    let filter = RefundFilter {
+        merchant_id: Some(caller.merchant.clone()),
+        states: params.state.map(RefundRequestState::from).into_iter().collect(),
+        target_reference: params.payment,
+        after,
+        // One more than the page, to know whether another follows.
+        limit: limit + 1,
+    };
+    let mut items = service(&state)?.list(&actor(&caller), filter).await?.items;
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    let next_cursor = if has_more {
+        items.last().map(|last| RefundCursor { created_at_ms: last.created_at_ms, id: last.id }.encode())
+    } else {
+        None
+    };
+    Ok(Json(RefundPage { data: items.iter().map(RefundView::from).collect(), has_more, next_cursor }))
 }

@@ -708,6 +708,7 @@ async fn the_document_describes_every_route(db: &TestDb) {
         ("/api/v1/transactions", "get"),
         ("/api/v1/refunds", "post"),
         ("/api/v1/refunds/{out_request_no}", "get"),
+        ("/api/v1/refunds", "get"),
     ];
     for (path, method) in expected {
         let operation = &paths[path][method];
@@ -795,6 +796,20 @@ async fn refunds_go_through_the_workflow(db: &TestDb) {
     let refunds = api.get("/api/v1/qr/trades/r-1/refunds").await;
     assert_eq!(refunds.body["data"].as_array().unwrap().len(), 1, "{}", refunds.body);
 
+    // The list: newest first, by state, by payment, a page at a time.
+    let listed = api.get("/api/v1/refunds").await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let numbers: Vec<&str> =
+        listed.body["data"].as_array().unwrap().iter().map(|r| r["out_request_no"].as_str().unwrap()).collect();
+    assert_eq!(numbers, ["rf-1"]);
+    assert_eq!(api.get("/api/v1/refunds?state=succeeded&payment=r-1").await.body["data"][0]["out_request_no"], "rf-1");
+    assert_eq!(api.get("/api/v1/refunds?state=requested").await.body["data"], json!([]));
+    assert_eq!(api.get("/api/v1/refunds?payment=nope").await.body["data"], json!([]));
+    assert_eq!(api.get_as(&api.other_key, "/api/v1/refunds").await.body["data"], json!([]));
+    for query in ["limit=0", "cursor=x", "state=done"] {
+        assert_eq!(api.get(&format!("/api/v1/refunds?{query}")).await.code(), "parameter_invalid", "{query}");
+    }
+
     let theirs = api.get_as(&api.other_key, "/api/v1/refunds/rf-1").await;
     assert_eq!((theirs.status, theirs.code()), (404, "not_found"));
     assert_eq!(api.get("/api/v1/refunds/nope").await.status, 404);
@@ -807,6 +822,19 @@ async fn refunds_go_through_the_workflow(db: &TestDb) {
     with_password["paycode_password"] = json!(PAYCODE_PASSWORD);
     let accepted = api.post("/api/v1/refunds", "r-pw-1", with_password).await;
     assert_eq!((accepted.status, accepted.body["state"].as_str()), (200, Some("requested")), "{}", accepted.body);
+    // Two requests now: pages of one, each once.
+    let first = api.get("/api/v1/refunds?limit=1").await;
+    assert_eq!(
+        (first.body["data"][0]["out_request_no"].as_str(), first.body["has_more"].as_bool()),
+        (Some("rf-4"), Some(true))
+    );
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = api.get(&format!("/api/v1/refunds?limit=1&cursor={cursor}")).await;
+    assert_eq!(
+        (second.body["data"][0]["out_request_no"].as_str(), second.body["has_more"].as_bool()),
+        (Some("rf-1"), Some(false))
+    );
+    assert!(second.body["next_cursor"].is_null());
 }
 
 async fn no_secret_reaches_the_logs_or_the_database(db: &TestDb) {
