@@ -48,6 +48,21 @@ pub enum Command {
     Terminal(TerminalArgs),
     /// Reconcile a channel's statement for a business day against Kassa's records.
     Recon(ReconArgs),
+    /// Settle every merchant for a business day once (T+1, or D0 while it is open).
+    Payouts(PayoutsArgs),
+}
+
+/// `kassa payouts`.
+#[derive(Debug, Args)]
+pub struct PayoutsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The business day, YYYY-MM-DD.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: String,
+    /// Print the payouts as one JSON object (last on stdout).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kassa recon`.

@@ -13,6 +13,7 @@ mod gateway;
 mod logging;
 mod master_key;
 mod qr;
+mod payouts;
 mod recon;
 mod seed;
 mod sim;
@@ -69,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(args) | Command::Restore(args) => (&args.store, args.store.layer()?),
         Command::Audit(AuditCommand::Verify(store)) => (store, store.layer()?),
         Command::Recon(args) => (&args.store, args.store.layer()?),
+        Command::Payouts(args) => (&args.store, args.store.layer()?),
         Command::Bench(_) | Command::Terminal(_) => return Ok(()),
     };
     let config = load_config(store_args, log_format.overlaid_by(flags))?;
@@ -92,6 +94,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json: args.json,
                 };
                 recon::run(&config, &request).await
+            }
+            Command::Payouts(args) => {
+                payouts::run(&config, &payouts::PayoutsRequest { date: args.date, json: args.json }).await
             }
             Command::Bench(_) | Command::Terminal(_) => Ok(()),
         }
