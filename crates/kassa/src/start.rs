@@ -157,7 +157,8 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     )
     .with_secure_cookies(secure_cookies);
     // Corrections (补登) and merchant payouts in the back office, on the same sessions.
-    let routes = routes.merge(crate::payouts::routes(&config, store.inner(), qr_service.clone(), recon_office.clone())?);
+    let routes =
+        routes.merge(crate::payouts::routes(&config, store.inner(), qr_service.clone(), recon_office.clone())?);
     let routes = routes.merge(kassa_backoffice::recon::router(kassa_backoffice::recon::ReconRoutes::new(
         recon_office,
         reconciler.clone(),
