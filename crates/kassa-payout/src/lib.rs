@@ -338,12 +338,10 @@ impl Payouts {
             reason: String::new(),
             details: payout_json(&PayoutRecord { totals, ..payout.clone() }),
         }));
-        match self.store.commit(WriteUnit::guarded(post_payout(payout.id, &totals, now), ops)).await? {
-            UnitOutcome::Committed { .. } => {
-                tracing::info!(payout = payout.id, merchant = %payout.merchant_id, net = totals.net_minor, "payout posted");
-            }
-            // Posted by a concurrent run: read what it wrote.
-            _ => {}
+        // Anything but Committed: a concurrent run posted it; read what it wrote.
+        let outcome = self.store.commit(WriteUnit::guarded(post_payout(payout.id, &totals, now), ops)).await?;
+        if matches!(outcome, UnitOutcome::Committed { .. }) {
+            tracing::info!(payout = payout.id, merchant = %payout.merchant_id, net = totals.net_minor, "payout posted");
         }
         self.store.payouts().payout_by_id(payout.id).await?.ok_or(PayoutError::NotFound)
     }

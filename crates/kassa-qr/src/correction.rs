@@ -39,7 +39,7 @@ pub enum CorrectionCredit {
     /// The trade is paid, its entry posted (`entry_id`) with the review, in one unit.
     Credited {
         /// The trade as stored afterwards.
-        trade: QrTradeRecord,
+        trade: Box<QrTradeRecord>,
         /// The journal entry posted.
         entry_id: i64,
     },
@@ -120,7 +120,7 @@ impl QrService {
                     let entry_id = entry_ids.first().copied().ok_or_else(|| internal("no entry id"))?;
                     next.version = stored.version + 1;
                     tracing::info!(reference = %next.reference, wallet = %wallet, "qr trade credited by a correction");
-                    return Ok(CorrectionCredit::Credited { trade: next, entry_id });
+                    return Ok(CorrectionCredit::Credited { trade: Box::new(next), entry_id });
                 }
                 Ok(_) => return Ok(CorrectionCredit::ReviewRefused),
                 // The trade moved on (the resolver, a notification): read it again.

@@ -88,11 +88,11 @@ async fn closed_trade(store: &Store, out_trade_no: &str, minor: i64) -> i64 {
 
 pub async fn a_correction_is_proposed_approved_by_another_and_paid_out(db: &TestDb) {
     let bo = start_with_corrections(db).await;
-    let trade_id = closed_trade(&bo.store, "T-LOST", 128_00).await;
+    let trade_id = closed_trade(&bo.store, "T-LOST", 12_800).await;
     let admin = bo.ready("admin", NEW_PASSWORD).await;
     let reviewer = bo.ready("reviewer", NEW_PASSWORD).await;
     let owner = bo.ready("owner", NEW_PASSWORD).await;
-    let body = json!({"kind": "paid_not_credited", "channel": "alipay", "reference": "T-LOST", "amount": 128_00,
+    let body = json!({"kind": "paid_not_credited", "channel": "alipay", "reference": "T-LOST", "amount": 12_800,
                       "evidence": "alipay statement 2027-01-15, line 3: TRADE_SUCCESS 128.00"});
 
     // A merchant's owner holds no correction permission.
@@ -113,7 +113,7 @@ pub async fn a_correction_is_proposed_approved_by_another_and_paid_out(db: &Test
     let correction = &proposed.body["correction"];
     assert_eq!(correction["status"], "proposed");
     assert_eq!(correction["proposed_by"], "user:admin");
-    assert_eq!(correction["amount"], 128_00);
+    assert_eq!(correction["amount"], 12_800);
     let id = correction["id"].as_i64().unwrap();
 
     let listed = bo.get(&reviewer, "corrections?status=proposed").await;
@@ -148,15 +148,15 @@ pub async fn a_correction_is_proposed_approved_by_another_and_paid_out(db: &Test
     let payout = &run.body["payouts"][0];
     assert_eq!(
         (payout["merchant"].as_str(), &payout["corrections"], &payout["net"]),
-        (Some(MID), &json!(128_00), &json!(128_00))
+        (Some(MID), &json!(12_800), &json!(12_800))
     );
     let again = bo.post(&admin, "payouts", json!({"date": "2027-01-15"})).await;
     assert_eq!(again.body["payouts"], run.body["payouts"]);
     let payout_id = payout["payout"].as_i64().unwrap();
     let report = bo.get(&owner, &format!("payouts/{payout_id}/report")).await;
     assert_eq!(report.status, 200, "{}", report.body);
-    assert_eq!(report.body["report"]["ledger"]["net"], 128_00);
-    assert_eq!(report.body["report"]["ledger"]["payout_entry"], 128_00);
+    assert_eq!(report.body["report"]["ledger"]["net"], 12_800);
+    assert_eq!(report.body["report"]["ledger"]["payout_entry"], 12_800);
     assert_eq!(report.body["report"]["items"][0]["reference"], format!("correction:{id}"));
     let cookie = format!("kassa_session={}", owner.token);
     let csv = bo
