@@ -166,6 +166,9 @@ impl<T: DeserializeOwned + Send> FromRequest<ApiState> for Post<T> {
                 param: None,
             })?
         };
+        // `null` says "no fields", as an empty body does (the document allows it where no field
+        // is required).
+        let value = if value.is_null() { Value::Object(serde_json::Map::new()) } else { value };
         if !value.is_object() {
             return Err(ApiError::BodyInvalid { message: "the body is a JSON object".into(), param: None });
         }

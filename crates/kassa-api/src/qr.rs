@@ -279,7 +279,7 @@ pub struct CollectBody {
     path = "/api/v1/qr/collect",
     operation_id = "collect_qr_payment",
     tag = "QR payments",
-    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Unique per request, 1–255 printable ASCII characters")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = "^[ -~]+$", description = "Unique per request, 1–255 printable ASCII characters")),
     request_body = CollectBody,
     responses((status = 200, description = "The trade", body = QrTradeView, links(
             ("GetTrade" = (operation_id = "get_qr_trade", parameters(("out_trade_no" = "$response.body#/out_trade_no")))),
@@ -354,7 +354,7 @@ pub struct OrderBody {
     path = "/api/v1/qr/orders",
     operation_id = "create_qr_order",
     tag = "QR payments",
-    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Unique per request, 1–255 printable ASCII characters")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = "^[ -~]+$", description = "Unique per request, 1–255 printable ASCII characters")),
     request_body = OrderBody,
     responses((status = 200, description = "The trade, with its qr_code", body = QrTradeView, links(
             ("GetTrade" = (operation_id = "get_qr_trade", parameters(("out_trade_no" = "$response.body#/out_trade_no")))),
@@ -425,7 +425,7 @@ pub struct CancelBody {}
     tag = "QR payments",
     params(
         ("out_trade_no" = String, Path, description = "The merchant's number"),
-        ("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Unique per request, 1–255 printable ASCII characters")
+        ("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = "^[ -~]+$", description = "Unique per request, 1–255 printable ASCII characters")
     ),
     request_body(content = Option<CancelBody>, description = "Empty, or `{}`"),
     responses((status = 200, description = "The trade, closed", body = QrTradeView), PostErrors)

@@ -282,7 +282,7 @@ fn actor(caller: &Caller) -> Actor {
     path = "/api/v1/refunds",
     operation_id = "create_refund",
     tag = "Refunds",
-    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Unique per request, 1–255 printable ASCII characters")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = "^[ -~]+$", description = "Unique per request, 1–255 printable ASCII characters")),
     request_body = RefundBody,
     responses(
         (status = 200, description = "The refund request and its progress", body = RefundView, links(

@@ -307,6 +307,8 @@ async fn idempotency_replays_and_refuses_another_body(db: &TestDb) {
     assert_eq!(api.get("/api/v1/qr/trades/o-1").await.body["amount"], 2500);
     let cancel = api.post("/api/v1/qr/trades/o-1/cancel", "key-4", json!({})).await;
     assert_eq!((cancel.status, cancel.body["status"].as_str()), (200, Some("closed")), "{}", cancel.body);
+    let null = api.post_raw("/api/v1/qr/trades/nope/cancel", Some("key-6"), "application/json", b"null".to_vec()).await;
+    assert_eq!((null.status, null.code()), (404, "not_found"), "a null body is no fields");
     let unknown = api.post_raw("/api/v1/qr/trades/nope/cancel", Some("key-5"), "text/plain", Vec::new()).await;
     assert_eq!((unknown.status, unknown.code()), (404, "not_found"));
 }
