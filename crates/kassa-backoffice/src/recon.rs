@@ -143,7 +143,7 @@ async fn start(State(state): State<ReconRoutes>, call: Call) -> Result<Json<Valu
     let channel =
         Channel::parse(&body.channel).ok_or_else(|| ApiError::Body("channel: alipay, wechat or card".into()))?;
     let date = CivilDate::parse(&body.date).ok_or_else(|| ApiError::Body("date: YYYY-MM-DD".into()))?;
-    let started_by = format!("user:{}", session.subject());
+    let started_by = session.subject();
     let report = state.reconciler.reconcile_day(channel, date, &started_by).await.map_err(ReconApiError::Recon)?;
     Ok(ok(report.to_json()))
 }

@@ -14,6 +14,8 @@ mod api_keys;
 mod refunds;
 // The correction and payout routes (src/corrections.rs, src/payouts.rs).
 mod corrections;
+// The reconciliation routes (src/recon.rs).
+mod recon;
 
 use std::collections::BTreeMap;
 use std::io::Write;
