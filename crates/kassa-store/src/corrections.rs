@@ -201,10 +201,15 @@ fn view(row: &Row) -> Result<CorrectionView, StoreError> {
         .or_else(|| correction.details.get("amount_minor").and_then(serde_json::Value::as_i64))
         .or(correction.terminal_amount_minor)
         .or(correction.host_amount_minor);
+    // Batch upload and reconciliation keep their evidence in `details` (never a secret).
+    let evidence = match row.text(18)? {
+        text if text.is_empty() => correction.details.to_string(),
+        text => text,
+    };
     Ok(CorrectionView {
         id: row.int(0)?,
         status: CorrectionStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
-        proposal: Proposal { channel, reference, amount_minor, evidence: row.text(18)?, proposed_by: row.text(19)? },
+        proposal: Proposal { channel, reference, amount_minor, evidence, proposed_by: row.text(19)? },
         correction,
         reviewed_by: row.opt_text(20)?,
         review_reason: row.opt_text(21)?,
