@@ -310,3 +310,104 @@ async fn ten_thousand_lines_match_ten_thousand_trades() {
     })
     .await;
 }
+
+/// A wallet that answers queries from a fixed book (reference → state) and does nothing else.
+#[derive(Debug)]
+struct BookWallet(std::collections::BTreeMap<String, (kassa_wallet::TradeState, i64)>);
+
+fn not_here() -> kassa_wallet::WalletError {
+    kassa_wallet::WalletError::NotSent("this test wallet only answers queries".into())
+}
+
+#[async_trait::async_trait]
+impl kassa_wallet::WalletConnector for BookWallet {
+    fn wallet(&self) -> kassa_wallet::Wallet {
+        kassa_wallet::Wallet::Alipay
+    }
+    async fn pay(&self, _: &kassa_wallet::PayRequest) -> Result<kassa_wallet::PayOutcome, kassa_wallet::WalletError> {
+        Err(not_here())
+    }
+    async fn precreate(&self, _: &kassa_wallet::PrecreateRequest) -> Result<String, kassa_wallet::WalletError> {
+        Err(not_here())
+    }
+    async fn query(&self, reference: &str) -> Result<kassa_wallet::WalletTrade, kassa_wallet::WalletError> {
+        let (state, minor) = self.0.get(reference).cloned().ok_or_else(not_here)?;
+        let paid = state == kassa_wallet::TradeState::Paid;
+        Ok(kassa_wallet::WalletTrade {
+            reference: reference.to_owned(),
+            trade_no: paid.then(|| format!("T-{reference}")),
+            state,
+            amount: cny(minor),
+            paid_at_ms: paid.then(|| at(10)),
+        })
+    }
+    async fn cancel(&self, _: &str) -> Result<kassa_wallet::CancelOutcome, kassa_wallet::WalletError> {
+        Err(not_here())
+    }
+    async fn close(&self, _: &str) -> Result<(), kassa_wallet::WalletError> {
+        Err(not_here())
+    }
+    async fn refund(
+        &self,
+        _: &kassa_wallet::RefundRequest,
+    ) -> Result<kassa_wallet::WalletRefund, kassa_wallet::WalletError> {
+        Err(not_here())
+    }
+    async fn refund_query(&self, _: &str, _: &str) -> Result<kassa_wallet::WalletRefund, kassa_wallet::WalletError> {
+        Err(not_here())
+    }
+    async fn statement(&self, _: &str, _: usize) -> Result<Vec<u8>, kassa_wallet::WalletError> {
+        Err(not_here())
+    }
+    fn verify_notification(
+        &self,
+        _: &str,
+        _: &[u8],
+    ) -> Result<kassa_wallet::WalletNotification, kassa_wallet::NotificationError> {
+        Err(kassa_wallet::NotificationError::BadSignature)
+    }
+    fn notification_answer(&self, _accepted: bool) -> (&'static str, Vec<u8>) {
+        ("text/plain", b"fail".to_vec())
+    }
+}
+
+#[tokio::test]
+async fn a_trade_unknown_here_is_asked_about_at_the_wallet_before_it_is_judged() {
+    on_both_backends(|db| async move {
+        let merchant = kassa_store::MerchantRecord {
+            merchant_id: MERCHANT.into(),
+            name: "Demo".into(),
+            mcc: "5812".into(),
+            currency: "CNY".into(),
+            fee_rates: [("alipay".to_owned(), 3800)].into(),
+            created_at_ms: 0,
+        };
+        db.store.commit(WriteUnit::ops(vec![WriteOp::PutMerchant(merchant)])).await.unwrap();
+        let alipay = Some(Channel::Alipay);
+        seed(&db.store, &[trade(6, QrStatus::Waiting, alipay, 700), trade(10, QrStatus::Waiting, alipay, 300)], &[])
+            .await;
+        let book = [
+            ("K0000006".to_owned(), (kassa_wallet::TradeState::Paid, 700)),
+            ("K0000010".to_owned(), (kassa_wallet::TradeState::Waiting, 300)),
+        ];
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(at(10) + 60_000));
+        let wallets = kassa_qr::Wallets::new().with(Arc::new(BookWallet(book.into_iter().collect())));
+        let qr = kassa_qr::QrService::new(db.store.clone(), wallets, clock.clone(), kassa_qr::QrConfig::default());
+        let reconciler = Reconciler::new(db.store.clone(), Some(qr), clock);
+        let text = statement(&[alipay_trade_row(6, 700), alipay_trade_row(10, 300)]);
+        let input = Box::new(std::io::Cursor::new(text.into_bytes()));
+        let report = reconciler.reconcile(Channel::Alipay, day(), ReconSource::File, "test", input).await.unwrap();
+        // K0000006: the wallet says paid; Kassa credits it first, then it matches.
+        // K0000010: the wallet still says waiting although its statement lists it paid.
+        assert_eq!((report.counts.matched, report.counts.status_mismatch), (1, 1), "{report:?}");
+        assert_eq!(report.counts.corrections_proposed, 0);
+        let resolved = db.store.qr().trade_by_reference("K0000006").await.unwrap().unwrap();
+        assert_eq!(resolved.status, QrStatus::Paid);
+        let ledger = db.store.ledger.check().await.unwrap();
+        assert_eq!(ledger.entries, 1, "the resolved payment's sale entry");
+        assert!(ledger.unbalanced_entries.is_empty() && ledger.balance_mismatches.is_empty());
+        assert!(ledger.trial_balance.values().all(|sum| *sum == 0), "{ledger:?}");
+        db
+    })
+    .await;
+}
