@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use kassa_auth::{AuthError, BackOfficeSession, Permission, Role};
 use kassa_domain::CivilDate;
 use kassa_payout::{payout_json, PayoutError, Payouts, ACCOUNTS_PER_RUN_MAX, REPORT_ITEMS_MAX};
+use kassa_store::payouts::PayoutSchedule;
 use kassa_store::StoreError;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -50,6 +51,7 @@ pub fn router(state: PayoutRoutes) -> Router {
     Router::new()
         .route("/backoffice/v1/payouts", get(list).post(run))
         .route("/backoffice/v1/payouts/{id}/report", get(report))
+        .route("/backoffice/v1/merchants/{merchant_id}/payout-schedule", get(schedule).put(put_schedule))
         .layer(axum::middleware::map_response(crate::no_store))
         .with_state(state)
 }
@@ -214,4 +216,49 @@ async fn report(
         }
         Some(_) => Err(bad("format: json or csv")),
     }
+}
+
+/// Characters of a schedule change's reason at most.
+const REASON_CHARS_MAX: usize = 500;
+
+/// A merchant's payout schedule (institution staff; a merchant's owner: its own).
+async fn schedule(
+    State(state): State<PayoutRoutes>,
+    Path(merchant_id): Path<String>,
+    call: Call,
+) -> Result<Json<Value>, PayoutApiError> {
+    let session = ready(&state, &call).await?;
+    crate::limited("merchant_id", &merchant_id, crate::ID_CHARS_MAX)?;
+    if own_merchant(&session)?.is_some_and(|own| own != merchant_id) {
+        return Err(PayoutError::NotFound.into());
+    }
+    let schedule = state.payouts.schedule(&merchant_id).await?;
+    Ok(ok(json!({"merchant": merchant_id, "schedule": schedule.as_str()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleBody {
+    schedule: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Sets a merchant's payout schedule, `t1` or `d0`: the institution's administrator only
+/// (`change_settings` and `post_corrections`), audited.
+async fn put_schedule(
+    State(state): State<PayoutRoutes>,
+    Path(merchant_id): Path<String>,
+    call: Call,
+) -> Result<Json<Value>, PayoutApiError> {
+    let session = ready(&state, &call).await?;
+    // Both: only the institution's administrator holds them together.
+    session.require(Permission::ChangeSettings)?;
+    session.require(Permission::PostCorrections)?;
+    crate::limited("merchant_id", &merchant_id, crate::ID_CHARS_MAX)?;
+    let body: ScheduleBody = call.json()?;
+    crate::limited("reason", &body.reason, REASON_CHARS_MAX)?;
+    let schedule = PayoutSchedule::parse(&body.schedule).ok_or_else(|| bad("schedule: t1 or d0"))?;
+    state.payouts.set_schedule(&merchant_id, schedule, &session.subject(), &body.reason).await?;
+    Ok(ok(json!({"merchant": merchant_id, "schedule": schedule.as_str()})))
 }

@@ -22,8 +22,8 @@ use kassa_domain::{BusinessDay, CivilDate, MerchantId};
 use kassa_ledger::payout_entry;
 use kassa_store::corrections::{CorrectionQuery, CorrectionStatus, CorrectionView};
 use kassa_store::payouts::{
-    account_key, claim_item, entry_reference, open_payout, payout_is_open, post_payout, KindSums, NewPayout,
-    PayoutItem, PayoutRecord, PayoutSchedule, PayoutStatus, PayoutTotals, SCHEDULE_SETTING,
+    account_key, claim_item, entry_reference, open_payout, payout_is_open, post_payout, set_schedule, KindSums,
+    NewPayout, PayoutItem, PayoutRecord, PayoutSchedule, PayoutStatus, PayoutTotals, SCHEDULE_SETTING,
 };
 use kassa_store::{AuditEvent, Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
 
@@ -243,6 +243,34 @@ impl Payouts {
             .and_then(serde_json::Value::as_str)
             .and_then(PayoutSchedule::parse)
             .unwrap_or(PayoutSchedule::T1))
+    }
+
+    /// Sets a merchant's schedule (the acquirer's decision), audited as `actor`'s with `reason`.
+    pub async fn set_schedule(
+        &self,
+        merchant_id: &str,
+        schedule: PayoutSchedule,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), PayoutError> {
+        if self.store.directory.merchant(merchant_id).await?.is_none() {
+            return Err(PayoutError::NotFound);
+        }
+        let now = self.clock.now_ms();
+        let ops = vec![
+            set_schedule(merchant_id, schedule, now),
+            WriteOp::Audit(AuditEvent {
+                at_ms: now,
+                actor: actor.to_owned(),
+                action: "payout_schedule_set".into(),
+                target: merchant_id.to_owned(),
+                source: "payouts".into(),
+                reason: reason.to_owned(),
+                details: serde_json::json!({ "schedule": schedule.as_str() }),
+            }),
+        ];
+        self.store.commit(WriteUnit::ops(ops)).await?;
+        Ok(())
     }
 
     /// Settles every merchant for business day `date` once (T+1 when the day is over, D0

@@ -164,6 +164,15 @@ pub async fn a_correction_is_proposed_approved_by_another_and_paid_out(db: &Test
         .await;
     assert_eq!(csv.status, 200);
     assert!(csv.headers.contains("text/csv"), "{}", csv.headers);
+    // D0 is the acquirer's administrator's decision, audited.
+    let path = format!("merchants/{MID}/payout-schedule");
+    let d0 = json!({"schedule": "d0", "reason": "contract of 2027-01-16"});
+    let by_owner = bo.call(&owner, "PUT", &format!("/backoffice/v1/{path}"), d0.clone()).await;
+    assert_eq!(by_owner.status, 403, "{}", by_owner.body);
+    let set = bo.call(&admin, "PUT", &format!("/backoffice/v1/{path}"), d0).await;
+    assert_eq!((set.status, &set.body["schedule"]), (200, &json!("d0")), "{}", set.body);
+    assert_eq!(bo.get(&owner, &path).await.body["schedule"], "d0");
+    assert!(bo.actions().await.iter().any(|a| a == "payout_schedule_set"));
     let check = bo.store.ledger.check().await.unwrap();
     assert!(check.is_sound(), "{check:?}");
 }
