@@ -53,9 +53,10 @@ impl Till {
         answer["trade"].clone()
     }
 
-    fn collect_paid(&self, amount: i64) -> String {
+    fn collect_paid(&self, wallet: &str, amount: i64) -> String {
         let out_trade_no = self.out_trade_no();
-        let code = format!("28{:014}01", common::now_ms() % 100_000_000_000_000);
+        let prefix = if wallet == "alipay" { "28" } else { "13" };
+        let code = format!("{prefix}{:014}01", common::now_ms() % 100_000_000_000_000);
         let body = json!({"out_trade_no": out_trade_no, "amount": amount, "code": code});
         let (status, answer) = self.tms.call("/tms/v1/qr/collect", &self.session, body);
         assert_eq!(status, 200, "{answer}");
@@ -133,22 +134,32 @@ fn counts(report: &Value) -> [i64; 7] {
 fn scenario(host: &Host, database_url: Option<&str>) {
     let till = Till::open(host);
     let date = provider_today();
-    till.collect_paid(1234);
+    let paid = till.collect_paid("alipay", 1234);
     till.fault("omit_from_statement");
-    till.collect_paid(500);
+    till.collect_paid("alipay", 500);
     till.paid_after_a_forgotten_cancel(host, 880);
+    // A partial refund: the statement's refund row carries Kassa's refund reference.
+    let body = json!({"out_request_no": "back-1", "amount": 200, "reason": "return of goods"});
+    let (status, answer) = till.tms.call(&format!("/tms/v1/qr/trades/{paid}/refunds"), &till.session, body);
+    assert_eq!((status, &answer["refund"]["status"]), (200, &json!("succeeded")), "{answer}");
+    till.collect_paid("wechat", 660);
 
     let (ok, first, stderr) = recon(host, database_url, &["--channel", "alipay", "--date", &date]);
     assert!(ok, "{stderr}");
     assert_eq!((first["channel"].clone(), first["date"].clone()), (json!("alipay"), json!(date)));
     // lines, matched, amount, paid-not-credited, missing, status, corrections
-    assert_eq!(counts(&first), [2, 1, 0, 1, 1, 0, 1], "{first}");
+    assert_eq!(counts(&first), [3, 2, 0, 1, 1, 0, 1], "{first}");
 
     // The same day again: the same findings, nothing proposed twice.
     let (ok, second, stderr) = recon(host, database_url, &["--channel", "alipay", "--date", &date]);
     assert!(ok, "{stderr}");
-    assert_eq!(counts(&second), [2, 1, 0, 1, 1, 0, 0], "{second}");
+    assert_eq!(counts(&second), [3, 2, 0, 1, 1, 0, 0], "{second}");
     assert!(second["run"].as_i64() > first["run"].as_i64());
+
+    // The WeChat-style wallet's statement, through its own bill API.
+    let (ok, wechat, stderr) = recon(host, database_url, &["--channel", "wechat", "--date", &date]);
+    assert!(ok, "{stderr}");
+    assert_eq!(counts(&wechat), [1, 1, 0, 0, 0, 0, 0], "{wechat}");
 
     // The statement as a file, with the matched trade's amount changed: an amount mismatch.
     let statement = raw_get(till.sim, &format!("/sim/v1/statements/alipay/{date}"));
@@ -159,7 +170,7 @@ fn scenario(host: &Host, database_url: Option<&str>) {
     let (ok, edited, stderr) =
         recon(host, database_url, &["--channel", "alipay", "--date", &date, "--file", &file_arg]);
     assert!(ok, "{stderr}");
-    assert_eq!(counts(&edited), [2, 0, 1, 1, 1, 0, 1], "{edited}");
+    assert_eq!(counts(&edited), [3, 1, 1, 1, 1, 0, 1], "{edited}");
 
     // A malformed statement: refused with its line number, one line on stderr.
     std::fs::write(&file, statement.replace(",12.34,12.34,", ",12.3.4,12.34,")).unwrap();
@@ -182,7 +193,7 @@ fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
 }
 
 #[test]
-fn forget_close_omit_from_statement_and_an_edited_statement_give_their_classes() {
+fn forget_close_omit_from_statement_refunds_both_wallets_and_an_edited_statement_give_their_classes() {
     let dir = tempfile::tempdir().unwrap();
     let host = Host::up(&dir.path().join("sqlite"), None, "info");
     scenario(&host, None);
