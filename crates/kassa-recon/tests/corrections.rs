@@ -11,6 +11,7 @@ use kassa_domain::clock::SystemClock;
 use kassa_domain::{Channel, Currency, Money};
 use kassa_qr::{QrConfig, QrService, Wallets};
 use kassa_recon::corrections::{CorrectionError, Corrections, ManualCorrection};
+use kassa_store::aggregator::{insert_gateway_trade, GatewayTradeRecord};
 use kassa_store::batch_upload::{propose_correction, NewCorrection};
 use kassa_store::corrections::{entry_reference, CorrectionStatus};
 use kassa_store::qr::{insert_trade, QrKind, QrOrderState, QrOriginKind, QrStatus, QrTradeRecord};
@@ -39,7 +40,14 @@ async fn service(db: &TestDb) -> Corrections {
 
 /// A trade Kassa closed (its close was lost) although the payer paid at Alipay.
 async fn closed_trade(db: &TestDb, id: i64, out_trade_no: &str, minor: i64) -> QrTradeRecord {
-    let trade = QrTradeRecord {
+    let trade = closed_trade_record(id, out_trade_no, minor);
+    let outcome = db.store.commit(WriteUnit::guarded(insert_trade(&trade), vec![])).await.unwrap();
+    assert!(matches!(outcome, UnitOutcome::Committed { .. }), "{outcome:?}");
+    trade
+}
+
+fn closed_trade_record(id: i64, out_trade_no: &str, minor: i64) -> QrTradeRecord {
+    QrTradeRecord {
         id,
         merchant_id: MERCHANT.into(),
         out_trade_no: out_trade_no.into(),
@@ -73,10 +81,7 @@ async fn closed_trade(db: &TestDb, id: i64, out_trade_no: &str, minor: i64) -> Q
         version: 1,
         created_at_ms: 1,
         updated_at_ms: 1,
-    };
-    let outcome = db.store.commit(WriteUnit::guarded(insert_trade(&trade), vec![])).await.unwrap();
-    assert!(matches!(outcome, UnitOutcome::Committed { .. }), "{outcome:?}");
-    trade
+    }
 }
 
 /// A card sale the host recorded as declined (the issuer's approval came too late).
@@ -258,7 +263,35 @@ async fn a_batch_upload_difference_without_a_posting_rule_can_only_be_rejected(d
     sound(db).await;
 }
 
+async fn a_corrected_gateway_trade_notifies_its_merchant_as_paid(db: &TestDb) {
+    let corrections = service(db).await;
+    // A trade made through /gateway.do with a notify_url, closed here although paid at Alipay.
+    let gateway = GatewayTradeRecord {
+        merchant_id: MERCHANT.into(),
+        out_trade_no: "G-LOST".into(),
+        app_id: "2021000000000001".into(),
+        notify_url: Some("http://127.0.0.1:9/notify".into()),
+        created_at_ms: 1,
+    };
+    db.store.commit(WriteUnit::guarded(insert_gateway_trade(&gateway), vec![])).await.unwrap();
+    let trade = QrTradeRecord {
+        origin: QrOriginKind::Gateway,
+        origin_id: Some("2021000000000001".into()),
+        ..closed_trade_record(301, "G-LOST", 2_000)
+    };
+    db.store.commit(WriteUnit::guarded(insert_trade(&trade), vec![])).await.unwrap();
+    assert!(db.store.merchant_notify().notifications_of(301).await.unwrap().is_empty());
+    let proposed =
+        corrections.propose("user:alice", &manual("paid_not_credited", "alipay", "G-LOST", 2_000)).await.unwrap();
+    corrections.approve(proposed.id, "user:bob", "statement").await.unwrap();
+    let notifications = db.store.merchant_notify().notifications_of(301).await.unwrap();
+    assert_eq!(notifications.len(), 1, "{notifications:?}");
+    assert_eq!(notifications[0].trade_status.as_str(), "paid");
+    sound(db).await;
+}
+
 kassa_store::both_backends!(
+    a_corrected_gateway_trade_notifies_its_merchant_as_paid,
     the_maker_cannot_review_and_a_second_person_credits_a_closed_qr_trade_once,
     two_approvers_racing_credit_once,
     card_corrections_post_at_the_card_fee,
