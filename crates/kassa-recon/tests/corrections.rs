@@ -259,6 +259,28 @@ async fn a_batch_upload_difference_without_a_posting_rule_can_only_be_rejected(d
     assert!(matches!(approved, Err(CorrectionError::NotPostable(_))), "{approved:?}");
     corrections.reject(listed[0].id, "user:bob", "settled with the terminal's total").await.unwrap();
     assert!(corrections.list(Some(CorrectionStatus::Proposed), None, 10).await.unwrap().is_empty());
+    // A sale only the terminal has is credited at the card fee; a refund only it has is not.
+    for (stan, signed) in [(13_u32, 3_000_i64), (14, -500)] {
+        let on_terminal = NewCorrection {
+            correction_key: format!("batch_upload:10000001:1:{stan}:on_terminal_only"),
+            kind: "on_terminal_only".into(),
+            terminal_id: Some("10000001".into()),
+            stan: Some(stan),
+            terminal_amount_minor: Some(signed.abs()),
+            host_amount_minor: None,
+            details: serde_json::json!({"terminal_signed_minor": signed}),
+            ..difference.clone()
+        };
+        db.store.commit(WriteUnit::ops(vec![propose_correction(&on_terminal)])).await.unwrap();
+    }
+    let listed = corrections.list(Some(CorrectionStatus::Proposed), None, 10).await.unwrap();
+    let by_stan = |stan: u32| listed.iter().find(|c| c.correction.stan == Some(stan)).unwrap().clone();
+    assert_eq!(by_stan(13).proposal.reference.as_deref(), Some("terminal:10000001:000001:000013"));
+    assert_eq!(by_stan(13).proposal.channel, Some(Channel::Card));
+    corrections.approve(by_stan(13).id, "user:bob", "terminal journal").await.unwrap();
+    assert_eq!(merchant_balance(db).await, -(3_000 - 18));
+    let credit = corrections.approve(by_stan(14).id, "user:bob", "ok").await;
+    assert!(matches!(credit, Err(CorrectionError::NotPostable(_))), "{credit:?}");
     assert_eq!(corrections.list(Some(CorrectionStatus::Rejected), None, 10).await.unwrap().len(), 1);
     sound(db).await;
 }

@@ -195,7 +195,13 @@ fn view(row: &Row) -> Result<CorrectionView, StoreError> {
         None if correction.terminal_id.is_some() => Some(Channel::Card),
         None => None,
     };
-    let reference = row.opt_text(16)?.or_else(|| detail_text("reference")).or_else(|| detail_text("rrn"));
+    // A batch upload's item is named by its terminal, batch and STAN.
+    let terminal_item = match (&correction.terminal_id, correction.batch_no, correction.stan) {
+        (Some(terminal), Some(batch), Some(stan)) => Some(format!("terminal:{terminal}:{batch:06}:{stan:06}")),
+        _ => None,
+    };
+    let reference =
+        row.opt_text(16)?.or_else(|| detail_text("reference")).or_else(|| detail_text("rrn")).or(terminal_item);
     let amount_minor = row
         .opt_int(17)?
         .or_else(|| correction.details.get("amount_minor").and_then(serde_json::Value::as_i64))
