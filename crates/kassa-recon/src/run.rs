@@ -338,10 +338,19 @@ impl<'a> Merge<'a> {
         self.flush().await
     }
 
-    async fn fill_trades(&self, cursor: &mut Cursor<ReconTradeRecord>) -> Result<(), ReconError> {
+    /// Fills the day's cursor (`next_day` false: Kassa's trades of the business day) or the next
+    /// day's (`next_day` true: those Kassa dates the next business day, created after its
+    /// cut-off, that were paid within the statement's day).
+    async fn fill_trades(&self, cursor: &mut Cursor<ReconTradeRecord>, next_day: bool) -> Result<(), ReconError> {
         if cursor.page.is_empty() && !cursor.done {
-            let date = self.date.to_string();
-            let page = self.store().recon().trades_of_day(self.channel, &date, &cursor.after, PAGE_ROWS).await?;
+            let recon = self.store().recon();
+            let page = if next_day {
+                let date = self.date.next_day().to_string();
+                let (from, to) = self.day_window_ms();
+                recon.trades_paid_between(self.channel, &date, from, to, &cursor.after, PAGE_ROWS).await?
+            } else {
+                recon.trades_of_day(self.channel, &self.date.to_string(), &cursor.after, PAGE_ROWS).await?
+            };
             cursor.done = page.len() < PAGE_ROWS as usize;
             if let Some(last) = page.last() {
                 cursor.after.clone_from(&last.reference);
@@ -356,10 +365,19 @@ impl<'a> Merge<'a> {
         lines: &mut SortedLines,
         mut current: Option<StatementLine>,
     ) -> Result<Option<StatementLine>, ReconError> {
-        let mut cursor = Cursor::new();
+        let mut day = Cursor::new();
+        let mut next_day = Cursor::new();
         let mut last_reference: Option<String> = None;
         loop {
-            self.fill_trades(&mut cursor).await?;
+            self.fill_trades(&mut day, false).await?;
+            self.fill_trades(&mut next_day, true).await?;
+            // The two Kassa cursors hold different trades (one business date each): the merge
+            // takes the smaller reference of their fronts.
+            let cursor = match (day.page.front(), next_day.page.front()) {
+                (Some(a), Some(b)) if b.reference < a.reference => &mut next_day,
+                (None, Some(_)) => &mut next_day,
+                _ => &mut day,
+            };
             let line_reference =
                 current.as_ref().filter(|line| line.kind == LineKind::Trade).map(|l| l.reference.as_str());
             match step(line_reference, cursor.page.front().map(|trade| trade.reference.as_str())) {

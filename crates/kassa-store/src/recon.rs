@@ -265,6 +265,18 @@ pub trait ReconStore: Send + Sync {
         after_reference: &str,
         limit: i64,
     ) -> Result<Vec<ReconTradeRecord>, StoreError>;
+    /// Kassa's trades of `business_date` that `channel` paid in `[from_ms, to_ms)`, by
+    /// reference, after `after_reference`, at most `limit` (the trades Kassa dates the next
+    /// business day that a wallet's calendar day still holds).
+    async fn trades_paid_between(
+        &self,
+        channel: Channel,
+        business_date: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after_reference: &str,
+        limit: i64,
+    ) -> Result<Vec<ReconTradeRecord>, StoreError>;
     /// A trade by its reference, of any day.
     async fn trade_by_reference(
         &self,
@@ -464,6 +476,23 @@ impl ReconStore for SqlReads {
              AND (wallet = $3 OR wallet IS NULL) ORDER BY reference LIMIT $4"
         );
         self.all(&sql, &params![business_date, after_reference, channel.as_str(), limit], trade_reader(channel)).await
+    }
+
+    async fn trades_paid_between(
+        &self,
+        channel: Channel,
+        business_date: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after_reference: &str,
+        limit: i64,
+    ) -> Result<Vec<ReconTradeRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TRADE_COLUMNS} FROM qr_trades WHERE business_date = $1 AND reference > $2 AND wallet = $3 \
+             AND paid_at_ms >= $4 AND paid_at_ms < $5 ORDER BY reference LIMIT $6"
+        );
+        let params = params![business_date, after_reference, channel.as_str(), from_ms, to_ms, limit];
+        self.all(&sql, &params, trade_reader(channel)).await
     }
 
     async fn trade_by_reference(

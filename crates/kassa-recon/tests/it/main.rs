@@ -411,3 +411,32 @@ async fn a_trade_unknown_here_is_asked_about_at_the_wallet_before_it_is_judged()
     })
     .await;
 }
+
+#[tokio::test]
+async fn trades_kassa_dates_the_next_day_but_paid_before_midnight_are_reconciled_with_this_day() {
+    on_both_backends(|db| async move {
+        let alipay = Some(Channel::Alipay);
+        // Created after Kassa's 23:00 cut-off (its next business day), paid before midnight.
+        let late = |n: i64, paid_minute: i64| {
+            let mut trade = trade(n, QrStatus::Paid, alipay, 450);
+            trade.business_date = "2026-12-07".into();
+            trade.created_at_ms = at(23) + 60_000;
+            trade.paid_at_ms = Some(at(23) + paid_minute * 60_000);
+            trade
+        };
+        // And one paid after midnight: the next statement's.
+        let mut after_midnight = late(13, 0);
+        after_midnight.paid_at_ms = Some(at(24) + 60_000);
+        seed(&db.store, &[trade(1, QrStatus::Paid, alipay, 1234), late(11, 30), late(12, 40), after_midnight], &[])
+            .await;
+        let text = statement(&[alipay_trade_row(1, 1234), alipay_trade_row(12, 450)]);
+        let report = reconcile(&db, &text, 50_000).await.unwrap();
+        // K0000001 and K0000012 match; K0000011 is missing at the channel; K0000013 is not this day's.
+        assert_eq!((report.counts.matched, report.counts.missing_at_channel), (2, 1), "{report:?}");
+        let differences = db.store.recon().differences(report.run_id, "", 10).await.unwrap();
+        assert_eq!(differences.len(), 1);
+        assert_eq!(differences[0].reference, "K0000011");
+        db
+    })
+    .await;
+}
