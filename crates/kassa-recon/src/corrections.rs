@@ -364,7 +364,7 @@ impl Corrections {
         // Batch upload signs its amounts (debit positive): a refund the terminal alone has is
         // not a sale to credit.
         let signed = view.correction.details.get("terminal_signed_minor").and_then(serde_json::Value::as_i64);
-        if kind == CorrectionKind::OnTerminalOnly && !signed.is_some_and(|minor| minor > 0) {
+        if kind == CorrectionKind::OnTerminalOnly && signed.is_none_or(|minor| minor <= 0) {
             return Err(CorrectionError::NotPostable("on_terminal_only of a credit".into()));
         }
         let now = self.clock.now_ms();
