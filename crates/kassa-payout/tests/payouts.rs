@@ -245,7 +245,30 @@ async fn an_approved_correction_is_in_the_next_payout_and_an_open_one_is_only_li
     assert!(check.is_sound(), "{check:?}");
 }
 
+async fn two_runs_at_once_pay_each_entry_once(db: &TestDb) {
+    let f = fixture(db).await;
+    let d = day("2026-12-06");
+    for n in 0..40 {
+        card_sale(db, &f.clock, if n % 2 == 0 { M1 } else { M2 }, &format!("R{n}"), 1_000 + n).await;
+    }
+    f.clock.advance_ms(24 * HOUR_MS);
+    let (a, b) = tokio::join!(f.payouts.run(d, "user:a"), f.payouts.run(d, "user:b"));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b);
+    assert_eq!(a.len(), 2);
+    assert_eq!(a.iter().map(|p| p.totals.item_count).sum::<i64>(), 40);
+    for payout in &a {
+        adds_up(&f.payouts, payout).await;
+    }
+    assert_eq!((balance(db, M1).await, balance(db, M2).await), (0, 0));
+    let payout_entries = db.store.ledger.entries_for(&kassa_store::payouts::entry_reference(a[0].id)).await.unwrap();
+    assert_eq!(payout_entries.len(), 1);
+    let check = db.store.ledger.check().await.unwrap();
+    assert!(check.is_sound(), "{check:?}");
+}
+
 kassa_store::both_backends!(
+    two_runs_at_once_pay_each_entry_once,
     t1_and_d0_pay_every_entry_once_in_the_first_payout_after_it,
     an_approved_correction_is_in_the_next_payout_and_an_open_one_is_only_listed,
 );
