@@ -20,6 +20,7 @@
 //! **Invariant**: no clear PIN crosses this boundary: PIN blocks travel encrypted under the
 //! zone PIN key shared with the issuer.
 
+pub mod clearing;
 mod clock;
 pub mod link;
 pub mod remote;

@@ -50,7 +50,21 @@ pub fn router(simulator: IssuerSimulator, shutdown: CancellationToken) -> Router
     Router::new()
         .route(LINK_PATH, post(link_message).layer(DefaultBodyLimit::max(LINK_MESSAGE_BYTES_MAX)))
         .route(REVERSALS_PATH, get(reversals))
+        .route(crate::clearing::CLEARING_PATH, get(clearing))
         .with_state(state)
+}
+
+/// A day's clearing file (CSV); `400` for a date that is not `YYYY-MM-DD`.
+async fn clearing(
+    State(state): State<Arc<ServerState>>,
+    axum::extract::Path(date): axum::extract::Path<String>,
+) -> Response {
+    match kassa_domain::CivilDate::parse(&date) {
+        Some(date) => {
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], state.simulator.clearing_csv(date)).into_response()
+        }
+        None => refuse(StatusCode::BAD_REQUEST, "expected a date YYYY-MM-DD".to_owned()),
+    }
 }
 
 async fn link_message(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use kassa_crypto::{verify_pin_block, Pin, TdesKey};
 use kassa_domain::{AuthCode, CivilTime, Expiry, Money};
 
+use crate::clearing::ClearingBook;
 use crate::clock::Clock;
 use crate::{AuthoriseRequest, Decline, IssuerAnswer, IssuerConnector, IssuerError, Operation, RequestId};
 
@@ -88,6 +89,8 @@ struct State {
     /// The latest reversals received, newest last, at most [`REVERSALS_LISTED_MAX`].
     reversals: VecDeque<RequestId>,
     next_auth_code: u32,
+    /// What it approved and reversed, for its clearing file.
+    clearing: ClearingBook,
 }
 
 impl State {
@@ -194,6 +197,7 @@ impl IssuerSimulator {
         if request.operation != Operation::BalanceInquiry {
             let record = RequestRecord::Approved { pan, held_minor, auth_code: auth_code.clone(), balance };
             state.remember(request.request_id.clone(), record);
+            state.clearing.approved(&request.request_id, request.amount, auth_code.as_str(), now_ms);
         }
         IssuerAnswer::Approved { auth_code, balance }
     }
@@ -202,6 +206,12 @@ impl IssuerSimulator {
     /// most [`REVERSALS_LISTED_MAX`].
     pub fn recent_reversals(&self) -> Vec<RequestId> {
         self.lock().reversals.iter().rev().cloned().collect()
+    }
+
+    /// The clearing file of `date`: what it approved and reversed that day
+    /// ([`crate::clearing`]).
+    pub fn clearing_csv(&self, date: kassa_domain::CivilDate) -> String {
+        self.lock().clearing.csv(date)
     }
 
     /// The current balance of a test card with a balance (tests and the demo).
@@ -252,6 +262,7 @@ impl IssuerConnector for IssuerSimulator {
     }
 
     async fn reverse(&self, request_id: &RequestId) -> Result<(), IssuerError> {
+        let now_ms = self.clock.now_ms();
         let mut state = self.lock();
         state.reversals.push_back(request_id.clone());
         if state.reversals.len() > REVERSALS_LISTED_MAX {
@@ -259,10 +270,12 @@ impl IssuerConnector for IssuerSimulator {
         }
         match state.requests.get(request_id).cloned() {
             Some(RequestRecord::Reversed) => {}
-            Some(RequestRecord::Approved { pan, held_minor, .. }) => {
+            Some(RequestRecord::Approved { pan, held_minor, balance: reported, .. }) => {
                 if let Some(balance) = state.cards.get_mut(pan.as_str()).and_then(|card| card.balance_minor.as_mut()) {
                     *balance += held_minor;
                 }
+                let currency = reported.map_or(kassa_domain::Currency::CNY, |money| money.currency());
+                state.clearing.reversed(request_id, Money::from_minor(held_minor, currency), now_ms);
                 state.remember(request_id.clone(), RequestRecord::Reversed);
             }
             None => state.remember(request_id.clone(), RequestRecord::Reversed),
