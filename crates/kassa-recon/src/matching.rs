@@ -5,8 +5,9 @@
 //! and a reference seen twice on the statement is a difference, never a second match.
 
 use kassa_domain::Channel;
+use kassa_domain::TxnStatus;
 use kassa_store::qr::{QrOrderState, QrRefundStatus, QrStatus};
-use kassa_store::recon::{DifferenceClass, ReconRefundRecord, ReconTradeRecord};
+use kassa_store::recon::{DifferenceClass, ReconCardRecord, ReconRefundRecord, ReconTradeRecord};
 
 use crate::statement::StatementLine;
 
@@ -112,6 +113,67 @@ pub fn judge_refund(
     }
 }
 
+/// What the card issuer's clearing file says of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerState {
+    /// Approved, and not reversed.
+    Approved,
+    /// Approved, then reversed (the card got its money back).
+    Reversed,
+}
+
+/// Whether Kassa holds the request as money taken from the card (captured).
+fn captured(status: TxnStatus) -> bool {
+    matches!(status, TxnStatus::Approved | TxnStatus::PartiallyRefunded | TxnStatus::Refunded | TxnStatus::Completed)
+}
+
+/// A card request as the issuer cleared it (`issuer`, with the amount it approved) and/or as
+/// Kassa has it. `in_day` says whether Kassa received it within the clearing file's day.
+pub fn judge_card(
+    issuer: Option<(IssuerState, kassa_domain::Money)>,
+    kassa: Option<&ReconCardRecord>,
+    in_day: bool,
+) -> Verdict {
+    match (issuer, kassa) {
+        (None, None) => Verdict::Nothing,
+        (None, Some(txn)) if captured(txn.status) && in_day => {
+            differs(DifferenceClass::MissingAtChannel, "approved here; not in the issuer's clearing file")
+        }
+        (None, Some(_)) => Verdict::Nothing,
+        (Some((IssuerState::Approved, _)), None) => {
+            differs(DifferenceClass::PaidNotCredited, "approved at the issuer; Kassa has no such request")
+        }
+        (Some((IssuerState::Approved, amount)), Some(txn)) if captured(txn.status) => {
+            if amount == txn.amount {
+                Verdict::Matched
+            } else {
+                differs(
+                    DifferenceClass::AmountMismatch,
+                    format!(
+                        "approved {} at the issuer, {} here",
+                        amount.to_decimal_string(),
+                        txn.amount.to_decimal_string()
+                    ),
+                )
+            }
+        }
+        (Some((IssuerState::Approved, _)), Some(txn)) => differs(
+            DifferenceClass::PaidNotCredited,
+            format!("approved at the issuer and never reversed; {} here", status_name(txn.status)),
+        ),
+        (Some((IssuerState::Reversed, _)), Some(txn)) if captured(txn.status) => differs(
+            DifferenceClass::StatusMismatch,
+            format!("reversed at the issuer; {} here", status_name(txn.status)),
+        ),
+        // Undone on both sides (or never taken here): the card has its money.
+        (Some((IssuerState::Reversed, _)), _) => Verdict::Matched,
+    }
+}
+
+fn status_name(status: TxnStatus) -> String {
+    serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
 trait WalletName {
     fn wallet_name(&self) -> &'static str;
 }
@@ -209,6 +271,52 @@ mod tests {
         let mut reversed = closed.clone();
         reversed.order = QrOrderState::Reversed;
         assert_eq!(judge_trade(alipay, Some(&line(100)), Some(&reversed), true, false), Verdict::Matched);
+    }
+
+    fn card(status: TxnStatus, amount: i64) -> ReconCardRecord {
+        ReconCardRecord {
+            id: 12,
+            kind: kassa_domain::TxnKind::Sale,
+            status,
+            merchant_id: "898100000000001".into(),
+            terminal_id: Some("10000001".into()),
+            rrn: Some("000000000012".into()),
+            amount: cny(amount),
+            business_date: "2026-12-06".into(),
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn every_card_class() {
+        let approved = Some((IssuerState::Approved, cny(100)));
+        let reversed = Some((IssuerState::Reversed, cny(100)));
+        assert_eq!(judge_card(approved, Some(&card(TxnStatus::Approved, 100)), true), Verdict::Matched);
+        assert_eq!(judge_card(approved, Some(&card(TxnStatus::Refunded, 100)), true), Verdict::Matched);
+        assert_eq!(
+            class(judge_card(approved, Some(&card(TxnStatus::Approved, 90)), true)),
+            Some(DifferenceClass::AmountMismatch)
+        );
+        for status in [TxnStatus::Declined, TxnStatus::Pending, TxnStatus::Reversed, TxnStatus::Voided] {
+            assert_eq!(
+                class(judge_card(approved, Some(&card(status, 100)), true)),
+                Some(DifferenceClass::PaidNotCredited),
+                "{status:?}"
+            );
+        }
+        assert_eq!(class(judge_card(approved, None, true)), Some(DifferenceClass::PaidNotCredited));
+        assert_eq!(
+            class(judge_card(reversed, Some(&card(TxnStatus::Approved, 100)), true)),
+            Some(DifferenceClass::StatusMismatch)
+        );
+        assert_eq!(judge_card(reversed, Some(&card(TxnStatus::Reversed, 100)), true), Verdict::Matched);
+        assert_eq!(judge_card(reversed, None, true), Verdict::Matched);
+        assert_eq!(
+            class(judge_card(None, Some(&card(TxnStatus::Approved, 100)), true)),
+            Some(DifferenceClass::MissingAtChannel)
+        );
+        assert_eq!(judge_card(None, Some(&card(TxnStatus::Approved, 100)), false), Verdict::Nothing);
+        assert_eq!(judge_card(None, Some(&card(TxnStatus::Declined, 100)), true), Verdict::Nothing);
     }
 
     fn refund(status: QrRefundStatus, amount: i64) -> ReconRefundRecord {

@@ -14,16 +14,16 @@ use kassa_domain::{BusinessDay, Channel, CivilDate, MerchantId};
 use kassa_qr::QrService;
 use kassa_store::batch_upload::{propose_correction, NewCorrection};
 use kassa_store::recon::{
-    finish_run, insert_difference, insert_run, DifferenceClass, NewReconRun, ReconCounts, ReconDifferenceRecord,
-    ReconRefundRecord, ReconSource, ReconTradeRecord,
+    finish_run, insert_difference, insert_run, DifferenceClass, NewReconRun, ReconCardRecord, ReconCounts,
+    ReconDifferenceRecord, ReconRefundRecord, ReconSource, ReconTradeRecord,
 };
 use kassa_store::{Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
 use kassa_wallet::WalletConnector;
 use serde_json::json;
 
-use crate::matching::{judge_refund, judge_trade, Verdict};
+use crate::matching::{judge_card, judge_refund, judge_trade, IssuerState, Verdict};
 use crate::sort::{sort_lines, SortError, SortedLines, SORT_CHUNK_LINES};
-use crate::statement::{LineKind, StatementError, StatementFormat, StatementLine, StatementReader};
+use crate::statement::{card_reference, LineKind, StatementError, StatementFormat, StatementLine, StatementReader};
 
 /// Kassa's records read per page of the merge.
 pub const PAGE_ROWS: i64 = 2_000;
@@ -37,6 +37,21 @@ pub const RESOLVE_CALLS_MAX: usize = 1_000;
 
 /// The largest statement downloaded through a connector, in bytes.
 pub const STATEMENT_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+/// Clearing-file rows of one card request read at most (an approval and its reversal; a file
+/// repeating a request more is read on, its extra rows counted but not kept).
+const CARD_ROWS_PER_REQUEST_MAX: usize = 8;
+
+/// The correction kind of a card request the issuer approved that Kassa has as failed.
+pub const CARD_CORRECTION_KIND: &str = "issuer_approved_host_failed";
+
+/// Where the card issuer's clearing file of a day comes from (the issuer's side of the link).
+#[async_trait::async_trait]
+pub trait ClearingSource: Send + Sync + std::fmt::Debug {
+    /// The clearing file of `date` (CSV, [`crate::statement::CLEARING_HEADER`]), at most
+    /// `bytes_max` bytes.
+    async fn clearing(&self, date: CivilDate, bytes_max: usize) -> Result<Vec<u8>, String>;
+}
 
 /// Attempts at taking a run id when concurrent runs race for it.
 const RUN_ID_ATTEMPTS_MAX: usize = 5;
@@ -116,13 +131,14 @@ pub struct Reconciler {
     clock: Arc<dyn Clock>,
     chunk_lines: usize,
     connectors: Vec<Arc<dyn WalletConnector>>,
+    clearing: Option<Arc<dyn ClearingSource>>,
 }
 
 impl Reconciler {
     /// A reconciler over `store`; `qr` resolves unknown trades (without it they are reported as
     /// status mismatches).
     pub fn new(store: Store, qr: Option<QrService>, clock: Arc<dyn Clock>) -> Reconciler {
-        Reconciler { store, qr, clock, chunk_lines: SORT_CHUNK_LINES, connectors: Vec::new() }
+        Reconciler { store, qr, clock, chunk_lines: SORT_CHUNK_LINES, connectors: Vec::new(), clearing: None }
     }
 
     /// Adds the connector [`Reconciler::reconcile_day`] downloads its wallet's statements with.
@@ -132,9 +148,20 @@ impl Reconciler {
         self
     }
 
+    /// Sets where [`Reconciler::reconcile_day`] fetches the card issuer's clearing files.
+    pub fn with_clearing(mut self, clearing: Arc<dyn ClearingSource>) -> Reconciler {
+        self.clearing = Some(clearing);
+        self
+    }
+
     /// The channels this reconciler can download statements of.
     pub fn channels(&self) -> Vec<Channel> {
-        self.connectors.iter().map(|connector| wallet_channel(connector.wallet())).collect()
+        let mut channels: Vec<Channel> =
+            self.connectors.iter().map(|connector| wallet_channel(connector.wallet())).collect();
+        if self.clearing.is_some() {
+            channels.push(Channel::Card);
+        }
+        channels
     }
 
     /// Downloads the day's statement of `channel` through its connector and reconciles it.
@@ -144,6 +171,15 @@ impl Reconciler {
         date: CivilDate,
         started_by: &str,
     ) -> Result<ReconReport, ReconError> {
+        if channel == Channel::Card {
+            let source = self
+                .clearing
+                .clone()
+                .ok_or_else(|| ReconError::Unsupported("no clearing file source for card".into()))?;
+            let bytes = source.clearing(date, STATEMENT_BYTES_MAX).await.map_err(ReconError::Unavailable)?;
+            let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(bytes));
+            return self.reconcile(channel, date, ReconSource::Download, started_by, input).await;
+        }
         let connector = self
             .connectors
             .iter()
@@ -281,6 +317,34 @@ impl<T> Cursor<T> {
     }
 }
 
+/// Kassa's card transactions of the day, a page at a time in id order.
+struct CardCursor {
+    page: VecDeque<ReconCardRecord>,
+    after_id: i64,
+    done: bool,
+}
+
+/// A card transaction's RRN: the stored one, else the one the gateway gives it (its id, 12
+/// digits), which a request that never got an answer may not have stored.
+fn rrn_of(txn: &ReconCardRecord) -> String {
+    txn.rrn.clone().unwrap_or_else(|| format!("{:012}", txn.id.rem_euclid(1_000_000_000_000)))
+}
+
+fn card_json(txn: &ReconCardRecord) -> serde_json::Value {
+    json!({
+        "txn_id": txn.id,
+        "kind": txn.kind,
+        "status": txn.status,
+        "merchant_id": txn.merchant_id,
+        "terminal_id": txn.terminal_id,
+        "rrn": txn.rrn,
+        "amount_minor": txn.amount.minor(),
+        "currency": txn.amount.currency().code(),
+        "business_date": txn.business_date,
+        "created_at_ms": txn.created_at_ms,
+    })
+}
+
 /// Which side the merge takes next.
 enum Step {
     Line,
@@ -332,6 +396,10 @@ impl<'a> Merge<'a> {
     }
 
     async fn run(&mut self, mut lines: SortedLines) -> Result<(), ReconError> {
+        if self.channel == Channel::Card {
+            self.cards(&mut lines).await?;
+            return self.flush().await;
+        }
         let mut current = next_line(&mut lines)?;
         current = self.trades(&mut lines, current).await?;
         self.refunds(&mut lines, current).await?;
@@ -458,6 +526,164 @@ impl<'a> Merge<'a> {
         Ok(self.store().recon().trade_by_reference(self.channel, &trade.reference).await?)
     }
 
+    async fn fill_cards(&self, cursor: &mut CardCursor) -> Result<(), ReconError> {
+        if cursor.page.is_empty() && !cursor.done {
+            let date = self.date.to_string();
+            let page = self.store().recon().card_txns_of_day(&date, cursor.after_id, PAGE_ROWS).await?;
+            cursor.done = page.len() < PAGE_ROWS as usize;
+            if let Some(last) = page.last() {
+                cursor.after_id = last.id;
+            }
+            cursor.page.extend(page);
+        }
+        Ok(())
+    }
+
+    /// The card merge: the clearing file's rows (grouped per request) against Kassa's card
+    /// transactions of the day, both in id order.
+    async fn cards(&mut self, lines: &mut SortedLines) -> Result<(), ReconError> {
+        let mut cursor = CardCursor { page: VecDeque::new(), after_id: 0, done: false };
+        let mut current = next_line(lines)?;
+        loop {
+            self.fill_cards(&mut cursor).await?;
+            let kassa_reference = cursor.page.front().map(|txn| card_reference(txn.id));
+            match step(current.as_ref().map(|line| line.reference.as_str()), kassa_reference.as_deref()) {
+                Step::Done => return Ok(()),
+                Step::Kassa => {
+                    let txn = cursor.page.pop_front();
+                    self.card_pair(Vec::new(), txn).await?;
+                }
+                Step::Line | Step::Both => {
+                    let Some(first) = current.take() else { return Ok(()) };
+                    let reference = first.reference.clone();
+                    let mut group = vec![first];
+                    current = next_line(lines)?;
+                    while let Some(line) = current.take_if(|line| line.reference == reference) {
+                        if group.len() < CARD_ROWS_PER_REQUEST_MAX {
+                            group.push(line);
+                        }
+                        current = next_line(lines)?;
+                    }
+                    let txn = if kassa_reference.as_deref() == Some(reference.as_str()) {
+                        cursor.page.pop_front()
+                    } else {
+                        // Not among the day's: received on another business day, or unknown.
+                        match reference.parse::<i64>() {
+                            Ok(id) => self.store().recon().card_txn(id).await?,
+                            Err(_) => None,
+                        }
+                    };
+                    self.card_pair(group, txn).await?;
+                }
+            }
+        }
+    }
+
+    async fn card_pair(&mut self, group: Vec<StatementLine>, txn: Option<ReconCardRecord>) -> Result<(), ReconError> {
+        let approvals = group.iter().filter(|line| line.kind == LineKind::Trade).count();
+        let reversal = group.iter().find(|line| line.kind == LineKind::Reversal);
+        let approval = group.iter().find(|line| line.kind == LineKind::Trade);
+        let evidence = approval.or(reversal);
+        let issuer = match (approval, reversal) {
+            (_, Some(reversal)) => Some((IssuerState::Reversed, approval.unwrap_or(reversal).amount)),
+            (Some(approval), None) => Some((IssuerState::Approved, approval.amount)),
+            (None, None) => None,
+        };
+        let (from, to) = self.day_window_ms();
+        let in_day = txn.as_ref().is_some_and(|txn| (from..to).contains(&txn.created_at_ms));
+        let verdict = if approvals > 1 {
+            Verdict::Differs(DifferenceClass::StatusMismatch, "approved more than once at the issuer".into())
+        } else {
+            judge_card(issuer, txn.as_ref(), in_day)
+        };
+        match verdict {
+            Verdict::Matched => self.counts.matched += 1,
+            Verdict::Differs(class, reason) => self.card_difference(class, reason, evidence, txn.as_ref()).await?,
+            Verdict::Resolve | Verdict::Nothing => {}
+        }
+        Ok(())
+    }
+
+    async fn card_difference(
+        &mut self,
+        class: DifferenceClass,
+        reason: String,
+        line: Option<&StatementLine>,
+        txn: Option<&ReconCardRecord>,
+    ) -> Result<(), ReconError> {
+        self.counts.count(class);
+        let reference =
+            line.map(|l| l.reference.clone()).or_else(|| txn.map(|t| card_reference(t.id))).unwrap_or_default();
+        let currency = line.map(|l| l.amount.currency()).or(txn.map(|t| t.amount.currency()));
+        let mut difference = ReconDifferenceRecord {
+            run_id: self.run_id,
+            difference_key: format!("card:{}:txn:{}", self.date, reference),
+            class,
+            kind: LineKind::Trade.as_str().to_owned(),
+            reference,
+            refund_reference: None,
+            merchant_id: txn.map(|t| t.merchant_id.clone()),
+            out_trade_no: txn.map(|t| rrn_of(t)),
+            channel_amount_minor: line.map(|l| l.amount.minor()),
+            kassa_amount_minor: txn.map(|t| t.amount.minor()),
+            currency: currency.map_or("CNY", |c| c.code()).to_owned(),
+            reason,
+            statement_line_no: line.and_then(|l| i64::try_from(l.line_no).ok()),
+            statement_line: line.map(|l| l.raw.clone()),
+            kassa_record: txn.map(card_json),
+            correction_key: None,
+        };
+        if let (DifferenceClass::PaidNotCredited, Some(txn), Some(line)) = (class, txn, line) {
+            let correction = self.card_correction(&difference, txn, line);
+            if !self.store().recon().correction_exists(&correction.correction_key).await? {
+                self.counts.corrections_proposed += 1;
+            }
+            difference.correction_key = Some(correction.correction_key.clone());
+            self.ops.push(propose_correction(&correction));
+        }
+        self.ops.push(insert_difference(&difference));
+        if self.ops.len() >= WRITE_BATCH_OPS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// A card request the issuer approved (and never reversed) that Kassa has as failed: credit
+    /// the merchant the amount the issuer took, once a second person approves.
+    fn card_correction(
+        &self,
+        difference: &ReconDifferenceRecord,
+        txn: &ReconCardRecord,
+        line: &StatementLine,
+    ) -> NewCorrection {
+        NewCorrection {
+            correction_key: format!("recon:card:txn:{}:{}", txn.id, difference.class.as_str()),
+            source: CORRECTION_SOURCE.to_owned(),
+            kind: CARD_CORRECTION_KIND.to_owned(),
+            merchant_id: txn.merchant_id.clone(),
+            terminal_id: txn.terminal_id.clone(),
+            batch_no: None,
+            stan: None,
+            txn_id: Some(txn.id),
+            terminal_amount_minor: None,
+            host_amount_minor: Some(txn.amount.minor()),
+            currency: difference.currency.clone(),
+            details: json!({
+                "channel": Channel::Card.as_str(),
+                "reference": rrn_of(txn),
+                "amount_minor": line.amount.minor(),
+                "auth_code": line.channel_trade_no,
+                "kassa_status": card_json(txn)["status"],
+                "reason": difference.reason,
+                "run_id": self.run_id,
+                "business_date": self.date.to_string(),
+                "statement_line_no": difference.statement_line_no,
+                "statement_line": difference.statement_line,
+            }),
+            created_at_ms: self.reconciler.clock.now_ms(),
+        }
+    }
+
     async fn fill_refunds(&self, cursor: &mut Cursor<ReconRefundRecord>) -> Result<(), ReconError> {
         if cursor.page.is_empty() && !cursor.done {
             let (from, to) = self.day_window_ms();
@@ -560,8 +786,8 @@ impl<'a> Merge<'a> {
         let merchant_id = trade.map(|t| t.merchant_id.clone()).or_else(|| refund.map(|r| r.merchant_id.clone()));
         let out_trade_no = trade.map(|t| t.out_trade_no.clone()).or_else(|| refund.map(|r| r.out_trade_no.clone()));
         let kassa_amount = match kind {
-            LineKind::Trade => trade.map(|t| t.amount),
             LineKind::Refund => refund.map(|r| r.amount),
+            LineKind::Trade | LineKind::Reversal => trade.map(|t| t.amount),
         };
         let currency = line.map(|l| l.amount.currency()).or(kassa_amount.map(|a| a.currency()));
         let kassa_record = match (trade, refund) {

@@ -38,7 +38,16 @@ fn spill_error(error: std::io::Error) -> SortError {
     SortError::Spill(error.to_string())
 }
 
-type Key = (LineKind, String, u64);
+type Key = (u8, String, u64);
+
+/// Trades and card requests (approvals and reversals, interleaved by reference) first, then
+/// refunds.
+fn phase(kind: LineKind) -> u8 {
+    match kind {
+        LineKind::Trade | LineKind::Reversal => 0,
+        LineKind::Refund => 1,
+    }
+}
 
 /// The reference a line is merged on: a trade's reference, a refund's refund reference.
 pub fn merge_reference(line: &StatementLine) -> &str {
@@ -49,11 +58,11 @@ pub fn merge_reference(line: &StatementLine) -> &str {
 }
 
 fn key(line: &StatementLine) -> Key {
-    (line.kind, merge_reference(line).to_owned(), line.line_no)
+    (phase(line.kind), merge_reference(line).to_owned(), line.line_no)
 }
 
 fn compare(a: &StatementLine, b: &StatementLine) -> std::cmp::Ordering {
-    (a.kind, merge_reference(a), a.line_no).cmp(&(b.kind, merge_reference(b), b.line_no))
+    (phase(a.kind), merge_reference(a), a.line_no).cmp(&(phase(b.kind), merge_reference(b), b.line_no))
 }
 
 /// The statement's lines in order, with how many were read.
@@ -166,6 +175,7 @@ fn write_line(writer: &mut impl Write, line: &StatementLine) -> std::io::Result<
     writer.write_all(&[match line.kind {
         LineKind::Trade => 0,
         LineKind::Refund => 1,
+        LineKind::Reversal => 2,
     }])?;
     write_text(writer, &line.reference)?;
     write_text(writer, &line.channel_trade_no)?;
@@ -212,6 +222,7 @@ fn read_line(reader: &mut BufReader<std::fs::File>) -> Result<Option<StatementLi
     let kind = match read_exact::<1>(reader)? {
         [0] => LineKind::Trade,
         [1] => LineKind::Refund,
+        [2] => LineKind::Reversal,
         _ => return Err(corrupt()),
     };
     let reference = read_text(reader)?;

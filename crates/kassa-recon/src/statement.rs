@@ -26,6 +26,9 @@ pub const RECORD_BYTES_MAX: usize = 16 * 1024;
 /// The most fields a record may have.
 const FIELDS_MAX: usize = 64;
 
+/// The header row of the card issuer's clearing file (`kassa_issuer::clearing`).
+pub const CLEARING_HEADER: &str = "request_id,type,amount,currency,auth_code,time";
+
 /// The first cell of WeChat's summary rows, after the detail rows.
 const WECHAT_SUMMARY: &str = "总交易单数";
 
@@ -36,6 +39,8 @@ pub enum StatementFormat {
     Alipay,
     /// The WeChat-style bill.
     Wechat,
+    /// The card issuer's clearing file: its approvals and reversals of the day.
+    IssuerClearing,
 }
 
 impl StatementFormat {
@@ -44,7 +49,7 @@ impl StatementFormat {
         match channel {
             Channel::Alipay => Some(StatementFormat::Alipay),
             Channel::Wechat => Some(StatementFormat::Wechat),
-            Channel::Card => None,
+            Channel::Card => Some(StatementFormat::IssuerClearing),
         }
     }
 
@@ -53,6 +58,7 @@ impl StatementFormat {
         match self {
             StatementFormat::Alipay => kassa_wallet::alipay::wire::BILL_HEADER,
             StatementFormat::Wechat => kassa_wallet::wechat::wire::BILL_HEADER,
+            StatementFormat::IssuerClearing => CLEARING_HEADER,
         }
     }
 
@@ -60,6 +66,7 @@ impl StatementFormat {
         match self {
             StatementFormat::Alipay => 10,
             StatementFormat::Wechat => 23,
+            StatementFormat::IssuerClearing => 6,
         }
     }
 }
@@ -71,6 +78,8 @@ pub enum LineKind {
     Trade,
     /// A refund made that day.
     Refund,
+    /// The card issuer's reversal of a request it approved (the clearing file's `reversed` row).
+    Reversal,
 }
 
 impl LineKind {
@@ -79,6 +88,7 @@ impl LineKind {
         match self {
             LineKind::Trade => "trade",
             LineKind::Refund => "refund",
+            LineKind::Reversal => "reversal",
         }
     }
 }
@@ -259,6 +269,7 @@ impl<R: BufRead> StatementReader<R> {
             let line = match self.format {
                 StatementFormat::Alipay => alipay_line(&fields),
                 StatementFormat::Wechat => wechat_line(&fields),
+                StatementFormat::IssuerClearing => clearing_line(&fields),
             }
             .map_err(|reason| StatementError::malformed(line_no, reason))?;
             return Ok(Some(line.finish(line_no, text)));
@@ -491,6 +502,43 @@ fn wechat_line(fields: &[String]) -> Result<Parsed, String> {
     }
 }
 
+/// The transaction id a card request id (`txn:<id>`) names.
+pub fn clearing_txn_id(request_id: &str) -> Option<i64> {
+    let digits = request_id.strip_prefix("txn:")?;
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The merge key of a card transaction: its id, zero-padded so that text order is id order.
+pub fn card_reference(txn_id: i64) -> String {
+    format!("{txn_id:020}")
+}
+
+fn clearing_line(fields: &[String]) -> Result<Parsed, String> {
+    let txn_id = clearing_txn_id(&fields[0]).ok_or("request_id: expected txn:<digits>")?;
+    let currency = Currency::from_code(&fields[3]).map_err(|e| format!("currency: {e}"))?;
+    let amount = positive("amount", amount("amount", &fields[2], currency)?)?;
+    let kind = match fields[1].as_str() {
+        "approved" => LineKind::Trade,
+        "reversed" => LineKind::Reversal,
+        other => return Err(format!("type: expected approved or reversed, found {other:?}")),
+    };
+    if kind == LineKind::Trade && fields[4].is_empty() {
+        return Err("auth_code: an approval has its code".into());
+    }
+    Ok(Parsed {
+        kind,
+        reference: card_reference(txn_id),
+        channel_trade_no: fields[4].clone(),
+        refund_reference: None,
+        amount,
+        fee: Money::from_minor(0, currency),
+        at: fields[5].clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,6 +596,29 @@ mod tests {
         assert_eq!(lines[0].channel_trade_no, "4200001");
         assert_eq!((lines[1].kind, lines[1].amount, lines[1].fee), (LineKind::Refund, cny(4_000), cny(15)));
         assert_eq!(lines[1].refund_reference.as_deref(), Some("R0000000000000002"));
+    }
+
+    #[test]
+    fn clearing_rows_name_their_transaction_and_are_checked() {
+        let text = format!(
+            "{CLEARING_HEADER}\r\ntxn:12,approved,12.34,CNY,000001,2026-12-06 10:00:00\r\n\
+             txn:12,reversed,12.34,CNY,,2026-12-06 10:01:00\r\n"
+        );
+        let lines: Vec<StatementLine> =
+            read(&text, StatementFormat::IssuerClearing).into_iter().map(|l| l.unwrap()).collect();
+        assert_eq!((lines[0].kind, lines[1].kind), (LineKind::Trade, LineKind::Reversal));
+        assert_eq!(lines[0].reference, "00000000000000000012");
+        assert_eq!((lines[0].amount, lines[0].channel_trade_no.as_str()), (cny(1234), "000001"));
+        for (row, reason) in [
+            ("bal:1:2,approved,1.00,CNY,000001,t", "request_id"),
+            ("txn:1,declined,1.00,CNY,000001,t", "type"),
+            ("txn:1,approved,1.00,CNY,,t", "auth_code"),
+            ("txn:1,approved,1.001,CNY,000001,t", "amount"),
+        ] {
+            let error = refused(&format!("{CLEARING_HEADER}\n{row}\n"), StatementFormat::IssuerClearing);
+            assert_eq!(error.line(), 2, "{row}");
+            assert!(error.to_string().contains(reason), "{row}: {error}");
+        }
     }
 
     #[test]

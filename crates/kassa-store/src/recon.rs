@@ -70,6 +70,30 @@ pub struct ReconRefundRecord {
     pub created_at_ms: i64,
 }
 
+/// Kassa's card transaction that went to the card issuer (a sale, a pre-authorisation, an
+/// uploaded offline sale), as reconciliation compares it with the issuer's clearing file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconCardRecord {
+    /// The transaction's id (the issuer's request id is `txn:<id>`).
+    pub id: i64,
+    /// What it is.
+    pub kind: kassa_domain::TxnKind,
+    /// Where it stands.
+    pub status: kassa_domain::TxnStatus,
+    /// The merchant.
+    pub merchant_id: String,
+    /// The terminal.
+    pub terminal_id: Option<String>,
+    /// Its RRN, once it has one.
+    pub rrn: Option<String>,
+    /// Its amount.
+    pub amount: Money,
+    /// Kassa's business day.
+    pub business_date: String,
+    /// When it was received, Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
 /// Where a run's statement came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReconSource {
@@ -277,6 +301,16 @@ pub trait ReconStore: Send + Sync {
         after_reference: &str,
         limit: i64,
     ) -> Result<Vec<ReconTradeRecord>, StoreError>;
+    /// Kassa's card transactions of `business_date` that went to the issuer, by id, after
+    /// `after_id`, at most `limit`.
+    async fn card_txns_of_day(
+        &self,
+        business_date: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ReconCardRecord>, StoreError>;
+    /// A card transaction that went to the issuer, by id, of any day.
+    async fn card_txn(&self, id: i64) -> Result<Option<ReconCardRecord>, StoreError>;
     /// A trade by its reference, of any day.
     async fn trade_by_reference(
         &self,
@@ -344,6 +378,30 @@ fn trade_reader(channel: Channel) -> fn(&Row) -> Result<ReconTradeRecord, StoreE
     } else {
         |row| trade(row, Channel::Alipay)
     }
+}
+
+const CARD_COLUMNS: &str =
+    "id, kind, status, merchant_id, terminal_id, rrn, amount_minor, currency, business_date, created_at_ms";
+
+/// The kinds whose requests go to the issuer (`txn:<id>`).
+const CARD_ISSUER_KINDS: &str = "kind IN ('sale', 'pre_auth', 'offline_sale')";
+
+fn domain_enum<T: serde::de::DeserializeOwned>(what: &str, text: String) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.clone())).map_err(|_| corrupt(what, &text))
+}
+
+fn card(row: &Row) -> Result<ReconCardRecord, StoreError> {
+    Ok(ReconCardRecord {
+        id: row.int(0)?,
+        kind: domain_enum("txn kind", row.text(1)?)?,
+        status: domain_enum("txn status", row.text(2)?)?,
+        merchant_id: row.text(3)?,
+        terminal_id: row.opt_text(4)?,
+        rrn: row.opt_text(5)?,
+        amount: money(row, 6, 7)?,
+        business_date: row.text(8)?,
+        created_at_ms: row.int(9)?,
+    })
 }
 
 const REFUND_COLUMNS: &str = "r.id, r.refund_reference, t.reference, t.merchant_id, t.out_trade_no, t.wallet, \
@@ -493,6 +551,26 @@ impl ReconStore for SqlReads {
         );
         let params = params![business_date, after_reference, channel.as_str(), from_ms, to_ms, limit];
         self.all(&sql, &params, trade_reader(channel)).await
+    }
+
+    async fn card_txns_of_day(
+        &self,
+        business_date: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ReconCardRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {CARD_COLUMNS} FROM transactions WHERE channel = 'card' AND {CARD_ISSUER_KINDS} \
+             AND business_date = $1 AND id > $2 ORDER BY id LIMIT $3"
+        );
+        self.all(&sql, &params![business_date, after_id, limit], card).await
+    }
+
+    async fn card_txn(&self, id: i64) -> Result<Option<ReconCardRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {CARD_COLUMNS} FROM transactions WHERE channel = 'card' AND {CARD_ISSUER_KINDS} AND id = $1"
+        );
+        self.one(&sql, &params![id], card).await
     }
 
     async fn trade_by_reference(

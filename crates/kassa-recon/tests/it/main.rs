@@ -440,3 +440,139 @@ async fn trades_kassa_dates_the_next_day_but_paid_before_midnight_are_reconciled
     })
     .await;
 }
+
+mod card {
+    //! The card channel: Kassa's card transactions against the issuer simulator's own clearing
+    //! file, the simulator deciding real requests.
+
+    use kassa_crypto::TdesKey;
+    use kassa_domain::{Pan, TxnKind, TxnStatus};
+    use kassa_issuer::{AuthoriseRequest, IssuerConnector, IssuerSimulator, Operation, RequestId};
+    use kassa_store::{NewTxn, UnitOutcome};
+
+    use super::*;
+
+    const ZPK: &str = "0123456789ABCDEFFEDCBA9876543210";
+    const CARD: &str = "6222021234567890128";
+
+    fn name<T: serde::Serialize>(value: T) -> String {
+        serde_json::to_value(value).unwrap().as_str().unwrap().to_owned()
+    }
+
+    /// Stores a card transaction as Kassa decided it; answers its id.
+    async fn txn(store: &Store, n: u32, status: TxnStatus, minor: i64) -> i64 {
+        let new = NewTxn {
+            kind: name(TxnKind::Sale),
+            status: name(status),
+            channel: "card".into(),
+            merchant_id: MERCHANT.into(),
+            card_identity: Some(kassa_store::CardIdentity {
+                terminal_id: "10000001".into(),
+                batch_no: 1,
+                stan: n,
+                mti_class: "0200".into(),
+            }),
+            out_trade_no: None,
+            rrn: None,
+            auth_code: None,
+            amount_minor: minor,
+            currency: "CNY".into(),
+            fee_minor: 0,
+            pan_masked: Some("622202*********0128".into()),
+            content_digest: format!("d{n}"),
+            original_id: None,
+            response: serde_json::json!({}),
+            business_date: DAY.into(),
+            created_at_ms: at(10),
+        };
+        match store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(new)), vec![])).await.unwrap() {
+            UnitOutcome::Committed { txn_id: Some(id), .. } => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn authorise(issuer: &IssuerSimulator, txn_id: i64, minor: i64) -> RequestId {
+        let request_id = RequestId::new(format!("txn:{txn_id}")).unwrap();
+        let request = AuthoriseRequest {
+            request_id: request_id.clone(),
+            operation: Operation::Purchase,
+            pan: Pan::parse(CARD).unwrap(),
+            expiry: None,
+            amount: cny(minor),
+            pin_block: None,
+            chip: false,
+        };
+        let answer = issuer.authorise(&request).await.unwrap();
+        assert!(matches!(answer, kassa_issuer::IssuerAnswer::Approved { .. }), "{answer:?}");
+        request_id
+    }
+
+    #[tokio::test]
+    async fn card_transactions_are_reconciled_against_the_issuers_clearing_file() {
+        on_both_backends(|db| async move {
+            let issuer = IssuerSimulator::new(TdesKey::from_hex(ZPK).unwrap(), Arc::new(ManualClock::new(at(10))));
+            let store = &db.store;
+            // Approved on both sides.
+            let matched = txn(store, 1, TxnStatus::Approved, 1234).await;
+            authorise(&issuer, matched, 1234).await;
+            // Reversed on both sides (a timeout the terminal reversed).
+            let undone = txn(store, 2, TxnStatus::Reversed, 500).await;
+            issuer.reverse(&authorise(&issuer, undone, 500).await).await.unwrap();
+            // The issuer approved, Kassa answered 98 and the reversal never reached the issuer.
+            let lost = txn(store, 3, TxnStatus::Declined, 880).await;
+            authorise(&issuer, lost, 880).await;
+            // Approved here, never seen by the issuer.
+            let missing = txn(store, 4, TxnStatus::Approved, 300).await;
+            // Approved here for another amount than the issuer approved.
+            let other_amount = txn(store, 5, TxnStatus::Approved, 750).await;
+            authorise(&issuer, other_amount, 700).await;
+            // Reversed at the issuer, approved here.
+            let reversed_there = txn(store, 6, TxnStatus::Approved, 660).await;
+            issuer.reverse(&authorise(&issuer, reversed_there, 660).await).await.unwrap();
+            // Declined on both sides: nothing.
+            txn(store, 7, TxnStatus::Declined, 100).await;
+
+            let clearing = issuer.clearing_csv(day());
+            let card_reconciler = reconciler(&db, 50_000);
+            let reconcile = || {
+                let input = Box::new(std::io::Cursor::new(clearing.clone().into_bytes()));
+                card_reconciler.reconcile(Channel::Card, day(), ReconSource::File, "test", input)
+            };
+            let report = reconcile().await.unwrap();
+            assert_eq!(
+                report.counts,
+                ReconCounts {
+                    lines: 7, // 5 approvals, 2 reversals
+                    matched: 2,
+                    amount_mismatch: 1,
+                    paid_not_credited: 1,
+                    missing_at_channel: 1,
+                    status_mismatch: 1,
+                    corrections_proposed: 1,
+                },
+                "{clearing}"
+            );
+            let differences = store.recon().differences(report.run_id, "", 10).await.unwrap();
+            let lost_difference = differences.iter().find(|d| d.class == DifferenceClass::PaidNotCredited).unwrap();
+            assert_eq!(lost_difference.kassa_record.as_ref().unwrap()["txn_id"], lost);
+            assert_eq!(lost_difference.channel_amount_minor, Some(880));
+            assert!(lost_difference
+                .statement_line
+                .as_deref()
+                .unwrap()
+                .starts_with(&format!("txn:{lost},approved,8.80")));
+            let missing_difference = differences.iter().find(|d| d.class == DifferenceClass::MissingAtChannel).unwrap();
+            assert_eq!(missing_difference.kassa_record.as_ref().unwrap()["txn_id"], missing);
+
+            // Again: nothing proposed twice; a clearing file sorted through temporary files agrees.
+            let again = reconcile().await.unwrap();
+            assert_eq!(again.counts, ReconCounts { corrections_proposed: 0, ..report.counts });
+            let input = Box::new(std::io::Cursor::new(clearing.clone().into_bytes()));
+            let spilled =
+                reconciler(&db, 2).reconcile(Channel::Card, day(), ReconSource::File, "test", input).await.unwrap();
+            assert_eq!(spilled.counts, again.counts);
+            db
+        })
+        .await;
+    }
+}
