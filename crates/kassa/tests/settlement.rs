@@ -6,9 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail the test by panicking")]
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use kassa_crypto::rsa_keys::{RsaKeyPair, RsaPublicKey};
+use kassa_wallet::alipay::wire;
 use serde_json::{json, Value};
 
 mod common;
@@ -215,6 +219,175 @@ fn a_missed_payment_is_reconciled_approved_by_a_second_person_and_paid_out_once(
             let scratch = common::scratch_postgres(&url);
             let host = Host::up(&dir.path().join("pg"), Some(&scratch.url), "info");
             scenario(&host, Some(&scratch.url));
+            host.stop();
+        }
+        None => eprintln!("KASSA_TEST_DATABASE_URL not set: the PostgreSQL run is skipped"),
+    }
+}
+
+/// A merchant's receiver on 127.0.0.1:0 answering `success`: its URL and each request's body.
+fn receiver() -> (String, mpsc::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    let (sender, bodies) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut request = Vec::new();
+            let mut chunk = [0_u8; 4096];
+            let body = loop {
+                let read = stream.read(&mut chunk).unwrap();
+                assert!(read > 0, "the sender closed before its request was complete");
+                request.extend_from_slice(&chunk[..read]);
+                let Some(split) = request.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                let head = String::from_utf8_lossy(&request[..split]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .map(|value| value.trim().parse().unwrap())
+                    .unwrap_or(0);
+                if request.len() >= split + 4 + length {
+                    break request[split + 4..split + 4 + length].to_vec();
+                }
+            };
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nsuccess").unwrap();
+            if sender.send(body).is_err() {
+                return;
+            }
+        }
+    });
+    (url, bodies)
+}
+
+/// A cash register on `/gateway.do` with the demo app's key.
+struct Register<'a> {
+    host: &'a Host,
+    app_id: String,
+    app_key: RsaKeyPair,
+    gateway_key: RsaPublicKey,
+}
+
+impl Register<'_> {
+    fn new(host: &Host) -> Register<'_> {
+        let credentials = host.credentials();
+        Register {
+            host,
+            app_id: credentials["app_id"].as_str().unwrap().to_owned(),
+            app_key: RsaKeyPair::from_pkcs1_pem(credentials["app_private_key_pem"].as_str().unwrap()).unwrap(),
+            gateway_key: RsaPublicKey::from_spki_pem(credentials["gateway_public_key_pem"].as_str().unwrap()).unwrap(),
+        }
+    }
+
+    /// A signed call; the verified answer object.
+    fn call(&self, method: &str, biz: &Value, notify_url: Option<&str>) -> Value {
+        let mut params: Vec<(String, String)> = vec![
+            ("app_id".into(), self.app_id.clone()),
+            ("method".into(), method.into()),
+            ("charset".into(), "utf-8".into()),
+            ("sign_type".into(), "RSA2".into()),
+            ("timestamp".into(), "2026-12-06 20:00:00".into()),
+            ("version".into(), "1.0".into()),
+            ("biz_content".into(), biz.to_string()),
+        ];
+        if let Some(url) = notify_url {
+            params.push(("notify_url".into(), url.into()));
+        }
+        let sign = wire::sign(&params, &self.app_key).unwrap();
+        params.push(("sign".into(), sign));
+        let body = wire::encode_form(&params);
+        let mut stream = std::net::TcpStream::connect(self.host.http).unwrap();
+        stream.set_read_timeout(Some(common::IO_TIMEOUT)).unwrap();
+        let request = format!(
+            "POST /gateway.do HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host.http,
+            wire::FORM_CONTENT_TYPE,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let answer = response.split_once("\r\n\r\n").unwrap().1.to_owned();
+        Value::Object(wire::verified_response(method, &answer, &self.gateway_key).unwrap())
+    }
+}
+
+/// The statuses the merchant's receiver was told of `out_trade_no`, until `wanted` arrives.
+fn notified_until(bodies: &mpsc::Receiver<Vec<u8>>, out_trade_no: &str, wanted: &str) -> Vec<String> {
+    let deadline = Instant::now() + PAID_DEADLINE;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|s| s == wanted) {
+        let body = bodies
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no {wanted} notification; saw {seen:?}"));
+        let form = wire::parse_form(&body).unwrap();
+        if wire::param(&form, "out_trade_no") == Some(out_trade_no) {
+            seen.push(wire::param(&form, "trade_status").unwrap_or_default().to_owned());
+        }
+    }
+    seen
+}
+
+fn gateway_scenario(host: &Host, database_url: Option<&str>) {
+    let till = Till::open(host);
+    let register = Register::new(host);
+    let (notify_url, bodies) = receiver();
+    let out_trade_no = format!("GW{}", common::now_ms());
+    let biz = json!({"out_trade_no": out_trade_no, "subject": "coffee", "total_amount": "6.60"});
+    let created = register.call("alipay.trade.precreate", &biz, Some(&notify_url));
+    assert_eq!(created["code"], "10000", "{created}");
+    let qr_code = created["qr_code"].as_str().unwrap();
+    let path = qr_code.split_once("/qr/v1/").map(|(_, token)| format!("/qr/v1/{token}?wallet=alipay")).unwrap();
+    let (status, _, scanned) = http(host.http, "GET", &path, &[("Accept", "application/json")], "");
+    assert_eq!(status, 200, "{scanned}");
+    let wallet_code = scanned["wallet_qr_code"].as_str().unwrap().to_owned();
+    // The wallet forgets the cancel and its notification of the payment never comes.
+    till.fault("forget_close");
+    till.fault("drop_notification");
+    let cancelled = register.call("alipay.trade.cancel", &json!({"out_trade_no": out_trade_no}), None);
+    assert_eq!(cancelled["code"], "10000", "{cancelled}");
+    let body = json!({"qr_code": wallet_code, "wallet": "alipay"}).to_string();
+    let (status, _, paid) = http(till.sim, "POST", "/sim/v1/qr/pay", &[], &body);
+    assert_eq!((status, &paid["paid"]), (200, &json!(true)), "{paid}");
+    let query = json!({"out_trade_no": out_trade_no});
+    assert_eq!(register.call("alipay.trade.query", &query, None)["trade_status"], "TRADE_CLOSED");
+    assert_eq!(notified_until(&bodies, &out_trade_no, "TRADE_CLOSED"), ["TRADE_CLOSED"]);
+
+    let provider_day = kassa_domain::CivilDate::at(common::now_ms(), 8 * 60).to_string();
+    let (ok, run, stderr) = kassa(host, database_url, &["recon", "--channel", "alipay", "--date", &provider_day]);
+    assert!(ok, "{stderr}");
+    assert_eq!(run["paid_not_credited"], json!(1), "{run}");
+    let reviewer = Browser::ready(host.http, "reviewer");
+    let (_, listed) = reviewer.call("GET", "corrections?status=proposed", json!({}));
+    let id = listed["corrections"].as_array().unwrap().iter().find(|c| c["reference"] == json!(out_trade_no)).unwrap()
+        ["id"]
+        .as_i64()
+        .unwrap();
+    let (status, approved) =
+        reviewer.call("POST", &format!("corrections/{id}/approve"), json!({"reason": "statement"}));
+    assert_eq!(status, 200, "{approved}");
+
+    // Paid everywhere: the gateway's query and the merchant's notification.
+    let answer = register.call("alipay.trade.query", &query, None);
+    assert_eq!(
+        (&answer["trade_status"], &answer["total_amount"]),
+        (&json!("TRADE_SUCCESS"), &json!("6.60")),
+        "{answer}"
+    );
+    assert_eq!(notified_until(&bodies, &out_trade_no, "TRADE_SUCCESS"), ["TRADE_SUCCESS"]);
+}
+
+#[test]
+fn a_corrected_gateway_trade_reads_paid_and_notifies_its_merchant() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::up(&dir.path().join("sqlite"), None, "info");
+    gateway_scenario(&host, None);
+    host.stop();
+    match std::env::var("KASSA_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty()) {
+        Some(url) => {
+            let scratch = common::scratch_postgres(&url);
+            let host = Host::up(&dir.path().join("pg"), Some(&scratch.url), "info");
+            gateway_scenario(&host, Some(&scratch.url));
             host.stop();
         }
         None => eprintln!("KASSA_TEST_DATABASE_URL not set: the PostgreSQL run is skipped"),
