@@ -33,11 +33,12 @@ const TRAILER_PREFIX: &str = "SHA256 ";
 /// The largest backup file restore reads (it is read whole before anything is touched).
 const BACKUP_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
 /// Sequences and the table whose `id` they feed.
-const SEQUENCES: [(&str, &str); 3] = [
+const SEQUENCES: [(&str, &str); 4] = [
     ("transactions_id_seq", "transactions"),
     ("ledger_entries_id_seq", "ledger_entries"),
-    // The identity column's own sequence.
+    // The identity columns' own sequences.
     ("corrections_id_seq", "corrections"),
+    ("payouts_id_seq", "payouts"),
 ];
 
 use crate::postgres::db_error;
