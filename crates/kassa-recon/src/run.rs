@@ -623,7 +623,7 @@ impl<'a> Merge<'a> {
             reference,
             refund_reference: None,
             merchant_id: txn.map(|t| t.merchant_id.clone()),
-            out_trade_no: txn.map(|t| rrn_of(t)),
+            out_trade_no: txn.map(rrn_of),
             channel_amount_minor: line.map(|l| l.amount.minor()),
             kassa_amount_minor: txn.map(|t| t.amount.minor()),
             currency: currency.map_or("CNY", |c| c.code()).to_owned(),

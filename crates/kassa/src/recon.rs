@@ -1,7 +1,9 @@
 //! `kassa recon`: one reconciliation run of a channel's statement for a business day
-//! (docs/reference/reconciliation.md). The statement is downloaded through the channel's
+//! (docs/reference/reconciliation.md). A wallet's statement is downloaded through the channel's
 //! connector, as the host reaches it (the `wallet_credentials` file, else the credentials of the
-//! wallet simulator in the data directory, which `kassa up` writes), or read from `--file`.
+//! wallet simulator in the data directory, which `kassa up` writes); the card issuer's clearing
+//! file from the issuer (`issuer_url`, else the simulators' address); or either is read from
+//! `--file`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,11 +11,53 @@ use std::sync::Arc;
 use anyhow::Context;
 use kassa_domain::clock::{Clock, SystemClock};
 use kassa_domain::{Channel, CivilDate};
+use kassa_recon::run::ClearingSource;
 use kassa_recon::{ReconReport, Reconciler};
 use kassa_server::Config;
 use kassa_wallet::{AlipayConnector, WalletConnector, WalletCredentials, WechatConnector};
 
 use crate::{gateway, qr, sim, store};
+
+/// How long fetching a clearing file may take.
+const CLEARING_TIMEOUT_MS: u64 = 120_000;
+
+/// The card issuer's clearing file over HTTP (`GET <issuer>/sim/v1/issuer/clearing/{date}`).
+#[derive(Debug)]
+struct HttpClearing {
+    client: kassa_http_client::HttpClient,
+    base_url: String,
+}
+
+impl HttpClearing {
+    /// The issuer the host talks to: `issuer_url`, else the simulators' address (`sim_addr`
+    /// when this process serves them, bound already; else the configured one).
+    fn of(config: &Config, sim_addr: Option<std::net::SocketAddr>) -> anyhow::Result<HttpClearing> {
+        let base_url = match &config.issuer_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", sim_addr.unwrap_or(config.sim)),
+        };
+        let client = kassa_http_client::HttpClient::new(kassa_http_client::HttpClientConfig {
+            answer_timeout_ms: CLEARING_TIMEOUT_MS,
+            ..kassa_http_client::HttpClientConfig::default()
+        })
+        .map_err(|error| anyhow::anyhow!("the issuer's HTTP client: {error}"))?;
+        Ok(HttpClearing { client, base_url })
+    }
+}
+
+#[async_trait::async_trait]
+impl ClearingSource for HttpClearing {
+    async fn clearing(&self, date: CivilDate, bytes_max: usize) -> Result<Vec<u8>, String> {
+        let uri = format!("{}/sim/v1/issuer/clearing/{date}", self.base_url);
+        let request =
+            axum::http::Request::get(uri).body(axum::body::Bytes::new()).map_err(|error| error.to_string())?;
+        let answer = self.client.send_limited(request, bytes_max).await.map_err(|error| error.to_string())?;
+        if !answer.status.is_success() {
+            return Err(format!("clearing file: HTTP {}", answer.status));
+        }
+        Ok(answer.body.to_vec())
+    }
+}
 
 /// What `kassa recon` was asked.
 #[derive(Debug, Clone)]
@@ -66,9 +110,13 @@ pub fn host_reconciler(
     store: &kassa_store::Store,
     qr_service: Option<kassa_qr::QrService>,
     simulator: Option<&kassa_wallet_sim::WalletSim>,
+    sim_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<Reconciler> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut reconciler = Reconciler::new(store.clone(), qr_service, clock.clone());
+    if config.issuer_url.is_some() || config.simulators {
+        reconciler = reconciler.with_clearing(Arc::new(HttpClearing::of(config, sim_addr)?));
+    }
     if let Some(credentials) = qr::credentials(config, simulator)? {
         for channel in [Channel::Alipay, Channel::Wechat] {
             reconciler = reconciler.with_connector(connector(channel, &credentials, clock.clone())?);
@@ -78,15 +126,23 @@ pub fn host_reconciler(
 }
 
 /// Runs `kassa recon`.
-#[expect(clippy::print_stdout, reason = "the run's outcome is what `kassa recon` is run for")]
 pub async fn run(config: &Config, request: &ReconRequest) -> anyhow::Result<()> {
     let channel = Channel::parse(&request.channel)
         .with_context(|| format!("--channel {:?}: expected alipay, wechat or card", request.channel))?;
     let date = CivilDate::parse(&request.date)
         .with_context(|| format!("--date {:?}: expected a date YYYY-MM-DD", request.date))?;
-    anyhow::ensure!(channel != Channel::Card, "--channel card: the card clearing file is not reconciled yet");
     let store = store::open(config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if channel == Channel::Card {
+        // Card transactions are not asked about again: the issuer's file is what it decided.
+        let reconciler = Reconciler::new(store.inner().clone(), None, clock)
+            .with_clearing(Arc::new(HttpClearing::of(config, None)?));
+        let report = match &request.file {
+            Some(path) => reconciler.reconcile_file(channel, date, "cli", path).await?,
+            None => reconciler.reconcile_day(channel, date, "cli").await?,
+        };
+        return print(&report, request.json);
+    }
     let credentials = credentials(config)?;
     let base = qr::public_base_url(config, config.http, false)?;
     let qr_service = qr::service(store.inner(), &credentials, &base, gateway::business_day(config)?)?;
@@ -98,10 +154,15 @@ pub async fn run(config: &Config, request: &ReconRequest) -> anyhow::Result<()> 
             reconciler.reconcile_download(channel, date, "cli", connector.as_ref()).await?
         }
     };
-    if request.json {
+    print(&report, request.json)
+}
+
+#[expect(clippy::print_stdout, reason = "the run's outcome is what `kassa recon` is run for")]
+fn print(report: &ReconReport, json: bool) -> anyhow::Result<()> {
+    if json {
         println!("{}", report.to_json());
     } else {
-        println!("{}", sentence(&report));
+        println!("{}", sentence(report));
     }
     Ok(())
 }

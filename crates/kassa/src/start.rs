@@ -136,6 +136,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         store.inner(),
         qr_service.clone(),
         wallet_sim.as_ref().map(|(wallets, _)| wallets),
+        sim_server.as_ref().map(|(addr, _, _)| *addr),
     )?;
     let recon_notifier = notifier.clone();
     let (routes, auth_shared) = routes(

@@ -108,6 +108,8 @@ fn provider_today() -> String {
 fn recon(host: &Host, database_url: Option<&str>, args: &[&str]) -> (bool, Value, String) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kassa"));
     command.arg("recon").arg("--data-dir").arg(&host.data_dir).args(args).arg("--json");
+    // The simulators' address, as for the host (KASSA_SIM): the card issuer's clearing file is there.
+    command.env("KASSA_SIM", host.sim.expect("the banner names the simulators").to_string());
     if let Some(url) = database_url {
         command.arg("--database-url").arg(url);
     }
@@ -160,6 +162,11 @@ fn scenario(host: &Host, database_url: Option<&str>) {
     let (ok, wechat, stderr) = recon(host, database_url, &["--channel", "wechat", "--date", &date]);
     assert!(ok, "{stderr}");
     assert_eq!(counts(&wechat), [1, 1, 0, 0, 0, 0, 0], "{wechat}");
+
+    // The card issuer's clearing file, fetched from the simulators' issuer: no card sale today.
+    let (ok, card, stderr) = recon(host, database_url, &["--channel", "card", "--date", &date]);
+    assert!(ok, "{stderr}");
+    assert_eq!((card["channel"].clone(), counts(&card)), (json!("card"), [0, 0, 0, 0, 0, 0, 0]), "{card}");
 
     // The statement as a file, with the matched trade's amount changed: an amount mismatch.
     let statement = raw_get(till.sim, &format!("/sim/v1/statements/alipay/{date}"));
