@@ -37,8 +37,8 @@ pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000;
 pub const LIST_LIMIT_MAX: i64 = 500;
 /// Payments a reference is looked up among at most (two tell an ambiguous one).
 const PAYMENTS_PER_REFERENCE_MAX: i64 = 2;
-/// Corrections of one payment read at most.
-const CORRECTIONS_PER_PAYMENT_MAX: i64 = 50;
+/// Open corrections of one payment read at most (one is enough to refuse another).
+const CORRECTIONS_PER_PAYMENT_MAX: i64 = 1;
 
 /// What a correction re-posts; the kinds an approval knows how to post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -241,7 +241,7 @@ impl Corrections {
             .corrections()
             .corrections_of_payment(&merchant_id, channel, &manual.reference, CORRECTIONS_PER_PAYMENT_MAX)
             .await?;
-        if let Some(other) = open.iter().find(|c| c.status != CorrectionStatus::Rejected) {
+        if let Some(other) = open.first() {
             return Err(CorrectionError::Conflict(format!(
                 "correction {} of this payment is {}",
                 other.id,
@@ -286,14 +286,9 @@ impl Corrections {
             UnitOutcome::Committed { .. } => {}
             _ => return Err(CorrectionError::Conflict("a correction with that key exists".into())),
         }
-        // The id is the database's: read it back by the payment (newest first).
-        let stored = self
-            .store
-            .corrections()
-            .corrections_of_payment(&merchant_id, channel, &manual.reference, CORRECTIONS_PER_PAYMENT_MAX)
-            .await?;
-        let view = stored.into_iter().rev().find(|c| c.correction.correction_key == key);
-        view.ok_or_else(|| internal("the proposed correction is not found"))
+        // The id is the database's: read it back by its key.
+        let stored = self.store.corrections().correction_by_key(&key).await?;
+        stored.ok_or_else(|| internal("the proposed correction is not found"))
     }
 
     /// The merchant, currency and (when the host has one) the payment a correction names.

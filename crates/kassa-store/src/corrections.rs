@@ -134,9 +134,12 @@ pub struct CorrectionQuery {
 pub trait CorrectionStore: Send + Sync {
     /// A correction by id.
     async fn correction(&self, id: i64) -> Result<Option<CorrectionView>, StoreError>;
+    /// A correction by its unique key.
+    async fn correction_by_key(&self, correction_key: &str) -> Result<Option<CorrectionView>, StoreError>;
     /// Corrections matching `query`, newest first.
     async fn corrections(&self, query: &CorrectionQuery) -> Result<Vec<CorrectionView>, StoreError>;
-    /// The corrections of one payment (merchant, channel, reference), oldest first, at most `limit`.
+    /// The corrections of one payment (merchant, channel, reference) that are not rejected,
+    /// oldest first, at most `limit`.
     async fn corrections_of_payment(
         &self,
         merchant_id: &str,
@@ -240,6 +243,11 @@ impl CorrectionStore for SqlReads {
         self.one(&format!("SELECT {COLUMNS} FROM corrections WHERE id = $1"), &params![id], view).await
     }
 
+    async fn correction_by_key(&self, correction_key: &str) -> Result<Option<CorrectionView>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM corrections WHERE correction_key = $1");
+        self.one(&sql, &params![correction_key], view).await
+    }
+
     async fn corrections(&self, query: &CorrectionQuery) -> Result<Vec<CorrectionView>, StoreError> {
         let mut conditions: Vec<String> = Vec::new();
         let mut values: Vec<Value> = Vec::new();
@@ -271,7 +279,7 @@ impl CorrectionStore for SqlReads {
     ) -> Result<Vec<CorrectionView>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM corrections WHERE merchant_id = $1 AND channel = $2 AND reference = $3 \
-             ORDER BY id LIMIT $4"
+             AND status <> 'rejected' ORDER BY id LIMIT $4"
         );
         self.all(&sql, &params![merchant_id, channel.as_str(), reference, limit], view).await
     }
