@@ -77,6 +77,12 @@ pub(crate) fn credit(
     trade.failure = None;
     trade.attention = false;
     trade.set_order(wallet, QrOrderState::Paid);
+    // As for any payment: another wallet's open order of the trade is closed now.
+    for other in [Channel::Alipay, Channel::Wechat].into_iter().filter(|c| *c != wallet) {
+        if trade.order(other) == QrOrderState::Open {
+            trade.set_order(other, QrOrderState::Closing);
+        }
+    }
     trade.updated_at_ms = now_ms;
     Ok(())
 }
@@ -189,6 +195,10 @@ mod tests {
         assert_eq!(trade.alipay_order, QrOrderState::Paid);
         assert_eq!(trade.paid_at_ms, Some(500));
         assert!(!trade.attention);
+        // A merchant QR the payer also opened in the other wallet: that order is closed.
+        let mut both = QrTradeRecord { status: QrStatus::Waiting, wechat_order: QrOrderState::Open, ..closed_trade() };
+        credit(&mut both, Channel::Alipay, cny(1000), None, 500).unwrap();
+        assert_eq!((both.alipay_order, both.wechat_order), (QrOrderState::Paid, QrOrderState::Closing));
     }
 
     #[test]
