@@ -467,7 +467,16 @@ impl Corrections {
     /// A card correction still credits nothing the host has (read again at approval).
     async fn check_card(&self, kind: CorrectionKind, view: &CorrectionView, rrn: &str) -> Result<(), CorrectionError> {
         let merchant = view.correction.merchant_id.as_str();
-        let payments = self.store.corrections().card_payments(rrn, Some(merchant), PAYMENTS_PER_REFERENCE_MAX).await?;
+        // A host transaction is credited by one correction at most (a unique index too).
+        let payments = match view.correction.txn_id {
+            Some(txn_id) => {
+                if let Some(other) = self.store.corrections().approved_of_txn(txn_id).await? {
+                    return Err(CorrectionError::Conflict(format!("correction {other} credited this sale already")));
+                }
+                self.store.corrections().card_payment(txn_id).await?.into_iter().collect()
+            }
+            None => self.store.corrections().card_payments(rrn, Some(merchant), PAYMENTS_PER_REFERENCE_MAX).await?,
+        };
         match (kind, payments.first()) {
             (CorrectionKind::IssuerApprovedHostFailed, None) => {
                 Err(CorrectionError::NotFound(format!("no card sale with RRN {rrn:?}")))

@@ -220,6 +220,34 @@ async fn card_corrections_post_at_the_card_fee(db: &TestDb) {
     let again = corrections.propose("user:carol", &offline).await.unwrap();
     corrections.approve(again.id, "user:bob", "terminal journal").await.unwrap();
     assert_eq!(merchant_balance(db).await, -(20_000 - 120) - (3_000 - 18));
+    // Reconciliation names a failed sale without an RRN by its id: approved once, whoever
+    // proposed it.
+    let failed = declined_card_sale(db, "000000000789", 1_000).await;
+    for key in ["recon:card:txn:a", "recon:card:txn:b"] {
+        let from_recon = NewCorrection {
+            correction_key: key.into(),
+            source: "reconciliation".into(),
+            kind: "issuer_approved_host_failed".into(),
+            merchant_id: MERCHANT.into(),
+            terminal_id: None,
+            batch_no: None,
+            stan: None,
+            txn_id: Some(failed),
+            terminal_amount_minor: None,
+            host_amount_minor: Some(1_000),
+            currency: "CNY".into(),
+            details: serde_json::json!({"channel": "card", "reference": format!("{failed:012}"), "amount_minor": 1_000}),
+            created_at_ms: 1,
+        };
+        db.store.commit(WriteUnit::ops(vec![propose_correction(&from_recon)])).await.unwrap();
+    }
+    let proposed = corrections.list(Some(CorrectionStatus::Proposed), None, 10).await.unwrap();
+    let ids: Vec<i64> = proposed.iter().filter(|c| c.correction.txn_id == Some(failed)).map(|c| c.id).collect();
+    assert_eq!(ids.len(), 2);
+    corrections.approve(ids[0], "user:bob", "issuer clearing file").await.unwrap();
+    let twice = corrections.approve(ids[1], "user:bob", "the same sale").await;
+    assert!(matches!(twice, Err(CorrectionError::Conflict(_))), "{twice:?}");
+    assert_eq!(merchant_balance(db).await, -(20_000 - 120) - (3_000 - 18) - (1_000 - 6));
     // A wrong kind, channel, amount or evidence is refused before anything is stored.
     for bad in [
         manual("paid_not_credited", "card", "000000000123", 1),

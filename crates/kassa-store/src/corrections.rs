@@ -154,6 +154,10 @@ pub trait CorrectionStore: Send + Sync {
         merchant_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<PaymentRef>, StoreError>;
+    /// The card transaction `txn_id` as a payment a correction names.
+    async fn card_payment(&self, txn_id: i64) -> Result<Option<PaymentRef>, StoreError>;
+    /// The approved correction of host transaction `txn_id`, if any.
+    async fn approved_of_txn(&self, txn_id: i64) -> Result<Option<i64>, StoreError>;
     /// Card sales with this RRN (of `merchant_id` when given), at most `limit`.
     async fn card_payments(
         &self,
@@ -293,6 +297,17 @@ impl CorrectionStore for SqlReads {
         let sql = "SELECT id, merchant_id, status, amount_minor, currency FROM qr_trades \
                    WHERE out_trade_no = $1 AND ($2 = '' OR merchant_id = $2) ORDER BY id LIMIT $3";
         self.all(sql, &params![out_trade_no, merchant_id.unwrap_or(""), limit], payment).await
+    }
+
+    async fn card_payment(&self, txn_id: i64) -> Result<Option<PaymentRef>, StoreError> {
+        let sql = "SELECT id, merchant_id, status, amount_minor, currency FROM transactions \
+                   WHERE id = $1 AND channel = 'card'";
+        self.one(sql, &params![txn_id], payment).await
+    }
+
+    async fn approved_of_txn(&self, txn_id: i64) -> Result<Option<i64>, StoreError> {
+        let sql = "SELECT id FROM corrections WHERE txn_id = $1 AND status = 'approved'";
+        self.one(sql, &params![txn_id], |row| row.int(0)).await
     }
 
     async fn card_payments(

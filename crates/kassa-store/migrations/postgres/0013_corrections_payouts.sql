@@ -17,6 +17,9 @@ CREATE INDEX corrections_by_merchant ON corrections (merchant_id, status);
 -- A payment is credited by at most one approved correction, whoever proposed them.
 CREATE UNIQUE INDEX corrections_one_approved ON corrections (merchant_id, channel, reference)
     WHERE status = 'approved' AND channel IS NOT NULL AND reference IS NOT NULL;
+-- And a host transaction by at most one (batch upload and reconciliation name it by id).
+CREATE UNIQUE INDEX corrections_one_approved_per_txn ON corrections (txn_id)
+    WHERE status = 'approved' AND txn_id IS NOT NULL;
 
 -- One payout per merchant account (merchant, currency) and business day. A payout first claims
 -- its items (the merchant's ledger entries not yet paid out, made before its cut-off) in the
