@@ -526,10 +526,18 @@ impl<'a> Merge<'a> {
         Ok(self.store().recon().trade_by_reference(self.channel, &trade.reference).await?)
     }
 
-    async fn fill_cards(&self, cursor: &mut CardCursor) -> Result<(), ReconError> {
+    /// Fills the day's cursor (`next_day` false) or the next business day's (`next_day` true:
+    /// requests received after Kassa's cut-off but before the issuer's midnight).
+    async fn fill_cards(&self, cursor: &mut CardCursor, next_day: bool) -> Result<(), ReconError> {
         if cursor.page.is_empty() && !cursor.done {
-            let date = self.date.to_string();
-            let page = self.store().recon().card_txns_of_day(&date, cursor.after_id, PAGE_ROWS).await?;
+            let recon = self.store().recon();
+            let page = if next_day {
+                let (from, to) = self.day_window_ms();
+                let date = self.date.next_day().to_string();
+                recon.card_txns_received_between(&date, from, to, cursor.after_id, PAGE_ROWS).await?
+            } else {
+                recon.card_txns_of_day(&self.date.to_string(), cursor.after_id, PAGE_ROWS).await?
+            };
             cursor.done = page.len() < PAGE_ROWS as usize;
             if let Some(last) = page.last() {
                 cursor.after_id = last.id;
@@ -542,10 +550,18 @@ impl<'a> Merge<'a> {
     /// The card merge: the clearing file's rows (grouped per request) against Kassa's card
     /// transactions of the day, both in id order.
     async fn cards(&mut self, lines: &mut SortedLines) -> Result<(), ReconError> {
-        let mut cursor = CardCursor { page: VecDeque::new(), after_id: 0, done: false };
+        let mut day = CardCursor { page: VecDeque::new(), after_id: 0, done: false };
+        let mut next_day = CardCursor { page: VecDeque::new(), after_id: 0, done: false };
         let mut current = next_line(lines)?;
         loop {
-            self.fill_cards(&mut cursor).await?;
+            self.fill_cards(&mut day, false).await?;
+            self.fill_cards(&mut next_day, true).await?;
+            // Two business dates, disjoint: the merge takes the smaller id of their fronts.
+            let cursor = match (day.page.front(), next_day.page.front()) {
+                (Some(a), Some(b)) if b.id < a.id => &mut next_day,
+                (None, Some(_)) => &mut next_day,
+                _ => &mut day,
+            };
             let kassa_reference = cursor.page.front().map(|txn| card_reference(txn.id));
             match step(current.as_ref().map(|line| line.reference.as_str()), kassa_reference.as_deref()) {
                 Step::Done => return Ok(()),

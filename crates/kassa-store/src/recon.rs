@@ -309,6 +309,17 @@ pub trait ReconStore: Send + Sync {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<ReconCardRecord>, StoreError>;
+    /// Kassa's card transactions of `business_date` that went to the issuer and were received
+    /// in `[from_ms, to_ms)`, by id, after `after_id`, at most `limit` (those Kassa dates the next
+    /// business day that the issuer's calendar day still holds).
+    async fn card_txns_received_between(
+        &self,
+        business_date: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ReconCardRecord>, StoreError>;
     /// A card transaction that went to the issuer, by id, of any day.
     async fn card_txn(&self, id: i64) -> Result<Option<ReconCardRecord>, StoreError>;
     /// A trade by its reference, of any day.
@@ -564,6 +575,21 @@ impl ReconStore for SqlReads {
              AND business_date = $1 AND id > $2 ORDER BY id LIMIT $3"
         );
         self.all(&sql, &params![business_date, after_id, limit], card).await
+    }
+
+    async fn card_txns_received_between(
+        &self,
+        business_date: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ReconCardRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {CARD_COLUMNS} FROM transactions WHERE channel = 'card' AND {CARD_ISSUER_KINDS} \
+             AND business_date = $1 AND id > $2 AND created_at_ms >= $3 AND created_at_ms < $4 ORDER BY id LIMIT $5"
+        );
+        self.all(&sql, &params![business_date, after_id, from_ms, to_ms, limit], card).await
     }
 
     async fn card_txn(&self, id: i64) -> Result<Option<ReconCardRecord>, StoreError> {

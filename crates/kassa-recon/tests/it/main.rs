@@ -461,6 +461,10 @@ mod card {
 
     /// Stores a card transaction as Kassa decided it; answers its id.
     async fn txn(store: &Store, n: u32, status: TxnStatus, minor: i64) -> i64 {
+        txn_at(store, n, status, minor, DAY, at(10)).await
+    }
+
+    async fn txn_at(store: &Store, n: u32, status: TxnStatus, minor: i64, business_date: &str, at_ms: i64) -> i64 {
         let new = NewTxn {
             kind: name(TxnKind::Sale),
             status: name(status),
@@ -482,8 +486,8 @@ mod card {
             content_digest: format!("d{n}"),
             original_id: None,
             response: serde_json::json!({}),
-            business_date: DAY.into(),
-            created_at_ms: at(10),
+            business_date: business_date.into(),
+            created_at_ms: at_ms,
         };
         match store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(new)), vec![])).await.unwrap() {
             UnitOutcome::Committed { txn_id: Some(id), .. } => id,
@@ -531,6 +535,9 @@ mod card {
             issuer.reverse(&authorise(&issuer, reversed_there, 660).await).await.unwrap();
             // Declined on both sides: nothing.
             txn(store, 7, TxnStatus::Declined, 100).await;
+            // Received after Kassa's 23:00 cut-off (its next business day), before midnight, never
+            // seen by the issuer: missing there too.
+            let late = txn_at(store, 8, TxnStatus::Approved, 990, "2026-12-07", at(23) + 600_000).await;
 
             let clearing = issuer.clearing_csv(day());
             let card_reconciler = reconciler(&db, 50_000);
@@ -546,7 +553,7 @@ mod card {
                     matched: 2,
                     amount_mismatch: 1,
                     paid_not_credited: 1,
-                    missing_at_channel: 1,
+                    missing_at_channel: 2,
                     status_mismatch: 1,
                     corrections_proposed: 1,
                 },
@@ -561,8 +568,12 @@ mod card {
                 .as_deref()
                 .unwrap()
                 .starts_with(&format!("txn:{lost},approved,8.80")));
-            let missing_difference = differences.iter().find(|d| d.class == DifferenceClass::MissingAtChannel).unwrap();
-            assert_eq!(missing_difference.kassa_record.as_ref().unwrap()["txn_id"], missing);
+            let missing_ids: Vec<&serde_json::Value> = differences
+                .iter()
+                .filter(|d| d.class == DifferenceClass::MissingAtChannel)
+                .map(|d| &d.kassa_record.as_ref().unwrap()["txn_id"])
+                .collect();
+            assert_eq!(missing_ids, [&serde_json::json!(missing), &serde_json::json!(late)]);
 
             // Again: nothing proposed twice; a clearing file sorted through temporary files agrees.
             let again = reconcile().await.unwrap();
