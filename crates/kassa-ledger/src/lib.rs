@@ -18,7 +18,9 @@ use std::fmt;
 use kassa_domain::{Channel, Currency, MerchantId, Money, MoneyError};
 use serde::{Deserialize, Serialize};
 
-pub use entries::{correction_entry, payout_entry, refund_cleared_entry, refund_entry, sale_entry, undo_entry, EntryKind};
+pub use entries::{
+    correction_entry, payout_entry, refund_cleared_entry, refund_entry, sale_entry, undo_entry, EntryKind,
+};
 
 /// What an account is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

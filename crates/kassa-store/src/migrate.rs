@@ -54,11 +54,7 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "refund_requests",
         sql: include_str!("../migrations/sqlite/0011_refund_requests.sql"),
     },
-    Migration {
-        version: 12,
-        name: "recon",
-        sql: include_str!("../migrations/sqlite/0012_recon.sql"),
-    },
+    Migration { version: 12, name: "recon", sql: include_str!("../migrations/sqlite/0012_recon.sql") },
     Migration {
         version: 13,
         name: "corrections_payouts",
@@ -98,11 +94,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "refund_requests",
         sql: include_str!("../migrations/postgres/0011_refund_requests.sql"),
     },
-    Migration {
-        version: 12,
-        name: "recon",
-        sql: include_str!("../migrations/postgres/0012_recon.sql"),
-    },
+    Migration { version: 12, name: "recon", sql: include_str!("../migrations/postgres/0012_recon.sql") },
     Migration {
         version: 13,
         name: "corrections_payouts",

@@ -87,12 +87,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Restore(args) => restore(&config, &args.file).await,
             Command::Audit(AuditCommand::Verify(_)) => audit::verify(&config).await,
             Command::Recon(args) => {
-                let request = recon::ReconRequest {
-                    channel: args.channel,
-                    date: args.date,
-                    file: args.file,
-                    json: args.json,
-                };
+                let request =
+                    recon::ReconRequest { channel: args.channel, date: args.date, file: args.file, json: args.json };
                 recon::run(&config, &request).await
             }
             Command::Payouts(args) => {
