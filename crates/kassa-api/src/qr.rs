@@ -306,15 +306,10 @@ async fn collect_now(state: &ApiState, caller: &Caller, body: CollectBody) -> Re
         amount,
         subject: body.subject.unwrap_or_else(|| SUBJECT_DEFAULT.to_owned()),
     };
-    // On its own task: an answer given before it ends never cuts the collection short.
-    let service = state.qr()?.clone();
-    let merchant = caller.merchant.clone();
-    let task = tokio::spawn(async move { service.collect(&merchant, &QrOrigin::Api, request).await });
-    let trade = match tokio::time::timeout(Duration::from_millis(COLLECT_ANSWER_WAIT_MS), task).await {
-        Ok(Ok(outcome)) => outcome?,
-        Ok(Err(_)) => return Err(ApiError::Internal),
-        Err(_) => state.qr()?.get(&caller.merchant, &body.out_trade_no).await?,
-    };
+    let wait = Duration::from_millis(COLLECT_ANSWER_WAIT_MS);
+    let collected = state.qr()?.collect_within(&caller.merchant, &QrOrigin::Api, request, None, wait).await?;
+    // Without an admission nothing refuses the collection.
+    let trade = collected.ok_or(ApiError::Internal)?;
     answer(StatusCode::OK, &QrTradeView::from(&trade))
 }
 

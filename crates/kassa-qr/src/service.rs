@@ -687,6 +687,31 @@ impl QrService {
         Ok(Some(self.view(&trade)))
     }
 
+    /// [`QrService::collect_admitted`] on a task of its own, answered within `answer_wait`: its
+    /// outcome when it ends by then, else the trade as stored (`waiting` or `pending`). An early
+    /// answer never cuts the collection short: a payer still confirming is polled, then
+    /// cancelled at the end of the service's own wait, whoever stopped listening.
+    pub async fn collect_within(
+        &self,
+        merchant: &MerchantId,
+        origin: &QrOrigin,
+        request: CollectRequest,
+        admission: Option<Guard>,
+        answer_wait: Duration,
+    ) -> Result<Option<QrTrade>, QrError> {
+        let out_trade_no = request.out_trade_no.clone();
+        let (service, task_merchant, task_origin) = (self.clone(), merchant.clone(), origin.clone());
+        let task =
+            tokio::spawn(
+                async move { service.collect_admitted(&task_merchant, &task_origin, request, admission).await },
+            );
+        match tokio::time::timeout(answer_wait, task).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(QrError::Internal("the collection stopped".into())),
+            Err(_) => self.get(merchant, &out_trade_no).await.map(Some),
+        }
+    }
+
     /// Queries an open customer-code trade with back-off until it is decided or its wait
     /// deadline passes, then cancels it.
     async fn wait_for_payer(&self, mut trade: QrTradeRecord, wallet: Wallet) -> Result<QrTradeRecord, QrError> {

@@ -173,20 +173,12 @@ async fn collect(State(state): State<TmsQrState>, checked: Checked) -> Result<Js
         amount: amount(body.amount, till.currency)?,
         subject: body.subject.unwrap_or_else(|| "POS".to_owned()),
     };
-    // The collection runs on its own task: an answer given before it ends never cuts it short
-    // (a payer still confirming is polled, then cancelled at the end of the wait).
-    let service = state.qr.clone();
-    let (merchant, qr_origin) = (till.merchant.clone(), till.origin.clone());
     let guard = admission.as_ref().map(|admission| admission.guard());
-    let task = tokio::spawn(async move { service.collect_admitted(&merchant, &qr_origin, request, guard).await });
-    let trade = match tokio::time::timeout(std::time::Duration::from_millis(COLLECT_ANSWER_WAIT_MS), task).await {
-        Ok(Ok(outcome)) => match (outcome?, admission) {
-            (Some(trade), _) => trade,
-            (None, Some(admission)) => return Err(admission.replayed(&state.tms)),
-            (None, None) => return Err(ApiError::Qr(QrError::Internal("a collection was refused".into()))),
-        },
-        Ok(Err(_)) => return Err(ApiError::Qr(QrError::Internal("the collection stopped".into()))),
-        Err(_) => state.qr.get(&till.merchant, &body.out_trade_no).await?,
+    let wait = std::time::Duration::from_millis(COLLECT_ANSWER_WAIT_MS);
+    let trade = match (state.qr.collect_within(&till.merchant, &till.origin, request, guard, wait).await?, admission) {
+        (Some(trade), _) => trade,
+        (None, Some(admission)) => return Err(admission.replayed(&state.tms)),
+        (None, None) => return Err(ApiError::Qr(QrError::Internal("a collection was refused".into()))),
     };
     Ok(ok(json!({"trade": trade_json(&trade)})))
 }
