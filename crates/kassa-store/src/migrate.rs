@@ -60,6 +60,12 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "corrections_payouts",
         sql: include_str!("../migrations/sqlite/0013_corrections_payouts.sql"),
     },
+    Migration {
+        version: 14,
+        name: "corrections_more",
+        sql: include_str!("../migrations/sqlite/0014_corrections_more.sql"),
+    },
+    Migration { version: 15, name: "web", sql: include_str!("../migrations/sqlite/0015_web.sql") },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -100,6 +106,12 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "corrections_payouts",
         sql: include_str!("../migrations/postgres/0013_corrections_payouts.sql"),
     },
+    Migration {
+        version: 14,
+        name: "corrections_more",
+        sql: include_str!("../migrations/postgres/0014_corrections_more.sql"),
+    },
+    Migration { version: 15, name: "web", sql: include_str!("../migrations/postgres/0015_web.sql") },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kassa_schema_migrations (\
