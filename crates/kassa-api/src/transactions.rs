@@ -64,6 +64,9 @@ pub struct CardTransactionView {
     pub business_date: String,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: i64,
+    /// The approved correction (补登) that credited a sale the host recorded as failed: its
+    /// `status` then reads `approved`.
+    pub correction: Option<i64>,
 }
 
 impl From<&TxnRecord> for CardTransactionView {
@@ -87,6 +90,7 @@ impl From<&TxnRecord> for CardTransactionView {
             settled: txn.settled,
             business_date: txn.business_date.clone(),
             created_at_ms: txn.created_at_ms,
+            correction: None,
         }
     }
 }
@@ -110,7 +114,15 @@ pub async fn card_transaction(
     if txn.merchant_id != caller.merchant.as_str() || txn.channel != "card" || txn.kind == "balance_inquiry" {
         return Err(ApiError::NotFound("card transaction"));
     }
-    Ok(Json(CardTransactionView::from(&txn)))
+    let mut view = CardTransactionView::from(&txn);
+    // A failed sale an approved correction credited reads approved; its record is not edited.
+    if matches!(txn.status.as_str(), "declined" | "pending" | "reversed") {
+        if let Some(correction) = state.store().corrections().approved_of_txn(txn.id).await? {
+            view.status = "approved".into();
+            view.correction = Some(correction);
+        }
+    }
+    Ok(Json(view))
 }
 
 /// The channels of the search.

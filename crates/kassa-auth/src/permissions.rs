@@ -39,8 +39,10 @@ pub enum Permission {
     ChangeSettings,
     /// Approve refunds above the review threshold.
     ReviewRefunds,
-    /// Post corrections (补登).
+    /// Propose corrections (补登) and run reconciliation and payouts: the maker.
     PostCorrections,
+    /// Approve or reject a correction someone else proposed: the checker.
+    ReviewCorrections,
 }
 
 impl Role {
@@ -83,6 +85,7 @@ impl Permission {
             Permission::ChangeSettings => "change_settings",
             Permission::ReviewRefunds => "review_refunds",
             Permission::PostCorrections => "post_corrections",
+            Permission::ReviewCorrections => "review_corrections",
         }
     }
 }
@@ -99,8 +102,8 @@ impl fmt::Display for Permission {
 fn granted(role: Role) -> &'static [Permission] {
     use Permission::*;
     match role {
-        Role::InstitutionAdmin => &[ManageOperators, ManageUsers, ChangeSettings, PostCorrections],
-        Role::InstitutionReviewer => &[ReviewRefunds, PostCorrections],
+        Role::InstitutionAdmin => &[ManageOperators, ManageUsers, ChangeSettings, PostCorrections, ReviewCorrections],
+        Role::InstitutionReviewer => &[ReviewRefunds, PostCorrections, ReviewCorrections],
         Role::MerchantOwner => &[Void, Refund, Settle, ManageOperators, ManageUsers, ChangeSettings],
         Role::MerchantStaff => &[],
         Role::Supervisor => &[Sale, Void, Refund, Settle, ManageOperators, ChangeSettings],
@@ -144,17 +147,27 @@ mod tests {
     fn the_table() {
         use Permission::*;
         // role × (sale, void, refund, settle, manage_operators, manage_users, change_settings,
-        //         review_refunds, post_corrections)
-        let expected: [(Role, [bool; 9]); 6] = [
-            (Role::InstitutionAdmin, [false, false, false, false, true, true, true, false, true]),
-            (Role::InstitutionReviewer, [false, false, false, false, false, false, false, true, true]),
-            (Role::MerchantOwner, [false, true, true, true, true, true, true, false, false]),
-            (Role::MerchantStaff, [false; 9]),
-            (Role::Supervisor, [true, true, true, true, true, false, true, false, false]),
-            (Role::Operator, [true, true, true, true, false, false, false, false, false]),
+        //         review_refunds, post_corrections, review_corrections)
+        let expected: [(Role, [bool; 10]); 6] = [
+            (Role::InstitutionAdmin, [false, false, false, false, true, true, true, false, true, true]),
+            (Role::InstitutionReviewer, [false, false, false, false, false, false, false, true, true, true]),
+            (Role::MerchantOwner, [false, true, true, true, true, true, true, false, false, false]),
+            (Role::MerchantStaff, [false; 10]),
+            (Role::Supervisor, [true, true, true, true, true, false, true, false, false, false]),
+            (Role::Operator, [true, true, true, true, false, false, false, false, false, false]),
         ];
-        let permissions =
-            [Sale, Void, Refund, Settle, ManageOperators, ManageUsers, ChangeSettings, ReviewRefunds, PostCorrections];
+        let permissions = [
+            Sale,
+            Void,
+            Refund,
+            Settle,
+            ManageOperators,
+            ManageUsers,
+            ChangeSettings,
+            ReviewRefunds,
+            PostCorrections,
+            ReviewCorrections,
+        ];
         for (role, row) in expected {
             for (permission, allowed) in permissions.iter().zip(row) {
                 assert_eq!(authorize(role, *permission).is_ok(), allowed, "{role:?} {permission:?}");

@@ -1,7 +1,8 @@
 //! Corrections (补登) in the back office, `/backoffice/v1/corrections…`
 //! (docs/reference/settlement.md): list them by status, enter one by hand with its evidence,
-//! approve or reject one with a reason. Institution staff with the `post_corrections`
-//! permission; the reviewer is never the proposer (kassa-recon and the store check it). Sessions
+//! approve or reject one with a reason. Institution staff: listing and proposing need the
+//! `post_corrections` permission (the maker), approving and rejecting `review_corrections` (the
+//! checker); the reviewer is never the proposer (kassa-recon and the store check it). Sessions
 //! and CSRF as every other back-office route; errors map to statuses in ONE place
 //! ([`CorrectionApiError`]'s `IntoResponse`).
 
@@ -134,11 +135,24 @@ impl IntoResponse for CorrectionApiError {
     }
 }
 
-/// A session of institution staff holding `post_corrections`, ready.
+/// A session of institution staff holding `post_corrections` (the maker's permission), ready.
 async fn staff(state: &CorrectionRoutes, call: &Call) -> Result<BackOfficeSession, CorrectionApiError> {
+    holding(state, call, Permission::PostCorrections).await
+}
+
+/// A session of institution staff holding `review_corrections` (the checker's), ready.
+async fn reviewer(state: &CorrectionRoutes, call: &Call) -> Result<BackOfficeSession, CorrectionApiError> {
+    holding(state, call, Permission::ReviewCorrections).await
+}
+
+async fn holding(
+    state: &CorrectionRoutes,
+    call: &Call,
+    permission: Permission,
+) -> Result<BackOfficeSession, CorrectionApiError> {
     let session = call.session(&state.office).await?;
     session.ready()?;
-    session.require(Permission::PostCorrections)?;
+    session.require(permission)?;
     Ok(session)
 }
 
@@ -248,7 +262,7 @@ async fn approve(
     Path(id): Path<i64>,
     call: Call,
 ) -> Result<Json<Value>, CorrectionApiError> {
-    let session = staff(&state, &call).await?;
+    let session = reviewer(&state, &call).await?;
     let body: ReviewBody = call.json()?;
     let approved = state.corrections.approve(id, &session.subject(), &body.reason).await?;
     Ok(ok(json!({"correction": correction_json(&approved.correction), "entry": approved.entry_id})))
@@ -260,7 +274,7 @@ async fn reject(
     Path(id): Path<i64>,
     call: Call,
 ) -> Result<Json<Value>, CorrectionApiError> {
-    let session = staff(&state, &call).await?;
+    let session = reviewer(&state, &call).await?;
     let body: ReviewBody = call.json()?;
     let rejected = state.corrections.reject(id, &session.subject(), &body.reason).await?;
     Ok(ok(json!({"correction": correction_json(&rejected)})))

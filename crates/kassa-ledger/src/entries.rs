@@ -24,6 +24,10 @@ pub enum EntryKind {
     Payout,
     /// A correction (补登) approved under maker-checker.
     Correction,
+    /// A terminal's activation deposit taken from the merchant (押金).
+    Deposit,
+    /// An activation deposit given back (流水达标).
+    DepositReturn,
 }
 
 impl EntryKind {
@@ -37,6 +41,8 @@ impl EntryKind {
             EntryKind::RefundCleared => "refund_cleared",
             EntryKind::Payout => "payout",
             EntryKind::Correction => "correction",
+            EntryKind::Deposit => "deposit",
+            EntryKind::DepositReturn => "deposit_return",
         }
     }
 
@@ -50,6 +56,8 @@ impl EntryKind {
             EntryKind::RefundCleared,
             EntryKind::Payout,
             EntryKind::Correction,
+            EntryKind::Deposit,
+            EntryKind::DepositReturn,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)
@@ -151,6 +159,40 @@ pub fn correction_entry(
             posting(Account::channel_receivable(channel, currency), amount.minor(), amount),
             posting(Account::merchant_payable(merchant, currency), net.checked_neg()?.minor(), amount),
             posting(Account::fee_income(channel, currency), fee.checked_neg()?.minor(), amount),
+        ],
+    )
+}
+
+/// An approved correction (补登) of an amount: the channel took `delta` more (positive) or less
+/// (negative) than the platform recorded for a payment, and the fee on the payment moves by
+/// `fee_delta` (the fee on the corrected amount less the fee charged). The channel's receivable
+/// moves by `delta`, the merchant by `delta − fee_delta` and the fee income by `fee_delta`, as
+/// an entry of its own whose `reference` names the correction, never an edit of the sale:
+/// positive, the merchant is credited; negative, debited. `delta` is never zero, and the fee
+/// never moves against it nor by more than it.
+pub fn adjustment_entry(
+    reference: &str,
+    merchant: &MerchantId,
+    channel: Channel,
+    delta: Money,
+    fee_delta: Money,
+) -> Result<JournalEntry, LedgerError> {
+    let currency = delta.currency();
+    if delta.is_zero() {
+        return Err(LedgerError::TooFewPostings);
+    }
+    let against = fee_delta.minor().signum() * delta.minor().signum() < 0;
+    if against || fee_delta.minor().unsigned_abs() > delta.minor().unsigned_abs() {
+        return Err(LedgerError::FeeExceedsAmount);
+    }
+    let net = delta.checked_sub(fee_delta)?;
+    JournalEntry::new(
+        EntryKind::Correction,
+        reference,
+        vec![
+            posting(Account::channel_receivable(channel, currency), delta.minor(), delta),
+            posting(Account::merchant_payable(merchant, currency), net.checked_neg()?.minor(), delta),
+            posting(Account::fee_income(channel, currency), fee_delta.checked_neg()?.minor(), delta),
         ],
     )
 }

@@ -10,6 +10,7 @@
 //! (receivables) carry debit balances; liability and income accounts (merchant payable, fee
 //! income, refunds in transit, payouts) carry credit balances, i.e. negative sums.
 
+mod deposit;
 mod entries;
 
 use std::collections::BTreeMap;
@@ -18,8 +19,10 @@ use std::fmt;
 use kassa_domain::{Channel, Currency, MerchantId, Money, MoneyError};
 use serde::{Deserialize, Serialize};
 
+pub use deposit::{deposit_return_entry, deposit_taken_entry};
 pub use entries::{
-    correction_entry, payout_entry, refund_cleared_entry, refund_entry, sale_entry, undo_entry, EntryKind,
+    adjustment_entry, correction_entry, payout_entry, refund_cleared_entry, refund_entry, sale_entry, undo_entry,
+    EntryKind,
 };
 
 /// What an account is for.
@@ -36,6 +39,9 @@ pub enum AccountKind {
     RefundsInTransit,
     /// Money paid out to merchants' bank accounts (the clearing bank; credit balance).
     Payouts,
+    /// Activation deposits held for merchants until their volume target is met (liability,
+    /// credit balance).
+    DepositsHeld,
 }
 
 impl AccountKind {
@@ -47,6 +53,7 @@ impl AccountKind {
             AccountKind::FeeIncome => "fee_income",
             AccountKind::RefundsInTransit => "refunds_in_transit",
             AccountKind::Payouts => "payouts",
+            AccountKind::DepositsHeld => "deposits_held",
         }
     }
 
@@ -58,6 +65,7 @@ impl AccountKind {
             AccountKind::FeeIncome,
             AccountKind::RefundsInTransit,
             AccountKind::Payouts,
+            AccountKind::DepositsHeld,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)
@@ -168,6 +176,9 @@ pub enum LedgerError {
         /// The account's currency.
         account: Currency,
     },
+    /// A fee that moves against its amount, or by more than it.
+    #[error("a fee may not exceed its amount nor move against it")]
+    FeeExceedsAmount,
     /// Amount arithmetic failed (overflow, mixed currencies).
     #[error(transparent)]
     Money(#[from] MoneyError),

@@ -199,3 +199,42 @@ fn a_correction_credits_like_a_sale_as_an_entry_of_its_own() {
     let merchant = correction.postings().iter().find(|p| p.account == Account::merchant_payable(&m, Currency::CNY));
     assert_eq!(merchant.map(|p| p.amount), Some(cny(-9_962)));
 }
+
+#[test]
+fn an_amount_correction_moves_the_merchant_by_the_difference_net_of_the_fee_difference_both_ways() {
+    let m = demo_merchant();
+    let rate = FeeRate::from_ppm(3_800).unwrap();
+    let payable = Account::merchant_payable(&m, Currency::CNY);
+    let receivable = Account::channel_receivable(Channel::Alipay, Currency::CNY);
+    let fees = Account::fee_income(Channel::Alipay, Currency::CNY);
+    let mut ledger = Ledger::default();
+    // Recorded 100.00 (fee 0.38); the wallet took 120.00 (fee 0.46): +20.00, fee +0.08.
+    ledger
+        .post(&sale_entry("t1", &m, Channel::Alipay, cny(10_000), rate.fee_for(cny(10_000)).unwrap()).unwrap())
+        .unwrap();
+    let fee_up = rate.fee_for(cny(12_000)).unwrap().checked_sub(cny(38)).unwrap();
+    let up = adjustment_entry("correction:1", &m, Channel::Alipay, cny(2_000), fee_up).unwrap();
+    assert_eq!(up.kind(), EntryKind::Correction);
+    ledger.post(&up).unwrap();
+    assert_eq!(ledger.balance(&payable), -(12_000 - 46), "as if the sale had been for 120.00");
+    assert_eq!(ledger.balance(&receivable), 12_000);
+    assert_eq!(ledger.balance(&fees), -46);
+    // Recorded 100.00; the wallet took 90.00 (fee 0.34): −10.00, fee −0.04.
+    ledger.post(&sale_entry("t2", &m, Channel::Alipay, cny(10_000), cny(38)).unwrap()).unwrap();
+    let fee_down = rate.fee_for(cny(9_000)).unwrap().checked_sub(cny(38)).unwrap();
+    assert_eq!(fee_down, cny(-4));
+    let down = adjustment_entry("correction:2", &m, Channel::Alipay, cny(-1_000), fee_down).unwrap();
+    let merchant_line = down.postings().iter().find(|p| p.account == payable).unwrap();
+    assert_eq!(merchant_line.amount, cny(1_000 - 4), "a debit of the merchant: 10.00 less the 0.04 fee returned");
+    ledger.post(&down).unwrap();
+    assert_eq!(ledger.balance(&payable), -(12_000 - 46) - (9_000 - 34));
+    assert_eq!(ledger.balance(&fees), -46 - 34);
+    assert!(ledger.trial_balance().values().all(|sum| *sum == 0));
+    // Nothing to correct, or a fee moving against its amount or by more, is refused.
+    assert_eq!(adjustment_entry("c", &m, Channel::Card, cny(0), cny(0)), Err(LedgerError::TooFewPostings));
+    assert_eq!(adjustment_entry("c", &m, Channel::Card, cny(100), cny(-1)), Err(LedgerError::FeeExceedsAmount));
+    assert_eq!(adjustment_entry("c", &m, Channel::Card, cny(-100), cny(1)), Err(LedgerError::FeeExceedsAmount));
+    assert_eq!(adjustment_entry("c", &m, Channel::Card, cny(1), cny(2)), Err(LedgerError::FeeExceedsAmount));
+    // A difference of one fen with no fee difference moves only the receivable and the merchant.
+    assert_eq!(adjustment_entry("c", &m, Channel::Card, cny(1), cny(0)).unwrap().postings().len(), 2);
+}

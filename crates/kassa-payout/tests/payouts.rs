@@ -13,7 +13,7 @@ use kassa_payout::{day_end_ms, Payouts};
 use kassa_qr::{QrConfig, QrService, Wallets};
 use kassa_recon::corrections::{Corrections, ManualCorrection};
 use kassa_store::payouts::{set_schedule, PayoutRecord, PayoutSchedule};
-use kassa_store::qr::{insert_trade, QrKind, QrOrderState, QrOriginKind, QrStatus, QrTradeRecord};
+use kassa_store::qr::{insert_trade, update_trade_op, QrKind, QrOrderState, QrOriginKind, QrStatus, QrTradeRecord};
 use kassa_store::testing::TestDb;
 use kassa_store::{MerchantRecord, WriteOp, WriteUnit};
 
@@ -267,7 +267,64 @@ async fn two_runs_at_once_pay_each_entry_once(db: &TestDb) {
     assert!(check.is_sound(), "{check:?}");
 }
 
+/// A QR trade of M1 paid through Alipay, with its sale entry at 0.38 %.
+async fn paid_qr_trade(db: &TestDb, clock: &ManualClock, id: i64, out_trade_no: &str, minor: i64) {
+    closed_qr_trade(db, id, out_trade_no, minor).await;
+    let fee = kassa_domain::FeeRate::from_ppm(3800).unwrap().fee_for(cny(minor)).unwrap();
+    let mut trade = db.store.qr().trade(id).await.unwrap().unwrap();
+    trade.status = QrStatus::Paid;
+    trade.alipay_order = QrOrderState::Paid;
+    trade.fee_minor = fee.minor();
+    trade.paid_at_ms = Some(clock.now_ms());
+    let m = MerchantId::parse(M1).unwrap();
+    let entry = sale_entry(&trade.reference, &m, Channel::Alipay, cny(minor), fee).unwrap();
+    let ops = vec![update_trade_op(&trade), WriteOp::PostEntry { entry, at_ms: clock.now_ms() }];
+    db.store.commit(WriteUnit::ops(ops)).await.unwrap();
+}
+
+async fn corrections_of_amounts_are_in_the_payout_of_the_day_they_land_in_both_ways(db: &TestDb) {
+    let f = fixture(db).await;
+    let d = day("2026-12-06");
+    paid_qr_trade(db, &f.clock, 401, "T-MORE", 10_000).await;
+    paid_qr_trade(db, &f.clock, 402, "T-LESS", 10_000).await;
+    f.clock.advance_ms(24 * HOUR_MS);
+    let first = of(&f.payouts.run(d, "user:ops").await.unwrap(), M1);
+    assert_eq!((first.totals.gross_minor, first.totals.net_minor), (20_000, 2 * (10_000 - 38)));
+
+    // On D+1 the wallet's statement shows 120.00 and 90.00: two corrections of the amounts,
+    // each approved by a second person.
+    let more = ManualCorrection {
+        kind: "amount_mismatch".into(),
+        channel: "alipay".into(),
+        reference: "T-MORE".into(),
+        merchant: None,
+        amount_minor: 2_000,
+        evidence: "alipay statement 2026-12-06 line 7: 120.00".into(),
+    };
+    let less = ManualCorrection { reference: "T-LESS".into(), amount_minor: -1_000, ..more.clone() };
+    for correction in [more, less] {
+        let proposed = f.corrections.propose("user:alice", &correction).await.unwrap();
+        f.corrections.approve(proposed.id, "user:bob", "statement checked").await.unwrap();
+    }
+    f.clock.advance_ms(24 * HOUR_MS);
+    let second = of(&f.payouts.run(d.next_day(), "user:ops").await.unwrap(), M1);
+    // +20.00 (fee +0.08) and −10.00 (fee −0.04): corrections +10.00, fees +0.04, net +9.96.
+    assert_eq!(second.totals.corrections_minor, 1_000);
+    assert_eq!(second.totals.fees_minor, 4);
+    assert_eq!(second.totals.net_minor, (2_000 - 8) - (1_000 - 4));
+    assert_eq!(second.totals.item_count, 2);
+    adds_up(&f.payouts, &second).await;
+    let report = f.payouts.report(second.id, 0, 100).await.unwrap();
+    let debit = report.items.iter().find(|i| i.merchant_minor > 0).unwrap();
+    assert_eq!((debit.kind.as_str(), debit.merchant_minor, debit.fee_minor), ("correction", 996, 4));
+    assert!(report.to_csv().contains(",correction,correction:"), "{}", report.to_csv());
+    assert_eq!(balance(db, M1).await, 0);
+    let check = db.store.ledger.check().await.unwrap();
+    assert!(check.is_sound(), "{check:?}");
+}
+
 kassa_store::both_backends!(
+    corrections_of_amounts_are_in_the_payout_of_the_day_they_land_in_both_ways,
     two_runs_at_once_pay_each_entry_once,
     t1_and_d0_pay_every_entry_once_in_the_first_payout_after_it,
     an_approved_correction_is_in_the_next_payout_and_an_open_one_is_only_listed,

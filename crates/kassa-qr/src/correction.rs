@@ -138,6 +138,15 @@ impl QrService {
     }
 }
 
+impl QrService {
+    /// Asks the wallet about refund `refund_id` now if Kassa has it pending (what the resolver
+    /// does when it is due): reconciliation resolves what it does not know before judging it.
+    /// A refund the wallet never received is sent again, as the resolver would.
+    pub async fn refresh_refund(&self, refund_id: i64) -> Result<(), QrError> {
+        self.check_refund(refund_id).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]

@@ -168,7 +168,7 @@ impl QrService {
     }
 
     /// Checks one pending refund with its wallet.
-    async fn check_refund(&self, refund_id: i64) -> Result<(), QrError> {
+    pub(crate) async fn check_refund(&self, refund_id: i64) -> Result<(), QrError> {
         let qr = self.inner.store.qr();
         let refund = qr.refund(refund_id).await?.ok_or(QrError::NotFound)?;
         if refund.status != QrRefundStatus::Pending {

@@ -7,7 +7,12 @@
 //! here, through [`QrService::credit_correction`], which also marks the trade paid (so queries,
 //! `/gateway.do`, `/api/v1` and the merchant's notification agree); for a card payment (an issuer
 //! approval the host recorded as failed, an offline sale never uploaded), a correction entry at
-//! the merchant's card fee rate. Every step is audited in the same unit as the step.
+//! the merchant's card fee rate. A correction of an amount (`amount_mismatch`: the channel took
+//! another amount than Kassa recorded for a payment it credited) carries the signed difference,
+//! channel minus Kassa: its approval posts one entry moving the merchant by the difference net of
+//! the fee difference ([`kassa_ledger::adjustment_entry`]), a credit when the channel took more,
+//! a debit when it took less; the payment's record is never edited. Every step is audited in the
+//! same unit as the step.
 //!
 //! **Invariant**: the store changes a correction only from `proposed`, at the version read and
 //! never by its proposer, so of two approvers racing one wins and the entry is posted once; a
@@ -17,11 +22,12 @@ use std::sync::Arc;
 
 use kassa_domain::clock::Clock;
 use kassa_domain::{Channel, Currency, FeeRate, MerchantId, Money};
-use kassa_ledger::correction_entry;
+use kassa_ledger::{adjustment_entry, correction_entry};
 use kassa_qr::{CorrectionCredit, NotCreditable, QrError, QrService};
 use kassa_store::batch_upload::NewCorrection;
 use kassa_store::corrections::{
     entry_reference, propose, review, CorrectionQuery, CorrectionStatus, CorrectionView, PaymentRef, Proposal, Review,
+    AMOUNT_MISMATCH_KIND,
 };
 use kassa_store::{AuditEvent, Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
 
@@ -37,8 +43,9 @@ pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000;
 pub const LIST_LIMIT_MAX: i64 = 500;
 /// Payments a reference is looked up among at most (two tell an ambiguous one).
 const PAYMENTS_PER_REFERENCE_MAX: i64 = 2;
-/// Open corrections of one payment read at most (one is enough to refuse another).
-const CORRECTIONS_PER_PAYMENT_MAX: i64 = 1;
+/// Open or approved corrections of one payment read at most (one of each family is enough to
+/// refuse another; a payment has at most one approved of each and one open of each).
+const CORRECTIONS_PER_PAYMENT_MAX: i64 = 8;
 
 /// What a correction re-posts; the kinds an approval knows how to post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,6 +58,9 @@ pub enum CorrectionKind {
     OfflineNotUploaded,
     /// Batch upload's "on the terminal only": a sale the terminal has and the host has not.
     OnTerminalOnly,
+    /// A payment Kassa credited for another amount than the channel took: the merchant moves by
+    /// the signed difference (channel minus Kassa) net of the fee difference.
+    AmountMismatch,
 }
 
 impl CorrectionKind {
@@ -61,6 +71,7 @@ impl CorrectionKind {
             CorrectionKind::IssuerApprovedHostFailed => "issuer_approved_host_failed",
             CorrectionKind::OfflineNotUploaded => "offline_not_uploaded",
             CorrectionKind::OnTerminalOnly => "on_terminal_only",
+            CorrectionKind::AmountMismatch => AMOUNT_MISMATCH_KIND,
         }
     }
 
@@ -71,6 +82,7 @@ impl CorrectionKind {
             CorrectionKind::IssuerApprovedHostFailed,
             CorrectionKind::OfflineNotUploaded,
             CorrectionKind::OnTerminalOnly,
+            CorrectionKind::AmountMismatch,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)
@@ -80,6 +92,7 @@ impl CorrectionKind {
     fn fits(self, channel: Channel) -> bool {
         match self {
             CorrectionKind::PaidNotCredited => channel != Channel::Card,
+            CorrectionKind::AmountMismatch => true,
             _ => channel == Channel::Card,
         }
     }
@@ -133,7 +146,8 @@ pub struct ManualCorrection {
     /// The merchant; needed when the reference alone is ambiguous, and for an offline sale the
     /// host never saw.
     pub merchant: Option<String>,
-    /// What to credit, minor units of the merchant's currency.
+    /// What to credit, minor units of the merchant's currency; for `amount_mismatch` the signed
+    /// difference, what the channel took less what Kassa recorded (negative debits the merchant).
     pub amount_minor: i64,
     /// The evidence (the wallet's statement line, the issuer's record, the terminal's receipt).
     pub evidence: String,
@@ -228,7 +242,14 @@ impl Corrections {
         }
         check_text("reference", &manual.reference, REFERENCE_CHARS_MAX)?;
         check_text("evidence", &manual.evidence, EVIDENCE_CHARS_MAX)?;
-        if manual.amount_minor <= 0 || manual.amount_minor > AMOUNT_MINOR_MAX {
+        if kind == CorrectionKind::AmountMismatch {
+            if manual.amount_minor == 0 || manual.amount_minor.unsigned_abs() > AMOUNT_MINOR_MAX.unsigned_abs() {
+                return Err(CorrectionError::Invalid(format!(
+                    "amount (the difference, channel minus Kassa) must be non-zero and at most {AMOUNT_MINOR_MAX} \
+                     minor units either way"
+                )));
+            }
+        } else if manual.amount_minor <= 0 || manual.amount_minor > AMOUNT_MINOR_MAX {
             return Err(CorrectionError::Invalid(format!("amount must be 1..={AMOUNT_MINOR_MAX} minor units")));
         }
         let merchant = manual.merchant.as_deref();
@@ -241,7 +262,11 @@ impl Corrections {
             .corrections()
             .corrections_of_payment(&merchant_id, channel, &manual.reference, CORRECTIONS_PER_PAYMENT_MAX)
             .await?;
-        if let Some(other) = open.first() {
+        // A correction of the amount stands next to the one that credited the payment; of each
+        // family one is open or approved at a time.
+        let amount_family = |view: &CorrectionView| view.correction.kind == AMOUNT_MISMATCH_KIND;
+        let is_amount = kind == CorrectionKind::AmountMismatch;
+        if let Some(other) = open.iter().find(|other| amount_family(other) == is_amount) {
             return Err(CorrectionError::Conflict(format!(
                 "correction {} of this payment is {}",
                 other.id,
@@ -327,6 +352,12 @@ impl Corrections {
                 Ok((record.merchant_id, record.currency, None))
             }
             (_, None) => Err(CorrectionError::NotFound(format!("no {channel} payment with reference {reference:?}"))),
+            (CorrectionKind::AmountMismatch, Some(found)) if !credited(channel, &found) => {
+                Err(CorrectionError::NotCreditable(format!(
+                    "Kassa has this payment {}: nothing was credited whose amount to correct",
+                    found.status
+                )))
+            }
             (CorrectionKind::PaidNotCredited, Some(found)) if found.status == "paid" => {
                 Err(not_creditable(&NotCreditable::AlreadyPaid))
             }
@@ -353,6 +384,9 @@ impl Corrections {
         else {
             return Err(CorrectionError::NotPostable(view.correction.kind.clone()));
         };
+        if kind == CorrectionKind::AmountMismatch {
+            return self.approve_amount(&view, reviewer, reason, channel, &reference, amount).await;
+        }
         if !kind.fits(channel) || amount.minor() <= 0 {
             return Err(CorrectionError::NotPostable(view.correction.kind.clone()));
         }
@@ -370,6 +404,7 @@ impl Corrections {
             reviewer: reviewer.to_owned(),
             reason: reason.to_owned(),
             at_ms: now,
+            payment: Some((channel, reference.clone())),
         });
         let audit = self.audit(reviewer, "correction_approved", &entry_reference(id), reason, serde_json::json!({
             "kind": kind.as_str(), "channel": channel.as_str(), "reference": reference,
@@ -414,6 +449,113 @@ impl Corrections {
         Ok(Approved { correction: self.get(id).await?, entry_id })
     }
 
+    /// Approves a correction of an amount: the payment is read again (still credited, for the
+    /// amount the proposal saw, not corrected already), and one entry moves the merchant by
+    /// `delta` net of the fee difference, with the review, in one unit.
+    async fn approve_amount(
+        &self,
+        view: &CorrectionView,
+        reviewer: &str,
+        reason: &str,
+        channel: Channel,
+        reference: &str,
+        delta: Money,
+    ) -> Result<Approved, CorrectionError> {
+        let id = view.id;
+        let merchant_id = view.correction.merchant_id.as_str();
+        if delta.is_zero() || delta.minor().unsigned_abs() > AMOUNT_MINOR_MAX.unsigned_abs() {
+            return Err(CorrectionError::NotPostable(format!(
+                "{AMOUNT_MISMATCH_KIND} of {} minor units",
+                delta.minor()
+            )));
+        }
+        let payments = match (channel, view.correction.txn_id) {
+            (Channel::Card, Some(txn_id)) => self.store.corrections().card_payment(txn_id).await?.into_iter().collect(),
+            (Channel::Card, None) => {
+                self.store.corrections().card_payments(reference, Some(merchant_id), PAYMENTS_PER_REFERENCE_MAX).await?
+            }
+            (Channel::Alipay | Channel::Wechat, _) => {
+                self.store.corrections().qr_payments(reference, Some(merchant_id), PAYMENTS_PER_REFERENCE_MAX).await?
+            }
+        };
+        let [payment] = payments.as_slice() else {
+            return Err(CorrectionError::NotFound(format!(
+                "no single {channel} payment {reference:?} of the merchant"
+            )));
+        };
+        if !credited(channel, payment) {
+            return Err(CorrectionError::NotCreditable(format!(
+                "Kassa has this payment {}: nothing was credited whose amount to correct",
+                payment.status
+            )));
+        }
+        if let Some(other) =
+            self.store.corrections().approved_amount_correction(merchant_id, channel, reference).await?
+        {
+            return Err(CorrectionError::Conflict(format!(
+                "correction {other} corrected this payment's amount already"
+            )));
+        }
+        // Reconciliation's proposal says what Kassa had when it compared.
+        let seen = view.correction.details.get("kassa_amount_minor").and_then(serde_json::Value::as_i64);
+        if seen.is_some_and(|seen| seen != payment.amount_minor) {
+            return Err(CorrectionError::NotCreditable("the payment's amount is not the one compared".into()));
+        }
+        let recorded = Money::from_minor(payment.amount_minor, delta.currency());
+        let corrected = recorded.checked_add(delta).map_err(internal)?;
+        if corrected.minor() <= 0 || corrected.minor() < payment.refunded_minor {
+            return Err(CorrectionError::NotCreditable(format!(
+                "the corrected amount, {} minor units, is not positive or is below what was refunded ({})",
+                corrected.minor(),
+                payment.refunded_minor
+            )));
+        }
+        // The fee rule: the fee on the corrected amount less the fee on the recorded one, at the
+        // merchant's rate of the channel (so it moves with the difference, never by more).
+        let rate = self.fee_rate(merchant_id, channel, delta).await?;
+        let fee_delta =
+            rate.fee_for(corrected).and_then(|fee| fee.checked_sub(rate.fee_for(recorded)?)).map_err(internal)?;
+        let merchant = MerchantId::parse(merchant_id).map_err(internal)?;
+        let entry = adjustment_entry(&entry_reference(id), &merchant, channel, delta, fee_delta).map_err(internal)?;
+        let now = self.clock.now_ms();
+        let guard = review(&Review {
+            id,
+            version: view.version,
+            decision: CorrectionStatus::Approved,
+            reviewer: reviewer.to_owned(),
+            reason: reason.to_owned(),
+            at_ms: now,
+            payment: Some((channel, reference.to_owned())),
+        });
+        let audit = self.audit(
+            reviewer,
+            "correction_approved",
+            &entry_reference(id),
+            reason,
+            serde_json::json!({
+                "kind": AMOUNT_MISMATCH_KIND, "channel": channel.as_str(), "reference": reference,
+                "merchant": merchant_id, "amount": delta.minor(), "fee": fee_delta.minor(),
+                "recorded": recorded.minor(), "corrected": corrected.minor(), "proposed_by": view.proposal.proposed_by,
+            }),
+        );
+        let unit = WriteUnit::guarded(guard, vec![WriteOp::PostEntry { entry, at_ms: now }, audit]);
+        let entry_id = match self.store.commit(unit).await {
+            Ok(UnitOutcome::Committed { entry_ids, .. }) => entry_ids.first().copied(),
+            Ok(_) => None,
+            // Another correction of the same amount won the unique index meanwhile.
+            Err(StoreError::Conflict(_)) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let Some(entry_id) = entry_id else { return Err(self.lost(id, reviewer).await) };
+        tracing::info!(
+            correction = id,
+            entry = entry_id,
+            delta = delta.minor(),
+            "amount correction approved and posted"
+        );
+        Ok(Approved { correction: self.get(id).await?, entry_id })
+    }
+
     /// Rejects correction `id` for `reviewer` with `reason`; nothing is posted.
     pub async fn reject(&self, id: i64, reviewer: &str, reason: &str) -> Result<CorrectionView, CorrectionError> {
         check_text("reason", reason, REASON_CHARS_MAX)?;
@@ -426,6 +568,7 @@ impl Corrections {
             reviewer: reviewer.to_owned(),
             reason: reason.to_owned(),
             at_ms: now,
+            payment: None,
         });
         let audit = self.audit(
             reviewer,
@@ -495,6 +638,11 @@ impl Corrections {
 
     /// The merchant's card fee for `amount`.
     async fn card_fee(&self, merchant_id: &str, amount: Money) -> Result<Money, CorrectionError> {
+        self.fee_rate(merchant_id, Channel::Card, amount).await?.fee_for(amount).map_err(internal)
+    }
+
+    /// The merchant's fee rate of `channel`, once `amount` is known to be in its currency.
+    async fn fee_rate(&self, merchant_id: &str, channel: Channel, amount: Money) -> Result<FeeRate, CorrectionError> {
         let merchant = self
             .store
             .directory
@@ -505,9 +653,7 @@ impl Corrections {
         if currency != amount.currency() {
             return Err(CorrectionError::Invalid("the correction's currency is not the merchant's".into()));
         }
-        let rate = FeeRate::from_ppm(merchant.fee_rates.get(Channel::Card.as_str()).copied().unwrap_or(0))
-            .map_err(internal)?;
-        rate.fee_for(amount).map_err(internal)
+        FeeRate::from_ppm(merchant.fee_rates.get(channel.as_str()).copied().unwrap_or(0)).map_err(internal)
     }
 
     fn audit(&self, actor: &str, action: &str, target: &str, reason: &str, details: serde_json::Value) -> WriteOp {
@@ -523,6 +669,19 @@ impl Corrections {
     }
 }
 
+/// Whether Kassa credited the merchant for `payment` (so its amount can be corrected): a QR
+/// trade paid through `channel`, a card sale captured (or refunded since).
+fn credited(channel: Channel, payment: &PaymentRef) -> bool {
+    match channel {
+        Channel::Card => {
+            matches!(payment.status.as_str(), "approved" | "completed" | "partially_refunded" | "refunded")
+        }
+        Channel::Alipay | Channel::Wechat => {
+            payment.status == "paid" && payment.channel.as_deref() == Some(channel.as_str())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,10 +693,14 @@ mod tests {
             CorrectionKind::IssuerApprovedHostFailed,
             CorrectionKind::OfflineNotUploaded,
             CorrectionKind::OnTerminalOnly,
+            CorrectionKind::AmountMismatch,
         ] {
             assert_eq!(CorrectionKind::parse(kind.as_str()), Some(kind));
         }
-        assert_eq!(CorrectionKind::parse("amount_mismatch"), None);
+        assert_eq!(CorrectionKind::parse("amount_differs"), None);
+        assert!(
+            CorrectionKind::AmountMismatch.fits(Channel::Card) && CorrectionKind::AmountMismatch.fits(Channel::Alipay)
+        );
         assert!(CorrectionKind::PaidNotCredited.fits(Channel::Wechat));
         assert!(!CorrectionKind::PaidNotCredited.fits(Channel::Card));
         assert!(CorrectionKind::OfflineNotUploaded.fits(Channel::Card));

@@ -15,6 +15,7 @@
 
 pub mod corrections;
 pub mod matching;
+mod resolve;
 pub mod run;
 pub mod schedule;
 pub mod sort;

@@ -754,6 +754,13 @@ impl<'a> Merge<'a> {
         line: Option<StatementLine>,
         refund: Option<ReconRefundRecord>,
     ) -> Result<(), ReconError> {
+        let refund = match refund {
+            Some(known) => {
+                let reconciler = self.reconciler;
+                crate::resolve::refund(reconciler.qr.as_ref(), &reconciler.store, known, &mut self.resolved).await?
+            }
+            None => None,
+        };
         let trade = match (&line, &refund) {
             (Some(line), None) => self.store().recon().trade_by_reference(self.channel, &line.reference).await?,
             _ => None,

@@ -1,7 +1,9 @@
 //! Corrections (补登) under maker-checker, on SQLite and (with `KASSA_TEST_DATABASE_URL`)
 //! PostgreSQL: the maker cannot review their own correction, an approval credits exactly once
 //! (two approvers racing too), a QR trade paid at its wallet but closed here reads as paid, card
-//! corrections post at the card fee, and the ledger balances after everything.
+//! corrections post at the card fee, a corrected card sale reads as approved where card
+//! transactions are read, corrections of an amount move the merchant by the difference both ways
+//! (once per payment), and the ledger balances after everything.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -9,9 +11,11 @@ use std::sync::Arc;
 
 use kassa_domain::clock::SystemClock;
 use kassa_domain::{Channel, Currency, Money};
+use kassa_ledger::sale_entry;
 use kassa_qr::{QrConfig, QrService, Wallets};
 use kassa_recon::corrections::{CorrectionError, Corrections, ManualCorrection};
 use kassa_store::aggregator::{insert_gateway_trade, GatewayTradeRecord};
+use kassa_store::api::{SearchFilter, SearchSource};
 use kassa_store::batch_upload::{propose_correction, NewCorrection};
 use kassa_store::corrections::{entry_reference, CorrectionStatus};
 use kassa_store::qr::{insert_trade, QrKind, QrOrderState, QrOriginKind, QrStatus, QrTradeRecord};
@@ -86,9 +90,13 @@ fn closed_trade_record(id: i64, out_trade_no: &str, minor: i64) -> QrTradeRecord
 
 /// A card sale the host recorded as declined (the issuer's approval came too late).
 async fn declined_card_sale(db: &TestDb, rrn: &str, minor: i64) -> i64 {
+    card_sale(db, rrn, minor, "declined", 0).await
+}
+
+async fn card_sale(db: &TestDb, rrn: &str, minor: i64, status: &str, fee_minor: i64) -> i64 {
     let txn = NewTxn {
         kind: "sale".into(),
-        status: "declined".into(),
+        status: status.into(),
         channel: "card".into(),
         merchant_id: MERCHANT.into(),
         card_identity: None,
@@ -97,7 +105,7 @@ async fn declined_card_sale(db: &TestDb, rrn: &str, minor: i64) -> i64 {
         auth_code: None,
         amount_minor: minor,
         currency: "CNY".into(),
-        fee_minor: 0,
+        fee_minor,
         pan_masked: Some("622202*********0128".into()),
         content_digest: format!("digest-{rrn}"),
         original_id: None,
@@ -197,15 +205,33 @@ async fn two_approvers_racing_credit_once(db: &TestDb) {
     sound(db).await;
 }
 
+/// The status the merchant's search (`/api/v1/transactions`) shows of card transaction `id`.
+async fn searched_status(db: &TestDb, id: i64) -> String {
+    let rows = db.store.api().search(MERCHANT, &SearchFilter::default(), None, 100).await.unwrap();
+    let row = rows.iter().find(|r| r.source == SearchSource::Card && r.id == id).unwrap();
+    row.status.clone()
+}
+
 async fn card_corrections_post_at_the_card_fee(db: &TestDb) {
     let corrections = service(db).await;
-    declined_card_sale(db, "000000000123", 20_000).await;
+    let declined = declined_card_sale(db, "000000000123", 20_000).await;
+    assert_eq!(searched_status(db, declined).await, "failed");
     let issuer = corrections
         .propose("user:alice", &manual("issuer_approved_host_failed", "card", "000000000123", 20_000))
         .await
         .unwrap();
+    // Proposed is not credited: the sale still reads failed.
+    assert_eq!(searched_status(db, declined).await, "failed");
+    assert_eq!(db.store.corrections().approved_of_txn(declined).await.unwrap(), None);
     corrections.approve(issuer.id, "user:bob", "issuer clearing file").await.unwrap();
     assert_eq!(merchant_balance(db).await, -(20_000 - 120), "0.60 % card fee");
+    // Read as approved through the correction joined at read time; the record is not edited.
+    assert_eq!(searched_status(db, declined).await, "succeeded");
+    let only_succeeded = SearchFilter { status: Some("succeeded".into()), ..SearchFilter::default() };
+    let found = db.store.api().search(MERCHANT, &only_succeeded, None, 100).await.unwrap();
+    assert!(found.iter().any(|r| r.source == SearchSource::Card && r.id == declined), "{found:?}");
+    assert_eq!(db.store.corrections().approved_of_txn(declined).await.unwrap(), Some(issuer.id));
+    assert_eq!(db.store.txns.txn(declined).await.unwrap().unwrap().status, "declined");
     // An offline sale the host never saw needs its merchant.
     let mut offline = manual("offline_not_uploaded", "card", "000000000456", 3_000);
     let without = corrections.propose("user:alice", &offline).await;
@@ -252,7 +278,7 @@ async fn card_corrections_post_at_the_card_fee(db: &TestDb) {
     for bad in [
         manual("paid_not_credited", "card", "000000000123", 1),
         manual("issuer_approved_host_failed", "card", "000000000123", 0),
-        manual("amount_mismatch", "alipay", "T1", 1),
+        manual("amount_mismatch", "alipay", "T1", 0),
         ManualCorrection { evidence: " ".into(), ..manual("issuer_approved_host_failed", "card", "000000000123", 1) },
     ] {
         let refused = corrections.propose("user:alice", &bad).await;
@@ -340,7 +366,114 @@ async fn a_corrected_gateway_trade_notifies_its_merchant_as_paid(db: &TestDb) {
     sound(db).await;
 }
 
+/// A QR trade Kassa has paid through Alipay, with its sale entry at 0.38 %.
+async fn paid_trade(db: &TestDb, id: i64, out_trade_no: &str, minor: i64) {
+    let fee = kassa_domain::FeeRate::from_ppm(3_800).unwrap().fee_for(cny(minor)).unwrap();
+    let trade = QrTradeRecord {
+        status: QrStatus::Paid,
+        alipay_order: QrOrderState::Paid,
+        fee_minor: fee.minor(),
+        paid_at_ms: Some(2),
+        ..closed_trade_record(id, out_trade_no, minor)
+    };
+    let merchant = kassa_domain::MerchantId::parse(MERCHANT).unwrap();
+    let entry = sale_entry(&trade.reference, &merchant, Channel::Alipay, cny(minor), fee).unwrap();
+    let unit = WriteUnit::guarded(insert_trade(&trade), vec![WriteOp::PostEntry { entry, at_ms: 2 }]);
+    assert!(matches!(db.store.commit(unit).await.unwrap(), UnitOutcome::Committed { .. }));
+}
+
+/// An amount mismatch as reconciliation proposes it: the difference in `amount_minor`, what it
+/// compared in `kassa_amount_minor`.
+fn reconciliation_amount_mismatch(key: &str, out_trade_no: &str, kassa: i64, channel: i64) -> NewCorrection {
+    NewCorrection {
+        correction_key: key.into(),
+        source: "reconciliation".into(),
+        kind: "amount_mismatch".into(),
+        merchant_id: MERCHANT.into(),
+        terminal_id: None,
+        batch_no: None,
+        stan: None,
+        txn_id: None,
+        terminal_amount_minor: None,
+        host_amount_minor: Some(kassa),
+        currency: "CNY".into(),
+        details: serde_json::json!({
+            "channel": "alipay", "reference": out_trade_no, "amount_minor": channel - kassa,
+            "channel_amount_minor": channel, "kassa_amount_minor": kassa, "statement_line": "…",
+        }),
+        created_at_ms: 1,
+    }
+}
+
+async fn amount_corrections_move_the_merchant_by_the_difference_both_ways_once(db: &TestDb) {
+    let corrections = service(db).await;
+    paid_trade(db, 401, "T-MORE", 10_000).await;
+    paid_trade(db, 402, "T-LESS", 10_000).await;
+    let before = merchant_balance(db).await;
+    assert_eq!(before, -2 * (10_000 - 38));
+
+    // By hand: the wallet took 120.00 for a trade Kassa credited as 100.00. The amount is the
+    // signed difference, channel minus Kassa.
+    let more = corrections.propose("user:alice", &manual("amount_mismatch", "alipay", "T-MORE", 2_000)).await.unwrap();
+    assert_eq!(more.proposal.amount_minor, Some(2_000));
+    let own = corrections.approve(more.id, "user:alice", "mine").await;
+    assert!(matches!(own, Err(CorrectionError::OwnCorrection)), "{own:?}");
+    let approved = corrections.approve(more.id, "user:bob", "statement line 4").await.unwrap();
+    let entries = db.store.ledger.entries_for(&entry_reference(more.id)).await.unwrap();
+    assert_eq!((entries.len(), entries[0].id, entries[0].kind.as_str()), (1, approved.entry_id, "correction"));
+    // +20.00 less the fee difference: 0.38 % of 120.00 is 0.46, of 100.00 0.38.
+    assert_eq!(merchant_balance(db).await, before - (2_000 - 8));
+    // The trade itself is not edited.
+    assert_eq!(db.store.qr().trade(401).await.unwrap().unwrap().amount, cny(10_000));
+    // Its amount is corrected once: another proposal is refused while one is approved.
+    let again = corrections.propose("user:carol", &manual("amount_mismatch", "alipay", "T-MORE", 2_000)).await;
+    assert!(matches!(again, Err(CorrectionError::Conflict(_))), "{again:?}");
+
+    // From reconciliation: the wallet took 90.00 for a trade Kassa credited as 100.00: the
+    // merchant is debited 10.00 less the 0.04 fee returned (0.38 → 0.34).
+    let less = reconciliation_amount_mismatch("recon:alipay:trade:KQ402:amount_mismatch", "T-LESS", 10_000, 9_000);
+    db.store.commit(WriteUnit::ops(vec![propose_correction(&less)])).await.unwrap();
+    let proposed = corrections.list(Some(CorrectionStatus::Proposed), None, 10).await.unwrap();
+    let less_id = proposed.iter().find(|c| c.proposal.reference.as_deref() == Some("T-LESS")).unwrap().id;
+    corrections.approve(less_id, "user:bob", "statement line 9").await.unwrap();
+    assert_eq!(merchant_balance(db).await, before - (2_000 - 8) + (1_000 - 4));
+    // The approval wrote the payment onto the correction: a second proposal of it (another
+    // source, another key) is not approved.
+    let twice = reconciliation_amount_mismatch("manual-import:T-LESS", "T-LESS", 10_000, 9_000);
+    db.store.commit(WriteUnit::ops(vec![propose_correction(&twice)])).await.unwrap();
+    let proposed = corrections.list(Some(CorrectionStatus::Proposed), None, 10).await.unwrap();
+    let twice_id = proposed.iter().find(|c| c.proposal.reference.as_deref() == Some("T-LESS")).unwrap().id;
+    let refused = corrections.approve(twice_id, "user:bob", "again").await;
+    assert!(matches!(refused, Err(CorrectionError::Conflict(_))), "{refused:?}");
+
+    // A card sale captured for 200.00 the issuer cleared as 150.00: debited 50.00 less 0.30.
+    card_sale(db, "000000000321", 20_000, "approved", 120).await;
+    let card =
+        corrections.propose("user:alice", &manual("amount_mismatch", "card", "000000000321", -5_000)).await.unwrap();
+    corrections.approve(card.id, "user:bob", "issuer clearing file").await.unwrap();
+    assert_eq!(merchant_balance(db).await, before - (2_000 - 8) + (1_000 - 4) + (5_000 - 30));
+
+    // Nothing credited, nothing to correct; a difference that leaves nothing is not approved.
+    declined_card_sale(db, "000000000322", 1_000).await;
+    let declined = corrections.propose("user:alice", &manual("amount_mismatch", "card", "000000000322", 100)).await;
+    assert!(matches!(declined, Err(CorrectionError::NotCreditable(_))), "{declined:?}");
+    paid_trade(db, 403, "T-ALL", 1_000).await;
+    let all = corrections.propose("user:alice", &manual("amount_mismatch", "alipay", "T-ALL", -1_000)).await.unwrap();
+    let refused = corrections.approve(all.id, "user:bob", "ok").await;
+    assert!(matches!(refused, Err(CorrectionError::NotCreditable(_))), "{refused:?}");
+    // Reconciliation's proposal against an amount Kassa does not have is not approved.
+    paid_trade(db, 404, "T-SEEN", 1_000).await;
+    let stale = reconciliation_amount_mismatch("recon:alipay:trade:KQ404:amount_mismatch", "T-SEEN", 999, 1_100);
+    db.store.commit(WriteUnit::ops(vec![propose_correction(&stale)])).await.unwrap();
+    let proposed = corrections.list(Some(CorrectionStatus::Proposed), None, 10).await.unwrap();
+    let stale_id = proposed.iter().find(|c| c.proposal.reference.as_deref() == Some("T-SEEN")).unwrap().id;
+    let refused = corrections.approve(stale_id, "user:bob", "ok").await;
+    assert!(matches!(refused, Err(CorrectionError::NotCreditable(_))), "{refused:?}");
+    sound(db).await;
+}
+
 kassa_store::both_backends!(
+    amount_corrections_move_the_merchant_by_the_difference_both_ways_once,
     a_corrected_gateway_trade_notifies_its_merchant_as_paid,
     the_maker_cannot_review_and_a_second_person_credits_a_closed_qr_trade_once,
     two_approvers_racing_credit_once,

@@ -274,9 +274,13 @@ fn search_row(row: &Row) -> Result<SearchRow, StoreError> {
 }
 
 /// Card transactions in the search's shape and status vocabulary ([`SEARCH_STATUSES`]); `$1` is
-/// the merchant.
+/// the merchant. A sale the host recorded as failed that an approved correction (补登) credited
+/// reads as succeeded: the correction is joined at read time, the record is never edited.
 const SEARCH_CARDS: &str = "SELECT 'card' AS source, id, kind, channel, \
-       CASE status WHEN 'approved' THEN 'succeeded' WHEN 'declined' THEN 'failed' ELSE status END AS status, \
+       CASE WHEN status IN ('declined', 'pending', 'reversed') AND EXISTS (SELECT 1 FROM corrections \
+                 WHERE corrections.txn_id = transactions.id AND corrections.status = 'approved' \
+                 AND corrections.txn_id IS NOT NULL AND corrections.kind <> 'amount_mismatch') THEN 'succeeded' \
+            WHEN status = 'approved' THEN 'succeeded' WHEN status = 'declined' THEN 'failed' ELSE status END AS status, \
        amount_minor, currency, refunded_minor, terminal_id, rrn AS reference, CAST(NULL AS TEXT) AS trade_no, \
        business_date, created_at_ms \
      FROM transactions WHERE merchant_id = $1 AND kind <> 'balance_inquiry'";

@@ -114,7 +114,20 @@ pub struct PaymentRef {
     pub amount_minor: i64,
     /// Its currency.
     pub currency: String,
+    /// The merchant's fee charged on it, minor units.
+    pub fee_minor: i64,
+    /// Refunded of it so far, minor units.
+    pub refunded_minor: i64,
+    /// The wallet it was paid through (QR), or `card`.
+    pub channel: Option<String>,
 }
+
+/// The kind of a correction of an amount: it moves the merchant by a signed difference.
+pub const AMOUNT_MISMATCH_KIND: &str = "amount_mismatch";
+
+/// The correction kinds that credit a host card transaction the host recorded as failed (an
+/// approved one makes the transaction read as approved).
+pub const CARD_CREDIT_KINDS: [&str; 2] = ["issuer_approved_host_failed", "on_terminal_only"];
 
 /// Which corrections to list, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -156,8 +169,16 @@ pub trait CorrectionStore: Send + Sync {
     ) -> Result<Vec<PaymentRef>, StoreError>;
     /// The card transaction `txn_id` as a payment a correction names.
     async fn card_payment(&self, txn_id: i64) -> Result<Option<PaymentRef>, StoreError>;
-    /// The approved correction of host transaction `txn_id`, if any.
+    /// The approved correction of host transaction `txn_id` that credited it, if any
+    /// (corrections of its amount aside).
     async fn approved_of_txn(&self, txn_id: i64) -> Result<Option<i64>, StoreError>;
+    /// The approved correction of the amount of a payment (merchant, channel, reference), if any.
+    async fn approved_amount_correction(
+        &self,
+        merchant_id: &str,
+        channel: Channel,
+        reference: &str,
+    ) -> Result<Option<i64>, StoreError>;
     /// Card sales with this RRN (of `merchant_id` when given), at most `limit`.
     async fn card_payments(
         &self,
@@ -231,6 +252,11 @@ fn view(row: &Row) -> Result<CorrectionView, StoreError> {
     })
 }
 
+/// The columns [`payment`] reads, of `qr_trades` or `transactions`.
+const QR_PAYMENT_COLUMNS: &str = "id, merchant_id, status, amount_minor, currency, fee_minor, refunded_minor, wallet";
+const CARD_PAYMENT_COLUMNS: &str =
+    "id, merchant_id, status, amount_minor, currency, fee_minor, refunded_minor, channel";
+
 fn payment(row: &Row) -> Result<PaymentRef, StoreError> {
     Ok(PaymentRef {
         id: row.int(0)?,
@@ -238,6 +264,9 @@ fn payment(row: &Row) -> Result<PaymentRef, StoreError> {
         status: row.text(2)?,
         amount_minor: row.int(3)?,
         currency: row.text(4)?,
+        fee_minor: row.int(5)?,
+        refunded_minor: row.int(6)?,
+        channel: row.opt_text(7)?,
     })
 }
 
@@ -294,20 +323,32 @@ impl CorrectionStore for SqlReads {
         merchant_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<PaymentRef>, StoreError> {
-        let sql = "SELECT id, merchant_id, status, amount_minor, currency FROM qr_trades \
-                   WHERE out_trade_no = $1 AND ($2 = '' OR merchant_id = $2) ORDER BY id LIMIT $3";
-        self.all(sql, &params![out_trade_no, merchant_id.unwrap_or(""), limit], payment).await
+        let sql = format!(
+            "SELECT {QR_PAYMENT_COLUMNS} FROM qr_trades \
+             WHERE out_trade_no = $1 AND ($2 = '' OR merchant_id = $2) ORDER BY id LIMIT $3"
+        );
+        self.all(&sql, &params![out_trade_no, merchant_id.unwrap_or(""), limit], payment).await
     }
 
     async fn card_payment(&self, txn_id: i64) -> Result<Option<PaymentRef>, StoreError> {
-        let sql = "SELECT id, merchant_id, status, amount_minor, currency FROM transactions \
-                   WHERE id = $1 AND channel = 'card'";
-        self.one(sql, &params![txn_id], payment).await
+        let sql = format!("SELECT {CARD_PAYMENT_COLUMNS} FROM transactions WHERE id = $1 AND channel = 'card'");
+        self.one(&sql, &params![txn_id], payment).await
     }
 
     async fn approved_of_txn(&self, txn_id: i64) -> Result<Option<i64>, StoreError> {
-        let sql = "SELECT id FROM corrections WHERE txn_id = $1 AND status = 'approved'";
+        let sql = "SELECT id FROM corrections WHERE txn_id = $1 AND status = 'approved' AND kind <> 'amount_mismatch'";
         self.one(sql, &params![txn_id], |row| row.int(0)).await
+    }
+
+    async fn approved_amount_correction(
+        &self,
+        merchant_id: &str,
+        channel: Channel,
+        reference: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let sql = "SELECT id FROM corrections WHERE merchant_id = $1 AND channel = $2 AND reference = $3 \
+                   AND status = 'approved' AND kind = 'amount_mismatch'";
+        self.one(sql, &params![merchant_id, channel.as_str(), reference], |row| row.int(0)).await
     }
 
     async fn card_payments(
@@ -316,10 +357,12 @@ impl CorrectionStore for SqlReads {
         merchant_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<PaymentRef>, StoreError> {
-        let sql = "SELECT id, merchant_id, status, amount_minor, currency FROM transactions \
-                   WHERE rrn = $1 AND channel = 'card' AND kind IN ('sale', 'offline_sale', 'completion') \
-                   AND ($2 = '' OR merchant_id = $2) ORDER BY id LIMIT $3";
-        self.all(sql, &params![rrn, merchant_id.unwrap_or(""), limit], payment).await
+        let sql = format!(
+            "SELECT {CARD_PAYMENT_COLUMNS} FROM transactions \
+             WHERE rrn = $1 AND channel = 'card' AND kind IN ('sale', 'offline_sale', 'completion') \
+             AND ($2 = '' OR merchant_id = $2) ORDER BY id LIMIT $3"
+        );
+        self.all(&sql, &params![rrn, merchant_id.unwrap_or(""), limit], payment).await
     }
 }
 
@@ -381,6 +424,9 @@ pub struct Review {
     pub reason: String,
     /// When, Unix milliseconds.
     pub at_ms: i64,
+    /// The payment's channel and reference, written with an approval when the proposal named
+    /// them only in its details (so the unique indexes of approved corrections hold for it).
+    pub payment: Option<(Channel, String)>,
 }
 
 /// The guard of a review: passes only while the correction is `proposed` at `review.version`
@@ -399,8 +445,19 @@ pub fn review_op(review: &Review) -> WriteOp {
 fn review_statement(r: &Review) -> Statement {
     Statement {
         sql: "UPDATE corrections SET status = $1, reviewed_by = $2, review_reason = $3, reviewed_at_ms = $4, \
-              version = version + 1 WHERE id = $5 AND version = $6 AND status = 'proposed' AND proposed_by <> $2",
-        params: params![r.decision.as_str(), r.reviewer.as_str(), r.reason.as_str(), r.at_ms, r.id, r.version].to_vec(),
+              channel = COALESCE(channel, $5), reference = COALESCE(reference, $6), version = version + 1 \
+              WHERE id = $7 AND version = $8 AND status = 'proposed' AND proposed_by <> $2",
+        params: params![
+            r.decision.as_str(),
+            r.reviewer.as_str(),
+            r.reason.as_str(),
+            r.at_ms,
+            r.payment.as_ref().map(|(channel, _)| channel.as_str()),
+            r.payment.as_ref().map(|(_, reference)| reference.clone()),
+            r.id,
+            r.version
+        ]
+        .to_vec(),
     }
 }
 

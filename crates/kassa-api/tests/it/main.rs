@@ -882,7 +882,70 @@ async fn without_wallets_the_qr_routes_are_unsupported_and_the_rest_works(db: &T
     assert_eq!(cardless.get("/api/v1/transactions").await.status, 200);
 }
 
+/// A card sale the host recorded as declined, credited by an approved correction (补登): read
+/// as approved, with the correction, by id and in the search; the record itself is not edited.
+async fn a_corrected_card_sale_reads_approved(db: &TestDb) {
+    use kassa_store::corrections::{review, CorrectionStatus, Review};
+    let api = start(db).await;
+    let id = insert_card(&api.store, card(900, 5_000, "declined", "2026-12-06", 1_000)).await;
+    let before = api.get(&format!("/api/v1/card-transactions/{id}")).await;
+    assert_eq!(
+        (before.status, &before.body["status"], &before.body["correction"]),
+        (200, &json!("declined"), &Value::Null)
+    );
+    let failed = api.get("/api/v1/transactions?status=failed").await;
+    assert!(
+        failed.body["data"].as_array().unwrap().iter().any(|r| r["id"] == json!(id.to_string())),
+        "{}",
+        failed.body
+    );
+
+    let correction = kassa_store::batch_upload::NewCorrection {
+        correction_key: format!("recon:card:txn:{id}:paid_not_credited"),
+        source: "reconciliation".into(),
+        kind: "issuer_approved_host_failed".into(),
+        merchant_id: MID.into(),
+        terminal_id: None,
+        batch_no: None,
+        stan: None,
+        txn_id: Some(id),
+        terminal_amount_minor: None,
+        host_amount_minor: Some(5_000),
+        currency: "CNY".into(),
+        details: json!({"channel": "card", "reference": format!("{:012}", 100_900), "amount_minor": 5_000}),
+        created_at_ms: 2_000,
+    };
+    let propose = kassa_store::batch_upload::propose_correction(&correction);
+    api.store.commit(WriteUnit::ops(vec![propose])).await.unwrap();
+    let proposed = api.store.corrections().correction_by_key(&correction.correction_key).await.unwrap().unwrap();
+    // Proposed only: still declined.
+    let open = api.get(&format!("/api/v1/card-transactions/{id}")).await;
+    assert_eq!(open.body["status"], "declined");
+    let approve = review(&Review {
+        id: proposed.id,
+        version: proposed.version,
+        decision: CorrectionStatus::Approved,
+        reviewer: "user:reviewer".into(),
+        reason: "issuer clearing file".into(),
+        at_ms: 3_000,
+        payment: None,
+    });
+    let outcome = api.store.commit(WriteUnit::guarded(approve, vec![])).await.unwrap();
+    assert!(matches!(outcome, UnitOutcome::Committed { .. }), "{outcome:?}");
+
+    let after = api.get(&format!("/api/v1/card-transactions/{id}")).await;
+    assert_eq!(
+        (after.status, &after.body["status"], &after.body["correction"]),
+        (200, &json!("approved"), &json!(proposed.id))
+    );
+    let succeeded = api.get("/api/v1/transactions?status=succeeded&channel=card").await;
+    let row = succeeded.body["data"].as_array().unwrap().iter().find(|r| r["id"] == json!(id.to_string())).cloned();
+    assert_eq!(row.map(|r| r["status"].clone()), Some(json!("succeeded")), "{}", succeeded.body);
+    assert_eq!(api.store.txns.txn(id).await.unwrap().unwrap().status, "declined", "the record is not edited");
+}
+
 kassa_store::both_backends!(
+    a_corrected_card_sale_reads_approved,
     auth_refuses_missing_wrong_and_revoked_keys,
     idempotency_replays_and_refuses_another_body,
     concurrent_duplicates_charge_once,
