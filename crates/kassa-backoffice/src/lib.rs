@@ -207,8 +207,8 @@ impl FromRequest<BackOfficeState> for Call {
     }
 }
 
-/// The session token from the `Cookie` header(s), if any.
-fn session_cookie(headers: &HeaderMap) -> Option<SessionToken> {
+/// The session token from the `Cookie` header(s), if any (the web pages share the cookie).
+pub fn session_cookie(headers: &HeaderMap) -> Option<SessionToken> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -221,15 +221,17 @@ fn session_cookie(headers: &HeaderMap) -> Option<SessionToken> {
 }
 
 /// The CSRF token of a session: derived from its token, so nothing more is stored, and unlike
-/// the cookie it is readable by the page that logged in (and by nobody else).
-fn csrf_token(token: &SessionToken) -> Zeroizing<String> {
+/// the cookie it is readable by the page that logged in (and by nobody else). The web pages put
+/// the same token in a hidden form field.
+pub fn csrf_token(token: &SessionToken) -> Zeroizing<String> {
     let mut hasher = Sha256::new();
     hasher.update(b"kassa-backoffice-csrf\0");
     hasher.update(token.expose_secret().as_bytes());
     Zeroizing::new(hex::encode(hasher.finalize()))
 }
 
-fn session_cookie_header(token: &str, max_age_s: i64, secure: bool) -> Result<HeaderValue, ApiError> {
+/// The `Set-Cookie` value of a session (an empty token and no age clear it).
+pub fn session_cookie_header(token: &str, max_age_s: i64, secure: bool) -> Result<HeaderValue, ApiError> {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}"

@@ -20,6 +20,7 @@ mod sim;
 mod start;
 mod store;
 mod terminal;
+mod web;
 
 use std::process::ExitCode;
 

@@ -139,6 +139,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         sim_server.as_ref().map(|(addr, _, _)| *addr),
     )?;
     let recon_notifier = notifier.clone();
+    let web_notifier = notifier.clone();
     let (routes, auth_shared) = routes(
         &store,
         &master_key,
@@ -164,6 +165,20 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         recon_office,
         reconciler.clone(),
     )));
+    // The back office's pages at `/`, on the same sessions.
+    let routes = routes.merge(crate::web::routes(
+        &config,
+        store.inner(),
+        &master_key,
+        web_notifier,
+        auth_shared.clone(),
+        secure_cookies,
+        crate::web::WebServices {
+            qr: qr_service.clone(),
+            refunds: refund_service.clone(),
+            reconciler: reconciler.clone(),
+        },
+    )?);
     let deps = AppDeps {
         readiness: store.readiness(),
         registry: registry_with(&auth_shared, qr_service.clone(), merchant_notifier.clone()),
