@@ -469,8 +469,7 @@ fn print_banner(
 ) {
     println!("kassa {} is up", kassa_server::metrics::VERSION);
     println!("http: {http_url}");
-    // Printed with a note, like the simulators: the contract names the address, nothing serves it yet.
-    println!("back_office: {http_url}/ (not served yet)");
+    println!("back_office: {http_url}/");
     match iso {
         Some(iso) => println!("iso: {iso}"),
         None => println!("iso: {} (not served: no card issuer configured)", config.iso),

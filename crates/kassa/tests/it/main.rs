@@ -241,7 +241,7 @@ fn up_serves_writes_private_files_prints_no_secret_and_stops_on_sigterm() {
     let (status, stdout, stderr) = kassa.wait();
     assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
     assert!(stdout.contains(&format!("credentials: {}", credentials.display())), "{stdout}");
-    assert!(stdout.contains(&format!("back_office: http://{addr}/ (not served yet)")), "{stdout}");
+    assert!(stdout.contains(&format!("back_office: http://{addr}/")), "{stdout}");
     for secret in secrets_of(&data_dir) {
         assert!(!stdout.contains(&secret), "stdout shows a secret:\n{stdout}");
         assert!(!stderr.contains(&secret), "stderr shows a secret:\n{stderr}");
