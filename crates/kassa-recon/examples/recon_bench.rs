@@ -1,6 +1,7 @@
 //! The reconciliation benchmark: a statement of N lines against N stored trades (default
-//! 1,000,000), in one process: the time and peak memory to only parse the statement, then to
-//! reconcile it (parse, sort, merge with the store, store the run), lines per second for each.
+//! 1,000,000), in one process: the time and peak memory to only parse the statement, to parse and
+//! sort it (the first half of a reconciliation), then to reconcile it (parse, sort, merge with the
+//! store, store the run), lines per second for each.
 //!
 //! ```sh
 //! cargo run --release -p kassa-recon --example recon_bench -- --lines 1000000 [--database-url URL] [--json]
@@ -18,6 +19,7 @@ use std::time::Instant;
 
 use kassa_domain::clock::{Clock, SystemClock};
 use kassa_domain::{Channel, CivilDate, Currency, Money};
+use kassa_recon::sort::{sort_lines, SORT_CHUNK_LINES};
 use kassa_recon::statement::{StatementFormat, StatementReader};
 use kassa_recon::Reconciler;
 use kassa_store::qr::{insert_trade, QrKind, QrOrderState, QrOriginKind, QrStatus, QrTradeRecord};
@@ -158,6 +160,15 @@ fn main() {
         let parse_peak_kib = peak_rss_kib();
         assert_eq!(parsed, lines);
 
+        // Parse and sort only (the reconciliation's first half, without the store).
+        reset_peak_rss();
+        let started = Instant::now();
+        let reader = BufReader::with_capacity(64 * 1024, std::fs::File::open(&path).unwrap());
+        let sorted = sort_lines(StatementReader::new(reader, StatementFormat::Alipay), SORT_CHUNK_LINES).unwrap();
+        assert_eq!(sorted.map(Result::unwrap).count() as u64, lines);
+        let sort_s = started.elapsed().as_secs_f64();
+        let sort_peak_kib = peak_rss_kib();
+
         reset_peak_rss();
         let match_base_kib = rss_kib();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -183,6 +194,8 @@ fn main() {
                     "parse_lines_per_s": per_s(parse_s),
                     "parse_base_rss_kib": parse_base_kib,
                     "parse_peak_rss_kib": parse_peak_kib,
+                    "sort_s": sort_s,
+                    "sort_peak_rss_kib": sort_peak_kib,
                     "reconcile_s": match_s,
                     "reconcile_lines_per_s": per_s(match_s),
                     "reconcile_base_rss_kib": match_base_kib,
@@ -197,6 +210,7 @@ fn main() {
                 store.admin.backend()
             );
             println!("parse only: {parse_s:.3} s, {:.0} lines/s, peak RSS {parse_peak_kib} KiB (from {parse_base_kib})", per_s(parse_s));
+            println!("parse and sort only: {sort_s:.3} s, peak RSS {sort_peak_kib} KiB");
             println!(
                 "reconcile:  {match_s:.3} s, {:.0} lines/s, peak RSS {match_peak_kib} KiB (from {match_base_kib}) ({:.2}x parsing), {} matched",
                 per_s(match_s),

@@ -4,12 +4,10 @@
 //! No guessing (tieout): a line and a record are a pair only when their references are equal,
 //! and a reference seen twice on the statement is a difference, never a second match.
 
-use kassa_domain::Channel;
 use kassa_domain::TxnStatus;
+use kassa_domain::{Channel, Money};
 use kassa_store::qr::{QrOrderState, QrRefundStatus, QrStatus};
 use kassa_store::recon::{DifferenceClass, ReconCardRecord, ReconRefundRecord, ReconTradeRecord};
-
-use crate::statement::StatementLine;
 
 /// What a pair (or a lone side) comes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +26,12 @@ fn differs(class: DifferenceClass, reason: impl Into<String>) -> Verdict {
     Verdict::Differs(class, reason.into())
 }
 
-/// A trade line and/or Kassa's trade of the same reference. `in_day` says whether Kassa's
+/// A trade line (its amount at the channel) and/or Kassa's trade of the same reference. `in_day` says whether Kassa's
 /// payment time falls in the statement's day (a trade paid on another day is on that day's
 /// statement). `resolved` is true once the channel was asked about it.
 pub fn judge_trade(
     channel: Channel,
-    line: Option<&StatementLine>,
+    line: Option<Money>,
     kassa: Option<&ReconTradeRecord>,
     in_day: bool,
     resolved: bool,
@@ -54,14 +52,10 @@ pub fn judge_trade(
                 DifferenceClass::StatusMismatch,
                 format!("paid at {}; credited here as paid through {}", channel.as_str(), trade.wallet_name()),
             ),
-            QrStatus::Paid if trade.amount == line.amount => Verdict::Matched,
+            QrStatus::Paid if trade.amount == line => Verdict::Matched,
             QrStatus::Paid => differs(
                 DifferenceClass::AmountMismatch,
-                format!(
-                    "paid {} at the channel, {} here",
-                    line.amount.to_decimal_string(),
-                    trade.amount.to_decimal_string()
-                ),
+                format!("paid {} at the channel, {} here", line.to_decimal_string(), trade.amount.to_decimal_string()),
             ),
             // A payment a cancel reversed: the channel lists the payment and its refund.
             QrStatus::Closed | QrStatus::Failed if trade.order == QrOrderState::Reversed => Verdict::Matched,
@@ -78,10 +72,10 @@ pub fn judge_trade(
     }
 }
 
-/// A refund line and/or Kassa's refund of the same refund reference. `trade` is Kassa's trade
+/// A refund line (its amount at the channel) and/or Kassa's refund of the same refund reference. `trade` is Kassa's trade
 /// of the line, for a line Kassa has no refund for (a cancel's reversal has none).
 pub fn judge_refund(
-    line: Option<&StatementLine>,
+    line: Option<Money>,
     kassa: Option<&ReconRefundRecord>,
     trade: Option<&ReconTradeRecord>,
 ) -> Verdict {
@@ -97,12 +91,12 @@ pub fn judge_refund(
             None => differs(DifferenceClass::StatusMismatch, "refunded at the channel; Kassa has no such trade"),
         },
         (Some(line), Some(refund)) => match refund.status {
-            QrRefundStatus::Succeeded if refund.amount == line.amount => Verdict::Matched,
+            QrRefundStatus::Succeeded if refund.amount == line => Verdict::Matched,
             QrRefundStatus::Succeeded => differs(
                 DifferenceClass::AmountMismatch,
                 format!(
                     "refunded {} at the channel, {} here",
-                    line.amount.to_decimal_string(),
+                    line.to_decimal_string(),
                     refund.amount.to_decimal_string()
                 ),
             ),
@@ -129,11 +123,7 @@ fn captured(status: TxnStatus) -> bool {
 
 /// A card request as the issuer cleared it (`issuer`, with the amount it approved) and/or as
 /// Kassa has it. `in_day` says whether Kassa received it within the clearing file's day.
-pub fn judge_card(
-    issuer: Option<(IssuerState, kassa_domain::Money)>,
-    kassa: Option<&ReconCardRecord>,
-    in_day: bool,
-) -> Verdict {
+pub fn judge_card(issuer: Option<(IssuerState, Money)>, kassa: Option<&ReconCardRecord>, in_day: bool) -> Verdict {
     match (issuer, kassa) {
         (None, None) => Verdict::Nothing,
         (None, Some(txn)) if captured(txn.status) && in_day => {
@@ -186,27 +176,16 @@ impl WalletName for ReconTradeRecord {
 
 #[cfg(test)]
 mod tests {
-    use kassa_domain::{Currency, Money};
+    use kassa_domain::Currency;
 
     use super::*;
-    use crate::statement::LineKind;
 
     fn cny(minor: i64) -> Money {
         Money::from_minor(minor, Currency::from_code("CNY").unwrap())
     }
 
-    fn line(amount: i64) -> StatementLine {
-        StatementLine {
-            line_no: 2,
-            kind: LineKind::Trade,
-            reference: "K1".into(),
-            channel_trade_no: "T1".into(),
-            refund_reference: None,
-            amount: cny(amount),
-            fee: cny(0),
-            at: String::new(),
-            raw: String::new(),
-        }
+    fn line(amount: i64) -> Money {
+        cny(amount)
     }
 
     fn trade(status: QrStatus, wallet: Option<Channel>, amount: i64) -> ReconTradeRecord {
@@ -238,18 +217,18 @@ mod tests {
     fn every_trade_class() {
         let alipay = Channel::Alipay;
         let paid = trade(QrStatus::Paid, Some(alipay), 100);
-        assert_eq!(judge_trade(alipay, Some(&line(100)), Some(&paid), true, false), Verdict::Matched);
+        assert_eq!(judge_trade(alipay, Some(line(100)), Some(&paid), true, false), Verdict::Matched);
         assert_eq!(
-            class(judge_trade(alipay, Some(&line(101)), Some(&paid), true, false)),
+            class(judge_trade(alipay, Some(line(101)), Some(&paid), true, false)),
             Some(DifferenceClass::AmountMismatch)
         );
         let closed = trade(QrStatus::Closed, Some(alipay), 100);
         assert_eq!(
-            class(judge_trade(alipay, Some(&line(100)), Some(&closed), true, false)),
+            class(judge_trade(alipay, Some(line(100)), Some(&closed), true, false)),
             Some(DifferenceClass::PaidNotCredited)
         );
         assert_eq!(
-            class(judge_trade(alipay, Some(&line(100)), None, true, false)),
+            class(judge_trade(alipay, Some(line(100)), None, true, false)),
             Some(DifferenceClass::PaidNotCredited)
         );
         assert_eq!(class(judge_trade(alipay, None, Some(&paid), true, false)), Some(DifferenceClass::MissingAtChannel));
@@ -258,19 +237,19 @@ mod tests {
         // Unpaid on both sides.
         assert_eq!(judge_trade(alipay, None, Some(&closed), true, false), Verdict::Nothing);
         let waiting = trade(QrStatus::Waiting, Some(alipay), 100);
-        assert_eq!(judge_trade(alipay, Some(&line(100)), Some(&waiting), true, false), Verdict::Resolve);
+        assert_eq!(judge_trade(alipay, Some(line(100)), Some(&waiting), true, false), Verdict::Resolve);
         assert_eq!(
-            class(judge_trade(alipay, Some(&line(100)), Some(&waiting), true, true)),
+            class(judge_trade(alipay, Some(line(100)), Some(&waiting), true, true)),
             Some(DifferenceClass::StatusMismatch)
         );
         let other_wallet = trade(QrStatus::Paid, Some(Channel::Wechat), 100);
         assert_eq!(
-            class(judge_trade(alipay, Some(&line(100)), Some(&other_wallet), true, false)),
+            class(judge_trade(alipay, Some(line(100)), Some(&other_wallet), true, false)),
             Some(DifferenceClass::StatusMismatch)
         );
         let mut reversed = closed.clone();
         reversed.order = QrOrderState::Reversed;
-        assert_eq!(judge_trade(alipay, Some(&line(100)), Some(&reversed), true, false), Verdict::Matched);
+        assert_eq!(judge_trade(alipay, Some(line(100)), Some(&reversed), true, false), Verdict::Matched);
     }
 
     fn card(status: TxnStatus, amount: i64) -> ReconCardRecord {
@@ -335,24 +314,22 @@ mod tests {
 
     #[test]
     fn every_refund_class() {
-        let mut refund_line = line(40);
-        refund_line.kind = LineKind::Refund;
-        refund_line.refund_reference = Some("R1".into());
+        let refund_line = line(40);
         let succeeded = refund(QrRefundStatus::Succeeded, 40);
-        assert_eq!(judge_refund(Some(&refund_line), Some(&succeeded), None), Verdict::Matched);
+        assert_eq!(judge_refund(Some(refund_line), Some(&succeeded), None), Verdict::Matched);
         assert_eq!(
-            class(judge_refund(Some(&refund_line), Some(&refund(QrRefundStatus::Succeeded, 41)), None)),
+            class(judge_refund(Some(refund_line), Some(&refund(QrRefundStatus::Succeeded, 41)), None)),
             Some(DifferenceClass::AmountMismatch)
         );
         assert_eq!(
-            class(judge_refund(Some(&refund_line), Some(&refund(QrRefundStatus::Failed, 40)), None)),
+            class(judge_refund(Some(refund_line), Some(&refund(QrRefundStatus::Failed, 40)), None)),
             Some(DifferenceClass::StatusMismatch)
         );
         assert_eq!(class(judge_refund(None, Some(&succeeded), None)), Some(DifferenceClass::MissingAtChannel));
         assert_eq!(judge_refund(None, Some(&refund(QrRefundStatus::Failed, 40)), None), Verdict::Nothing);
         let mut reversed = trade(QrStatus::Closed, Some(Channel::Alipay), 100);
         reversed.order = QrOrderState::Reversed;
-        assert_eq!(judge_refund(Some(&refund_line), None, Some(&reversed)), Verdict::Matched);
-        assert_eq!(class(judge_refund(Some(&refund_line), None, None)), Some(DifferenceClass::StatusMismatch));
+        assert_eq!(judge_refund(Some(refund_line), None, Some(&reversed)), Verdict::Matched);
+        assert_eq!(class(judge_refund(Some(refund_line), None, None)), Some(DifferenceClass::StatusMismatch));
     }
 }

@@ -22,11 +22,16 @@ use kassa_wallet::WalletConnector;
 use serde_json::json;
 
 use crate::matching::{judge_card, judge_refund, judge_trade, IssuerState, Verdict};
-use crate::sort::{sort_lines, SortError, SortedLines, SORT_CHUNK_LINES};
-use crate::statement::{card_reference, LineKind, StatementError, StatementFormat, StatementLine, StatementReader};
+use crate::sort::{sort_lines, SortError, SortedLine, SortedLines, Spool, SORT_CHUNK_LINES};
+use crate::statement::{
+    card_reference, parse_record, LineKind, StatementError, StatementFormat, StatementLine, StatementReader,
+};
 
 /// Kassa's records read per page of the merge.
-pub const PAGE_ROWS: i64 = 2_000;
+pub const PAGE_ROWS: i64 = 5_000;
+
+/// Pages of Kassa's records read ahead of the merge, per side.
+const PREFETCH_PAGES: usize = 1;
 
 /// Differences (and their corrections) written per commit.
 pub const WRITE_BATCH_OPS: usize = 500;
@@ -246,12 +251,14 @@ impl Reconciler {
         let format = StatementFormat::of(channel)
             .ok_or_else(|| ReconError::Unsupported(format!("no statement format for {}", channel.as_str())))?;
         let chunk_lines = self.chunk_lines;
-        let sorted = tokio::task::spawn_blocking(move || sort_lines(StatementReader::new(input, format), chunk_lines))
-            .await
-            .map_err(|error| ReconError::Unavailable(format!("sorting stopped: {error}")))??;
+        let mut sorted =
+            tokio::task::spawn_blocking(move || sort_lines(StatementReader::new(input, format), chunk_lines))
+                .await
+                .map_err(|error| ReconError::Unavailable(format!("sorting stopped: {error}")))??;
+        let spool = sorted.take_spool().ok_or_else(|| ReconError::Unavailable("the statement's spool".into()))?;
         let started_at_ms = self.clock.now_ms();
         let run_id = self.start_run(channel, date, source, started_by, started_at_ms).await?;
-        let mut merge = Merge::new(self, run_id, channel, date);
+        let mut merge = Merge::new(self, run_id, channel, date, format, spool);
         merge.counts.lines = i64::try_from(sorted.lines).unwrap_or(i64::MAX);
         merge.run(sorted).await?;
         let counts = merge.counts;
@@ -304,24 +311,63 @@ fn wallet_channel(wallet: kassa_wallet::Wallet) -> Channel {
     }
 }
 
-/// One side of Kassa's records, read a page at a time in reference order.
-struct Cursor<T> {
+/// One side of Kassa's records in merge order, read ahead by a task of its own: the next page is
+/// read from the store while this one is merged. At most [`PREFETCH_PAGES`] pages wait, so
+/// memory holds a few pages whatever the day's size.
+struct Prefetch<T> {
     page: VecDeque<T>,
-    after: String,
+    pages: tokio::sync::mpsc::Receiver<Result<Vec<T>, StoreError>>,
+    task: tokio::task::JoinHandle<()>,
     done: bool,
 }
 
-impl<T> Cursor<T> {
-    fn new() -> Cursor<T> {
-        Cursor { page: VecDeque::new(), after: String::new(), done: false }
+impl<T> Drop for Prefetch<T> {
+    fn drop(&mut self) {
+        // A merge that stops early (an error) stops its reads too.
+        self.task.abort();
     }
 }
 
-/// Kassa's card transactions of the day, a page at a time in id order.
-struct CardCursor {
-    page: VecDeque<ReconCardRecord>,
-    after_id: i64,
-    done: bool,
+impl<T: Send + 'static> Prefetch<T> {
+    /// Reads `fetch(after)` page by page, each page after the key (`key`) of the previous one's
+    /// last record, until a page comes back short.
+    fn spawn<K, F, Fut>(mut after: K, key: fn(&T) -> K, fetch: F) -> Prefetch<T>
+    where
+        K: Clone + Send + 'static,
+        F: Fn(K) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Vec<T>, StoreError>> + Send + 'static,
+    {
+        let (sender, pages) = tokio::sync::mpsc::channel(PREFETCH_PAGES);
+        let task = tokio::spawn(async move {
+            loop {
+                let page = fetch(after.clone()).await;
+                let next = match &page {
+                    Ok(rows) if rows.len() >= PAGE_ROWS as usize => rows.last().map(key),
+                    _ => None,
+                };
+                if sender.send(page).await.is_err() {
+                    return;
+                }
+                match next {
+                    Some(next) => after = next,
+                    None => return,
+                }
+            }
+        });
+        Prefetch { page: VecDeque::new(), pages, task, done: false }
+    }
+
+    /// Makes sure the front record is here, unless the side is read to its end.
+    async fn fill(&mut self) -> Result<(), ReconError> {
+        while self.page.is_empty() && !self.done {
+            match self.pages.recv().await {
+                Some(Ok(rows)) => self.page = VecDeque::from(rows),
+                Some(Err(error)) => return Err(error.into()),
+                None => self.done = true,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A card transaction's RRN: the stored one, else the one the gateway gives it (its id, 12
@@ -371,18 +417,49 @@ struct Merge<'a> {
     run_id: i64,
     channel: Channel,
     date: CivilDate,
+    format: StatementFormat,
+    /// The statement's record texts: a line is read back whole only for a difference.
+    spool: Spool,
     counts: ReconCounts,
     ops: Vec<WriteOp>,
     resolved: usize,
 }
 
-fn next_line(lines: &mut SortedLines) -> Result<Option<StatementLine>, ReconError> {
+fn next_line(lines: &mut SortedLines) -> Result<Option<SortedLine>, ReconError> {
     lines.next().transpose().map_err(ReconError::from)
 }
 
 impl<'a> Merge<'a> {
-    fn new(reconciler: &'a Reconciler, run_id: i64, channel: Channel, date: CivilDate) -> Merge<'a> {
-        Merge { reconciler, run_id, channel, date, counts: ReconCounts::default(), ops: Vec::new(), resolved: 0 }
+    fn new(
+        reconciler: &'a Reconciler,
+        run_id: i64,
+        channel: Channel,
+        date: CivilDate,
+        format: StatementFormat,
+        spool: Spool,
+    ) -> Merge<'a> {
+        Merge {
+            reconciler,
+            run_id,
+            channel,
+            date,
+            format,
+            spool,
+            counts: ReconCounts::default(),
+            ops: Vec::new(),
+            resolved: 0,
+        }
+    }
+
+    /// The whole line (its text read back from the spool and parsed again): a difference's
+    /// evidence. It was parsed once already, so it parses the same.
+    fn full_line(&mut self, line: &SortedLine) -> Result<StatementLine, ReconError> {
+        let text = self.spool.read(line.raw)?;
+        Ok(parse_record(self.format, line.line_no, text)?)
+    }
+
+    fn full_lines(&mut self, line: Option<&SortedLine>) -> Result<Option<StatementLine>, ReconError> {
+        line.map(|line| self.full_line(line)).transpose()
     }
 
     fn store(&self) -> &Store {
@@ -406,39 +483,39 @@ impl<'a> Merge<'a> {
         self.flush().await
     }
 
-    /// Fills the day's cursor (`next_day` false: Kassa's trades of the business day) or the next
-    /// day's (`next_day` true: those Kassa dates the next business day, created after its
-    /// cut-off, that were paid within the statement's day).
-    async fn fill_trades(&self, cursor: &mut Cursor<ReconTradeRecord>, next_day: bool) -> Result<(), ReconError> {
-        if cursor.page.is_empty() && !cursor.done {
-            let recon = self.store().recon();
-            let page = if next_day {
-                let date = self.date.next_day().to_string();
-                let (from, to) = self.day_window_ms();
-                recon.trades_paid_between(self.channel, &date, from, to, &cursor.after, PAGE_ROWS).await?
-            } else {
-                recon.trades_of_day(self.channel, &self.date.to_string(), &cursor.after, PAGE_ROWS).await?
-            };
-            cursor.done = page.len() < PAGE_ROWS as usize;
-            if let Some(last) = page.last() {
-                cursor.after.clone_from(&last.reference);
+    /// Kassa's trades of the business day (`next_day` false), or those it dates the next
+    /// business day (created after its cut-off) that were paid within the statement's day
+    /// (`next_day` true), by reference, read ahead.
+    fn trades_side(&self, next_day: bool) -> Prefetch<ReconTradeRecord> {
+        let store = self.store().clone();
+        let channel = self.channel;
+        let (from, to) = self.day_window_ms();
+        let date = if next_day { self.date.next_day() } else { self.date }.to_string();
+        let key: fn(&ReconTradeRecord) -> String = |trade| trade.reference.clone();
+        Prefetch::spawn(String::new(), key, move |after: String| {
+            let (store, date) = (store.clone(), date.clone());
+            async move {
+                let recon = store.recon();
+                if next_day {
+                    recon.trades_paid_between(channel, &date, from, to, &after, PAGE_ROWS).await
+                } else {
+                    recon.trades_of_day(channel, &date, &after, PAGE_ROWS).await
+                }
             }
-            cursor.page.extend(page);
-        }
-        Ok(())
+        })
     }
 
     async fn trades(
         &mut self,
         lines: &mut SortedLines,
-        mut current: Option<StatementLine>,
-    ) -> Result<Option<StatementLine>, ReconError> {
-        let mut day = Cursor::new();
-        let mut next_day = Cursor::new();
-        let mut last_reference: Option<String> = None;
+        mut current: Option<SortedLine>,
+    ) -> Result<Option<SortedLine>, ReconError> {
+        let mut day = self.trades_side(false);
+        let mut next_day = self.trades_side(true);
+        let mut last_reference: Option<crate::sort::MergeKey> = None;
         loop {
-            self.fill_trades(&mut day, false).await?;
-            self.fill_trades(&mut next_day, true).await?;
+            day.fill().await?;
+            next_day.fill().await?;
             // The two Kassa cursors hold different trades (one business date each): the merge
             // takes the smaller reference of their fronts.
             let cursor = match (day.page.front(), next_day.page.front()) {
@@ -446,8 +523,7 @@ impl<'a> Merge<'a> {
                 (None, Some(_)) => &mut next_day,
                 _ => &mut day,
             };
-            let line_reference =
-                current.as_ref().filter(|line| line.kind == LineKind::Trade).map(|l| l.reference.as_str());
+            let line_reference = current.as_ref().filter(|line| line.kind == LineKind::Trade).map(|l| l.key.as_str());
             match step(line_reference, cursor.page.front().map(|trade| trade.reference.as_str())) {
                 Step::Done => return Ok(current),
                 Step::Kassa => {
@@ -457,22 +533,23 @@ impl<'a> Merge<'a> {
                 Step::Line | Step::Both => {
                     let Some(line) = current.take() else { return Ok(None) };
                     current = next_line(lines)?;
-                    if last_reference.as_deref() == Some(line.reference.as_str()) {
+                    if last_reference == Some(line.key) {
                         let reason = "listed again on the statement (a reference is paid once)";
-                        self.difference(DifferenceClass::StatusMismatch, reason.into(), Some(&line), None, None, true)
+                        let full = self.full_line(&line)?;
+                        self.difference(DifferenceClass::StatusMismatch, reason.into(), Some(&full), None, None, true)
                             .await?;
                         continue;
                     }
                     let trade = if matches!(
-                        step(Some(&line.reference), cursor.page.front().map(|t| t.reference.as_str())),
+                        step(Some(line.key.as_str()), cursor.page.front().map(|t| t.reference.as_str())),
                         Step::Both
                     ) {
                         cursor.page.pop_front()
                     } else {
                         // Not among the day's trades: created on another day, or unknown.
-                        self.store().recon().trade_by_reference(self.channel, &line.reference).await?
+                        self.store().recon().trade_by_reference(self.channel, line.key.as_str()).await?
                     };
-                    last_reference = Some(line.reference.clone());
+                    last_reference = Some(line.key);
                     self.trade_pair(Some(line), trade).await?;
                 }
             }
@@ -485,22 +562,24 @@ impl<'a> Merge<'a> {
 
     async fn trade_pair(
         &mut self,
-        line: Option<StatementLine>,
+        line: Option<SortedLine>,
         mut trade: Option<ReconTradeRecord>,
     ) -> Result<(), ReconError> {
         let in_day = trade.as_ref().is_some_and(|t| self.paid_in_day(t));
-        let mut verdict = judge_trade(self.channel, line.as_ref(), trade.as_ref(), in_day, false);
+        let amount = line.map(|line| line.amount);
+        let mut verdict = judge_trade(self.channel, amount, trade.as_ref(), in_day, false);
         if verdict == Verdict::Resolve {
             if let Some(known) = &trade {
                 trade = self.resolve(known).await?;
             }
             let in_day = trade.as_ref().is_some_and(|t| self.paid_in_day(t));
-            verdict = judge_trade(self.channel, line.as_ref(), trade.as_ref(), in_day, true);
+            verdict = judge_trade(self.channel, amount, trade.as_ref(), in_day, true);
         }
         match verdict {
             Verdict::Matched => self.counts.matched += 1,
             Verdict::Differs(class, reason) => {
-                self.difference(class, reason, line.as_ref(), trade.as_ref(), None, false).await?;
+                let full = self.full_lines(line.as_ref())?;
+                self.difference(class, reason, full.as_ref(), trade.as_ref(), None, false).await?;
             }
             Verdict::Resolve | Verdict::Nothing => {}
         }
@@ -526,36 +605,38 @@ impl<'a> Merge<'a> {
         Ok(self.store().recon().trade_by_reference(self.channel, &trade.reference).await?)
     }
 
-    /// Fills the day's cursor (`next_day` false) or the next business day's (`next_day` true:
-    /// requests received after Kassa's cut-off but before the issuer's midnight).
-    async fn fill_cards(&self, cursor: &mut CardCursor, next_day: bool) -> Result<(), ReconError> {
-        if cursor.page.is_empty() && !cursor.done {
-            let recon = self.store().recon();
-            let page = if next_day {
-                let (from, to) = self.day_window_ms();
-                let date = self.date.next_day().to_string();
-                recon.card_txns_received_between(&date, from, to, cursor.after_id, PAGE_ROWS).await?
-            } else {
-                recon.card_txns_of_day(&self.date.to_string(), cursor.after_id, PAGE_ROWS).await?
-            };
-            cursor.done = page.len() < PAGE_ROWS as usize;
-            if let Some(last) = page.last() {
-                cursor.after_id = last.id;
+    /// Kassa's card transactions of the business day (`next_day` false), or those it dates the
+    /// next business day received before the issuer's midnight (`next_day` true), by id, read
+    /// ahead.
+    fn cards_side(&self, next_day: bool) -> Prefetch<ReconCardRecord> {
+        let store = self.store().clone();
+        let (from, to) = self.day_window_ms();
+        let date = if next_day { self.date.next_day() } else { self.date }.to_string();
+        let key: fn(&ReconCardRecord) -> i64 = |txn| txn.id;
+        Prefetch::spawn(0, key, move |after_id: i64| {
+            let (store, date) = (store.clone(), date.clone());
+            async move {
+                let recon = store.recon();
+                if next_day {
+                    recon.card_txns_received_between(&date, from, to, after_id, PAGE_ROWS).await
+                } else {
+                    recon.card_txns_of_day(&date, after_id, PAGE_ROWS).await
+                }
             }
-            cursor.page.extend(page);
-        }
-        Ok(())
+        })
     }
 
     /// The card merge: the clearing file's rows (grouped per request) against Kassa's card
     /// transactions of the day, both in id order.
     async fn cards(&mut self, lines: &mut SortedLines) -> Result<(), ReconError> {
-        let mut day = CardCursor { page: VecDeque::new(), after_id: 0, done: false };
-        let mut next_day = CardCursor { page: VecDeque::new(), after_id: 0, done: false };
+        let mut day = self.cards_side(false);
+        let mut next_day = self.cards_side(true);
         let mut current = next_line(lines)?;
+        // The rows of one request, reused from request to request.
+        let mut group: Vec<SortedLine> = Vec::with_capacity(CARD_ROWS_PER_REQUEST_MAX);
         loop {
-            self.fill_cards(&mut day, false).await?;
-            self.fill_cards(&mut next_day, true).await?;
+            day.fill().await?;
+            next_day.fill().await?;
             // Two business dates, disjoint: the merge takes the smaller id of their fronts.
             let cursor = match (day.page.front(), next_day.page.front()) {
                 (Some(a), Some(b)) if b.id < a.id => &mut next_day,
@@ -563,18 +644,19 @@ impl<'a> Merge<'a> {
                 _ => &mut day,
             };
             let kassa_reference = cursor.page.front().map(|txn| card_reference(txn.id));
-            match step(current.as_ref().map(|line| line.reference.as_str()), kassa_reference.as_deref()) {
+            match step(current.as_ref().map(|line| line.key.as_str()), kassa_reference.as_deref()) {
                 Step::Done => return Ok(()),
                 Step::Kassa => {
                     let txn = cursor.page.pop_front();
-                    self.card_pair(Vec::new(), txn).await?;
+                    self.card_pair(&[], txn).await?;
                 }
                 Step::Line | Step::Both => {
                     let Some(first) = current.take() else { return Ok(()) };
-                    let reference = first.reference.clone();
-                    let mut group = vec![first];
+                    let reference = first.key;
+                    group.clear();
+                    group.push(first);
                     current = next_line(lines)?;
-                    while let Some(line) = current.take_if(|line| line.reference == reference) {
+                    while let Some(line) = current.take_if(|line| line.key == reference) {
                         if group.len() < CARD_ROWS_PER_REQUEST_MAX {
                             group.push(line);
                         }
@@ -584,18 +666,18 @@ impl<'a> Merge<'a> {
                         cursor.page.pop_front()
                     } else {
                         // Not among the day's: received on another business day, or unknown.
-                        match reference.parse::<i64>() {
+                        match reference.as_str().parse::<i64>() {
                             Ok(id) => self.store().recon().card_txn(id).await?,
                             Err(_) => None,
                         }
                     };
-                    self.card_pair(group, txn).await?;
+                    self.card_pair(&group, txn).await?;
                 }
             }
         }
     }
 
-    async fn card_pair(&mut self, group: Vec<StatementLine>, txn: Option<ReconCardRecord>) -> Result<(), ReconError> {
+    async fn card_pair(&mut self, group: &[SortedLine], txn: Option<ReconCardRecord>) -> Result<(), ReconError> {
         let approvals = group.iter().filter(|line| line.kind == LineKind::Trade).count();
         let reversal = group.iter().find(|line| line.kind == LineKind::Reversal);
         let approval = group.iter().find(|line| line.kind == LineKind::Trade);
@@ -614,7 +696,10 @@ impl<'a> Merge<'a> {
         };
         match verdict {
             Verdict::Matched => self.counts.matched += 1,
-            Verdict::Differs(class, reason) => self.card_difference(class, reason, evidence, txn.as_ref()).await?,
+            Verdict::Differs(class, reason) => {
+                let evidence = self.full_lines(evidence)?;
+                self.card_difference(class, reason, evidence.as_ref(), txn.as_ref()).await?;
+            }
             Verdict::Resolve | Verdict::Nothing => {}
         }
         Ok(())
@@ -700,26 +785,25 @@ impl<'a> Merge<'a> {
         }
     }
 
-    async fn fill_refunds(&self, cursor: &mut Cursor<ReconRefundRecord>) -> Result<(), ReconError> {
-        if cursor.page.is_empty() && !cursor.done {
-            let (from, to) = self.day_window_ms();
-            let page =
-                self.store().recon().refunds_created_between(self.channel, from, to, &cursor.after, PAGE_ROWS).await?;
-            cursor.done = page.len() < PAGE_ROWS as usize;
-            if let Some(last) = page.last() {
-                cursor.after.clone_from(&last.refund_reference);
-            }
-            cursor.page.extend(page);
-        }
-        Ok(())
+    /// Refunds of the channel's trades created within the day, by refund reference, read ahead.
+    fn refunds_side(&self) -> Prefetch<ReconRefundRecord> {
+        let store = self.store().clone();
+        let channel = self.channel;
+        let (from, to) = self.day_window_ms();
+        let key: fn(&ReconRefundRecord) -> String = |refund| refund.refund_reference.clone();
+        Prefetch::spawn(String::new(), key, move |after: String| {
+            let store = store.clone();
+            async move { store.recon().refunds_created_between(channel, from, to, &after, PAGE_ROWS).await }
+        })
     }
 
-    async fn refunds(&mut self, lines: &mut SortedLines, mut current: Option<StatementLine>) -> Result<(), ReconError> {
-        let mut cursor = Cursor::new();
-        let mut last_reference: Option<String> = None;
+    async fn refunds(&mut self, lines: &mut SortedLines, mut current: Option<SortedLine>) -> Result<(), ReconError> {
+        let mut cursor = self.refunds_side();
+        let mut last_reference: Option<crate::sort::MergeKey> = None;
         loop {
-            self.fill_refunds(&mut cursor).await?;
-            let line_reference = current.as_ref().and_then(|line| line.refund_reference.as_deref());
+            cursor.fill().await?;
+            // Past the trades, every line is a refund, merged on its refund reference.
+            let line_reference = current.as_ref().map(|line| line.key.as_str());
             match step(line_reference, cursor.page.front().map(|refund| refund.refund_reference.as_str())) {
                 Step::Done => return Ok(()),
                 Step::Kassa => {
@@ -729,18 +813,19 @@ impl<'a> Merge<'a> {
                 Step::Line | Step::Both => {
                     let Some(line) = current.take() else { return Ok(()) };
                     current = next_line(lines)?;
-                    let refund_reference = line.refund_reference.clone().unwrap_or_default();
-                    if last_reference.as_deref() == Some(refund_reference.as_str()) {
+                    let refund_reference = line.key;
+                    if last_reference == Some(refund_reference) {
                         let reason = "refund listed again on the statement";
-                        self.difference(DifferenceClass::StatusMismatch, reason.into(), Some(&line), None, None, true)
+                        let full = self.full_line(&line)?;
+                        self.difference(DifferenceClass::StatusMismatch, reason.into(), Some(&full), None, None, true)
                             .await?;
                         continue;
                     }
                     let front = cursor.page.front().map(|refund| refund.refund_reference.as_str());
-                    let refund = if matches!(step(Some(&refund_reference), front), Step::Both) {
+                    let refund = if matches!(step(Some(refund_reference.as_str()), front), Step::Both) {
                         cursor.page.pop_front()
                     } else {
-                        self.store().recon().refund_by_reference(&refund_reference).await?
+                        self.store().recon().refund_by_reference(refund_reference.as_str()).await?
                     };
                     last_reference = Some(refund_reference);
                     self.refund_pair(Some(line), refund).await?;
@@ -751,7 +836,7 @@ impl<'a> Merge<'a> {
 
     async fn refund_pair(
         &mut self,
-        line: Option<StatementLine>,
+        line: Option<SortedLine>,
         refund: Option<ReconRefundRecord>,
     ) -> Result<(), ReconError> {
         let refund = match refund {
@@ -761,14 +846,23 @@ impl<'a> Merge<'a> {
             }
             None => None,
         };
-        let trade = match (&line, &refund) {
-            (Some(line), None) => self.store().recon().trade_by_reference(self.channel, &line.reference).await?,
+        // A line without Kassa's refund: its trade decides (a cancel's reversal has no refund).
+        let full = match (&line, &refund) {
+            (Some(line), None) => self.full_lines(Some(line))?,
             _ => None,
         };
-        match judge_refund(line.as_ref(), refund.as_ref(), trade.as_ref()) {
+        let trade = match &full {
+            Some(full) => self.store().recon().trade_by_reference(self.channel, &full.reference).await?,
+            None => None,
+        };
+        match judge_refund(line.map(|line| line.amount), refund.as_ref(), trade.as_ref()) {
             Verdict::Matched => self.counts.matched += 1,
             Verdict::Differs(class, reason) => {
-                self.difference(class, reason, line.as_ref(), trade.as_ref(), refund.as_ref(), false).await?;
+                let full = match full {
+                    Some(full) => Some(full),
+                    None => self.full_lines(line.as_ref())?,
+                };
+                self.difference(class, reason, full.as_ref(), trade.as_ref(), refund.as_ref(), false).await?;
             }
             Verdict::Resolve | Verdict::Nothing => {}
         }

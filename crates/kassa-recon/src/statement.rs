@@ -260,21 +260,31 @@ impl<R: BufRead> StatementReader<R> {
             if self.format == StatementFormat::Wechat && fields.first().map(String::as_str) == Some(WECHAT_SUMMARY) {
                 return Ok(None);
             }
-            if fields.len() != self.format.columns() {
-                return Err(StatementError::malformed(
-                    line_no,
-                    format!("{} fields, expected {}", fields.len(), self.format.columns()),
-                ));
-            }
-            let line = match self.format {
-                StatementFormat::Alipay => alipay_line(&fields),
-                StatementFormat::Wechat => wechat_line(&fields),
-                StatementFormat::IssuerClearing => clearing_line(&fields),
-            }
-            .map_err(|reason| StatementError::malformed(line_no, reason))?;
-            return Ok(Some(line.finish(line_no, text)));
+            return parse_fields(self.format, line_no, &fields).map(|line| Some(line.finish(line_no, text)));
         }
     }
+}
+
+/// One detail record of a statement, as [`StatementReader`] read it (its text without the line
+/// break): the same line again, e.g. from a record kept as a difference's evidence.
+pub fn parse_record(format: StatementFormat, line_no: u64, text: String) -> Result<StatementLine, StatementError> {
+    let fields = split_fields(&text).map_err(|reason| StatementError::malformed(line_no, reason))?;
+    parse_fields(format, line_no, &fields).map(|line| line.finish(line_no, text))
+}
+
+fn parse_fields(format: StatementFormat, line_no: u64, fields: &[String]) -> Result<Parsed, StatementError> {
+    if fields.len() != format.columns() {
+        return Err(StatementError::malformed(
+            line_no,
+            format!("{} fields, expected {}", fields.len(), format.columns()),
+        ));
+    }
+    match format {
+        StatementFormat::Alipay => alipay_line(fields),
+        StatementFormat::Wechat => wechat_line(fields),
+        StatementFormat::IssuerClearing => clearing_line(fields),
+    }
+    .map_err(|reason| StatementError::malformed(line_no, reason))
 }
 
 impl<R: BufRead> Iterator for StatementReader<R> {
@@ -619,6 +629,24 @@ mod tests {
             assert_eq!(error.line(), 2, "{row}");
             assert!(error.to_string().contains(reason), "{row}: {error}");
         }
+    }
+
+    #[test]
+    fn a_record_parsed_again_is_the_line_read() {
+        for (text, format) in [
+            (alipay(&[ALIPAY_TRADE, ALIPAY_REFUND]), StatementFormat::Alipay),
+            (
+                format!("{CLEARING_HEADER}\ntxn:7,approved,1.00,CNY,000001,2026-12-06 10:00:00\n"),
+                StatementFormat::IssuerClearing,
+            ),
+        ] {
+            for line in read(&text, format) {
+                let line = line.unwrap();
+                assert_eq!(parse_record(format, line.line_no, line.raw.clone()).unwrap(), line);
+            }
+        }
+        let error = parse_record(StatementFormat::Alipay, 9, "K1,K2".into()).unwrap_err();
+        assert_eq!(error.line(), 9);
     }
 
     #[test]
