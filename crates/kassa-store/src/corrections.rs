@@ -125,10 +125,6 @@ pub struct PaymentRef {
 /// The kind of a correction of an amount: it moves the merchant by a signed difference.
 pub const AMOUNT_MISMATCH_KIND: &str = "amount_mismatch";
 
-/// The correction kinds that credit a host card transaction the host recorded as failed (an
-/// approved one makes the transaction read as approved).
-pub const CARD_CREDIT_KINDS: [&str; 2] = ["issuer_approved_host_failed", "on_terminal_only"];
-
 /// Which corrections to list, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CorrectionQuery {
