@@ -27,6 +27,7 @@
 //! every security act is audited in the same write unit as the change it records.
 
 pub mod backoffice;
+pub mod backoffice_operators;
 pub mod clock;
 pub mod error;
 pub mod hashing;
@@ -39,6 +40,7 @@ pub mod reset;
 pub mod secrets;
 pub mod service;
 pub mod terminal;
+pub mod user_reset;
 
 pub use backoffice::{BackOfficeLogin, BackOfficeSession, BACK_OFFICE_SESSION_LIFETIME_MS};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -53,4 +55,4 @@ pub use refund::{consume_refund_approval, ApprovalKind, IssuedApproval, RefundAp
 pub use refusals::{Refusal, RefusalLog};
 pub use reset::{BackOfficeActor, ResetTarget, ResetTicket};
 pub use secrets::{hash_digit_code, hash_password, verify_digit_code, verify_password, HashError};
-pub use service::{Auth, AuthShared, LoginOutcome, OperatorSession, Origin, SessionToken};
+pub use service::{Auth, AuthShared, LoginOutcome, OperatorSession, Origin, SessionToken, TerminalRequest};

@@ -194,6 +194,15 @@ impl Default for PaycodeSettings {
     }
 }
 
+/// The settings in the stored `value` of [`PAYCODE_SETTINGS`]; the defaults (version 0) when
+/// there is none.
+pub(crate) fn paycode_settings_from(value: Option<&serde_json::Value>) -> Result<VersionedPaycodeSettings, AuthError> {
+    match value {
+        Some(value) => VersionedPaycodeSettings::from_json(value),
+        None => Ok(VersionedPaycodeSettings { settings: PaycodeSettings::default(), version: 0, updated_at_ms: 0 }),
+    }
+}
+
 /// The settings as stored and their version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionedPaycodeSettings {
@@ -347,13 +356,8 @@ impl Auth {
         &self,
         merchant_id: &str,
     ) -> Result<(VersionedPaycodeSettings, Option<serde_json::Value>), AuthError> {
-        match self.store.settings.setting(merchant_id, PAYCODE_SETTINGS).await? {
-            Some(value) => Ok((VersionedPaycodeSettings::from_json(&value)?, Some(value))),
-            None => Ok((
-                VersionedPaycodeSettings { settings: PaycodeSettings::default(), version: 0, updated_at_ms: 0 },
-                None,
-            )),
-        }
+        let stored = self.store.settings.setting(merchant_id, PAYCODE_SETTINGS).await?;
+        Ok((paycode_settings_from(stored.as_ref())?, stored))
     }
 
     async fn paycode_password_set(&self, merchant_id: &str) -> Result<bool, AuthError> {
@@ -459,6 +463,20 @@ impl Auth {
         origin: &Origin,
     ) -> Result<PaycodeCheck, AuthError> {
         let settings = self.paycode_settings(merchant_id).await?.settings;
+        self.check_paycode_with(&settings, merchant_id, terminal_id, purpose, password, origin).await
+    }
+
+    /// [`Auth::check_paycode`] under `settings` already read with the request (a terminal's
+    /// come with its records: `crate::TerminalRequest::paycode_settings`).
+    pub async fn check_paycode_with(
+        &self,
+        settings: &PaycodeSettings,
+        merchant_id: &str,
+        terminal_id: Option<&str>,
+        purpose: PaycodePurpose,
+        password: Option<&str>,
+        origin: &Origin,
+    ) -> Result<PaycodeCheck, AuthError> {
         if let Some(terminal_id) = terminal_id.filter(|t| !settings.qr_enabled(t)) {
             return Err(AuthError::QrDisabled { terminal_id: terminal_id.to_owned() });
         }

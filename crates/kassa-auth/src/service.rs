@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use kassa_crypto::Pepper;
 use kassa_domain::{LockoutState, OperatorCode, PasswordPolicy, PolicyViolation};
-use kassa_store::auth::{self as store_auth, DefaultPasswordAccount, SessionRecord};
+use kassa_store::auth::{self as store_auth, DefaultPasswordAccount, SessionRecord, TerminalRequestRecords};
 use kassa_store::{
-    AuditEvent, CredentialRecord, Guard, OperatorRecord, Store, StoreError, TerminalRecord, UnitOutcome, WriteOp,
-    WriteUnit,
+    AuditEvent, CredentialRecord, Guard, MerchantRecord, OperatorRecord, Store, StoreError, TerminalRecord,
+    UnitOutcome, WriteOp, WriteUnit,
 };
 use rand::RngCore;
+use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -25,6 +26,7 @@ use crate::clock::Clock;
 use crate::error::AuthError;
 pub(crate) use crate::hashing::SecretKind;
 use crate::hashing::{HashPermit, HashPool};
+use crate::paycode::VersionedPaycodeSettings;
 use crate::permissions::{authorize, Permission, Role};
 use crate::refusals::{Refusal, RefusalLog};
 
@@ -106,6 +108,57 @@ impl OperatorSession {
         }
         authorize(self.role, permission)?;
         Ok(())
+    }
+}
+
+/// The merchant and operator code of an operator session `record` still live and bound to
+/// `terminal_id`; [`AuthError::NoSession`] otherwise.
+fn session_operator(record: &SessionRecord, terminal_id: &str) -> Result<(String, String), AuthError> {
+    let (Some(merchant_id), Some(bound_terminal)) = (record.merchant_id.as_deref(), record.terminal_id.as_deref())
+    else {
+        return Err(AuthError::NoSession);
+    };
+    if record.ended_at_ms.is_some() || bound_terminal != terminal_id {
+        return Err(AuthError::NoSession);
+    }
+    let Some(operator_code) = record.subject.rsplit('/').next() else {
+        return Err(AuthError::NoSession);
+    };
+    Ok((merchant_id.to_owned(), operator_code.to_owned()))
+}
+
+/// A merchant's terminal password policy from its stored setting (the default when unset or
+/// unreadable).
+pub(crate) fn terminal_policy_from(stored: Option<&serde_json::Value>) -> PasswordPolicy {
+    stored.and_then(|value| PasswordPolicy::deserialize(value).ok()).unwrap_or_else(PasswordPolicy::terminal_default)
+}
+
+/// The records of one signed terminal request, read together ([`Auth::terminal_request`]).
+#[derive(Debug, Clone)]
+pub struct TerminalRequest {
+    records: TerminalRequestRecords,
+    session_digest: Option<String>,
+}
+
+impl TerminalRequest {
+    /// The terminal (any status: the caller refuses inactive ones).
+    pub fn terminal(&self) -> &TerminalRecord {
+        &self.records.terminal
+    }
+
+    /// The terminal's merchant.
+    pub fn merchant(&self) -> &MerchantRecord {
+        &self.records.merchant
+    }
+
+    /// The merchant's terminal password policy.
+    pub fn terminal_policy(&self) -> PasswordPolicy {
+        terminal_policy_from(self.records.settings[0].as_ref())
+    }
+
+    /// The merchant's payment-code settings (the defaults, version 0, when never stored).
+    pub fn paycode_settings(&self) -> Result<VersionedPaycodeSettings, AuthError> {
+        crate::paycode::paycode_settings_from(self.records.settings[1].as_ref())
     }
 }
 
@@ -300,7 +353,7 @@ impl Auth {
     /// A merchant's terminal password policy (the default of docs/reference/demo-data.md when unset).
     pub async fn terminal_policy(&self, merchant_id: &str) -> Result<PasswordPolicy, AuthError> {
         let stored = self.store.settings.setting(merchant_id, TERMINAL_POLICY_SETTING).await?;
-        Ok(stored.and_then(|value| serde_json::from_value(value).ok()).unwrap_or_else(PasswordPolicy::terminal_default))
+        Ok(terminal_policy_from(stored.as_ref()))
     }
 
     /// A worker of the process's Argon2id pool for one act, or [`AuthError::Busy`]. Taken
@@ -556,18 +609,60 @@ impl Auth {
     ) -> Result<OperatorSession, AuthError> {
         let digest = token.digest();
         let record = self.store.auth().session(&digest).await?.ok_or(AuthError::NoSession)?;
+        let (merchant_id, operator_code) = session_operator(&record, terminal_id)?;
+        let operator = self.operator(&merchant_id, &operator_code).await?;
+        let policy = self.terminal_policy(&merchant_id).await?;
+        self.live_session(digest, &record, &operator, &policy).await
+    }
+
+    /// The records of a signed terminal request, in one read: the terminal, its merchant, the
+    /// session `token` names with its operator, the merchant's terminal password policy and
+    /// payment-code settings. `None` when the terminal does not exist. Read per request, never
+    /// kept: a logout, a disabled terminal or operator, a changed setting — written by this
+    /// process or another sharing the database — holds for the next request.
+    pub async fn terminal_request(
+        &self,
+        terminal_id: &str,
+        token: Option<&SessionToken>,
+    ) -> Result<Option<TerminalRequest>, AuthError> {
+        let session_digest = token.map(SessionToken::digest);
+        let names = [TERMINAL_POLICY_SETTING, crate::paycode::PAYCODE_SETTINGS];
+        let records = self.store.auth().terminal_request(terminal_id, session_digest.as_deref(), names).await?;
+        Ok(records.map(|records| TerminalRequest { records, session_digest }))
+    }
+
+    /// [`Auth::operator_session`] over the records read with the request: the same rules,
+    /// without reading again.
+    pub async fn operator_session_of(&self, request: &TerminalRequest) -> Result<OperatorSession, AuthError> {
+        let digest = request.session_digest.clone().ok_or(AuthError::NoSession)?;
+        let record = request.records.session.as_ref().ok_or(AuthError::NoSession)?;
+        let (merchant_id, operator_code) = session_operator(record, &request.records.terminal.terminal_id)?;
+        // The operator is read with the terminal's merchant: a session of another merchant's
+        // operator is no session here.
+        if merchant_id != request.records.terminal.merchant_id {
+            return Err(AuthError::NoSession);
+        }
+        let operator = request.records.operator.as_ref().ok_or(AuthError::NotFound("operator"))?;
+        if operator.operator_code != operator_code {
+            return Err(AuthError::NoSession);
+        }
+        self.live_session(digest, record, operator, &request.terminal_policy()).await
+    }
+
+    /// The session `record` of `operator` as a request sees it: refused when idle under `policy`
+    /// or when the operator was disabled since (either ends it); marked used at most once per
+    /// [`SESSION_TOUCH_INTERVAL_MS`].
+    async fn live_session(
+        &self,
+        digest: String,
+        record: &SessionRecord,
+        operator: &OperatorRecord,
+        policy: &PasswordPolicy,
+    ) -> Result<OperatorSession, AuthError> {
         let (Some(merchant_id), Some(bound_terminal)) = (record.merchant_id.clone(), record.terminal_id.clone()) else {
             return Err(AuthError::NoSession);
         };
-        if record.ended_at_ms.is_some() || bound_terminal != terminal_id {
-            return Err(AuthError::NoSession);
-        }
-        let Some(operator_code) = record.subject.rsplit('/').next().map(str::to_owned) else {
-            return Err(AuthError::NoSession);
-        };
-        let operator = self.operator(&merchant_id, &operator_code).await?;
         let now = self.clock.now_ms();
-        let policy = self.terminal_policy(&merchant_id).await?;
         let idle = policy.idle_timeout_minutes.is_some_and(|m| now - record.last_seen_ms >= i64::from(m) * 60_000);
         if idle || !operator.credential.enabled {
             let reason = if idle { "idle" } else { "disabled" };
@@ -585,7 +680,7 @@ impl Auth {
         Ok(OperatorSession {
             token_digest: digest,
             merchant_id,
-            operator_code,
+            operator_code: operator.operator_code.clone(),
             role: Role::parse(&operator.role).unwrap_or(Role::Operator),
             terminal_id: bound_terminal,
             must_change_password: operator.credential.must_change_password,

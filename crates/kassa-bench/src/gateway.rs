@@ -305,6 +305,9 @@ pub async fn run(
         rsa_bound_per_s,
         ratio: rsa_bound_per_s.map(|bound| payments_per_s / bound),
         ratio_all_cores: (k > 0.0).then(|| payments_per_s / (rsa_signs_per_s_all_cores / k)),
+        // The gateway bench does not know the host's pid.
+        host_cpu_ms_per_payment: None,
+        client_cpu_ms_per_payment: None,
         durable: crate::read_durable(config.http).await?,
     };
     Ok(GatewayReport {

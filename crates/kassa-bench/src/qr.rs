@@ -78,6 +78,9 @@ pub struct QrBenchConfig {
     pub credentials: BTreeMap<String, String>,
     /// Which wallet's codes.
     pub wallets: WalletMix,
+    /// The host's process id when it runs on this machine (`--spawn`): its CPU time per
+    /// payment is then reported.
+    pub host_pid: Option<u32>,
 }
 
 /// The result, printed as the last line of `kassa bench --qr --json`.
@@ -117,8 +120,39 @@ pub struct QrReport {
     /// `payments_per_s / (rsa_signs_per_s_all_cores / k)`: against every core's signatures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_all_cores: Option<f64>,
+    /// The host process's CPU time (user and system, every thread) per paid payment during the
+    /// load, milliseconds: steadier than the rate on a shared machine, since time spent waiting
+    /// for a core does not count. With `--spawn` only (the host's pid is known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_cpu_ms_per_payment: Option<f64>,
+    /// The same for the bench process itself (the terminals' signing, JSON and HTTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cpu_ms_per_payment: Option<f64>,
     /// The host's `kassa_store_durable` metric is 1.
     pub durable: bool,
+}
+
+/// The kernel's unit of process CPU time in `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
+const PROC_TICKS_PER_S: f64 = 100.0;
+
+/// A process's CPU time so far (user + system, every thread), in `/proc/<pid>/stat` ticks;
+/// `None` when it cannot be read (not Linux, the process is gone).
+pub fn process_cpu_ticks(pid: Option<u32>) -> Option<u64> {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis
+    // start with field 3, so utime (14) and stime (15) are the 12th and 13th of them.
+    let after_name = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
+/// CPU milliseconds per payment from two tick readings.
+fn cpu_ms_per_payment(before: Option<u64>, after: Option<u64>, paid: u64) -> Option<f64> {
+    let ticks = after?.checked_sub(before?)?;
+    (paid > 0).then(|| ticks as f64 * 1000.0 / PROC_TICKS_PER_S / paid as f64)
 }
 
 /// Reads `terminals` (TID → `{tms_credential, …}`) of a demo `credentials.json`.
@@ -390,6 +424,8 @@ pub async fn run(
     }
 
     let rsa_before = read_rsa_operations(config.http).await?;
+    let host_cpu_before = config.host_pid.and_then(|pid| process_cpu_ticks(Some(pid)));
+    let client_cpu_before = process_cpu_ticks(None);
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
     let stop_at = started + config.duration;
@@ -420,6 +456,8 @@ pub async fn run(
         latency_us.add(&histogram).map_err(|error| BenchError::Usage(format!("histogram: {error}")))?;
     }
     let elapsed = started.elapsed().as_secs_f64().max(f64::EPSILON);
+    let host_cpu_after = config.host_pid.and_then(|pid| process_cpu_ticks(Some(pid)));
+    let client_cpu_after = process_cpu_ticks(None);
     ticker.abort();
     let rsa_after = read_rsa_operations(config.http).await?;
     let rsa_signs_per_s = measure_rsa_signing_rate(1).await?;
@@ -447,6 +485,8 @@ pub async fn run(
         rsa_bound_per_s,
         ratio: rsa_bound_per_s.map(|bound| payments_per_s / bound),
         ratio_all_cores: (k > 0.0).then(|| payments_per_s / (rsa_signs_per_s_all_cores / k)),
+        host_cpu_ms_per_payment: cpu_ms_per_payment(host_cpu_before, host_cpu_after, paid),
+        client_cpu_ms_per_payment: cpu_ms_per_payment(client_cpu_before, client_cpu_after, paid),
         durable: crate::read_durable(config.http).await?,
     })
 }
@@ -518,4 +558,30 @@ pub async fn measure_rsa_signing_rate(threads: usize) -> Result<f64, BenchError>
         signed as f64 / started.elapsed().as_secs_f64().max(f64::EPSILON)
     });
     probe.await.map_err(|error| BenchError::Usage(format!("RSA probe: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_per_payment_comes_from_tick_readings() {
+        assert_eq!(cpu_ms_per_payment(Some(100), Some(350), 1_000), Some(2.5));
+        assert_eq!(cpu_ms_per_payment(Some(100), Some(350), 0), None);
+        assert_eq!(cpu_ms_per_payment(None, Some(350), 10), None);
+        assert_eq!(cpu_ms_per_payment(Some(400), Some(350), 10), None);
+    }
+
+    #[test]
+    fn this_process_has_cpu_ticks() {
+        let before = process_cpu_ticks(None).unwrap();
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let mut spin = 0_u64;
+        while Instant::now() < deadline {
+            spin = spin.wrapping_add(1);
+        }
+        assert!(spin > 0);
+        assert!(process_cpu_ticks(None).unwrap() >= before);
+        assert_eq!(process_cpu_ticks(Some(u32::MAX)), None);
+    }
 }

@@ -21,7 +21,8 @@ use async_trait::async_trait;
 
 use crate::commit::{Guard, Statement, WriteOp};
 use crate::queries::SqlReads;
-use crate::records::{CredentialRecord, MerchantSecretRecord};
+use crate::queries::{self, CREDENTIAL_COLUMNS, MERCHANT_COLUMNS, TERMINAL_COLUMNS};
+use crate::records::{CredentialRecord, MerchantRecord, MerchantSecretRecord, OperatorRecord, TerminalRecord};
 use crate::value::{params, Row, Value};
 use crate::StoreError;
 
@@ -144,6 +145,35 @@ pub trait AuthStore: Send + Sync {
     /// What the host still holds open for a terminal whose batch `open_batch` is open (the
     /// same conditions [`reinitialise_terminal_if_clear`] checks when it writes).
     async fn terminal_open_items(&self, terminal_id: &str, open_batch: u32) -> Result<TerminalOpenItems, StoreError>;
+    /// What a signed terminal request needs, in ONE read: the terminal `terminal_id` and its
+    /// merchant, the session whose token digest is `session_digest` (`None` when the request
+    /// names none) with its operator of the terminal's merchant, and the merchant's settings
+    /// named `setting_names`. `None` when the terminal does not exist. Nothing is cached: every
+    /// request sees the records as they are, whichever host process wrote them.
+    async fn terminal_request(
+        &self,
+        terminal_id: &str,
+        session_digest: Option<&str>,
+        setting_names: [&str; TERMINAL_REQUEST_SETTINGS],
+    ) -> Result<Option<TerminalRequestRecords>, StoreError>;
+}
+
+/// How many merchant settings [`AuthStore::terminal_request`] reads with the request.
+pub const TERMINAL_REQUEST_SETTINGS: usize = 2;
+
+/// The records of one signed terminal request ([`AuthStore::terminal_request`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TerminalRequestRecords {
+    /// The terminal (any status: the caller decides).
+    pub terminal: TerminalRecord,
+    /// Its merchant.
+    pub merchant: MerchantRecord,
+    /// The session the request names, ended or not, bound to any terminal (the caller checks).
+    pub session: Option<SessionRecord>,
+    /// The session's operator, when the session is an operator's of the terminal's merchant.
+    pub operator: Option<OperatorRecord>,
+    /// The merchant's settings, in the order of the names asked for (`None`: not set).
+    pub settings: [Option<serde_json::Value>; TERMINAL_REQUEST_SETTINGS],
 }
 
 /// What the host's records still hold open for one terminal: a re-initialisation (重新初始化)
@@ -195,6 +225,62 @@ fn session(row: &Row) -> Result<SessionRecord, StoreError> {
         last_seen_ms: row.int(5)?,
         ended_at_ms: row.opt_int(6)?,
         end_reason: row.opt_text(7)?,
+    })
+}
+
+/// `a, b` as `t.a, t.b`.
+fn qualified(table: &str, columns: &str) -> String {
+    columns.split(',').map(|column| format!("{table}.{}", column.trim())).collect::<Vec<_>>().join(", ")
+}
+
+/// The columns each record takes in a [`TERMINAL_REQUEST_SQL`] row, in order.
+const TERMINAL_COLUMN_COUNT: usize = 9;
+const MERCHANT_COLUMN_COUNT: usize = 6;
+const SESSION_COLUMN_COUNT: usize = 8;
+const OPERATOR_COLUMN_COUNT: usize = 10;
+
+/// The terminal ($1) joined with its merchant, the session named ($2), that session's operator
+/// (the subject `operator:<merchant>/<code>` of the terminal's merchant) and two settings of
+/// the merchant ($3, $4): primary-key lookups only.
+static TERMINAL_REQUEST_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {}, {}, {}, o.merchant_id, o.operator_code, o.role, {}, p1.value, p2.value \
+         FROM terminals t JOIN merchants m ON m.merchant_id = t.merchant_id AND t.terminal_id = $1 \
+         LEFT JOIN auth_sessions s ON s.token_digest = $2 \
+         LEFT JOIN operators o ON o.merchant_id = t.merchant_id AND s.merchant_id = t.merchant_id \
+         AND s.subject = 'operator:' || o.merchant_id || '/' || o.operator_code \
+         LEFT JOIN settings p1 ON p1.scope = t.merchant_id AND p1.name = $3 \
+         LEFT JOIN settings p2 ON p2.scope = t.merchant_id AND p2.name = $4",
+        qualified("t", TERMINAL_COLUMNS),
+        qualified("m", MERCHANT_COLUMNS),
+        qualified("s", SESSION_COLUMNS),
+        qualified("o", CREDENTIAL_COLUMNS),
+    )
+});
+
+fn terminal_request(row: &Row) -> Result<TerminalRequestRecords, StoreError> {
+    let part = |from: usize, count: usize| Row(row.0.get(from..from + count).unwrap_or_default().to_vec());
+    let merchant_at = TERMINAL_COLUMN_COUNT;
+    let session_at = merchant_at + MERCHANT_COLUMN_COUNT;
+    let operator_at = session_at + SESSION_COLUMN_COUNT;
+    let settings_at = operator_at + OPERATOR_COLUMN_COUNT;
+    if row.0.len() != settings_at + TERMINAL_REQUEST_SETTINGS {
+        return Err(StoreError::Corrupt(format!("a terminal request row of {} columns", row.0.len())));
+    }
+    let present = |at: usize| !matches!(row.0.get(at), None | Some(Value::Null));
+    let setting = |at: usize| -> Result<Option<serde_json::Value>, StoreError> {
+        row.opt_text(at)?
+            .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("json column: {e}"))))
+            .transpose()
+    };
+    Ok(TerminalRequestRecords {
+        terminal: queries::terminal(&part(0, TERMINAL_COLUMN_COUNT))?,
+        merchant: queries::merchant(&part(merchant_at, MERCHANT_COLUMN_COUNT))?,
+        session: present(session_at).then(|| session(&part(session_at, SESSION_COLUMN_COUNT))).transpose()?,
+        operator: present(operator_at)
+            .then(|| queries::operator(&part(operator_at, OPERATOR_COLUMN_COUNT)))
+            .transpose()?,
+        settings: [setting(settings_at)?, setting(settings_at + 1)?],
     })
 }
 
@@ -278,6 +364,18 @@ impl AuthStore for SqlReads {
             issuer_reversals_owed: count(reversals, "issuer reversals")?,
             open_batch_txns: count(batch, "open batch transactions")?,
         })
+    }
+
+    async fn terminal_request(
+        &self,
+        terminal_id: &str,
+        session_digest: Option<&str>,
+        setting_names: [&str; TERMINAL_REQUEST_SETTINGS],
+    ) -> Result<Option<TerminalRequestRecords>, StoreError> {
+        // No session has an empty digest: the join then finds none.
+        let [first, second] = setting_names;
+        let params = params![terminal_id, session_digest.unwrap_or(""), first, second];
+        self.one(&TERMINAL_REQUEST_SQL, &params, terminal_request).await
     }
 
     async fn default_password_accounts(&self) -> Result<Vec<DefaultPasswordAccount>, StoreError> {

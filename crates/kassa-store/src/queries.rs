@@ -38,9 +38,9 @@ fn small(value: i64, what: &str) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} out of range")))
 }
 
-const MERCHANT_COLUMNS: &str = "merchant_id, name, mcc, currency, fee_rates, created_at_ms";
+pub(crate) const MERCHANT_COLUMNS: &str = "merchant_id, name, mcc, currency, fee_rates, created_at_ms";
 
-fn merchant(row: &Row) -> Result<MerchantRecord, StoreError> {
+pub(crate) fn merchant(row: &Row) -> Result<MerchantRecord, StoreError> {
     Ok(MerchantRecord {
         merchant_id: row.text(0)?,
         name: row.text(1)?,
@@ -51,10 +51,10 @@ fn merchant(row: &Row) -> Result<MerchantRecord, StoreError> {
     })
 }
 
-const TERMINAL_COLUMNS: &str =
+pub(crate) const TERMINAL_COLUMNS: &str =
     "terminal_id, merchant_id, refund_password_mode, mac_algorithm, tmk_sealed, tms_secret_sealed, open_batch, status, created_at_ms";
 
-fn terminal(row: &Row) -> Result<TerminalRecord, StoreError> {
+pub(crate) fn terminal(row: &Row) -> Result<TerminalRecord, StoreError> {
     let mode = row.text(2)?;
     Ok(TerminalRecord {
         terminal_id: row.text(0)?,
@@ -70,7 +70,7 @@ fn terminal(row: &Row) -> Result<TerminalRecord, StoreError> {
     })
 }
 
-const CREDENTIAL_COLUMNS: &str =
+pub(crate) const CREDENTIAL_COLUMNS: &str =
     "password_hash, password_history, must_change_password, failures, locked_until_ms, password_changed_ms, enabled";
 
 fn credential(row: &Row, at: usize) -> Result<CredentialRecord, StoreError> {
@@ -85,7 +85,7 @@ fn credential(row: &Row, at: usize) -> Result<CredentialRecord, StoreError> {
     })
 }
 
-fn operator(row: &Row) -> Result<OperatorRecord, StoreError> {
+pub(crate) fn operator(row: &Row) -> Result<OperatorRecord, StoreError> {
     Ok(OperatorRecord {
         merchant_id: row.text(0)?,
         operator_code: row.text(1)?,

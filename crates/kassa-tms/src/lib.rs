@@ -26,10 +26,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kassa_auth::{
-    ApprovalKind, Auth, AuthError, AuthShared, Clock, OperatorSession, Refusal, SessionToken, VersionedPaycodeSettings,
+    ApprovalKind, Auth, AuthError, AuthShared, Clock, OperatorSession, Refusal, SessionToken, TerminalRequest,
+    VersionedPaycodeSettings,
 };
 use kassa_crypto::{MasterKey, SealedSecret};
-use kassa_domain::PasswordPolicy;
 use kassa_store::{auth as store_auth, Guard, MerchantSecretKind, Store, TerminalRecord, UnitOutcome, WriteUnit};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -169,11 +169,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A verified request: its terminal, its body and, if sent, the operator session token.
+/// A verified request: its records (the terminal, its merchant, the session it names with its
+/// operator, the merchant's policy and payment-code settings, read together) and its body.
 struct Signed {
-    terminal: TerminalRecord,
+    request: TerminalRequest,
     body: Bytes,
-    session: Option<SessionToken>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -214,7 +214,7 @@ impl Checked {
     /// Records the nonce alone: the request is admitted, or refused as a replay.
     pub(crate) async fn admit(self, state: &TmsState) -> Result<Signed, ApiError> {
         let (signed, admission) = self.defer();
-        admission.admit(state, &signed.terminal.terminal_id).await?;
+        admission.admit(state, &signed.terminal().terminal_id).await?;
         Ok(signed)
     }
 
@@ -309,11 +309,14 @@ impl FromRequest<TmsState> for Checked {
         if !nonce_ok(nonce) {
             return Err(refuse("bad nonce", terminal_id));
         }
-        let store = state.auth.store();
-        let Some(terminal) = store.directory.terminal(terminal_id).await?.filter(|t| t.status == "active") else {
+        // One read for everything the request's rules need; the session it names is only used
+        // once the signature over it is verified.
+        let token = (!session.is_empty()).then(|| SessionToken::from_client(session));
+        let request = state.auth.terminal_request(terminal_id, token.as_ref()).await?;
+        let Some(request) = request.filter(|request| request.terminal().status == "active") else {
             return Err(refuse("unknown or inactive terminal", terminal_id));
         };
-        let Ok(credential) = SealedSecret::from_bytes(&terminal.tms_secret_sealed)
+        let Ok(credential) = SealedSecret::from_bytes(&request.terminal().tms_secret_sealed)
             .and_then(|sealed| state.master_key.open(&sealed, &credential_context(terminal_id)))
         else {
             return Err(refuse("no usable credential", terminal_id));
@@ -330,8 +333,7 @@ impl FromRequest<TmsState> for Checked {
             source: address.clone(),
         };
         let admission = store_auth::insert_tms_nonce(terminal_id, nonce, now);
-        let session = (!session.is_empty()).then(|| SessionToken::from_client(session));
-        Ok(Checked { signed: Signed { terminal, body, session }, admission, replayed })
+        Ok(Checked { signed: Signed { request, body }, admission, replayed })
     }
 }
 
@@ -340,13 +342,17 @@ impl Signed {
         serde_json::from_slice(&self.body).map_err(|e| ApiError::Body(format!("bad JSON body: {e}")))
     }
 
+    fn terminal(&self) -> &TerminalRecord {
+        self.request.terminal()
+    }
+
+    /// The live operator session the request names ([`AuthError::NoSession`] when none).
     async fn operator(&self, state: &TmsState) -> Result<OperatorSession, ApiError> {
-        let token = self.session.as_ref().ok_or(ApiError::Auth(AuthError::NoSession))?;
-        Ok(state.auth.operator_session(token, &self.terminal.terminal_id).await?)
+        Ok(state.auth.operator_session_of(&self.request).await?)
     }
 
     fn source(&self) -> &str {
-        &self.terminal.terminal_id
+        &self.terminal().terminal_id
     }
 }
 
@@ -373,7 +379,7 @@ struct LoginBody {
 async fn login(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
     let body: LoginBody = signed.json()?;
     let outcome =
-        state.auth.login_operator(&signed.terminal, &body.operator, &body.password.0, signed.source()).await?;
+        state.auth.login_operator(signed.terminal(), &body.operator, &body.password.0, signed.source()).await?;
     Ok(ok(json!({
         "session": outcome.token.expose_secret(),
         "operator": outcome.session.operator_code,
@@ -553,7 +559,7 @@ async fn reinitialise(State(state): State<TmsState>, signed: Signed) -> Result<J
     let body: ReinitBody = signed.json()?;
     state
         .auth
-        .reinitialise_terminal(&session, &signed.terminal, body.unsent_count, &body.reason, signed.source())
+        .reinitialise_terminal(&session, signed.terminal(), body.unsent_count, &body.reason, signed.source())
         .await?;
     Ok(ok(json!({"sign_in_required": true})))
 }
@@ -563,13 +569,12 @@ async fn reinitialise(State(state): State<TmsState>, signed: Signed) -> Result<J
 /// compares it with the one it holds rather than every field.
 async fn parameters(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
     let store = state.auth.store();
-    let terminal = &signed.terminal;
-    let merchant_id = terminal.merchant_id.as_str();
-    let merchant =
-        store.directory.merchant(merchant_id).await?.ok_or(ApiError::Auth(AuthError::NotFound("merchant")))?;
-    let terminal_parameters = store.settings.setting(merchant_id, "terminal_parameters").await?.unwrap_or(json!({}));
-    let paycode = state.auth.paycode_settings(merchant_id).await?;
-    let policy: PasswordPolicy = state.auth.terminal_policy(merchant_id).await?;
+    let terminal = signed.terminal();
+    let merchant = signed.request.merchant();
+    let terminal_parameters =
+        store.settings.setting(&merchant.merchant_id, "terminal_parameters").await?.unwrap_or(json!({}));
+    let paycode = signed.request.paycode_settings()?;
+    let policy = signed.request.terminal_policy();
     let mut answer = json!({
         "terminal_id": terminal.terminal_id,
         "merchant_id": merchant.merchant_id,

@@ -102,13 +102,17 @@ struct Till {
     currency: Currency,
 }
 
-async fn till(state: &TmsQrState, session: &OperatorSession) -> Result<Till, ApiError> {
+/// The merchant record is the one read with the request (the session's: a session is only
+/// live on a terminal of its own merchant).
+fn till(signed: &Signed, session: &OperatorSession) -> Result<Till, ApiError> {
     let invalid = |what: &str| ApiError::Body(format!("the session names an invalid {what}"));
+    let record = signed.request.merchant();
+    if record.merchant_id != session.merchant_id {
+        return Err(ApiError::Qr(QrError::MerchantNotFound));
+    }
     let merchant = MerchantId::parse(&session.merchant_id).map_err(|_| invalid("merchant"))?;
     let terminal_id = TerminalId::parse(&session.terminal_id).map_err(|_| invalid("terminal"))?;
     let operator = OperatorCode::parse(&session.operator_code).map_err(|_| invalid("operator"))?;
-    let record = state.tms.auth.store().directory.merchant(&session.merchant_id).await?;
-    let record = record.ok_or(ApiError::Qr(QrError::MerchantNotFound))?;
     let currency = Currency::from_code(&record.currency).map_err(|_| invalid("currency"))?;
     Ok(Till { merchant, origin: QrOrigin::Terminal { terminal_id, operator }, currency })
 }
@@ -123,12 +127,14 @@ async fn admit(
     password: Option<&Secret>,
 ) -> Result<(OperatorSession, Till), ApiError> {
     let session = operator(state, signed, permission).await?;
-    let till = till(state, &session).await?;
+    let till = till(signed, &session)?;
     if let Some(purpose) = purpose {
         let password = password.map(|p| p.0.as_str());
         let origin = origin(&session, signed);
         let terminal_id = Some(session.terminal_id.as_str());
-        state.tms.auth.check_paycode(&session.merchant_id, terminal_id, purpose, password, &origin).await?;
+        let settings = signed.request.paycode_settings()?.settings;
+        let auth = &state.tms.auth;
+        auth.check_paycode_with(&settings, &session.merchant_id, terminal_id, purpose, password, &origin).await?;
     }
     Ok((session, till))
 }
@@ -160,7 +166,7 @@ async fn collect(State(state): State<TmsQrState>, checked: Checked) -> Result<Js
     let body: CollectBody = signed.json()?;
     let admission = match body.paycode_password {
         Some(_) => {
-            admission.admit(&state.tms, &signed.terminal.terminal_id).await?;
+            admission.admit(&state.tms, &signed.terminal().terminal_id).await?;
             None
         }
         None => Some(admission),
@@ -196,8 +202,8 @@ struct OrderBody {
 async fn create_order(State(state): State<TmsQrState>, signed: Signed) -> Result<Json<Value>, ApiError> {
     let body: OrderBody = signed.json()?;
     let purpose = Some(PaycodePurpose::Collect { amount_minor: body.amount });
-    let (session, till) = admit(&state, &signed, Permission::Sale, purpose, body.paycode_password.as_ref()).await?;
-    let settings = state.tms.auth.paycode_settings(&session.merchant_id).await?.settings;
+    let (_, till) = admit(&state, &signed, Permission::Sale, purpose, body.paycode_password.as_ref()).await?;
+    let settings = signed.request.paycode_settings()?.settings;
     let request = kassa_qr::MerchantQrRequest {
         out_trade_no: body.out_trade_no,
         amount: amount(body.amount, till.currency)?,

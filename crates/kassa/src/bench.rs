@@ -53,7 +53,7 @@ async fn run_qr(args: &BenchArgs) -> anyhow::Result<QrReport> {
         let http = args.http.map_or_else(|| DEFAULT_HTTP.parse::<SocketAddr>(), Ok)?;
         let credentials = args.credentials.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CREDENTIALS));
         let credentials = kassa_bench::qr::load_tms_credentials(&credentials)?;
-        let config = QrBenchConfig { http, tid_count: args.tid_count, duration, credentials, wallets };
+        let config = QrBenchConfig { http, tid_count: args.tid_count, duration, credentials, wallets, host_pid: None };
         return Ok(kassa_bench::qr::run(&config, progress).await?);
     }
     let program = std::env::current_exe().context("cannot find the kassa binary to spawn")?;
@@ -62,8 +62,8 @@ async fn run_qr(args: &BenchArgs) -> anyhow::Result<QrReport> {
     let credentials = args.credentials.clone().unwrap_or_else(|| host.process.credentials.clone());
     let result = async {
         let credentials = kassa_bench::qr::load_tms_credentials(&credentials)?;
-        let config =
-            QrBenchConfig { http: host.process.http, tid_count: args.tid_count, duration, credentials, wallets };
+        let (http, host_pid) = (host.process.http, host.process.id());
+        let config = QrBenchConfig { http, tid_count: args.tid_count, duration, credentials, wallets, host_pid };
         Ok::<_, anyhow::Error>(kassa_bench::qr::run(&config, progress).await?)
     }
     .await;
@@ -137,6 +137,9 @@ fn print_qr_report(report: &QrReport, json: bool) -> anyhow::Result<()> {
     }
     if let Some(ratio) = report.ratio_all_cores {
         println!("against every core's signing rate: {:.0} %", ratio * 100.0);
+    }
+    if let (Some(host), Some(client)) = (report.host_cpu_ms_per_payment, report.client_cpu_ms_per_payment) {
+        println!("CPU per payment: host {host:.3} ms, bench client {client:.3} ms");
     }
     println!("durable: {}", report.durable);
     Ok(())

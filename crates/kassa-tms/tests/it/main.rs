@@ -58,6 +58,8 @@ struct Tms {
     nonce: AtomicU64,
     /// The pool and refusal counter the router uses.
     shared: AuthShared,
+    /// The master key the terminal's credential is sealed under.
+    master: MasterKey,
 }
 
 struct Answer {
@@ -157,12 +159,39 @@ async fn start_with(db: &TestDb, supervisor: &str, operator: &str, refund: &str,
     store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(sale)), vec![])).await.unwrap();
     let clock = ManualClock::new(1_800_000_000_000);
     let shared = AuthShared { hashing, refusals: RefusalLog::new(store.clone(), Arc::new(clock.clone())) };
-    let state = kassa_tms::TmsState::new(store.clone(), master, Arc::new(clock.clone()), shared.clone());
+    let addr = serve(&store, &master, &clock, &shared).await;
+    Tms { addr, clock, credential, store, nonce: AtomicU64::new(0), shared, master }
+}
+
+/// Serves the TMS router over `store` on port 0.
+async fn serve(store: &Store, master: &MasterKey, clock: &ManualClock, shared: &AuthShared) -> SocketAddr {
+    let state = kassa_tms::TmsState::new(store.clone(), master.clone(), Arc::new(clock.clone()), shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = kassa_tms::router(state).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Tms { addr, clock, credential, store, nonce: AtomicU64::new(0), shared }
+    addr
+}
+
+impl Tms {
+    /// A second host process on the same database: on PostgreSQL a store of its own (its own
+    /// connections, nothing shared in memory); on SQLite, whose file has one writer, the same
+    /// store under a router and state of its own. Its nonces never collide with the first's.
+    async fn second_instance(&self, db: &TestDb) -> Tms {
+        let store = if db.url.starts_with("postgres") {
+            let store = Store::open(&db.url, StoreOptions::default()).await.unwrap();
+            store
+        } else {
+            self.store.clone()
+        };
+        let shared = AuthShared {
+            hashing: HashPool::for_this_machine(),
+            refusals: RefusalLog::new(store.clone(), Arc::new(self.clock.clone())),
+        };
+        let addr = serve(&store, &self.master, &self.clock, &shared).await;
+        let (clock, credential, master) = (self.clock.clone(), self.credential.clone(), self.master.clone());
+        Tms { addr, clock, credential, store, nonce: AtomicU64::new(1 << 40), shared, master }
+    }
 }
 
 kassa_store::both_backends!(
@@ -176,6 +205,7 @@ kassa_store::both_backends!(
     reinit_only_when_nothing_is_open_then_the_terminal_signs_in_again,
     the_payment_code_password_is_set_changed_verified_and_locked_by_the_supervisor,
     parameters_carry_the_payment_code_settings_and_a_version_that_changes_with_them,
+    a_logout_a_disabled_operator_or_terminal_holds_at_once_on_every_host_process,
 );
 
 struct Headers {
@@ -618,6 +648,44 @@ async fn parameters_carry_the_payment_code_settings_and_a_version_that_changes_w
                "password_above_minor": 20_000, "password_for_refunds": false})
     );
     assert_ne!(after.body["parameters_version"], json!(version));
+}
+
+/// Nothing about a terminal request is kept between requests (the records are read with
+/// each, in one query): what one host process writes — a logout, a disabled operator, a
+/// disabled terminal — holds for the very next request on another process sharing the database.
+async fn verify(tms: &Tms, session: String) -> u16 {
+    tms.call("POST", "/tms/v1/refund-password/verify", &session, json!({"password": "123456"})).await.status
+}
+
+async fn a_logout_a_disabled_operator_or_terminal_holds_at_once_on_every_host_process(db: &TestDb) {
+    let a = start(db, "123456", "0000", "123456").await;
+    let b = a.second_instance(db).await;
+    let operator = a.signed_in("01", "0000", "2468").await;
+    assert_eq!(verify(&b, operator.clone()).await, 200);
+    assert_eq!(a.call("POST", "/tms/v1/logout", &operator, Value::Null).await.status, 200);
+    assert_eq!(verify(&b, operator.clone()).await, 401);
+    assert_eq!(verify(&a, operator).await, 401);
+
+    // The supervisor disables operator 02 on B: its session on A ends with the next request.
+    let supervisor = a.signed_in("00", "123456", "97531").await;
+    let second = a.signed_in("02", "0000", "1357").await;
+    assert_eq!(verify(&a, second.clone()).await, 200);
+    assert_eq!(b.call("POST", "/tms/v1/operators/02/disable", &supervisor, Value::Null).await.status, 200);
+    assert_eq!(verify(&a, second).await, 401);
+
+    // The terminal disabled in the database: refused by both at once, whatever they served before.
+    assert_eq!(verify(&b, supervisor.clone()).await, 200);
+    let mut terminal = a.store.directory.terminal(TID).await.unwrap().unwrap();
+    terminal.status = "disabled".into();
+    a.store.commit(WriteUnit::ops(vec![WriteOp::PutTerminal(terminal)])).await.unwrap();
+    for tms in [&a, &b] {
+        let answer =
+            tms.call("POST", "/tms/v1/refund-password/verify", &supervisor, json!({"password": "123456"})).await;
+        assert_eq!(
+            (answer.status, answer.body["error"].as_str()),
+            (401, Some("terminal not authenticated: unknown or inactive terminal"))
+        );
+    }
 }
 
 fn memmem(haystack: &[u8], needle: &[u8]) -> bool {
