@@ -1,0 +1,21 @@
+# Backups.
+backups-title = Backups
+backups-intro = A backup is a consistent copy of the whole database, taken while Kassa keeps running (the same as `kassa backup`). Keep copies away from this machine: download them.
+backups-dir = Backups are written to
+backups-take = Take a backup now
+backups-list-heading = Backups on this host
+backups-none = No backup yet.
+backups-file = File
+backups-size = Size
+backups-time = Written at
+backups-actions = Actions
+backups-verify = Verify
+backups-download = Download
+backups-restore-hint = To restore one, stop Kassa and run `kassa restore FILE`: it verifies the file again, replaces the database and verifies the result.
+backups-not-configured = Backups are not configured on this host; use `kassa backup FILE` on the server.
+backups-busy = A backup or a check is already running; try again when it ends.
+backups-failed = The backup failed; the reason was logged. Nothing was kept.
+backups-verified-sqlite = verified: every migration applied, { $entries } journal entries balanced, audit chain intact through { $records } records.
+backups-verified-postgres = verified: the file is whole (SHA-256 matches), { $tables } tables; `kassa restore` checks the ledger and the audit chain as it restores.
+backups-not-verified = does NOT verify: { $why }
+done-backups-taken = The backup was written.

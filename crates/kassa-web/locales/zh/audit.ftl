@@ -1,0 +1,20 @@
+# 审计日志。
+audit-title = 审计日志
+audit-chain-ok-badge = 哈希链完整
+audit-chain-ok = 哈希链已校验至第 { $n } 条记录。
+audit-chain-broken-badge = 哈希链断裂
+audit-chain-broken = 哈希链在第 { $seq } 条记录处断裂：该记录或之前的记录被修改或删除。请停止服务并恢复最近一次校验通过的备份。
+audit-actor = 操作人
+audit-action = 操作
+audit-subject = 对象
+audit-date = 日期（UTC）
+audit-filter = 筛选
+audit-none = 没有符合条件的记录。
+audit-at = 时间
+audit-source = 来源
+audit-reason = 原因
+audit-details = 详情
+audit-show = 查看
+audit-older = 更早的记录
+audit-bad-date = 请按 YYYY-MM-DD 填写日期。
+audit-filter-too-long = 筛选条件超过 128 个字符。

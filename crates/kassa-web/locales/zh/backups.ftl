@@ -1,0 +1,21 @@
+# 备份。
+backups-title = 备份
+backups-intro = 备份是整个数据库的一致性副本，Kassa 运行期间即可进行（与 `kassa backup` 相同）。请下载备份并保存在本机以外的地方。
+backups-dir = 备份保存目录：
+backups-take = 立即备份
+backups-list-heading = 本主机上的备份
+backups-none = 尚无备份。
+backups-file = 文件
+backups-size = 大小
+backups-time = 写入时间
+backups-actions = 操作
+backups-verify = 校验
+backups-download = 下载
+backups-restore-hint = 恢复时请先停止 Kassa，再执行 `kassa restore 文件`：它会再次校验文件、替换数据库并校验恢复结果。
+backups-not-configured = 本主机未配置备份目录；请在服务器上使用 `kassa backup 文件`。
+backups-busy = 已有备份或校验在进行中，请结束后再试。
+backups-failed = 备份失败，原因已记录在日志中，未保留任何文件。
+backups-verified-sqlite = 校验通过：迁移完整，{ $entries } 笔分录借贷平衡，审计哈希链完整（共 { $records } 条记录）。
+backups-verified-postgres = 校验通过：文件完整（SHA-256 一致），共 { $tables } 张表；账务平衡与审计哈希链由 `kassa restore` 在恢复时校验。
+backups-not-verified = 校验未通过：{ $why }
+done-backups-taken = 备份已写入。
