@@ -32,6 +32,7 @@ mod postgres;
 pub mod qr;
 pub mod recon;
 pub mod refund_requests;
+pub mod web_money;
 pub use postgres::{connect as connect_postgres, create_database, drop_database, url_with_database};
 mod queries;
 mod records;
@@ -396,6 +397,11 @@ impl Store {
     /// Reconciliation runs, their differences, and Kassa's side of a channel's day (`recon`
     /// module).
     pub fn recon(&self) -> &dyn recon::ReconStore {
+        &*self.reads
+    }
+
+    /// The back office's money pages: the audit log filtered, payouts listed (`web_money` module).
+    pub fn web_money(&self) -> &dyn web_money::WebMoneyStore {
         &*self.reads
     }
 }
