@@ -11,6 +11,7 @@ pub mod backups;
 pub mod corrections;
 pub mod dashboard;
 pub mod deposits;
+pub mod forgot;
 pub mod merchants;
 pub mod operators;
 pub mod payouts;
@@ -25,6 +26,7 @@ pub mod transactions;
 pub fn routes() -> Router<WebState> {
     Router::new()
         .merge(auth::routes())
+        .merge(forgot::routes())
         .merge(dashboard::routes())
         .merge(transactions::routes())
         .merge(refunds::routes())

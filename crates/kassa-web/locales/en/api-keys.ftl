@@ -1,0 +1,25 @@
+# API keys of a merchant for /api/v1.
+api-keys-title = API keys
+api-keys-intro = Keys of merchant { $merchant } for the integrators' API (/api/v1). A key is shown once, when it is created; only its first characters are kept.
+api-keys-pick-merchant = Enter a merchant number to see its API keys.
+api-keys-label = Label
+api-keys-label-hint = Where the key is used, e.g. "online shop".
+api-keys-prefix = Starts with
+api-keys-created-at = Created
+api-keys-last-used = Last used
+api-keys-state = State
+api-keys-active = Active
+api-keys-revoked-at = Revoked { $at }
+api-keys-never = never
+api-keys-none = No API keys yet.
+api-keys-revoke = Revoke
+api-keys-revoke-confirm = Revoke the key "{ $label }"? Requests with it are refused from now on.
+api-keys-new = Create an API key
+api-keys-create = Create key
+api-keys-created = New API key "{ $label }"
+api-keys-once = Copy this key now and keep it safe: it is shown only this once and cannot be shown again.
+api-keys-key = API key
+api-keys-bad-label = Name the key (1 to { $max } characters).
+api-keys-too-many = A merchant holds at most { $max } keys that are not revoked; revoke one first.
+api-keys-revoked-already = The key is revoked already.
+done-api-keys-revoked = The API key was revoked.

@@ -1,0 +1,25 @@
+# 商户的 API 密钥（/api/v1）。
+api-keys-title = API 密钥
+api-keys-intro = 商户 { $merchant } 用于接入方 API（/api/v1）的密钥。密钥仅在创建时显示一次；系统只保留其开头几位。
+api-keys-pick-merchant = 输入商户号以查看其 API 密钥。
+api-keys-label = 名称
+api-keys-label-hint = 密钥的用途，例如“网店”。
+api-keys-prefix = 开头
+api-keys-created-at = 创建时间
+api-keys-last-used = 最近使用
+api-keys-state = 状态
+api-keys-active = 有效
+api-keys-revoked-at = 已于 { $at } 吊销
+api-keys-never = 从未使用
+api-keys-none = 尚无 API 密钥。
+api-keys-revoke = 吊销
+api-keys-revoke-confirm = 确定吊销密钥“{ $label }”？此后使用该密钥的请求将被拒绝。
+api-keys-new = 创建 API 密钥
+api-keys-create = 创建密钥
+api-keys-created = 新 API 密钥“{ $label }”
+api-keys-once = 请立即复制并妥善保存此密钥：它只显示这一次，之后无法再次查看。
+api-keys-key = API 密钥
+api-keys-bad-label = 请为密钥命名（1 到 { $max } 个字符）。
+api-keys-too-many = 每个商户最多持有 { $max } 个未吊销的密钥；请先吊销一个。
+api-keys-revoked-already = 该密钥已被吊销。
+done-api-keys-revoked = API 密钥已吊销。
