@@ -28,7 +28,6 @@
 
 pub mod backoffice;
 pub mod backoffice_operators;
-pub mod backoffice_operators;
 pub mod clock;
 pub mod error;
 pub mod hashing;
@@ -41,7 +40,6 @@ pub mod reset;
 pub mod secrets;
 pub mod service;
 pub mod terminal;
-pub mod user_reset;
 pub mod user_reset;
 
 pub use backoffice::{BackOfficeLogin, BackOfficeSession, BACK_OFFICE_SESSION_LIFETIME_MS};
