@@ -21,6 +21,7 @@ pub mod auth;
 pub mod batch_upload;
 mod commit;
 pub mod corrections;
+pub mod fleet;
 pub mod gateway;
 pub mod merchant_notify;
 mod migrate;
@@ -386,6 +387,11 @@ impl Store {
 
     /// Merchant payouts, their items and settlement reports (`payouts` module).
     pub fn payouts(&self) -> &dyn payouts::PayoutStore {
+        &*self.reads
+    }
+
+    /// The terminal fleet's contacts and activation deposits (`fleet` module).
+    pub fn fleet(&self) -> &dyn fleet::FleetStore {
         &*self.reads
     }
 

@@ -8,3 +8,7 @@
 mod harness;
 mod matrix;
 mod pages;
+mod deposits;
+mod merchants;
+mod terminals;
+mod test_transaction;
