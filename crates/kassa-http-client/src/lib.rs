@@ -10,7 +10,8 @@
 //! - pooled connections: [`HttpClientConfig::idle_connections_max`] per host, each kept
 //!   [`HttpClientConfig::idle_timeout_ms`];
 //! - answer bodies: [`HttpClientConfig::answer_bytes_max`], or a limit per call
-//!   ([`HttpClient::send_limited`]).
+//!   ([`HttpClient::send_limited`]), or a limit on a file the body goes to as it arrives
+//!   ([`HttpClient::send_to_file`]: a statement in bounded memory).
 //!
 //! **Invariant**: a failure says whether the request can have reached the server.
 //! [`HttpError::NotSent`] is only for a request of which nothing left — no free slot in time, no
@@ -120,6 +121,24 @@ impl HttpAnswer {
     }
 }
 
+/// An answer whose body went to a file as it arrived ([`HttpClient::send_to_file`]).
+#[derive(Debug, Clone)]
+pub struct HttpFileAnswer {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// Bytes of the body written to the file.
+    pub body_bytes: u64,
+}
+
+impl HttpFileAnswer {
+    /// The `Content-Type` header, or `""`.
+    pub fn content_type(&self) -> &str {
+        self.headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default()
+    }
+}
+
 /// The pooled client. Cheap to clone (`Arc` inside); clones share the pool and the slots.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
@@ -190,6 +209,63 @@ impl HttpClient {
             Ok(result) => result,
             Err(_) => Err(HttpError::NoAnswer(format!("{uri}: no answer within {} ms", timeout.as_millis()))),
         }
+    }
+
+    /// One exchange; the answer body written to `file` as it arrives (at its current position),
+    /// never held whole in memory: at most `answer_bytes_max` bytes (a statement, a clearing
+    /// file). Within the answer timeout, as [`HttpClient::send_limited`].
+    pub async fn send_to_file(
+        &self,
+        request: Request<Bytes>,
+        answer_bytes_max: u64,
+        file: &std::fs::File,
+    ) -> Result<HttpFileAnswer, HttpError> {
+        let uri = request.uri().clone();
+        check_uri(&uri)?;
+        let timeout = Duration::from_millis(self.inner.config.answer_timeout_ms);
+        let deadline = Instant::now() + timeout;
+        let Ok(Ok(_permit)) = tokio::time::timeout(timeout, self.inner.permits.acquire()).await else {
+            return Err(HttpError::NotSent(format!("{uri}: no free request slot within {} ms", timeout.as_millis())));
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let exchange = self.exchange_to_file(&uri, request.map(Full::new), answer_bytes_max, file);
+        match tokio::time::timeout(remaining, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(HttpError::NoAnswer(format!("{uri}: no answer within {} ms", timeout.as_millis()))),
+        }
+    }
+
+    async fn exchange_to_file(
+        &self,
+        uri: &Uri,
+        request: Request<Full<Bytes>>,
+        answer_bytes_max: u64,
+        mut file: &std::fs::File,
+    ) -> Result<HttpFileAnswer, HttpError> {
+        use std::io::Write;
+        let response = self.inner.client.request(request).await.map_err(|error| {
+            if error.is_connect() {
+                HttpError::NotSent(format!("{uri}: {}", error_chain(&error)))
+            } else {
+                HttpError::NoAnswer(format!("{uri}: {}", error_chain(&error)))
+            }
+        })?;
+        let (parts, mut body) = response.into_parts();
+        let mut body_bytes = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|error| HttpError::NoAnswer(format!("{uri}: cannot read the answer: {error}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            body_bytes = body_bytes.saturating_add(data.len() as u64);
+            if body_bytes > answer_bytes_max {
+                return Err(HttpError::NoAnswer(format!("{uri}: answer larger than {answer_bytes_max} bytes")));
+            }
+            // A local file: each write is one frame (kilobytes), short enough for a runtime thread.
+            file.write_all(&data)
+                .map_err(|error| HttpError::NoAnswer(format!("{uri}: cannot write the answer: {error}")))?;
+        }
+        file.flush().map_err(|error| HttpError::NoAnswer(format!("{uri}: cannot write the answer: {error}")))?;
+        Ok(HttpFileAnswer { status: parts.status, headers: parts.headers, body_bytes })
     }
 
     async fn exchange(

@@ -40,8 +40,12 @@ pub const WRITE_BATCH_OPS: usize = 500;
 /// rest are reported as status mismatches without asking.
 pub const RESOLVE_CALLS_MAX: usize = 1_000;
 
-/// The largest statement downloaded through a connector, in bytes.
-pub const STATEMENT_BYTES_MAX: usize = 512 * 1024 * 1024;
+/// The largest statement downloaded through a connector, in bytes: a limit on the temporary
+/// file it is downloaded to, not on memory (it is read from there as a stream).
+pub const STATEMENT_BYTES_MAX: u64 = 512 * 1024 * 1024;
+
+/// Bytes read from a statement at a time.
+const STATEMENT_READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Clearing-file rows of one card request read at most (an approval and its reversal; a file
 /// repeating a request more is read on, its extra rows counted but not kept).
@@ -56,6 +60,17 @@ pub trait ClearingSource: Send + Sync + std::fmt::Debug {
     /// The clearing file of `date` (CSV, [`crate::statement::CLEARING_HEADER`]), at most
     /// `bytes_max` bytes.
     async fn clearing(&self, date: CivilDate, bytes_max: usize) -> Result<Vec<u8>, String>;
+
+    /// The same file written to `file` as it arrives, never held whole in memory (at most
+    /// `bytes_max` bytes, a limit on the file); `file` is empty and at its start. Sources that
+    /// stream say so here; this default writes [`ClearingSource::clearing`]'s answer.
+    async fn clearing_to_file(&self, date: CivilDate, bytes_max: u64, file: &std::fs::File) -> Result<u64, String> {
+        use std::io::Write;
+        let bytes = self.clearing(date, usize::try_from(bytes_max).unwrap_or(usize::MAX)).await?;
+        let mut file = file;
+        file.write_all(&bytes).and_then(|()| file.flush()).map_err(|error| format!("clearing file: {error}"))?;
+        Ok(bytes.len() as u64)
+    }
 }
 
 /// Attempts at taking a run id when concurrent runs race for it.
@@ -181,8 +196,9 @@ impl Reconciler {
                 .clearing
                 .clone()
                 .ok_or_else(|| ReconError::Unsupported("no clearing file source for card".into()))?;
-            let bytes = source.clearing(date, STATEMENT_BYTES_MAX).await.map_err(ReconError::Unavailable)?;
-            let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(bytes));
+            let file = download_file()?;
+            source.clearing_to_file(date, STATEMENT_BYTES_MAX, &file).await.map_err(ReconError::Unavailable)?;
+            let input = read_from_start(file)?;
             return self.reconcile(channel, date, ReconSource::Download, started_by, input).await;
         }
         let connector = self
@@ -216,11 +232,12 @@ impl Reconciler {
         started_by: &str,
         connector: &dyn WalletConnector,
     ) -> Result<ReconReport, ReconError> {
-        let bytes = connector
-            .statement(&date.to_string(), STATEMENT_BYTES_MAX)
+        let file = download_file()?;
+        connector
+            .statement_to_file(&date.to_string(), STATEMENT_BYTES_MAX, &file)
             .await
             .map_err(|error| ReconError::Unavailable(error.to_string()))?;
-        let input: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(bytes));
+        let input = read_from_start(file)?;
         self.reconcile(channel, date, ReconSource::Download, started_by, input).await
     }
 
@@ -234,7 +251,8 @@ impl Reconciler {
     ) -> Result<ReconReport, ReconError> {
         let file = std::fs::File::open(path)
             .map_err(|error| ReconError::Unavailable(format!("{}: {error}", path.display())))?;
-        let input: Box<dyn BufRead + Send> = Box::new(std::io::BufReader::with_capacity(64 * 1024, file));
+        let input: Box<dyn BufRead + Send> =
+            Box::new(std::io::BufReader::with_capacity(STATEMENT_READ_BUFFER_BYTES, file));
         self.reconcile(channel, date, ReconSource::File, started_by, input).await
     }
 
@@ -302,6 +320,18 @@ impl Reconciler {
         }
         Err(ReconError::Store(StoreError::Conflict("no run id after several attempts".into())))
     }
+}
+
+/// The anonymous temporary file a statement is downloaded to (deleted when the run drops it).
+fn download_file() -> Result<std::fs::File, ReconError> {
+    tempfile::tempfile().map_err(|error| ReconError::Unavailable(format!("a file for the statement: {error}")))
+}
+
+/// The downloaded statement, read as a stream from its start.
+fn read_from_start(mut file: std::fs::File) -> Result<Box<dyn BufRead + Send>, ReconError> {
+    use std::io::Seek;
+    file.rewind().map_err(|error| ReconError::Unavailable(format!("the statement's file: {error}")))?;
+    Ok(Box::new(std::io::BufReader::with_capacity(STATEMENT_READ_BUFFER_BYTES, file)))
 }
 
 fn wallet_channel(wallet: kassa_wallet::Wallet) -> Channel {

@@ -28,6 +28,23 @@ pub(crate) struct HttpAnswer {
     pub body: Bytes,
 }
 
+/// An answer whose body went to a file as it arrived.
+#[derive(Debug)]
+pub(crate) struct FileAnswer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub bytes: u64,
+}
+
+/// Empties `file` and writes from its start (a download begins, or begins again after a failed
+/// attempt).
+pub(crate) fn restart(mut file: &std::fs::File) -> Result<(), WalletError> {
+    use std::io::Seek;
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .map_err(|error| WalletError::Unknown(format!("statement file: {error}")))
+}
+
 /// The pooled client. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
@@ -69,6 +86,50 @@ impl HttpClient {
             .body(Bytes::new())
             .map_err(|error| WalletError::NotSent(format!("request to {uri}: {error}")))?;
         self.exchange(request, bytes_max).await
+    }
+
+    /// GETs `uri`, its answer's body written to `file` as it arrives (at most `bytes_max`).
+    pub async fn get_to_file(
+        &self,
+        uri: &Uri,
+        bytes_max: u64,
+        file: &std::fs::File,
+    ) -> Result<FileAnswer, WalletError> {
+        let request = Request::get(uri.clone())
+            .body(Bytes::new())
+            .map_err(|error| WalletError::NotSent(format!("request to {uri}: {error}")))?;
+        self.exchange_to_file(request, bytes_max, file).await
+    }
+
+    /// POSTs `body`, the answer's body written to `file` as it arrives (at most `bytes_max`).
+    pub async fn post_to_file(
+        &self,
+        uri: &Uri,
+        content_type: &'static str,
+        body: Vec<u8>,
+        bytes_max: u64,
+        file: &std::fs::File,
+    ) -> Result<FileAnswer, WalletError> {
+        let request = Request::post(uri.clone())
+            .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
+            .body(Bytes::from(body))
+            .map_err(|error| WalletError::NotSent(format!("request to {uri}: {error}")))?;
+        self.exchange_to_file(request, bytes_max, file).await
+    }
+
+    async fn exchange_to_file(
+        &self,
+        request: Request<Bytes>,
+        bytes_max: u64,
+        file: &std::fs::File,
+    ) -> Result<FileAnswer, WalletError> {
+        restart(file)?;
+        let answer = self.client.send_to_file(request, bytes_max, file).await.map_err(|error| match error {
+            HttpError::NotSent(reason) => WalletError::NotSent(reason),
+            HttpError::NoAnswer(reason) => WalletError::Unknown(reason),
+        })?;
+        let content_type = answer.content_type().to_owned();
+        Ok(FileAnswer { status: answer.status, content_type, bytes: answer.body_bytes })
     }
 
     async fn exchange(&self, request: Request<Bytes>, bytes_max: usize) -> Result<HttpAnswer, WalletError> {

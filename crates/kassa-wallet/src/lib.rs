@@ -311,6 +311,16 @@ pub trait WalletConnector: Send + Sync + std::fmt::Debug {
     /// statement, the provider's header row alone.
     async fn statement(&self, date: &str, bytes_max: usize) -> Result<Vec<u8>, WalletError>;
 
+    /// The same statement written to `file` as it downloads, never held whole in memory: at
+    /// most `bytes_max` bytes, a limit on the file. `file` is emptied first (and again before a
+    /// retry); answers the bytes written. The connectors stream; this default (for doubles)
+    /// writes [`WalletConnector::statement`]'s answer.
+    async fn statement_to_file(&self, date: &str, bytes_max: u64, file: &std::fs::File) -> Result<u64, WalletError> {
+        let bytes_max_in_memory = usize::try_from(bytes_max).unwrap_or(usize::MAX);
+        let bytes = self.statement(date, bytes_max_in_memory).await?;
+        write_statement(file, &bytes)
+    }
+
     /// Verifies an asynchronous notification as received on the notify URL (the raw body and
     /// its `Content-Type`).
     fn verify_notification(&self, content_type: &str, body: &[u8]) -> Result<WalletNotification, NotificationError>;
@@ -318,4 +328,14 @@ pub trait WalletConnector: Send + Sync + std::fmt::Debug {
     /// What to answer the wallet for a notification: (content type, body). `accepted` is true
     /// when the notification was taken (it is then not sent again).
     fn notification_answer(&self, accepted: bool) -> (&'static str, Vec<u8>);
+}
+
+/// Writes a whole statement to `file` from its start (emptied first); the bytes written.
+pub(crate) fn write_statement(mut file: &std::fs::File, bytes: &[u8]) -> Result<u64, WalletError> {
+    use std::io::Write;
+    http::restart(file)?;
+    file.write_all(bytes)
+        .and_then(|()| file.flush())
+        .map_err(|error| WalletError::Unknown(format!("statement file: {error}")))?;
+    Ok(bytes.len() as u64)
 }

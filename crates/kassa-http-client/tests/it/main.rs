@@ -123,6 +123,29 @@ async fn answers_are_bounded_in_size() {
 }
 
 #[tokio::test]
+async fn a_body_to_a_file_is_bounded_by_the_file_limit_not_the_answer_limit() {
+    use std::io::{Read, Seek};
+    const STATEMENT_BYTES: usize = 8 * 1024 * 1024;
+    let router = router().route("/statement", get(|| async { "0123456789abcdef".repeat(STATEMENT_BYTES / 16) }));
+    let (base, _) = serve_counting(router).await;
+    let client = HttpClient::new(config()).unwrap();
+    let mut file = tempfile::tempfile().unwrap();
+    // 8 MiB through a client whose in-memory answers stop at 1 KiB: written as it arrives.
+    let request = get_request(&format!("{base}/statement"));
+    let answer = client.send_to_file(request, STATEMENT_BYTES as u64, &file).await.unwrap();
+    assert_eq!((answer.status, answer.body_bytes), (StatusCode::OK, STATEMENT_BYTES as u64));
+    file.rewind().unwrap();
+    let mut text = String::new();
+    file.read_to_string(&mut text).unwrap();
+    assert_eq!(text.len(), STATEMENT_BYTES);
+    assert!(text.starts_with("0123456789abcdef0123") && text.ends_with("cdef"));
+    // One byte short of the body: refused, as an answer too large.
+    let request = get_request(&format!("{base}/statement"));
+    let error = client.send_to_file(request, STATEMENT_BYTES as u64 - 1, &tempfile::tempfile().unwrap()).await;
+    assert!(matches!(&error, Err(HttpError::NoAnswer(reason)) if reason.contains("larger than")), "{error:?}");
+}
+
+#[tokio::test]
 async fn no_connection_is_not_sent() {
     let client = HttpClient::new(config()).unwrap();
     let url = format!("http://{}/hello", dead_address().await);

@@ -439,6 +439,34 @@ impl WalletConnector for AlipayConnector {
         .await
     }
 
+    async fn statement_to_file(&self, date: &str, bytes_max: u64, file: &std::fs::File) -> Result<u64, WalletError> {
+        const METHOD: &str = "alipay.data.dataservice.bill.downloadurl.query";
+        check_date(date)?;
+        let biz = json!({ "bill_type": "trade", "bill_date": date });
+        let object = match self.idempotent(METHOD, date, biz).await {
+            Ok(object) => object,
+            // A day without trades has no bill: its statement is empty, signed as such.
+            Err(WalletError::Declined(Decline::Other { code, .. })) if code == wire::BILL_NOT_EXIST => {
+                let empty = empty_statement(wire::BILL_HEADER, usize::try_from(bytes_max).unwrap_or(usize::MAX))?;
+                return crate::write_statement(file, &empty);
+            }
+            Err(error) => return Err(error),
+        };
+        let url = wallet_uri(required(METHOD, &object, "bill_download_url")?)
+            .map_err(|error| WalletError::Unknown(format!("{METHOD}: {error}")))?;
+        retrying(self.inner.config.idempotent_retries_max, || async {
+            let started = Instant::now();
+            let answer = self.inner.http.get_to_file(&url, bytes_max, file).await?;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(wallet = "alipay", method = "bill download", date, status = %answer.status, bytes = answer.bytes, elapsed_ms);
+            if !answer.status.is_success() {
+                return Err(WalletError::Unknown(format!("bill download: HTTP {}", answer.status)));
+            }
+            Ok(answer.bytes)
+        })
+        .await
+    }
+
     fn verify_notification(&self, content_type: &str, body: &[u8]) -> Result<WalletNotification, NotificationError> {
         let malformed = |what: &str| NotificationError::Malformed(what.to_owned());
         let essence = content_type.split(';').next().unwrap_or_default().trim();

@@ -331,6 +331,49 @@ impl WechatConnector {
         result
     }
 
+    /// `downloadbill` with the answer's body written to `file` as it arrives: the CSV stays
+    /// there; an XML answer (small: no bill, or a refusal) is read back and judged as in
+    /// [`WechatConnector::download_bill`].
+    async fn download_bill_to_file(
+        &self,
+        date: &str,
+        bytes_max: u64,
+        file: &std::fs::File,
+    ) -> Result<u64, WalletError> {
+        let method = Method::DownloadBill;
+        let fields = vec![pair("bill_date", date.replace('-', "")), pair("bill_type", "ALL")];
+        let started = Instant::now();
+        let uri = self.uri(method)?;
+        let answer =
+            self.inner.http.post_to_file(uri, wire::XML_CONTENT_TYPE, self.request(fields), bytes_max, file).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let result = match answer {
+            Ok(answer) if !answer.status.is_success() => {
+                Err(WalletError::Unknown(format!("downloadbill: HTTP {}", answer.status)))
+            }
+            Ok(answer) => match xml_answer(file, answer.bytes, answer.content_type.contains("xml"))? {
+                None => Ok(answer.bytes),
+                Some(xml) if no_bill(&xml) => {
+                    let empty = crate::alipay::empty_statement(
+                        wire::BILL_HEADER,
+                        usize::try_from(bytes_max).unwrap_or(usize::MAX),
+                    )?;
+                    crate::write_statement(file, &empty)
+                }
+                Some(xml) => match self.verified(method, &xml) {
+                    Ok(_) => Err(WalletError::Unknown("downloadbill: an XML answer without a bill".into())),
+                    Err(error) => Err(error),
+                },
+            },
+            Err(error) => Err(error),
+        };
+        match &result {
+            Ok(bytes) => tracing::info!(wallet = "wechat", method = "downloadbill", date, bytes, elapsed_ms),
+            Err(error) => tracing::warn!(wallet = "wechat", method = "downloadbill", date, %error, elapsed_ms),
+        }
+        result
+    }
+
     async fn bill(&self, fields: Vec<(String, String)>, bytes_max: usize) -> Result<Bill, WalletError> {
         let uri = self.uri(Method::DownloadBill)?;
         let answer = self.inner.http.post_limited(uri, wire::XML_CONTENT_TYPE, self.request(fields), bytes_max).await?;
@@ -341,6 +384,30 @@ impl WechatConnector {
         let looks_xml = body.trim_ascii_start().starts_with(b"<xml") || body.trim_ascii_start().starts_with(b"<?xml");
         Ok(if looks_xml || answer.content_type.contains("xml") { Bill::Xml(body) } else { Bill::Csv(body) })
     }
+}
+
+/// The largest XML answer `downloadbill` is believed to give instead of a bill, in bytes.
+const BILL_XML_BYTES_MAX: u64 = 64 * 1024;
+
+/// The XML answer written to `file` (`bytes` long), when it is one (said so by its content type,
+/// `declared_xml`, or starting like XML); `None` for a bill. An XML answer past
+/// [`BILL_XML_BYTES_MAX`] is not read into memory.
+fn xml_answer(mut file: &std::fs::File, bytes: u64, declared_xml: bool) -> Result<Option<Vec<u8>>, WalletError> {
+    use std::io::{Read, Seek};
+    let io = |error: std::io::Error| WalletError::Unknown(format!("statement file: {error}"));
+    file.rewind().map_err(io)?;
+    let mut head = Vec::new();
+    file.take(BILL_XML_BYTES_MAX + 1).read_to_end(&mut head).map_err(io)?;
+    let looks_xml = head.trim_ascii_start().starts_with(b"<xml") || head.trim_ascii_start().starts_with(b"<?xml");
+    if !(looks_xml || declared_xml) {
+        return Ok(None);
+    }
+    if bytes > BILL_XML_BYTES_MAX {
+        return Err(WalletError::Unknown(format!(
+            "downloadbill: an XML answer larger than {BILL_XML_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(Some(head))
 }
 
 /// `downloadbill`'s answer for a day without a bill (no trade that day): `return_code` `FAIL`
@@ -562,6 +629,11 @@ impl WalletConnector for WechatConnector {
     async fn statement(&self, date: &str, bytes_max: usize) -> Result<Vec<u8>, WalletError> {
         crate::alipay::check_date(date)?;
         retrying(self.inner.config.idempotent_retries_max, || self.download_bill(date, bytes_max)).await
+    }
+
+    async fn statement_to_file(&self, date: &str, bytes_max: u64, file: &std::fs::File) -> Result<u64, WalletError> {
+        crate::alipay::check_date(date)?;
+        retrying(self.inner.config.idempotent_retries_max, || self.download_bill_to_file(date, bytes_max, file)).await
     }
 
     fn verify_notification(&self, _content_type: &str, body: &[u8]) -> Result<WalletNotification, NotificationError> {

@@ -374,6 +374,32 @@ async fn alipay_every_method_maps_its_answer() {
         connector.statement("2026-11-20", 1024).await,
         Err(WalletError::Declined(Decline::Other { code: "isv.invalid-arguments".into(), message: "x".into() }))
     );
+    // The same through a file, streamed: the same bytes, the same limits and refusals.
+    assert_eq!(statement_file(&connector, "2026-11-22", 1024).await, connector.statement("2026-11-22", 1024).await);
+    assert!(
+        matches!(statement_file(&connector, "2026-11-22", 8).await, Err(WalletError::Unknown(_))),
+        "over bytes_max"
+    );
+    assert_eq!(statement_file(&connector, "2026-11-21", 1024).await.unwrap(), empty);
+    assert!(matches!(statement_file(&connector, "20261122", 1024).await, Err(WalletError::NotSent(_))));
+    assert_eq!(
+        statement_file(&connector, "2026-11-20", 1024).await,
+        Err(WalletError::Declined(Decline::Other { code: "isv.invalid-arguments".into(), message: "x".into() }))
+    );
+}
+
+/// The statement as downloaded to a file (in bounded memory), read back.
+async fn statement_file(connector: &dyn WalletConnector, date: &str, bytes_max: u64) -> Result<Vec<u8>, WalletError> {
+    use std::io::{Read, Seek};
+    let mut file = tempfile::tempfile().unwrap();
+    // Left over from an earlier download: the connector empties the file first.
+    std::io::Write::write_all(&mut file, b"stale bytes of another day").unwrap();
+    let written = connector.statement_to_file(date, bytes_max, &file).await?;
+    file.rewind().unwrap();
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).unwrap();
+    assert_eq!(written, bytes.len() as u64);
+    Ok(bytes)
 }
 
 fn alipay_notification(app_id: &str, key: &RsaKeyPair) -> Vec<u8> {
@@ -684,6 +710,20 @@ async fn wechat_every_method_maps_its_answer() {
     assert_eq!(calls.load(Ordering::SeqCst) - before, 3, "statement: three attempts");
     assert_eq!(
         connector.statement("2026-11-19", 4096).await,
+        Err(WalletError::Declined(Decline::Other { code: "INVALID_BILL_TYPE".into(), message: "x".into() }))
+    );
+    // The same through a file, streamed: the same bytes, the same limits, retries and refusals.
+    assert_eq!(statement_file(&connector, "2026-11-22", 4096).await, connector.statement("2026-11-22", 4096).await);
+    assert!(
+        matches!(statement_file(&connector, "2026-11-22", 8).await, Err(WalletError::Unknown(_))),
+        "over bytes_max"
+    );
+    assert_eq!(statement_file(&connector, "2026-11-21", 4096).await.unwrap(), empty);
+    let before = calls.load(Ordering::SeqCst);
+    assert!(matches!(statement_file(&connector, "2026-11-20", 4096).await, Err(WalletError::Unknown(_))));
+    assert_eq!(calls.load(Ordering::SeqCst) - before, 3, "statement_to_file: three attempts");
+    assert_eq!(
+        statement_file(&connector, "2026-11-19", 4096).await,
         Err(WalletError::Declined(Decline::Other { code: "INVALID_BILL_TYPE".into(), message: "x".into() }))
     );
 }
