@@ -66,7 +66,7 @@ async fn a_deposit_is_taken_tracked_and_returned_once(db: &TestDb) {
     approved_sale(&site, "ORDER-1", 6_000).await;
     let page = site.get(Some(&owner), "/deposits").await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("CNY 60.00 / CNY 100.00 (60%)"), "{}", page.body);
+    assert!(page.body.contains("60.00 CNY / 100.00 CNY (60%)"), "{}", page.body);
     assert!(page.body.contains("Held") && page.body.contains("days left"), "{}", page.body);
     assert!(!page.body.contains("Return deposit"), "the owner has no button");
     let staff = site.sign_in("staff").await;
@@ -82,10 +82,8 @@ async fn a_deposit_is_taken_tracked_and_returned_once(db: &TestDb) {
     assert_eq!(site.post(Some(&owner), &format!("/deposits/{TID}/return"), &[]).await.status, 403);
 
     // Two presses at once: one refund entry.
-    let (a, b) = tokio::join!(
-        site.post(Some(&admin), &format!("/deposits/{TID}/return"), &[]),
-        site.post(Some(&admin), &format!("/deposits/{TID}/return"), &[]),
-    );
+    let path = format!("/deposits/{TID}/return");
+    let (a, b) = tokio::join!(site.post(Some(&admin), &path, &[]), site.post(Some(&admin), &path, &[]));
     assert_eq!((a.status, b.status), (303, 303));
     assert_eq!(site.store.ledger.entries_for(&format!("deposit-return:{TID}")).await.unwrap().len(), 1);
     assert_eq!(balances(&site).await, (0, 0));

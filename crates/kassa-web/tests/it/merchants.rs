@@ -54,8 +54,8 @@ async fn staff_see_merchants_and_the_admin_onboards_one(db: &TestDb) {
     let merchant = site.store.directory.merchant("898100000000009").await.unwrap().unwrap();
     assert_eq!((merchant.fee_rates["card"], merchant.fee_rates["wechat"]), (5_500, 3_000));
     let audit = site.store.audit.audit_records(0, 1_000).await.unwrap();
-    let change = audit.iter().find(|r| r.action == "fee_rates_changed").expect("audited");
-    assert_eq!(change.details["old_ppm"]["card"], 6_000);
+    let change = audit.iter().find(|r| r.event.action == "fee_rates_changed").expect("audited");
+    assert_eq!(change.event.details["old_ppm"]["card"], 6_000);
     assert_eq!(
         site.post(
             Some(&reviewer),
