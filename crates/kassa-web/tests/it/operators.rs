@@ -1,0 +1,158 @@
+//! Operators and back-office users: an owner resets a forgotten operator password, adds,
+//! disables and unlocks operators, and resets a member of staff's back-office password; an
+//! institution admin picks the merchant; nobody sees another merchant's people.
+
+use kassa_store::testing::TestDb;
+
+use crate::harness::{Site, MID, OTHER_MID};
+
+async fn an_owner_resets_a_forgotten_operator_password(db: &TestDb) {
+    let site = Site::start(db).await;
+    let owner = site.sign_in("owner").await;
+    let page = site.get(Some(&owner), "/operators").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(&format!("Terminal operators of {MID}")), "{}", page.body);
+    assert!(page.body.contains("Must change password"));
+    assert!(page.body.contains("Default-password risks"));
+
+    let before = site.store.directory.operator(MID, "01").await.unwrap().unwrap();
+    let mismatch = site
+        .post(
+            Some(&owner),
+            "/operators/reset",
+            &[("merchant", MID), ("code", "01"), ("password", "2468"), ("confirm", "2469")],
+        )
+        .await;
+    assert_eq!(mismatch.status, 422);
+    assert!(mismatch.body.contains("The two passwords differ."), "{}", mismatch.body);
+    let supervisor = site
+        .post(
+            Some(&owner),
+            "/operators/reset",
+            &[("merchant", MID), ("code", "00"), ("password", "2468"), ("confirm", "2468")],
+        )
+        .await;
+    assert_eq!(supervisor.status, 422, "the supervisor is reset by the institution: {}", supervisor.body);
+    let reset = site
+        .post(
+            Some(&owner),
+            "/operators/reset",
+            &[("merchant", MID), ("code", "01"), ("password", "2468"), ("confirm", "2468"), ("reason", "forgot it")],
+        )
+        .await;
+    assert_eq!(reset.status, 303, "{}", reset.body);
+    let location = reset.location().unwrap();
+    assert!(location.contains("done=done-operators-reset"), "{location}");
+    let after = site.store.directory.operator(MID, "01").await.unwrap().unwrap();
+    assert_ne!(after.credential.password_hash, before.credential.password_hash);
+    assert!(after.credential.must_change_password, "an initial password");
+    let shown = site.get(Some(&owner), &location).await;
+    assert!(shown.body.contains("The password was reset"), "{}", shown.body);
+    let zh = site.get(Some(&owner), "/operators?lang=zh").await;
+    assert!(zh.body.contains("操作员管理") && zh.body.contains("重置忘记的密码"), "{}", zh.body);
+}
+
+async fn operators_are_added_disabled_and_kept_to_their_merchant(db: &TestDb) {
+    let site = Site::start(db).await;
+    let owner = site.sign_in("owner").await;
+    let added = site
+        .post(
+            Some(&owner),
+            "/operators/add",
+            &[("merchant", MID), ("code", "05"), ("password", "1357"), ("confirm", "1357")],
+        )
+        .await;
+    assert_eq!(added.status, 303, "{}", added.body);
+    let again = site
+        .post(
+            Some(&owner),
+            "/operators/add",
+            &[("merchant", MID), ("code", "05"), ("password", "1357"), ("confirm", "1357")],
+        )
+        .await;
+    assert_eq!(again.status, 422, "exists already");
+    let disabled =
+        site.post(Some(&owner), "/operators/enable", &[("merchant", MID), ("code", "05"), ("enabled", "false")]).await;
+    assert_eq!(disabled.status, 303, "{}", disabled.body);
+    assert!(!site.store.directory.operator(MID, "05").await.unwrap().unwrap().credential.enabled);
+    let supervisor =
+        site.post(Some(&owner), "/operators/enable", &[("merchant", MID), ("code", "00"), ("enabled", "false")]).await;
+    assert_eq!(supervisor.status, 422);
+
+    // An owner asking for another merchant still sees (and acts on) only its own.
+    let theirs = site.get(Some(&owner), &format!("/operators?merchant={OTHER_MID}")).await;
+    assert!(theirs.body.contains(&format!("Terminal operators of {MID}")));
+    let forged = site
+        .post(
+            Some(&owner),
+            "/operators/add",
+            &[("merchant", OTHER_MID), ("code", "06"), ("password", "1357"), ("confirm", "1357")],
+        )
+        .await;
+    assert_eq!(forged.status, 303);
+    assert!(site.store.directory.operator(OTHER_MID, "06").await.unwrap().is_none());
+    assert!(site.store.directory.operator(MID, "06").await.unwrap().is_some());
+
+    // The institution admin picks the merchant; a reviewer and staff may not open the page.
+    let admin = site.sign_in("admin").await;
+    let pick = site.get(Some(&admin), "/operators").await;
+    assert!(pick.body.contains("Enter a merchant number"), "{}", pick.body);
+    let other = site.get(Some(&admin), &format!("/operators?merchant={OTHER_MID}")).await;
+    assert!(other.body.contains(&format!("Terminal operators of {OTHER_MID}")), "{}", other.body);
+    assert_eq!(site.get(Some(&admin), "/operators?merchant=123").await.status, 400);
+    assert_eq!(site.get(Some(&admin), "/operators?merchant=999999999999999").await.status, 404);
+    for user in ["reviewer", "staff"] {
+        let browser = site.sign_in(user).await;
+        assert_eq!(site.get(Some(&browser), "/operators").await.status, 403, "{user}");
+        let post = site
+            .post(
+                Some(&browser),
+                "/operators/reset",
+                &[("merchant", MID), ("code", "01"), ("password", "2468"), ("confirm", "2468")],
+            )
+            .await;
+        assert_eq!(post.status, 403, "{user}");
+    }
+}
+
+async fn an_owner_resets_a_staff_members_back_office_password(db: &TestDb) {
+    let site = Site::start(db).await;
+    let owner = site.sign_in("owner").await;
+    let found = site.get(Some(&owner), "/operators?user=staff").await;
+    assert!(found.body.contains("Reset forgotten back-office password"), "{}", found.body);
+    let admin = site.get(Some(&owner), "/operators?user=admin").await;
+    assert!(admin.body.contains("No such user among those you manage."), "{}", admin.body);
+    let weak = site
+        .post(
+            Some(&owner),
+            "/operators/users/reset",
+            &[("user", "staff"), ("password", "short1"), ("confirm", "short1")],
+        )
+        .await;
+    assert_eq!(weak.status, 422, "the back-office policy: {}", weak.body);
+    let forged = site
+        .post(
+            Some(&owner),
+            "/operators/users/reset",
+            &[("user", "admin"), ("password", "Temporary-2027-x"), ("confirm", "Temporary-2027-x")],
+        )
+        .await;
+    assert_eq!(forged.status, 404);
+    let reset = site
+        .post(
+            Some(&owner),
+            "/operators/users/reset",
+            &[("user", "staff"), ("password", "Temporary-2027-x"), ("confirm", "Temporary-2027-x")],
+        )
+        .await;
+    assert_eq!(reset.status, 303, "{}", reset.body);
+    let staff = site.sign_in_with("staff", "Temporary-2027-x").await;
+    let home = site.get(Some(&staff), "/").await;
+    assert_eq!((home.status, home.location().as_deref()), (303, Some("/password")), "must change at first sign-in");
+}
+
+kassa_store::both_backends!(
+    an_owner_resets_a_forgotten_operator_password,
+    operators_are_added_disabled_and_kept_to_their_merchant,
+    an_owner_resets_a_staff_members_back_office_password,
+);
