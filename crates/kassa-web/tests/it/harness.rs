@@ -35,6 +35,8 @@ pub struct Site {
     pub store: Store,
     pub auth: Auth,
     pub outbox: std::path::PathBuf,
+    /// Where the backups page writes (the host's `<data dir>/backups`).
+    pub backups: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -163,9 +165,11 @@ impl Site {
         let state = WebState::new(auth.clone(), store.clone(), notifier, services);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = kassa_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let backups = dir.path().join("backups");
+        let app = kassa_web::pages::backups::with_backups(kassa_web::router(state), backups.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Site { addr, store, auth, outbox, _dir: dir }
+        Site { addr, store, auth, outbox, backups, _dir: dir }
     }
 
     /// Sends a request as a browser of this site would.

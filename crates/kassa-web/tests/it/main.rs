@@ -12,3 +12,8 @@ mod deposits;
 mod merchants;
 mod terminals;
 mod test_transaction;
+mod recon;
+mod corrections;
+mod payouts;
+mod audit;
+mod backups;
