@@ -17,3 +17,8 @@ mod corrections;
 mod payouts;
 mod audit;
 mod backups;
+mod operators;
+mod settings;
+mod api_keys;
+mod refunds;
+mod forgot;
