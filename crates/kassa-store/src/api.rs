@@ -155,6 +155,10 @@ pub struct SearchCursor {
 pub struct SearchRow {
     /// Its table.
     pub source: SearchSource,
+    /// The merchant.
+    pub merchant_id: String,
+    /// The card number, masked (first 6, last 4); `None` for QR trades.
+    pub pan_masked: Option<String>,
     /// Its id in its table.
     pub id: i64,
     /// `sale`, `void`, `refund`, … for cards; `qr_payment` for QR trades.
@@ -270,11 +274,12 @@ fn search_row(row: &Row) -> Result<SearchRow, StoreError> {
         trade_no: row.opt_text(10)?,
         business_date: row.text(11)?,
         created_at_ms: row.int(12)?,
+        merchant_id: row.text(13)?,
+        pan_masked: row.opt_text(14)?,
     })
 }
 
-/// Card transactions in the search's shape and status vocabulary ([`SEARCH_STATUSES`]); `$1` is
-/// the merchant. A sale the host recorded as failed that an approved correction (补登) credited
+/// Card transactions in the search's shape and status vocabulary ([`SEARCH_STATUSES`]). A sale the host recorded as failed that an approved correction (补登) credited
 /// reads as succeeded: the correction is joined at read time, the record is never edited.
 const SEARCH_CARDS: &str = "SELECT 'card' AS source, id, kind, channel, \
        CASE WHEN status IN ('declined', 'pending', 'reversed') AND EXISTS (SELECT 1 FROM corrections \
@@ -282,30 +287,38 @@ const SEARCH_CARDS: &str = "SELECT 'card' AS source, id, kind, channel, \
                  AND corrections.txn_id IS NOT NULL AND corrections.kind <> 'amount_mismatch') THEN 'succeeded' \
             WHEN status = 'approved' THEN 'succeeded' WHEN status = 'declined' THEN 'failed' ELSE status END AS status, \
        amount_minor, currency, refunded_minor, terminal_id, rrn AS reference, CAST(NULL AS TEXT) AS trade_no, \
-       business_date, created_at_ms \
-     FROM transactions WHERE merchant_id = $1 AND kind <> 'balance_inquiry'";
+       business_date, created_at_ms, merchant_id, pan_masked \
+     FROM transactions WHERE kind <> 'balance_inquiry'";
 
-/// QR trades in the search's shape and status vocabulary; `$1` is the merchant.
+/// QR trades in the search's shape and status vocabulary.
 const SEARCH_TRADES: &str = "SELECT 'qr' AS source, id, 'qr_payment' AS kind, wallet AS channel, \
        CASE WHEN status IN ('pending', 'waiting') THEN 'pending' \
             WHEN status = 'paid' AND refunded_minor >= amount_minor THEN 'refunded' \
             WHEN status = 'paid' AND refunded_minor > 0 THEN 'partially_refunded' \
             WHEN status = 'paid' THEN 'succeeded' ELSE status END AS status, \
        amount_minor, currency, refunded_minor, terminal_id, out_trade_no AS reference, trade_no, \
-       business_date, created_at_ms \
-     FROM qr_trades WHERE merchant_id = $1";
+       business_date, created_at_ms, merchant_id, CAST(NULL AS TEXT) AS pan_masked \
+     FROM qr_trades";
 
 const SEARCH_COLUMNS: &str = "source, id, kind, channel, status, amount_minor, currency, refunded_minor, terminal_id, \
-     reference, trade_no, business_date, created_at_ms";
+     reference, trade_no, business_date, created_at_ms, merchant_id, pan_masked";
 
-/// The WHERE conditions of a search and their parameters (after `$1`, the merchant).
-fn search_conditions(filter: &SearchFilter, after: Option<SearchCursor>) -> (Vec<String>, Vec<Value>) {
+/// The WHERE conditions of a search and their parameters, numbered from `$1`; `merchant_id`
+/// `None` searches every merchant (the institution's staff).
+fn search_conditions(
+    merchant_id: Option<&str>,
+    filter: &SearchFilter,
+    after: Option<SearchCursor>,
+) -> (Vec<String>, Vec<Value>) {
     let mut conditions = Vec::new();
     let mut values: Vec<Value> = Vec::new();
     let next = |value: Value, values: &mut Vec<Value>| {
         values.push(value);
-        format!("${}", values.len() + 1)
+        format!("${}", values.len())
     };
+    if let Some(merchant_id) = merchant_id {
+        conditions.push(format!("merchant_id = {}", next(merchant_id.into(), &mut values)));
+    }
     if let Some(date) = &filter.date_from {
         conditions.push(format!("business_date >= {}", next(date.as_str().into(), &mut values)));
     }
@@ -386,9 +399,21 @@ impl ApiStore for SqlReads {
         after: Option<SearchCursor>,
         limit: i64,
     ) -> Result<Vec<SearchRow>, StoreError> {
-        let (conditions, values) = search_conditions(filter, after);
-        let mut all: Vec<Value> = vec![merchant_id.into()];
-        all.extend(values);
+        self.search_rows(Some(merchant_id), filter, after, limit).await
+    }
+}
+
+impl SqlReads {
+    /// The search of [`ApiStore::search`], of one merchant or (`None`) of every merchant: the one
+    /// query behind `/api/v1/transactions`, the web pages and their export.
+    pub(crate) async fn search_rows(
+        &self,
+        merchant_id: Option<&str>,
+        filter: &SearchFilter,
+        after: Option<SearchCursor>,
+        limit: i64,
+    ) -> Result<Vec<SearchRow>, StoreError> {
+        let (conditions, mut all) = search_conditions(merchant_id, filter, after);
         all.push(limit.into());
         let condition = if conditions.is_empty() { "1 = 1".to_owned() } else { conditions.join(" AND ") };
         // Each table's page first, in the order of its index on (merchant, creation time) (id
@@ -545,12 +570,15 @@ mod tests {
             ..SearchFilter::default()
         };
         let cursor = SearchCursor { created_at_ms: 5, source: SearchSource::Qr, id: 9 };
-        let (conditions, values) = search_conditions(&filter, Some(cursor));
-        assert_eq!(conditions[0], "channel = $2");
-        assert_eq!(conditions[1], "amount_minor >= $3");
-        assert_eq!(conditions[2], "(reference = $4 OR trade_no = $4)");
-        assert!(conditions[3].starts_with("created_at_ms <= $5 AND") && conditions[3].contains("id < $7"));
-        assert_eq!(values.len(), 6);
+        let (conditions, values) = search_conditions(Some("M1"), &filter, Some(cursor));
+        assert_eq!(conditions[0], "merchant_id = $1");
+        assert_eq!(conditions[1], "channel = $2");
+        assert_eq!(conditions[2], "amount_minor >= $3");
+        assert_eq!(conditions[3], "(reference = $4 OR trade_no = $4)");
+        assert!(conditions[4].starts_with("created_at_ms <= $5 AND") && conditions[4].contains("id < $7"));
+        assert_eq!(values.len(), 7);
+        let (everyone, _) = search_conditions(None, &filter, None);
+        assert_eq!(everyone[0], "channel = $1");
     }
 
     #[test]

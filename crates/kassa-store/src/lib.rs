@@ -41,6 +41,7 @@ mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod value;
+pub mod web;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -403,6 +404,12 @@ impl Store {
     /// Reconciliation runs, their differences, and Kassa's side of a channel's day (`recon`
     /// module).
     pub fn recon(&self) -> &dyn recon::ReconStore {
+        &*self.reads
+    }
+
+    /// The web back office's reads across merchants: the search, a transaction's refunds and
+    /// audit trail, the dashboard's aggregates (`web` module).
+    pub fn web(&self) -> &dyn web::WebStore {
         &*self.reads
     }
 

@@ -22,6 +22,8 @@ use kassa_auth::notify::Notifier;
 use kassa_auth::Auth;
 use kassa_store::Store;
 
+pub mod chart;
+pub mod format;
 pub mod i18n;
 pub mod nav;
 pub mod page;

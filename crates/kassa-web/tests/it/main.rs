@@ -8,6 +8,8 @@
 mod harness;
 mod matrix;
 mod pages;
+mod transactions;
+mod dashboard;
 mod deposits;
 mod merchants;
 mod terminals;
