@@ -248,7 +248,15 @@ async fn difference_row(state: &WebState, lang: Lang, d: &ReconDifferenceRecord)
             .map(|c| (c.id, lang.t(&format!("corrections-status-{}", c.status.as_str())))),
         None => None,
     };
-    let search = d.out_trade_no.clone().unwrap_or_else(|| d.reference.clone());
+    // A card difference names its transaction (`txn:<id>`); a trade is searched by its number.
+    let transaction_href = match d.reference.strip_prefix("txn:").and_then(|id| id.parse::<i64>().ok()) {
+        Some(id) => format!("/transactions/card/{id}"),
+        None => {
+            let search = d.out_trade_no.clone().unwrap_or_else(|| d.reference.clone());
+            let merchant = d.merchant_id.as_deref().unwrap_or("");
+            format!("/transactions?reference={}&merchant_id={}", encode_component(&search), encode_component(merchant))
+        }
+    };
     Ok(DifferenceRow {
         class: d.class.as_str().to_owned(),
         class_label: lang.t(class_label(d.class.as_str())),
@@ -264,7 +272,7 @@ async fn difference_row(state: &WebState, lang: Lang, d: &ReconDifferenceRecord)
         line_no: d.statement_line_no,
         line: d.statement_line.clone(),
         record: d.kassa_record.as_ref().map(|r| serde_json::to_string_pretty(r).unwrap_or_default()),
-        transaction_href: format!("/transactions?q={}", encode_component(&search)),
+        transaction_href,
         correction,
     })
 }

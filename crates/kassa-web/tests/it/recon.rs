@@ -114,7 +114,11 @@ async fn runs_and_their_differences(db: &TestDb) {
     assert_eq!(run.status, 200, "{}", run.body);
     assert!(run.body.contains("T-MISSED-1") && run.body.contains("12.34 CNY"), "{}", run.body);
     assert!(run.body.contains("2026-12-05 10:02:00,T-MISSED-1,12.34,SUCCESS"), "the statement line is the evidence");
-    assert!(run.body.contains("/transactions?q=T-MISSED-1"), "a link to the transaction");
+    assert!(
+        run.body.contains("/transactions?reference=T-MISSED-1&amp;merchant_id=898100000000001")
+            || run.body.contains("/transactions?reference=T-MISSED-1&#38;merchant_id=898100000000001"),
+        "a link to the transaction"
+    );
     let correction = site.store.corrections().correction_by_key("recon:alipay:QR-REF-1").await.unwrap().unwrap();
     assert!(run.body.contains(&format!("/corrections/{}", correction.id)), "a link to the proposed correction");
     assert!(run.body.contains("5.00 CNY") && run.body.contains("4.00 CNY"), "both amounts of the mismatch");
