@@ -567,7 +567,11 @@ async fn reinitialise(State(state): State<TmsState>, signed: Signed) -> Result<J
 /// Terminal parameters: needs a signed request only (the terminal reads them before any
 /// operator signs in). `parameters_version` changes whenever any of them does, so a terminal
 /// compares it with the one it holds rather than every field.
-async fn parameters(State(state): State<TmsState>, signed: Signed) -> Result<Json<Value>, ApiError> {
+///
+/// The download is recorded as the terminal's contact (the parameters version it was given, for
+/// the back office's fleet page) in the same commit as the request's nonce: no extra write.
+async fn parameters(State(state): State<TmsState>, checked: Checked) -> Result<Json<Value>, ApiError> {
+    let (signed, admission) = checked.defer();
     let store = state.auth.store();
     let terminal = signed.terminal();
     let merchant = signed.request.merchant();
@@ -587,7 +591,25 @@ async fn parameters(State(state): State<TmsState>, signed: Signed) -> Result<Jso
         "qr": qr_parameters(&paycode, &terminal.terminal_id),
         "password_policy": policy,
     });
-    answer["parameters_version"] = json!(parameters_version(&answer));
+    let version = parameters_version(&answer);
+    answer["parameters_version"] = json!(version);
+    let contact = kassa_store::fleet::Contact {
+        terminal_id: terminal.terminal_id.clone(),
+        at_ms: state.clock.now_ms(),
+        kind: "parameters",
+        software_version: None,
+        parameters_version: Some(version),
+        unsent_offline: None,
+        unsent_reversals: None,
+    };
+    let unit = WriteUnit {
+        admission: Some(admission.guard()),
+        guard: None,
+        ops: vec![kassa_store::fleet::record_contact(&contact)],
+    };
+    if matches!(store.commit(unit).await?, UnitOutcome::Refused) {
+        return Err(admission.replayed(&state));
+    }
     Ok(ok(answer))
 }
 

@@ -648,6 +648,11 @@ async fn parameters_carry_the_payment_code_settings_and_a_version_that_changes_w
                "password_above_minor": 20_000, "password_for_refunds": false})
     );
     assert_ne!(after.body["parameters_version"], json!(version));
+    // The download is the terminal's latest contact on the back office's fleet page.
+    let fleet = tms.store.fleet().fleet(Some(MID), 10).await.unwrap();
+    let row = fleet.iter().find(|row| row.terminal_id == TID).unwrap();
+    assert_eq!(row.parameters_version.as_ref(), after.body["parameters_version"].as_str().map(str::to_owned).as_ref());
+    assert_eq!(row.last_contact_kind.as_deref(), Some("parameters"));
 }
 
 /// Nothing about a terminal request is kept between requests (the records are read with
