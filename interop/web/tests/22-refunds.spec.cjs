@@ -50,7 +50,18 @@ async function paidAndRefundAsked(request, outTradeNo, outRequestNo, amount) {
   const order = await api("/qr/orders", `${outTradeNo}-order`, { out_trade_no: outTradeNo, amount, currency: "CNY" });
   expect(order.status(), await order.text()).toBe(200);
   const token = (await order.json()).qr_code.split("/qr/v1/")[1];
-  const scanned = await request.get(`/qr/v1/${token}?wallet=alipay`, { headers: { Accept: "application/json" } });
+  // The scan asks the wallet for its order; "the wallet is unavailable" (503) is answered when a
+  // pooled connection to the simulator closed under it, and the scan is safe to repeat.
+  let scanned;
+  await expect
+    .poll(
+      async () => {
+        scanned = await request.get(`/qr/v1/${token}?wallet=alipay`, { headers: { Accept: "application/json" } });
+        return scanned.status();
+      },
+      { timeout: 10_000 },
+    )
+    .not.toBe(503);
   expect(scanned.status(), await scanned.text()).toBe(200);
   const paid = await sim(request, "POST", "/sim/v1/qr/pay", {
     qr_code: (await scanned.json()).wallet_qr_code,
@@ -106,6 +117,7 @@ for (const lang of ["en", "zh"]) {
     await page.goto(`/refunds?lang=${lang}`);
     const institutionQueue = page.locator("section[aria-labelledby=refunds-queue]");
     await expect(institutionQueue.locator("h2")).toHaveText(w.queueInstitution);
+    await screenshot(page, `refunds-queue-${lang}`);
     await institutionQueue.getByRole("link", { name: outRequestNo }).click();
     await page.getByRole("button", { name: w.approve, exact: true }).click();
     await expect(page.locator(".notice")).toContainText(w.approved);
