@@ -71,3 +71,6 @@ done-operators-reset = The password was reset; the operator must change it at th
 done-operators-user-unlocked = The user was unlocked.
 done-operators-user-reset = The temporary password was set; the user must change it at the next sign-in.
 done-operators-contact-set = The e-mail for one-time codes was saved.
+operators-secret-refund = refund password
+operators-secret-paycode = payment-code password
+operators-secret-password = password

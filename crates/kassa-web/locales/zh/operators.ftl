@@ -68,3 +68,6 @@ done-operators-reset = 密码已重置；操作员首次签到时必须修改。
 done-operators-user-unlocked = 用户已解锁。
 done-operators-user-reset = 临时密码已设置；用户下次登录时必须修改。
 done-operators-contact-set = 接收验证码的邮箱已保存。
+operators-secret-refund = 退款密码
+operators-secret-paycode = 付款码密码
+operators-secret-password = 密码

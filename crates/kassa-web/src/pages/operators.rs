@@ -61,12 +61,28 @@ pub(crate) fn refusal(lang: Lang, error: AuthError) -> Result<String, PageError>
         | AuthError::Refused(_)
         | AuthError::RateLimited
         | AuthError::Conflict => Ok(match &error {
-            AuthError::SecretLocked { what } => lang.t1("operators-secret-locked", "what", what),
+            AuthError::SecretLocked { what } => lang.t1("operators-secret-locked", "what", secret_name(lang, what)),
+            AuthError::WrongSecret { what, attempts_left: Some(left) } => {
+                lang.t2("auth-wrong-secret-left", "what", secret_name(lang, what), "left", left)
+            }
+            AuthError::WrongSecret { what, attempts_left: None } => {
+                lang.t1("auth-wrong-secret", "what", secret_name(lang, what))
+            }
             AuthError::Conflict => lang.t("operators-conflict"),
             other => auth_message(lang, other),
         }),
         AuthError::NotFound(_) => Err(PageError::NotFound),
         other => Err(other.into()),
+    }
+}
+
+/// A secret kassa-auth names (in English) in the page's words.
+fn secret_name(lang: Lang, what: &str) -> String {
+    match what {
+        "refund password" => lang.t("operators-secret-refund"),
+        "payment-code password" => lang.t("operators-secret-paycode"),
+        "password" => lang.t("operators-secret-password"),
+        other => other.to_owned(),
     }
 }
 
