@@ -4,8 +4,9 @@
 //! amount) is kept as a fixed-size [`SortedLine`], with no allocation per line; the record's text
 //! goes to a [`Spool`] (a temporary file) and is read back only for a difference's evidence.
 //! Lines are gathered [`SORT_CHUNK_LINES`] at a time, each chunk sorted and (when there is more
-//! than one) written to a temporary file, then the sorted runs are merged. Memory holds one chunk
-//! while sorting and one line per run while merging, whatever the statement's size.
+//! than one) written to a temporary file by a second thread while the next chunk is read, then
+//! the sorted runs are merged. Memory holds at most three chunks while sorting and one line per
+//! run while merging, whatever the statement's size.
 //!
 //! Order: trades (and card reversals) before refunds; trades by reference, refunds by refund
 //! reference (the keys Kassa's records are read in); then by line.
@@ -17,10 +18,11 @@ use kassa_domain::{Currency, Money};
 
 use crate::statement::{LineKind, StatementError, StatementLine, RECORD_BYTES_MAX};
 
-/// Lines sorted in memory before a run is written out (about 20 MB of [`SortedLine`]s).
-pub const SORT_CHUNK_LINES: usize = 200_000;
+/// Lines sorted in memory before a run is written out (about 10 MB of [`SortedLine`]s; one chunk
+/// is read while the one before is sorted, and one may wait between them: about 30 MB).
+pub const SORT_CHUNK_LINES: usize = 100_000;
 
-/// The most sorted runs one merge reads at once (a statement of up to 200 million lines).
+/// The most sorted runs one merge reads at once (a statement of up to 100 million lines).
 pub const SORT_RUNS_MAX: usize = 1_000;
 
 /// The longest merge key (a reference or a refund reference: at most 64 printable ASCII
@@ -214,16 +216,61 @@ impl std::fmt::Debug for SortedLines {
 }
 
 /// Reads every line of `lines` (refusing the statement at its first bad line) and answers them
-/// in order.
+/// in order. A full chunk is sorted and written out by a thread of its own while the next one is
+/// read (at most one chunk waits for it), so parsing and sorting overlap.
 pub fn sort_lines(
     lines: impl Iterator<Item = Result<StatementLine, StatementError>>,
     chunk_lines: usize,
 ) -> Result<SortedLines, SortError> {
     let chunk_lines = chunk_lines.max(1);
-    let mut chunk: Vec<SortedLine> = Vec::with_capacity(chunk_lines.min(SORT_CHUNK_LINES));
-    let mut runs: Vec<std::fs::File> = Vec::new();
     let mut spool = Spool::new()?;
     let mut count = 0u64;
+    let (chunks, sorter_chunks) = std::sync::mpsc::sync_channel::<Vec<SortedLine>>(1);
+    let (read, runs) = std::thread::scope(|scope| {
+        let sorter = scope.spawn(move || -> Result<Vec<std::fs::File>, SortError> {
+            let mut runs = Vec::new();
+            for mut chunk in sorter_chunks {
+                if runs.len() == SORT_RUNS_MAX {
+                    return Err(SortError::TooLarge);
+                }
+                runs.push(spill(&mut chunk)?);
+            }
+            Ok(runs)
+        });
+        let read = read_chunks(lines, chunk_lines, &mut spool, &mut count, &chunks);
+        drop(chunks);
+        let runs = sorter.join().unwrap_or_else(|_| Err(SortError::Spill("the sorting thread stopped".into())));
+        (read, runs)
+    });
+    // A refused line is the answer, whatever the sorter did meanwhile.
+    let mut chunk = read?;
+    let mut runs = runs?;
+    spool.finish()?;
+    if runs.is_empty() {
+        chunk.sort_unstable_by(compare);
+        return Ok(SortedLines { lines: count, spool: Some(spool), source: Source::Memory(chunk.into_iter()) });
+    }
+    if !chunk.is_empty() {
+        if runs.len() == SORT_RUNS_MAX {
+            return Err(SortError::TooLarge);
+        }
+        runs.push(spill(&mut chunk)?);
+    }
+    drop(chunk);
+    Ok(SortedLines { lines: count, spool: Some(spool), source: Source::Runs(RunMerge::new(runs)?) })
+}
+
+/// Reads the lines into chunks of `chunk_lines`, each full one handed to the sorter; answers
+/// the last, partial chunk. Stops early when the sorter has stopped (its error is the answer).
+fn read_chunks(
+    lines: impl Iterator<Item = Result<StatementLine, StatementError>>,
+    chunk_lines: usize,
+    spool: &mut Spool,
+    count: &mut u64,
+    chunks: &std::sync::mpsc::SyncSender<Vec<SortedLine>>,
+) -> Result<Vec<SortedLine>, SortError> {
+    let capacity = chunk_lines.min(SORT_CHUNK_LINES);
+    let mut chunk: Vec<SortedLine> = Vec::with_capacity(capacity);
     for line in lines {
         let line = line?;
         let key = MergeKey::new(merge_reference(&line)).ok_or_else(|| StatementError::Malformed {
@@ -232,24 +279,16 @@ pub fn sort_lines(
         })?;
         let raw = spool.push(&line.raw)?;
         chunk.push(SortedLine { line_no: line.line_no, kind: line.kind, key, amount: line.amount, raw });
-        count += 1;
+        *count += 1;
         if chunk.len() == chunk_lines {
-            if runs.len() == SORT_RUNS_MAX {
-                return Err(SortError::TooLarge);
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(capacity));
+            if chunks.send(full).is_err() {
+                // The sorter stopped: its error says why.
+                return Ok(Vec::new());
             }
-            runs.push(spill(&mut chunk)?);
         }
     }
-    spool.finish()?;
-    if runs.is_empty() {
-        chunk.sort_unstable_by(compare);
-        return Ok(SortedLines { lines: count, spool: Some(spool), source: Source::Memory(chunk.into_iter()) });
-    }
-    if !chunk.is_empty() {
-        runs.push(spill(&mut chunk)?);
-    }
-    drop(chunk);
-    Ok(SortedLines { lines: count, spool: Some(spool), source: Source::Runs(RunMerge::new(runs)?) })
+    Ok(chunk)
 }
 
 impl Iterator for SortedLines {

@@ -13,7 +13,7 @@ use kassa_domain::{Channel, Currency, Money};
 use crate::commit::{Guard, Statement, WriteOp};
 use crate::qr::{QrOrderState, QrRefundStatus, QrStatus};
 use crate::queries::SqlReads;
-use crate::value::{params, Row};
+use crate::value::{params, Row, Value};
 use crate::StoreError;
 
 /// Kassa's QR trade as reconciliation compares it (the columns it needs, nothing more).
@@ -348,9 +348,24 @@ fn corrupt(what: &str, text: &str) -> StoreError {
     StoreError::Corrupt(format!("{what}: {text:?}"))
 }
 
+/// A text column read in place (an enum's or a currency's name is parsed, never copied: a day
+/// is read a row at a time by the million); `None` for NULL.
+fn text_ref(row: &Row, index: usize) -> Result<Option<&str>, StoreError> {
+    match row.0.get(index) {
+        Some(Value::Text(text)) => Ok(Some(text)),
+        Some(Value::Null) => Ok(None),
+        Some(_) => Err(StoreError::Corrupt(format!("column {index}: expected text"))),
+        None => Err(StoreError::Corrupt(format!("missing column {index}"))),
+    }
+}
+
+fn parsed<T>(row: &Row, index: usize, what: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+    let text = text_ref(row, index)?.ok_or_else(|| corrupt(what, "NULL"))?;
+    parse(text).ok_or_else(|| corrupt(what, text))
+}
+
 fn money(row: &Row, minor: usize, currency: usize) -> Result<Money, StoreError> {
-    let code = row.text(currency)?;
-    let currency = Currency::from_code(&code).map_err(|_| corrupt("currency", &code))?;
+    let currency = parsed(row, currency, "currency", |code| Currency::from_code(code).ok())?;
     Ok(Money::from_minor(row.int(minor)?, currency))
 }
 
@@ -358,24 +373,26 @@ fn channel_of(text: String) -> Result<Channel, StoreError> {
     Channel::parse(&text).ok_or_else(|| corrupt("channel", &text))
 }
 
+fn opt_channel(row: &Row, index: usize) -> Result<Option<Channel>, StoreError> {
+    text_ref(row, index)?.map(|text| Channel::parse(text).ok_or_else(|| corrupt("channel", text))).transpose()
+}
+
 const TRADE_COLUMNS: &str = "id, merchant_id, out_trade_no, reference, wallet, status, amount_minor, currency, \
                              refunded_minor, fee_minor, alipay_order, wechat_order, trade_no, paid_at_ms, business_date";
 
 fn trade(row: &Row, channel: Channel) -> Result<ReconTradeRecord, StoreError> {
-    let status = row.text(5)?;
     let order_column = if channel == Channel::Wechat { 11 } else { 10 };
-    let order = row.text(order_column)?;
     Ok(ReconTradeRecord {
         id: row.int(0)?,
         merchant_id: row.text(1)?,
         out_trade_no: row.text(2)?,
         reference: row.text(3)?,
-        wallet: row.opt_text(4)?.map(channel_of).transpose()?,
-        status: QrStatus::parse(&status).ok_or_else(|| corrupt("qr status", &status))?,
+        wallet: opt_channel(row, 4)?,
+        status: parsed(row, 5, "qr status", QrStatus::parse)?,
         amount: money(row, 6, 7)?,
         refunded_minor: row.int(8)?,
         fee_minor: row.int(9)?,
-        order: QrOrderState::parse(&order).ok_or_else(|| corrupt("qr order", &order))?,
+        order: parsed(row, order_column, "qr order", QrOrderState::parse)?,
         trade_no: row.opt_text(12)?,
         paid_at_ms: row.opt_int(13)?,
         business_date: row.text(14)?,
@@ -419,16 +436,15 @@ const REFUND_COLUMNS: &str = "r.id, r.refund_reference, t.reference, t.merchant_
                               r.amount_minor, r.currency, r.status, r.created_at_ms";
 
 fn refund(row: &Row) -> Result<ReconRefundRecord, StoreError> {
-    let status = row.text(8)?;
     Ok(ReconRefundRecord {
         id: row.int(0)?,
         refund_reference: row.text(1)?,
         trade_reference: row.text(2)?,
         merchant_id: row.text(3)?,
         out_trade_no: row.text(4)?,
-        wallet: row.opt_text(5)?.map(channel_of).transpose()?,
+        wallet: opt_channel(row, 5)?,
         amount: money(row, 6, 7)?,
-        status: QrRefundStatus::parse(&status).ok_or_else(|| corrupt("qr refund status", &status))?,
+        status: parsed(row, 8, "qr refund status", QrRefundStatus::parse)?,
         created_at_ms: row.int(9)?,
     })
 }
