@@ -47,5 +47,6 @@ pub fn routes(
         },
     )
     .with_secure_cookies(secure_cookies);
-    Ok(kassa_web::router(state))
+    // Backups taken from the pages go next to the database, in the data directory.
+    Ok(kassa_web::pages::backups::with_backups(kassa_web::router(state), config.data_dir.join("backups")))
 }
