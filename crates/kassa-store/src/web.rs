@@ -379,10 +379,13 @@ pub mod bench_seed {
     use crate::value::params;
     use crate::WriteOp;
 
-    /// The ids `$1 .. $1 + $2` as `i` (0-based) and `id`.
+    /// The parameters as named columns (`p`; SQLite numbers `$n` parameters in the order they
+    /// first appear, so each appears once, here) and the rows `i` = 0 .. rows (`n`).
     macro_rules! numbers {
         () => {
-            "WITH RECURSIVE n(i) AS (SELECT CAST(0 AS BIGINT) UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $2) "
+            "WITH RECURSIVE p(first_id, row_count, day, day_start, merchants) AS (SELECT CAST($1 AS BIGINT), \
+             CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS BIGINT), CAST($5 AS BIGINT)), \
+             n(i) AS (SELECT CAST(0 AS BIGINT) UNION ALL SELECT i + 1 FROM n, p WHERE i + 1 < p.row_count) "
         };
     }
 
@@ -390,22 +393,22 @@ pub mod bench_seed {
         numbers!(),
         "INSERT INTO transactions (id, kind, status, channel, merchant_id, terminal_id, batch_no, stan, mti_class, \
          rrn, auth_code, amount_minor, currency, pan_masked, content_digest, business_date, created_at_ms, updated_at_ms) \
-         SELECT $1 + i, 'sale', CASE WHEN i % 20 = 7 THEN 'declined' ELSE 'approved' END, 'card', \
-         CAST(898100000000001 + (i % $5) AS TEXT), CAST(20000000 + (i % 40) AS TEXT), ($1 + i) / 1000000 + 1, \
-         ($1 + i) % 1000000, '0200', CAST(100000000000 + $1 + i AS TEXT), '123456', 100 + (i * 7919) % 100000, 'CNY', \
-         '622202******0128', 'bench', $3, $4 + i * 86000000 / $2, $4 + i * 86000000 / $2 FROM n"
+         SELECT first_id + i, 'sale', CASE WHEN i % 20 = 7 THEN 'declined' ELSE 'approved' END, 'card', \
+         CAST(898100000000001 + (i % merchants) AS TEXT), CAST(20000000 + (i % 40) AS TEXT), (first_id + i) / 1000000 + 1, \
+         (first_id + i) % 1000000, '0200', CAST(100000000000 + first_id + i AS TEXT), '123456', 100 + (i * 7919) % 100000, 'CNY', \
+         '622202******0128', 'bench', day, day_start + i * 86000000 / row_count, day_start + i * 86000000 / row_count FROM n, p"
     );
 
     const QR_DAY: &str = concat!(
         numbers!(),
         "INSERT INTO qr_trades (id, merchant_id, out_trade_no, reference, kind, wallet, status, amount_minor, currency, \
          subject, origin, trade_no, paid_at_ms, expires_at_ms, business_date, created_at_ms, updated_at_ms) \
-         SELECT $1 + i, CAST(898100000000001 + (i % $5) AS TEXT), 'B' || CAST($1 + i AS TEXT), \
-         'KB' || CAST($1 + i AS TEXT), 'customer_code', CASE WHEN i % 2 = 0 THEN 'alipay' ELSE 'wechat' END, \
+         SELECT first_id + i, CAST(898100000000001 + (i % merchants) AS TEXT), 'B' || CAST(first_id + i AS TEXT), \
+         'KB' || CAST(first_id + i AS TEXT), 'customer_code', CASE WHEN i % 2 = 0 THEN 'alipay' ELSE 'wechat' END, \
          CASE WHEN i % 25 = 3 THEN 'failed' WHEN i % 50 = 11 THEN 'closed' WHEN i % 500 = 17 THEN 'waiting' ELSE 'paid' END, \
-         100 + (i * 7919) % 100000, 'CNY', 'coffee', 'api', '2026' || CAST($1 + i AS TEXT), \
-         CASE WHEN i % 25 = 3 OR i % 50 = 11 OR i % 500 = 17 THEN NULL ELSE $4 + i * 86000000 / $2 + 300 + (i % 97) * 97 END, \
-         $4 + i * 86000000 / $2 + 60000, $3, $4 + i * 86000000 / $2, $4 + i * 86000000 / $2 FROM n"
+         100 + (i * 7919) % 100000, 'CNY', 'coffee', 'api', '2026' || CAST(first_id + i AS TEXT), \
+         CASE WHEN i % 25 = 3 OR i % 50 = 11 OR i % 500 = 17 THEN NULL ELSE day_start + i * 86000000 / row_count + 300 + (i % 97) * 97 END, \
+         day_start + i * 86000000 / row_count + 60000, day, day_start + i * 86000000 / row_count, day_start + i * 86000000 / row_count FROM n, p"
     );
 
     /// `rows` card sales (1 in 20 declined) of `business_date`, ids from `first_id`, spread
