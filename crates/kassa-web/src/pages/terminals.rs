@@ -23,6 +23,9 @@ use crate::i18n::Lang;
 use crate::page::{format_time_ms, render, Chrome, PageError, Viewer};
 use crate::WebState;
 
+/// The most lines the fleet table shows, those that need attention first.
+pub const FLEET_LINES_SHOWN: usize = 100;
+
 /// A terminal silent longer than this is shown as silent, milliseconds (a day).
 pub const SILENT_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -84,6 +87,7 @@ struct FleetPage {
     lines: Vec<FleetLine>,
     total: usize,
     failing: usize,
+    cut: bool,
 }
 
 fn line(lang: Lang, row: FleetRow, changed_ms: Option<i64>, now: i64) -> FleetLine {
@@ -159,12 +163,21 @@ async fn fleet(
         lines.push(line(viewer.lang, row, changed_ms, now));
     }
     let failing = lines.iter().filter(|l| l.health_badge != "good").count();
+    let total = lines.len();
+    // Those that need attention first (stable: by terminal id within each), at most a page.
+    lines.sort_by_key(|l| match l.health_badge {
+        "bad" => 0,
+        "warn" => 1,
+        _ => 2,
+    });
+    lines.truncate(FLEET_LINES_SHOWN);
     render(&FleetPage {
         chrome: viewer.chrome("terminals-title"),
         institution: viewer.is_institution(),
         merchant: scope.unwrap_or_default(),
-        total: lines.len(),
+        total,
         failing,
+        cut: total > FLEET_LINES_SHOWN,
         lines,
     })
 }

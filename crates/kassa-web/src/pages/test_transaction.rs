@@ -294,7 +294,7 @@ async fn qr_payment(
         Ok(refund) => {
             run.step(
                 "test-transaction-step-refund",
-                lang.t1("test-transaction-refund-detail", "status", format!("{:?}", refund.status)),
+                lang.t1("test-transaction-refund-detail", "status", format!("{:?}", refund.status).to_lowercase()),
                 true,
             );
             Ok((lang.t1("test-transaction-outcome-paid", "amount", amount), "good"))
