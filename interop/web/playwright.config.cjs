@@ -10,6 +10,8 @@ module.exports = defineConfig({
   timeout: 60_000,
   expect: { timeout: 10_000 },
   reporter: [["list"]],
+  // Traces and failure artefacts stay outside the clone.
+  outputDir: process.env.KASSA_WEB_RESULTS || "/tmp/kassa-web-results",
   use: {
     baseURL: process.env.KASSA_URL,
     headless: true,
