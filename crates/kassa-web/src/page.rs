@@ -106,9 +106,11 @@ impl IntoResponse for PageError {
             PageError::MustChangePassword => return see_other("/password"),
             PageError::Forbidden => Problem { status: StatusCode::FORBIDDEN, title: "error-forbidden", detail: None },
             PageError::NotFound => Problem { status: StatusCode::NOT_FOUND, title: "error-not-found", detail: None },
-            PageError::Bad(id) => {
-                Problem { status: StatusCode::BAD_REQUEST, title: "error-bad", detail: Some(ProblemDetail::Message(id)) }
-            }
+            PageError::Bad(id) => Problem {
+                status: StatusCode::BAD_REQUEST,
+                title: "error-bad",
+                detail: Some(ProblemDetail::Message(id)),
+            },
             PageError::Csrf => Problem {
                 status: StatusCode::FORBIDDEN,
                 title: "error-csrf",
@@ -151,7 +153,8 @@ pub fn encode_component(text: &str) -> String {
 /// the rest in the service's own (English) words.
 pub fn auth_message(lang: Lang, error: &AuthError) -> String {
     match error {
-        AuthError::WrongUserCredentials { attempts_left: Some(left) } | AuthError::WrongCredentials { attempts_left: Some(left) } => {
+        AuthError::WrongUserCredentials { attempts_left: Some(left) }
+        | AuthError::WrongCredentials { attempts_left: Some(left) } => {
             lang.tn("auth-wrong-credentials-left", "left", i64::from(*left))
         }
         AuthError::WrongUserCredentials { .. } | AuthError::WrongCredentials { .. } => lang.t("auth-wrong-credentials"),
@@ -225,11 +228,8 @@ fn render_problem(lang: Lang, problem: &Problem) -> Response {
         ProblemDetail::Message(id) => lang.t(id),
         ProblemDetail::Auth(error) => auth_message(lang, error),
     });
-    let page = ErrorPage {
-        chrome: Chrome::anonymous(lang, problem.title, "/"),
-        detail,
-        status: problem.status.as_u16(),
-    };
+    let page =
+        ErrorPage { chrome: Chrome::anonymous(lang, problem.title, "/"), detail, status: problem.status.as_u16() };
     match page.render() {
         Ok(html) => (problem.status, Html(html)).into_response(),
         Err(error) => {
@@ -491,7 +491,10 @@ impl<T: DeserializeOwned + Send> FromRequest<WebState> for PostedAnonymous<T> {
 
 async fn read_form(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, PageError> {
     let is_form = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|value| {
-        value.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        value
+            .split(';')
+            .next()
+            .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
     });
     if !is_form {
         return Err(PageError::Bad("error-not-a-form"));

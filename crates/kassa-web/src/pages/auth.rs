@@ -85,11 +85,13 @@ async fn login(State(state): State<WebState>, posted: PostedAnonymous<LoginForm>
             response.headers_mut().insert(SET_COOKIE, cookie);
             Ok(response)
         }
-        Err(error @ (AuthError::WrongUserCredentials { .. }
-        | AuthError::Locked { .. }
-        | AuthError::UserDisabled
-        | AuthError::RateLimited
-        | AuthError::Busy { .. })) => {
+        Err(
+            error @ (AuthError::WrongUserCredentials { .. }
+            | AuthError::Locked { .. }
+            | AuthError::UserDisabled
+            | AuthError::RateLimited
+            | AuthError::Busy { .. }),
+        ) => {
             let status = axum::http::StatusCode::from_u16(error.answer("back office").status)
                 .unwrap_or(axum::http::StatusCode::UNAUTHORIZED);
             let page = LoginPage {
@@ -126,7 +128,11 @@ struct PasswordPage {
     error: Option<String>,
 }
 
-async fn password_page(state: &WebState, viewer: &crate::page::Viewer, error: Option<String>) -> Result<PasswordPage, PageError> {
+async fn password_page(
+    state: &WebState,
+    viewer: &crate::page::Viewer,
+    error: Option<String>,
+) -> Result<PasswordPage, PageError> {
     let policy = state.auth.back_office_policy().await?;
     Ok(PasswordPage {
         chrome: viewer.chrome("password-title"),
@@ -147,12 +153,19 @@ struct PasswordForm {
     confirm: FormSecret,
 }
 
-async fn change_password(State(state): State<WebState>, posted: PostedAny<PasswordForm>) -> Result<Response, PageError> {
+async fn change_password(
+    State(state): State<WebState>,
+    posted: PostedAny<PasswordForm>,
+) -> Result<Response, PageError> {
     let PostedAny { viewer, form } = posted;
     let refused = if form.new.expose() != form.confirm.expose() {
         Some(viewer.lang.t("password-mismatch"))
     } else {
-        match state.auth.change_user_password(&viewer.session, form.old.expose(), form.new.expose(), &viewer.source).await {
+        match state
+            .auth
+            .change_user_password(&viewer.session, form.old.expose(), form.new.expose(), &viewer.source)
+            .await
+        {
             Ok(()) => None,
             Err(error @ (AuthError::WrongSecret { .. } | AuthError::Policy(_) | AuthError::Locked { .. })) => {
                 Some(auth_message(viewer.lang, &error))

@@ -129,7 +129,9 @@ impl Site {
             value: json!("owner@demo-coffee.example"),
             at_ms: 1,
         });
-        for (code, role, password) in [("00", "supervisor", "123456"), ("01", "operator", "0000"), ("02", "operator", "0000")] {
+        for (code, role, password) in
+            [("00", "supervisor", "123456"), ("01", "operator", "0000"), ("02", "operator", "0000")]
+        {
             ops.push(WriteOp::PutOperator(OperatorRecord {
                 merchant_id: MID.into(),
                 operator_code: code.into(),
@@ -159,7 +161,10 @@ impl Site {
         let outbox = dir.path().join("outbox.txt");
         let notifier: Arc<dyn Notifier> = Arc::new(MailFileNotifier::new(outbox.clone()));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let shared = AuthShared { hashing: HashPool::for_this_machine(), refusals: RefusalLog::new(store.clone(), clock.clone()) };
+        let shared = AuthShared {
+            hashing: HashPool::for_this_machine(),
+            refusals: RefusalLog::new(store.clone(), clock.clone()),
+        };
         let auth = Auth::new(store.clone(), pepper, clock.clone(), shared);
         let services = services(&store, clock);
         let state = WebState::new(auth.clone(), store.clone(), notifier, services);
@@ -192,7 +197,11 @@ impl Site {
         let head = String::from_utf8_lossy(&response[..split]).trim_end().to_owned();
         let status = head.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
         let raw_body = &response[split..];
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(raw_body) } else { raw_body.to_vec() };
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            dechunk(raw_body)
+        } else {
+            raw_body.to_vec()
+        };
         let body = String::from_utf8(body).expect("pages are UTF-8");
         Page { status, head, body }
     }
@@ -259,8 +268,7 @@ fn services(store: &Store, clock: Arc<dyn Clock>) -> Services {
 fn dechunk(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = body;
-    loop {
-        let Some(end) = rest.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
         let Ok(size) = usize::from_str_radix(String::from_utf8_lossy(&rest[..end]).trim(), 16) else { break };
         let after = &rest[end + 2..];
         if size == 0 || after.len() < size {

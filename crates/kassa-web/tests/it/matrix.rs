@@ -16,9 +16,12 @@ async fn every_role_on_every_page(db: &TestDb) {
         browsers.push((*username, site.sign_in(username).await));
     }
     let mut routes: Vec<(String, Vec<String>)> = kassa_web::nav::areas()
-        .map(|(href, roles)| (href.to_owned(), roles.iter().map(|role| username_of(role.as_str()).to_owned()).collect()))
+        .map(|(href, roles)| {
+            (href.to_owned(), roles.iter().map(|role| username_of(role.as_str()).to_owned()).collect())
+        })
         .collect();
-    routes.extend(MORE.iter().map(|(href, users)| ((*href).to_owned(), users.iter().map(|u| (*u).to_owned()).collect())));
+    routes
+        .extend(MORE.iter().map(|(href, users)| ((*href).to_owned(), users.iter().map(|u| (*u).to_owned()).collect())));
     let mut wrong = Vec::new();
     for (href, allowed) in &routes {
         let anonymous = site.get(None, href).await;

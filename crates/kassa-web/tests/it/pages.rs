@@ -13,7 +13,11 @@ async fn sign_in_out_and_the_forced_change(db: &TestDb) {
     // A wrong password says how many tries are left, in the page's language.
     let wrong = site.post(None, "/login", &[("username", "owner"), ("password", "not-it-at-all-1")]).await;
     assert_eq!(wrong.status, 401);
-    assert!(wrong.body.contains("more failures lock the account"), "{}", wrong.body);
+    // The same words for an unknown user and a wrong password (no count: it would name accounts).
+    assert!(wrong.body.contains("Wrong username or password."), "{}", wrong.body);
+    let unknown = site.post(None, "/login", &[("username", "nobody-here"), ("password", "not-it-at-all-1")]).await;
+    assert_eq!(unknown.status, 401);
+    assert!(unknown.body.contains("Wrong username or password."), "{}", unknown.body);
     let wrong_zh = site.post(None, "/login?lang=zh", &[("username", "owner"), ("password", "not-it-at-all-1")]).await;
     assert!(wrong_zh.body.contains("用户名或密码错误"), "{}", wrong_zh.body);
 
@@ -23,12 +27,15 @@ async fn sign_in_out_and_the_forced_change(db: &TestDb) {
     assert_eq!((home.status, home.location().as_deref()), (303, Some("/password")));
     let page = site.get(Some(&fresh), "/password").await;
     assert!(page.body.contains("You must change your password"), "{}", page.body);
-    let refused = site
-        .post(Some(&fresh), "/password", &[("old", INITIAL), ("new", "short1"), ("confirm", "short1")])
-        .await;
+    let refused =
+        site.post(Some(&fresh), "/password", &[("old", INITIAL), ("new", "short1"), ("confirm", "short1")]).await;
     assert_eq!(refused.status, 422, "{}", refused.body);
     let changed = site
-        .post(Some(&fresh), "/password", &[("old", INITIAL), ("new", "A-new-password-2027"), ("confirm", "A-new-password-2027")])
+        .post(
+            Some(&fresh),
+            "/password",
+            &[("old", INITIAL), ("new", "A-new-password-2027"), ("confirm", "A-new-password-2027")],
+        )
         .await;
     assert_eq!((changed.status, changed.location().as_deref()), (303, Some("/?done=done-password-changed")));
     let home = site.get(Some(&fresh), "/?done=done-password-changed").await;
@@ -60,7 +67,11 @@ async fn forms_need_the_csrf_token_and_a_same_origin_page(db: &TestDb) {
         .raw(
             "POST",
             "/logout",
-            &[("Cookie", &cookie), ("Content-Type", "application/x-www-form-urlencoded"), ("Sec-Fetch-Site", "cross-site")],
+            &[
+                ("Cookie", &cookie),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Sec-Fetch-Site", "cross-site"),
+            ],
             &body,
         )
         .await;
@@ -82,7 +93,9 @@ async fn languages_and_security_headers(db: &TestDb) {
     let en = site.get(Some(&owner), "/?lang=en").await;
     assert!(en.body.contains("Transactions"));
     let csp = en.header("content-security-policy").unwrap();
-    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"));
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline")
+    );
     assert_eq!(en.header("x-frame-options").as_deref(), Some("DENY"));
     assert_eq!(en.header("cache-control").as_deref(), Some("no-store"));
     assert!(!en.body.contains("<script>") && !en.body.contains(" style=\""), "no inline script or style");
@@ -97,7 +110,10 @@ fn translations_are_complete() {
     let (en, zh) = kassa_web::i18n::message_ids();
     let missing_zh: Vec<_> = en.iter().filter(|id| !zh.contains(id)).collect();
     let missing_en: Vec<_> = zh.iter().filter(|id| !en.contains(id)).collect();
-    assert!(missing_zh.is_empty() && missing_en.is_empty(), "untranslated: zh lacks {missing_zh:?}, en lacks {missing_en:?}");
+    assert!(
+        missing_zh.is_empty() && missing_en.is_empty(),
+        "untranslated: zh lacks {missing_zh:?}, en lacks {missing_en:?}"
+    );
     // Every id a template or a handler asks for by name exists.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut unknown = Vec::new();

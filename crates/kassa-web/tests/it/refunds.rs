@@ -35,7 +35,7 @@ async fn card_sale(site: &Site, rrn: &str, minor: i64) -> i64 {
 
 async fn a_refund_goes_through_both_reviews_to_success(db: &TestDb) {
     let site = Site::start(db).await;
-    let id = card_sale(&site, "000000000101", 800_00).await;
+    let id = card_sale(&site, "000000000101", 80_000).await;
     let owner = site.sign_in("owner").await;
     let form = site.get(Some(&owner), &format!("/refunds/new?channel=card&id={id}")).await;
     assert_eq!(form.status, 200, "{}", form.body);
@@ -124,7 +124,7 @@ async fn a_refund_goes_through_both_reviews_to_success(db: &TestDb) {
     let zh = site.get(Some(&owner), &format!("{progress}?lang=zh")).await;
     assert!(zh.body.contains("退款成功") && zh.body.contains("支付机构审核"), "{}", zh.body);
     let sale = site.store.txns.txn(id).await.unwrap().unwrap();
-    assert_eq!(sale.refunded_minor, 600_00);
+    assert_eq!(sale.refunded_minor, 60_000);
 
     // Another merchant's request, or sale, is not found; staff read, and do not ask.
     assert_eq!(site.get(Some(&owner), &format!("/refunds/{OTHER_MID}/{request_no}")).await.status, 404);

@@ -131,7 +131,7 @@ async fn the_owner_changes_the_payment_code_settings(db: &TestDb) {
     assert_eq!(required.status, 303, "{}", required.body);
     let settings = site.auth.paycode_settings(MID).await.unwrap().settings;
     assert!(settings.password_required() && settings.password_for_refunds());
-    assert_eq!(settings.password_above_minor(), 100_00);
+    assert_eq!(settings.password_above_minor(), 10_000);
     assert!(!settings.qr_enabled(TID), "no qr_on: QR turned off on the terminal");
     let page = site.get(Some(&owner), "/settings").await;
     assert!(
