@@ -11,6 +11,16 @@ pub fn money(minor: i64, currency: &str) -> String {
     format!("{} {currency}", grouped_decimal(minor, exponent))
 }
 
+/// `minor` units of `code` as [`Money`]'s own Display writes them, without thousands separators
+/// (`5000.00 CNY`); an unknown code shows the minor units with the code, never a float. The
+/// reconciliation, correction, payout and fleet pages use this form.
+pub fn money_plain(minor: i64, code: &str) -> String {
+    match Currency::from_code(code) {
+        Ok(currency) => Money::from_minor(minor, currency).to_string(),
+        Err(_) => format!("{minor} {code}"),
+    }
+}
+
 /// [`money`] of a [`Money`].
 pub fn money_of(amount: Money) -> String {
     money(amount.minor(), amount.currency().code())

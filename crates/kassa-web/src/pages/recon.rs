@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use kassa_auth::Permission;
-use kassa_domain::{Channel, CivilDate, Currency, Money};
+use kassa_domain::{Channel, CivilDate};
 use kassa_recon::ReconError;
 use kassa_store::recon::{DifferenceClass, ReconDifferenceRecord, ReconRunRecord};
 use serde::Deserialize;
@@ -30,14 +30,7 @@ pub fn routes() -> Router<WebState> {
     Router::new().route("/recon", get(runs)).route("/recon/runs", post(start)).route("/recon/runs/{id}", get(run))
 }
 
-/// `minor` units of the currency `code` in words (`12.34 CNY`); an unknown code shows the
-/// minor units with the code, never a float.
-pub(crate) fn money(minor: i64, code: &str) -> String {
-    match Currency::from_code(code) {
-        Ok(currency) => Money::from_minor(minor, currency).to_string(),
-        Err(_) => format!("{minor} {code}"),
-    }
-}
+pub(crate) use crate::format::money_plain as money;
 
 /// A class's label id.
 fn class_label(class: &str) -> &'static str {

@@ -15,7 +15,6 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use kassa_domain::clock::{Clock, SystemClock};
-use kassa_domain::{Currency, Money};
 use kassa_store::fleet::{FleetRow, FLEET_ROWS_MAX};
 use serde::Deserialize;
 
@@ -39,13 +38,7 @@ pub(crate) fn now_ms() -> i64 {
     SystemClock.now_ms()
 }
 
-/// An amount in minor units of `currency` as the pages show money (`CNY 12.34`).
-pub(crate) fn money(minor: i64, currency: &str) -> String {
-    match Currency::from_code(currency) {
-        Ok(currency) => Money::from_minor(minor, currency).to_string(),
-        Err(_) => format!("{minor} {currency}"),
-    }
-}
+pub(crate) use crate::format::money_plain as money;
 
 /// An optional instant, or a dash.
 pub(crate) fn time_or_dash(ms: Option<i64>) -> String {
