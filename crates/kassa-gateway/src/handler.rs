@@ -657,6 +657,14 @@ impl Handler {
             updated_at_ms: self.clock.now_ms(),
         };
         let mut ops = Vec::new();
+        // An offline sale is credited once whoever comes first: its upload or a correction (补登)
+        // approved while the terminal still held it.
+        let claims_offline = code.is_approved() && kind == TxnKind::OfflineSale;
+        if claims_offline {
+            let credited_by = format!("upload:{txn_id}");
+            let (terminal, batch, stan) = (&identity.terminal_id, identity.batch_no, identity.stan);
+            ops.push(kassa_store::gateway::claim_offline_credit(terminal, batch, stan, &credited_by, ctx.now_ms));
+        }
         if code.is_approved() && kind.is_capture() {
             let entry = self.sale_entry(&ledger_reference(&identity), &ctx.terminal.merchant_id, amount, fee)?;
             ops.push(WriteOp::PostEntry { entry, at_ms: ctx.now_ms });
@@ -664,7 +672,22 @@ impl Handler {
         if let Some(reason) = reverse_reason {
             ops.push(kassa_store::gateway::owe_issuer_reversal(request_id.as_str(), Some(txn_id), reason, ctx.now_ms));
         }
-        let outcome = self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), ops)).await;
+        // Kept only for the rare second commit (no clone on the sale path).
+        let unclaimed = claims_offline.then(|| update.clone());
+        let mut outcome = self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), ops)).await;
+        if let Some(update) = unclaimed.filter(|_| matches!(outcome, Err(StoreError::Conflict(_)))) {
+            // Credited by an approved correction before the terminal uploaded it: the issuer
+            // approved it and the terminal holds it, so it is recorded approved, without a
+            // second credit to the merchant.
+            tracing::info!(
+                txn = txn_id,
+                terminal = %identity.terminal_id,
+                batch = identity.batch_no,
+                stan = identity.stan,
+                "offline sale credited by a correction already: recorded without crediting it again"
+            );
+            outcome = self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![])).await;
+        }
         match outcome {
             Ok(UnitOutcome::Committed { .. }) => {}
             Err(StoreError::CommitUnknown(ref why)) => {

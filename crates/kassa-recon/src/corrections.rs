@@ -29,7 +29,8 @@ use kassa_store::corrections::{
     entry_reference, propose, review, CorrectionQuery, CorrectionStatus, CorrectionView, PaymentRef, Proposal, Review,
     AMOUNT_MISMATCH_KIND,
 };
-use kassa_store::{AuditEvent, Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
+use kassa_store::gateway::claim_offline_credit;
+use kassa_store::{AuditEvent, CardIdentity, Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
 
 /// Characters of a correction's evidence at most.
 pub const EVIDENCE_CHARS_MAX: usize = 2_000;
@@ -186,6 +187,25 @@ fn check_text(what: &str, text: &str, chars_max: usize) -> Result<(), Correction
     Ok(())
 }
 
+/// The terminal identity an offline sale is named by, from its receipt (终端号, 批次号, 凭证号):
+/// `terminal:<TID>:<batch>:<STAN>`; the host never gave it an RRN.
+fn terminal_identity(reference: &str) -> Option<(String, u32, u32)> {
+    let mut parts = reference.strip_prefix("terminal:")?.split(':');
+    let (terminal, batch, stan) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |text: &str, max: usize| {
+        !text.is_empty() && text.len() <= max && text.bytes().all(|byte| byte.is_ascii_digit())
+    };
+    if parts.next().is_some() || terminal.len() != 8 || !digits(terminal, 8) || !digits(batch, 6) || !digits(stan, 6) {
+        return None;
+    }
+    Some((terminal.to_owned(), batch.parse().ok()?, stan.parse().ok()?))
+}
+
+/// The reference of an offline sale in its one spelling (numbers zero-padded to six digits).
+fn terminal_reference(terminal: &str, batch: u32, stan: u32) -> String {
+    format!("terminal:{terminal}:{batch:06}:{stan:06}")
+}
+
 fn internal(error: impl std::fmt::Display) -> CorrectionError {
     CorrectionError::Internal(error.to_string())
 }
@@ -256,7 +276,24 @@ impl Corrections {
         if let Some(merchant) = merchant {
             MerchantId::parse(merchant).map_err(|_| CorrectionError::Invalid("merchant".into()))?;
         }
-        let (merchant_id, currency, payment) = self.payment_of(kind, channel, &manual.reference, merchant).await?;
+        let offline = if kind == CorrectionKind::OfflineNotUploaded {
+            Some(terminal_identity(manual.reference.trim()).ok_or_else(|| {
+                CorrectionError::Invalid(
+                    "an offline sale is named by its receipt: terminal:<TID>:<batch>:<STAN> (终端号:批次号:凭证号)".into(),
+                )
+            })?)
+        } else {
+            None
+        };
+        let (merchant_id, currency, payment) = match &offline {
+            Some((terminal, batch, stan)) => self.offline_sale_of(terminal, *batch, *stan, merchant).await?,
+            None => self.payment_of(kind, channel, &manual.reference, merchant).await?,
+        };
+        let reference = match &offline {
+            Some((terminal, batch, stan)) => terminal_reference(terminal, *batch, *stan),
+            None => manual.reference.clone(),
+        };
+        let manual = &ManualCorrection { reference, ..manual.clone() };
         let open = self
             .store
             .corrections()
@@ -280,9 +317,9 @@ impl Corrections {
             source: "manual".into(),
             kind: kind.as_str().into(),
             merchant_id: merchant_id.clone(),
-            terminal_id: None,
-            batch_no: None,
-            stan: None,
+            terminal_id: offline.as_ref().map(|(terminal, _, _)| terminal.clone()),
+            batch_no: offline.as_ref().map(|(_, batch, _)| *batch),
+            stan: offline.as_ref().map(|(_, _, stan)| *stan),
             txn_id: payment.as_ref().filter(|_| channel == Channel::Card).map(|p| p.id),
             terminal_amount_minor: None,
             host_amount_minor: payment.as_ref().map(|p| p.amount_minor),
@@ -314,6 +351,51 @@ impl Corrections {
         // The id is the database's: read it back by its key.
         let stored = self.store.corrections().correction_by_key(&key).await?;
         stored.ok_or_else(|| internal("the proposed correction is not found"))
+    }
+
+    /// The merchant and currency of an offline sale the host never had, named by its terminal
+    /// identity: the terminal's merchant (which `merchant`, when given, must be).
+    async fn offline_sale_of(
+        &self,
+        terminal: &str,
+        batch: u32,
+        stan: u32,
+        merchant: Option<&str>,
+    ) -> Result<(String, String, Option<PaymentRef>), CorrectionError> {
+        let record = self
+            .store
+            .directory
+            .terminal(terminal)
+            .await?
+            .ok_or_else(|| CorrectionError::NotFound(format!("terminal {terminal}")))?;
+        if merchant.is_some_and(|merchant| merchant != record.merchant_id) {
+            return Err(CorrectionError::Invalid(format!("terminal {terminal} is not the merchant's")));
+        }
+        self.check_not_uploaded(terminal, batch, stan).await?;
+        let merchant = self
+            .store
+            .directory
+            .merchant(&record.merchant_id)
+            .await?
+            .ok_or_else(|| CorrectionError::NotFound(format!("merchant {}", record.merchant_id)))?;
+        Ok((merchant.merchant_id, merchant.currency, None))
+    }
+
+    /// Refuses an offline sale the host has: uploaded (or sent online) or credited already.
+    async fn check_not_uploaded(&self, terminal: &str, batch: u32, stan: u32) -> Result<(), CorrectionError> {
+        if let Some(by) = self.store.gateway().offline_credit(terminal, batch, stan).await? {
+            return Err(CorrectionError::NotCreditable(format!("this offline sale was credited already ({by})")));
+        }
+        for mti_class in ["022", "020"] {
+            let identity = CardIdentity { terminal_id: terminal.to_owned(), batch_no: batch, stan, mti_class: mti_class.into() };
+            if let Some(found) = self.store.txns.txn_by_card_identity(&identity).await? {
+                return Err(CorrectionError::NotCreditable(format!(
+                    "the host has this sale already (transaction {}, {})",
+                    found.id, found.status
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The merchant, currency and (when the host has one) the payment a correction names.
@@ -437,10 +519,22 @@ impl Corrections {
                 let fee = self.card_fee(&view.correction.merchant_id, amount).await?;
                 let entry =
                     correction_entry(&entry_reference(id), &merchant, Channel::Card, amount, fee).map_err(internal)?;
-                let unit = WriteUnit::guarded(guard, vec![WriteOp::PostEntry { entry, at_ms: now }, audit]);
-                match self.store.commit(unit).await? {
-                    UnitOutcome::Committed { entry_ids, .. } => entry_ids.first().copied(),
-                    _ => None,
+                let mut ops = Vec::with_capacity(3);
+                // An offline sale is credited once, by this correction or by its upload,
+                // whichever commits first (the gateway claims the same row).
+                if let Some((terminal, batch, stan)) = offline_identity(kind, &view) {
+                    ops.push(claim_offline_credit(terminal, batch, stan, &entry_reference(id), now));
+                }
+                ops.extend([WriteOp::PostEntry { entry, at_ms: now }, audit]);
+                match self.store.commit(WriteUnit::guarded(guard, ops)).await {
+                    Ok(UnitOutcome::Committed { entry_ids, .. }) => entry_ids.first().copied(),
+                    Ok(_) => None,
+                    Err(StoreError::Conflict(_)) => {
+                        return Err(CorrectionError::NotCreditable(
+                            "the terminal uploaded this offline sale meanwhile and it was credited then".into(),
+                        ))
+                    }
+                    Err(error) => return Err(error.into()),
                 }
             }
         };
@@ -632,6 +726,12 @@ impl Corrections {
             (CorrectionKind::OfflineNotUploaded | CorrectionKind::OnTerminalOnly, Some(found)) => {
                 Err(CorrectionError::NotCreditable(format!("the host has this sale already ({})", found.status)))
             }
+            (CorrectionKind::OfflineNotUploaded | CorrectionKind::OnTerminalOnly, None) => {
+                match offline_identity(kind, view) {
+                    Some((terminal, batch, stan)) => self.check_not_uploaded(terminal, batch, stan).await,
+                    None => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -666,6 +766,18 @@ impl Corrections {
             reason: reason.to_owned(),
             details,
         })
+    }
+}
+
+/// The terminal identity of a sale only the terminal has (an offline sale not uploaded, a
+/// batch upload's `on_terminal_only`), when the correction names it.
+fn offline_identity(kind: CorrectionKind, view: &CorrectionView) -> Option<(&str, u32, u32)> {
+    let correction = &view.correction;
+    match (kind, correction.terminal_id.as_deref(), correction.batch_no, correction.stan) {
+        (CorrectionKind::OfflineNotUploaded | CorrectionKind::OnTerminalOnly, Some(terminal), Some(batch), Some(stan)) => {
+            Some((terminal, batch, stan))
+        }
+        _ => None,
     }
 }
 

@@ -20,9 +20,14 @@ use kassa_store::batch_upload::{propose_correction, NewCorrection};
 use kassa_store::corrections::{entry_reference, CorrectionStatus};
 use kassa_store::qr::{insert_trade, QrKind, QrOrderState, QrOriginKind, QrStatus, QrTradeRecord};
 use kassa_store::testing::TestDb;
-use kassa_store::{Guard, MerchantRecord, NewTxn, UnitOutcome, WriteOp, WriteUnit};
+use kassa_store::gateway::claim_offline_credit;
+use kassa_store::{
+    CardIdentity, Guard, MerchantRecord, NewTxn, RefundPasswordMode, StoreError, TerminalRecord, UnitOutcome, WriteOp,
+    WriteUnit,
+};
 
 const MERCHANT: &str = "898100000000001";
+const TERMINAL: &str = "10000001";
 
 fn cny(minor: i64) -> Money {
     Money::from_minor(minor, Currency::CNY)
@@ -37,7 +42,18 @@ async fn service(db: &TestDb) -> Corrections {
         fee_rates: [("card".to_owned(), 6000), ("alipay".to_owned(), 3800), ("wechat".to_owned(), 3800)].into(),
         created_at_ms: 0,
     };
-    db.store.commit(WriteUnit::ops(vec![WriteOp::PutMerchant(record)])).await.unwrap();
+    let terminal = TerminalRecord {
+        terminal_id: TERMINAL.into(),
+        merchant_id: MERCHANT.into(),
+        refund_password_mode: RefundPasswordMode::Device,
+        mac_algorithm: "x919".into(),
+        tmk_sealed: vec![0; 8],
+        tms_secret_sealed: vec![0; 8],
+        open_batch: 1,
+        status: "active".into(),
+        created_at_ms: 0,
+    };
+    db.store.commit(WriteUnit::ops(vec![WriteOp::PutMerchant(record), WriteOp::PutTerminal(terminal)])).await.unwrap();
     let qr = QrService::new(db.store.clone(), Wallets::new(), Arc::new(SystemClock), QrConfig::default());
     Corrections::new(db.store.clone(), Some(qr), Arc::new(SystemClock))
 }
@@ -94,7 +110,15 @@ async fn declined_card_sale(db: &TestDb, rrn: &str, minor: i64) -> i64 {
 }
 
 async fn card_sale(db: &TestDb, rrn: &str, minor: i64, status: &str, fee_minor: i64) -> i64 {
-    let txn = NewTxn {
+    let txn = card_sale_record(rrn, minor, status, fee_minor);
+    match db.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), vec![])).await.unwrap() {
+        UnitOutcome::Committed { txn_id: Some(id), .. } => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn card_sale_record(rrn: &str, minor: i64, status: &str, fee_minor: i64) -> NewTxn {
+    NewTxn {
         kind: "sale".into(),
         status: status.into(),
         channel: "card".into(),
@@ -112,10 +136,6 @@ async fn card_sale(db: &TestDb, rrn: &str, minor: i64, status: &str, fee_minor: 
         response: serde_json::json!({}),
         business_date: "2026-12-06".into(),
         created_at_ms: 1,
-    };
-    match db.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), vec![])).await.unwrap() {
-        UnitOutcome::Committed { txn_id: Some(id), .. } => id,
-        other => panic!("{other:?}"),
     }
 }
 
@@ -232,12 +252,19 @@ async fn card_corrections_post_at_the_card_fee(db: &TestDb) {
     assert!(found.iter().any(|r| r.source == SearchSource::Card && r.id == declined), "{found:?}");
     assert_eq!(db.store.corrections().approved_of_txn(declined).await.unwrap(), Some(issuer.id));
     assert_eq!(db.store.txns.txn(declined).await.unwrap().unwrap().status, "declined");
-    // An offline sale the host never saw needs its merchant.
+    // An offline sale the host never saw is named by its receipt (terminal, batch, STAN), and
+    // belongs to the terminal's merchant.
     let mut offline = manual("offline_not_uploaded", "card", "000000000456", 3_000);
-    let without = corrections.propose("user:alice", &offline).await;
-    assert!(matches!(without, Err(CorrectionError::Invalid(_))), "{without:?}");
-    offline.merchant = Some(MERCHANT.into());
+    let by_rrn = corrections.propose("user:alice", &offline).await;
+    assert!(matches!(by_rrn, Err(CorrectionError::Invalid(_))), "{by_rrn:?}");
+    offline.reference = format!("terminal:{TERMINAL}:1:456");
+    offline.merchant = Some("898100000000009".into());
+    let elsewhere = corrections.propose("user:alice", &offline).await;
+    assert!(matches!(elsewhere, Err(CorrectionError::Invalid(_))), "{elsewhere:?}");
+    offline.merchant = None;
     let proposed = corrections.propose("user:alice", &offline).await.unwrap();
+    assert_eq!(proposed.proposal.reference.as_deref(), Some("terminal:10000001:000001:000456"));
+    assert_eq!((proposed.correction.batch_no, proposed.correction.stan), (Some(1), Some(456)));
     let rejected = corrections.reject(proposed.id, "user:bob", "the receipt is a duplicate").await.unwrap();
     assert_eq!(rejected.status, CorrectionStatus::Rejected);
     assert_eq!(rejected.review_reason.as_deref(), Some("the receipt is a duplicate"));
@@ -472,7 +499,52 @@ async fn amount_corrections_move_the_merchant_by_the_difference_both_ways_once(d
     sound(db).await;
 }
 
+/// An offline sale (离线消费) the terminal uploads after a correction credited it, or before a
+/// correction of it is approved: credited once either way.
+async fn an_offline_sale_is_credited_once_by_its_upload_or_its_correction(db: &TestDb) {
+    let corrections = service(db).await;
+    let propose = |stan: u32| {
+        let mut offline = manual("offline_not_uploaded", "card", &format!("terminal:{TERMINAL}:2:{stan}"), 1_000);
+        offline.evidence = "terminal journal".into();
+        offline
+    };
+    // Approved first: the sale's identity is claimed by the correction, so the gateway's claim of
+    // the later upload changes nothing and fails its unit (the gateway then records the sale
+    // without crediting it; kassa-gateway's tests walk that).
+    let first = corrections.propose("user:alice", &propose(7)).await.unwrap();
+    corrections.approve(first.id, "user:bob", "receipt").await.unwrap();
+    assert_eq!(merchant_balance(db).await, -(1_000 - 6));
+    let by = db.store.gateway().offline_credit(TERMINAL, 2, 7).await.unwrap();
+    assert_eq!(by, Some(entry_reference(first.id)));
+    let upload = db.store.commit(WriteUnit::ops(vec![claim_offline_credit(TERMINAL, 2, 7, "upload:1", 2)])).await;
+    assert!(matches!(upload, Err(StoreError::Conflict(_))), "{upload:?}");
+    // Proposed, then uploaded (and credited by the upload) before the review: not approvable,
+    // and no new proposal of it either.
+    let second = corrections.propose("user:alice", &propose(8)).await.unwrap();
+    let uploaded = NewTxn {
+        kind: "offline_sale".into(),
+        status: "approved".into(),
+        card_identity: Some(CardIdentity { terminal_id: TERMINAL.into(), batch_no: 2, stan: 8, mti_class: "022".into() }),
+        rrn: Some("000000000808".into()),
+        ..card_sale_record("unused", 1_000, "approved", 6)
+    };
+    let claim = claim_offline_credit(TERMINAL, 2, 8, "upload:808", 2);
+    db.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(uploaded)), vec![claim])).await.unwrap();
+    let late = corrections.approve(second.id, "user:bob", "receipt").await;
+    assert!(matches!(late, Err(CorrectionError::NotCreditable(_))), "{late:?}");
+    let again = corrections.propose("user:carol", &propose(8)).await;
+    assert!(matches!(again, Err(CorrectionError::NotCreditable(_) | CorrectionError::Conflict(_))), "{again:?}");
+    // Claimed by an upload whose transaction is not visible (the claim alone decides).
+    let third = corrections.propose("user:alice", &propose(9)).await.unwrap();
+    db.store.commit(WriteUnit::ops(vec![claim_offline_credit(TERMINAL, 2, 9, "upload:909", 2)])).await.unwrap();
+    let raced = corrections.approve(third.id, "user:bob", "receipt").await;
+    assert!(matches!(raced, Err(CorrectionError::NotCreditable(_))), "{raced:?}");
+    assert_eq!(merchant_balance(db).await, -(1_000 - 6), "the first correction's credit only");
+    sound(db).await;
+}
+
 kassa_store::both_backends!(
+    an_offline_sale_is_credited_once_by_its_upload_or_its_correction,
     amount_corrections_move_the_merchant_by_the_difference_both_ways_once,
     a_corrected_gateway_trade_notifies_its_merchant_as_paid,
     the_maker_cannot_review_and_a_second_person_credits_a_closed_qr_trade_once,

@@ -62,6 +62,9 @@ pub trait GatewayStore: Send + Sync {
     /// Ids of card transactions still pending that were created before `created_before_ms`,
     /// oldest first, at most `limit` (crash recovery).
     async fn stale_pending_card_txns(&self, created_before_ms: i64, limit: i64) -> Result<Vec<i64>, StoreError>;
+    /// Who credited the offline sale of this terminal identity (`upload:<txn id>` or
+    /// `correction:<id>`), if anyone did.
+    async fn offline_credit(&self, terminal_id: &str, batch_no: u32, stan: u32) -> Result<Option<String>, StoreError>;
 }
 
 fn working_keys(row: &Row) -> Result<WorkingKeysRecord, StoreError> {
@@ -119,6 +122,15 @@ impl GatewayStore for SqlReads {
         )
         .await
     }
+
+    async fn offline_credit(&self, terminal_id: &str, batch_no: u32, stan: u32) -> Result<Option<String>, StoreError> {
+        self.one(
+            "SELECT credited_by FROM offline_credits WHERE terminal_id = $1 AND batch_no = $2 AND stan = $3",
+            &params![terminal_id, batch_no, stan],
+            |row| row.text(0),
+        )
+        .await
+    }
 }
 
 /// Stores the working keys of a sign-in, replacing the previous sign-in's (whose keys stop
@@ -147,6 +159,21 @@ pub fn owe_issuer_reversal(request_id: &str, txn_id: Option<i64>, reason: &str, 
             params: params![request_id, txn_id, reason, at_ms].to_vec(),
         },
         may_change_nothing: true,
+    }
+}
+
+/// Claims the one credit of an offline sale (离线消费), named by its terminal identity, for
+/// `credited_by` (`upload:<txn id>` or `correction:<id>`). When the sale was credited already the
+/// op changes no row and fails its whole unit with [`StoreError::Conflict`]: the caller commits
+/// again without the credit.
+pub fn claim_offline_credit(terminal_id: &str, batch_no: u32, stan: u32, credited_by: &str, at_ms: i64) -> WriteOp {
+    WriteOp::Statement {
+        statement: Statement {
+            sql: "INSERT INTO offline_credits (terminal_id, batch_no, stan, credited_by, at_ms) \
+                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (terminal_id, batch_no, stan) DO NOTHING",
+            params: params![terminal_id, batch_no, stan, credited_by, at_ms].to_vec(),
+        },
+        may_change_nothing: false,
     }
 }
 

@@ -66,6 +66,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0014_corrections_more.sql"),
     },
     Migration { version: 15, name: "web", sql: include_str!("../migrations/sqlite/0015_web.sql") },
+    Migration {
+        version: 16,
+        name: "offline_credits",
+        sql: include_str!("../migrations/sqlite/0016_offline_credits.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -112,6 +117,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0014_corrections_more.sql"),
     },
     Migration { version: 15, name: "web", sql: include_str!("../migrations/postgres/0015_web.sql") },
+    Migration {
+        version: 16,
+        name: "offline_credits",
+        sql: include_str!("../migrations/postgres/0016_offline_credits.sql"),
+    },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS kassa_schema_migrations (\

@@ -165,7 +165,7 @@ fn scenario(host: &Host, database_url: Option<&str>) {
     assert_eq!((&proposed["kind"], &proposed["amount"]), (&json!("paid_not_credited"), &json!(880)));
 
     // A manual correction (an offline sale never uploaded): its maker cannot approve it.
-    let offline = json!({"kind": "offline_not_uploaded", "channel": "card", "reference": format!("{}", now % 1_000_000_000_000),
+    let offline = json!({"kind": "offline_not_uploaded", "channel": "card", "reference": format!("terminal:10000003:999999:{:06}", now % 1_000_000),
                          "amount": 300, "merchant": MERCHANT, "evidence": "terminal journal, offline sale 3"});
     let (status, manual) = admin.call("POST", "corrections", offline);
     assert_eq!(status, 201, "{manual}");

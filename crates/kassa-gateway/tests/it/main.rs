@@ -6,6 +6,7 @@
 
 mod batch_upload;
 mod harness;
+mod offline_credit;
 mod reversals;
 mod slots;
 mod slow_store;
