@@ -11,6 +11,7 @@ use kassa_iso8583::frame::{encode_frame, encode_frame_with_mac, salvage_frame, E
 use kassa_iso8583::{Message, UNIONPAY};
 use kassa_issuer::{AuthoriseRequest, Clock, IssuerAnswer, IssuerConnector, Operation, RequestId};
 use kassa_ledger::{sale_entry, undo_entry, EntryKind, JournalEntry};
+use kassa_store::fleet::Contact;
 use kassa_store::{
     CardIdentity, Guard, NewTxn, Store, StoreError, TerminalRecord, TxnRecord, TxnUpdate, UnitOutcome, WriteOp,
     WriteUnit,
@@ -22,10 +23,12 @@ use crate::budget::paused;
 use crate::business_day::{BusinessDay, Stamp};
 use crate::codes::{for_decline, ResponseCode};
 use crate::directory::Directory;
+use crate::handler::contacts::{contact_kind, Contacts, CONTACTS_FLUSH_INTERVAL_MS};
 use crate::once::{content_digest, IdentityLocks};
 use crate::sessions::{ActiveKeys, Sessions};
 use crate::{duration_ms, GatewayConfig, GatewayDeps, GatewayError, RefundApprovals};
 
+mod contacts;
 mod refund;
 mod settlement;
 mod voids;
@@ -69,6 +72,8 @@ pub(crate) struct Handler {
     sessions: Sessions,
     directory: Directory,
     locks: IdentityLocks,
+    /// Sign-ins and echoes heard, written for the fleet page in the background.
+    contacts: Arc<Contacts>,
     business_day: BusinessDay,
     issuer_timeout: Duration,
     store_timeout: Duration,
@@ -148,6 +153,7 @@ impl Handler {
             clock: deps.clock,
             approvals: deps.refund_approvals,
             locks: IdentityLocks::default(),
+            contacts: Arc::default(),
             business_day: config.business_day,
             issuer_timeout: duration_ms(config.issuer_timeout_ms),
             store_timeout: duration_ms(config.store_timeout_ms),
@@ -172,9 +178,22 @@ impl Handler {
         }
     }
 
-    /// Retries the issuer reversals still owed (after a crash or a failed attempt) until
-    /// `shutdown`.
+    /// Retries the issuer reversals still owed (after a crash or a failed attempt) and writes
+    /// the contacts heard, until `shutdown` (then the contacts once more).
     pub(crate) fn start_background(&self, shutdown: CancellationToken) {
+        let (contacts, store, stop) = (Arc::clone(&self.contacts), self.store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let stopping = tokio::select! {
+                    () = stop.cancelled() => true,
+                    () = tokio::time::sleep(duration_ms(CONTACTS_FLUSH_INTERVAL_MS)) => false,
+                };
+                contacts.flush(&store).await;
+                if stopping {
+                    return;
+                }
+            }
+        });
         let reverser = self.reverser();
         tokio::spawn(async move {
             loop {
@@ -340,6 +359,18 @@ impl Handler {
         let mut response = respond(request, ResponseCode::APPROVED);
         response.set(12, &stamp.time_hhmmss).set(13, &stamp.date_mmdd);
         let code = &field60.network_management_code;
+        if let Some(kind) = contact_kind(request.mti().class().as_str(), code) {
+            // 60.3 is all the dialect says: no software version, nothing waiting on the device.
+            self.contacts.heard(Contact {
+                terminal_id: terminal.terminal_id.clone(),
+                at_ms: now_ms,
+                kind,
+                software_version: None,
+                parameters_version: None,
+                unsent_offline: None,
+                unsent_reversals: None,
+            });
+        }
         match (request.mti().class().as_str(), code) {
             ("0800", b"003") => match self.sessions.sign_in(terminal, now_ms).await {
                 Ok(field_62) => {

@@ -3,10 +3,11 @@
 //! [`Guard`]s and [`WriteOp`]s for the one write path.
 //!
 //! A terminal's contact facts (`terminal_contacts`) are upserted by the services that hear it —
-//! TMS when it downloads its parameters, the test transaction — never as an extra commit on the
-//! card path. What the fleet page shows besides them is read from what the host records anyway:
-//! the sign-in of the ISO 8583 gateway (`gateway_working_keys`), the last transaction, the open
-//! batch and the card requests still pending.
+//! TMS when it downloads its parameters, the ISO 8583 gateway its sign-ins and echo tests (kept
+//! in memory and written every few seconds in one unit), the test transaction — never as an
+//! extra commit on the card path. What the fleet page shows besides them is read from what the
+//! host records anyway: the sign-in's working keys (`gateway_working_keys`), the last
+//! transaction, the open batch and the card requests still pending.
 //!
 //! A deposit is one row per terminal; [`take_deposit`] (a guard: only if the terminal has none)
 //! goes with its journal entry, [`return_deposit`] (a guard: only from `held`) with the entry
@@ -36,7 +37,8 @@ pub struct FleetRow {
     pub open_batch: u32,
     /// The latest of every contact below, Unix milliseconds.
     pub last_contact_ms: Option<i64>,
-    /// What it reported last (`parameters`, `sign_in`, `echo`, `test`), from `terminal_contacts`.
+    /// What that latest contact was: `parameters`, `sign_in`, `echo`, `test` (from
+    /// `terminal_contacts`), or `transaction`.
     pub last_contact_kind: Option<String>,
     /// The software version it reported.
     pub software_version: Option<String>,
@@ -56,6 +58,27 @@ pub struct FleetRow {
     pub last_txn_ms: Option<i64>,
     /// Its card requests the host still holds undecided.
     pub pending_txns: i64,
+}
+
+/// A back-office user as the users' list shows it (no password material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserListRow {
+    /// Login name.
+    pub username: String,
+    /// `institution_admin`, `institution_reviewer`, `merchant_owner` or `merchant_staff`.
+    pub role: String,
+    /// The merchant of a merchant role.
+    pub merchant_id: Option<String>,
+    /// Whether the account may sign in at all.
+    pub enabled: bool,
+    /// Whether the password must be changed at the next sign-in.
+    pub must_change_password: bool,
+    /// Consecutive failed sign-ins.
+    pub failures: i64,
+    /// Locked until, Unix milliseconds.
+    pub locked_until_ms: Option<i64>,
+    /// Its last sign-in (the start of its latest session), Unix milliseconds.
+    pub last_sign_in_ms: Option<i64>,
 }
 
 /// A contact heard from a terminal.
@@ -165,6 +188,14 @@ pub trait FleetStore: Send + Sync {
     async fn volume(&self, merchant_id: &str, currency: &str, from_ms: i64, to_ms: i64) -> Result<i64, StoreError>;
     /// The back-office users of a merchant `(username, role)`, by name, at most `limit`.
     async fn users_of(&self, merchant_id: &str, limit: i64) -> Result<Vec<(String, String)>, StoreError>;
+    /// The back-office users (of `merchant_id`, when given) whose name sorts after `after`, by
+    /// name, at most `limit`: one keyset page of the users' list.
+    async fn user_list(
+        &self,
+        merchant_id: Option<&str>,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<UserListRow>, StoreError>;
     /// When a setting a terminal downloads with its parameters last changed for a merchant
     /// (its terminal parameters, payment-code settings or terminal password policy), Unix
     /// milliseconds: a terminal that downloaded before then gets the change at its next contact.
@@ -213,13 +244,22 @@ fn fleet_row(row: &Row) -> Result<FleetRow, StoreError> {
     let contact = row.opt_int(4)?;
     let signed_in = row.opt_int(12)?;
     let last_txn = row.opt_int(13)?;
+    let last_contact_ms = [contact, signed_in, last_txn].into_iter().flatten().max();
+    // The kind of the latest: a recorded contact when none is later (a sign-in's contact and
+    // its working keys carry the same time), else the sign-in or the transaction.
+    let last_contact_kind = match last_contact_ms {
+        None => None,
+        Some(at) if contact == Some(at) => row.opt_text(5)?,
+        Some(at) if signed_in == Some(at) => Some("sign_in".to_owned()),
+        Some(_) => Some("transaction".to_owned()),
+    };
     Ok(FleetRow {
         terminal_id: row.text(0)?,
         merchant_id: row.text(1)?,
         status: row.text(2)?,
         open_batch: u32::try_from(open_batch).map_err(|_| StoreError::Corrupt(format!("open batch {open_batch}")))?,
-        last_contact_ms: [contact, signed_in, last_txn].into_iter().flatten().max(),
-        last_contact_kind: row.opt_text(5)?,
+        last_contact_ms,
+        last_contact_kind,
         software_version: row.opt_text(6)?,
         parameters_version: row.opt_text(7)?,
         parameters_at_ms: row.opt_int(8)?,
@@ -289,6 +329,35 @@ impl FleetStore for SqlReads {
         .await
     }
 
+    async fn user_list(
+        &self,
+        merchant_id: Option<&str>,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<UserListRow>, StoreError> {
+        // A session is created at each sign-in and never deleted (its end is recorded), so the
+        // latest one's start is the last sign-in; `auth_sessions_by_subject` finds them.
+        let sql = "SELECT u.username, u.role, u.merchant_id, u.enabled, u.must_change_password, u.failures, \
+                   u.locked_until_ms, (SELECT MAX(s.created_at_ms) FROM auth_sessions s \
+                   WHERE s.subject = 'user:' || u.username) \
+                   FROM backoffice_users u WHERE ($1 = '' OR u.merchant_id = $2) AND u.username > $3 \
+                   ORDER BY u.username LIMIT $4";
+        let merchant = merchant_id.unwrap_or("");
+        self.all(sql, &params![merchant, merchant, after, limit], |row| {
+            Ok(UserListRow {
+                username: row.text(0)?,
+                role: row.text(1)?,
+                merchant_id: row.opt_text(2)?,
+                enabled: row.boolean(3)?,
+                must_change_password: row.boolean(4)?,
+                failures: row.int(5)?,
+                locked_until_ms: row.opt_int(6)?,
+                last_sign_in_ms: row.opt_int(7)?,
+            })
+        })
+        .await
+    }
+
     async fn parameters_changed_ms(&self, merchant_id: &str) -> Result<Option<i64>, StoreError> {
         let [a, b, c] = PARAMETER_SETTINGS;
         let sql = "SELECT MAX(updated_at_ms) FROM settings WHERE scope = $1 AND name IN ($2, $3, $4)";
@@ -296,8 +365,10 @@ impl FleetStore for SqlReads {
     }
 }
 
-/// Records a contact: the latest time and kind always, each reported fact only when the
-/// terminal reported it (an echo does not forget the software version TMS heard).
+/// Records a contact. The newer contact gives the latest time and kind, and each fact it
+/// reported (an echo does not forget the software version TMS heard); an older one, written
+/// late (the gateway writes its contacts every few seconds), only fills in what is still
+/// unknown and a later echo time.
 pub fn record_contact(contact: &Contact) -> WriteOp {
     let echo_ms = (contact.kind == "echo").then_some(contact.at_ms);
     let parameters_at_ms = contact.parameters_version.as_ref().map(|_| contact.at_ms);
@@ -306,14 +377,29 @@ pub fn record_contact(contact: &Contact) -> WriteOp {
             sql: "INSERT INTO terminal_contacts (terminal_id, last_contact_ms, last_contact_kind, software_version, \
                   parameters_version, parameters_at_ms, last_echo_ms, unsent_offline, unsent_reversals) \
                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (terminal_id) DO UPDATE SET \
-                  last_contact_ms = excluded.last_contact_ms, last_contact_kind = excluded.last_contact_kind, \
-                  software_version = COALESCE(excluded.software_version, terminal_contacts.software_version), \
-                  parameters_version = COALESCE(excluded.parameters_version, terminal_contacts.parameters_version), \
-                  parameters_at_ms = COALESCE(excluded.parameters_at_ms, terminal_contacts.parameters_at_ms), \
-                  last_echo_ms = COALESCE(excluded.last_echo_ms, terminal_contacts.last_echo_ms), \
-                  unsent_offline = COALESCE(excluded.unsent_offline, terminal_contacts.unsent_offline), \
-                  unsent_reversals = COALESCE(excluded.unsent_reversals, terminal_contacts.unsent_reversals) \
-                  WHERE terminal_contacts.last_contact_ms <= excluded.last_contact_ms",
+                  last_contact_ms = CASE WHEN excluded.last_contact_ms >= terminal_contacts.last_contact_ms \
+                  THEN excluded.last_contact_ms ELSE terminal_contacts.last_contact_ms END, \
+                  last_contact_kind = CASE WHEN excluded.last_contact_ms >= terminal_contacts.last_contact_ms \
+                  THEN excluded.last_contact_kind ELSE terminal_contacts.last_contact_kind END, \
+                  software_version = CASE WHEN excluded.last_contact_ms >= terminal_contacts.last_contact_ms \
+                  THEN COALESCE(excluded.software_version, terminal_contacts.software_version) \
+                  ELSE COALESCE(terminal_contacts.software_version, excluded.software_version) END, \
+                  parameters_version = CASE WHEN excluded.last_contact_ms >= terminal_contacts.last_contact_ms \
+                  THEN COALESCE(excluded.parameters_version, terminal_contacts.parameters_version) \
+                  ELSE COALESCE(terminal_contacts.parameters_version, excluded.parameters_version) END, \
+                  parameters_at_ms = CASE WHEN excluded.last_contact_ms >= terminal_contacts.last_contact_ms \
+                  THEN COALESCE(excluded.parameters_at_ms, terminal_contacts.parameters_at_ms) \
+                  ELSE COALESCE(terminal_contacts.parameters_at_ms, excluded.parameters_at_ms) END, \
+                  last_echo_ms = CASE WHEN terminal_contacts.last_echo_ms IS NULL \
+                  OR excluded.last_echo_ms > terminal_contacts.last_echo_ms \
+                  THEN COALESCE(excluded.last_echo_ms, terminal_contacts.last_echo_ms) \
+                  ELSE terminal_contacts.last_echo_ms END, \
+                  unsent_offline = CASE WHEN excluded.last_contact_ms >= terminal_contacts.last_contact_ms \
+                  THEN COALESCE(excluded.unsent_offline, terminal_contacts.unsent_offline) \
+                  ELSE COALESCE(terminal_contacts.unsent_offline, excluded.unsent_offline) END, \
+                  unsent_reversals = CASE WHEN excluded.last_contact_ms >= terminal_contacts.last_contact_ms \
+                  THEN COALESCE(excluded.unsent_reversals, terminal_contacts.unsent_reversals) \
+                  ELSE COALESCE(terminal_contacts.unsent_reversals, excluded.unsent_reversals) END",
             params: params![
                 contact.terminal_id.as_str(),
                 contact.at_ms,

@@ -54,6 +54,14 @@ impl Host {
         Host::serve(store, simulator, url, Some(dir), adjust).await
     }
 
+    /// The merchant and its terminals seeded into `store` (a fresh database of either backend,
+    /// `kassa_store::testing::TestDb`), and a gateway on it. Not for [`Host::restart`].
+    pub async fn on(store: Store) -> Host {
+        seed(&store).await;
+        let simulator = IssuerSimulator::new(TdesKey::from_hex(ZPK).unwrap(), Arc::new(SystemClock));
+        Host::serve(store, simulator, String::new(), None, |_| {}).await
+    }
+
     async fn serve(
         store: Store,
         simulator: IssuerSimulator,

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod batch_upload;
+mod contacts;
 mod harness;
 mod offline_credit;
 mod reversals;
