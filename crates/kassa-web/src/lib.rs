@@ -22,6 +22,7 @@ use kassa_auth::notify::Notifier;
 use kassa_auth::Auth;
 use kassa_store::Store;
 
+pub mod card_probe;
 pub mod chart;
 pub mod format;
 pub mod i18n;
@@ -56,6 +57,8 @@ pub struct Services {
     pub payouts: Option<kassa_payout::Payouts>,
     /// QR payments (the test transaction, corrections of QR trades).
     pub qr: Option<kassa_qr::QrService>,
+    /// The host's card side: card test transactions and new terminals' sealed keys.
+    pub card_probe: Option<Arc<dyn card_probe::CardProbe>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -66,6 +69,7 @@ impl std::fmt::Debug for Services {
             .field("corrections", &self.corrections.is_some())
             .field("payouts", &self.payouts.is_some())
             .field("qr", &self.qr.is_some())
+            .field("card_probe", &self.card_probe.is_some())
             .finish()
     }
 }

@@ -79,6 +79,11 @@ impl Page {
 impl Site {
     /// The demo shape and one user of each role, served on port 0.
     pub async fn start(db: &TestDb) -> Site {
+        Site::start_with(db, None).await
+    }
+
+    /// [`Site::start`] with a card side for the pages (card tests, new terminals).
+    pub async fn start_with(db: &TestDb, card_probe: Option<Arc<dyn kassa_web::card_probe::CardProbe>>) -> Site {
         let store = db.store.clone();
         let master = MasterKey::generate(&mut rand::rngs::OsRng);
         let pepper = master.pepper();
@@ -166,7 +171,7 @@ impl Site {
             refusals: RefusalLog::new(store.clone(), clock.clone()),
         };
         let auth = Auth::new(store.clone(), pepper, clock.clone(), shared);
-        let services = services(&store, clock);
+        let services = Services { card_probe, ..services(&store, clock) };
         let state = WebState::new(auth.clone(), store.clone(), notifier, services);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -262,6 +267,7 @@ fn services(store: &Store, clock: Arc<dyn Clock>) -> Services {
         corrections: Some(kassa_recon::corrections::Corrections::new(store.clone(), None, clock.clone())),
         payouts: Some(kassa_payout::Payouts::new(store.clone(), clock, Default::default())),
         qr: None,
+        card_probe: None,
     }
 }
 
