@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod card_probe;
 mod cli;
 mod demo;
 mod files;

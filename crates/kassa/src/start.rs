@@ -177,6 +177,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
             qr: qr_service.clone(),
             refunds: refund_service.clone(),
             reconciler: reconciler.clone(),
+            gateway: gateway.as_ref().map(|_| iso_addr),
         },
     )?);
     let deps = AppDeps {
