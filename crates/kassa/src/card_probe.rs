@@ -190,7 +190,7 @@ impl HostCardProbe {
                 step.error = Some(bounded(&error));
                 if sent {
                     run.out.sale = Some(CardRequestRef { batch, stan: sale_stan });
-                    self.mark(&terminal.terminal_id, batch, sale_stan, &test.run_id).await?;
+                    self.mark(&terminal.terminal_id, batch, sale_stan, &test.run_id).await;
                     // The terminal's duty: reverse what may have been approved.
                     let reversal = Link::reversal_of(&sale, pan, REVERSAL_REASON_NO_ANSWER);
                     self.reverse(&mut run, &mut link, &reversal, batch, sale_stan, pan_masked).await;
@@ -199,7 +199,7 @@ impl HostCardProbe {
             }
         };
         run.out.sale = Some(CardRequestRef { batch, stan: sale_stan });
-        self.mark(&terminal.terminal_id, batch, sale_stan, &test.run_id).await?;
+        self.mark(&terminal.terminal_id, batch, sale_stan, &test.run_id).await;
         if !sale_answer.approved() {
             return Ok(run.out);
         }
@@ -246,7 +246,7 @@ impl HostCardProbe {
                 }
             }
         }
-        self.mark(&terminal.terminal_id, batch, void_stan, &format!("{}V", test.run_id)).await?;
+        self.mark(&terminal.terminal_id, batch, void_stan, &format!("{}V", test.run_id)).await;
         Ok(run.out)
     }
 
@@ -272,13 +272,16 @@ impl HostCardProbe {
         }
     }
 
-    /// Marks the card request at (`batch`, `stan`) as a test.
-    async fn mark(&self, terminal_id: &str, batch: u32, stan: u32, out_trade_no: &str) -> Result<(), ProbeError> {
+    /// Marks the card request at (`batch`, `stan`) as a test. A failure is logged, never
+    /// allowed to stop the test half-way: the void that follows matters more than the mark (a
+    /// voided sale counts in no volume either).
+    async fn mark(&self, terminal_id: &str, batch: u32, stan: u32, out_trade_no: &str) {
         let identity =
             CardIdentity { terminal_id: terminal_id.to_owned(), batch_no: batch, stan, mti_class: "020".into() };
         let op = mark_card_test(&identity, out_trade_no, now_ms());
-        self.store.commit(WriteUnit::ops(vec![op])).await?;
-        Ok(())
+        if let Err(error) = self.store.commit(WriteUnit::ops(vec![op])).await {
+            tracing::warn!(%error, terminal = %terminal_id, batch, stan, "cannot mark a card test's request as a test");
+        }
     }
 
     /// Two consecutive STANs unused in `batch`, [`STAN_DISTANCE`] after the terminal's latest

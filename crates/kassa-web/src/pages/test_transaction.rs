@@ -536,7 +536,11 @@ fn record_card_run(record: &mut RunRecord, run: &CardRun, amount: Money) {
     let paid = money(amount.minor(), amount.currency().code());
     let (outcome, badge) = match sale {
         None => (Text::id("test-transaction-outcome-not-sent"), "bad"),
-        Some(sale) if sale.code.is_none() => (Text::id("test-transaction-outcome-no-answer"), "bad"),
+        // Sent without an answer: the probe reversed it. Not sent at all: nothing to undo.
+        Some(sale) if sale.code.is_none() && last(CardStepKind::Reversal).is_some() => {
+            (Text::id("test-transaction-outcome-no-answer"), "bad")
+        }
+        Some(sale) if sale.code.is_none() => (Text::id("test-transaction-outcome-not-sent"), "bad"),
         Some(sale) if !sale.approved() => {
             let code = sale.code.clone().unwrap_or_default();
             (Text::with("test-transaction-outcome-card-declined", &[("code", code)]), "warn")
@@ -795,27 +799,39 @@ mod tests {
     fn a_card_run_is_judged_by_its_sale_and_its_cancellation() {
         let amount = Money::from_minor(100, Currency::from_code("CNY").unwrap());
         let sale = CardRequestRef { batch: 1, stan: 500_001 };
+        let sale_then = |kinds: &[(CardStepKind, Option<&str>)]| {
+            let mut steps = vec![step(CardStepKind::Sale, Some("00"))];
+            steps.extend(kinds.iter().map(|(kind, code)| step(*kind, *code)));
+            steps
+        };
         let cases = [
-            (vec![step(CardStepKind::Sale, Some("00")), step(CardStepKind::Void, Some("00"))], "good"),
-            (vec![step(CardStepKind::Sale, Some("54"))], "warn"),
-            (vec![step(CardStepKind::Sale, Some("00")), step(CardStepKind::Void, None)], "bad"),
+            (sale_then(&[(CardStepKind::Void, Some("00"))]), "good", "test-transaction-outcome-card-approved"),
+            (vec![step(CardStepKind::Sale, Some("54"))], "warn", "test-transaction-outcome-card-declined"),
+            (sale_then(&[(CardStepKind::Void, None)]), "bad", "test-transaction-outcome-not-cancelled"),
+            (sale_then(&[(CardStepKind::Void, Some("58"))]), "bad", "test-transaction-outcome-not-cancelled"),
             (
-                vec![
-                    step(CardStepKind::Sale, Some("00")),
-                    step(CardStepKind::Void, None),
-                    step(CardStepKind::VoidRepeat, Some("00")),
-                ],
+                sale_then(&[(CardStepKind::Void, None), (CardStepKind::VoidRepeat, Some("00"))]),
                 "good",
+                "test-transaction-outcome-card-approved",
             ),
-            (vec![step(CardStepKind::Sale, Some("00")), step(CardStepKind::Reversal, Some("00"))], "good"),
-            (vec![step(CardStepKind::Sale, None), step(CardStepKind::Reversal, Some("00"))], "bad"),
-            (vec![step(CardStepKind::SignIn, None)], "bad"),
+            (sale_then(&[(CardStepKind::Reversal, Some("00"))]), "good", "test-transaction-outcome-card-approved"),
+            (
+                vec![step(CardStepKind::Sale, None), step(CardStepKind::Reversal, Some("00"))],
+                "bad",
+                "test-transaction-outcome-no-answer",
+            ),
+            (vec![step(CardStepKind::Sale, None)], "bad", "test-transaction-outcome-not-sent"),
+            (vec![step(CardStepKind::SignIn, None)], "bad", "test-transaction-outcome-not-sent"),
         ];
-        for (steps, expected) in cases {
+        for (steps, badge, outcome) in cases {
             let mut record = record();
             let run = CardRun { steps: steps.clone(), sale: Some(sale.clone()), void: None };
             record_card_run(&mut record, &run, amount);
-            assert_eq!(record.outcome_badge, expected, "{steps:?}");
+            assert_eq!(
+                (record.outcome_badge.as_str(), record.outcome.id.as_deref()),
+                (badge, Some(outcome)),
+                "{steps:?}"
+            );
             assert_eq!(record.steps.len(), steps.len());
         }
         let mut record = record();
