@@ -71,6 +71,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "offline_credits",
         sql: include_str!("../migrations/sqlite/0016_offline_credits.sql"),
     },
+    Migration {
+        version: 17,
+        name: "dashboard_rollup",
+        sql: include_str!("../migrations/sqlite/0017_dashboard_rollup.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -121,6 +126,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 16,
         name: "offline_credits",
         sql: include_str!("../migrations/postgres/0016_offline_credits.sql"),
+    },
+    Migration {
+        version: 17,
+        name: "dashboard_rollup",
+        sql: include_str!("../migrations/postgres/0017_dashboard_rollup.sql"),
     },
 ];
 

@@ -5,14 +5,25 @@
 //!
 //! **Invariant**: every read is bounded (a `limit`, or an aggregate over a bounded date range);
 //! `merchant_id` `Some` confines a read to that merchant, `None` is for the institution's staff.
-//! **Boundary**: the aggregates are computed on demand from the records (index-only scans of
-//! the indexes of migration 0015), never stored: a correction or a refund shows at once.
+//! The dashboard's aggregates equal those computed from the records
+//! ([`WebStore::day_volumes_from_records`], [`WebStore::qr_latency_from_records`]) at every
+//! moment, whenever the roll-up last ran.
+//! **Boundary**: the aggregates are read from the roll-up's summary ([`crate::rollup`]) plus the
+//! records changed since its watermark, each added as it is and taken away as it was counted,
+//! in one statement: a correction or a refund shows at once. The pending counts are index-only
+//! counts (migrations 0015, 0017).
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
 
 use crate::api::{SearchCursor, SearchFilter, SearchRow};
 use crate::queries::SqlReads;
 use crate::records::{AuditEvent, AuditRecord};
+use crate::rollup::{
+    trade_latency_bucket, Source, ALL_MERCHANTS, CARD_OUTCOME, CARD_PAYMENT, TRADE_CHANNEL, TRADE_OUTCOME,
+};
 use crate::value::{params, Row, Value};
 use crate::StoreError;
 
@@ -31,12 +42,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn parse(text: &str) -> Option<Outcome> {
+    pub(crate) fn parse(text: &str) -> Option<Outcome> {
         match text {
             "succeeded" => Some(Outcome::Succeeded),
             "failed" => Some(Outcome::Failed),
             "pending" => Some(Outcome::Pending),
             _ => None,
+        }
+    }
+
+    /// Its name in SQL and in the summary tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Pending => "pending",
         }
     }
 }
@@ -134,7 +154,9 @@ pub trait WebStore: Send + Sync {
     async fn audit_naming(&self, targets: &[String], limit: i64) -> Result<Vec<AuditRecord>, StoreError>;
 
     /// Payments per business day (`date_from..=date_to`, `YYYY-MM-DD`), channel, currency and
-    /// outcome: card sales, completions and offline sales, and QR trades.
+    /// outcome: card sales, completions and offline sales, and QR trades; in order of day,
+    /// channel (none first), currency and outcome. Read from the roll-up's summary and the
+    /// records changed since it, equal to [`WebStore::day_volumes_from_records`].
     async fn day_volumes(
         &self,
         merchant_id: Option<&str>,
@@ -142,8 +164,28 @@ pub trait WebStore: Send + Sync {
         date_to: &str,
     ) -> Result<Vec<DayVolume>, StoreError>;
 
-    /// The latency of the QR trades paid on the business days `date_from..=date_to`.
+    /// The latency of the QR trades paid on the business days `date_from..=date_to`, from the
+    /// roll-up's summary and the records changed since it, equal to
+    /// [`WebStore::qr_latency_from_records`].
     async fn qr_latency(
+        &self,
+        merchant_id: Option<&str>,
+        date_from: &str,
+        date_to: &str,
+    ) -> Result<LatencyHistogram, StoreError>;
+
+    /// [`WebStore::day_volumes`] aggregated from the records themselves, every row of the days:
+    /// the definition the roll-up is checked against (its tests), too slow for a page at a
+    /// million transactions.
+    async fn day_volumes_from_records(
+        &self,
+        merchant_id: Option<&str>,
+        date_from: &str,
+        date_to: &str,
+    ) -> Result<Vec<DayVolume>, StoreError>;
+
+    /// [`WebStore::qr_latency`] aggregated from the records themselves.
+    async fn qr_latency_from_records(
         &self,
         merchant_id: Option<&str>,
         date_from: &str,
@@ -165,6 +207,81 @@ fn merchant_condition(merchant_id: Option<&str>, values: &mut Vec<Value>) -> Str
     }
 }
 
+/// The dashboard's days in one statement (one snapshot): the summary's rows of one scope (part
+/// 0: `$3` a merchant or [`ALL_MERCHANTS`]), then the tail (part 1): the records stamped after
+/// the roll-up's watermarks (`$4` cards, `$5` trades) as they count now, less as they were
+/// folded, per day, merchant, channel, currency and outcome. The caller keeps the tail's rows
+/// of the scope and days: a condition on them here would draw the planner away from the index
+/// on `updated_at_ms` to one that reads the days' every row.
+fn day_volumes_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT 0 AS part, business_date, merchant_id, channel, currency, outcome, payments, amount_minor \
+             FROM dashboard_days WHERE business_date >= $1 AND business_date <= $2 AND merchant_id = $3 \
+             UNION ALL \
+             SELECT 1, business_date, merchant_id, channel, currency, outcome, CAST(SUM(payments) AS BIGINT), \
+                    CAST(SUM(amount_minor) AS BIGINT) FROM ( \
+               SELECT r.business_date, r.merchant_id, r.channel, r.currency, {CARD_OUTCOME} AS outcome, \
+                      1 AS payments, r.amount_minor \
+                 FROM transactions AS r WHERE r.updated_at_ms > $4 AND {CARD_PAYMENT} \
+               UNION ALL \
+               SELECT r.business_date, r.merchant_id, r.channel, r.currency, f.outcome, -1, -r.amount_minor \
+                 FROM transactions AS r JOIN dashboard_folded_cards AS f ON f.id = r.id WHERE r.updated_at_ms > $4 \
+               UNION ALL \
+               SELECT r.business_date, r.merchant_id, {TRADE_CHANNEL}, r.currency, {TRADE_OUTCOME}, 1, r.amount_minor \
+                 FROM qr_trades AS r WHERE r.updated_at_ms > $5 \
+               UNION ALL \
+               SELECT r.business_date, r.merchant_id, f.channel, r.currency, f.outcome, -1, -r.amount_minor \
+                 FROM qr_trades AS r JOIN dashboard_folded_trades AS f ON f.id = r.id WHERE r.updated_at_ms > $5 \
+             ) AS tail GROUP BY business_date, merchant_id, channel, currency, outcome"
+        )
+    })
+}
+
+/// The latency buckets like [`day_volumes_sql`]: the summary's rows of a scope, then the tail
+/// after the trades' watermark (`$4`).
+fn latency_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT 0 AS part, business_date, merchant_id, bucket, payments FROM dashboard_latency \
+             WHERE business_date >= $1 AND business_date <= $2 AND merchant_id = $3 \
+             UNION ALL \
+             SELECT 1, business_date, merchant_id, bucket, CAST(SUM(payments) AS BIGINT) FROM ( \
+               SELECT r.business_date, r.merchant_id, {} AS bucket, 1 AS payments \
+                 FROM qr_trades AS r WHERE r.updated_at_ms > $4 \
+               UNION ALL \
+               SELECT r.business_date, r.merchant_id, f.latency_bucket, -1 \
+                 FROM qr_trades AS r JOIN dashboard_folded_trades AS f ON f.id = r.id WHERE r.updated_at_ms > $4 \
+             ) AS tail WHERE bucket IS NOT NULL GROUP BY business_date, merchant_id, bucket",
+            trade_latency_bucket()
+        )
+    })
+}
+
+impl SqlReads {
+    /// The roll-up's watermarks (cards, trades), read before the summary: a watermark only
+    /// moves forward, and a tail from an older one is merely longer (each of its rows is added
+    /// as it is and taken away as it was folded, whether or not it was folded since), never
+    /// wrong; a newer one would miss rows.
+    async fn watermarks(&self) -> Result<(i64, i64), StoreError> {
+        let rows = self.reader.query("SELECT source, folded_to_ms FROM dashboard_rollup", &[]).await?;
+        let mark = |source: Source| -> Result<i64, StoreError> {
+            for row in &rows {
+                if row.text(0)? == source.as_str() {
+                    return row.int(1);
+                }
+            }
+            Err(StoreError::Schema(format!("dashboard_rollup has no {}", source.as_str())))
+        };
+        Ok((mark(Source::Cards)?, mark(Source::Trades)?))
+    }
+}
+
+/// The definitions [`WebStore::day_volumes_from_records`] aggregates, written apart from the
+/// roll-up's (`crate::rollup`) on purpose: the tests hold the two equal.
+///
 /// Card payments in the dashboard's outcome vocabulary. Voids and refunds are not payments;
 /// a voided or refunded sale was approved.
 const CARD_VOLUME: &str = "SELECT business_date, channel, currency, \
@@ -255,6 +372,76 @@ impl WebStore for SqlReads {
         date_from: &str,
         date_to: &str,
     ) -> Result<Vec<DayVolume>, StoreError> {
+        let marks = self.watermarks().await?;
+        let scope = merchant_id.unwrap_or(ALL_MERCHANTS);
+        let sql = day_volumes_sql();
+        let rows = self.reader.query(sql, &params![date_from, date_to, scope, marks.0, marks.1]).await?;
+        let mut days: BTreeMap<(String, String, String, Outcome), (i64, i64)> = BTreeMap::new();
+        for row in &rows {
+            let (date, merchant) = (row.text(1)?, row.text(2)?);
+            // The summary's rows are this scope's already; the tail's are every merchant's.
+            let in_scope = row.int(0)? == 0 || merchant_id.is_none_or(|wanted| wanted == merchant);
+            if !in_scope || date.as_str() < date_from || date.as_str() > date_to {
+                continue;
+            }
+            let outcome = row.text(5)?;
+            let outcome = Outcome::parse(&outcome).ok_or_else(|| StoreError::Corrupt(format!("outcome {outcome}")))?;
+            let day = days.entry((date, row.text(3)?, row.text(4)?, outcome)).or_default();
+            let overflow = || StoreError::Corrupt("dashboard amounts overflow".into());
+            day.0 = day.0.checked_add(row.int(6)?).ok_or_else(overflow)?;
+            day.1 = day.1.checked_add(row.int(7)?).ok_or_else(overflow)?;
+        }
+        // The summary and the tail add up to the records' own counts: never below zero.
+        if let Some((key, count)) = days.iter().find(|(_, (count, _))| *count < 0) {
+            return Err(StoreError::Corrupt(format!("dashboard count {count:?} for {key:?}")));
+        }
+        Ok(days
+            .into_iter()
+            .filter(|(_, (count, _))| *count != 0)
+            .map(|((business_date, channel, currency, outcome), (count, amount_minor))| DayVolume {
+                business_date,
+                channel: (!channel.is_empty()).then_some(channel),
+                currency,
+                outcome,
+                count,
+                amount_minor,
+            })
+            .collect())
+    }
+
+    async fn qr_latency(
+        &self,
+        merchant_id: Option<&str>,
+        date_from: &str,
+        date_to: &str,
+    ) -> Result<LatencyHistogram, StoreError> {
+        let (_, trades_mark) = self.watermarks().await?;
+        let scope = merchant_id.unwrap_or(ALL_MERCHANTS);
+        let rows = self.reader.query(latency_sql(), &params![date_from, date_to, scope, trades_mark]).await?;
+        let mut counts = vec![0; LATENCY_BUCKETS_MS.len() + 1];
+        for row in &rows {
+            let (date, merchant) = (row.text(1)?, row.text(2)?);
+            let in_scope = row.int(0)? == 0 || merchant_id.is_none_or(|wanted| wanted == merchant);
+            if !in_scope || date.as_str() < date_from || date.as_str() > date_to {
+                continue;
+            }
+            let bucket = row.int(3)?;
+            let slot = usize::try_from(bucket).ok().and_then(|index| counts.get_mut(index));
+            let slot = slot.ok_or_else(|| StoreError::Corrupt(format!("latency bucket {bucket}")))?;
+            *slot += row.int(4)?;
+        }
+        if let Some(negative) = counts.iter().find(|n| **n < 0) {
+            return Err(StoreError::Corrupt(format!("dashboard latency count {negative}")));
+        }
+        Ok(LatencyHistogram { counts })
+    }
+
+    async fn day_volumes_from_records(
+        &self,
+        merchant_id: Option<&str>,
+        date_from: &str,
+        date_to: &str,
+    ) -> Result<Vec<DayVolume>, StoreError> {
         let mut values: Vec<Value> = params![date_from, date_to].to_vec();
         let merchant = merchant_condition(merchant_id, &mut values);
         // Grouped per table, then merged: each side is an index-only scan of its index on
@@ -275,7 +462,7 @@ impl WebStore for SqlReads {
         self.all(&sql, &values, day_volume).await
     }
 
-    async fn qr_latency(
+    async fn qr_latency_from_records(
         &self,
         merchant_id: Option<&str>,
         date_from: &str,
@@ -383,8 +570,8 @@ pub mod bench_seed {
     /// first appear, so each appears once, here) and the rows `i` = 0 .. rows (`n`).
     macro_rules! numbers {
         () => {
-            "WITH RECURSIVE p(first_id, row_count, day, day_start, merchants) AS (SELECT CAST($1 AS BIGINT), \
-             CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS BIGINT), CAST($5 AS BIGINT)), \
+            "WITH RECURSIVE p(first_id, row_count, day, day_start, span, merchants) AS (SELECT CAST($1 AS BIGINT), \
+             CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS BIGINT), CAST($5 AS BIGINT), CAST($6 AS BIGINT)), \
              n(i) AS (SELECT CAST(0 AS BIGINT) UNION ALL SELECT i + 1 FROM n, p WHERE i + 1 < p.row_count) "
         };
     }
@@ -396,7 +583,7 @@ pub mod bench_seed {
          SELECT first_id + i, 'sale', CASE WHEN i % 20 = 7 THEN 'declined' ELSE 'approved' END, 'card', \
          CAST(898100000000001 + (i % merchants) AS TEXT), CAST(20000000 + (i % 40) AS TEXT), (first_id + i) / 1000000 + 1, \
          (first_id + i) % 1000000, '0200', CAST(100000000000 + first_id + i AS TEXT), '123456', 100 + (i * 7919) % 100000, 'CNY', \
-         '622202******0128', 'bench', day, day_start + i * 86000000 / row_count, day_start + i * 86000000 / row_count FROM n, p"
+         '622202******0128', 'bench', day, day_start + i * span / row_count, day_start + i * span / row_count FROM n, p"
     );
 
     const QR_DAY: &str = concat!(
@@ -407,22 +594,33 @@ pub mod bench_seed {
          'KB' || CAST(first_id + i AS TEXT), 'customer_code', CASE WHEN i % 2 = 0 THEN 'alipay' ELSE 'wechat' END, \
          CASE WHEN i % 25 = 3 THEN 'failed' WHEN i % 50 = 11 THEN 'closed' WHEN i % 500 = 17 THEN 'waiting' ELSE 'paid' END, \
          100 + (i * 7919) % 100000, 'CNY', 'coffee', 'api', '2026' || CAST(first_id + i AS TEXT), \
-         CASE WHEN i % 25 = 3 OR i % 50 = 11 OR i % 500 = 17 THEN NULL ELSE day_start + i * 86000000 / row_count + 300 + (i % 97) * 97 END, \
-         day_start + i * 86000000 / row_count + 60000, day, day_start + i * 86000000 / row_count, day_start + i * 86000000 / row_count FROM n, p"
+         CASE WHEN i % 25 = 3 OR i % 50 = 11 OR i % 500 = 17 THEN NULL ELSE day_start + i * span / row_count + 300 + (i % 97) * 97 END, \
+         day_start + i * span / row_count + 60000, day, day_start + i * span / row_count, day_start + i * span / row_count FROM n, p"
     );
 
-    /// `rows` card sales (1 in 20 declined) of `business_date`, ids from `first_id`, spread
-    /// over the day that starts at `day_start_ms` and over `merchants` merchants from
-    /// 898100000000001.
-    pub fn card_day(first_id: i64, rows: i64, business_date: &str, day_start_ms: i64, merchants: i64) -> WriteOp {
-        let params = params![first_id, rows, business_date, day_start_ms, merchants].to_vec();
+    /// Where a day's rows go: its date, the start of the day and how much of it they spread
+    /// over (all of a past day; of today, only what has passed: a record is never stamped in
+    /// the future).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Day<'a> {
+        /// `YYYY-MM-DD`.
+        pub business_date: &'a str,
+        /// When the business day starts, Unix ms.
+        pub start_ms: i64,
+        /// The rows' times spread over `start_ms .. start_ms + span_ms`.
+        pub span_ms: i64,
+    }
+
+    /// `rows` card sales (1 in 20 declined) of `day`, ids from `first_id`, over `merchants`
+    /// merchants from 898100000000001.
+    pub fn card_day(first_id: i64, rows: i64, day: Day<'_>, merchants: i64) -> WriteOp {
+        let params = params![first_id, rows, day.business_date, day.start_ms, day.span_ms.max(1), merchants].to_vec();
         WriteOp::Statement { statement: Statement { sql: CARD_DAY, params }, may_change_nothing: false }
     }
 
-    /// `rows` QR trades of `business_date` (mostly paid, alternating wallets), like
-    /// [`card_day`].
-    pub fn qr_day(first_id: i64, rows: i64, business_date: &str, day_start_ms: i64, merchants: i64) -> WriteOp {
-        let params = params![first_id, rows, business_date, day_start_ms, merchants].to_vec();
+    /// `rows` QR trades of `day` (mostly paid, alternating wallets), like [`card_day`].
+    pub fn qr_day(first_id: i64, rows: i64, day: Day<'_>, merchants: i64) -> WriteOp {
+        let params = params![first_id, rows, day.business_date, day.start_ms, day.span_ms.max(1), merchants].to_vec();
         WriteOp::Statement { statement: Statement { sql: QR_DAY, params }, may_change_nothing: false }
     }
 }

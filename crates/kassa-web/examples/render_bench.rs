@@ -1,8 +1,9 @@
 //! The back office's render benchmark: N transactions (default 1,000,000; card sales and QR
-//! trades half and half, five merchants, 30 business days up to today), then the server-side
-//! time of whole HTTP round trips on loopback for the transaction search (first page, a
-//! filtered page), the dashboard and a detail page (p50, p95, max), and the CSV export of every
-//! row (time, bytes, and the growth of the process's peak resident memory while it streams).
+//! trades half and half, five merchants, 30 business days up to now), the dashboard's roll-up
+//! over them (timed: the first round over a full database), then the server-side time of whole
+//! HTTP round trips on loopback for the transaction search (first page, a filtered page), the
+//! dashboard and a detail page (p50, p95, max), and the CSV export of every row (time, bytes,
+//! and the growth of the process's peak resident memory while it streams).
 //!
 //! ```sh
 //! cargo run --release -p kassa-web --example render_bench -- --rows 1000000 [--database-url URL] [--json]
@@ -87,21 +88,25 @@ async fn seed(store: &Store, rows: i64) -> String {
     store.commit(WriteUnit::ops(ops)).await.unwrap();
 
     let day = BusinessDay::default();
-    let today = day.date_of(now_ms());
+    let now = now_ms();
+    let today = day.date_of(now);
     let per_day = rows / DAYS / 2;
     let mut next_id = 1;
     let started = Instant::now();
     for n in 0..DAYS {
         let date = CivilDate::from_days_since_epoch(today.days_since_epoch() - (DAYS - 1) + n);
         // Local midnight of the day (UTC+8), minus the hour before the 23:00 cut-off.
-        let day_start_ms = (date.days_since_epoch() * 86_400 - 8 * 3_600 - 3_600) * 1_000;
+        let start_ms = (date.days_since_epoch() * 86_400 - 8 * 3_600 - 3_600) * 1_000;
         let cards = if n == DAYS - 1 { rows / 2 - per_day * (DAYS - 1) } else { per_day };
         let trades = if n == DAYS - 1 { rows - rows / 2 - per_day * (DAYS - 1) } else { per_day };
         let date = date.to_string();
+        // Today's rows up to now: a host never stamps a record in the future.
+        let span_ms = if n == DAYS - 1 { now - start_ms } else { 86_000_000 };
+        let day = bench_seed::Day { business_date: &date, start_ms, span_ms };
         store
             .commit(WriteUnit::ops(vec![
-                bench_seed::card_day(next_id, cards, &date, day_start_ms, MERCHANTS),
-                bench_seed::qr_day(next_id, trades, &date, day_start_ms, MERCHANTS),
+                bench_seed::card_day(next_id, cards, day, MERCHANTS),
+                bench_seed::qr_day(next_id, trades, day, MERCHANTS),
             ]))
             .await
             .unwrap();
@@ -225,6 +230,13 @@ fn main() {
             kassa_store::connect_postgres(&url).await.unwrap().batch_execute("VACUUM ANALYZE").await.unwrap();
             eprintln!("vacuum analyze in {:.1} s", started.elapsed().as_secs_f64());
         }
+        // The steady state: the host's roll-up task has folded everything but the last
+        // minute (rollup::SETTLE_MS) into the dashboard's summary. Its first round over a
+        // database of `rows` is the full roll-up, timed here.
+        let started = Instant::now();
+        let rollup = kassa_store::rollup::roll_up(&store, now_ms()).await.unwrap();
+        let rollup_s = started.elapsed().as_secs_f64();
+        eprintln!("roll-up in {rollup_s:.1} s: {rollup:?}");
 
         let master = MasterKey::generate(&mut rand::rngs::OsRng);
         let notifier: Arc<dyn Notifier> = Arc::new(MailFileNotifier::new(dir.path().join("outbox.txt")));
@@ -275,12 +287,17 @@ fn main() {
                 .collect();
             let out = serde_json::json!({
                 "backend": backend, "rows": rows, "samples": SAMPLES, "pages": pages,
+                "rollup": {"seconds": rollup_s, "rows_read": rollup.rows_read, "chunks": rollup.chunks},
                 "export": {"seconds": export_s, "bytes": export_bytes, "chunked_lines": lines,
                            "peak_rss_delta_kib": peak_delta_kib}
             });
             println!("{out}");
         } else {
             println!("backend {backend}, {rows} rows, {SAMPLES} requests per page");
+            println!(
+                "roll-up: {:.1} s for {} rows in {} chunks (the first round over the seeded database)",
+                rollup_s, rollup.rows_read, rollup.chunks
+            );
             println!("{:<44} {:>9} {:>9} {:>9} {:>9}", "page", "p50 ms", "p95 ms", "max ms", "bytes");
             for t in &timings {
                 println!("{:<44} {:>9.1} {:>9.1} {:>9.1} {:>9}", t.page, t.p50_ms, t.p95_ms, t.max_ms, t.bytes);

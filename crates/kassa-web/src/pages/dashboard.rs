@@ -4,8 +4,9 @@
 //! reconciliation differences), each tile linking to its page. Merchant users see their
 //! merchant's figures; the institution's staff see the platform's.
 //!
-//! The figures are computed on each request from the records (index-only scans, see
-//! `kassa_store::web`), so a refund or a correction shows at once.
+//! The figures are read on each request from the dashboard's roll-up (`kassa_store::rollup`,
+//! kept by the host's background task) plus the records changed since it last ran
+//! (`kassa_store::web`), so they are exact: a refund or a correction shows at once.
 
 use askama::Template;
 use axum::extract::State;
