@@ -16,6 +16,7 @@ mod master_key;
 mod payouts;
 mod qr;
 mod recon;
+mod rollup;
 mod seed;
 mod sim;
 mod start;

@@ -212,6 +212,12 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
         let stop = shutdown.clone();
         tokio::spawn(async move { reconciler.run_schedule(stop.cancelled_owned()).await })
     };
+    // The dashboard's roll-up: stops with the token, holds nothing to drain (what it wrote is committed).
+    tokio::spawn(crate::rollup::run(
+        store.inner().clone(),
+        Arc::new(kassa_domain::clock::SystemClock),
+        shutdown.clone().cancelled_owned(),
+    ));
     let card = card_issuer.map(|issuer| issuer.description).zip(zone_pin_description);
     print_banner(&config, &app.http_url(), gateway_task.is_some().then_some(iso_addr), sim_addr, card);
     let served = app.run_until_stopped().await.context("the http server failed");
