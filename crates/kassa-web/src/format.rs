@@ -1,29 +1,179 @@
-//! How the pages write money, card numbers and times: one place, so every page says `1,234.56
-//! CNY` the same way. Integer minor units in, text out; never a float.
+//! How the pages write money, card numbers, times and the words records store: one place, so
+//! every page says `1,234.56 CNY` the same way, in either language, and no Chinese page shows a
+//! stored English status. Integer minor units in, text out; never a float.
 
 use kassa_domain::{Currency, Money};
 
+use crate::i18n::Lang;
+
 /// An amount of `minor` units of `currency` with thousands separators and the currency's
-/// decimals: `1,234.56 CNY`, `-0.05 CNY`, `1,000 JPY`. An unknown currency code is written with
-/// two decimals (what most codes use) rather than refused: a page shows what the record holds.
+/// decimals: `1,234.56 CNY`, `-0.05 CNY`, `1,000 JPY` — the one way every page writes money
+/// (the same digits in English and Chinese). An unknown currency code is written with two
+/// decimals (what most codes use) rather than refused: a page shows what the record holds.
 pub fn money(minor: i64, currency: &str) -> String {
     let exponent = Currency::from_code(currency).map_or(2, |known| usize::from(known.exponent()));
     format!("{} {currency}", grouped_decimal(minor, exponent))
 }
 
-/// `minor` units of `code` as [`Money`]'s own Display writes them, without thousands separators
-/// (`5000.00 CNY`); an unknown code shows the minor units with the code, never a float. The
-/// reconciliation, correction, payout and fleet pages use this form.
-pub fn money_plain(minor: i64, code: &str) -> String {
-    match Currency::from_code(code) {
-        Ok(currency) => Money::from_minor(minor, currency).to_string(),
-        Err(_) => format!("{minor} {code}"),
+/// [`money`] of a [`Money`] (never its `Display`, which writes no separators).
+pub fn money_of(amount: Money) -> String {
+    money(amount.minor(), amount.currency().code())
+}
+
+/// A family of words that records store (statuses, kinds, channels) and pages show. Each word
+/// is shown through its Fluent message `<prefix>-<word>` (underscores as dashes); [`Words::all`]
+/// lists every word of the family, and a test checks that each has its message in both
+/// languages and that the lists cover the stored enums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Words {
+    /// A transaction's status: card (`kassa_domain::TxnStatus`), QR trade, wallet refund, and
+    /// the search's own vocabulary (`succeeded`, `failed`, …).
+    Status,
+    /// A transaction's kind: card (`kassa_domain::TxnKind`) and QR trade kinds.
+    Kind,
+    /// A payment channel.
+    Channel,
+    /// Where a QR trade came from.
+    Origin,
+    /// A journal entry's kind (`kassa_ledger::EntryKind`).
+    EntryKind,
+    /// A correction's kind.
+    CorrectionKind,
+    /// Who found a correction.
+    CorrectionSource,
+    /// A correction's status.
+    CorrectionStatus,
+    /// A refund request's state (`kassa_domain::RefundRequestState`).
+    RefundState,
+    /// What a reconciliation difference is about.
+    ReconLine,
+    /// Where a reconciliation's statement came from.
+    ReconSource,
+}
+
+impl Words {
+    /// Every family.
+    pub const ALL: [Words; 11] = [
+        Words::Status,
+        Words::Kind,
+        Words::Channel,
+        Words::Origin,
+        Words::EntryKind,
+        Words::CorrectionKind,
+        Words::CorrectionSource,
+        Words::CorrectionStatus,
+        Words::RefundState,
+        Words::ReconLine,
+        Words::ReconSource,
+    ];
+
+    /// The id prefix of the family's messages.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Words::Status => "transactions-status",
+            Words::Kind => "transactions-kind",
+            Words::Channel => "transactions-channel",
+            Words::Origin => "transactions-origin",
+            Words::EntryKind => "transactions-entry-kind",
+            Words::CorrectionKind => "corrections-kind",
+            Words::CorrectionSource => "corrections-source",
+            Words::CorrectionStatus => "corrections-status",
+            Words::RefundState => "refunds-state",
+            Words::ReconLine => "recon-line",
+            Words::ReconSource => "recon-source",
+        }
+    }
+
+    /// Every word of the family, as stored.
+    pub fn all(self) -> &'static [&'static str] {
+        match self {
+            Words::Status => &[
+                "pending",
+                "approved",
+                "declined",
+                "reversed",
+                "voided",
+                "partially_refunded",
+                "refunded",
+                "completed",
+                "closed",
+                "succeeded",
+                "failed",
+                "waiting",
+                "paid",
+            ],
+            Words::Kind => &[
+                "balance_inquiry",
+                "sale",
+                "void",
+                "refund",
+                "pre_auth",
+                "pre_auth_void",
+                "completion",
+                "completion_void",
+                "offline_sale",
+                "qr_payment",
+                "qr_refund",
+                "customer_code",
+                "merchant_qr",
+            ],
+            Words::Channel => &["card", "alipay", "wechat"],
+            Words::Origin => &["terminal", "api", "gateway"],
+            Words::EntryKind => &[
+                "sale",
+                "void",
+                "reversal",
+                "refund",
+                "refund_cleared",
+                "payout",
+                "correction",
+                "deposit",
+                "deposit_return",
+            ],
+            Words::CorrectionKind => &[
+                "paid_not_credited",
+                "issuer_approved_host_failed",
+                "offline_not_uploaded",
+                "on_terminal_only",
+                "amount_mismatch",
+            ],
+            Words::CorrectionSource => &["manual", "backoffice", "batch_upload", "reconciliation"],
+            Words::CorrectionStatus => &["proposed", "approved", "rejected"],
+            Words::RefundState => &[
+                "requested",
+                "awaiting_institution_review",
+                "approved",
+                "sent_to_channel",
+                "succeeded",
+                "failed",
+                "rejected_by_merchant",
+                "rejected_by_institution",
+            ],
+            Words::ReconLine => &["trade", "refund"],
+            Words::ReconSource => &["download", "file"],
+        }
+    }
+
+    /// The message id of `stored`.
+    pub fn id(self, stored: &str) -> String {
+        format!("{}-{}", self.prefix(), stored.replace('_', "-"))
     }
 }
 
-/// [`money`] of a [`Money`].
-pub fn money_of(amount: Money) -> String {
-    money(amount.minor(), amount.currency().code())
+/// A stored word of `family` in the page's language. A word the family does not know (a record
+/// newer than these pages) is shown as stored rather than hidden.
+pub fn word(lang: Lang, family: Words, stored: &str) -> String {
+    let id = family.id(stored);
+    if lang.has(&id) || Lang::En.has(&id) {
+        lang.t(&id)
+    } else {
+        stored.to_owned()
+    }
+}
+
+/// An optional stored word, or a dash.
+pub fn word_or_dash(lang: Lang, family: Words, stored: Option<&str>) -> String {
+    stored.map_or_else(|| "—".to_owned(), |stored| word(lang, family, stored))
 }
 
 /// The amount as a plain decimal string of major units, no separators (`1234.56`, `-0.05`):
@@ -127,6 +277,75 @@ mod tests {
         assert_eq!(money(1000, "JPY"), "1,000 JPY");
         assert_eq!(money(i64::MIN, "CNY"), "-92,233,720,368,547,758.08 CNY");
         assert_eq!(money(i64::MAX, "CNY"), "92,233,720,368,547,758.07 CNY");
+    }
+
+    #[test]
+    fn every_page_writes_money_one_way() {
+        let cny = Currency::from_code("CNY").unwrap();
+        assert_eq!(money_of(Money::from_minor(500_000, cny)), "5,000.00 CNY");
+        assert_eq!(money(500_000, "XXY"), "5,000.00 XXY", "an unknown code keeps two decimals");
+    }
+
+    #[test]
+    fn every_stored_word_has_its_message_in_both_languages() {
+        for family in Words::ALL {
+            for stored in family.all() {
+                let id = family.id(stored);
+                assert!(Lang::En.has(&id) && Lang::Zh.has(&id), "{id} in English and Chinese");
+                assert_ne!(word(Lang::Zh, family, stored), word(Lang::En, family, stored), "{id} translated");
+            }
+        }
+        assert_eq!(word(Lang::Zh, Words::Status, "approved"), "已批准");
+        assert_eq!(word(Lang::Zh, Words::Status, "no_such_status"), "no_such_status");
+        assert_eq!(word_or_dash(Lang::Zh, Words::Channel, None), "—");
+    }
+
+    #[test]
+    fn the_word_lists_cover_the_stored_enums() {
+        let serde_name = |value: serde_json::Value| value.as_str().unwrap().to_owned();
+        for kind in kassa_domain::TxnKind::ALL {
+            let name = serde_name(serde_json::to_value(kind).unwrap());
+            assert!(Words::Kind.all().contains(&name.as_str()), "{name}");
+        }
+        use kassa_domain::TxnStatus as S;
+        for status in [
+            S::Pending,
+            S::Approved,
+            S::Declined,
+            S::Reversed,
+            S::Voided,
+            S::PartiallyRefunded,
+            S::Refunded,
+            S::Completed,
+            S::Closed,
+        ] {
+            let name = serde_name(serde_json::to_value(status).unwrap());
+            assert!(Words::Status.all().contains(&name.as_str()), "{name}");
+        }
+        for state in kassa_domain::RefundRequestState::ALL {
+            assert!(Words::RefundState.all().contains(&state.as_str()), "{state:?}");
+        }
+        for channel in kassa_domain::Channel::ALL {
+            assert!(Words::Channel.all().contains(&channel.as_str()), "{channel:?}");
+        }
+        for name in Words::EntryKind.all() {
+            assert!(kassa_ledger::EntryKind::parse(name).is_some(), "{name}");
+        }
+        for name in Words::CorrectionKind.all() {
+            assert!(kassa_recon::corrections::CorrectionKind::parse(name).is_some(), "{name}");
+        }
+        for name in Words::CorrectionStatus.all() {
+            assert!(kassa_store::corrections::CorrectionStatus::parse(name).is_some(), "{name}");
+        }
+        for name in ["pending", "waiting", "paid", "closed", "failed"] {
+            assert!(kassa_store::qr::QrStatus::parse(name).is_some() && Words::Status.all().contains(&name));
+        }
+        for name in Words::Origin.all() {
+            assert!(kassa_store::qr::QrOriginKind::parse(name).is_some(), "{name}");
+        }
+        for name in kassa_store::api::SEARCH_STATUSES {
+            assert!(Words::Status.all().contains(&name), "{name}");
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ for (const lang of ["en", "zh"]) {
     await page.goto(`/deposits?lang=${lang}`);
     await expect(page.locator("h1")).toHaveText(w.deposits);
     const row = page.locator("tr", { hasText: "10000001" });
-    await expect(row).toContainText(/[0-9.]+ CNY \/ 5000\.00 CNY/);
+    await expect(row).toContainText(/[0-9,.]+ CNY \/ 5,000\.00 CNY/);
     await expect(row.locator(".badge")).toHaveText(w.held);
     await expect(row.locator("progress")).toBeVisible();
     await screenshot(page, `deposits-${lang}`);

@@ -31,5 +31,6 @@ terminals-contact-parameters = parameters download
 terminals-contact-sign-in = sign-in
 terminals-contact-echo = echo test
 terminals-contact-test = test transaction
+terminals-contact-transaction = transaction
 terminals-parameters-hint = A change of payment-code settings, offline floor limit or terminal password policy reaches a terminal the next time it downloads its parameters (下载参数: at start-up or on the menu).
 terminals-cut = Showing { $shown } terminals, those that need attention first; choose a merchant to narrow the list.

@@ -31,5 +31,6 @@ terminals-contact-parameters = 下载参数
 terminals-contact-sign-in = 签到
 terminals-contact-echo = 回响测试
 terminals-contact-test = 模拟交易
+terminals-contact-transaction = 交易
 terminals-parameters-hint = 付款码设置、离线限额或终端密码策略的修改，会在终端下次下载参数（开机或在菜单中选择“下载参数”）时生效。
 terminals-cut = 显示 { $shown } 台终端，需要关注的排在前面；选择商户可缩小范围。

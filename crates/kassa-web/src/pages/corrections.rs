@@ -15,9 +15,9 @@ use kassa_recon::corrections::{CorrectionError, Corrections, ManualCorrection};
 use kassa_store::corrections::{entry_reference, CorrectionStatus, CorrectionView};
 use serde::Deserialize;
 
+use crate::format::{money, word, Words};
 use crate::i18n::Lang;
 use crate::page::{bounded, format_time_ms, render, see_other, Chrome, PageError, Posted, Viewer};
-use crate::pages::recon::money;
 use crate::WebState;
 
 /// Corrections one list page shows.
@@ -71,14 +71,14 @@ fn status_class(status: CorrectionStatus) -> &'static str {
 fn row(lang: Lang, c: &CorrectionView) -> Row {
     Row {
         id: c.id,
-        kind: c.correction.kind.clone(),
-        channel: c.proposal.channel.map(|ch| ch.as_str().to_owned()).unwrap_or_default(),
+        kind: word(lang, Words::CorrectionKind, &c.correction.kind),
+        channel: c.proposal.channel.map(|ch| word(lang, Words::Channel, ch.as_str())).unwrap_or_default(),
         reference: c.proposal.reference.clone().unwrap_or_default(),
         merchant: c.correction.merchant_id.clone(),
         amount: c.proposal.amount_minor.map(|m| money(m, &c.correction.currency)).unwrap_or_else(|| "—".into()),
-        source: c.correction.source.clone(),
+        source: word(lang, Words::CorrectionSource, &c.correction.source),
         proposed_by: c.proposal.proposed_by.clone(),
-        status: lang.t(&format!("corrections-status-{}", c.status.as_str())),
+        status: word(lang, Words::CorrectionStatus, c.status.as_str()),
         status_class: status_class(c.status),
         created: format_time_ms(c.correction.created_at_ms),
         reviewed_by: c.reviewed_by.clone().unwrap_or_default(),
@@ -116,7 +116,7 @@ struct ListPage {
     next: Option<String>,
     can_propose: bool,
     kinds: Vec<(&'static str, String)>,
-    channels: [&'static str; 3],
+    channels: Vec<(&'static str, String)>,
     form: ProposeForm,
     error: Option<String>,
 }
@@ -175,11 +175,8 @@ async fn list_page(
         rows: records.iter().map(|c| row(viewer.lang, c)).collect(),
         next,
         can_propose: state.services.corrections.is_some(),
-        kinds: MANUAL_KINDS
-            .iter()
-            .map(|k| (*k, viewer.lang.t(&format!("corrections-kind-{}", k.replace('_', "-")))))
-            .collect(),
-        channels: CHANNELS,
+        kinds: MANUAL_KINDS.iter().map(|k| (*k, word(viewer.lang, Words::CorrectionKind, k))).collect(),
+        channels: CHANNELS.iter().map(|c| (*c, word(viewer.lang, Words::Channel, c))).collect(),
         form,
         error,
     })
@@ -205,9 +202,10 @@ fn refusal(lang: Lang, error: &CorrectionError) -> Option<(StatusCode, String)> 
         }
         CorrectionError::OwnCorrection => (StatusCode::FORBIDDEN, lang.t("corrections-own")),
         CorrectionError::Conflict(why) => (StatusCode::CONFLICT, lang.t1("corrections-conflict", "why", why)),
-        CorrectionError::NotPostable(kind) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, lang.t1("corrections-not-postable", "kind", kind))
-        }
+        CorrectionError::NotPostable(kind) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            lang.t1("corrections-not-postable", "kind", word(lang, Words::CorrectionKind, kind)),
+        ),
         CorrectionError::NotCreditable(why) => {
             (StatusCode::CONFLICT, lang.t1("corrections-not-creditable", "why", why))
         }
@@ -264,9 +262,11 @@ async fn propose(State(state): State<WebState>, posted: Posted<ProposeForm>) -> 
     Ok((status, Html(page.render()?)).into_response())
 }
 
+/// A posting: a debit or a credit, each shown as a positive amount in its own column.
 struct Posting {
     account: String,
-    amount: String,
+    debit: String,
+    credit: String,
 }
 
 struct Entry {
@@ -310,13 +310,17 @@ async fn one_page(state: &WebState, viewer: &Viewer, id: i64, error: Option<Stri
         .into_iter()
         .map(|e| Entry {
             id: e.id,
-            kind: e.kind,
+            kind: word(viewer.lang, Words::EntryKind, &e.kind),
             reference: e.reference,
             at: format_time_ms(e.created_at_ms),
             postings: e
                 .postings
                 .into_iter()
-                .map(|(account, minor)| Posting { account, amount: money(minor, &currency) })
+                .map(|(account, minor)| {
+                    let amount = money(minor.saturating_abs(), &currency);
+                    let (debit, credit) = if minor > 0 { (amount, String::new()) } else { (String::new(), amount) };
+                    Posting { account, debit, credit }
+                })
                 .collect(),
         })
         .collect();

@@ -20,8 +20,9 @@ use kassa_store::{AuditEvent, UnitOutcome, WriteOp, WriteUnit};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::format::money;
 use crate::page::{format_time_ms, render, see_other, Chrome, PageError, Posted, Viewer};
-use crate::pages::terminals::{money, now_ms};
+use crate::pages::terminals::now_ms;
 use crate::WebState;
 
 /// The most deposits one page lists.

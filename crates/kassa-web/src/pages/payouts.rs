@@ -19,8 +19,8 @@ use kassa_store::payouts::{PayoutRecord, PayoutStatus};
 use kassa_store::web_money::PayoutFilter;
 use serde::Deserialize;
 
+use crate::format::{money, word, Words};
 use crate::page::{format_time_ms, render, see_other, Chrome, PageError, Posted, Viewer};
-use crate::pages::recon::money;
 use crate::WebState;
 
 /// Payouts one list page shows.
@@ -278,7 +278,7 @@ async fn one(
         .iter()
         .map(|i| Line {
             entry: i.entry_id,
-            kind: i.kind.clone(),
+            kind: word(viewer.lang, Words::EntryKind, &i.kind),
             reference: i.reference.clone(),
             at: format_time_ms(i.at_ms),
             amount: money(-(i.merchant_minor + i.fee_minor), code),
@@ -291,8 +291,8 @@ async fn one(
         .iter()
         .map(|c| Open {
             id: c.id,
-            kind: c.correction.kind.clone(),
-            channel: c.proposal.channel.map(|ch| ch.as_str().to_owned()).unwrap_or_default(),
+            kind: word(viewer.lang, Words::CorrectionKind, &c.correction.kind),
+            channel: c.proposal.channel.map(|ch| word(viewer.lang, Words::Channel, ch.as_str())).unwrap_or_default(),
             reference: c.proposal.reference.clone().unwrap_or_default(),
             amount: c.proposal.amount_minor.map(|m| money(m, &c.correction.currency)).unwrap_or_default(),
         })

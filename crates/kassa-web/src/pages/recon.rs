@@ -16,6 +16,7 @@ use kassa_recon::ReconError;
 use kassa_store::recon::{DifferenceClass, ReconDifferenceRecord, ReconRunRecord};
 use serde::Deserialize;
 
+use crate::format::{money, word, Words};
 use crate::i18n::Lang;
 use crate::page::{encode_component, format_time_ms, render, see_other, Chrome, PageError, Posted, Viewer};
 use crate::WebState;
@@ -29,8 +30,6 @@ pub const DIFFERENCES_PER_PAGE: i64 = 500;
 pub fn routes() -> Router<WebState> {
     Router::new().route("/recon", get(runs)).route("/recon/runs", post(start)).route("/recon/runs/{id}", get(run))
 }
-
-pub(crate) use crate::format::money_plain as money;
 
 /// A class's label id.
 fn class_label(class: &str) -> &'static str {
@@ -60,12 +59,12 @@ struct RunRow {
 }
 
 impl RunRow {
-    fn of(record: &ReconRunRecord) -> RunRow {
+    fn of(lang: Lang, record: &ReconRunRecord) -> RunRow {
         let counts = &record.counts;
         RunRow {
             id: record.run.id,
             date: record.run.business_date.clone(),
-            channel: record.run.channel.as_str().to_owned(),
+            channel: word(lang, Words::Channel, record.run.channel.as_str()),
             finished: record.finished,
             lines: counts.lines,
             matched: counts.matched,
@@ -89,7 +88,8 @@ impl RunRow {
 struct RunsPage {
     chrome: Chrome,
     available: bool,
-    channels: Vec<String>,
+    /// Each channel that can be reconciled, with its name in words.
+    channels: Vec<(String, String)>,
     runs: Vec<RunRow>,
     next: Option<i64>,
     error: Option<String>,
@@ -131,13 +131,18 @@ async fn runs_page(
         .services
         .reconciler
         .as_ref()
-        .map(|r| r.channels().iter().map(|c| c.as_str().to_owned()).collect())
+        .map(|r| {
+            r.channels()
+                .iter()
+                .map(|c| (c.as_str().to_owned(), word(viewer.lang, Words::Channel, c.as_str())))
+                .collect()
+        })
         .unwrap_or_default();
     Ok(RunsPage {
         chrome: viewer.chrome("recon-title"),
         available: state.services.reconciler.is_some(),
         channels,
-        runs: records.iter().map(RunRow::of).collect(),
+        runs: records.iter().map(|record| RunRow::of(viewer.lang, record)).collect(),
         next,
         error,
         form_date,
@@ -238,7 +243,7 @@ async fn difference_row(state: &WebState, lang: Lang, d: &ReconDifferenceRecord)
             .corrections()
             .correction_by_key(key)
             .await?
-            .map(|c| (c.id, lang.t(&format!("corrections-status-{}", c.status.as_str())))),
+            .map(|c| (c.id, word(lang, Words::CorrectionStatus, c.status.as_str()))),
         None => None,
     };
     // A card difference names its transaction (`txn:<id>`); a trade is searched by its number.
@@ -254,7 +259,7 @@ async fn difference_row(state: &WebState, lang: Lang, d: &ReconDifferenceRecord)
         class: d.class.as_str().to_owned(),
         class_label: lang.t(class_label(d.class.as_str())),
         bad: matches!(d.class, DifferenceClass::PaidNotCredited | DifferenceClass::AmountMismatch),
-        kind: d.kind.clone(),
+        kind: word(lang, Words::ReconLine, &d.kind),
         reference: d.reference.clone(),
         refund_reference: d.refund_reference.clone(),
         merchant: d.merchant_id.clone(),
@@ -305,7 +310,7 @@ async fn run(
             _ => break,
         }
     }
-    let row = RunRow::of(&record);
+    let row = RunRow::of(viewer.lang, &record);
     let base = format!("/recon/runs/{id}");
     let mut classes = vec![ClassCount {
         label: viewer.lang.t("recon-all-differences"),
@@ -328,7 +333,7 @@ async fn run(
     }
     let page = RunPage {
         chrome: viewer.chrome("recon-run-title"),
-        source: record.run.source.as_str().to_owned(),
+        source: word(viewer.lang, Words::ReconSource, record.run.source.as_str()),
         finished_at: record.finished_at_ms.map(format_time_ms),
         run: row,
         classes,

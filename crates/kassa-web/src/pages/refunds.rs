@@ -20,6 +20,7 @@ use kassa_refund::{
 };
 use serde::Deserialize;
 
+use crate::format::{money_of, word, Words};
 use crate::page::{
     bounded, encode_component, format_time_ms, render, see_other, Chrome, FormSecret, PageError, Posted, Viewer,
 };
@@ -66,7 +67,7 @@ fn refund_refusal(lang: Lang, error: RefundError) -> Result<String, PageError> {
         _ => {}
     }
     Ok(match &error {
-        RefundError::Exceeds { refundable } => lang.t1("refunds-exceeds", "refundable", refundable),
+        RefundError::Exceeds { refundable } => lang.t1("refunds-exceeds", "refundable", money_of(*refundable)),
         RefundError::SelfReview => lang.t("refunds-self-review"),
         RefundError::WrongState { state, .. } => lang.t1("refunds-wrong-state", "state", state_label(lang, *state)),
         RefundError::NotRefundable(_) => lang.t("refunds-not-refundable"),
@@ -87,7 +88,7 @@ fn page_error(error: RefundError) -> PageError {
 }
 
 fn state_label(lang: Lang, state: RefundRequestState) -> String {
-    lang.t(&format!("refunds-state-{}", state.as_str().replace('_', "-")))
+    word(lang, Words::RefundState, state.as_str())
 }
 
 fn state_class(state: RefundRequestState) -> &'static str {
@@ -135,7 +136,7 @@ fn row(lang: Lang, progress: &RefundProgress) -> Row {
         merchant_id: progress.merchant_id.clone(),
         request_no: progress.request_no.clone(),
         target: progress.target.reference().to_owned(),
-        amount: progress.amount.to_string(),
+        amount: money_of(progress.amount),
         reason: reason_label(lang, progress.reason),
         state: state_label(lang, progress.state),
         state_class: state_class(progress.state),
@@ -301,9 +302,9 @@ async fn new_form(
         page.paid = viewer.lang.t2(
             "refunds-paid",
             "amount",
-            Money::from_minor(txn.amount_minor, txn_currency),
+            money_of(Money::from_minor(txn.amount_minor, txn_currency)),
             "left",
-            Money::from_minor(left, txn_currency),
+            money_of(Money::from_minor(left, txn_currency)),
         );
         page.amount = Money::from_minor(left, txn_currency).to_decimal_string();
     }
@@ -486,7 +487,7 @@ async fn progress_page(
         stages: stages(lang, &progress),
         channel_no: channel.map(|c| c.channel_refund_no.clone()).unwrap_or_default(),
         failure: channel.and_then(|c| c.failure.clone()).unwrap_or_default(),
-        fee_returned: channel.and_then(|c| c.fee_returned).map(|fee| fee.to_string()).unwrap_or_default(),
+        fee_returned: channel.and_then(|c| c.fee_returned).map(money_of).unwrap_or_default(),
         may_review,
         error,
     })

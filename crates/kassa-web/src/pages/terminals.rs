@@ -38,8 +38,6 @@ pub(crate) fn now_ms() -> i64 {
     SystemClock.now_ms()
 }
 
-pub(crate) use crate::format::money_plain as money;
-
 /// An optional instant, or a dash.
 pub(crate) fn time_or_dash(ms: Option<i64>) -> String {
     ms.map_or_else(|| "—".to_owned(), format_time_ms)

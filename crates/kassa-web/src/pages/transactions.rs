@@ -20,7 +20,7 @@ use kassa_store::refund_requests::RefundRequestQuery;
 use kassa_store::{AuditRecord, Store, StoredEntry};
 use serde::Deserialize;
 
-use crate::format::{self, money};
+use crate::format::{self, money, word, Words};
 use crate::i18n::Lang;
 use crate::page::{encode_component, format_time_ms, render, Chrome, PageError, Viewer};
 use crate::WebState;
@@ -216,30 +216,17 @@ fn badge(status: &str) -> &'static str {
 
 fn channel_label(lang: Lang, channel: Option<&str>) -> String {
     match channel {
-        Some("card") => lang.t("transactions-channel-card"),
-        Some("alipay") => lang.t("transactions-channel-alipay"),
-        Some("wechat") => lang.t("transactions-channel-wechat"),
-        Some(other) => other.to_owned(),
+        Some(channel) => word(lang, Words::Channel, channel),
         None => lang.t("transactions-channel-none"),
     }
 }
 
 fn status_label(lang: Lang, status: &str) -> String {
-    let id = format!("transactions-status-{}", status.replace('_', "-"));
-    if lang.has(&id) {
-        lang.t(&id)
-    } else {
-        status.to_owned()
-    }
+    word(lang, Words::Status, status)
 }
 
 fn kind_label(lang: Lang, kind: &str) -> String {
-    let id = format!("transactions-kind-{}", kind.replace('_', "-"));
-    if lang.has(&id) {
-        lang.t(&id)
-    } else {
-        kind.to_owned()
-    }
+    word(lang, Words::Kind, kind)
 }
 
 fn row_view(lang: Lang, row: &SearchRow) -> RowView {
@@ -509,19 +496,20 @@ fn fact(lang: Lang, id: &str, value: impl Into<String>) -> Fact {
     Fact { label: lang.t(id), value: value.into() }
 }
 
-fn entry_view(entry: &StoredEntry, currency: &str) -> EntryView {
+fn entry_view(lang: Lang, entry: &StoredEntry, currency: &str) -> EntryView {
     let balanced = entry.postings.iter().try_fold(0_i64, |sum, (_, minor)| sum.checked_add(*minor)) == Some(0);
     EntryView {
         id: entry.id,
-        kind: entry.kind.clone(),
+        kind: word(lang, Words::EntryKind, &entry.kind),
         reference: entry.reference.clone(),
         time: format_time_ms(entry.created_at_ms),
         postings: entry
             .postings
             .iter()
+            // Debits and credits each in their own column, as positive amounts.
             .map(|(account, minor)| PostingView {
                 account: account.clone(),
-                amount: money(*minor, currency),
+                amount: money(minor.saturating_abs(), currency),
                 debit: *minor > 0,
             })
             .collect(),
@@ -540,14 +528,19 @@ fn audit_view(record: &AuditRecord) -> AuditView {
     }
 }
 
-async fn entries_of(store: &Store, references: &[String], currency: &str) -> Result<Vec<EntryView>, PageError> {
+async fn entries_of(
+    store: &Store,
+    lang: Lang,
+    references: &[String],
+    currency: &str,
+) -> Result<Vec<EntryView>, PageError> {
     let mut entries = Vec::new();
     for reference in references {
         for entry in store.ledger.entries_for(reference).await? {
             if entries.len() as i64 >= DETAIL_ROWS_MAX {
                 break;
             }
-            entries.push(entry_view(&entry, currency));
+            entries.push(entry_view(lang, &entry, currency));
         }
     }
     Ok(entries)
@@ -575,7 +568,7 @@ async fn refund_requests_of(
             href: Some(format!("/refunds/{}", request.id)),
             what: lang.t1("transactions-refund-request", "no", &request.request_no),
             amount: format::money_of(request.amount),
-            status: request.state.as_str().to_owned(),
+            status: word(lang, Words::RefundState, request.state.as_str()),
             time: format_time_ms(request.created_at_ms),
         });
     }
@@ -616,7 +609,7 @@ async fn card_detail(
         fact(lang, "transactions-fact-merchant", txn.merchant_id.clone()),
         fact(lang, "transactions-fact-channel", channel_label(lang, Some(&txn.channel))),
         fact(lang, "transactions-fact-kind", kind_label(lang, &txn.kind)),
-        fact(lang, "transactions-fact-status", status),
+        fact(lang, "transactions-fact-status", status_label(lang, &status)),
         fact(lang, "transactions-fact-amount", money(txn.amount_minor, &txn.currency)),
         fact(lang, "transactions-fact-refunded", money(txn.refunded_minor, &txn.currency)),
         fact(lang, "transactions-fact-fee", money(txn.fee_minor, &txn.currency)),
@@ -648,7 +641,7 @@ async fn card_detail(
             identity.terminal_id, identity.batch_no, identity.stan, identity.mti_class
         ));
     }
-    let entries = entries_of(store, &references, &txn.currency).await?;
+    let entries = entries_of(store, lang, &references, &txn.currency).await?;
     let mut refunds = Vec::new();
     let mut targets = vec![format!("txn:{}", txn.id)];
     for follow_id in store.web().follow_ups(txn.id, DETAIL_ROWS_MAX).await? {
@@ -657,7 +650,7 @@ async fn card_detail(
                 href: Some(format!("/transactions/card/{}", follow.id)),
                 what: kind_label(lang, &follow.kind),
                 amount: money(follow.amount_minor, &follow.currency),
-                status: follow.status.clone(),
+                status: status_label(lang, &follow.status),
                 time: format_time_ms(follow.created_at_ms),
             });
         }
@@ -695,7 +688,7 @@ async fn qr_detail(
         fact(lang, "transactions-fact-merchant", trade.merchant_id.clone()),
         fact(lang, "transactions-fact-channel", channel_label(lang, wallet)),
         fact(lang, "transactions-fact-kind", kind_label(lang, trade.kind.as_str())),
-        fact(lang, "transactions-fact-status", trade.status.as_str()),
+        fact(lang, "transactions-fact-status", status_label(lang, trade.status.as_str())),
         fact(lang, "transactions-fact-amount", format::money_of(trade.amount)),
         fact(lang, "transactions-fact-refunded", money(trade.refunded_minor, currency)),
         fact(lang, "transactions-fact-refunding", money(trade.refunding_minor, currency)),
@@ -704,7 +697,7 @@ async fn qr_detail(
         fact(lang, "transactions-fact-reference", trade.reference.clone()),
         fact(lang, "transactions-fact-trade-no", trade.trade_no.clone().unwrap_or_default()),
         fact(lang, "transactions-fact-subject", trade.subject.clone()),
-        fact(lang, "transactions-fact-origin", trade.origin.as_str()),
+        fact(lang, "transactions-fact-origin", word(lang, Words::Origin, trade.origin.as_str())),
         fact(lang, "transactions-fact-terminal", trade.terminal_id.clone().unwrap_or_default()),
         fact(lang, "transactions-fact-operator", trade.operator.clone().unwrap_or_default()),
         fact(lang, "transactions-fact-business-date", trade.business_date.clone()),
@@ -715,14 +708,14 @@ async fn qr_detail(
     let qr_refunds = store.qr().refunds_of(trade.id, DETAIL_ROWS_MAX).await?;
     let mut references = vec![trade.reference.clone()];
     references.extend(qr_refunds.iter().map(|refund| refund.refund_reference.clone()));
-    let entries = entries_of(store, &references, currency).await?;
+    let entries = entries_of(store, lang, &references, currency).await?;
     let mut refunds: Vec<RefundView> = qr_refunds
         .iter()
         .map(|refund| RefundView {
             href: None,
             what: lang.t1("transactions-refund-qr", "no", &refund.out_request_no),
             amount: format::money_of(refund.amount),
-            status: refund.status.as_str().to_owned(),
+            status: status_label(lang, refund.status.as_str()),
             time: format_time_ms(refund.created_at_ms),
         })
         .collect();

@@ -89,8 +89,26 @@ async fn the_maker_proposes_and_a_second_person_approves(db: &TestDb) {
     let after = site.get(Some(&reviewer), &approved.location().unwrap()).await;
     assert!(after.body.contains("The correction was approved and its journal entry posted."));
     assert!(after.body.contains("Journal entry posted") && after.body.contains(&format!("merchant_payable:{MID}:CNY")));
-    assert!(after.body.contains("channel_receivable:card:CNY</td><td class=\"num\">200.00 CNY"), "{}", after.body);
-    assert!(after.body.contains("-199.99 CNY"), "200.00 less the card fee: {}", after.body);
+    // Debits and credits in their own columns, both positive.
+    assert!(
+        after.body.contains("channel_receivable:card:CNY</td><td class=\"num\">200.00 CNY</td><td class=\"num\"></td>"),
+        "{}",
+        after.body
+    );
+    assert!(
+        after
+            .body
+            .contains(&format!("merchant_payable:{MID}:CNY</td><td class=\"num\"></td><td class=\"num\">199.99 CNY")),
+        "200.00 less the card fee, credited: {}",
+        after.body
+    );
+    assert!(!after.body.contains("-199.99"), "no credit as a negative amount");
+    assert!(after.body.contains("Debit") && after.body.contains("Credit") && after.body.contains("Correction"));
+    let zh = site.get(Some(&reviewer), &format!("/corrections/{id}?lang=zh")).await;
+    assert!(zh.body.contains("借方") && zh.body.contains("贷方") && zh.body.contains("已通过"), "{}", zh.body);
+    for stored in ["issuer_approved_host_failed", "approved", "correction", "backoffice"] {
+        assert!(!zh.body.contains(&format!(">{stored}<")), "{stored} in Chinese: {}", zh.body);
+    }
     assert!(after.body.contains("user:reviewer") && after.body.contains("matches the clearing file"));
     // Approving twice posts once.
     let again = site.post(Some(&reviewer), &format!("/corrections/{id}/approve"), &[("reason", "")]).await;

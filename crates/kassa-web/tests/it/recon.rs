@@ -105,7 +105,11 @@ async fn runs_and_their_differences(db: &TestDb) {
     let admin = site.sign_in("admin").await;
     let runs = site.get(Some(&admin), "/recon").await;
     assert_eq!(runs.status, 200, "{}", runs.body);
-    assert!(runs.body.contains("2026-12-05") && runs.body.contains("alipay") && runs.body.contains("user:admin"));
+    assert!(
+        runs.body.contains("2026-12-05") && runs.body.contains("<td>Alipay</td>") && runs.body.contains("user:admin")
+    );
+    let zh = site.get(Some(&admin), "/recon?lang=zh").await;
+    assert!(zh.body.contains("<td>支付宝</td>"), "the channel in words: {}", zh.body);
     assert!(runs.body.contains(&format!("/recon/runs/{id}")), "{}", runs.body);
     assert!(runs.body.contains("Paid at the channel, not credited"));
 

@@ -268,8 +268,20 @@ async fn detail_shows_facts_entries_and_audit(db: &TestDb) {
     let qr = site.get(Some(&owner), "/transactions/qr/1").await;
     assert_eq!(qr.status, 200);
     assert!(has(&qr, "ORDER-1") && has(&qr, "KQ1") && has(&qr, "50.00 CNY"));
+    // Credits are positive amounts in the credit column, never negative.
+    for (_, minor) in &entries[0].postings {
+        assert!(has(&page, &kassa_web::format::money(minor.abs(), "CNY")));
+        assert!(!has(&page, &format!("-{}", kassa_web::format::money(minor.abs(), "CNY"))));
+    }
+    assert!(has(&page, "Approved") && has(&page, "Sale"), "the status and kinds in words: {}", page.body);
     let zh = site.get(Some(&owner), &format!("/transactions/card/{approved}?lang=zh")).await;
     assert!(zh.body.contains("会计分录") && zh.body.contains("借贷平衡"));
+    assert!(zh.body.contains("已批准") && zh.body.contains("消费"), "{}", zh.body);
+    for stored in ["approved", "sale", "card"] {
+        assert!(!zh.body.contains(&format!(">{stored}<")) && !zh.body.contains(&format!(" {stored} ")), "{stored}");
+    }
+    let qr_zh = site.get(Some(&owner), "/transactions/qr/1?lang=zh").await;
+    assert!(qr_zh.body.contains("已支付") && !qr_zh.body.contains(">paid<"), "{}", qr_zh.body);
 
     // Another merchant's transaction does not exist for the owner; it does for the institution.
     assert_eq!(site.get(Some(&owner), &format!("/transactions/card/{other}")).await.status, 404);
