@@ -3,7 +3,9 @@
 //! add one, disable or enable, unlock, and reset a forgotten password (a new initial password
 //! typed by the owner, changed by the operator at first use). Below, the back-office users:
 //! look one up, unlock, reset a forgotten password to a temporary one (changed at first
-//! sign-in), and record the contact their one-time codes go to.
+//! sign-in), and record the contact their one-time codes go to; and the list of back-office
+//! users (an institution admin sees every user, a merchant owner its merchant's) with role,
+//! state and last sign-in, a page of [`USERS_PER_PAGE`] at a time by name (`?users_after=`).
 //!
 //! Institution admins pick the merchant (`?merchant=`); a merchant owner sees its own. The rules
 //! are kassa-auth's (`backoffice_operators`, `backoffice`).
@@ -22,6 +24,9 @@ use crate::page::{
     Viewer,
 };
 use crate::{Lang, WebState};
+
+/// Back-office users one page of the users' list shows.
+pub const USERS_PER_PAGE: i64 = 50;
 
 /// The routes of this area.
 pub fn routes() -> Router<WebState> {
@@ -97,6 +102,9 @@ struct PageQuery {
     merchant: Option<String>,
     #[serde(default)]
     user: Option<String>,
+    /// The users' list from the user after this name.
+    #[serde(default)]
+    users_after: Option<String>,
 }
 
 struct OperatorRow {
@@ -109,6 +117,19 @@ struct OperatorRow {
     failures: i64,
     failures_text: String,
     changed: String,
+}
+
+/// A line of the back-office users' list.
+struct UserLine {
+    username: String,
+    role: String,
+    merchant: String,
+    enabled: bool,
+    locked_until: Option<String>,
+    must_change: bool,
+    last_sign_in: String,
+    /// The link that opens the user's actions (users the viewer manages only).
+    href: Option<String>,
 }
 
 struct RiskRow {
@@ -141,7 +162,64 @@ struct OperatorsPage {
     user_query: String,
     user: Option<UserRow>,
     user_missing: bool,
+    users: Vec<UserLine>,
+    users_next: Option<String>,
     error: Option<String>,
+}
+
+/// A role in words.
+fn role_label(lang: Lang, role: &str) -> String {
+    Role::parse(role)
+        .map_or_else(|| role.to_owned(), |role| lang.t(&format!("role-{}", role.as_str().replace('_', "-"))))
+}
+
+/// One page of the back-office users the viewer may see: an institution admin every user, a
+/// merchant owner its merchant's; `None` for a role without the users' list.
+async fn user_lines(
+    state: &WebState,
+    viewer: &Viewer,
+    merchant: Option<&str>,
+    after: &str,
+) -> Result<(Vec<UserLine>, Option<String>), PageError> {
+    let lang = viewer.lang;
+    let scope = match viewer.session.role {
+        Role::InstitutionAdmin => None,
+        Role::MerchantOwner => Some(viewer.merchant().ok_or(PageError::Forbidden)?),
+        _ => return Ok((Vec::new(), None)),
+    };
+    let after = after.trim();
+    if after.len() > kassa_auth::backoffice::USERNAME_CHARS_MAX {
+        return Err(PageError::Bad("operators-bad-user"));
+    }
+    let now = state.auth.now_ms();
+    let mut rows = state.store.fleet().user_list(scope, after, USERS_PER_PAGE + 1).await?;
+    let more = rows.len() > USERS_PER_PAGE as usize;
+    rows.truncate(USERS_PER_PAGE as usize);
+    let merchant_query = merchant.map(|m| format!("merchant={}&", encode_component(m))).unwrap_or_default();
+    let next = more
+        .then(|| rows.last())
+        .flatten()
+        .map(|last| format!("/operators?{merchant_query}users_after={}#users", encode_component(&last.username)));
+    let lines = rows
+        .into_iter()
+        .map(|row| {
+            // What kassa-auth lets the viewer manage: any user for an institution admin, the
+            // merchant's staff for its owner.
+            let manages = viewer.session.role == Role::InstitutionAdmin || row.role == Role::MerchantStaff.as_str();
+            UserLine {
+                href: manages
+                    .then(|| format!("/operators?{merchant_query}user={}#users", encode_component(&row.username))),
+                role: role_label(lang, &row.role),
+                merchant: row.merchant_id.unwrap_or_default(),
+                enabled: row.enabled,
+                locked_until: row.locked_until_ms.filter(|until| *until > now).map(format_time_ms),
+                must_change: row.must_change_password,
+                last_sign_in: row.last_sign_in_ms.map_or_else(|| lang.t("operators-never-signed-in"), format_time_ms),
+                username: row.username,
+            }
+        })
+        .collect();
+    Ok((lines, next))
 }
 
 async fn build(
@@ -149,6 +227,17 @@ async fn build(
     viewer: &Viewer,
     merchant: Option<String>,
     user_query: Option<&str>,
+    error: Option<String>,
+) -> Result<OperatorsPage, PageError> {
+    build_from(state, viewer, merchant, user_query, "", error).await
+}
+
+async fn build_from(
+    state: &WebState,
+    viewer: &Viewer,
+    merchant: Option<String>,
+    user_query: Option<&str>,
+    users_after: &str,
     error: Option<String>,
 ) -> Result<OperatorsPage, PageError> {
     let lang = viewer.lang;
@@ -197,12 +286,8 @@ async fn build(
         match state.auth.managed_user(&viewer.session, &user_query).await {
             Ok(record) => {
                 let contact = state.auth.user_contact_for(&viewer.session, &record.username).await?;
-                let role = Role::parse(&record.role).map_or_else(
-                    || record.role.clone(),
-                    |role| lang.t(&format!("role-{}", role.as_str().replace('_', "-"))),
-                );
                 user = Some(UserRow {
-                    role,
+                    role: role_label(lang, &record.role),
                     merchant: record.merchant_id.clone().unwrap_or_default(),
                     enabled: record.credential.enabled,
                     locked_until: locked(record.credential.locked_until_ms),
@@ -217,8 +302,11 @@ async fn build(
             Err(error) => return Err(error.into()),
         }
     }
+    let (users, users_next) = user_lines(state, viewer, merchant.as_deref(), users_after).await?;
     Ok(OperatorsPage {
         chrome: viewer.chrome("operators-title"),
+        users,
+        users_next,
         institution: viewer.is_institution(),
         merchant,
         operators,
@@ -251,7 +339,8 @@ async fn page(
 ) -> Result<Response, PageError> {
     allowed(&viewer)?;
     let merchant = merchant_of(&viewer, query.merchant.as_deref())?;
-    render(&build(&state, &viewer, merchant, query.user.as_deref(), None).await?)
+    let after = query.users_after.as_deref().unwrap_or_default();
+    render(&build_from(&state, &viewer, merchant, query.user.as_deref(), after, None).await?)
 }
 
 /// The page again with `error`, answered 422.
