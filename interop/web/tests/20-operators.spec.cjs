@@ -1,6 +1,7 @@
 // Operators (操作员管理), in English and Chinese: the demo merchant's owner resets a cashier's
 // forgotten password to a new initial one (the cashier must change it at the first sign-in on
-// the terminal), and sees the default-password risks.
+// the terminal), and sees the default-password risks; the institution admin lists the
+// back-office users (role, state, last sign-in).
 const { test, expect } = require("@playwright/test");
 const { signIn, signOut, screenshot } = require("./helpers.cjs");
 
@@ -18,6 +19,8 @@ const words = {
     mustChange: "Must change password",
     mismatch: "The two passwords differ.",
     risks: "Default-password risks",
+    lastSignIn: "Last sign-in",
+    ownerRole: "Merchant owner",
   },
   zh: {
     title: "操作员管理",
@@ -28,6 +31,8 @@ const words = {
     mustChange: "须修改密码",
     mismatch: "两次输入的密码不一致。",
     risks: "默认密码风险",
+    lastSignIn: "最近登录",
+    ownerRole: "商户负责人",
   },
 };
 
@@ -56,6 +61,22 @@ for (const lang of ["en", "zh"]) {
     await expect(page.locator(".notice")).toContainText(w.done);
     await expect(page.locator("#operator-01")).toContainText(w.mustChange);
     await screenshot(page, `operators-${lang}`);
+    await signOut(page);
+  });
+
+  test(`the admin lists the back-office users (${lang})`, async ({ page }) => {
+    await signIn(page, "admin", lang);
+    await page.goto(`/operators?lang=${lang}`);
+    const list = page.locator("#users-list");
+    await expect(list).toContainText(w.lastSignIn);
+    const owner = list.locator("tr", { has: page.getByRole("link", { name: "owner", exact: true }) });
+    await expect(owner).toContainText(w.ownerRole);
+    await expect(owner).toContainText(MERCHANT);
+    // The owner signed in above: a time, not "never".
+    await expect(owner).toContainText("UTC");
+    await owner.getByRole("link", { name: "owner", exact: true }).click();
+    await expect(page).toHaveURL(/user=owner/);
+    await screenshot(page, `operators-users-${lang}`);
     await signOut(page);
   });
 }

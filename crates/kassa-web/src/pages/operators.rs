@@ -174,7 +174,7 @@ fn role_label(lang: Lang, role: &str) -> String {
 }
 
 /// One page of the back-office users the viewer may see: an institution admin every user, a
-/// merchant owner its merchant's; `None` for a role without the users' list.
+/// merchant owner its merchant's; none for another role. With the next page's link.
 async fn user_lines(
     state: &WebState,
     viewer: &Viewer,
