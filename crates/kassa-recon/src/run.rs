@@ -57,20 +57,10 @@ pub const CARD_CORRECTION_KIND: &str = "issuer_approved_host_failed";
 /// Where the card issuer's clearing file of a day comes from (the issuer's side of the link).
 #[async_trait::async_trait]
 pub trait ClearingSource: Send + Sync + std::fmt::Debug {
-    /// The clearing file of `date` (CSV, [`crate::statement::CLEARING_HEADER`]), at most
-    /// `bytes_max` bytes.
-    async fn clearing(&self, date: CivilDate, bytes_max: usize) -> Result<Vec<u8>, String>;
-
-    /// The same file written to `file` as it arrives, never held whole in memory (at most
-    /// `bytes_max` bytes, a limit on the file); `file` is empty and at its start. Sources that
-    /// stream say so here; this default writes [`ClearingSource::clearing`]'s answer.
-    async fn clearing_to_file(&self, date: CivilDate, bytes_max: u64, file: &std::fs::File) -> Result<u64, String> {
-        use std::io::Write;
-        let bytes = self.clearing(date, usize::try_from(bytes_max).unwrap_or(usize::MAX)).await?;
-        let mut file = file;
-        file.write_all(&bytes).and_then(|()| file.flush()).map_err(|error| format!("clearing file: {error}"))?;
-        Ok(bytes.len() as u64)
-    }
+    /// The clearing file of `date` (CSV, [`crate::statement::CLEARING_HEADER`]) written to `file`
+    /// as it arrives, never held whole in memory: at most `bytes_max` bytes, a limit on the file;
+    /// `file` is empty and at its start. Answers the bytes written.
+    async fn clearing_to_file(&self, date: CivilDate, bytes_max: u64, file: &std::fs::File) -> Result<u64, String>;
 }
 
 /// Attempts at taking a run id when concurrent runs race for it.

@@ -84,7 +84,7 @@ impl WalletConnector for RefundedWallet {
             refunded_total: Some(cny(200)),
         })
     }
-    async fn statement(&self, _: &str, _: usize) -> Result<Vec<u8>, WalletError> {
+    async fn statement_to_file(&self, _: &str, _: u64, _: &std::fs::File) -> Result<u64, WalletError> {
         Err(not_here())
     }
     fn verify_notification(&self, _: &str, _: &[u8]) -> Result<WalletNotification, NotificationError> {

@@ -24,7 +24,6 @@ pub use kassa_http_client::HttpClientConfig as HttpConfig;
 #[derive(Debug)]
 pub(crate) struct HttpAnswer {
     pub status: StatusCode,
-    pub content_type: String,
     pub body: Bytes,
 }
 
@@ -62,30 +61,11 @@ impl HttpClient {
 
     /// POSTs `body` and reads the whole answer (at most [`HttpConfig::answer_bytes_max`]).
     pub async fn post(&self, uri: &Uri, content_type: &'static str, body: Vec<u8>) -> Result<HttpAnswer, WalletError> {
-        self.post_limited(uri, content_type, body, self.client.config().answer_bytes_max).await
-    }
-
-    /// POSTs `body` and reads the whole answer (at most `bytes_max`).
-    pub async fn post_limited(
-        &self,
-        uri: &Uri,
-        content_type: &'static str,
-        body: Vec<u8>,
-        bytes_max: usize,
-    ) -> Result<HttpAnswer, WalletError> {
         let request = Request::post(uri.clone())
             .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
             .body(Bytes::from(body))
             .map_err(|error| WalletError::NotSent(format!("request to {uri}: {error}")))?;
-        self.exchange(request, bytes_max).await
-    }
-
-    /// GETs `uri` and reads the whole answer (at most `bytes_max`).
-    pub async fn get(&self, uri: &Uri, bytes_max: usize) -> Result<HttpAnswer, WalletError> {
-        let request = Request::get(uri.clone())
-            .body(Bytes::new())
-            .map_err(|error| WalletError::NotSent(format!("request to {uri}: {error}")))?;
-        self.exchange(request, bytes_max).await
+        self.exchange(request).await
     }
 
     /// GETs `uri`, its answer's body written to `file` as it arrives (at most `bytes_max`).
@@ -132,13 +112,13 @@ impl HttpClient {
         Ok(FileAnswer { status: answer.status, content_type, bytes: answer.body_bytes })
     }
 
-    async fn exchange(&self, request: Request<Bytes>, bytes_max: usize) -> Result<HttpAnswer, WalletError> {
+    async fn exchange(&self, request: Request<Bytes>) -> Result<HttpAnswer, WalletError> {
+        let bytes_max = self.client.config().answer_bytes_max;
         let answer = self.client.send_limited(request, bytes_max).await.map_err(|error| match error {
             HttpError::NotSent(reason) => WalletError::NotSent(reason),
             HttpError::NoAnswer(reason) => WalletError::Unknown(reason),
         })?;
-        let content_type = answer.content_type().to_owned();
-        Ok(HttpAnswer { status: answer.status, content_type, body: answer.body })
+        Ok(HttpAnswer { status: answer.status, body: answer.body })
     }
 }
 

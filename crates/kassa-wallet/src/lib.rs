@@ -306,20 +306,12 @@ pub trait WalletConnector: Send + Sync + std::fmt::Debug {
 
     /// The wallet's statement (bill) of one business day (`YYYY-MM-DD`, Asia/Shanghai) as the
     /// provider's CSV text (Alipay `alipay.data.dataservice.bill.downloadurl.query` then the
-    /// download; WeChat `downloadbill`), at most `bytes_max` bytes. A day the wallet has no bill
-    /// for (no trade that day: Alipay `isp.bill_not_exist`, WeChat `No Bill Exist`) is an empty
-    /// statement, the provider's header row alone.
-    async fn statement(&self, date: &str, bytes_max: usize) -> Result<Vec<u8>, WalletError>;
-
-    /// The same statement written to `file` as it downloads, never held whole in memory: at
-    /// most `bytes_max` bytes, a limit on the file. `file` is emptied first (and again before a
-    /// retry); answers the bytes written. The connectors stream; this default (for doubles)
-    /// writes [`WalletConnector::statement`]'s answer.
-    async fn statement_to_file(&self, date: &str, bytes_max: u64, file: &std::fs::File) -> Result<u64, WalletError> {
-        let bytes_max_in_memory = usize::try_from(bytes_max).unwrap_or(usize::MAX);
-        let bytes = self.statement(date, bytes_max_in_memory).await?;
-        write_statement(file, &bytes)
-    }
+    /// download; WeChat `downloadbill`), written to `file` as it downloads, never held whole in
+    /// memory: at most `bytes_max` bytes, a limit on the file. `file` is emptied first (and again
+    /// before a retry); answers the bytes written. A day the wallet has no bill for (no trade that
+    /// day: Alipay `isp.bill_not_exist`, WeChat `No Bill Exist`) is an empty statement, the
+    /// provider's header row alone.
+    async fn statement_to_file(&self, date: &str, bytes_max: u64, file: &std::fs::File) -> Result<u64, WalletError>;
 
     /// Verifies an asynchronous notification as received on the notify URL (the raw body and
     /// its `Content-Type`).
@@ -330,12 +322,23 @@ pub trait WalletConnector: Send + Sync + std::fmt::Debug {
     fn notification_answer(&self, accepted: bool) -> (&'static str, Vec<u8>);
 }
 
-/// Writes a whole statement to `file` from its start (emptied first); the bytes written.
-pub(crate) fn write_statement(mut file: &std::fs::File, bytes: &[u8]) -> Result<u64, WalletError> {
+/// Writes the statement of a day without a bill, the provider's `header` row alone, to `file`
+/// from its start (emptied first), when it fits in `bytes_max` like any statement; the bytes
+/// written.
+pub(crate) fn write_empty_statement(
+    mut file: &std::fs::File,
+    header: &str,
+    bytes_max: u64,
+) -> Result<u64, WalletError> {
     use std::io::Write;
+    let csv = format!("{header}\r\n");
+    let bytes = csv.len() as u64;
+    if bytes > bytes_max {
+        return Err(WalletError::Unknown(format!("statement: larger than {bytes_max} bytes")));
+    }
     http::restart(file)?;
-    file.write_all(bytes)
+    file.write_all(csv.as_bytes())
         .and_then(|()| file.flush())
         .map_err(|error| WalletError::Unknown(format!("statement file: {error}")))?;
-    Ok(bytes.len() as u64)
+    Ok(bytes)
 }

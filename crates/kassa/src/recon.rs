@@ -47,17 +47,6 @@ impl HttpClearing {
 
 #[async_trait::async_trait]
 impl ClearingSource for HttpClearing {
-    async fn clearing(&self, date: CivilDate, bytes_max: usize) -> Result<Vec<u8>, String> {
-        let uri = format!("{}/sim/v1/issuer/clearing/{date}", self.base_url);
-        let request =
-            axum::http::Request::get(uri).body(axum::body::Bytes::new()).map_err(|error| error.to_string())?;
-        let answer = self.client.send_limited(request, bytes_max).await.map_err(|error| error.to_string())?;
-        if !answer.status.is_success() {
-            return Err(format!("clearing file: HTTP {}", answer.status));
-        }
-        Ok(answer.body.to_vec())
-    }
-
     async fn clearing_to_file(&self, date: CivilDate, bytes_max: u64, file: &std::fs::File) -> Result<u64, String> {
         let uri = format!("{}/sim/v1/issuer/clearing/{date}", self.base_url);
         let request =

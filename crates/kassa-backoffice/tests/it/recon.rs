@@ -50,9 +50,12 @@ impl WalletConnector for StatementWallet {
     async fn refund_query(&self, _: &str, _: &str) -> Result<WalletRefund, WalletError> {
         Err(not_here())
     }
-    async fn statement(&self, date: &str, _bytes_max: usize) -> Result<Vec<u8>, WalletError> {
+    async fn statement_to_file(&self, date: &str, _bytes_max: u64, file: &std::fs::File) -> Result<u64, WalletError> {
+        use std::io::Write;
         assert_eq!(date, DAY);
-        Ok(self.0.clone().into_bytes())
+        let mut file = file;
+        file.write_all(self.0.as_bytes()).map_err(|error| WalletError::Unknown(error.to_string()))?;
+        Ok(self.0.len() as u64)
     }
     fn verify_notification(&self, _: &str, _: &[u8]) -> Result<WalletNotification, NotificationError> {
         Err(NotificationError::BadSignature)

@@ -386,8 +386,8 @@ impl WalletConnector for FakeWallet {
         }
     }
 
-    async fn statement(&self, _date: &str, _bytes_max: usize) -> Result<Vec<u8>, WalletError> {
-        Ok(Vec::new())
+    async fn statement_to_file(&self, _date: &str, _bytes_max: u64, _file: &std::fs::File) -> Result<u64, WalletError> {
+        Ok(0)
     }
 
     fn verify_notification(&self, _content_type: &str, body: &[u8]) -> Result<WalletNotification, NotificationError> {

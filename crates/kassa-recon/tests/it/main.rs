@@ -356,7 +356,7 @@ impl kassa_wallet::WalletConnector for BookWallet {
     async fn refund_query(&self, _: &str, _: &str) -> Result<kassa_wallet::WalletRefund, kassa_wallet::WalletError> {
         Err(not_here())
     }
-    async fn statement(&self, _: &str, _: usize) -> Result<Vec<u8>, kassa_wallet::WalletError> {
+    async fn statement_to_file(&self, _: &str, _: u64, _: &std::fs::File) -> Result<u64, kassa_wallet::WalletError> {
         Err(not_here())
     }
     fn verify_notification(

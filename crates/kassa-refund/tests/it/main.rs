@@ -114,8 +114,8 @@ impl WalletConnector for Refusing {
     async fn refund_query(&self, reference: &str, refund_reference: &str) -> Result<WalletRefund, WalletError> {
         self.inner.refund_query(reference, refund_reference).await
     }
-    async fn statement(&self, date: &str, bytes_max: usize) -> Result<Vec<u8>, WalletError> {
-        self.inner.statement(date, bytes_max).await
+    async fn statement_to_file(&self, date: &str, bytes_max: u64, file: &std::fs::File) -> Result<u64, WalletError> {
+        self.inner.statement_to_file(date, bytes_max, file).await
     }
     fn verify_notification(
         &self,

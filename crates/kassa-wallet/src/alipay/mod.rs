@@ -412,33 +412,6 @@ impl WalletConnector for AlipayConnector {
         })
     }
 
-    async fn statement(&self, date: &str, bytes_max: usize) -> Result<Vec<u8>, WalletError> {
-        const METHOD: &str = "alipay.data.dataservice.bill.downloadurl.query";
-        check_date(date)?;
-        let biz = json!({ "bill_type": "trade", "bill_date": date });
-        let object = match self.idempotent(METHOD, date, biz).await {
-            Ok(object) => object,
-            // A day without trades has no bill: its statement is empty, signed as such.
-            Err(WalletError::Declined(Decline::Other { code, .. })) if code == wire::BILL_NOT_EXIST => {
-                return empty_statement(wire::BILL_HEADER, bytes_max);
-            }
-            Err(error) => return Err(error),
-        };
-        let url = wallet_uri(required(METHOD, &object, "bill_download_url")?)
-            .map_err(|error| WalletError::Unknown(format!("{METHOD}: {error}")))?;
-        retrying(self.inner.config.idempotent_retries_max, || async {
-            let started = Instant::now();
-            let answer = self.inner.http.get(&url, bytes_max).await?;
-            let elapsed_ms = started.elapsed().as_millis() as u64;
-            tracing::info!(wallet = "alipay", method = "bill download", date, status = %answer.status, bytes = answer.body.len(), elapsed_ms);
-            if !answer.status.is_success() {
-                return Err(WalletError::Unknown(format!("bill download: HTTP {}", answer.status)));
-            }
-            Ok(answer.body.to_vec())
-        })
-        .await
-    }
-
     async fn statement_to_file(&self, date: &str, bytes_max: u64, file: &std::fs::File) -> Result<u64, WalletError> {
         const METHOD: &str = "alipay.data.dataservice.bill.downloadurl.query";
         check_date(date)?;
@@ -447,8 +420,7 @@ impl WalletConnector for AlipayConnector {
             Ok(object) => object,
             // A day without trades has no bill: its statement is empty, signed as such.
             Err(WalletError::Declined(Decline::Other { code, .. })) if code == wire::BILL_NOT_EXIST => {
-                let empty = empty_statement(wire::BILL_HEADER, usize::try_from(bytes_max).unwrap_or(usize::MAX))?;
-                return crate::write_statement(file, &empty);
+                return crate::write_empty_statement(file, wire::BILL_HEADER, bytes_max);
             }
             Err(error) => return Err(error),
         };
@@ -513,16 +485,6 @@ impl WalletConnector for AlipayConnector {
     fn notification_answer(&self, accepted: bool) -> (&'static str, Vec<u8>) {
         ("text/plain; charset=utf-8", if accepted { b"success".to_vec() } else { b"fail".to_vec() })
     }
-}
-
-/// The statement of a day without a bill: the provider's header row alone (when it fits in
-/// `bytes_max`, like any statement).
-pub(crate) fn empty_statement(header: &str, bytes_max: usize) -> Result<Vec<u8>, WalletError> {
-    let csv = format!("{header}\r\n").into_bytes();
-    if csv.len() > bytes_max {
-        return Err(WalletError::Unknown(format!("statement: larger than {bytes_max} bytes")));
-    }
-    Ok(csv)
 }
 
 /// A business day `YYYY-MM-DD`.

@@ -150,12 +150,6 @@ enum Answer {
     Waiting(BTreeMap<String, String>),
 }
 
-/// What the body of `downloadbill` turned out to be.
-enum Bill {
-    Csv(Vec<u8>),
-    Xml(Vec<u8>),
-}
-
 impl WechatConnector {
     /// A connector for `config`; `clock` dates order expiries. Must be called inside a Tokio
     /// runtime. Fails (`NotSent`) on an unusable API URL or TLS set-up.
@@ -308,32 +302,9 @@ impl WechatConnector {
         Ok((trade, paid_at_ms))
     }
 
-    async fn download_bill(&self, date: &str, bytes_max: usize) -> Result<Vec<u8>, WalletError> {
-        let method = Method::DownloadBill;
-        let fields = vec![pair("bill_date", date.replace('-', "")), pair("bill_type", "ALL")];
-        let started = Instant::now();
-        let bill = self.bill(fields, bytes_max).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        let result = match bill {
-            Ok(Bill::Csv(csv)) => Ok(csv),
-            // An XML answer is "no bill", the wallet's refusal, or an unknown answer.
-            Ok(Bill::Xml(xml)) if no_bill(&xml) => crate::alipay::empty_statement(wire::BILL_HEADER, bytes_max),
-            Ok(Bill::Xml(xml)) => match self.verified(method, &xml) {
-                Ok(_) => Err(WalletError::Unknown("downloadbill: an XML answer without a bill".into())),
-                Err(error) => Err(error),
-            },
-            Err(error) => Err(error),
-        };
-        match &result {
-            Ok(csv) => tracing::info!(wallet = "wechat", method = "downloadbill", date, bytes = csv.len(), elapsed_ms),
-            Err(error) => tracing::warn!(wallet = "wechat", method = "downloadbill", date, %error, elapsed_ms),
-        }
-        result
-    }
-
     /// `downloadbill` with the answer's body written to `file` as it arrives: the CSV stays
-    /// there; an XML answer (small: no bill, or a refusal) is read back and judged as in
-    /// [`WechatConnector::download_bill`].
+    /// there; an XML answer (small: no bill, or the wallet's refusal) is read back and judged:
+    /// "no bill" is the empty statement, anything else an error.
     async fn download_bill_to_file(
         &self,
         date: &str,
@@ -353,13 +324,7 @@ impl WechatConnector {
             }
             Ok(answer) => match xml_answer(file, answer.bytes, answer.content_type.contains("xml"))? {
                 None => Ok(answer.bytes),
-                Some(xml) if no_bill(&xml) => {
-                    let empty = crate::alipay::empty_statement(
-                        wire::BILL_HEADER,
-                        usize::try_from(bytes_max).unwrap_or(usize::MAX),
-                    )?;
-                    crate::write_statement(file, &empty)
-                }
+                Some(xml) if no_bill(&xml) => crate::write_empty_statement(file, wire::BILL_HEADER, bytes_max),
                 Some(xml) => match self.verified(method, &xml) {
                     Ok(_) => Err(WalletError::Unknown("downloadbill: an XML answer without a bill".into())),
                     Err(error) => Err(error),
@@ -372,17 +337,6 @@ impl WechatConnector {
             Err(error) => tracing::warn!(wallet = "wechat", method = "downloadbill", date, %error, elapsed_ms),
         }
         result
-    }
-
-    async fn bill(&self, fields: Vec<(String, String)>, bytes_max: usize) -> Result<Bill, WalletError> {
-        let uri = self.uri(Method::DownloadBill)?;
-        let answer = self.inner.http.post_limited(uri, wire::XML_CONTENT_TYPE, self.request(fields), bytes_max).await?;
-        if !answer.status.is_success() {
-            return Err(WalletError::Unknown(format!("downloadbill: HTTP {}", answer.status)));
-        }
-        let body = answer.body.to_vec();
-        let looks_xml = body.trim_ascii_start().starts_with(b"<xml") || body.trim_ascii_start().starts_with(b"<?xml");
-        Ok(if looks_xml || answer.content_type.contains("xml") { Bill::Xml(body) } else { Bill::Csv(body) })
     }
 }
 
@@ -624,11 +578,6 @@ impl WalletConnector for WechatConnector {
             amount: amount(method, &fields, &format!("refund_fee_{index}"))?,
             refunded_total,
         })
-    }
-
-    async fn statement(&self, date: &str, bytes_max: usize) -> Result<Vec<u8>, WalletError> {
-        crate::alipay::check_date(date)?;
-        retrying(self.inner.config.idempotent_retries_max, || self.download_bill(date, bytes_max)).await
     }
 
     async fn statement_to_file(&self, date: &str, bytes_max: u64, file: &std::fs::File) -> Result<u64, WalletError> {
