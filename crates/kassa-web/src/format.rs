@@ -171,11 +171,6 @@ pub fn word(lang: Lang, family: Words, stored: &str) -> String {
     }
 }
 
-/// An optional stored word, or a dash.
-pub fn word_or_dash(lang: Lang, family: Words, stored: Option<&str>) -> String {
-    stored.map_or_else(|| "—".to_owned(), |stored| word(lang, family, stored))
-}
-
 /// The amount as a plain decimal string of major units, no separators (`1234.56`, `-0.05`):
 /// what a spreadsheet reads in an export.
 pub fn decimal(minor: i64, currency: &str) -> String {
@@ -297,7 +292,6 @@ mod tests {
         }
         assert_eq!(word(Lang::Zh, Words::Status, "approved"), "已批准");
         assert_eq!(word(Lang::Zh, Words::Status, "no_such_status"), "no_such_status");
-        assert_eq!(word_or_dash(Lang::Zh, Words::Channel, None), "—");
     }
 
     #[test]
