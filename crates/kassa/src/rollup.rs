@@ -15,7 +15,7 @@ use kassa_domain::clock::Clock;
 pub const ROLLUP_INTERVAL_MS: u64 = 5_000;
 
 /// A round that folded more rows than this is logged at `info` (catching up after an
-/// upgrade or an outage), the others at `debug`.
+/// upgrade or an outage), the others that wrote at `debug`.
 const ROLLUP_LOG_ROWS_MIN: u64 = 10_000;
 
 /// Runs the roll-up until `shutdown` completes; a round in progress is abandoned then (what it
@@ -28,7 +28,8 @@ pub async fn run(store: kassa_store::Store, clock: Arc<dyn Clock>, shutdown: imp
             () = &mut shutdown => return,
             outcome = round => match outcome {
                 Ok(report) if report.rows_folded > ROLLUP_LOG_ROWS_MIN => tracing::info!(?report, "dashboard roll-up"),
-                Ok(report) => tracing::debug!(?report, "dashboard roll-up"),
+                Ok(report) if report.chunks > 0 => tracing::debug!(?report, "dashboard roll-up"),
+                Ok(_) => {}
                 Err(error) if error.is_unavailable() => tracing::debug!(%error, "dashboard roll-up: store unavailable"),
                 Err(error) => tracing::warn!(%error, "dashboard roll-up failed"),
             },
