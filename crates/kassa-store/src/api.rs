@@ -303,12 +303,14 @@ const SEARCH_TRADES: &str = "SELECT 'qr' AS source, id, 'qr_payment' AS kind, wa
 const SEARCH_COLUMNS: &str = "source, id, kind, channel, status, amount_minor, currency, refunded_minor, terminal_id, \
      reference, trade_no, business_date, created_at_ms, merchant_id, pan_masked";
 
-/// The WHERE conditions of a search and their parameters, numbered from `$1`; `merchant_id`
-/// `None` searches every merchant (the institution's staff).
+/// The WHERE conditions of a search over `source`'s table and their parameters, numbered from
+/// `$1` (the same numbers and values for either source); `merchant_id` `None` searches every
+/// merchant (the institution's staff).
 fn search_conditions(
     merchant_id: Option<&str>,
     filter: &SearchFilter,
     after: Option<SearchCursor>,
+    source: SearchSource,
 ) -> (Vec<String>, Vec<Value>) {
     let mut conditions = Vec::new();
     let mut values: Vec<Value> = Vec::new();
@@ -342,7 +344,11 @@ fn search_conditions(
     }
     if let Some(reference) = &filter.reference {
         let slot = next(reference.as_str().into(), &mut values);
-        conditions.push(format!("(reference = {slot} OR trade_no = {slot})"));
+        // A card transaction has no wallet trade number: `rrn = $n` alone keeps its index usable.
+        conditions.push(match source {
+            SearchSource::Card => format!("reference = {slot}"),
+            SearchSource::Qr => format!("(reference = {slot} OR trade_no = {slot})"),
+        });
     }
     if let Some(cursor) = after {
         let at = next(cursor.created_at_ms.into(), &mut values);
@@ -413,24 +419,34 @@ impl SqlReads {
         after: Option<SearchCursor>,
         limit: i64,
     ) -> Result<Vec<SearchRow>, StoreError> {
-        let (conditions, mut all) = search_conditions(merchant_id, filter, after);
+        let (_, mut all) = search_conditions(merchant_id, filter, after, SearchSource::Card);
         all.push(limit.into());
-        let condition = if conditions.is_empty() { "1 = 1".to_owned() } else { conditions.join(" AND ") };
         // Each table's page first, in the order of its index on (merchant, creation time) (id
         // breaks ties: SQLite's rowid, PostgreSQL's incremental sort), then the two merged: a
         // page reads about `limit` rows of each table however many the merchant has.
         let limit_slot = all.len();
-        let branch = |table: &str| {
+        let branch = |source: SearchSource, table: &str| {
+            let (conditions, _) = search_conditions(merchant_id, filter, after, source);
+            let condition = if conditions.is_empty() { "1 = 1".to_owned() } else { conditions.join(" AND ") };
             format!(
                 "SELECT * FROM (SELECT * FROM ({table}) AS candidates WHERE {condition} \
                  ORDER BY created_at_ms DESC, id DESC LIMIT ${limit_slot}) AS page"
             )
         };
+        // A channel filter names one table's rows only (card transactions are all `card`, QR
+        // trades never): the other table is not read at all, rather than walked to find nothing.
+        let channel = filter.channel.as_deref();
+        let mut branches = Vec::with_capacity(2);
+        if channel.is_none_or(|channel| channel == "card") {
+            branches.push(branch(SearchSource::Card, SEARCH_CARDS));
+        }
+        if channel.is_none_or(|channel| channel != "card") {
+            branches.push(branch(SearchSource::Qr, SEARCH_TRADES));
+        }
         let sql = format!(
-            "SELECT {SEARCH_COLUMNS} FROM ({} UNION ALL {}) AS found \
+            "SELECT {SEARCH_COLUMNS} FROM ({}) AS found \
              ORDER BY created_at_ms DESC, source DESC, id DESC LIMIT ${limit_slot}",
-            branch(SEARCH_CARDS),
-            branch(SEARCH_TRADES)
+            branches.join(" UNION ALL ")
         );
         self.all(&sql, &all, search_row).await
     }
@@ -570,14 +586,17 @@ mod tests {
             ..SearchFilter::default()
         };
         let cursor = SearchCursor { created_at_ms: 5, source: SearchSource::Qr, id: 9 };
-        let (conditions, values) = search_conditions(Some("M1"), &filter, Some(cursor));
+        let (conditions, values) = search_conditions(Some("M1"), &filter, Some(cursor), SearchSource::Qr);
         assert_eq!(conditions[0], "merchant_id = $1");
         assert_eq!(conditions[1], "channel = $2");
         assert_eq!(conditions[2], "amount_minor >= $3");
         assert_eq!(conditions[3], "(reference = $4 OR trade_no = $4)");
         assert!(conditions[4].starts_with("created_at_ms <= $5 AND") && conditions[4].contains("id < $7"));
         assert_eq!(values.len(), 7);
-        let (everyone, _) = search_conditions(None, &filter, None);
+        let (cards, card_values) = search_conditions(Some("M1"), &filter, Some(cursor), SearchSource::Card);
+        assert_eq!(cards[3], "reference = $4", "a card has no trade number");
+        assert_eq!(card_values, values, "one numbering for both tables");
+        let (everyone, _) = search_conditions(None, &filter, None, SearchSource::Card);
         assert_eq!(everyone[0], "channel = $1");
     }
 
