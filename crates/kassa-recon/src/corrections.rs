@@ -279,7 +279,8 @@ impl Corrections {
         let offline = if kind == CorrectionKind::OfflineNotUploaded {
             Some(terminal_identity(manual.reference.trim()).ok_or_else(|| {
                 CorrectionError::Invalid(
-                    "an offline sale is named by its receipt: terminal:<TID>:<batch>:<STAN> (终端号:批次号:凭证号)".into(),
+                    "an offline sale is named by its receipt: terminal:<TID>:<batch>:<STAN> (终端号:批次号:凭证号)"
+                        .into(),
                 )
             })?)
         } else {
@@ -387,7 +388,8 @@ impl Corrections {
             return Err(CorrectionError::NotCreditable(format!("this offline sale was credited already ({by})")));
         }
         for mti_class in ["022", "020"] {
-            let identity = CardIdentity { terminal_id: terminal.to_owned(), batch_no: batch, stan, mti_class: mti_class.into() };
+            let identity =
+                CardIdentity { terminal_id: terminal.to_owned(), batch_no: batch, stan, mti_class: mti_class.into() };
             if let Some(found) = self.store.txns.txn_by_card_identity(&identity).await? {
                 return Err(CorrectionError::NotCreditable(format!(
                     "the host has this sale already (transaction {}, {})",
@@ -774,9 +776,12 @@ impl Corrections {
 fn offline_identity(kind: CorrectionKind, view: &CorrectionView) -> Option<(&str, u32, u32)> {
     let correction = &view.correction;
     match (kind, correction.terminal_id.as_deref(), correction.batch_no, correction.stan) {
-        (CorrectionKind::OfflineNotUploaded | CorrectionKind::OnTerminalOnly, Some(terminal), Some(batch), Some(stan)) => {
-            Some((terminal, batch, stan))
-        }
+        (
+            CorrectionKind::OfflineNotUploaded | CorrectionKind::OnTerminalOnly,
+            Some(terminal),
+            Some(batch),
+            Some(stan),
+        ) => Some((terminal, batch, stan)),
         _ => None,
     }
 }

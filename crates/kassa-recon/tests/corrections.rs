@@ -18,9 +18,9 @@ use kassa_store::aggregator::{insert_gateway_trade, GatewayTradeRecord};
 use kassa_store::api::{SearchFilter, SearchSource};
 use kassa_store::batch_upload::{propose_correction, NewCorrection};
 use kassa_store::corrections::{entry_reference, CorrectionStatus};
+use kassa_store::gateway::claim_offline_credit;
 use kassa_store::qr::{insert_trade, QrKind, QrOrderState, QrOriginKind, QrStatus, QrTradeRecord};
 use kassa_store::testing::TestDb;
-use kassa_store::gateway::claim_offline_credit;
 use kassa_store::{
     CardIdentity, Guard, MerchantRecord, NewTxn, RefundPasswordMode, StoreError, TerminalRecord, UnitOutcome, WriteOp,
     WriteUnit,
@@ -524,7 +524,12 @@ async fn an_offline_sale_is_credited_once_by_its_upload_or_its_correction(db: &T
     let uploaded = NewTxn {
         kind: "offline_sale".into(),
         status: "approved".into(),
-        card_identity: Some(CardIdentity { terminal_id: TERMINAL.into(), batch_no: 2, stan: 8, mti_class: "022".into() }),
+        card_identity: Some(CardIdentity {
+            terminal_id: TERMINAL.into(),
+            batch_no: 2,
+            stan: 8,
+            mti_class: "022".into(),
+        }),
         rrn: Some("000000000808".into()),
         ..card_sale_record("unused", 1_000, "approved", 6)
     };
