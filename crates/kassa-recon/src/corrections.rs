@@ -11,8 +11,9 @@
 //! another amount than Kassa recorded for a payment it credited) carries the signed difference,
 //! channel minus Kassa: its approval posts one entry moving the merchant by the difference net of
 //! the fee difference ([`kassa_ledger::adjustment_entry`]), a credit when the channel took more,
-//! a debit when it took less; the payment's record is never edited. Every step is audited in the
-//! same unit as the step.
+//! a debit when it took less; the payment's record is never edited (the next reconciliation
+//! reads the approved difference with the payment and compares the channel's amount with the
+//! amount as corrected). Every step is audited in the same unit as the step.
 //!
 //! **Invariant**: the store changes a correction only from `proposed`, at the version read and
 //! never by its proposer, so of two approvers racing one wins and the entry is posted once; a
@@ -26,8 +27,8 @@ use kassa_ledger::{adjustment_entry, correction_entry};
 use kassa_qr::{CorrectionCredit, NotCreditable, QrError, QrService};
 use kassa_store::batch_upload::NewCorrection;
 use kassa_store::corrections::{
-    entry_reference, propose, review, CorrectionQuery, CorrectionStatus, CorrectionView, PaymentRef, Proposal, Review,
-    AMOUNT_MISMATCH_KIND,
+    entry_reference, propose, record_amount, review, CorrectionQuery, CorrectionStatus, CorrectionView, PaymentRef,
+    Proposal, Review, AMOUNT_MISMATCH_KIND,
 };
 use kassa_store::gateway::claim_offline_credit;
 use kassa_store::{AuditEvent, CardIdentity, Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
@@ -634,8 +635,9 @@ impl Corrections {
                 "recorded": recorded.minor(), "corrected": corrected.minor(), "proposed_by": view.proposal.proposed_by,
             }),
         );
-        let unit = WriteUnit::guarded(guard, vec![WriteOp::PostEntry { entry, at_ms: now }, audit]);
-        let entry_id = match self.store.commit(unit).await {
+        // The difference in its column too: what reconciliation compares the payment with.
+        let ops = vec![record_amount(id, delta.minor()), WriteOp::PostEntry { entry, at_ms: now }, audit];
+        let entry_id = match self.store.commit(WriteUnit::guarded(guard, ops)).await {
             Ok(UnitOutcome::Committed { entry_ids, .. }) => entry_ids.first().copied(),
             Ok(_) => None,
             // Another correction of the same amount won the unique index meanwhile.

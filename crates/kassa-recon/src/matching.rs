@@ -3,11 +3,15 @@
 //!
 //! No guessing (tieout): a line and a record are a pair only when their references are equal,
 //! and a reference seen twice on the statement is a difference, never a second match.
+//!
+//! A payment's amount is Kassa's as corrected (`compared_amount`): the recorded amount plus the
+//! approved correction of it (补登 `amount_mismatch`), if any. A pair that agrees only once
+//! corrected is matched; the approved correction, with its entry, is the evidence.
 
 use kassa_domain::TxnStatus;
 use kassa_domain::{Channel, Money};
 use kassa_store::qr::{QrOrderState, QrRefundStatus, QrStatus};
-use kassa_store::recon::{DifferenceClass, ReconCardRecord, ReconRefundRecord, ReconTradeRecord};
+use kassa_store::recon::{AmountCorrection, DifferenceClass, ReconCardRecord, ReconRefundRecord, ReconTradeRecord};
 
 /// What a pair (or a lone side) comes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +56,14 @@ pub fn judge_trade(
                 DifferenceClass::StatusMismatch,
                 format!("paid at {}; credited here as paid through {}", channel.as_str(), trade.wallet_name()),
             ),
-            QrStatus::Paid if trade.amount == line => Verdict::Matched,
+            QrStatus::Paid if trade.compared_amount() == line => Verdict::Matched,
             QrStatus::Paid => differs(
                 DifferenceClass::AmountMismatch,
-                format!("paid {} at the channel, {} here", line.to_decimal_string(), trade.amount.to_decimal_string()),
+                format!(
+                    "paid {} at the channel, {} here",
+                    line.to_decimal_string(),
+                    here(trade.amount, trade.amount_correction)
+                ),
             ),
             // A payment a cancel reversed: the channel lists the payment and its refund.
             QrStatus::Closed | QrStatus::Failed if trade.order == QrOrderState::Reversed => Verdict::Matched,
@@ -134,7 +142,7 @@ pub fn judge_card(issuer: Option<(IssuerState, Money)>, kassa: Option<&ReconCard
             differs(DifferenceClass::PaidNotCredited, "approved at the issuer; Kassa has no such request")
         }
         (Some((IssuerState::Approved, amount)), Some(txn)) if captured(txn.status) => {
-            if amount == txn.amount {
+            if amount == txn.compared_amount() {
                 Verdict::Matched
             } else {
                 differs(
@@ -142,7 +150,7 @@ pub fn judge_card(issuer: Option<(IssuerState, Money)>, kassa: Option<&ReconCard
                     format!(
                         "approved {} at the issuer, {} here",
                         amount.to_decimal_string(),
-                        txn.amount.to_decimal_string()
+                        here(txn.amount, txn.amount_correction)
                     ),
                 )
             }
@@ -157,6 +165,19 @@ pub fn judge_card(issuer: Option<(IssuerState, Money)>, kassa: Option<&ReconCard
         ),
         // Undone on both sides (or never taken here): the card has its money.
         (Some((IssuerState::Reversed, _)), _) => Verdict::Matched,
+    }
+}
+
+/// Kassa's amount in a reason: as recorded, or as corrected with its correction named.
+fn here(recorded: Money, correction: Option<AmountCorrection>) -> String {
+    match correction {
+        None => recorded.to_decimal_string(),
+        Some(correction) => format!(
+            "{} as corrected (recorded {}, correction {})",
+            correction.corrected.to_decimal_string(),
+            recorded.to_decimal_string(),
+            correction.id
+        ),
     }
 }
 
@@ -203,6 +224,7 @@ mod tests {
             trade_no: None,
             paid_at_ms: None,
             business_date: "2026-12-06".into(),
+            amount_correction: None,
         }
     }
 
@@ -263,6 +285,7 @@ mod tests {
             amount: cny(amount),
             business_date: "2026-12-06".into(),
             created_at_ms: 0,
+            amount_correction: None,
         }
     }
 
@@ -296,6 +319,28 @@ mod tests {
         );
         assert_eq!(judge_card(None, Some(&card(TxnStatus::Approved, 100)), false), Verdict::Nothing);
         assert_eq!(judge_card(None, Some(&card(TxnStatus::Declined, 100)), true), Verdict::Nothing);
+    }
+
+    fn corrected(delta: i64, recorded: i64) -> Option<AmountCorrection> {
+        Some(AmountCorrection { id: 7, delta: cny(delta), corrected: cny(recorded + delta) })
+    }
+
+    #[test]
+    fn a_corrected_amount_is_compared_as_corrected() {
+        let alipay = Channel::Alipay;
+        let mut paid = trade(QrStatus::Paid, Some(alipay), 1000);
+        paid.amount_correction = corrected(50, 1000);
+        assert_eq!(judge_trade(alipay, Some(line(1050)), Some(&paid), true, false), Verdict::Matched);
+        let verdict = judge_trade(alipay, Some(line(1000)), Some(&paid), true, false);
+        let Verdict::Differs(DifferenceClass::AmountMismatch, reason) = verdict else {
+            panic!("the recorded amount is no longer Kassa's: {verdict:?}");
+        };
+        assert_eq!(reason, "paid 10.00 at the channel, 10.50 as corrected (recorded 10.00, correction 7) here");
+        let mut sale = card(TxnStatus::Approved, 750);
+        sale.amount_correction = corrected(-50, 750);
+        let approved = |minor| Some((IssuerState::Approved, cny(minor)));
+        assert_eq!(judge_card(approved(700), Some(&sale), true), Verdict::Matched);
+        assert_eq!(class(judge_card(approved(750), Some(&sale), true)), Some(DifferenceClass::AmountMismatch));
     }
 
     fn refund(status: QrRefundStatus, amount: i64) -> ReconRefundRecord {

@@ -2,6 +2,13 @@
 //! memory, merged with Kassa's trades and refunds of the day read from the store in the same
 //! order a page at a time, judged pair by pair ([`crate::matching`]), stored with its counts and
 //! differences, and the corrections its differences call for proposed once.
+//!
+//! Kassa's payments are compared at their amount as corrected: the day's approved corrections of
+//! amounts are read in the merge's order, apart from the day's pages (driven by the few
+//! corrections, not a probe per row), and given to each payment as the merge takes it. A payment
+//! whose amount difference was corrected matches its statement line at the corrected amount, and
+//! a payment is proposed one amount correction at most (a difference left after an approved one
+//! stays open for a person, with no proposal).
 
 use std::collections::VecDeque;
 use std::io::BufRead;
@@ -13,9 +20,10 @@ use kassa_domain::clock::Clock;
 use kassa_domain::{BusinessDay, Channel, CivilDate, MerchantId};
 use kassa_qr::QrService;
 use kassa_store::batch_upload::{propose_correction, NewCorrection};
+use kassa_store::corrections::AMOUNT_MISMATCH_KIND;
 use kassa_store::recon::{
-    finish_run, insert_difference, insert_run, DifferenceClass, NewReconRun, ReconCardRecord, ReconCounts,
-    ReconDifferenceRecord, ReconRefundRecord, ReconSource, ReconTradeRecord,
+    finish_run, insert_difference, insert_run, AmountCorrection, DifferenceClass, NewReconRun, ReconCardRecord,
+    ReconCounts, ReconDifferenceRecord, ReconRefundRecord, ReconSource, ReconTradeRecord,
 };
 use kassa_store::{Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
 use kassa_wallet::WalletConnector;
@@ -390,6 +398,35 @@ impl<T: Send + 'static> Prefetch<T> {
     }
 }
 
+/// The approved correction of the amount of the payment `key`, from `corrections` read in the
+/// order the merge takes payments (ascending keys): those of payments before `key`, which the
+/// merge passed without taking (a trade of the next day paid after midnight), are passed over.
+async fn correction_of<K: Ord + Send + 'static>(
+    corrections: &mut Prefetch<(K, AmountCorrection)>,
+    key: &K,
+) -> Result<Option<AmountCorrection>, ReconError> {
+    loop {
+        if corrections.page.is_empty() {
+            if corrections.done {
+                // Read to its end (most days have no correction at all): nothing to wait for.
+                return Ok(None);
+            }
+            corrections.fill().await?;
+        }
+        match corrections.page.front() {
+            Some((front, _)) if front < key => {
+                corrections.page.pop_front();
+            }
+            Some((front, correction)) if front == key => {
+                let correction = *correction;
+                corrections.page.pop_front();
+                return Ok(Some(correction));
+            }
+            _ => return Ok(None),
+        }
+    }
+}
+
 /// A card transaction's RRN: the stored one, else the one the gateway gives it (its id, 12
 /// digits), which a request that never got an answer may not have stored.
 fn rrn_of(txn: &ReconCardRecord) -> String {
@@ -408,7 +445,43 @@ fn card_json(txn: &ReconCardRecord) -> serde_json::Value {
         "currency": txn.amount.currency().code(),
         "business_date": txn.business_date,
         "created_at_ms": txn.created_at_ms,
+        "amount_correction": amount_correction_json(txn.amount_correction.as_ref()),
     })
+}
+
+/// The approved correction of a payment's amount, in Kassa's record of a difference.
+fn amount_correction_json(correction: Option<&AmountCorrection>) -> serde_json::Value {
+    match correction {
+        Some(correction) => json!({
+            "correction_id": correction.id,
+            "delta_minor": correction.delta.minor(),
+            "corrected_minor": correction.corrected.minor(),
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// Gives a trade taken from a page of the day the approved correction of its amount (in place:
+/// a record is not moved through the wait).
+async fn correct_trade(
+    corrections: &mut Prefetch<(String, AmountCorrection)>,
+    trade: &mut Option<ReconTradeRecord>,
+) -> Result<(), ReconError> {
+    if let Some(trade) = trade {
+        trade.amount_correction = correction_of(corrections, &trade.reference).await?;
+    }
+    Ok(())
+}
+
+/// Gives a card transaction taken from a page of the day the approved correction of its amount.
+async fn correct_card(
+    corrections: &mut Prefetch<(i64, AmountCorrection)>,
+    txn: &mut Option<ReconCardRecord>,
+) -> Result<(), ReconError> {
+    if let Some(txn) = txn {
+        txn.amount_correction = correction_of(corrections, &txn.id).await?;
+    }
+    Ok(())
 }
 
 /// Which side the merge takes next.
@@ -525,6 +598,19 @@ impl<'a> Merge<'a> {
         })
     }
 
+    /// The approved corrections of the amounts of the trades of the two sides
+    /// ([`Merge::trades_side`]), by the trades' reference, read ahead.
+    fn trade_corrections_side(&self) -> Prefetch<(String, AmountCorrection)> {
+        let store = self.store().clone();
+        let channel = self.channel;
+        let (date, next_date) = (self.date.to_string(), self.date.next_day().to_string());
+        let key: fn(&(String, AmountCorrection)) -> String = |(reference, _)| reference.clone();
+        Prefetch::spawn(String::new(), key, move |after: String| {
+            let (store, date, next_date) = (store.clone(), date.clone(), next_date.clone());
+            async move { store.recon().trade_amount_corrections(channel, &date, &next_date, &after, PAGE_ROWS).await }
+        })
+    }
+
     async fn trades(
         &mut self,
         lines: &mut SortedLines,
@@ -532,6 +618,8 @@ impl<'a> Merge<'a> {
     ) -> Result<Option<SortedLine>, ReconError> {
         let mut day = self.trades_side(false);
         let mut next_day = self.trades_side(true);
+        // Taken from the two sides in one ascending order: their corrections, in the same.
+        let mut corrections = self.trade_corrections_side();
         let mut last_reference: Option<crate::sort::MergeKey> = None;
         loop {
             day.fill().await?;
@@ -547,7 +635,8 @@ impl<'a> Merge<'a> {
             match step(line_reference, cursor.page.front().map(|trade| trade.reference.as_str())) {
                 Step::Done => return Ok(current),
                 Step::Kassa => {
-                    let trade = cursor.page.pop_front();
+                    let mut trade = cursor.page.pop_front();
+                    correct_trade(&mut corrections, &mut trade).await?;
                     self.trade_pair(None, trade).await?;
                 }
                 Step::Line | Step::Both => {
@@ -564,9 +653,12 @@ impl<'a> Merge<'a> {
                         step(Some(line.key.as_str()), cursor.page.front().map(|t| t.reference.as_str())),
                         Step::Both
                     ) {
-                        cursor.page.pop_front()
+                        let mut trade = cursor.page.pop_front();
+                        correct_trade(&mut corrections, &mut trade).await?;
+                        trade
                     } else {
-                        // Not among the day's trades: created on another day, or unknown.
+                        // Not among the day's trades: created on another day, or unknown (read
+                        // alone, with its amount correction).
                         self.store().recon().trade_by_reference(self.channel, line.key.as_str()).await?
                     };
                     last_reference = Some(line.key);
@@ -646,11 +738,25 @@ impl<'a> Merge<'a> {
         })
     }
 
+    /// The approved corrections of the amounts of the card transactions of the two sides
+    /// ([`Merge::cards_side`]), by the transactions' id, read ahead.
+    fn card_corrections_side(&self) -> Prefetch<(i64, AmountCorrection)> {
+        let store = self.store().clone();
+        let (date, next_date) = (self.date.to_string(), self.date.next_day().to_string());
+        let key: fn(&(i64, AmountCorrection)) -> i64 = |(id, _)| *id;
+        Prefetch::spawn(0, key, move |after_id: i64| {
+            let (store, date, next_date) = (store.clone(), date.clone(), next_date.clone());
+            async move { store.recon().card_amount_corrections(&date, &next_date, after_id, PAGE_ROWS).await }
+        })
+    }
+
     /// The card merge: the clearing file's rows (grouped per request) against Kassa's card
     /// transactions of the day, both in id order.
     async fn cards(&mut self, lines: &mut SortedLines) -> Result<(), ReconError> {
         let mut day = self.cards_side(false);
         let mut next_day = self.cards_side(true);
+        // Taken from the two sides in one ascending order: their corrections, in the same.
+        let mut corrections = self.card_corrections_side();
         let mut current = next_line(lines)?;
         // The rows of one request, reused from request to request.
         let mut group: Vec<SortedLine> = Vec::with_capacity(CARD_ROWS_PER_REQUEST_MAX);
@@ -667,7 +773,8 @@ impl<'a> Merge<'a> {
             match step(current.as_ref().map(|line| line.key.as_str()), kassa_reference.as_deref()) {
                 Step::Done => return Ok(()),
                 Step::Kassa => {
-                    let txn = cursor.page.pop_front();
+                    let mut txn = cursor.page.pop_front();
+                    correct_card(&mut corrections, &mut txn).await?;
                     self.card_pair(&[], txn).await?;
                 }
                 Step::Line | Step::Both => {
@@ -683,9 +790,12 @@ impl<'a> Merge<'a> {
                         current = next_line(lines)?;
                     }
                     let txn = if kassa_reference.as_deref() == Some(reference.as_str()) {
-                        cursor.page.pop_front()
+                        let mut txn = cursor.page.pop_front();
+                        correct_card(&mut corrections, &mut txn).await?;
+                        txn
                     } else {
-                        // Not among the day's: received on another business day, or unknown.
+                        // Not among the day's: received on another business day, or unknown
+                        // (read alone, with its amount correction).
                         match reference.as_str().parse::<i64>() {
                             Ok(id) => self.store().recon().card_txn(id).await?,
                             Err(_) => None,
@@ -746,7 +856,7 @@ impl<'a> Merge<'a> {
             merchant_id: txn.map(|t| t.merchant_id.clone()),
             out_trade_no: txn.map(rrn_of),
             channel_amount_minor: line.map(|l| l.amount.minor()),
-            kassa_amount_minor: txn.map(|t| t.amount.minor()),
+            kassa_amount_minor: txn.map(|t| t.compared_amount().minor()),
             currency: currency.map_or("CNY", |c| c.code()).to_owned(),
             reason,
             statement_line_no: line.and_then(|l| i64::try_from(l.line_no).ok()),
@@ -754,8 +864,11 @@ impl<'a> Merge<'a> {
             kassa_record: txn.map(card_json),
             correction_key: None,
         };
-        if let (DifferenceClass::PaidNotCredited, Some(txn), Some(line)) = (class, txn, line) {
-            let correction = self.card_correction(&difference, txn, line);
+        let correction = match (txn, line) {
+            (Some(txn), Some(line)) => self.card_correction(&difference, txn, line),
+            _ => None,
+        };
+        if let Some(correction) = correction {
             if !self.store().recon().correction_exists(&correction.correction_key).await? {
                 self.counts.corrections_proposed += 1;
             }
@@ -769,18 +882,32 @@ impl<'a> Merge<'a> {
         Ok(())
     }
 
-    /// A card request the issuer approved (and never reversed) that Kassa has as failed: credit
-    /// the merchant the amount the issuer took, once a second person approves.
+    /// The correction a card difference calls for, proposed once per transaction (its key):
+    /// - a request the issuer approved (and never reversed) that Kassa has as failed: credit the
+    ///   merchant the amount the issuer took (`issuer_approved_host_failed`);
+    /// - a sale captured for another amount than the issuer approved: move the merchant by the
+    ///   signed difference, the issuer's amount less Kassa's (`amount_mismatch`, as a QR trade's),
+    ///   unless its amount was corrected already (a payment's amount is corrected once; what is
+    ///   left is for a person).
+    ///
+    /// Each once a second person approves it; the RRN is its `reference`.
     fn card_correction(
         &self,
         difference: &ReconDifferenceRecord,
         txn: &ReconCardRecord,
         line: &StatementLine,
-    ) -> NewCorrection {
-        NewCorrection {
+    ) -> Option<NewCorrection> {
+        let (kind, amount_minor) = match difference.class {
+            DifferenceClass::PaidNotCredited => (CARD_CORRECTION_KIND, line.amount.minor()),
+            DifferenceClass::AmountMismatch if txn.amount_correction.is_none() => {
+                (AMOUNT_MISMATCH_KIND, line.amount.checked_sub(txn.amount).ok()?.minor())
+            }
+            _ => return None,
+        };
+        Some(NewCorrection {
             correction_key: format!("recon:card:txn:{}:{}", txn.id, difference.class.as_str()),
             source: CORRECTION_SOURCE.to_owned(),
-            kind: CARD_CORRECTION_KIND.to_owned(),
+            kind: kind.to_owned(),
             merchant_id: txn.merchant_id.clone(),
             terminal_id: txn.terminal_id.clone(),
             batch_no: None,
@@ -792,7 +919,10 @@ impl<'a> Merge<'a> {
             details: json!({
                 "channel": Channel::Card.as_str(),
                 "reference": rrn_of(txn),
-                "amount_minor": line.amount.minor(),
+                "amount_minor": amount_minor,
+                "channel_amount_minor": line.amount.minor(),
+                // What an amount correction's approval checks the sale still has.
+                "kassa_amount_minor": txn.amount.minor(),
                 "auth_code": line.channel_trade_no,
                 "kassa_status": card_json(txn)["status"],
                 "reason": difference.reason,
@@ -802,7 +932,7 @@ impl<'a> Merge<'a> {
                 "statement_line": difference.statement_line,
             }),
             created_at_ms: self.reconciler.clock.now_ms(),
-        }
+        })
     }
 
     /// Refunds of the channel's trades created within the day, by refund reference, read ahead.
@@ -924,7 +1054,7 @@ impl<'a> Merge<'a> {
         let out_trade_no = trade.map(|t| t.out_trade_no.clone()).or_else(|| refund.map(|r| r.out_trade_no.clone()));
         let kassa_amount = match kind {
             LineKind::Refund => refund.map(|r| r.amount),
-            LineKind::Trade | LineKind::Reversal => trade.map(|t| t.amount),
+            LineKind::Trade | LineKind::Reversal => trade.map(ReconTradeRecord::compared_amount),
         };
         let currency = line.map(|l| l.amount.currency()).or(kassa_amount.map(|a| a.currency()));
         let kassa_record = match (trade, refund) {
@@ -965,7 +1095,8 @@ impl<'a> Merge<'a> {
     }
 
     /// The correction a difference calls for: a trade paid at the channel that Kassa has unpaid
-    /// (credit it), or paid for another amount (to be reviewed). Never for a trade Kassa does
+    /// (credit it), or paid for another amount (to be reviewed) unless its amount was corrected
+    /// already (once per payment; what is left is for a person). Never for a trade Kassa does
     /// not know (no merchant to credit: the difference alone is the evidence).
     fn correction_for(
         &self,
@@ -977,7 +1108,9 @@ impl<'a> Merge<'a> {
         let channel_minor = difference.channel_amount_minor?;
         let amount_minor = match (difference.class, kind) {
             (DifferenceClass::PaidNotCredited, LineKind::Trade) => channel_minor,
-            (DifferenceClass::AmountMismatch, LineKind::Trade) => channel_minor.checked_sub(trade.amount.minor())?,
+            (DifferenceClass::AmountMismatch, LineKind::Trade) if trade.amount_correction.is_none() => {
+                channel_minor.checked_sub(trade.amount.minor())?
+            }
             _ => return None,
         };
         let correction_key =
@@ -1039,6 +1172,7 @@ fn trade_json(trade: &ReconTradeRecord) -> serde_json::Value {
         "trade_no": trade.trade_no,
         "paid_at_ms": trade.paid_at_ms,
         "business_date": trade.business_date,
+        "amount_correction": amount_correction_json(trade.amount_correction.as_ref()),
     })
 }
 

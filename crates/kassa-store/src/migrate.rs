@@ -76,6 +76,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "dashboard_rollup",
         sql: include_str!("../migrations/sqlite/0017_dashboard_rollup.sql"),
     },
+    Migration {
+        version: 18,
+        name: "recon_corrected",
+        sql: include_str!("../migrations/sqlite/0018_recon_corrected.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -131,6 +136,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 17,
         name: "dashboard_rollup",
         sql: include_str!("../migrations/postgres/0017_dashboard_rollup.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "recon_corrected",
+        sql: include_str!("../migrations/postgres/0018_recon_corrected.sql"),
     },
 ];
 

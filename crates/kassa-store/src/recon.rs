@@ -4,8 +4,18 @@
 //! the constructors below for the one write path. Corrections are proposed through
 //! [`crate::batch_upload::propose_correction`] (exactly once by their key).
 //!
+//! Reconciliation compares the channel's amount with Kassa's as corrected: the recorded amount
+//! plus the approved correction of it (补登 `amount_mismatch`), if any ([`AmountCorrection`]), the
+//! record itself never being edited. A payment read alone carries its correction (joined); the
+//! pages of a day do not (an index probe per row costs SQLite about a second of CPU per million
+//! rows, a sixth of a whole run): the day's corrections are read apart, in the pages' order
+//! ([`ReconStore::trade_amount_corrections`], [`ReconStore::card_amount_corrections`]), driven
+//! by the few approved corrections rather than by the day's rows, and merged with them.
+//!
 //! **Invariant**: a run's id is taken once (its insert is a guard); a difference is stored once
-//! per run and key; reading a day never holds more than one page of it.
+//! per run and key; reading a day never holds more than one page of it; a payment has at most one
+//! approved amount correction (the unique indexes of approved ones), so a join never repeats a
+//! row.
 
 use async_trait::async_trait;
 use kassa_domain::{Channel, Currency, Money};
@@ -31,7 +41,7 @@ pub struct ReconTradeRecord {
     pub wallet: Option<Channel>,
     /// Where it stands.
     pub status: QrStatus,
-    /// The amount.
+    /// The amount as recorded (never edited: see [`ReconTradeRecord::compared_amount`]).
     pub amount: Money,
     /// Refunded so far, minor units.
     pub refunded_minor: i64,
@@ -45,6 +55,29 @@ pub struct ReconTradeRecord {
     pub paid_at_ms: Option<i64>,
     /// Kassa's business day of its creation.
     pub business_date: String,
+    /// The approved correction of its amount, if any (read with a trade alone; the pages of a
+    /// day leave it `None`, see [`ReconStore::trade_amount_corrections`]).
+    pub amount_correction: Option<AmountCorrection>,
+}
+
+impl ReconTradeRecord {
+    /// What Kassa has it paid for: its recorded amount, or that amount as corrected.
+    pub fn compared_amount(&self) -> Money {
+        self.amount_correction.as_ref().map_or(self.amount, |correction| correction.corrected)
+    }
+}
+
+/// The approved correction (补登) of a payment's amount: the channel took another amount than
+/// Kassa recorded, and a second person approved moving the merchant by the difference. The
+/// payment's record keeps the recorded amount; this is what it comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmountCorrection {
+    /// The correction's id (its entry is `correction:<id>`).
+    pub id: i64,
+    /// The signed difference it posted (the channel's amount less the recorded one).
+    pub delta: Money,
+    /// The recorded amount plus `delta`.
+    pub corrected: Money,
 }
 
 /// Kassa's QR refund as reconciliation compares it.
@@ -86,12 +119,22 @@ pub struct ReconCardRecord {
     pub terminal_id: Option<String>,
     /// Its RRN, once it has one.
     pub rrn: Option<String>,
-    /// Its amount.
+    /// Its amount as recorded (never edited: see [`ReconCardRecord::compared_amount`]).
     pub amount: Money,
     /// Kassa's business day.
     pub business_date: String,
     /// When it was received, Unix milliseconds.
     pub created_at_ms: i64,
+    /// The approved correction of its amount, if any (read with a transaction alone; the pages
+    /// of a day leave it `None`, see [`ReconStore::card_amount_corrections`]).
+    pub amount_correction: Option<AmountCorrection>,
+}
+
+impl ReconCardRecord {
+    /// What Kassa has it captured for: its recorded amount, or that amount as corrected.
+    pub fn compared_amount(&self) -> Money {
+        self.amount_correction.as_ref().map_or(self.amount, |correction| correction.corrected)
+    }
 }
 
 /// Where a run's statement came from.
@@ -281,7 +324,8 @@ pub trait ReconStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<ReconDifferenceRecord>, StoreError>;
     /// Kassa's trades of `business_date` that `channel` may hold (its own and those no wallet
-    /// paid yet), by reference, after `after_reference`, at most `limit`.
+    /// paid yet), by reference, after `after_reference`, at most `limit`; without their amount
+    /// corrections ([`ReconStore::trade_amount_corrections`]).
     async fn trades_of_day(
         &self,
         channel: Channel,
@@ -291,7 +335,7 @@ pub trait ReconStore: Send + Sync {
     ) -> Result<Vec<ReconTradeRecord>, StoreError>;
     /// Kassa's trades of `business_date` that `channel` paid in `[from_ms, to_ms)`, by
     /// reference, after `after_reference`, at most `limit` (the trades Kassa dates the next
-    /// business day that a wallet's calendar day still holds).
+    /// business day that a wallet's calendar day still holds); without their amount corrections.
     async fn trades_paid_between(
         &self,
         channel: Channel,
@@ -302,7 +346,8 @@ pub trait ReconStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<ReconTradeRecord>, StoreError>;
     /// Kassa's card transactions of `business_date` that went to the issuer, by id, after
-    /// `after_id`, at most `limit`.
+    /// `after_id`, at most `limit`; without their amount corrections
+    /// ([`ReconStore::card_amount_corrections`]).
     async fn card_txns_of_day(
         &self,
         business_date: &str,
@@ -311,7 +356,7 @@ pub trait ReconStore: Send + Sync {
     ) -> Result<Vec<ReconCardRecord>, StoreError>;
     /// Kassa's card transactions of `business_date` that went to the issuer and were received
     /// in `[from_ms, to_ms)`, by id, after `after_id`, at most `limit` (those Kassa dates the next
-    /// business day that the issuer's calendar day still holds).
+    /// business day that the issuer's calendar day still holds); without their amount corrections.
     async fn card_txns_received_between(
         &self,
         business_date: &str,
@@ -320,9 +365,32 @@ pub trait ReconStore: Send + Sync {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<ReconCardRecord>, StoreError>;
-    /// A card transaction that went to the issuer, by id, of any day.
+    /// A card transaction that went to the issuer, by id, of any day, with its amount correction.
     async fn card_txn(&self, id: i64) -> Result<Option<ReconCardRecord>, StoreError>;
-    /// A trade by its reference, of any day.
+    /// The approved corrections of the amounts of `channel`'s trades of two business days
+    /// (`business_date` and `next_business_date`, as the day's pages read them), each with its
+    /// trade's reference, by that reference, after `after_reference`, at most `limit`: what the
+    /// pages leave out, read in their order to be merged with them. Driven by the channel's
+    /// approved amount corrections (a few), not by the days' trades.
+    async fn trade_amount_corrections(
+        &self,
+        channel: Channel,
+        business_date: &str,
+        next_business_date: &str,
+        after_reference: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, AmountCorrection)>, StoreError>;
+    /// The approved corrections of the amounts of the card transactions of two business days,
+    /// each with its transaction's id, by that id, after `after_id`, at most `limit`: what
+    /// [`ReconStore::card_txns_of_day`] leaves out, in its order.
+    async fn card_amount_corrections(
+        &self,
+        business_date: &str,
+        next_business_date: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, AmountCorrection)>, StoreError>;
+    /// A trade by its reference, of any day, with its amount correction.
     async fn trade_by_reference(
         &self,
         channel: Channel,
@@ -377,11 +445,44 @@ fn opt_channel(row: &Row, index: usize) -> Result<Option<Channel>, StoreError> {
     text_ref(row, index)?.map(|text| Channel::parse(text).ok_or_else(|| corrupt("channel", text))).transpose()
 }
 
-const TRADE_COLUMNS: &str = "id, merchant_id, out_trade_no, reference, wallet, status, amount_minor, currency, \
-                             refunded_minor, fee_minor, alipay_order, wechat_order, trade_no, paid_at_ms, business_date";
+/// A trade's columns.
+const TRADE_COLUMNS: &str = "t.id, t.merchant_id, t.out_trade_no, t.reference, t.wallet, t.status, t.amount_minor, \
+                             t.currency, t.refunded_minor, t.fee_minor, t.alipay_order, t.wechat_order, t.trade_no, \
+                             t.paid_at_ms, t.business_date";
+
+/// The columns of an approved amount correction read with its payment (NULL without one).
+const CORRECTION_COLUMNS: &str = "c.id, c.amount_minor, c.currency";
+
+/// An approved correction of an amount (`c`), as its unique partial indexes hold it.
+const APPROVED_AMOUNT: &str = "c.status = 'approved' AND c.kind = 'amount_mismatch'";
+
+/// A trade (`t`) with the approved correction of its amount (`c`), by the payment's identity as
+/// corrections name it (merchant, channel, `out_trade_no`): a probe of
+/// `corrections_one_amount_approved`. The channel is `$1`, so the statement's other placeholders
+/// follow from `$2` (SQLite numbers them by first appearance).
+const TRADE_CORRECTED: &str = "qr_trades t LEFT JOIN corrections c ON c.merchant_id = t.merchant_id \
+     AND c.channel = $1 AND c.reference = t.out_trade_no AND c.status = 'approved' AND c.kind = 'amount_mismatch' \
+     AND c.channel IS NOT NULL AND c.reference IS NOT NULL";
+
+/// The approved correction of the amount of a payment, in the columns from `first` (its id,
+/// signed amount and currency; all NULL without one, none when the read did not join it).
+fn amount_correction(row: &Row, first: usize, recorded: Money) -> Result<Option<AmountCorrection>, StoreError> {
+    if row.0.len() <= first {
+        return Ok(None);
+    }
+    let Some(id) = row.opt_int(first)? else { return Ok(None) };
+    let currency = parsed(row, first + 2, "currency", |code| Currency::from_code(code).ok())?;
+    if currency != recorded.currency() {
+        return Err(corrupt("amount correction's currency", currency.code()));
+    }
+    let delta = Money::from_minor(row.int(first + 1)?, currency);
+    let corrected = recorded.checked_add(delta).map_err(|_| corrupt("amount correction", &id.to_string()))?;
+    Ok(Some(AmountCorrection { id, delta, corrected }))
+}
 
 fn trade(row: &Row, channel: Channel) -> Result<ReconTradeRecord, StoreError> {
     let order_column = if channel == Channel::Wechat { 11 } else { 10 };
+    let amount = money(row, 6, 7)?;
     Ok(ReconTradeRecord {
         id: row.int(0)?,
         merchant_id: row.text(1)?,
@@ -389,13 +490,14 @@ fn trade(row: &Row, channel: Channel) -> Result<ReconTradeRecord, StoreError> {
         reference: row.text(3)?,
         wallet: opt_channel(row, 4)?,
         status: parsed(row, 5, "qr status", QrStatus::parse)?,
-        amount: money(row, 6, 7)?,
+        amount,
         refunded_minor: row.int(8)?,
         fee_minor: row.int(9)?,
         order: parsed(row, order_column, "qr order", QrOrderState::parse)?,
         trade_no: row.opt_text(12)?,
         paid_at_ms: row.opt_int(13)?,
         business_date: row.text(14)?,
+        amount_correction: amount_correction(row, 15, amount)?,
     })
 }
 
@@ -408,17 +510,33 @@ fn trade_reader(channel: Channel) -> fn(&Row) -> Result<ReconTradeRecord, StoreE
     }
 }
 
-const CARD_COLUMNS: &str =
-    "id, kind, status, merchant_id, terminal_id, rrn, amount_minor, currency, business_date, created_at_ms";
+/// A card transaction's columns.
+const CARD_COLUMNS: &str = "t.id, t.kind, t.status, t.merchant_id, t.terminal_id, t.rrn, t.amount_minor, t.currency, \
+                            t.business_date, t.created_at_ms";
 
-/// The kinds whose requests go to the issuer (`txn:<id>`).
-const CARD_ISSUER_KINDS: &str = "kind IN ('sale', 'pre_auth', 'offline_sale')";
+/// A card transaction (`t`) with the approved correction of its amount (`c`), by the
+/// transaction's id: a probe of `corrections_one_amount_approved_per_txn`.
+const CARD_CORRECTED: &str = "transactions t LEFT JOIN corrections c ON c.txn_id = t.id \
+     AND c.status = 'approved' AND c.kind = 'amount_mismatch' AND c.txn_id IS NOT NULL";
+
+/// A payment's key (its reference, or its id) and the approved correction of its amount, from a
+/// row of the payment's key, amount and currency, then the correction's columns.
+fn keyed_correction<K>(row: &Row, key: fn(&Row) -> Result<K, StoreError>) -> Result<(K, AmountCorrection), StoreError> {
+    let recorded = money(row, 1, 2)?;
+    let correction =
+        amount_correction(row, 3, recorded)?.ok_or_else(|| StoreError::Corrupt("amount correction: NULL".into()))?;
+    Ok((key(row)?, correction))
+}
+
+/// The card transactions whose requests go to the issuer (`txn:<id>`).
+const CARD_ISSUER_KINDS: &str = "t.channel = 'card' AND t.kind IN ('sale', 'pre_auth', 'offline_sale')";
 
 fn domain_enum<T: serde::de::DeserializeOwned>(what: &str, text: String) -> Result<T, StoreError> {
     serde_json::from_value(serde_json::Value::String(text.clone())).map_err(|_| corrupt(what, &text))
 }
 
 fn card(row: &Row) -> Result<ReconCardRecord, StoreError> {
+    let amount = money(row, 6, 7)?;
     Ok(ReconCardRecord {
         id: row.int(0)?,
         kind: domain_enum("txn kind", row.text(1)?)?,
@@ -426,9 +544,10 @@ fn card(row: &Row) -> Result<ReconCardRecord, StoreError> {
         merchant_id: row.text(3)?,
         terminal_id: row.opt_text(4)?,
         rrn: row.opt_text(5)?,
-        amount: money(row, 6, 7)?,
+        amount,
         business_date: row.text(8)?,
         created_at_ms: row.int(9)?,
+        amount_correction: amount_correction(row, 10, amount)?,
     })
 }
 
@@ -557,8 +676,8 @@ impl ReconStore for SqlReads {
         limit: i64,
     ) -> Result<Vec<ReconTradeRecord>, StoreError> {
         let sql = format!(
-            "SELECT {TRADE_COLUMNS} FROM qr_trades WHERE business_date = $1 AND reference > $2 \
-             AND (wallet = $3 OR wallet IS NULL) ORDER BY reference LIMIT $4"
+            "SELECT {TRADE_COLUMNS} FROM qr_trades t WHERE t.business_date = $1 AND t.reference > $2 \
+             AND (t.wallet = $3 OR t.wallet IS NULL) ORDER BY t.reference LIMIT $4"
         );
         self.all(&sql, &params![business_date, after_reference, channel.as_str(), limit], trade_reader(channel)).await
     }
@@ -573,8 +692,8 @@ impl ReconStore for SqlReads {
         limit: i64,
     ) -> Result<Vec<ReconTradeRecord>, StoreError> {
         let sql = format!(
-            "SELECT {TRADE_COLUMNS} FROM qr_trades WHERE business_date = $1 AND reference > $2 AND wallet = $3 \
-             AND paid_at_ms >= $4 AND paid_at_ms < $5 ORDER BY reference LIMIT $6"
+            "SELECT {TRADE_COLUMNS} FROM qr_trades t WHERE t.business_date = $1 AND t.reference > $2 \
+             AND t.wallet = $3 AND t.paid_at_ms >= $4 AND t.paid_at_ms < $5 ORDER BY t.reference LIMIT $6"
         );
         let params = params![business_date, after_reference, channel.as_str(), from_ms, to_ms, limit];
         self.all(&sql, &params, trade_reader(channel)).await
@@ -587,8 +706,8 @@ impl ReconStore for SqlReads {
         limit: i64,
     ) -> Result<Vec<ReconCardRecord>, StoreError> {
         let sql = format!(
-            "SELECT {CARD_COLUMNS} FROM transactions WHERE channel = 'card' AND {CARD_ISSUER_KINDS} \
-             AND business_date = $1 AND id > $2 ORDER BY id LIMIT $3"
+            "SELECT {CARD_COLUMNS} FROM transactions t WHERE {CARD_ISSUER_KINDS} \
+             AND t.business_date = $1 AND t.id > $2 ORDER BY t.id LIMIT $3"
         );
         self.all(&sql, &params![business_date, after_id, limit], card).await
     }
@@ -602,17 +721,54 @@ impl ReconStore for SqlReads {
         limit: i64,
     ) -> Result<Vec<ReconCardRecord>, StoreError> {
         let sql = format!(
-            "SELECT {CARD_COLUMNS} FROM transactions WHERE channel = 'card' AND {CARD_ISSUER_KINDS} \
-             AND business_date = $1 AND id > $2 AND created_at_ms >= $3 AND created_at_ms < $4 ORDER BY id LIMIT $5"
+            "SELECT {CARD_COLUMNS} FROM transactions t WHERE {CARD_ISSUER_KINDS} \
+             AND t.business_date = $1 AND t.id > $2 AND t.created_at_ms >= $3 AND t.created_at_ms < $4 \
+             ORDER BY t.id LIMIT $5"
         );
         self.all(&sql, &params![business_date, after_id, from_ms, to_ms, limit], card).await
     }
 
     async fn card_txn(&self, id: i64) -> Result<Option<ReconCardRecord>, StoreError> {
         let sql = format!(
-            "SELECT {CARD_COLUMNS} FROM transactions WHERE channel = 'card' AND {CARD_ISSUER_KINDS} AND id = $1"
+            "SELECT {CARD_COLUMNS}, {CORRECTION_COLUMNS} FROM {CARD_CORRECTED} WHERE {CARD_ISSUER_KINDS} AND t.id = $1"
         );
         self.one(&sql, &params![id], card).await
+    }
+
+    async fn trade_amount_corrections(
+        &self,
+        channel: Channel,
+        business_date: &str,
+        next_business_date: &str,
+        after_reference: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, AmountCorrection)>, StoreError> {
+        // CROSS JOIN: SQLite joins in the order written, so the approved corrections (a few, from
+        // their partial index) drive and each probes its trade by (merchant, out_trade_no).
+        let sql = format!(
+            "SELECT t.reference, t.amount_minor, t.currency, {CORRECTION_COLUMNS} FROM corrections c \
+             CROSS JOIN qr_trades t WHERE {APPROVED_AMOUNT} AND c.channel = $1 AND c.channel IS NOT NULL \
+             AND c.reference IS NOT NULL AND t.merchant_id = c.merchant_id AND t.out_trade_no = c.reference \
+             AND t.business_date IN ($2, $3) AND t.reference > $4 ORDER BY t.reference LIMIT $5"
+        );
+        let params = params![channel.as_str(), business_date, next_business_date, after_reference, limit];
+        self.all(&sql, &params, |row| keyed_correction(row, |row| row.text(0))).await
+    }
+
+    async fn card_amount_corrections(
+        &self,
+        business_date: &str,
+        next_business_date: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, AmountCorrection)>, StoreError> {
+        let sql = format!(
+            "SELECT t.id, t.amount_minor, t.currency, {CORRECTION_COLUMNS} FROM corrections c \
+             CROSS JOIN transactions t WHERE {APPROVED_AMOUNT} AND c.txn_id IS NOT NULL AND t.id = c.txn_id \
+             AND {CARD_ISSUER_KINDS} AND t.business_date IN ($1, $2) AND t.id > $3 ORDER BY t.id LIMIT $4"
+        );
+        let params = params![business_date, next_business_date, after_id, limit];
+        self.all(&sql, &params, |row| keyed_correction(row, |row| row.int(0))).await
     }
 
     async fn trade_by_reference(
@@ -620,8 +776,8 @@ impl ReconStore for SqlReads {
         channel: Channel,
         reference: &str,
     ) -> Result<Option<ReconTradeRecord>, StoreError> {
-        let sql = format!("SELECT {TRADE_COLUMNS} FROM qr_trades WHERE reference = $1");
-        self.one(&sql, &params![reference], trade_reader(channel)).await
+        let sql = format!("SELECT {TRADE_COLUMNS}, {CORRECTION_COLUMNS} FROM {TRADE_CORRECTED} WHERE t.reference = $2");
+        self.one(&sql, &params![channel.as_str(), reference], trade_reader(channel)).await
     }
 
     async fn refunds_created_between(

@@ -1,7 +1,7 @@
 //! kassa-recon's integration tests: statements matched against trades and refunds stored on
 //! SQLite and (with `KASSA_TEST_DATABASE_URL`) PostgreSQL: every class, reruns proposing nothing
-//! twice, malformed statements refused with their line, spilled sorts, and a 10,000-line smoke
-//! run of the benchmark's shape.
+//! twice, amounts compared as an approved correction corrected them, malformed statements
+//! refused with their line, spilled sorts, and a 10,000-line smoke run of the benchmark's shape.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use kassa_domain::clock::{Clock, ManualClock};
 use kassa_domain::{Channel, CivilDate, Currency, Money};
+use kassa_recon::corrections::Corrections;
 use kassa_recon::statement::StatementFormat;
 use kassa_recon::{ReconError, Reconciler};
 use kassa_store::qr::{
@@ -147,6 +148,32 @@ async fn reconcile(db: &TestDb, text: &str, chunk_lines: usize) -> Result<kassa_
     reconciler(db, chunk_lines).reconcile(Channel::Alipay, day(), ReconSource::File, "test", input).await
 }
 
+/// The merchant, with its fee rates (an approval prices the fee of what it corrects).
+async fn put_merchant(store: &Store) {
+    let merchant = kassa_store::MerchantRecord {
+        merchant_id: MERCHANT.into(),
+        name: "Demo".into(),
+        mcc: "5812".into(),
+        currency: "CNY".into(),
+        fee_rates: [("alipay".to_owned(), 3800), ("card".to_owned(), 6000)].into(),
+        created_at_ms: 0,
+    };
+    store.commit(WriteUnit::ops(vec![WriteOp::PutMerchant(merchant)])).await.unwrap();
+}
+
+/// The corrections service, its reviews dated with the runs.
+fn corrections(db: &TestDb) -> Corrections {
+    Corrections::new(db.store.clone(), None, Arc::new(ManualClock::new(at(26))))
+}
+
+/// The ledger balances: every entry, every account, the trial balance.
+async fn assert_ledger_balances(store: &Store) -> i64 {
+    let ledger = store.ledger.check().await.unwrap();
+    assert!(ledger.unbalanced_entries.is_empty() && ledger.balance_mismatches.is_empty(), "{ledger:?}");
+    assert!(ledger.trial_balance.values().all(|sum| *sum == 0), "{ledger:?}");
+    ledger.entries
+}
+
 async fn on_both_backends<F, Fut>(test: F)
 where
     F: Fn(TestDb) -> Fut,
@@ -248,6 +275,79 @@ async fn every_class_is_found_and_a_rerun_proposes_nothing_twice() {
         assert_eq!(runs.len(), 2);
         assert!(runs.iter().all(|run| run.finished));
         assert_eq!(runs[0].counts, second.counts);
+        db
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_approved_amount_correction_is_seen_by_the_next_run() {
+    on_both_backends(|db| async move {
+        put_merchant(&db.store).await;
+        let alipay = Some(Channel::Alipay);
+        // Created after Kassa's cut-off and paid after midnight: the next statement's.
+        let mut next_day = trade(13, QrStatus::Paid, alipay, 300);
+        next_day.business_date = "2026-12-07".into();
+        next_day.paid_at_ms = Some(at(24) + 60_000);
+        let trades = [
+            trade(1, QrStatus::Paid, alipay, 1234),
+            trade(2, QrStatus::Paid, alipay, 1000),
+            next_day,
+            trade(14, QrStatus::Paid, alipay, 400),
+        ];
+        seed(&db.store, &trades, &[]).await;
+        // Amounts corrected by hand before the run (maker, then checker): the run passes over
+        // the next day's and compares K0000014 at 4.10.
+        let review = corrections(&db);
+        for (out_trade_no, delta) in [("o0000013", 5), ("o0000014", 10)] {
+            let manual = kassa_recon::corrections::ManualCorrection {
+                kind: "amount_mismatch".into(),
+                channel: "alipay".into(),
+                reference: out_trade_no.into(),
+                merchant: Some(MERCHANT.into()),
+                amount_minor: delta,
+                evidence: "the wallet's receipt".into(),
+            };
+            let proposed = review.propose("user:alice", &manual).await.unwrap();
+            review.approve(proposed.id, "user:bob", "checked").await.unwrap();
+        }
+        let text = statement(&[alipay_trade_row(1, 1234), alipay_trade_row(2, 1050), alipay_trade_row(14, 410)]);
+
+        // The wallet took 10.50 for a trade Kassa recorded at 10.00: a difference and its proposal.
+        let first = reconcile(&db, &text, 50_000).await.unwrap();
+        assert_eq!((first.counts.matched, first.counts.amount_mismatch, first.counts.corrections_proposed), (2, 1, 1));
+        let differences = db.store.recon().differences(first.run_id, "", 10).await.unwrap();
+        let key = differences[0].correction_key.clone().unwrap();
+        let proposed = db.store.corrections().correction_by_key(&key).await.unwrap().unwrap();
+        assert_eq!(proposed.correction.kind, "amount_mismatch");
+        assert_eq!(proposed.proposal.amount_minor, Some(50));
+        assert_eq!(proposed.proposal.reference.as_deref(), Some("o0000002"));
+
+        // Proposed once however often the day is run; still open until a second person approves.
+        let again = reconcile(&db, &text, 50_000).await.unwrap();
+        assert_eq!((again.counts.amount_mismatch, again.counts.corrections_proposed), (1, 0));
+        let approved = review.approve(proposed.id, "user:bob", "the wallet took 10.50").await.unwrap();
+        assert_eq!(assert_ledger_balances(&db.store).await, 3, "the corrections' adjustment entries");
+
+        // The next run compares the wallet's 10.50 with Kassa's 10.00 as corrected: matched, no
+        // difference left open (the approved correction and its entry are the evidence).
+        let corrected = reconcile(&db, &text, 50_000).await.unwrap();
+        assert_eq!(corrected.counts, ReconCounts { lines: 3, matched: 3, ..ReconCounts::default() });
+        assert!(db.store.recon().differences(corrected.run_id, "", 10).await.unwrap().is_empty());
+        let read = db.store.recon().trade_by_reference(Channel::Alipay, "K0000002").await.unwrap().unwrap();
+        assert_eq!((read.amount, read.compared_amount()), (cny(1000), cny(1050)));
+        assert_eq!(read.amount_correction.map(|c| c.id), Some(approved.correction.id));
+
+        // A statement that differs from the corrected amount too: open for a person, nothing
+        // proposed (a payment's amount is corrected once).
+        let text = statement(&[alipay_trade_row(1, 1234), alipay_trade_row(2, 1070), alipay_trade_row(14, 410)]);
+        let left = reconcile(&db, &text, 50_000).await.unwrap();
+        assert_eq!((left.counts.amount_mismatch, left.counts.corrections_proposed), (1, 0));
+        let difference = db.store.recon().differences(left.run_id, "", 10).await.unwrap().remove(0);
+        assert_eq!((difference.channel_amount_minor, difference.kassa_amount_minor), (Some(1070), Some(1050)));
+        assert_eq!(difference.correction_key, None);
+        assert!(difference.reason.contains("10.50 as corrected (recorded 10.00"), "{}", difference.reason);
+        assert_eq!(difference.kassa_record.unwrap()["amount_correction"]["delta_minor"], 50);
         db
     })
     .await;
@@ -461,11 +561,22 @@ mod card {
 
     /// Stores a card transaction as Kassa decided it; answers its id.
     async fn txn(store: &Store, n: u32, status: TxnStatus, minor: i64) -> i64 {
-        txn_at(store, n, status, minor, DAY, at(10)).await
+        insert(store, new_txn(n, status, minor, DAY, at(10))).await
     }
 
     async fn txn_at(store: &Store, n: u32, status: TxnStatus, minor: i64, business_date: &str, at_ms: i64) -> i64 {
-        let new = NewTxn {
+        insert(store, new_txn(n, status, minor, business_date, at_ms)).await
+    }
+
+    async fn insert(store: &Store, new: NewTxn) -> i64 {
+        match store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(new)), vec![])).await.unwrap() {
+            UnitOutcome::Committed { txn_id: Some(id), .. } => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn new_txn(n: u32, status: TxnStatus, minor: i64, business_date: &str, at_ms: i64) -> NewTxn {
+        NewTxn {
             kind: name(TxnKind::Sale),
             status: name(status),
             channel: "card".into(),
@@ -488,10 +599,6 @@ mod card {
             response: serde_json::json!({}),
             business_date: business_date.into(),
             created_at_ms: at_ms,
-        };
-        match store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(new)), vec![])).await.unwrap() {
-            UnitOutcome::Committed { txn_id: Some(id), .. } => id,
-            other => panic!("{other:?}"),
         }
     }
 
@@ -555,7 +662,8 @@ mod card {
                     paid_not_credited: 1,
                     missing_at_channel: 2,
                     status_mismatch: 1,
-                    corrections_proposed: 1,
+                    // The lost approval's credit and the other amount's correction.
+                    corrections_proposed: 2,
                 },
                 "{clearing}"
             );
@@ -582,6 +690,63 @@ mod card {
             let spilled =
                 reconciler(&db, 2).reconcile(Channel::Card, day(), ReconSource::File, "test", input).await.unwrap();
             assert_eq!(spilled.counts, again.counts);
+            db
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_card_sale_captured_for_another_amount_is_proposed_once_then_matches_as_corrected() {
+        on_both_backends(|db| async move {
+            put_merchant(&db.store).await;
+            let issuer = IssuerSimulator::new(TdesKey::from_hex(ZPK).unwrap(), Arc::new(ManualClock::new(at(10))));
+            let store = &db.store;
+            let matched = txn(store, 1, TxnStatus::Approved, 1234).await;
+            authorise(&issuer, matched, 1234).await;
+            // Captured here for 7.50; the issuer approved 7.00.
+            let sale = insert(
+                store,
+                NewTxn { rrn: Some("000000000105".into()), ..new_txn(5, TxnStatus::Approved, 750, DAY, at(10)) },
+            )
+            .await;
+            authorise(&issuer, sale, 700).await;
+            let clearing = issuer.clearing_csv(day());
+            let card_reconciler = reconciler(&db, 50_000);
+            let reconcile = || {
+                let input = Box::new(std::io::Cursor::new(clearing.clone().into_bytes()));
+                card_reconciler.reconcile(Channel::Card, day(), ReconSource::File, "test", input)
+            };
+
+            let first = reconcile().await.unwrap();
+            let counts = |report: &kassa_recon::ReconReport| {
+                (report.counts.matched, report.counts.amount_mismatch, report.counts.corrections_proposed)
+            };
+            assert_eq!(counts(&first), (1, 1, 1));
+            let difference = store.recon().differences(first.run_id, "", 10).await.unwrap().remove(0);
+            assert_eq!((difference.channel_amount_minor, difference.kassa_amount_minor), (Some(700), Some(750)));
+            let key = difference.correction_key.unwrap();
+            assert_eq!(key, format!("recon:card:txn:{sale}:amount_mismatch"));
+            let proposed = store.corrections().correction_by_key(&key).await.unwrap().unwrap();
+            assert_eq!(proposed.correction.kind, "amount_mismatch");
+            assert_eq!(proposed.correction.txn_id, Some(sale));
+            assert_eq!(proposed.proposal.channel, Some(Channel::Card));
+            assert_eq!(proposed.proposal.reference.as_deref(), Some("000000000105"), "the RRN");
+            assert_eq!(proposed.proposal.amount_minor, Some(-50), "the issuer's amount less Kassa's");
+            assert_eq!(proposed.correction.details["kassa_amount_minor"], 750);
+
+            // Once per payment: a rerun proposes nothing more.
+            let again = reconcile().await.unwrap();
+            assert_eq!(counts(&again), (1, 1, 0));
+            let review = corrections(&db);
+            review.approve(proposed.id, "user:bob", "the issuer approved 7.00").await.unwrap();
+            assert_eq!(assert_ledger_balances(store).await, 1, "the correction's adjustment entry");
+
+            // Kassa's 7.50 less the approved 0.50 is the issuer's 7.00: matched, nothing open.
+            let corrected = reconcile().await.unwrap();
+            assert_eq!(corrected.counts, ReconCounts { lines: 2, matched: 2, ..ReconCounts::default() });
+            assert!(store.recon().differences(corrected.run_id, "", 10).await.unwrap().is_empty());
+            let read = store.recon().card_txn(sale).await.unwrap().unwrap();
+            assert_eq!((read.amount, read.compared_amount()), (cny(750), cny(700)));
             db
         })
         .await;

@@ -1,0 +1,13 @@
+-- Reconciliation compares a payment at its amount as corrected: the recorded amount plus the
+-- approved correction of it (补登 amount_mismatch), read with each page of the day.
+--
+-- A card sale's correction is read by the sale's id: one approved per host transaction (as one
+-- per payment reference, corrections_one_amount_approved), so the read finds at most one and a
+-- sale's amount is corrected once however the correction names it.
+CREATE UNIQUE INDEX corrections_one_amount_approved_per_txn ON corrections (txn_id)
+    WHERE status = 'approved' AND kind = 'amount_mismatch' AND txn_id IS NOT NULL;
+-- The signed difference is read from its column, which an approval now writes (a proposal from
+-- reconciliation names it in its details only); the corrections approved before, from there.
+UPDATE corrections SET amount_minor = (details::jsonb ->> 'amount_minor')::bigint
+    WHERE status = 'approved' AND kind = 'amount_mismatch' AND amount_minor IS NULL
+    AND (details::jsonb ->> 'amount_minor') ~ '^-?[0-9]{1,18}$';
