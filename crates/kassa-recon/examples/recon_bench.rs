@@ -8,8 +8,11 @@
 //! ```
 //!
 //! Peak memory is the process's resident high-water mark (`VmHWM` of `/proc/self/status`), reset
-//! before each phase (`/proc/self/clear_refs`), so each phase's figure is its own. Without
-//! `--database-url` the trades are seeded into a temporary SQLite file.
+//! before each phase (`/proc/self/clear_refs`), so each phase's figure is its own. Each phase's
+//! CPU time (user and system, every thread of the process, from `/proc/self/stat`) is reported
+//! next to its wall time: on a machine others load, wall time stretches with the wait for a core,
+//! CPU time much less, so it is the figure to compare two builds by. Without `--database-url` the
+//! trades are seeded into a temporary SQLite file.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -45,6 +48,17 @@ fn status_kib(field: &str) -> u64 {
         .find_map(|line| line.strip_prefix(field))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// The CPU time the process has used so far, seconds (user and system, all threads): fields 14
+/// and 15 of `/proc/self/stat`, in clock ticks of 1/100 s (Linux's `USER_HZ`).
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
+    // After the name: state is field 3, utime field 14, stime field 15.
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 fn reset_peak_rss() {
@@ -149,6 +163,7 @@ fn main() {
 
         reset_peak_rss();
         let parse_base_kib = rss_kib();
+        let parse_cpu_started = cpu_s();
         let started = Instant::now();
         let reader = BufReader::with_capacity(64 * 1024, std::fs::File::open(&path).unwrap());
         let mut parsed = 0u64;
@@ -157,27 +172,32 @@ fn main() {
             parsed += 1;
         }
         let parse_s = started.elapsed().as_secs_f64();
+        let parse_cpu_s = cpu_s() - parse_cpu_started;
         let parse_peak_kib = peak_rss_kib();
         assert_eq!(parsed, lines);
 
         // Parse and sort only (the reconciliation's first half, without the store).
         reset_peak_rss();
+        let sort_cpu_started = cpu_s();
         let started = Instant::now();
         let reader = BufReader::with_capacity(64 * 1024, std::fs::File::open(&path).unwrap());
         let sorted = sort_lines(StatementReader::new(reader, StatementFormat::Alipay), SORT_CHUNK_LINES).unwrap();
         assert_eq!(sorted.map(Result::unwrap).count() as u64, lines);
         let sort_s = started.elapsed().as_secs_f64();
+        let sort_cpu_s = cpu_s() - sort_cpu_started;
         let sort_peak_kib = peak_rss_kib();
 
         reset_peak_rss();
         let match_base_kib = rss_kib();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let reconciler = Reconciler::new(store.clone(), None, clock);
+        let match_cpu_started = cpu_s();
         let started = Instant::now();
         let input: Box<dyn BufRead + Send> =
             Box::new(BufReader::with_capacity(64 * 1024, std::fs::File::open(&path).unwrap()));
         let report = reconciler.reconcile(Channel::Alipay, date, ReconSource::File, "bench", input).await.unwrap();
         let match_s = started.elapsed().as_secs_f64();
+        let match_cpu_s = cpu_s() - match_cpu_started;
         let match_peak_kib = peak_rss_kib();
         assert_eq!(report.counts.matched, lines as i64, "{report:?}");
 
@@ -191,12 +211,15 @@ fn main() {
                     "statement_bytes": bytes,
                     "seed_s": seed_s,
                     "parse_s": parse_s,
+                    "parse_cpu_s": parse_cpu_s,
                     "parse_lines_per_s": per_s(parse_s),
                     "parse_base_rss_kib": parse_base_kib,
                     "parse_peak_rss_kib": parse_peak_kib,
                     "sort_s": sort_s,
+                    "sort_cpu_s": sort_cpu_s,
                     "sort_peak_rss_kib": sort_peak_kib,
                     "reconcile_s": match_s,
+                    "reconcile_cpu_s": match_cpu_s,
                     "reconcile_lines_per_s": per_s(match_s),
                     "reconcile_base_rss_kib": match_base_kib,
                     "reconcile_peak_rss_kib": match_peak_kib,
@@ -209,10 +232,10 @@ fn main() {
                 "backend {}: {lines} lines ({bytes} bytes), {lines} trades seeded in {seed_s:.2} s",
                 store.admin.backend()
             );
-            println!("parse only: {parse_s:.3} s, {:.0} lines/s, peak RSS {parse_peak_kib} KiB (from {parse_base_kib})", per_s(parse_s));
-            println!("parse and sort only: {sort_s:.3} s, peak RSS {sort_peak_kib} KiB");
+            println!("parse only: {parse_s:.3} s ({parse_cpu_s:.2} s CPU), {:.0} lines/s, peak RSS {parse_peak_kib} KiB (from {parse_base_kib})", per_s(parse_s));
+            println!("parse and sort only: {sort_s:.3} s ({sort_cpu_s:.2} s CPU), peak RSS {sort_peak_kib} KiB");
             println!(
-                "reconcile:  {match_s:.3} s, {:.0} lines/s, peak RSS {match_peak_kib} KiB (from {match_base_kib}) ({:.2}x parsing), {} matched",
+                "reconcile:  {match_s:.3} s ({match_cpu_s:.2} s CPU), {:.0} lines/s, peak RSS {match_peak_kib} KiB (from {match_base_kib}) ({:.2}x parsing), {} matched",
                 per_s(match_s),
                 if parse_s > 0.0 { match_s / parse_s } else { 0.0 },
                 report.counts.matched
