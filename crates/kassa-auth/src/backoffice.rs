@@ -11,6 +11,7 @@
 use kassa_domain::{OperatorCode, PasswordPolicy};
 use kassa_store::auth::{self as store_auth, DefaultPasswordAccount, SessionRecord};
 use kassa_store::{BackofficeUserRecord, CredentialRecord, WriteUnit};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::AuthError;
@@ -108,6 +109,12 @@ pub struct BackOfficeLogin {
     pub session: BackOfficeSession,
 }
 
+/// The policy in the stored value of [`BACK_OFFICE_POLICY_SETTING`] (the PCI DSS v4 default when
+/// there is none or it cannot be read).
+pub(crate) fn back_office_policy_from(stored: Option<&serde_json::Value>) -> PasswordPolicy {
+    stored.and_then(|value| PasswordPolicy::deserialize(value).ok()).unwrap_or_else(PasswordPolicy::back_office_default)
+}
+
 fn valid_username(username: &str) -> bool {
     !username.is_empty()
         && username.len() <= USERNAME_CHARS_MAX
@@ -118,9 +125,7 @@ impl Auth {
     /// The back-office password policy (PCI DSS v4 default when no setting overrides it).
     pub async fn back_office_policy(&self) -> Result<PasswordPolicy, AuthError> {
         let stored = self.store.settings.setting(BACK_OFFICE_POLICY_SCOPE, BACK_OFFICE_POLICY_SETTING).await?;
-        Ok(stored
-            .and_then(|value| serde_json::from_value(value).ok())
-            .unwrap_or_else(PasswordPolicy::back_office_default))
+        Ok(back_office_policy_from(stored.as_ref()))
     }
 
     async fn user(&self, username: &str) -> Result<BackofficeUserRecord, AuthError> {

@@ -18,6 +18,7 @@
 //!   and consumed by the ISO gateway ([`consume_refund_approval`]).
 //! - [`backoffice`]: back-office login under the PCI DSS policy, sessions with an idle timeout,
 //!   first-use change, unlocks, operator unlocks and resets on behalf of a merchant.
+//! - [`policy`]: the back-office password policy an institution admin edits, within bounds.
 //! - [`paycode`]: the payment-code settings (付款码设置) and THE check of every QR act,
 //!   [`Auth::check_paycode`].
 //! - [`reset`]: institution resets with one-time codes through a [`notify::Notifier`].
@@ -34,6 +35,7 @@ pub mod hashing;
 pub mod notify;
 pub mod paycode;
 pub mod permissions;
+pub mod policy;
 pub mod refund;
 pub mod refusals;
 pub mod reset;
@@ -51,6 +53,7 @@ pub use paycode::{
     VersionedPaycodeSettings,
 };
 pub use permissions::{authorize, Denied, Permission, Role};
+pub use policy::{BackOfficePolicy, BackOfficePolicyDraft, OutOfBounds, PolicyField};
 pub use refund::{consume_refund_approval, ApprovalKind, IssuedApproval, RefundApproval};
 pub use refusals::{Refusal, RefusalLog};
 pub use reset::{BackOfficeActor, ResetTarget, ResetTicket};

@@ -528,7 +528,7 @@ impl Corrections {
                 if let Some((terminal, batch, stan)) = offline_identity(kind, &view) {
                     ops.push(claim_offline_credit(terminal, batch, stan, &entry_reference(id), now));
                 }
-                ops.extend([WriteOp::PostEntry { entry, at_ms: now }, audit]);
+                ops.extend([record_amount(id, amount.minor()), WriteOp::PostEntry { entry, at_ms: now }, audit]);
                 match self.store.commit(WriteUnit::guarded(guard, ops)).await {
                     Ok(UnitOutcome::Committed { entry_ids, .. }) => entry_ids.first().copied(),
                     Ok(_) => None,

@@ -129,19 +129,25 @@ fn captured(status: TxnStatus) -> bool {
     matches!(status, TxnStatus::Approved | TxnStatus::PartiallyRefunded | TxnStatus::Refunded | TxnStatus::Completed)
 }
 
+/// Whether Kassa credited the merchant for the request: captured, or, recorded as failed, credited
+/// by an approved correction (补登).
+fn credited(txn: &ReconCardRecord) -> bool {
+    captured(txn.status) || txn.credit_correction.is_some()
+}
+
 /// A card request as the issuer cleared it (`issuer`, with the amount it approved) and/or as
 /// Kassa has it. `in_day` says whether Kassa received it within the clearing file's day.
 pub fn judge_card(issuer: Option<(IssuerState, Money)>, kassa: Option<&ReconCardRecord>, in_day: bool) -> Verdict {
     match (issuer, kassa) {
         (None, None) => Verdict::Nothing,
-        (None, Some(txn)) if captured(txn.status) && in_day => {
+        (None, Some(txn)) if credited(txn) && in_day => {
             differs(DifferenceClass::MissingAtChannel, "approved here; not in the issuer's clearing file")
         }
         (None, Some(_)) => Verdict::Nothing,
         (Some((IssuerState::Approved, _)), None) => {
             differs(DifferenceClass::PaidNotCredited, "approved at the issuer; Kassa has no such request")
         }
-        (Some((IssuerState::Approved, amount)), Some(txn)) if captured(txn.status) => {
+        (Some((IssuerState::Approved, amount)), Some(txn)) if credited(txn) => {
             if amount == txn.compared_amount() {
                 Verdict::Matched
             } else {
@@ -150,7 +156,7 @@ pub fn judge_card(issuer: Option<(IssuerState, Money)>, kassa: Option<&ReconCard
                     format!(
                         "approved {} at the issuer, {} here",
                         amount.to_decimal_string(),
-                        here(txn.amount, txn.amount_correction)
+                        here(txn.credit_correction.map_or(txn.amount, |credit| credit.amount), txn.amount_correction)
                     ),
                 )
             }
@@ -159,9 +165,12 @@ pub fn judge_card(issuer: Option<(IssuerState, Money)>, kassa: Option<&ReconCard
             DifferenceClass::PaidNotCredited,
             format!("approved at the issuer and never reversed; {} here", status_name(txn.status)),
         ),
-        (Some((IssuerState::Reversed, _)), Some(txn)) if captured(txn.status) => differs(
+        (Some((IssuerState::Reversed, _)), Some(txn)) if credited(txn) => differs(
             DifferenceClass::StatusMismatch,
-            format!("reversed at the issuer; {} here", status_name(txn.status)),
+            match txn.credit_correction {
+                Some(credit) => format!("reversed at the issuer; credited here by correction {}", credit.id),
+                None => format!("reversed at the issuer; {} here", status_name(txn.status)),
+            },
         ),
         // Undone on both sides (or never taken here): the card has its money.
         (Some((IssuerState::Reversed, _)), _) => Verdict::Matched,
@@ -198,6 +207,7 @@ impl WalletName for ReconTradeRecord {
 #[cfg(test)]
 mod tests {
     use kassa_domain::Currency;
+    use kassa_store::recon::CreditCorrection;
 
     use super::*;
 
@@ -286,6 +296,7 @@ mod tests {
             business_date: "2026-12-06".into(),
             created_at_ms: 0,
             amount_correction: None,
+            credit_correction: None,
         }
     }
 
@@ -323,6 +334,28 @@ mod tests {
 
     fn corrected(delta: i64, recorded: i64) -> Option<AmountCorrection> {
         Some(AmountCorrection { id: 7, delta: cny(delta), corrected: cny(recorded + delta) })
+    }
+
+    #[test]
+    fn a_failed_sale_a_correction_credited_is_compared_as_captured() {
+        let mut sale = card(TxnStatus::Declined, 750);
+        let approved = |minor| Some((IssuerState::Approved, cny(minor)));
+        assert_eq!(class(judge_card(approved(700), Some(&sale), true)), Some(DifferenceClass::PaidNotCredited));
+        sale.credit_correction = Some(CreditCorrection { id: 9, amount: cny(700) });
+        assert_eq!(judge_card(approved(700), Some(&sale), true), Verdict::Matched);
+        assert_eq!(class(judge_card(approved(720), Some(&sale), true)), Some(DifferenceClass::AmountMismatch));
+        assert_eq!(class(judge_card(None, Some(&sale), true)), Some(DifferenceClass::MissingAtChannel));
+        let reversed = Some((IssuerState::Reversed, cny(700)));
+        assert_eq!(
+            judge_card(reversed, Some(&sale), true),
+            Verdict::Differs(
+                DifferenceClass::StatusMismatch,
+                "reversed at the issuer; credited here by correction 9".into()
+            )
+        );
+        // Credited, then its amount corrected: compared at the credit moved by the correction.
+        sale.amount_correction = Some(AmountCorrection { id: 10, delta: cny(20), corrected: cny(720) });
+        assert_eq!(judge_card(approved(720), Some(&sale), true), Verdict::Matched);
     }
 
     #[test]

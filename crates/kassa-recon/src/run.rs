@@ -22,8 +22,8 @@ use kassa_qr::QrService;
 use kassa_store::batch_upload::{propose_correction, NewCorrection};
 use kassa_store::corrections::AMOUNT_MISMATCH_KIND;
 use kassa_store::recon::{
-    finish_run, insert_difference, insert_run, AmountCorrection, DifferenceClass, NewReconRun, ReconCardRecord,
-    ReconCounts, ReconDifferenceRecord, ReconRefundRecord, ReconSource, ReconTradeRecord,
+    finish_run, insert_difference, insert_run, AmountCorrection, CardCorrections, DifferenceClass, NewReconRun,
+    ReconCardRecord, ReconCounts, ReconDifferenceRecord, ReconRefundRecord, ReconSource, ReconTradeRecord,
 };
 use kassa_store::{Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
 use kassa_wallet::WalletConnector;
@@ -401,10 +401,10 @@ impl<T: Send + 'static> Prefetch<T> {
 /// The approved correction of the amount of the payment `key`, from `corrections` read in the
 /// order the merge takes payments (ascending keys): those of payments before `key`, which the
 /// merge passed without taking (a trade of the next day paid after midnight), are passed over.
-async fn correction_of<K: Ord + Send + 'static>(
-    corrections: &mut Prefetch<(K, AmountCorrection)>,
+async fn correction_of<K: Ord + Send + 'static, C: Copy + Send + 'static>(
+    corrections: &mut Prefetch<(K, C)>,
     key: &K,
-) -> Result<Option<AmountCorrection>, ReconError> {
+) -> Result<Option<C>, ReconError> {
     loop {
         if corrections.page.is_empty() {
             if corrections.done {
@@ -446,6 +446,10 @@ fn card_json(txn: &ReconCardRecord) -> serde_json::Value {
         "business_date": txn.business_date,
         "created_at_ms": txn.created_at_ms,
         "amount_correction": amount_correction_json(txn.amount_correction.as_ref()),
+        "credit_correction": txn.credit_correction.map(|credit| json!({
+            "correction_id": credit.id,
+            "credited_minor": credit.amount.minor(),
+        })),
     })
 }
 
@@ -473,13 +477,14 @@ async fn correct_trade(
     Ok(())
 }
 
-/// Gives a card transaction taken from a page of the day the approved correction of its amount.
+/// Gives a card transaction taken from a page of the day its approved corrections (of its
+/// amount, and the one that credited it).
 async fn correct_card(
-    corrections: &mut Prefetch<(i64, AmountCorrection)>,
+    corrections: &mut Prefetch<(i64, CardCorrections)>,
     txn: &mut Option<ReconCardRecord>,
 ) -> Result<(), ReconError> {
     if let Some(txn) = txn {
-        txn.amount_correction = correction_of(corrections, &txn.id).await?;
+        txn.correct(correction_of(corrections, &txn.id).await?.unwrap_or_default());
     }
     Ok(())
 }
@@ -738,15 +743,15 @@ impl<'a> Merge<'a> {
         })
     }
 
-    /// The approved corrections of the amounts of the card transactions of the two sides
+    /// The approved corrections of the card transactions of the two sides
     /// ([`Merge::cards_side`]), by the transactions' id, read ahead.
-    fn card_corrections_side(&self) -> Prefetch<(i64, AmountCorrection)> {
+    fn card_corrections_side(&self) -> Prefetch<(i64, CardCorrections)> {
         let store = self.store().clone();
         let (date, next_date) = (self.date.to_string(), self.date.next_day().to_string());
-        let key: fn(&(i64, AmountCorrection)) -> i64 = |(id, _)| *id;
+        let key: fn(&(i64, CardCorrections)) -> i64 = |(id, _)| *id;
         Prefetch::spawn(0, key, move |after_id: i64| {
             let (store, date, next_date) = (store.clone(), date.clone(), next_date.clone());
-            async move { store.recon().card_amount_corrections(&date, &next_date, after_id, PAGE_ROWS).await }
+            async move { store.recon().card_corrections(&date, &next_date, after_id, PAGE_ROWS).await }
         })
     }
 

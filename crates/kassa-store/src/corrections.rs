@@ -438,16 +438,16 @@ pub fn review_op(review: &Review) -> WriteOp {
     WriteOp::Statement { statement: review_statement(review), may_change_nothing: false }
 }
 
-/// Writes the signed difference an approved correction of an amount posted into its own column,
-/// in the unit of the approval (after its [`review`] guard): a proposal from reconciliation names
-/// it in its details only, and reconciliation reads the column back to compare the payment at its
-/// corrected amount. A column holding another amount fails the unit with
-/// [`StoreError::Conflict`] (what is posted is what was proposed).
+/// Writes what an approved correction posted (the signed difference of an amount's, the amount
+/// a card credit's) into its own column, in the unit of the approval (after its [`review`]
+/// guard): a proposal from reconciliation names it in its details only, and reconciliation reads
+/// the column back to compare the payment at its corrected amount. A column holding another
+/// amount fails the unit with [`StoreError::Conflict`] (what is posted is what was proposed).
 pub fn record_amount(id: i64, amount_minor: i64) -> WriteOp {
     WriteOp::Statement {
         statement: Statement {
             sql: "UPDATE corrections SET amount_minor = $1 \
-                  WHERE id = $2 AND kind = 'amount_mismatch' AND (amount_minor IS NULL OR amount_minor = $1)",
+                  WHERE id = $2 AND (amount_minor IS NULL OR amount_minor = $1)",
             params: params![amount_minor, id].to_vec(),
         },
         may_change_nothing: false,

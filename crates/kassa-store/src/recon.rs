@@ -9,8 +9,10 @@
 //! record itself never being edited. A payment read alone carries its correction (joined); the
 //! pages of a day do not (an index probe per row costs SQLite about a second of CPU per million
 //! rows, a sixth of a whole run): the day's corrections are read apart, in the pages' order
-//! ([`ReconStore::trade_amount_corrections`], [`ReconStore::card_amount_corrections`]), driven
-//! by the few approved corrections rather than by the day's rows, and merged with them.
+//! ([`ReconStore::trade_amount_corrections`], [`ReconStore::card_corrections`]), driven
+//! by the few approved corrections rather than by the day's rows, and merged with them. A card
+//! sale the host recorded as failed that an approved correction credited ([`CreditCorrection`],
+//! 补登 `issuer_approved_host_failed`) is compared as captured, at the amount credited.
 //!
 //! **Invariant**: a run's id is taken once (its insert is a guard); a difference is stored once
 //! per run and key; reading a day never holds more than one page of it; a payment has at most one
@@ -126,15 +128,48 @@ pub struct ReconCardRecord {
     /// When it was received, Unix milliseconds.
     pub created_at_ms: i64,
     /// The approved correction of its amount, if any (read with a transaction alone; the pages
-    /// of a day leave it `None`, see [`ReconStore::card_amount_corrections`]).
+    /// of a day leave it `None`, see [`ReconStore::card_corrections`]).
     pub amount_correction: Option<AmountCorrection>,
+    /// The approved correction that credited it although the host recorded it as failed
+    /// (补登 `issuer_approved_host_failed`), if any; read as `amount_correction` is.
+    pub credit_correction: Option<CreditCorrection>,
 }
 
 impl ReconCardRecord {
-    /// What Kassa has it captured for: its recorded amount, or that amount as corrected.
+    /// What Kassa has it captured for: its recorded amount (or the amount a correction credited
+    /// it for), or that amount as corrected.
     pub fn compared_amount(&self) -> Money {
-        self.amount_correction.as_ref().map_or(self.amount, |correction| correction.corrected)
+        match (self.amount_correction, self.credit_correction) {
+            (Some(correction), _) => correction.corrected,
+            (None, Some(credit)) => credit.amount,
+            (None, None) => self.amount,
+        }
     }
+
+    /// Gives it its approved corrections.
+    pub fn correct(&mut self, corrections: CardCorrections) {
+        self.amount_correction = corrections.amount;
+        self.credit_correction = corrections.credit;
+    }
+}
+
+/// The approved correction (补登) that credited a card sale the host recorded as failed: the
+/// record keeps its status; this says the merchant was credited, and for how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreditCorrection {
+    /// The correction's id (its entry is `correction:<id>`).
+    pub id: i64,
+    /// What it credited (the issuer's amount).
+    pub amount: Money,
+}
+
+/// The approved corrections of one card transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CardCorrections {
+    /// Of its amount, on top of what was captured or credited.
+    pub amount: Option<AmountCorrection>,
+    /// That credited it.
+    pub credit: Option<CreditCorrection>,
 }
 
 /// Where a run's statement came from.
@@ -347,7 +382,7 @@ pub trait ReconStore: Send + Sync {
     ) -> Result<Vec<ReconTradeRecord>, StoreError>;
     /// Kassa's card transactions of `business_date` that went to the issuer, by id, after
     /// `after_id`, at most `limit`; without their amount corrections
-    /// ([`ReconStore::card_amount_corrections`]).
+    /// ([`ReconStore::card_corrections`]).
     async fn card_txns_of_day(
         &self,
         business_date: &str,
@@ -380,16 +415,17 @@ pub trait ReconStore: Send + Sync {
         after_reference: &str,
         limit: i64,
     ) -> Result<Vec<(String, AmountCorrection)>, StoreError>;
-    /// The approved corrections of the amounts of the card transactions of two business days,
-    /// each with its transaction's id, by that id, after `after_id`, at most `limit`: what
-    /// [`ReconStore::card_txns_of_day`] leaves out, in its order.
-    async fn card_amount_corrections(
+    /// The approved corrections (of amounts, and credits of sales the host recorded as failed)
+    /// of the card transactions of two business days, each with its transaction's id, by that
+    /// id, after `after_id`, at most `limit`: what [`ReconStore::card_txns_of_day`] leaves out,
+    /// in its order.
+    async fn card_corrections(
         &self,
         business_date: &str,
         next_business_date: &str,
         after_id: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, AmountCorrection)>, StoreError>;
+    ) -> Result<Vec<(i64, CardCorrections)>, StoreError>;
     /// A trade by its reference, of any day, with its amount correction.
     async fn trade_by_reference(
         &self,
@@ -514,10 +550,40 @@ fn trade_reader(channel: Channel) -> fn(&Row) -> Result<ReconTradeRecord, StoreE
 const CARD_COLUMNS: &str = "t.id, t.kind, t.status, t.merchant_id, t.terminal_id, t.rrn, t.amount_minor, t.currency, \
                             t.business_date, t.created_at_ms";
 
-/// A card transaction (`t`) with the approved correction of its amount (`c`), by the
-/// transaction's id: a probe of `corrections_one_amount_approved_per_txn`.
+/// A card transaction (`t`) with the approved correction of its amount (`c`, a probe of
+/// `corrections_one_amount_approved_per_txn`) and the approved correction that credited it
+/// (`k`, a probe of `corrections_one_approved_per_txn`), by the transaction's id.
 const CARD_CORRECTED: &str = "transactions t LEFT JOIN corrections c ON c.txn_id = t.id \
-     AND c.status = 'approved' AND c.kind = 'amount_mismatch' AND c.txn_id IS NOT NULL";
+     AND c.status = 'approved' AND c.kind = 'amount_mismatch' AND c.txn_id IS NOT NULL \
+     LEFT JOIN corrections k ON k.txn_id = t.id \
+     AND k.status = 'approved' AND k.kind <> 'amount_mismatch' AND k.txn_id IS NOT NULL";
+
+/// The credit's columns of [`CARD_CORRECTED`]: its id, amount (the transaction's when an older
+/// approval did not write it) and currency.
+const CREDIT_COLUMNS: &str = "k.id, COALESCE(k.amount_minor, t.amount_minor), k.currency";
+
+/// The approved correction that credited a card transaction, in the columns from `first`
+/// (none when the read did not join it).
+fn credit_correction(row: &Row, first: usize, recorded: Money) -> Result<Option<CreditCorrection>, StoreError> {
+    if row.0.len() <= first {
+        return Ok(None);
+    }
+    let Some(id) = row.opt_int(first)? else { return Ok(None) };
+    let currency = parsed(row, first + 2, "currency", |code| Currency::from_code(code).ok())?;
+    if currency != recorded.currency() {
+        return Err(corrupt("credit correction's currency", currency.code()));
+    }
+    Ok(Some(CreditCorrection { id, amount: Money::from_minor(row.int(first + 1)?, currency) }))
+}
+
+/// A card transaction's approved corrections, in the columns from `first`: the amount's (as
+/// [`CORRECTION_COLUMNS`]), then the credit's ([`CREDIT_COLUMNS`]). An amount correction moves
+/// what was captured, or what a correction credited.
+fn card_corrections_at(row: &Row, first: usize, recorded: Money) -> Result<CardCorrections, StoreError> {
+    let credit = credit_correction(row, first + 3, recorded)?;
+    let base = credit.map_or(recorded, |credit| credit.amount);
+    Ok(CardCorrections { amount: amount_correction(row, first, base)?, credit })
+}
 
 /// A payment's key (its reference, or its id) and the approved correction of its amount, from a
 /// row of the payment's key, amount and currency, then the correction's columns.
@@ -537,7 +603,7 @@ fn domain_enum<T: serde::de::DeserializeOwned>(what: &str, text: String) -> Resu
 
 fn card(row: &Row) -> Result<ReconCardRecord, StoreError> {
     let amount = money(row, 6, 7)?;
-    Ok(ReconCardRecord {
+    let mut txn = ReconCardRecord {
         id: row.int(0)?,
         kind: domain_enum("txn kind", row.text(1)?)?,
         status: domain_enum("txn status", row.text(2)?)?,
@@ -547,8 +613,11 @@ fn card(row: &Row) -> Result<ReconCardRecord, StoreError> {
         amount,
         business_date: row.text(8)?,
         created_at_ms: row.int(9)?,
-        amount_correction: amount_correction(row, 10, amount)?,
-    })
+        amount_correction: None,
+        credit_correction: None,
+    };
+    txn.correct(card_corrections_at(row, 10, amount)?);
+    Ok(txn)
 }
 
 const REFUND_COLUMNS: &str = "r.id, r.refund_reference, t.reference, t.merchant_id, t.out_trade_no, t.wallet, \
@@ -730,7 +799,8 @@ impl ReconStore for SqlReads {
 
     async fn card_txn(&self, id: i64) -> Result<Option<ReconCardRecord>, StoreError> {
         let sql = format!(
-            "SELECT {CARD_COLUMNS}, {CORRECTION_COLUMNS} FROM {CARD_CORRECTED} WHERE {CARD_ISSUER_KINDS} AND t.id = $1"
+            "SELECT {CARD_COLUMNS}, {CORRECTION_COLUMNS}, {CREDIT_COLUMNS} FROM {CARD_CORRECTED} \
+             WHERE {CARD_ISSUER_KINDS} AND t.id = $1"
         );
         self.one(&sql, &params![id], card).await
     }
@@ -755,20 +825,23 @@ impl ReconStore for SqlReads {
         self.all(&sql, &params, |row| keyed_correction(row, |row| row.text(0))).await
     }
 
-    async fn card_amount_corrections(
+    async fn card_corrections(
         &self,
         business_date: &str,
         next_business_date: &str,
         after_id: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, AmountCorrection)>, StoreError> {
+    ) -> Result<Vec<(i64, CardCorrections)>, StoreError> {
+        // The approved corrections naming a transaction (a few) drive; a transaction with both
+        // an amount's and a credit's is read once, at the credit's.
         let sql = format!(
-            "SELECT t.id, t.amount_minor, t.currency, {CORRECTION_COLUMNS} FROM corrections c \
-             CROSS JOIN transactions t WHERE {APPROVED_AMOUNT} AND c.txn_id IS NOT NULL AND t.id = c.txn_id \
-             AND {CARD_ISSUER_KINDS} AND t.business_date IN ($1, $2) AND t.id > $3 ORDER BY t.id LIMIT $4"
+            "SELECT t.id, t.amount_minor, t.currency, {CORRECTION_COLUMNS}, {CREDIT_COLUMNS} FROM corrections d \
+             CROSS JOIN {CARD_CORRECTED} WHERE d.status = 'approved' AND d.txn_id IS NOT NULL AND t.id = d.txn_id \
+             AND d.id = COALESCE(k.id, c.id) AND {CARD_ISSUER_KINDS} AND t.business_date IN ($1, $2) AND t.id > $3 \
+             ORDER BY t.id LIMIT $4"
         );
         let params = params![business_date, next_business_date, after_id, limit];
-        self.all(&sql, &params, |row| keyed_correction(row, |row| row.int(0))).await
+        self.all(&sql, &params, |row| Ok((row.int(0)?, card_corrections_at(row, 3, money(row, 1, 2)?)?))).await
     }
 
     async fn trade_by_reference(

@@ -751,4 +751,45 @@ mod card {
         })
         .await;
     }
+
+    #[tokio::test]
+    async fn a_lost_approval_credited_by_its_correction_matches_on_the_next_run() {
+        on_both_backends(|db| async move {
+            put_merchant(&db.store).await;
+            let issuer = IssuerSimulator::new(TdesKey::from_hex(ZPK).unwrap(), Arc::new(ManualClock::new(at(10))));
+            let store = &db.store;
+            // The issuer approved 8.80; Kassa answered 98 and recorded it declined.
+            let lost = insert(
+                store,
+                NewTxn { rrn: Some("000000000103".into()), ..new_txn(3, TxnStatus::Declined, 880, DAY, at(10)) },
+            )
+            .await;
+            authorise(&issuer, lost, 880).await;
+            let clearing = issuer.clearing_csv(day());
+            let card_reconciler = reconciler(&db, 50_000);
+            let reconcile = || {
+                let input = Box::new(std::io::Cursor::new(clearing.clone().into_bytes()));
+                card_reconciler.reconcile(Channel::Card, day(), ReconSource::File, "test", input)
+            };
+            let first = reconcile().await.unwrap();
+            assert_eq!((first.counts.paid_not_credited, first.counts.corrections_proposed), (1, 1));
+            let key = store.recon().differences(first.run_id, "", 10).await.unwrap().remove(0).correction_key.unwrap();
+            let proposed = store.corrections().correction_by_key(&key).await.unwrap().unwrap();
+            assert_eq!(proposed.correction.kind, "issuer_approved_host_failed");
+            let review = corrections(&db);
+            let approved = review.approve(proposed.id, "user:bob", "the issuer's clearing file").await.unwrap();
+            assert_eq!(assert_ledger_balances(store).await, 1, "the correction's credit");
+
+            // The sale keeps its record (declined) and is credited by the correction: the next run
+            // matches it at the amount credited, with nothing open and nothing proposed.
+            let rerun = reconcile().await.unwrap();
+            assert_eq!(rerun.counts, ReconCounts { lines: 1, matched: 1, ..ReconCounts::default() });
+            let read = store.recon().card_txn(lost).await.unwrap().unwrap();
+            assert_eq!(read.status, TxnStatus::Declined);
+            assert_eq!(read.credit_correction.map(|c| (c.id, c.amount)), Some((approved.correction.id, cny(880))));
+            assert_eq!(read.compared_amount(), cny(880));
+            db
+        })
+        .await;
+    }
 }

@@ -6,8 +6,9 @@
 -- sale's amount is corrected once however the correction names it.
 CREATE UNIQUE INDEX corrections_one_amount_approved_per_txn ON corrections (txn_id)
     WHERE status = 'approved' AND kind = 'amount_mismatch' AND txn_id IS NOT NULL;
--- The signed difference is read from its column, which an approval now writes (a proposal from
--- reconciliation names it in its details only); the corrections approved before, from there.
+-- What an approval posted (an amount's signed difference, a card credit's amount) is read from
+-- its column, which an approval now writes (a proposal from reconciliation names it in its
+-- details only); the corrections approved before, from there.
 UPDATE corrections SET amount_minor = (details::jsonb ->> 'amount_minor')::bigint
-    WHERE status = 'approved' AND kind = 'amount_mismatch' AND amount_minor IS NULL
+    WHERE status = 'approved' AND amount_minor IS NULL
     AND (details::jsonb ->> 'amount_minor') ~ '^-?[0-9]{1,18}$';

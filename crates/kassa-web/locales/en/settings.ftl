@@ -16,7 +16,7 @@ settings-days = { $n ->
     [one] 1 day
    *[other] { $n } days
 }
-settings-policy-view-only = Shown for information: the policy is a platform setting (PCI DSS v4 by default) and is not edited on this page.
+settings-policy-view-only = Shown for information: the policy is a platform setting (PCI DSS v4 by default) that an institution admin changes.
 settings-pick-merchant = Enter a merchant number to see its refund password and payment-code settings.
 settings-of = Merchant { $merchant } · { $name }
 settings-refund-password = Refund password
@@ -53,3 +53,14 @@ settings-bad-amount = The amount is a decimal such as 500.00 in { $currency }.
 done-settings-refund-password = The refund password was changed.
 done-settings-paycode = The payment-code settings were saved; terminals pick them up at their next contact.
 done-settings-paycode-password = The payment-code password was saved.
+settings-policy-hint = Applies from the next sign-in and password change, without a restart; passwords already set are checked against a new minimum when they next change. PCI DSS v4 asks for at least 12 characters, a lockout after at most 10 failures for at least 30 minutes, and sign-out after at most 15 idle minutes.
+settings-policy-length-min = Minimum length ({ $min }–{ $max } characters)
+settings-policy-history = Earlier passwords that cannot be reused ({ $min }–{ $max })
+settings-policy-age = Days before a password expires ({ $min } = never, up to { $max })
+settings-policy-lockout-failures = Failed sign-ins in a row that lock the account ({ $min }–{ $max })
+settings-policy-lockout-minutes = Minutes an account stays locked ({ $min }–{ $max })
+settings-policy-idle = Idle minutes before sign-out ({ $min }–{ $max })
+settings-policy-symbol = Also require a symbol (a character that is neither letter nor digit)
+settings-policy-save = Save password policy
+settings-policy-bad = Out of bounds or not a whole number: { $fields }.
+done-settings-policy = The password policy was saved; it applies from the next sign-in and password change.

@@ -1,5 +1,5 @@
-//! Settings (设置): the back-office password policy (shown to everyone who opens the page; it
-//! is changed through the platform's settings, not here), and for a merchant — its owner, or
+//! Settings (设置): the back-office password policy (shown to everyone who opens the page,
+//! edited by an institution admin within kassa-auth's bounds, `policy`), and for a merchant — its owner, or
 //! an institution admin with `?merchant=` — the refund password (退款密码: change, and whether it
 //! is still the default), the payment-code settings (付款码设置: QR validity, QR per terminal,
 //! when the payment-code password is asked) and the payment-code password (付款码密码: set or
@@ -11,7 +11,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use kassa_auth::{AuthError, PaycodeSettings, PaycodeSettingsDraft, Permission, Role};
+use kassa_auth::{
+    AuthError, BackOfficePolicy, BackOfficePolicyDraft, PaycodeSettings, PaycodeSettingsDraft, Permission, PolicyField,
+    Role,
+};
 use kassa_domain::{Currency, Money};
 use kassa_store::MerchantSecretKind;
 use serde::Deserialize;
@@ -29,6 +32,7 @@ pub fn routes() -> Router<WebState> {
         .route("/settings/refund-password", post(refund_password))
         .route("/settings/paycode", post(paycode))
         .route("/settings/paycode-password", post(paycode_password))
+        .route("/settings/policy", post(policy))
 }
 
 #[derive(Deserialize, Default)]
@@ -44,6 +48,18 @@ struct PolicyView {
     lockout_minutes: u16,
     idle: String,
     age: String,
+    /// The number fields of the edit form (an institution admin's).
+    inputs: Vec<PolicyInput>,
+    require_symbol: bool,
+}
+
+struct PolicyInput {
+    id: String,
+    name: &'static str,
+    label: String,
+    min: u32,
+    max: u32,
+    value: u32,
 }
 
 struct TerminalRow {
@@ -75,6 +91,8 @@ struct SettingsPage {
     chrome: Chrome,
     policy: PolicyView,
     institution: bool,
+    /// May edit the password policy.
+    admin: bool,
     owner: bool,
     merchant: Option<MerchantView>,
     asked: String,
@@ -105,6 +123,8 @@ async fn build(
         age: policy
             .age_max_days
             .map_or_else(|| lang.t("settings-never"), |d| lang.tn("settings-days", "n", i64::from(d))),
+        inputs: policy_inputs(lang, &BackOfficePolicyDraft::of(&policy)),
+        require_symbol: policy.require_symbol,
     };
     let asked = merchant.clone().unwrap_or_default();
     let merchant = match merchant {
@@ -115,6 +135,7 @@ async fn build(
         chrome: viewer.chrome("settings-title"),
         policy,
         institution: viewer.is_institution(),
+        admin: viewer.session.role == Role::InstitutionAdmin,
         owner: viewer.session.role == Role::MerchantOwner,
         merchant,
         asked,
@@ -183,7 +204,16 @@ async fn page(
 }
 
 async fn refused(state: &WebState, viewer: &Viewer, merchant: String, message: String) -> Result<Response, PageError> {
-    let page = build(state, viewer, Some(merchant), Some(message)).await?;
+    refused_on(state, viewer, Some(merchant), message).await
+}
+
+async fn refused_on(
+    state: &WebState,
+    viewer: &Viewer,
+    merchant: Option<String>,
+    message: String,
+) -> Result<Response, PageError> {
+    let page = build(state, viewer, merchant, Some(message)).await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
 }
 
@@ -300,6 +330,89 @@ async fn paycode(
         Err(error) => {
             let message = refusal(viewer.lang, error)?;
             refused(&state, &viewer, merchant, message).await
+        }
+    }
+}
+
+fn policy_inputs(lang: crate::i18n::Lang, draft: &BackOfficePolicyDraft) -> Vec<PolicyInput> {
+    PolicyField::ALL
+        .into_iter()
+        .map(|field| {
+            let (min, max) = field.bounds();
+            PolicyInput {
+                id: format!("policy-{}", field.as_str().replace('_', "-")),
+                name: field.as_str(),
+                label: field_label(lang, field),
+                min,
+                max,
+                value: draft.value(field),
+            }
+        })
+        .collect()
+}
+
+/// The label of a policy field on the form (also how a refusal names it).
+fn field_label(lang: crate::i18n::Lang, field: PolicyField) -> String {
+    let (min, max) = field.bounds();
+    let id = match field {
+        PolicyField::LengthMin => "settings-policy-length-min",
+        PolicyField::HistoryCount => "settings-policy-history",
+        PolicyField::AgeMaxDays => "settings-policy-age",
+        PolicyField::LockoutFailures => "settings-policy-lockout-failures",
+        PolicyField::LockoutMinutes => "settings-policy-lockout-minutes",
+        PolicyField::IdleTimeoutMinutes => "settings-policy-idle",
+    };
+    lang.t2(id, "min", min, "max", max)
+}
+
+/// The most fields the policy form carries.
+const POLICY_FIELDS_MAX: usize = 16;
+
+/// The back-office password policy form (an institution admin's).
+async fn policy(
+    State(state): State<WebState>,
+    Posted { viewer, form }: Posted<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    allowed(&viewer)?;
+    if viewer.session.role != Role::InstitutionAdmin {
+        return Err(PageError::Forbidden);
+    }
+    if form.len() > POLICY_FIELDS_MAX {
+        return Err(PageError::Bad("error-form"));
+    }
+    let lang = viewer.lang;
+    let field = |name: &str| form.iter().find(|(key, _)| key == name).map(|(_, value)| value.trim());
+    let number = |f: PolicyField| field(f.as_str()).and_then(|text| text.parse::<u32>().ok());
+    let not_numbers: Vec<PolicyField> = PolicyField::ALL.into_iter().filter(|f| number(*f).is_none()).collect();
+    let draft = BackOfficePolicyDraft {
+        length_min: number(PolicyField::LengthMin).unwrap_or_default(),
+        history_count: number(PolicyField::HistoryCount).unwrap_or_default(),
+        age_max_days: number(PolicyField::AgeMaxDays).unwrap_or_default(),
+        lockout_failures: number(PolicyField::LockoutFailures).unwrap_or_default(),
+        lockout_minutes: number(PolicyField::LockoutMinutes).unwrap_or_default(),
+        idle_timeout_minutes: number(PolicyField::IdleTimeoutMinutes).unwrap_or_default(),
+        require_symbol: field("require_symbol").is_some(),
+    };
+    let checked = if not_numbers.is_empty() {
+        BackOfficePolicy::new(draft).map_err(|out| out.into_iter().map(|o| o.field).collect())
+    } else {
+        Err(not_numbers)
+    };
+    let policy = match checked {
+        Ok(policy) => policy,
+        Err(fields) => {
+            let named: Vec<String> = fields.into_iter().map(|f| field_label(lang, f)).collect();
+            let message = lang.t1("settings-policy-bad", "fields", named.join("; "));
+            return refused_on(&state, &viewer, None, message).await;
+        }
+    };
+    let reason = bounded(field("reason").unwrap_or_default())?;
+    match state.auth.put_back_office_policy(&viewer.session, &policy, reason, &viewer.source).await {
+        Ok(_) => Ok(see_other("/settings?done=done-settings-policy")),
+        Err(AuthError::Denied(_)) => Err(PageError::Forbidden),
+        Err(error) => {
+            let message = refusal(lang, error)?;
+            refused_on(&state, &viewer, None, message).await
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use kassa_store::testing::TestDb;
 
-use crate::harness::{Site, MID, TID};
+use crate::harness::{Site, MID, PASSWORD, TID};
 
 async fn the_owner_changes_the_refund_password(db: &TestDb) {
     let site = Site::start(db).await;
@@ -145,4 +145,66 @@ async fn the_owner_changes_the_payment_code_settings(db: &TestDb) {
     assert_eq!(bad.status, 422);
 }
 
-kassa_store::both_backends!(the_owner_changes_the_refund_password, the_owner_changes_the_payment_code_settings,);
+/// The institution admin edits the back-office password policy: bounds are refused, a change is
+/// audited with the old and the new policy, and the next password change applies it (no restart).
+async fn the_admin_changes_the_password_policy(db: &TestDb) {
+    let site = Site::start(db).await;
+    let admin = site.sign_in("admin").await;
+    let page = site.get(Some(&admin), "/settings").await;
+    assert!(page.body.contains("Save password policy") && page.body.contains("value=\"12\""), "{}", page.body);
+    let form = |length_min: &'static str| {
+        vec![
+            ("length_min", length_min),
+            ("history_count", "4"),
+            ("age_max_days", "0"),
+            ("lockout_failures", "10"),
+            ("lockout_minutes", "30"),
+            ("idle_timeout_minutes", "15"),
+            ("reason", "longer passwords after the audit"),
+        ]
+    };
+    let out = site.post(Some(&admin), "/settings/policy", &form("7")).await;
+    assert_eq!(out.status, 422, "{}", out.body);
+    assert!(out.body.contains("Minimum length (8–128 characters)"), "{}", out.body);
+    let not_number = site.post(Some(&admin), "/settings/policy", &form("twelve")).await;
+    assert_eq!(not_number.status, 422);
+    for user in ["owner", "reviewer", "staff"] {
+        let browser = site.sign_in(user).await;
+        assert_eq!(site.post(Some(&browser), "/settings/policy", &form("20")).await.status, 403, "{user}");
+    }
+    assert_eq!(site.auth.back_office_policy().await.unwrap().length_min, 12, "nothing changed yet");
+
+    let saved = site.post(Some(&admin), "/settings/policy", &form("20")).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let policy = site.auth.back_office_policy().await.unwrap();
+    assert_eq!((policy.length_min, policy.age_max_days), (20, None));
+    let after = site.get(Some(&admin), &saved.location().unwrap()).await;
+    assert!(after.body.contains("The password policy was saved") && after.body.contains("value=\"20\""));
+    let zh = site.get(Some(&admin), "/settings?lang=zh").await;
+    assert!(zh.body.contains("保存密码策略") && zh.body.contains("最短长度（8–128 个字符）"), "{}", zh.body);
+
+    // The next change applies it: 19 characters are now too short, 20 are enough.
+    let owner = site.sign_in("owner").await;
+    let short = "Kassa-Policy-2027ab";
+    let refused = site.post(Some(&owner), "/password", &[("old", PASSWORD), ("new", short), ("confirm", short)]).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("at least 20 characters"), "{}", refused.body);
+    let long = "Kassa-Policy-2027abc";
+    let changed = site.post(Some(&owner), "/password", &[("old", PASSWORD), ("new", long), ("confirm", long)]).await;
+    assert_eq!(changed.status, 303, "{}", changed.body);
+
+    let audit = site.store.audit.audit_records(0, 1_000).await.unwrap();
+    let record = audit.iter().find(|r| r.event.action == "back_office_policy_changed").expect("audited");
+    assert_eq!(record.event.actor, "user:admin");
+    assert_eq!(record.event.reason, "longer passwords after the audit");
+    let details = record.event.details.to_string();
+    assert!(
+        details.contains("\"old\"") && details.contains("\"length_min\":12") && details.contains("\"length_min\":20")
+    );
+}
+
+kassa_store::both_backends!(
+    the_owner_changes_the_refund_password,
+    the_owner_changes_the_payment_code_settings,
+    the_admin_changes_the_password_policy,
+);
