@@ -9,8 +9,10 @@
 //! is read. Memory is bounded: a fixed histogram and a fixed-size sample per terminal.
 
 pub mod client;
+pub mod cpu;
 pub mod gateway;
 pub mod host;
+pub mod physical;
 pub mod qr;
 pub mod raw;
 
@@ -100,6 +102,8 @@ pub struct BenchConfig {
     pub duration: Duration,
     /// TID → TMK.
     pub tmks: BTreeMap<String, String>,
+    /// The host's process id when the bench spawned it, for its CPU time per sale.
+    pub host_pid: Option<u32>,
 }
 
 /// The result, printed as the last line of `kassa bench --json`.
@@ -131,6 +135,21 @@ pub struct Report {
     /// `tps / raw.sales_per_s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
+    /// With `--spawn`: the minimal durable sale on the same backend and disk at the run's batch
+    /// size (the physical limit, [`physical`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physical: Option<physical::PhysicalReport>,
+    /// `tps / physical.sales_per_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physical_ratio: Option<f64>,
+    /// With `--spawn`: the host process's CPU time (user and system, every thread) per approved
+    /// sale during the load, microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_cpu_us_per_sale: Option<f64>,
+    /// The bench process's own CPU time per approved sale during the load (the terminals' DES,
+    /// MACs and codec), microseconds: on a small machine the client competes with the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cpu_us_per_sale: Option<f64>,
     /// With `--spawn`: the host's resident memory over the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_memory: Option<HostMemory>,
@@ -322,6 +341,8 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
 
     let counters = Arc::new(Counters::default());
     let sample_per_terminal = (VERIFY_SAMPLE_MAX / config.tid_count).max(1);
+    let host_cpu_before = config.host_pid.and_then(|pid| cpu::process_cpu_us(Some(pid)));
+    let client_cpu_before = cpu::process_cpu_us(None);
     let started = Instant::now();
     let stop_at = started + config.duration;
     let ticker = tokio::spawn(report_progress(counters.clone(), started, progress));
@@ -342,6 +363,8 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
         load_ended = Instant::now();
         outcomes.push((outcome, terminal));
     }
+    let host_cpu_after = config.host_pid.and_then(|pid| cpu::process_cpu_us(Some(pid)));
+    let client_cpu_after = cpu::process_cpu_us(None);
     ticker.abort();
     let elapsed_s = load_ended.duration_since(started).as_secs_f64().max(f64::MIN_POSITIVE);
 
@@ -373,6 +396,10 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
         durable,
         raw: None,
         ratio: None,
+        physical: None,
+        physical_ratio: None,
+        host_cpu_us_per_sale: cpu::cpu_us_per(host_cpu_before, host_cpu_after, approved).map(round3),
+        client_cpu_us_per_sale: cpu::cpu_us_per(client_cpu_before, client_cpu_after, approved).map(round3),
         host_memory: None,
     })
 }

@@ -132,27 +132,9 @@ pub struct QrReport {
     pub durable: bool,
 }
 
-/// The kernel's unit of process CPU time in `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
-const PROC_TICKS_PER_S: f64 = 100.0;
-
-/// A process's CPU time so far (user + system, every thread), in `/proc/<pid>/stat` ticks;
-/// `None` when it cannot be read (not Linux, the process is gone).
-pub fn process_cpu_ticks(pid: Option<u32>) -> Option<u64> {
-    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
-    let stat = std::fs::read_to_string(path).ok()?;
-    // The command name (field 2) may hold spaces; the fields after its closing parenthesis
-    // start with field 3, so utime (14) and stime (15) are the 12th and 13th of them.
-    let after_name = stat.get(stat.rfind(')')? + 1..)?;
-    let mut fields = after_name.split_whitespace().skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some(user + system)
-}
-
-/// CPU milliseconds per payment from two tick readings.
+/// CPU milliseconds per payment from two [`crate::cpu::process_cpu_us`] readings.
 fn cpu_ms_per_payment(before: Option<u64>, after: Option<u64>, paid: u64) -> Option<f64> {
-    let ticks = after?.checked_sub(before?)?;
-    (paid > 0).then(|| ticks as f64 * 1000.0 / PROC_TICKS_PER_S / paid as f64)
+    crate::cpu::cpu_us_per(before, after, paid).map(|micros| micros / 1000.0)
 }
 
 /// Reads `terminals` (TID → `{tms_credential, …}`) of a demo `credentials.json`.
@@ -424,8 +406,8 @@ pub async fn run(
     }
 
     let rsa_before = read_rsa_operations(config.http).await?;
-    let host_cpu_before = config.host_pid.and_then(|pid| process_cpu_ticks(Some(pid)));
-    let client_cpu_before = process_cpu_ticks(None);
+    let host_cpu_before = config.host_pid.and_then(|pid| crate::cpu::process_cpu_us(Some(pid)));
+    let client_cpu_before = crate::cpu::process_cpu_us(None);
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
     let stop_at = started + config.duration;
@@ -456,8 +438,8 @@ pub async fn run(
         latency_us.add(&histogram).map_err(|error| BenchError::Usage(format!("histogram: {error}")))?;
     }
     let elapsed = started.elapsed().as_secs_f64().max(f64::EPSILON);
-    let host_cpu_after = config.host_pid.and_then(|pid| process_cpu_ticks(Some(pid)));
-    let client_cpu_after = process_cpu_ticks(None);
+    let host_cpu_after = config.host_pid.and_then(|pid| crate::cpu::process_cpu_us(Some(pid)));
+    let client_cpu_after = crate::cpu::process_cpu_us(None);
     ticker.abort();
     let rsa_after = read_rsa_operations(config.http).await?;
     let rsa_signs_per_s = measure_rsa_signing_rate(1).await?;
@@ -565,23 +547,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpu_per_payment_comes_from_tick_readings() {
-        assert_eq!(cpu_ms_per_payment(Some(100), Some(350), 1_000), Some(2.5));
+    fn cpu_per_payment_comes_from_microsecond_readings() {
+        assert_eq!(cpu_ms_per_payment(Some(1_000_000), Some(3_500_000), 1_000), Some(2.5));
         assert_eq!(cpu_ms_per_payment(Some(100), Some(350), 0), None);
         assert_eq!(cpu_ms_per_payment(None, Some(350), 10), None);
         assert_eq!(cpu_ms_per_payment(Some(400), Some(350), 10), None);
-    }
-
-    #[test]
-    fn this_process_has_cpu_ticks() {
-        let before = process_cpu_ticks(None).unwrap();
-        let deadline = Instant::now() + Duration::from_millis(50);
-        let mut spin = 0_u64;
-        while Instant::now() < deadline {
-            spin = spin.wrapping_add(1);
-        }
-        assert!(spin > 0);
-        assert!(process_cpu_ticks(None).unwrap() >= before);
-        assert_eq!(process_cpu_ticks(Some(u32::MAX)), None);
     }
 }

@@ -22,6 +22,9 @@ use serde::Serialize;
 /// The merchant the raw workload writes for (the bench merchant of docs/reference/demo-data.md).
 const MERCHANT: &str = "898100000000002";
 
+/// Units the workload commits per sale: the pending transaction, then the approval.
+pub const UNITS_PER_SALE: usize = 2;
+
 /// What the store alone sustained.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RawReport {

@@ -152,7 +152,7 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
         let http = args.http.map_or_else(|| DEFAULT_HTTP.parse::<SocketAddr>(), Ok)?;
         let credentials = args.credentials.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CREDENTIALS));
         let tmks = kassa_bench::load_tmks(&credentials)?;
-        let config = BenchConfig { iso, http, tid_count: args.tid_count, duration, tmks };
+        let config = BenchConfig { iso, http, tid_count: args.tid_count, duration, tmks, host_pid: None };
         return Ok(kassa_bench::run(&config, progress).await?);
     }
     let program = std::env::current_exe().context("cannot find the kassa binary to spawn")?;
@@ -163,8 +163,14 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
     let sampler = host.process.id().map(|pid| tokio::spawn(sample_rss(pid, Arc::clone(&rss_kb))));
     let result = async {
         let tmks = kassa_bench::load_tmks(&credentials)?;
-        let config =
-            BenchConfig { iso: host.process.iso, http: host.process.http, tid_count: args.tid_count, duration, tmks };
+        let config = BenchConfig {
+            iso: host.process.iso,
+            http: host.process.http,
+            tid_count: args.tid_count,
+            duration,
+            tmks,
+            host_pid: host.process.id(),
+        };
         Ok::<_, anyhow::Error>(kassa_bench::run(&config, progress).await?)
     }
     .await;
@@ -186,6 +192,16 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
             .context("the raw group-commit phase failed")?;
         report.ratio = Some(if raw.sales_per_s > 0.0 { report.tps / raw.sales_per_s } else { 0.0 });
         report.raw = Some(raw);
+        // The host does not export its commit sizes, and the raw phase batches the same writes
+        // from as many writers as the run had terminals: its batches, in sales, are the run's.
+        let sales_per_commit = kassa_bench::physical::sales_per_commit_from_raw(raw.batch_units_mean);
+        eprintln!("bench: the minimal durable sale at {sales_per_commit} per commit for {} s", raw_duration.as_secs());
+        let physical =
+            kassa_bench::physical::run_on_scratch(args.database_url.as_deref(), sales_per_commit, raw_duration)
+                .await
+                .context("the physical-limit phase failed")?;
+        report.physical_ratio = kassa_bench::cpu::ratio(report.tps, physical.sales_per_s);
+        report.physical = Some(physical);
     }
     Ok(report)
 }
@@ -232,6 +248,18 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
                 raw.sales_per_s, raw.batch_units_mean, raw.commit_ms_mean
             );
             println!("end-to-end / store alone: {:.0} %", ratio * 100.0);
+        }
+        if let Some(physical) = &report.physical {
+            println!(
+                "minimal durable sale (physical limit): {:.1} sales/s at {} per commit, {:.2} ms per commit",
+                physical.sales_per_s, physical.sales_per_commit, physical.commit_ms_mean
+            );
+        }
+        if let Some(ratio) = report.physical_ratio {
+            println!("end-to-end / physical limit: {:.0} %", ratio * 100.0);
+        }
+        if let (Some(host), Some(client)) = (report.host_cpu_us_per_sale, report.client_cpu_us_per_sale) {
+            println!("CPU per approved sale: host {host:.1} µs, bench client {client:.1} µs");
         }
     }
     Ok(())

@@ -190,7 +190,7 @@ pub struct BenchArgs {
     /// Database URL for the spawned host (a fresh, empty database) [default: SQLite in the data directory].
     #[arg(long, value_name = "URL", requires = "spawn")]
     pub database_url: Option<String>,
-    /// Skip the raw group-commit phase that follows a spawned run.
+    /// Skip the raw group-commit and physical-limit phases that follow a spawned run.
     #[arg(long, requires = "spawn")]
     pub no_raw: bool,
     /// Demo credentials file with the terminals' TMKs [default: ./kassa-data/demo/credentials.json].

@@ -9,8 +9,48 @@ const BENCH_DEADLINE: Duration = Duration::from_secs(240);
 
 #[test]
 fn bench_spawn_reports_durable_verified_approvals() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kassa"))
-        .args(["bench", "--spawn", "--tid-count", "4", "--duration", "3", "--json"])
+    let report = bench_spawn(None);
+    assert_physical_limit_and_cpu(&report);
+}
+
+/// The same on a fresh database of the server of `KASSA_TEST_DATABASE_URL` (skipped without it,
+/// like the store's PostgreSQL tests).
+#[test]
+fn bench_spawn_on_postgres_reports_the_physical_limit() {
+    let Ok(server) = std::env::var("KASSA_TEST_DATABASE_URL") else {
+        eprintln!("skipped: KASSA_TEST_DATABASE_URL is not set, the PostgreSQL bench did not run");
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let name = format!("kassa_bench_test_{}", std::process::id());
+    runtime.block_on(kassa_store::drop_database(&server, &name)).unwrap();
+    let url = runtime.block_on(kassa_store::create_database(&server, &name)).unwrap();
+    let report = bench_spawn(Some(&url));
+    runtime.block_on(kassa_store::drop_database(&server, &name)).unwrap();
+    assert_physical_limit_and_cpu(&report);
+}
+
+/// The physical phase committed sales, and the ratios and CPU times are real numbers.
+fn assert_physical_limit_and_cpu(report: &serde_json::Value) {
+    let positive = |value: &serde_json::Value| value.as_f64().is_some_and(|number| number.is_finite() && number > 0.0);
+    let physical = &report["physical"];
+    assert!(positive(&physical["sales_per_s"]), "{report}");
+    assert!(physical["sales_per_commit"].as_u64().is_some_and(|sales| sales >= 1), "{report}");
+    assert!(positive(&physical["commit_ms_mean"]), "{report}");
+    assert!(positive(&report["physical_ratio"]), "{report}");
+    assert!(positive(&report["host_cpu_us_per_sale"]), "{report}");
+    assert!(positive(&report["client_cpu_us_per_sale"]), "{report}");
+}
+
+/// `kassa bench --spawn` for 3 s on 4 terminals (on SQLite, or on `database_url`), checked
+/// for durable, verified approvals; returns the JSON report.
+fn bench_spawn(database_url: Option<&str>) -> serde_json::Value {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kassa"));
+    command.args(["bench", "--spawn", "--tid-count", "4", "--duration", "3", "--json"]);
+    if let Some(url) = database_url {
+        command.arg("--database-url").arg(url);
+    }
+    let mut child = command
         .env_remove("KASSA_DATABASE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -59,4 +99,5 @@ fn bench_spawn_reports_durable_verified_approvals() {
     assert_eq!(report["durable"].as_bool(), Some(true), "{report}");
     assert!(report["tps"].as_f64().unwrap() > 0.0, "{report}");
     assert!(report["p50_ms"].as_f64().unwrap() <= report["p99_ms"].as_f64().unwrap(), "{report}");
+    report
 }
