@@ -24,6 +24,7 @@ use kassa_store::Store;
 
 pub mod card_probe;
 pub mod chart;
+pub mod entries;
 pub mod format;
 pub mod i18n;
 pub mod nav;

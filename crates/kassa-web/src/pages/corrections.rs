@@ -15,6 +15,7 @@ use kassa_recon::corrections::{CorrectionError, Corrections, ManualCorrection};
 use kassa_store::corrections::{entry_reference, CorrectionStatus, CorrectionView};
 use serde::Deserialize;
 
+use crate::entries::{entry_view, EntryView};
 use crate::format::{money, word, Words};
 use crate::i18n::Lang;
 use crate::page::{bounded, format_time_ms, render, see_other, Chrome, PageError, Posted, Viewer};
@@ -262,21 +263,6 @@ async fn propose(State(state): State<WebState>, posted: Posted<ProposeForm>) -> 
     Ok((status, Html(page.render()?)).into_response())
 }
 
-/// A posting: a debit or a credit, each shown as a positive amount in its own column.
-struct Posting {
-    account: String,
-    debit: String,
-    credit: String,
-}
-
-struct Entry {
-    id: i64,
-    kind: String,
-    reference: String,
-    at: String,
-    postings: Vec<Posting>,
-}
-
 #[derive(Template)]
 #[template(path = "corrections/one.html")]
 struct OnePage {
@@ -289,7 +275,7 @@ struct OnePage {
     proposed: bool,
     own: bool,
     can_review: bool,
-    entries: Vec<Entry>,
+    entries: Vec<EntryView>,
     error: Option<String>,
 }
 
@@ -307,22 +293,8 @@ async fn one_page(state: &WebState, viewer: &Viewer, id: i64, error: Option<Stri
         .ledger
         .entries_for(&entry_reference(id))
         .await?
-        .into_iter()
-        .map(|e| Entry {
-            id: e.id,
-            kind: word(viewer.lang, Words::EntryKind, &e.kind),
-            reference: e.reference,
-            at: format_time_ms(e.created_at_ms),
-            postings: e
-                .postings
-                .into_iter()
-                .map(|(account, minor)| {
-                    let amount = money(minor.saturating_abs(), &currency);
-                    let (debit, credit) = if minor > 0 { (amount, String::new()) } else { (String::new(), amount) };
-                    Posting { account, debit, credit }
-                })
-                .collect(),
-        })
+        .iter()
+        .map(|e| entry_view(viewer.lang, e, &currency))
         .collect();
     let proposed = c.status == CorrectionStatus::Proposed;
     Ok(OnePage {

@@ -36,10 +36,11 @@ use kassa_auth::Role;
 use kassa_domain::{Currency, MerchantId, Money, OperatorCode, TerminalId};
 use kassa_qr::{CollectRequest, QrOrigin, QrTradeStatus, RefundRequest};
 use kassa_store::fleet::{record_contact, Contact, TEST_TRADE_PREFIX};
-use kassa_store::{AuditEvent, CardIdentity, StoredEntry, TerminalRecord, WriteOp, WriteUnit};
+use kassa_store::{AuditEvent, CardIdentity, TerminalRecord, WriteOp, WriteUnit};
 use serde::{Deserialize, Serialize};
 
 use crate::card_probe::{CardProbe, CardRun, CardStep, CardStepKind, CardTest, ProbeError, TestCard};
+use crate::entries::{entry_view, EntryView};
 use crate::format::money;
 use crate::i18n::Lang;
 use crate::page::{format_time_ms, render, see_other, Chrome, PageError, Posted, Viewer};
@@ -585,25 +586,6 @@ struct StepView {
     badge: String,
 }
 
-/// A posting, in words.
-#[derive(Debug)]
-struct PostingView {
-    account: String,
-    debit: String,
-    credit: String,
-}
-
-/// A journal entry read back.
-#[derive(Debug)]
-struct EntryView {
-    id: i64,
-    kind: String,
-    reference: String,
-    time: String,
-    postings: Vec<PostingView>,
-    balanced: bool,
-}
-
 /// A transaction of the run, read back.
 #[derive(Debug)]
 struct TxnLink {
@@ -628,26 +610,6 @@ struct ResultPage {
     steps: Vec<StepView>,
     entries: Vec<EntryView>,
     txns: Vec<TxnLink>,
-}
-
-fn entry_view(entry: &StoredEntry, currency: &str) -> EntryView {
-    let balanced = entry.postings.iter().try_fold(0_i64, |sum, (_, minor)| sum.checked_add(*minor)) == Some(0);
-    EntryView {
-        id: entry.id,
-        kind: entry.kind.clone(),
-        reference: entry.reference.clone(),
-        time: format_time_ms(entry.created_at_ms),
-        postings: entry
-            .postings
-            .iter()
-            .map(|(account, minor)| {
-                let amount = money(minor.saturating_abs(), currency);
-                let (debit, credit) = if *minor > 0 { (amount, String::new()) } else { (String::new(), amount) };
-                PostingView { account: account.clone(), debit, credit }
-            })
-            .collect(),
-        balanced,
-    }
 }
 
 async fn result(
@@ -691,7 +653,7 @@ async fn result(
     for reference in &record.references {
         for entry in state.store.ledger.entries_for(reference).await? {
             if entries.len() < ENTRIES_MAX {
-                entries.push(entry_view(&entry, &record.currency));
+                entries.push(entry_view(lang, &entry, &record.currency));
             }
         }
     }

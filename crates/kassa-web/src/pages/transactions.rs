@@ -17,9 +17,10 @@ use kassa_auth::Role;
 use kassa_domain::{CivilDate, Currency, Money, TerminalId};
 use kassa_store::api::{SearchCursor, SearchFilter, SearchRow, SearchSource, SEARCH_STATUSES};
 use kassa_store::refund_requests::RefundRequestQuery;
-use kassa_store::{AuditRecord, Store, StoredEntry};
+use kassa_store::{AuditRecord, Store};
 use serde::Deserialize;
 
+use crate::entries::{entry_view, EntryView};
 use crate::format::{self, money, word, Words};
 use crate::i18n::Lang;
 use crate::page::{encode_component, format_time_ms, render, Chrome, PageError, Viewer};
@@ -442,25 +443,6 @@ struct Fact {
     value: String,
 }
 
-/// A posting, in words.
-#[derive(Debug)]
-struct PostingView {
-    account: String,
-    amount: String,
-    debit: bool,
-}
-
-/// A journal entry, in words.
-#[derive(Debug)]
-struct EntryView {
-    id: i64,
-    kind: String,
-    reference: String,
-    time: String,
-    postings: Vec<PostingView>,
-    balanced: bool,
-}
-
 /// A refund (or void) of the transaction.
 #[derive(Debug)]
 struct RefundView {
@@ -494,27 +476,6 @@ struct DetailPage {
 
 fn fact(lang: Lang, id: &str, value: impl Into<String>) -> Fact {
     Fact { label: lang.t(id), value: value.into() }
-}
-
-fn entry_view(lang: Lang, entry: &StoredEntry, currency: &str) -> EntryView {
-    let balanced = entry.postings.iter().try_fold(0_i64, |sum, (_, minor)| sum.checked_add(*minor)) == Some(0);
-    EntryView {
-        id: entry.id,
-        kind: word(lang, Words::EntryKind, &entry.kind),
-        reference: entry.reference.clone(),
-        time: format_time_ms(entry.created_at_ms),
-        postings: entry
-            .postings
-            .iter()
-            // Debits and credits each in their own column, as positive amounts.
-            .map(|(account, minor)| PostingView {
-                account: account.clone(),
-                amount: money(minor.saturating_abs(), currency),
-                debit: *minor > 0,
-            })
-            .collect(),
-        balanced,
-    }
 }
 
 fn audit_view(record: &AuditRecord) -> AuditView {
