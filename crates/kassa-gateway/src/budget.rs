@@ -6,7 +6,7 @@
 //! every write is one atomic unit and every stage a request can stop at is one a crash can stop
 //! it at: a unit abandoned in the committer either commits or not, never in part; a card request
 //! left `pending` (journaled, its answer not recorded) is declined and reversed at the issuer by
-//! the sweep for requests a stopped host left (`handler::IssuerReverser`), so host and issuer
+//! the sweep for requests a stopped host left (`handler::recovery::IssuerReverser`), so host and issuer
 //! agree whatever the terminal was told.
 
 use std::future::Future;

@@ -10,7 +10,10 @@ use kassa_iso8583::Message;
 use kassa_ledger::refund_entry;
 use kassa_store::{Guard, NewTxn, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
 
-use super::{host_auth_code, kind_name, ledger_reference, parse_kind, respond, rrn_for, status_name, Ctx, Handler};
+use super::common::{
+    host_auth_code, kind_name, ledger_reference, parse_kind, parse_status, respond, rrn_for, status_name,
+};
+use super::{Ctx, Handler};
 use crate::codes::ResponseCode;
 use crate::GatewayError;
 
@@ -48,7 +51,7 @@ impl Handler {
         let _original_held = self.locks.lock(&original_identity).await;
         let original =
             self.store.txns.txn(original.id).await?.ok_or_else(|| GatewayError::Corrupt("original".into()))?;
-        let (Some(kind), Some(status)) = (parse_kind(&original.kind), super::parse_status(&original.status)) else {
+        let (Some(kind), Some(status)) = (parse_kind(&original.kind), parse_status(&original.status)) else {
             return Ok(respond(request, ResponseCode::INVALID_TRANSACTION));
         };
         let currency = Currency::from_code(&original.currency).map_err(|e| GatewayError::Corrupt(e.to_string()))?;

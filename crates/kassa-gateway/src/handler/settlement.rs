@@ -12,7 +12,8 @@ use kassa_store::batch_upload::{
 use kassa_store::{AuditEvent, CardIdentity, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
 use serde_json::json;
 
-use super::{parse_kind, parse_status, respond, status_name, Ctx, Handler};
+use super::common::{parse_kind, parse_status, respond, status_name, two_digits};
+use super::{Ctx, Handler};
 use crate::codes::ResponseCode;
 use crate::GatewayError;
 
@@ -203,7 +204,7 @@ impl Handler {
     fn batch_item_of(ctx: &Ctx<'_>) -> Option<BatchItemRecord> {
         let request = ctx.request;
         let type_code = ctx.field60.message_type_code;
-        TxnKind::from_type_code(super::two_digits(&type_code))?;
+        TxnKind::from_type_code(two_digits(&type_code))?;
         let stan = match request.typed::<Field61>() {
             Ok(Some(field61)) => field61.original_stan,
             Ok(None) => u32::try_from(request.number(11).ok()??).ok()?,
@@ -333,7 +334,7 @@ struct UploadedTotals {
 /// An uploaded item's effect on the totals: debit positive, credit negative; `None` for kinds
 /// the totals leave out (voids, the pre-authorisation family's holds).
 fn item_signed_minor(item: &BatchItemRecord) -> Option<i64> {
-    let kind = TxnKind::from_type_code(super::two_digits(item.type_code.as_bytes().try_into().ok()?))?;
+    let kind = TxnKind::from_type_code(two_digits(item.type_code.as_bytes().try_into().ok()?))?;
     if kind.is_capture() {
         Some(item.amount_minor)
     } else if kind.is_refund() {

@@ -1,17 +1,16 @@
 //! Voids of the transaction table (消费撤销, 预授权撤销, 预授权完成撤销) and the
 //! pre-authorisation completion (预授权完成): each refers to its original by 37, 38 and 61.
 
-use kassa_domain::{Currency, FeeRate, Money, TxnEvent, TxnKind, TxnState, TxnStatus};
+use kassa_domain::{FeeRate, Money, TxnEvent, TxnKind, TxnState, TxnStatus};
 use kassa_iso8583::fields::Field61;
 use kassa_iso8583::Message;
 use kassa_ledger::{undo_entry, EntryKind};
 use kassa_store::batch_upload::{propose_correction, NewCorrection};
-use kassa_store::{AuditEvent, CardIdentity, Guard, NewTxn, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
+use kassa_store::{AuditEvent, CardIdentity, Guard, NewTxn, TxnRecord, UnitOutcome, WriteOp, WriteUnit};
 use serde_json::json;
 
-use super::{
-    kind_name, ledger_reference, parse_kind, parse_status, request_id_for, respond, rrn_for, status_name, Ctx, Handler,
-};
+use super::common::{kind_name, ledger_reference, request_id_for, respond, rrn_for, status_name};
+use super::{Ctx, Handler};
 use crate::codes::ResponseCode;
 use crate::GatewayError;
 
@@ -49,35 +48,6 @@ impl Handler {
                 && identity.stan == reference.field61.original_stan
         }) && ctx.request.field_str(38).is_none_or(|code| original.auth_code.as_deref() == Some(code));
         Ok(if matches { Ok(original) } else { Err(ResponseCode::ORIGINAL_NOT_FOUND) })
-    }
-
-    pub(super) fn state_of_record(txn: &TxnRecord) -> Result<TxnState, GatewayError> {
-        let currency = Currency::from_code(&txn.currency).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let (Some(kind), Some(status)) = (parse_kind(&txn.kind), parse_status(&txn.status)) else {
-            return Err(GatewayError::Corrupt(format!("txn {} kind/status", txn.id)));
-        };
-        TxnState::restore(
-            kind,
-            status,
-            Money::from_minor(txn.amount_minor, currency),
-            Money::from_minor(txn.refunded_minor, currency),
-            txn.settled,
-        )
-        .map_err(GatewayError::Corrupt)
-    }
-
-    pub(super) fn update_to(txn: &TxnRecord, next: &TxnState, at_ms: i64) -> TxnUpdate {
-        TxnUpdate {
-            id: txn.id,
-            expected_version: txn.version,
-            status: status_name(next.status()),
-            refunded_minor: next.refunded().minor(),
-            settled: next.is_settled(),
-            response: None,
-            rrn: None,
-            auth_code: None,
-            updated_at_ms: at_ms,
-        }
     }
 
     /// A void: `void_kind` cancels an original whose `void_kind()` it is, of the open batch
