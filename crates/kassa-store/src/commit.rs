@@ -313,6 +313,7 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
             planned.push(Planned::Statement(statement));
         }
     }
+    assert_postings_refer_to_batch(&planned, &balances, &postings)?;
     // Accounts before postings: a posting refers to its account row.
     for (account_key, (account, delta_minor)) in balances {
         planned.push(Planned::Balance { account_key, account, delta_minor });
@@ -330,6 +331,32 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
         }
     }
     Ok(outcomes)
+}
+
+/// Postings carry no foreign keys (a per-row look-up and lock on every sale's hot path, see
+/// migration 0020): a posting is written only here, in the batch that writes its entry, after
+/// the entry and after its account's balance row (which creates the account). This checks it.
+fn assert_postings_refer_to_batch(
+    planned: &[Planned<'_>],
+    balances: &BTreeMap<String, (&kassa_ledger::Account, i64)>,
+    postings: &[Planned<'_>],
+) -> Result<(), StoreError> {
+    let entries: std::collections::HashSet<i64> = planned
+        .iter()
+        .filter_map(|write| match write {
+            Planned::Entry { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    for posting in postings {
+        let Planned::Posting { entry_id, account_key, .. } = posting else {
+            return Err(StoreError::Corrupt("a posting that is not one".into()));
+        };
+        if !entries.contains(entry_id) || !balances.contains_key(account_key) {
+            return Err(StoreError::Corrupt(format!("posting of entry {entry_id} without its entry or account")));
+        }
+    }
+    Ok(())
 }
 
 fn first_words(sql: &str) -> String {

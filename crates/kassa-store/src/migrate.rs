@@ -81,6 +81,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "recon_corrected",
         sql: include_str!("../migrations/sqlite/0018_recon_corrected.sql"),
     },
+    Migration {
+        version: 20,
+        name: "lean_card_writes",
+        sql: include_str!("../migrations/sqlite/0020_lean_card_writes.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -141,6 +146,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 18,
         name: "recon_corrected",
         sql: include_str!("../migrations/postgres/0018_recon_corrected.sql"),
+    },
+    Migration {
+        version: 20,
+        name: "lean_card_writes",
+        sql: include_str!("../migrations/postgres/0020_lean_card_writes.sql"),
     },
 ];
 

@@ -4,9 +4,14 @@
 //! few microseconds, cheaper than any hand-off to another thread) until it has used
 //! [`INLINE_READ_STEPS`] SQLite VM steps; one that runs longer is interrupted and run again on the
 //! blocking pool, so a long scan never holds up an async worker.
+//!
+//! Checkpoints (copying the WAL's pages into the database file, and syncing it) run on a
+//! thread of their own ([`Checkpointer`]), not inside a commit: the writer only restarts the
+//! WAL from its beginning, a cheap step once the checkpointer has copied nearly all of it, when
+//! it has grown past [`WAL_RESTART_FRAMES`].
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -266,16 +271,100 @@ struct SqliteWriter {
     conn: Connection,
     next_txn_id: i64,
     next_entry_id: i64,
+    /// `None` when its connection could not be opened: the writer then checkpoints inside its
+    /// commits, SQLite's default.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl SqliteWriter {
-    fn new(conn: Connection) -> Result<SqliteWriter, StoreError> {
+    fn new(conn: Connection, checkpointer: Option<Checkpointer>) -> Result<SqliteWriter, StoreError> {
         let max = |table: &str| -> Result<i64, StoreError> {
             conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |r| r.get(0)).map_err(db_error)
         };
         let next_txn_id = max("transactions")? + 1;
         let next_entry_id = max("ledger_entries")? + 1;
-        Ok(SqliteWriter { conn, next_txn_id, next_entry_id })
+        Ok(SqliteWriter { conn, next_txn_id, next_entry_id, checkpointer })
+    }
+
+    /// Restarts the WAL from its beginning once it is longer than [`WAL_RESTART_FRAMES`]: under
+    /// a steady load the checkpointer copies the WAL but never finds it all copied at the moment
+    /// a batch begins (when SQLite would restart it on its own), so the file would only grow.
+    /// Runs between batches; waits for readers still on an older snapshot (the busy timeout).
+    fn restart_long_wal(&mut self) {
+        let Some(checkpointer) = &self.checkpointer else { return };
+        if checkpointer.wal_frames.load(Ordering::Relaxed) <= WAL_RESTART_FRAMES {
+            return;
+        }
+        match checkpoint(&self.conn, "RESTART") {
+            Ok((_, frames, _)) => checkpointer.wal_frames.store(frames, Ordering::Relaxed),
+            Err(error) => tracing::warn!(%error, "cannot restart the SQLite WAL"),
+        }
+    }
+}
+
+/// WAL frames (pages) past which the writer restarts the WAL ([`SqliteWriter::restart_long_wal`]):
+/// 64 MiB at SQLite's 4 KiB pages, some seconds of sales at full speed.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+/// Bytes the WAL file keeps after a restart (`journal_size_limit`).
+const WAL_KEPT_BYTES: i64 = 64 * 1024 * 1024;
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_INTERVAL_MS: u64 = 100;
+/// How long the checkpointer's own truncation of an idle WAL waits for a reader or the writer.
+const CHECKPOINT_BUSY_TIMEOUT_MS: u64 = 100;
+
+/// `PRAGMA wal_checkpoint(mode)`: whether it was blocked, the WAL's frames, the frames copied.
+fn checkpoint(conn: &Connection, mode: &str) -> Result<(bool, i64, i64), StoreError> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?))
+    })
+    .map_err(db_error)
+}
+
+/// The background checkpointer of a writer: a thread with a connection of its own that, every
+/// [`CHECKPOINT_INTERVAL_MS`], copies what the WAL holds into the database file (`PASSIVE`: it
+/// never blocks the writer or a reader), and truncates the WAL once nothing was written for a
+/// round. Stops when the writer drops it.
+struct Checkpointer {
+    /// The WAL's length in frames, as the last checkpoint found it.
+    wal_frames: Arc<AtomicI64>,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+        let conn = open_connection(path)?;
+        conn.busy_timeout(std::time::Duration::from_millis(CHECKPOINT_BUSY_TIMEOUT_MS)).map_err(db_error)?;
+        let wal_frames = Arc::new(AtomicI64::new(0));
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let frames = wal_frames.clone();
+        std::thread::Builder::new()
+            .name("kassa-sqlite-checkpointer".into())
+            .spawn(move || run_checkpointer(&conn, &frames, &stopped))
+            .map_err(|e| StoreError::Database(format!("cannot start the checkpointer thread: {e}")))?;
+        Ok(Checkpointer { wal_frames, _stop: stop })
+    }
+}
+
+fn run_checkpointer(conn: &Connection, wal_frames: &AtomicI64, stopped: &std::sync::mpsc::Receiver<()>) {
+    let interval = std::time::Duration::from_millis(CHECKPOINT_INTERVAL_MS);
+    let mut frames_before = 0;
+    // Ends when the writer's sender is dropped (`Disconnected`).
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+        let frames = match checkpoint(conn, "PASSIVE") {
+            // The WAL has not grown since the last round: nothing is being written, so the
+            // file can go (a truncation blocks the writer, for the copy of a few pages at most).
+            Ok((_, frames, _)) if frames > 0 && frames == frames_before => match checkpoint(conn, "TRUNCATE") {
+                Ok((false, _, _)) => 0,
+                _ => frames,
+            },
+            Ok((_, frames, _)) => frames,
+            Err(error) => {
+                tracing::warn!(%error, "SQLite checkpoint failed");
+                frames_before
+            }
+        };
+        wal_frames.store(frames, Ordering::Relaxed);
+        frames_before = frames;
     }
 }
 
@@ -304,6 +393,7 @@ impl Exec for SqliteWriter {
 #[async_trait]
 impl BatchWriter for SqliteWriter {
     async fn write_batch(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
+        self.restart_long_wal();
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
         match apply_units(self, units).await {
             Ok(outcomes) => match self.conn.execute_batch("COMMIT") {
@@ -575,6 +665,9 @@ pub(crate) async fn commit_as_one_batch(path: &Path, units: Vec<WriteUnit>) -> V
 
 /// Page cache of the writer connection (readers keep SQLite's default 2 MiB each).
 const WRITER_CACHE_KIB: u32 = 32 * 1024;
+/// Prepared statements the writer keeps (rusqlite's default, 16, is fewer than the kinds of
+/// write a busy host mixes in its batches: each miss parses its SQL again).
+const WRITER_STATEMENTS_CACHED: usize = 128;
 
 /// Opens the writer connection on the committer's thread at its first batch (after `migrate`).
 struct LazyWriter {
@@ -590,7 +683,23 @@ impl BatchWriter for LazyWriter {
             // The writer touches the hot leaf of every index for every terminal at once; a page
             // cache that holds them all saves re-reading pages from the OS on every batch.
             conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB}")).map_err(db_error)?;
-            self.writer = Some(SqliteWriter::new(conn)?);
+            conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS_CACHED);
+            let checkpointer = match Checkpointer::start(&self.path) {
+                Ok(checkpointer) => {
+                    // Checkpoints are the checkpointer's; the WAL's length is bounded by
+                    // `restart_long_wal`.
+                    conn.execute_batch(&format!(
+                        "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_KEPT_BYTES};"
+                    ))
+                    .map_err(db_error)?;
+                    Some(checkpointer)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no background checkpointer: the writer checkpoints in its commits");
+                    None
+                }
+            };
+            self.writer = Some(SqliteWriter::new(conn, checkpointer)?);
         }
         match self.writer.as_mut() {
             Some(writer) => writer.write_batch(units).await,

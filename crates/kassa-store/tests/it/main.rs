@@ -8,6 +8,7 @@ mod batch_upload;
 mod batches;
 mod conformance;
 mod gateway;
+mod lean_writes;
 mod merchant_notify;
 mod qr;
 mod resilience;
