@@ -2,12 +2,14 @@
 //! and ids of stored records, and the ledger entries rebuilt from them.
 
 use kassa_crypto::EncryptedPinBlock;
-use kassa_domain::{Currency, Expiry, FeeRate, MerchantId, Money, Pan, Track2, TxnKind, TxnState, TxnStatus};
+use kassa_domain::{Currency, Expiry, FeeRate, MerchantId, Money, Pan, Track2, TxnEvent, TxnKind, TxnState, TxnStatus};
 use kassa_iso8583::Message;
 use kassa_issuer::RequestId;
 use kassa_ledger::{sale_entry, JournalEntry};
-use kassa_store::{CardIdentity, TxnRecord, TxnUpdate};
+use kassa_ledger::{undo_entry, EntryKind};
+use kassa_store::{CardIdentity, NewTxn, TxnRecord, TxnUpdate, WriteOp};
 use serde_json::json;
+use tokio::sync::OwnedMutexGuard;
 
 use super::{Ctx, Handler};
 use crate::codes::ResponseCode;
@@ -131,6 +133,99 @@ impl Handler {
     pub(super) async fn fee_rate(&self, merchant_id: &str) -> Result<FeeRate, GatewayError> {
         self.directory.card_fee_rate(merchant_id).await
     }
+    /// A card transaction the host approves alone (void, completion, refund), inserted in one
+    /// unit with its effects: its RRN is its id, its authorisation code `auth_code` (the
+    /// original's) or, for `None`, one derived from its id.
+    #[allow(clippy::too_many_arguments, reason = "one field each; a struct would only rename them")]
+    pub(super) fn host_approved(
+        ctx: &Ctx<'_>,
+        kind: TxnKind,
+        identity: &CardIdentity,
+        amount: Money,
+        fee_minor: i64,
+        original: &TxnRecord,
+        auth_code: Option<&str>,
+        digest: &str,
+    ) -> Result<NewTxn, GatewayError> {
+        let state =
+            TxnState::new(kind, amount).apply(TxnEvent::Approve).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        Ok(NewTxn {
+            kind: kind_name(kind),
+            status: status_name(state.status()),
+            channel: "card".into(),
+            merchant_id: ctx.terminal.merchant_id.clone(),
+            card_identity: Some(identity.clone()),
+            out_trade_no: None,
+            rrn: None,
+            auth_code: auth_code.map(str::to_owned),
+            amount_minor: amount.minor(),
+            currency: amount.currency().code().to_owned(),
+            fee_minor,
+            pan_masked: original.pan_masked.clone(),
+            content_digest: digest.to_owned(),
+            original_id: Some(original.id),
+            response: Self::stored_answer(ResponseCode::APPROVED, &ctx.stamp, auth_code, None),
+            business_date: ctx.stamp.business_date.clone(),
+            created_at_ms: ctx.now_ms,
+        })
+    }
+
+    /// Holds `original`'s identity (a void, refund or completion of it serialises with its
+    /// other changes in this process; its version guard does across processes) and reads it
+    /// again under the hold. `None` when it is no card request.
+    pub(super) async fn hold_original(
+        &self,
+        original: &TxnRecord,
+    ) -> Result<Option<(OwnedMutexGuard<()>, TxnRecord)>, GatewayError> {
+        let Some(identity) = &original.card_identity else { return Ok(None) };
+        let held = self.locks.lock(identity).await;
+        Ok(Some((held, self.stored_txn(original.id).await?)))
+    }
+
+    /// Whether the card the request presents (if any) is the original's.
+    pub(super) fn same_card(card: Option<&Card>, original: &TxnRecord) -> bool {
+        card.is_none_or(|card| original.pan_masked.as_deref() == Some(card.pan.masked().as_str()))
+    }
+
+    /// What undoing an approved `original` writes besides its own update (a void or a
+    /// reversal): the entry undoing its sale entry (captures), its pre-authorisation put back
+    /// (completions), and the issuer reversal owed (sales and holds went to the issuer;
+    /// completions never did), whose request id comes back to be attempted after the commit.
+    pub(super) async fn undo_effects(
+        &self,
+        original: &TxnRecord,
+        entry_reference: &str,
+        entry_kind: EntryKind,
+        reason: &str,
+        at_ms: i64,
+    ) -> Result<(Vec<WriteOp>, Option<RequestId>), GatewayError> {
+        let kind = Self::state_of_record(original)?.kind();
+        let mut ops = Vec::new();
+        if kind.is_capture() {
+            let entry = undo_entry(entry_reference, entry_kind, &self.original_entry(original)?)
+                .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+            ops.push(WriteOp::PostEntry { entry, at_ms });
+        }
+        if kind == TxnKind::Completion {
+            if let Some(preauth_id) = original.original_id {
+                let preauth = self.stored_txn(preauth_id).await?;
+                if let Ok(reopened) = Self::state_of_record(&preauth)?.apply(TxnEvent::Uncomplete) {
+                    ops.push(WriteOp::UpdateTxn(Self::update_to(&preauth, &reopened, at_ms)));
+                }
+            }
+        }
+        let issuer_request = (kind != TxnKind::Completion).then(|| request_id_for(original.id)).flatten();
+        if let Some(request_id) = &issuer_request {
+            ops.push(kassa_store::gateway::owe_issuer_reversal(request_id.as_str(), Some(original.id), reason, at_ms));
+        }
+        Ok((ops, issuer_request))
+    }
+
+    /// A transaction the store must have (named by another record, or just written).
+    pub(super) async fn stored_txn(&self, id: i64) -> Result<TxnRecord, GatewayError> {
+        self.store.txns.txn(id).await?.ok_or_else(|| GatewayError::Corrupt(format!("txn {id} is missing")))
+    }
+
     /// A transaction by RRN. Transactions approved without an issuer round trip (voids,
     /// refunds, completions) are inserted in one unit with their effects, before the store
     /// assigns their id, so their RRN column stays empty and their RRN is their id.

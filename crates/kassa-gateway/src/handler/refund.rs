@@ -8,14 +8,21 @@ use kassa_domain::{
 use kassa_iso8583::fields::Field61;
 use kassa_iso8583::Message;
 use kassa_ledger::refund_entry;
-use kassa_store::{Guard, NewTxn, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
+use kassa_store::{TxnRecord, WriteOp};
 
-use super::common::{
-    host_auth_code, kind_name, ledger_reference, parse_kind, parse_status, respond, rrn_for, status_name,
-};
+use super::common::{host_auth_code, ledger_reference, parse_kind, parse_status, respond, Card};
+use super::replay::Inserted;
 use super::{Ctx, Handler};
 use crate::codes::ResponseCode;
 use crate::GatewayError;
+
+/// What a refund writes once it is allowed.
+struct Refunding {
+    /// The original as it becomes.
+    next: TxnState,
+    /// The part of the original's fee the refund returns.
+    fee_returned: Money,
+}
 
 impl Handler {
     pub(super) async fn refund(&self, ctx: &Ctx<'_>) -> Result<Message, GatewayError> {
@@ -34,29 +41,53 @@ impl Handler {
         let card = Self::card(request).ok();
         let digest = Self::digest(request, card.as_ref().map(|c| c.pan.expose_digits()).unwrap_or(""));
         let _held = self.locks.lock(&identity).await;
-        if let Some(existing) = self.store.txns.txn_by_card_identity(&identity).await? {
-            return self.replay(request, existing, &digest).await;
+        if let Some(answer) = self.replay_if_seen(request, &identity, &digest).await? {
+            return Ok(answer);
         }
-        let Some(original) = self.txn_by_rrn(&rrn).await? else {
-            return Ok(respond(request, ResponseCode::ORIGINAL_NOT_FOUND));
-        };
-        if !Self::refund_matches(ctx, &original, &field61) {
-            return Ok(respond(request, ResponseCode::ORIGINAL_NOT_FOUND));
-        }
-        let Some(original_identity) = original.card_identity.clone() else {
-            return Ok(respond(request, ResponseCode::ORIGINAL_NOT_FOUND));
+        let original = match self.txn_by_rrn(&rrn).await? {
+            Some(original) if Self::refund_matches(ctx, &original, &field61) => original,
+            _ => return Ok(respond(request, ResponseCode::ORIGINAL_NOT_FOUND)),
         };
         // Refunds of one sale from several terminals serialise on the sale in this process; the
         // version guard on the sale makes it hold across processes.
-        let _original_held = self.locks.lock(&original_identity).await;
-        let original =
-            self.store.txns.txn(original.id).await?.ok_or_else(|| GatewayError::Corrupt("original".into()))?;
+        let Some((_original_held, original)) = self.hold_original(&original).await? else {
+            return Ok(respond(request, ResponseCode::ORIGINAL_NOT_FOUND));
+        };
+        let refunding = match self.refundable(ctx, amount, card.as_ref(), &original).await? {
+            Ok(refunding) => refunding,
+            Err(code) => return Ok(respond(request, code)),
+        };
+        let merchant = MerchantId::parse(&original.merchant_id).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        let entry =
+            refund_entry(&ledger_reference(&identity), &merchant, Channel::Card, amount, refunding.fee_returned)
+                .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        let fee_minor = refunding.fee_returned.minor();
+        let refund = Self::host_approved(ctx, TxnKind::Refund, &identity, amount, fee_minor, &original, None, &digest)?;
+        let ops = vec![
+            WriteOp::UpdateTxn(Self::update_to(&original, &refunding.next, ctx.now_ms)),
+            WriteOp::PostEntry { entry, at_ms: ctx.now_ms },
+        ];
+        match self.insert_or_replay(request, refund, ops).await? {
+            Inserted::New(id) => Ok(Self::approved_reply(ctx, id, Some(&host_auth_code(id)))),
+            Inserted::Replayed(answer) => Ok(*answer),
+        }
+    }
+
+    /// What refunding `amount` of `original` changes, or why it may not (`12`, `13`, `61`,
+    /// `14`, `58`).
+    async fn refundable(
+        &self,
+        ctx: &Ctx<'_>,
+        amount: Money,
+        card: Option<&Card>,
+        original: &TxnRecord,
+    ) -> Result<Result<Refunding, ResponseCode>, GatewayError> {
         let (Some(kind), Some(status)) = (parse_kind(&original.kind), parse_status(&original.status)) else {
-            return Ok(respond(request, ResponseCode::INVALID_TRANSACTION));
+            return Ok(Err(ResponseCode::INVALID_TRANSACTION));
         };
         let currency = Currency::from_code(&original.currency).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
         if currency != amount.currency() {
-            return Ok(respond(request, ResponseCode::INVALID_AMOUNT));
+            return Ok(Err(ResponseCode::INVALID_AMOUNT));
         }
         let captured = Money::from_minor(original.amount_minor, currency);
         let refunded_before = Money::from_minor(original.refunded_minor, currency);
@@ -64,82 +95,24 @@ impl Handler {
             .map_err(GatewayError::Corrupt)?;
         if kind.is_refundable() && status == TxnStatus::Refunded {
             // Nothing is left: any amount would take the refunds past the sale (docs/reference/iso8583.md: `61`).
-            return Ok(respond(request, ResponseCode::AMOUNT_LIMIT));
+            return Ok(Err(ResponseCode::AMOUNT_LIMIT));
         }
         if !kind.is_refundable() || !matches!(status, TxnStatus::Approved | TxnStatus::PartiallyRefunded) {
-            return Ok(respond(request, ResponseCode::INVALID_TRANSACTION));
+            return Ok(Err(ResponseCode::INVALID_TRANSACTION));
         }
         let Ok(next) = state.apply(TxnEvent::Refund(amount)) else {
-            return Ok(respond(request, ResponseCode::AMOUNT_LIMIT));
+            return Ok(Err(ResponseCode::AMOUNT_LIMIT));
         };
-        if let Some(card) = &card {
-            if original.pan_masked.as_deref() != Some(card.pan.masked().as_str()) {
-                return Ok(respond(request, ResponseCode::INVALID_CARD));
-            }
+        if !Self::same_card(card, original) {
+            return Ok(Err(ResponseCode::INVALID_CARD));
         }
         if !self.refund_password_ok(ctx, crate::ApprovalKind::Refund, original.id, amount.minor()).await {
-            return Ok(respond(request, ResponseCode::NOT_PERMITTED));
+            return Ok(Err(ResponseCode::NOT_PERMITTED));
         }
         let fee = Money::from_minor(original.fee_minor, currency);
         let fee_returned = fee_returned_by_refund(fee, captured, refunded_before, amount)
             .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let merchant = MerchantId::parse(&original.merchant_id).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let reference = ledger_reference(&identity);
-        let entry = refund_entry(&reference, &merchant, Channel::Card, amount, fee_returned)
-            .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let refund_state = TxnState::new(TxnKind::Refund, amount)
-            .apply(TxnEvent::Approve)
-            .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let stored = Self::stored_answer(ResponseCode::APPROVED, &ctx.stamp, None, None);
-        let refund = NewTxn {
-            kind: kind_name(TxnKind::Refund),
-            status: status_name(refund_state.status()),
-            channel: "card".into(),
-            merchant_id: ctx.terminal.merchant_id.clone(),
-            card_identity: Some(identity.clone()),
-            out_trade_no: None,
-            rrn: None,
-            auth_code: None,
-            amount_minor: amount.minor(),
-            currency: currency.code().to_owned(),
-            fee_minor: fee_returned.minor(),
-            pan_masked: original.pan_masked.clone(),
-            content_digest: digest.clone(),
-            original_id: Some(original.id),
-            response: stored.clone(),
-            business_date: ctx.stamp.business_date.clone(),
-            created_at_ms: ctx.now_ms,
-        };
-        let original_update = TxnUpdate {
-            id: original.id,
-            expected_version: original.version,
-            status: status_name(next.status()),
-            refunded_minor: next.refunded().minor(),
-            settled: original.settled,
-            response: None,
-            rrn: None,
-            auth_code: None,
-            updated_at_ms: ctx.now_ms,
-        };
-        let ops = vec![WriteOp::UpdateTxn(original_update), WriteOp::PostEntry { entry, at_ms: ctx.now_ms }];
-        let refund_id = match self.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(refund)), ops)).await? {
-            UnitOutcome::Committed { txn_id: Some(id), .. } => id,
-            UnitOutcome::Duplicate { existing_txn_id: Some(id) } => {
-                let existing =
-                    self.store.txns.txn(id).await?.ok_or_else(|| GatewayError::Corrupt(format!("txn {id}")))?;
-                return self.replay(request, existing, &digest).await;
-            }
-            other => return Err(GatewayError::Corrupt(format!("unexpected outcome {other:?}"))),
-        };
-        let mut response = respond(request, ResponseCode::APPROVED);
-        response
-            .set(12, &ctx.stamp.time_hhmmss)
-            .set(13, &ctx.stamp.date_mmdd)
-            .set(15, &ctx.stamp.settlement_mmdd)
-            .set(37, rrn_for(refund_id))
-            .set(38, host_auth_code(refund_id))
-            .set(63, "CUP");
-        Ok(response)
+        Ok(Ok(Refunding { next, fee_returned }))
     }
 
     /// 61.1 and 61.2 may be zeros (found by RRN and date alone); when given they must match, and

@@ -2,7 +2,7 @@
 
 use kassa_domain::TxnStatus;
 use kassa_iso8583::Message;
-use kassa_store::TxnRecord;
+use kassa_store::{CardIdentity, Guard, NewTxn, TxnRecord, UnitOutcome, WriteOp, WriteUnit};
 use serde_json::json;
 
 use super::common::{host_auth_code, respond, rrn_for, status_name};
@@ -14,6 +14,14 @@ use crate::{duration_ms, GatewayError};
 
 /// How often a duplicate polls an original that another process is still processing.
 const PENDING_POLL_MS: u64 = 20;
+
+/// What [`Handler::insert_or_replay`] did.
+pub(super) enum Inserted {
+    /// The transaction was inserted with its ops, under this id.
+    New(i64),
+    /// Its identity was taken: the answer to the request, replayed from the record that has it.
+    Replayed(Box<Message>),
+}
 
 impl Handler {
     /// The answer stored with a transaction, replayed to retransmissions.
@@ -36,8 +44,49 @@ impl Handler {
         answer
     }
 
+    /// Inserts `txn` guarded by its card identity, with `ops`, in one unit. When the identity
+    /// is taken (a retransmission, or the same identity with other content) nothing is
+    /// written and the existing record answers: its stored answer replayed, `94` for other
+    /// content, or a wait while another process still has it pending.
+    pub(super) async fn insert_or_replay(
+        &self,
+        request: &Message,
+        txn: NewTxn,
+        ops: Vec<WriteOp>,
+    ) -> Result<Inserted, GatewayError> {
+        debug_assert!(txn.card_identity.is_some(), "a card request is inserted under its identity");
+        let digest = txn.content_digest.clone();
+        match self.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), ops)).await? {
+            UnitOutcome::Committed { txn_id: Some(id), .. } => Ok(Inserted::New(id)),
+            UnitOutcome::Duplicate { existing_txn_id: Some(id) } => {
+                let existing = self.stored_txn(id).await?;
+                Ok(Inserted::Replayed(Box::new(self.replay(request, existing, &digest).await?)))
+            }
+            other => Err(GatewayError::Corrupt(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    /// The replayed answer when `identity` was seen already, `None` for a new request.
+    pub(super) async fn replay_if_seen(
+        &self,
+        request: &Message,
+        identity: &CardIdentity,
+        digest: &str,
+    ) -> Result<Option<Message>, GatewayError> {
+        match self.store.txns.txn_by_card_identity(identity).await? {
+            Some(existing) => Ok(Some(self.replay(request, existing, digest).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// Builds the answer to `request` from a stored transaction.
     pub(super) fn answer_from(request: &Message, txn: &TxnRecord) -> Message {
+        // A card record's RRN is its id (rrn_for), stored or not: what the terminal got first.
+        debug_assert!(
+            txn.rrn.as_deref().is_none_or(|rrn| rrn == rrn_for(txn.id)),
+            "txn {}: stored RRN is not its id",
+            txn.id
+        );
         let stored = &txn.response;
         let code = stored["39"].as_str().and_then(ResponseCode::parse).unwrap_or(ResponseCode::SYSTEM_ERROR);
         let mut response = respond(request, code);
@@ -73,8 +122,10 @@ impl Handler {
         if existing.status == status_name(TxnStatus::Pending) {
             return Ok(respond(request, ResponseCode::SYSTEM_ERROR));
         }
+        debug_assert!(existing.response.get("39").is_some(), "txn {}: decided without an answer", existing.id);
         Ok(Self::answer_from(request, &existing))
     }
+
     /// Waits while another process still has `txn` pending (bounded by the issuer timeout).
     pub(super) async fn settled_state_of(&self, mut txn: TxnRecord) -> Result<TxnRecord, GatewayError> {
         if txn.status == status_name(TxnStatus::Pending)

@@ -2,27 +2,44 @@
 //! journaled before the issuer is asked, and the approval, its stored answer and its ledger
 //! entry are one write unit.
 
-use kassa_domain::{Money, TxnKind, TxnState, TxnStatus};
+use kassa_domain::{Money, TxnEvent, TxnKind, TxnState, TxnStatus};
 use kassa_iso8583::Message;
-use kassa_issuer::{AuthoriseRequest, IssuerAnswer, Operation};
-use kassa_store::{Guard, NewTxn, StoreError, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
+use kassa_issuer::{AuthoriseRequest, IssuerAnswer, Operation, RequestId};
+use kassa_store::{CardIdentity, Guard, NewTxn, StoreError, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
 use serde_json::json;
 
-use super::common::{kind_name, ledger_reference, request_id_for, respond, rrn_for, status_name};
+use super::common::{kind_name, ledger_reference, request_id_for, respond, rrn_for, status_name, Card};
+use super::replay::Inserted;
 use super::{Ctx, Handler};
 use crate::budget::paused;
 use crate::codes::{for_decline, ResponseCode};
 use crate::GatewayError;
 
+/// A capture journaled and on its way to the issuer.
+struct Capture {
+    kind: TxnKind,
+    amount: Money,
+    fee: Money,
+    identity: CardIdentity,
+    digest: String,
+    txn_id: i64,
+    request_id: RequestId,
+}
+
+/// What the issuer decided, as the terminal will hear it.
+struct Decision {
+    code: ResponseCode,
+    auth_code: Option<String>,
+    /// Why the issuer request must be reversed (it timed out: the issuer may have approved it).
+    reverse_reason: Option<&'static str>,
+}
+
 impl Handler {
-    /// A capture the issuer authorises: a sale, or an offline sale the terminal uploads.
+    /// A capture the issuer authorises: a sale, a hold, or an offline sale the terminal uploads.
     pub(super) async fn capture(&self, ctx: &Ctx<'_>, kind: TxnKind, mti_class: &str) -> Result<Message, GatewayError> {
         let request = ctx.request;
         let prepared = (|| {
-            let amount = Self::amount(request)?;
-            let card = Self::card(request)?;
-            let identity = Self::identity(ctx, mti_class)?;
-            Ok::<_, ResponseCode>((amount, card, identity))
+            Ok::<_, ResponseCode>((Self::amount(request)?, Self::card(request)?, Self::identity(ctx, mti_class)?))
         })();
         let (amount, card, identity) = match prepared {
             Ok(prepared) => prepared,
@@ -35,10 +52,10 @@ impl Handler {
         let pin_block = match self.zone_pin_block(ctx, &card.pan) {
             Ok(block) => block,
             Err(code) => {
-                return match self.store.txns.txn_by_card_identity(&identity).await? {
-                    Some(existing) => self.replay(request, existing, &digest).await,
-                    None => Ok(respond(request, code)),
-                };
+                return Ok(self
+                    .replay_if_seen(request, &identity, &digest)
+                    .await?
+                    .unwrap_or_else(|| respond(request, code)))
             }
         };
         // A hold (pre-authorisation) moves no money yet: its fee comes with the completion.
@@ -50,8 +67,37 @@ impl Handler {
         } else {
             Money::zero(amount.currency())
         };
-        // The issuer-request journal: the pending transaction, durable before the issuer is asked.
-        let pending = NewTxn {
+        let pending = Self::pending_capture(ctx, kind, amount, fee, &card, &identity, &digest);
+        let txn_id = match self.insert_or_replay(request, pending, vec![]).await? {
+            Inserted::New(id) => id,
+            Inserted::Replayed(answer) => return Ok(*answer),
+        };
+        let request_id = request_id_for(txn_id).ok_or_else(|| GatewayError::Corrupt("request id".into()))?;
+        let capture = Capture { kind, amount, fee, identity, digest, txn_id, request_id };
+        let issuer_request = AuthoriseRequest {
+            request_id: capture.request_id.clone(),
+            operation: if kind == TxnKind::PreAuth { Operation::Hold } else { Operation::Purchase },
+            pan: card.pan,
+            expiry: card.expiry,
+            amount,
+            pin_block,
+            chip: request.has(55),
+        };
+        let decision = self.ask_issuer(&issuer_request).await;
+        self.record_decision(ctx, &capture, decision).await
+    }
+
+    /// The issuer-request journal: the pending transaction, durable before the issuer is asked.
+    fn pending_capture(
+        ctx: &Ctx<'_>,
+        kind: TxnKind,
+        amount: Money,
+        fee: Money,
+        card: &Card,
+        identity: &CardIdentity,
+        digest: &str,
+    ) -> NewTxn {
+        NewTxn {
             kind: kind_name(kind),
             status: status_name(TxnStatus::Pending),
             channel: "card".into(),
@@ -64,34 +110,16 @@ impl Handler {
             currency: amount.currency().code().to_owned(),
             fee_minor: fee.minor(),
             pan_masked: Some(card.pan.masked()),
-            content_digest: digest.clone(),
+            content_digest: digest.to_owned(),
             original_id: None,
             response: json!({}),
             business_date: ctx.stamp.business_date.clone(),
             created_at_ms: ctx.now_ms,
-        };
-        let txn_id = match self.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(pending)), vec![])).await? {
-            UnitOutcome::Committed { txn_id: Some(id), .. } => id,
-            UnitOutcome::Duplicate { existing_txn_id: Some(id) } => {
-                // A retransmission, or the same identity with other content.
-                let existing =
-                    self.store.txns.txn(id).await?.ok_or_else(|| GatewayError::Corrupt(format!("txn {id}")))?;
-                return self.replay(request, existing, &digest).await;
-            }
-            other => return Err(GatewayError::Corrupt(format!("unexpected outcome {other:?}"))),
-        };
-        let request_id = request_id_for(txn_id).ok_or_else(|| GatewayError::Corrupt("request id".into()))?;
-        let issuer_request = AuthoriseRequest {
-            request_id: request_id.clone(),
-            operation: if kind == TxnKind::PreAuth { Operation::Hold } else { Operation::Purchase },
-            pan: card.pan.clone(),
-            expiry: card.expiry,
-            amount,
-            pin_block,
-            chip: request.has(55),
-        };
-        let answer = paused(tokio::time::timeout(self.issuer_timeout, self.issuer.authorise(&issuer_request))).await;
-        let state = TxnState::new(kind, amount);
+        }
+    }
+
+    async fn ask_issuer(&self, issuer_request: &AuthoriseRequest) -> Decision {
+        let answer = paused(tokio::time::timeout(self.issuer_timeout, self.issuer.authorise(issuer_request))).await;
         let (code, auth_code, reverse_reason) = match answer {
             Ok(Ok(IssuerAnswer::Approved { auth_code, .. })) => (ResponseCode::APPROVED, Some(auth_code), None),
             Ok(Ok(IssuerAnswer::Declined(decline))) => (for_decline(decline), None, None),
@@ -101,90 +129,122 @@ impl Handler {
             }
             Err(_) => (ResponseCode::ISSUER_TIMEOUT, None, Some("timeout")),
         };
-        let auth_code = auth_code.map(|code| code.as_str().to_owned());
-        let stored = Self::stored_answer(code, &ctx.stamp, auth_code.as_deref(), None);
-        let event = if code.is_approved() { kassa_domain::TxnEvent::Approve } else { kassa_domain::TxnEvent::Decline };
-        let next = state.apply(event).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let rrn = rrn_for(txn_id);
+        Decision { code, auth_code: auth_code.map(|code| code.as_str().to_owned()), reverse_reason }
+    }
+
+    /// Records the issuer's decision with its effects in one unit, then answers; an approval
+    /// that could not be recorded is reversed at the issuer.
+    async fn record_decision(
+        &self,
+        ctx: &Ctx<'_>,
+        capture: &Capture,
+        decision: Decision,
+    ) -> Result<Message, GatewayError> {
+        let (code, txn_id) = (decision.code, capture.txn_id);
+        let event = if code.is_approved() { TxnEvent::Approve } else { TxnEvent::Decline };
+        let next = TxnState::new(capture.kind, capture.amount)
+            .apply(event)
+            .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
         let update = TxnUpdate {
             id: txn_id,
             expected_version: 1,
             status: status_name(next.status()),
             refunded_minor: 0,
             settled: false,
-            response: Some(stored),
-            rrn: Some(rrn.clone()),
-            auth_code: auth_code.clone(),
+            response: Some(Self::stored_answer(code, &ctx.stamp, decision.auth_code.as_deref(), None)),
+            rrn: Some(rrn_for(txn_id)),
+            auth_code: decision.auth_code.clone(),
             updated_at_ms: self.clock.now_ms(),
         };
-        let mut ops = Vec::new();
-        // An offline sale is credited once whoever comes first: its upload or a correction (补登)
-        // approved while the terminal still held it.
-        let claims_offline = code.is_approved() && kind == TxnKind::OfflineSale;
-        if claims_offline {
-            let credited_by = format!("upload:{txn_id}");
-            let (terminal, batch, stan) = (&identity.terminal_id, identity.batch_no, identity.stan);
-            ops.push(kassa_store::gateway::claim_offline_credit(terminal, batch, stan, &credited_by, ctx.now_ms));
-        }
-        if code.is_approved() && kind.is_capture() {
-            let entry = self.sale_entry(&ledger_reference(&identity), &ctx.terminal.merchant_id, amount, fee)?;
-            ops.push(WriteOp::PostEntry { entry, at_ms: ctx.now_ms });
-        }
-        if let Some(reason) = reverse_reason {
-            ops.push(kassa_store::gateway::owe_issuer_reversal(request_id.as_str(), Some(txn_id), reason, ctx.now_ms));
-        }
-        // Kept only for the rare second commit (no clone on the sale path).
-        let unclaimed = claims_offline.then(|| update.clone());
-        let mut outcome = self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), ops)).await;
-        if let Some(update) = unclaimed.filter(|_| matches!(outcome, Err(StoreError::Conflict(_)))) {
-            // Credited by an approved correction before the terminal uploaded it: the issuer
-            // approved it and the terminal holds it, so it is recorded approved, without a
-            // second credit to the merchant.
-            tracing::info!(
-                txn = txn_id,
-                terminal = %identity.terminal_id,
-                batch = identity.batch_no,
-                stan = identity.stan,
-                "offline sale credited by a correction already: recorded without crediting it again"
-            );
-            outcome = self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![])).await;
-        }
-        match outcome {
+        let ops = self.decision_ops(ctx, capture, &decision)?;
+        match self.commit_decision(capture, code, update, ops).await {
             Ok(UnitOutcome::Committed { .. }) => {}
-            Err(StoreError::CommitUnknown(ref why)) => {
+            Err(StoreError::CommitUnknown(why)) => {
                 // Perhaps recorded, perhaps not: no compensation either way. Recorded, host and
                 // issuer agree on the approval; not recorded, the request stays pending and the
                 // sweep for abandoned requests declines it and reverses it at the issuer.
                 tracing::warn!(txn = txn_id, why, "the outcome of a capture's commit is unknown; answered 96");
-                return Err(GatewayError::Store(StoreError::CommitUnknown(why.clone())));
+                return Err(GatewayError::Store(StoreError::CommitUnknown(why)));
             }
-            Ok(_) | Err(_) => {
+            outcome => {
                 // Not recorded: the issuer must not keep the money.
                 if code.is_approved() {
-                    self.reverse_at_issuer(request_id, Some(txn_id), "unrecorded").await;
+                    self.reverse_at_issuer(capture.request_id.clone(), Some(txn_id), "unrecorded").await;
                 }
-                return match outcome {
-                    Err(error) => Err(error.into()),
-                    Ok(_) => {
-                        let fresh = self
-                            .store
-                            .txns
-                            .txn(txn_id)
-                            .await?
-                            .ok_or_else(|| GatewayError::Corrupt(format!("txn {txn_id}")))?;
-                        self.replay(request, fresh, &digest).await
-                    }
-                };
+                outcome?;
+                let fresh = self.stored_txn(txn_id).await?;
+                return self.replay(ctx.request, fresh, &capture.digest).await;
             }
         }
-        if reverse_reason.is_some() {
-            self.spawn_issuer_reversal(request_id, Some(txn_id));
+        if decision.reverse_reason.is_some() {
+            self.spawn_issuer_reversal(capture.request_id.clone(), Some(txn_id));
         }
-        let mut response = respond(request, code);
-        response.set(12, &ctx.stamp.time_hhmmss).set(13, &ctx.stamp.date_mmdd).set(37, &rrn);
-        if let Some(auth_code) = &auth_code {
+        let mut response = respond(ctx.request, code);
+        response.set(12, &ctx.stamp.time_hhmmss).set(13, &ctx.stamp.date_mmdd).set(37, rrn_for(txn_id));
+        if let Some(auth_code) = &decision.auth_code {
             response.set(38, auth_code).set(15, &ctx.stamp.settlement_mmdd).set(63, "CUP");
         }
         Ok(response)
+    }
+
+    /// What the decision writes besides the record: the offline credit an upload claims, the
+    /// sale entry of an approved capture, the issuer reversal a timeout owes.
+    fn decision_ops(
+        &self,
+        ctx: &Ctx<'_>,
+        capture: &Capture,
+        decision: &Decision,
+    ) -> Result<Vec<WriteOp>, GatewayError> {
+        let (approved, identity) = (decision.code.is_approved(), &capture.identity);
+        let mut ops = Vec::new();
+        // An offline sale is credited once whoever comes first: its upload or a correction (补登)
+        // approved while the terminal still held it.
+        if approved && capture.kind == TxnKind::OfflineSale {
+            let credited_by = format!("upload:{}", capture.txn_id);
+            let (terminal, batch, stan) = (&identity.terminal_id, identity.batch_no, identity.stan);
+            ops.push(kassa_store::gateway::claim_offline_credit(terminal, batch, stan, &credited_by, ctx.now_ms));
+        }
+        if approved && capture.kind.is_capture() {
+            let merchant = &ctx.terminal.merchant_id;
+            let entry = self.sale_entry(&ledger_reference(identity), merchant, capture.amount, capture.fee)?;
+            ops.push(WriteOp::PostEntry { entry, at_ms: ctx.now_ms });
+        }
+        debug_assert_eq!(
+            ops.iter().filter(|op| matches!(op, WriteOp::PostEntry { .. })).count(),
+            usize::from(approved && capture.kind.is_capture()),
+            "an approved capture posts exactly one entry; nothing else does"
+        );
+        if let Some(reason) = decision.reverse_reason {
+            let request_id = capture.request_id.as_str();
+            ops.push(kassa_store::gateway::owe_issuer_reversal(request_id, Some(capture.txn_id), reason, ctx.now_ms));
+        }
+        Ok(ops)
+    }
+
+    /// Commits the decision. An offline sale an approved correction credited before the
+    /// terminal uploaded it is recorded approved without a second credit to the merchant.
+    async fn commit_decision(
+        &self,
+        capture: &Capture,
+        code: ResponseCode,
+        update: TxnUpdate,
+        ops: Vec<WriteOp>,
+    ) -> Result<UnitOutcome, StoreError> {
+        let claims_offline = code.is_approved() && capture.kind == TxnKind::OfflineSale;
+        // Kept only for the rare second commit (no clone on the sale path).
+        let unclaimed = claims_offline.then(|| update.clone());
+        let outcome = self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), ops)).await;
+        let Some(update) = unclaimed.filter(|_| matches!(outcome, Err(StoreError::Conflict(_)))) else {
+            return outcome;
+        };
+        let identity = &capture.identity;
+        tracing::info!(
+            txn = capture.txn_id,
+            terminal = %identity.terminal_id,
+            batch = identity.batch_no,
+            stan = identity.stan,
+            "offline sale credited by a correction already: recorded without crediting it again"
+        );
+        self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![])).await
     }
 }

@@ -6,10 +6,11 @@ use kassa_iso8583::fields::Field61;
 use kassa_iso8583::Message;
 use kassa_ledger::{undo_entry, EntryKind};
 use kassa_store::batch_upload::{propose_correction, NewCorrection};
-use kassa_store::{AuditEvent, CardIdentity, Guard, NewTxn, TxnRecord, UnitOutcome, WriteOp, WriteUnit};
+use kassa_store::{AuditEvent, CardIdentity, Guard, TxnRecord, UnitOutcome, WriteOp, WriteUnit};
 use serde_json::json;
 
-use super::common::{kind_name, ledger_reference, request_id_for, respond, rrn_for, status_name};
+use super::common::{ledger_reference, request_id_for, respond, rrn_for, Card};
+use super::replay::Inserted;
 use super::{Ctx, Handler};
 use crate::codes::ResponseCode;
 use crate::GatewayError;
@@ -66,103 +67,67 @@ impl Handler {
         let card = Self::card(request).ok();
         let digest = Self::digest(request, card.as_ref().map(|c| c.pan.expose_digits()).unwrap_or(""));
         let _held = self.locks.lock(&reference.identity).await;
-        if let Some(existing) = self.store.txns.txn_by_card_identity(&reference.identity).await? {
-            return self.replay(request, existing, &digest).await;
+        if let Some(answer) = self.replay_if_seen(request, &reference.identity, &digest).await? {
+            return Ok(answer);
         }
         let original = match self.find_original(ctx, &reference).await? {
             Ok(original) => original,
             Err(code) => return Ok(respond(request, code)),
         };
-        let Some(original_identity) = original.card_identity.clone() else {
+        let Some((_original_held, original)) = self.hold_original(&original).await? else {
             return Ok(respond(request, ResponseCode::ORIGINAL_NOT_FOUND));
         };
-        let _original_held = self.locks.lock(&original_identity).await;
-        let original =
-            self.store.txns.txn(original.id).await?.ok_or_else(|| GatewayError::Corrupt("original".into()))?;
-        let state = Self::state_of_record(&original)?;
-        let in_open_batch = original_identity.batch_no == ctx.terminal.open_batch || state.kind() == TxnKind::PreAuth;
-        if state.kind().void_kind() != Some(void_kind) || state.status() != TxnStatus::Approved || !in_open_batch {
-            return Ok(respond(request, ResponseCode::INVALID_TRANSACTION));
-        }
-        if state.amount() != reference.amount {
-            return Ok(respond(request, ResponseCode::AMOUNT_DIFFERS));
-        }
-        if let Some(card) = &card {
-            if original.pan_masked.as_deref() != Some(card.pan.masked().as_str()) {
-                return Ok(respond(request, ResponseCode::INVALID_CARD));
-            }
-        }
-        if void_kind != TxnKind::PreAuthVoid
-            && !self.refund_password_ok(ctx, crate::ApprovalKind::Void, original.id, reference.amount.minor()).await
-        {
-            return Ok(respond(request, ResponseCode::NOT_PERMITTED));
-        }
-        let Ok(voided) = state.apply(TxnEvent::Void) else {
-            return Ok(respond(request, ResponseCode::INVALID_TRANSACTION));
+        let voided = match self.voidable(ctx, void_kind, &reference, card.as_ref(), &original).await? {
+            Ok(voided) => voided,
+            Err(code) => return Ok(respond(request, code)),
         };
         let mut ops = vec![WriteOp::UpdateTxn(Self::update_to(&original, &voided, ctx.now_ms))];
-        if state.kind().is_capture() {
-            let entry =
-                undo_entry(&ledger_reference(&reference.identity), EntryKind::Void, &self.original_entry(&original)?)
-                    .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-            ops.push(WriteOp::PostEntry { entry, at_ms: ctx.now_ms });
-        }
-        if state.kind() == TxnKind::Completion {
-            // Undoing a completion puts its pre-authorisation back to approved.
-            if let Some(preauth_id) = original.original_id {
-                let preauth =
-                    self.store.txns.txn(preauth_id).await?.ok_or_else(|| GatewayError::Corrupt("preauth".into()))?;
-                if let Ok(reopened) = Self::state_of_record(&preauth)?.apply(TxnEvent::Uncomplete) {
-                    ops.push(WriteOp::UpdateTxn(Self::update_to(&preauth, &reopened, ctx.now_ms)));
-                }
-            }
-        }
-        // Sales and holds went to the issuer: release them there too.
-        let issuer_request = (state.kind() != TxnKind::Completion).then(|| request_id_for(original.id)).flatten();
-        if let Some(request_id) = &issuer_request {
-            ops.push(kassa_store::gateway::owe_issuer_reversal(
-                request_id.as_str(),
-                Some(original.id),
-                "void",
-                ctx.now_ms,
-            ));
-        }
-        let void_state = TxnState::new(void_kind, reference.amount)
-            .apply(TxnEvent::Approve)
-            .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let stored = Self::stored_answer(ResponseCode::APPROVED, &ctx.stamp, original.auth_code.as_deref(), None);
-        let void_txn = NewTxn {
-            kind: kind_name(void_kind),
-            status: status_name(void_state.status()),
-            channel: "card".into(),
-            merchant_id: ctx.terminal.merchant_id.clone(),
-            card_identity: Some(reference.identity.clone()),
-            out_trade_no: None,
-            rrn: None,
-            auth_code: original.auth_code.clone(),
-            amount_minor: reference.amount.minor(),
-            currency: reference.amount.currency().code().to_owned(),
-            fee_minor: original.fee_minor,
-            pan_masked: original.pan_masked.clone(),
-            content_digest: digest.clone(),
-            original_id: Some(original.id),
-            response: stored,
-            business_date: ctx.stamp.business_date.clone(),
-            created_at_ms: ctx.now_ms,
-        };
-        let void_id = match self.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(void_txn)), ops)).await? {
-            UnitOutcome::Committed { txn_id: Some(id), .. } => id,
-            UnitOutcome::Duplicate { existing_txn_id: Some(id) } => {
-                let existing =
-                    self.store.txns.txn(id).await?.ok_or_else(|| GatewayError::Corrupt(format!("txn {id}")))?;
-                return self.replay(request, existing, &digest).await;
-            }
-            other => return Err(GatewayError::Corrupt(format!("unexpected outcome {other:?}"))),
+        let entry_reference = ledger_reference(&reference.identity);
+        let (effects, issuer_request) =
+            self.undo_effects(&original, &entry_reference, EntryKind::Void, "void", ctx.now_ms).await?;
+        ops.extend(effects);
+        let auth_code = original.auth_code.as_deref();
+        let (identity, amount) = (&reference.identity, reference.amount);
+        let void =
+            Self::host_approved(ctx, void_kind, identity, amount, original.fee_minor, &original, auth_code, &digest)?;
+        let void_id = match self.insert_or_replay(request, void, ops).await? {
+            Inserted::New(id) => id,
+            Inserted::Replayed(answer) => return Ok(*answer),
         };
         if let Some(request_id) = issuer_request {
             self.spawn_issuer_reversal(request_id, Some(original.id));
         }
-        Ok(Self::approved_reply(ctx, void_id, original.auth_code.as_deref()))
+        Ok(Self::approved_reply(ctx, void_id, auth_code))
+    }
+
+    /// The state `original` takes when `void_kind` voids it, or why it may not (`12`, `64`,
+    /// `14`, `58`).
+    async fn voidable(
+        &self,
+        ctx: &Ctx<'_>,
+        void_kind: TxnKind,
+        reference: &Reference,
+        card: Option<&Card>,
+        original: &TxnRecord,
+    ) -> Result<Result<TxnState, ResponseCode>, GatewayError> {
+        let state = Self::state_of_record(original)?;
+        let original_batch = original.card_identity.as_ref().map(|identity| identity.batch_no);
+        let in_open_batch = original_batch == Some(ctx.terminal.open_batch) || state.kind() == TxnKind::PreAuth;
+        if state.kind().void_kind() != Some(void_kind) || state.status() != TxnStatus::Approved || !in_open_batch {
+            return Ok(Err(ResponseCode::INVALID_TRANSACTION));
+        }
+        if state.amount() != reference.amount {
+            return Ok(Err(ResponseCode::AMOUNT_DIFFERS));
+        }
+        if !Self::same_card(card, original) {
+            return Ok(Err(ResponseCode::INVALID_CARD));
+        }
+        if void_kind != TxnKind::PreAuthVoid
+            && !self.refund_password_ok(ctx, crate::ApprovalKind::Void, original.id, reference.amount.minor()).await
+        {
+            return Ok(Err(ResponseCode::NOT_PERMITTED));
+        }
+        Ok(state.apply(TxnEvent::Void).map_err(|_| ResponseCode::INVALID_TRANSACTION))
     }
 
     /// The reversal (冲正) of an approved void, pre-authorisation void or completion void:
@@ -319,7 +284,7 @@ impl Handler {
         }
     }
 
-    fn approved_reply(ctx: &Ctx<'_>, txn_id: i64, auth_code: Option<&str>) -> Message {
+    pub(super) fn approved_reply(ctx: &Ctx<'_>, txn_id: i64, auth_code: Option<&str>) -> Message {
         let mut response = respond(ctx.request, ResponseCode::APPROVED);
         response
             .set(12, &ctx.stamp.time_hhmmss)
@@ -344,18 +309,16 @@ impl Handler {
         let card = Self::card(request).ok();
         let digest = Self::digest(request, card.as_ref().map(|c| c.pan.expose_digits()).unwrap_or(""));
         let _held = self.locks.lock(&reference.identity).await;
-        if let Some(existing) = self.store.txns.txn_by_card_identity(&reference.identity).await? {
-            return self.replay(request, existing, &digest).await;
+        if let Some(answer) = self.replay_if_seen(request, &reference.identity, &digest).await? {
+            return Ok(answer);
         }
         let preauth = match self.find_original(ctx, &reference).await? {
             Ok(original) => original,
             Err(code) => return Ok(respond(request, code)),
         };
-        let Some(preauth_identity) = preauth.card_identity.clone() else {
+        let Some((_preauth_held, preauth)) = self.hold_original(&preauth).await? else {
             return Ok(respond(request, ResponseCode::ORIGINAL_NOT_FOUND));
         };
-        let _preauth_held = self.locks.lock(&preauth_identity).await;
-        let preauth = self.store.txns.txn(preauth.id).await?.ok_or_else(|| GatewayError::Corrupt("preauth".into()))?;
         let state = Self::state_of_record(&preauth)?;
         let Ok(completed) = state.apply(TxnEvent::Complete) else {
             return Ok(respond(request, ResponseCode::INVALID_TRANSACTION));
@@ -364,52 +327,23 @@ impl Handler {
         {
             return Ok(respond(request, ResponseCode::AMOUNT_LIMIT));
         }
-        if let Some(card) = &card {
-            if preauth.pan_masked.as_deref() != Some(card.pan.masked().as_str()) {
-                return Ok(respond(request, ResponseCode::INVALID_CARD));
-            }
+        if !Self::same_card(card.as_ref(), &preauth) {
+            return Ok(respond(request, ResponseCode::INVALID_CARD));
         }
+        let (identity, amount) = (&reference.identity, reference.amount);
         let rate: FeeRate = self.fee_rate(&ctx.terminal.merchant_id).await?;
-        let fee = rate.fee_for(reference.amount).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let entry =
-            self.sale_entry(&ledger_reference(&reference.identity), &ctx.terminal.merchant_id, reference.amount, fee)?;
-        let completion_state = TxnState::new(TxnKind::Completion, reference.amount)
-            .apply(TxnEvent::Approve)
-            .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let stored = Self::stored_answer(ResponseCode::APPROVED, &ctx.stamp, preauth.auth_code.as_deref(), None);
-        let completion = NewTxn {
-            kind: kind_name(TxnKind::Completion),
-            status: status_name(completion_state.status()),
-            channel: "card".into(),
-            merchant_id: ctx.terminal.merchant_id.clone(),
-            card_identity: Some(reference.identity.clone()),
-            out_trade_no: None,
-            rrn: None,
-            auth_code: preauth.auth_code.clone(),
-            amount_minor: reference.amount.minor(),
-            currency: reference.amount.currency().code().to_owned(),
-            fee_minor: fee.minor(),
-            pan_masked: preauth.pan_masked.clone(),
-            content_digest: digest.clone(),
-            original_id: Some(preauth.id),
-            response: stored,
-            business_date: ctx.stamp.business_date.clone(),
-            created_at_ms: ctx.now_ms,
-        };
+        let fee = rate.fee_for(amount).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        let entry = self.sale_entry(&ledger_reference(identity), &ctx.terminal.merchant_id, amount, fee)?;
+        let auth_code = preauth.auth_code.as_deref();
+        let completion =
+            Self::host_approved(ctx, TxnKind::Completion, identity, amount, fee.minor(), &preauth, auth_code, &digest)?;
         let ops = vec![
             WriteOp::UpdateTxn(Self::update_to(&preauth, &completed, ctx.now_ms)),
             WriteOp::PostEntry { entry, at_ms: ctx.now_ms },
         ];
-        let completion_id =
-            match self.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(completion)), ops)).await? {
-                UnitOutcome::Committed { txn_id: Some(id), .. } => id,
-                UnitOutcome::Duplicate { existing_txn_id: Some(id) } => {
-                    let existing =
-                        self.store.txns.txn(id).await?.ok_or_else(|| GatewayError::Corrupt(format!("txn {id}")))?;
-                    return self.replay(request, existing, &digest).await;
-                }
-                other => return Err(GatewayError::Corrupt(format!("unexpected outcome {other:?}"))),
-            };
-        Ok(Self::approved_reply(ctx, completion_id, preauth.auth_code.as_deref()))
+        match self.insert_or_replay(request, completion, ops).await? {
+            Inserted::New(id) => Ok(Self::approved_reply(ctx, id, auth_code)),
+            Inserted::Replayed(answer) => Ok(*answer),
+        }
     }
 }
