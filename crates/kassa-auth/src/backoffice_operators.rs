@@ -33,6 +33,9 @@ fn operator_code(code: &str) -> Result<(), AuthError> {
 
 /// Whether `contact` looks like an e-mail address (the notifier checks it fully when sending).
 fn plausible_contact(contact: &str) -> bool {
+    if crate::notify::is_phone(contact) {
+        return true;
+    }
     let Some((local, domain)) = contact.split_once('@') else { return false };
     !local.is_empty()
         && domain.contains('.')
@@ -161,8 +164,10 @@ impl Auth {
         self.user_contact(username).await
     }
 
-    /// Records the verified contact (an e-mail address) a user's one-time codes go to: set by
-    /// whoever manages the user, who checked it belongs to the person; audited.
+    /// Records the verified contact a user's one-time codes go to — an e-mail address, or a
+    /// mobile number in E.164 form (`+8613800138000`), which gets them by SMS when the host has
+    /// an SMS gateway: set by whoever manages the user, who checked it belongs to the person;
+    /// audited.
     pub async fn set_user_contact_for(
         &self,
         session: &BackOfficeSession,
@@ -173,7 +178,9 @@ impl Auth {
         self.managed_user(session, username).await?;
         let contact = contact.trim();
         if !plausible_contact(contact) {
-            return Err(AuthError::Invalid("the contact is an e-mail address".into()));
+            return Err(AuthError::Invalid(
+                "the contact is an e-mail address or a mobile number in international form (+8613800138000)".into(),
+            ));
         }
         let now = self.clock.now_ms();
         let ops = vec![

@@ -1,6 +1,8 @@
-//! How one-time codes reach people: a [`Notifier`] trait, an SMTP implementation (lettre) and
-//! a development sink that appends messages to a mail file — never to the process log, which
-//! must not contain a secret.
+//! How one-time codes reach people: a [`Notifier`] trait, an SMTP implementation (lettre), an
+//! SMS sender through an HTTP gateway ([`HttpSmsNotifier`]), the router that picks one by the
+//! recipient's form ([`ByRecipient`]: a phone number in E.164 form goes by SMS when a gateway is
+//! configured) and a development sink that appends messages to a mail file — never to the
+//! process log, which must not contain a secret.
 
 use std::fmt;
 use std::io::Write;
@@ -16,7 +18,10 @@ use zeroize::Zeroizing;
 /// A message to one person. `Debug` hides the body, which may carry a code.
 #[derive(Clone)]
 pub struct Notification {
-    /// Recipient address.
+    /// Names this message and no other (the one-time code's id): a channel that may deliver it
+    /// twice passes it on as an idempotency key.
+    pub id: String,
+    /// Recipient: an e-mail address, or a phone number in E.164 form (`+8613800138000`).
     pub to: String,
     /// Subject line.
     pub subject: String,
@@ -26,7 +31,11 @@ pub struct Notification {
 
 impl fmt::Debug for Notification {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Notification").field("to", &self.to).field("subject", &self.subject).finish_non_exhaustive()
+        f.debug_struct("Notification")
+            .field("id", &self.id)
+            .field("to", &self.to)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
     }
 }
 
@@ -42,6 +51,9 @@ pub enum NotifyError {
     /// The channel's settings cannot be used (plain SMTP to a remote host, a bad certificate).
     #[error("mail settings: {0}")]
     Settings(String),
+    /// The SMS gateway's settings cannot be used (a URL that is not `https://`, no API key).
+    #[error("SMS settings: {0}")]
+    SmsSettings(String),
 }
 
 /// A notification channel (e-mail, SMS, …).
@@ -192,6 +204,164 @@ impl Notifier for SmtpNotifier {
     }
 }
 
+/// Whether `to` is a phone number in E.164 form: `+`, then 8 to 15 digits, the first not `0`.
+pub fn is_phone(to: &str) -> bool {
+    to.strip_prefix('+').is_some_and(|digits| {
+        (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0')
+    })
+}
+
+/// Where and how to send SMS: an HTTP gateway that takes a JSON POST.
+#[derive(Clone)]
+pub struct SmsConfig {
+    /// The gateway's URL (`https://`, or `http://` to a gateway on this machine only).
+    pub url: String,
+    /// The gateway's API key, sent in the [`SMS_API_KEY_HEADER`] header.
+    pub api_key: Zeroizing<String>,
+    /// Longest wait for the gateway's answer to one attempt, connecting included, milliseconds.
+    pub timeout_ms: u64,
+    /// Extra root certificates (DER) trusted for the gateway besides the system's: tests, a
+    /// private CA.
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+impl fmt::Debug for SmsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmsConfig")
+            .field("url", &self.url)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The header carrying the gateway's API key.
+pub const SMS_API_KEY_HEADER: &str = "x-api-key";
+/// The header carrying the notification's id, so the gateway sends a repeated request once.
+pub const SMS_IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// How long one attempt at the SMS gateway may take, milliseconds.
+pub const SMS_TIMEOUT_MS: u64 = 10_000;
+/// Attempts per message: a second one only after no answer or a 5xx, with the same
+/// idempotency key, so the gateway cannot send the text twice.
+pub const SMS_ATTEMPTS_MAX: usize = 2;
+/// The largest gateway answer read, bytes (it is not used beyond its status).
+const SMS_ANSWER_BYTES_MAX: usize = 16 * 1024;
+
+/// SMS through an HTTP gateway: `POST url` with `{"id", "to", "text"}` as JSON, the API key in
+/// [`SMS_API_KEY_HEADER`] and the notification's id in [`SMS_IDEMPOTENCY_HEADER`]; a `2xx`
+/// answer is accepted delivery. A `4xx` is a refusal (not retried); no answer or a `5xx` is
+/// tried once more under the same idempotency key. Neither the text nor the gateway's answer
+/// body reaches an error or a log line (the text holds the code; a gateway may echo it).
+pub struct HttpSmsNotifier {
+    client: kassa_http_client::HttpClient,
+    url: hyper::Uri,
+    api_key: hyper::header::HeaderValue,
+}
+
+impl fmt::Debug for HttpSmsNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpSmsNotifier").field("url", &self.url.to_string()).finish_non_exhaustive()
+    }
+}
+
+impl HttpSmsNotifier {
+    /// A sender for `config`: the URL is `https://`, or `http://` to this machine only (the
+    /// code never crosses a network in clear text). Needs a Tokio runtime (the client's pool).
+    pub fn new(config: &SmsConfig) -> Result<HttpSmsNotifier, NotifyError> {
+        let bad = |why: &str| NotifyError::SmsSettings(format!("SMS gateway URL {:?}: {why}", config.url));
+        let url: hyper::Uri = config.url.parse().map_err(|_| bad("not a URL"))?;
+        let host = url.host().ok_or_else(|| bad("no host"))?;
+        match url.scheme_str() {
+            Some("https") => {}
+            Some("http") if is_loopback(host) => {}
+            Some("http") => return Err(bad("plain http is only allowed to a gateway on this machine")),
+            _ => return Err(bad("the scheme is not https")),
+        }
+        if config.api_key.is_empty() {
+            return Err(NotifyError::SmsSettings("the SMS gateway's API key is empty".into()));
+        }
+        let mut api_key = hyper::header::HeaderValue::from_str(config.api_key.as_str())
+            .map_err(|_| NotifyError::SmsSettings("the SMS gateway's API key is not a header value".into()))?;
+        api_key.set_sensitive(true);
+        let client = kassa_http_client::HttpClient::new(kassa_http_client::HttpClientConfig {
+            connect_timeout_ms: config.timeout_ms.min(5_000),
+            answer_timeout_ms: config.timeout_ms,
+            answer_bytes_max: SMS_ANSWER_BYTES_MAX,
+            requests_in_flight_max: 16,
+            idle_connections_max: 4,
+            idle_timeout_ms: 30_000,
+            extra_roots: config.extra_roots.clone(),
+        })
+        .map_err(|error| NotifyError::SmsSettings(error.to_string()))?;
+        Ok(HttpSmsNotifier { client, url, api_key })
+    }
+
+    fn request(
+        &self,
+        message: &Notification,
+        body: &hyper::body::Bytes,
+    ) -> Result<hyper::Request<hyper::body::Bytes>, NotifyError> {
+        hyper::Request::post(self.url.clone())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(SMS_API_KEY_HEADER, self.api_key.clone())
+            .header(SMS_IDEMPOTENCY_HEADER, message.id.as_str())
+            .body(body.clone())
+            .map_err(|_| NotifyError::Delivery("the notification id is not a header value".into()))
+    }
+}
+
+#[async_trait]
+impl Notifier for HttpSmsNotifier {
+    async fn send(&self, message: &Notification) -> Result<(), NotifyError> {
+        if !is_phone(&message.to) {
+            return Err(NotifyError::Address(message.to.clone()));
+        }
+        let text = Zeroizing::new(
+            serde_json::to_vec(&serde_json::json!({"id": message.id, "to": message.to, "text": &*message.body}))
+                .map_err(|error| NotifyError::Delivery(error.to_string()))?,
+        );
+        let body = hyper::body::Bytes::copy_from_slice(&text);
+        let mut last = String::new();
+        for _ in 0..SMS_ATTEMPTS_MAX {
+            match self.client.send(self.request(message, &body)?).await {
+                Ok(answer) if answer.status.is_success() => return Ok(()),
+                Ok(answer) if answer.status.is_server_error() => {
+                    last = format!("the SMS gateway answered {}", answer.status.as_u16());
+                }
+                Ok(answer) => {
+                    return Err(NotifyError::Delivery(format!("the SMS gateway refused: {}", answer.status.as_u16())))
+                }
+                Err(error) => last = error.to_string(),
+            }
+        }
+        Err(NotifyError::Delivery(last))
+    }
+}
+
+/// The notifier of a host: a phone recipient goes by SMS when a gateway is configured,
+/// everything else (and phones without a gateway) by mail.
+#[derive(Debug, Clone)]
+pub struct ByRecipient {
+    mail: std::sync::Arc<dyn Notifier>,
+    sms: Option<std::sync::Arc<dyn Notifier>>,
+}
+
+impl ByRecipient {
+    /// Mail through `mail`, phones through `sms` when given.
+    pub fn new(mail: std::sync::Arc<dyn Notifier>, sms: Option<std::sync::Arc<dyn Notifier>>) -> ByRecipient {
+        ByRecipient { mail, sms }
+    }
+}
+
+#[async_trait]
+impl Notifier for ByRecipient {
+    async fn send(&self, message: &Notification) -> Result<(), NotifyError> {
+        match &self.sms {
+            Some(sms) if is_phone(&message.to) => sms.send(message).await,
+            _ => self.mail.send(message).await,
+        }
+    }
+}
+
 /// Development sink: appends each message to a file (e.g. `<data-dir>/outbox.txt`).
 #[derive(Debug, Clone)]
 pub struct MailFileNotifier {
@@ -245,6 +415,7 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let message = Notification {
+            id: "c1".into(),
             to: "owner@demo.example".into(),
             subject: "code".into(),
             body: Zeroizing::new("12345678".into()),
@@ -255,6 +426,34 @@ mod tests {
         MailFileNotifier::new(fresh.clone()).send(&message).await.unwrap();
         assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(std::fs::read_to_string(&fresh).unwrap().contains("12345678"));
+    }
+
+    #[test]
+    fn phones_are_e164() {
+        for phone in ["+8613800138000", "+12025550123", "+4930123456"] {
+            assert!(is_phone(phone), "{phone}");
+        }
+        for other in ["8613800138000", "+0123456789", "+86 138 0013 8000", "+1234567", "owner@demo.example", "+"] {
+            assert!(!is_phone(other), "{other}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sms_gateways_are_https_or_on_this_machine_and_keyed() {
+        let config = |url: &str, key: &str| SmsConfig {
+            url: url.into(),
+            api_key: Zeroizing::new(key.into()),
+            timeout_ms: SMS_TIMEOUT_MS,
+            extra_roots: Vec::new(),
+        };
+        assert!(HttpSmsNotifier::new(&config("https://sms.example/v1/send", "k")).is_ok());
+        assert!(HttpSmsNotifier::new(&config("http://127.0.0.1:9/send", "k")).is_ok());
+        for bad in ["http://sms.example/send", "ftp://sms.example", "not a url"] {
+            assert!(matches!(HttpSmsNotifier::new(&config(bad, "k")), Err(NotifyError::SmsSettings(_))), "{bad}");
+        }
+        assert!(matches!(HttpSmsNotifier::new(&config("https://sms.example", "")), Err(NotifyError::SmsSettings(_))));
+        let debug = format!("{:?}", config("https://sms.example", "secret-key-123"));
+        assert!(!debug.contains("secret-key-123"), "{debug}");
     }
 
     #[test]

@@ -211,6 +211,7 @@ impl Auth {
             return Err(AuthError::RateLimited);
         }
         let message = Notification {
+            id: record.code_id.clone(),
             to: recipient.to_owned(),
             subject: "Kassa password reset code".into(),
             body: Zeroizing::new(format!(

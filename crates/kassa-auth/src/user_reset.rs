@@ -146,6 +146,7 @@ impl Auth {
             return Err(AuthError::RateLimited);
         }
         let message = Notification {
+            id: record.code_id.clone(),
             to: contact,
             subject: "Kassa back-office password reset code".into(),
             body: Zeroizing::new(format!(

@@ -62,6 +62,10 @@ pub mod env {
     pub const SMTP_URL: &str = "KASSA_SMTP_URL";
     /// The From address of that mail.
     pub const SMTP_FROM: &str = "KASSA_SMTP_FROM";
+    /// The HTTP gateway one-time codes for phone contacts are sent through (SMS).
+    pub const SMS_URL: &str = "KASSA_SMS_URL";
+    /// That gateway's API key (environment only, never a file).
+    pub const SMS_API_KEY: &str = "KASSA_SMS_API_KEY";
     /// The host's HTTP base URL as payers and wallets reach it, e.g. `https://pay.example.com`.
     pub const PUBLIC_URL: &str = "KASSA_PUBLIC_URL";
     /// The JSON file of the wallet providers' credentials (`kassa serve`).
@@ -118,6 +122,9 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// The From address of that mail; needed with `smtp_url`.
     pub smtp_from: Option<String>,
+    /// The SMS gateway (`https://…`, or `http://` on this machine) that sends one-time codes to
+    /// phone contacts, with the API key in `KASSA_SMS_API_KEY`; `None`: no SMS.
+    pub sms_url: Option<String>,
     /// The host's HTTP base URL as payers and wallets reach it: merchant-presented QR codes and
     /// the wallets' notification URLs are built on it. `None`: the HTTP listener's own address
     /// (right on one machine, as under `kassa up`).
@@ -182,6 +189,8 @@ pub struct ConfigLayer {
     pub smtp_url: Option<String>,
     /// See [`Config::smtp_from`].
     pub smtp_from: Option<String>,
+    /// See [`Config::sms_url`].
+    pub sms_url: Option<String>,
     /// See [`Config::public_url`].
     pub public_url: Option<String>,
     /// See [`Config::wallet_credentials`].
@@ -283,6 +292,7 @@ impl Config {
             issuer_url: merged.issuer_url,
             smtp_url: merged.smtp_url,
             smtp_from: merged.smtp_from,
+            sms_url: merged.sms_url,
             public_url: merged.public_url,
             wallet_credentials: merged.wallet_credentials,
             notify_url_allow: merged.notify_url_allow.unwrap_or_default(),
@@ -352,6 +362,7 @@ impl ConfigLayer {
             issuer_url: over.issuer_url.or(self.issuer_url),
             smtp_url: over.smtp_url.or(self.smtp_url),
             smtp_from: over.smtp_from.or(self.smtp_from),
+            sms_url: over.sms_url.or(self.sms_url),
             public_url: over.public_url.or(self.public_url),
             wallet_credentials: over.wallet_credentials.or(self.wallet_credentials),
             notify_url_allow: over.notify_url_allow.or(self.notify_url_allow),
@@ -449,6 +460,7 @@ impl ConfigLayer {
             issuer_url: get(env::ISSUER_URL).map(|url| url.trim().to_owned()),
             smtp_url: get(env::SMTP_URL).map(|url| url.trim().to_owned()),
             smtp_from: get(env::SMTP_FROM).map(|from| from.trim().to_owned()),
+            sms_url: get(env::SMS_URL).map(|url| url.trim().to_owned()),
             public_url: get(env::PUBLIC_URL).map(|url| url.trim().trim_end_matches('/').to_owned()),
             wallet_credentials: get(env::WALLET_CREDENTIALS).map(PathBuf::from),
             notify_url_allow: get(env::NOTIFY_URL_ALLOW).map(|list| {

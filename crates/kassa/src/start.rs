@@ -292,15 +292,34 @@ fn http_tls(config: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
 }
 
 /// Where one-time codes go: mail through `smtp_url` (TLS unless it is a relay on this machine),
-/// else `<data-dir>/outbox.txt`, the development sink (never the log). Checked before anything is
+/// else `<data-dir>/outbox.txt`, the development sink (never the log); a phone contact by SMS
+/// through `sms_url` (API key in `KASSA_SMS_API_KEY`) when set. Checked before anything is
 /// written.
 fn notifier(config: &Config) -> anyhow::Result<Arc<dyn kassa_auth::notify::Notifier>> {
-    let Some(url) = &config.smtp_url else {
-        return Ok(Arc::new(kassa_auth::notify::MailFileNotifier::new(config.data_dir.join(OUTBOX_FILE))));
+    use kassa_auth::notify::{ByRecipient, HttpSmsNotifier, MailFileNotifier, SmsConfig, SmtpConfig, SmtpNotifier};
+    let mail: Arc<dyn kassa_auth::notify::Notifier> = match &config.smtp_url {
+        None => Arc::new(MailFileNotifier::new(config.data_dir.join(OUTBOX_FILE))),
+        Some(url) => {
+            let from =
+                config.smtp_from.as_deref().context("smtp_url needs smtp_from (KASSA_SMTP_FROM), the From address")?;
+            Arc::new(SmtpNotifier::new(&SmtpConfig::from_url(url, from)?)?)
+        }
     };
-    let from = config.smtp_from.as_deref().context("smtp_url needs smtp_from (KASSA_SMTP_FROM), the From address")?;
-    let settings = kassa_auth::notify::SmtpConfig::from_url(url, from)?;
-    Ok(Arc::new(kassa_auth::notify::SmtpNotifier::new(&settings)?))
+    let Some(url) = &config.sms_url else {
+        return Ok(mail);
+    };
+    // The key is a secret: from the environment only, never a file or the Config's Debug.
+    let api_key = std::env::var(kassa_server::config::env::SMS_API_KEY)
+        .ok()
+        .filter(|key| !key.trim().is_empty())
+        .context("sms_url needs KASSA_SMS_API_KEY, the gateway's API key")?;
+    let sms = HttpSmsNotifier::new(&SmsConfig {
+        url: url.clone(),
+        api_key: zeroize::Zeroizing::new(api_key.trim().to_owned()),
+        timeout_ms: kassa_auth::notify::SMS_TIMEOUT_MS,
+        extra_roots: Vec::new(),
+    })?;
+    Ok(Arc::new(ByRecipient::new(mail, Some(Arc::new(sms)))))
 }
 
 /// The HTTP routes besides the operational ones: TMS and the back-office API, with the process's

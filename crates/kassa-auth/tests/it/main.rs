@@ -7,6 +7,7 @@
 
 mod bursts;
 mod paycode;
+mod sms;
 mod smtp_sink;
 
 use std::collections::BTreeMap;
@@ -448,6 +449,7 @@ fn localhost_tls() -> (tokio_rustls::TlsAcceptor, String) {
 
 fn mail_to(to: &str) -> kassa_auth::notify::Notification {
     kassa_auth::notify::Notification {
+        id: "code-1".to_owned(),
         to: to.to_owned(),
         subject: "Kassa one-time code".to_owned(),
         body: zeroize::Zeroizing::new("Your code is 12345678".to_owned()),
