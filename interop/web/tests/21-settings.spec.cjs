@@ -1,5 +1,6 @@
 // Settings (设置), in English and Chinese: the demo merchant's owner changes the refund password
-// (the default-password warning goes away) and the payment-code settings (付款码设置).
+// (the default-password warning goes away) and the payment-code settings (付款码设置); the
+// institution admin changes the back-office password policy (后台密码策略).
 const { test, expect } = require("@playwright/test");
 const { signIn, signOut, screenshot } = require("./helpers.cjs");
 
@@ -14,6 +15,9 @@ const words = {
     save: "Save payment-code settings",
     saved: "The payment-code settings were saved; terminals pick them up at their next contact.",
     policy: "Back-office password policy",
+    savePolicy: "Save password policy",
+    policySaved: "The password policy was saved; it applies from the next sign-in and password change.",
+    lengthLabel: "Minimum length (8–128 characters)",
   },
   zh: {
     title: "设置",
@@ -23,6 +27,9 @@ const words = {
     save: "保存付款码设置",
     saved: "付款码设置已保存；终端下次联机时生效。",
     policy: "后台密码策略",
+    savePolicy: "保存密码策略",
+    policySaved: "密码策略已保存，从下一次登录和修改密码起生效。",
+    lengthLabel: "最短长度（8–128 个字符）",
   },
 };
 
@@ -63,6 +70,27 @@ for (const lang of ["en", "zh"]) {
     await expect(page.locator(".notice")).toContainText(w.saved);
     await expect(page.locator("#qr-validity")).toHaveValue(minutes);
     await screenshot(page, `settings-${lang}`);
+    await signOut(page);
+  });
+}
+
+// The policy the admin sets in each language: a longer minimum than the default 12, still met by
+// the password the suite's sign-ins set (helpers.cjs, 18 characters).
+const lengths = { en: "14", zh: "16" };
+
+for (const lang of ["en", "zh"]) {
+  const w = words[lang];
+
+  test(`the admin changes the back-office password policy (${lang})`, async ({ page }) => {
+    await signIn(page, "admin", lang);
+    await page.goto(`/settings?lang=${lang}`);
+    await expect(page.locator("main")).toContainText(w.policy);
+    await page.getByLabel(w.lengthLabel).fill(lengths[lang]);
+    await page.locator("#policy-reason").fill(lang === "en" ? "longer passwords after the audit" : "审计后要求更长的密码");
+    await page.getByRole("button", { name: w.savePolicy }).click();
+    await expect(page.locator(".notice")).toContainText(w.policySaved);
+    await expect(page.locator("#policy-length-min")).toHaveValue(lengths[lang]);
+    await screenshot(page, `settings-policy-${lang}`);
     await signOut(page);
   });
 }
