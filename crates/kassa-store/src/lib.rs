@@ -34,6 +34,7 @@ pub mod qr;
 pub mod recon;
 pub mod refund_requests;
 pub mod rollup;
+pub mod settlement;
 pub mod terminals_admin;
 pub mod web_money;
 pub use postgres::{connect as connect_postgres, create_database, drop_database, url_with_database};

@@ -3,16 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use kassa_domain::{Pan, TxnEvent, TxnKind, TxnStatus};
+use kassa_domain::{Pan, TxnKind, TxnStatus};
 use kassa_iso8583::fields::{BatchUploadCount, Field60, Field61, SettlementTotals, Totals};
 use kassa_iso8583::Message;
 use kassa_store::batch_upload::{
     insert_batch_item, insert_batch_upload, propose_correction, BatchItemRecord, BatchUploadRecord, NewCorrection,
 };
-use kassa_store::{AuditEvent, CardIdentity, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
+use kassa_store::settlement::{close_batch, BatchGroup, BatchLine, BatchTotals, BATCH_LINES_PAGE_MAX};
+use kassa_store::{AuditEvent, CardIdentity, UnitOutcome, WriteOp, WriteUnit};
 use serde_json::json;
 
-use super::common::{parse_kind, parse_status, respond, status_name, two_digits};
+use super::common::{parse_kind, parse_status, respond, two_digits};
 use super::{Ctx, Handler};
 use crate::codes::ResponseCode;
 use crate::GatewayError;
@@ -23,29 +24,41 @@ const SETTLE_BALANCED: u8 = 1;
 const SETTLE_UNBALANCED: u8 = 2;
 const BATCH_NO_MAX: u32 = 999_999;
 
-/// The host's totals of a batch: debits are captures still standing (not voided or reversed),
-/// credits are approved refunds.
-fn host_totals(txns: &[TxnRecord]) -> Totals {
+/// The host's totals of a batch, from the database's groups: debits are captures still
+/// standing (not voided or reversed), credits are approved refunds.
+fn host_totals(groups: &[BatchGroup]) -> Totals {
     let (mut debit, mut debit_count, mut credit, mut credit_count) = (0u64, 0u64, 0u64, 0u64);
-    for txn in txns {
-        let (Some(kind), Some(status)) = (parse_kind(&txn.kind), parse_status(&txn.status)) else { continue };
-        let amount = u64::try_from(txn.amount_minor).unwrap_or(0);
-        if kind.is_capture()
-            && matches!(status, TxnStatus::Approved | TxnStatus::PartiallyRefunded | TxnStatus::Refunded)
-        {
+    for group in groups {
+        let Some(signed) = counted_sign(&group.kind, &group.status) else { continue };
+        let amount = u64::try_from(group.amount_minor).unwrap_or(0) % AMOUNT_MODULUS;
+        let count = u64::try_from(group.count).unwrap_or(0) % COUNT_MODULUS;
+        if signed > 0 {
             debit = (debit + amount) % AMOUNT_MODULUS;
-            debit_count += 1;
-        } else if kind.is_refund() && status == TxnStatus::Approved {
+            debit_count = (debit_count + count) % COUNT_MODULUS;
+        } else {
             credit = (credit + amount) % AMOUNT_MODULUS;
-            credit_count += 1;
+            credit_count = (credit_count + count) % COUNT_MODULUS;
         }
     }
     Totals {
         debit_amount_minor: debit,
-        debit_count: (debit_count % COUNT_MODULUS) as u16,
+        debit_count: debit_count as u16,
         credit_amount_minor: credit,
-        credit_count: (credit_count % COUNT_MODULUS) as u16,
+        credit_count: credit_count as u16,
         settle_code: 0,
+    }
+}
+
+/// How a host transaction of this kind and status counts in the totals: `1` a debit, `-1` a
+/// credit, `None` not at all.
+fn counted_sign(kind: &str, status: &str) -> Option<i64> {
+    let (kind, status) = (parse_kind(kind)?, parse_status(status)?);
+    if kind.is_capture() && matches!(status, TxnStatus::Approved | TxnStatus::PartiallyRefunded | TxnStatus::Refunded) {
+        Some(1)
+    } else if kind.is_refund() && status == TxnStatus::Approved {
+        Some(-1)
+    } else {
+        None
     }
 }
 
@@ -73,37 +86,17 @@ impl Handler {
         }
     }
 
-    async fn batch_txns(&self, ctx: &Ctx<'_>) -> Result<Vec<TxnRecord>, GatewayError> {
-        Ok(self.store.txns.txns_in_batch(&ctx.terminal.terminal_id, ctx.field60.batch_number).await?)
+    /// The host's totals of the batch the request names, summed by the database.
+    async fn batch_totals(&self, ctx: &Ctx<'_>) -> Result<BatchTotals, GatewayError> {
+        Ok(self.store.settlement().batch_totals(&ctx.terminal.terminal_id, ctx.field60.batch_number).await?)
     }
 
-    /// What closing the open batch writes: every decided transaction of it settled and the
-    /// next batch opened.
-    fn close_batch_ops(&self, ctx: &Ctx<'_>, txns: &[TxnRecord], next: u32) -> Vec<WriteOp> {
-        let mut ops = vec![WriteOp::SetOpenBatch { terminal_id: ctx.terminal.terminal_id.clone(), batch_no: next }];
-        for txn in txns {
-            let Ok(state) = Self::state_of_record(txn) else { continue };
-            let Ok(settled) = state.apply(TxnEvent::Settle) else { continue };
-            ops.push(WriteOp::UpdateTxn(TxnUpdate {
-                id: txn.id,
-                expected_version: txn.version,
-                status: status_name(settled.status()),
-                refunded_minor: txn.refunded_minor,
-                settled: true,
-                response: None,
-                rrn: None,
-                auth_code: None,
-                updated_at_ms: ctx.now_ms,
-            }));
-        }
-        ops
-    }
-
-    /// Closes the open batch in one unit. Returns the next batch.
-    async fn close_batch(&self, ctx: &Ctx<'_>, txns: &[TxnRecord]) -> Result<u32, GatewayError> {
+    /// Closes the open batch in one unit, if it is still the batch `totals` were read from (a
+    /// conflict otherwise: answered `96`, the terminal settles again). Returns the next batch.
+    async fn close_batch(&self, ctx: &Ctx<'_>, totals: &BatchTotals) -> Result<u32, GatewayError> {
         let batch = ctx.field60.batch_number;
         let next = next_batch(batch);
-        let ops = self.close_batch_ops(ctx, txns, next);
+        let ops = close_batch(&ctx.terminal.terminal_id, batch, next, totals.fingerprint, ctx.now_ms);
         let committed = self.store.commit(WriteUnit::ops(ops)).await;
         self.directory.forget_terminal(&ctx.terminal.terminal_id);
         committed?;
@@ -124,12 +117,12 @@ impl Handler {
             return Ok(respond(request, ResponseCode::FORMAT_ERROR));
         };
         let _held = self.locks.lock(&Self::batch_identity(ctx)).await;
-        let txns = self.batch_txns(ctx).await?;
-        let mut ours = host_totals(&txns);
+        let totals = self.batch_totals(ctx).await?;
+        let mut ours = host_totals(&totals.groups);
         let balanced = same_totals(&ours, &theirs.domestic) && same_totals(&Totals::default(), &theirs.foreign);
         ours.settle_code = if balanced { SETTLE_BALANCED } else { SETTLE_UNBALANCED };
         let mut response = respond(request, ResponseCode::APPROVED);
-        let batch = if balanced { self.close_batch(ctx, &txns).await? } else { ctx.field60.batch_number };
+        let batch = if balanced { self.close_batch(ctx, &totals).await? } else { ctx.field60.batch_number };
         response
             .set_typed(&SettlementTotals {
                 domestic: ours,
@@ -257,9 +250,9 @@ impl Handler {
             tracing::warn!(terminal = %terminal_id, batch, uploaded_count, "batch upload over its item limit refused");
             return Ok(Self::batch_answer(ctx, ResponseCode::AMOUNT_LIMIT));
         }
-        let txns = self.batch_txns(ctx).await?;
-        let differences = differences(&items, &txns);
-        let uploaded = uploaded_totals(&items);
+        let totals = self.batch_totals(ctx).await?;
+        let lines = self.host_lines(ctx).await?;
+        let differences = differences(&items, &lines);
         let next = next_batch(batch);
         let upload = BatchUploadRecord {
             terminal_id: terminal_id.clone(),
@@ -267,45 +260,16 @@ impl Handler {
             end_stan: u32::try_from(request.number(11).ok().flatten().unwrap_or(0)).unwrap_or(0),
             uploaded_count: i64::from(uploaded_count),
             stored_count: i64::try_from(items.len()).unwrap_or(i64::MAX),
-            debit_minor: uploaded.debit_minor,
-            debit_count: uploaded.debit_count,
-            credit_minor: uploaded.credit_minor,
-            credit_count: uploaded.credit_count,
             differences: i64::try_from(differences.len()).unwrap_or(i64::MAX),
             next_batch: next,
             closed_at_ms: ctx.now_ms,
+            ..uploaded_totals(&items)
         };
-        let mut ops = self.close_batch_ops(ctx, &txns, next);
+        let mut ops = close_batch(terminal_id, batch, next, totals.fingerprint, ctx.now_ms);
         // A batch is in the merchant's one currency; the gateway takes CNY (field 49 is `156`).
-        let currency = txns.first().map_or_else(|| "CNY".to_owned(), |txn| txn.currency.clone());
-        ops.extend(differences.iter().map(|d| propose_correction(&d.correction(ctx, &currency))));
-        let ours = host_totals(&txns);
-        ops.push(WriteOp::Audit(AuditEvent {
-            at_ms: ctx.now_ms,
-            actor: "system".into(),
-            action: "batch_upload_settled".into(),
-            target: format!("{terminal_id}/{batch:06}"),
-            source: terminal_id.clone(),
-            reason: if differences.is_empty() && i64::from(uploaded_count) == upload.stored_count {
-                String::new()
-            } else {
-                "the uploaded set differs from the host's batch; corrections proposed for review".into()
-            },
-            details: json!({
-                "uploaded_count": uploaded_count,
-                "stored_count": upload.stored_count,
-                "settled_against": {
-                    "debit_minor": uploaded.debit_minor, "debit_count": uploaded.debit_count,
-                    "credit_minor": uploaded.credit_minor, "credit_count": uploaded.credit_count,
-                },
-                "host": {
-                    "debit_minor": ours.debit_amount_minor, "debit_count": ours.debit_count,
-                    "credit_minor": ours.credit_amount_minor, "credit_count": ours.credit_count,
-                },
-                "differences": differences.iter().map(|d| json!({ "kind": d.kind, "stan": d.stan })).collect::<Vec<_>>(),
-                "next_batch": next,
-            }),
-        }));
+        let currency = lines.currency.as_deref().unwrap_or("CNY");
+        ops.extend(differences.iter().map(|d| propose_correction(&d.correction(ctx, currency))));
+        ops.push(upload_audit(ctx, &upload, &host_totals(&totals.groups), &differences));
         let outcome = self.store.commit(WriteUnit::guarded(insert_batch_upload(&upload), ops)).await;
         self.directory.forget_terminal(terminal_id);
         match outcome? {
@@ -320,15 +284,79 @@ impl Handler {
             }
         }
     }
+
+    /// The host's lines of the batch, read page by page into what the comparison keeps.
+    async fn host_lines(&self, ctx: &Ctx<'_>) -> Result<HostLines, GatewayError> {
+        let (terminal_id, batch) = (&ctx.terminal.terminal_id, ctx.field60.batch_number);
+        let mut lines = HostLines::default();
+        let mut after_id = 0;
+        loop {
+            let page = self.store.settlement().batch_lines(terminal_id, batch, after_id, BATCH_LINES_PAGE_MAX).await?;
+            for line in &page {
+                lines.add(line);
+            }
+            match page.last() {
+                Some(last) if page.len() >= usize::try_from(BATCH_LINES_PAGE_MAX).unwrap_or(usize::MAX) => {
+                    after_id = last.id;
+                }
+                _ => return Ok(lines),
+            }
+        }
+    }
 }
 
-/// The totals of the uploaded set: captures are debits, refunds credits (as in settlement).
+/// The audit record of a batch closed by its upload.
+fn upload_audit(ctx: &Ctx<'_>, upload: &BatchUploadRecord, ours: &Totals, differences: &[Difference]) -> WriteOp {
+    let terminal_id = &upload.terminal_id;
+    WriteOp::Audit(AuditEvent {
+        at_ms: ctx.now_ms,
+        actor: "system".into(),
+        action: "batch_upload_settled".into(),
+        target: format!("{terminal_id}/{:06}", upload.batch_no),
+        source: terminal_id.clone(),
+        reason: if differences.is_empty() && upload.uploaded_count == upload.stored_count {
+            String::new()
+        } else {
+            "the uploaded set differs from the host's batch; corrections proposed for review".into()
+        },
+        details: json!({
+            "uploaded_count": upload.uploaded_count,
+            "stored_count": upload.stored_count,
+            "settled_against": {
+                "debit_minor": upload.debit_minor, "debit_count": upload.debit_count,
+                "credit_minor": upload.credit_minor, "credit_count": upload.credit_count,
+            },
+            "host": {
+                "debit_minor": ours.debit_amount_minor, "debit_count": ours.debit_count,
+                "credit_minor": ours.credit_amount_minor, "credit_count": ours.credit_count,
+            },
+            "differences": differences.iter().map(|d| json!({ "kind": d.kind, "stan": d.stan })).collect::<Vec<_>>(),
+            "next_batch": upload.next_batch,
+        }),
+    })
+}
+
+/// The host's side of a batch as the comparison with an upload needs it: a few numbers per
+/// transaction, never its record.
 #[derive(Debug, Default)]
-struct UploadedTotals {
-    debit_minor: i64,
-    debit_count: i64,
-    credit_minor: i64,
-    credit_count: i64,
+struct HostLines {
+    /// The transactions that count in the totals, by STAN: id and signed amount (the last by
+    /// id when a STAN repeats).
+    counted: BTreeMap<u32, (i64, i64)>,
+    /// The first transaction of each STAN, by id.
+    first_id: BTreeMap<u32, i64>,
+    /// The currency of the batch's first transaction.
+    currency: Option<String>,
+}
+
+impl HostLines {
+    fn add(&mut self, line: &BatchLine) {
+        self.currency.get_or_insert_with(|| line.currency.clone());
+        self.first_id.entry(line.stan).or_insert(line.id);
+        if let Some(sign) = counted_sign(&line.kind, &line.status) {
+            self.counted.insert(line.stan, (line.id, sign * line.amount_minor));
+        }
+    }
 }
 
 /// An uploaded item's effect on the totals: debit positive, credit negative; `None` for kinds
@@ -344,20 +372,23 @@ fn item_signed_minor(item: &BatchItemRecord) -> Option<i64> {
     }
 }
 
-/// A host transaction's effect on the totals, as [`host_totals`] counts it.
-fn txn_signed_minor(txn: &TxnRecord) -> Option<i64> {
-    let (Some(kind), Some(status)) = (parse_kind(&txn.kind), parse_status(&txn.status)) else { return None };
-    if kind.is_capture() && matches!(status, TxnStatus::Approved | TxnStatus::PartiallyRefunded | TxnStatus::Refunded) {
-        Some(txn.amount_minor)
-    } else if kind.is_refund() && status == TxnStatus::Approved {
-        Some(-txn.amount_minor)
-    } else {
-        None
-    }
-}
-
-fn uploaded_totals(items: &[BatchItemRecord]) -> UploadedTotals {
-    let mut totals = UploadedTotals::default();
+/// The totals of the uploaded set (captures are debits, refunds credits, as in settlement), in
+/// a batch upload record that has nothing else yet.
+fn uploaded_totals(items: &[BatchItemRecord]) -> BatchUploadRecord {
+    let mut totals = BatchUploadRecord {
+        terminal_id: String::new(),
+        batch_no: 0,
+        end_stan: 0,
+        uploaded_count: 0,
+        stored_count: 0,
+        debit_minor: 0,
+        debit_count: 0,
+        credit_minor: 0,
+        credit_count: 0,
+        differences: 0,
+        next_batch: 0,
+        closed_at_ms: 0,
+    };
     for signed in items.iter().filter_map(item_signed_minor) {
         if signed >= 0 {
             totals.debit_minor = totals.debit_minor.saturating_add(signed);
@@ -411,41 +442,115 @@ impl Difference {
 
 /// Compares, by STAN, the uploaded items that count in the totals with the host's
 /// transactions that do: the same set settlement compared as sums, now item by item.
-fn differences(items: &[BatchItemRecord], txns: &[TxnRecord]) -> Vec<Difference> {
-    let ours: BTreeMap<u32, (&TxnRecord, i64)> =
-        txns.iter().filter_map(|txn| Some((txn.card_identity.as_ref()?.stan, (txn, txn_signed_minor(txn)?)))).collect();
+fn differences(items: &[BatchItemRecord], lines: &HostLines) -> Vec<Difference> {
     let theirs: BTreeMap<u32, i64> =
         items.iter().filter_map(|item| Some((item.stan, item_signed_minor(item)?))).collect();
     let mut found = Vec::new();
     for (&stan, &terminal) in &theirs {
-        match ours.get(&stan) {
+        match lines.counted.get(&stan) {
             None => found.push(Difference {
                 kind: "on_terminal_only",
                 stan,
-                txn_id: txns.iter().find(|t| t.card_identity.as_ref().is_some_and(|i| i.stan == stan)).map(|t| t.id),
+                txn_id: lines.first_id.get(&stan).copied(),
                 terminal_signed_minor: Some(terminal),
                 host_signed_minor: None,
             }),
-            Some((txn, host)) if *host != terminal => found.push(Difference {
+            Some(&(txn_id, host)) if host != terminal => found.push(Difference {
                 kind: "amount_differs",
                 stan,
-                txn_id: Some(txn.id),
+                txn_id: Some(txn_id),
                 terminal_signed_minor: Some(terminal),
-                host_signed_minor: Some(*host),
+                host_signed_minor: Some(host),
             }),
             Some(_) => {}
         }
     }
-    for (&stan, (txn, host)) in &ours {
+    for (&stan, &(txn_id, host)) in &lines.counted {
         if !theirs.contains_key(&stan) {
             found.push(Difference {
                 kind: "on_host_only",
                 stan,
-                txn_id: Some(txn.id),
+                txn_id: Some(txn_id),
                 terminal_signed_minor: None,
-                host_signed_minor: Some(*host),
+                host_signed_minor: Some(host),
             });
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The totals as the gateway computed them before the database summed them: record by
+    /// record, in memory (kind, status, amount of each).
+    fn record_by_record(records: &[(&str, &str, i64)]) -> Totals {
+        let (mut debit, mut debit_count, mut credit, mut credit_count) = (0u64, 0u64, 0u64, 0u64);
+        for &(kind, status, amount_minor) in records {
+            let (Some(kind), Some(status)) = (parse_kind(kind), parse_status(status)) else { continue };
+            let amount = u64::try_from(amount_minor).unwrap_or(0);
+            if kind.is_capture()
+                && matches!(status, TxnStatus::Approved | TxnStatus::PartiallyRefunded | TxnStatus::Refunded)
+            {
+                debit = (debit + amount) % AMOUNT_MODULUS;
+                debit_count += 1;
+            } else if kind.is_refund() && status == TxnStatus::Approved {
+                credit = (credit + amount) % AMOUNT_MODULUS;
+                credit_count += 1;
+            }
+        }
+        Totals {
+            debit_amount_minor: debit,
+            debit_count: (debit_count % COUNT_MODULUS) as u16,
+            credit_amount_minor: credit,
+            credit_count: (credit_count % COUNT_MODULUS) as u16,
+            settle_code: 0,
+        }
+    }
+
+    /// What the database's GROUP BY returns for these records.
+    fn grouped(records: &[(&str, &str, i64)]) -> Vec<BatchGroup> {
+        let mut groups: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+        for &(kind, status, amount) in records {
+            let sums = groups.entry((kind.to_owned(), status.to_owned())).or_default();
+            *sums = (sums.0 + 1, sums.1 + amount);
+        }
+        groups
+            .into_iter()
+            .map(|((kind, status), (count, amount_minor))| BatchGroup {
+                kind,
+                status,
+                currency: "CNY".into(),
+                count,
+                amount_minor,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn totals_from_the_databases_groups_equal_the_record_by_record_totals() {
+        let kinds = ["sale", "void", "refund", "pre_auth", "pre_auth_void", "completion", "completion_void"];
+        let kinds = [&kinds[..], &["offline_sale", "balance_inquiry", "not_a_kind"]].concat();
+        let statuses =
+            ["pending", "approved", "declined", "reversed", "voided", "partially_refunded", "refunded", "completed"];
+        let mut records = Vec::new();
+        for (k, kind) in kinds.iter().enumerate() {
+            for (s, status) in statuses.iter().enumerate() {
+                for n in 0..=(k + s) as i64 {
+                    records.push((*kind, *status, 1 + n * 101 + (k * 13 + s) as i64));
+                }
+            }
+        }
+        assert_eq!(host_totals(&grouped(&records)), record_by_record(&records));
+        // Past the field's digits the totals wrap the same way: amounts modulo 10^12, counts
+        // modulo 1000.
+        let mut large = vec![("sale", "approved", 999_999_999_999); 3];
+        large.extend(std::iter::repeat_n(("refund", "approved", 7), 1_234));
+        large.extend(std::iter::repeat_n(("offline_sale", "approved", 500_000_000_001), 999));
+        let totals = host_totals(&grouped(&large));
+        assert_eq!(totals, record_by_record(&large));
+        assert_eq!((totals.debit_count, totals.credit_count, totals.credit_amount_minor), (2, 234, 8_638));
+        assert_eq!(host_totals(&[]), Totals::default());
+    }
 }

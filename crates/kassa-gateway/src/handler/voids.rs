@@ -150,44 +150,21 @@ impl Handler {
         let void_state = Self::state_of_record(void)?;
         let original_id =
             void.original_id.ok_or_else(|| GatewayError::Corrupt(format!("void {} has no original", void.id)))?;
-        let found = self.store.txns.txn(original_id).await?;
-        let original = found.ok_or_else(|| GatewayError::Corrupt(format!("txn {original_id}")))?;
-        let original_identity =
-            original.card_identity.clone().ok_or_else(|| GatewayError::Corrupt(format!("txn {original_id}")))?;
-        let _original_held = self.locks.lock(&original_identity).await;
-        let original =
-            self.store.txns.txn(original_id).await?.ok_or_else(|| GatewayError::Corrupt("original".into()))?;
+        let original = self.stored_txn(original_id).await?;
+        let Some((_original_held, original)) = self.hold_original(&original).await? else {
+            return Err(GatewayError::Corrupt(format!("txn {original_id} has no identity")));
+        };
         let Ok(reversed) = void_state.apply(TxnEvent::Reverse) else {
             return self.void_stands(ctx, identity, void, &original, "the void's batch is settled").await;
         };
-        let Ok(reinstated) = Self::state_of_record(&original)?.apply(TxnEvent::Unvoid) else {
-            return self
-                .void_stands(ctx, identity, void, &original, "its original is settled or no longer voided")
-                .await;
+        let mut ops = match self.reinstate(ctx, identity, &original).await? {
+            Ok(ops) => ops,
+            Err(why) => return self.void_stands(ctx, identity, void, &original, why).await,
         };
-        let mut ops = vec![WriteOp::UpdateTxn(Self::update_to(&original, &reinstated, ctx.now_ms))];
-        if reinstated.kind() == TxnKind::Completion {
-            // The completion captures its hold again; if the hold moved on meanwhile (captured
-            // by another completion, voided), the completion cannot stand again.
-            let preauth_id = original.original_id.ok_or_else(|| GatewayError::Corrupt("completion".into()))?;
-            let preauth =
-                self.store.txns.txn(preauth_id).await?.ok_or_else(|| GatewayError::Corrupt("preauth".into()))?;
-            let Ok(captured) = Self::state_of_record(&preauth)?.apply(TxnEvent::Complete) else {
-                return self.void_stands(ctx, identity, void, &original, "its hold was captured or voided since").await;
-            };
-            ops.push(WriteOp::UpdateTxn(Self::update_to(&preauth, &captured, ctx.now_ms)));
-        }
-        if reinstated.kind().is_capture() {
-            let void_entry = undo_entry(&ledger_reference(identity), EntryKind::Void, &self.original_entry(&original)?)
-                .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-            let rebooked =
-                undo_entry(&format!("{}:reversal", ledger_reference(identity)), EntryKind::Reversal, &void_entry)
-                    .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-            ops.push(WriteOp::PostEntry { entry: rebooked, at_ms: ctx.now_ms });
-        }
+        let original_kind = Self::state_of_record(&original)?.kind();
         // Sales and holds were released at the issuer by the void (completions never went there).
         let released = match request_id_for(original.id) {
-            Some(request_id) if reinstated.kind() != TxnKind::Completion => {
+            Some(request_id) if original_kind != TxnKind::Completion => {
                 self.store.gateway().issuer_reversal(request_id.as_str()).await?
             }
             _ => None,
@@ -233,6 +210,40 @@ impl Handler {
             }
             _ => false,
         })
+    }
+
+    /// What re-instating a voided original writes: it approved again, a completion's hold
+    /// captured again, and a NEW entry re-booking what the void's entry undid; or why it
+    /// cannot stand again.
+    async fn reinstate(
+        &self,
+        ctx: &Ctx<'_>,
+        identity: &CardIdentity,
+        original: &TxnRecord,
+    ) -> Result<Result<Vec<WriteOp>, &'static str>, GatewayError> {
+        let Ok(reinstated) = Self::state_of_record(original)?.apply(TxnEvent::Unvoid) else {
+            return Ok(Err("its original is settled or no longer voided"));
+        };
+        let mut ops = vec![WriteOp::UpdateTxn(Self::update_to(original, &reinstated, ctx.now_ms))];
+        if reinstated.kind() == TxnKind::Completion {
+            // The completion captures its hold again; if the hold moved on meanwhile (captured
+            // by another completion, voided), the completion cannot stand again.
+            let preauth_id = original.original_id.ok_or_else(|| GatewayError::Corrupt("completion".into()))?;
+            let preauth = self.stored_txn(preauth_id).await?;
+            let Ok(captured) = Self::state_of_record(&preauth)?.apply(TxnEvent::Complete) else {
+                return Ok(Err("its hold was captured or voided since"));
+            };
+            ops.push(WriteOp::UpdateTxn(Self::update_to(&preauth, &captured, ctx.now_ms)));
+        }
+        if reinstated.kind().is_capture() {
+            let void_entry = undo_entry(&ledger_reference(identity), EntryKind::Void, &self.original_entry(original)?)
+                .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+            let rebooked =
+                undo_entry(&format!("{}:reversal", ledger_reference(identity)), EntryKind::Reversal, &void_entry)
+                    .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+            ops.push(WriteOp::PostEntry { entry: rebooked, at_ms: ctx.now_ms });
+        }
+        Ok(Ok(ops))
     }
 
     /// A void that a reversal cannot undo stands; the difference with the terminal (which

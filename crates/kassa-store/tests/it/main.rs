@@ -12,3 +12,4 @@ mod lean_writes;
 mod merchant_notify;
 mod qr;
 mod resilience;
+mod settlement;

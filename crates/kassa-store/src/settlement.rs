@@ -1,0 +1,164 @@
+//! Settlement of a terminal's batch by the database: the batch's totals come from one aggregate
+//! query (a few rows per batch, whatever its size), its lines from pages of slim rows, and the
+//! close is two set-based statements. So settling many large batches at once costs the host
+//! little memory: nothing reads a whole batch of records.
+//!
+//! **Invariant**: a close applies to the batch exactly as its totals were read: the totals carry
+//! a fingerprint of the batch (rows plus the sum of their versions, which grows with every insert
+//! and update), and the close changes nothing and fails with [`crate::StoreError::Conflict`] when
+//! the batch no longer has it.
+//! **Boundary**: kinds and statuses are the stored names; which of them count as debits or
+//! credits is the gateway's business.
+
+use async_trait::async_trait;
+
+use crate::commit::{Statement, WriteOp};
+use crate::queries::SqlReads;
+use crate::value::{params, Row};
+use crate::{Store, StoreError};
+
+/// Lines of a batch read at most per page.
+pub const BATCH_LINES_PAGE_MAX: i64 = 1_000;
+
+/// The transactions of a batch with one kind, status and currency: how many, and their amounts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BatchGroup {
+    /// The kind as stored (`sale`, `refund`, …).
+    pub kind: String,
+    /// The status as stored (`approved`, `voided`, …).
+    pub status: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// How many transactions.
+    pub count: i64,
+    /// The sum of their amounts, minor units.
+    pub amount_minor: i64,
+}
+
+/// A batch summed by the database.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchTotals {
+    /// One group per (kind, status, currency) present, in that order.
+    pub groups: Vec<BatchGroup>,
+    /// Rows plus the sum of their versions: what [`close_batch`] checks the batch still has.
+    pub fingerprint: i64,
+}
+
+/// A transaction of a batch, as far as comparing it with an upload needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchLine {
+    /// The transaction.
+    pub id: i64,
+    /// Its STAN.
+    pub stan: u32,
+    /// The kind as stored.
+    pub kind: String,
+    /// The status as stored.
+    pub status: String,
+    /// Its amount, minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+/// Reads of a batch for its settlement.
+#[async_trait]
+pub trait SettlementStore: Send + Sync {
+    /// The totals of a terminal's batch, grouped by kind, status and currency.
+    async fn batch_totals(&self, terminal_id: &str, batch_no: u32) -> Result<BatchTotals, StoreError>;
+    /// The lines of a terminal's batch with an id above `after_id`, by id, at most `limit`
+    /// (capped at [`BATCH_LINES_PAGE_MAX`]).
+    async fn batch_lines(
+        &self,
+        terminal_id: &str,
+        batch_no: u32,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<BatchLine>, StoreError>;
+}
+
+impl Store {
+    /// Batch totals and lines for settlement (`settlement` module).
+    pub fn settlement(&self) -> &dyn SettlementStore {
+        &*self.reads
+    }
+}
+
+fn group(row: &Row) -> Result<(BatchGroup, i64), StoreError> {
+    let group = BatchGroup {
+        kind: row.text(0)?,
+        status: row.text(1)?,
+        currency: row.text(2)?,
+        count: row.int(3)?,
+        amount_minor: row.int(4)?,
+    };
+    Ok((group, row.int(5)?))
+}
+
+fn line(row: &Row) -> Result<BatchLine, StoreError> {
+    let stan = row.int(1)?;
+    Ok(BatchLine {
+        id: row.int(0)?,
+        stan: u32::try_from(stan).map_err(|_| StoreError::Corrupt(format!("stan {stan}")))?,
+        kind: row.text(2)?,
+        status: row.text(3)?,
+        amount_minor: row.int(4)?,
+        currency: row.text(5)?,
+    })
+}
+
+#[async_trait]
+impl SettlementStore for SqlReads {
+    async fn batch_totals(&self, terminal_id: &str, batch_no: u32) -> Result<BatchTotals, StoreError> {
+        let sql = "SELECT kind, status, currency, COUNT(*), CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT), \
+                   CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM transactions \
+                   WHERE terminal_id = $1 AND batch_no = $2 GROUP BY kind, status, currency \
+                   ORDER BY kind, status, currency";
+        let rows = self.all(sql, &params![terminal_id, batch_no], group).await?;
+        let mut totals = BatchTotals::default();
+        for (group, versions) in rows {
+            totals.fingerprint = totals
+                .fingerprint
+                .checked_add(group.count)
+                .and_then(|sum| sum.checked_add(versions))
+                .ok_or_else(|| StoreError::Corrupt("batch fingerprint overflow".into()))?;
+            totals.groups.push(group);
+        }
+        Ok(totals)
+    }
+
+    async fn batch_lines(
+        &self,
+        terminal_id: &str,
+        batch_no: u32,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<BatchLine>, StoreError> {
+        let sql = "SELECT id, stan, kind, status, amount_minor, currency FROM transactions \
+                   WHERE terminal_id = $1 AND batch_no = $2 AND id > $3 AND stan IS NOT NULL ORDER BY id LIMIT $4";
+        let limit = limit.clamp(0, BATCH_LINES_PAGE_MAX);
+        self.all(sql, &params![terminal_id, batch_no, after_id, limit], line).await
+    }
+}
+
+/// Closes a terminal's batch: opens `next_batch` and marks every decided transaction of the
+/// batch settled (pending ones stay as they are) — only if the batch still has `fingerprint`
+/// (from [`SettlementStore::batch_totals`]); else the unit fails with a conflict and nothing
+/// of it is written.
+pub fn close_batch(terminal_id: &str, batch_no: u32, next_batch: u32, fingerprint: i64, at_ms: i64) -> Vec<WriteOp> {
+    let open_next = Statement {
+        sql: "UPDATE terminals SET open_batch = $1 WHERE terminal_id = $2 AND $3 = \
+              (SELECT CAST(COUNT(*) + COALESCE(SUM(version), 0) AS BIGINT) FROM transactions \
+               WHERE terminal_id = $2 AND batch_no = $4)",
+        params: params![next_batch, terminal_id, fingerprint, batch_no].to_vec(),
+    };
+    let settle = Statement {
+        sql: "UPDATE transactions SET settled = TRUE, updated_at_ms = $1, version = version + 1 \
+              WHERE terminal_id = $2 AND batch_no = $3 AND status <> 'pending' AND NOT settled",
+        params: params![at_ms, terminal_id, batch_no].to_vec(),
+    };
+    vec![
+        WriteOp::Statement { statement: open_next, may_change_nothing: false },
+        WriteOp::Statement { statement: settle, may_change_nothing: true },
+    ]
+}

@@ -1,0 +1,222 @@
+//! Settlement by the database: a batch's totals from one aggregate query equal the same sums
+//! over its records read one by one (the way the gateway computed them before), its lines page
+//! by id, and a close applies only to the batch its totals were read from.
+
+use std::collections::BTreeMap;
+
+use kassa_store::settlement::{close_batch, BatchGroup, BATCH_LINES_PAGE_MAX};
+use kassa_store::testing::TestDb;
+use kassa_store::*;
+use serde_json::json;
+
+const MID: &str = "898100000000001";
+const TID: &str = "10000001";
+
+async fn seed(db: &TestDb) {
+    let merchant = MerchantRecord {
+        merchant_id: MID.into(),
+        name: "Settling Merchant".into(),
+        mcc: "5812".into(),
+        currency: "CNY".into(),
+        fee_rates: Default::default(),
+        created_at_ms: 1,
+    };
+    let terminal = |terminal_id: &str| TerminalRecord {
+        terminal_id: terminal_id.into(),
+        merchant_id: MID.into(),
+        refund_password_mode: RefundPasswordMode::Device,
+        mac_algorithm: "x919".into(),
+        tmk_sealed: vec![1],
+        tms_secret_sealed: vec![2],
+        open_batch: 1,
+        status: "active".into(),
+        created_at_ms: 1,
+    };
+    let ops = vec![
+        WriteOp::PutMerchant(merchant),
+        WriteOp::PutTerminal(terminal(TID)),
+        WriteOp::PutTerminal(terminal("10000002")),
+    ];
+    db.store.commit(WriteUnit::ops(ops)).await.unwrap();
+}
+
+fn txn(terminal_id: &str, batch_no: u32, stan: u32, kind: &str, status: &str, amount_minor: i64) -> NewTxn {
+    let mti_class = match kind {
+        "refund" | "offline_sale" => "022",
+        "pre_auth" | "pre_auth_void" => "010",
+        _ => "020",
+    };
+    NewTxn {
+        kind: kind.into(),
+        status: status.into(),
+        channel: "card".into(),
+        merchant_id: MID.into(),
+        card_identity: Some(CardIdentity {
+            terminal_id: terminal_id.into(),
+            batch_no,
+            stan,
+            mti_class: mti_class.into(),
+        }),
+        out_trade_no: None,
+        rrn: None,
+        auth_code: None,
+        amount_minor,
+        currency: "CNY".into(),
+        fee_minor: 0,
+        pan_masked: None,
+        content_digest: format!("{kind}-{stan}"),
+        original_id: None,
+        response: json!({}),
+        business_date: "2026-12-07".into(),
+        created_at_ms: 1_000,
+    }
+}
+
+/// A batch with every kind and outcome the terminal can leave in it, plus records of another
+/// batch and another terminal that must not count.
+async fn mixed_batch(db: &TestDb) {
+    let rows = [
+        (TID, 1, 1, "sale", "approved", 10_000),
+        (TID, 1, 2, "sale", "approved", 2_550),
+        (TID, 1, 3, "sale", "voided", 4_000),
+        (TID, 1, 4, "void", "approved", 4_000),
+        (TID, 1, 5, "sale", "reversed", 700),
+        (TID, 1, 6, "sale", "declined", 900),
+        (TID, 1, 7, "sale", "pending", 1_100),
+        (TID, 1, 8, "sale", "partially_refunded", 5_000),
+        (TID, 1, 9, "sale", "refunded", 3_000),
+        (TID, 1, 10, "refund", "approved", 1_200),
+        (TID, 1, 11, "refund", "approved", 3_000),
+        (TID, 1, 12, "offline_sale", "approved", 6_600),
+        (TID, 1, 13, "offline_sale", "voided", 800),
+        (TID, 1, 14, "pre_auth", "completed", 9_000),
+        (TID, 1, 15, "completion", "approved", 8_800),
+        (TID, 1, 16, "pre_auth", "approved", 1_000),
+        (TID, 1, 17, "pre_auth_void", "approved", 1_000),
+        (TID, 1, 18, "completion", "voided", 500),
+        (TID, 1, 19, "completion_void", "approved", 500),
+        (TID, 1, 20, "refund", "reversed", 100),
+        (TID, 2, 1, "sale", "approved", 77_777),
+        ("10000002", 1, 1, "sale", "approved", 88_888),
+    ];
+    for (terminal_id, batch_no, stan, kind, status, amount) in rows {
+        let unit = WriteUnit::guarded(
+            Guard::InsertTxn(Box::new(txn(terminal_id, batch_no, stan, kind, status, amount))),
+            vec![],
+        );
+        assert!(matches!(db.store.commit(unit).await.unwrap(), UnitOutcome::Committed { .. }));
+    }
+}
+
+/// The oracle: the batch's records read one by one and summed in memory.
+fn grouped(records: &[TxnRecord]) -> (Vec<BatchGroup>, i64) {
+    let mut groups: BTreeMap<(String, String, String), (i64, i64)> = BTreeMap::new();
+    let mut fingerprint = 0;
+    for record in records {
+        let sums = groups.entry((record.kind.clone(), record.status.clone(), record.currency.clone())).or_default();
+        sums.0 += 1;
+        sums.1 += record.amount_minor;
+        fingerprint += 1 + record.version;
+    }
+    let groups = groups
+        .into_iter()
+        .map(|((kind, status, currency), (count, amount_minor))| BatchGroup {
+            kind,
+            status,
+            currency,
+            count,
+            amount_minor,
+        })
+        .collect();
+    (groups, fingerprint)
+}
+
+pub async fn batch_totals_equal_the_sums_over_its_records(db: &TestDb) {
+    seed(db).await;
+    mixed_batch(db).await;
+    let records = db.store.txns.txns_in_batch(TID, 1).await.unwrap();
+    assert_eq!(records.len(), 20);
+    let totals = db.store.settlement().batch_totals(TID, 1).await.unwrap();
+    let (groups, fingerprint) = grouped(&records);
+    assert_eq!(totals.groups, groups);
+    assert_eq!(totals.fingerprint, fingerprint);
+    let approved_sales = totals.groups.iter().find(|g| (g.kind.as_str(), g.status.as_str()) == ("sale", "approved"));
+    assert_eq!(approved_sales.map(|g| (g.count, g.amount_minor)), Some((2, 12_550)));
+    let empty = db.store.settlement().batch_totals(TID, 9).await.unwrap();
+    assert_eq!((empty.groups.len(), empty.fingerprint), (0, 0));
+}
+
+pub async fn batch_lines_page_by_id(db: &TestDb) {
+    seed(db).await;
+    mixed_batch(db).await;
+    let reads = db.store.settlement();
+    let mut lines = Vec::new();
+    let mut after_id = 0;
+    loop {
+        let page = reads.batch_lines(TID, 1, after_id, 7).await.unwrap();
+        assert!(page.len() <= 7);
+        let Some(last) = page.last() else { break };
+        after_id = last.id;
+        lines.extend(page);
+    }
+    let records = db.store.txns.txns_in_batch(TID, 1).await.unwrap();
+    let expected: Vec<_> = records
+        .iter()
+        .map(|r| (r.id, r.card_identity.as_ref().unwrap().stan, r.kind.clone(), r.status.clone(), r.amount_minor))
+        .collect();
+    let got: Vec<_> = lines.iter().map(|l| (l.id, l.stan, l.kind.clone(), l.status.clone(), l.amount_minor)).collect();
+    assert_eq!(got, expected);
+    assert!(lines.iter().all(|l| l.currency == "CNY"));
+    let capped = reads.batch_lines(TID, 1, 0, BATCH_LINES_PAGE_MAX * 10).await.unwrap();
+    assert_eq!(capped.len(), 20, "a limit above the page maximum is capped, not refused");
+}
+
+pub async fn a_close_settles_the_batch_it_was_read_from_and_only_that(db: &TestDb) {
+    seed(db).await;
+    mixed_batch(db).await;
+    let fingerprint = db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint;
+    // A change after the totals were read: the close must not apply to the changed batch.
+    let changed = db.store.txns.txn_by_card_identity(&txn(TID, 1, 7, "sale", "", 0).card_identity.unwrap()).await;
+    let pending = changed.unwrap().unwrap();
+    let approve = TxnUpdate {
+        id: pending.id,
+        expected_version: pending.version,
+        status: "approved".into(),
+        refunded_minor: 0,
+        settled: false,
+        response: None,
+        rrn: None,
+        auth_code: None,
+        updated_at_ms: 2_000,
+    };
+    db.store.commit(WriteUnit::guarded(Guard::UpdateTxn(approve), vec![])).await.unwrap();
+    let stale = db.store.commit(WriteUnit::ops(close_batch(TID, 1, 2, fingerprint, 3_000))).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    assert_eq!(db.store.directory.terminal(TID).await.unwrap().unwrap().open_batch, 1);
+    assert!(db.store.txns.txns_in_batch(TID, 1).await.unwrap().iter().all(|t| !t.settled));
+    // Read again, the close applies: every decided record settled, the next batch open.
+    let pending_left =
+        db.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn(TID, 1, 21, "sale", "pending", 5))), vec![]));
+    assert!(matches!(pending_left.await.unwrap(), UnitOutcome::Committed { .. }));
+    let fingerprint = db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint;
+    db.store.commit(WriteUnit::ops(close_batch(TID, 1, 2, fingerprint, 3_000))).await.unwrap();
+    assert_eq!(db.store.directory.terminal(TID).await.unwrap().unwrap().open_batch, 2);
+    for record in db.store.txns.txns_in_batch(TID, 1).await.unwrap() {
+        assert_eq!(record.settled, record.status != "pending", "{} {}", record.kind, record.status);
+    }
+    assert!(db.store.txns.txns_in_batch(TID, 2).await.unwrap().iter().all(|t| !t.settled), "another batch untouched");
+    assert!(
+        db.store.txns.txns_in_batch("10000002", 1).await.unwrap().iter().all(|t| !t.settled),
+        "another terminal untouched"
+    );
+    // Closing again (a retransmitted settlement) changes no record and keeps the next batch.
+    let fingerprint = db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint;
+    db.store.commit(WriteUnit::ops(close_batch(TID, 1, 2, fingerprint, 4_000))).await.unwrap();
+    assert_eq!(db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint, fingerprint);
+}
+
+kassa_store::both_backends!(
+    batch_totals_equal_the_sums_over_its_records,
+    batch_lines_page_by_id,
+    a_close_settles_the_batch_it_was_read_from_and_only_that,
+);
