@@ -49,11 +49,13 @@ pub enum Words {
     ReconLine,
     /// Where a reconciliation's statement came from.
     ReconSource,
+    /// What an audit record says was done (its `action`).
+    AuditAction,
 }
 
 impl Words {
     /// Every family.
-    pub const ALL: [Words; 11] = [
+    pub const ALL: [Words; 12] = [
         Words::Status,
         Words::Kind,
         Words::Channel,
@@ -65,6 +67,7 @@ impl Words {
         Words::RefundState,
         Words::ReconLine,
         Words::ReconSource,
+        Words::AuditAction,
     ];
 
     /// The id prefix of the family's messages.
@@ -81,6 +84,7 @@ impl Words {
             Words::RefundState => "refunds-state",
             Words::ReconLine => "recon-line",
             Words::ReconSource => "recon-source",
+            Words::AuditAction => "audit-action",
         }
     }
 
@@ -151,6 +155,56 @@ impl Words {
             ],
             Words::ReconLine => &["trade", "refund"],
             Words::ReconSource => &["download", "file"],
+            Words::AuditAction => &[
+                "login",
+                "logout",
+                "login_failed",
+                "login_refused",
+                "session_ended",
+                "password_changed",
+                "password_change_failed",
+                "password_change_refused",
+                "password_reset",
+                "user_locked",
+                "user_unlocked",
+                "user_contact_set",
+                "user_reset_refused",
+                "reset_code_sent",
+                "reset_code_failed",
+                "reset_code_refused",
+                "reset_code_undelivered",
+                "operator_added",
+                "operator_locked",
+                "back_office_policy_changed",
+                "paycode_settings_changed",
+                "paycode_password_set",
+                "paycode_password_change_refused",
+                "refund_approval_issued",
+                "refund_requested",
+                "qr_refund_requested",
+                "void_reversed",
+                "api_key_created",
+                "api_key_revoked",
+                "backup_taken",
+                "merchant_onboarded",
+                "fee_rates_changed",
+                "terminal_added",
+                "terminal_disabled",
+                "terminal_enabled",
+                "terminal_reinitialised",
+                "terminal_reinit_refused",
+                "tms_request_refused",
+                "test_transaction_run",
+                "deposit_set",
+                "deposit_returned",
+                "correction_proposed",
+                "correction_approved",
+                "correction_rejected",
+                "batch_upload_settled",
+                "payout_posted",
+                "payout_schedule_set",
+                "demo_data_seeded",
+            ],
         }
     }
 
@@ -292,6 +346,8 @@ mod tests {
         }
         assert_eq!(word(Lang::Zh, Words::Status, "approved"), "已批准");
         assert_eq!(word(Lang::Zh, Words::Status, "no_such_status"), "no_such_status");
+        assert_eq!(word(Lang::En, Words::AuditAction, "back_office_policy_changed"), "Password policy changed");
+        assert_eq!(word(Lang::Zh, Words::AuditAction, "login"), "登录");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use kassa_domain::CivilDate;
 use kassa_store::web_money::AuditFilter;
 use serde::Deserialize;
 
+use crate::format::{word, Words};
 use crate::page::{encode_component, format_time_ms, render, Chrome, PageError, Viewer};
 use crate::WebState;
 
@@ -31,6 +32,8 @@ struct Record {
     seq: i64,
     at: String,
     actor: String,
+    /// The action in the page's language (as stored when not known).
+    action_word: String,
     action: String,
     subject: String,
     source: String,
@@ -119,6 +122,7 @@ async fn audit(
                 seq: r.seq,
                 at: format_time_ms(r.event.at_ms),
                 actor: r.event.actor,
+                action_word: word(viewer.lang, Words::AuditAction, &r.event.action),
                 action: r.event.action,
                 subject: r.event.target,
                 source: r.event.source,

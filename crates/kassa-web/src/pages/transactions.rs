@@ -459,6 +459,8 @@ struct AuditView {
     seq: i64,
     time: String,
     actor: String,
+    /// The action in the page's language (as stored when not known).
+    action_word: String,
     action: String,
     target: String,
     reason: String,
@@ -478,11 +480,12 @@ fn fact(lang: Lang, id: &str, value: impl Into<String>) -> Fact {
     Fact { label: lang.t(id), value: value.into() }
 }
 
-fn audit_view(record: &AuditRecord) -> AuditView {
+fn audit_view(lang: Lang, record: &AuditRecord) -> AuditView {
     AuditView {
         seq: record.seq,
         time: format_time_ms(record.event.at_ms),
         actor: record.event.actor.clone(),
+        action_word: word(lang, Words::AuditAction, &record.event.action),
         action: record.event.action.clone(),
         target: record.event.target.clone(),
         reason: record.event.reason.clone(),
@@ -626,7 +629,7 @@ async fn card_detail(
         facts,
         entries,
         refunds,
-        audit: audit.iter().map(audit_view).collect(),
+        audit: audit.iter().map(|record| audit_view(lang, record)).collect(),
     };
     render(&page)
 }
@@ -688,7 +691,7 @@ async fn qr_detail(
         facts,
         entries,
         refunds,
-        audit: audit.iter().map(audit_view).collect(),
+        audit: audit.iter().map(|record| audit_view(lang, record)).collect(),
     };
     render(&page)
 }

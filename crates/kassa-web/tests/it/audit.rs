@@ -38,6 +38,8 @@ async fn newest_first_filtered_paged_and_verified(db: &TestDb) {
     let at59 = page.body.find("thing:59").unwrap();
     assert!(at60 < at59);
     assert!(page.body.contains("Older records"));
+    // Actions in words, with the stored name the filter takes beside them.
+    assert!(page.body.contains("Signed in <code class=\"hint\">login</code>"), "{}", page.body);
 
     let alice = site.get(Some(&admin), "/audit?actor=user%3Aalice&action=third").await;
     assert!(
@@ -67,6 +69,7 @@ async fn newest_first_filtered_paged_and_verified(db: &TestDb) {
     let reviewer = site.sign_in("reviewer").await;
     let zh = site.get(Some(&reviewer), "/audit?lang=zh").await;
     assert!(zh.body.contains("哈希链完整"), "{}", zh.body);
+    assert!(zh.body.contains("登录 <code class=\"hint\">login</code>"), "{}", zh.body);
     let owner = site.sign_in("owner").await;
     assert_eq!(site.get(Some(&owner), "/audit").await.status, 403);
 }
