@@ -39,6 +39,10 @@ pub struct PhysicalReport {
     pub sales_per_commit: u64,
     /// Mean time of one batch's transaction, first insert to durable commit, milliseconds.
     pub commit_ms_mean: f64,
+    /// SQLite only: the CPU time of the phase (the database engine runs in the otherwise idle
+    /// bench process) per sale, microseconds: the least CPU a durable sale costs here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_sale: Option<f64>,
 }
 
 /// Why the physical phase failed.
@@ -79,6 +83,7 @@ impl Totals {
             sales_per_s: self.sales as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
             sales_per_commit: sales_per_commit as u64,
             commit_ms_mean: self.batch_micros as f64 / self.batches.max(1) as f64 / 1e3,
+            cpu_us_per_sale: None,
         }
     }
 }
@@ -173,6 +178,7 @@ fn run_sqlite(path: &Path, sales_per_commit: usize, duration: Duration) -> Resul
     conn.execute_batch(&schema("INTEGER")).map_err(db_error)?;
     let mut totals = Totals::default();
     let mut next_id: u64 = 1;
+    let cpu_before = crate::cpu::process_cpu_us(None);
     let started = Instant::now();
     while started.elapsed() < duration {
         let batch_started = Instant::now();
@@ -205,7 +211,9 @@ fn run_sqlite(path: &Path, sales_per_commit: usize, duration: Duration) -> Resul
         tx.commit().map_err(db_error)?;
         totals.add_batch(sales_per_commit, batch_started.elapsed());
     }
-    Ok(totals.report(sales_per_commit, started.elapsed()))
+    let elapsed = started.elapsed();
+    let cpu_us_per_sale = crate::cpu::cpu_us_per(cpu_before, crate::cpu::process_cpu_us(None), totals.sales);
+    Ok(PhysicalReport { cpu_us_per_sale, ..totals.report(sales_per_commit, elapsed) })
 }
 
 /// The PostgreSQL writer: one connection, three set-based inserts per batch.
@@ -344,12 +352,14 @@ mod tests {
         assert_eq!(report.sales_per_commit, sales_per_commit);
         assert!(report.sales_per_s.is_finite() && report.sales_per_s > 0.0, "{report:?}");
         assert!(report.commit_ms_mean.is_finite() && report.commit_ms_mean > 0.0, "{report:?}");
+        assert!(report.cpu_us_per_sale.is_none_or(|micros| micros.is_finite() && micros >= 0.0), "{report:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_minimal_sale_commits_on_sqlite() {
         let report = run_on_scratch(None, 7, Duration::from_millis(300)).await.unwrap();
         assert_committed(&report, 7);
+        assert!(report.cpu_us_per_sale.is_some(), "{report:?}");
     }
 
     /// On the server of `KASSA_TEST_DATABASE_URL`, as the store's PostgreSQL tests; skipped
@@ -359,5 +369,6 @@ mod tests {
         let Ok(server) = std::env::var("KASSA_TEST_DATABASE_URL") else { return };
         let report = run_on_scratch(Some(&server), 7, Duration::from_millis(300)).await.unwrap();
         assert_committed(&report, 7);
+        assert_eq!(report.cpu_us_per_sale, None, "the server's CPU is not the bench's");
     }
 }

@@ -254,6 +254,9 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
                 "minimal durable sale (physical limit): {:.1} sales/s at {} per commit, {:.2} ms per commit",
                 physical.sales_per_s, physical.sales_per_commit, physical.commit_ms_mean
             );
+            if let Some(micros) = physical.cpu_us_per_sale {
+                println!("CPU per minimal durable sale: {micros:.1} µs");
+            }
         }
         if let Some(ratio) = report.physical_ratio {
             println!("end-to-end / physical limit: {:.0} %", ratio * 100.0);
