@@ -9,6 +9,10 @@ use crate::harness::{Site, USERS};
 /// Pages reached from the navigation (not in it), with the roles that may open them.
 const MORE: &[(&str, &[&str])] = &[("/password", &["admin", "reviewer", "owner", "staff"])];
 
+/// Forms whose roles are narrower than their page's, with the roles that may post them: posted
+/// empty, an allowed role gets the form's refusal (422), any other 403.
+const FORMS: &[(&str, &[&str])] = &[("/settings/policy", &["admin"])];
+
 async fn every_role_on_every_page(db: &TestDb) {
     let site = Site::start(db).await;
     let mut browsers = Vec::new();
@@ -33,6 +37,15 @@ async fn every_role_on_every_page(db: &TestDb) {
             let expected = if allowed.iter().any(|u| u == username) { 200 } else { 403 };
             if page.status != expected {
                 wrong.push(format!("{href} as {username}: {} (expected {expected})", page.status));
+            }
+        }
+    }
+    for (href, allowed) in FORMS {
+        for (username, browser) in &browsers {
+            let posted = site.post(Some(browser), href, &[]).await;
+            let expected = if allowed.contains(username) { 422 } else { 403 };
+            if posted.status != expected {
+                wrong.push(format!("POST {href} as {username}: {} (expected {expected})", posted.status));
             }
         }
     }
