@@ -7,8 +7,10 @@
 //! ```
 //!
 //! Without a URL it writes a temporary SQLite file; with one it creates a fresh database on
-//! that server and drops it afterwards. On PostgreSQL it also prints the WAL bytes per sale and
-//! how many of the transaction updates were HOT (wrote no index entry).
+//! that server and drops it afterwards. Besides the rate it prints this process's CPU time per
+//! sale and, on PostgreSQL, the server processes' CPU time per sale (both steadier than the rate
+//! on a machine shared with other work), the WAL bytes per sale (of the whole server: other
+//! databases' writes count too) and how many transaction updates were HOT (wrote no index entry).
 
 #![allow(clippy::print_stdout, reason = "an example: its figures are its output")]
 
@@ -137,6 +139,32 @@ async fn run(store: &Store, writers: usize, duration: Duration) -> Result<(f64, 
     Ok((sales as f64 / elapsed, units / batches, micros / batches / 1e3, sales))
 }
 
+/// CPU time (user + system) of process `pid` so far, microseconds: `/proc/<pid>/stat` in clock
+/// ticks of 10 ms (Linux's USER_HZ). CPU per sale is steadier than sales per second on a machine
+/// shared with other work.
+fn cpu_micros(pid: &str) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<i64>().ok()).unwrap_or(0);
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    (ticks(11) + ticks(12)) * 10_000
+}
+
+/// The server processes of the host's connections to the database at `url`.
+async fn pg_backends(url: &str) -> Result<Vec<String>, StoreError> {
+    let client = kassa_store::connect_postgres(url).await?;
+    let rows = client
+        .query(
+            "SELECT pid::TEXT FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'kassa'",
+            &[],
+        )
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// PostgreSQL's WAL position, and the transaction table's updates and HOT updates so far.
 async fn pg_counters(url: &str) -> Result<(i64, i64, i64), StoreError> {
     let client = kassa_store::connect_postgres(url).await?;
@@ -177,12 +205,21 @@ async fn main() -> Result<(), StoreError> {
             Some(_) => Some(pg_counters(&url).await?),
             None => None,
         };
+        let backends = match &server {
+            Some(_) => pg_backends(&url).await?,
+            None => Vec::new(),
+        };
+        let server_cpu = || backends.iter().map(|pid| cpu_micros(pid)).sum::<i64>();
+        let (host_cpu_before, server_cpu_before) = (cpu_micros("self"), server_cpu());
         let (rate, batch, commit_ms, sales) = run(&store, writers, Duration::from_secs(seconds)).await?;
+        let per_sale = |micros: i64| micros as f64 / sales.max(1) as f64;
+        let host_cpu = per_sale(cpu_micros("self") - host_cpu_before);
+        let server_cpu = per_sale(server_cpu() - server_cpu_before);
         let check = kassa_store::LedgerStore::check(store.ledger.as_ref()).await?;
         assert!(check.is_sound(), "the ledger does not balance: {check:?}");
         print!(
             "{{\"backend\": \"{}\", \"writers\": {writers}, \"seconds\": {seconds}, \"sales_per_s\": {rate:.0}, \
-             \"batch_units_mean\": {batch:.1}, \"commit_ms_mean\": {commit_ms:.2}",
+             \"batch_units_mean\": {batch:.1}, \"commit_ms_mean\": {commit_ms:.2}, \"host_cpu_us_per_sale\": {host_cpu:.0}",
             store.admin.backend()
         );
         if let Some((wal_before, upd_before, hot_before)) = before {
@@ -190,7 +227,7 @@ async fn main() -> Result<(), StoreError> {
             tokio::time::sleep(Duration::from_millis(1_000)).await;
             let (wal, upd, hot) = pg_counters(&url).await?;
             print!(
-                ", \"wal_bytes_per_sale\": {:.0}, \"txn_updates\": {}, \"hot_updates\": {}",
+                ", \"server_cpu_us_per_sale\": {server_cpu:.0}, \"wal_bytes_per_sale\": {:.0}, \"txn_updates\": {}, \"hot_updates\": {}",
                 (wal - wal_before) as f64 / sales.max(1) as f64,
                 upd - upd_before,
                 hot - hot_before
