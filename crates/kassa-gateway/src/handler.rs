@@ -169,25 +169,9 @@ impl Handler {
         if !network && !matches!(class.as_str(), "0200" | "0220" | "0100" | "0400" | "0500" | "0320") {
             return plain(ResponseCode::NOT_SUPPORTED);
         }
-        // Sign-in answers with the open batch, so it reads the terminal as stored; so does a
-        // request naming another batch than the cached one (settled by another process?).
-        let mut lookup = if network {
-            self.directory.reload_terminal(terminal_id).await
-        } else {
-            self.directory.terminal(terminal_id).await
-        };
-        if let Ok(Some(cached)) = &lookup {
-            if !network && field60.batch_number != cached.open_batch {
-                lookup = self.directory.reload_terminal(terminal_id).await;
-            }
-        }
-        let terminal = match lookup {
-            Ok(Some(terminal)) if terminal.status == "active" => terminal,
-            Ok(_) => return plain(ResponseCode::UNKNOWN_TERMINAL),
-            Err(error) => {
-                tracing::error!(%error, "terminal lookup failed");
-                return plain(ResponseCode::SYSTEM_ERROR);
-            }
+        let terminal = match self.active_terminal(terminal_id, network, field60.batch_number).await {
+            Ok(terminal) => terminal,
+            Err(code) => return plain(code),
         };
         if request.field_str(42) != Some(terminal.merchant_id.as_str()) {
             return plain(ResponseCode::INVALID_MERCHANT);
@@ -223,6 +207,35 @@ impl Handler {
             }
         };
         with_mac(message, &keys, algorithm)
+    }
+
+    /// The active terminal the request names: `97` when there is none, `96` when it cannot be
+    /// read. Sign-in answers with the open batch, so it reads the terminal as stored; so does a
+    /// request naming another batch than the cached one (settled by another process?).
+    async fn active_terminal(
+        &self,
+        terminal_id: &str,
+        network: bool,
+        batch_number: u32,
+    ) -> Result<Arc<TerminalRecord>, ResponseCode> {
+        let mut lookup = if network {
+            self.directory.reload_terminal(terminal_id).await
+        } else {
+            self.directory.terminal(terminal_id).await
+        };
+        if let Ok(Some(cached)) = &lookup {
+            if !network && batch_number != cached.open_batch {
+                lookup = self.directory.reload_terminal(terminal_id).await;
+            }
+        }
+        match lookup {
+            Ok(Some(terminal)) if terminal.status == "active" => Ok(terminal),
+            Ok(_) => Err(ResponseCode::UNKNOWN_TERMINAL),
+            Err(error) => {
+                tracing::error!(%error, "terminal lookup failed");
+                Err(ResponseCode::SYSTEM_ERROR)
+            }
+        }
     }
 
     /// `Some(keys)` that verified the MAC; `None` for a wrong or missing MAC. A mismatch

@@ -183,19 +183,7 @@ impl Handler {
                 }),
             )));
         }
-        ops.push(WriteOp::Audit(AuditEvent {
-            at_ms: ctx.now_ms,
-            actor: "system".into(),
-            action: "void_reversed".into(),
-            target: format!("txn:{}", void.id),
-            source: ctx.terminal.terminal_id.clone(),
-            reason: String::new(),
-            details: json!({
-                "original_txn_id": original.id,
-                "original_kind": original.kind,
-                "issuer_reauthorisation_owed": released.is_some(),
-            }),
-        }));
+        ops.push(Self::void_reversed_audit(ctx, void, &original, released.is_some()));
         let update = Self::update_to(void, &reversed, ctx.now_ms);
         Ok(match self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), ops)).await? {
             UnitOutcome::Committed { .. } => {
@@ -244,6 +232,27 @@ impl Handler {
             ops.push(WriteOp::PostEntry { entry: rebooked, at_ms: ctx.now_ms });
         }
         Ok(Ok(ops))
+    }
+
+    fn void_reversed_audit(
+        ctx: &Ctx<'_>,
+        void: &TxnRecord,
+        original: &TxnRecord,
+        reauthorisation_owed: bool,
+    ) -> WriteOp {
+        WriteOp::Audit(AuditEvent {
+            at_ms: ctx.now_ms,
+            actor: "system".into(),
+            action: "void_reversed".into(),
+            target: format!("txn:{}", void.id),
+            source: ctx.terminal.terminal_id.clone(),
+            reason: String::new(),
+            details: json!({
+                "original_txn_id": original.id,
+                "original_kind": original.kind,
+                "issuer_reauthorisation_owed": reauthorisation_owed,
+            }),
+        })
     }
 
     /// A void that a reversal cannot undo stands; the difference with the terminal (which
