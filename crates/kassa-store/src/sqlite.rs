@@ -289,14 +289,23 @@ impl SqliteWriter {
     /// Restarts the WAL from its beginning once it is longer than [`WAL_RESTART_FRAMES`]: under
     /// a steady load the checkpointer copies the WAL but never finds it all copied at the moment
     /// a batch begins (when SQLite would restart it on its own), so the file would only grow.
-    /// Runs between batches; waits for readers still on an older snapshot (the busy timeout).
+    /// Runs between batches, and waits at most [`WAL_RESTART_WAIT_MS`] for readers still on an
+    /// older snapshot: when one holds it longer (a long report), the next try waits for the
+    /// checkpointer's next round instead of stalling every batch until the read ends.
     fn restart_long_wal(&mut self) {
         let Some(checkpointer) = &self.checkpointer else { return };
         if checkpointer.wal_frames.load(Ordering::Relaxed) <= WAL_RESTART_FRAMES {
             return;
         }
-        match checkpoint(&self.conn, "RESTART") {
-            Ok((_, frames, _)) => checkpointer.wal_frames.store(frames, Ordering::Relaxed),
+        let wait = |ms| self.conn.busy_timeout(std::time::Duration::from_millis(ms)).map_err(db_error);
+        let restarted = wait(WAL_RESTART_WAIT_MS).and_then(|()| checkpoint(&self.conn, "RESTART"));
+        if let Err(error) = wait(timeouts::SQLITE_BUSY_TIMEOUT_MS) {
+            tracing::warn!(%error, "cannot set the writer's busy timeout back");
+        }
+        match restarted {
+            Ok((false, frames, _)) => checkpointer.wal_frames.store(frames, Ordering::Relaxed),
+            // Blocked by a reader: the checkpointer's next round reports the length again.
+            Ok((true, _, _)) => checkpointer.wal_frames.store(0, Ordering::Relaxed),
             Err(error) => tracing::warn!(%error, "cannot restart the SQLite WAL"),
         }
     }
@@ -309,8 +318,11 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 const WAL_KEPT_BYTES: i64 = 64 * 1024 * 1024;
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_INTERVAL_MS: u64 = 100;
-/// How long the checkpointer's own truncation of an idle WAL waits for a reader or the writer.
-const CHECKPOINT_BUSY_TIMEOUT_MS: u64 = 100;
+/// How long the checkpointer's own truncation of an idle WAL waits for a reader or the writer
+/// (a batch that begins meanwhile waits for it as long at most).
+const CHECKPOINT_BUSY_TIMEOUT_MS: u64 = 10;
+/// How long the writer's restart of a long WAL waits for readers on an older snapshot.
+const WAL_RESTART_WAIT_MS: u64 = 2;
 
 /// `PRAGMA wal_checkpoint(mode)`: whether it was blocked, the WAL's frames, the frames copied.
 fn checkpoint(conn: &Connection, mode: &str) -> Result<(bool, i64, i64), StoreError> {
