@@ -503,15 +503,7 @@ const TRADE_CORRECTED: &str = "qr_trades t LEFT JOIN corrections c ON c.merchant
 /// The approved correction of the amount of a payment, in the columns from `first` (its id,
 /// signed amount and currency; all NULL without one, none when the read did not join it).
 fn amount_correction(row: &Row, first: usize, recorded: Money) -> Result<Option<AmountCorrection>, StoreError> {
-    if row.0.len() <= first {
-        return Ok(None);
-    }
-    let Some(id) = row.opt_int(first)? else { return Ok(None) };
-    let currency = parsed(row, first + 2, "currency", |code| Currency::from_code(code).ok())?;
-    if currency != recorded.currency() {
-        return Err(corrupt("amount correction's currency", currency.code()));
-    }
-    let delta = Money::from_minor(row.int(first + 1)?, currency);
+    let Some((id, delta)) = correction_columns(row, first, recorded, "amount correction")? else { return Ok(None) };
     let corrected = recorded.checked_add(delta).map_err(|_| corrupt("amount correction", &id.to_string()))?;
     Ok(Some(AmountCorrection { id, delta, corrected }))
 }
@@ -565,15 +557,28 @@ const CREDIT_COLUMNS: &str = "k.id, COALESCE(k.amount_minor, t.amount_minor), k.
 /// The approved correction that credited a card transaction, in the columns from `first`
 /// (none when the read did not join it).
 fn credit_correction(row: &Row, first: usize, recorded: Money) -> Result<Option<CreditCorrection>, StoreError> {
+    let credit = correction_columns(row, first, recorded, "credit correction")?;
+    Ok(credit.map(|(id, amount)| CreditCorrection { id, amount }))
+}
+
+/// A correction's id and amount from its three columns at `first` (id, minor units, currency),
+/// the amount in the payment's currency: `None` when the row has no such correction (NULLs) or
+/// the read did not join it (no columns).
+fn correction_columns(
+    row: &Row,
+    first: usize,
+    recorded: Money,
+    what: &str,
+) -> Result<Option<(i64, Money)>, StoreError> {
     if row.0.len() <= first {
         return Ok(None);
     }
     let Some(id) = row.opt_int(first)? else { return Ok(None) };
     let currency = parsed(row, first + 2, "currency", |code| Currency::from_code(code).ok())?;
     if currency != recorded.currency() {
-        return Err(corrupt("credit correction's currency", currency.code()));
+        return Err(corrupt(&format!("{what}'s currency"), currency.code()));
     }
-    Ok(Some(CreditCorrection { id, amount: Money::from_minor(row.int(first + 1)?, currency) }))
+    Ok(Some((id, Money::from_minor(row.int(first + 1)?, currency))))
 }
 
 /// A card transaction's approved corrections, in the columns from `first`: the amount's (as

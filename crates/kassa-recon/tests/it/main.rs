@@ -602,6 +602,12 @@ mod card {
         }
     }
 
+    /// Reconciles the card channel of the day against `clearing`, the issuer's clearing file.
+    async fn reconcile_card(db: &TestDb, clearing: &str) -> Result<kassa_recon::ReconReport, ReconError> {
+        let input = Box::new(std::io::Cursor::new(clearing.as_bytes().to_vec()));
+        reconciler(db, 50_000).reconcile(Channel::Card, day(), ReconSource::File, "test", input).await
+    }
+
     async fn authorise(issuer: &IssuerSimulator, txn_id: i64, minor: i64) -> RequestId {
         let request_id = RequestId::new(format!("txn:{txn_id}")).unwrap();
         let request = AuthoriseRequest {
@@ -647,12 +653,7 @@ mod card {
             let late = txn_at(store, 8, TxnStatus::Approved, 990, "2026-12-07", at(23) + 600_000).await;
 
             let clearing = issuer.clearing_csv(day());
-            let card_reconciler = reconciler(&db, 50_000);
-            let reconcile = || {
-                let input = Box::new(std::io::Cursor::new(clearing.clone().into_bytes()));
-                card_reconciler.reconcile(Channel::Card, day(), ReconSource::File, "test", input)
-            };
-            let report = reconcile().await.unwrap();
+            let report = reconcile_card(&db, &clearing).await.unwrap();
             assert_eq!(
                 report.counts,
                 ReconCounts {
@@ -684,7 +685,7 @@ mod card {
             assert_eq!(missing_ids, [&serde_json::json!(missing), &serde_json::json!(late)]);
 
             // Again: nothing proposed twice; a clearing file sorted through temporary files agrees.
-            let again = reconcile().await.unwrap();
+            let again = reconcile_card(&db, &clearing).await.unwrap();
             assert_eq!(again.counts, ReconCounts { corrections_proposed: 0, ..report.counts });
             let input = Box::new(std::io::Cursor::new(clearing.clone().into_bytes()));
             let spilled =
@@ -711,13 +712,8 @@ mod card {
             .await;
             authorise(&issuer, sale, 700).await;
             let clearing = issuer.clearing_csv(day());
-            let card_reconciler = reconciler(&db, 50_000);
-            let reconcile = || {
-                let input = Box::new(std::io::Cursor::new(clearing.clone().into_bytes()));
-                card_reconciler.reconcile(Channel::Card, day(), ReconSource::File, "test", input)
-            };
 
-            let first = reconcile().await.unwrap();
+            let first = reconcile_card(&db, &clearing).await.unwrap();
             let counts = |report: &kassa_recon::ReconReport| {
                 (report.counts.matched, report.counts.amount_mismatch, report.counts.corrections_proposed)
             };
@@ -735,14 +731,14 @@ mod card {
             assert_eq!(proposed.correction.details["kassa_amount_minor"], 750);
 
             // Once per payment: a rerun proposes nothing more.
-            let again = reconcile().await.unwrap();
+            let again = reconcile_card(&db, &clearing).await.unwrap();
             assert_eq!(counts(&again), (1, 1, 0));
             let review = corrections(&db);
             review.approve(proposed.id, "user:bob", "the issuer approved 7.00").await.unwrap();
             assert_eq!(assert_ledger_balances(store).await, 1, "the correction's adjustment entry");
 
             // Kassa's 7.50 less the approved 0.50 is the issuer's 7.00: matched, nothing open.
-            let corrected = reconcile().await.unwrap();
+            let corrected = reconcile_card(&db, &clearing).await.unwrap();
             assert_eq!(corrected.counts, ReconCounts { lines: 2, matched: 2, ..ReconCounts::default() });
             assert!(store.recon().differences(corrected.run_id, "", 10).await.unwrap().is_empty());
             let read = store.recon().card_txn(sale).await.unwrap().unwrap();
@@ -766,12 +762,7 @@ mod card {
             .await;
             authorise(&issuer, lost, 880).await;
             let clearing = issuer.clearing_csv(day());
-            let card_reconciler = reconciler(&db, 50_000);
-            let reconcile = || {
-                let input = Box::new(std::io::Cursor::new(clearing.clone().into_bytes()));
-                card_reconciler.reconcile(Channel::Card, day(), ReconSource::File, "test", input)
-            };
-            let first = reconcile().await.unwrap();
+            let first = reconcile_card(&db, &clearing).await.unwrap();
             assert_eq!((first.counts.paid_not_credited, first.counts.corrections_proposed), (1, 1));
             let key = store.recon().differences(first.run_id, "", 10).await.unwrap().remove(0).correction_key.unwrap();
             let proposed = store.corrections().correction_by_key(&key).await.unwrap().unwrap();
@@ -782,7 +773,7 @@ mod card {
 
             // The sale keeps its record (declined) and is credited by the correction: the next run
             // matches it at the amount credited, with nothing open and nothing proposed.
-            let rerun = reconcile().await.unwrap();
+            let rerun = reconcile_card(&db, &clearing).await.unwrap();
             assert_eq!(rerun.counts, ReconCounts { lines: 1, matched: 1, ..ReconCounts::default() });
             let read = store.recon().card_txn(lost).await.unwrap().unwrap();
             assert_eq!(read.status, TxnStatus::Declined);
