@@ -14,7 +14,7 @@ use std::fmt;
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{self, KeyPair as _, UnparsedPublicKey};
+use aws_lc_rs::signature::{self, KeyPair as _, ParsedPublicKey};
 use base64::Engine as _;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
@@ -116,7 +116,7 @@ impl RsaKeyPair {
         // The key was parsed successfully, so its SPKI encoding exists; an empty one would only
         // make every verification fail.
         let spki: Option<PublicKeyX509Der<'static>> = self.inner.public_key().as_der().ok();
-        RsaPublicKey { spki: spki.map(|der| der.as_ref().to_vec()).unwrap_or_default() }
+        RsaPublicKey::from_spki(spki.map(|der| der.as_ref().to_vec()).unwrap_or_default())
     }
 
     /// RSA2: the SHA256withRSA (PKCS#1 v1.5) signature of `message`.
@@ -131,11 +131,22 @@ impl RsaKeyPair {
     }
 }
 
-/// An RSA public key (SPKI DER).
-#[derive(Clone, PartialEq, Eq)]
+/// An RSA public key (SPKI DER), parsed once: a verification then skips reading the key and
+/// setting up its Montgomery context (a QR payment verifies two signatures).
+#[derive(Clone)]
 pub struct RsaPublicKey {
     spki: Vec<u8>,
+    /// `None` only for a key whose SPKI holds no acceptable RSA key: every verification fails.
+    parsed: Option<ParsedPublicKey>,
 }
+
+impl PartialEq for RsaPublicKey {
+    fn eq(&self, other: &RsaPublicKey) -> bool {
+        self.spki == other.spki
+    }
+}
+
+impl Eq for RsaPublicKey {}
 
 impl fmt::Debug for RsaPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,7 +160,18 @@ impl RsaPublicKey {
         let der = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).map_err(|_| RsaKeyError::Pem("SPKI"))?;
         aws_lc_rs::rsa::PublicKey::from_der(der.as_ref())
             .map_err(|rejected| RsaKeyError::Rejected(rejected.description_()))?;
-        Ok(RsaPublicKey { spki: der.as_ref().to_vec() })
+        let key = RsaPublicKey::from_spki(der.as_ref().to_vec());
+        if key.parsed.is_none() {
+            return Err(RsaKeyError::Rejected("not an RSA key of 2048 to 8192 bits"));
+        }
+        Ok(key)
+    }
+
+    fn from_spki(spki: Vec<u8>) -> RsaPublicKey {
+        // Verification takes the RSAPublicKey inside the SPKI.
+        let parsed = rsa_public_key_inside_spki(&spki)
+            .and_then(|key| ParsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, key).ok());
+        RsaPublicKey { spki, parsed }
     }
 
     /// The key as an SPKI `BEGIN PUBLIC KEY` PEM block.
@@ -159,11 +181,7 @@ impl RsaPublicKey {
 
     /// Whether `signature` is the RSA2 (SHA256withRSA) signature of `message` under this key.
     pub fn verify_sha256(&self, message: &[u8], signature: &[u8]) -> bool {
-        // Verification takes the RSAPublicKey inside the SPKI; aws-lc-rs reads either form.
-        let Some(key) = rsa_public_key_inside_spki(&self.spki) else {
-            return false;
-        };
-        UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, key).verify(message, signature).is_ok()
+        self.parsed.as_ref().is_some_and(|key| key.verify_sig(message, signature).is_ok())
     }
 }
 
@@ -281,6 +299,11 @@ mod tests {
         assert!(!key.public_key().verify_sha256(b"app_id=2026000000000001&method=alipay.trade.query", &signature));
         assert!(!other.public_key().verify_sha256(b"app_id=2026000000000001&method=alipay.trade.pay", &signature));
         assert!(!key.public_key().verify_sha256(b"x", &[]));
+        // A key read back from its PEM form verifies the same (its parsed half is built on read).
+        let read = RsaPublicKey::from_spki_pem(&key.public_key().to_spki_pem()).unwrap();
+        assert_eq!(read, key.public_key());
+        assert!(read.verify_sha256(b"app_id=2026000000000001&method=alipay.trade.pay", &signature));
+        assert!(!read.verify_sha256(b"app_id=2026000000000001&method=alipay.trade.pay", &signature[..255]));
     }
 
     #[test]
