@@ -32,6 +32,12 @@ use kassa_server::{Config, ConfigLayer};
 
 use crate::cli::{AuditCommand, Cli, Command, StoreArgs};
 
+/// mimalloc instead of glibc's malloc, chosen by measurement: on this project's 2-core machines
+/// the host spent about 10 % less CPU per QR payment (`kassa bench --qr`: 1.21 → 1.09 ms, glibc's
+/// `malloc_consolidate` and free-list walks gone) and about 7 % less per card sale.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Terminal(args) = &cli.command {
