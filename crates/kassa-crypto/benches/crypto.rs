@@ -8,8 +8,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use des::cipher::generic_array::GenericArray;
+use des::cipher::{BlockEncrypt, KeyInit};
 use kassa_crypto::{
-    encrypt_pin_block, unionpay_ecb_mac, x9_19_mac, KeyPurpose, MacAlgorithm, Pin, SecurityModule,
+    encrypt_pin_block, unionpay_ecb_mac, x9_19_mac, DesKey, KeyPurpose, MacAlgorithm, Pin, SecurityModule,
     SoftwareSecurityModule, TdesKey, Verdict,
 };
 use rand::rngs::StdRng;
@@ -74,6 +76,20 @@ fn per_sale(criterion: &mut Criterion) {
         bencher.iter(|| unionpay_ecb_mac(terminal.mac_key(), black_box(&request)))
     });
     primitives.bench_function("tdes_key_schedule", |bencher| bencher.iter(|| TdesKey::double(black_box([0x5A; 16]))));
+    let des_key = DesKey::from_bytes([0x5A; 8]);
+    primitives.bench_function("des_block", |bencher| bencher.iter(|| des_key.encrypt_block(black_box(&[0x11; 8]))));
+    primitives.bench_function("tdes_block", |bencher| {
+        bencher.iter(|| terminal.mac_key().encrypt_block(black_box(&[0x11; 8])))
+    });
+    // The RustCrypto `des` crate, which kassa-crypto used before its own DES, for comparison.
+    let reference = des::Des::new(GenericArray::from_slice(&[0x5A; 8]));
+    primitives.bench_function("des_block_rustcrypto", |bencher| {
+        bencher.iter(|| {
+            let mut block = GenericArray::from(*black_box(&[0x11_u8; 8]));
+            reference.encrypt_block(&mut block);
+            block
+        })
+    });
     primitives.finish();
 }
 

@@ -26,6 +26,7 @@
 //! `expose_secret`.
 
 pub mod at_rest;
+mod des_core;
 pub mod mac;
 pub mod pin;
 pub mod rsa_keys;

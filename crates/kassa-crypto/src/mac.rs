@@ -19,6 +19,7 @@ use std::fmt;
 
 use subtle::ConstantTimeEq;
 
+use crate::des_core::{final_permutation, initial_permutation, Halves, KeySchedule};
 use crate::tdes::{xor_blocks, Block, DesKey, KeyLength, TdesKey, BLOCK_BYTES};
 
 /// Size of a MAC (field 64) in bytes.
@@ -82,11 +83,7 @@ pub fn compute_mac(algorithm: MacAlgorithm, key: &TdesKey, message: &[u8]) -> Re
 
 /// ANSI X9.9 MAC: single-DES CBC over the zero-padded message, zero IV; the last block.
 pub fn x9_9_mac(key: &DesKey, message: &[u8]) -> Mac {
-    let mut chain = [0_u8; BLOCK_BYTES];
-    for block in padded_blocks(message) {
-        chain = key.encrypt_block(&xor_blocks(&chain, &block));
-    }
-    Mac(chain)
+    Mac(final_permutation(cbc_chain_permuted(key.schedule(), message)))
 }
 
 /// ANSI X9.19 retail MAC under a double-length key K1 ‖ K2.
@@ -94,14 +91,22 @@ pub fn x9_19_mac(key: &TdesKey, message: &[u8]) -> Result<Mac, MacError> {
     if key.length() != KeyLength::Double {
         return Err(MacError::RetailMacKeyLength);
     }
-    let mut chain = [0_u8; BLOCK_BYTES];
+    let chain = cbc_chain_permuted(key.left_schedule(), message);
+    let output = key.left_schedule().encrypt_permuted(key.right_schedule().decrypt_permuted(chain));
+    Ok(Mac(final_permutation(output)))
+}
+
+/// The last block of DES-CBC with a zero IV over the zero-padded message, still inside DES's
+/// initial permutation. Each message block is permuted and XOR-ed into the chain there (IP is
+/// linear), so the chain never leaves the permuted domain: one permutation per block instead
+/// of two, and the caller applies the final permutation once.
+fn cbc_chain_permuted(schedule: &KeySchedule, message: &[u8]) -> Halves {
+    // IP of the zero IV is zero.
+    let mut chain = Halves::default();
     for block in padded_blocks(message) {
-        chain = xor_blocks(&chain, &block);
-        key.left_encrypt(&mut chain);
+        chain = schedule.encrypt_permuted(chain.xor(initial_permutation(&block)));
     }
-    key.right_decrypt(&mut chain);
-    key.left_encrypt(&mut chain);
-    Ok(Mac(chain))
+    chain
 }
 
 /// The UnionPay "ECB" MAC as docs/reference/iso8583.md describes it:

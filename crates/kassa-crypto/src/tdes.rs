@@ -3,7 +3,8 @@
 //! Card payments still run on DES: terminal master keys, PIN keys and MAC keys are double-length
 //! (two-key) 3DES keys, and the retail MAC needs each single-DES half on its own. A key is held
 //! together with its expanded key schedules so that the per-sale work (a MAC over the request, a
-//! MAC over the response, a PIN block) does no key expansion.
+//! MAC over the response, a PIN block) does no key expansion. The block operations are
+//! `des_core`'s table-driven DES.
 //!
 //! **Invariant**: key bytes never reach a log line. `Debug` prints `****` and the key check
 //! value (which identifies a key without revealing it, the way key ceremonies and HSM logs do);
@@ -11,12 +12,11 @@
 
 use std::fmt;
 
-use des::cipher::generic_array::GenericArray;
-use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
-use des::{Des, TdesEde3};
 use rand::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::des_core::{self, KeySchedule};
 
 /// Size of a DES block, and of a single DES key, in bytes.
 pub const BLOCK_BYTES: usize = 8;
@@ -109,14 +109,14 @@ fn short_check_value(check_value: &KeyCheckValue) -> String {
 #[derive(Clone)]
 pub struct DesKey {
     bytes: [u8; BLOCK_BYTES],
-    cipher: Des,
+    schedule: KeySchedule,
 }
 
 impl DesKey {
     /// Wraps 8 key bytes. Parity bits are ignored by DES and not checked.
     pub fn from_bytes(bytes: [u8; BLOCK_BYTES]) -> Self {
-        let cipher = Des::new(GenericArray::from_slice(&bytes));
-        Self { bytes, cipher }
+        let schedule = KeySchedule::new(&bytes);
+        Self { bytes, schedule }
     }
 
     /// Parses 16 hex digits.
@@ -131,16 +131,17 @@ impl DesKey {
 
     /// DES-ECB encryption of one block.
     pub fn encrypt_block(&self, block: &Block) -> Block {
-        let mut buffer = GenericArray::clone_from_slice(block);
-        self.cipher.encrypt_block(&mut buffer);
-        buffer.into()
+        self.schedule.encrypt_block(block)
     }
 
     /// DES-ECB decryption of one block.
     pub fn decrypt_block(&self, block: &Block) -> Block {
-        let mut buffer = GenericArray::clone_from_slice(block);
-        self.cipher.decrypt_block(&mut buffer);
-        buffer.into()
+        self.schedule.decrypt_block(block)
+    }
+
+    /// The expanded key (CBC chains in `mac`).
+    pub(crate) fn schedule(&self) -> &KeySchedule {
+        &self.schedule
     }
 
     /// Check value of the key as a single-DES key: DES-ECB(key, 8 zero bytes).
@@ -152,7 +153,7 @@ impl DesKey {
 
 impl Drop for DesKey {
     fn drop(&mut self) {
-        // `Des` zeroes its own schedule on drop (the `des/zeroize` feature).
+        // The schedule zeroes itself on drop.
         self.bytes.zeroize();
     }
 }
@@ -171,11 +172,9 @@ pub struct TdesKey {
     /// K1 ‖ K2 ‖ K3; for a double-length key K3 is a copy of K1.
     bytes: [u8; TRIPLE_KEY_BYTES],
     length: KeyLength,
-    cipher: TdesEde3,
-    /// K1 alone: the CBC key and final encryption key of the retail MAC.
-    left: Des,
-    /// K2 alone: the retail MAC's final decryption key.
-    right: Des,
+    /// The schedules of K1, K2 and K3. K1 alone is also the retail MAC's CBC and final
+    /// encryption key, K2 alone its final decryption key.
+    schedules: [KeySchedule; 3],
 }
 
 impl TdesKey {
@@ -238,10 +237,20 @@ impl TdesKey {
     }
 
     fn from_material(material: [u8; TRIPLE_KEY_BYTES], length: KeyLength) -> Self {
-        let cipher = TdesEde3::new(GenericArray::from_slice(&material));
-        let left = Des::new(GenericArray::from_slice(&material[..BLOCK_BYTES]));
-        let right = Des::new(GenericArray::from_slice(&material[BLOCK_BYTES..DOUBLE_KEY_BYTES]));
-        Self { bytes: material, length, cipher, left, right }
+        let mut parts = [[0_u8; BLOCK_BYTES]; 3];
+        for (part, source) in parts.iter_mut().zip(material.chunks_exact(BLOCK_BYTES)) {
+            part.copy_from_slice(source);
+        }
+        let [first, second, third] = &parts;
+        let first_schedule = KeySchedule::new(first);
+        let second_schedule = KeySchedule::new(second);
+        // A double-length key's K3 is K1: no need to expand it twice.
+        let third_schedule = match length {
+            KeyLength::Double => first_schedule.clone(),
+            KeyLength::Triple => KeySchedule::new(third),
+        };
+        parts.zeroize();
+        Self { bytes: material, length, schedules: [first_schedule, second_schedule, third_schedule] }
     }
 
     /// Double or triple length.
@@ -257,23 +266,21 @@ impl TdesKey {
 
     /// 3DES-ECB (EDE) encryption of one block.
     pub fn encrypt_block(&self, block: &Block) -> Block {
-        let mut buffer = GenericArray::clone_from_slice(block);
-        self.cipher.encrypt_block(&mut buffer);
-        buffer.into()
+        des_core::ede_encrypt(self.schedule_refs(), block)
     }
 
     /// 3DES-ECB (EDE) decryption of one block.
     pub fn decrypt_block(&self, block: &Block) -> Block {
-        let mut buffer = GenericArray::clone_from_slice(block);
-        self.cipher.decrypt_block(&mut buffer);
-        buffer.into()
+        des_core::ede_decrypt(self.schedule_refs(), block)
     }
 
     /// 3DES-ECB encryption of whole blocks, in place.
     pub(crate) fn encrypt_blocks_in_place(&self, data: &mut [u8]) {
         debug_assert!(data.len().is_multiple_of(BLOCK_BYTES), "ECB data must be whole blocks");
         for chunk in data.chunks_exact_mut(BLOCK_BYTES) {
-            self.cipher.encrypt_block(GenericArray::from_mut_slice(chunk));
+            if let Ok(block) = <&mut Block>::try_from(chunk) {
+                *block = self.encrypt_block(block);
+            }
         }
     }
 
@@ -281,18 +288,27 @@ impl TdesKey {
     pub(crate) fn decrypt_blocks_in_place(&self, data: &mut [u8]) {
         debug_assert!(data.len().is_multiple_of(BLOCK_BYTES), "ECB data must be whole blocks");
         for chunk in data.chunks_exact_mut(BLOCK_BYTES) {
-            self.cipher.decrypt_block(GenericArray::from_mut_slice(chunk));
+            if let Ok(block) = <&mut Block>::try_from(chunk) {
+                *block = self.decrypt_block(block);
+            }
         }
     }
 
-    /// Single-DES encryption with K1 (retail MAC).
-    pub(crate) fn left_encrypt(&self, block: &mut Block) {
-        self.left.encrypt_block(GenericArray::from_mut_slice(block));
+    /// K1's schedule alone: the retail MAC's CBC and final encryption key.
+    pub(crate) fn left_schedule(&self) -> &KeySchedule {
+        let [first, _, _] = &self.schedules;
+        first
     }
 
-    /// Single-DES decryption with K2 (retail MAC).
-    pub(crate) fn right_decrypt(&self, block: &mut Block) {
-        self.right.decrypt_block(GenericArray::from_mut_slice(block));
+    /// K2's schedule alone: the retail MAC's final decryption key.
+    pub(crate) fn right_schedule(&self) -> &KeySchedule {
+        let [_, second, _] = &self.schedules;
+        second
+    }
+
+    fn schedule_refs(&self) -> [&KeySchedule; 3] {
+        let [first, second, third] = &self.schedules;
+        [first, second, third]
     }
 
     /// The key check value: first 4 bytes of 3DES-ECB(key, 8 zero bytes).
@@ -310,7 +326,7 @@ impl TdesKey {
 
 impl Drop for TdesKey {
     fn drop(&mut self) {
-        // The `Des`/`TdesEde3` schedules zero themselves on drop (the `des/zeroize` feature).
+        // The schedules zero themselves on drop.
         self.bytes.zeroize();
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test binary: a failed unwrap is a failed test")]
 
+mod des_reference;
+
 use kassa_crypto::pin::{PAN_DIGITS_MAX, PAN_DIGITS_MIN};
 use kassa_crypto::{
     encrypt_pin_block, translate_pin_block, unwrap_working_keys, verify_pin_block, x9_19_mac, ClearPinBlock,
