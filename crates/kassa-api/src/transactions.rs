@@ -5,7 +5,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use kassa_domain::calendar::CivilDate;
-use kassa_domain::TerminalId;
+use kassa_domain::{Channel, TerminalId, TxnKind};
 use kassa_store::api::{SearchCursor, SearchFilter, SearchRow, SearchSource};
 use kassa_store::TxnRecord;
 use serde::{Deserialize, Serialize};
@@ -74,10 +74,10 @@ impl From<&TxnRecord> for CardTransactionView {
         let identity = txn.card_identity.as_ref();
         CardTransactionView {
             id: txn.id,
-            kind: txn.kind.clone(),
-            status: txn.status.clone(),
+            kind: txn.kind.as_str().to_owned(),
+            status: txn.status.as_str().to_owned(),
             amount: txn.amount_minor,
-            currency: txn.currency.clone(),
+            currency: txn.currency.code().to_owned(),
             refunded: txn.refunded_minor,
             fee: txn.fee_minor,
             terminal_id: identity.map(|i| i.terminal_id.clone()),
@@ -111,7 +111,10 @@ pub async fn card_transaction(
 ) -> Result<Json<CardTransactionView>, ApiError> {
     let Path(id) = id.map_err(|_| ApiError::parameter("id", "an integer"))?;
     let txn = state.store().txns.txn(id).await?.ok_or(ApiError::NotFound("card transaction"))?;
-    if txn.merchant_id != caller.merchant.as_str() || txn.channel != "card" || txn.kind == "balance_inquiry" {
+    if txn.merchant_id != caller.merchant.as_str()
+        || txn.channel != Channel::Card
+        || txn.kind == TxnKind::BalanceInquiry
+    {
         return Err(ApiError::NotFound("card transaction"));
     }
     let mut view = CardTransactionView::from(&txn);

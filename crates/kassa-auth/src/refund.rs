@@ -262,7 +262,7 @@ impl Auth {
             .txns
             .txn_by_rrn(original_rrn)
             .await?
-            .filter(|txn| txn.merchant_id == session.merchant_id && txn.kind == "sale")
+            .filter(|txn| txn.merchant_id == session.merchant_id && txn.kind == kassa_domain::TxnKind::Sale)
             .ok_or(AuthError::NotFound("original sale"))?;
         let allowed = match kind {
             ApprovalKind::Void => amount_minor == original.amount_minor,

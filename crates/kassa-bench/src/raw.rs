@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kassa_domain::{Channel, Currency, MerchantId, Money};
+use kassa_domain::{Channel, Currency, MerchantId, Money, TxnKind, TxnStatus};
 use kassa_ledger::sale_entry;
 use kassa_store::{
-    CardIdentity, Guard, MerchantRecord, NewTxn, Store, StoreError, TxnUpdate, UnitOutcome, WriteOp, WriteUnit,
+    CardIdentity, Guard, MerchantRecord, NewTxn, Store, StoreError, StoredAnswer, TxnUpdate, UnitOutcome, WriteOp,
+    WriteUnit,
 };
 use serde::Serialize;
 
@@ -38,9 +39,9 @@ pub struct RawReport {
 
 fn pending(writer: usize, stan: u32, amount: Money) -> NewTxn {
     NewTxn {
-        kind: "sale".into(),
-        status: "pending".into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::Pending,
+        channel: Channel::Card,
         merchant_id: MERCHANT.into(),
         card_identity: Some(CardIdentity {
             terminal_id: format!("R{writer:07}"),
@@ -52,12 +53,12 @@ fn pending(writer: usize, stan: u32, amount: Money) -> NewTxn {
         rrn: None,
         auth_code: None,
         amount_minor: amount.minor(),
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 0,
         pan_masked: Some("622202*********0128".into()),
         content_digest: "0".repeat(64),
         original_id: None,
-        response: serde_json::json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-11-22".into(),
         created_at_ms: 0,
     }
@@ -78,10 +79,20 @@ async fn one_sale(store: &Store, writer: usize, stan: u32) -> Result<bool, Store
     let update = TxnUpdate {
         id,
         expected_version: 1,
-        status: "approved".into(),
+        kind: TxnKind::Sale,
+        expected_status: TxnStatus::Pending,
+        status: TxnStatus::Approved,
         refunded_minor: 0,
         settled: false,
-        response: Some(serde_json::json!({"39": "00", "12": "120000", "13": "1122", "15": "1122", "38": "123456"})),
+        response: Some(StoredAnswer {
+            response_code: Some("00".into()),
+            time_hhmmss: Some("120000".into()),
+            date_mmdd: Some("1122".into()),
+            settlement_mmdd: Some("1122".into()),
+            auth_code: Some("123456".into()),
+            balance: None,
+            refund_request: None,
+        }),
         rrn: Some(rrn),
         auth_code: Some("123456".into()),
         updated_at_ms: 0,

@@ -118,6 +118,28 @@ impl TxnKind {
     pub fn is_refund(self) -> bool {
         matches!(self, TxnKind::Refund | TxnKind::QrRefund)
     }
+
+    /// Stable snake-case name used in storage and APIs (as serde writes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxnKind::BalanceInquiry => "balance_inquiry",
+            TxnKind::Sale => "sale",
+            TxnKind::Void => "void",
+            TxnKind::Refund => "refund",
+            TxnKind::PreAuth => "pre_auth",
+            TxnKind::PreAuthVoid => "pre_auth_void",
+            TxnKind::Completion => "completion",
+            TxnKind::CompletionVoid => "completion_void",
+            TxnKind::OfflineSale => "offline_sale",
+            TxnKind::QrPayment => "qr_payment",
+            TxnKind::QrRefund => "qr_refund",
+        }
+    }
+
+    /// The kind for a stable name.
+    pub fn parse(name: &str) -> Option<TxnKind> {
+        TxnKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
 }
 
 /// Where a transaction stands.
@@ -148,6 +170,70 @@ impl TxnStatus {
     /// Whether no event can move it on any more (settlement aside).
     pub fn is_final(self) -> bool {
         matches!(self, TxnStatus::Declined | TxnStatus::Reversed | TxnStatus::Refunded | TxnStatus::Closed)
+    }
+
+    /// All statuses, for exhaustive tests and listings.
+    pub const ALL: [TxnStatus; 9] = [
+        TxnStatus::Pending,
+        TxnStatus::Approved,
+        TxnStatus::Declined,
+        TxnStatus::Reversed,
+        TxnStatus::Voided,
+        TxnStatus::PartiallyRefunded,
+        TxnStatus::Refunded,
+        TxnStatus::Completed,
+        TxnStatus::Closed,
+    ];
+
+    /// Stable snake-case name used in storage and APIs (as serde writes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxnStatus::Pending => "pending",
+            TxnStatus::Approved => "approved",
+            TxnStatus::Declined => "declined",
+            TxnStatus::Reversed => "reversed",
+            TxnStatus::Voided => "voided",
+            TxnStatus::PartiallyRefunded => "partially_refunded",
+            TxnStatus::Refunded => "refunded",
+            TxnStatus::Completed => "completed",
+            TxnStatus::Closed => "closed",
+        }
+    }
+
+    /// The status for a stable name.
+    pub fn parse(name: &str) -> Option<TxnStatus> {
+        TxnStatus::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
+    /// Whether some event of the state machine ([`TxnState::apply`]) moves a transaction of
+    /// `kind` from this status to `next` (or keeps it, as settling does). Writers check it before
+    /// they store a status change.
+    pub fn may_become(self, kind: TxnKind, next: TxnStatus) -> bool {
+        use TxnStatus as S;
+        if self == next {
+            return true;
+        }
+        match (self, next) {
+            (S::Pending, S::Approved | S::Declined) => true,
+            (S::Pending, S::Closed) => kind == TxnKind::QrPayment,
+            (S::Pending | S::Approved, S::Reversed) => kind.is_reversible(),
+            (S::Approved, S::Voided) | (S::Voided, S::Approved) => kind.void_kind().is_some(),
+            (S::Approved, S::Completed) | (S::Completed, S::Approved) => kind == TxnKind::PreAuth,
+            (S::Approved | S::PartiallyRefunded, S::PartiallyRefunded | S::Refunded) => kind.is_refundable(),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for TxnKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for TxnStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -383,6 +469,38 @@ mod tests {
 
     fn approved(kind: TxnKind, minor: i64) -> TxnState {
         TxnState::new(kind, cny(minor)).apply(TxnEvent::Approve).unwrap()
+    }
+
+    #[test]
+    fn names_are_serde_names() {
+        for kind in TxnKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::json!(kind.as_str()));
+            assert_eq!(TxnKind::parse(kind.as_str()), Some(kind));
+        }
+        for status in TxnStatus::ALL {
+            assert_eq!(serde_json::to_value(status).unwrap(), serde_json::json!(status.as_str()));
+            assert_eq!(TxnStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(TxnKind::parse("Sale"), None);
+        assert_eq!(TxnStatus::parse(""), None);
+    }
+
+    proptest! {
+        /// `may_become` admits every status change the machine can make.
+        #[test]
+        fn may_become_admits_every_transition(
+            kind in any_kind(),
+            amount in 0_i64..1000,
+            events in proptest::collection::vec(any_event(), 0..30),
+        ) {
+            let mut state = TxnState::new(kind, cny(amount));
+            for event in events {
+                if let Ok(next) = state.apply(event) {
+                    prop_assert!(state.status().may_become(kind, next.status()), "{:?} -> {:?}", state, next);
+                    state = next;
+                }
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use kassa_domain::clock::SystemClock;
-use kassa_domain::{Channel, Currency, Money};
+use kassa_domain::{Channel, Currency, Money, TxnKind, TxnStatus};
 use kassa_ledger::sale_entry;
 use kassa_qr::{QrConfig, QrService, Wallets};
 use kassa_recon::corrections::{CorrectionError, Corrections, ManualCorrection};
@@ -21,6 +21,7 @@ use kassa_store::corrections::{entry_reference, CorrectionStatus};
 use kassa_store::gateway::claim_offline_credit;
 use kassa_store::qr::{insert_trade, QrKind, QrOrderState, QrOriginKind, QrStatus, QrTradeRecord};
 use kassa_store::testing::TestDb;
+use kassa_store::StoredAnswer;
 use kassa_store::{
     CardIdentity, Guard, MerchantRecord, NewTxn, RefundPasswordMode, StoreError, TerminalRecord, UnitOutcome, WriteOp,
     WriteUnit,
@@ -119,21 +120,21 @@ async fn card_sale(db: &TestDb, rrn: &str, minor: i64, status: &str, fee_minor: 
 
 fn card_sale_record(rrn: &str, minor: i64, status: &str, fee_minor: i64) -> NewTxn {
     NewTxn {
-        kind: "sale".into(),
-        status: status.into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::parse(status).unwrap(),
+        channel: Channel::Card,
         merchant_id: MERCHANT.into(),
         card_identity: None,
         out_trade_no: None,
         rrn: Some(rrn.into()),
         auth_code: None,
         amount_minor: minor,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor,
         pan_masked: Some("622202*********0128".into()),
         content_digest: format!("digest-{rrn}"),
         original_id: None,
-        response: serde_json::json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-12-06".into(),
         created_at_ms: 1,
     }
@@ -251,7 +252,7 @@ async fn card_corrections_post_at_the_card_fee(db: &TestDb) {
     let found = db.store.api().search(MERCHANT, &only_succeeded, None, 100).await.unwrap();
     assert!(found.iter().any(|r| r.source == SearchSource::Card && r.id == declined), "{found:?}");
     assert_eq!(db.store.corrections().approved_of_txn(declined).await.unwrap(), Some(issuer.id));
-    assert_eq!(db.store.txns.txn(declined).await.unwrap().unwrap().status, "declined");
+    assert_eq!(db.store.txns.txn(declined).await.unwrap().unwrap().status, TxnStatus::Declined);
     // An offline sale the host never saw is named by its receipt (terminal, batch, STAN), and
     // belongs to the terminal's merchant.
     let mut offline = manual("offline_not_uploaded", "card", "000000000456", 3_000);
@@ -522,8 +523,8 @@ async fn an_offline_sale_is_credited_once_by_its_upload_or_its_correction(db: &T
     // and no new proposal of it either.
     let second = corrections.propose("user:alice", &propose(8)).await.unwrap();
     let uploaded = NewTxn {
-        kind: "offline_sale".into(),
-        status: "approved".into(),
+        kind: TxnKind::OfflineSale,
+        status: TxnStatus::Approved,
         card_identity: Some(CardIdentity {
             terminal_id: TERMINAL.into(),
             batch_no: 2,

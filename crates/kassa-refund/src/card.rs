@@ -11,7 +11,7 @@ use kassa_domain::{
 };
 use kassa_ledger::refund_entry;
 use kassa_store::refund_requests::{update_request_op, ChannelRefundStatus, RefundRequestRecord};
-use kassa_store::{Guard, NewTxn, StoreError, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
+use kassa_store::{Guard, NewTxn, StoreError, StoredAnswer, TxnRecord, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
 
 use crate::error::{internal, RefundError};
 use crate::service::{channel_refund_no, CHANGE_ATTEMPTS_MAX};
@@ -20,30 +20,9 @@ use crate::RefundService;
 /// Digits of a retrieval reference number (field 37).
 const RRN_DIGITS: usize = 12;
 
-fn kind_of(txn: &TxnRecord) -> Result<TxnKind, RefundError> {
-    serde_json::from_value(serde_json::json!(txn.kind)).map_err(|_| internal(format!("txn kind {:?}", txn.kind)))
-}
-
-fn status_of(txn: &TxnRecord) -> Result<TxnStatus, RefundError> {
-    serde_json::from_value(serde_json::json!(txn.status)).map_err(|_| internal(format!("txn status {:?}", txn.status)))
-}
-
-fn name<T: serde::Serialize>(value: T) -> Result<String, RefundError> {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).ok_or_else(|| internal("a name"))
-}
-
 /// The sale's state as the domain's machine sees it.
 fn state_of(txn: &TxnRecord) -> Result<(TxnState, Currency), RefundError> {
-    let currency = Currency::from_code(&txn.currency).map_err(internal)?;
-    let state = TxnState::restore(
-        kind_of(txn)?,
-        status_of(txn)?,
-        Money::from_minor(txn.amount_minor, currency),
-        Money::from_minor(txn.refunded_minor, currency),
-        txn.settled,
-    )
-    .map_err(internal)?;
-    Ok((state, currency))
+    Ok((txn.state().map_err(internal)?, txn.currency))
 }
 
 impl RefundService {
@@ -59,7 +38,9 @@ impl RefundService {
             }
             None => None,
         };
-        found.filter(|txn| txn.channel == "card" && txn.merchant_id == merchant.as_str()).ok_or(RefundError::NotFound)
+        found
+            .filter(|txn| txn.channel == Channel::Card && txn.merchant_id == merchant.as_str())
+            .ok_or(RefundError::NotFound)
     }
 
     /// What a card sale still has to refund, minor units; refused when it is not a refundable
@@ -106,34 +87,27 @@ impl RefundService {
             let entry =
                 refund_entry(&number, &merchant, Channel::Card, record.amount, fee_returned).map_err(internal)?;
             let refund = NewTxn {
-                kind: name(TxnKind::Refund)?,
-                status: name(TxnStatus::Approved)?,
-                channel: "card".into(),
+                kind: TxnKind::Refund,
+                status: TxnStatus::Approved,
+                channel: Channel::Card,
                 merchant_id: record.merchant_id.clone(),
                 card_identity: None,
                 out_trade_no: Some(number.clone()),
                 rrn: None,
                 auth_code: None,
                 amount_minor: record.amount.minor(),
-                currency: currency.code().to_owned(),
+                currency,
                 fee_minor: fee_returned.minor(),
                 pan_masked: sale.pan_masked.clone(),
                 content_digest: number.clone(),
                 original_id: Some(sale.id),
-                response: serde_json::json!({"refund_request": record.request_no}),
+                response: StoredAnswer { refund_request: Some(record.request_no.clone()), ..StoredAnswer::default() },
                 business_date: self.inner.config.business_day.date_of(now).to_string(),
                 created_at_ms: now,
             };
             let sale_update = TxnUpdate {
-                id: sale.id,
-                expected_version: sale.version,
-                status: name(refunded.status())?,
                 refunded_minor: refunded.refunded().minor(),
-                settled: sale.settled,
-                response: None,
-                rrn: None,
-                auth_code: None,
-                updated_at_ms: now,
+                ..TxnUpdate::of(&sale, refunded.status(), now)
             };
             let (next, request_ops) = self
                 .sent_and_finished(

@@ -271,7 +271,7 @@ impl RefundService {
             }
             RefundTarget::Card { rrn } => {
                 let sale = self.card_sale(&new.merchant_id, rrn).await?;
-                if sale.currency != new.amount.currency().code() {
+                if sale.currency != new.amount.currency() {
                     return Err(RefundError::Invalid("amount: in the payment's currency".into()));
                 }
                 Self::card_refundable_minor(&sale)?;

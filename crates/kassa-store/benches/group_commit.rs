@@ -17,7 +17,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use kassa_domain::{Channel, Currency, MerchantId, Money};
+use kassa_domain::{Channel, Currency, MerchantId, Money, TxnKind, TxnStatus};
 use kassa_ledger::sale_entry;
 use kassa_store::*;
 
@@ -31,21 +31,21 @@ fn sale_unit(batch: u32, stan: u32) -> WriteUnit {
     let terminal_id = format!("2{:07}", stan % 256 + 1);
     let reference = format!("{terminal_id}-{batch}-{stan}");
     let txn = NewTxn {
-        kind: "sale".into(),
-        status: "approved".into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::Approved,
+        channel: Channel::Card,
         merchant_id: MID.into(),
         card_identity: Some(CardIdentity { terminal_id, batch_no: batch, stan, mti_class: "020".into() }),
         out_trade_no: None,
         rrn: Some(format!("{batch:04}{stan:08}")),
         auth_code: Some("123456".into()),
         amount_minor: amount.minor(),
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: fee.minor(),
         pan_masked: Some("622202*********0128".into()),
         content_digest: "0".repeat(64),
         original_id: None,
-        response: serde_json::json!({"response_code": "00", "rrn": format!("{batch:04}{stan:08}"), "auth_code": "123456"}),
+        response: StoredAnswer { auth_code: Some("123456".into()), ..StoredAnswer::with_code("00") },
         business_date: "2026-11-22".into(),
         created_at_ms: 0,
     };
@@ -133,11 +133,11 @@ async fn gateway_sale(store: &Store, run: u32, writer: usize, stan: u32) {
     let terminal_id = format!("G{writer:07}");
     let mut pending = sale_unit(run, stan);
     let Some(Guard::InsertTxn(txn)) = &mut pending.guard else { unreachable!() };
-    txn.status = "pending".into();
+    txn.status = TxnStatus::Pending;
     txn.card_identity.as_mut().unwrap().terminal_id = terminal_id.clone();
     txn.rrn = None;
     txn.auth_code = None;
-    txn.response = serde_json::json!({});
+    txn.response = StoredAnswer::default();
     let pending = WriteUnit::guarded(pending.guard.unwrap(), vec![]);
     let UnitOutcome::Committed { txn_id: Some(id), .. } = store.commit(pending).await.unwrap() else {
         panic!("the pending request was not committed")
@@ -145,10 +145,12 @@ async fn gateway_sale(store: &Store, run: u32, writer: usize, stan: u32) {
     let update = TxnUpdate {
         id,
         expected_version: 1,
-        status: "approved".into(),
+        kind: TxnKind::Sale,
+        expected_status: TxnStatus::Pending,
+        status: TxnStatus::Approved,
         refunded_minor: 0,
         settled: false,
-        response: Some(serde_json::json!({"39": "00", "38": "123456"})),
+        response: Some(StoredAnswer { auth_code: Some("123456".into()), ..StoredAnswer::with_code("00") }),
         rrn: Some(format!("{:012}", id.rem_euclid(1_000_000_000_000))),
         auth_code: Some("123456".into()),
         updated_at_ms: 0,

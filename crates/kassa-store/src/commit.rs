@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::records::{
     ApiKeyRecord, AuditEvent, BackofficeUserRecord, GatewayAppRecord, IdempotencyRecord, MerchantRecord,
-    MerchantSecretRecord, NewTxn, OperatorRecord, TerminalRecord, TxnUpdate,
+    MerchantSecretRecord, NewTxn, OperatorRecord, StoredAnswer, TerminalRecord, TxnUpdate,
 };
 use crate::value::{params, Row, Value};
 use crate::StoreError;
@@ -270,6 +270,7 @@ enum Expect {
 /// Balance changes of the whole batch are summed per account first, so a batch touches each
 /// account row once however many entries it posts.
 pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
+    check_txn_writes(units)?;
     let mut outcomes = check_guards(exec, units).await?;
     let passed: Vec<(usize, &WriteUnit)> =
         units.iter().enumerate().filter(|(i, _)| matches!(outcomes[*i], UnitOutcome::Committed { .. })).collect();
@@ -464,12 +465,12 @@ fn insert_txn_statement(id: i64, txn: &NewTxn) -> Statement {
             txn.rrn.clone(),
             txn.auth_code.clone(),
             txn.amount_minor,
-            txn.currency.as_str(),
+            txn.currency.code(),
             txn.fee_minor,
             txn.pan_masked.clone(),
             txn.content_digest.as_str(),
             txn.original_id,
-            txn.response.to_string(),
+            answer_json(&txn.response),
             txn.business_date.as_str(),
             txn.created_at_ms
         ]
@@ -507,6 +508,47 @@ async fn existing_txn(exec: &mut dyn Exec, txn: &NewTxn) -> Result<Option<i64>, 
     }
 }
 
+/// A stored answer as its column holds it.
+pub(crate) fn answer_json(answer: &StoredAnswer) -> String {
+    // A struct of optional strings always serialises.
+    serde_json::to_string(answer).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Refuses a transaction update the domain's state machine could never make: a status no event
+/// leads to from the status the caller read. A bug in a caller; refused before anything of the
+/// batch is written (the batch is then retried unit by unit, so only its own unit fails).
+/// Inserts are not checked: a row may be recorded in any status (a reversal's placeholder, a
+/// correction, an import).
+fn check_txn_writes(units: &[WriteUnit]) -> Result<(), StoreError> {
+    for unit in units {
+        for guard in [&unit.admission, &unit.guard].into_iter().flatten() {
+            match guard {
+                Guard::UpdateTxn(update) => check_update(update)?,
+                Guard::InsertTxn(_) | Guard::InsertIdempotency(_) | Guard::Statement(_) => {}
+            }
+        }
+        for op in &unit.ops {
+            if let WriteOp::UpdateTxn(update) = op {
+                check_update(update)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_update(update: &TxnUpdate) -> Result<(), StoreError> {
+    if update.expected_status.may_become(update.kind, update.status) {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt(format!(
+        "refused to move txn {} ({}) from {} to {}",
+        update.id,
+        update.kind.as_str(),
+        update.expected_status.as_str(),
+        update.status.as_str()
+    )))
+}
+
 fn update_txn_statement(update: &TxnUpdate) -> Statement {
     statement(
         "UPDATE transactions SET status = $1, refunded_minor = $2, settled = $3, \
@@ -516,7 +558,7 @@ fn update_txn_statement(update: &TxnUpdate) -> Statement {
             update.status.as_str(),
             update.refunded_minor,
             update.settled,
-            update.response.as_ref().map(|r| r.to_string()),
+            update.response.as_ref().map(answer_json),
             update.rrn.clone(),
             update.auth_code.clone(),
             update.updated_at_ms,

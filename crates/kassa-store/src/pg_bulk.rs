@@ -242,12 +242,12 @@ pub(crate) fn bind<'p>(step: &Step, planned: &'p [Planned<'p>]) -> Result<Option
                 column(txns.iter().map(|(_, t)| t.rrn.as_deref()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.auth_code.as_deref()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.amount_minor).collect::<Vec<_>>()),
-                column(txns.iter().map(|(_, t)| t.currency.as_str()).collect::<Vec<_>>()),
+                column(txns.iter().map(|(_, t)| t.currency.code()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.fee_minor).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.pan_masked.as_deref()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.content_digest.as_str()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.original_id).collect::<Vec<_>>()),
-                column(txns.iter().map(|(_, t)| t.response.to_string()).collect::<Vec<_>>()),
+                column(txns.iter().map(|(_, t)| crate::commit::answer_json(&t.response)).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.business_date.as_str()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.created_at_ms).collect::<Vec<_>>()),
             ];
@@ -264,7 +264,7 @@ pub(crate) fn bind<'p>(step: &Step, planned: &'p [Planned<'p>]) -> Result<Option
                 column(updates.iter().map(|u| u.status.as_str()).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.refunded_minor).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.settled).collect::<Vec<_>>()),
-                column(updates.iter().map(|u| u.response.as_ref().map(|r| r.to_string())).collect::<Vec<_>>()),
+                column(updates.iter().map(|u| u.response.as_ref().map(crate::commit::answer_json)).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.rrn.as_deref()).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.auth_code.as_deref()).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.updated_at_ms).collect::<Vec<_>>()),
@@ -334,25 +334,26 @@ fn rows<'p, T>(
 mod tests {
     use super::*;
     use crate::commit::Statement;
-    use crate::records::{NewTxn, TxnUpdate};
+    use crate::records::{NewTxn, StoredAnswer, TxnUpdate};
+    use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 
     fn txn(rrn: Option<&str>) -> NewTxn {
         NewTxn {
-            kind: "sale".into(),
-            status: "pending".into(),
-            channel: "card".into(),
+            kind: TxnKind::Sale,
+            status: TxnStatus::Pending,
+            channel: Channel::Card,
             merchant_id: "898100000000001".into(),
             card_identity: None,
             out_trade_no: None,
             rrn: rrn.map(str::to_owned),
             auth_code: None,
             amount_minor: 1,
-            currency: "CNY".into(),
+            currency: Currency::CNY,
             fee_minor: 0,
             pan_masked: None,
             content_digest: String::new(),
             original_id: None,
-            response: serde_json::json!({}),
+            response: StoredAnswer::default(),
             business_date: "2026-11-22".into(),
             created_at_ms: 0,
         }
@@ -362,7 +363,9 @@ mod tests {
         TxnUpdate {
             id,
             expected_version: 1,
-            status: "approved".into(),
+            kind: TxnKind::Sale,
+            expected_status: TxnStatus::Pending,
+            status: TxnStatus::Approved,
             refunded_minor: 0,
             settled: false,
             response: None,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 
 use crate::records::*;
 use crate::value::{params, Row, Value};
@@ -98,6 +99,31 @@ const TXN_COLUMNS: &str = "id, kind, status, channel, merchant_id, terminal_id, 
      auth_code, amount_minor, currency, refunded_minor, fee_minor, settled, pan_masked, content_digest, original_id, response, \
      business_date, version, created_at_ms, updated_at_ms";
 
+/// A stored kind; a name the domain does not know is a corrupt row, never a panic.
+pub(crate) fn txn_kind(name: &str) -> Result<TxnKind, StoreError> {
+    TxnKind::parse(name).ok_or_else(|| StoreError::Corrupt(format!("transaction kind {:?}", clipped(name))))
+}
+
+/// A stored status, as [`txn_kind`].
+pub(crate) fn txn_status(name: &str) -> Result<TxnStatus, StoreError> {
+    TxnStatus::parse(name).ok_or_else(|| StoreError::Corrupt(format!("transaction status {:?}", clipped(name))))
+}
+
+/// A stored channel, as [`txn_kind`].
+pub(crate) fn channel(name: &str) -> Result<Channel, StoreError> {
+    Channel::parse(name).ok_or_else(|| StoreError::Corrupt(format!("channel {:?}", clipped(name))))
+}
+
+/// A stored ISO 4217 code, as [`txn_kind`].
+pub(crate) fn currency(code: &str) -> Result<Currency, StoreError> {
+    Currency::from_code(code).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// At most a few characters of a damaged value, for an error message.
+fn clipped(text: &str) -> String {
+    text.chars().take(24).collect()
+}
+
 fn txn(row: &Row) -> Result<TxnRecord, StoreError> {
     let card_identity = match (row.opt_text(5)?, row.opt_int(6)?, row.opt_int(7)?, row.opt_text(8)?) {
         (Some(terminal_id), Some(batch_no), Some(stan), Some(mti_class)) => Some(CardIdentity {
@@ -108,25 +134,26 @@ fn txn(row: &Row) -> Result<TxnRecord, StoreError> {
         }),
         _ => None,
     };
+    let id = row.int(0)?;
     Ok(TxnRecord {
-        id: row.int(0)?,
-        kind: row.text(1)?,
-        status: row.text(2)?,
-        channel: row.text(3)?,
+        id,
+        kind: txn_kind(&row.text(1)?)?,
+        status: txn_status(&row.text(2)?)?,
+        channel: channel(&row.text(3)?)?,
         merchant_id: row.text(4)?,
         card_identity,
         out_trade_no: row.opt_text(9)?,
         rrn: row.opt_text(10)?,
         auth_code: row.opt_text(11)?,
         amount_minor: row.int(12)?,
-        currency: row.text(13)?,
+        currency: currency(&row.text(13)?)?,
         refunded_minor: row.int(14)?,
         fee_minor: row.int(15)?,
         settled: row.boolean(16)?,
         pan_masked: row.opt_text(17)?,
         content_digest: row.text(18)?,
         original_id: row.opt_int(19)?,
-        response: json(&row.text(20)?)?,
+        response: serde_json::from_str(&row.text(20)?).map_err(corrupt("stored answer"))?,
         business_date: row.text(21)?,
         version: row.int(22)?,
         created_at_ms: row.int(23)?,

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use kassa_domain::{Channel, Currency, Money, TxnKind, TxnState, TxnStatus};
 use serde::{Deserialize, Serialize};
 
 /// A merchant (商户).
@@ -221,12 +222,13 @@ pub struct GatewayAppRecord {
 /// A new transaction to record (card request or QR trade).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTxn {
-    /// `sale`, `void`, … (the domain's `TxnKind`, snake case).
-    pub kind: String,
-    /// `pending`, `approved`, … (the domain's `TxnStatus`, snake case).
-    pub status: String,
-    /// `card`, `alipay`, `wechat`.
-    pub channel: String,
+    /// Sale, void, … .
+    pub kind: TxnKind,
+    /// Pending, approved, … . The writer refuses a kind and status the state machine cannot
+    /// reach (a refunded status on a sale with nothing refunded, a voided refund, …).
+    pub status: TxnStatus,
+    /// Card or a wallet.
+    pub channel: Channel,
     /// The merchant.
     pub merchant_id: String,
     /// Card requests: their identity (terminal, batch, STAN, MTI class).
@@ -239,8 +241,8 @@ pub struct NewTxn {
     pub auth_code: Option<String>,
     /// Amount in minor units.
     pub amount_minor: i64,
-    /// Currency code.
-    pub currency: String,
+    /// Currency of the amount and the fee.
+    pub currency: Currency,
     /// The merchant's fee on it, minor units.
     pub fee_minor: i64,
     /// Masked PAN (never the clear one).
@@ -249,8 +251,8 @@ pub struct NewTxn {
     pub content_digest: String,
     /// The transaction it refers to (void, refund, completion).
     pub original_id: Option<i64>,
-    /// The answer to replay to retransmissions (JSON).
-    pub response: serde_json::Value,
+    /// The answer to replay to retransmissions (empty while pending).
+    pub response: StoredAnswer,
     /// Business day `YYYY-MM-DD`.
     pub business_date: String,
     /// Creation time, Unix milliseconds.
@@ -270,17 +272,58 @@ pub struct CardIdentity {
     pub mti_class: String,
 }
 
+/// The answer a request got, stored with its transaction so that a retransmission is answered
+/// alike. Stored as JSON keyed by ISO 8583 field number (`{"39": "00", "38": "123456"}`), the
+/// shape rows written before it was typed have, so those read back unchanged; keys it does not
+/// know are ignored. Empty (`{}`) while the transaction is pending.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StoredAnswer {
+    /// Field 39, the response code (`00` approved).
+    #[serde(rename = "39", default, skip_serializing_if = "Option::is_none")]
+    pub response_code: Option<String>,
+    /// Field 12, local time `hhmmss`.
+    #[serde(rename = "12", default, skip_serializing_if = "Option::is_none")]
+    pub time_hhmmss: Option<String>,
+    /// Field 13, local date `MMDD`.
+    #[serde(rename = "13", default, skip_serializing_if = "Option::is_none")]
+    pub date_mmdd: Option<String>,
+    /// Field 15, settlement date `MMDD` (approvals).
+    #[serde(rename = "15", default, skip_serializing_if = "Option::is_none")]
+    pub settlement_mmdd: Option<String>,
+    /// Field 38, the authorisation code.
+    #[serde(rename = "38", default, skip_serializing_if = "Option::is_none")]
+    pub auth_code: Option<String>,
+    /// Field 54, the balance a balance inquiry answered.
+    #[serde(rename = "54", default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<String>,
+    /// A card refund recorded for the back office: the refund request's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_request: Option<String>,
+}
+
+impl StoredAnswer {
+    /// An answer with this response code and nothing else.
+    pub fn with_code(response_code: &str) -> StoredAnswer {
+        StoredAnswer { response_code: Some(response_code.to_owned()), ..StoredAnswer::default() }
+    }
+
+    /// Whether it holds nothing (a pending transaction's).
+    pub fn is_empty(&self) -> bool {
+        *self == StoredAnswer::default()
+    }
+}
+
 /// A stored transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnRecord {
     /// Store-assigned id.
     pub id: i64,
-    /// Kind (snake case).
-    pub kind: String,
-    /// Status (snake case).
-    pub status: String,
+    /// Kind.
+    pub kind: TxnKind,
+    /// Status.
+    pub status: TxnStatus,
     /// Channel.
-    pub channel: String,
+    pub channel: Channel,
     /// Merchant.
     pub merchant_id: String,
     /// Card identity, for card requests.
@@ -293,8 +336,8 @@ pub struct TxnRecord {
     pub auth_code: Option<String>,
     /// Amount, minor units.
     pub amount_minor: i64,
-    /// Currency code.
-    pub currency: String,
+    /// Currency of the amounts.
+    pub currency: Currency,
     /// Refunded so far, minor units.
     pub refunded_minor: i64,
     /// Fee, minor units.
@@ -308,7 +351,7 @@ pub struct TxnRecord {
     /// Original transaction.
     pub original_id: Option<i64>,
     /// Stored answer.
-    pub response: serde_json::Value,
+    pub response: StoredAnswer,
     /// Business day.
     pub business_date: String,
     /// Optimistic-concurrency version, bumped by every update.
@@ -319,6 +362,25 @@ pub struct TxnRecord {
     pub updated_at_ms: i64,
 }
 
+impl TxnRecord {
+    /// The amount as money.
+    pub fn amount(&self) -> Money {
+        Money::from_minor(self.amount_minor, self.currency)
+    }
+
+    /// Its state as the domain's machine sees it; `Err` names the broken invariant (a bug or a
+    /// damaged row).
+    pub fn state(&self) -> Result<TxnState, String> {
+        TxnState::restore(
+            self.kind,
+            self.status,
+            self.amount(),
+            Money::from_minor(self.refunded_minor, self.currency),
+            self.settled,
+        )
+    }
+}
+
 /// A change of a transaction's state, applied only if its version is still `expected_version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnUpdate {
@@ -326,20 +388,44 @@ pub struct TxnUpdate {
     pub id: i64,
     /// The version the caller read.
     pub expected_version: i64,
+    /// Its kind (never changes; names the transitions allowed).
+    pub kind: TxnKind,
+    /// The status the caller read at `expected_version`: the writer refuses a change to
+    /// `status` the state machine does not allow from it.
+    pub expected_status: TxnStatus,
     /// New status.
-    pub status: String,
+    pub status: TxnStatus,
     /// New refunded total.
     pub refunded_minor: i64,
     /// New settled flag.
     pub settled: bool,
     /// New stored answer, if it changes.
-    pub response: Option<serde_json::Value>,
+    pub response: Option<StoredAnswer>,
     /// New RRN, if assigned now.
     pub rrn: Option<String>,
     /// New authorisation code, if assigned now.
     pub auth_code: Option<String>,
     /// Update time, Unix milliseconds.
     pub updated_at_ms: i64,
+}
+
+impl TxnUpdate {
+    /// The update of `txn` to `status`, its other columns as read (nothing new assigned).
+    pub fn of(txn: &TxnRecord, status: TxnStatus, at_ms: i64) -> TxnUpdate {
+        TxnUpdate {
+            id: txn.id,
+            expected_version: txn.version,
+            kind: txn.kind,
+            expected_status: txn.status,
+            status,
+            refunded_minor: txn.refunded_minor,
+            settled: txn.settled,
+            response: None,
+            rrn: None,
+            auth_code: None,
+            updated_at_ms: at_ms,
+        }
+    }
 }
 
 /// A stored idempotency key: the request it was first used with and the answer given.

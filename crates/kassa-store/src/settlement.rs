@@ -7,13 +7,14 @@
 //! a fingerprint of the batch (rows plus the sum of their versions, which grows with every insert
 //! and update), and the close changes nothing and fails with [`crate::StoreError::Conflict`] when
 //! the batch no longer has it.
-//! **Boundary**: kinds and statuses are the stored names; which of them count as debits or
-//! credits is the gateway's business.
+//! **Boundary**: kinds and statuses come back as the domain's types (a name it does not know is
+//! a corrupt row); which of them count as debits or credits is the gateway's business.
 
 use async_trait::async_trait;
+use kassa_domain::{Currency, TxnKind, TxnStatus};
 
 use crate::commit::{Statement, WriteOp};
-use crate::queries::SqlReads;
+use crate::queries::{currency, txn_kind, txn_status, SqlReads};
 use crate::value::{params, Row};
 use crate::{Store, StoreError};
 
@@ -21,14 +22,14 @@ use crate::{Store, StoreError};
 pub const BATCH_LINES_PAGE_MAX: i64 = 1_000;
 
 /// The transactions of a batch with one kind, status and currency: how many, and their amounts.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchGroup {
-    /// The kind as stored (`sale`, `refund`, …).
-    pub kind: String,
-    /// The status as stored (`approved`, `voided`, …).
-    pub status: String,
-    /// ISO 4217 code.
-    pub currency: String,
+    /// The kind.
+    pub kind: TxnKind,
+    /// The status.
+    pub status: TxnStatus,
+    /// The currency.
+    pub currency: Currency,
     /// How many transactions.
     pub count: i64,
     /// The sum of their amounts, minor units.
@@ -51,14 +52,14 @@ pub struct BatchLine {
     pub id: i64,
     /// Its STAN.
     pub stan: u32,
-    /// The kind as stored.
-    pub kind: String,
-    /// The status as stored.
-    pub status: String,
+    /// The kind.
+    pub kind: TxnKind,
+    /// The status.
+    pub status: TxnStatus,
     /// Its amount, minor units.
     pub amount_minor: i64,
-    /// ISO 4217 code.
-    pub currency: String,
+    /// The currency.
+    pub currency: Currency,
 }
 
 /// Reads of a batch for its settlement.
@@ -86,9 +87,9 @@ impl Store {
 
 fn group(row: &Row) -> Result<(BatchGroup, i64), StoreError> {
     let group = BatchGroup {
-        kind: row.text(0)?,
-        status: row.text(1)?,
-        currency: row.text(2)?,
+        kind: txn_kind(&row.text(0)?)?,
+        status: txn_status(&row.text(1)?)?,
+        currency: currency(&row.text(2)?)?,
         count: row.int(3)?,
         amount_minor: row.int(4)?,
     };
@@ -100,10 +101,10 @@ fn line(row: &Row) -> Result<BatchLine, StoreError> {
     Ok(BatchLine {
         id: row.int(0)?,
         stan: u32::try_from(stan).map_err(|_| StoreError::Corrupt(format!("stan {stan}")))?,
-        kind: row.text(2)?,
-        status: row.text(3)?,
+        kind: txn_kind(&row.text(2)?)?,
+        status: txn_status(&row.text(3)?)?,
         amount_minor: row.int(4)?,
-        currency: row.text(5)?,
+        currency: currency(&row.text(5)?)?,
     })
 }
 

@@ -20,11 +20,12 @@ use kassa_api::ApiState;
 use kassa_auth::paycode::{StoredPaycodeSettings, PAYCODE_SETTINGS};
 use kassa_auth::{hash_digit_code, Auth, AuthShared, Clock, SystemClock};
 use kassa_crypto::{api_key_digest, MasterKey};
-use kassa_domain::MerchantId;
+use kassa_domain::{Channel, Currency, MerchantId, TxnKind, TxnStatus};
 use kassa_qr::{QrConfig, QrService, Wallets};
 use kassa_refund::{Actor, Decision, RefundConfig, RefundService};
 use kassa_store::api::{claim_idempotency, insert_api_key, revoke_api_key, ApiKey, IdempotencyEntry, IdempotencyState};
 use kassa_store::testing::TestDb;
+use kassa_store::StoredAnswer;
 use kassa_store::{
     CardIdentity, Guard, MerchantRecord, MerchantSecretKind, MerchantSecretRecord, NewTxn, Store, StoreOptions,
     UnitOutcome, WriteOp, WriteUnit,
@@ -487,9 +488,9 @@ async fn paycode_password_required_wrong_and_locked(db: &TestDb) {
 
 fn card(id_hint: u32, amount_minor: i64, status: &str, date: &str, created_at_ms: i64) -> NewTxn {
     NewTxn {
-        kind: "sale".into(),
-        status: status.into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::parse(status).unwrap(),
+        channel: Channel::Card,
         merchant_id: MID.into(),
         card_identity: Some(CardIdentity {
             terminal_id: if id_hint.is_multiple_of(2) { "10000001".into() } else { "10000002".into() },
@@ -501,12 +502,12 @@ fn card(id_hint: u32, amount_minor: i64, status: &str, date: &str, created_at_ms
         rrn: Some(format!("{:012}", 100_000 + id_hint)),
         auth_code: None,
         amount_minor,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 0,
         pan_masked: Some("622202*********0128".into()),
         content_digest: format!("d{id_hint}"),
         original_id: None,
-        response: json!({}),
+        response: StoredAnswer::default(),
         business_date: date.into(),
         created_at_ms,
     }
@@ -941,7 +942,7 @@ async fn a_corrected_card_sale_reads_approved(db: &TestDb) {
     let succeeded = api.get("/api/v1/transactions?status=succeeded&channel=card").await;
     let row = succeeded.body["data"].as_array().unwrap().iter().find(|r| r["id"] == json!(id.to_string())).cloned();
     assert_eq!(row.map(|r| r["status"].clone()), Some(json!("succeeded")), "{}", succeeded.body);
-    assert_eq!(api.store.txns.txn(id).await.unwrap().unwrap().status, "declined", "the record is not edited");
+    assert_eq!(api.store.txns.txn(id).await.unwrap().unwrap().status, TxnStatus::Declined, "the record is not edited");
 }
 
 kassa_store::both_backends!(

@@ -16,10 +16,9 @@ use std::sync::Arc;
 use kassa_auth::notify::{SmtpConfig, SmtpNotifier, SmtpSecurity};
 use kassa_auth::*;
 use kassa_crypto::MasterKey;
-use kassa_domain::PolicyViolation;
+use kassa_domain::{Channel, Currency, PolicyViolation, TxnKind, TxnStatus};
 use kassa_store::auth::RefundApprovalBinding;
 use kassa_store::*;
-use serde_json::json;
 
 use kassa_store::testing::TestDb;
 
@@ -89,21 +88,21 @@ pub async fn world(db: &TestDb) -> World {
     }
     store.commit(WriteUnit::ops(ops)).await.unwrap();
     let sale = NewTxn {
-        kind: "sale".into(),
-        status: "approved".into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::Approved,
+        channel: Channel::Card,
         merchant_id: MID.into(),
         card_identity: Some(CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 1, mti_class: "020".into() }),
         out_trade_no: None,
         rrn: Some("000000000001".into()),
         auth_code: Some("A1B2C3".into()),
         amount_minor: 2_000,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 12,
         pan_masked: None,
         content_digest: "d".into(),
         original_id: None,
-        response: json!({}),
+        response: StoredAnswer::default(),
         business_date: "2027-01-15".into(),
         created_at_ms: 1,
     };

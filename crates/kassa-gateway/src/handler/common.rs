@@ -2,13 +2,12 @@
 //! and ids of stored records, and the ledger entries rebuilt from them.
 
 use kassa_crypto::EncryptedPinBlock;
-use kassa_domain::{Currency, Expiry, FeeRate, MerchantId, Money, Pan, Track2, TxnEvent, TxnKind, TxnState, TxnStatus};
+use kassa_domain::{Channel, Currency, Expiry, FeeRate, MerchantId, Money, Pan, Track2, TxnEvent, TxnKind, TxnState};
 use kassa_iso8583::Message;
 use kassa_issuer::RequestId;
 use kassa_ledger::{sale_entry, JournalEntry};
 use kassa_ledger::{undo_entry, EntryKind};
 use kassa_store::{CardIdentity, NewTxn, TxnRecord, TxnUpdate, WriteOp};
-use serde_json::json;
 use tokio::sync::OwnedMutexGuard;
 
 use super::{Ctx, Handler};
@@ -20,22 +19,6 @@ use crate::GatewayError;
 pub(super) struct Card {
     pub(super) pan: Pan,
     pub(super) expiry: Option<Expiry>,
-}
-
-pub(super) fn kind_name(kind: TxnKind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
-pub(super) fn status_name(status: TxnStatus) -> String {
-    serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
-pub(super) fn parse_kind(name: &str) -> Option<TxnKind> {
-    serde_json::from_value(json!(name)).ok()
-}
-
-pub(super) fn parse_status(name: &str) -> Option<TxnStatus> {
-    serde_json::from_value(json!(name)).ok()
 }
 
 /// A host authorisation code for approvals no issuer saw (refunds), derived from the id so a
@@ -150,16 +133,16 @@ impl Handler {
         let state =
             TxnState::new(kind, amount).apply(TxnEvent::Approve).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
         Ok(NewTxn {
-            kind: kind_name(kind),
-            status: status_name(state.status()),
-            channel: "card".into(),
+            kind,
+            status: state.status(),
+            channel: Channel::Card,
             merchant_id: ctx.terminal.merchant_id.clone(),
             card_identity: Some(identity.clone()),
             out_trade_no: None,
             rrn: None,
             auth_code: auth_code.map(str::to_owned),
             amount_minor: amount.minor(),
-            currency: amount.currency().code().to_owned(),
+            currency: amount.currency(),
             fee_minor,
             pan_masked: original.pan_masked.clone(),
             content_digest: digest.to_owned(),
@@ -243,7 +226,7 @@ impl Handler {
             .txns
             .txn(id)
             .await?
-            .filter(|txn| txn.rrn.is_none() && txn.channel == "card" && rrn_for(txn.id) == rrn))
+            .filter(|txn| txn.rrn.is_none() && txn.channel == Channel::Card && rrn_for(txn.id) == rrn))
     }
     pub(super) fn sale_entry(
         &self,
@@ -253,14 +236,13 @@ impl Handler {
         fee: Money,
     ) -> Result<JournalEntry, GatewayError> {
         let merchant = MerchantId::parse(merchant_id).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        sale_entry(reference, &merchant, kassa_domain::Channel::Card, amount, fee)
-            .map_err(|e| GatewayError::Corrupt(e.to_string()))
+        sale_entry(reference, &merchant, Channel::Card, amount, fee).map_err(|e| GatewayError::Corrupt(e.to_string()))
     }
 
     /// The sale entry an approved capture posted, rebuilt from its record (the entry functions
     /// are deterministic).
     pub(super) fn original_entry(&self, txn: &TxnRecord) -> Result<JournalEntry, GatewayError> {
-        let currency = Currency::from_code(&txn.currency).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        let currency = txn.currency;
         let identity = txn
             .card_identity
             .as_ref()
@@ -291,31 +273,15 @@ impl Handler {
     }
 
     pub(super) fn state_of_record(txn: &TxnRecord) -> Result<TxnState, GatewayError> {
-        let currency = Currency::from_code(&txn.currency).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let (Some(kind), Some(status)) = (parse_kind(&txn.kind), parse_status(&txn.status)) else {
-            return Err(GatewayError::Corrupt(format!("txn {} kind/status", txn.id)));
-        };
-        TxnState::restore(
-            kind,
-            status,
-            Money::from_minor(txn.amount_minor, currency),
-            Money::from_minor(txn.refunded_minor, currency),
-            txn.settled,
-        )
-        .map_err(GatewayError::Corrupt)
+        txn.state().map_err(GatewayError::Corrupt)
     }
 
     pub(super) fn update_to(txn: &TxnRecord, next: &TxnState, at_ms: i64) -> TxnUpdate {
+        debug_assert_eq!(next.kind(), txn.kind, "txn {}: a state of another kind", txn.id);
         TxnUpdate {
-            id: txn.id,
-            expected_version: txn.version,
-            status: status_name(next.status()),
             refunded_minor: next.refunded().minor(),
             settled: next.is_settled(),
-            response: None,
-            rrn: None,
-            auth_code: None,
-            updated_at_ms: at_ms,
+            ..TxnUpdate::of(txn, next.status(), at_ms)
         }
     }
 }

@@ -2,15 +2,13 @@
 //! RRN (37) and 61; refunds of one sale never add up to more than the sale (`61`), and each
 //! returns the fee in proportion (docs/reference/demo-data.md).
 
-use kassa_domain::{
-    fee_returned_by_refund, Channel, Currency, MerchantId, Money, TxnEvent, TxnKind, TxnState, TxnStatus,
-};
+use kassa_domain::{fee_returned_by_refund, Channel, MerchantId, Money, TxnEvent, TxnKind, TxnState, TxnStatus};
 use kassa_iso8583::fields::Field61;
 use kassa_iso8583::Message;
 use kassa_ledger::refund_entry;
 use kassa_store::{TxnRecord, WriteOp};
 
-use super::common::{host_auth_code, ledger_reference, parse_kind, parse_status, respond, Card};
+use super::common::{host_auth_code, ledger_reference, respond, Card};
 use super::replay::Inserted;
 use super::{Ctx, Handler};
 use crate::codes::ResponseCode;
@@ -82,10 +80,7 @@ impl Handler {
         card: Option<&Card>,
         original: &TxnRecord,
     ) -> Result<Result<Refunding, ResponseCode>, GatewayError> {
-        let (Some(kind), Some(status)) = (parse_kind(&original.kind), parse_status(&original.status)) else {
-            return Ok(Err(ResponseCode::INVALID_TRANSACTION));
-        };
-        let currency = Currency::from_code(&original.currency).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        let (kind, status, currency) = (original.kind, original.status, original.currency);
         if currency != amount.currency() {
             return Ok(Err(ResponseCode::INVALID_AMOUNT));
         }
@@ -124,7 +119,7 @@ impl Handler {
         let Some(identity) = &original.card_identity else { return false };
         let batch_ok = field61.original_batch_number == 0 || field61.original_batch_number == identity.batch_no;
         let stan_ok = field61.original_stan == 0 || field61.original_stan == identity.stan;
-        let date_ok = match (field61.original_date_mmdd, original.response["13"].as_str()) {
+        let date_ok = match (field61.original_date_mmdd, original.response.date_mmdd.as_deref()) {
             (Some(date), Some(stored)) => date.as_slice() == stored.as_bytes(),
             _ => true,
         };

@@ -2,10 +2,9 @@
 
 use kassa_domain::TxnStatus;
 use kassa_iso8583::Message;
-use kassa_store::{CardIdentity, Guard, NewTxn, TxnRecord, UnitOutcome, WriteOp, WriteUnit};
-use serde_json::json;
+use kassa_store::{CardIdentity, Guard, NewTxn, StoredAnswer, TxnRecord, UnitOutcome, WriteOp, WriteUnit};
 
-use super::common::{host_auth_code, respond, rrn_for, status_name};
+use super::common::{host_auth_code, respond, rrn_for};
 use super::Handler;
 use crate::budget::paused;
 use crate::business_day::Stamp;
@@ -30,18 +29,16 @@ impl Handler {
         stamp: &Stamp,
         auth_code: Option<&str>,
         balance: Option<&str>,
-    ) -> serde_json::Value {
-        let mut answer = json!({ "39": code.as_str(), "12": stamp.time_hhmmss, "13": stamp.date_mmdd });
-        if code.is_approved() {
-            answer["15"] = json!(stamp.settlement_mmdd);
+    ) -> StoredAnswer {
+        StoredAnswer {
+            response_code: Some(code.as_str().to_owned()),
+            time_hhmmss: Some(stamp.time_hhmmss.clone()),
+            date_mmdd: Some(stamp.date_mmdd.clone()),
+            settlement_mmdd: code.is_approved().then(|| stamp.settlement_mmdd.clone()),
+            auth_code: auth_code.map(str::to_owned),
+            balance: balance.map(str::to_owned),
+            refund_request: None,
         }
-        if let Some(auth_code) = auth_code {
-            answer["38"] = json!(auth_code);
-        }
-        if let Some(balance) = balance {
-            answer["54"] = json!(balance);
-        }
-        answer
     }
 
     /// Inserts `txn` guarded by its card identity, with `ops`, in one unit. When the identity
@@ -88,10 +85,16 @@ impl Handler {
             txn.id
         );
         let stored = &txn.response;
-        let code = stored["39"].as_str().and_then(ResponseCode::parse).unwrap_or(ResponseCode::SYSTEM_ERROR);
+        let code = stored.response_code.as_deref().and_then(ResponseCode::parse).unwrap_or(ResponseCode::SYSTEM_ERROR);
         let mut response = respond(request, code);
-        for field in [12u8, 13, 15, 38, 54] {
-            if let Some(value) = stored[field.to_string().as_str()].as_str() {
+        for (field, value) in [
+            (12u8, &stored.time_hhmmss),
+            (13, &stored.date_mmdd),
+            (15, &stored.settlement_mmdd),
+            (38, &stored.auth_code),
+            (54, &stored.balance),
+        ] {
+            if let Some(value) = value {
                 response.set(field, value);
             }
         }
@@ -113,30 +116,28 @@ impl Handler {
         digest: &str,
     ) -> Result<Message, GatewayError> {
         let existing = self.settled_state_of(existing).await?;
-        if existing.status == status_name(TxnStatus::Reversed) {
+        if existing.status == TxnStatus::Reversed {
             return Ok(respond(request, ResponseCode::INVALID_TRANSACTION));
         }
         if existing.content_digest != digest {
             return Ok(respond(request, ResponseCode::DUPLICATE));
         }
-        if existing.status == status_name(TxnStatus::Pending) {
+        if existing.status == TxnStatus::Pending {
             return Ok(respond(request, ResponseCode::SYSTEM_ERROR));
         }
-        debug_assert!(existing.response.get("39").is_some(), "txn {}: decided without an answer", existing.id);
+        debug_assert!(existing.response.response_code.is_some(), "txn {}: decided without an answer", existing.id);
         Ok(Self::answer_from(request, &existing))
     }
 
     /// Waits while another process still has `txn` pending (bounded by the issuer timeout).
     pub(super) async fn settled_state_of(&self, mut txn: TxnRecord) -> Result<TxnRecord, GatewayError> {
-        if txn.status == status_name(TxnStatus::Pending)
-            && self.clock.now_ms() - txn.created_at_ms > self.stale_after_ms()
-        {
+        if txn.status == TxnStatus::Pending && self.clock.now_ms() - txn.created_at_ms > self.stale_after_ms() {
             // Left by a host that stopped: nobody will decide it but us.
             self.reverser().finalize_stale(&txn).await?;
             return Ok(self.store.txns.txn(txn.id).await?.unwrap_or(txn));
         }
         let deadline = tokio::time::Instant::now() + self.issuer_timeout * 2;
-        while txn.status == status_name(TxnStatus::Pending) && tokio::time::Instant::now() < deadline {
+        while txn.status == TxnStatus::Pending && tokio::time::Instant::now() < deadline {
             paused(tokio::time::sleep(duration_ms(PENDING_POLL_MS))).await;
             match self.store.txns.txn(txn.id).await? {
                 Some(fresh) => txn = fresh,

@@ -1,13 +1,12 @@
 //! Reversal (冲正, 0400): undoes an approved original, or records a reversed placeholder so that
 //! an original arriving late is declined.
 
-use kassa_domain::{Pan, TxnEvent, TxnKind, TxnStatus};
+use kassa_domain::{Channel, Currency, Pan, TxnEvent, TxnKind, TxnStatus};
 use kassa_iso8583::Message;
 use kassa_ledger::EntryKind;
-use kassa_store::{CardIdentity, Guard, NewTxn, TxnRecord, UnitOutcome, WriteUnit};
-use serde_json::json;
+use kassa_store::{CardIdentity, Guard, NewTxn, StoredAnswer, TxnRecord, UnitOutcome, WriteUnit};
 
-use super::common::{kind_name, ledger_reference, parse_kind, respond, status_name, two_digits};
+use super::common::{ledger_reference, respond, two_digits};
 use super::{Ctx, Handler};
 use crate::codes::ResponseCode;
 use crate::GatewayError;
@@ -48,23 +47,21 @@ impl Handler {
             return Ok(matches!(outcome, UnitOutcome::Committed { .. }));
         };
         let original = self.settled_state_of(original).await?;
-        if original.status == status_name(TxnStatus::Declined)
-            && original.response["39"].as_str() != Some(ResponseCode::INVALID_TRANSACTION.as_str())
-        {
+        let invalid = ResponseCode::INVALID_TRANSACTION.as_str();
+        if original.status == TxnStatus::Declined && original.response.response_code.as_deref() != Some(invalid) {
             // Nothing to undo, but after a reversal every retransmission of the original
             // gets `12` (docs/reference/iso8583.md, "Exactly once"): its stored answer says so from now on.
             let mut update = Self::update_to(&original, &Self::state_of_record(&original)?, ctx.now_ms);
-            let mut answer = original.response.clone();
-            answer["39"] = json!(ResponseCode::INVALID_TRANSACTION.as_str());
+            let answer = StoredAnswer { response_code: Some(invalid.to_owned()), ..original.response.clone() };
             update.response = Some(answer);
             let outcome = self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![])).await?;
             return Ok(matches!(outcome, UnitOutcome::Committed { .. }));
         }
-        if original.status != status_name(TxnStatus::Approved) {
+        if original.status != TxnStatus::Approved {
             // Already reversed, declined, voided or still pending elsewhere: nothing to undo.
             return Ok(true);
         }
-        let Some(original_kind) = parse_kind(&original.kind) else { return Ok(true) };
+        let original_kind = original.kind;
         if original_kind.is_void() {
             // Reversing a void re-instates what it cancelled (voids.rs).
             return self.reverse_void(ctx, identity, &original).await;
@@ -109,21 +106,21 @@ impl Handler {
         let request = ctx.request;
         let pan = request.field_str(2).unwrap_or("");
         NewTxn {
-            kind: kind_name(kind),
-            status: status_name(TxnStatus::Reversed),
-            channel: "card".into(),
+            kind,
+            status: TxnStatus::Reversed,
+            channel: Channel::Card,
             merchant_id: ctx.terminal.merchant_id.clone(),
             card_identity: Some(identity.clone()),
             out_trade_no: None,
             rrn: None,
             auth_code: None,
             amount_minor: request.number(4).ok().flatten().and_then(|n| i64::try_from(n).ok()).unwrap_or(0),
-            currency: "CNY".into(),
+            currency: Currency::CNY,
             fee_minor: 0,
             pan_masked: Pan::parse(pan).ok().map(|pan| pan.masked()),
             content_digest: Self::digest(request, pan),
             original_id: None,
-            response: json!({ "39": ResponseCode::INVALID_TRANSACTION.as_str() }),
+            response: StoredAnswer::with_code(ResponseCode::INVALID_TRANSACTION.as_str()),
             business_date: ctx.stamp.business_date.clone(),
             created_at_ms: ctx.now_ms,
         }

@@ -2,13 +2,12 @@
 //! journaled before the issuer is asked, and the approval, its stored answer and its ledger
 //! entry are one write unit.
 
-use kassa_domain::{Money, TxnEvent, TxnKind, TxnState, TxnStatus};
+use kassa_domain::{Channel, Money, TxnEvent, TxnKind, TxnState, TxnStatus};
 use kassa_iso8583::Message;
 use kassa_issuer::{AuthoriseRequest, IssuerAnswer, Operation, RequestId};
-use kassa_store::{CardIdentity, Guard, NewTxn, StoreError, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
-use serde_json::json;
+use kassa_store::{CardIdentity, Guard, NewTxn, StoreError, StoredAnswer, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
 
-use super::common::{kind_name, ledger_reference, request_id_for, respond, rrn_for, status_name, Card};
+use super::common::{ledger_reference, request_id_for, respond, rrn_for, Card};
 use super::replay::Inserted;
 use super::{Ctx, Handler};
 use crate::budget::paused;
@@ -98,21 +97,21 @@ impl Handler {
         digest: &str,
     ) -> NewTxn {
         NewTxn {
-            kind: kind_name(kind),
-            status: status_name(TxnStatus::Pending),
-            channel: "card".into(),
+            kind,
+            status: TxnStatus::Pending,
+            channel: Channel::Card,
             merchant_id: ctx.terminal.merchant_id.clone(),
             card_identity: Some(identity.clone()),
             out_trade_no: None,
             rrn: None,
             auth_code: None,
             amount_minor: amount.minor(),
-            currency: amount.currency().code().to_owned(),
+            currency: amount.currency(),
             fee_minor: fee.minor(),
             pan_masked: Some(card.pan.masked()),
             content_digest: digest.to_owned(),
             original_id: None,
-            response: json!({}),
+            response: StoredAnswer::default(),
             business_date: ctx.stamp.business_date.clone(),
             created_at_ms: ctx.now_ms,
         }
@@ -148,7 +147,9 @@ impl Handler {
         let update = TxnUpdate {
             id: txn_id,
             expected_version: 1,
-            status: status_name(next.status()),
+            kind: capture.kind,
+            expected_status: TxnStatus::Pending,
+            status: next.status(),
             refunded_minor: 0,
             settled: false,
             response: Some(Self::stored_answer(code, &ctx.stamp, decision.auth_code.as_deref(), None)),

@@ -298,7 +298,7 @@ impl Handler {
             txn_id: Some(original.id),
             terminal_amount_minor: None,
             host_amount_minor: Some(original.amount_minor),
-            currency: original.currency.clone(),
+            currency: original.currency.code().to_owned(),
             details,
             created_at_ms: ctx.now_ms,
         }

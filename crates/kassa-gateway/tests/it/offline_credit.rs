@@ -1,7 +1,7 @@
 //! An offline sale (离线消费) is credited once, whether a correction (补登) credited it before the
 //! terminal uploaded it or the upload came first.
 
-use kassa_domain::{Channel, Currency, MerchantId, Money};
+use kassa_domain::{Channel, Currency, MerchantId, Money, TxnStatus};
 use kassa_store::gateway::claim_offline_credit;
 use kassa_store::{WriteOp, WriteUnit};
 
@@ -35,7 +35,7 @@ async fn an_offline_sale_credited_by_a_correction_is_not_credited_again_when_upl
     let answer = terminal.exchange(&corrected, true).await;
     assert_eq!(answer.code(), "00");
     let txn = host.store.txns.txn_by_rrn(answer.rrn()).await.unwrap().unwrap();
-    assert_eq!(txn.status, "approved");
+    assert_eq!(txn.status, TxnStatus::Approved);
     assert_eq!(payable(&host).await, -696, "credited once, by the correction");
     let reference = format!("card:{DEVICE_TERMINAL}:000001:{stan:06}:022");
     assert!(host.store.ledger.entries_for(&reference).await.unwrap().is_empty());

@@ -1,6 +1,7 @@
 //! Reversals (冲正) of voids: a void, a pre-authorisation void and a completion void are
 //! reversible (docs/reference/iso8583.md's table), so their reversal re-instates what they cancelled.
 
+use kassa_domain::TxnStatus;
 use kassa_iso8583::fields::{SettlementTotals, Totals};
 use kassa_iso8583::Message;
 use kassa_store::batch_upload::CorrectionRecord;
@@ -56,13 +57,13 @@ async fn reversing_a_void_reinstates_the_sale_once_with_its_whole_fee() {
     let void = terminal.void_of(10_000, approved.rrn(), approved.auth_code(), sale_stan);
     let voided = terminal.exchange(&void, true).await;
     assert_eq!(voided.code(), "00");
-    assert_eq!(txn(&host, approved.rrn()).await.status, "voided");
+    assert_eq!(txn(&host, approved.rrn()).await.status, TxnStatus::Voided);
 
     let reversal = reversal_of_void(&terminal, &void);
     let answer = terminal.exchange(&reversal, true).await;
     assert_eq!((answer.code(), answer.message.mti().as_str()), ("00", "0410"));
-    assert_eq!(txn(&host, approved.rrn()).await.status, "approved", "the sale stands again");
-    assert_eq!(txn(&host, voided.rrn()).await.status, "reversed");
+    assert_eq!(txn(&host, approved.rrn()).await.status, TxnStatus::Approved, "the sale stands again");
+    assert_eq!(txn(&host, voided.rrn()).await.status, TxnStatus::Reversed);
     assert_eq!(balances(&host).await, after_sale, "amount and whole fee re-booked");
     let check = host.store.ledger.check().await.unwrap();
     assert!(check.is_sound());
@@ -72,7 +73,7 @@ async fn reversing_a_void_reinstates_the_sale_once_with_its_whole_fee() {
     assert_eq!(terminal.exchange(&reversal, true).await.code(), "00");
     assert_eq!(terminal.exchange(&void, true).await.code(), "12");
     assert_eq!(host.store.ledger.check().await.unwrap().entries, 3);
-    assert_eq!(txn(&host, approved.rrn()).await.status, "approved");
+    assert_eq!(txn(&host, approved.rrn()).await.status, TxnStatus::Approved);
 
     // The void had released the sale at the issuer: the re-authorisation is owed, for review.
     let proposed = corrections(&host, 1).await;
@@ -106,12 +107,12 @@ async fn reversing_a_pre_authorisation_void_reinstates_the_hold() {
     let void = terminal.preauth_void_of(800, held.rrn(), held.auth_code(), preauth_stan);
     let voided = terminal.exchange(&void, true).await;
     assert_eq!(voided.code(), "00");
-    assert_eq!(txn(&host, held.rrn()).await.status, "voided");
+    assert_eq!(txn(&host, held.rrn()).await.status, TxnStatus::Voided);
 
     let reversal = reversal_of_void(&terminal, &void);
     let answer = terminal.exchange(&reversal, true).await;
     assert_eq!((answer.code(), answer.message.mti().as_str()), ("00", "0410"));
-    assert_eq!(txn(&host, held.rrn()).await.status, "approved", "the hold stands again");
+    assert_eq!(txn(&host, held.rrn()).await.status, TxnStatus::Approved, "the hold stands again");
     assert_eq!(terminal.exchange(&reversal, true).await.code(), "00");
     assert_eq!(terminal.exchange(&void, true).await.code(), "12", "the void's retransmission after its reversal");
     assert_eq!(host.store.ledger.check().await.unwrap().entries, 0, "a hold moves no money");
@@ -140,12 +141,12 @@ async fn reversing_a_completion_void_captures_the_hold_again() {
     let void = terminal.completion_void_of(600, completed.rrn(), completed.auth_code(), completion_stan);
     let voided = terminal.exchange(&void, true).await;
     assert_eq!(voided.code(), "00");
-    assert_eq!(txn(&host, held.rrn()).await.status, "approved");
+    assert_eq!(txn(&host, held.rrn()).await.status, TxnStatus::Approved);
 
     let reversal = reversal_of_void(&terminal, &void);
     assert_eq!(terminal.exchange(&reversal, true).await.code(), "00");
-    assert_eq!(txn(&host, completed.rrn()).await.status, "approved", "the completion stands again");
-    assert_eq!(txn(&host, held.rrn()).await.status, "completed", "and has captured its hold again");
+    assert_eq!(txn(&host, completed.rrn()).await.status, TxnStatus::Approved, "the completion stands again");
+    assert_eq!(txn(&host, held.rrn()).await.status, TxnStatus::Completed, "and has captured its hold again");
     assert_eq!(balances(&host).await, after_completion, "amount and whole fee re-booked");
     assert_eq!(terminal.exchange(&reversal, true).await.code(), "00");
     assert_eq!(terminal.exchange(&void, true).await.code(), "12");
@@ -170,7 +171,7 @@ async fn a_reversal_of_an_unknown_void_is_00_and_the_late_void_is_12() {
     assert_eq!(terminal.exchange(&reversal, true).await.code(), "00", "reversing the placeholder changes nothing");
     // The void arriving after its reversal is declined and never applied.
     assert_eq!(terminal.exchange(&void, true).await.code(), "12");
-    assert_eq!(txn(&host, approved.rrn()).await.status, "approved");
+    assert_eq!(txn(&host, approved.rrn()).await.status, TxnStatus::Approved);
     let check = host.store.ledger.check().await.unwrap();
     assert!(check.is_sound());
     assert_eq!(check.entries, 1, "only the sale");
@@ -195,7 +196,7 @@ async fn a_reversal_of_a_void_settled_meanwhile_changes_nothing_and_is_proposed_
     let reversal = reversal_of_void(&terminal, &void);
     assert_eq!(terminal.exchange(&reversal, true).await.code(), "00", "answered 00 whether or not undone");
     assert_eq!(terminal.exchange(&reversal, true).await.code(), "00");
-    assert_eq!(txn(&host, approved.rrn()).await.status, "voided", "settled transactions are never reversed");
+    assert_eq!(txn(&host, approved.rrn()).await.status, TxnStatus::Voided, "settled transactions are never reversed");
     assert_eq!(balances(&host).await, before);
     let check = host.store.ledger.check().await.unwrap();
     assert!(check.is_sound());

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use kassa_domain::TxnStatus;
 use kassa_store::CardIdentity;
 
 use crate::harness::{Host, DEVICE_TERMINAL, HOST_TERMINAL};
@@ -55,7 +56,7 @@ async fn a_database_that_cannot_commit_is_answered_96_in_time_and_nothing_half_w
     // approval, never money.
     let identity = CardIdentity { terminal_id: DEVICE_TERMINAL.into(), batch_no: 1, stan, mti_class: "020".into() };
     if let Some(txn) = host.store.txns.txn_by_card_identity(&identity).await.unwrap() {
-        assert_ne!(txn.status, "approved", "{txn:?}");
+        assert_ne!(txn.status, TxnStatus::Approved, "{txn:?}");
     }
     assert_eq!(host.store.ledger.check().await.unwrap().entries, 0, "nothing charged");
 

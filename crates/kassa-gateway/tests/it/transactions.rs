@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 use kassa_iso8583::fields::{Field60, Field61, SettlementTotals, Totals};
 use kassa_iso8583::frame::Frame;
 use kassa_iso8583::UNIONPAY;
+use kassa_store::StoredAnswer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::{Host, DEVICE_TERMINAL, HOST_TERMINAL, ISSUER_TIMEOUT_MS};
@@ -46,7 +48,7 @@ async fn sign_in_then_an_approved_sale_is_durable_with_its_fee() {
 
     // Committed before it was answered: the transaction and its ledger entry are there.
     let txn = host.store.txns.txn_by_rrn(answer.rrn()).await.unwrap().unwrap();
-    assert_eq!(txn.status, "approved");
+    assert_eq!(txn.status, TxnStatus::Approved);
     assert_eq!(txn.amount_minor, 10_000);
     assert_eq!(txn.fee_minor, 60, "0.60 % of 100.00");
     assert_eq!(txn.pan_masked.as_deref(), Some("622202*********0128"));
@@ -268,7 +270,7 @@ async fn silent_issuer_is_98_after_the_timeout_and_reversed_at_the_issuer() {
     assert_eq!(answer.code(), "98");
     assert!(started.elapsed() >= Duration::from_millis(ISSUER_TIMEOUT_MS));
     let txn = host.store.txns.txn_by_rrn(answer.rrn()).await.unwrap().unwrap();
-    assert_eq!(txn.status, "declined");
+    assert_eq!(txn.status, TxnStatus::Declined);
     let request_id = format!("txn:{}", txn.id);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -302,7 +304,7 @@ async fn reversal_undoes_a_sale_and_an_original_after_its_reversal_is_12() {
     // Reversing again changes nothing.
     assert_eq!(terminal.exchange(&reversal, true).await.code(), "00");
     let txn = host.store.txns.txn_by_rrn(approved.rrn()).await.unwrap().unwrap();
-    assert_eq!(txn.status, "reversed");
+    assert_eq!(txn.status, TxnStatus::Reversed);
     let balances = host.store.ledger.balances().await.unwrap();
     assert!(balances.iter().all(|(_, minor)| *minor == 0), "the reversal undid the sale: {balances:?}");
     assert_eq!(host.store.ledger.check().await.unwrap().entries, 2);
@@ -338,7 +340,7 @@ async fn after_the_reversal_of_a_declined_sale_its_retransmission_is_12() {
     assert_eq!(again.rrn(), declined.rrn());
     assert_eq!(terminal.exchange(&reversal, true).await.code(), "00", "reversing again changes nothing");
     assert_eq!(terminal.exchange(&sale, true).await.code(), "12");
-    assert_eq!(host.store.txns.txn_by_rrn(declined.rrn()).await.unwrap().unwrap().status, "declined");
+    assert_eq!(host.store.txns.txn_by_rrn(declined.rrn()).await.unwrap().unwrap().status, TxnStatus::Declined);
     assert_eq!(host.store.ledger.check().await.unwrap().entries, 0, "nothing was ever charged");
     host.stop().await;
 }
@@ -367,7 +369,7 @@ async fn void_of_a_sale_in_the_open_batch() {
     assert_eq!(terminal.exchange(&again, true).await.code(), "12");
 
     let original = host.store.txns.txn_by_rrn(approved.rrn()).await.unwrap().unwrap();
-    assert_eq!(original.status, "voided");
+    assert_eq!(original.status, TxnStatus::Voided);
     let balances = host.store.ledger.balances().await.unwrap();
     assert!(balances.iter().all(|(_, minor)| *minor == 0), "the void returned amount and whole fee: {balances:?}");
     assert!(host.store.ledger.check().await.unwrap().is_sound());
@@ -388,7 +390,7 @@ async fn host_enforced_refund_password_needs_an_approval() {
     with_token.set(63, "01 not-a-real-approval");
     assert_eq!(terminal.exchange(&with_token, true).await.code(), "58", "the default refuses every approval");
     let original = host.store.txns.txn_by_rrn(approved.rrn()).await.unwrap().unwrap();
-    assert_eq!(original.status, "approved");
+    assert_eq!(original.status, TxnStatus::Approved);
     host.stop().await;
 }
 
@@ -513,7 +515,7 @@ async fn balanced_settlement_closes_the_batch_and_refunds_cross_it() {
         .await
         .unwrap()
         .iter()
-        .all(|t| t.settled || t.status == "voided"));
+        .all(|t| t.settled || t.status == TxnStatus::Voided));
 
     // The old batch is closed: 77. In the new batch a sale of the settled batch can be
     // refunded but not voided.
@@ -582,7 +584,7 @@ async fn pre_authorisation_family() {
         .unwrap();
     assert_eq!((completion_txn.kind.as_str(), completion_txn.fee_minor), ("completion", 4));
     let preauth_txn = host.store.txns.txn_by_rrn(held.rrn()).await.unwrap().unwrap();
-    assert_eq!(preauth_txn.status, "completed");
+    assert_eq!(preauth_txn.status, TxnStatus::Completed);
     assert_eq!(host.store.ledger.check().await.unwrap().entries, 1);
     // Completing twice is 12.
     let twice = terminal.completion_of(100, held.rrn(), held.auth_code(), preauth_stan);
@@ -591,14 +593,14 @@ async fn pre_authorisation_family() {
     // Voiding the completion returns the money and reopens the hold; then the hold is voided.
     let void = terminal.completion_void_of(600, completed.rrn(), completed.auth_code(), completion_stan);
     assert_eq!(terminal.exchange(&void, true).await.code(), "00");
-    assert_eq!(host.store.txns.txn_by_rrn(held.rrn()).await.unwrap().unwrap().status, "approved");
+    assert_eq!(host.store.txns.txn_by_rrn(held.rrn()).await.unwrap().unwrap().status, TxnStatus::Approved);
     let balances = host.store.ledger.balances().await.unwrap();
     assert!(balances.iter().all(|(_, minor)| *minor == 0), "{balances:?}");
     let preauth_void = terminal.preauth_void_of(800, held.rrn(), held.auth_code(), preauth_stan);
     let answer = terminal.exchange(&preauth_void, true).await;
     assert_eq!(answer.code(), "00");
     assert_eq!(answer.message.mti().as_str(), "0110");
-    assert_eq!(host.store.txns.txn_by_rrn(held.rrn()).await.unwrap().unwrap().status, "voided");
+    assert_eq!(host.store.txns.txn_by_rrn(held.rrn()).await.unwrap().unwrap().status, TxnStatus::Voided);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while host.simulator.balance_minor(TEN_YUAN_CARD) != Some(1000) {
         assert!(std::time::Instant::now() < deadline, "the hold was never released at the issuer");
@@ -625,9 +627,9 @@ async fn a_request_left_pending_by_a_stopped_host_is_declined_and_reversed_at_th
     let host = Host::start().await;
     // What a host that died while asking the issuer leaves behind: the journaled request.
     let abandoned = NewTxn {
-        kind: "sale".into(),
-        status: "pending".into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::Pending,
+        channel: Channel::Card,
         merchant_id: crate::harness::MERCHANT.into(),
         card_identity: Some(CardIdentity {
             terminal_id: DEVICE_TERMINAL.into(),
@@ -639,12 +641,12 @@ async fn a_request_left_pending_by_a_stopped_host_is_declined_and_reversed_at_th
         rrn: None,
         auth_code: None,
         amount_minor: 500,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 3,
         pan_masked: Some("622202*********0128".into()),
         content_digest: "x".into(),
         original_id: None,
-        response: serde_json::json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-11-22".into(),
         created_at_ms: 1_000,
     };
@@ -656,8 +658,8 @@ async fn a_request_left_pending_by_a_stopped_host_is_declined_and_reversed_at_th
     loop {
         let txn = host.store.txns.txn(id).await.unwrap().unwrap();
         let reversal = host.store.gateway().issuer_reversal(&format!("txn:{id}")).await.unwrap();
-        if txn.status == "declined" && reversal.as_ref().is_some_and(|r| r.done_at_ms.is_some()) {
-            assert_eq!(txn.response["39"], "98");
+        if txn.status == TxnStatus::Declined && reversal.as_ref().is_some_and(|r| r.done_at_ms.is_some()) {
+            assert_eq!(txn.response.response_code.as_deref(), Some("98"));
             assert_eq!(reversal.unwrap().reason, "recovery");
             break;
         }

@@ -18,7 +18,7 @@ use kassa_store::qr::{
 };
 use kassa_store::recon::{DifferenceClass, ReconCounts, ReconSource};
 use kassa_store::testing::TestDb;
-use kassa_store::{Guard, Store, WriteOp, WriteUnit};
+use kassa_store::{Guard, Store, StoredAnswer, WriteOp, WriteUnit};
 
 const MERCHANT: &str = "898100000000001";
 const DAY: &str = "2026-12-06";
@@ -555,10 +555,6 @@ mod card {
     const ZPK: &str = "0123456789ABCDEFFEDCBA9876543210";
     const CARD: &str = "6222021234567890128";
 
-    fn name<T: serde::Serialize>(value: T) -> String {
-        serde_json::to_value(value).unwrap().as_str().unwrap().to_owned()
-    }
-
     /// Stores a card transaction as Kassa decided it; answers its id.
     async fn txn(store: &Store, n: u32, status: TxnStatus, minor: i64) -> i64 {
         insert(store, new_txn(n, status, minor, DAY, at(10))).await
@@ -577,9 +573,9 @@ mod card {
 
     fn new_txn(n: u32, status: TxnStatus, minor: i64, business_date: &str, at_ms: i64) -> NewTxn {
         NewTxn {
-            kind: name(TxnKind::Sale),
-            status: name(status),
-            channel: "card".into(),
+            kind: TxnKind::Sale,
+            status,
+            channel: Channel::Card,
             merchant_id: MERCHANT.into(),
             card_identity: Some(kassa_store::CardIdentity {
                 terminal_id: "10000001".into(),
@@ -591,12 +587,12 @@ mod card {
             rrn: None,
             auth_code: None,
             amount_minor: minor,
-            currency: "CNY".into(),
+            currency: Currency::CNY,
             fee_minor: 0,
             pan_masked: Some("622202*********0128".into()),
             content_digest: format!("d{n}"),
             original_id: None,
-            response: serde_json::json!({}),
+            response: StoredAnswer::default(),
             business_date: business_date.into(),
             created_at_ms: at_ms,
         }

@@ -2,10 +2,11 @@
 //! workflow and recorded by the host like a terminal's refund, once.
 
 use kassa_domain::RefundRequestState as S;
+use kassa_domain::{Channel, TxnKind, TxnStatus};
 use kassa_refund::{ChannelStatus, Decision, NewRefund, RefundError, RefundTarget, StepKind};
 use kassa_store::refund_requests::RefundTargetKind;
 use kassa_store::testing::TestDb;
-use kassa_store::{CardIdentity, Guard, NewTxn, TxnUpdate, UnitOutcome};
+use kassa_store::{CardIdentity, Guard, NewTxn, StoredAnswer, TxnUpdate, UnitOutcome};
 
 use super::*;
 
@@ -13,9 +14,9 @@ use super::*;
 /// stores one; answers its id.
 async fn card_sale(db: &TestDb, merchant_id: &str, stan: u32, rrn: Option<&str>, minor: i64, status: &str) -> i64 {
     let sale = NewTxn {
-        kind: "sale".into(),
-        status: status.into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::parse(status).unwrap(),
+        channel: Channel::Card,
         merchant_id: merchant_id.into(),
         card_identity: Some(CardIdentity {
             terminal_id: "10000001".into(),
@@ -27,12 +28,12 @@ async fn card_sale(db: &TestDb, merchant_id: &str, stan: u32, rrn: Option<&str>,
         rrn: rrn.map(Into::into),
         auth_code: Some("123456".into()),
         amount_minor: minor,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: minor * 6 / 1_000,
         pan_masked: Some("622202*********0128".into()),
         content_digest: format!("sale-{stan}"),
         original_id: None,
-        response: serde_json::json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-12-06".into(),
         created_at_ms: 1,
     };
@@ -124,17 +125,7 @@ pub async fn a_card_sale_refunded_at_the_terminal_meanwhile_fails_the_request(db
     platform.refunds.request(&api_key(), card_refund("C1", "000000000505", 80_00), "api").await.unwrap();
     // A terminal refunds 50.00 of the sale (退货) while the request waits for its review.
     let sale = db.store.txns.txn(sale_id).await.unwrap().unwrap();
-    let update = TxnUpdate {
-        id: sale_id,
-        expected_version: sale.version,
-        status: "partially_refunded".into(),
-        refunded_minor: 50_00,
-        settled: false,
-        response: None,
-        rrn: None,
-        auth_code: None,
-        updated_at_ms: 2,
-    };
+    let update = TxnUpdate { refunded_minor: 50_00, ..TxnUpdate::of(&sale, TxnStatus::PartiallyRefunded, 2) };
     db.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![])).await.unwrap();
     let failed = platform.refunds.review(&owner(), &merchant(), "C1", Decision::Approve, "", "ip").await.unwrap();
     assert_eq!(failed.state, S::Failed, "{failed:?}");

@@ -2,7 +2,7 @@
 //! duplicates inside a batch, version conflicts among successful updates, every guard kind
 //! mixed, batches larger than one set-based statement, a refused batch retried unit by unit.
 
-use kassa_domain::{Channel, Currency, MerchantId, Money};
+use kassa_domain::{Channel, Currency, MerchantId, Money, TxnKind, TxnStatus};
 use kassa_ledger::{sale_entry, Account};
 use kassa_store::testing::TestDb;
 use kassa_store::*;
@@ -37,21 +37,21 @@ fn terminal(id: &str) -> TerminalRecord {
 
 fn card_txn(tid: &str, stan: u32, amount: i64, status: &str) -> NewTxn {
     NewTxn {
-        kind: "sale".into(),
-        status: status.into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::parse(status).unwrap(),
+        channel: Channel::Card,
         merchant_id: MID.into(),
         card_identity: Some(CardIdentity { terminal_id: tid.into(), batch_no: 1, stan, mti_class: "020".into() }),
         out_trade_no: None,
         rrn: None,
         auth_code: None,
         amount_minor: amount,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 0,
         pan_masked: Some("622202*********0128".into()),
         content_digest: format!("digest-{stan}-{amount}"),
         original_id: None,
-        response: json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-11-22".into(),
         created_at_ms: 1_000,
     }
@@ -74,14 +74,21 @@ fn sale(reference: &str, amount: i64) -> WriteOp {
     WriteOp::PostEntry { entry, at_ms: 1 }
 }
 
+/// The answer of the update at `version` (which of several updates won).
+fn answer(version: i64) -> StoredAnswer {
+    StoredAnswer { balance: Some(version.to_string()), ..StoredAnswer::with_code("00") }
+}
+
 fn approve(id: i64, version: i64, rrn: Option<String>) -> TxnUpdate {
     TxnUpdate {
         id,
         expected_version: version,
-        status: "approved".into(),
+        kind: TxnKind::Sale,
+        expected_status: TxnStatus::Pending,
+        status: TxnStatus::Approved,
         refunded_minor: 0,
         settled: false,
-        response: Some(json!({"39": "00", "v": version})),
+        response: Some(answer(version)),
         rrn,
         auth_code: Some("123456".into()),
         updated_at_ms: 2_000 + version,
@@ -132,7 +139,7 @@ pub async fn duplicates_inside_one_batch(db: &TestDb) {
         panic!()
     };
     let trade = |amount| NewTxn {
-        channel: "alipay".into(),
+        channel: Channel::Alipay,
         card_identity: None,
         out_trade_no: Some("order-7".into()),
         ..card_txn("10000001", 0, amount, "approved")
@@ -217,11 +224,11 @@ pub async fn a_version_conflict_among_successful_updates(db: &TestDb) {
     }
     let version = |id| async move { db.store.txns.txn(id).await.unwrap().unwrap() };
     assert_eq!(version(ids[0]).await.version, 2);
-    assert_eq!(version(ids[0]).await.response, json!({"39": "00", "v": 1}));
+    assert_eq!(version(ids[0]).await.response, answer(1));
     assert_eq!(version(ids[1]).await.version, 3);
     assert_eq!(version(ids[1]).await.updated_at_ms, 2_002);
     assert_eq!((version(ids[2]).await.version, version(ids[2]).await.status.as_str()), (1, "pending"));
-    assert_eq!(version(ids[4]).await.status, "approved");
+    assert_eq!(version(ids[4]).await.status, TxnStatus::Approved);
     assert_eq!(version(ids[5]).await.version, 1);
     assert_eq!(db.store.ledger.entries_for("u-2").await.unwrap().len(), 0);
     assert_eq!(db.store.ledger.entries_for("u-0-again").await.unwrap().len(), 0);

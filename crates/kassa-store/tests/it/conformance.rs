@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kassa_domain::{Channel, Currency, MerchantId, Money};
+use kassa_domain::{Channel, Currency, MerchantId, Money, TxnKind, TxnStatus};
 use kassa_ledger::{payout_entry, refund_entry, sale_entry, undo_entry, EntryKind, Ledger};
 use kassa_store::*;
 use serde_json::json;
@@ -37,21 +37,21 @@ fn credential(hash: &str) -> CredentialRecord {
 
 fn card_txn(tid: &str, batch: u32, stan: u32, amount: i64) -> NewTxn {
     NewTxn {
-        kind: "sale".into(),
-        status: "approved".into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::Approved,
+        channel: Channel::Card,
         merchant_id: MID.into(),
         card_identity: Some(CardIdentity { terminal_id: tid.into(), batch_no: batch, stan, mti_class: "020".into() }),
         out_trade_no: None,
         rrn: Some(format!("{tid}{}{stan:03}", batch % 10)),
         auth_code: Some("A1B2C3".into()),
         amount_minor: amount,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 0,
         pan_masked: Some("622202*********0128".into()),
         content_digest: format!("digest-{amount}"),
         original_id: None,
-        response: json!({"response_code": "00"}),
+        response: StoredAnswer { auth_code: Some("A1B2C3".into()), ..StoredAnswer::with_code("00") },
         business_date: "2026-11-22".into(),
         created_at_ms: 1_000,
     }
@@ -182,7 +182,7 @@ pub async fn card_identity_is_charged_once(db: &TestDb) {
     }
     let stored = store.txns.txn(id).await.unwrap().unwrap();
     assert_eq!(stored.amount_minor, 100);
-    assert_eq!(stored.response, json!({"response_code": "00"}));
+    assert_eq!(stored.response, StoredAnswer { auth_code: Some("A1B2C3".into()), ..StoredAnswer::with_code("00") });
     assert_eq!(store.txns.txn_by_card_identity(stored.card_identity.as_ref().unwrap()).await.unwrap().unwrap().id, id);
     assert_eq!(store.txns.txn_by_rrn("100000011007").await.unwrap().unwrap().id, id);
     assert_eq!(store.txns.txns_in_batch("10000001", 1).await.unwrap().len(), 3);
@@ -193,8 +193,8 @@ pub async fn trades_are_unique_per_merchant(db: &TestDb) {
     seed_merchant(store, MID).await;
     seed_merchant(store, "898100000000002").await;
     let trade = |merchant: &str| NewTxn {
-        kind: "qr_payment".into(),
-        channel: "alipay".into(),
+        kind: TxnKind::QrPayment,
+        channel: Channel::Alipay,
         merchant_id: merchant.into(),
         card_identity: None,
         out_trade_no: Some("order-1".into()),
@@ -213,7 +213,7 @@ pub async fn trades_are_unique_per_merchant(db: &TestDb) {
         store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(trade("898100000000002"))), vec![])).await.unwrap(),
         UnitOutcome::Committed { .. }
     ));
-    assert_eq!(store.txns.txn_by_trade(MID, "order-1").await.unwrap().unwrap().channel, "alipay");
+    assert_eq!(store.txns.txn_by_trade(MID, "order-1").await.unwrap().unwrap().channel, Channel::Alipay);
 }
 
 pub async fn a_duplicate_posts_nothing(db: &TestDb) {
@@ -258,7 +258,9 @@ pub async fn stale_updates_are_refused(db: &TestDb) {
     let update = |version| TxnUpdate {
         id,
         expected_version: version,
-        status: "voided".into(),
+        kind: TxnKind::Sale,
+        expected_status: TxnStatus::Approved,
+        status: TxnStatus::Voided,
         refunded_minor: 0,
         settled: false,
         response: None,
@@ -512,6 +514,100 @@ pub async fn history_cannot_be_edited(db: &TestDb) {
     assert!(store.ledger.check().await.unwrap().is_sound());
 }
 
+/// A stored kind, status, channel or currency the domain does not know (a damaged row, or one a
+/// newer version wrote), or an answer of another shape, reads back as `StoreError::Corrupt`
+/// from every read of transactions, never as a panic. An answer the version before the typed
+/// records wrote (keys in any order, keys it does not know) reads back as it was meant.
+pub async fn corrupt_transaction_rows_are_errors(db: &TestDb) {
+    let store = &db.store;
+    seed_merchant(store, MID).await;
+    let new = card_txn("10000001", 1, 1, 100);
+    let identity = new.card_identity.clone().unwrap();
+    let UnitOutcome::Committed { txn_id: Some(id), .. } =
+        store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(new)), vec![])).await.unwrap()
+    else {
+        panic!()
+    };
+    let stored = store.txns.txn(id).await.unwrap().unwrap();
+    let written = r#"{"39":"00","38":"A1B2C3"}"#;
+    for (column, damaged, original) in [
+        ("kind", "refundd", "sale"),
+        ("status", "APPROVED", "approved"),
+        ("status", "", "approved"),
+        ("channel", "carrier_pigeon", "card"),
+        ("currency", "XXX", "CNY"),
+        ("response", "[1]", written),
+        ("response", r#"{"39": 0}"#, written),
+        ("response", "not json", written),
+    ] {
+        raw_execute(&db.url, &format!("UPDATE transactions SET {column} = '{damaged}' WHERE id = {id}")).await.unwrap();
+        let corrupt = |what: &str, read: Result<(), StoreError>| {
+            assert!(matches!(read, Err(StoreError::Corrupt(_))), "{column} {damaged:?}, {what}: {read:?}");
+        };
+        corrupt("by id", store.txns.txn(id).await.map(drop));
+        corrupt("by identity", store.txns.txn_by_card_identity(&identity).await.map(drop));
+        corrupt("by RRN", store.txns.txn_by_rrn(stored.rrn.as_deref().unwrap()).await.map(drop));
+        corrupt("by batch", store.txns.txns_in_batch("10000001", 1).await.map(drop));
+        if column != "response" && column != "channel" {
+            corrupt("totals", store.settlement().batch_totals("10000001", 1).await.map(drop));
+            corrupt("lines", store.settlement().batch_lines("10000001", 1, 0, 10).await.map(drop));
+        }
+        raw_execute(&db.url, &format!("UPDATE transactions SET {column} = '{original}' WHERE id = {id}"))
+            .await
+            .unwrap();
+        assert_eq!(store.txns.txn(id).await.unwrap().unwrap(), stored, "{column} restored");
+    }
+    // As the untyped version stored it: a JSON object's keys sorted, and keys of its own.
+    let old = r#"{"12":"120000","13":"1122","15":"1123","38":"A1B2C3","39":"00","note":{"x":1}}"#;
+    raw_execute(&db.url, &format!("UPDATE transactions SET response = '{old}' WHERE id = {id}")).await.unwrap();
+    let answer = store.txns.txn(id).await.unwrap().unwrap().response;
+    assert_eq!(
+        answer,
+        StoredAnswer {
+            time_hhmmss: Some("120000".into()),
+            date_mmdd: Some("1122".into()),
+            settlement_mmdd: Some("1123".into()),
+            auth_code: Some("A1B2C3".into()),
+            ..StoredAnswer::with_code("00")
+        }
+    );
+    raw_execute(&db.url, &format!("UPDATE transactions SET response = '{{}}' WHERE id = {id}")).await.unwrap();
+    assert!(store.txns.txn(id).await.unwrap().unwrap().response.is_empty(), "a pending record's answer");
+}
+
+/// The writer refuses a status change the state machine does not make from the status the
+/// caller read (an approved sale back to pending, a sale "completed"), alone in its batch or
+/// among others, and writes nothing of that unit; its neighbours commit.
+pub async fn forbidden_status_changes_are_refused(db: &TestDb) {
+    let store = &db.store;
+    seed_merchant(store, MID).await;
+    let mut ids = Vec::new();
+    for stan in [1, 2] {
+        let unit = WriteUnit::guarded(Guard::InsertTxn(Box::new(card_txn("10000001", 1, stan, 100))), vec![]);
+        let UnitOutcome::Committed { txn_id: Some(id), .. } = store.commit(unit).await.unwrap() else { panic!() };
+        ids.push(id);
+    }
+    let sale = store.txns.txn(ids[0]).await.unwrap().unwrap();
+    for status in [TxnStatus::Pending, TxnStatus::Completed, TxnStatus::Closed, TxnStatus::Declined] {
+        let refused = store.commit(WriteUnit::guarded(Guard::UpdateTxn(TxnUpdate::of(&sale, status, 2)), vec![])).await;
+        assert!(matches!(refused, Err(StoreError::Corrupt(_))), "approved -> {status}: {refused:?}");
+        let refused = store.commit(WriteUnit::ops(vec![WriteOp::UpdateTxn(TxnUpdate::of(&sale, status, 2))])).await;
+        assert!(matches!(refused, Err(StoreError::Corrupt(_))), "approved -> {status}: {refused:?}");
+    }
+    assert_eq!(store.txns.txn(ids[0]).await.unwrap().unwrap(), sale, "nothing written");
+    let other = store.txns.txn(ids[1]).await.unwrap().unwrap();
+    let results = db
+        .commit_as_one_batch(vec![
+            WriteUnit::guarded(Guard::UpdateTxn(TxnUpdate::of(&sale, TxnStatus::Pending, 3)), vec![]),
+            WriteUnit::guarded(Guard::UpdateTxn(TxnUpdate::of(&other, TxnStatus::Voided, 3)), vec![]),
+        ])
+        .await;
+    assert!(matches!(results[0], Err(StoreError::Corrupt(_))), "{results:?}");
+    assert!(matches!(results[1], Ok(UnitOutcome::Committed { .. })), "{results:?}");
+    assert_eq!(store.txns.txn(ids[0]).await.unwrap().unwrap(), sale);
+    assert_eq!(store.txns.txn(ids[1]).await.unwrap().unwrap().status, TxnStatus::Voided);
+}
+
 async fn raw_execute(url: &str, sql: &str) -> Result<(), String> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
@@ -730,6 +826,8 @@ pub async fn ledger_property_holds_on_the_store(db: &TestDb) {
 
 kassa_store::both_backends!(
     migrations_are_idempotent_and_readiness_follows,
+    corrupt_transaction_rows_are_errors,
+    forbidden_status_changes_are_refused,
     directory_round_trips,
     card_identity_is_charged_once,
     trades_are_unique_per_merchant,

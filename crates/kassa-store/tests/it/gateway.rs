@@ -70,12 +70,13 @@ async fn issuer_reversals_are_journaled_once_and_attempts_recorded(db: &TestDb) 
 }
 
 async fn stale_pending_card_requests_are_found(db: &TestDb) {
-    use kassa_store::{CardIdentity, Guard, NewTxn};
+    use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
+    use kassa_store::{CardIdentity, Guard, NewTxn, StoredAnswer};
     seed_terminal(db, "10000001").await;
     let txn = |stan: u32, status: &str, at: i64| NewTxn {
-        kind: "sale".into(),
-        status: status.into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::parse(status).unwrap(),
+        channel: Channel::Card,
         merchant_id: "898100000000001".into(),
         card_identity: Some(CardIdentity {
             terminal_id: "10000001".into(),
@@ -87,12 +88,12 @@ async fn stale_pending_card_requests_are_found(db: &TestDb) {
         rrn: None,
         auth_code: None,
         amount_minor: 100,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 1,
         pan_masked: None,
         content_digest: "d".into(),
         original_id: None,
-        response: serde_json::json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-11-22".into(),
         created_at_ms: at,
     };

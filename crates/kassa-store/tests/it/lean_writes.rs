@@ -3,20 +3,20 @@
 
 use std::time::{Duration, Instant};
 
-use kassa_domain::{Channel, Currency, MerchantId, Money};
+use kassa_domain::{Channel, Currency, MerchantId, Money, TxnKind, TxnStatus};
 use kassa_ledger::sale_entry;
 use kassa_store::testing::TestDb;
 use kassa_store::{
-    CardIdentity, Guard, MerchantRecord, NewTxn, StoreError, TxnUpdate, UnitOutcome, WriteOp, WriteUnit,
+    CardIdentity, Guard, MerchantRecord, NewTxn, StoreError, StoredAnswer, TxnUpdate, UnitOutcome, WriteOp, WriteUnit,
 };
 
 const MERCHANT: &str = "898100000000001";
 
 fn pending(stan: u32) -> NewTxn {
     NewTxn {
-        kind: "sale".into(),
-        status: "pending".into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::Pending,
+        channel: Channel::Card,
         merchant_id: MERCHANT.into(),
         card_identity: Some(CardIdentity {
             terminal_id: "10000001".into(),
@@ -28,12 +28,12 @@ fn pending(stan: u32) -> NewTxn {
         rrn: None,
         auth_code: None,
         amount_minor: 1_000,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 6,
         pan_masked: None,
         content_digest: String::new(),
         original_id: None,
-        response: serde_json::json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-11-22".into(),
         created_at_ms: 1,
     }
@@ -53,7 +53,9 @@ fn approval(id: i64, stan: u32) -> WriteUnit {
     let update = TxnUpdate {
         id,
         expected_version: 1,
-        status: "approved".into(),
+        kind: TxnKind::Sale,
+        expected_status: TxnStatus::Pending,
+        status: TxnStatus::Approved,
         refunded_minor: 0,
         settled: false,
         response: None,
@@ -110,7 +112,9 @@ async fn postings_always_have_their_entry_and_account(db: &TestDb) {
     let refused = WriteUnit::ops(vec![WriteOp::UpdateTxn(TxnUpdate {
         id: 999_999,
         expected_version: 1,
-        status: "approved".into(),
+        kind: TxnKind::Sale,
+        expected_status: TxnStatus::Pending,
+        status: TxnStatus::Approved,
         refunded_minor: 0,
         settled: false,
         response: None,

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 use kassa_store::settlement::{close_batch, BatchGroup, BATCH_LINES_PAGE_MAX};
 use kassa_store::testing::TestDb;
 use kassa_store::*;
-use serde_json::json;
 
 const MID: &str = "898100000000001";
 const TID: &str = "10000001";
@@ -47,9 +47,9 @@ fn txn(terminal_id: &str, batch_no: u32, stan: u32, kind: &str, status: &str, am
         _ => "020",
     };
     NewTxn {
-        kind: kind.into(),
-        status: status.into(),
-        channel: "card".into(),
+        kind: TxnKind::parse(kind).unwrap(),
+        status: TxnStatus::parse(status).unwrap(),
+        channel: Channel::Card,
         merchant_id: MID.into(),
         card_identity: Some(CardIdentity {
             terminal_id: terminal_id.into(),
@@ -61,12 +61,12 @@ fn txn(terminal_id: &str, batch_no: u32, stan: u32, kind: &str, status: &str, am
         rrn: None,
         auth_code: None,
         amount_minor,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 0,
         pan_masked: None,
         content_digest: format!("{kind}-{stan}"),
         original_id: None,
-        response: json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-12-07".into(),
         created_at_ms: 1_000,
     }
@@ -110,10 +110,11 @@ async fn mixed_batch(db: &TestDb) {
 
 /// The oracle: the batch's records read one by one and summed in memory.
 fn grouped(records: &[TxnRecord]) -> (Vec<BatchGroup>, i64) {
-    let mut groups: BTreeMap<(String, String, String), (i64, i64)> = BTreeMap::new();
+    // Keyed by the stored names: the database orders the groups by them.
+    let mut groups: BTreeMap<(&str, &str, &str), (i64, i64)> = BTreeMap::new();
     let mut fingerprint = 0;
     for record in records {
-        let sums = groups.entry((record.kind.clone(), record.status.clone(), record.currency.clone())).or_default();
+        let sums = groups.entry((record.kind.as_str(), record.status.as_str(), record.currency.code())).or_default();
         sums.0 += 1;
         sums.1 += record.amount_minor;
         fingerprint += 1 + record.version;
@@ -121,9 +122,9 @@ fn grouped(records: &[TxnRecord]) -> (Vec<BatchGroup>, i64) {
     let groups = groups
         .into_iter()
         .map(|((kind, status, currency), (count, amount_minor))| BatchGroup {
-            kind,
-            status,
-            currency,
+            kind: TxnKind::parse(kind).unwrap(),
+            status: TxnStatus::parse(status).unwrap(),
+            currency: Currency::from_code(currency).unwrap(),
             count,
             amount_minor,
         })
@@ -166,7 +167,7 @@ pub async fn batch_lines_page_by_id(db: &TestDb) {
         .collect();
     let got: Vec<_> = lines.iter().map(|l| (l.id, l.stan, l.kind.clone(), l.status.clone(), l.amount_minor)).collect();
     assert_eq!(got, expected);
-    assert!(lines.iter().all(|l| l.currency == "CNY"));
+    assert!(lines.iter().all(|l| l.currency == Currency::CNY));
     let capped = reads.batch_lines(TID, 1, 0, BATCH_LINES_PAGE_MAX * 10).await.unwrap();
     assert_eq!(capped.len(), 20, "a limit above the page maximum is capped, not refused");
 }
@@ -176,12 +177,15 @@ pub async fn a_close_settles_the_batch_it_was_read_from_and_only_that(db: &TestD
     mixed_batch(db).await;
     let fingerprint = db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint;
     // A change after the totals were read: the close must not apply to the changed batch.
-    let changed = db.store.txns.txn_by_card_identity(&txn(TID, 1, 7, "sale", "", 0).card_identity.unwrap()).await;
+    let changed =
+        db.store.txns.txn_by_card_identity(&txn(TID, 1, 7, "sale", "pending", 0).card_identity.unwrap()).await;
     let pending = changed.unwrap().unwrap();
     let approve = TxnUpdate {
         id: pending.id,
         expected_version: pending.version,
-        status: "approved".into(),
+        kind: TxnKind::Sale,
+        expected_status: TxnStatus::Pending,
+        status: TxnStatus::Approved,
         refunded_minor: 0,
         settled: false,
         response: None,
@@ -202,7 +206,7 @@ pub async fn a_close_settles_the_batch_it_was_read_from_and_only_that(db: &TestD
     db.store.commit(WriteUnit::ops(close_batch(TID, 1, 2, fingerprint, 3_000))).await.unwrap();
     assert_eq!(db.store.directory.terminal(TID).await.unwrap().unwrap().open_batch, 2);
     for record in db.store.txns.txns_in_batch(TID, 1).await.unwrap() {
-        assert_eq!(record.settled, record.status != "pending", "{} {}", record.kind, record.status);
+        assert_eq!(record.settled, record.status != TxnStatus::Pending, "{} {}", record.kind, record.status);
     }
     assert!(db.store.txns.txns_in_batch(TID, 2).await.unwrap().iter().all(|t| !t.settled), "another batch untouched");
     assert!(

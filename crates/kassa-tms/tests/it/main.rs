@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use kassa_auth::{consume_refund_approval, hash_digit_code, AuthShared, Clock, HashPool, ManualClock, RefusalLog};
 use kassa_crypto::MasterKey;
+use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 use kassa_store::auth::RefundApprovalBinding;
 use kassa_store::*;
 use kassa_tms::signature::sign;
@@ -138,21 +139,21 @@ async fn start_with(db: &TestDb, supervisor: &str, operator: &str, refund: &str,
     }
     store.commit(WriteUnit::ops(ops)).await.unwrap();
     let sale = NewTxn {
-        kind: "sale".into(),
-        status: "approved".into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::Approved,
+        channel: Channel::Card,
         merchant_id: MID.into(),
         card_identity: Some(CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 7, mti_class: "020".into() }),
         out_trade_no: None,
         rrn: Some("000000000007".into()),
         auth_code: Some("A1B2C3".into()),
         amount_minor: 3_000,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 18,
         pan_masked: None,
         content_digest: "d".into(),
         original_id: None,
-        response: json!({}),
+        response: StoredAnswer::default(),
         business_date: "2027-01-15".into(),
         created_at_ms: 1,
     };
@@ -699,17 +700,7 @@ fn memmem(haystack: &[u8], needle: &[u8]) -> bool {
 
 async fn update_txn(store: &Store, id: i64, status: &str, settled: bool) {
     let txn = store.txns.txn(id).await.unwrap().unwrap();
-    let update = TxnUpdate {
-        id,
-        expected_version: txn.version,
-        status: status.into(),
-        refunded_minor: txn.refunded_minor,
-        settled,
-        response: None,
-        rrn: None,
-        auth_code: None,
-        updated_at_ms: 2,
-    };
+    let update = TxnUpdate { settled, ..TxnUpdate::of(&txn, TxnStatus::parse(status).unwrap(), 2) };
     assert!(matches!(
         store.commit(WriteUnit::ops(vec![WriteOp::UpdateTxn(update)])).await.unwrap(),
         UnitOutcome::Committed { .. }
@@ -768,21 +759,21 @@ async fn reinit_only_when_nothing_is_open_then_the_terminal_signs_in_again(db: &
     store.commit(WriteUnit::ops(vec![gateway::issuer_reversal_attempted("req-1", true, 4)])).await.unwrap();
     // A pending card transaction (the issuer has not answered yet).
     let pending = NewTxn {
-        kind: "sale".into(),
-        status: "pending".into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::Pending,
+        channel: Channel::Card,
         merchant_id: MID.into(),
         card_identity: Some(CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 8, mti_class: "020".into() }),
         out_trade_no: None,
         rrn: None,
         auth_code: None,
         amount_minor: 100,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 0,
         pan_masked: None,
         content_digest: "p".into(),
         original_id: None,
-        response: json!({}),
+        response: StoredAnswer::default(),
         business_date: "2027-01-15".into(),
         created_at_ms: 5,
     };

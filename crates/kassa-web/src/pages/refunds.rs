@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use kassa_auth::{AuthError, BackOfficeSession, Origin, PaycodePurpose, Permission, Role};
-use kassa_domain::{Currency, MerchantId, Money, RefundReason, RefundRequestState};
+use kassa_domain::{Channel, Currency, MerchantId, Money, RefundReason, RefundRequestState};
 use kassa_refund::{
     Actor, Decision, NewRefund, RefundError, RefundErrorKind, RefundFilter, RefundProgress, RefundService,
     RefundTarget, StepKind,
@@ -286,7 +286,7 @@ async fn new_form(
             .await?
             .filter(|t| t.merchant_id == merchant.as_str())
             .ok_or(PageError::NotFound)?;
-        let qr = txn.channel != "card";
+        let qr = txn.channel != Channel::Card;
         if query.channel.as_deref().is_some_and(|asked| (asked == "card") == qr) {
             return Err(PageError::NotFound);
         }
@@ -297,7 +297,7 @@ async fn new_form(
             // The gateway's way when no RRN is stored: the id as RRN.
             txn.rrn.clone().unwrap_or_else(|| format!("{:012}", txn.id))
         };
-        let txn_currency = Currency::from_code(&txn.currency).unwrap_or(currency);
+        let txn_currency = txn.currency;
         let left = txn.amount_minor.saturating_sub(txn.refunded_minor);
         page.paid = viewer.lang.t2(
             "refunds-paid",

@@ -697,11 +697,11 @@ async fn transactions_of(state: &WebState, record: &RunRecord, lang: Lang) -> Re
                     what: lang.t2(
                         "test-transaction-txn-card",
                         "kind",
-                        word(lang, "transactions-kind", &txn.kind),
+                        word(lang, "transactions-kind", txn.kind.as_str()),
                         "stan",
                         format!("{stan:06}"),
                     ),
-                    status: word(lang, "transactions-status", &txn.status),
+                    status: word(lang, "transactions-status", txn.status.as_str()),
                 });
             }
         }

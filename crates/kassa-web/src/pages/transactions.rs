@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use kassa_auth::Role;
-use kassa_domain::{CivilDate, Currency, Money, TerminalId};
+use kassa_domain::{CivilDate, Currency, Money, TerminalId, TxnStatus};
 use kassa_store::api::{SearchCursor, SearchFilter, SearchRow, SearchSource, SEARCH_STATUSES};
 use kassa_store::refund_requests::RefundRequestQuery;
 use kassa_store::{AuditRecord, Store};
@@ -558,25 +558,25 @@ async fn card_detail(
     let txn = store.txns.txn(id).await?.ok_or(PageError::NotFound)?;
     visible(&viewer, &txn.merchant_id)?;
     let lang = viewer.lang;
-    let mut status = txn.status.clone();
-    let correction = if matches!(txn.status.as_str(), "declined" | "pending" | "reversed") {
+    let mut status = txn.status;
+    let correction = if matches!(txn.status, TxnStatus::Declined | TxnStatus::Pending | TxnStatus::Reversed) {
         store.corrections().approved_of_txn(txn.id).await?
     } else {
         None
     };
     if correction.is_some() {
-        status = "approved".into();
+        status = TxnStatus::Approved;
     }
     let identity = txn.card_identity.as_ref();
     let mut facts = vec![
         fact(lang, "transactions-fact-id", txn.id.to_string()),
         fact(lang, "transactions-fact-merchant", txn.merchant_id.clone()),
-        fact(lang, "transactions-fact-channel", channel_label(lang, Some(&txn.channel))),
-        fact(lang, "transactions-fact-kind", kind_label(lang, &txn.kind)),
-        fact(lang, "transactions-fact-status", status_label(lang, &status)),
-        fact(lang, "transactions-fact-amount", money(txn.amount_minor, &txn.currency)),
-        fact(lang, "transactions-fact-refunded", money(txn.refunded_minor, &txn.currency)),
-        fact(lang, "transactions-fact-fee", money(txn.fee_minor, &txn.currency)),
+        fact(lang, "transactions-fact-channel", channel_label(lang, Some(txn.channel.as_str()))),
+        fact(lang, "transactions-fact-kind", kind_label(lang, txn.kind.as_str())),
+        fact(lang, "transactions-fact-status", status_label(lang, status.as_str())),
+        fact(lang, "transactions-fact-amount", money(txn.amount_minor, txn.currency.code())),
+        fact(lang, "transactions-fact-refunded", money(txn.refunded_minor, txn.currency.code())),
+        fact(lang, "transactions-fact-fee", money(txn.fee_minor, txn.currency.code())),
         fact(lang, "transactions-fact-pan", txn.pan_masked.as_deref().map(format::mask_pan).unwrap_or_default()),
         fact(lang, "transactions-fact-terminal", identity.map(|i| i.terminal_id.clone()).unwrap_or_default()),
         fact(lang, "transactions-fact-batch", identity.map(|i| format!("{:06}", i.batch_no)).unwrap_or_default()),
@@ -605,16 +605,16 @@ async fn card_detail(
             identity.terminal_id, identity.batch_no, identity.stan, identity.mti_class
         ));
     }
-    let entries = entries_of(store, lang, &references, &txn.currency).await?;
+    let entries = entries_of(store, lang, &references, txn.currency.code()).await?;
     let mut refunds = Vec::new();
     let mut targets = vec![format!("txn:{}", txn.id)];
     for follow_id in store.web().follow_ups(txn.id, DETAIL_ROWS_MAX).await? {
         if let Some(follow) = store.txns.txn(follow_id).await? {
             refunds.push(RefundView {
                 href: Some(format!("/transactions/card/{}", follow.id)),
-                what: kind_label(lang, &follow.kind),
-                amount: money(follow.amount_minor, &follow.currency),
-                status: status_label(lang, &follow.status),
+                what: kind_label(lang, follow.kind.as_str()),
+                amount: money(follow.amount_minor, follow.currency.code()),
+                status: status_label(lang, follow.status.as_str()),
                 time: format_time_ms(follow.created_at_ms),
             });
         }

@@ -2,29 +2,30 @@
 //! not approve it (the page says so, the service refuses a forged post), the reviewer approves
 //! it and its journal entry is shown; a rejection needs a reason; merchant users see nothing.
 
+use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 use kassa_store::testing::TestDb;
-use kassa_store::{Guard, NewTxn, UnitOutcome, WriteUnit};
+use kassa_store::{Guard, NewTxn, StoredAnswer, UnitOutcome, WriteUnit};
 
 use crate::harness::{Site, MID};
 
 /// A card sale the host recorded as declined (the issuer approved it): `rrn`, `minor` fen.
 pub async fn declined_card_sale(site: &Site, rrn: &str, minor: i64) -> i64 {
     let txn = NewTxn {
-        kind: "sale".into(),
-        status: "declined".into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::Declined,
+        channel: Channel::Card,
         merchant_id: MID.into(),
         card_identity: None,
         out_trade_no: None,
         rrn: Some(rrn.into()),
         auth_code: None,
         amount_minor: minor,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 0,
         pan_masked: Some("622202******0128".into()),
         content_digest: format!("digest-{rrn}"),
         original_id: None,
-        response: serde_json::json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-12-06".into(),
         created_at_ms: 1,
     };

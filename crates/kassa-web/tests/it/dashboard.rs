@@ -4,12 +4,12 @@
 //! during and after roll-ups, through status changes.
 
 use kassa_domain::calendar::BusinessDay;
-use kassa_domain::Channel;
+use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 use kassa_store::qr::{update_trade, QrKind, QrStatus, QrTradeRecord};
 use kassa_store::rollup::{roll_up, roll_up_in_chunks, RollupReport, SETTLE_MS};
 use kassa_store::testing::TestDb;
 use kassa_store::web::DayVolume;
-use kassa_store::{Guard, NewTxn, Store, TxnUpdate, UnitOutcome, WriteUnit};
+use kassa_store::{Guard, NewTxn, Store, StoredAnswer, TxnUpdate, UnitOutcome, WriteUnit};
 
 use crate::harness::{Site, MID, OTHER_MID};
 use crate::transactions::{card_sale_on, store_trades, trade, AT_MS};
@@ -98,9 +98,9 @@ const HOUR_MS: i64 = 3_600_000;
 /// A card transaction of any kind, without its journal entry (the dashboard reads none).
 async fn card(store: &Store, merchant: &str, stan: u32, (kind, status, amount): (&str, &str, i64), day: &str) -> i64 {
     let txn = NewTxn {
-        kind: kind.into(),
-        status: status.into(),
-        channel: "card".into(),
+        kind: TxnKind::parse(kind).unwrap(),
+        status: TxnStatus::parse(status).unwrap(),
+        channel: Channel::Card,
         merchant_id: merchant.into(),
         card_identity: Some(kassa_store::CardIdentity {
             terminal_id: "10000003".into(),
@@ -112,12 +112,12 @@ async fn card(store: &Store, merchant: &str, stan: u32, (kind, status, amount): 
         rrn: Some(format!("E{stan:011}")),
         auth_code: None,
         amount_minor: amount,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 0,
         pan_masked: None,
         content_digest: format!("d-{stan}"),
         original_id: None,
-        response: serde_json::json!({}),
+        response: StoredAnswer::default(),
         business_date: day.into(),
         created_at_ms: AT_MS + i64::from(stan) * 1_000,
     };
@@ -129,16 +129,12 @@ async fn card(store: &Store, merchant: &str, stan: u32, (kind, status, amount): 
 
 /// Moves card transaction `id` (at `version`) to `status`, stamped `at_ms`.
 async fn card_becomes(store: &Store, id: i64, version: i64, status: &str, at_ms: i64) {
+    let stored = store.txns.txn(id).await.unwrap().unwrap();
     let update = TxnUpdate {
-        id,
         expected_version: version,
-        status: status.into(),
         refunded_minor: 0,
         settled: false,
-        response: None,
-        rrn: None,
-        auth_code: None,
-        updated_at_ms: at_ms,
+        ..TxnUpdate::of(&stored, TxnStatus::parse(status).unwrap(), at_ms)
     };
     let outcome = store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![])).await.unwrap();
     assert!(matches!(outcome, UnitOutcome::Committed { .. }), "{outcome:?}");

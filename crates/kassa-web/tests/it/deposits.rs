@@ -1,9 +1,9 @@
 //! Activation deposits (/deposits): set through the ledger, progress from real transactions,
 //! returned through the ledger exactly once.
 
+use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 use kassa_store::testing::TestDb;
-use kassa_store::{Guard, NewTxn, UnitOutcome, WriteUnit};
-use serde_json::json;
+use kassa_store::{Guard, NewTxn, StoredAnswer, UnitOutcome, WriteUnit};
 
 use crate::harness::{Site, MID, TID};
 
@@ -13,21 +13,21 @@ fn now_ms() -> i64 {
 
 async fn approved_sale(site: &Site, out_trade_no: &str, amount_minor: i64) {
     let txn = NewTxn {
-        kind: "qr_payment".into(),
-        status: "approved".into(),
-        channel: "alipay".into(),
+        kind: TxnKind::QrPayment,
+        status: TxnStatus::Approved,
+        channel: Channel::Alipay,
         merchant_id: MID.into(),
         card_identity: None,
         out_trade_no: Some(out_trade_no.into()),
         rrn: None,
         auth_code: None,
         amount_minor,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 0,
         pan_masked: None,
         content_digest: out_trade_no.into(),
         original_id: None,
-        response: json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-12-06".into(),
         created_at_ms: now_ms(),
     };

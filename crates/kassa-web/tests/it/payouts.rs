@@ -4,8 +4,10 @@
 //! their own.
 
 use kassa_domain::clock::{Clock, SystemClock};
+use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 use kassa_store::payouts::PayoutSchedule;
 use kassa_store::testing::TestDb;
+use kassa_store::StoredAnswer;
 
 use crate::corrections::{correction_id, declined_card_sale};
 use crate::harness::{Site, MID, OTHER_MID};
@@ -107,21 +109,21 @@ async fn another_merchants_payout_is_not_found(db: &TestDb) {
     payouts.set_schedule(OTHER_MID, PayoutSchedule::D0, "user:admin", "test").await.unwrap();
     // A correction of the other merchant, approved, paid D0.
     let txn = kassa_store::NewTxn {
-        kind: "sale".into(),
-        status: "declined".into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::Declined,
+        channel: Channel::Card,
         merchant_id: OTHER_MID.into(),
         card_identity: None,
         out_trade_no: None,
         rrn: Some("000000000999".into()),
         auth_code: None,
         amount_minor: 1_000,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 0,
         pan_masked: None,
         content_digest: "d-999".into(),
         original_id: None,
-        response: serde_json::json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-12-06".into(),
         created_at_ms: 1,
     };

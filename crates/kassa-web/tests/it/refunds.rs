@@ -1,29 +1,30 @@
 //! Refunds: a card payment refunded through request → merchant review → institution review →
 //! succeeded, its progress visible step by step; four eyes; other merchants' requests unseen.
 
+use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 use kassa_store::testing::TestDb;
-use kassa_store::{CardIdentity, Guard, NewTxn, UnitOutcome, WriteUnit};
+use kassa_store::{CardIdentity, Guard, NewTxn, StoredAnswer, UnitOutcome, WriteUnit};
 
 use crate::harness::{Site, INITIAL, MID, OTHER_MID, TID};
 
 /// A card sale of `MID` approved by the issuer, as the gateway stores one; answers its id.
 async fn card_sale(site: &Site, rrn: &str, minor: i64) -> i64 {
     let sale = NewTxn {
-        kind: "sale".into(),
-        status: "approved".into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::Approved,
+        channel: Channel::Card,
         merchant_id: MID.into(),
         card_identity: Some(CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 7, mti_class: "020".into() }),
         out_trade_no: None,
         rrn: Some(rrn.into()),
         auth_code: Some("123456".into()),
         amount_minor: minor,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: minor * 6 / 1_000,
         pan_masked: Some("622202*********0128".into()),
         content_digest: format!("sale-{rrn}"),
         original_id: None,
-        response: serde_json::json!({}),
+        response: StoredAnswer::default(),
         business_date: "2026-12-06".into(),
         created_at_ms: 1,
     };

@@ -2,7 +2,7 @@
 //! entries, refunds, audit trail; another merchant's is 404) and the CSV export (content,
 //! scoping, streamed in pages).
 
-use kassa_domain::{Channel, Currency, MerchantId, Money};
+use kassa_domain::{Channel, Currency, MerchantId, Money, TxnKind, TxnStatus};
 use kassa_store::qr::{insert_trade, QrKind, QrOrderState, QrOriginKind, QrStatus, QrTradeRecord};
 use kassa_store::testing::TestDb;
 use kassa_store::*;
@@ -33,21 +33,21 @@ pub async fn card_sale_on(store: &Store, merchant: &str, sale: (u32, i64, &str, 
     let (stan, amount, status, rrn) = sale;
     let identity = CardIdentity { terminal_id: TID.into(), batch_no: 1, stan, mti_class: "020".into() };
     let txn = NewTxn {
-        kind: "sale".into(),
-        status: status.into(),
-        channel: "card".into(),
+        kind: TxnKind::Sale,
+        status: TxnStatus::parse(status).unwrap(),
+        channel: Channel::Card,
         merchant_id: merchant.into(),
         card_identity: Some(identity.clone()),
         out_trade_no: None,
         rrn: Some(rrn.into()),
         auth_code: Some("654321".into()),
         amount_minor: amount,
-        currency: "CNY".into(),
+        currency: Currency::CNY,
         fee_minor: 0,
         pan_masked: Some("622202******0128".into()),
         content_digest: format!("d-{rrn}"),
         original_id: None,
-        response: json!({}),
+        response: StoredAnswer::default(),
         business_date: day.into(),
         created_at_ms: at_ms,
     };

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use kassa_bench::client::{Message, SettlementTotals, Terminal, TerminalIdentity, Totals};
 use kassa_bench::host::HostProcess;
 use kassa_bench::{bench_card, bench_identity, connect_and_sign_in, load_tmks, settle, BENCH_PAN, BENCH_PIN};
+use kassa_domain::TxnStatus;
 use kassa_store::{CardIdentity, Store, StoreOptions};
 
 const TERMINALS: usize = 6;
@@ -215,7 +216,7 @@ async fn check_stored(store: &Store, logs: &[TerminalLog], recovered: bool) {
                     let stored =
                         stored.unwrap_or_else(|| panic!("{terminal_id} STAN {}: acknowledged, not stored", sent.stan));
                     assert_eq!(stored.rrn.as_deref(), Some(rrn.as_str()));
-                    assert_eq!(stored.status, "approved", "{terminal_id} STAN {}", sent.stan);
+                    assert_eq!(stored.status, TxnStatus::Approved, "{terminal_id} STAN {}", sent.stan);
                     assert_eq!(stored.amount_minor, i64::try_from(sent.amount_minor).unwrap());
                     assert_eq!(store.txns.txn_by_rrn(rrn).await.unwrap().map(|txn| txn.id), Some(stored.id));
                     if recovered {
@@ -225,7 +226,8 @@ async fn check_stored(store: &Store, logs: &[TerminalLog], recovered: bool) {
                 None if recovered => {
                     if let Some(stored) = stored {
                         assert_ne!(
-                            stored.status, "approved",
+                            stored.status,
+                            TxnStatus::Approved,
                             "{terminal_id} STAN {}: unacknowledged yet charged",
                             sent.stan
                         );
