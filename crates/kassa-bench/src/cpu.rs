@@ -40,6 +40,19 @@ fn clock_ticks_per_s() -> u64 {
     100
 }
 
+/// A process's resident memory (`VmRSS`), KiB; `None` when it cannot be read.
+pub fn process_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_rss_kib(&status)
+}
+
+fn status_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// CPU microseconds per unit of work (a sale, a payment) from two [`process_cpu_us`] readings;
 /// `None` when a reading is missing, the clock went backwards or no work was done.
 pub fn cpu_us_per(before: Option<u64>, after: Option<u64>, work: u64) -> Option<f64> {
@@ -55,6 +68,13 @@ pub fn ratio(rate: f64, limit: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resident_memory_is_read_from_the_vmrss_line() {
+        assert_eq!(status_rss_kib("Name:\tkassa\nVmPeak:\t 9 kB\nVmRSS:\t  161024 kB\n"), Some(161_024));
+        assert_eq!(status_rss_kib("Name:\tkassa\n"), None);
+        assert_eq!(status_rss_kib("VmRSS:\tmany kB\n"), None);
+    }
 
     #[test]
     fn utime_and_stime_are_read_after_the_last_parenthesis() {

@@ -153,6 +153,32 @@ pub struct Report {
     /// With `--spawn`: the host's resident memory over the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_memory: Option<HostMemory>,
+    /// Every terminal settling its batch at once after the load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementReport>,
+}
+
+/// Every bench terminal settles the batch it filled, all at the same moment, with the totals it
+/// counted itself: how long the host took and what it cost in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SettlementReport {
+    /// Batches settled (one per terminal still connected).
+    pub batches: u64,
+    /// Of those, how many the host found balanced (the rest ended with an empty batch upload).
+    pub balanced: u64,
+    /// Sales in the settled batches.
+    pub sales: u64,
+    /// From the first 0500 sent to the last batch closed, milliseconds.
+    pub wall_ms: f64,
+    /// With `--spawn`: the host's resident memory just before, MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_rss_mib_before: Option<f64>,
+    /// The largest sample (every 10 ms) while the batches settled, MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_rss_mib_peak: Option<f64>,
+    /// `host_rss_mib_peak - host_rss_mib_before`: what settling added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_rss_mib_added: Option<f64>,
 }
 
 /// The spawned host's resident memory over a run, from one sample per second.
@@ -311,6 +337,30 @@ struct Outcome {
     sample: Vec<Sampled>,
     sampled: u64,
     verified: u64,
+    /// The approved sales of the terminal's batch: the totals it settles with.
+    batch: BatchTally,
+}
+
+/// A terminal's own count of its batch, as a real terminal keeps it for settlement.
+#[derive(Debug, Clone, Copy, Default)]
+struct BatchTally {
+    sales: u64,
+    amount_minor: u64,
+}
+
+impl BatchTally {
+    fn add(&mut self, amount_minor: u64) {
+        self.sales = self.sales.saturating_add(1);
+        self.amount_minor = self.amount_minor.saturating_add(amount_minor);
+    }
+
+    /// Field 48 of the 0500: sales are debits; counts modulo 1000, amounts modulo 10^12.
+    fn totals(self) -> SettlementTotals {
+        let mut totals = SettlementTotals::default();
+        totals.domestic.debit_count = u16::try_from(self.sales % 1_000).unwrap_or(0);
+        totals.domestic.debit_amount_minor = self.amount_minor % 1_000_000_000_000;
+        totals
+    }
 }
 
 /// Runs the bench; `progress` is called about once a second during the load.
@@ -374,12 +424,18 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
         let counters = counters.clone();
         checks.spawn(verify((outcome, terminal), counters));
     }
+    let mut settling = Vec::with_capacity(config.tid_count);
     while let Some(joined) = checks.join_next().await {
-        let outcome = joined.map_err(|error| BenchError::Usage(format!("a terminal task stopped: {error}")))?;
+        let (outcome, terminal) =
+            joined.map_err(|error| BenchError::Usage(format!("a terminal task stopped: {error}")))?;
         let _ = latency_us.add(&outcome.latency_us);
         sampled += outcome.sampled;
         verified += outcome.verified;
+        if let Some(terminal) = terminal {
+            settling.push((terminal, outcome.batch));
+        }
     }
+    let settlement = settle_all(settling, config.host_pid, &counters).await;
     let durable = read_durable(config.http).await?;
     let approved = counters.approved.load(Ordering::Relaxed);
     let ms = |quantile: f64| round3(latency_us.value_at_quantile(quantile) as f64 / 1_000.0);
@@ -401,6 +457,7 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
         host_cpu_us_per_sale: cpu::cpu_us_per(host_cpu_before, host_cpu_after, approved).map(round3),
         client_cpu_us_per_sale: cpu::cpu_us_per(client_cpu_before, client_cpu_after, approved).map(round3),
         host_memory: None,
+        settlement: Some(settlement),
     })
 }
 
@@ -447,8 +504,13 @@ async fn drive(
 ) -> (Outcome, Option<Terminal>) {
     let card = bench_card();
     let mut rng = StdRng::from_entropy();
-    let mut outcome =
-        Outcome { latency_us: new_histogram(), sample: Vec::with_capacity(sample_max), sampled: 0, verified: 0 };
+    let mut outcome = Outcome {
+        latency_us: new_histogram(),
+        sample: Vec::with_capacity(sample_max),
+        sampled: 0,
+        verified: 0,
+        batch: BatchTally::default(),
+    };
     let mut approved_here: u64 = 0;
     let mut terminal_slot = Some(terminal);
     while Instant::now() < stop_at {
@@ -469,6 +531,7 @@ async fn drive(
                 if answer.approved() && answer.mac_verified && !answer.rrn().is_empty() {
                     counters.approved.fetch_add(1, Ordering::Relaxed);
                     approved_here += 1;
+                    outcome.batch.add(amount);
                     keep_in_sample(
                         &mut outcome.sample,
                         sample_max,
@@ -543,11 +606,11 @@ async fn recover(
 }
 
 /// Retransmits the sample; counts those answered `00` with the same RRN.
-async fn verify(outcome: (Outcome, Option<Terminal>), counters: Arc<Counters>) -> Outcome {
+async fn verify(outcome: (Outcome, Option<Terminal>), counters: Arc<Counters>) -> (Outcome, Option<Terminal>) {
     let (mut outcome, terminal) = outcome;
     let Some(mut terminal) = terminal else {
         outcome.sampled = u64::try_from(outcome.sample.len()).unwrap_or(u64::MAX);
-        return outcome;
+        return (outcome, None);
     };
     for sampled in std::mem::take(&mut outcome.sample) {
         outcome.sampled += 1;
@@ -560,7 +623,68 @@ async fn verify(outcome: (Outcome, Option<Terminal>), counters: Arc<Counters>) -
             }
         }
     }
-    outcome
+    (outcome, Some(terminal))
+}
+
+/// Every terminal settles its batch at once (see [`SettlementReport`]); the host's memory is
+/// sampled meanwhile when its pid is known.
+async fn settle_all(
+    terminals: Vec<(Terminal, BatchTally)>,
+    host_pid: Option<u32>,
+    counters: &Counters,
+) -> SettlementReport {
+    let rss_before = host_pid.and_then(cpu::process_rss_kib);
+    let peak = Arc::new(AtomicU64::new(rss_before.unwrap_or(0)));
+    let sampler = host_pid.map(|pid| {
+        let peak = Arc::clone(&peak);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tick.tick().await;
+                if let Some(kib) = cpu::process_rss_kib(pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+            }
+        })
+    });
+    let sales = terminals.iter().map(|(_, tally)| tally.sales).sum();
+    let started = Instant::now();
+    let mut settling = tokio::task::JoinSet::new();
+    for (mut terminal, tally) in terminals {
+        settling.spawn(async move { settle(&mut terminal, tally.totals(), 0).await });
+    }
+    let (mut batches, mut balanced) = (0, 0);
+    while let Some(joined) = settling.join_next().await {
+        match joined {
+            Ok(Ok(answer)) => {
+                batches += 1;
+                if answer.settlement_totals().is_some_and(|host| host.domestic.settle_code == 1) {
+                    balanced += 1;
+                }
+            }
+            Ok(Err(_)) | Err(_) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let wall_ms = round3(started.elapsed().as_secs_f64() * 1_000.0);
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
+    if let Some(kib) = host_pid.and_then(cpu::process_rss_kib) {
+        peak.fetch_max(kib, Ordering::Relaxed);
+    }
+    let mib = |kib: u64| round3(kib as f64 / 1_024.0);
+    let peak = rss_before.map(|_| peak.load(Ordering::Relaxed));
+    SettlementReport {
+        batches,
+        balanced,
+        sales,
+        wall_ms,
+        host_rss_mib_before: rss_before.map(mib),
+        host_rss_mib_peak: peak.map(mib),
+        host_rss_mib_added: rss_before.zip(peak).map(|(before, peak)| mib(peak.saturating_sub(before))),
+    }
 }
 
 /// Reads `kassa_store_durable` from `GET /metrics`.

@@ -212,12 +212,7 @@ async fn sample_rss(pid: u32, samples: Arc<Mutex<Vec<u64>>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await else { return };
-        let rss = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
-        let Some(kb) = rss else { return };
+        let Some(kb) = kassa_bench::cpu::process_rss_kib(pid) else { return };
         samples.lock().unwrap_or_else(PoisonError::into_inner).push(kb);
     }
 }
@@ -236,6 +231,15 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
         println!("approved: {}  declined: {}  errors: {}", report.approved, report.declined, report.errors);
         println!("retransmissions verified: {} of {}", report.verified, report.sampled);
         println!("durable: {}", report.durable);
+        if let Some(settlement) = &report.settlement {
+            println!(
+                "settlement of {} batches at once ({} balanced, {} sales): {:.0} ms",
+                settlement.batches, settlement.balanced, settlement.sales, settlement.wall_ms
+            );
+            if let (Some(before), Some(added)) = (settlement.host_rss_mib_before, settlement.host_rss_mib_added) {
+                println!("host memory while settling: {before:.1} MiB before, {added:.1} MiB added at most");
+            }
+        }
         if let Some(memory) = &report.host_memory {
             println!(
                 "host memory (RSS): {:.1} MiB after warm-up, {:.1} MiB half-way, {:.1} MiB at the end, {:.1} MiB at most",

@@ -99,5 +99,12 @@ fn bench_spawn(database_url: Option<&str>) -> serde_json::Value {
     assert_eq!(report["durable"].as_bool(), Some(true), "{report}");
     assert!(report["tps"].as_f64().unwrap() > 0.0, "{report}");
     assert!(report["p50_ms"].as_f64().unwrap() <= report["p99_ms"].as_f64().unwrap(), "{report}");
+    // Every terminal settled the batch it filled, with its own totals, and the host agreed.
+    let settlement = &report["settlement"];
+    assert_eq!(settlement["batches"].as_u64(), Some(4), "{report}");
+    assert_eq!(settlement["balanced"].as_u64(), Some(4), "the terminals' totals are the host's: {report}");
+    assert_eq!(settlement["sales"].as_u64(), report["approved"].as_u64(), "{report}");
+    assert!(settlement["host_rss_mib_before"].as_f64().is_some_and(|mib| mib > 0.0), "{report}");
+    assert!(settlement["host_rss_mib_added"].as_f64().is_some(), "{report}");
     report
 }
