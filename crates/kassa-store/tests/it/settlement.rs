@@ -163,9 +163,9 @@ pub async fn batch_lines_page_by_id(db: &TestDb) {
     let records = db.store.txns.txns_in_batch(TID, 1).await.unwrap();
     let expected: Vec<_> = records
         .iter()
-        .map(|r| (r.id, r.card_identity.as_ref().unwrap().stan, r.kind.clone(), r.status.clone(), r.amount_minor))
+        .map(|r| (r.id, r.card_identity.as_ref().unwrap().stan, r.kind, r.status, r.amount_minor))
         .collect();
-    let got: Vec<_> = lines.iter().map(|l| (l.id, l.stan, l.kind.clone(), l.status.clone(), l.amount_minor)).collect();
+    let got: Vec<_> = lines.iter().map(|l| (l.id, l.stan, l.kind, l.status, l.amount_minor)).collect();
     assert_eq!(got, expected);
     assert!(lines.iter().all(|l| l.currency == Currency::CNY));
     let capped = reads.batch_lines(TID, 1, 0, BATCH_LINES_PAGE_MAX * 10).await.unwrap();
