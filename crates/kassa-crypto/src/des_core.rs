@@ -17,9 +17,10 @@
 //!
 //! **Side channels**: the S-box lookups are memory accesses whose addresses depend on the key
 //! and the data, as in every table-driven software DES (the RustCrypto crate and OpenSSL's
-//! included). The tables are 2 KiB and stay in the L1 cache on the host, and an attacker would
-//! need to run code on the same core; keys that must resist that belong in an HSM, which is what
-//! the `SecurityModule` interface is for.
+//! included), and so are the key schedule's PC-2 lookups on the key. The SP tables are 2 KiB
+//! and stay in the L1 cache on the host, and an attacker would need to run code on the same
+//! core; keys that must resist that belong in an HSM, which is what the `SecurityModule`
+//! interface is for.
 //!
 //! **Invariant**: no allocation and no panic: every table index is masked to the table's size.
 //! Key schedules zero themselves on drop.
