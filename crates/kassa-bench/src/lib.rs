@@ -160,7 +160,7 @@ pub struct Report {
 
 /// Every bench terminal settles the batch it filled, all at the same moment, with the totals it
 /// counted itself: how long the host took and what it cost in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SettlementReport {
     /// Batches settled (one per terminal still connected).
     pub batches: u64,
@@ -179,6 +179,9 @@ pub struct SettlementReport {
     /// `host_rss_mib_peak - host_rss_mib_before`: what settling added.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_rss_mib_added: Option<f64>,
+    /// Why the first settlement that failed did (each failure also counts in `errors`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
 }
 
 /// The spawned host's resident memory over a run, from one sample per second.
@@ -653,19 +656,21 @@ async fn settle_all(
     for (mut terminal, tally) in terminals {
         settling.spawn(async move { settle(&mut terminal, tally.totals(), 0).await });
     }
-    let (mut batches, mut balanced) = (0, 0);
+    let (mut batches, mut balanced, mut first_error) = (0, 0, None);
     while let Some(joined) = settling.join_next().await {
-        match joined {
+        let failure = match joined {
             Ok(Ok(answer)) => {
                 batches += 1;
                 if answer.settlement_totals().is_some_and(|host| host.domestic.settle_code == 1) {
                     balanced += 1;
                 }
+                continue;
             }
-            Ok(Err(_)) | Err(_) => {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => format!("a terminal task stopped: {error}"),
+        };
+        counters.errors.fetch_add(1, Ordering::Relaxed);
+        first_error.get_or_insert(failure);
     }
     let wall_ms = round3(started.elapsed().as_secs_f64() * 1_000.0);
     if let Some(sampler) = sampler {
@@ -684,6 +689,7 @@ async fn settle_all(
         host_rss_mib_before: rss_before.map(mib),
         host_rss_mib_peak: peak.map(mib),
         host_rss_mib_added: rss_before.zip(peak).map(|(before, peak)| mib(peak.saturating_sub(before))),
+        first_error,
     }
 }
 

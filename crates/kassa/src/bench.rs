@@ -239,6 +239,9 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
             if let (Some(before), Some(added)) = (settlement.host_rss_mib_before, settlement.host_rss_mib_added) {
                 println!("host memory while settling: {before:.1} MiB before, {added:.1} MiB added at most");
             }
+            if let Some(error) = &settlement.first_error {
+                println!("first settlement failure: {error}");
+            }
         }
         if let Some(memory) = &report.host_memory {
             println!(
