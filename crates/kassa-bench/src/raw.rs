@@ -37,18 +37,15 @@ pub struct RawReport {
     pub commit_ms_mean: f64,
 }
 
-fn pending(writer: usize, stan: u32, amount: Money) -> NewTxn {
-    NewTxn {
+fn pending(writer: usize, stan: u32, amount: Money) -> Result<NewTxn, StoreError> {
+    let identity = CardIdentity::new(&format!("R{writer:07}"), 1, stan, "020")
+        .map_err(|e| StoreError::Corrupt(format!("bench identity: {e}")))?;
+    Ok(NewTxn {
         kind: TxnKind::Sale,
         status: TxnStatus::Pending,
         channel: Channel::Card,
         merchant_id: MERCHANT.into(),
-        card_identity: Some(CardIdentity {
-            terminal_id: format!("R{writer:07}"),
-            batch_no: 1,
-            stan,
-            mti_class: "020".into(),
-        }),
+        card_identity: Some(identity),
         out_trade_no: None,
         rrn: None,
         auth_code: None,
@@ -61,14 +58,14 @@ fn pending(writer: usize, stan: u32, amount: Money) -> NewTxn {
         response: StoredAnswer::default(),
         business_date: "2026-11-22".into(),
         created_at_ms: 0,
-    }
+    })
 }
 
 /// One sale's two commits. `Ok(false)`: the store refused a unit (counted as not done).
 async fn one_sale(store: &Store, writer: usize, stan: u32) -> Result<bool, StoreError> {
     let amount = Money::from_minor(i64::from(stan % 9_000) + 100, Currency::CNY);
     let fee = Money::from_minor(1, Currency::CNY);
-    let mut txn = pending(writer, stan, amount);
+    let mut txn = pending(writer, stan, amount)?;
     txn.fee_minor = fee.minor();
     let UnitOutcome::Committed { txn_id: Some(id), .. } =
         store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), vec![])).await?

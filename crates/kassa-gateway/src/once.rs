@@ -64,7 +64,7 @@ mod tests {
     use super::*;
 
     fn identity(stan: u32) -> CardIdentity {
-        CardIdentity { terminal_id: "10000001".into(), batch_no: 1, stan, mti_class: "020".into() }
+        CardIdentity::new("10000001", 1, stan, "020").unwrap()
     }
 
     #[tokio::test]

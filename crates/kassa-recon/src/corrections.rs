@@ -389,8 +389,8 @@ impl Corrections {
             return Err(CorrectionError::NotCreditable(format!("this offline sale was credited already ({by})")));
         }
         for mti_class in ["022", "020"] {
-            let identity =
-                CardIdentity { terminal_id: terminal.to_owned(), batch_no: batch, stan, mti_class: mti_class.into() };
+            // An identity that does not parse names no stored request.
+            let Ok(identity) = CardIdentity::new(terminal, batch, stan, mti_class) else { continue };
             if let Some(found) = self.store.txns.txn_by_card_identity(&identity).await? {
                 return Err(CorrectionError::NotCreditable(format!(
                     "the host has this sale already (transaction {}, {})",

@@ -525,12 +525,7 @@ async fn an_offline_sale_is_credited_once_by_its_upload_or_its_correction(db: &T
     let uploaded = NewTxn {
         kind: TxnKind::OfflineSale,
         status: TxnStatus::Approved,
-        card_identity: Some(CardIdentity {
-            terminal_id: TERMINAL.into(),
-            batch_no: 2,
-            stan: 8,
-            mti_class: "022".into(),
-        }),
+        card_identity: Some(CardIdentity::new(TERMINAL, 2, 8, "022").unwrap()),
         rrn: Some("000000000808".into()),
         ..card_sale_record("unused", 1_000, "approved", 6)
     };

@@ -35,7 +35,7 @@ fn sale_unit(batch: u32, stan: u32) -> WriteUnit {
         status: TxnStatus::Approved,
         channel: Channel::Card,
         merchant_id: MID.into(),
-        card_identity: Some(CardIdentity { terminal_id, batch_no: batch, stan, mti_class: "020".into() }),
+        card_identity: Some(CardIdentity::new(&terminal_id, batch, stan, "020").unwrap()),
         out_trade_no: None,
         rrn: Some(format!("{batch:04}{stan:08}")),
         auth_code: Some("123456".into()),
@@ -134,7 +134,7 @@ async fn gateway_sale(store: &Store, run: u32, writer: usize, stan: u32) {
     let mut pending = sale_unit(run, stan);
     let Some(Guard::InsertTxn(txn)) = &mut pending.guard else { unreachable!() };
     txn.status = TxnStatus::Pending;
-    txn.card_identity.as_mut().unwrap().terminal_id = terminal_id.clone();
+    txn.card_identity.as_mut().unwrap().terminal_id = kassa_domain::TerminalId::parse(&terminal_id).unwrap();
     txn.rrn = None;
     txn.auth_code = None;
     txn.response = StoredAnswer::default();

@@ -457,9 +457,9 @@ fn insert_txn_statement(id: i64, txn: &NewTxn) -> Statement {
             txn.status.as_str(),
             txn.channel.as_str(),
             txn.merchant_id.as_str(),
-            identity.map(|i| i.terminal_id.clone()),
-            identity.map(|i| i.batch_no),
-            identity.map(|i| i.stan),
+            identity.map(|i| i.terminal_id.as_str()),
+            identity.map(|i| i.batch_no.value()),
+            identity.map(|i| i.stan.value()),
             identity.map(|i| i.mti_class.clone()),
             txn.out_trade_no.clone(),
             txn.rrn.clone(),
@@ -484,7 +484,12 @@ async fn existing_txn(exec: &mut dyn Exec, txn: &NewTxn) -> Result<Option<i64>, 
     let rows = if let Some(identity) = &txn.card_identity {
         exec.query(
             "SELECT id FROM transactions WHERE terminal_id = $1 AND batch_no = $2 AND stan = $3 AND mti_class = $4",
-            &params![identity.terminal_id.as_str(), identity.batch_no, identity.stan, identity.mti_class.as_str()],
+            &params![
+                identity.terminal_id.as_str(),
+                identity.batch_no.value(),
+                identity.stan.value(),
+                identity.mti_class.as_str()
+            ],
         )
         .await?
     } else if let Some(out_trade_no) = &txn.out_trade_no {

@@ -227,11 +227,13 @@ pub(crate) fn bind<'p>(step: &Step, planned: &'p [Planned<'p>]) -> Result<Option
                 ),
                 column(
                     txns.iter()
-                        .map(|(_, t)| t.card_identity.as_ref().map(|i| i64::from(i.batch_no)))
+                        .map(|(_, t)| t.card_identity.as_ref().map(|i| i64::from(i.batch_no.value())))
                         .collect::<Vec<_>>(),
                 ),
                 column(
-                    txns.iter().map(|(_, t)| t.card_identity.as_ref().map(|i| i64::from(i.stan))).collect::<Vec<_>>(),
+                    txns.iter()
+                        .map(|(_, t)| t.card_identity.as_ref().map(|i| i64::from(i.stan.value())))
+                        .collect::<Vec<_>>(),
                 ),
                 column(
                     txns.iter()

@@ -126,12 +126,10 @@ fn clipped(text: &str) -> String {
 
 fn txn(row: &Row) -> Result<TxnRecord, StoreError> {
     let card_identity = match (row.opt_text(5)?, row.opt_int(6)?, row.opt_int(7)?, row.opt_text(8)?) {
-        (Some(terminal_id), Some(batch_no), Some(stan), Some(mti_class)) => Some(CardIdentity {
-            terminal_id,
-            batch_no: small(batch_no, "batch")?,
-            stan: small(stan, "stan")?,
-            mti_class,
-        }),
+        (Some(terminal_id), Some(batch_no), Some(stan), Some(mti_class)) => Some(
+            CardIdentity::new(&terminal_id, small(batch_no, "batch")?, small(stan, "stan")?, &mti_class)
+                .map_err(|e| StoreError::Corrupt(format!("card identity: {e}")))?,
+        ),
         _ => None,
     };
     let id = row.int(0)?;
@@ -307,7 +305,12 @@ impl TxnStore for SqlReads {
     async fn txn_by_card_identity(&self, identity: &CardIdentity) -> Result<Option<TxnRecord>, StoreError> {
         self.txn_where(
             "terminal_id = $1 AND batch_no = $2 AND stan = $3 AND mti_class = $4",
-            &params![identity.terminal_id.as_str(), identity.batch_no, identity.stan, identity.mti_class.as_str()],
+            &params![
+                identity.terminal_id.as_str(),
+                identity.batch_no.value(),
+                identity.stan.value(),
+                identity.mti_class.as_str()
+            ],
         )
         .await
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use kassa_domain::{Channel, Currency, Money, TxnKind, TxnState, TxnStatus};
+use kassa_domain::{BatchNo, Channel, Currency, IdError, Money, Stan, TerminalId, TxnKind, TxnState, TxnStatus};
 use serde::{Deserialize, Serialize};
 
 /// A merchant (商户).
@@ -263,13 +263,26 @@ pub struct NewTxn {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CardIdentity {
     /// Terminal id.
-    pub terminal_id: String,
+    pub terminal_id: TerminalId,
     /// Batch number.
-    pub batch_no: u32,
+    pub batch_no: BatchNo,
     /// STAN.
-    pub stan: u32,
-    /// Request MTI with its last digit ignored, e.g. `020`.
+    pub stan: Stan,
+    /// Request MTI with its last digit ignored, e.g. `020` (not a closed set: the gateway's
+    /// families, a settlement's `050`, imported rows).
     pub mti_class: String,
+}
+
+impl CardIdentity {
+    /// An identity from its parts as the wire or a row has them, each validated.
+    pub fn new(terminal_id: &str, batch_no: u32, stan: u32, mti_class: &str) -> Result<CardIdentity, IdError> {
+        Ok(CardIdentity {
+            terminal_id: TerminalId::parse(terminal_id)?,
+            batch_no: BatchNo::new(batch_no)?,
+            stan: Stan::new(stan)?,
+            mti_class: mti_class.to_owned(),
+        })
+    }
 }
 
 /// The answer a request got, stored with its transaction so that a retransmission is answered

@@ -120,8 +120,8 @@ pub fn mark_card_test(identity: &CardIdentity, out_trade_no: &str, at_ms: i64) -
                 out_trade_no,
                 at_ms,
                 identity.terminal_id.as_str(),
-                identity.batch_no,
-                identity.stan,
+                identity.batch_no.value(),
+                identity.stan.value(),
                 identity.mti_class.as_str()
             ]
             .to_vec(),

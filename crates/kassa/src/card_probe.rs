@@ -276,8 +276,10 @@ impl HostCardProbe {
     /// allowed to stop the test half-way: the void that follows matters more than the mark (a
     /// voided sale counts in no volume either).
     async fn mark(&self, terminal_id: &str, batch: u32, stan: u32, out_trade_no: &str) {
-        let identity =
-            CardIdentity { terminal_id: terminal_id.to_owned(), batch_no: batch, stan, mti_class: "020".into() };
+        let Ok(identity) = CardIdentity::new(terminal_id, batch, stan, "020") else {
+            tracing::warn!(terminal = %terminal_id, batch, stan, "a card test's request has no valid identity");
+            return;
+        };
         let op = mark_card_test(&identity, out_trade_no, now_ms());
         if let Err(error) = self.store.commit(WriteUnit::ops(vec![op])).await {
             tracing::warn!(%error, terminal = %terminal_id, batch, stan, "cannot mark a card test's request as a test");
@@ -300,8 +302,8 @@ impl HostCardProbe {
     }
 
     async fn unused(&self, terminal_id: &str, batch: u32, stan: u32) -> Result<bool, ProbeError> {
-        let identity =
-            CardIdentity { terminal_id: terminal_id.to_owned(), batch_no: batch, stan, mti_class: "020".into() };
+        // An identity that does not parse could not be sent either.
+        let Ok(identity) = CardIdentity::new(terminal_id, batch, stan, "020") else { return Ok(false) };
         Ok(self.store.txns.txn_by_card_identity(&identity).await?.is_none())
     }
 }

@@ -492,12 +492,10 @@ fn card(id_hint: u32, amount_minor: i64, status: &str, date: &str, created_at_ms
         status: TxnStatus::parse(status).unwrap(),
         channel: Channel::Card,
         merchant_id: MID.into(),
-        card_identity: Some(CardIdentity {
-            terminal_id: if id_hint.is_multiple_of(2) { "10000001".into() } else { "10000002".into() },
-            batch_no: 1,
-            stan: id_hint,
-            mti_class: "020".into(),
-        }),
+        card_identity: Some(
+            CardIdentity::new(if id_hint.is_multiple_of(2) { "10000001" } else { "10000002" }, 1, id_hint, "020")
+                .unwrap(),
+        ),
         out_trade_no: None,
         rrn: Some(format!("{:012}", 100_000 + id_hint)),
         auth_code: None,

@@ -92,7 +92,7 @@ pub async fn world(db: &TestDb) -> World {
         status: TxnStatus::Approved,
         channel: Channel::Card,
         merchant_id: MID.into(),
-        card_identity: Some(CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 1, mti_class: "020".into() }),
+        card_identity: Some(CardIdentity::new(TID, 1, 1, "020").unwrap()),
         out_trade_no: None,
         rrn: Some("000000000001".into()),
         auth_code: Some("A1B2C3".into()),

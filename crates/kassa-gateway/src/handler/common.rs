@@ -84,12 +84,9 @@ impl Handler {
 
     pub(super) fn identity(ctx: &Ctx<'_>, mti_class: &str) -> Result<CardIdentity, ResponseCode> {
         let stan = ctx.request.number(11).ok().flatten().ok_or(ResponseCode::FORMAT_ERROR)?;
-        Ok(CardIdentity {
-            terminal_id: ctx.terminal.terminal_id.clone(),
-            batch_no: ctx.field60.batch_number,
-            stan: u32::try_from(stan).map_err(|_| ResponseCode::FORMAT_ERROR)?,
-            mti_class: mti_class.to_owned(),
-        })
+        let stan = u32::try_from(stan).map_err(|_| ResponseCode::FORMAT_ERROR)?;
+        CardIdentity::new(&ctx.terminal.terminal_id, ctx.field60.batch_number, stan, mti_class)
+            .map_err(|_| ResponseCode::FORMAT_ERROR)
     }
 
     pub(super) fn digest(request: &Message, pan: &str) -> String {

@@ -117,8 +117,8 @@ impl Handler {
             return false;
         }
         let Some(identity) = &original.card_identity else { return false };
-        let batch_ok = field61.original_batch_number == 0 || field61.original_batch_number == identity.batch_no;
-        let stan_ok = field61.original_stan == 0 || field61.original_stan == identity.stan;
+        let batch_ok = field61.original_batch_number == 0 || field61.original_batch_number == identity.batch_no.value();
+        let stan_ok = field61.original_stan == 0 || field61.original_stan == identity.stan.value();
         let date_ok = match (field61.original_date_mmdd, original.response.date_mmdd.as_deref()) {
             (Some(date), Some(stored)) => date.as_slice() == stored.as_bytes(),
             _ => true,

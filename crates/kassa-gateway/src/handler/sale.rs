@@ -202,7 +202,8 @@ impl Handler {
         // approved while the terminal still held it.
         if approved && capture.kind == TxnKind::OfflineSale {
             let credited_by = format!("upload:{}", capture.txn_id);
-            let (terminal, batch, stan) = (&identity.terminal_id, identity.batch_no, identity.stan);
+            let (terminal, batch, stan) =
+                (identity.terminal_id.as_str(), identity.batch_no.value(), identity.stan.value());
             ops.push(kassa_store::gateway::claim_offline_credit(terminal, batch, stan, &credited_by, ctx.now_ms));
         }
         if approved && capture.kind.is_capture() {
@@ -242,8 +243,8 @@ impl Handler {
         tracing::info!(
             txn = capture.txn_id,
             terminal = %identity.terminal_id,
-            batch = identity.batch_no,
-            stan = identity.stan,
+            batch = identity.batch_no.value(),
+            stan = identity.stan.value(),
             "offline sale credited by a correction already: recorded without crediting it again"
         );
         self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![])).await

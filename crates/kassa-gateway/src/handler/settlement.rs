@@ -76,13 +76,10 @@ fn next_batch(batch: u32) -> u32 {
 
 impl Handler {
     /// One settlement at a time per terminal batch in this process.
-    fn batch_identity(ctx: &Ctx<'_>) -> CardIdentity {
-        CardIdentity {
-            terminal_id: ctx.terminal.terminal_id.clone(),
-            batch_no: ctx.field60.batch_number,
-            stan: 0,
-            mti_class: "050".into(),
-        }
+    /// Its key: the batch's identity under the settlement class `050`, which no request has;
+    /// `None` for a batch number out of range (answered `30`).
+    fn batch_identity(ctx: &Ctx<'_>) -> Option<CardIdentity> {
+        CardIdentity::new(&ctx.terminal.terminal_id, ctx.field60.batch_number, kassa_domain::Stan::MIN, "050").ok()
     }
 
     /// The host's totals of the batch the request names, summed by the database.
@@ -115,7 +112,10 @@ impl Handler {
         let Ok(Some(theirs)) = request.typed::<SettlementTotals>() else {
             return Ok(respond(request, ResponseCode::FORMAT_ERROR));
         };
-        let _held = self.locks.lock(&Self::batch_identity(ctx)).await;
+        let Some(batch_identity) = Self::batch_identity(ctx) else {
+            return Ok(respond(request, ResponseCode::FORMAT_ERROR));
+        };
+        let _held = self.locks.lock(&batch_identity).await;
         let totals = self.batch_totals(ctx).await?;
         let mut ours = host_totals(&totals.groups);
         let balanced = same_totals(&ours, &theirs.domestic) && same_totals(&Totals::default(), &theirs.foreign);
@@ -167,7 +167,10 @@ impl Handler {
             };
             Self::batch_answer(ctx, code)
         };
-        let _held = self.locks.lock(&Self::batch_identity(ctx)).await;
+        let Some(batch_identity) = Self::batch_identity(ctx) else {
+            return Ok(Self::batch_answer(ctx, ResponseCode::FORMAT_ERROR));
+        };
+        let _held = self.locks.lock(&batch_identity).await;
         if let Some(stored) = reads.batch_item(&item.terminal_id, item.batch_no, item.stan).await? {
             return Ok(replay(&stored));
         }
@@ -236,7 +239,10 @@ impl Handler {
             Self::with_batch(&mut response, ctx.field60, next);
             response
         };
-        let _held = self.locks.lock(&Self::batch_identity(ctx)).await;
+        let Some(batch_identity) = Self::batch_identity(ctx) else {
+            return Ok(Self::batch_answer(ctx, ResponseCode::FORMAT_ERROR));
+        };
+        let _held = self.locks.lock(&batch_identity).await;
         if let Some(done) = reads.batch_upload(terminal_id, batch).await? {
             return Ok(closed(done.next_batch));
         }

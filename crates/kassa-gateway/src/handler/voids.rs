@@ -44,9 +44,9 @@ impl Handler {
             return Ok(Err(ResponseCode::ORIGINAL_NOT_FOUND));
         };
         let matches = original.card_identity.as_ref().is_some_and(|identity| {
-            identity.terminal_id == ctx.terminal.terminal_id
-                && identity.batch_no == reference.field61.original_batch_number
-                && identity.stan == reference.field61.original_stan
+            identity.terminal_id.as_str() == ctx.terminal.terminal_id
+                && identity.batch_no.value() == reference.field61.original_batch_number
+                && identity.stan.value() == reference.field61.original_stan
         }) && ctx.request.field_str(38).is_none_or(|code| original.auth_code.as_deref() == Some(code));
         Ok(if matches { Ok(original) } else { Err(ResponseCode::ORIGINAL_NOT_FOUND) })
     }
@@ -111,7 +111,7 @@ impl Handler {
         original: &TxnRecord,
     ) -> Result<Result<TxnState, ResponseCode>, GatewayError> {
         let state = Self::state_of_record(original)?;
-        let original_batch = original.card_identity.as_ref().map(|identity| identity.batch_no);
+        let original_batch = original.card_identity.as_ref().map(|identity| identity.batch_no.value());
         let in_open_batch = original_batch == Some(ctx.terminal.open_batch) || state.kind() == TxnKind::PreAuth;
         if state.kind().void_kind() != Some(void_kind) || state.status() != TxnStatus::Approved || !in_open_batch {
             return Ok(Err(ResponseCode::INVALID_TRANSACTION));
@@ -292,9 +292,9 @@ impl Handler {
             source: "void_reversal".into(),
             kind: kind.into(),
             merchant_id: ctx.terminal.merchant_id.clone(),
-            terminal_id: Some(identity.terminal_id.clone()),
-            batch_no: Some(identity.batch_no),
-            stan: Some(identity.stan),
+            terminal_id: Some(identity.terminal_id.to_string()),
+            batch_no: Some(identity.batch_no.value()),
+            stan: Some(identity.stan.value()),
             txn_id: Some(original.id),
             terminal_amount_minor: None,
             host_amount_minor: Some(original.amount_minor),

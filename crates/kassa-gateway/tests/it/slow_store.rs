@@ -54,7 +54,7 @@ async fn a_database_that_cannot_commit_is_answered_96_in_time_and_nothing_half_w
 
     // Whatever the abandoned request left is whole: at most its journal entry, never an
     // approval, never money.
-    let identity = CardIdentity { terminal_id: DEVICE_TERMINAL.into(), batch_no: 1, stan, mti_class: "020".into() };
+    let identity = CardIdentity::new(DEVICE_TERMINAL, 1, stan, "020").unwrap();
     if let Some(txn) = host.store.txns.txn_by_card_identity(&identity).await.unwrap() {
         assert_ne!(txn.status, TxnStatus::Approved, "{txn:?}");
     }

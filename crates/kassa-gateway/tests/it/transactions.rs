@@ -453,12 +453,10 @@ async fn partial_refunds_never_exceed_the_sale_and_return_the_fee_in_proportion(
     let first_refund = host
         .store
         .txns
-        .txn_by_card_identity(&kassa_store::CardIdentity {
-            terminal_id: DEVICE_TERMINAL.into(),
-            batch_no: 1,
-            stan: first.field_str(11).unwrap().parse().unwrap(),
-            mti_class: "022".into(),
-        })
+        .txn_by_card_identity(
+            &kassa_store::CardIdentity::new(DEVICE_TERMINAL, 1, first.field_str(11).unwrap().parse().unwrap(), "022")
+                .unwrap(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -573,12 +571,7 @@ async fn pre_authorisation_family() {
     let completion_txn = host
         .store
         .txns
-        .txn_by_card_identity(&kassa_store::CardIdentity {
-            terminal_id: DEVICE_TERMINAL.into(),
-            batch_no: 1,
-            stan: completion_stan,
-            mti_class: "020".into(),
-        })
+        .txn_by_card_identity(&kassa_store::CardIdentity::new(DEVICE_TERMINAL, 1, completion_stan, "020").unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -631,12 +624,7 @@ async fn a_request_left_pending_by_a_stopped_host_is_declined_and_reversed_at_th
         status: TxnStatus::Pending,
         channel: Channel::Card,
         merchant_id: crate::harness::MERCHANT.into(),
-        card_identity: Some(CardIdentity {
-            terminal_id: DEVICE_TERMINAL.into(),
-            batch_no: 1,
-            stan: 42,
-            mti_class: "020".into(),
-        }),
+        card_identity: Some(CardIdentity::new(DEVICE_TERMINAL, 1, 42, "020").unwrap()),
         out_trade_no: None,
         rrn: None,
         auth_code: None,

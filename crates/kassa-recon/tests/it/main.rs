@@ -577,12 +577,7 @@ mod card {
             status,
             channel: Channel::Card,
             merchant_id: MERCHANT.into(),
-            card_identity: Some(kassa_store::CardIdentity {
-                terminal_id: "10000001".into(),
-                batch_no: 1,
-                stan: n,
-                mti_class: "0200".into(),
-            }),
+            card_identity: Some(kassa_store::CardIdentity::new("10000001", 1, n, "0200").unwrap()),
             out_trade_no: None,
             rrn: None,
             auth_code: None,

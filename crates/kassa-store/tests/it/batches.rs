@@ -41,7 +41,7 @@ fn card_txn(tid: &str, stan: u32, amount: i64, status: &str) -> NewTxn {
         status: TxnStatus::parse(status).unwrap(),
         channel: Channel::Card,
         merchant_id: MID.into(),
-        card_identity: Some(CardIdentity { terminal_id: tid.into(), batch_no: 1, stan, mti_class: "020".into() }),
+        card_identity: Some(CardIdentity::new(tid, 1, stan, "020").unwrap()),
         out_trade_no: None,
         rrn: None,
         auth_code: None,
@@ -142,7 +142,7 @@ pub async fn duplicates_inside_one_batch(db: &TestDb) {
         channel: Channel::Alipay,
         card_identity: None,
         out_trade_no: Some("order-7".into()),
-        ..card_txn("10000001", 0, amount, "approved")
+        ..card_txn("10000001", 999_999, amount, "approved")
     };
     let with_rrn = |stan, rrn: &str| NewTxn { rrn: Some(rrn.into()), ..card_txn("10000002", stan, 300, "approved") };
     let results = db
@@ -174,12 +174,7 @@ pub async fn duplicates_inside_one_batch(db: &TestDb) {
     assert!(db
         .store
         .txns
-        .txn_by_card_identity(&CardIdentity {
-            terminal_id: "10000002".into(),
-            batch_no: 1,
-            stan: 6,
-            mti_class: "020".into()
-        })
+        .txn_by_card_identity(&CardIdentity::new("10000002", 1, 6, "020").unwrap())
         .await
         .unwrap()
         .is_none());

@@ -41,7 +41,7 @@ fn card_txn(tid: &str, batch: u32, stan: u32, amount: i64) -> NewTxn {
         status: TxnStatus::Approved,
         channel: Channel::Card,
         merchant_id: MID.into(),
-        card_identity: Some(CardIdentity { terminal_id: tid.into(), batch_no: batch, stan, mti_class: "020".into() }),
+        card_identity: Some(CardIdentity::new(tid, batch, stan, "020").unwrap()),
         out_trade_no: None,
         rrn: Some(format!("{tid}{}{stan:03}", batch % 10)),
         auth_code: Some("A1B2C3".into()),
@@ -555,6 +555,17 @@ pub async fn corrupt_transaction_rows_are_errors(db: &TestDb) {
         raw_execute(&db.url, &format!("UPDATE transactions SET {column} = '{original}' WHERE id = {id}"))
             .await
             .unwrap();
+        assert_eq!(store.txns.txn(id).await.unwrap().unwrap(), stored, "{column} restored");
+    }
+    // A card identity that does not parse (a STAN of zero, a short terminal id, a batch past six
+    // digits): the row by id is corrupt too.
+    for (column, damaged, original) in
+        [("stan", "0", "1"), ("terminal_id", "'1000'", "'10000001'"), ("batch_no", "1000000", "1")]
+    {
+        raw_execute(&db.url, &format!("UPDATE transactions SET {column} = {damaged} WHERE id = {id}")).await.unwrap();
+        let read = store.txns.txn(id).await;
+        assert!(matches!(read, Err(StoreError::Corrupt(_))), "{column} {damaged}: {read:?}");
+        raw_execute(&db.url, &format!("UPDATE transactions SET {column} = {original} WHERE id = {id}")).await.unwrap();
         assert_eq!(store.txns.txn(id).await.unwrap().unwrap(), stored, "{column} restored");
     }
     // As the untyped version stored it: a JSON object's keys sorted, and keys of its own.

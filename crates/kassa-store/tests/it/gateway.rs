@@ -78,12 +78,7 @@ async fn stale_pending_card_requests_are_found(db: &TestDb) {
         status: TxnStatus::parse(status).unwrap(),
         channel: Channel::Card,
         merchant_id: "898100000000001".into(),
-        card_identity: Some(CardIdentity {
-            terminal_id: "10000001".into(),
-            batch_no: 1,
-            stan,
-            mti_class: "020".into(),
-        }),
+        card_identity: Some(CardIdentity::new("10000001", 1, stan, "020").unwrap()),
         out_trade_no: None,
         rrn: None,
         auth_code: None,

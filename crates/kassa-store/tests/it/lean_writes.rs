@@ -18,12 +18,7 @@ fn pending(stan: u32) -> NewTxn {
         status: TxnStatus::Pending,
         channel: Channel::Card,
         merchant_id: MERCHANT.into(),
-        card_identity: Some(CardIdentity {
-            terminal_id: "10000001".into(),
-            batch_no: 1,
-            stan,
-            mti_class: "020".into(),
-        }),
+        card_identity: Some(CardIdentity::new("10000001", 1, stan, "020").unwrap()),
         out_trade_no: None,
         rrn: None,
         auth_code: None,

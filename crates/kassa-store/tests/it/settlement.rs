@@ -51,12 +51,7 @@ fn txn(terminal_id: &str, batch_no: u32, stan: u32, kind: &str, status: &str, am
         status: TxnStatus::parse(status).unwrap(),
         channel: Channel::Card,
         merchant_id: MID.into(),
-        card_identity: Some(CardIdentity {
-            terminal_id: terminal_id.into(),
-            batch_no,
-            stan,
-            mti_class: mti_class.into(),
-        }),
+        card_identity: Some(CardIdentity::new(terminal_id, batch_no, stan, mti_class).unwrap()),
         out_trade_no: None,
         rrn: None,
         auth_code: None,
@@ -163,7 +158,7 @@ pub async fn batch_lines_page_by_id(db: &TestDb) {
     let records = db.store.txns.txns_in_batch(TID, 1).await.unwrap();
     let expected: Vec<_> = records
         .iter()
-        .map(|r| (r.id, r.card_identity.as_ref().unwrap().stan, r.kind, r.status, r.amount_minor))
+        .map(|r| (r.id, r.card_identity.as_ref().unwrap().stan.value(), r.kind, r.status, r.amount_minor))
         .collect();
     let got: Vec<_> = lines.iter().map(|l| (l.id, l.stan, l.kind, l.status, l.amount_minor)).collect();
     assert_eq!(got, expected);

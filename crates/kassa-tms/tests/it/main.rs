@@ -143,7 +143,7 @@ async fn start_with(db: &TestDb, supervisor: &str, operator: &str, refund: &str,
         status: TxnStatus::Approved,
         channel: Channel::Card,
         merchant_id: MID.into(),
-        card_identity: Some(CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 7, mti_class: "020".into() }),
+        card_identity: Some(CardIdentity::new(TID, 1, 7, "020").unwrap()),
         out_trade_no: None,
         rrn: Some("000000000007".into()),
         auth_code: Some("A1B2C3".into()),
@@ -763,7 +763,7 @@ async fn reinit_only_when_nothing_is_open_then_the_terminal_signs_in_again(db: &
         status: TxnStatus::Pending,
         channel: Channel::Card,
         merchant_id: MID.into(),
-        card_identity: Some(CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 8, mti_class: "020".into() }),
+        card_identity: Some(CardIdentity::new(TID, 1, 8, "020").unwrap()),
         out_trade_no: None,
         rrn: None,
         auth_code: None,
@@ -784,12 +784,8 @@ async fn reinit_only_when_nothing_is_open_then_the_terminal_signs_in_again(db: &
         answer.body["error"],
         "the terminal cannot be re-initialised yet: 1 card transaction(s) still pending at the host"
     );
-    let pending = store
-        .txns
-        .txn_by_card_identity(&CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 8, mti_class: "020".into() })
-        .await
-        .unwrap()
-        .unwrap();
+    let pending =
+        store.txns.txn_by_card_identity(&CardIdentity::new(TID, 1, 8, "020").unwrap()).await.unwrap().unwrap();
     // Declined: nothing to settle, nothing pending.
     update_txn(store, pending.id, "declined", false).await;
 

@@ -685,12 +685,8 @@ async fn transactions_of(state: &WebState, record: &RunRecord, lang: Lang) -> Re
     let mut links = Vec::new();
     if record.kind == "card" {
         for (batch, stan) in &record.card_requests {
-            let identity = CardIdentity {
-                terminal_id: record.terminal_id.clone(),
-                batch_no: *batch,
-                stan: *stan,
-                mti_class: "020".into(),
-            };
+            // An identity that does not parse names no stored request.
+            let Ok(identity) = CardIdentity::new(&record.terminal_id, *batch, *stan, "020") else { continue };
             if let Some(txn) = state.store.txns.txn_by_card_identity(&identity).await? {
                 links.push(TxnLink {
                     href: format!("/transactions/card/{}", txn.id),

@@ -578,7 +578,7 @@ async fn card_detail(
         fact(lang, "transactions-fact-refunded", money(txn.refunded_minor, txn.currency.code())),
         fact(lang, "transactions-fact-fee", money(txn.fee_minor, txn.currency.code())),
         fact(lang, "transactions-fact-pan", txn.pan_masked.as_deref().map(format::mask_pan).unwrap_or_default()),
-        fact(lang, "transactions-fact-terminal", identity.map(|i| i.terminal_id.clone()).unwrap_or_default()),
+        fact(lang, "transactions-fact-terminal", identity.map(|i| i.terminal_id.to_string()).unwrap_or_default()),
         fact(lang, "transactions-fact-batch", identity.map(|i| format!("{:06}", i.batch_no)).unwrap_or_default()),
         fact(lang, "transactions-fact-stan", identity.map(|i| format!("{:06}", i.stan)).unwrap_or_default()),
         fact(lang, "transactions-fact-rrn", txn.rrn.clone().unwrap_or_default()),

@@ -102,12 +102,7 @@ async fn card(store: &Store, merchant: &str, stan: u32, (kind, status, amount): 
         status: TxnStatus::parse(status).unwrap(),
         channel: Channel::Card,
         merchant_id: merchant.into(),
-        card_identity: Some(kassa_store::CardIdentity {
-            terminal_id: "10000003".into(),
-            batch_no: 1,
-            stan,
-            mti_class: "020".into(),
-        }),
+        card_identity: Some(kassa_store::CardIdentity::new("10000003", 1, stan, "020").unwrap()),
         out_trade_no: None,
         rrn: Some(format!("E{stan:011}")),
         auth_code: None,

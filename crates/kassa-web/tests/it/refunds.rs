@@ -14,7 +14,7 @@ async fn card_sale(site: &Site, rrn: &str, minor: i64) -> i64 {
         status: TxnStatus::Approved,
         channel: Channel::Card,
         merchant_id: MID.into(),
-        card_identity: Some(CardIdentity { terminal_id: TID.into(), batch_no: 1, stan: 7, mti_class: "020".into() }),
+        card_identity: Some(CardIdentity::new(TID, 1, 7, "020").unwrap()),
         out_trade_no: None,
         rrn: Some(rrn.into()),
         auth_code: Some("123456".into()),

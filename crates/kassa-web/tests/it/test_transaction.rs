@@ -48,7 +48,7 @@ impl FakeProbe {
         let status = if approved { "approved" } else { "declined" };
         let rrn = format!("{stan:012}");
         card_sale(&self.store, MID, stan, i64::try_from(test.amount_minor).unwrap(), status, &rrn, 1).await;
-        let identity = CardIdentity { terminal_id: TID.into(), batch_no: 1, stan, mti_class: "020".into() };
+        let identity = CardIdentity::new(TID, 1, stan, "020").unwrap();
         self.store.commit(WriteUnit::ops(vec![mark_card_test(&identity, &test.run_id, 2)])).await.unwrap();
         let answered = |kind, code: &str| {
             let mut step = CardStep::new(kind, 7);

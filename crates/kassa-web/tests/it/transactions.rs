@@ -31,7 +31,7 @@ pub async fn card_sale(
 /// A card sale `(stan, amount, status, rrn)` of `merchant` on business day `day`.
 pub async fn card_sale_on(store: &Store, merchant: &str, sale: (u32, i64, &str, &str), day: &str, at_ms: i64) -> i64 {
     let (stan, amount, status, rrn) = sale;
-    let identity = CardIdentity { terminal_id: TID.into(), batch_no: 1, stan, mti_class: "020".into() };
+    let identity = CardIdentity::new(TID, 1, stan, "020").unwrap();
     let txn = NewTxn {
         kind: TxnKind::Sale,
         status: TxnStatus::parse(status).unwrap(),

@@ -193,23 +193,21 @@ async fn check_stored(store: &Store, logs: &[TerminalLog], recovered: bool) {
         let mut per_identity: HashMap<(u32, String), usize> = HashMap::new();
         for txn in &in_batch {
             if let Some(identity) = &txn.card_identity {
-                *per_identity.entry((identity.stan, identity.mti_class.clone())).or_default() += 1;
+                *per_identity.entry((identity.stan.value(), identity.mti_class.clone())).or_default() += 1;
             }
         }
         assert!(per_identity.values().all(|&count| count == 1), "{terminal_id}: an identity holds two transactions");
         let by_stan: BTreeMap<u32, &kassa_store::TxnRecord> = in_batch
             .iter()
             .filter_map(|txn| {
-                txn.card_identity.as_ref().filter(|identity| identity.mti_class == "020").map(|id| (id.stan, txn))
+                txn.card_identity
+                    .as_ref()
+                    .filter(|identity| identity.mti_class == "020")
+                    .map(|id| (id.stan.value(), txn))
             })
             .collect();
         for sent in &log.sent {
-            let identity = CardIdentity {
-                terminal_id: terminal_id.clone(),
-                batch_no: log.batch,
-                stan: sent.stan,
-                mti_class: "020".into(),
-            };
+            let identity = CardIdentity::new(terminal_id, log.batch, sent.stan, "020").unwrap();
             let stored = store.txns.txn_by_card_identity(&identity).await.unwrap();
             match &sent.rrn {
                 Some(rrn) => {
