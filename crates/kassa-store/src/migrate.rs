@@ -86,6 +86,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "lean_card_writes",
         sql: include_str!("../migrations/sqlite/0020_lean_card_writes.sql"),
     },
+    Migration {
+        version: 21,
+        name: "closed_batches",
+        sql: include_str!("../migrations/sqlite/0021_closed_batches.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -151,6 +156,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 20,
         name: "lean_card_writes",
         sql: include_str!("../migrations/postgres/0020_lean_card_writes.sql"),
+    },
+    Migration {
+        version: 21,
+        name: "closed_batches",
+        sql: include_str!("../migrations/postgres/0021_closed_batches.sql"),
     },
 ];
 

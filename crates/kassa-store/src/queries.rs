@@ -95,9 +95,17 @@ pub(crate) fn operator(row: &Row) -> Result<OperatorRecord, StoreError> {
     })
 }
 
-const TXN_COLUMNS: &str = "id, kind, status, channel, merchant_id, terminal_id, batch_no, stan, mti_class, out_trade_no, rrn, \
-     auth_code, amount_minor, currency, refunded_minor, fee_minor, settled, pan_masked, content_digest, original_id, response, \
-     business_date, version, created_at_ms, updated_at_ms";
+/// A transaction's columns, `settled` derived: its own flag (batches closed before migration
+/// 0021 set it), or its batch was closed (`closed_batches`) after it was created and it is no
+/// longer pending. So a transaction still pending at the close counts as settled once it is
+/// decided: its batch is closed, so it can no longer be voided, only refunded.
+const TXN_COLUMNS: &str =
+    "id, kind, status, channel, merchant_id, terminal_id, batch_no, stan, mti_class, out_trade_no, rrn, \
+     auth_code, amount_minor, currency, refunded_minor, fee_minor, \
+     (transactions.settled OR (transactions.status <> 'pending' AND EXISTS (SELECT 1 FROM closed_batches c \
+      WHERE c.terminal_id = transactions.terminal_id AND c.batch_no = transactions.batch_no \
+      AND c.closed_at_ms >= transactions.created_at_ms))), \
+     pan_masked, content_digest, original_id, response, business_date, version, created_at_ms, updated_at_ms";
 
 /// A stored kind; a name the domain does not know is a corrupt row, never a panic.
 pub(crate) fn txn_kind(name: &str) -> Result<TxnKind, StoreError> {

@@ -142,10 +142,10 @@ impl SettlementStore for SqlReads {
     }
 }
 
-/// Closes a terminal's batch: opens `next_batch` and marks every decided transaction of the
-/// batch settled (pending ones stay as they are) — only if the batch still has `fingerprint`
-/// (from [`SettlementStore::batch_totals`]); else the unit fails with a conflict and nothing
-/// of it is written.
+/// Closes a terminal's batch: opens `next_batch` and records the close, which makes every
+/// transaction of the batch settled once it is decided (`queries::TXN_COLUMNS` derives it) — only if the batch
+/// still has `fingerprint` (from [`SettlementStore::batch_totals`]); else the unit fails with a
+/// conflict and nothing of it is written. Two rows written, whatever the batch's size.
 pub fn close_batch(terminal_id: &str, batch_no: u32, next_batch: u32, fingerprint: i64, at_ms: i64) -> Vec<WriteOp> {
     let open_next = Statement {
         sql: "UPDATE terminals SET open_batch = $1 WHERE terminal_id = $2 AND $3 = \
@@ -153,13 +153,13 @@ pub fn close_batch(terminal_id: &str, batch_no: u32, next_batch: u32, fingerprin
                WHERE terminal_id = $2 AND batch_no = $4)",
         params: params![next_batch, terminal_id, fingerprint, batch_no].to_vec(),
     };
-    let settle = Statement {
-        sql: "UPDATE transactions SET settled = TRUE, updated_at_ms = $1, version = version + 1 \
-              WHERE terminal_id = $2 AND batch_no = $3 AND status <> 'pending' AND NOT settled",
-        params: params![at_ms, terminal_id, batch_no].to_vec(),
+    let closed = Statement {
+        sql: "INSERT INTO closed_batches (terminal_id, batch_no, closed_at_ms) VALUES ($1, $2, $3) \
+              ON CONFLICT (terminal_id, batch_no) DO UPDATE SET closed_at_ms = excluded.closed_at_ms",
+        params: params![terminal_id, batch_no, at_ms].to_vec(),
     };
     vec![
         WriteOp::Statement { statement: open_next, may_change_nothing: false },
-        WriteOp::Statement { statement: settle, may_change_nothing: true },
+        WriteOp::Statement { statement: closed, may_change_nothing: false },
     ]
 }

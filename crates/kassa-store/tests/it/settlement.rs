@@ -214,8 +214,68 @@ pub async fn a_close_settles_the_batch_it_was_read_from_and_only_that(db: &TestD
     assert_eq!(db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint, fingerprint);
 }
 
+/// A close writes one row, whatever the batch's size: its transactions are settled by being in
+/// a closed batch, not by a flag on each (migration 0021). Rows the close did not see — created
+/// after it, or in the same batch number used again after the wrap — are not settled until a
+/// close sees them; a row still pending at the close is settled once it is decided.
+pub async fn settled_is_derived_from_the_close_of_the_batch(db: &TestDb) {
+    seed(db).await;
+    let insert = |new: NewTxn| db.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(new)), vec![]));
+    for (stan, status) in [(1, "approved"), (2, "declined"), (3, "pending")] {
+        assert!(matches!(insert(txn(TID, 1, stan, "sale", status, 100)).await.unwrap(), UnitOutcome::Committed { .. }));
+    }
+    let versions_before: Vec<_> =
+        db.store.txns.txns_in_batch(TID, 1).await.unwrap().iter().map(|t| (t.id, t.version, t.updated_at_ms)).collect();
+    let fingerprint = db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint;
+    db.store.commit(WriteUnit::ops(close_batch(TID, 1, 2, fingerprint, 3_000))).await.unwrap();
+    let records = db.store.txns.txns_in_batch(TID, 1).await.unwrap();
+    let settled: Vec<_> = records.iter().map(|t| (t.status, t.settled)).collect();
+    assert_eq!(
+        settled,
+        [(TxnStatus::Approved, true), (TxnStatus::Declined, true), (TxnStatus::Pending, false)],
+        "decided rows settled, the pending one not"
+    );
+    let versions_after: Vec<_> = records.iter().map(|t| (t.id, t.version, t.updated_at_ms)).collect();
+    assert_eq!(versions_after, versions_before, "the close wrote no transaction row");
+
+    // The pending sale decided after the close: its batch is closed, so it is settled now.
+    let pending = records.iter().find(|t| t.status == TxnStatus::Pending).unwrap();
+    let approve = TxnUpdate {
+        id: pending.id,
+        expected_version: pending.version,
+        kind: TxnKind::Sale,
+        expected_status: TxnStatus::Pending,
+        status: TxnStatus::Approved,
+        refunded_minor: 0,
+        settled: false,
+        response: None,
+        rrn: None,
+        auth_code: None,
+        updated_at_ms: 3_500,
+    };
+    db.store.commit(WriteUnit::guarded(Guard::UpdateTxn(approve), vec![])).await.unwrap();
+    assert!(db.store.txns.txns_in_batch(TID, 1).await.unwrap().iter().all(|t| t.settled));
+
+    // The same batch number again (after the six-digit wrap): new rows are not settled by the
+    // old close, and the next close of that number settles them.
+    let mut late = txn(TID, 1, 4, "sale", "approved", 100);
+    late.created_at_ms = 5_000;
+    assert!(matches!(insert(late).await.unwrap(), UnitOutcome::Committed { .. }));
+    let is_settled = |stan: u32| async move {
+        let records = db.store.txns.txns_in_batch(TID, 1).await.unwrap();
+        records.iter().find(|t| t.card_identity.as_ref().unwrap().stan.value() == stan).unwrap().settled
+    };
+    assert!(!is_settled(4).await, "created after the close it did not see");
+    assert!(is_settled(1).await);
+    let fingerprint = db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint;
+    db.store.commit(WriteUnit::ops(close_batch(TID, 1, 2, fingerprint, 6_000))).await.unwrap();
+    assert!(is_settled(4).await, "the next close of the number settles it");
+    assert!(db.store.txns.txns_in_batch("10000002", 1).await.unwrap().iter().all(|t| !t.settled));
+}
+
 kassa_store::both_backends!(
     batch_totals_equal_the_sums_over_its_records,
     batch_lines_page_by_id,
     a_close_settles_the_batch_it_was_read_from_and_only_that,
+    settled_is_derived_from_the_close_of_the_batch,
 );
