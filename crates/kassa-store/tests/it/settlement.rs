@@ -240,19 +240,7 @@ pub async fn settled_is_derived_from_the_close_of_the_batch(db: &TestDb) {
 
     // The pending sale decided after the close: its batch is closed, so it is settled now.
     let pending = records.iter().find(|t| t.status == TxnStatus::Pending).unwrap();
-    let approve = TxnUpdate {
-        id: pending.id,
-        expected_version: pending.version,
-        kind: TxnKind::Sale,
-        expected_status: TxnStatus::Pending,
-        status: TxnStatus::Approved,
-        refunded_minor: 0,
-        settled: false,
-        response: None,
-        rrn: None,
-        auth_code: None,
-        updated_at_ms: 3_500,
-    };
+    let approve = TxnUpdate::of(pending, TxnStatus::Approved, 3_500);
     db.store.commit(WriteUnit::guarded(Guard::UpdateTxn(approve), vec![])).await.unwrap();
     assert!(db.store.txns.txns_in_batch(TID, 1).await.unwrap().iter().all(|t| t.settled));
 
