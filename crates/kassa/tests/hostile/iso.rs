@@ -39,9 +39,16 @@ async fn is_closed(stream: &mut TcpStream, wait: Duration) -> bool {
 
 /// How many of `streams` are still open.
 async fn open_count(streams: &mut [TcpStream]) -> usize {
+    open_count_waiting(streams, Duration::from_millis(1)).await
+}
+
+/// [`open_count`], each stream given `wait` to show it was closed. A poll loop over a thousand
+/// streams passes `Duration::ZERO` (a closed stream whose end the runtime has seen reads as
+/// closed at the first poll): a millisecond each would make one pass last a second.
+async fn open_count_waiting(streams: &mut [TcpStream], wait: Duration) -> usize {
     let mut open = 0;
     for stream in streams.iter_mut() {
-        if !is_closed(stream, Duration::from_millis(1)).await {
+        if !is_closed(stream, wait).await {
             open += 1;
         }
     }
@@ -306,6 +313,10 @@ async fn silent_sockets_from_many_addresses_at_the_global_cap_give_way_to_a_term
         for _ in 0..per_address {
             flood.push(connect_from(&format!("127.0.1.{}", source + 1), host.iso).await.unwrap());
         }
+        // Let the host accept each address's sockets before the next: pushed faster than it
+        // accepts, the kernel's accept queue (1024) overflows, and a socket the client counts
+        // as connected is not the host's yet, so it evicts nobody and the count below is off.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let signing_in = Instant::now();
     // A terminal retries once on a reset connection, as real ones do: with the accept queue
@@ -329,11 +340,11 @@ async fn silent_sockets_from_many_addresses_at_the_global_cap_give_way_to_a_term
     // The evicted sockets are closed by their tasks, which a host busy with the flood (and a CI
     // machine running other tests) may run a while later: poll until just before the first
     // silent socket's own first-frame timeout, which would close it without any eviction.
-    let mut held = open_count(&mut flood).await;
+    let mut held = open_count_waiting(&mut flood, Duration::ZERO).await;
     let deadline = flood_started + Duration::from_millis(kassa_gateway::FIRST_FRAME_TIMEOUT_MS - 500);
     while held >= kassa_gateway::CONNECTIONS_MAX && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        held = open_count(&mut flood).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        held = open_count_waiting(&mut flood, Duration::ZERO).await;
     }
     assert!(held < kassa_gateway::CONNECTIONS_MAX, "{held} silent sockets beside the terminal");
     eprintln!(
