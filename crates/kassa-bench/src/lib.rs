@@ -306,8 +306,7 @@ pub async fn settle(terminal: &mut Terminal, totals: SettlementTotals, uploaded:
     if !answer.approved() {
         return Err(ClientError::Mismatch(format!("settlement answered {}", answer.code())));
     }
-    let balanced = answer.settlement_totals().is_some_and(|host| host.domestic.settle_code == 1);
-    if balanced {
+    if host_agreed(&answer) {
         terminal.adopt_batch(&answer);
     } else {
         let end = terminal.batch_upload_end(uploaded);
@@ -318,6 +317,11 @@ pub async fn settle(terminal: &mut Terminal, totals: SettlementTotals, uploaded:
         terminal.adopt_batch(&closed);
     }
     Ok(answer)
+}
+
+/// Whether a 0510 says the host's totals agreed with the terminal's (settle code `1`).
+fn host_agreed(answer: &Answer) -> bool {
+    answer.settlement_totals().is_some_and(|host| host.domestic.settle_code == 1)
 }
 
 /// Counters shared by the terminals for the progress line.
@@ -661,7 +665,7 @@ async fn settle_all(
         let failure = match joined {
             Ok(Ok(answer)) => {
                 batches += 1;
-                if answer.settlement_totals().is_some_and(|host| host.domestic.settle_code == 1) {
+                if host_agreed(&answer) {
                     balanced += 1;
                 }
                 continue;
