@@ -10,9 +10,9 @@
 
 use async_trait::async_trait;
 
-use crate::commit::{Guard, Statement};
-use crate::queries::SqlReads;
-use crate::value::{params, Row};
+use crate::core::committer::{Guard, Statement};
+use crate::core::queries::SqlReads;
+use crate::core::value::{params, Row};
 use crate::StoreError;
 
 /// A trade made through the gateway, as stored.

@@ -19,11 +19,11 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::commit::{Guard, Statement, WriteOp};
-use crate::queries::SqlReads;
-use crate::queries::{self, CREDENTIAL_COLUMNS, MERCHANT_COLUMNS, TERMINAL_COLUMNS};
-use crate::records::{CredentialRecord, MerchantRecord, MerchantSecretRecord, OperatorRecord, TerminalRecord};
-use crate::value::{params, Row, Value};
+use crate::core::committer::{Guard, Statement, WriteOp};
+use crate::core::queries::SqlReads;
+use crate::core::queries::{self, CREDENTIAL_COLUMNS, MERCHANT_COLUMNS, TERMINAL_COLUMNS};
+use crate::core::records::{CredentialRecord, MerchantRecord, MerchantSecretRecord, OperatorRecord, TerminalRecord};
+use crate::core::value::{params, Row, Value};
 use crate::StoreError;
 
 /// A login session, by the digest of its token.

@@ -10,9 +10,9 @@
 
 use async_trait::async_trait;
 
-use crate::commit::{Guard, Statement, WriteOp};
-use crate::queries::SqlReads;
-use crate::value::{params, Row};
+use crate::core::committer::{Guard, Statement, WriteOp};
+use crate::core::queries::SqlReads;
+use crate::core::value::{params, Row};
 use crate::StoreError;
 
 /// One uploaded 0320 item, as the terminal described its transaction.

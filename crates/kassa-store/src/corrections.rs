@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use kassa_domain::{Channel, Currency, Money};
 
 use crate::batch_upload::NewCorrection;
-use crate::commit::{Guard, Statement, WriteOp};
-use crate::queries::SqlReads;
-use crate::value::{params, Row, Value};
+use crate::core::committer::{Guard, Statement, WriteOp};
+use crate::core::queries::SqlReads;
+use crate::core::value::{params, Row, Value};
 use crate::StoreError;
 
 /// The reference of the journal entry the approval of correction `id` posts: what links the

@@ -16,9 +16,9 @@
 
 use async_trait::async_trait;
 
-use crate::commit::{Guard, Statement, WriteOp};
-use crate::queries::SqlReads;
-use crate::value::{params, Row};
+use crate::core::committer::{Guard, Statement, WriteOp};
+use crate::core::queries::SqlReads;
+use crate::core::value::{params, Row};
 use crate::{MerchantRecord, StoreError};
 
 /// The most terminals one fleet page lists.

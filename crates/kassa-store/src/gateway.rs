@@ -4,9 +4,9 @@
 
 use async_trait::async_trait;
 
-use crate::commit::{Statement, WriteOp};
-use crate::queries::SqlReads;
-use crate::value::{params, Row};
+use crate::core::committer::{Statement, WriteOp};
+use crate::core::queries::SqlReads;
+use crate::core::value::{params, Row};
 use crate::StoreError;
 
 /// A terminal's working keys of its latest sign-in.

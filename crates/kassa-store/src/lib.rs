@@ -18,43 +18,35 @@
 pub mod aggregator;
 pub mod api;
 pub mod auth;
+mod backend;
 pub mod batch_upload;
-mod commit;
+mod core;
 pub mod corrections;
 pub mod fleet;
 pub mod gateway;
 pub mod merchant_notify;
-mod migrate;
 pub mod payouts;
-mod pg_backup;
-mod pg_bulk;
-mod pg_tls;
-mod postgres;
 pub mod qr;
 pub mod recon;
 pub mod refund_requests;
 pub mod rollup;
 pub mod settlement;
 pub mod terminals_admin;
-pub mod web_money;
-pub use postgres::{connect as connect_postgres, create_database, drop_database, url_with_database};
-mod queries;
-mod records;
-mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod value;
 pub mod web;
+pub mod web_money;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use commit::{
+pub use crate::backend::postgres::{connect as connect_postgres, create_database, drop_database, url_with_database};
+pub use crate::core::committer::{
     audit_hash, CommitStats, Committer, CommitterLimits, Guard, UnitOutcome, WriteOp, WriteUnit, AUDIT_GENESIS_HASH,
 };
-pub use records::*;
+pub use crate::core::records::*;
 
 /// Why a storage operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -301,7 +293,7 @@ pub struct Store {
     pub committer: Committer,
     /// The shared read side; aggregate modules added later (`auth`, `gateway`, …) expose their
     /// own store traits over it through accessor methods on `Store`.
-    pub(crate) reads: Arc<queries::SqlReads>,
+    pub(crate) reads: Arc<crate::core::queries::SqlReads>,
 }
 
 impl std::fmt::Debug for Store {
@@ -335,9 +327,9 @@ impl Store {
     /// Opens the database at `url` (`sqlite://PATH` or `postgres://…`) without migrating it.
     pub async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         if let Some(path) = url.strip_prefix("sqlite://") {
-            sqlite::open(Path::new(path), options).await
+            crate::backend::sqlite::open(Path::new(path), options).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            postgres::open(url, options).await
+            crate::backend::postgres::open(url, options).await
         } else {
             Err(StoreError::UnsupportedUrl)
         }

@@ -14,10 +14,10 @@
 
 use async_trait::async_trait;
 
-use crate::commit::{Guard, Statement};
+use crate::core::committer::{Guard, Statement};
+use crate::core::queries::SqlReads;
+use crate::core::value::{params, Row};
 use crate::qr::QrStatus;
-use crate::queries::SqlReads;
-use crate::value::{params, Row};
 use crate::StoreError;
 
 /// Where a notification stands.

@@ -21,9 +21,9 @@
 use async_trait::async_trait;
 use kassa_domain::{Currency, Money};
 
-use crate::commit::{Guard, Statement, WriteOp};
-use crate::queries::SqlReads;
-use crate::value::{params, Row};
+use crate::core::committer::{Guard, Statement, WriteOp};
+use crate::core::queries::SqlReads;
+use crate::core::value::{params, Row};
 use crate::StoreError;
 
 /// How soon a merchant is paid.

@@ -22,10 +22,10 @@
 use async_trait::async_trait;
 use kassa_domain::{Channel, Currency, Money};
 
-use crate::commit::{Guard, Statement, WriteOp};
+use crate::core::committer::{Guard, Statement, WriteOp};
+use crate::core::queries::SqlReads;
+use crate::core::value::{params, Row, Value};
 use crate::qr::{QrOrderState, QrRefundStatus, QrStatus};
-use crate::queries::SqlReads;
-use crate::value::{params, Row, Value};
 use crate::StoreError;
 
 /// Kassa's QR trade as reconciliation compares it (the columns it needs, nothing more).

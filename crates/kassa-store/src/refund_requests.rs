@@ -13,9 +13,9 @@
 use async_trait::async_trait;
 use kassa_domain::{Currency, Money, RefundReason, RefundRequestState};
 
-use crate::commit::{Guard, Statement, WriteOp};
-use crate::queries::SqlReads;
-use crate::value::{params, Row, Value};
+use crate::core::committer::{Guard, Statement, WriteOp};
+use crate::core::queries::SqlReads;
+use crate::core::value::{params, Row, Value};
 use crate::StoreError;
 
 /// What kind of payment a request refunds.

@@ -29,8 +29,8 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use crate::commit::Statement;
-use crate::value::{params, Row, Value};
+use crate::core::committer::Statement;
+use crate::core::value::{params, Row, Value};
 use crate::web::{Outcome, LATENCY_BUCKETS_MS};
 use crate::{Guard, Store, StoreError, UnitOutcome, WriteOp, WriteUnit};
 

@@ -13,9 +13,9 @@
 use async_trait::async_trait;
 use kassa_domain::{Currency, TxnKind, TxnStatus};
 
-use crate::commit::{Statement, WriteOp};
-use crate::queries::{currency, txn_kind, txn_status, SqlReads};
-use crate::value::{params, Row};
+use crate::core::committer::{Statement, WriteOp};
+use crate::core::queries::{currency, txn_kind, txn_status, SqlReads};
+use crate::core::value::{params, Row};
 use crate::{Store, StoreError};
 
 /// Lines of a batch read at most per page.

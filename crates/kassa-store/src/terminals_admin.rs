@@ -13,10 +13,10 @@
 
 use async_trait::async_trait;
 
-use crate::commit::{Guard, Statement, WriteOp};
+use crate::core::committer::{Guard, Statement, WriteOp};
+use crate::core::queries::SqlReads;
+use crate::core::value::params;
 use crate::fleet::TEST_TRADE_PREFIX;
-use crate::queries::SqlReads;
-use crate::value::params;
 use crate::{CardIdentity, Store, StoreError, TerminalRecord};
 
 /// A terminal's status: the gateway and TMS serve `active` terminals only.

@@ -95,8 +95,8 @@ impl TestDb {
     /// writer keeps its next ids.
     pub async fn commit_as_one_batch(&self, units: Vec<WriteUnit>) -> Vec<Result<UnitOutcome, StoreError>> {
         match self.url.strip_prefix("sqlite://") {
-            Some(path) => crate::sqlite::commit_as_one_batch(std::path::Path::new(path), units).await,
-            None => crate::postgres::commit_as_one_batch(&self.url, units).await,
+            Some(path) => crate::backend::sqlite::commit_as_one_batch(std::path::Path::new(path), units).await,
+            None => crate::backend::postgres::commit_as_one_batch(&self.url, units).await,
         }
     }
 

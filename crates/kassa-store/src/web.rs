@@ -19,12 +19,12 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 
 use crate::api::{SearchCursor, SearchFilter, SearchRow};
-use crate::queries::SqlReads;
-use crate::records::{AuditEvent, AuditRecord};
+use crate::core::queries::SqlReads;
+use crate::core::records::{AuditEvent, AuditRecord};
+use crate::core::value::{params, Row, Value};
 use crate::rollup::{
     trade_latency_bucket, Source, ALL_MERCHANTS, CARD_OUTCOME, CARD_PAYMENT, TRADE_CHANNEL, TRADE_OUTCOME,
 };
-use crate::value::{params, Row, Value};
 use crate::StoreError;
 
 /// The most audit targets one [`WebStore::audit_naming`] read takes.
@@ -562,8 +562,8 @@ mod tests {
 /// per row.
 #[cfg(feature = "testing")]
 pub mod bench_seed {
-    use crate::commit::Statement;
-    use crate::value::params;
+    use crate::core::committer::Statement;
+    use crate::core::value::params;
     use crate::WriteOp;
 
     /// The parameters as named columns (`p`; SQLite numbers `$n` parameters in the order they

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
+use crate::core::queries::SqlReads;
+use crate::core::value::{params, Row};
 use crate::payouts::PayoutRecord;
-use crate::queries::SqlReads;
-use crate::value::{params, Row};
 use crate::{AuditEvent, AuditRecord, Store, StoreError, StoreOptions};
 
 /// Which audit records to list (empty fields match everything).

@@ -18,10 +18,12 @@ use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 
-use crate::commit::{self, apply_units, BatchWriter, Exec, Sequence, Statement, UnitOutcome, WriteUnit};
-use crate::migrate;
-use crate::queries::{Reader, SqlReads};
-use crate::value::{Row, Value};
+use crate::core::committer::{
+    self as commit, apply_units, BatchWriter, Exec, Sequence, Statement, UnitOutcome, WriteUnit,
+};
+use crate::core::migrate;
+use crate::core::queries::{Reader, SqlReads};
+use crate::core::value::{Row, Value};
 use crate::{timeouts, AdminStore, RestoreReport, Store, StoreError, StoreOptions};
 
 impl rusqlite::ToSql for Value {

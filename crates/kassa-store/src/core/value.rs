@@ -106,7 +106,7 @@ impl Row {
 /// Builds a parameter list: `params![a, b, c]`.
 macro_rules! params {
     ($($value:expr),* $(,)?) => {
-        [$($crate::value::Value::from($value)),*]
+        [$($crate::core::value::Value::from($value)),*]
     };
 }
 pub(crate) use params;

@@ -21,11 +21,11 @@ use kassa_ledger::JournalEntry;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::records::{
+use crate::core::records::{
     ApiKeyRecord, AuditEvent, BackofficeUserRecord, GatewayAppRecord, IdempotencyRecord, MerchantRecord,
     MerchantSecretRecord, NewTxn, OperatorRecord, StoredAnswer, TerminalRecord, TxnUpdate,
 };
-use crate::value::{params, Row, Value};
+use crate::core::value::{params, Row, Value};
 use crate::StoreError;
 
 /// The first guard of a unit.

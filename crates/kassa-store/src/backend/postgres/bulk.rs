@@ -23,7 +23,7 @@ use std::collections::HashSet;
 
 use tokio_postgres::types::ToSql;
 
-use crate::commit::Planned;
+use crate::core::committer::Planned;
 use crate::StoreError;
 
 /// Rows written by one set-based statement: bounds the statement's size and the server's
@@ -210,7 +210,7 @@ pub(crate) fn bind<'p>(step: &Step, planned: &'p [Planned<'p>]) -> Result<Option
     Ok(Some(match step {
         Step::One(_) => return Ok(None),
         Step::InsertTxns(indices) => {
-            let txns: Vec<(i64, &crate::records::NewTxn)> = rows(indices, planned, |write| match write {
+            let txns: Vec<(i64, &crate::core::records::NewTxn)> = rows(indices, planned, |write| match write {
                 Planned::InsertTxn { id, txn } => Some((*id, *txn)),
                 _ => None,
             })?;
@@ -249,14 +249,14 @@ pub(crate) fn bind<'p>(step: &Step, planned: &'p [Planned<'p>]) -> Result<Option
                 column(txns.iter().map(|(_, t)| t.pan_masked.as_deref()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.content_digest.as_str()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.original_id).collect::<Vec<_>>()),
-                column(txns.iter().map(|(_, t)| crate::commit::answer_json(&t.response)).collect::<Vec<_>>()),
+                column(txns.iter().map(|(_, t)| crate::core::committer::answer_json(&t.response)).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.business_date.as_str()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.created_at_ms).collect::<Vec<_>>()),
             ];
             SetStatement { sql: INSERT_TXNS, params, reports: Reports::Ids }
         }
         Step::UpdateTxns(indices) => {
-            let updates: Vec<&crate::records::TxnUpdate> = rows(indices, planned, |write| match write {
+            let updates: Vec<&crate::core::records::TxnUpdate> = rows(indices, planned, |write| match write {
                 Planned::UpdateTxn(update) => Some(*update),
                 _ => None,
             })?;
@@ -266,7 +266,12 @@ pub(crate) fn bind<'p>(step: &Step, planned: &'p [Planned<'p>]) -> Result<Option
                 column(updates.iter().map(|u| u.status.as_str()).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.refunded_minor).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.settled).collect::<Vec<_>>()),
-                column(updates.iter().map(|u| u.response.as_ref().map(crate::commit::answer_json)).collect::<Vec<_>>()),
+                column(
+                    updates
+                        .iter()
+                        .map(|u| u.response.as_ref().map(crate::core::committer::answer_json))
+                        .collect::<Vec<_>>(),
+                ),
                 column(updates.iter().map(|u| u.rrn.as_deref()).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.auth_code.as_deref()).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.updated_at_ms).collect::<Vec<_>>()),
@@ -335,8 +340,8 @@ fn rows<'p, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commit::Statement;
-    use crate::records::{NewTxn, StoredAnswer, TxnUpdate};
+    use crate::core::committer::Statement;
+    use crate::core::records::{NewTxn, StoredAnswer, TxnUpdate};
     use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 
     fn txn(rrn: Option<&str>) -> NewTxn {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 
-use crate::records::*;
-use crate::value::{params, Row, Value};
+use crate::core::records::*;
+use crate::core::value::{params, Row, Value};
 use crate::{AuditStore, DirectoryStore, LedgerStore, SettingsStore, StoreError, TxnStore};
 
 /// A backend's read side: run a query on some pooled connection.

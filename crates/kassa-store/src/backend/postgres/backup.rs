@@ -22,8 +22,8 @@ use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use crate::queries::{Reader, SqlReads};
-use crate::value::{Row, Value};
+use crate::core::queries::{Reader, SqlReads};
+use crate::core::value::{Row, Value};
 use crate::{RestoreReport, StoreError};
 
 const MAGIC: &str = "KASSA-BACKUP 1 postgres";
@@ -41,7 +41,7 @@ const SEQUENCES: [(&str, &str); 4] = [
     ("payouts_id_seq", "payouts"),
 ];
 
-use crate::postgres::db_error;
+use super::db_error;
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::Database(format!("{}: {e}", path.display()))
@@ -108,7 +108,7 @@ pub(crate) async fn backup(client: &mut Client, path: &Path) -> Result<(), Store
         .await
         .map_err(db_error)?;
     // Copying every table may take longer than the session's OLTP statement timeout.
-    tx.batch_execute(crate::postgres::UNBOUNDED_TRANSACTION).await.map_err(db_error)?;
+    tx.batch_execute(super::UNBOUNDED_TRANSACTION).await.map_err(db_error)?;
     let mut out = Vec::new();
     writeln!(out, "{MAGIC}").map_err(io_error(path))?;
     writeln!(out, "{}", migrations_line(tx.client()).await?).map_err(io_error(path))?;
@@ -200,7 +200,7 @@ struct ClientReader {
 #[async_trait]
 impl Reader for ClientReader {
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
-        crate::postgres::query_on(&self.client, sql, params).await
+        super::query_on(&self.client, sql, params).await
     }
 }
 

@@ -3,6 +3,10 @@
 //! Ids come from sequences (fetched in blocks), so processes never hand out the same id, and
 //! exactly-once rests on the unique indexes, which hold across processes.
 
+mod backup;
+mod bulk;
+mod tls;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::error::Error;
 use std::path::Path;
@@ -15,13 +19,15 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::Client;
 
-use crate::commit::{self, apply_units, BatchWriter, Exec, Planned, Sequence, Statement, UnitOutcome, WriteUnit};
-use crate::migrate;
-use crate::pg_bulk::{self, Reports, SetStatement, Step};
-use crate::pg_tls::{self, one_line, MakeRustls};
-use crate::queries::{Reader, SqlReads};
-use crate::value::{Row, Value};
+use crate::core::committer::{
+    self as commit, apply_units, BatchWriter, Exec, Planned, Sequence, Statement, UnitOutcome, WriteUnit,
+};
+use crate::core::migrate;
+use crate::core::queries::{Reader, SqlReads};
+use crate::core::value::{Row, Value};
 use crate::{timeouts, AdminStore, RestoreReport, Store, StoreError, StoreOptions};
+use bulk::{Reports, SetStatement, Step};
+use tls::{one_line, MakeRustls};
 
 /// Ids fetched from a sequence per round trip.
 const ID_BLOCK_SIZE: i64 = 512;
@@ -106,7 +112,7 @@ fn session_options() -> String {
 /// The connection settings and TLS connector of `url` with the host's session settings, its
 /// name and its connect timeout.
 fn host_config(url: &str, connect_timeout: Duration) -> Result<(tokio_postgres::Config, MakeRustls), StoreError> {
-    let (mut config, tls) = pg_tls::connect_config(url)?;
+    let (mut config, tls) = tls::connect_config(url)?;
     config.connect_timeout(connect_timeout);
     config.application_name("kassa");
     config.keepalives(true);
@@ -269,10 +275,10 @@ impl Exec for PgWriter {
     }
 
     async fn execute_planned(&mut self, planned: Vec<Planned<'_>>) -> Result<Vec<u64>, StoreError> {
-        let steps = pg_bulk::steps(&planned);
+        let steps = bulk::steps(&planned);
         let mut bound = Vec::with_capacity(steps.len());
         for step in &steps {
-            bound.push(match (step, pg_bulk::bind(step, &planned)?) {
+            bound.push(match (step, bulk::bind(step, &planned)?) {
                 (_, Some(set)) => Bound::Set { indices: step.indices(), set },
                 (Step::One(index), None) => {
                     let write = planned.get(*index).ok_or(StoreError::Corrupt("a step past the plan".into()))?;
@@ -336,7 +342,7 @@ impl Exec for PgWriter {
     }
 }
 
-/// A step of [`pg_bulk::steps`] ready to send.
+/// A step of [`bulk::steps`] ready to send.
 enum Bound<'p> {
     One { index: usize, statement: Statement },
     Set { indices: Vec<usize>, set: SetStatement<'p> },
@@ -509,7 +515,7 @@ impl AdminStore for PgAdmin {
                 .map_err(|e| StoreError::Schema(format!("migration {}: {}", migration.version, db_error(e))))?;
             tx.execute(
                 "INSERT INTO kassa_schema_migrations (version, name, checksum, applied_at_ms) VALUES ($1, $2, $3, $4)",
-                &[&migration.version, &migration.name, &migration.checksum(), &crate::sqlite::now_ms()],
+                &[&migration.version, &migration.name, &migration.checksum(), &crate::backend::sqlite::now_ms()],
             )
             .await
             .map_err(db_error)?;
@@ -561,15 +567,15 @@ impl AdminStore for PgAdmin {
 
     async fn backup(&self, path: &Path) -> Result<(), StoreError> {
         let mut client = self.client().await?;
-        crate::pg_backup::backup(&mut client, path).await
+        backup::backup(&mut client, path).await
     }
 
     async fn restore(&self, path: &Path) -> Result<RestoreReport, StoreError> {
         // A connection of its own: the restore holds one transaction open across many
         // statements and checks, which must not mix with the pool's other users.
-        let client = pg_tls::connect_one(&self.config, self.tls.clone()).await?;
+        let client = tls::connect_one(&self.config, self.tls.clone()).await?;
         client.batch_execute(UNBOUNDED_SESSION).await.map_err(db_error)?;
-        crate::pg_backup::restore(Arc::new(client), path).await
+        backup::restore(Arc::new(client), path).await
     }
 }
 
@@ -668,11 +674,11 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
         StoreError::Unreachable(reason) => StoreError::Unreachable(format!("{}: {reason}", crate::redact_url(url))),
         other => other,
     };
-    let (mut config, tls) = pg_tls::connect_config(url).map_err(in_url)?;
+    let (mut config, tls) = tls::connect_config(url).map_err(in_url)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_millis(timeouts::CONNECT_TIMEOUT_MS));
     }
-    pg_tls::connect_one(&config, tls).await.map_err(in_url)
+    tls::connect_one(&config, tls).await.map_err(in_url)
 }
 
 /// Creates the empty database `name` (lower-case letters, digits, `_`) on the server of
