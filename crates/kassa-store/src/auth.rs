@@ -19,10 +19,10 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::core::committer::{Guard, Statement, WriteOp};
 use crate::core::queries::SqlReads;
 use crate::core::queries::{self, CREDENTIAL_COLUMNS, MERCHANT_COLUMNS, TERMINAL_COLUMNS};
 use crate::core::records::{CredentialRecord, MerchantRecord, MerchantSecretRecord, OperatorRecord, TerminalRecord};
+use crate::core::unit::{Guard, Statement, WriteOp};
 use crate::core::value::{params, Row, Value};
 use crate::StoreError;
 

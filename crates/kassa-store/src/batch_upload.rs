@@ -10,8 +10,8 @@
 
 use async_trait::async_trait;
 
-use crate::core::committer::{Guard, Statement, WriteOp};
 use crate::core::queries::SqlReads;
+use crate::core::unit::{Guard, Statement, WriteOp};
 use crate::core::value::{params, Row};
 use crate::StoreError;
 

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use kassa_domain::{Channel, Currency, Money};
 
 use crate::batch_upload::NewCorrection;
-use crate::core::committer::{Guard, Statement, WriteOp};
 use crate::core::queries::SqlReads;
+use crate::core::unit::{Guard, Statement, WriteOp};
 use crate::core::value::{params, Row, Value};
 use crate::StoreError;
 

@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 
-use crate::core::committer::{Statement, WriteOp};
 use crate::core::queries::SqlReads;
+use crate::core::unit::{Statement, WriteOp};
 use crate::core::value::{params, Row};
 use crate::StoreError;
 

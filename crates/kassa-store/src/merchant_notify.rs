@@ -14,8 +14,8 @@
 
 use async_trait::async_trait;
 
-use crate::core::committer::{Guard, Statement};
 use crate::core::queries::SqlReads;
+use crate::core::unit::{Guard, Statement};
 use crate::core::value::{params, Row};
 use crate::qr::QrStatus;
 use crate::StoreError;

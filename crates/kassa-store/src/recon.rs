@@ -22,8 +22,8 @@
 use async_trait::async_trait;
 use kassa_domain::{Channel, Currency, Money};
 
-use crate::core::committer::{Guard, Statement, WriteOp};
 use crate::core::queries::SqlReads;
+use crate::core::unit::{Guard, Statement, WriteOp};
 use crate::core::value::{params, Row, Value};
 use crate::qr::{QrOrderState, QrRefundStatus, QrStatus};
 use crate::StoreError;

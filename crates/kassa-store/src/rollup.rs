@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use crate::core::committer::Statement;
+use crate::core::unit::Statement;
 use crate::core::value::{params, Row, Value};
 use crate::web::{Outcome, LATENCY_BUCKETS_MS};
 use crate::{Guard, Store, StoreError, UnitOutcome, WriteOp, WriteUnit};

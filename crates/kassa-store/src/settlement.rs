@@ -13,8 +13,8 @@
 use async_trait::async_trait;
 use kassa_domain::{Currency, TxnKind, TxnStatus};
 
-use crate::core::committer::{Statement, WriteOp};
 use crate::core::queries::{currency, txn_kind, txn_status, SqlReads};
+use crate::core::unit::{Statement, WriteOp};
 use crate::core::value::{params, Row};
 use crate::{Store, StoreError};
 

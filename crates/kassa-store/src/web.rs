@@ -562,7 +562,7 @@ mod tests {
 /// per row.
 #[cfg(feature = "testing")]
 pub mod bench_seed {
-    use crate::core::committer::Statement;
+    use crate::core::unit::Statement;
     use crate::core::value::params;
     use crate::WriteOp;
 

@@ -18,11 +18,10 @@ use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 
-use crate::core::committer::{
-    self as commit, apply_units, BatchWriter, Exec, Sequence, Statement, UnitOutcome, WriteUnit,
-};
+use crate::core::committer;
 use crate::core::migrate;
 use crate::core::queries::{Reader, SqlReads};
+use crate::core::unit::{apply_units, BatchWriter, Exec, Sequence, Statement, UnitOutcome, WriteUnit};
 use crate::core::value::{Row, Value};
 use crate::{timeouts, AdminStore, RestoreReport, Store, StoreError, StoreOptions};
 
@@ -649,7 +648,7 @@ pub(crate) async fn open(path: &Path, options: StoreOptions) -> Result<Store, St
     // connection must never move between threads mid-transaction. The writer connection is
     // opened at the first batch, so a store opened before `migrate` works once it ran.
     let writer = LazyWriter { path: path.to_owned(), writer: None };
-    let (committer, run_loop) = commit::committer(writer, options.committer);
+    let (committer, run_loop) = committer::committer(writer, options.committer);
     std::thread::Builder::new()
         .name("kassa-sqlite-writer".into())
         .spawn(move || match tokio::runtime::Builder::new_current_thread().build() {
@@ -671,10 +670,10 @@ pub(crate) async fn open(path: &Path, options: StoreOptions) -> Result<Store, St
     })
 }
 
-/// [`commit::commit_as_one_batch`] with a writer of its own on the database at `path`.
+/// [`committer::commit_as_one_batch`] with a writer of its own on the database at `path`.
 #[cfg(feature = "testing")]
 pub(crate) async fn commit_as_one_batch(path: &Path, units: Vec<WriteUnit>) -> Vec<Result<UnitOutcome, StoreError>> {
-    commit::commit_as_one_batch(LazyWriter { path: path.to_owned(), writer: None }, units).await
+    committer::commit_as_one_batch(LazyWriter { path: path.to_owned(), writer: None }, units).await
 }
 
 /// Page cache of the writer connection (readers keep SQLite's default 2 MiB each).

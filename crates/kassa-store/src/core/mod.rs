@@ -5,7 +5,10 @@
 //! implement the core's traits with one.
 
 pub(crate) mod committer;
+pub(crate) mod error;
 pub(crate) mod migrate;
 pub(crate) mod queries;
 pub(crate) mod records;
+pub(crate) mod stores;
+pub(crate) mod unit;
 pub(crate) mod value;

@@ -23,7 +23,7 @@ use std::collections::HashSet;
 
 use tokio_postgres::types::ToSql;
 
-use crate::core::committer::Planned;
+use crate::core::unit::Planned;
 use crate::StoreError;
 
 /// Rows written by one set-based statement: bounds the statement's size and the server's
@@ -249,7 +249,7 @@ pub(crate) fn bind<'p>(step: &Step, planned: &'p [Planned<'p>]) -> Result<Option
                 column(txns.iter().map(|(_, t)| t.pan_masked.as_deref()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.content_digest.as_str()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.original_id).collect::<Vec<_>>()),
-                column(txns.iter().map(|(_, t)| crate::core::committer::answer_json(&t.response)).collect::<Vec<_>>()),
+                column(txns.iter().map(|(_, t)| crate::core::unit::answer_json(&t.response)).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.business_date.as_str()).collect::<Vec<_>>()),
                 column(txns.iter().map(|(_, t)| t.created_at_ms).collect::<Vec<_>>()),
             ];
@@ -267,10 +267,7 @@ pub(crate) fn bind<'p>(step: &Step, planned: &'p [Planned<'p>]) -> Result<Option
                 column(updates.iter().map(|u| u.refunded_minor).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.settled).collect::<Vec<_>>()),
                 column(
-                    updates
-                        .iter()
-                        .map(|u| u.response.as_ref().map(crate::core::committer::answer_json))
-                        .collect::<Vec<_>>(),
+                    updates.iter().map(|u| u.response.as_ref().map(crate::core::unit::answer_json)).collect::<Vec<_>>(),
                 ),
                 column(updates.iter().map(|u| u.rrn.as_deref()).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.auth_code.as_deref()).collect::<Vec<_>>()),
@@ -340,8 +337,8 @@ fn rows<'p, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::committer::Statement;
     use crate::core::records::{NewTxn, StoredAnswer, TxnUpdate};
+    use crate::core::unit::Statement;
     use kassa_domain::{Channel, Currency, TxnKind, TxnStatus};
 
     fn txn(rrn: Option<&str>) -> NewTxn {

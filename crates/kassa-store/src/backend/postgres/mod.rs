@@ -19,11 +19,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::Client;
 
-use crate::core::committer::{
-    self as commit, apply_units, BatchWriter, Exec, Planned, Sequence, Statement, UnitOutcome, WriteUnit,
-};
+use crate::core::committer;
 use crate::core::migrate;
 use crate::core::queries::{Reader, SqlReads};
+use crate::core::unit::{apply_units, BatchWriter, Exec, Planned, Sequence, Statement, UnitOutcome, WriteUnit};
 use crate::core::value::{Row, Value};
 use crate::{timeouts, AdminStore, RestoreReport, Store, StoreError, StoreOptions};
 use bulk::{Reports, SetStatement, Step};
@@ -610,7 +609,7 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
         })?;
     drop(probe);
     let writer = PgWriter::new(pool.clone());
-    let (committer, run_loop) = commit::committer(writer, options.committer);
+    let (committer, run_loop) = committer::committer(writer, options.committer);
     tokio::spawn(run_loop);
     let reads = Arc::new(SqlReads { reader: Arc::new(PgReader { pool: pool.clone() }) });
     Ok(Store {
@@ -625,13 +624,13 @@ pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, Stor
     })
 }
 
-/// [`commit::commit_as_one_batch`] with a writer of its own on the database at `url`.
+/// [`committer::commit_as_one_batch`] with a writer of its own on the database at `url`.
 #[cfg(feature = "testing")]
 pub(crate) async fn commit_as_one_batch(url: &str, units: Vec<WriteUnit>) -> Vec<Result<UnitOutcome, StoreError>> {
     let connect_timeout = Duration::from_millis(timeouts::CONNECT_TIMEOUT_MS);
     let pool = host_config(url, connect_timeout).and_then(|(config, tls)| pool(config, tls, 1, connect_timeout));
     match pool {
-        Ok(pool) => commit::commit_as_one_batch(PgWriter::new(pool), units).await,
+        Ok(pool) => committer::commit_as_one_batch(PgWriter::new(pool), units).await,
         Err(error) => vec![Err(error)],
     }
 }
