@@ -11,8 +11,27 @@
 //! each caller hears back only after that transaction committed. Exactly-once is enforced by
 //! the database's unique indexes, not by process memory, so it holds across processes.
 //!
+//! # Layout: a core and its backends
+//!
+//! As sqlx splits its core from its drivers, inside this one crate:
+//! - `core/` — backend-independent: `committer.rs` (the [`Committer`] task, batching, one
+//!   transaction per batch, a refused batch retried unit by unit), `unit.rs` (what is committed —
+//!   [`WriteUnit`], [`Guard`], [`WriteOp`], [`UnitOutcome`] — its lowering into SQL, the audit
+//!   chain's [`audit_hash`], and the write-side traits a backend implements, `Exec` and
+//!   `BatchWriter`), `stores.rs` (the store traits above and [`AdminStore`]), `error.rs`
+//!   ([`StoreError`]), `value.rs` (SQL values and rows), `records.rs`, `queries.rs` (every read,
+//!   written once over a backend's `Reader`) and `migrate.rs`.
+//! - `backend/` — `sqlite.rs` (rusqlite) and `postgres/` (`mod.rs`, `bulk.rs` set-based writes,
+//!   `tls.rs`, `backup.rs`): each implements `Reader`, `Exec`, `BatchWriter` and [`AdminStore`].
+//! - the aggregate modules (`auth`, `gateway`, `qr`, `recon`, …) at the top: each its store trait
+//!   over the shared reads and the write statements it builds; `lib.rs` wires core and backends
+//!   into [`Store`].
+//!
 //! **Invariant**: no record type holds a secret in clear; `Debug` of records with hashes or
 //! sealed keys hides them.
+//! **Invariant**: nothing under `core/` names a database driver (`rusqlite`, `tokio_postgres`,
+//! `deadpool_postgres`, `postgres_*`); only `backend/` does. A unit test reads the core's sources
+//! and enforces it.
 //! **Boundary**: this crate knows SQL; it knows nothing of sockets, HTTP or ISO 8583.
 
 pub mod aggregator;
