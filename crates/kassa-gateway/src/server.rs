@@ -9,14 +9,17 @@
 //! accepts are rate-limited: under attack they would otherwise be the attack's amplifier.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use kassa_iso8583::frame::{frame_length, LENGTH_PREFIX_BYTES};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -223,6 +226,12 @@ impl Drop for AddressSlot {
     }
 }
 
+/// A new connection's global slot: held, or queued behind the silent connection it evicted.
+enum Slot {
+    Held(OwnedSemaphorePermit),
+    Queued(Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>),
+}
+
 /// Connections that have not completed their first frame, oldest first. At the global cap a new
 /// connection takes the slot of the oldest of them: a terminal sends its request as soon as it
 /// is connected, so a connection still silent is the likeliest to be a flood's, and a real
@@ -323,24 +332,37 @@ impl Server {
                 drop(stream);
                 continue;
             };
-            let permit = Arc::clone(&self.connections).try_acquire_owned().ok();
-            if permit.is_none() {
-                if !self.silent.evict_oldest() {
-                    warnings.log(Warning::AtCap, &peer.ip(), self.config.connections_max);
-                    drop(stream);
-                    continue;
+            let slot = match Arc::clone(&self.connections).try_acquire_owned() {
+                Ok(permit) => Slot::Held(permit),
+                Err(_) => {
+                    // Queued for a slot before anybody is evicted: the semaphore is fair, so the
+                    // slot the victim gives back is this connection's, not the next flood socket's.
+                    let mut wait = Box::pin(Arc::clone(&self.connections).acquire_owned());
+                    let queued = std::future::poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx))).await;
+                    match queued {
+                        Poll::Ready(Ok(permit)) => Slot::Held(permit),
+                        // Closed: only ever at shutdown.
+                        Poll::Ready(Err(_)) => break,
+                        Poll::Pending if self.silent.evict_oldest() => {
+                            warnings.log(Warning::Evicted, &peer.ip(), self.config.connections_max);
+                            Slot::Queued(wait)
+                        }
+                        Poll::Pending => {
+                            warnings.log(Warning::AtCap, &peer.ip(), self.config.connections_max);
+                            drop(stream);
+                            continue;
+                        }
+                    }
                 }
-                warnings.log(Warning::Evicted, &peer.ip(), self.config.connections_max);
-            }
+            };
             let _ = stream.set_nodelay(true);
             let server = Arc::clone(&self);
             let stop = shutdown.child_token();
             tokio::spawn(async move {
-                let permit = match permit {
-                    Some(permit) => permit,
+                let permit = match slot {
+                    Slot::Held(permit) => permit,
                     // The evicted connection gives its slot back as soon as its task notices.
-                    None => {
-                        let wait = Arc::clone(&server.connections).acquire_owned();
+                    Slot::Queued(wait) => {
                         tokio::select! {
                             () = stop.cancelled() => return,
                             waited = tokio::time::timeout(duration_ms(EVICTION_WAIT_MS), wait) => match waited {
