@@ -182,7 +182,7 @@ pub async fn run(config: Config, mode: Mode) -> anyhow::Result<()> {
     )?);
     let deps = AppDeps {
         readiness: store.readiness(),
-        registry: registry_with(&auth_shared, qr_service.clone(), merchant_notifier.clone()),
+        registry: registry_with(&auth_shared, qr_service.clone(), merchant_notifier.clone(), store.inner()),
         store_durable: store.durable().await,
         shutdown: shutdown.clone(),
         routes,
@@ -401,12 +401,13 @@ async fn merchant_notifier(
     Ok(Some(notifier))
 }
 
-/// A metrics registry holding the password-hashing pool's figures (and the merchant
-/// notifications').
+/// A metrics registry holding the password-hashing pool's figures, the store's group commits
+/// (and the merchant notifications').
 fn registry_with(
     shared: &kassa_auth::AuthShared,
     qr_service: Option<kassa_qr::QrService>,
     merchant_notifier: Option<kassa_aggregator::Notifier>,
+    store: &kassa_store::Store,
 ) -> Registry {
     let mut registry = Registry::default();
     if let Some(notifier) = merchant_notifier {
@@ -414,7 +415,54 @@ fn registry_with(
     }
     registry.register_collector(Box::new(HashPoolMetrics(shared.hashing.clone())));
     registry.register_collector(Box::new(qr::QrMetrics(qr_service)));
+    registry.register_collector(Box::new(CommitMetrics(store.committer.clone())));
     registry
+}
+
+/// `kassa_store_commit_batches_total`, `kassa_store_commit_units_total` and
+/// `kassa_store_commit_seconds_total`: the group committer's batches, the write units they held
+/// and the time spent committing them, read from its counters at each scrape. Their ratios are
+/// the host's own group-commit size and commit time (`kassa bench` reads them around its load).
+///
+/// Holds a sending side of the committer, as every store handle does; the registry lives in the
+/// HTTP app, which is dropped when it stops serving, so it does not keep the writer alive.
+#[derive(Debug)]
+struct CommitMetrics(kassa_store::Committer);
+
+impl prometheus_client::collector::Collector for CommitMetrics {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::registry::Unit;
+        let stats = self.0.stats();
+        // Three separate loads: a scrape may see one batch half counted, which the means over
+        // many batches that readers take absorb.
+        let batches = ConstCounter::new(stats.batches.load(Relaxed));
+        batches.encode(encoder.encode_descriptor(
+            "kassa_store_commit_batches",
+            "Batches the group committer applied, one database transaction each",
+            None,
+            batches.metric_type(),
+        )?)?;
+        let units = ConstCounter::new(stats.units.load(Relaxed));
+        units.encode(encoder.encode_descriptor(
+            "kassa_store_commit_units",
+            "Write units in those batches (a card sale is two: its pending row, then its decision)",
+            None,
+            units.metric_type(),
+        )?)?;
+        // Microseconds as seconds: exact in an f64 for 285 years of commit time.
+        let seconds = ConstCounter::new(stats.commit_micros.load(Relaxed) as f64 / 1e6);
+        seconds.encode(encoder.encode_descriptor(
+            "kassa_store_commit",
+            "Time spent applying and committing those batches",
+            Some(&Unit::Seconds),
+            seconds.metric_type(),
+        )?)?;
+        Ok(())
+    }
 }
 
 /// `kassa_argon2_workers`, `kassa_argon2_jobs_total` (hashes and verifications run) and
@@ -535,4 +583,48 @@ mod tests {
         let error = drained(panicked, "the simulators' server").unwrap_err();
         assert!(error.to_string().starts_with("the simulators' server stopped abnormally"), "{error}");
     }
+
+    /// The value of the sample `name` in a Prometheus text scrape.
+    fn sample(text: &str, name: &str) -> f64 {
+        let value = text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' '));
+        value.and_then(|value| value.trim().parse().ok()).unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    }
+
+    fn scrape(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    async fn the_commit_counters_grow_with_each_commit(db: &kassa_store::testing::TestDb) {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(CommitMetrics(db.store.committer.clone())));
+        let before = scrape(&registry);
+        assert!(before.contains("# TYPE kassa_store_commit_seconds counter"), "{before}");
+        let setting = |name: &str| kassa_store::WriteOp::PutSetting {
+            scope: "platform".into(),
+            name: name.into(),
+            value: serde_json::json!(1),
+            at_ms: 0,
+        };
+        db.store.commit(kassa_store::WriteUnit::ops(vec![setting("a")])).await.unwrap();
+        db.store.commit(kassa_store::WriteUnit::ops(vec![setting("b")])).await.unwrap();
+        // The committer counts a batch just after answering its units: poll, with a deadline.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let after = loop {
+            let after = scrape(&registry);
+            let units = sample(&after, "kassa_store_commit_units_total");
+            if units >= 2.0 || tokio::time::Instant::now() > deadline {
+                break after;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        let grew = |name: &str| sample(&after, name) - sample(&before, name);
+        // Each commit waited for before the next is sent: a batch each.
+        assert_eq!(grew("kassa_store_commit_batches_total"), 2.0, "{before}\n{after}");
+        assert_eq!(grew("kassa_store_commit_units_total"), 2.0, "{before}\n{after}");
+        assert!(grew("kassa_store_commit_seconds_total") > 0.0, "{before}\n{after}");
+    }
+
+    kassa_store::both_backends!(the_commit_counters_grow_with_each_commit);
 }
