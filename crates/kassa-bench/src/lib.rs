@@ -6,9 +6,11 @@
 //! the run starts on a fresh batch), then PIN+MAC sales of random amounts on the card that never
 //! runs out, until the duration is over. Then each terminal retransmits a sample of its approved
 //! sales and counts those replayed with the same RRN, and the host's `kassa_store_durable` metric
-//! is read. Memory is bounded: a fixed histogram and a fixed-size sample per terminal.
+//! is read. The host's group-commit counters are read just before and just after the load
+//! ([`commits`]). Memory is bounded: a fixed histogram and a fixed-size sample per terminal.
 
 pub mod client;
+pub mod commits;
 pub mod cpu;
 pub mod gateway;
 pub mod host;
@@ -142,6 +144,14 @@ pub struct Report {
     /// `tps / physical.sales_per_s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub physical_ratio: Option<f64>,
+    /// The host's group commits during the load, from its `/metrics` counters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commits: Option<commits::CommitsReport>,
+    /// Why `commits` is missing: the counters could not be read (a host without them), or the
+    /// host committed nothing during the load. The physical phase then takes its batch size from
+    /// the raw phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commits_unavailable: Option<String>,
     /// With `--spawn`: the host process's CPU time (user and system, every thread) per approved
     /// sale during the load, microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -400,6 +410,7 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
     let sample_per_terminal = (VERIFY_SAMPLE_MAX / config.tid_count).max(1);
     let host_cpu_before = config.host_pid.and_then(|pid| cpu::process_cpu_us(Some(pid)));
     let client_cpu_before = cpu::process_cpu_us(None);
+    let commits_before = commits::CommitCounters::read(config.http).await;
     let started = Instant::now();
     let stop_at = started + config.duration;
     let ticker = tokio::spawn(report_progress(counters.clone(), started, progress));
@@ -422,6 +433,10 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
     }
     let host_cpu_after = config.host_pid.and_then(|pid| cpu::process_cpu_us(Some(pid)));
     let client_cpu_after = cpu::process_cpu_us(None);
+    let commits_after = match &commits_before {
+        Ok(_) => commits::CommitCounters::read(config.http).await,
+        Err(_) => Err(BenchError::Metrics("not read before the load".into())),
+    };
     ticker.abort();
     let elapsed_s = load_ended.duration_since(started).as_secs_f64().max(f64::MIN_POSITIVE);
 
@@ -445,6 +460,13 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
     let settlement = settle_all(settling, config.host_pid, &counters).await;
     let durable = read_durable(config.http).await?;
     let approved = counters.approved.load(Ordering::Relaxed);
+    let (commits, commits_unavailable) = match (commits_before, commits_after) {
+        (Ok(before), Ok(after)) => match commits::CommitsReport::of_window(before, after, approved) {
+            Some(report) => (Some(report), None),
+            None => (None, Some("the host committed nothing during the load".to_owned())),
+        },
+        (Err(error), _) | (_, Err(error)) => (None, Some(error.to_string())),
+    };
     let ms = |quantile: f64| round3(latency_us.value_at_quantile(quantile) as f64 / 1_000.0);
     Ok(Report {
         tps: round3(approved as f64 / elapsed_s),
@@ -461,6 +483,8 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
         ratio: None,
         physical: None,
         physical_ratio: None,
+        commits,
+        commits_unavailable,
         host_cpu_us_per_sale: cpu::cpu_us_per(host_cpu_before, host_cpu_after, approved).map(round3),
         client_cpu_us_per_sale: cpu::cpu_us_per(client_cpu_before, client_cpu_after, approved).map(round3),
         host_memory: None,
@@ -468,7 +492,7 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
     })
 }
 
-fn round3(value: f64) -> f64 {
+pub(crate) fn round3(value: f64) -> f64 {
     (value * 1_000.0).round() / 1_000.0
 }
 

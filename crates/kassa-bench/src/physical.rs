@@ -8,6 +8,10 @@
 //! trigger, no stored answer, ids chosen by the writer, so what is measured is the disk and the
 //! database engine, not the store's design.
 //!
+//! `kassa bench` takes the batch size from the host's own commit counters
+//! ([`crate::commits::CommitsReport::sales_per_commit`]), or from the raw phase's batches
+//! ([`sales_per_commit_from_raw`]) when the host's could not be read.
+//!
 //! One writer commits `sales_per_commit` sales per transaction, back to back, until the time is
 //! up. That is the best any group commit can do at that batch size: a batch arrives the moment
 //! the previous one is durable, with no queueing and no coordination. Several writers would
@@ -37,12 +41,26 @@ pub struct PhysicalReport {
     pub sales_per_s: f64,
     /// Sales in each commit (the run's mean group-commit size).
     pub sales_per_commit: u64,
+    /// Where `sales_per_commit` came from, when the caller says (`kassa bench` does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sales_per_commit_from: Option<BatchSizeFrom>,
     /// Mean time of one batch's transaction, first insert to durable commit, milliseconds.
     pub commit_ms_mean: f64,
     /// SQLite only: the CPU time of the phase (the database engine runs in the otherwise idle
     /// bench process) per sale, microseconds: the least CPU a durable sale costs here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_us_per_sale: Option<f64>,
+}
+
+/// Whose group commits gave the physical phase its batch size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchSizeFrom {
+    /// The host's own commits during the load (its `/metrics` counters): the run's batch size.
+    Host,
+    /// The raw phase's, when the host's counters could not be read: the store alone doing the
+    /// same writes at the same concurrency forms somewhat larger batches than the host.
+    Raw,
 }
 
 /// Why the physical phase failed.
@@ -82,6 +100,7 @@ impl Totals {
         PhysicalReport {
             sales_per_s: self.sales as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
             sales_per_commit: sales_per_commit as u64,
+            sales_per_commit_from: None,
             commit_ms_mean: self.batch_micros as f64 / self.batches.max(1) as f64 / 1e3,
             cpu_us_per_sale: None,
         }
@@ -316,15 +335,21 @@ impl Columns {
     }
 }
 
-/// The sales per commit of the run's group commit, from the raw phase's mean batch (in units:
-/// the raw phase commits [`crate::raw::UNITS_PER_SALE`] units per sale), at least one.
-pub fn sales_per_commit_from_raw(batch_units_mean: f64) -> usize {
-    let sales = (batch_units_mean / crate::raw::UNITS_PER_SALE as f64).round();
+/// A mean number of sales per commit as the physical phase's batch size: rounded, at least one,
+/// at most [`SALES_PER_COMMIT_MAX`].
+pub fn sales_per_commit_of(sales_per_commit_mean: f64) -> usize {
+    let sales = sales_per_commit_mean.round();
     if sales.is_finite() && sales >= 1.0 {
         (sales as usize).min(SALES_PER_COMMIT_MAX)
     } else {
         1
     }
+}
+
+/// The sales per commit of the run's group commit, from the raw phase's mean batch (in units:
+/// the raw phase commits [`crate::raw::UNITS_PER_SALE`] units per sale), at least one.
+pub fn sales_per_commit_from_raw(batch_units_mean: f64) -> usize {
+    sales_per_commit_of(batch_units_mean / crate::raw::UNITS_PER_SALE as f64)
 }
 
 #[cfg(test)]
@@ -346,6 +371,10 @@ mod tests {
         assert_eq!(sales_per_commit_from_raw(0.4), 1);
         assert_eq!(sales_per_commit_from_raw(f64::NAN), 1);
         assert_eq!(sales_per_commit_from_raw(1e12), SALES_PER_COMMIT_MAX);
+        // The host's own mean, in sales: 31.5 units per commit at two units a sale.
+        assert_eq!(sales_per_commit_of(15.75), 16);
+        assert_eq!(sales_per_commit_of(0.0), 1);
+        assert_eq!(sales_per_commit_of(f64::INFINITY), 1);
     }
 
     fn assert_committed(report: &PhysicalReport, sales_per_commit: u64) {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use kassa_bench::gateway::{GatewayBenchConfig, GatewayReport};
 use kassa_bench::host::SpawnedHost;
+use kassa_bench::physical::BatchSizeFrom;
 use kassa_bench::qr::{QrBenchConfig, QrReport, WalletMix};
 use kassa_bench::{BenchConfig, Report};
 
@@ -153,7 +154,9 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
         let credentials = args.credentials.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CREDENTIALS));
         let tmks = kassa_bench::load_tmks(&credentials)?;
         let config = BenchConfig { iso, http, tid_count: args.tid_count, duration, tmks, host_pid: None };
-        return Ok(kassa_bench::run(&config, progress).await?);
+        let report = kassa_bench::run(&config, progress).await?;
+        warn_commits_unavailable(&report);
+        return Ok(report);
     }
     let program = std::env::current_exe().context("cannot find the kassa binary to spawn")?;
     let host = SpawnedHost::start(&program, args.database_url.as_deref(), SPAWN_START_DEADLINE).await?;
@@ -183,6 +186,7 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
     let mut report = result.with_context(|| format!("the spawned host's last log lines: {tail}"))?;
     report.host_memory = kassa_bench::HostMemory::from_samples(&rss_kb);
     stopped.context("the spawned host did not stop cleanly")?;
+    warn_commits_unavailable(&report);
     if !args.no_raw {
         // The store alone, same backend, same concurrency, now that the host is gone.
         let raw_duration = duration.min(RAW_DURATION_MAX);
@@ -192,18 +196,38 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
             .context("the raw group-commit phase failed")?;
         report.ratio = Some(if raw.sales_per_s > 0.0 { report.tps / raw.sales_per_s } else { 0.0 });
         report.raw = Some(raw);
-        // The host does not export its commit sizes, and the raw phase batches the same writes
-        // from as many writers as the run had terminals: its batches, in sales, are the run's.
-        let sales_per_commit = kassa_bench::physical::sales_per_commit_from_raw(raw.batch_units_mean);
-        eprintln!("bench: the minimal durable sale at {sales_per_commit} per commit for {} s", raw_duration.as_secs());
-        let physical =
+        // The run's own batch size, from the host's commit counters; failing those, the raw
+        // phase's, which batches the same writes from as many writers as the run had terminals.
+        let (sales_per_commit, from) = match &report.commits {
+            Some(commits) => {
+                (kassa_bench::physical::sales_per_commit_of(commits.sales_per_commit), BatchSizeFrom::Host)
+            }
+            None => (kassa_bench::physical::sales_per_commit_from_raw(raw.batch_units_mean), BatchSizeFrom::Raw),
+        };
+        let whose = match from {
+            BatchSizeFrom::Host => "the host's",
+            BatchSizeFrom::Raw => "the raw phase's, the host's being unavailable",
+        };
+        eprintln!(
+            "bench: the minimal durable sale at {sales_per_commit} per commit ({whose}) for {} s",
+            raw_duration.as_secs()
+        );
+        let mut physical =
             kassa_bench::physical::run_on_scratch(args.database_url.as_deref(), sales_per_commit, raw_duration)
                 .await
                 .context("the physical-limit phase failed")?;
+        physical.sales_per_commit_from = Some(from);
         report.physical_ratio = kassa_bench::cpu::ratio(report.tps, physical.sales_per_s);
         report.physical = Some(physical);
     }
     Ok(report)
+}
+
+/// Says on stderr that the host's group commits are not in the report, and why.
+fn warn_commits_unavailable(report: &Report) {
+    if let Some(reason) = &report.commits_unavailable {
+        eprintln!("bench: the host's commit counters are unavailable ({reason}); no `commits` in the report");
+    }
 }
 
 /// Samples the spawned host's resident memory (`VmRSS`, KiB) into `samples` once a second,
@@ -256,9 +280,19 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
             );
             println!("end-to-end / store alone: {:.0} %", ratio * 100.0);
         }
-        if let Some(physical) = &report.physical {
+        if let Some(commits) = &report.commits {
             println!(
-                "minimal durable sale (physical limit): {:.1} sales/s at {} per commit, {:.2} ms per commit",
+                "host's group commits during the load: {} batches, {:.1} units ({:.1} sales) per commit, {:.2} ms per commit",
+                commits.batches, commits.units_per_commit, commits.sales_per_commit, commits.commit_ms_mean
+            );
+        }
+        if let Some(physical) = &report.physical {
+            let from = match physical.sales_per_commit_from {
+                Some(BatchSizeFrom::Raw) => " (the store alone's batch size)",
+                Some(BatchSizeFrom::Host) | None => "",
+            };
+            println!(
+                "minimal durable sale (physical limit): {:.1} sales/s at {} per commit{from}, {:.2} ms per commit",
                 physical.sales_per_s, physical.sales_per_commit, physical.commit_ms_mean
             );
             if let Some(micros) = physical.cpu_us_per_sale {

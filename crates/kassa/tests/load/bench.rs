@@ -30,12 +30,29 @@ fn bench_spawn_on_postgres_reports_the_physical_limit() {
     assert_physical_limit_and_cpu(&report);
 }
 
-/// The physical phase committed sales, and the ratios and CPU times are real numbers.
+/// The host's commits during the load were read, the physical phase committed sales at their
+/// batch size, and the ratios and CPU times are real numbers.
 fn assert_physical_limit_and_cpu(report: &serde_json::Value) {
     let positive = |value: &serde_json::Value| value.as_f64().is_some_and(|number| number.is_finite() && number > 0.0);
+    let commits = &report["commits"];
+    assert!(commits["batches"].as_u64().is_some_and(|batches| batches > 0), "{report}");
+    // Every approved sale is two units (its pending row, then its decision) in the window; the
+    // committer counts a batch just after answering it, so the last one (at most one unit per
+    // terminal) may not be counted yet.
+    let approved = report["approved"].as_u64().unwrap();
+    let units_min = (2 * approved).saturating_sub(4);
+    assert!(commits["units"].as_u64().is_some_and(|units| units >= units_min), "{report}");
+    assert!(commits["units_per_commit"].as_f64().is_some_and(|units| units >= 1.0), "{report}");
+    // Below 1 at this concurrency: 4 terminals put at most 4 units, 2 sales, in a batch.
+    assert!(positive(&commits["sales_per_commit"]), "{report}");
+    assert!(positive(&commits["commit_ms_mean"]), "{report}");
+    assert!(report.get("commits_unavailable").is_none(), "{report}");
     let physical = &report["physical"];
     assert!(positive(&physical["sales_per_s"]), "{report}");
     assert!(physical["sales_per_commit"].as_u64().is_some_and(|sales| sales >= 1), "{report}");
+    let rounded = commits["sales_per_commit"].as_f64().unwrap().round().max(1.0);
+    assert_eq!(physical["sales_per_commit"].as_f64(), Some(rounded), "the run's own batch size: {report}");
+    assert_eq!(physical["sales_per_commit_from"], "host", "{report}");
     assert!(positive(&physical["commit_ms_mean"]), "{report}");
     assert!(positive(&report["physical_ratio"]), "{report}");
     assert!(positive(&report["host_cpu_us_per_sale"]), "{report}");
