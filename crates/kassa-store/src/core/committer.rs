@@ -157,10 +157,7 @@ pub(crate) fn committer<W: BatchWriter + 'static>(
                     Err(_) => break,
                 }
             }
-            let started = Instant::now();
-            let units = batch.len();
-            commit_batch(&mut writer, &mut batch).await;
-            record(&loop_stats, units, started.elapsed());
+            commit_batch(&mut writer, &mut batch, &loop_stats).await;
         }
     };
     (Committer { sender, stats, reply_deadline: Duration::from_millis(limits.reply_deadline_ms) }, run)
@@ -173,10 +170,14 @@ fn record(stats: &CommitStats, units: usize, elapsed: Duration) {
     stats.commit_micros.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Relaxed);
 }
 
-async fn commit_batch<W: BatchWriter>(writer: &mut W, batch: &mut Vec<Request>) {
+/// Writes the batch, counts what committed in `stats`, then replies: counted before anybody
+/// hears back, so whoever reads the counters after an answer finds its batch in them.
+async fn commit_batch<W: BatchWriter>(writer: &mut W, batch: &mut Vec<Request>, stats: &CommitStats) {
+    let started = Instant::now();
     let (units, replies): (Vec<WriteUnit>, Vec<_>) = batch.drain(..).map(|r| (r.unit, r.reply)).unzip();
     match writer.write_batch(&units).await {
         Ok(outcomes) => {
+            record(stats, units.len(), started.elapsed());
             debug_assert_eq!(outcomes.len(), replies.len());
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(Ok(outcome));
@@ -188,7 +189,11 @@ async fn commit_batch<W: BatchWriter>(writer: &mut W, batch: &mut Vec<Request>) 
         Err(error) if units.len() > 1 && !error.is_unavailable() => {
             tracing::warn!(%error, units = units.len(), "batch refused; retrying its units one by one");
             for (unit, reply) in units.iter().zip(replies) {
+                let alone = Instant::now();
                 let result = writer.write_batch(std::slice::from_ref(unit)).await;
+                if result.is_ok() {
+                    record(stats, 1, alone.elapsed());
+                }
                 let outcome =
                     result.and_then(|mut outcomes| outcomes.pop().ok_or(StoreError::Corrupt("no outcome".into())));
                 let _ = reply.send(outcome);
@@ -273,7 +278,7 @@ mod tests {
                 batch.push(Request { unit: WriteUnit::default(), reply });
                 answers.push(answer);
             }
-            commit_batch(&mut writer, &mut batch).await;
+            commit_batch(&mut writer, &mut batch, &CommitStats::default()).await;
             assert_eq!(writer.calls, if retried { 4 } else { 1 }, "{error}");
             for answer in answers {
                 assert_eq!(answer.await.unwrap().is_ok(), retried, "{error}");
