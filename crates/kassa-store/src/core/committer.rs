@@ -101,6 +101,12 @@ impl Committer {
     pub fn stats(&self) -> &CommitStats {
         &self.stats
     }
+
+    /// The committer's counters, shared: for a reader that must not keep the committer open
+    /// (a clone of [`Committer`] keeps its writer running until every clone is dropped).
+    pub fn shared_stats(&self) -> std::sync::Arc<CommitStats> {
+        std::sync::Arc::clone(&self.stats)
+    }
 }
 
 /// Commits `units` as ONE batch of a committer of its own over `writer` (through the
