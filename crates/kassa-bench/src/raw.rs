@@ -67,6 +67,7 @@ async fn one_sale(store: &Store, writer: usize, stan: u32) -> Result<bool, Store
     let fee = Money::from_minor(1, Currency::CNY);
     let mut txn = pending(writer, stan, amount)?;
     txn.fee_minor = fee.minor();
+    let batch = txn.card_identity.as_ref().map(CardIdentity::batch);
     let UnitOutcome::Committed { txn_id: Some(id), .. } =
         store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), vec![])).await?
     else {
@@ -93,6 +94,7 @@ async fn one_sale(store: &Store, writer: usize, stan: u32) -> Result<bool, Store
         rrn: Some(rrn),
         auth_code: Some("123456".into()),
         updated_at_ms: 0,
+        batch,
     };
     let merchant = MerchantId::parse(MERCHANT).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let reference = format!("card:R{writer:07}:000001:{stan:06}:020");

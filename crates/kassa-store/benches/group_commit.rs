@@ -138,6 +138,7 @@ async fn gateway_sale(store: &Store, run: u32, writer: usize, stan: u32) {
     txn.rrn = None;
     txn.auth_code = None;
     txn.response = StoredAnswer::default();
+    let batch = txn.card_identity.as_ref().map(kassa_store::CardIdentity::batch);
     let pending = WriteUnit::guarded(pending.guard.unwrap(), vec![]);
     let UnitOutcome::Committed { txn_id: Some(id), .. } = store.commit(pending).await.unwrap() else {
         panic!("the pending request was not committed")
@@ -154,6 +155,7 @@ async fn gateway_sale(store: &Store, run: u32, writer: usize, stan: u32) {
         rrn: Some(format!("{:012}", id.rem_euclid(1_000_000_000_000))),
         auth_code: Some("123456".into()),
         updated_at_ms: 0,
+        batch,
     };
     let merchant = MerchantId::parse(MID).unwrap();
     let entry = sale_entry(&format!("card:{terminal_id}:{run}:{stan}"), &merchant, Channel::Card, amount, fee).unwrap();

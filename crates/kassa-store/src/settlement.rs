@@ -4,9 +4,10 @@
 //! little memory: nothing reads a whole batch of records.
 //!
 //! **Invariant**: a close applies to the batch exactly as its totals were read: the totals carry
-//! a fingerprint of the batch (rows plus the sum of their versions, which grows with every insert
-//! and update), and the close changes nothing and fails with [`crate::StoreError::Conflict`] when
-//! the batch no longer has it.
+//! the batch's version as of the same snapshot (the writer bumps it in the commit of every
+//! insert or update of one of the batch's transactions, see [`crate::BatchKey`]), and the close
+//! changes nothing and fails with [`crate::StoreError::Conflict`] when the batch no longer has
+//! it. Checking it reads one row, whatever the batch's size.
 //! **Boundary**: kinds and statuses come back as the domain's types (a name it does not know is
 //! a corrupt row); which of them count as debits or credits is the gateway's business.
 
@@ -41,7 +42,8 @@ pub struct BatchGroup {
 pub struct BatchTotals {
     /// One group per (kind, status, currency) present, in that order.
     pub groups: Vec<BatchGroup>,
-    /// Rows plus the sum of their versions: what [`close_batch`] checks the batch still has.
+    /// The batch's version when the groups were read: what [`close_batch`] checks the batch
+    /// still has.
     pub fingerprint: i64,
 }
 
@@ -85,15 +87,18 @@ impl Store {
     }
 }
 
-fn group(row: &Row) -> Result<(BatchGroup, i64), StoreError> {
+/// A row of the totals: the batch's version, then a group (absent for an empty batch).
+fn group(row: &Row) -> Result<(i64, Option<BatchGroup>), StoreError> {
+    let version = row.int(0)?;
+    let Some(kind) = row.opt_text(1)? else { return Ok((version, None)) };
     let group = BatchGroup {
-        kind: txn_kind(&row.text(0)?)?,
-        status: txn_status(&row.text(1)?)?,
-        currency: currency(&row.text(2)?)?,
-        count: row.int(3)?,
-        amount_minor: row.int(4)?,
+        kind: txn_kind(&kind)?,
+        status: txn_status(&row.text(2)?)?,
+        currency: currency(&row.text(3)?)?,
+        count: row.int(4)?,
+        amount_minor: row.int(5)?,
     };
-    Ok((group, row.int(5)?))
+    Ok((version, Some(group)))
 }
 
 fn line(row: &Row) -> Result<BatchLine, StoreError> {
@@ -111,19 +116,19 @@ fn line(row: &Row) -> Result<BatchLine, StoreError> {
 #[async_trait]
 impl SettlementStore for SqlReads {
     async fn batch_totals(&self, terminal_id: &str, batch_no: u32) -> Result<BatchTotals, StoreError> {
-        let sql = "SELECT kind, status, currency, COUNT(*), CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT), \
-                   CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM transactions \
-                   WHERE terminal_id = $1 AND batch_no = $2 GROUP BY kind, status, currency \
-                   ORDER BY kind, status, currency";
+        // One statement, so one snapshot: the version is the one the groups were summed at.
+        let sql = "SELECT v.version, g.kind, g.status, g.currency, g.n, g.amount FROM \
+                   (SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) AS version FROM batch_versions \
+                    WHERE terminal_id = $1 AND batch_no = $2) v \
+                   LEFT JOIN (SELECT kind, status, currency, COUNT(*) AS n, \
+                    CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS amount FROM transactions \
+                    WHERE terminal_id = $1 AND batch_no = $2 GROUP BY kind, status, currency) g ON TRUE \
+                   ORDER BY g.kind, g.status, g.currency";
         let rows = self.all(sql, &params![terminal_id, batch_no], group).await?;
         let mut totals = BatchTotals::default();
-        for (group, versions) in rows {
-            totals.fingerprint = totals
-                .fingerprint
-                .checked_add(group.count)
-                .and_then(|sum| sum.checked_add(versions))
-                .ok_or_else(|| StoreError::Corrupt("batch fingerprint overflow".into()))?;
-            totals.groups.push(group);
+        for (version, group) in rows {
+            totals.fingerprint = version;
+            totals.groups.extend(group);
         }
         Ok(totals)
     }
@@ -144,14 +149,24 @@ impl SettlementStore for SqlReads {
 
 /// Closes a terminal's batch: opens `next_batch` and records the close, which makes every
 /// transaction of the batch settled once it is decided (`queries::TXN_COLUMNS` derives it) — only if the batch
-/// still has `fingerprint` (from [`SettlementStore::batch_totals`]); else the unit fails with a
-/// conflict and nothing of it is written. Two rows written, whatever the batch's size.
+/// still has version `fingerprint` (from [`SettlementStore::batch_totals`]); else the unit fails with a
+/// conflict and nothing of it is written. The close bumps the version itself (a second close
+/// with the same totals conflicts), and on PostgreSQL it locks the version's row, so a
+/// concurrent write to the batch either commits first (and the close conflicts) or waits for
+/// the close. Three rows written, whatever the batch's size.
 pub fn close_batch(terminal_id: &str, batch_no: u32, next_batch: u32, fingerprint: i64, at_ms: i64) -> Vec<WriteOp> {
+    // A batch with no version row has version 0 (no write since migration 0022): the row is
+    // inserted at 1 only then; when it exists, the insert turns into the checked bump.
+    let still_as_read = Statement {
+        sql: "INSERT INTO batch_versions (terminal_id, batch_no, version) SELECT CAST($1 AS TEXT), CAST($2 AS BIGINT), 1 \
+              WHERE CAST($3 AS BIGINT) = 0 OR EXISTS (SELECT 1 FROM batch_versions WHERE terminal_id = $1 AND batch_no = $2) \
+              ON CONFLICT (terminal_id, batch_no) DO UPDATE SET version = batch_versions.version + 1 \
+              WHERE batch_versions.version = $3",
+        params: params![terminal_id, batch_no, fingerprint].to_vec(),
+    };
     let open_next = Statement {
-        sql: "UPDATE terminals SET open_batch = $1 WHERE terminal_id = $2 AND $3 = \
-              (SELECT CAST(COUNT(*) + COALESCE(SUM(version), 0) AS BIGINT) FROM transactions \
-               WHERE terminal_id = $2 AND batch_no = $4)",
-        params: params![next_batch, terminal_id, fingerprint, batch_no].to_vec(),
+        sql: "UPDATE terminals SET open_batch = $1 WHERE terminal_id = $2",
+        params: params![next_batch, terminal_id].to_vec(),
     };
     let closed = Statement {
         sql: "INSERT INTO closed_batches (terminal_id, batch_no, closed_at_ms) VALUES ($1, $2, $3) \
@@ -159,6 +174,7 @@ pub fn close_batch(terminal_id: &str, batch_no: u32, next_batch: u32, fingerprin
         params: params![terminal_id, batch_no, at_ms].to_vec(),
     };
     vec![
+        WriteOp::Statement { statement: still_as_read, may_change_nothing: false },
         WriteOp::Statement { statement: open_next, may_change_nothing: false },
         WriteOp::Statement { statement: closed, may_change_nothing: false },
     ]

@@ -156,6 +156,7 @@ impl Handler {
             rrn: Some(rrn_for(txn_id)),
             auth_code: decision.auth_code.clone(),
             updated_at_ms: self.clock.now_ms(),
+            batch: Some(capture.identity.batch()),
         };
         let ops = self.decision_ops(ctx, capture, &decision)?;
         match self.commit_decision(capture, code, update, ops).await {

@@ -91,6 +91,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "closed_batches",
         sql: include_str!("../../migrations/sqlite/0021_closed_batches.sql"),
     },
+    Migration {
+        version: 22,
+        name: "batch_versions",
+        sql: include_str!("../../migrations/sqlite/0022_batch_versions.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -161,6 +166,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 21,
         name: "closed_batches",
         sql: include_str!("../../migrations/postgres/0021_closed_batches.sql"),
+    },
+    Migration {
+        version: 22,
+        name: "batch_versions",
+        sql: include_str!("../../migrations/postgres/0022_batch_versions.sql"),
     },
 ];
 

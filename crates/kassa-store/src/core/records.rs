@@ -283,6 +283,22 @@ impl CardIdentity {
             mti_class: mti_class.to_owned(),
         })
     }
+
+    /// The batch it belongs to.
+    pub fn batch(&self) -> BatchKey {
+        BatchKey { terminal_id: self.terminal_id.clone(), batch_no: self.batch_no }
+    }
+}
+
+/// A terminal's batch. The writer keeps a version per batch, bumped in the commit of every
+/// insert or update of one of its transactions (and by its close): what a close checks to know
+/// that the batch is still as its totals were read (`settlement`), without reading its rows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BatchKey {
+    /// The terminal.
+    pub terminal_id: TerminalId,
+    /// The batch.
+    pub batch_no: BatchNo,
 }
 
 /// The answer a request got, stored with its transaction so that a retransmission is answered
@@ -420,6 +436,9 @@ pub struct TxnUpdate {
     pub auth_code: Option<String>,
     /// Update time, Unix milliseconds.
     pub updated_at_ms: i64,
+    /// The batch of the transaction (`None` when it names no terminal), as read: the writer
+    /// bumps its version, and changes nothing (a version conflict) when the row says otherwise.
+    pub batch: Option<BatchKey>,
 }
 
 impl TxnUpdate {
@@ -437,6 +456,7 @@ impl TxnUpdate {
             rrn: None,
             auth_code: None,
             updated_at_ms: at_ms,
+            batch: txn.card_identity.as_ref().map(CardIdentity::batch),
         }
     }
 }

@@ -15,8 +15,8 @@ use kassa_ledger::JournalEntry;
 use sha2::{Digest, Sha256};
 
 use crate::core::records::{
-    ApiKeyRecord, AuditEvent, BackofficeUserRecord, GatewayAppRecord, IdempotencyRecord, MerchantRecord,
-    MerchantSecretRecord, NewTxn, OperatorRecord, StoredAnswer, TerminalRecord, TxnUpdate,
+    ApiKeyRecord, AuditEvent, BackofficeUserRecord, BatchKey, CardIdentity, GatewayAppRecord, IdempotencyRecord,
+    MerchantRecord, MerchantSecretRecord, NewTxn, OperatorRecord, StoredAnswer, TerminalRecord, TxnUpdate,
 };
 use crate::core::value::{params, Row, Value};
 use crate::StoreError;
@@ -208,6 +208,10 @@ pub(crate) enum Planned<'a> {
     Balance { account_key: String, account: &'a kassa_ledger::Account, delta_minor: i64 },
     /// A posting; comes after its entry and its account's balance.
     Posting { entry_id: i64, line: i64, account_key: String, amount_minor: i64 },
+    /// The version of a batch whose transactions the batch writes, bumped by how many of its
+    /// transaction writes the batch makes; at most one per batch key in a batch, before any
+    /// other write of the ops' phase.
+    BatchVersion { key: BatchKey, bump: i64 },
     /// Any other write.
     Statement(Statement),
 }
@@ -234,6 +238,7 @@ impl Planned<'_> {
             Planned::Posting { entry_id, line, account_key, amount_minor } => {
                 posting_statement(entry_id, line, account_key, amount_minor)
             }
+            Planned::BatchVersion { key, bump } => batch_version_statement(&key, bump),
             Planned::Statement(statement) => statement,
         }
     }
@@ -271,9 +276,13 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
         passed.iter().flat_map(|(_, u)| &u.ops).filter(|op| matches!(op, WriteOp::PostEntry { .. })).count();
     let mut entry_ids = exec.next_ids(Sequence::LedgerEntries, entry_count).await?.into_iter();
     let mut audit_head = None;
-    let mut planned = Vec::new();
+    // The versions of the batches written to first: a close later in this batch (a module
+    // statement checking its batch's version) then sees every write of the batch to its batch,
+    // and one earlier refuses conservatively, as if it came after them.
+    let mut planned: Vec<Planned<'_>> =
+        batch_bumps(units, &outcomes)?.into_iter().map(|(key, bump)| Planned::BatchVersion { key, bump }).collect();
     // What each planned write must change, and the first words of its SQL for the error.
-    let mut expectations: Vec<(Expect, &'static str)> = Vec::new();
+    let mut expectations: Vec<(Expect, &'static str)> = vec![(Expect::Any, ""); planned.len()];
     let mut postings = Vec::new();
     let mut balances: BTreeMap<String, (&kassa_ledger::Account, i64)> = BTreeMap::new();
     for (index, unit) in passed {
@@ -325,6 +334,38 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
         }
     }
     Ok(outcomes)
+}
+
+/// How many transaction writes of the units that are written name each batch: an inserted
+/// transaction's card identity, an updated one's batch as read; admissions are written for
+/// every unit not refused, guards and ops for the units whose guard passed.
+fn batch_bumps(units: &[WriteUnit], outcomes: &[UnitOutcome]) -> Result<BTreeMap<BatchKey, i64>, StoreError> {
+    fn key_of(guard: &Guard) -> Option<BatchKey> {
+        match guard {
+            Guard::InsertTxn(txn) => txn.card_identity.as_ref().map(CardIdentity::batch),
+            Guard::UpdateTxn(update) => update.batch.clone(),
+            Guard::InsertIdempotency(_) | Guard::Statement(_) => None,
+        }
+    }
+    let mut bumps: BTreeMap<BatchKey, i64> = BTreeMap::new();
+    for (unit, outcome) in units.iter().zip(outcomes) {
+        let mut keys = Vec::new();
+        if !matches!(outcome, UnitOutcome::Refused) {
+            keys.extend(unit.admission.as_ref().and_then(key_of));
+        }
+        if matches!(outcome, UnitOutcome::Committed { .. }) {
+            keys.extend(unit.guard.as_ref().and_then(key_of));
+            keys.extend(unit.ops.iter().filter_map(|op| match op {
+                WriteOp::UpdateTxn(update) => update.batch.clone(),
+                _ => None,
+            }));
+        }
+        for key in keys {
+            let bump = bumps.entry(key).or_insert(0);
+            *bump = bump.checked_add(1).ok_or(StoreError::Corrupt("batch version overflow".into()))?;
+        }
+    }
+    Ok(bumps)
 }
 
 /// Postings carry no foreign keys (a per-row look-up and lock on every sale's hot path, see
@@ -551,7 +592,8 @@ fn update_txn_statement(update: &TxnUpdate) -> Statement {
     statement(
         "UPDATE transactions SET status = $1, refunded_minor = $2, settled = $3, \
          response = COALESCE($4, response), rrn = COALESCE($5, rrn), auth_code = COALESCE($6, auth_code), \
-         updated_at_ms = $7, version = version + 1 WHERE id = $8 AND version = $9",
+         updated_at_ms = $7, version = version + 1 WHERE id = $8 AND version = $9 \
+         AND terminal_id IS NOT DISTINCT FROM $10 AND batch_no IS NOT DISTINCT FROM $11",
         params![
             update.status.as_str(),
             update.refunded_minor,
@@ -561,9 +603,19 @@ fn update_txn_statement(update: &TxnUpdate) -> Statement {
             update.auth_code.clone(),
             update.updated_at_ms,
             update.id,
-            update.expected_version
+            update.expected_version,
+            update.batch.as_ref().map(|b| b.terminal_id.as_str()),
+            update.batch.as_ref().map(|b| b.batch_no.value())
         ]
         .to_vec(),
+    )
+}
+
+fn batch_version_statement(key: &BatchKey, bump: i64) -> Statement {
+    statement(
+        "INSERT INTO batch_versions (terminal_id, batch_no, version) VALUES ($1, $2, $3) \
+         ON CONFLICT (terminal_id, batch_no) DO UPDATE SET version = batch_versions.version + excluded.version",
+        params![key.terminal_id.as_str(), key.batch_no.value(), bump].to_vec(),
     )
 }
 

@@ -79,7 +79,8 @@ fn answer(version: i64) -> StoredAnswer {
     StoredAnswer { balance: Some(version.to_string()), ..StoredAnswer::with_code("00") }
 }
 
-fn approve(id: i64, version: i64, rrn: Option<String>) -> TxnUpdate {
+/// The approval of transaction `id` of terminal `tid`'s batch 1.
+fn approve(tid: &str, id: i64, version: i64, rrn: Option<String>) -> TxnUpdate {
     TxnUpdate {
         id,
         expected_version: version,
@@ -92,6 +93,7 @@ fn approve(id: i64, version: i64, rrn: Option<String>) -> TxnUpdate {
         rrn,
         auth_code: Some("123456".into()),
         updated_at_ms: 2_000 + version,
+        batch: Some(CardIdentity::new(tid, 1, 1, "020").unwrap().batch()),
     }
 }
 
@@ -196,7 +198,7 @@ pub async fn a_version_conflict_among_successful_updates(db: &TestDb) {
         let outcome = db.store.commit(insert(card_txn("10000001", stan, 100, "pending"), vec![])).await;
         ids.push(committed_id(&outcome));
     }
-    let update = |id, version, ops| WriteUnit::guarded(Guard::UpdateTxn(approve(id, version, None)), ops);
+    let update = |id, version, ops| WriteUnit::guarded(Guard::UpdateTxn(approve("10000001", id, version, None)), ops);
     let results = db
         .commit_as_one_batch(vec![
             update(ids[0], 1, vec![sale("u-0", 100)]),
@@ -257,7 +259,10 @@ pub async fn mixed_guard_kinds_in_one_batch(db: &TestDb) {
             insert(card_txn("10000002", 1, 100, "pending"), vec![]),
             insert(card_txn("10000003", 3, 100, "pending"), vec![audit("pending-3")]),
             // An approval assigns an RRN; a later request with that RRN is its duplicate.
-            WriteUnit::guarded(Guard::UpdateTxn(approve(approved, 1, Some(rrn.clone()))), vec![sale("approved", 100)]),
+            WriteUnit::guarded(
+                Guard::UpdateTxn(approve("10000003", approved, 1, Some(rrn.clone()))),
+                vec![sale("approved", 100)],
+            ),
             insert(NewTxn { rrn: Some(rrn.clone()), ..card_txn("10000003", 2, 100, "approved") }, vec![]),
             insert(card_txn("10000003", 4, 100, "approved"), vec![audit("approved-4")]),
             WriteUnit::guarded(Guard::InsertIdempotency(key("k-1")), vec![audit("k-1")]),
@@ -323,7 +328,7 @@ pub async fn a_batch_of_2500_units(db: &TestDb) {
         .map(|(stan, id)| {
             let rrn = format!("{id:012}");
             WriteUnit::guarded(
-                Guard::UpdateTxn(approve(*id, 1, Some(rrn))),
+                Guard::UpdateTxn(approve(&format!("1{:07}", stan % 7), *id, 1, Some(rrn))),
                 vec![sale(&format!("big-{stan}"), 100 + i64::from(*stan))],
             )
         })

@@ -267,6 +267,7 @@ pub async fn stale_updates_are_refused(db: &TestDb) {
         rrn: None,
         auth_code: None,
         updated_at_ms: 2_000,
+        batch: Some(CardIdentity::new("10000001", 1, 10, "020").unwrap().batch()),
     };
     let audit = AuditEvent {
         at_ms: 1,

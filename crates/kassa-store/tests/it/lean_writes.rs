@@ -57,6 +57,7 @@ fn approval(id: i64, stan: u32) -> WriteUnit {
         rrn: Some(format!("{id:012}")),
         auth_code: None,
         updated_at_ms: 2,
+        batch: Some(pending(stan).card_identity.unwrap().batch()),
     };
     WriteUnit::guarded(Guard::UpdateTxn(update), vec![WriteOp::PostEntry { entry, at_ms: 2 }])
 }
@@ -116,6 +117,7 @@ async fn postings_always_have_their_entry_and_account(db: &TestDb) {
         rrn: None,
         auth_code: None,
         updated_at_ms: 2,
+        batch: None,
     })]);
     let outcomes = db
         .commit_as_one_batch(vec![approval(ids[0], 1), stale, refused, approval(ids[1], 2), approval(ids[3], 4)])

@@ -1,6 +1,7 @@
 //! Settlement by the database: a batch's totals from one aggregate query equal the same sums
 //! over its records read one by one (the way the gateway computed them before), its lines page
-//! by id, and a close applies only to the batch its totals were read from.
+//! by id, and a close applies only to the batch its totals were read from, which it knows by
+//! the batch's version: one row, bumped by every committed write to the batch.
 
 use std::collections::BTreeMap;
 
@@ -104,17 +105,15 @@ async fn mixed_batch(db: &TestDb) {
 }
 
 /// The oracle: the batch's records read one by one and summed in memory.
-fn grouped(records: &[TxnRecord]) -> (Vec<BatchGroup>, i64) {
+fn grouped(records: &[TxnRecord]) -> Vec<BatchGroup> {
     // Keyed by the stored names: the database orders the groups by them.
     let mut groups: BTreeMap<(&str, &str, &str), (i64, i64)> = BTreeMap::new();
-    let mut fingerprint = 0;
     for record in records {
         let sums = groups.entry((record.kind.as_str(), record.status.as_str(), record.currency.code())).or_default();
         sums.0 += 1;
         sums.1 += record.amount_minor;
-        fingerprint += 1 + record.version;
     }
-    let groups = groups
+    groups
         .into_iter()
         .map(|((kind, status, currency), (count, amount_minor))| BatchGroup {
             kind: TxnKind::parse(kind).unwrap(),
@@ -123,8 +122,7 @@ fn grouped(records: &[TxnRecord]) -> (Vec<BatchGroup>, i64) {
             count,
             amount_minor,
         })
-        .collect();
-    (groups, fingerprint)
+        .collect()
 }
 
 pub async fn batch_totals_equal_the_sums_over_its_records(db: &TestDb) {
@@ -133,9 +131,8 @@ pub async fn batch_totals_equal_the_sums_over_its_records(db: &TestDb) {
     let records = db.store.txns.txns_in_batch(TID, 1).await.unwrap();
     assert_eq!(records.len(), 20);
     let totals = db.store.settlement().batch_totals(TID, 1).await.unwrap();
-    let (groups, fingerprint) = grouped(&records);
-    assert_eq!(totals.groups, groups);
-    assert_eq!(totals.fingerprint, fingerprint);
+    assert_eq!(totals.groups, grouped(&records));
+    assert_eq!(totals.fingerprint, 20, "one version per transaction written to the batch");
     let approved_sales = totals.groups.iter().find(|g| (g.kind.as_str(), g.status.as_str()) == ("sale", "approved"));
     assert_eq!(approved_sales.map(|g| (g.count, g.amount_minor)), Some((2, 12_550)));
     let empty = db.store.settlement().batch_totals(TID, 9).await.unwrap();
@@ -175,19 +172,7 @@ pub async fn a_close_settles_the_batch_it_was_read_from_and_only_that(db: &TestD
     let changed =
         db.store.txns.txn_by_card_identity(&txn(TID, 1, 7, "sale", "pending", 0).card_identity.unwrap()).await;
     let pending = changed.unwrap().unwrap();
-    let approve = TxnUpdate {
-        id: pending.id,
-        expected_version: pending.version,
-        kind: TxnKind::Sale,
-        expected_status: TxnStatus::Pending,
-        status: TxnStatus::Approved,
-        refunded_minor: 0,
-        settled: false,
-        response: None,
-        rrn: None,
-        auth_code: None,
-        updated_at_ms: 2_000,
-    };
+    let approve = TxnUpdate::of(&pending, TxnStatus::Approved, 2_000);
     db.store.commit(WriteUnit::guarded(Guard::UpdateTxn(approve), vec![])).await.unwrap();
     let stale = db.store.commit(WriteUnit::ops(close_batch(TID, 1, 2, fingerprint, 3_000))).await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
@@ -208,10 +193,52 @@ pub async fn a_close_settles_the_batch_it_was_read_from_and_only_that(db: &TestD
         db.store.txns.txns_in_batch("10000002", 1).await.unwrap().iter().all(|t| !t.settled),
         "another terminal untouched"
     );
-    // Closing again (a retransmitted settlement) changes no record and keeps the next batch.
+    // The close is a change of the batch: the same close again conflicts. Read again (a
+    // retransmitted settlement), it changes no record and keeps the next batch.
+    let again = db.store.commit(WriteUnit::ops(close_batch(TID, 1, 2, fingerprint, 4_000))).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     let fingerprint = db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint;
+    let before = db.store.txns.txns_in_batch(TID, 1).await.unwrap();
     db.store.commit(WriteUnit::ops(close_batch(TID, 1, 2, fingerprint, 4_000))).await.unwrap();
-    assert_eq!(db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint, fingerprint);
+    assert_eq!(db.store.txns.txns_in_batch(TID, 1).await.unwrap(), before);
+    assert_eq!(db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint, fingerprint + 1);
+    assert_eq!(db.store.directory.terminal(TID).await.unwrap().unwrap().open_batch, 2);
+}
+
+/// A batch's version counts the writes that committed, to its own transactions only: a
+/// refused duplicate, a stale update and an update naming another batch than the row's change
+/// nothing, the version included; a close of an empty batch works from version 0.
+pub async fn a_batch_version_counts_committed_writes_to_its_transactions(db: &TestDb) {
+    seed(db).await;
+    let version = |terminal_id: &'static str, batch_no: u32| async move {
+        db.store.settlement().batch_totals(terminal_id, batch_no).await.unwrap().fingerprint
+    };
+    let insert = |new: NewTxn| db.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(new)), vec![]));
+    assert!(matches!(insert(txn(TID, 1, 1, "sale", "pending", 100)).await.unwrap(), UnitOutcome::Committed { .. }));
+    assert!(matches!(insert(txn(TID, 1, 1, "sale", "pending", 100)).await.unwrap(), UnitOutcome::Duplicate { .. }));
+    assert_eq!((version(TID, 1).await, version(TID, 2).await, version("10000002", 1).await), (1, 0, 0));
+
+    let pending = db.store.txns.txns_in_batch(TID, 1).await.unwrap().remove(0);
+    let approve = TxnUpdate::of(&pending, TxnStatus::Approved, 2_000);
+    let elsewhere = TxnUpdate { batch: Some(CardIdentity::new(TID, 2, 1, "020").unwrap().batch()), ..approve.clone() };
+    let outcome = db.store.commit(WriteUnit::guarded(Guard::UpdateTxn(elsewhere), vec![])).await.unwrap();
+    assert_eq!(outcome, UnitOutcome::VersionConflict, "the row is not in the batch the update names");
+    let unnamed = TxnUpdate { batch: None, ..approve.clone() };
+    let outcome = db.store.commit(WriteUnit::guarded(Guard::UpdateTxn(unnamed), vec![])).await.unwrap();
+    assert_eq!(outcome, UnitOutcome::VersionConflict, "the row names a batch the update does not");
+    assert_eq!((version(TID, 1).await, version(TID, 2).await), (1, 0));
+
+    let outcome = db.store.commit(WriteUnit::guarded(Guard::UpdateTxn(approve.clone()), vec![])).await.unwrap();
+    assert!(matches!(outcome, UnitOutcome::Committed { .. }), "{outcome:?}");
+    let stale = db.store.commit(WriteUnit::guarded(Guard::UpdateTxn(approve), vec![])).await.unwrap();
+    assert_eq!(stale, UnitOutcome::VersionConflict);
+    assert_eq!(version(TID, 1).await, 2);
+
+    // An empty batch closes from version 0, once.
+    db.store.commit(WriteUnit::ops(close_batch("10000002", 1, 2, 0, 3_000))).await.unwrap();
+    let again = db.store.commit(WriteUnit::ops(close_batch("10000002", 1, 2, 0, 3_000))).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(version("10000002", 1).await, 1);
 }
 
 /// A close writes one row, whatever the batch's size: its transactions are settled by being in
@@ -261,9 +288,32 @@ pub async fn settled_is_derived_from_the_close_of_the_batch(db: &TestDb) {
     assert!(db.store.txns.txns_in_batch("10000002", 1).await.unwrap().iter().all(|t| !t.settled));
 }
 
+/// In one commit of the writer, a write to a batch before its close makes the close conflict:
+/// the versions of a commit's batches are bumped before its units' ops run.
+pub async fn a_close_after_a_write_to_its_batch_in_one_commit_conflicts(db: &TestDb) {
+    seed(db).await;
+    let insert = |new: NewTxn| WriteUnit::guarded(Guard::InsertTxn(Box::new(new)), vec![]);
+    db.store.commit(insert(txn(TID, 1, 1, "sale", "approved", 100))).await.unwrap();
+    let fingerprint = db.store.settlement().batch_totals(TID, 1).await.unwrap().fingerprint;
+    let results = db
+        .commit_as_one_batch(vec![
+            insert(txn(TID, 1, 2, "sale", "approved", 200)),
+            WriteUnit::ops(close_batch(TID, 1, 2, fingerprint, 3_000)),
+        ])
+        .await;
+    assert!(matches!(results[0], Ok(UnitOutcome::Committed { .. })), "{results:?}");
+    assert!(matches!(results[1], Err(StoreError::Conflict(_))), "{results:?}");
+    assert_eq!(db.store.directory.terminal(TID).await.unwrap().unwrap().open_batch, 1);
+    let totals = db.store.settlement().batch_totals(TID, 1).await.unwrap();
+    assert_eq!(totals.fingerprint, fingerprint + 1);
+    assert_eq!(totals.groups.iter().map(|g| g.count).sum::<i64>(), 2);
+}
+
 kassa_store::both_backends!(
     batch_totals_equal_the_sums_over_its_records,
     batch_lines_page_by_id,
     a_close_settles_the_batch_it_was_read_from_and_only_that,
     settled_is_derived_from_the_close_of_the_batch,
+    a_batch_version_counts_committed_writes_to_its_transactions,
+    a_close_after_a_write_to_its_batch_in_one_commit_conflicts,
 );

@@ -45,6 +45,8 @@ pub(crate) enum Step {
     Balances(Vec<usize>),
     /// Postings.
     Postings(Vec<usize>),
+    /// Batch versions, one per batch.
+    BatchVersions(Vec<usize>),
 }
 
 impl Step {
@@ -56,7 +58,8 @@ impl Step {
             | Step::UpdateTxns(indices)
             | Step::Entries(indices)
             | Step::Balances(indices)
-            | Step::Postings(indices) => indices.clone(),
+            | Step::Postings(indices)
+            | Step::BatchVersions(indices) => indices.clone(),
         }
     }
 }
@@ -99,7 +102,24 @@ pub(crate) fn steps(planned: &[Planned<'_>]) -> Vec<Step> {
     let (mut entries, mut postings) = (Vec::new(), Vec::new());
     let mut balances: Vec<Vec<usize>> = vec![Vec::new()];
     let mut balance_keys: HashSet<&str> = HashSet::new();
+    // Batch versions come first in a plan, each batch once: one statement for the lot, ended by
+    // any other write (so a statement reading a version sees the bumps planned before it).
+    let mut versions: Vec<usize> = Vec::new();
+    let mut version_keys = HashSet::new();
     for (index, write) in planned.iter().enumerate() {
+        if let Planned::BatchVersion { key, .. } = write {
+            if !version_keys.insert(key) {
+                version_keys.clear();
+                version_keys.insert(key);
+                push_grouped(&mut steps, std::mem::take(&mut versions), Step::BatchVersions);
+            }
+            versions.push(index);
+            continue;
+        }
+        if !versions.is_empty() {
+            version_keys.clear();
+            push_grouped(&mut steps, std::mem::take(&mut versions), Step::BatchVersions);
+        }
         match write {
             Planned::InsertTxn { id, txn } => {
                 let rrn = txn.rrn.as_deref();
@@ -134,6 +154,7 @@ pub(crate) fn steps(planned: &[Planned<'_>]) -> Vec<Step> {
                 }
             }
             Planned::Posting { .. } => postings.push(index),
+            Planned::BatchVersion { .. } => {}
             Planned::Statement(statement) => {
                 debug_assert!(!statement.sql.contains("ledger_"), "ledger rows are written last: {}", statement.sql);
                 run.flush(&mut steps);
@@ -141,6 +162,7 @@ pub(crate) fn steps(planned: &[Planned<'_>]) -> Vec<Step> {
             }
         }
     }
+    push_grouped(&mut steps, versions, Step::BatchVersions);
     run.flush(&mut steps);
     push_grouped(&mut steps, entries, Step::Entries);
     for group in balances {
@@ -169,9 +191,11 @@ const UPDATE_TXNS: &str = "UPDATE transactions t SET status = u.status, refunded
      settled = u.settled, response = COALESCE(u.response, t.response), rrn = COALESCE(u.rrn, t.rrn), \
      auth_code = COALESCE(u.auth_code, t.auth_code), updated_at_ms = u.updated_at_ms, version = t.version + 1 \
      FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BOOLEAN[], $6::TEXT[], $7::TEXT[], \
-     $8::TEXT[], $9::BIGINT[]) \
-     AS u(id, expected_version, status, refunded_minor, settled, response, rrn, auth_code, updated_at_ms) \
-     WHERE t.id = u.id AND t.version = u.expected_version RETURNING t.id";
+     $8::TEXT[], $9::BIGINT[], $10::TEXT[], $11::BIGINT[]) \
+     AS u(id, expected_version, status, refunded_minor, settled, response, rrn, auth_code, updated_at_ms, \
+     terminal_id, batch_no) \
+     WHERE t.id = u.id AND t.version = u.expected_version AND t.terminal_id IS NOT DISTINCT FROM u.terminal_id \
+     AND t.batch_no IS NOT DISTINCT FROM u.batch_no RETURNING t.id";
 
 const INSERT_ENTRIES: &str = "INSERT INTO ledger_entries (id, kind, reference, created_at_ms) \
      SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])";
@@ -179,6 +203,10 @@ const INSERT_ENTRIES: &str = "INSERT INTO ledger_entries (id, kind, reference, c
 const UPSERT_BALANCES: &str = "INSERT INTO ledger_accounts (account_key, kind, owner, currency, balance_minor) \
      SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[]) \
      ON CONFLICT (account_key) DO UPDATE SET balance_minor = ledger_accounts.balance_minor + excluded.balance_minor";
+
+const UPSERT_BATCH_VERSIONS: &str = "INSERT INTO batch_versions (terminal_id, batch_no, version) \
+     SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) \
+     ON CONFLICT (terminal_id, batch_no) DO UPDATE SET version = batch_versions.version + excluded.version";
 
 const INSERT_POSTINGS: &str = "INSERT INTO ledger_postings (entry_id, line, account_key, amount_minor) \
      SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[])";
@@ -272,6 +300,10 @@ pub(crate) fn bind<'p>(step: &Step, planned: &'p [Planned<'p>]) -> Result<Option
                 column(updates.iter().map(|u| u.rrn.as_deref()).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.auth_code.as_deref()).collect::<Vec<_>>()),
                 column(updates.iter().map(|u| u.updated_at_ms).collect::<Vec<_>>()),
+                column(updates.iter().map(|u| u.batch.as_ref().map(|b| b.terminal_id.as_str())).collect::<Vec<_>>()),
+                column(
+                    updates.iter().map(|u| u.batch.as_ref().map(|b| i64::from(b.batch_no.value()))).collect::<Vec<_>>(),
+                ),
             ];
             SetStatement { sql: UPDATE_TXNS, params, reports: Reports::Ids }
         }
@@ -303,6 +335,20 @@ pub(crate) fn bind<'p>(step: &Step, planned: &'p [Planned<'p>]) -> Result<Option
                 column(balances.iter().map(|(_, _, delta)| *delta).collect::<Vec<_>>()),
             ];
             SetStatement { sql: UPSERT_BALANCES, params, reports: Reports::EveryRow }
+        }
+        Step::BatchVersions(indices) => {
+            let versions: Vec<(&str, i64, i64)> = rows(indices, planned, |write| match write {
+                Planned::BatchVersion { key, bump } => {
+                    Some((key.terminal_id.as_str(), i64::from(key.batch_no.value()), *bump))
+                }
+                _ => None,
+            })?;
+            let params = vec![
+                column(versions.iter().map(|v| v.0).collect::<Vec<_>>()),
+                column(versions.iter().map(|v| v.1).collect::<Vec<_>>()),
+                column(versions.iter().map(|v| v.2).collect::<Vec<_>>()),
+            ];
+            SetStatement { sql: UPSERT_BATCH_VERSIONS, params, reports: Reports::EveryRow }
         }
         Step::Postings(indices) => {
             let postings: Vec<(i64, i64, &str, i64)> = rows(indices, planned, |write| match write {
@@ -376,6 +422,7 @@ mod tests {
             rrn: rrn.map(str::to_owned),
             auth_code: None,
             updated_at_ms: 0,
+            batch: None,
         }
     }
 
@@ -441,5 +488,18 @@ mod tests {
             steps(&planned),
             [Step::One(0), Step::Balances(vec![1, 2]), Step::One(3), Step::Postings(vec![4, 5])]
         );
+    }
+
+    #[test]
+    fn batch_versions_are_one_statement_before_what_follows_them() {
+        let key = |terminal: &str| crate::core::records::CardIdentity::new(terminal, 1, 1, "020").unwrap().batch();
+        let version = |terminal| Planned::BatchVersion { key: key(terminal), bump: 1 };
+        let a = txn(None);
+        let planned =
+            [version("10000001"), version("10000002"), module_statement(), Planned::InsertTxn { id: 1, txn: &a }];
+        assert_eq!(steps(&planned), [Step::BatchVersions(vec![0, 1]), Step::One(2), Step::One(3)]);
+        // A batch twice (never planned so, but kept correct): a statement each.
+        let planned = [version("10000001"), version("10000001"), version("10000002")];
+        assert_eq!(steps(&planned), [Step::One(0), Step::BatchVersions(vec![1, 2])]);
     }
 }
