@@ -37,21 +37,18 @@ impl CommitCounters {
     /// The counters of a Prometheus text scrape.
     pub fn parse(text: &str) -> Result<CommitCounters, BenchError> {
         let value = |name: &str| {
-            text.lines()
-                .filter(|line| !line.starts_with('#'))
-                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-                .ok_or_else(|| BenchError::Metrics(format!("no {name} in /metrics")))
+            crate::metric_sample(text, name).ok_or_else(|| BenchError::Metrics(format!("no {name} in /metrics")))
         };
         let bad = |name: &str, value: &str| BenchError::Metrics(format!("{name} is not a count: {value}"));
         let count = |name: &str| {
-            let text = value(name)?.trim();
+            let text = value(name)?;
             // The exposition writes integer counters as integers; a float one is read as such.
             text.parse::<u64>().or_else(|_| match text.parse::<f64>() {
                 Ok(number) if number.is_finite() && number >= 0.0 && number.fract() == 0.0 => Ok(number as u64),
                 _ => Err(bad(name, text)),
             })
         };
-        let seconds = value(SECONDS)?.trim();
+        let seconds = value(SECONDS)?;
         let seconds = match seconds.parse::<f64>() {
             Ok(number) if number.is_finite() && number >= 0.0 => number,
             _ => return Err(bad(SECONDS, seconds)),

@@ -724,12 +724,17 @@ async fn settle_all(
 /// Reads `kassa_store_durable` from `GET /metrics`.
 pub async fn read_durable(http: SocketAddr) -> Result<bool, BenchError> {
     let body = http_get(http, "/metrics").await?;
-    let value = body
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| line.strip_prefix("kassa_store_durable "))
+    let value = metric_sample(&body, "kassa_store_durable")
         .ok_or_else(|| BenchError::Metrics("no kassa_store_durable in /metrics".into()))?;
-    Ok(value.trim() == "1")
+    Ok(value == "1")
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text exposition, trimmed.
+pub(crate) fn metric_sample<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map(str::trim)
 }
 
 /// A minimal HTTP/1.1 GET (`Connection: close`): the body of a 200 answer.
