@@ -22,6 +22,7 @@
 
 pub mod clearing;
 mod clock;
+mod compact;
 pub mod link;
 pub mod remote;
 pub mod server;

@@ -9,6 +9,7 @@ use kassa_domain::{AuthCode, CivilTime, Expiry, Money};
 
 use crate::clearing::ClearingBook;
 use crate::clock::Clock;
+use crate::compact::{RequestKey, StoredCode};
 use crate::{AuthoriseRequest, Decline, IssuerAnswer, IssuerConnector, IssuerError, Operation, RequestId};
 
 /// The PIN of every test card.
@@ -18,7 +19,9 @@ pub const PIN_TRIES_MAX: u32 = 3;
 /// How long a locked PIN stays locked.
 pub const PIN_LOCK_MS: i64 = 10 * 60 * 1000;
 /// Requests remembered for idempotent reversal; the oldest are forgotten first, so memory stays
-/// flat under load. Far more than can be in flight within an issuer timeout.
+/// flat under load. Far more than can be in flight within an issuer timeout. About 100 bytes
+/// each (the map's entry of 80 bytes at its load factor, and 16 in `order`), no allocation of
+/// their own for the host's `txn:<id>`: about 25 MiB when full.
 const REQUESTS_REMEMBERED_MAX: usize = 200_000;
 /// Reversals listed by [`IssuerSimulator::recent_reversals`] (tests and the demo look at them).
 pub const REVERSALS_LISTED_MAX: usize = 100;
@@ -73,19 +76,24 @@ struct CardState {
     locked_until_ms: Option<i64>,
 }
 
+/// What the simulator remembers of a request: no allocation of its own (the card is one of
+/// [`TEST_CARDS`]), as there are up to [`REQUESTS_REMEMBERED_MAX`] of them.
 #[derive(Debug, Clone)]
 enum RequestRecord {
     /// Approved; `held_minor` was taken from the card's balance.
-    Approved { pan: String, held_minor: i64, auth_code: AuthCode, balance: Option<Money> },
+    Approved { pan: &'static str, held_minor: i64, auth_code: StoredCode, balance: Option<Money> },
     /// Reversed (possibly before it arrived).
     Reversed,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     cards: HashMap<&'static str, CardState>,
-    requests: HashMap<RequestId, RequestRecord>,
-    order: VecDeque<RequestId>,
+    requests: HashMap<RequestKey, RequestRecord>,
+    /// The keys of `requests`, oldest first.
+    order: VecDeque<RequestKey>,
+    /// Requests remembered: [`REQUESTS_REMEMBERED_MAX`] but in tests.
+    requests_max: usize,
     /// The latest reversals received, newest last, at most [`REVERSALS_LISTED_MAX`].
     reversals: VecDeque<RequestId>,
     next_auth_code: u32,
@@ -94,11 +102,23 @@ struct State {
 }
 
 impl State {
-    fn remember(&mut self, id: RequestId, record: RequestRecord) {
+    fn new() -> State {
+        State {
+            cards: HashMap::new(),
+            requests: HashMap::new(),
+            order: VecDeque::new(),
+            requests_max: REQUESTS_REMEMBERED_MAX,
+            reversals: VecDeque::new(),
+            next_auth_code: 0,
+            clearing: ClearingBook::default(),
+        }
+    }
+
+    fn remember(&mut self, id: RequestKey, record: RequestRecord) {
         if self.requests.insert(id.clone(), record).is_none() {
             self.order.push_back(id);
         }
-        while self.order.len() > REQUESTS_REMEMBERED_MAX {
+        while self.order.len() > self.requests_max {
             if let Some(oldest) = self.order.pop_front() {
                 self.requests.remove(&oldest);
             }
@@ -118,7 +138,7 @@ impl IssuerSimulator {
     /// A simulator that verifies PIN blocks under `zone_pin_key` (the key the host translates
     /// terminal PIN blocks to) and reads time from `clock`.
     pub fn new(zone_pin_key: TdesKey, clock: Arc<dyn Clock>) -> IssuerSimulator {
-        let mut state = State::default();
+        let mut state = State::new();
         for card in TEST_CARDS {
             // The table is a constant; its expiries parse.
             let Ok(expiry) = Expiry::parse(card.expiry) else { continue };
@@ -148,11 +168,16 @@ impl IssuerSimulator {
     fn decide(&self, request: &AuthoriseRequest) -> IssuerAnswer {
         let now_ms = self.clock.now_ms();
         let today = Expiry::parse(&CivilTime::at(now_ms, ISSUER_UTC_OFFSET_MINUTES).yymm()).ok();
+        let key = RequestKey::of(&request.request_id);
         let mut state = self.lock();
-        match state.requests.get(&request.request_id) {
+        match state.requests.get(&key) {
             Some(RequestRecord::Reversed) => return IssuerAnswer::Declined(Decline::AlreadyReversed),
             Some(RequestRecord::Approved { auth_code, balance, .. }) => {
-                return IssuerAnswer::Approved { auth_code: auth_code.clone(), balance: *balance }
+                return match auth_code.code() {
+                    Some(auth_code) => IssuerAnswer::Approved { auth_code, balance: *balance },
+                    // Kept from an `AuthCode`: it parses again.
+                    None => IssuerAnswer::Declined(Decline::DoNotHonour),
+                };
             }
             None => {}
         }
@@ -188,16 +213,16 @@ impl IssuerSimulator {
             None => UNLIMITED_BALANCE_MINOR,
         };
         let balance = Some(Money::from_minor(balance_minor, currency));
-        let pan = card.card.pan.to_owned();
+        let pan = card.card.pan;
         let auth_code = state.next_auth_code;
         state.next_auth_code = (auth_code + 1) % 1_000_000;
         let Ok(auth_code) = AuthCode::parse(&format!("{:06}", auth_code)) else {
             return IssuerAnswer::Declined(Decline::DoNotHonour);
         };
         if request.operation != Operation::BalanceInquiry {
-            let record = RequestRecord::Approved { pan, held_minor, auth_code: auth_code.clone(), balance };
-            state.remember(request.request_id.clone(), record);
-            state.clearing.approved(&request.request_id, request.amount, auth_code.as_str(), now_ms);
+            let record = RequestRecord::Approved { pan, held_minor, auth_code: StoredCode::of(&auth_code), balance };
+            state.remember(key, record);
+            state.clearing.approved(&request.request_id, request.amount, &auth_code, now_ms);
         }
         IssuerAnswer::Approved { auth_code, balance }
     }
@@ -268,17 +293,18 @@ impl IssuerConnector for IssuerSimulator {
         if state.reversals.len() > REVERSALS_LISTED_MAX {
             state.reversals.pop_front();
         }
-        match state.requests.get(request_id).cloned() {
+        let key = RequestKey::of(request_id);
+        match state.requests.get(&key).cloned() {
             Some(RequestRecord::Reversed) => {}
             Some(RequestRecord::Approved { pan, held_minor, balance: reported, .. }) => {
-                if let Some(balance) = state.cards.get_mut(pan.as_str()).and_then(|card| card.balance_minor.as_mut()) {
+                if let Some(balance) = state.cards.get_mut(pan).and_then(|card| card.balance_minor.as_mut()) {
                     *balance += held_minor;
                 }
                 let currency = reported.map_or(kassa_domain::Currency::CNY, |money| money.currency());
                 state.clearing.reversed(request_id, Money::from_minor(held_minor, currency), now_ms);
-                state.remember(request_id.clone(), RequestRecord::Reversed);
+                state.remember(key, RequestRecord::Reversed);
             }
-            None => state.remember(request_id.clone(), RequestRecord::Reversed),
+            None => state.remember(key, RequestRecord::Reversed),
         }
         Ok(())
     }

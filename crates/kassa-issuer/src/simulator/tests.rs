@@ -129,3 +129,50 @@ async fn balance_inquiry_reports_and_moves_nothing() {
     }
     assert_eq!(simulator.balance_minor(TEN_YUAN), Some(1000));
 }
+
+/// What it remembers per request is bounded: the oldest requests and clearing rows are
+/// forgotten first, and a remembered request still answers and reverses as before.
+#[tokio::test]
+async fn remembered_requests_and_clearing_rows_stay_within_their_bounds() {
+    let (simulator, _) = simulator();
+    {
+        let mut state = simulator.lock();
+        state.requests_max = 3;
+        state.clearing = ClearingBook::keeping(4);
+    }
+    let mut codes = Vec::new();
+    for n in 1..=6 {
+        match simulator.authorise(&request(&format!("txn:{n}"), TEN_YUAN, 100, None)).await.unwrap() {
+            IssuerAnswer::Approved { auth_code, .. } => codes.push(auth_code),
+            declined => panic!("declined: {declined:?}"),
+        }
+    }
+    {
+        let state = simulator.lock();
+        assert_eq!((state.requests.len(), state.order.len(), state.clearing.len()), (3, 3, 4));
+        assert!(state.requests.contains_key(&RequestKey::Txn(6)) && !state.requests.contains_key(&RequestKey::Txn(3)));
+    }
+    assert_eq!(simulator.balance_minor(TEN_YUAN), Some(400));
+    // A remembered request answers again as it was answered, without taking the money twice.
+    match simulator.authorise(&request("txn:6", TEN_YUAN, 100, None)).await.unwrap() {
+        IssuerAnswer::Approved { auth_code, .. } => assert_eq!(auth_code, codes[5]),
+        declined => panic!("declined: {declined:?}"),
+    }
+    assert_eq!(simulator.balance_minor(TEN_YUAN), Some(400));
+    // Reversing a remembered approval gives its money back once; a forgotten one is only
+    // remembered as reversed.
+    simulator.reverse(&RequestId::new("txn:6").unwrap()).await.unwrap();
+    simulator.reverse(&RequestId::new("txn:6").unwrap()).await.unwrap();
+    simulator.reverse(&RequestId::new("txn:1").unwrap()).await.unwrap();
+    assert_eq!(simulator.balance_minor(TEN_YUAN), Some(500));
+    let state = simulator.lock();
+    assert_eq!((state.requests.len(), state.order.len(), state.clearing.len()), (3, 3, 4));
+    assert!(matches!(state.requests.get(&RequestKey::Txn(1)), Some(RequestRecord::Reversed)));
+}
+
+/// A request remembered takes no allocation of its own and little room.
+#[test]
+fn a_remembered_request_is_small() {
+    assert!(std::mem::size_of::<RequestRecord>() <= 64, "{}", std::mem::size_of::<RequestRecord>());
+    assert_eq!(std::mem::size_of::<RequestKey>(), 16);
+}
