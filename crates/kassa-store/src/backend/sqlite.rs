@@ -172,7 +172,8 @@ fn run_execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<u64, St
 pub(crate) const INLINE_READ_STEPS: i32 = 20_000;
 
 /// A read connection, and the state its progress handler reads: a read running inline is
-/// interrupted once it passes [`INLINE_READ_STEPS`].
+/// interrupted once it passes [`INLINE_READ_STEPS`], and a read its caller gave up on (past its
+/// deadline, on the blocking pool) at the next handler call.
 struct ReadConnection {
     conn: Connection,
     inline: Arc<AtomicU8>,
@@ -184,6 +185,8 @@ const READ_ANYWHERE: u8 = 0;
 const READ_INLINE: u8 = 1;
 /// [`ReadConnection::inline`]: the inline read was interrupted.
 const READ_INTERRUPTED: u8 = 2;
+/// [`ReadConnection::inline`]: the read's caller gave up on it: stop it.
+const READ_ABANDONED: u8 = 3;
 
 impl ReadConnection {
     fn open(path: &Path) -> Result<ReadConnection, StoreError> {
@@ -195,6 +198,7 @@ impl ReadConnection {
             INLINE_READ_STEPS,
             Some(move || {
                 state.compare_exchange(READ_INLINE, READ_INTERRUPTED, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+                    || state.load(Ordering::Relaxed) == READ_ABANDONED
             }),
         );
         Ok(ReadConnection { conn, inline })
@@ -212,16 +216,20 @@ impl ReadConnection {
 /// The read pool.
 struct SqliteReader {
     path: PathBuf,
-    idle: Mutex<Vec<ReadConnection>>,
+    idle: Arc<Mutex<Vec<ReadConnection>>>,
     permits: tokio::sync::Semaphore,
+    /// Connections kept open: a read past its deadline gives its permit back at once, so a new
+    /// connection may open before its own comes back.
+    connections_max: usize,
 }
 
 impl SqliteReader {
     fn new(path: &Path, idle: Vec<ReadConnection>, connections_max: usize) -> SqliteReader {
         SqliteReader {
             path: path.to_owned(),
-            idle: Mutex::new(idle),
+            idle: Arc::new(Mutex::new(idle)),
             permits: tokio::sync::Semaphore::new(connections_max.max(1)),
+            connections_max: connections_max.max(1),
         }
     }
 }
@@ -229,6 +237,18 @@ impl SqliteReader {
 #[async_trait]
 impl Reader for SqliteReader {
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        self.query_within(sql, params, std::time::Duration::from_millis(timeouts::READ_DEADLINE_MS)).await
+    }
+}
+
+impl SqliteReader {
+    /// A read, given up after `deadline`.
+    async fn query_within(
+        &self,
+        sql: &str,
+        params: &[Value],
+        deadline: std::time::Duration,
+    ) -> Result<Vec<Row>, StoreError> {
         let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
         let conn = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
         let conn = match conn {
@@ -236,35 +256,47 @@ impl Reader for SqliteReader {
             None => ReadConnection::open(&self.path)?,
         };
         if let Some(result) = conn.run_inline(sql, params) {
-            if let Ok(mut idle) = self.idle.lock() {
-                idle.push(conn);
-            }
+            return_to(&self.idle, conn, self.connections_max);
             return result;
         }
-        let deadline = std::time::Duration::from_millis(timeouts::READ_DEADLINE_MS);
-        match tokio::time::timeout(deadline, self.query_blocking(conn, sql, params)).await {
-            Ok(result) => result,
-            // The blocking task finishes on its own and its connection is dropped then.
-            Err(_) => Err(StoreError::Timeout(format!("no answer to a read within {} ms", deadline.as_millis()))),
+        // A long read, on the blocking pool.
+        let state = Arc::clone(&conn.inline);
+        let (sql, params) = (sql.to_owned(), params.to_vec());
+        let mut task = tokio::task::spawn_blocking(move || {
+            let result = run_query(&conn.conn, &sql, &params);
+            (conn, result)
+        });
+        match tokio::time::timeout(deadline, &mut task).await {
+            Ok(Ok((conn, result))) => {
+                return_to(&self.idle, conn, self.connections_max);
+                result
+            }
+            Ok(Err(error)) => Err(StoreError::Database(format!("reader task failed: {error}"))),
+            Err(_) => {
+                // Stop the statement at its progress handler's next call (well under a
+                // millisecond of work), so a read nobody waits for does not go on competing
+                // with the others; its connection then goes back to the pool.
+                state.store(READ_ABANDONED, Ordering::Relaxed);
+                let (idle, max) = (Arc::clone(&self.idle), self.connections_max);
+                tokio::spawn(async move {
+                    if let Ok((conn, _)) = task.await {
+                        return_to(&idle, conn, max);
+                    }
+                });
+                Err(StoreError::Timeout(format!("no answer to a read within {} ms", deadline.as_millis())))
+            }
         }
     }
 }
 
-impl SqliteReader {
-    /// A long read, on the blocking pool.
-    async fn query_blocking(&self, conn: ReadConnection, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
-        let params = params.to_vec();
-        let sql = sql.to_owned();
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = run_query(&conn.conn, &sql, &params);
-            (conn, result)
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?;
-        if let Ok(mut idle) = self.idle.lock() {
+/// Puts a read connection back into the pool, ready for a next read (or closes it when the
+/// pool holds `max` already).
+fn return_to(idle: &Mutex<Vec<ReadConnection>>, conn: ReadConnection, max: usize) {
+    conn.inline.store(READ_ANYWHERE, Ordering::Relaxed);
+    if let Ok(mut idle) = idle.lock() {
+        if idle.len() < max {
             idle.push(conn);
         }
-        result
     }
 }
 
@@ -737,6 +769,8 @@ impl BatchWriter for LazyWriter {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// A read too long to run inline gives the same answer from the blocking pool, and the
@@ -755,5 +789,30 @@ mod tests {
         let conn = reader.idle.lock().unwrap().pop().unwrap();
         let short = conn.run_inline(long, &[Value::Int(10)]).expect("a short read runs inline").unwrap();
         assert_eq!(short[0].int(1).unwrap(), 55);
+    }
+
+    /// A read past its deadline is stopped, not left running on the blocking pool, and its
+    /// connection comes back to the pool and answers the next read.
+    #[tokio::test]
+    async fn a_read_past_its_deadline_is_stopped_and_its_connection_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        let reader = SqliteReader::new(&path, vec![ReadConnection::open(&path).unwrap()], 1);
+        // Tens of seconds of work if nothing stopped it (bounded, so that a regression fails
+        // the test instead of hanging it: the runtime waits for its blocking tasks).
+        let endless =
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) SELECT SUM(i) FROM n";
+        let started = std::time::Instant::now();
+        let late = reader.query_within(endless, &[Value::Int(300_000_000)], Duration::from_millis(200)).await;
+        assert!(matches!(late, Err(StoreError::Timeout(_))), "{late:?}");
+        let deadline = started + Duration::from_secs(10);
+        while reader.idle.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the abandoned read was not stopped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(reader.idle.lock().unwrap().len(), 1, "the same connection, not a new one");
+        let rows = reader.query(endless, &[Value::Int(10)]).await.unwrap();
+        assert_eq!(rows[0].int(0).unwrap(), 55);
+        assert_eq!(reader.idle.lock().unwrap().len(), 1);
     }
 }
