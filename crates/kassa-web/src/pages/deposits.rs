@@ -75,9 +75,11 @@ pub struct Progress {
     pub ended: bool,
 }
 
-/// The progress of `deposit` at `now`, from the merchant's real transactions.
+/// The progress of `deposit` at `now`, from the merchant's real transactions: those of its
+/// period made up to and including the millisecond `now`, so a payment taken in the same
+/// millisecond as the page is read counts.
 pub async fn progress(store: &kassa_store::Store, deposit: &DepositRecord, now: i64) -> Result<Progress, PageError> {
-    let until = now.clamp(deposit.starts_at_ms, deposit.ends_at_ms);
+    let until = now.saturating_add(1).clamp(deposit.starts_at_ms, deposit.ends_at_ms);
     let volume_minor =
         store.fleet().volume(&deposit.merchant_id, &deposit.currency, deposit.starts_at_ms, until).await?;
     Ok(Progress { volume_minor, reached: volume_minor >= deposit.target_minor, ended: now >= deposit.ends_at_ms })

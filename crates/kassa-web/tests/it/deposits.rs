@@ -12,6 +12,10 @@ fn now_ms() -> i64 {
 }
 
 async fn approved_sale(site: &Site, out_trade_no: &str, amount_minor: i64) {
+    approved_sale_at(site, out_trade_no, amount_minor, now_ms()).await;
+}
+
+async fn approved_sale_at(site: &Site, out_trade_no: &str, amount_minor: i64, created_at_ms: i64) {
     let txn = NewTxn {
         kind: TxnKind::QrPayment,
         status: TxnStatus::Approved,
@@ -29,7 +33,7 @@ async fn approved_sale(site: &Site, out_trade_no: &str, amount_minor: i64) {
         original_id: None,
         response: StoredAnswer::default(),
         business_date: "2026-12-06".into(),
-        created_at_ms: now_ms(),
+        created_at_ms,
     };
     let outcome = site.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), vec![])).await.unwrap();
     assert!(matches!(outcome, UnitOutcome::Committed { .. }), "{outcome:?}");
@@ -74,7 +78,13 @@ async fn a_deposit_is_taken_tracked_and_returned_once(db: &TestDb) {
     let early = site.post(Some(&admin), &format!("/deposits/{TID}/return"), &[]).await;
     assert_eq!(early.status, 400, "not reached yet");
 
-    approved_sale(&site, "ORDER-2", 4_000).await;
+    // A payment counts from the millisecond it is made: one stamped exactly at the moment the
+    // progress is read is in it.
+    let at = now_ms();
+    approved_sale_at(&site, "ORDER-2", 4_000, at).await;
+    let deposit = site.store.fleet().deposit(TID).await.unwrap().unwrap();
+    let progress = kassa_web::pages::deposits::progress(&site.store, &deposit, at).await.unwrap();
+    assert_eq!((progress.volume_minor, progress.reached), (10_000, true));
     let page = site.get(Some(&admin), "/deposits").await;
     assert!(page.body.contains("Target reached") && page.body.contains("Return deposit"), "{}", page.body);
     let zh = site.get(Some(&owner), "/deposits?lang=zh").await;
