@@ -1,7 +1,8 @@
-//! Settlement of a terminal's batch by the database: the batch's totals come from one aggregate
-//! query (a few rows per batch, whatever its size), its lines from pages of slim rows, and the
-//! close is two set-based statements. So settling many large batches at once costs the host
-//! little memory: nothing reads a whole batch of records.
+//! Settlement of a terminal's batch by the database: the batch's totals are kept by the
+//! database as its transactions are written (`batch_totals`, maintained by triggers on
+//! `transactions`, migration 0023), so reading them reads a few rows whatever the batch's size;
+//! its lines come from pages of slim rows, and the close writes three rows. So settling many
+//! large batches at once costs the host and the database little: nothing reads a whole batch.
 //!
 //! **Invariant**: a close applies to the batch exactly as its totals were read: the totals carry
 //! the batch's version as of the same snapshot (the writer bumps it in the commit of every
@@ -37,10 +38,10 @@ pub struct BatchGroup {
     pub amount_minor: i64,
 }
 
-/// A batch summed by the database.
+/// A batch's totals as the database keeps them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchTotals {
-    /// One group per (kind, status, currency) present, in that order.
+    /// One group per (kind, status, currency) with a decided transaction, in that order.
     pub groups: Vec<BatchGroup>,
     /// The batch's version when the groups were read: what [`close_batch`] checks the batch
     /// still has.
@@ -67,7 +68,8 @@ pub struct BatchLine {
 /// Reads of a batch for its settlement.
 #[async_trait]
 pub trait SettlementStore: Send + Sync {
-    /// The totals of a terminal's batch, grouped by kind, status and currency.
+    /// The totals of a terminal's batch, grouped by kind, status and currency: its decided
+    /// transactions (a pending request is undecided and in no group).
     async fn batch_totals(&self, terminal_id: &str, batch_no: u32) -> Result<BatchTotals, StoreError>;
     /// The lines of a terminal's batch with an id above `after_id`, by id, at most `limit`
     /// (capped at [`BATCH_LINES_PAGE_MAX`]).
@@ -87,7 +89,9 @@ impl Store {
     }
 }
 
-/// A row of the totals: the batch's version, then a group (absent for an empty batch).
+/// A row of the totals: the batch's version, then a group (absent for an empty batch). A
+/// group below zero, or without transactions but with an amount, is corrupt: the triggers that
+/// keep the totals never make one.
 fn group(row: &Row) -> Result<(i64, Option<BatchGroup>), StoreError> {
     let version = row.int(0)?;
     let Some(kind) = row.opt_text(1)? else { return Ok((version, None)) };
@@ -98,6 +102,16 @@ fn group(row: &Row) -> Result<(i64, Option<BatchGroup>), StoreError> {
         count: row.int(4)?,
         amount_minor: row.int(5)?,
     };
+    if group.count <= 0 || group.amount_minor < 0 {
+        return Err(StoreError::Corrupt(format!(
+            "batch totals: {} {} {}: {} transactions, {} minor units",
+            group.kind.as_str(),
+            group.status.as_str(),
+            group.currency.code(),
+            group.count,
+            group.amount_minor
+        )));
+    }
     Ok((version, Some(group)))
 }
 
@@ -116,13 +130,12 @@ fn line(row: &Row) -> Result<BatchLine, StoreError> {
 #[async_trait]
 impl SettlementStore for SqlReads {
     async fn batch_totals(&self, terminal_id: &str, batch_no: u32) -> Result<BatchTotals, StoreError> {
-        // One statement, so one snapshot: the version is the one the groups were summed at.
-        let sql = "SELECT v.version, g.kind, g.status, g.currency, g.n, g.amount FROM \
+        // One statement, so one snapshot: the version is the one the groups were kept at.
+        let sql = "SELECT v.version, g.kind, g.status, g.currency, g.txn_count, g.amount_minor FROM \
                    (SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) AS version FROM batch_versions \
                     WHERE terminal_id = $1 AND batch_no = $2) v \
-                   LEFT JOIN (SELECT kind, status, currency, COUNT(*) AS n, \
-                    CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS amount FROM transactions \
-                    WHERE terminal_id = $1 AND batch_no = $2 GROUP BY kind, status, currency) g ON TRUE \
+                   LEFT JOIN batch_totals g ON g.terminal_id = $1 AND g.batch_no = $2 \
+                    AND (g.txn_count <> 0 OR g.amount_minor <> 0) \
                    ORDER BY g.kind, g.status, g.currency";
         let rows = self.all(sql, &params![terminal_id, batch_no], group).await?;
         let mut totals = BatchTotals::default();

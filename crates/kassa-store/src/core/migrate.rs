@@ -96,6 +96,7 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "batch_versions",
         sql: include_str!("../../migrations/sqlite/0022_batch_versions.sql"),
     },
+    Migration { version: 23, name: "batch_totals", sql: include_str!("../../migrations/sqlite/0023_batch_totals.sql") },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -171,6 +172,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 22,
         name: "batch_versions",
         sql: include_str!("../../migrations/postgres/0022_batch_versions.sql"),
+    },
+    Migration {
+        version: 23,
+        name: "batch_totals",
+        sql: include_str!("../../migrations/postgres/0023_batch_totals.sql"),
     },
 ];
 

@@ -558,6 +558,19 @@ pub async fn corrupt_transaction_rows_are_errors(db: &TestDb) {
             .unwrap();
         assert_eq!(store.txns.txn(id).await.unwrap().unwrap(), stored, "{column} restored");
     }
+    // Batch totals the triggers could never have kept: below zero, or an amount without
+    // transactions.
+    let totals = store.settlement().batch_totals("10000001", 1).await.unwrap();
+    let group = "WHERE terminal_id = '10000001' AND kind = 'sale' AND status = 'approved' AND currency = 'CNY'";
+    for damage in ["txn_count = -1", "txn_count = 0", "amount_minor = -100"] {
+        raw_execute(&db.url, &format!("UPDATE batch_totals SET {damage} {group}")).await.unwrap();
+        let read = store.settlement().batch_totals("10000001", 1).await;
+        assert!(matches!(read, Err(StoreError::Corrupt(_))), "{damage}: {read:?}");
+        raw_execute(&db.url, &format!("UPDATE batch_totals SET txn_count = 1, amount_minor = 100 {group}"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.settlement().batch_totals("10000001", 1).await.unwrap(), totals, "totals restored");
     // A card identity that does not parse (a STAN of zero, a short terminal id, a batch past six
     // digits): the row by id is corrupt too.
     for (column, damaged, original) in

@@ -1,7 +1,8 @@
-//! Settlement by the database: a batch's totals from one aggregate query equal the same sums
-//! over its records read one by one (the way the gateway computed them before), its lines page
-//! by id, and a close applies only to the batch its totals were read from, which it knows by
-//! the batch's version: one row, bumped by every committed write to the batch.
+//! Settlement by the database: a batch's totals, kept by the database as its transactions are
+//! inserted and updated, equal the same sums over its decided records read one by one (the way
+//! the gateway computed them before), after any change; its lines page by id, and a close
+//! applies only to the batch its totals were read from, which it knows by the batch's version:
+//! one row, bumped by every committed write to the batch.
 
 use std::collections::BTreeMap;
 
@@ -104,11 +105,11 @@ async fn mixed_batch(db: &TestDb) {
     }
 }
 
-/// The oracle: the batch's records read one by one and summed in memory.
+/// The oracle: the batch's decided records read one by one and summed in memory.
 fn grouped(records: &[TxnRecord]) -> Vec<BatchGroup> {
     // Keyed by the stored names: the database orders the groups by them.
     let mut groups: BTreeMap<(&str, &str, &str), (i64, i64)> = BTreeMap::new();
-    for record in records {
+    for record in records.iter().filter(|r| r.status != TxnStatus::Pending) {
         let sums = groups.entry((record.kind.as_str(), record.status.as_str(), record.currency.code())).or_default();
         sums.0 += 1;
         sums.1 += record.amount_minor;
@@ -309,7 +310,69 @@ pub async fn a_close_after_a_write_to_its_batch_in_one_commit_conflicts(db: &Tes
     assert_eq!(totals.groups.iter().map(|g| g.count).sum::<i64>(), 2);
 }
 
+/// The totals follow every change of a batch's transactions, one commit at a time and many
+/// in one commit (on PostgreSQL one set-based statement for the commit's inserts and one for
+/// its updates): a pending request counts once decided, a voided sale leaves the approved
+/// group, a refund moves its original, a declined request joins its group.
+pub async fn batch_totals_follow_every_change_of_its_transactions(db: &TestDb) {
+    seed(db).await;
+    mixed_batch(db).await;
+    let check = |step: &'static str| async move {
+        let records = db.store.txns.txns_in_batch(TID, 1).await.unwrap();
+        let totals = db.store.settlement().batch_totals(TID, 1).await.unwrap();
+        assert_eq!(totals.groups, grouped(&records), "after {step}");
+    };
+    let record = |stan: u32| async move {
+        let records = db.store.txns.txns_in_batch(TID, 1).await.unwrap();
+        records.into_iter().find(|t| t.card_identity.as_ref().unwrap().stan.value() == stan).unwrap()
+    };
+    let update = |update: TxnUpdate| db.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![]));
+
+    // One at a time: the pending sale approved, then voided; a sale partially refunded.
+    let approved = update(TxnUpdate::of(&record(7).await, TxnStatus::Approved, 2_000)).await.unwrap();
+    assert!(matches!(approved, UnitOutcome::Committed { .. }), "{approved:?}");
+    check("an approval").await;
+    update(TxnUpdate::of(&record(7).await, TxnStatus::Voided, 2_100)).await.unwrap();
+    check("a void").await;
+    let sale = record(1).await;
+    update(TxnUpdate { refunded_minor: 4_000, ..TxnUpdate::of(&sale, TxnStatus::PartiallyRefunded, 2_200) })
+        .await
+        .unwrap();
+    check("a partial refund").await;
+
+    // Many in one commit: new requests, decided ones, an update of a pending row inserted in
+    // the same commit, and a stale update that must change nothing.
+    let insert = |new: NewTxn| WriteUnit::guarded(Guard::InsertTxn(Box::new(new)), vec![]);
+    let stale = TxnUpdate::of(&sale, TxnStatus::Voided, 2_300);
+    let results = db
+        .commit_as_one_batch(vec![
+            insert(txn(TID, 1, 30, "sale", "pending", 300)),
+            insert(txn(TID, 1, 31, "sale", "approved", 310)),
+            insert(txn(TID, 1, 32, "refund", "approved", 320)),
+            insert(txn(TID, 1, 33, "sale", "declined", 330)),
+            WriteUnit::guarded(Guard::UpdateTxn(TxnUpdate::of(&record(2).await, TxnStatus::Voided, 2_300)), vec![]),
+            WriteUnit::guarded(Guard::UpdateTxn(TxnUpdate::of(&record(16).await, TxnStatus::Voided, 2_300)), vec![]),
+            WriteUnit::guarded(Guard::UpdateTxn(stale), vec![]),
+        ])
+        .await;
+    assert!(results[..6].iter().all(|r| matches!(r, Ok(UnitOutcome::Committed { .. }))), "{results:?}");
+    assert!(matches!(results[6], Ok(UnitOutcome::VersionConflict)), "{results:?}");
+    check("a commit of many").await;
+    let pending = record(30).await;
+    let results = db
+        .commit_as_one_batch(vec![
+            WriteUnit::guarded(Guard::UpdateTxn(TxnUpdate::of(&pending, TxnStatus::Declined, 2_400)), vec![]),
+            WriteUnit::guarded(Guard::UpdateTxn(TxnUpdate::of(&record(31).await, TxnStatus::Reversed, 2_400)), vec![]),
+        ])
+        .await;
+    assert!(results.iter().all(|r| matches!(r, Ok(UnitOutcome::Committed { .. }))), "{results:?}");
+    check("decisions in one commit").await;
+    let other = db.store.settlement().batch_totals("10000002", 1).await.unwrap();
+    assert_eq!(other.groups.iter().map(|g| (g.count, g.amount_minor)).collect::<Vec<_>>(), [(1, 88_888)]);
+}
+
 kassa_store::both_backends!(
+    batch_totals_follow_every_change_of_its_transactions,
     batch_totals_equal_the_sums_over_its_records,
     batch_lines_page_by_id,
     a_close_settles_the_batch_it_was_read_from_and_only_that,
