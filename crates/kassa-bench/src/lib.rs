@@ -194,14 +194,15 @@ pub struct SettlementReport {
     pub first_error: Option<String>,
 }
 
-/// The spawned host's resident memory over a run, from one sample per second.
+/// The spawned host's resident memory over the load, from one sample per second (the
+/// settlement after the load is in [`SettlementReport`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct HostMemory {
     /// After the warm-up (the first tenth of the samples, at least 5 s).
     pub rss_mib_warm: f64,
     /// Half-way through the run: with `rss_mib_end`, whether memory still grows.
     pub rss_mib_mid: f64,
-    /// The last sample.
+    /// At the end of the load.
     pub rss_mib_end: f64,
     /// The largest sample.
     pub rss_mib_max: f64,
@@ -414,6 +415,9 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
     let started = Instant::now();
     let stop_at = started + config.duration;
     let ticker = tokio::spawn(report_progress(counters.clone(), started, progress));
+    // The host's memory during the load only: the settlement after it is measured on its own.
+    let rss_kib = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rss_sampler = config.host_pid.map(|pid| tokio::spawn(sample_rss(pid, Arc::clone(&rss_kib))));
     let mut load = tokio::task::JoinSet::new();
     for terminal in terminals {
         let counters = counters.clone();
@@ -438,6 +442,11 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
         Err(_) => Err(BenchError::Metrics("not read before the load".into())),
     };
     ticker.abort();
+    if let Some(sampler) = rss_sampler {
+        sampler.abort();
+    }
+    let mut rss_kib = rss_kib.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    rss_kib.extend(config.host_pid.and_then(cpu::process_rss_kib));
     let elapsed_s = load_ended.duration_since(started).as_secs_f64().max(f64::MIN_POSITIVE);
 
     // The retransmission check, after the load so that it does not count in the rate.
@@ -487,9 +496,20 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(Progress) + Send + 'sta
         commits_unavailable,
         host_cpu_us_per_sale: cpu::cpu_us_per(host_cpu_before, host_cpu_after, approved).map(round3),
         client_cpu_us_per_sale: cpu::cpu_us_per(client_cpu_before, client_cpu_after, approved).map(round3),
-        host_memory: None,
+        host_memory: HostMemory::from_samples(&rss_kib),
         settlement: Some(settlement),
     })
+}
+
+/// Samples a host's resident memory (`VmRSS`, KiB) into `samples` once a second, until the
+/// process is gone or the task is aborted.
+async fn sample_rss(pid: u32, samples: Arc<std::sync::Mutex<Vec<u64>>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(kib) = cpu::process_rss_kib(pid) else { return };
+        samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(kib);
+    }
 }
 
 pub(crate) fn round3(value: f64) -> f64 {

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -162,8 +161,6 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
     let host = SpawnedHost::start(&program, args.database_url.as_deref(), SPAWN_START_DEADLINE).await?;
     eprintln!("bench: spawned host: iso {} http {}", host.process.iso, host.process.http);
     let credentials = args.credentials.clone().unwrap_or_else(|| host.process.credentials.clone());
-    let rss_kb = Arc::new(Mutex::new(Vec::new()));
-    let sampler = host.process.id().map(|pid| tokio::spawn(sample_rss(pid, Arc::clone(&rss_kb))));
     let result = async {
         let tmks = kassa_bench::load_tmks(&credentials)?;
         let config = BenchConfig {
@@ -177,14 +174,9 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
         Ok::<_, anyhow::Error>(kassa_bench::run(&config, progress).await?)
     }
     .await;
-    if let Some(sampler) = sampler {
-        sampler.abort();
-    }
-    let rss_kb = rss_kb.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let tail = host.process.stderr_tail();
     let stopped = host.stop(SPAWN_STOP_DEADLINE).await;
     let mut report = result.with_context(|| format!("the spawned host's last log lines: {tail}"))?;
-    report.host_memory = kassa_bench::HostMemory::from_samples(&rss_kb);
     stopped.context("the spawned host did not stop cleanly")?;
     warn_commits_unavailable(&report);
     if !args.no_raw {
@@ -227,17 +219,6 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
 fn warn_commits_unavailable(report: &Report) {
     if let Some(reason) = &report.commits_unavailable {
         eprintln!("bench: the host's commit counters are unavailable ({reason}); no `commits` in the report");
-    }
-}
-
-/// Samples the spawned host's resident memory (`VmRSS`, KiB) into `samples` once a second,
-/// until the process is gone or the task is aborted.
-async fn sample_rss(pid: u32, samples: Arc<Mutex<Vec<u64>>>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let Some(kb) = kassa_bench::cpu::process_rss_kib(pid) else { return };
-        samples.lock().unwrap_or_else(PoisonError::into_inner).push(kb);
     }
 }
 

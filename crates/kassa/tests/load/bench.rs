@@ -121,5 +121,9 @@ fn bench_spawn(database_url: Option<&str>) -> serde_json::Value {
     assert_eq!(settlement["sales"].as_u64(), report["approved"].as_u64(), "{report}");
     assert!(settlement["host_rss_mib_before"].as_f64().is_some_and(|mib| mib > 0.0), "{report}");
     assert!(settlement["host_rss_mib_added"].as_f64().is_some(), "{report}");
+    // The memory during the load ends with the load: the settlement's is reported apart.
+    let memory = &report["host_memory"];
+    assert!(memory["samples"].as_u64().is_some_and(|n| n >= 2), "{report}");
+    assert!(memory["rss_mib_end"].as_f64().is_some_and(|mib| mib > 0.0), "{report}");
     report
 }
