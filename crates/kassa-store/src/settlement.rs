@@ -6,7 +6,7 @@
 //!
 //! **Invariant**: a close applies to the batch exactly as its totals were read: the totals carry
 //! the batch's version as of the same snapshot (the writer bumps it in the commit of every
-//! insert or update of one of the batch's transactions, see [`crate::BatchKey`]), and the close
+//! insert or update of one of the batch's decided transactions, see [`crate::BatchKey`]), and the close
 //! changes nothing and fails with [`crate::StoreError::Conflict`] when the batch no longer has
 //! it. Checking it reads one row, whatever the batch's size.
 //! **Boundary**: kinds and statuses come back as the domain's types (a name it does not know is

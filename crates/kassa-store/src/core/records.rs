@@ -291,8 +291,9 @@ impl CardIdentity {
 }
 
 /// A terminal's batch. The writer keeps a version per batch, bumped in the commit of every
-/// insert or update of one of its transactions (and by its close): what a close checks to know
-/// that the batch is still as its totals were read (`settlement`), without reading its rows.
+/// insert or update of one of its decided transactions (not a pending request's row) and by
+/// its close: what a close checks to know that the batch is still as its totals were read
+/// (`settlement`), without reading its rows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BatchKey {
     /// The terminal.

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use kassa_domain::TxnStatus;
 use kassa_ledger::JournalEntry;
 use sha2::{Digest, Sha256};
 
@@ -336,14 +337,23 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
     Ok(outcomes)
 }
 
-/// How many transaction writes of the units that are written name each batch: an inserted
-/// transaction's card identity, an updated one's batch as read; admissions are written for
-/// every unit not refused, guards and ops for the units whose guard passed.
+/// How many writes of decided transactions the units that are written make to each batch: an
+/// inserted transaction's card identity, an updated one's batch as read; admissions are written
+/// for every unit not refused, guards and ops for the units whose guard passed. A pending
+/// request's insert (and a change that leaves it pending) is not counted: a batch's totals
+/// count decided transactions only, and a request still pending when its batch closes is
+/// settled once it is decided, whenever it was created. So a card sale bumps its batch once,
+/// with its decision, not also with its pending row.
 fn batch_bumps(units: &[WriteUnit], outcomes: &[UnitOutcome]) -> Result<BTreeMap<BatchKey, i64>, StoreError> {
+    fn key_of_update(update: &TxnUpdate) -> Option<BatchKey> {
+        let decided = update.expected_status != TxnStatus::Pending || update.status != TxnStatus::Pending;
+        update.batch.clone().filter(|_| decided)
+    }
     fn key_of(guard: &Guard) -> Option<BatchKey> {
         match guard {
+            Guard::InsertTxn(txn) if txn.status == TxnStatus::Pending => None,
             Guard::InsertTxn(txn) => txn.card_identity.as_ref().map(CardIdentity::batch),
-            Guard::UpdateTxn(update) => update.batch.clone(),
+            Guard::UpdateTxn(update) => key_of_update(update),
             Guard::InsertIdempotency(_) | Guard::Statement(_) => None,
         }
     }
@@ -356,7 +366,7 @@ fn batch_bumps(units: &[WriteUnit], outcomes: &[UnitOutcome]) -> Result<BTreeMap
         if matches!(outcome, UnitOutcome::Committed { .. }) {
             keys.extend(unit.guard.as_ref().and_then(key_of));
             keys.extend(unit.ops.iter().filter_map(|op| match op {
-                WriteOp::UpdateTxn(update) => update.batch.clone(),
+                WriteOp::UpdateTxn(update) => key_of_update(update),
                 _ => None,
             }));
         }
