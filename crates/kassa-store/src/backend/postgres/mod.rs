@@ -207,26 +207,57 @@ impl Reader for PgReader {
     }
 }
 
+/// Where the current batch's transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Begin {
+    /// No batch, or its `BEGIN` has yet to go out: it goes with the batch's first statements,
+    /// in their round trip.
+    Due,
+    /// `BEGIN` went out on the current connection: every statement of the batch must run on
+    /// that connection, never on a new one (it would run outside the transaction).
+    Sent,
+}
+
 /// The committer's connection with its cached statements and id blocks.
 struct PgWriter {
     pool: Pool,
     client: Option<deadpool_postgres::Object>,
     txn_ids: VecDeque<i64>,
     entry_ids: VecDeque<i64>,
+    begin: Begin,
     /// Whether the current batch's `COMMIT` went out: from then on its outcome is the server's.
     commit_sent: bool,
 }
 
 impl PgWriter {
     fn new(pool: Pool) -> PgWriter {
-        PgWriter { pool, client: None, txn_ids: VecDeque::new(), entry_ids: VecDeque::new(), commit_sent: false }
+        PgWriter {
+            pool,
+            client: None,
+            txn_ids: VecDeque::new(),
+            entry_ids: VecDeque::new(),
+            begin: Begin::Due,
+            commit_sent: false,
+        }
     }
 
-    async fn client(&mut self) -> Result<&deadpool_postgres::Object, StoreError> {
-        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            self.client = Some(self.pool.get().await.map_err(pool_error)?);
+    /// The batch's connection, and whether `BEGIN` must go out first (pipelined with what the
+    /// caller sends next, so a batch's transaction costs no round trip of its own).
+    async fn client(&mut self) -> Result<(&deadpool_postgres::Object, bool), StoreError> {
+        let closed = self.client.as_ref().is_none_or(|c| c.is_closed());
+        match (self.begin, closed) {
+            (Begin::Sent, true) => {
+                Err(StoreError::Unreachable("the connection closed in the middle of the transaction".into()))
+            }
+            (Begin::Sent, false) => Ok((self.client.as_ref().ok_or(StoreError::Closed)?, false)),
+            (Begin::Due, _) => {
+                if closed {
+                    self.client = Some(self.pool.get().await.map_err(pool_error)?);
+                }
+                self.begin = Begin::Sent;
+                Ok((self.client.as_ref().ok_or(StoreError::Closed)?, true))
+            }
         }
-        self.client.as_ref().ok_or(StoreError::Closed)
     }
 
     /// Forgets the connection (out of the pool too): its transaction state is unknown.
@@ -240,16 +271,18 @@ impl PgWriter {
 #[async_trait]
 impl Exec for PgWriter {
     async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
-        let client = self.client().await?;
+        let (client, begin) = self.client().await?;
         let statement = client.prepare_cached(sql).await.map_err(db_error)?;
         let wrapped: Vec<PgValue<'_>> = params.iter().map(PgValue).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = wrapped.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let rows = client.query(&statement, &refs).await.map_err(db_error)?;
+        let (begun, rows) = futures_util::future::join(begin_if(client, begin), client.query(&statement, &refs)).await;
+        begun?;
+        let rows = rows.map_err(db_error)?;
         rows.iter().map(decode).collect()
     }
 
     async fn execute_many(&mut self, statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
-        let client = self.client().await?;
+        let (client, begin) = self.client().await?;
         let mut prepared: HashMap<&'static str, tokio_postgres::Statement> = HashMap::new();
         for s in statements {
             if !prepared.contains_key(s.sql) {
@@ -270,7 +303,10 @@ impl Exec for PgWriter {
                 }
             }
         });
-        futures_util::future::join_all(pending).await.into_iter().collect()
+        let (begun, changed) =
+            futures_util::future::join(begin_if(client, begin), futures_util::future::join_all(pending)).await;
+        begun?;
+        changed.into_iter().collect()
     }
 
     async fn execute_planned(&mut self, planned: Vec<Planned<'_>>) -> Result<Vec<u64>, StoreError> {
@@ -286,7 +322,7 @@ impl Exec for PgWriter {
                 (_, None) => return Err(StoreError::Corrupt("a set-based step without SQL".into())),
             });
         }
-        let client = self.client().await?;
+        let (client, begin) = self.client().await?;
         let mut prepared: HashMap<&'static str, tokio_postgres::Statement> = HashMap::new();
         for sql in bound.iter().map(Bound::sql) {
             if !prepared.contains_key(sql) {
@@ -303,7 +339,10 @@ impl Exec for PgWriter {
             }
         });
         let mut changed: Vec<Option<u64>> = vec![None; planned.len()];
-        for result in futures_util::future::join_all(pending).await {
+        let (begun, results) =
+            futures_util::future::join(begin_if(client, begin), futures_util::future::join_all(pending)).await;
+        begun?;
+        for result in results {
             for (index, rows) in result? {
                 if let Some(slot) = changed.get_mut(index) {
                     *slot = Some(rows);
@@ -429,8 +468,12 @@ impl BatchWriter for PgWriter {
 
 impl PgWriter {
     async fn write_batch_now(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
-        self.client().await?.batch_execute("BEGIN").await.map_err(db_error)?;
-        match apply_units(self, units).await {
+        // `BEGIN` goes out with the batch's first statements (`client`).
+        self.begin = Begin::Due;
+        let applied = apply_units(self, units).await;
+        let began = std::mem::replace(&mut self.begin, Begin::Due) == Begin::Sent;
+        match applied {
+            Ok(outcomes) if !began => Ok(outcomes),
             Ok(outcomes) => {
                 // Never a new connection here: COMMIT on one without this transaction would
                 // "succeed" having written nothing.
@@ -449,7 +492,7 @@ impl PgWriter {
                 }
             }
             Err(error) => {
-                if let Some(client) = &self.client {
+                if let Some(client) = self.client.as_ref().filter(|_| began) {
                     if client.batch_execute("ROLLBACK").await.is_err() {
                         self.client = None;
                     }
@@ -458,6 +501,15 @@ impl PgWriter {
             }
         }
     }
+}
+
+/// `BEGIN` on `client` when `begin`; polled before the batch's first statements, so it goes out
+/// ahead of them in the same round trip.
+async fn begin_if(client: &deadpool_postgres::Object, begin: bool) -> Result<(), StoreError> {
+    if begin {
+        client.batch_execute("BEGIN").await.map_err(db_error)?;
+    }
+    Ok(())
 }
 
 struct PgAdmin {
