@@ -687,7 +687,8 @@ pub(crate) async fn open(path: &Path, options: StoreOptions) -> Result<Store, St
     // connection must never move between threads mid-transaction. The writer connection is
     // opened at the first batch, so a store opened before `migrate` works once it ran.
     let writer = LazyWriter { path: path.to_owned(), writer: None };
-    let (committer, run_loop) = committer::committer(writer, options.committer);
+    // One writer: SQLite runs one write transaction at a time.
+    let (committer, run_loop) = committer::committer(vec![writer], options.committer);
     std::thread::Builder::new()
         .name("kassa-sqlite-writer".into())
         .spawn(move || match tokio::runtime::Builder::new_current_thread().build() {

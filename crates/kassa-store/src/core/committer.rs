@@ -9,6 +9,12 @@
 //! What a unit is and how its guard decides what is written is `crate::core::unit`. If the
 //! database refuses a batch, each of its units is retried alone, so one bad unit cannot fail
 //! its neighbours.
+//!
+//! A backend whose server runs transactions concurrently (PostgreSQL) may give the committer
+//! several writers: each takes the units waiting when it is free, so one batch is built and
+//! sent while another waits for its commit's flush. Batches in flight together are independent
+//! (a caller waits for its own commit before it writes again); the database's unique indexes
+//! and row locks order what they share, as they do for several hosts on one database.
 
 use std::time::{Duration, Instant};
 
@@ -119,7 +125,7 @@ pub(crate) async fn commit_as_one_batch<W: BatchWriter + 'static>(
 ) -> Vec<Result<UnitOutcome, StoreError>> {
     let count = units.len().max(1);
     let (committer, run) = committer(
-        writer,
+        vec![writer],
         CommitterLimits { queue_units_max: count, batch_units_max: count, ..CommitterLimits::default() },
     );
     let mut answers = Vec::with_capacity(units.len());
@@ -144,27 +150,40 @@ pub(crate) async fn commit_as_one_batch<W: BatchWriter + 'static>(
     results
 }
 
-/// Starts a committer whose loop runs `writer` on the current async context; returns the
-/// sending side and the loop future (run it on a task or a dedicated thread).
+/// Starts a committer whose loops, one per writer, run on the current async context; returns
+/// the sending side and the loops' future (run it on a task or a dedicated thread). Each loop
+/// takes the units waiting when its writer is free, so with several writers batches overlap.
 pub(crate) fn committer<W: BatchWriter + 'static>(
-    mut writer: W,
+    writers: Vec<W>,
     limits: CommitterLimits,
 ) -> (Committer, impl std::future::Future<Output = ()> + Send + 'static) {
-    let (sender, mut receiver) = mpsc::channel::<Request>(limits.queue_units_max);
+    let (sender, receiver) = mpsc::channel::<Request>(limits.queue_units_max);
+    let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
     let stats = std::sync::Arc::new(CommitStats::default());
-    let loop_stats = stats.clone();
-    let run = async move {
-        let mut batch: Vec<Request> = Vec::with_capacity(limits.batch_units_max);
-        while let Some(first) = receiver.recv().await {
-            batch.push(first);
-            while batch.len() < limits.batch_units_max {
-                match receiver.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
+    let loops = writers.into_iter().map(|mut writer| {
+        let (receiver, stats) = (std::sync::Arc::clone(&receiver), std::sync::Arc::clone(&stats));
+        async move {
+            let mut batch: Vec<Request> = Vec::with_capacity(limits.batch_units_max);
+            loop {
+                {
+                    // One loop at a time takes a batch; the others wait their turn here.
+                    let mut receiver = receiver.lock().await;
+                    let Some(first) = receiver.recv().await else { return };
+                    batch.push(first);
+                    while batch.len() < limits.batch_units_max {
+                        match receiver.try_recv() {
+                            Ok(request) => batch.push(request),
+                            Err(_) => break,
+                        }
+                    }
                 }
+                commit_batch(&mut writer, &mut batch, &stats).await;
             }
-            commit_batch(&mut writer, &mut batch, &loop_stats).await;
         }
+    });
+    let run = futures_util::future::join_all(loops.collect::<Vec<_>>());
+    let run = async move {
+        run.await;
     };
     (Committer { sender, stats, reply_deadline: Duration::from_millis(limits.reply_deadline_ms) }, run)
 }
@@ -234,7 +253,7 @@ mod tests {
     #[tokio::test]
     async fn a_writer_that_never_answers_is_an_unknown_outcome_not_a_hang() {
         let limits = CommitterLimits { queue_units_max: 1, batch_units_max: 1, reply_deadline_ms: 200 };
-        let (committer, run) = committer(Stuck, limits);
+        let (committer, run) = committer(vec![Stuck], limits);
         tokio::spawn(run);
         let started = Instant::now();
         let first = committer.commit(WriteUnit::default()).await;
@@ -252,6 +271,38 @@ mod tests {
         }
         assert!(matches!(third, Err(StoreError::Timeout(_))), "{third:?}");
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+
+    /// Holds each batch until `together` batches are in flight at once.
+    struct Together {
+        barrier: std::sync::Arc<tokio::sync::Barrier>,
+    }
+
+    #[async_trait]
+    impl BatchWriter for Together {
+        async fn write_batch(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
+            self.barrier.wait().await;
+            Ok(units.iter().map(|_| UnitOutcome::Committed { txn_id: None, entry_ids: vec![] }).collect())
+        }
+    }
+
+    /// With two writers, a second batch is written while the first still waits for its commit;
+    /// every unit hears back once.
+    #[tokio::test]
+    async fn two_writers_commit_two_batches_at_once() {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let writers = (0..2).map(|_| Together { barrier: std::sync::Arc::clone(&barrier) }).collect();
+        let (committer, run) = committer(writers, CommitterLimits { reply_deadline_ms: 5_000, ..Default::default() });
+        tokio::spawn(run);
+        let first = committer.clone();
+        let first = tokio::spawn(async move { first.commit(WriteUnit::default()).await });
+        // Once the first loop holds the first unit, the second unit goes to the second loop:
+        // neither batch commits until both are in flight.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = tokio::time::timeout(Duration::from_secs(2), committer.commit(WriteUnit::default())).await;
+        assert!(matches!(second, Ok(Ok(UnitOutcome::Committed { .. }))), "{second:?}");
+        assert!(matches!(first.await.unwrap(), Ok(UnitOutcome::Committed { .. })));
+        assert_eq!(committer.stats().batches.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 
     /// Refuses any batch of more than one unit with `error`; commits single units.

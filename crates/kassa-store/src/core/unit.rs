@@ -184,6 +184,12 @@ pub(crate) trait Exec: Send {
     /// pipelines them (one round trip for the lot); SQLite runs them one after another.
     async fn execute_many(&mut self, statements: &[Statement]) -> Result<Vec<u64>, StoreError>;
     async fn next_ids(&mut self, sequence: Sequence, count: usize) -> Result<Vec<i64>, StoreError>;
+    /// Holds the audit chain's head until the transaction ends, so that two transactions
+    /// writing at once (several writers, several hosts) append one after the other instead of
+    /// both after the same head. A no-op where one transaction writes at a time (SQLite).
+    async fn lock_audit_chain(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Writes `planned` as if one statement after another, in order, and returns how many rows
     /// each changed. The default is one statement each ([`Planned::into_statement`]); a backend
     /// whose statements are costly (PostgreSQL) writes rows of a kind together where that
@@ -845,6 +851,7 @@ async fn audit_statement(
     let (last_seq, last_hash) = match head.take() {
         Some(head) => head,
         None => {
+            exec.lock_audit_chain().await?;
             let rows = exec.query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", &[]).await?;
             match rows.first() {
                 Some(row) => (row.int(0)?, row.text(1)?),

@@ -374,7 +374,27 @@ pub async fn a_refused_row_fails_alone(db: &TestDb) {
     assert_eq!(payable(db).await, -11 * 99);
 }
 
+/// Many writers' audit records at once (PostgreSQL commits through several connections, and
+/// several hosts may share a database): every record is in the chain, which stays one chain.
+pub async fn audit_records_committed_at_once_make_one_chain(db: &TestDb) {
+    let mut writers = tokio::task::JoinSet::new();
+    for task in 0..16 {
+        let store = db.store.clone();
+        writers.spawn(async move {
+            for record in 0..8 {
+                let unit = WriteUnit::ops(vec![audit(&format!("t{task}-r{record}"))]);
+                store.commit(unit).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(verify_audit_chain(&*db.store.audit).await.unwrap(), Ok(128));
+}
+
 kassa_store::both_backends!(
+    audit_records_committed_at_once_make_one_chain,
     duplicates_inside_one_batch,
     a_version_conflict_among_successful_updates,
     mixed_guard_kinds_in_one_batch,
