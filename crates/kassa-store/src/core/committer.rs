@@ -273,7 +273,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
-    /// Holds each batch until `together` batches are in flight at once.
+    /// Holds each batch until as many batches as its barrier counts are in flight at once.
     struct Together {
         barrier: std::sync::Arc<tokio::sync::Barrier>,
     }
