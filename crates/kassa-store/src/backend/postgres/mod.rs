@@ -286,9 +286,7 @@ impl Exec for PgWriter {
         let statement = client.prepare_cached(sql).await.map_err(db_error)?;
         let wrapped: Vec<PgValue<'_>> = params.iter().map(PgValue).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = wrapped.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let (begun, rows) = futures_util::future::join(begin_if(client, begin), client.query(&statement, &refs)).await;
-        begun?;
-        let rows = rows.map_err(db_error)?;
+        let rows = after_begin(client, begin, client.query(&statement, &refs)).await?.map_err(db_error)?;
         rows.iter().map(decode).collect()
     }
 
@@ -314,10 +312,7 @@ impl Exec for PgWriter {
                 }
             }
         });
-        let (begun, changed) =
-            futures_util::future::join(begin_if(client, begin), futures_util::future::join_all(pending)).await;
-        begun?;
-        changed.into_iter().collect()
+        after_begin(client, begin, futures_util::future::join_all(pending)).await?.into_iter().collect()
     }
 
     async fn execute_planned(&mut self, planned: Vec<Planned<'_>>) -> Result<Vec<u64>, StoreError> {
@@ -350,10 +345,7 @@ impl Exec for PgWriter {
             }
         });
         let mut changed: Vec<Option<u64>> = vec![None; planned.len()];
-        let (begun, results) =
-            futures_util::future::join(begin_if(client, begin), futures_util::future::join_all(pending)).await;
-        begun?;
-        for result in results {
+        for result in after_begin(client, begin, futures_util::future::join_all(pending)).await? {
             for (index, rows) in result? {
                 if let Some(slot) = changed.get_mut(index) {
                     *slot = Some(rows);
@@ -516,13 +508,22 @@ impl PgWriter {
     }
 }
 
-/// `BEGIN` on `client` when `begin`; polled before the batch's first statements, so it goes out
-/// ahead of them in the same round trip.
-async fn begin_if(client: &deadpool_postgres::Object, begin: bool) -> Result<(), StoreError> {
-    if begin {
-        client.batch_execute("BEGIN").await.map_err(db_error)?;
-    }
-    Ok(())
+/// Runs `work` (the batch's next statements) after `BEGIN` when `begin`: `BEGIN` is polled
+/// first, so it goes out ahead of them in the same round trip.
+async fn after_begin<T>(
+    client: &deadpool_postgres::Object,
+    begin: bool,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, StoreError> {
+    let begin = async {
+        if begin {
+            client.batch_execute("BEGIN").await.map_err(db_error)?;
+        }
+        Ok::<(), StoreError>(())
+    };
+    let (begun, done) = futures_util::future::join(begin, work).await;
+    begun?;
+    Ok(done)
 }
 
 struct PgAdmin {
