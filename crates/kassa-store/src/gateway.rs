@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use crate::core::queries::SqlReads;
-use crate::core::unit::{Statement, WriteOp};
+use crate::core::unit::{Guard, Statement, WriteOp, WriteUnit};
 use crate::core::value::{params, Row};
 use crate::StoreError;
 
@@ -65,6 +65,101 @@ pub trait GatewayStore: Send + Sync {
     /// Who credited the offline sale of this terminal identity (`upload:<txn id>` or
     /// `correction:<id>`), if anyone did.
     async fn offline_credit(&self, terminal_id: &str, batch_no: u32, stan: u32) -> Result<Option<String>, StoreError>;
+    /// Id blocks still open that were reserved before `reserved_before_ms`, oldest first, at
+    /// most `limit` (crash recovery: the host that reserved them stopped).
+    async fn open_id_blocks(&self, reserved_before_ms: i64, limit: i64) -> Result<Vec<IdBlockRecord>, StoreError>;
+}
+
+/// A block of transaction ids reserved for issuer requests ([`WriteOp::ReserveTxnIds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdBlockRecord {
+    /// Its first id.
+    pub block_id: i64,
+    /// Its ids.
+    pub ranges: IdRanges,
+    /// When it was reserved, Unix milliseconds.
+    pub reserved_at_ms: i64,
+}
+
+/// Ids as ascending, disjoint, inclusive ranges; stored as `first-last` ranges, comma
+/// separated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdRanges(Vec<(i64, i64)>);
+
+/// Ranges an id block holds at most (its ids come from a sequence other writers draw from too).
+const ID_RANGES_MAX: usize = 4_096;
+
+impl IdRanges {
+    /// The ranges of `ids` (ascending).
+    pub fn of(ids: &[i64]) -> IdRanges {
+        let mut ranges: Vec<(i64, i64)> = Vec::new();
+        for &id in ids {
+            match ranges.last_mut() {
+                Some((_, last)) if last.checked_add(1) == Some(id) => *last = id,
+                _ => ranges.push((id, id)),
+            }
+        }
+        IdRanges(ranges)
+    }
+
+    /// The ranges, ascending.
+    pub fn ranges(&self) -> &[(i64, i64)] {
+        &self.0
+    }
+
+    /// Parses the stored form; `None` when it is not one.
+    pub fn parse(text: &str) -> Option<IdRanges> {
+        let mut ranges = Vec::new();
+        for part in text.split(',') {
+            let (first, last) = part.split_once('-')?;
+            let (first, last) = (first.parse::<i64>().ok()?, last.parse::<i64>().ok()?);
+            let after_previous = ranges.last().is_none_or(|&(_, previous): &(i64, i64)| previous < first);
+            if first > last || !after_previous || ranges.len() == ID_RANGES_MAX {
+                return None;
+            }
+            ranges.push((first, last));
+        }
+        Some(IdRanges(ranges))
+    }
+}
+
+impl std::fmt::Display for IdRanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, (first, last)) in self.0.iter().enumerate() {
+            let comma = if index == 0 { "" } else { "," };
+            write!(f, "{comma}{first}-{last}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Closes an id block: from then on no transaction is inserted under its ids, and each of
+/// `handed_out` (its ids a request may have been sent to the issuer under: all of them for a
+/// block whose host stopped) that has no transaction is owed a reversal at the issuer, as
+/// request `<request_prefix><id>`. `Duplicate` when the block was closed already.
+pub fn close_id_block(block_id: i64, handed_out: &IdRanges, request_prefix: &str, at_ms: i64) -> WriteUnit {
+    let close = Statement {
+        sql: "UPDATE gateway_id_blocks SET closed_at_ms = $1 WHERE block_id = $2 AND closed_at_ms IS NULL",
+        params: params![at_ms, block_id].to_vec(),
+    };
+    let owe = handed_out
+        .ranges()
+        .iter()
+        .map(|&(first, last)| WriteOp::Statement {
+            statement: Statement {
+                // Runs after the close above, which waited for every insert still holding the
+                // block: each of those is seen here.
+                sql: "WITH RECURSIVE ids (id) AS (SELECT CAST($1 AS BIGINT) UNION ALL SELECT id + 1 FROM ids WHERE id < $2) \
+                      INSERT INTO gateway_issuer_reversals (request_id, txn_id, reason, created_at_ms) \
+                      SELECT $3 || CAST(ids.id AS TEXT), NULL, 'unrecorded', $4 FROM ids \
+                      WHERE NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = ids.id) \
+                      ON CONFLICT (request_id) DO NOTHING",
+                params: params![first, last, request_prefix, at_ms].to_vec(),
+            },
+            may_change_nothing: true,
+        })
+        .collect();
+    WriteUnit::guarded(Guard::Statement(close), owe)
 }
 
 fn working_keys(row: &Row) -> Result<WorkingKeysRecord, StoreError> {
@@ -119,6 +214,21 @@ impl GatewayStore for SqlReads {
              ORDER BY created_at_ms, id LIMIT $2",
             &params![created_before_ms, limit],
             |row| row.int(0),
+        )
+        .await
+    }
+
+    async fn open_id_blocks(&self, reserved_before_ms: i64, limit: i64) -> Result<Vec<IdBlockRecord>, StoreError> {
+        self.all(
+            "SELECT block_id, ranges, reserved_at_ms FROM gateway_id_blocks \
+             WHERE closed_at_ms IS NULL AND reserved_at_ms < $1 ORDER BY reserved_at_ms, block_id LIMIT $2",
+            &params![reserved_before_ms, limit],
+            |row| {
+                let text = row.text(1)?;
+                let ranges =
+                    IdRanges::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("id block ranges {text:?}")))?;
+                Ok(IdBlockRecord { block_id: row.int(0)?, ranges, reserved_at_ms: row.int(2)? })
+            },
         )
         .await
     }

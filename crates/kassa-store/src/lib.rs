@@ -66,7 +66,7 @@ pub use crate::core::records::*;
 pub use crate::core::stores::{
     verify_audit_chain, AdminStore, AuditStore, DirectoryStore, LedgerStore, RestoreReport, SettingsStore, TxnStore,
 };
-pub use crate::core::unit::{audit_hash, Guard, UnitOutcome, WriteOp, WriteUnit, AUDIT_GENESIS_HASH};
+pub use crate::core::unit::{audit_hash, Guard, ReservedId, UnitOutcome, WriteOp, WriteUnit, AUDIT_GENESIS_HASH};
 
 /// How long the store waits for its database, in milliseconds. Past these an operation fails
 /// with [`StoreError::Timeout`] (nothing written) or [`StoreError::CommitUnknown`] (a commit

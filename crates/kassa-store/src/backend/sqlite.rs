@@ -312,11 +312,7 @@ struct SqliteWriter {
 
 impl SqliteWriter {
     fn new(conn: Connection, checkpointer: Option<Checkpointer>) -> Result<SqliteWriter, StoreError> {
-        let max = |table: &str| -> Result<i64, StoreError> {
-            conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |r| r.get(0)).map_err(db_error)
-        };
-        let next_txn_id = max("transactions")? + 1;
-        let next_entry_id = max("ledger_entries")? + 1;
+        let (next_txn_id, next_entry_id) = SqliteWriter::new_ids(&conn)?;
         Ok(SqliteWriter { conn, next_txn_id, next_entry_id, checkpointer })
     }
 
@@ -470,11 +466,13 @@ impl BatchWriter for SqliteWriter {
 }
 
 impl SqliteWriter {
+    /// The next ids to hand out: past every row, and past every id reserved for issuer
+    /// requests (an id the issuer may have heard of is never used again).
     fn new_ids(conn: &Connection) -> Result<(i64, i64), StoreError> {
-        let max = |table: &str| -> Result<i64, StoreError> {
-            conn.query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"), [], |r| r.get(0)).map_err(db_error)
-        };
-        Ok((max("transactions")? + 1, max("ledger_entries")? + 1))
+        let max = |sql: &str| -> Result<i64, StoreError> { conn.query_row(sql, [], |r| r.get(0)).map_err(db_error) };
+        let txns = max("SELECT COALESCE(MAX(id), 0) FROM transactions")?;
+        let reserved = max("SELECT COALESCE(MAX(last_id), 0) FROM gateway_id_blocks")?;
+        Ok((txns.max(reserved) + 1, max("SELECT COALESCE(MAX(id), 0) FROM ledger_entries")? + 1))
     }
 }
 

@@ -282,7 +282,10 @@ mod tests {
     impl BatchWriter for Together {
         async fn write_batch(&mut self, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
             self.barrier.wait().await;
-            Ok(units.iter().map(|_| UnitOutcome::Committed { txn_id: None, entry_ids: vec![] }).collect())
+            Ok(units
+                .iter()
+                .map(|_| UnitOutcome::Committed { txn_id: None, entry_ids: vec![], reserved_ids: vec![] })
+                .collect())
         }
     }
 
@@ -318,7 +321,7 @@ mod tests {
             if units.len() > 1 {
                 return Err(self.error.clone());
             }
-            Ok(vec![UnitOutcome::Committed { txn_id: None, entry_ids: vec![] }])
+            Ok(vec![UnitOutcome::Committed { txn_id: None, entry_ids: vec![], reserved_ids: vec![] }])
         }
     }
 

@@ -97,6 +97,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0022_batch_versions.sql"),
     },
     Migration { version: 23, name: "batch_totals", sql: include_str!("../../migrations/sqlite/0023_batch_totals.sql") },
+    Migration {
+        version: 24,
+        name: "request_id_blocks",
+        sql: include_str!("../../migrations/sqlite/0024_request_id_blocks.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -177,6 +182,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 23,
         name: "batch_totals",
         sql: include_str!("../../migrations/postgres/0023_batch_totals.sql"),
+    },
+    Migration {
+        version: 24,
+        name: "request_id_blocks",
+        sql: include_str!("../../migrations/postgres/0024_request_id_blocks.sql"),
     },
 ];
 

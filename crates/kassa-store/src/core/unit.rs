@@ -27,6 +27,11 @@ use crate::StoreError;
 pub enum Guard {
     /// Insert a transaction unless its identity (card identity or `out_trade_no`) exists.
     InsertTxn(Box<NewTxn>),
+    /// Insert a transaction under an id reserved before its issuer request was sent
+    /// ([`WriteOp::ReserveTxnIds`]) unless its identity exists. While the unit is written its
+    /// id block is held open; when the block was closed already (its ids are then owed a
+    /// reversal at the issuer) the unit fails with [`StoreError::Conflict`].
+    InsertReservedTxn(Box<NewTxn>, ReservedId),
     /// Update a transaction only if its version is still the expected one.
     UpdateTxn(TxnUpdate),
     /// Store an idempotency key unless it exists.
@@ -34,6 +39,15 @@ pub enum Guard {
     /// A statement built by one of this crate's aggregate modules (e.g. "insert this nonce
     /// unless it exists"): passes when it changed at least one row.
     Statement(Statement),
+}
+
+/// A transaction id taken from a block reserved by [`WriteOp::ReserveTxnIds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReservedId {
+    /// The id.
+    pub id: i64,
+    /// The block it was reserved in.
+    pub block_id: i64,
 }
 
 /// A write statement built inside this crate by an aggregate module's constructor functions;
@@ -86,6 +100,15 @@ pub enum WriteOp {
         statement: Statement,
         /// Whether changing no row is fine (an upsert that found nothing to do).
         may_change_nothing: bool,
+    },
+    /// Reserve `count` transaction ids for issuer requests, journaled as one block
+    /// (`gateway_id_blocks`) whose id is its first; they come back in
+    /// [`UnitOutcome::Committed::reserved_ids`].
+    ReserveTxnIds {
+        /// How many.
+        count: usize,
+        /// Reservation time, Unix milliseconds.
+        at_ms: i64,
     },
     /// Insert or replace a setting.
     PutSetting {
@@ -155,6 +178,8 @@ pub enum UnitOutcome {
         txn_id: Option<i64>,
         /// Ids of the journal entries posted, in op order.
         entry_ids: Vec<i64>,
+        /// The transaction ids a [`WriteOp::ReserveTxnIds`] reserved, ascending.
+        reserved_ids: Vec<i64>,
     },
     /// The guard's identity exists already: nothing was written. Carries the existing
     /// transaction's id (for `InsertTxn`) — the caller replays its stored answer.
@@ -189,6 +214,14 @@ pub(crate) trait Exec: Send {
     /// both after the same head. A no-op where one transaction writes at a time (SQLite).
     async fn lock_audit_chain(&mut self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Whether the id block `block_id` is open, held so until the transaction ends: a close
+    /// waits for the transaction, and one that came first is seen. Where one transaction
+    /// writes at a time (SQLite) reading it is enough.
+    async fn hold_id_block(&mut self, block_id: i64) -> Result<bool, StoreError> {
+        let rows =
+            self.query("SELECT closed_at_ms FROM gateway_id_blocks WHERE block_id = $1", &params![block_id]).await?;
+        Ok(matches!(rows.first().map(|row| row.opt_int(0)), Some(Ok(None))))
     }
     /// Writes `planned` as if one statement after another, in order, and returns how many rows
     /// each changed. The default is one statement each ([`Planned::into_statement`]); a backend
@@ -318,6 +351,17 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
                 }
                 continue;
             }
+            if let WriteOp::ReserveTxnIds { count, at_ms } = op {
+                let mut ids = exec.next_ids(Sequence::Transactions, *count).await?;
+                ids.sort_unstable();
+                let statement = reserve_statement(&ids, *at_ms)?;
+                if let UnitOutcome::Committed { reserved_ids, .. } = &mut outcomes[index] {
+                    reserved_ids.extend(ids);
+                }
+                expectations.push((Expect::SomeRow, statement.sql));
+                planned.push(Planned::Statement(statement));
+                continue;
+            }
             let (statement, expect) = op_statement(exec, op, &mut audit_head).await?;
             expectations.push((expect, statement.sql));
             planned.push(Planned::Statement(statement));
@@ -357,8 +401,10 @@ fn batch_bumps(units: &[WriteUnit], outcomes: &[UnitOutcome]) -> Result<BTreeMap
     }
     fn key_of(guard: &Guard) -> Option<BatchKey> {
         match guard {
-            Guard::InsertTxn(txn) if txn.status == TxnStatus::Pending => None,
-            Guard::InsertTxn(txn) => txn.card_identity.as_ref().map(CardIdentity::batch),
+            Guard::InsertTxn(txn) | Guard::InsertReservedTxn(txn, _) if txn.status == TxnStatus::Pending => None,
+            Guard::InsertTxn(txn) | Guard::InsertReservedTxn(txn, _) => {
+                txn.card_identity.as_ref().map(CardIdentity::batch)
+            }
             Guard::UpdateTxn(update) => key_of_update(update),
             Guard::InsertIdempotency(_) | Guard::Statement(_) => None,
         }
@@ -417,8 +463,10 @@ fn first_words(sql: &str) -> String {
 /// Phase one: every admission, then every guard of the units admitted, each pipelined in unit
 /// order. Returns each unit's outcome so far.
 async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<UnitOutcome>, StoreError> {
-    let mut outcomes: Vec<UnitOutcome> =
-        units.iter().map(|_| UnitOutcome::Committed { txn_id: None, entry_ids: Vec::new() }).collect();
+    let mut outcomes: Vec<UnitOutcome> = units
+        .iter()
+        .map(|_| UnitOutcome::Committed { txn_id: None, entry_ids: Vec::new(), reserved_ids: Vec::new() })
+        .collect();
     let admissions: Vec<usize> = (0..units.len()).filter(|&i| units[i].admission.is_some()).collect();
     if !admissions.is_empty() {
         let planned = admissions
@@ -440,6 +488,21 @@ async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<Un
     let inserts =
         (0..units.len()).filter(admitted).filter(|&i| matches!(units[i].guard, Some(Guard::InsertTxn(_)))).count();
     let mut txn_ids = exec.next_ids(Sequence::Transactions, inserts).await?.into_iter();
+    let blocks: std::collections::BTreeSet<i64> = (0..units.len())
+        .filter(admitted)
+        .filter_map(|i| match &units[i].guard {
+            Some(Guard::InsertReservedTxn(_, reserved)) => Some(reserved.block_id),
+            _ => None,
+        })
+        .collect();
+    for block_id in blocks {
+        if !exec.hold_id_block(block_id).await? {
+            // The whole batch fails, then each unit alone: only the late ones fail again.
+            return Err(StoreError::Conflict(format!(
+                "id block {block_id} is closed: its requests without a transaction are reversed at the issuer"
+            )));
+        }
+    }
     let mut planned = Vec::new();
     let mut guarded = Vec::new();
     for index in (0..units.len()).filter(admitted) {
@@ -449,6 +512,7 @@ async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<Un
                 let id = txn_ids.next().ok_or_else(|| StoreError::Corrupt("transaction ids ran out".into()))?;
                 (Planned::InsertTxn { id, txn }, Some(id))
             }
+            Guard::InsertReservedTxn(txn, reserved) => (Planned::InsertTxn { id: reserved.id, txn }, Some(reserved.id)),
             other => (guard_write(other)?, None),
         };
         planned.push(write);
@@ -460,12 +524,12 @@ async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<Un
     }
     for ((index, txn_id), rows) in guarded.into_iter().zip(changed) {
         outcomes[index] = match (&units[index].guard, rows) {
-            (Some(Guard::InsertTxn(txn)), 0) => {
+            (Some(Guard::InsertTxn(txn) | Guard::InsertReservedTxn(txn, _)), 0) => {
                 UnitOutcome::Duplicate { existing_txn_id: existing_txn(exec, txn).await? }
             }
             (Some(Guard::UpdateTxn(_)), 0) => UnitOutcome::VersionConflict,
             (_, 0) => UnitOutcome::Duplicate { existing_txn_id: None },
-            _ => UnitOutcome::Committed { txn_id, entry_ids: Vec::new() },
+            _ => UnitOutcome::Committed { txn_id, entry_ids: Vec::new(), reserved_ids: Vec::new() },
         };
     }
     Ok(outcomes)
@@ -475,7 +539,9 @@ async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<Un
 /// [`check_guards`] draws (it is not an admission: admitting a request is recording a key).
 fn guard_write(guard: &Guard) -> Result<Planned<'_>, StoreError> {
     Ok(match guard {
-        Guard::InsertTxn(_) => return Err(StoreError::Corrupt("a transaction insert cannot admit a unit".into())),
+        Guard::InsertTxn(_) | Guard::InsertReservedTxn(..) => {
+            return Err(StoreError::Corrupt("a transaction insert cannot admit a unit".into()))
+        }
         Guard::UpdateTxn(update) => Planned::UpdateTxn(update),
         Guard::InsertIdempotency(record) => Planned::Statement(statement(
             "INSERT INTO idempotency_keys (scope, idem_key, request_digest, response, created_at_ms) \
@@ -491,6 +557,17 @@ fn guard_write(guard: &Guard) -> Result<Planned<'_>, StoreError> {
         )),
         Guard::Statement(s) => Planned::Statement(s.clone()),
     })
+}
+
+/// The journal row of a block of reserved ids (`ids` ascending, not empty).
+fn reserve_statement(ids: &[i64], at_ms: i64) -> Result<Statement, StoreError> {
+    let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+        return Err(StoreError::Corrupt("an empty id block".into()));
+    };
+    Ok(statement(
+        "INSERT INTO gateway_id_blocks (block_id, ranges, last_id, reserved_at_ms) VALUES ($1, $2, $3, $4)",
+        params![first, crate::gateway::IdRanges::of(ids).to_string(), last, at_ms].to_vec(),
+    ))
 }
 
 fn insert_txn_statement(id: i64, txn: &NewTxn) -> Statement {
@@ -579,7 +656,10 @@ fn check_txn_writes(units: &[WriteUnit]) -> Result<(), StoreError> {
         for guard in [&unit.admission, &unit.guard].into_iter().flatten() {
             match guard {
                 Guard::UpdateTxn(update) => check_update(update)?,
-                Guard::InsertTxn(_) | Guard::InsertIdempotency(_) | Guard::Statement(_) => {}
+                Guard::InsertTxn(_)
+                | Guard::InsertReservedTxn(..)
+                | Guard::InsertIdempotency(_)
+                | Guard::Statement(_) => {}
             }
         }
         for op in &unit.ops {
@@ -664,7 +744,9 @@ async fn op_statement(
     audit_head: &mut Option<(i64, String)>,
 ) -> Result<(Statement, Expect), StoreError> {
     Ok(match op {
-        WriteOp::PostEntry { .. } => return Err(StoreError::Corrupt("journal entries are planned separately".into())),
+        WriteOp::PostEntry { .. } | WriteOp::ReserveTxnIds { .. } => {
+            return Err(StoreError::Corrupt("journal entries and id blocks are planned separately".into()))
+        }
         WriteOp::UpdateTxn(update) => (update_txn_statement(update), Expect::SomeRow),
         WriteOp::Audit(event) => (audit_statement(exec, event, audit_head).await?, Expect::Any),
         WriteOp::Statement { statement, may_change_nothing } => {

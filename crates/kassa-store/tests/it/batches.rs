@@ -393,7 +393,76 @@ pub async fn audit_records_committed_at_once_make_one_chain(db: &TestDb) {
     assert_eq!(verify_audit_chain(&*db.store.audit).await.unwrap(), Ok(128));
 }
 
+/// Ids reserved for issuer requests: a block of distinct ids no other insert takes; a
+/// transaction recorded under one; the close owes a reversal for each id handed out without a
+/// transaction, and from then on refuses a late insert under the block.
+pub async fn reserved_ids_are_journaled_closed_and_fenced(db: &TestDb) {
+    seed(db, &[]).await;
+    let reserve = |count| WriteUnit::ops(vec![WriteOp::ReserveTxnIds { count, at_ms: 5_000 }]);
+    let UnitOutcome::Committed { reserved_ids: ids, .. } = db.store.commit(reserve(4)).await.unwrap() else { panic!() };
+    assert_eq!(ids.len(), 4);
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    let block_id = ids[0];
+    let gateway = db.store.gateway();
+    let open = gateway.open_id_blocks(5_001, 10).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!((open[0].block_id, open[0].reserved_at_ms), (block_id, 5_000));
+    assert!(gateway.open_id_blocks(5_000, 10).await.unwrap().is_empty(), "reserved at 5,000, not before");
+    // Another insert never takes a reserved id.
+    let UnitOutcome::Committed { txn_id: Some(other), .. } =
+        db.store.commit(insert(card_txn("10000001", 1, 100, "approved"), vec![])).await.unwrap()
+    else {
+        panic!()
+    };
+    assert!(!ids.contains(&other) && other > ids[3], "{other} after {ids:?}");
+    let reserved = |index: usize| ReservedId { id: ids[index], block_id };
+    let insert_reserved = |stan, index| {
+        WriteUnit::guarded(
+            Guard::InsertReservedTxn(Box::new(card_txn("10000001", stan, 200, "approved")), reserved(index)),
+            vec![sale(&format!("r-{stan}"), 200)],
+        )
+    };
+    let outcome = db.store.commit(insert_reserved(2, 0)).await.unwrap();
+    assert!(matches!(outcome, UnitOutcome::Committed { txn_id: Some(id), .. } if id == ids[0]), "{outcome:?}");
+    // A retransmission under another id of the block is a duplicate of the first.
+    let outcome = db.store.commit(insert_reserved(2, 1)).await.unwrap();
+    assert_eq!(outcome, UnitOutcome::Duplicate { existing_txn_id: Some(ids[0]) });
+
+    // Three ids were handed out; the first has its transaction.
+    let handed_out = gateway::IdRanges::of(&ids[..3]);
+    let close = || gateway::close_id_block(block_id, &handed_out, "txn:", 6_000);
+    assert!(matches!(db.store.commit(close()).await.unwrap(), UnitOutcome::Committed { .. }));
+    let owed: Vec<String> =
+        gateway.issuer_reversals_owed(10).await.unwrap().into_iter().map(|r| r.request_id).collect();
+    assert_eq!(owed, [format!("txn:{}", ids[1]), format!("txn:{}", ids[2])]);
+    assert!(gateway.open_id_blocks(i64::MAX, 10).await.unwrap().is_empty());
+    // Closed once: a second close changes nothing, and a late insert is refused whole.
+    assert_eq!(db.store.commit(close()).await.unwrap(), UnitOutcome::Duplicate { existing_txn_id: None });
+    let late = db.store.commit(insert_reserved(3, 2)).await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert!(db.store.txns.txn(ids[2]).await.unwrap().is_none());
+    // In a batch, only the late unit fails.
+    let results = db
+        .commit_as_one_batch(vec![insert(card_txn("10000001", 4, 400, "approved"), vec![]), insert_reserved(5, 3)])
+        .await;
+    assert!(matches!(results[0], Ok(UnitOutcome::Committed { .. })), "{results:?}");
+    assert!(matches!(results[1], Err(StoreError::Conflict(_))), "{results:?}");
+    assert!(db.store.ledger.check().await.unwrap().is_sound());
+}
+
+/// The stored form of an id block's ids.
+#[test]
+fn id_ranges_round_trip_and_refuse_garbage() {
+    let ranges = gateway::IdRanges::of(&[3, 4, 5, 9, 11, 12]);
+    assert_eq!(ranges.to_string(), "3-5,9-9,11-12");
+    assert_eq!(gateway::IdRanges::parse("3-5,9-9,11-12"), Some(ranges));
+    for garbage in ["", "5-3", "1-2,2-3", "a-b", "1", "1-2,", "9223372036854775807-1"] {
+        assert_eq!(gateway::IdRanges::parse(garbage), None, "{garbage:?}");
+    }
+}
+
 kassa_store::both_backends!(
+    reserved_ids_are_journaled_closed_and_fenced,
     audit_records_committed_at_once_make_one_chain,
     duplicates_inside_one_batch,
     a_version_conflict_among_successful_updates,
