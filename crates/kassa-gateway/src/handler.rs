@@ -33,6 +33,7 @@ mod network;
 mod recovery;
 mod refund;
 mod replay;
+mod request_ids;
 mod reversal;
 mod sale;
 mod settlement;
@@ -68,6 +69,8 @@ pub(crate) struct Handler {
     sessions: Sessions,
     directory: Directory,
     locks: IdentityLocks,
+    /// The ids issuer requests are sent under, reserved a block at a time.
+    request_ids: Arc<request_ids::RequestIds>,
     /// Sign-ins and echoes heard, written for the fleet page in the background.
     contacts: Arc<Contacts>,
     business_day: BusinessDay,
@@ -92,6 +95,7 @@ impl Handler {
         Handler {
             sessions: Sessions::new(deps.store.clone(), Arc::clone(&deps.security), deps.master_key),
             directory: Directory::new(deps.store.clone()),
+            request_ids: Arc::new(request_ids::RequestIds::new(deps.store.clone(), Arc::clone(&deps.clock))),
             store: deps.store,
             security: deps.security,
             issuer: deps.issuer,

@@ -34,7 +34,7 @@ pub(super) fn rrn_for(txn_id: i64) -> String {
 }
 
 pub(super) fn request_id_for(txn_id: i64) -> Option<RequestId> {
-    RequestId::new(format!("txn:{txn_id}"))
+    RequestId::new(format!("{}{txn_id}", super::request_ids::REQUEST_PREFIX))
 }
 
 /// The reference of the ledger entry a card request posts: its identity, known before the

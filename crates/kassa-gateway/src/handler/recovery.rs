@@ -1,15 +1,18 @@
-//! The background worker: writes the contacts heard, recovers requests a stopped host left
-//! pending, and retries the issuer reversals still owed (journaled in
-//! `gateway_issuer_reversals`).
+//! The background worker: writes the contacts heard, closes the id blocks whose requests were
+//! decided, recovers what a stopped host left (its open id blocks, its pending requests), and
+//! retries the issuer reversals still owed (journaled in `gateway_issuer_reversals`).
 
 use std::sync::Arc;
 
 use kassa_issuer::{Clock, IssuerConnector, RequestId};
+use kassa_store::gateway::close_id_block;
 use kassa_store::{Guard, Store, TxnRecord, UnitOutcome, WriteUnit};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::common::{request_id_for, rrn_for};
 use super::contacts::CONTACTS_FLUSH_INTERVAL_MS;
+use super::request_ids::{Closing, RequestIds, BLOCK_USE_MS, REQUEST_PREFIX};
 use super::Handler;
 use crate::business_day::{BusinessDay, Stamp};
 use crate::codes::ResponseCode;
@@ -57,6 +60,10 @@ impl Handler {
                 }
             }
         });
+        if let Some(due) = self.request_ids.take_due() {
+            let (ids, store, clock) = (Arc::clone(&self.request_ids), self.store.clone(), Arc::clone(&self.clock));
+            tokio::spawn(close_blocks(ids, due, store, clock, shutdown.clone()));
+        }
         let reverser = self.reverser();
         tokio::spawn(async move {
             loop {
@@ -80,6 +87,41 @@ impl Handler {
     pub(super) fn spawn_issuer_reversal(&self, request_id: RequestId, _txn_id: Option<i64>) {
         let reverser = self.reverser();
         tokio::spawn(async move { reverser.reverse(&request_id).await });
+    }
+}
+
+/// Closes each id block once its requests are decided (see `request_ids`), and lets go of a
+/// block whose time is over when no request comes to move the allocator on. On shutdown the
+/// current block and those already due are closed; a block still in use then is left to the
+/// recovery sweep of the next start.
+async fn close_blocks(
+    ids: Arc<RequestIds>,
+    mut due: mpsc::Receiver<Closing>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(duration_ms(BLOCK_USE_MS.unsigned_abs()));
+    loop {
+        tokio::select! {
+            closing = due.recv() => match closing {
+                Some(closing) => close_block(&store, clock.as_ref(), closing).await,
+                None => return,
+            },
+            _ = tick.tick() => ids.retire(false).await,
+            () = shutdown.cancelled() => break,
+        }
+    }
+    ids.retire(true).await;
+    while let Ok(closing) = due.try_recv() {
+        close_block(&store, clock.as_ref(), closing).await;
+    }
+}
+
+async fn close_block(store: &Store, clock: &dyn Clock, closing: Closing) {
+    let unit = close_id_block(closing.block_id, &closing.handed_out, REQUEST_PREFIX, clock.now_ms());
+    if let Err(error) = store.commit(unit).await {
+        tracing::warn!(%error, block = closing.block_id, "cannot close an id block; the recovery sweep closes it");
     }
 }
 
@@ -134,6 +176,29 @@ impl IssuerReverser {
         Ok(())
     }
 
+    /// Closes the id blocks a stopped host left open: once nothing of a block can still be in
+    /// flight, each of its ids without a transaction is owed a reversal at the issuer (which may
+    /// have approved it), all counting as sent.
+    async fn close_abandoned_blocks(&self) {
+        let before_ms = self.clock.now_ms() - BLOCK_USE_MS - self.stale_after_ms;
+        let blocks = match self.store.gateway().open_id_blocks(before_ms, REVERSALS_PER_SWEEP_MAX).await {
+            Ok(blocks) => blocks,
+            Err(error) => return tracing::warn!(%error, "cannot read the open id blocks"),
+        };
+        for block in blocks {
+            let unit = close_id_block(block.block_id, &block.ranges, REQUEST_PREFIX, self.clock.now_ms());
+            match self.store.commit(unit).await {
+                Ok(UnitOutcome::Committed { .. }) => tracing::warn!(
+                    block = block.block_id,
+                    reserved_at_ms = block.reserved_at_ms,
+                    "an id block left open by a stopped host was closed; its unrecorded requests are reversed"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, block = block.block_id, "cannot close an abandoned id block"),
+            }
+        }
+    }
+
     async fn recover_pending(&self) {
         let before_ms = self.clock.now_ms() - self.stale_after_ms;
         let stale = match self.store.gateway().stale_pending_card_txns(before_ms, REVERSALS_PER_SWEEP_MAX).await {
@@ -153,6 +218,7 @@ impl IssuerReverser {
     }
 
     pub(super) async fn sweep(&self) {
+        self.close_abandoned_blocks().await;
         self.recover_pending().await;
         match self.store.gateway().issuer_reversals_owed(REVERSALS_PER_SWEEP_MAX).await {
             Ok(owed) => {

@@ -1,27 +1,29 @@
-//! The captures the issuer authorises (消费, 预授权, 离线上送 0220): the pending record is
-//! journaled before the issuer is asked, and the approval, its stored answer and its ledger
-//! entry are one write unit.
+//! The captures the issuer authorises (消费, 预授权, 离线上送 0220): the issuer request is sent
+//! under an id from a block journaled before (`request_ids`), and the decided transaction, its
+//! stored answer and its ledger entry are one write unit, an insert under that id.
 
-use kassa_domain::{Channel, Money, TxnEvent, TxnKind, TxnState, TxnStatus};
+use kassa_domain::{Channel, Money, TxnEvent, TxnKind, TxnState};
 use kassa_iso8583::Message;
 use kassa_issuer::{AuthoriseRequest, IssuerAnswer, Operation, RequestId};
-use kassa_store::{CardIdentity, Guard, NewTxn, StoreError, StoredAnswer, TxnUpdate, UnitOutcome, WriteOp, WriteUnit};
+use kassa_store::{CardIdentity, Guard, NewTxn, StoreError, UnitOutcome, WriteOp, WriteUnit};
 
-use super::common::{ledger_reference, request_id_for, respond, rrn_for, Card};
-use super::replay::Inserted;
+use super::common::{ledger_reference, request_id_for, respond, rrn_for};
+use super::request_ids::RequestNo;
 use super::{Ctx, Handler};
 use crate::budget::paused;
 use crate::codes::{for_decline, ResponseCode};
 use crate::GatewayError;
 
-/// A capture journaled and on its way to the issuer.
+/// A capture on its way to the issuer, under an id journaled before.
 struct Capture {
     kind: TxnKind,
     amount: Money,
     fee: Money,
     identity: CardIdentity,
     digest: String,
-    txn_id: i64,
+    pan_masked: String,
+    /// Holds the id's block open until the decision is recorded (or known not to be).
+    request_no: RequestNo,
     request_id: RequestId,
 }
 
@@ -46,16 +48,14 @@ impl Handler {
         };
         let digest = Self::digest(request, card.pan.expose_digits());
         let _held = self.locks.lock(&identity).await;
-        // A retransmission is found by the journal insert below (its identity is taken), so
-        // the common case, a new request, costs no read.
+        // A retransmission is answered from its record before anything reaches the issuer
+        // (under the identity's lock: a retransmission this process is deciding waits here).
+        if let Some(answer) = self.replay_if_seen(request, &identity, &digest).await? {
+            return Ok(answer);
+        }
         let pin_block = match self.zone_pin_block(ctx, &card.pan) {
             Ok(block) => block,
-            Err(code) => {
-                return Ok(self
-                    .replay_if_seen(request, &identity, &digest)
-                    .await?
-                    .unwrap_or_else(|| respond(request, code)))
-            }
+            Err(code) => return Ok(respond(request, code)),
         };
         // A hold (pre-authorisation) moves no money yet: its fee comes with the completion.
         let fee = if kind.is_capture() {
@@ -66,13 +66,12 @@ impl Handler {
         } else {
             Money::zero(amount.currency())
         };
-        let pending = Self::pending_capture(ctx, kind, amount, fee, &card, &identity, &digest);
-        let txn_id = match self.insert_or_replay(request, pending, vec![]).await? {
-            Inserted::New(id) => id,
-            Inserted::Replayed(answer) => return Ok(*answer),
-        };
-        let request_id = request_id_for(txn_id).ok_or_else(|| GatewayError::Corrupt("request id".into()))?;
-        let capture = Capture { kind, amount, fee, identity, digest, txn_id, request_id };
+        // The journal: the request's id comes from a block reserved before it is sent.
+        let request_no = self.request_ids.next().await?;
+        let request_id =
+            request_id_for(request_no.txn_id()).ok_or_else(|| GatewayError::Corrupt("request id".into()))?;
+        let pan_masked = card.pan.masked();
+        let capture = Capture { kind, amount, fee, identity, digest, pan_masked, request_no, request_id };
         let issuer_request = AuthoriseRequest {
             request_id: capture.request_id.clone(),
             operation: if kind == TxnKind::PreAuth { Operation::Hold } else { Operation::Purchase },
@@ -84,37 +83,6 @@ impl Handler {
         };
         let decision = self.ask_issuer(&issuer_request).await;
         self.record_decision(ctx, &capture, decision).await
-    }
-
-    /// The issuer-request journal: the pending transaction, durable before the issuer is asked.
-    fn pending_capture(
-        ctx: &Ctx<'_>,
-        kind: TxnKind,
-        amount: Money,
-        fee: Money,
-        card: &Card,
-        identity: &CardIdentity,
-        digest: &str,
-    ) -> NewTxn {
-        NewTxn {
-            kind,
-            status: TxnStatus::Pending,
-            channel: Channel::Card,
-            merchant_id: ctx.terminal.merchant_id.clone(),
-            card_identity: Some(identity.clone()),
-            out_trade_no: None,
-            rrn: None,
-            auth_code: None,
-            amount_minor: amount.minor(),
-            currency: amount.currency(),
-            fee_minor: fee.minor(),
-            pan_masked: Some(card.pan.masked()),
-            content_digest: digest.to_owned(),
-            original_id: None,
-            response: StoredAnswer::default(),
-            business_date: ctx.stamp.business_date.clone(),
-            created_at_ms: ctx.now_ms,
-        }
     }
 
     async fn ask_issuer(&self, issuer_request: &AuthoriseRequest) -> Decision {
@@ -139,43 +107,59 @@ impl Handler {
         capture: &Capture,
         decision: Decision,
     ) -> Result<Message, GatewayError> {
-        let (code, txn_id) = (decision.code, capture.txn_id);
+        let (code, txn_id) = (decision.code, capture.request_no.txn_id());
         let event = if code.is_approved() { TxnEvent::Approve } else { TxnEvent::Decline };
-        let next = TxnState::new(capture.kind, capture.amount)
+        let decided = TxnState::new(capture.kind, capture.amount)
             .apply(event)
             .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let update = TxnUpdate {
-            id: txn_id,
-            expected_version: 1,
+        let txn = NewTxn {
             kind: capture.kind,
-            expected_status: TxnStatus::Pending,
-            status: next.status(),
-            refunded_minor: 0,
-            settled: false,
-            response: Some(Self::stored_answer(code, &ctx.stamp, decision.auth_code.as_deref(), None)),
+            status: decided.status(),
+            channel: Channel::Card,
+            merchant_id: ctx.terminal.merchant_id.clone(),
+            card_identity: Some(capture.identity.clone()),
+            out_trade_no: None,
             rrn: Some(rrn_for(txn_id)),
             auth_code: decision.auth_code.clone(),
-            updated_at_ms: self.clock.now_ms(),
-            batch: Some(capture.identity.batch()),
+            amount_minor: capture.amount.minor(),
+            currency: capture.amount.currency(),
+            fee_minor: capture.fee.minor(),
+            pan_masked: Some(capture.pan_masked.clone()),
+            content_digest: capture.digest.clone(),
+            original_id: None,
+            response: Self::stored_answer(code, &ctx.stamp, decision.auth_code.as_deref(), None),
+            business_date: ctx.stamp.business_date.clone(),
+            // Stamped when decided: the dashboard's roll-up reads rows by when they changed.
+            created_at_ms: self.clock.now_ms(),
         };
         let ops = self.decision_ops(ctx, capture, &decision)?;
-        match self.commit_decision(capture, code, update, ops).await {
+        match self.commit_decision(capture, code, txn, ops).await {
             Ok(UnitOutcome::Committed { .. }) => {}
+            Ok(UnitOutcome::Duplicate { existing_txn_id: Some(existing) }) => {
+                // Another process recorded this identity while the issuer decided ours (the
+                // terminal retransmitted to it): ours is not recorded and must not be kept.
+                if code.is_approved() {
+                    self.reverse_at_issuer(capture.request_id.clone(), None, "unrecorded").await;
+                }
+                let existing = self.stored_txn(existing).await?;
+                return self.replay(ctx.request, existing, &capture.digest).await;
+            }
+            Ok(other) => return Err(GatewayError::Corrupt(format!("a capture's insert came back as {other:?}"))),
             Err(StoreError::CommitUnknown(why)) => {
-                // Perhaps recorded, perhaps not: no compensation either way. Recorded, host and
-                // issuer agree on the approval; not recorded, the request stays pending and the
-                // sweep for abandoned requests declines it and reverses it at the issuer.
+                // Perhaps recorded, perhaps not: no compensation now. Recorded, host and issuer
+                // agree on the approval; not recorded, the close of the id's block owes the
+                // issuer its reversal.
                 tracing::warn!(txn = txn_id, why, "the outcome of a capture's commit is unknown; answered 96");
                 return Err(GatewayError::Store(StoreError::CommitUnknown(why)));
             }
-            outcome => {
-                // Not recorded: the issuer must not keep the money.
+            Err(error) => {
+                // Not recorded: the issuer must not keep the money. The next request takes its
+                // id from a new block, in case this one was closed under it.
+                self.request_ids.retire_block_of(&capture.request_no).await;
                 if code.is_approved() {
-                    self.reverse_at_issuer(capture.request_id.clone(), Some(txn_id), "unrecorded").await;
+                    self.reverse_at_issuer(capture.request_id.clone(), None, "unrecorded").await;
                 }
-                outcome?;
-                let fresh = self.stored_txn(txn_id).await?;
-                return self.replay(ctx.request, fresh, &capture.digest).await;
+                return Err(GatewayError::Store(error));
             }
         }
         if decision.reverse_reason.is_some() {
@@ -202,7 +186,7 @@ impl Handler {
         // An offline sale is credited once whoever comes first: its upload or a correction (补登)
         // approved while the terminal still held it.
         if approved && capture.kind == TxnKind::OfflineSale {
-            let credited_by = format!("upload:{}", capture.txn_id);
+            let credited_by = format!("upload:{}", capture.request_no.txn_id());
             let (terminal, batch, stan) =
                 (identity.terminal_id.as_str(), identity.batch_no.value(), identity.stan.value());
             ops.push(kassa_store::gateway::claim_offline_credit(terminal, batch, stan, &credited_by, ctx.now_ms));
@@ -219,7 +203,8 @@ impl Handler {
         );
         if let Some(reason) = decision.reverse_reason {
             let request_id = capture.request_id.as_str();
-            ops.push(kassa_store::gateway::owe_issuer_reversal(request_id, Some(capture.txn_id), reason, ctx.now_ms));
+            let txn_id = Some(capture.request_no.txn_id());
+            ops.push(kassa_store::gateway::owe_issuer_reversal(request_id, txn_id, reason, ctx.now_ms));
         }
         Ok(ops)
     }
@@ -230,24 +215,26 @@ impl Handler {
         &self,
         capture: &Capture,
         code: ResponseCode,
-        update: TxnUpdate,
+        txn: NewTxn,
         ops: Vec<WriteOp>,
     ) -> Result<UnitOutcome, StoreError> {
         let claims_offline = code.is_approved() && capture.kind == TxnKind::OfflineSale;
         // Kept only for the rare second commit (no clone on the sale path).
-        let unclaimed = claims_offline.then(|| update.clone());
-        let outcome = self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), ops)).await;
-        let Some(update) = unclaimed.filter(|_| matches!(outcome, Err(StoreError::Conflict(_)))) else {
+        let unclaimed = claims_offline.then(|| txn.clone());
+        let reserved = capture.request_no.reserved();
+        let outcome =
+            self.store.commit(WriteUnit::guarded(Guard::InsertReservedTxn(Box::new(txn), reserved), ops)).await;
+        let Some(txn) = unclaimed.filter(|_| matches!(outcome, Err(StoreError::Conflict(_)))) else {
             return outcome;
         };
         let identity = &capture.identity;
         tracing::info!(
-            txn = capture.txn_id,
+            txn = capture.request_no.txn_id(),
             terminal = %identity.terminal_id,
             batch = identity.batch_no.value(),
             stan = identity.stan.value(),
             "offline sale credited by a correction already: recorded without crediting it again"
         );
-        self.store.commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![])).await
+        self.store.commit(WriteUnit::guarded(Guard::InsertReservedTxn(Box::new(txn), reserved), vec![])).await
     }
 }

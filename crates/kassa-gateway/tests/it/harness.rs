@@ -107,6 +107,19 @@ impl Host {
         Host::serve(store, self.simulator, self.url, self._dir, |_| {}).await
     }
 
+    /// Stops the gateway gracefully, lets `between` change the database (as a host that
+    /// stopped would have left it), then starts a new one like [`Host::restart`].
+    pub async fn restart_after<T, F: std::future::Future<Output = T>>(
+        self,
+        between: impl FnOnce(Store) -> F,
+    ) -> (Host, T) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+        let value = between(self.store).await;
+        let store = Store::open(&self.url, StoreOptions::default()).await.unwrap();
+        (Host::serve(store, self.simulator, self.url, self._dir, |_| {}).await, value)
+    }
+
     /// The SQLite file of the store.
     pub fn database_path(&self) -> std::path::PathBuf {
         std::path::PathBuf::from(self.url.strip_prefix("sqlite://").unwrap())

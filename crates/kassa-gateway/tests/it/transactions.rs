@@ -658,6 +658,143 @@ async fn a_request_left_pending_by_a_stopped_host_is_declined_and_reversed_at_th
     host.stop().await;
 }
 
+/// A capture's issuer request goes out under an id from a block journaled before it (one
+/// commit per block); its decision is one insert under that id. Once the host lets go of a
+/// block and its requests are decided, the block is closed, owing nothing when every request
+/// was recorded.
+#[tokio::test]
+async fn captures_are_recorded_under_reserved_ids_and_their_blocks_closed() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let mut ids = Vec::new();
+    for amount in [100, 200, 300] {
+        let sale = terminal.sale(amount, CARD, Some("123456"));
+        let answer = terminal.exchange(&sale, true).await;
+        assert_eq!(answer.code(), "00");
+        ids.push(host.store.txns.txn_by_rrn(answer.rrn()).await.unwrap().unwrap().id);
+    }
+    let silent = terminal.sale(400, SILENT_CARD, None);
+    let timed_out = terminal.exchange(&silent, true).await;
+    assert_eq!(timed_out.code(), "98");
+    ids.push(host.store.txns.txn_by_rrn(timed_out.rrn()).await.unwrap().unwrap().id);
+    let open = host.store.gateway().open_id_blocks(i64::MAX, 10).await.unwrap();
+    assert_eq!(open.len(), 1, "one block: {open:?}");
+    let (first, last) = open[0].ranges.ranges()[0];
+    assert!(ids.windows(2).all(|pair| pair[1] == pair[0] + 1), "consecutive ids: {ids:?}");
+    assert!(first == ids[0] && ids[3] <= last, "{ids:?} from {open:?}");
+    // A retransmission is answered from the record: no new id, no issuer request.
+    let mut repeat = silent.clone();
+    repeat.set_mti(kassa_iso8583::Mti::parse("0201").unwrap());
+    let repeat = terminal.exchange(&repeat, true).await;
+    assert_eq!((repeat.code(), repeat.rrn()), ("98", timed_out.rrn()));
+
+    // The restarted host finds every block closed: the old one at the stop; only the timeout's
+    // reversal was owed.
+    let host = host.restart().await;
+    assert!(host.store.gateway().open_id_blocks(i64::MAX, 10).await.unwrap().is_empty());
+    for (index, id) in ids.iter().enumerate() {
+        let reversal = host.store.gateway().issuer_reversal(&format!("txn:{id}")).await.unwrap();
+        assert_eq!(reversal.map(|r| r.reason), (index == 3).then(|| "timeout".to_owned()), "txn {id}");
+    }
+    assert!(host.store.ledger.check().await.unwrap().is_sound());
+    host.stop().await;
+}
+
+/// A decision that comes after its id's block was closed (the host stalled past the time a
+/// stopped host's blocks are recovered after) is not recorded: the close owed the request's
+/// reversal already, and the terminal hears `96`.
+#[tokio::test]
+async fn a_decision_after_its_block_was_closed_is_not_recorded() {
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let sale = terminal.sale(100, CARD, Some("123456"));
+    let first = terminal.exchange(&sale, true).await;
+    assert_eq!(first.code(), "00");
+    let recorded = host.store.txns.txn_by_rrn(first.rrn()).await.unwrap().unwrap().id;
+    let open = host.store.gateway().open_id_blocks(i64::MAX, 10).await.unwrap();
+    assert_eq!(open.len(), 1);
+    // The silent card holds its request at the issuer for the issuer timeout; the block is
+    // closed meanwhile, as the recovery of another host would.
+    let request = terminal.sale(400, SILENT_CARD, None);
+    let wire = terminal.encode(&request, true);
+    terminal.stream.write_all(&wire).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(ISSUER_TIMEOUT_MS / 3)).await;
+    let close = kassa_store::gateway::close_id_block(open[0].block_id, &open[0].ranges, "txn:", 1);
+    host.store.commit(close).await.unwrap();
+    let mut prefix = [0u8; 2];
+    terminal.stream.read_exact(&mut prefix).await.unwrap();
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+    terminal.stream.read_exact(&mut body).await.unwrap();
+    assert_eq!(terminal.decode(&[prefix.to_vec(), body].concat()).code(), "96");
+    let identity = kassa_store::CardIdentity::new(DEVICE_TERMINAL, 1, terminal.stan, "020").unwrap();
+    assert!(host.store.txns.txn_by_card_identity(&identity).await.unwrap().is_none(), "not recorded");
+    let late = format!("txn:{}", recorded + 1);
+    let owed = host.store.gateway().issuer_reversal(&late).await.unwrap();
+    assert_eq!(owed.map(|r| r.reason).as_deref(), Some("unrecorded"));
+    assert!(host.store.gateway().issuer_reversal(&format!("txn:{recorded}")).await.unwrap().is_none());
+    // The next sale takes an id from a new block.
+    let sale = terminal.sale(100, CARD, Some("123456"));
+    let next = terminal.exchange(&sale, true).await;
+    assert_eq!(next.code(), "00");
+    host.stop().await;
+}
+
+/// The id blocks a host that stopped left open are closed by the next start's recovery sweep:
+/// each id without a transaction is reversed at the issuer (it may have approved it), the
+/// recorded one is not.
+#[tokio::test]
+async fn an_id_block_left_open_by_a_stopped_host_is_reversed_at_the_issuer() {
+    use kassa_store::{CardIdentity, Guard, NewTxn, ReservedId, UnitOutcome, WriteOp, WriteUnit};
+    let host = Host::start().await;
+    // What a host that died with requests at the issuer leaves behind: an open block, one of
+    // its requests recorded.
+    let (host, ids) = host
+        .restart_after(|store| async move {
+            let reserve = WriteUnit::ops(vec![WriteOp::ReserveTxnIds { count: 3, at_ms: 1_000 }]);
+            let UnitOutcome::Committed { reserved_ids: ids, .. } = store.commit(reserve).await.unwrap() else {
+                panic!()
+            };
+            let recorded = NewTxn {
+                kind: TxnKind::Sale,
+                status: TxnStatus::Approved,
+                channel: Channel::Card,
+                merchant_id: crate::harness::MERCHANT.into(),
+                card_identity: Some(CardIdentity::new(DEVICE_TERMINAL, 1, 42, "020").unwrap()),
+                out_trade_no: None,
+                rrn: Some(format!("{:012}", ids[0])),
+                auth_code: Some("123456".into()),
+                amount_minor: 500,
+                currency: Currency::CNY,
+                fee_minor: 3,
+                pan_masked: Some("622202*********0128".into()),
+                content_digest: "x".into(),
+                original_id: None,
+                response: StoredAnswer::with_code("00"),
+                business_date: "2026-11-22".into(),
+                created_at_ms: 1_000,
+            };
+            let guard = Guard::InsertReservedTxn(Box::new(recorded), ReservedId { id: ids[0], block_id: ids[0] });
+            store.commit(WriteUnit::guarded(guard, vec![])).await.unwrap();
+            ids
+        })
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for id in &ids[1..] {
+        loop {
+            let reversal = host.store.gateway().issuer_reversal(&format!("txn:{id}")).await.unwrap();
+            if reversal.as_ref().is_some_and(|r| r.done_at_ms.is_some()) {
+                assert_eq!(reversal.unwrap().reason, "unrecorded");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "txn:{id} never reversed: {reversal:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(host.store.gateway().issuer_reversal(&format!("txn:{}", ids[0])).await.unwrap().is_none());
+    assert!(host.store.gateway().open_id_blocks(i64::MAX, 10).await.unwrap().is_empty());
+    host.stop().await;
+}
+
 #[tokio::test]
 async fn connections_over_the_cap_are_closed_and_shutdown_waits_for_answers() {
     let host = Host::start_with(|config| config.connections_max = 1).await;
