@@ -60,10 +60,10 @@ impl CommitCounters {
 /// The host's group commits between two scrapes around the load (the `commits` object of the
 /// report).
 ///
-/// Units are not sales: the committer's unit is one write, and a card sale is two of them (its
-/// pending row, guarded by the card identity, then the issuer's decision with the journal entry),
-/// committed in two different batches; declined sales, reversals and the host's own writes
-/// (audit, roll-ups) are units too. The physical phase commits a whole minimal sale in one
+/// Units are not sales: the committer's unit is one write. A card sale is one (its decision
+/// with the journal entry, under an id reserved before), but the reservation of a block of ids
+/// and its close, declined sales, reversals and the host's own writes (audit, roll-ups) are units
+/// too. The physical phase commits a whole minimal sale in one
 /// transaction, so it is compared at the run's batch size counted in sales:
 /// `sales_per_commit = units_per_commit × approved ÷ units`, the units of the window shared out
 /// over the sales approved in it.
@@ -128,7 +128,8 @@ mod tests {
     #[test]
     fn sales_per_commit_shares_the_units_out_over_the_approved_sales() {
         let before = CommitCounters { batches: 10, units: 315, seconds: 0.25 };
-        // 100 batches of 31.5 units, 1 575 sales approved at two units each: 15.75 sales per commit.
+        // 100 batches of 31.5 units, 1 575 sales approved, at two units each as when a sale
+        // was a pending row and its decision: 15.75 sales per commit.
         let after = CommitCounters { batches: 110, units: 3_465, seconds: 0.75 };
         let report = CommitsReport::of_window(before, after, 1_575).unwrap();
         assert_eq!(report.batches, 100);

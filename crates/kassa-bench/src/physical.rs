@@ -367,11 +367,11 @@ mod tests {
 
     #[test]
     fn the_batch_size_comes_from_the_raw_phase() {
-        assert_eq!(sales_per_commit_from_raw(36.0), 18);
+        assert_eq!(sales_per_commit_from_raw(36.0), 36);
         assert_eq!(sales_per_commit_from_raw(0.4), 1);
         assert_eq!(sales_per_commit_from_raw(f64::NAN), 1);
         assert_eq!(sales_per_commit_from_raw(1e12), SALES_PER_COMMIT_MAX);
-        // The host's own mean, in sales: 31.5 units per commit at two units a sale.
+        // The host's own mean, in sales: 31.5 units per commit, half of them sales.
         assert_eq!(sales_per_commit_of(15.75), 16);
         assert_eq!(sales_per_commit_of(0.0), 1);
         assert_eq!(sales_per_commit_of(f64::INFINITY), 1);

@@ -2,11 +2,12 @@
 //! group-commit rate" `kassa bench` reports beside its end-to-end rate.
 //!
 //! Each of `writers` tasks (as many as the bench drove terminals, so batches form the same way)
-//! does, one sale after another, the two units the gateway commits per sale: the issuer-request
-//! journal (the pending transaction, guarded by its card identity), then the approval (the
-//! transaction updated at its version, plus the sale's journal entry). No network, no crypto,
-//! no issuer: what is left is the store's cost, so `end-to-end tps / raw tps` is the share of
-//! the store's capacity the whole host delivers.
+//! does, one sale after another, the unit the gateway commits per sale: the approved transaction
+//! inserted under an id reserved before its issuer request, with the sale's journal entry. The
+//! ids come from blocks shared by the writers, each reserved in a unit of its own and closed
+//! once no sale of it can be in flight, as the gateway's are. No network, no crypto, no issuer:
+//! what is left is the store's cost, so `end-to-end tps / raw tps` is the share of the store's
+//! capacity the whole host delivers.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use kassa_domain::{Channel, Currency, MerchantId, Money, TxnKind, TxnStatus};
 use kassa_ledger::sale_entry;
+use kassa_store::gateway::{close_id_block, IdRanges};
 use kassa_store::{
-    CardIdentity, Guard, MerchantRecord, NewTxn, Store, StoreError, StoredAnswer, TxnUpdate, UnitOutcome, WriteOp,
+    CardIdentity, Guard, MerchantRecord, NewTxn, ReservedId, Store, StoreError, StoredAnswer, UnitOutcome, WriteOp,
     WriteUnit,
 };
 use serde::Serialize;
@@ -23,13 +25,17 @@ use serde::Serialize;
 /// The merchant the raw workload writes for (the bench merchant of docs/reference/demo-data.md).
 const MERCHANT: &str = "898100000000002";
 
-/// Units the workload commits per sale: the pending transaction, then the approval.
-pub const UNITS_PER_SALE: usize = 2;
+/// Units the workload commits per sale: the approval (a block's reservation and close are
+/// shared by its [`BLOCK_IDS`] sales).
+pub const UNITS_PER_SALE: usize = 1;
+
+/// Ids per reserved block: the gateway's largest, which a host under load reaches.
+const BLOCK_IDS: usize = 1_024;
 
 /// What the store alone sustained.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RawReport {
-    /// Sales (two units each) committed per second.
+    /// Sales committed per second.
     pub sales_per_s: f64,
     /// Units per group commit, on average.
     pub batch_units_mean: f64,
@@ -37,52 +43,25 @@ pub struct RawReport {
     pub commit_ms_mean: f64,
 }
 
-fn pending(writer: usize, stan: u32, amount: Money) -> Result<NewTxn, StoreError> {
+fn approved(writer: usize, stan: u32, amount: Money, fee: Money, id: i64) -> Result<NewTxn, StoreError> {
     let identity = CardIdentity::new(&format!("R{writer:07}"), 1, stan, "020")
         .map_err(|e| StoreError::Corrupt(format!("bench identity: {e}")))?;
     Ok(NewTxn {
         kind: TxnKind::Sale,
-        status: TxnStatus::Pending,
+        status: TxnStatus::Approved,
         channel: Channel::Card,
         merchant_id: MERCHANT.into(),
         card_identity: Some(identity),
         out_trade_no: None,
-        rrn: None,
-        auth_code: None,
+        rrn: Some(format!("{:012}", id.rem_euclid(1_000_000_000_000))),
+        auth_code: Some("123456".into()),
         amount_minor: amount.minor(),
         currency: Currency::CNY,
-        fee_minor: 0,
+        fee_minor: fee.minor(),
         pan_masked: Some("622202*********0128".into()),
         content_digest: "0".repeat(64),
         original_id: None,
-        response: StoredAnswer::default(),
-        business_date: "2026-11-22".into(),
-        created_at_ms: 0,
-    })
-}
-
-/// One sale's two commits. `Ok(false)`: the store refused a unit (counted as not done).
-async fn one_sale(store: &Store, writer: usize, stan: u32) -> Result<bool, StoreError> {
-    let amount = Money::from_minor(i64::from(stan % 9_000) + 100, Currency::CNY);
-    let fee = Money::from_minor(1, Currency::CNY);
-    let mut txn = pending(writer, stan, amount)?;
-    txn.fee_minor = fee.minor();
-    let batch = txn.card_identity.as_ref().map(CardIdentity::batch);
-    let UnitOutcome::Committed { txn_id: Some(id), .. } =
-        store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), vec![])).await?
-    else {
-        return Ok(false);
-    };
-    let rrn = format!("{:012}", id.rem_euclid(1_000_000_000_000));
-    let update = TxnUpdate {
-        id,
-        expected_version: 1,
-        kind: TxnKind::Sale,
-        expected_status: TxnStatus::Pending,
-        status: TxnStatus::Approved,
-        refunded_minor: 0,
-        settled: false,
-        response: Some(StoredAnswer {
+        response: StoredAnswer {
             response_code: Some("00".into()),
             time_hhmmss: Some("120000".into()),
             date_mmdd: Some("1122".into()),
@@ -90,19 +69,61 @@ async fn one_sale(store: &Store, writer: usize, stan: u32) -> Result<bool, Store
             auth_code: Some("123456".into()),
             balance: None,
             refund_request: None,
-        }),
-        rrn: Some(rrn),
-        auth_code: Some("123456".into()),
-        updated_at_ms: 0,
-        batch,
-    };
+        },
+        business_date: "2026-11-22".into(),
+        created_at_ms: 0,
+    })
+}
+
+/// The writers' shared id blocks: the current one and the one before it.
+#[derive(Default)]
+struct Blocks {
+    current: Vec<i64>,
+    next: usize,
+    previous: Option<Vec<i64>>,
+}
+
+impl Blocks {
+    /// The next id, reserving a block when the current one ran out. The block before the
+    /// current one is closed then: each writer has at most one sale in flight, and a whole block
+    /// was handed out since, so none of its sales is.
+    async fn take(blocks: &tokio::sync::Mutex<Blocks>, store: &Store) -> Result<ReservedId, StoreError> {
+        let mut blocks = blocks.lock().await;
+        if blocks.next == blocks.current.len() {
+            let unit = WriteUnit::ops(vec![WriteOp::ReserveTxnIds { count: BLOCK_IDS, at_ms: 0 }]);
+            let UnitOutcome::Committed { reserved_ids, .. } = store.commit(unit).await? else {
+                return Err(StoreError::Corrupt("no id block".into()));
+            };
+            if let Some(done) = blocks.previous.take() {
+                store.commit(close_id_block(done[0], &IdRanges::of(&done), "txn:", 0)).await?;
+            }
+            let used = std::mem::replace(&mut blocks.current, reserved_ids);
+            blocks.previous = Some(used).filter(|used| !used.is_empty());
+            blocks.next = 0;
+        }
+        let id = *blocks.current.get(blocks.next).ok_or(StoreError::Corrupt("an empty id block".into()))?;
+        blocks.next += 1;
+        Ok(ReservedId { id, block_id: blocks.current[0] })
+    }
+}
+
+/// One sale's commit. `Ok(false)`: the store refused it (counted as not done).
+async fn one_sale(
+    store: &Store,
+    blocks: &tokio::sync::Mutex<Blocks>,
+    writer: usize,
+    stan: u32,
+) -> Result<bool, StoreError> {
+    let amount = Money::from_minor(i64::from(stan % 9_000) + 100, Currency::CNY);
+    let fee = Money::from_minor(1, Currency::CNY);
+    let reserved = Blocks::take(blocks, store).await?;
+    let txn = approved(writer, stan, amount, fee, reserved.id)?;
     let merchant = MerchantId::parse(MERCHANT).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let reference = format!("card:R{writer:07}:000001:{stan:06}:020");
     let entry = sale_entry(&reference, &merchant, Channel::Card, amount, fee)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let outcome = store
-        .commit(WriteUnit::guarded(Guard::UpdateTxn(update), vec![WriteOp::PostEntry { entry, at_ms: 0 }]))
-        .await?;
+    let guard = Guard::InsertReservedTxn(Box::new(txn), reserved);
+    let outcome = store.commit(WriteUnit::guarded(guard, vec![WriteOp::PostEntry { entry, at_ms: 0 }])).await?;
     Ok(matches!(outcome, UnitOutcome::Committed { .. }))
 }
 
@@ -124,15 +145,17 @@ pub async fn run(store: &Store, writers: usize, duration: Duration) -> Result<Ra
     let micros_before = stats.commit_micros.load(Ordering::Relaxed);
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
+    let blocks = Arc::new(tokio::sync::Mutex::new(Blocks::default()));
     let started = Instant::now();
     let tasks: Vec<_> = (0..writers.max(1))
         .map(|writer| {
-            let (store, stop, done) = (store.clone(), Arc::clone(&stop), Arc::clone(&done));
+            let (store, stop, done, blocks) =
+                (store.clone(), Arc::clone(&stop), Arc::clone(&done), Arc::clone(&blocks));
             tokio::spawn(async move {
                 let mut stan = 0u32;
                 while !stop.load(Ordering::Relaxed) && stan < 999_999 {
                     stan += 1;
-                    if one_sale(&store, writer, stan).await? {
+                    if one_sale(&store, &blocks, writer, stan).await? {
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                 }

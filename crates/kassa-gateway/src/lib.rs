@@ -23,10 +23,11 @@
 //!
 //! **Exactly once** (`once`): a request's identity is (TID, batch, STAN, MTI class); an
 //! in-process lock per identity makes in-flight duplicates wait, and the store's unique index
-//! on the identity makes it hold across processes. A financial request is journaled as a
-//! `pending` transaction before the issuer is asked (that row is the issuer-request journal);
-//! the approval (status, RRN, auth code, stored answer) and its ledger entry are one write
-//! unit. Retransmissions replay the stored answer, re-MACed under the current keys.
+//! on the identity makes it hold across processes. A capture's issuer request goes out under a
+//! transaction id from a block journaled before (`handler/request_ids.rs`); its decision (status,
+//! RRN, auth code, stored answer) and its ledger entry are one write unit, an insert under that
+//! id, and a block's ids without a transaction are reversed at the issuer when it is closed.
+//! Retransmissions replay the stored answer, re-MACed under the current keys.
 //!
 //! **Invariant**: no PAN, track, PIN block or key reaches a log line: messages are logged
 //! through the codec's masked `Debug`, PANs are stored masked.

@@ -449,7 +449,7 @@ impl prometheus_client::collector::Collector for CommitMetrics {
         let units = ConstCounter::new(stats.units.load(Relaxed));
         units.encode(encoder.encode_descriptor(
             "kassa_store_commit_units",
-            "Write units in those batches (a card sale is two: its pending row, then its decision)",
+            "Write units in those batches (a card sale is one, its decision; a block of request ids two more)",
             None,
             units.metric_type(),
         )?)?;
