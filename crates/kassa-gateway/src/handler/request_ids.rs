@@ -1,5 +1,6 @@
 //! The ids a capture's issuer request is sent under: transaction ids the store reserved a block
-//! at a time (one commit per block, not per request) before any of them reaches the issuer, so
+//! at a time (one commit per block, not per request, and the next block reserved in the
+//! background while the current one still hands out ids) before any of them reaches the issuer, so
 //! the request is journaled before it is sent and its decision is one commit, an insert under
 //! its id. A block hands out ids for [`BLOCK_USE_MS`] at most; once the allocator moved on and
 //! its last request was decided, it is closed, which owes a reversal at the issuer for each id
@@ -82,8 +83,12 @@ struct Current {
 /// The allocator's state.
 struct Slot {
     current: Option<Current>,
-    /// The size of the next block.
+    /// The size of the next block reserved when none is ready.
     size: usize,
+    /// The next block, reserved in the background before the current one runs out.
+    ready: Option<Arc<Block>>,
+    /// Whether that reservation is under way.
+    reserving: bool,
 }
 
 /// Hands out request ids; see the module documentation.
@@ -107,7 +112,7 @@ impl RequestIds {
         RequestIds {
             store,
             clock,
-            slot: Mutex::new(Slot { current: None, size: BLOCK_IDS_MIN }),
+            slot: Mutex::new(Slot { current: None, size: BLOCK_IDS_MIN, ready: None, reserving: false }),
             closing,
             due: std::sync::Mutex::new(Some(due)),
         }
@@ -118,29 +123,62 @@ impl RequestIds {
         self.due.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
     }
 
-    /// The next request id, from the current block or from a block reserved now.
-    pub(super) async fn next(&self) -> Result<RequestNo, StoreError> {
+    /// The next request id: from the current block, else from the block reserved in the
+    /// background, else from a block reserved now.
+    pub(super) async fn next(self: &Arc<Self>) -> Result<RequestNo, StoreError> {
         let mut slot = self.slot.lock().await;
         let now_ms = self.clock.now_ms();
         if let Some(taken) = slot.current.as_mut().and_then(|current| Self::take(current, now_ms)) {
+            self.reserve_ahead(&mut slot, now_ms);
             return Ok(taken);
         }
         Self::retire_current(&mut slot);
-        let size = slot.size;
+        let block = match slot.ready.take().filter(|ready| now_ms - ready.reserved_at_ms < BLOCK_USE_MS) {
+            Some(ready) => ready,
+            None => self.reserve(slot.size, now_ms).await?,
+        };
+        let fresh = slot.current.insert(Current { block, next: 0 });
+        Self::take(fresh, now_ms).ok_or_else(|| StoreError::Corrupt("a fresh id block hands out nothing".into()))
+    }
+
+    /// Once half of the current block is handed out, reserves the next one in the background,
+    /// so that requests at a steady pace never wait for a reservation: twice as large when the
+    /// half went in less than half the block's time.
+    fn reserve_ahead(self: &Arc<Self>, slot: &mut Slot, now_ms: i64) {
+        let Some(current) = &slot.current else { return };
+        let len = current.block.ids.len();
+        if slot.reserving || slot.ready.is_some() || current.next * 2 < len {
+            return;
+        }
+        let fast = now_ms - current.block.reserved_at_ms < BLOCK_USE_MS / 2;
+        let size = if fast { len * 2 } else { len }.clamp(BLOCK_IDS_MIN, BLOCK_IDS_MAX);
+        slot.reserving = true;
+        let ids = Arc::clone(self);
+        tokio::spawn(async move {
+            let reserved = ids.reserve(size, ids.clock.now_ms()).await;
+            let mut slot = ids.slot.lock().await;
+            slot.reserving = false;
+            match reserved {
+                Ok(block) => slot.ready = Some(block),
+                Err(error) => tracing::warn!(%error, "cannot reserve the next id block ahead"),
+            }
+        });
+    }
+
+    /// Reserves a block of `size` ids, journaled before any of them is handed out.
+    async fn reserve(&self, size: usize, now_ms: i64) -> Result<Arc<Block>, StoreError> {
         let unit = WriteUnit::ops(vec![WriteOp::ReserveTxnIds { count: size, at_ms: now_ms }]);
         let ids = match self.store.commit(unit).await? {
             UnitOutcome::Committed { reserved_ids, .. } if reserved_ids.len() == size => reserved_ids,
             other => return Err(StoreError::Corrupt(format!("an id block of {size} came back as {other:?}"))),
         };
-        let block = Arc::new(Block {
+        Ok(Arc::new(Block {
             block_id: ids[0],
             ids,
             reserved_at_ms: now_ms,
             handed_out: AtomicUsize::new(0),
             closing: self.closing.clone(),
-        });
-        let fresh = slot.current.insert(Current { block, next: 0 });
-        Self::take(fresh, now_ms).ok_or_else(|| StoreError::Corrupt("a fresh id block hands out nothing".into()))
+        }))
     }
 
     /// Lets go of the current block once its time is over (or now, when `all`), so that it is
@@ -148,8 +186,13 @@ impl RequestIds {
     pub(super) async fn retire(&self, all: bool) {
         let mut slot = self.slot.lock().await;
         let now_ms = self.clock.now_ms();
-        if all || slot.current.as_ref().is_some_and(|current| now_ms - current.block.reserved_at_ms >= BLOCK_USE_MS) {
+        let expired = |block: &Block| all || now_ms - block.reserved_at_ms >= BLOCK_USE_MS;
+        if slot.current.as_ref().is_some_and(|current| expired(&current.block)) {
             Self::retire_current(&mut slot);
+        }
+        // A block reserved ahead and never used is closed with nothing handed out.
+        if slot.ready.as_deref().is_some_and(expired) {
+            slot.ready = None;
         }
     }
 
@@ -166,8 +209,8 @@ impl RequestIds {
     /// next one.
     fn retire_current(slot: &mut Slot) {
         if let Some(old) = slot.current.take() {
-            let used_up = old.next >= old.block.ids.len();
-            slot.size = if used_up { slot.size * 2 } else { slot.size / 2 }.clamp(BLOCK_IDS_MIN, BLOCK_IDS_MAX);
+            let len = old.block.ids.len();
+            slot.size = if old.next >= len { len * 2 } else { len / 2 }.clamp(BLOCK_IDS_MIN, BLOCK_IDS_MAX);
         }
     }
 

@@ -659,15 +659,15 @@ async fn a_request_left_pending_by_a_stopped_host_is_declined_and_reversed_at_th
 }
 
 /// A capture's issuer request goes out under an id from a block journaled before it (one
-/// commit per block); its decision is one insert under that id. Once the host lets go of a
-/// block and its requests are decided, the block is closed, owing nothing when every request
-/// was recorded.
+/// commit per block, the next one reserved once half of the current one is handed out); its
+/// decision is one insert under that id. Once the host lets go of a block and its requests are
+/// decided, the block is closed, owing nothing when every request was recorded.
 #[tokio::test]
 async fn captures_are_recorded_under_reserved_ids_and_their_blocks_closed() {
     let host = Host::start().await;
     let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
     let mut ids = Vec::new();
-    for amount in [100, 200, 300] {
+    for amount in (1..=9).map(|n| n * 100) {
         let sale = terminal.sale(amount, CARD, Some("123456"));
         let answer = terminal.exchange(&sale, true).await;
         assert_eq!(answer.code(), "00");
@@ -677,24 +677,33 @@ async fn captures_are_recorded_under_reserved_ids_and_their_blocks_closed() {
     let timed_out = terminal.exchange(&silent, true).await;
     assert_eq!(timed_out.code(), "98");
     ids.push(host.store.txns.txn_by_rrn(timed_out.rrn()).await.unwrap().unwrap().id);
-    let open = host.store.gateway().open_id_blocks(i64::MAX, 10).await.unwrap();
-    assert_eq!(open.len(), 1, "one block: {open:?}");
+    // Ten of the first block's 16 ids are handed out: the next block is reserved ahead.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let open = loop {
+        let open = host.store.gateway().open_id_blocks(i64::MAX, 10).await.unwrap();
+        if open.len() == 2 {
+            break open;
+        }
+        assert!(std::time::Instant::now() < deadline, "no block reserved ahead: {open:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let (first, last) = open[0].ranges.ranges()[0];
     assert!(ids.windows(2).all(|pair| pair[1] == pair[0] + 1), "consecutive ids: {ids:?}");
-    assert!(first == ids[0] && ids[3] <= last, "{ids:?} from {open:?}");
+    assert!(first == ids[0] && ids[9] <= last, "{ids:?} from {open:?}");
     // A retransmission is answered from the record: no new id, no issuer request.
     let mut repeat = silent.clone();
     repeat.set_mti(kassa_iso8583::Mti::parse("0201").unwrap());
     let repeat = terminal.exchange(&repeat, true).await;
     assert_eq!((repeat.code(), repeat.rrn()), ("98", timed_out.rrn()));
 
-    // The restarted host finds every block closed: the old one at the stop; only the timeout's
-    // reversal was owed.
+    // The restarted host finds every block closed at the stop, the one reserved ahead too;
+    // only the timeout's reversal was owed.
     let host = host.restart().await;
     assert!(host.store.gateway().open_id_blocks(i64::MAX, 10).await.unwrap().is_empty());
-    for (index, id) in ids.iter().enumerate() {
+    let (ahead, _) = open[1].ranges.ranges()[0];
+    for (index, id) in ids.iter().chain([&ahead]).enumerate() {
         let reversal = host.store.gateway().issuer_reversal(&format!("txn:{id}")).await.unwrap();
-        assert_eq!(reversal.map(|r| r.reason), (index == 3).then(|| "timeout".to_owned()), "txn {id}");
+        assert_eq!(reversal.map(|r| r.reason), (index == 9).then(|| "timeout".to_owned()), "txn {id}");
     }
     assert!(host.store.ledger.check().await.unwrap().is_sound());
     host.stop().await;
