@@ -22,7 +22,7 @@ use crate::codes::ResponseCode;
 use crate::directory::Directory;
 use crate::handler::common::{respond, two_digits};
 use crate::handler::contacts::Contacts;
-use crate::once::IdentityLocks;
+use crate::once::{IdentityLocks, StanMarks};
 use crate::sessions::{ActiveKeys, Sessions};
 use crate::{duration_ms, GatewayConfig, GatewayDeps, GatewayError, RefundApprovals};
 
@@ -69,6 +69,8 @@ pub(crate) struct Handler {
     sessions: Sessions,
     directory: Directory,
     locks: IdentityLocks,
+    /// The highest STAN recorded per terminal batch and MTI class, as this process knows it.
+    marks: StanMarks,
     /// The ids issuer requests are sent under, reserved a block at a time.
     request_ids: Arc<request_ids::RequestIds>,
     /// Sign-ins and echoes heard, written for the fleet page in the background.
@@ -103,6 +105,7 @@ impl Handler {
             clock: deps.clock,
             approvals: deps.refund_approvals,
             locks: IdentityLocks::default(),
+            marks: StanMarks::default(),
             contacts: Arc::default(),
             business_day: config.business_day,
             issuer_timeout: duration_ms(config.issuer_timeout_ms),

@@ -1,6 +1,8 @@
 //! Exactly once, in process: one lock per request identity, so a duplicate that arrives while
 //! its original is being processed waits for it. Across processes the store's unique index on
 //! the identity decides; this only saves the second process's duplicate a wasted issuer call.
+//! And the highest STAN recorded per terminal batch and MTI class ([`StanMarks`]), so that a
+//! new request, the common case, is known new without a read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -36,6 +38,54 @@ impl IdentityLocks {
             }
         };
         crate::budget::paused(lock.lock_owned()).await
+    }
+}
+
+/// Terminal batches and MTI classes remembered before all are forgotten (each is read again
+/// once, at its next request).
+const MARKS_MAX: usize = 65_536;
+
+/// Per terminal batch and MTI class, the highest STAN recorded as far as this process knows (read
+/// from the store at the first request, raised by every record this process makes). A first
+/// transmission (not a repeat MTI) above it was never recorded by this process, nor before it
+/// started: it needs no read to know it is no retransmission. A terminal's STANs rise, so that
+/// is nearly every request; a repeat, a STAN that wrapped or went back, is looked up. Another
+/// process on the same database may have recorded it meanwhile: the store's identity index
+/// refuses the second record, and the caller reverses its issuer request.
+#[derive(Debug, Default)]
+pub(crate) struct StanMarks {
+    marks: Mutex<HashMap<(String, u32, String), u32>>,
+}
+
+impl StanMarks {
+    fn key(identity: &CardIdentity) -> (String, u32, String) {
+        (identity.terminal_id.as_str().to_owned(), identity.batch_no.value(), identity.mti_class.clone())
+    }
+
+    /// Whether `identity`'s STAN is above its batch and class's mark; `None` when no mark is
+    /// known yet (see [`StanMarks::learn`]).
+    pub(crate) fn above(&self, identity: &CardIdentity) -> Option<bool> {
+        let marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        marks.get(&Self::key(identity)).map(|&mark| identity.stan.value() > mark)
+    }
+
+    /// Remembers the highest STAN the store holds for `identity`'s batch and class (0: none).
+    pub(crate) fn learn(&self, identity: &CardIdentity, highest: u32) {
+        self.raise(identity, highest);
+    }
+
+    /// Remembers that `identity` was recorded.
+    pub(crate) fn recorded(&self, identity: &CardIdentity) {
+        self.raise(identity, identity.stan.value());
+    }
+
+    fn raise(&self, identity: &CardIdentity, stan: u32) {
+        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        if marks.len() >= MARKS_MAX && !marks.contains_key(&Self::key(identity)) {
+            marks.clear();
+        }
+        let mark = marks.entry(Self::key(identity)).or_insert(stan);
+        *mark = (*mark).max(stan);
     }
 }
 
@@ -81,6 +131,23 @@ mod tests {
         assert!(!waiting.is_finished(), "the duplicate must wait");
         drop(held);
         tokio::time::timeout(Duration::from_secs(1), waiting).await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_stan_is_new_above_its_batch_and_class_mark() {
+        let marks = StanMarks::default();
+        assert_eq!(marks.above(&identity(5)), None, "nothing known: read");
+        marks.learn(&identity(1), 4);
+        assert_eq!(marks.above(&identity(5)), Some(true));
+        assert_eq!(marks.above(&identity(4)), Some(false));
+        marks.recorded(&identity(9));
+        assert_eq!(marks.above(&identity(9)), Some(false), "recorded here");
+        assert_eq!(marks.above(&identity(10)), Some(true));
+        // Learning an older mark never lowers it; other batches and classes have their own.
+        marks.learn(&identity(1), 2);
+        assert_eq!(marks.above(&identity(9)), Some(false));
+        assert_eq!(marks.above(&CardIdentity::new("10000001", 2, 1, "020").unwrap()), None);
+        assert_eq!(marks.above(&CardIdentity::new("10000001", 1, 1, "040").unwrap()), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use crate::core::queries::SqlReads;
+use crate::core::records::CardIdentity;
 use crate::core::unit::{Guard, Statement, WriteOp, WriteUnit};
 use crate::core::value::{params, Row};
 use crate::StoreError;
@@ -65,6 +66,8 @@ pub trait GatewayStore: Send + Sync {
     /// Who credited the offline sale of this terminal identity (`upload:<txn id>` or
     /// `correction:<id>`), if anyone did.
     async fn offline_credit(&self, terminal_id: &str, batch_no: u32, stan: u32) -> Result<Option<String>, StoreError>;
+    /// The highest STAN recorded in a terminal's batch for an MTI class, if any.
+    async fn highest_stan(&self, identity: &CardIdentity) -> Result<Option<u32>, StoreError>;
     /// Id blocks still open that were reserved before `reserved_before_ms`, oldest first, at
     /// most `limit` (crash recovery: the host that reserved them stopped).
     async fn open_id_blocks(&self, reserved_before_ms: i64, limit: i64) -> Result<Vec<IdBlockRecord>, StoreError>;
@@ -216,6 +219,18 @@ impl GatewayStore for SqlReads {
             |row| row.int(0),
         )
         .await
+    }
+
+    async fn highest_stan(&self, identity: &CardIdentity) -> Result<Option<u32>, StoreError> {
+        let highest = self
+            .one(
+                "SELECT MAX(stan) FROM transactions WHERE terminal_id = $1 AND batch_no = $2 AND mti_class = $3",
+                &params![identity.terminal_id.as_str(), identity.batch_no.value(), identity.mti_class.as_str()],
+                |row| row.opt_int(0),
+            )
+            .await?
+            .flatten();
+        highest.map(|stan| u32::try_from(stan).map_err(|_| StoreError::Corrupt(format!("STAN {stan}")))).transpose()
     }
 
     async fn open_id_blocks(&self, reserved_before_ms: i64, limit: i64) -> Result<Vec<IdBlockRecord>, StoreError> {

@@ -53,7 +53,12 @@ impl Handler {
     ) -> Result<Inserted, GatewayError> {
         debug_assert!(txn.card_identity.is_some(), "a card request is inserted under its identity");
         let digest = txn.content_digest.clone();
-        match self.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), ops)).await? {
+        let identity = txn.card_identity.clone();
+        let outcome = self.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(txn)), ops)).await?;
+        if let Some(identity) = identity.filter(|_| matches!(outcome, UnitOutcome::Committed { .. })) {
+            self.marks.recorded(&identity);
+        }
+        match outcome {
             UnitOutcome::Committed { txn_id: Some(id), .. } => Ok(Inserted::New(id)),
             UnitOutcome::Duplicate { existing_txn_id: Some(id) } => {
                 let existing = self.stored_txn(id).await?;

@@ -44,6 +44,9 @@ impl Handler {
             let placeholder = Self::reversed_placeholder(ctx, kind, identity);
             let outcome =
                 self.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(placeholder)), vec![])).await?;
+            if matches!(outcome, UnitOutcome::Committed { .. }) {
+                self.marks.recorded(identity);
+            }
             return Ok(matches!(outcome, UnitOutcome::Committed { .. }));
         };
         let original = self.settled_state_of(original).await?;

@@ -49,9 +49,12 @@ impl Handler {
         let digest = Self::digest(request, card.pan.expose_digits());
         let _held = self.locks.lock(&identity).await;
         // A retransmission is answered from its record before anything reaches the issuer
-        // (under the identity's lock: a retransmission this process is deciding waits here).
-        if let Some(answer) = self.replay_if_seen(request, &identity, &digest).await? {
-            return Ok(answer);
+        // (under the identity's lock: a retransmission this process is deciding waits here); a
+        // first transmission above its batch's highest STAN is known new without a read.
+        if !self.known_new(request, &identity).await? {
+            if let Some(answer) = self.replay_if_seen(request, &identity, &digest).await? {
+                return Ok(answer);
+            }
         }
         let pin_block = match self.zone_pin_block(ctx, &card.pan) {
             Ok(block) => block,
@@ -83,6 +86,20 @@ impl Handler {
         };
         let decision = self.ask_issuer(&issuer_request).await;
         self.record_decision(ctx, &capture, decision).await
+    }
+
+    /// Whether `request` is known to be no retransmission without reading its identity: a first
+    /// transmission (not a repeat MTI) above its batch and class's highest STAN ([`StanMarks`]).
+    async fn known_new(&self, request: &Message, identity: &CardIdentity) -> Result<bool, GatewayError> {
+        if request.mti().as_str().ends_with('1') {
+            return Ok(false);
+        }
+        if let Some(above) = self.marks.above(identity) {
+            return Ok(above);
+        }
+        let highest = self.store.gateway().highest_stan(identity).await?.unwrap_or(0);
+        self.marks.learn(identity, highest);
+        Ok(identity.stan.value() > highest)
     }
 
     async fn ask_issuer(&self, issuer_request: &AuthoriseRequest) -> Decision {
@@ -133,7 +150,11 @@ impl Handler {
             created_at_ms: self.clock.now_ms(),
         };
         let ops = self.decision_ops(ctx, capture, &decision)?;
-        match self.commit_decision(capture, code, txn, ops).await {
+        let outcome = self.commit_decision(capture, code, txn, ops).await;
+        if matches!(outcome, Ok(UnitOutcome::Committed { .. } | UnitOutcome::Duplicate { .. })) {
+            self.marks.recorded(&capture.identity);
+        }
+        match outcome {
             Ok(UnitOutcome::Committed { .. }) => {}
             Ok(UnitOutcome::Duplicate { existing_txn_id: Some(existing) }) => {
                 // Another process recorded this identity while the issuer decided ours (the

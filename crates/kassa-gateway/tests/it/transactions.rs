@@ -748,6 +748,59 @@ async fn a_decision_after_its_block_was_closed_is_not_recorded() {
     host.stop().await;
 }
 
+/// A first transmission above the highest STAN this process knows is sent to the issuer without
+/// a read. When another process recorded the same identity meanwhile, the store refuses the
+/// second record: this process's issuer request is reversed and the terminal hears the
+/// recorded transaction's answer (`94` here: other content).
+#[tokio::test]
+async fn a_request_another_process_recorded_meanwhile_is_reversed_at_the_issuer() {
+    use kassa_store::{CardIdentity, Guard, NewTxn, WriteUnit};
+    let host = Host::start().await;
+    let mut terminal = signed_in(&host, DEVICE_TERMINAL).await;
+    let sale = terminal.sale(100, CARD, Some("123456"));
+    assert_eq!(terminal.exchange(&sale, true).await.code(), "00");
+    // Another host process records the terminal's next STAN.
+    let next = CardIdentity::new(DEVICE_TERMINAL, 1, terminal.stan + 1, "020").unwrap();
+    let elsewhere = NewTxn {
+        kind: TxnKind::Sale,
+        status: TxnStatus::Declined,
+        channel: Channel::Card,
+        merchant_id: crate::harness::MERCHANT.into(),
+        card_identity: Some(next.clone()),
+        out_trade_no: None,
+        rrn: None,
+        auth_code: None,
+        amount_minor: 999,
+        currency: Currency::CNY,
+        fee_minor: 0,
+        pan_masked: Some("622202*********0128".into()),
+        content_digest: "other content".into(),
+        original_id: None,
+        response: StoredAnswer::with_code("51"),
+        business_date: "2026-11-22".into(),
+        created_at_ms: 1_000,
+    };
+    host.store.commit(WriteUnit::guarded(Guard::InsertTxn(Box::new(elsewhere)), vec![])).await.unwrap();
+    let sale = terminal.sale(200, CARD, Some("123456"));
+    assert_eq!(terminal.stan, next.stan.value());
+    assert_eq!(terminal.exchange(&sale, true).await.code(), "94");
+    // Its issuer request, the block's second id, is reversed at the issuer.
+    let blocks = host.store.gateway().open_id_blocks(i64::MAX, 10).await.unwrap();
+    let request = format!("txn:{}", blocks[0].ranges.ranges()[0].0 + 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let reversal = host.store.gateway().issuer_reversal(&request).await.unwrap();
+        if reversal.as_ref().is_some_and(|r| r.done_at_ms.is_some()) {
+            assert_eq!(reversal.unwrap().reason, "unrecorded");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{request} never reversed: {reversal:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(host.store.txns.txn_by_card_identity(&next).await.unwrap().unwrap().amount_minor, 999);
+    host.stop().await;
+}
+
 /// The id blocks a host that stopped left open are closed by the next start's recovery sweep:
 /// each id without a transaction is reversed at the issuer (it may have approved it), the
 /// recorded one is not.
