@@ -223,6 +223,12 @@ pub(crate) trait Exec: Send {
             self.query("SELECT closed_at_ms FROM gateway_id_blocks WHERE block_id = $1", &params![block_id]).await?;
         Ok(matches!(rows.first().map(|row| row.opt_int(0)), Some(Ok(None))))
     }
+    /// [`Exec::hold_id_block`] as a statement sent with the guards (it changes one row when the
+    /// block is open), where a round trip of its own would cost more than the statement
+    /// (PostgreSQL); `None`: [`Exec::hold_id_block`] is called instead.
+    fn id_block_fence(&self, _block_id: i64) -> Option<Statement> {
+        None
+    }
     /// Writes `planned` as if one statement after another, in order, and returns how many rows
     /// each changed. The default is one statement each ([`Planned::into_statement`]); a backend
     /// whose statements are costly (PostgreSQL) writes rows of a kind together where that
@@ -495,15 +501,25 @@ async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<Un
             _ => None,
         })
         .collect();
+    // The whole batch fails when a block is closed, then each unit alone: only the late ones
+    // fail again.
+    let closed = |block_id: i64| {
+        StoreError::Conflict(format!(
+            "id block {block_id} is closed: its requests without a transaction are reversed at the issuer"
+        ))
+    };
+    let mut planned = Vec::new();
+    let mut fenced = Vec::new();
     for block_id in blocks {
-        if !exec.hold_id_block(block_id).await? {
-            // The whole batch fails, then each unit alone: only the late ones fail again.
-            return Err(StoreError::Conflict(format!(
-                "id block {block_id} is closed: its requests without a transaction are reversed at the issuer"
-            )));
+        match exec.id_block_fence(block_id) {
+            Some(fence) => {
+                planned.push(Planned::Statement(fence));
+                fenced.push(block_id);
+            }
+            None if exec.hold_id_block(block_id).await? => {}
+            None => return Err(closed(block_id)),
         }
     }
-    let mut planned = Vec::new();
     let mut guarded = Vec::new();
     for index in (0..units.len()).filter(admitted) {
         let Some(guard) = &units[index].guard else { continue };
@@ -519,10 +535,14 @@ async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<Un
         guarded.push((index, txn_id));
     }
     let changed = exec.execute_planned(planned).await?;
-    if changed.len() != guarded.len() {
+    if changed.len() != fenced.len() + guarded.len() {
         return Err(StoreError::Corrupt("a guard's outcome is missing".into()));
     }
-    for ((index, txn_id), rows) in guarded.into_iter().zip(changed) {
+    let (fences, changed) = changed.split_at(fenced.len());
+    if let Some((&block_id, _)) = fenced.iter().zip(fences).find(|(_, &rows)| rows == 0) {
+        return Err(closed(block_id));
+    }
+    for ((index, txn_id), &rows) in guarded.into_iter().zip(changed) {
         outcomes[index] = match (&units[index].guard, rows) {
             (Some(Guard::InsertTxn(txn) | Guard::InsertReservedTxn(txn, _)), 0) => {
                 UnitOutcome::Duplicate { existing_txn_id: existing_txn(exec, txn).await? }

@@ -362,12 +362,14 @@ impl Exec for PgWriter {
         Ok(())
     }
 
-    async fn hold_id_block(&mut self, block_id: i64) -> Result<bool, StoreError> {
+    fn id_block_fence(&self, block_id: i64) -> Option<Statement> {
         // FOR SHARE: writers inserting under the block at once do not wait for each other; its
-        // close (an UPDATE) waits for them, and one that committed first is seen.
-        let sql = "SELECT closed_at_ms FROM gateway_id_blocks WHERE block_id = $1 FOR SHARE";
-        let rows = self.query(sql, &[Value::Int(block_id)]).await?;
-        Ok(matches!(rows.first().map(|row| row.opt_int(0)), Some(Ok(None))))
+        // close (an UPDATE) waits for them, and one that committed first is seen. Sent with the
+        // guards, in their round trip; its row count (1: open) is checked before the commit.
+        Some(Statement {
+            sql: "SELECT 1 FROM gateway_id_blocks WHERE block_id = $1 AND closed_at_ms IS NULL FOR SHARE",
+            params: vec![Value::Int(block_id)],
+        })
     }
 
     async fn next_ids(&mut self, sequence: Sequence, count: usize) -> Result<Vec<i64>, StoreError> {
