@@ -26,7 +26,7 @@ use serde::Serialize;
 const MERCHANT: &str = "898100000000002";
 
 /// Units the workload commits per sale: the approval (a block's reservation and close are
-/// shared by its [`BLOCK_IDS`] sales).
+/// shared by its `BLOCK_IDS` sales).
 pub const UNITS_PER_SALE: usize = 1;
 
 /// Ids per reserved block: the gateway's largest, which a host under load reaches.
