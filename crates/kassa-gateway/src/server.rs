@@ -301,7 +301,7 @@ impl Server {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), GatewayError> {
-        self.handler.start_background(shutdown.clone());
+        let background = self.handler.start_background(shutdown.clone());
         let mut warnings = Warnings::new();
         let mut backoff_ms = ACCEPT_BACKOFF_FIRST_MS;
         loop {
@@ -390,6 +390,7 @@ impl Server {
         // Every connection holds a permit until its last answer is written.
         let all = u32::try_from(self.config.connections_max).unwrap_or(u32::MAX);
         let _ = self.connections.acquire_many(all).await;
+        background.finish().await;
         Ok(())
     }
 

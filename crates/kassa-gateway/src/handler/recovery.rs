@@ -44,11 +44,15 @@ impl Handler {
         }
     }
 
-    /// Retries the issuer reversals still owed (after a crash or a failed attempt) and writes
-    /// the contacts heard, until `shutdown` (then the contacts once more).
-    pub(crate) fn start_background(&self, shutdown: CancellationToken) {
-        let (contacts, store, stop) = (Arc::clone(&self.contacts), self.store.clone(), shutdown.clone());
-        tokio::spawn(async move {
+    /// Retries the issuer reversals still owed (after a crash or a failed attempt) until
+    /// `shutdown`; writes the contacts heard and closes the id blocks whose requests were
+    /// decided until [`Background::finish`] (then once more each: the server finishes them
+    /// after the last connection has answered, so nothing a request left is lost at a stop).
+    pub(crate) fn start_background(&self, shutdown: CancellationToken) -> Background {
+        let finishing = CancellationToken::new();
+        let mut tasks = Vec::with_capacity(2);
+        let (contacts, store, stop) = (Arc::clone(&self.contacts), self.store.clone(), finishing.clone());
+        tasks.push(tokio::spawn(async move {
             loop {
                 let stopping = tokio::select! {
                     () = stop.cancelled() => true,
@@ -59,10 +63,10 @@ impl Handler {
                     return;
                 }
             }
-        });
+        }));
         if let Some(due) = self.request_ids.take_due() {
             let (ids, store, clock) = (Arc::clone(&self.request_ids), self.store.clone(), Arc::clone(&self.clock));
-            tokio::spawn(close_blocks(ids, due, store, clock, shutdown.clone()));
+            tasks.push(tokio::spawn(close_blocks(ids, due, store, clock, finishing.clone())));
         }
         let reverser = self.reverser();
         tokio::spawn(async move {
@@ -74,6 +78,7 @@ impl Handler {
                 }
             }
         });
+        Background { finishing, tasks }
     }
     pub(super) async fn reverse_at_issuer(&self, request_id: RequestId, txn_id: Option<i64>, reason: &str) {
         let at_ms = self.clock.now_ms();
@@ -90,10 +95,31 @@ impl Handler {
     }
 }
 
+/// The background tasks that must finish before a stop returns.
+#[must_use = "a stop must finish the background, or id blocks are left open"]
+pub(crate) struct Background {
+    finishing: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Writes the contacts heard and closes every id block, then returns. Called once no
+    /// request can be in flight any more.
+    pub(crate) async fn finish(self) {
+        self.finishing.cancel();
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a background task of the host failed");
+            }
+        }
+    }
+}
+
 /// Closes each id block once its requests are decided (see `request_ids`), and lets go of a
-/// block whose time is over when no request comes to move the allocator on. On shutdown the
-/// current block and those already due are closed; a block still in use then is left to the
-/// recovery sweep of the next start.
+/// block whose time is over when no request comes to move the allocator on. When finishing,
+/// the current block and those already due are closed; a block whose request is still in
+/// flight then (a stop that did not wait for its connections) is left to the recovery sweep
+/// of the next start.
 async fn close_blocks(
     ids: Arc<RequestIds>,
     mut due: mpsc::Receiver<Closing>,
