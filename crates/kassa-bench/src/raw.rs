@@ -122,8 +122,9 @@ async fn one_sale(
     let reference = format!("card:R{writer:07}:000001:{stan:06}:020");
     let entry = sale_entry(&reference, &merchant, Channel::Card, amount, fee)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let entry = WriteOp::PostTxnEntry { entry, txn_id: reserved.id, at_ms: 0 };
     let guard = Guard::InsertReservedTxn(Box::new(txn), reserved);
-    let outcome = store.commit(WriteUnit::guarded(guard, vec![WriteOp::PostEntry { entry, at_ms: 0 }])).await?;
+    let outcome = store.commit(WriteUnit::guarded(guard, vec![entry])).await?;
     Ok(matches!(outcome, UnitOutcome::Committed { .. }))
 }
 

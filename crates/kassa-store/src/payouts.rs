@@ -174,7 +174,8 @@ pub trait PayoutStore: Send + Sync {
     /// The merchant payable accounts `(merchant, currency)` that have an entry made before
     /// `cutoff_ms` no payout took, at most `limit`.
     async fn accounts_owed(&self, cutoff_ms: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError>;
-    /// The entries of `account_key` made before `cutoff_ms` that no payout took (payouts' own
+    /// The entries of the merchant payable account `account_key` (none for an account of
+    /// another kind) made before `cutoff_ms` that no payout took (payouts' own
     /// entries excepted), by id after `after_entry_id`, at most `limit`.
     async fn unclaimed_entries(
         &self,
@@ -278,7 +279,8 @@ impl PayoutStore for SqlReads {
     async fn accounts_owed(&self, cutoff_ms: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
         let sql = "SELECT a.owner, a.currency FROM ledger_accounts a WHERE a.kind = 'merchant_payable' \
                    AND EXISTS (SELECT 1 FROM ledger_postings p JOIN ledger_entries e ON e.id = p.entry_id \
-                   WHERE p.account_key = a.account_key AND e.kind <> 'payout' AND e.created_at_ms < $1 \
+                   WHERE p.account_key = a.account_key AND p.account_key LIKE 'merchant_payable:%' \
+                   AND e.kind <> 'payout' AND e.created_at_ms < $1 \
                    AND NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.entry_id = p.entry_id \
                    AND i.account_key = p.account_key)) \
                    ORDER BY a.owner, a.currency LIMIT $2";
@@ -293,7 +295,8 @@ impl PayoutStore for SqlReads {
         limit: i64,
     ) -> Result<Vec<i64>, StoreError> {
         let sql = "SELECT DISTINCT p.entry_id FROM ledger_postings p JOIN ledger_entries e ON e.id = p.entry_id \
-                   WHERE p.account_key = $1 AND e.kind <> 'payout' AND e.created_at_ms < $2 AND p.entry_id > $3 \
+                   WHERE p.account_key = $1 AND p.account_key LIKE 'merchant_payable:%' AND e.kind <> 'payout' \
+                   AND e.created_at_ms < $2 AND p.entry_id > $3 \
                    AND NOT EXISTS (SELECT 1 FROM payout_items i WHERE i.entry_id = p.entry_id \
                    AND i.account_key = p.account_key) ORDER BY p.entry_id LIMIT $4";
         self.all(sql, &params![account_key, cutoff_ms, after_entry_id, limit], |row| row.int(0)).await

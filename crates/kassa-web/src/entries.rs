@@ -3,7 +3,7 @@
 //! template partial, `templates/entries.html`, which a page includes inside its own
 //! `{% for entry in entries %}`.
 
-use kassa_store::StoredEntry;
+use kassa_store::{Store, StoreError, StoredEntry};
 
 use crate::format::{money, word, Words};
 use crate::i18n::Lang;
@@ -58,6 +58,27 @@ pub fn entry_view(lang: Lang, entry: &StoredEntry, currency: &str) -> EntryView 
     }
 }
 
+/// The entries posted under `references` or for the transactions `txn_ids` (a card capture's
+/// entry is found by its transaction, not its reference), oldest first, at most `max`.
+pub async fn entries_about(
+    store: &Store,
+    references: &[String],
+    txn_ids: &[i64],
+    max: usize,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    let mut entries = Vec::new();
+    for reference in references {
+        entries.extend(store.ledger.entries_for(reference).await?);
+    }
+    for txn_id in txn_ids {
+        entries.extend(store.ledger.entries_of_txn(*txn_id).await?);
+    }
+    entries.sort_by_key(|entry| entry.id);
+    entries.dedup_by_key(|entry| entry.id);
+    entries.truncate(max);
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +89,7 @@ mod tests {
             id: 7,
             kind: "sale".into(),
             reference: "card:1".into(),
+            txn_id: None,
             created_at_ms: 0,
             postings: vec![("a".into(), 1250), ("b".into(), -1250)],
         };

@@ -260,6 +260,8 @@ fn card_tests(host: &Host, database_url: Option<&str>) {
     // The host checks 10000003's refund password: the test reverses its sale instead of voiding.
     let (_, reversed) = admin.card_test("10000003", "approved", "3.00");
     contains_all(&reversed, &["Approved 3.00 CNY and cancelled at once", "Reversed (0400)"]);
+    // Both entries: the sale's (found by its transaction) and its reversal's (by reference).
+    contains_all(&reversed, &[":020</p>", ":020:reversal</p>"]);
     let rows = card_rows(host, database_url, "10000003");
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("sale", "reversed"));

@@ -215,10 +215,11 @@ impl Handler {
         if approved && capture.kind.is_capture() {
             let merchant = &ctx.terminal.merchant_id;
             let entry = self.sale_entry(&ledger_reference(identity), merchant, capture.amount, capture.fee)?;
-            ops.push(WriteOp::PostEntry { entry, at_ms: ctx.now_ms });
+            // Found by its transaction, whose id grows with time, not by its reference.
+            ops.push(WriteOp::PostTxnEntry { entry, txn_id: capture.request_no.txn_id(), at_ms: ctx.now_ms });
         }
         debug_assert_eq!(
-            ops.iter().filter(|op| matches!(op, WriteOp::PostEntry { .. })).count(),
+            ops.iter().filter(|op| matches!(op, WriteOp::PostEntry { .. } | WriteOp::PostTxnEntry { .. })).count(),
             usize::from(approved && capture.kind.is_capture()),
             "an approved capture posts exactly one entry; nothing else does"
         );

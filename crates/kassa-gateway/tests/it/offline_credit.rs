@@ -39,6 +39,7 @@ async fn an_offline_sale_credited_by_a_correction_is_not_credited_again_when_upl
     assert_eq!(payable(&host).await, -696, "credited once, by the correction");
     let reference = format!("card:{DEVICE_TERMINAL}:000001:{stan:06}:022");
     assert!(host.store.ledger.entries_for(&reference).await.unwrap().is_empty());
+    assert!(host.store.ledger.entries_of_txn(txn.id).await.unwrap().is_empty());
     // Its retransmission replays the answer and credits nothing.
     assert_eq!(terminal.exchange(&corrected, true).await.code(), "00");
     assert_eq!(payable(&host).await, -696);

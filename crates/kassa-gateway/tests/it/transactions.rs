@@ -54,8 +54,12 @@ async fn sign_in_then_an_approved_sale_is_durable_with_its_fee() {
     assert_eq!(txn.pan_masked.as_deref(), Some("622202*********0128"));
     let identity = txn.card_identity.clone().unwrap();
     let reference = format!("card:{}:{:06}:{:06}:020", identity.terminal_id, identity.batch_no, identity.stan);
-    let entries = host.store.ledger.entries_for(&reference).await.unwrap();
+    // Found by its transaction (the id the issuer request went under), posted under the
+    // request's reference.
+    let entries = host.store.ledger.entries_of_txn(txn.id).await.unwrap();
     assert_eq!(entries.len(), 1);
+    assert_eq!((entries[0].reference.as_str(), entries[0].txn_id), (reference.as_str(), Some(txn.id)));
+    assert!(host.store.ledger.entries_for(&reference).await.unwrap().is_empty(), "not in the index by reference");
     assert!(entries[0].postings.iter().any(|(_, minor)| *minor == -60), "fee income credited");
     assert!(host.store.ledger.check().await.unwrap().is_sound());
     host.stop().await;

@@ -102,6 +102,16 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "request_id_blocks",
         sql: include_str!("../../migrations/sqlite/0024_request_id_blocks.sql"),
     },
+    Migration {
+        version: 25,
+        name: "payable_postings_index",
+        sql: include_str!("../../migrations/sqlite/0025_payable_postings_index.sql"),
+    },
+    Migration {
+        version: 26,
+        name: "entries_by_txn",
+        sql: include_str!("../../migrations/sqlite/0026_entries_by_txn.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -187,6 +197,16 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 24,
         name: "request_id_blocks",
         sql: include_str!("../../migrations/postgres/0024_request_id_blocks.sql"),
+    },
+    Migration {
+        version: 25,
+        name: "payable_postings_index",
+        sql: include_str!("../../migrations/postgres/0025_payable_postings_index.sql"),
+    },
+    Migration {
+        version: 26,
+        name: "entries_by_txn",
+        sql: include_str!("../../migrations/postgres/0026_entries_by_txn.sql"),
     },
 ];
 

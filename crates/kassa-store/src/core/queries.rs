@@ -191,6 +191,34 @@ impl SqlReads {
         self.one(&format!("SELECT {TXN_COLUMNS} FROM transactions WHERE {condition}"), params, txn).await
     }
 
+    /// The entries matching `condition` (on `e`, the entry), with their postings, oldest first.
+    async fn entries_where(&self, condition: &str, params: &[Value]) -> Result<Vec<StoredEntry>, StoreError> {
+        let sql = format!(
+            "SELECT e.id, e.kind, e.reference, e.created_at_ms, e.txn_id, p.account_key, p.amount_minor \
+             FROM ledger_entries e JOIN ledger_postings p ON p.entry_id = e.id \
+             WHERE {condition} ORDER BY e.id, p.line"
+        );
+        let rows = self.reader.query(&sql, params).await?;
+        let mut entries: Vec<StoredEntry> = Vec::new();
+        for row in &rows {
+            let id = row.int(0)?;
+            if entries.last().is_none_or(|e| e.id != id) {
+                entries.push(StoredEntry {
+                    id,
+                    kind: row.text(1)?,
+                    reference: row.text(2)?,
+                    created_at_ms: row.int(3)?,
+                    txn_id: row.opt_int(4)?,
+                    postings: Vec::new(),
+                });
+            }
+            if let Some(entry) = entries.last_mut() {
+                entry.postings.push((row.text(5)?, row.int(6)?));
+            }
+        }
+        Ok(entries)
+    }
+
     async fn count(&self, table: &str) -> Result<i64, StoreError> {
         let rows = self.reader.query(&format!("SELECT COUNT(*) FROM {table}"), &[]).await?;
         rows.first().map(|r| r.int(0)).transpose().map(|c| c.unwrap_or(0))
@@ -370,32 +398,11 @@ impl LedgerStore for SqlReads {
     }
 
     async fn entries_for(&self, reference: &str) -> Result<Vec<StoredEntry>, StoreError> {
-        let rows = self
-            .reader
-            .query(
-                "SELECT e.id, e.kind, e.reference, e.created_at_ms, p.account_key, p.amount_minor \
-                 FROM ledger_entries e JOIN ledger_postings p ON p.entry_id = e.id \
-                 WHERE e.reference = $1 ORDER BY e.id, p.line",
-                &params![reference],
-            )
-            .await?;
-        let mut entries: Vec<StoredEntry> = Vec::new();
-        for row in &rows {
-            let id = row.int(0)?;
-            if entries.last().is_none_or(|e| e.id != id) {
-                entries.push(StoredEntry {
-                    id,
-                    kind: row.text(1)?,
-                    reference: row.text(2)?,
-                    postings: Vec::new(),
-                    created_at_ms: row.int(3)?,
-                });
-            }
-            if let Some(entry) = entries.last_mut() {
-                entry.postings.push((row.text(4)?, row.int(5)?));
-            }
-        }
-        Ok(entries)
+        self.entries_where("e.reference = $1 AND e.txn_id IS NULL", &params![reference]).await
+    }
+
+    async fn entries_of_txn(&self, txn_id: i64) -> Result<Vec<StoredEntry>, StoreError> {
+        self.entries_where("e.txn_id = $1", &params![txn_id]).await
     }
 
     async fn check(&self) -> Result<LedgerCheck, StoreError> {

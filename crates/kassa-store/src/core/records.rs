@@ -518,6 +518,8 @@ pub struct StoredEntry {
     pub kind: String,
     /// Reference.
     pub reference: String,
+    /// The transaction it accounts for, when it was posted with one.
+    pub txn_id: Option<i64>,
     /// Postings: account key and signed minor units.
     pub postings: Vec<(String, i64)>,
     /// Creation time, Unix milliseconds.

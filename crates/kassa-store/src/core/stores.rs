@@ -63,8 +63,13 @@ pub trait LedgerStore: Send + Sync {
     async fn balance(&self, account_key: &str) -> Result<i64, StoreError>;
     /// Every account with its cached balance.
     async fn balances(&self) -> Result<Vec<(String, i64)>, StoreError>;
-    /// The entries about a reference, oldest first.
+    /// The entries posted under a reference that account for no transaction of their own,
+    /// oldest first. A card capture's entry is found by its transaction instead
+    /// ([`LedgerStore::entries_of_txn`]).
     async fn entries_for(&self, reference: &str) -> Result<Vec<StoredEntry>, StoreError>;
+    /// The entries that account for the transaction `txn_id` (posted with
+    /// [`crate::WriteOp::PostTxnEntry`]), oldest first.
+    async fn entries_of_txn(&self, txn_id: i64) -> Result<Vec<StoredEntry>, StoreError>;
     /// Recomputes every balance from the postings and checks every entry balances.
     async fn check(&self) -> Result<LedgerCheck, StoreError>;
 }

@@ -68,6 +68,17 @@ pub enum WriteOp {
         /// Creation time, Unix milliseconds.
         at_ms: i64,
     },
+    /// Post a balanced journal entry that accounts for the transaction `txn_id` (the one the
+    /// same unit records under an id reserved before): found by that transaction
+    /// ([`crate::LedgerStore::entries_of_txn`]), not by its reference, which no index holds for it.
+    PostTxnEntry {
+        /// The entry.
+        entry: JournalEntry,
+        /// The transaction it accounts for.
+        txn_id: i64,
+        /// Creation time, Unix milliseconds.
+        at_ms: i64,
+    },
     /// Update another transaction (e.g. mark the original of a void as voided).
     UpdateTxn(TxnUpdate),
     /// Append to the audit log (the committer chains it).
@@ -162,7 +173,9 @@ impl WriteUnit {
                 .iter()
                 .map(|op| match op {
                     // The entry, its postings and one balance row per posting.
-                    WriteOp::PostEntry { entry, .. } => 1 + 2 * entry.postings().len(),
+                    WriteOp::PostEntry { entry, .. } | WriteOp::PostTxnEntry { entry, .. } => {
+                        1 + 2 * entry.postings().len()
+                    }
                     _ => 1,
                 })
                 .sum::<usize>()
@@ -247,8 +260,8 @@ pub(crate) enum Planned<'a> {
     InsertTxn { id: i64, txn: &'a NewTxn },
     /// A guarded transaction update: changes nothing when the version moved on.
     UpdateTxn(&'a TxnUpdate),
-    /// A journal entry's row.
-    Entry { id: i64, entry: &'a JournalEntry, at_ms: i64 },
+    /// A journal entry's row, with the transaction it accounts for, if any.
+    Entry { id: i64, entry: &'a JournalEntry, at_ms: i64, txn_id: Option<i64> },
     /// A change of an account's cached balance (created at zero if new); at most one per
     /// account in a batch.
     Balance { account_key: String, account: &'a kassa_ledger::Account, delta_minor: i64 },
@@ -277,7 +290,7 @@ impl Planned<'_> {
         match self {
             Planned::InsertTxn { id, txn } => insert_txn_statement(id, txn),
             Planned::UpdateTxn(update) => update_txn_statement(update),
-            Planned::Entry { id, entry, at_ms } => entry_statement(id, entry, at_ms),
+            Planned::Entry { id, entry, at_ms, txn_id } => entry_statement(id, entry, at_ms, txn_id),
             Planned::Balance { account_key, account, delta_minor } => {
                 balance_statement(account_key, account, delta_minor)
             }
@@ -286,6 +299,17 @@ impl Planned<'_> {
             }
             Planned::BatchVersion { key, bump } => batch_version_statement(&key, bump),
             Planned::Statement(statement) => statement,
+        }
+    }
+}
+
+impl WriteOp {
+    /// A journal entry to post: the entry, its time and the transaction it accounts for.
+    fn entry(&self) -> Option<(&JournalEntry, i64, Option<i64>)> {
+        match self {
+            WriteOp::PostEntry { entry, at_ms } => Some((entry, *at_ms, None)),
+            WriteOp::PostTxnEntry { entry, txn_id, at_ms } => Some((entry, *at_ms, Some(*txn_id))),
+            _ => None,
         }
     }
 }
@@ -318,8 +342,7 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
     let mut outcomes = check_guards(exec, units).await?;
     let passed: Vec<(usize, &WriteUnit)> =
         units.iter().enumerate().filter(|(i, _)| matches!(outcomes[*i], UnitOutcome::Committed { .. })).collect();
-    let entry_count =
-        passed.iter().flat_map(|(_, u)| &u.ops).filter(|op| matches!(op, WriteOp::PostEntry { .. })).count();
+    let entry_count = passed.iter().flat_map(|(_, u)| &u.ops).filter(|op| op.entry().is_some()).count();
     let mut entry_ids = exec.next_ids(Sequence::LedgerEntries, entry_count).await?.into_iter();
     let mut audit_head = None;
     // The versions of the batches written to first: a close later in this batch (a module
@@ -333,12 +356,12 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
     let mut balances: BTreeMap<String, (&kassa_ledger::Account, i64)> = BTreeMap::new();
     for (index, unit) in passed {
         for op in &unit.ops {
-            if let WriteOp::PostEntry { entry, at_ms } = op {
+            if let Some((entry, at_ms, txn_id)) = op.entry() {
                 let id = entry_ids.next().ok_or_else(|| StoreError::Corrupt("ledger entry ids ran out".into()))?;
                 if let UnitOutcome::Committed { entry_ids, .. } = &mut outcomes[index] {
                     entry_ids.push(id);
                 }
-                planned.push(Planned::Entry { id, entry, at_ms: *at_ms });
+                planned.push(Planned::Entry { id, entry, at_ms, txn_id });
                 expectations.push((Expect::Any, ""));
                 for (line, posting) in entry.postings().iter().enumerate() {
                     let key = posting.account.key();
@@ -735,10 +758,10 @@ fn batch_version_statement(key: &BatchKey, bump: i64) -> Statement {
     )
 }
 
-fn entry_statement(id: i64, entry: &JournalEntry, at_ms: i64) -> Statement {
+fn entry_statement(id: i64, entry: &JournalEntry, at_ms: i64, txn_id: Option<i64>) -> Statement {
     statement(
-        "INSERT INTO ledger_entries (id, kind, reference, created_at_ms) VALUES ($1, $2, $3, $4)",
-        params![id, entry.kind().as_str(), entry.reference(), at_ms].to_vec(),
+        "INSERT INTO ledger_entries (id, kind, reference, created_at_ms, txn_id) VALUES ($1, $2, $3, $4, $5)",
+        params![id, entry.kind().as_str(), entry.reference(), at_ms, txn_id].to_vec(),
     )
 }
 
@@ -764,7 +787,7 @@ async fn op_statement(
     audit_head: &mut Option<(i64, String)>,
 ) -> Result<(Statement, Expect), StoreError> {
     Ok(match op {
-        WriteOp::PostEntry { .. } | WriteOp::ReserveTxnIds { .. } => {
+        WriteOp::PostEntry { .. } | WriteOp::PostTxnEntry { .. } | WriteOp::ReserveTxnIds { .. } => {
             return Err(StoreError::Corrupt("journal entries and id blocks are planned separately".into()))
         }
         WriteOp::UpdateTxn(update) => (update_txn_statement(update), Expect::SomeRow),

@@ -450,6 +450,40 @@ pub async fn reserved_ids_are_journaled_closed_and_fenced(db: &TestDb) {
     assert!(db.store.ledger.check().await.unwrap().is_sound());
 }
 
+/// A capture's entry is posted with its transaction's id and found by it; every other entry
+/// is found by its reference; the two never mix.
+pub async fn entries_are_found_by_their_transaction_or_their_reference(db: &TestDb) {
+    seed(db, &[]).await;
+    let reserve = WriteUnit::ops(vec![WriteOp::ReserveTxnIds { count: 2, at_ms: 5_000 }]);
+    let UnitOutcome::Committed { reserved_ids: ids, .. } = db.store.commit(reserve).await.unwrap() else { panic!() };
+    let WriteOp::PostEntry { entry, at_ms } = sale("card:10000001:000001:000007:020", 700) else { panic!() };
+    let linked = WriteOp::PostTxnEntry { entry, txn_id: ids[0], at_ms };
+    let reserved = ReservedId { id: ids[0], block_id: ids[0] };
+    let unit = WriteUnit::guarded(
+        Guard::InsertReservedTxn(Box::new(card_txn("10000001", 7, 700, "approved")), reserved),
+        vec![linked, sale("refund:7", 100)],
+    );
+    // In one batch with an unlinked entry under the same reference.
+    let results =
+        db.commit_as_one_batch(vec![unit, WriteUnit::ops(vec![sale("card:10000001:000001:000007:020", 5)])]).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    let ledger = &db.store.ledger;
+    let of_txn = ledger.entries_of_txn(ids[0]).await.unwrap();
+    assert_eq!(of_txn.len(), 1, "{of_txn:?}");
+    assert_eq!(
+        (of_txn[0].reference.as_str(), of_txn[0].txn_id, of_txn[0].postings.len()),
+        ("card:10000001:000001:000007:020", Some(ids[0]), 3)
+    );
+    let by_reference = ledger.entries_for("card:10000001:000001:000007:020").await.unwrap();
+    assert_eq!(by_reference.len(), 1, "the unlinked one only: {by_reference:?}");
+    assert_eq!(by_reference[0].txn_id, None);
+    assert_ne!(by_reference[0].id, of_txn[0].id);
+    assert_eq!(ledger.entries_for("refund:7").await.unwrap().len(), 1, "posted beside a linked entry, unlinked");
+    assert!(ledger.entries_of_txn(ids[1]).await.unwrap().is_empty());
+    assert!(ledger.check().await.unwrap().is_sound());
+}
+
 /// The stored form of an id block's ids.
 #[test]
 fn id_ranges_round_trip_and_refuse_garbage() {
@@ -463,6 +497,7 @@ fn id_ranges_round_trip_and_refuse_garbage() {
 
 kassa_store::both_backends!(
     reserved_ids_are_journaled_closed_and_fenced,
+    entries_are_found_by_their_transaction_or_their_reference,
     audit_records_committed_at_once_make_one_chain,
     duplicates_inside_one_batch,
     a_version_conflict_among_successful_updates,

@@ -40,7 +40,7 @@ use kassa_store::{AuditEvent, CardIdentity, TerminalRecord, WriteOp, WriteUnit};
 use serde::{Deserialize, Serialize};
 
 use crate::card_probe::{CardProbe, CardRun, CardStep, CardStepKind, CardTest, ProbeError, TestCard};
-use crate::entries::{entry_view, EntryView};
+use crate::entries::{entries_about, entry_view, EntryView};
 use crate::format::money;
 use crate::i18n::Lang;
 use crate::page::{format_time_ms, render, see_other, Chrome, PageError, Posted, Viewer};
@@ -649,15 +649,12 @@ async fn result(
             badge: step.badge.clone(),
         })
         .collect();
-    let mut entries = Vec::new();
-    for reference in &record.references {
-        for entry in state.store.ledger.entries_for(reference).await? {
-            if entries.len() < ENTRIES_MAX {
-                entries.push(entry_view(lang, &entry, &record.currency));
-            }
-        }
-    }
-    let txns = transactions_of(&state, &record, lang).await?;
+    let (txns, txn_ids) = transactions_of(&state, &record, lang).await?;
+    let entries = entries_about(&state.store, &record.references, &txn_ids, ENTRIES_MAX)
+        .await?
+        .iter()
+        .map(|entry| entry_view(lang, entry, &record.currency))
+        .collect();
     let again = if viewer.is_institution() {
         format!("/test-transaction?merchant={}", record.merchant_id)
     } else {
@@ -681,13 +678,20 @@ async fn result(
 }
 
 /// The run's transactions as they stand now.
-async fn transactions_of(state: &WebState, record: &RunRecord, lang: Lang) -> Result<Vec<TxnLink>, PageError> {
-    let mut links = Vec::new();
+/// The run's transactions as links, and the ids of its card transactions (whose entries are
+/// found by them).
+async fn transactions_of(
+    state: &WebState,
+    record: &RunRecord,
+    lang: Lang,
+) -> Result<(Vec<TxnLink>, Vec<i64>), PageError> {
+    let (mut links, mut ids) = (Vec::new(), Vec::new());
     if record.kind == "card" {
         for (batch, stan) in &record.card_requests {
             // An identity that does not parse names no stored request.
             let Ok(identity) = CardIdentity::new(&record.terminal_id, *batch, *stan, "020") else { continue };
             if let Some(txn) = state.store.txns.txn_by_card_identity(&identity).await? {
+                ids.push(txn.id);
                 links.push(TxnLink {
                     href: format!("/transactions/card/{}", txn.id),
                     what: lang.t2(
@@ -708,7 +712,7 @@ async fn transactions_of(state: &WebState, record: &RunRecord, lang: Lang) -> Re
             status: word(lang, "transactions-status", trade.status.as_str()),
         });
     }
-    Ok(links)
+    Ok((links, ids))
 }
 
 /// A stored word (a kind, a status) in the viewer's language, as the transactions pages name it;

@@ -20,7 +20,7 @@ use kassa_store::refund_requests::RefundRequestQuery;
 use kassa_store::{AuditRecord, Store};
 use serde::Deserialize;
 
-use crate::entries::{entry_view, EntryView};
+use crate::entries::{entries_about, entry_view, EntryView};
 use crate::format::{self, money, word, Words};
 use crate::i18n::Lang;
 use crate::page::{encode_component, format_time_ms, render, Chrome, PageError, Viewer};
@@ -496,18 +496,12 @@ async fn entries_of(
     store: &Store,
     lang: Lang,
     references: &[String],
+    txn_ids: &[i64],
     currency: &str,
 ) -> Result<Vec<EntryView>, PageError> {
-    let mut entries = Vec::new();
-    for reference in references {
-        for entry in store.ledger.entries_for(reference).await? {
-            if entries.len() as i64 >= DETAIL_ROWS_MAX {
-                break;
-            }
-            entries.push(entry_view(lang, &entry, currency));
-        }
-    }
-    Ok(entries)
+    let max = usize::try_from(DETAIL_ROWS_MAX).unwrap_or(usize::MAX);
+    let entries = entries_about(store, references, txn_ids, max).await?;
+    Ok(entries.iter().map(|entry| entry_view(lang, entry, currency)).collect())
 }
 
 /// Refund requests of a payment (by its reference), as refund rows, with their audit targets.
@@ -605,7 +599,7 @@ async fn card_detail(
             identity.terminal_id, identity.batch_no, identity.stan, identity.mti_class
         ));
     }
-    let entries = entries_of(store, lang, &references, txn.currency.code()).await?;
+    let entries = entries_of(store, lang, &references, &[txn.id], txn.currency.code()).await?;
     let mut refunds = Vec::new();
     let mut targets = vec![format!("txn:{}", txn.id)];
     for follow_id in store.web().follow_ups(txn.id, DETAIL_ROWS_MAX).await? {
@@ -672,7 +666,7 @@ async fn qr_detail(
     let qr_refunds = store.qr().refunds_of(trade.id, DETAIL_ROWS_MAX).await?;
     let mut references = vec![trade.reference.clone()];
     references.extend(qr_refunds.iter().map(|refund| refund.refund_reference.clone()));
-    let entries = entries_of(store, lang, &references, currency).await?;
+    let entries = entries_of(store, lang, &references, &[], currency).await?;
     let mut refunds: Vec<RefundView> = qr_refunds
         .iter()
         .map(|refund| RefundView {

@@ -197,8 +197,8 @@ const UPDATE_TXNS: &str = "UPDATE transactions t SET status = u.status, refunded
      WHERE t.id = u.id AND t.version = u.expected_version AND t.terminal_id IS NOT DISTINCT FROM u.terminal_id \
      AND t.batch_no IS NOT DISTINCT FROM u.batch_no RETURNING t.id";
 
-const INSERT_ENTRIES: &str = "INSERT INTO ledger_entries (id, kind, reference, created_at_ms) \
-     SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])";
+const INSERT_ENTRIES: &str = "INSERT INTO ledger_entries (id, kind, reference, created_at_ms, txn_id) \
+     SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[])";
 
 const UPSERT_BALANCES: &str = "INSERT INTO ledger_accounts (account_key, kind, owner, currency, balance_minor) \
      SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[]) \
@@ -308,15 +308,17 @@ pub(crate) fn bind<'p>(step: &Step, planned: &'p [Planned<'p>]) -> Result<Option
             SetStatement { sql: UPDATE_TXNS, params, reports: Reports::Ids }
         }
         Step::Entries(indices) => {
-            let entries: Vec<(i64, &kassa_ledger::JournalEntry, i64)> = rows(indices, planned, |write| match write {
-                Planned::Entry { id, entry, at_ms } => Some((*id, *entry, *at_ms)),
-                _ => None,
-            })?;
+            let entries: Vec<(i64, &kassa_ledger::JournalEntry, i64, Option<i64>)> =
+                rows(indices, planned, |write| match write {
+                    Planned::Entry { id, entry, at_ms, txn_id } => Some((*id, *entry, *at_ms, *txn_id)),
+                    _ => None,
+                })?;
             let params = vec![
-                column(entries.iter().map(|(id, _, _)| *id).collect::<Vec<_>>()),
-                column(entries.iter().map(|(_, e, _)| e.kind().as_str()).collect::<Vec<_>>()),
-                column(entries.iter().map(|(_, e, _)| e.reference()).collect::<Vec<_>>()),
-                column(entries.iter().map(|(_, _, at_ms)| *at_ms).collect::<Vec<_>>()),
+                column(entries.iter().map(|(id, ..)| *id).collect::<Vec<_>>()),
+                column(entries.iter().map(|(_, e, ..)| e.kind().as_str()).collect::<Vec<_>>()),
+                column(entries.iter().map(|(_, e, ..)| e.reference()).collect::<Vec<_>>()),
+                column(entries.iter().map(|(_, _, at_ms, _)| *at_ms).collect::<Vec<_>>()),
+                column(entries.iter().map(|(.., txn_id)| *txn_id).collect::<Vec<_>>()),
             ];
             SetStatement { sql: INSERT_ENTRIES, params, reports: Reports::EveryRow }
         }
