@@ -165,6 +165,26 @@ pub fn close_id_block(block_id: i64, handed_out: &IdRanges, request_prefix: &str
     WriteUnit::guarded(Guard::Statement(close), owe)
 }
 
+/// Closed id blocks deleted per prune.
+pub const ID_BLOCKS_PRUNED_MAX: i64 = 1_000;
+
+/// Deletes up to [`ID_BLOCKS_PRUNED_MAX`] id blocks closed before `closed_before_ms`, oldest
+/// first. Open blocks stay, and so does the highest block ever reserved, closed or not: ids are
+/// drawn past it (SQLite's writer starts its counter after the highest reserved id), so an id
+/// an issuer may have heard of is never reused. A transaction under a deleted block's id is
+/// refused, as under a closed one.
+pub fn prune_id_blocks(closed_before_ms: i64) -> WriteUnit {
+    WriteUnit::ops(vec![WriteOp::Statement {
+        statement: Statement {
+            sql: "DELETE FROM gateway_id_blocks WHERE block_id IN (SELECT block_id FROM gateway_id_blocks \
+                  WHERE closed_at_ms < $1 AND block_id < (SELECT MAX(block_id) FROM gateway_id_blocks) \
+                  ORDER BY block_id LIMIT $2)",
+            params: params![closed_before_ms, ID_BLOCKS_PRUNED_MAX].to_vec(),
+        },
+        may_change_nothing: true,
+    }])
+}
+
 fn working_keys(row: &Row) -> Result<WorkingKeysRecord, StoreError> {
     Ok(WorkingKeysRecord {
         terminal_id: row.text(0)?,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use kassa_issuer::{Clock, IssuerConnector, RequestId};
-use kassa_store::gateway::close_id_block;
+use kassa_store::gateway::{close_id_block, prune_id_blocks};
 use kassa_store::{Guard, Store, TxnRecord, UnitOutcome, WriteUnit};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,9 @@ const REVERSALS_PER_SWEEP_MAX: i64 = 100;
 const REVERSAL_SWEEP_MS: u64 = 30_000;
 /// Attempts at an issuer reversal right after it was journaled; the sweep retries the rest.
 const REVERSAL_ATTEMPTS_MAX: u32 = 3;
+/// How long a closed id block is kept (for the operator looking into a request id; the issuer
+/// reversals it owed are journaled apart).
+const ID_BLOCKS_KEPT_MS: i64 = 3_600_000;
 /// Added to twice the issuer timeout before a pending request counts as abandoned.
 const STALE_MARGIN_MS: i64 = 5_000;
 
@@ -245,6 +248,10 @@ impl IssuerReverser {
 
     pub(super) async fn sweep(&self) {
         self.close_abandoned_blocks().await;
+        let prune = prune_id_blocks(self.clock.now_ms() - ID_BLOCKS_KEPT_MS);
+        if let Err(error) = self.store.commit(prune).await {
+            tracing::warn!(%error, "cannot prune the closed id blocks");
+        }
         self.recover_pending().await;
         match self.store.gateway().issuer_reversals_owed(REVERSALS_PER_SWEEP_MAX).await {
             Ok(owed) => {

@@ -228,18 +228,22 @@ pub(crate) trait Exec: Send {
     async fn lock_audit_chain(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
-    /// Whether the id block `block_id` is open, held so until the transaction ends: a close
-    /// waits for the transaction, and one that came first is seen. Where one transaction
-    /// writes at a time (SQLite) reading it is enough.
-    async fn hold_id_block(&mut self, block_id: i64) -> Result<bool, StoreError> {
-        let rows =
-            self.query("SELECT closed_at_ms FROM gateway_id_blocks WHERE block_id = $1", &params![block_id]).await?;
+    /// Whether the id block `block_id` is open and reaches `highest_id`, held so until the
+    /// transaction ends: a close waits for the transaction, and one that came first is seen.
+    /// Where one transaction writes at a time (SQLite) reading it is enough.
+    async fn hold_id_block(&mut self, block_id: i64, highest_id: i64) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "SELECT closed_at_ms FROM gateway_id_blocks WHERE block_id = $1 AND last_id >= $2",
+                &params![block_id, highest_id],
+            )
+            .await?;
         Ok(matches!(rows.first().map(|row| row.opt_int(0)), Some(Ok(None))))
     }
     /// [`Exec::hold_id_block`] as a statement sent with the guards (it changes one row when the
     /// block is open), where a round trip of its own would cost more than the statement
     /// (PostgreSQL); `None`: [`Exec::hold_id_block`] is called instead.
-    fn id_block_fence(&self, _block_id: i64) -> Option<Statement> {
+    fn id_block_fence(&self, _block_id: i64, _highest_id: i64) -> Option<Statement> {
         None
     }
     /// Writes `planned` as if one statement after another, in order, and returns how many rows
@@ -517,29 +521,39 @@ async fn check_guards(exec: &mut dyn Exec, units: &[WriteUnit]) -> Result<Vec<Un
     let inserts =
         (0..units.len()).filter(admitted).filter(|&i| matches!(units[i].guard, Some(Guard::InsertTxn(_)))).count();
     let mut txn_ids = exec.next_ids(Sequence::Transactions, inserts).await?.into_iter();
-    let blocks: std::collections::BTreeSet<i64> = (0..units.len())
-        .filter(admitted)
-        .filter_map(|i| match &units[i].guard {
-            Some(Guard::InsertReservedTxn(_, reserved)) => Some(reserved.block_id),
-            _ => None,
-        })
-        .collect();
+    // Each block with the highest id its units insert under: a block holds the ids from its
+    // first (its id) to its last, so an id below the block's is not one of its ids, and one
+    // above is refused by the check of the block.
+    let mut blocks: BTreeMap<i64, i64> = BTreeMap::new();
+    for index in (0..units.len()).filter(admitted) {
+        if let Some(Guard::InsertReservedTxn(_, reserved)) = &units[index].guard {
+            if reserved.id < reserved.block_id {
+                return Err(StoreError::Conflict(format!(
+                    "id {} is not of id block {}",
+                    reserved.id, reserved.block_id
+                )));
+            }
+            let highest = blocks.entry(reserved.block_id).or_insert(reserved.id);
+            *highest = (*highest).max(reserved.id);
+        }
+    }
     // The whole batch fails when a block is closed, then each unit alone: only the late ones
     // fail again.
     let closed = |block_id: i64| {
         StoreError::Conflict(format!(
-            "id block {block_id} is closed: its requests without a transaction are reversed at the issuer"
+            "id block {block_id} is closed (its requests without a transaction are reversed at the issuer), \
+             or does not hold the id"
         ))
     };
     let mut planned = Vec::new();
     let mut fenced = Vec::new();
-    for block_id in blocks {
-        match exec.id_block_fence(block_id) {
+    for (block_id, highest_id) in blocks {
+        match exec.id_block_fence(block_id, highest_id) {
             Some(fence) => {
                 planned.push(Planned::Statement(fence));
                 fenced.push(block_id);
             }
-            None if exec.hold_id_block(block_id).await? => {}
+            None if exec.hold_id_block(block_id, highest_id).await? => {}
             None => return Err(closed(block_id)),
         }
     }

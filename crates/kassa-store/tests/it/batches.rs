@@ -6,6 +6,8 @@ use kassa_domain::{Channel, Currency, MerchantId, Money, TxnKind, TxnStatus};
 use kassa_ledger::{sale_entry, Account};
 use kassa_store::testing::TestDb;
 use kassa_store::*;
+
+use crate::lean_writes::number;
 use serde_json::json;
 
 const MID: &str = "898100000000001";
@@ -408,6 +410,13 @@ pub async fn reserved_ids_are_journaled_closed_and_fenced(db: &TestDb) {
     assert_eq!(open.len(), 1);
     assert_eq!((open[0].block_id, open[0].reserved_at_ms), (block_id, 5_000));
     assert!(gateway.open_id_blocks(5_000, 10).await.unwrap().is_empty(), "reserved at 5,000, not before");
+    // An id past the block's last, or before its first, is not of the block: refused.
+    for id in [ids[3] + 1, block_id - 1] {
+        let stranger =
+            Guard::InsertReservedTxn(Box::new(card_txn("10000001", 90, 100, "approved")), ReservedId { id, block_id });
+        let refused = db.store.commit(WriteUnit::guarded(stranger, vec![])).await;
+        assert!(matches!(refused, Err(StoreError::Conflict(_))), "{id}: {refused:?}");
+    }
     // Another insert never takes a reserved id.
     let UnitOutcome::Committed { txn_id: Some(other), .. } =
         db.store.commit(insert(card_txn("10000001", 1, 100, "approved"), vec![])).await.unwrap()
@@ -448,6 +457,37 @@ pub async fn reserved_ids_are_journaled_closed_and_fenced(db: &TestDb) {
     assert!(matches!(results[0], Ok(UnitOutcome::Committed { .. })), "{results:?}");
     assert!(matches!(results[1], Err(StoreError::Conflict(_))), "{results:?}");
     assert!(db.store.ledger.check().await.unwrap().is_sound());
+
+    // Pruned: closed blocks go, open ones and the highest stay; ids are drawn past the highest,
+    // and an insert under a pruned block is refused as under a closed one.
+    let UnitOutcome::Committed { reserved_ids: second, .. } = db.store.commit(reserve(2)).await.unwrap() else {
+        panic!()
+    };
+    let second_close = gateway::close_id_block(second[0], &gateway::IdRanges::of(&second), "txn:", 6_000);
+    assert!(matches!(db.store.commit(second_close).await.unwrap(), UnitOutcome::Committed { .. }));
+    let UnitOutcome::Committed { reserved_ids: third, .. } = db.store.commit(reserve(2)).await.unwrap() else {
+        panic!()
+    };
+    let blocks = "SELECT COUNT(*) FROM gateway_id_blocks";
+    assert_eq!(number(db, blocks).await, 3);
+    db.store.commit(gateway::prune_id_blocks(6_000)).await.unwrap();
+    assert_eq!(number(db, blocks).await, 3, "closed at 6,000, not before");
+    db.store.commit(gateway::prune_id_blocks(i64::MAX)).await.unwrap();
+    assert_eq!(number(db, blocks).await, 1, "the open one stays");
+    let third_close = gateway::close_id_block(third[0], &gateway::IdRanges::of(&third), "txn:", 7_000);
+    assert!(matches!(db.store.commit(third_close).await.unwrap(), UnitOutcome::Committed { .. }));
+    db.store.commit(gateway::prune_id_blocks(i64::MAX)).await.unwrap();
+    assert_eq!(number(db, blocks).await, 1, "the highest stays, closed");
+    let late = db.store.commit(insert_reserved(6, 3)).await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    // A store opened afresh (SQLite's writer reads its id counter from the database) too.
+    let reopened = Store::open(&db.url, StoreOptions::default()).await.unwrap();
+    let UnitOutcome::Committed { txn_id: Some(next), .. } =
+        reopened.commit(insert(card_txn("10000001", 7, 100, "approved"), vec![])).await.unwrap()
+    else {
+        panic!()
+    };
+    assert!(next > third[1], "{next} after {third:?}");
 }
 
 /// A capture's entry is posted with its transaction's id and found by it; every other entry

@@ -63,7 +63,7 @@ fn approval(id: i64, stan: u32) -> WriteUnit {
 }
 
 /// One number from the database behind `db`, read outside the store.
-async fn number(db: &TestDb, sql: &str) -> i64 {
+pub(crate) async fn number(db: &TestDb, sql: &str) -> i64 {
     match db.url.strip_prefix("sqlite://") {
         Some(path) => {
             let conn = rusqlite::Connection::open(path).unwrap();

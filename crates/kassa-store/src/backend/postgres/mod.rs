@@ -362,13 +362,14 @@ impl Exec for PgWriter {
         Ok(())
     }
 
-    fn id_block_fence(&self, block_id: i64) -> Option<Statement> {
+    fn id_block_fence(&self, block_id: i64, highest_id: i64) -> Option<Statement> {
         // FOR SHARE: writers inserting under the block at once do not wait for each other; its
         // close (an UPDATE) waits for them, and one that committed first is seen. Sent with the
         // guards, in their round trip; its row count (1: open) is checked before the commit.
         Some(Statement {
-            sql: "SELECT 1 FROM gateway_id_blocks WHERE block_id = $1 AND closed_at_ms IS NULL FOR SHARE",
-            params: vec![Value::Int(block_id)],
+            sql: "SELECT 1 FROM gateway_id_blocks WHERE block_id = $1 AND last_id >= $2 AND closed_at_ms IS NULL \
+                  FOR SHARE",
+            params: vec![Value::Int(block_id), Value::Int(highest_id)],
         })
     }
 
