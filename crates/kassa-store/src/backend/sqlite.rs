@@ -715,7 +715,7 @@ pub(crate) async fn commit_as_one_batch(path: &Path, units: Vec<WriteUnit>) -> V
 }
 
 /// Page cache of the writer connection. The card sale's writes touch a few hundred pages (the
-/// right edge of each index, one leaf per busy terminal in the two indexes keyed by terminal),
+/// right edge of each index, one leaf per busy terminal in the card identity's index),
 /// and the OS's page cache holds the rest of the file: measured with `kassa bench` (64
 /// terminals), 2, 8 and 32 MiB commit at the same rate. A bigger cache would only grow the host's
 /// memory when something reads widely in the writer (nothing on the hot paths does: a batch

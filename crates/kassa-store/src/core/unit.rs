@@ -362,8 +362,15 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
         for op in &unit.ops {
             if let Some((entry, at_ms, txn_id)) = op.entry() {
                 let id = entry_ids.next().ok_or_else(|| StoreError::Corrupt("ledger entry ids ran out".into()))?;
-                if let UnitOutcome::Committed { entry_ids, .. } = &mut outcomes[index] {
-                    entry_ids.push(id);
+                let UnitOutcome::Committed { entry_ids, txn_id: inserted, .. } = &mut outcomes[index] else {
+                    return Err(StoreError::Corrupt("an entry of a unit that was not written".into()));
+                };
+                entry_ids.push(id);
+                // An entry accounts for a transaction its own unit writes, never another's.
+                if txn_id.is_some_and(|txn_id| *inserted != Some(txn_id) && !unit_updates(unit, txn_id)) {
+                    return Err(StoreError::Corrupt(format!(
+                        "an entry for transaction {txn_id:?}, which its unit does not write"
+                    )));
                 }
                 planned.push(Planned::Entry { id, entry, at_ms, txn_id });
                 expectations.push((Expect::Any, ""));
@@ -418,6 +425,12 @@ pub(crate) async fn apply_units(exec: &mut dyn Exec, units: &[WriteUnit]) -> Res
         }
     }
     Ok(outcomes)
+}
+
+/// Whether `unit` updates the transaction `txn_id`.
+fn unit_updates(unit: &WriteUnit, txn_id: i64) -> bool {
+    matches!(&unit.guard, Some(Guard::UpdateTxn(update)) if update.id == txn_id)
+        || unit.ops.iter().any(|op| matches!(op, WriteOp::UpdateTxn(update) if update.id == txn_id))
 }
 
 /// How many writes of decided transactions the units that are written make to each batch: an

@@ -521,6 +521,11 @@ pub async fn entries_are_found_by_their_transaction_or_their_reference(db: &Test
     assert_ne!(by_reference[0].id, of_txn[0].id);
     assert_eq!(ledger.entries_for("refund:7").await.unwrap().len(), 1, "posted beside a linked entry, unlinked");
     assert!(ledger.entries_of_txn(ids[1]).await.unwrap().is_empty());
+    // Never for a transaction the unit does not write.
+    let WriteOp::PostEntry { entry, at_ms } = sale("card:10000001:000001:000008:020", 800) else { panic!() };
+    let stray = db.store.commit(WriteUnit::ops(vec![WriteOp::PostTxnEntry { entry, txn_id: ids[0], at_ms }])).await;
+    assert!(matches!(stray, Err(StoreError::Corrupt(_))), "{stray:?}");
+    assert_eq!(ledger.entries_of_txn(ids[0]).await.unwrap().len(), 1);
     assert!(ledger.check().await.unwrap().is_sound());
 }
 
