@@ -12,12 +12,13 @@
 //! ([`crate::commits::CommitsReport::sales_per_commit`]), or from the raw phase's batches
 //! ([`sales_per_commit_from_raw`]) when the host's could not be read.
 //!
-//! One writer commits `sales_per_commit` sales per transaction, back to back, until the time is
-//! up. That is the best any group commit can do at that batch size: a batch arrives the moment
-//! the previous one is durable, with no queueing and no coordination. Several writers would
-//! measure a committer instead (and SQLite admits one writer at a time anyway). On PostgreSQL
-//! each table gets one set-based `INSERT … SELECT FROM unnest(…)` per batch, the cheapest way
-//! to send many rows without COPY. The same drivers as the store (rusqlite with its bundled
+//! As many writers as the host's store has (SQLite one, PostgreSQL
+//! [`kassa_store::POSTGRES_WRITERS`], each on its own connection) commit `sales_per_commit` sales
+//! per transaction each, back to back, until the time is up. That is the best any group commit
+//! can do at that batch size with that many writers: a batch arrives the moment the writer's
+//! previous one is durable, with no queueing and no coordination. On PostgreSQL each table gets
+//! one set-based `INSERT … SELECT FROM unnest(…)` per batch, the cheapest way to send many rows
+//! without COPY. The same drivers as the store (rusqlite with its bundled
 //! SQLite, tokio-postgres through the store's TLS-aware connector) keep the comparison fair.
 
 use std::path::Path;
@@ -46,6 +47,8 @@ pub struct PhysicalReport {
     pub sales_per_commit_from: Option<BatchSizeFrom>,
     /// Mean time of one batch's transaction, first insert to durable commit, milliseconds.
     pub commit_ms_mean: f64,
+    /// Writers committing at once, each its own batches (the host store's count).
+    pub writers: u64,
     /// SQLite only: the CPU time of the phase (the database engine runs in the otherwise idle
     /// bench process) per sale, microseconds: the least CPU a durable sale costs here.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,18 +93,25 @@ struct Totals {
 }
 
 impl Totals {
+    fn add(&mut self, other: Totals) {
+        self.sales += other.sales;
+        self.batches += other.batches;
+        self.batch_micros += other.batch_micros;
+    }
+
     fn add_batch(&mut self, sales: usize, elapsed: Duration) {
         self.sales += sales as u64;
         self.batches += 1;
         self.batch_micros += u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     }
 
-    fn report(&self, sales_per_commit: usize, elapsed: Duration) -> PhysicalReport {
+    fn report(&self, sales_per_commit: usize, writers: usize, elapsed: Duration) -> PhysicalReport {
         PhysicalReport {
             sales_per_s: self.sales as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
             sales_per_commit: sales_per_commit as u64,
             sales_per_commit_from: None,
             commit_ms_mean: self.batch_micros as f64 / self.batches.max(1) as f64 / 1e3,
+            writers: writers as u64,
             cpu_us_per_sale: None,
         }
     }
@@ -232,11 +242,38 @@ fn run_sqlite(path: &Path, sales_per_commit: usize, duration: Duration) -> Resul
     }
     let elapsed = started.elapsed();
     let cpu_us_per_sale = crate::cpu::cpu_us_per(cpu_before, crate::cpu::process_cpu_us(None), totals.sales);
-    Ok(PhysicalReport { cpu_us_per_sale, ..totals.report(sales_per_commit, elapsed) })
+    Ok(PhysicalReport { cpu_us_per_sale, ..totals.report(sales_per_commit, 1, elapsed) })
 }
 
-/// The PostgreSQL writer: one connection, three set-based inserts per batch.
+/// The PostgreSQL writers: [`kassa_store::POSTGRES_WRITERS`] connections at once, three
+/// set-based inserts per batch each; writer `w` of `n` takes the ids `w + 1`, `w + 1 + n`, ….
 async fn run_postgres(url: &str, sales_per_commit: usize, duration: Duration) -> Result<PhysicalReport, PhysicalError> {
+    let writers = kassa_store::POSTGRES_WRITERS;
+    let scratch = |error: kassa_store::StoreError| PhysicalError::Scratch(error.to_string());
+    let client = kassa_store::connect_postgres(url).await.map_err(scratch)?;
+    client.batch_execute(&schema("BIGINT")).await.map_err(db_error)?;
+    drop(client);
+    let started = Instant::now();
+    let runs: Vec<_> = (0..writers)
+        .map(|writer| {
+            let url = url.to_owned();
+            tokio::spawn(async move { run_postgres_writer(&url, writer, writers, sales_per_commit, duration).await })
+        })
+        .collect();
+    let mut totals = Totals::default();
+    for run in runs {
+        totals.add(run.await.map_err(|error| PhysicalError::Database(format!("a writer stopped: {error}")))??);
+    }
+    Ok(totals.report(sales_per_commit, writers, started.elapsed()))
+}
+
+async fn run_postgres_writer(
+    url: &str,
+    writer: usize,
+    writers: usize,
+    sales_per_commit: usize,
+    duration: Duration,
+) -> Result<Totals, PhysicalError> {
     let scratch = |error: kassa_store::StoreError| PhysicalError::Scratch(error.to_string());
     let mut client = kassa_store::connect_postgres(url).await.map_err(scratch)?;
     client.batch_execute("SET synchronous_commit = on").await.map_err(db_error)?;
@@ -244,7 +281,6 @@ async fn run_postgres(url: &str, sales_per_commit: usize, duration: Duration) ->
     if fsync != "on" {
         return Err(PhysicalError::NotDurable(format!("fsync = {fsync}")));
     }
-    client.batch_execute(&schema("BIGINT")).await.map_err(db_error)?;
     let sale_insert = client
         .prepare(
             "INSERT INTO sale (id, terminal_id, stan, amount_minor, rrn) \
@@ -264,14 +300,14 @@ async fn run_postgres(url: &str, sales_per_commit: usize, duration: Duration) ->
         .await
         .map_err(db_error)?;
     let mut totals = Totals::default();
-    let mut next_id: u64 = 1;
+    let (mut next_id, step) = (writer as u64 + 1, writers as u64);
     let started = Instant::now();
     while started.elapsed() < duration {
         let batch_started = Instant::now();
         let mut sales = Columns::with_capacity(sales_per_commit);
         for _ in 0..sales_per_commit {
             sales.push(Sale::new(next_id)?);
-            next_id += 1;
+            next_id += step;
         }
         let tx = client.transaction().await.map_err(db_error)?;
         tx.execute(&sale_insert, &[&sales.ids, &sales.terminal_ids, &sales.stans, &sales.amounts, &sales.rrns])
@@ -287,7 +323,7 @@ async fn run_postgres(url: &str, sales_per_commit: usize, duration: Duration) ->
         tx.commit().await.map_err(db_error)?;
         totals.add_batch(sales_per_commit, batch_started.elapsed());
     }
-    Ok(totals.report(sales_per_commit, started.elapsed()))
+    Ok(totals)
 }
 
 /// One batch as columns, for `unnest`.
@@ -389,6 +425,7 @@ mod tests {
         let report = run_on_scratch(None, 7, Duration::from_millis(300)).await.unwrap();
         assert_committed(&report, 7);
         assert!(report.cpu_us_per_sale.is_some(), "{report:?}");
+        assert_eq!(report.writers, 1);
     }
 
     /// On the server of `KASSA_TEST_DATABASE_URL`, as the store's PostgreSQL tests; skipped
@@ -399,5 +436,6 @@ mod tests {
         let report = run_on_scratch(Some(&server), 7, Duration::from_millis(300)).await.unwrap();
         assert_committed(&report, 7);
         assert_eq!(report.cpu_us_per_sale, None, "the server's CPU is not the bench's");
+        assert_eq!(report.writers, kassa_store::POSTGRES_WRITERS as u64, "as many as the host's");
     }
 }

@@ -59,7 +59,9 @@ pub mod web_money;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use crate::backend::postgres::{connect as connect_postgres, create_database, drop_database, url_with_database};
+pub use crate::backend::postgres::{
+    connect as connect_postgres, create_database, drop_database, url_with_database, WRITERS as POSTGRES_WRITERS,
+};
 pub use crate::core::committer::{CommitStats, Committer, CommitterLimits};
 pub use crate::core::error::StoreError;
 pub use crate::core::records::*;

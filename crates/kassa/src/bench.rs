@@ -273,8 +273,9 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
                 Some(BatchSizeFrom::Host) | None => "",
             };
             println!(
-                "minimal durable sale (physical limit): {:.1} sales/s at {} per commit{from}, {:.2} ms per commit",
-                physical.sales_per_s, physical.sales_per_commit, physical.commit_ms_mean
+                "minimal durable sale (physical limit): {:.1} sales/s at {} per commit{from}, {:.2} ms per commit, \
+                 {} writer(s)",
+                physical.sales_per_s, physical.sales_per_commit, physical.commit_ms_mean, physical.writers
             );
             if let Some(micros) = physical.cpu_us_per_sale {
                 println!("CPU per minimal durable sale: {micros:.1} µs");

@@ -665,7 +665,7 @@ const UNBOUNDED_SESSION: &str =
 /// Connections the committer writes through at once: while one batch waits for its commit's
 /// flush, the next is built and sent (a host on 2 cores was idle 43 % of a PostgreSQL run with
 /// one, every commit waiting on round trips and the flush).
-const WRITERS: usize = 2;
+pub const WRITERS: usize = 2;
 
 pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
     let connect_timeout = Duration::from_millis(options.connect_timeout_ms);
