@@ -239,6 +239,58 @@ async fn pages_follow_the_cursor(db: &TestDb) {
     assert_eq!(seen, expected, "every row once, newest first, across pages");
 }
 
+/// A capture as the gateway records it: under an id reserved before the issuer was asked, its
+/// entry posted with that transaction's id (found by it, not by its reference).
+async fn detail_shows_a_capture_entry_found_by_its_transaction(db: &TestDb) {
+    let site = Site::start(db).await;
+    seed(&site.store).await;
+    let reserve = WriteUnit::ops(vec![WriteOp::ReserveTxnIds { count: 1, at_ms: AT_MS }]);
+    let UnitOutcome::Committed { reserved_ids, .. } = site.store.commit(reserve).await.unwrap() else { panic!() };
+    let id = reserved_ids[0];
+    let reference = format!("card:{TID}:000001:000077:020");
+    let txn = NewTxn {
+        kind: TxnKind::Sale,
+        status: TxnStatus::Approved,
+        channel: Channel::Card,
+        merchant_id: MID.into(),
+        card_identity: Some(CardIdentity::new(TID, 1, 77, "020").unwrap()),
+        out_trade_no: None,
+        rrn: Some(format!("{id:012}")),
+        auth_code: Some("777777".into()),
+        amount_minor: 7_700,
+        currency: Currency::CNY,
+        fee_minor: 77,
+        pan_masked: Some("622202******0128".into()),
+        content_digest: "d-77".into(),
+        original_id: None,
+        response: StoredAnswer::default(),
+        business_date: DAY.into(),
+        created_at_ms: AT_MS,
+    };
+    let entry = kassa_ledger::sale_entry(
+        &reference,
+        &MerchantId::parse(MID).unwrap(),
+        Channel::Card,
+        Money::from_minor(7_700, Currency::CNY),
+        Money::from_minor(77, Currency::CNY),
+    )
+    .unwrap();
+    let unit = WriteUnit::guarded(
+        Guard::InsertReservedTxn(Box::new(txn), ReservedId { id, block_id: id }),
+        vec![WriteOp::PostTxnEntry { entry, txn_id: id, at_ms: AT_MS }],
+    );
+    assert!(matches!(site.store.commit(unit).await.unwrap(), UnitOutcome::Committed { .. }));
+    assert!(site.store.ledger.entries_for(&reference).await.unwrap().is_empty(), "not by its reference");
+
+    let owner = site.sign_in("owner").await;
+    let page = site.get(Some(&owner), &format!("/transactions/card/{id}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for text in ["77.00 CNY", "Journal entries", "Balanced", reference.as_str(), "0.77"] {
+        assert!(has(&page, text), "{text}: {}", page.body);
+    }
+    assert!(!has(&page, "Not balanced"));
+}
+
 async fn detail_shows_facts_entries_and_audit(db: &TestDb) {
     let site = Site::start(db).await;
     let (approved, _declined, other) = seed(&site.store).await;
@@ -362,6 +414,7 @@ kassa_store::both_backends!(
     search_filters_and_scoping,
     pages_follow_the_cursor,
     detail_shows_facts_entries_and_audit,
+    detail_shows_a_capture_entry_found_by_its_transaction,
     export_is_csv_of_the_search,
     export_streams_page_by_page,
 );
