@@ -677,9 +677,8 @@ async fn result(
     })
 }
 
-/// The run's transactions as they stand now.
-/// The run's transactions as links, and the ids of its card transactions (whose entries are
-/// found by them).
+/// The run's transactions as they stand now, as links, and the ids of its card transactions
+/// (whose entries are found by them).
 async fn transactions_of(
     state: &WebState,
     record: &RunRecord,
